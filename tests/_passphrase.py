@@ -1,0 +1,106 @@
+"""
+A small challenge-response keycard kind used to test the core without SCRAM:
+the bouncer sends a nonce, the client answers SHA-256(secret, nonce).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+
+import attrs
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import Interface, implementer
+
+from twisted_keycard import IAnswerer, IChallenger, IExchange, Keycard, registerKeycard
+from twisted_keycard.error import KeycardRefused, ProtocolError
+from twisted_keycard.keycard import wireField
+
+
+@registerKeycard
+@attrs.define(slots=False, eq=False, kw_only=True)
+class PassphraseKeycard(Keycard):
+    keycardType = "twisted_keycard.tests.passphrase"
+
+    username: str | None = wireField(str, 64)
+    challenge: str | None = wireField(str, 64)
+    response: str | None = wireField(str, 64)
+
+
+def respond(secret: str, challenge: str) -> str:
+    return hashlib.sha256(f"{secret}:{challenge}".encode()).hexdigest()
+
+
+class IPassphraseExchange(IExchange):
+    pass
+
+
+@implementer(IPassphraseExchange)
+@attrs.define
+class PassphraseExchange:
+    username: str
+    nonce: str
+    response: str | None = None
+    concluded: bool = False
+
+    def challenge(self, keycard: PassphraseKeycard) -> bool:
+        keycard.challenge = self.nonce
+        return True
+
+    def answer(self, keycard: PassphraseKeycard) -> None:
+        if keycard.response is None:
+            raise ProtocolError("no response")
+        self.response = keycard.response
+
+    def conclude(self, keycard: Keycard) -> None:
+        self.concluded = True
+
+
+@implementer(ICredentialsChecker, IChallenger)
+@attrs.define
+class PassphraseChecker:
+    secrets: Mapping[str, str]
+    credentialInterfaces = (IPassphraseExchange,)
+    keycardClasses = (PassphraseKeycard,)
+    checked: int = 0
+
+    def prime(self, keycard: PassphraseKeycard) -> Deferred[PassphraseExchange]:
+        if keycard.username is None:
+            return fail(ProtocolError("no username"))
+        return succeed(PassphraseExchange(keycard.username, secrets.token_hex(16)))
+
+    def requestAvatarId(self, exchange: PassphraseExchange) -> Deferred[str]:
+        self.checked += 1
+        secret = self.secrets.get(exchange.username, "")
+        expected = respond(secret, exchange.nonce)
+        if exchange.response is not None and hmac.compare_digest(
+            expected, exchange.response
+        ) and exchange.username in self.secrets:
+            return succeed(exchange.username)
+        return fail(KeycardRefused())
+
+
+@implementer(IAnswerer)
+@attrs.define
+class PassphraseAnswerer:
+    username: str
+    secret: str = attrs.field(repr=False)
+    keycardClass = PassphraseKeycard
+    finished: bool = False
+
+    def start(self) -> PassphraseKeycard:
+        return PassphraseKeycard(username=self.username)
+
+    def answer(self, keycard: PassphraseKeycard) -> PassphraseKeycard:
+        if keycard.challenge is None:
+            raise ProtocolError("no challenge")
+        keycard.response = respond(self.secret, keycard.challenge)
+        return keycard
+
+    def finish(self, keycard: Keycard) -> None:
+        self.finished = True
+
+

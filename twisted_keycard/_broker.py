@@ -1,0 +1,63 @@
+"""
+A PB broker that bounds what a peer can make it hold, and keeps its log
+quiet about peers that send garbage.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+from twisted.spread import pb
+
+from .error import InvalidKeycard, MalformedMessage
+
+#: Bytes a peer may send towards one message at most, by default.
+MAX_MESSAGE = 1024 * 1024
+
+
+class KeycardBroker(pb.Broker):
+    """
+    A L{pb.Broker} that drops a peer whose single message grows past
+    L{maxMessage} bytes.
+
+    Banana checks each string and list against its own limit (640 KiB) but
+    not the whole message, so a peer could otherwise make a broker buffer
+    many such pieces before anything looks at them.
+    """
+
+    log = Logger()
+    maxMessage = MAX_MESSAGE
+    _pendingBytes = 0
+    _dropped = False
+
+    def dataReceived(self, chunk: bytes) -> None:
+        if self._dropped:
+            return
+        self._pendingBytes += len(chunk)
+        if self._pendingBytes > self.maxMessage:
+            self._tooLarge()
+            return
+        super().dataReceived(chunk)
+        if not self.listStack:
+            self._pendingBytes = len(self.buffer)
+
+    def _tooLarge(self) -> None:
+        self._dropped = True
+        self.log.warn(
+            "dropping {peer}: message over {limit} bytes",
+            peer=self.transport.getPeer(),
+            limit=self.maxMessage,
+        )
+        self.transport.abortConnection()
+
+    def unserialize(self, sexp: object, perspective: object = None) -> object:
+        """
+        Turn anything a peer's message makes unjelly fail on into a
+        L{MalformedMessage}, which PB sends back without logging a traceback.
+        """
+        try:
+            return super().unserialize(sexp, perspective)
+        except (InvalidKeycard, MalformedMessage):
+            raise
+        except Exception as e:
+            self.log.debug("refusing a malformed message: {error!r}", error=e)
+            raise MalformedMessage(f"message refused: {type(e).__name__}") from None

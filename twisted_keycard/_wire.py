@@ -1,0 +1,138 @@
+"""
+Declarations of the fields a keycard may carry over the wire, and their
+validation.
+
+A keycard class declares each of its wire fields as an attrs field built by
+L{wireField}; the L{Wire} object in its metadata says the type, the length
+limit and how the value is encoded.  Anything a peer sends that is not
+declared this way is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from .error import InvalidKeycard
+
+WIRE = "twisted_keycard.wire"
+
+#: How many characters of a peer's bad field name to repeat in an error.
+_NAME_ECHO = 40
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@attrs.frozen
+class Wire:
+    """
+    How one keycard field crosses the wire.
+
+    @ivar kind: the Python type of the value on the wire: C{str}, C{bytes},
+        C{int} or C{float} (a C{float} field also takes an C{int}).
+    @ivar maxLength: the largest length of a C{str} or C{bytes} value.
+    @ivar secret: the field holds a secret (a password) and may only be sent
+        over TLS.
+    @ivar encode: turns the local value into the wire value.
+    @ivar decode: turns a checked wire value into the local value; raises
+        L{ValueError} for a value it does not accept.
+    """
+
+    kind: type
+    maxLength: int | None = None
+    secret: bool = False
+    encode: Callable[[Any], Any] = _same
+    decode: Callable[[Any], Any] = _same
+
+    def check(self, name: str, value: object) -> object:
+        """
+        Check a value received from a peer and return its local form.
+
+        @raise InvalidKeycard: if the value has the wrong type, is too long,
+            or is not a finite number.
+        """
+        if value is None:
+            return None
+        kind = self.kind
+        if kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not kind:
+            raise InvalidKeycard(
+                f"field {name!r} must be {kind.__name__}, not {type(value).__name__}"
+            )
+        if isinstance(value, str | bytes):
+            if self.maxLength is not None and len(value) > self.maxLength:
+                raise InvalidKeycard(
+                    f"field {name!r} is longer than {self.maxLength} characters"
+                )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidKeycard(f"field {name!r} must be a finite number")
+        try:
+            return self.decode(value)
+        except ValueError:
+            raise InvalidKeycard(f"field {name!r} has a value it cannot take") from None
+
+
+def wireField(
+    kind: type,
+    maxLength: int | None = None,
+    *,
+    default: Any = None,
+    secret: bool = False,
+    encode: Callable[[Any], Any] = _same,
+    decode: Callable[[Any], Any] = _same,
+) -> Any:
+    """
+    Declare an attrs field of a keycard that crosses the wire.
+
+    @return: an attrs field whose metadata holds a L{Wire}.
+    """
+    wire = Wire(kind, maxLength, secret, encode, decode)
+    return attrs.field(default=default, repr=not secret, metadata={WIRE: wire})
+
+
+def wireFields(cls: type) -> Mapping[str, Wire]:
+    """
+    The wire fields of an attrs keycard class, by name.
+    """
+    return {
+        f.name: f.metadata[WIRE] for f in attrs.fields(cls) if WIRE in f.metadata
+    }
+
+
+def checkState(
+    cls: type, fields: Mapping[str, Wire], state: object
+) -> dict[str, object]:
+    """
+    Check the state a peer sent for a keycard of class C{cls}.
+
+    @return: every declared field, by name, in its local form; fields the
+        peer left out take their default.
+    @raise InvalidKeycard: if C{state} is not a dictionary, or has a field
+        C{fields} does not declare, or a bad value.
+    """
+    name = cls.__name__
+    if not isinstance(state, dict):
+        raise InvalidKeycard(f"{name} state must be a dictionary")
+    if len(state) > len(fields):
+        raise InvalidKeycard(f"{name} has more fields than it declares")
+    checked: dict[str, object] = {}
+    for key, value in state.items():
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        if not isinstance(key, str) or key not in fields:
+            shown = repr(key)[:_NAME_ECHO]
+            raise InvalidKeycard(f"{name} has no field {shown}")
+        checked[key] = fields[key].check(key, value)
+    for f in attrs.fields(cls):
+        if f.name in fields and f.name not in checked:
+            default = f.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                default = default.factory()
+            checked[f.name] = default
+    return checked

@@ -1,0 +1,309 @@
+"""
+The in-process bouncer: challenges keycards, hands them to checkers, issues
+keycard ids and expires them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ._expiry import ExpiryTimers
+from ._pending import PendingExchanges
+from ._record import IssuedKeycard
+from .error import KeycardDenied, KeycardRefused, ProtocolError
+from .interfaces import (
+    IBouncer,
+    IChallenger,
+    IExchange,
+    IKeycardStore,
+    IRequester,
+)
+from .keycard import Keycard, KeycardState
+from .store import MemoryStore
+
+#: Bytes of randomness in a keycard id (192 bits).
+ID_BYTES = 24
+
+
+def newKeycardId() -> str:
+    """
+    A fresh keycard id from the operating system's CSPRNG.
+    """
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+class _Refusal(Exception):
+    """
+    Internal: why a keycard is refused, for the log only.
+    """
+
+
+@implementer(IBouncer)
+class Bouncer:
+    """
+    Checks keycards with twisted.cred checkers and keeps the ones it issued.
+
+    @ivar name: the bouncer's name, set in the keycards it checks.
+    @ivar store: the L{IKeycardStore} of issued keycards.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        checkers: Iterable[ICredentialsChecker],
+        store: IKeycardStore | None = None,
+        *,
+        clock: IReactorTime,
+        name: str = "bouncer",
+        duration: float = 3600.0,
+        maxLifetime: float | None = None,
+        challengeTimeout: float = 30.0,
+        maxPending: int = 10_000,
+        maxPendingPerAddress: int = 100,
+        newId: Callable[[], str] = newKeycardId,
+    ) -> None:
+        """
+        @param checkers: twisted.cred checkers; those that are also
+            L{IChallenger}s start the exchanges of their keycard classes.
+        @param store: where issued keycards are recorded; a L{MemoryStore}
+            by default.
+        @param clock: the reactor's time, for expiry.
+        @param duration: seconds an issued keycard stays valid, and by how
+            much L{keepAlive} renews it.
+        @param maxLifetime: seconds after issue past which L{keepAlive} no
+            longer renews a keycard; C{None} for no limit.
+        @param challengeTimeout: seconds a client has to answer a challenge.
+        @param maxPending: exchanges in progress at most, in all.
+        @param maxPendingPerAddress: exchanges in progress at most from one
+            client address.
+        @raise ValueError: if two challengers claim one keycard class, or a
+            challenger's credentials have no checker.
+        """
+        if duration <= 0:
+            raise ValueError("duration must be positive")
+        self.name = name
+        self.store = store if store is not None else MemoryStore()
+        self.clock = clock
+        self.duration = duration
+        self.maxLifetime = maxLifetime
+        self._newId = newId
+        self._checkers: list[ICredentialsChecker] = list(checkers)
+        self._challengers: dict[str, IChallenger] = {}
+        classes: list[type[Keycard]] = []
+        for checker in self._checkers:
+            if not IChallenger.providedBy(checker):
+                continue
+            for cls in checker.keycardClasses:
+                if cls.keycardType in self._challengers:
+                    raise ValueError(f"two challengers for {cls.keycardType}")
+                self._challengers[cls.keycardType] = checker
+                classes.append(cls)
+        self.keycardClasses = tuple(classes)
+        self._pending = PendingExchanges(
+            clock, challengeTimeout, maxPending, maxPendingPerAddress
+        )
+        self._timers = ExpiryTimers(clock, self._timersExpired)
+        self._requesters: dict[str, IRequester] = {}
+
+    # Requesters
+
+    def registerRequester(self, name: str, requester: IRequester) -> None:
+        self._requesters[name] = requester
+
+    def unregisterRequester(self, name: str) -> None:
+        self._requesters.pop(name, None)
+
+    # Exchanges
+
+    def authenticate(self, keycard: Keycard) -> Deferred[Keycard]:
+        return Deferred.fromCoroutine(self._authenticate(keycard))
+
+    async def _authenticate(self, keycard: Keycard) -> Keycard:
+        try:
+            if not isinstance(keycard, Keycard):
+                raise _Refusal("not a keycard")
+            if keycard.keycardType not in self._challengers:
+                raise _Refusal("keycard class not taken here")
+            if keycard.state is not KeycardState.REQUESTING:
+                raise _Refusal(f"keycard sent in state {keycard.state.name}")
+            # Whatever the client claims in the fields the bouncer sets is
+            # dropped before anything reads it.
+            keycard.avatarId = keycard.token = None
+            keycard.duration = keycard.expires = None
+            keycard.bouncerName = self.name
+            if keycard.id is None:
+                return await self._start(keycard)
+            return await self._continue(keycard)
+        except (_Refusal, ProtocolError, UnauthorizedLogin) as e:
+            self._refused(keycard, str(e) or type(e).__name__)
+            keycard.state = KeycardState.REFUSED
+            raise KeycardRefused() from None
+
+    async def _start(self, keycard: Keycard) -> Keycard:
+        keycardId = self._newId()
+        entry = self._pending.reserve(
+            keycardId, keycard.keycardType, keycard.address, keycard.requesterName
+        )
+        try:
+            challenger = self._challengers[keycard.keycardType]
+            exchange: IExchange = await maybeDeferred(challenger.prime, keycard)
+            keycard.id = keycardId
+            needsAnswer = exchange.challenge(keycard)
+        except BaseException:
+            self._pending.take(keycardId)
+            raise
+        if needsAnswer:
+            entry.exchange = exchange
+            return keycard
+        self._pending.take(keycardId)
+        return await self._check(keycard, exchange)
+
+    async def _continue(self, keycard: Keycard) -> Keycard:
+        assert keycard.id is not None
+        entry = self._pending.take(keycard.id)
+        if entry is None or entry.exchange is None:
+            raise _Refusal("unknown, used or expired keycard id")
+        if (entry.keycardType, entry.address, entry.requesterName) != (
+            keycard.keycardType,
+            keycard.address,
+            keycard.requesterName,
+        ):
+            raise _Refusal("keycard id presented by another client")
+        entry.exchange.answer(keycard)
+        return await self._check(keycard, entry.exchange)
+
+    def _checkerFor(self, exchange: IExchange) -> ICredentialsChecker:
+        for checker in self._checkers:
+            for iface in checker.credentialInterfaces:
+                if iface.providedBy(exchange):
+                    return checker
+        raise _Refusal("no checker for these credentials")
+
+    async def _check(self, keycard: Keycard, exchange: IExchange) -> Keycard:
+        checker = self._checkerFor(exchange)
+        avatarId = await maybeDeferred(checker.requestAvatarId, exchange)
+        if isinstance(avatarId, bytes):
+            avatarId = avatarId.decode("utf-8")
+        if not isinstance(avatarId, str):
+            raise _Refusal("checker gave no avatar id")
+        exchange.conclude(keycard)
+        assert keycard.id is not None
+        now = self.clock.seconds()
+        record = IssuedKeycard(
+            keycardId=keycard.id,
+            avatarId=avatarId,
+            requesterName=keycard.requesterName,
+            bouncerName=self.name,
+            keycardType=keycard.keycardType,
+            address=keycard.address,
+            issued=now,
+            duration=self.duration,
+            expires=now + self.duration,
+        )
+        await self.store.add(record)
+        self._timers.schedule(record.keycardId, record.expires)
+        keycard.state = KeycardState.AUTHENTICATED
+        keycard.avatarId = avatarId
+        keycard.duration = record.duration
+        keycard.expires = record.expires
+        self.log.info(
+            "keycard {keycardId} issued to {avatarId} via {requesterName}"
+            " from {address}, expires {expires}",
+            keycardId=record.keycardId,
+            avatarId=avatarId,
+            requesterName=record.requesterName,
+            address=record.address,
+            expires=record.expires,
+        )
+        return keycard
+
+    def _refused(self, keycard: object, reason: str) -> None:
+        self.log.info(
+            "keycard refused: {reason} ({keycardType} via {requesterName}"
+            " from {address})",
+            reason=reason,
+            keycardType=getattr(keycard, "keycardType", type(keycard).__name__),
+            requesterName=getattr(keycard, "requesterName", None),
+            address=getattr(keycard, "address", None),
+        )
+
+    # Issued keycards
+
+    def removeKeycardId(self, keycardId: str) -> Deferred[bool]:
+        return Deferred.fromCoroutine(self._remove(keycardId))
+
+    async def _remove(self, keycardId: str) -> bool:
+        self._timers.cancel(keycardId)
+        record = await self.store.remove(keycardId)
+        if record is not None:
+            self.log.info("keycard {keycardId} removed", keycardId=keycardId)
+        return record is not None
+
+    def expireKeycardIds(self, keycardIds: Sequence[str]) -> Deferred[int]:
+        return Deferred.fromCoroutine(self._expire(keycardIds))
+
+    def _timersExpired(self, keycardIds: list[str]) -> None:
+        d = self.expireKeycardIds(keycardIds)
+        d.addErrback(lambda f: self.log.failure("expiring keycards failed", f))
+
+    async def _expire(self, keycardIds: Sequence[str]) -> int:
+        byRequester: dict[str | None, list[str]] = defaultdict(list)
+        for keycardId in keycardIds:
+            self._timers.cancel(keycardId)
+            record = await self.store.remove(keycardId)
+            if record is not None:
+                byRequester[record.requesterName].append(keycardId)
+        for requesterName, ids in byRequester.items():
+            self.log.info(
+                "{count} keycard(s) expired via {requesterName}: {keycardIds}",
+                count=len(ids),
+                requesterName=requesterName,
+                keycardIds=ids,
+            )
+            requester = self._requesters.get(requesterName or "")
+            if requester is None:
+                continue
+            try:
+                await maybeDeferred(requester.expireKeycardIds, ids)
+            except Exception:
+                self.log.failure(
+                    "requester {requesterName} failed to expire keycards",
+                    requesterName=requesterName,
+                )
+        return sum(len(ids) for ids in byRequester.values())
+
+    def keepAlive(self, requesterName: str, keycardIds: Sequence[str]) -> Deferred[int]:
+        return Deferred.fromCoroutine(self._keepAlive(requesterName, keycardIds))
+
+    async def _keepAlive(self, requesterName: str, keycardIds: Sequence[str]) -> int:
+        now = self.clock.seconds()
+        renewed = 0
+        for keycardId in keycardIds:
+            record = await self.store.get(keycardId)
+            if record is None or record.requesterName != requesterName:
+                continue
+            expires = now + record.duration
+            if self.maxLifetime is not None:
+                expires = min(expires, record.issued + self.maxLifetime)
+            if expires <= now:
+                continue
+            await self.store.renew(keycardId, expires)
+            self._timers.schedule(keycardId, expires)
+            renewed += 1
+        return renewed
+
+    def stopExpiring(self) -> None:
+        """
+        Cancel every expiry timer, as when the bouncer's service stops.
+        """
+        self._timers.stop()

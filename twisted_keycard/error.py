@@ -1,0 +1,88 @@
+"""
+Errors raised by twisted-keycard.
+
+Every error the library raises on purpose is a L{KeycardError}.  Those that
+may cross Perspective Broker are also L{pb.Error} subclasses, so that PB sends
+them to the peer without logging a traceback, and their messages are fixed
+strings that tell an attacker nothing.
+"""
+
+from __future__ import annotations
+
+from twisted.cred.error import LoginDenied, UnauthorizedLogin
+from twisted.spread import pb
+
+
+class KeycardError(Exception):
+    """
+    Base class of every error raised on purpose by twisted-keycard.
+    """
+
+
+class InvalidKeycard(KeycardError, pb.Error):
+    """
+    Raised when a keycard received from a peer has a field its class does not
+    declare, a field of the wrong type, or a value over its length limit.
+
+    Nothing of the keycard is changed when this is raised.
+    """
+
+
+class KeycardRefused(KeycardError, UnauthorizedLogin, pb.Error):
+    """
+    Raised (as a L{Failure}) when a bouncer refuses a keycard.
+
+    It always carries the same message, whatever was wrong: a wrong password,
+    an unknown user, a tampered or replayed message, an unknown keycard id.
+    """
+
+    MESSAGE = "keycard refused"
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)
+
+
+class KeycardDenied(KeycardError, LoginDenied, pb.Error):
+    """
+    Raised when a bouncer will not take a keycard right now for a reason the
+    requester should know and that helps no attacker: too many logins in
+    progress, a quota reached.
+    """
+
+
+class InsecureTransport(KeycardError, pb.Error):
+    """
+    Raised when a keycard that carries a secret would be sent over a
+    connection that is not protected by TLS.
+    """
+
+
+class ServerAuthenticationFailed(KeycardError):
+    """
+    Raised on the client when the server could not prove its own identity
+    (for SCRAM: a missing or wrong server signature).  The client refuses the
+    login.
+    """
+
+
+class ProtocolError(KeycardError):
+    """
+    Raised when a message of an exchange is malformed or out of order.
+
+    On the bouncer this becomes a L{KeycardRefused}; on the client it ends the
+    login attempt.
+    """
+
+
+class TooManyRounds(KeycardError):
+    """
+    Raised on the client when the server keeps asking for more challenge
+    rounds than the client allows.
+    """
+
+
+class MalformedMessage(KeycardError, pb.Error):
+    """
+    Raised when a PB message from a peer cannot be taken: it names a class
+    that may not be received, or its content is malformed.
+    """

@@ -1,0 +1,229 @@
+"""
+The pluggable roles of twisted-keycard, as zope interfaces.
+
+Methods here have no C{self}; each docstring says what the returned
+L{Deferred} fires with and how it fails.
+"""
+
+from __future__ import annotations
+
+from twisted.cred.credentials import ICredentials
+from zope.interface import Attribute, Interface
+
+
+class IExchange(ICredentials):
+    """
+    The bouncer's side of one exchange: the challenge it sent and everything
+    it must compare later.  It never leaves the bouncer.  Once answered it is
+    the credentials handed to a L{twisted.cred.checkers.ICredentialsChecker}.
+    """
+
+    def challenge(keycard):  # type: ignore[no-untyped-def]
+        """
+        Write the challenge into the keycard about to go back to the client.
+
+        @return: C{True} if the client must answer before the check, C{False}
+            if the keycard already holds everything and can be checked now.
+        """
+
+    def answer(keycard):  # type: ignore[no-untyped-def]
+        """
+        Take the client's answer from the keycard it sent back.  Only the
+        answer fields are read; everything else comes from this object.
+
+        @raise twisted_keycard.error.ProtocolError: if the answer is malformed
+            or does not belong to this exchange.
+        """
+
+    def conclude(keycard):  # type: ignore[no-untyped-def]
+        """
+        After a successful check, write the bouncer's own proof (if the
+        exchange has one) into the keycard about to go back to the client.
+        """
+
+
+class IChallenger(Interface):
+    """
+    Starts exchanges for some keycard classes.  Usually the same object as
+    the checker, because building a challenge needs the stored data (SCRAM
+    needs the salt and the iteration count).
+    """
+
+    keycardClasses = Attribute(
+        "The keycard classes this challenger starts exchanges for: a tuple."
+    )
+
+    def prime(keycard):  # type: ignore[no-untyped-def]
+        """
+        Start an exchange for the first keycard of a client.
+
+        For an unknown user this primes a mock exchange that cannot be told
+        from a real one and fails at the check.
+
+        @return: a L{Deferred} firing with an L{IExchange}, or failing with
+            L{twisted_keycard.error.ProtocolError} if the keycard is
+            malformed.
+        """
+
+
+class IRequester(Interface):
+    """
+    What a bouncer calls back on the requester that holds keycards.
+    """
+
+    def expireKeycardIds(keycardIds):  # type: ignore[no-untyped-def]
+        """
+        The bouncer has expired or revoked these keycard ids: drop the
+        clients that hold them.
+
+        @param keycardIds: a sequence of keycard ids.
+        @return: C{None} or a L{Deferred} firing when done.
+        """
+
+
+class IBouncer(Interface):
+    """
+    Checks keycards, issues keycard ids, and expires them.
+    """
+
+    name = Attribute("The bouncer's name, set in the keycards it checks.")
+    keycardClasses = Attribute("The keycard classes this bouncer takes: a tuple.")
+
+    def authenticate(keycard):  # type: ignore[no-untyped-def]
+        """
+        Take one message of an exchange.
+
+        @return: a L{Deferred} firing with a keycard: L{KeycardState.REQUESTING}
+            with a challenge to answer, or L{KeycardState.AUTHENTICATED} with
+            C{avatarId}, C{duration} and C{expires} set.  It fails with
+            L{twisted_keycard.error.KeycardRefused} for any refusal, or
+            L{twisted_keycard.error.KeycardDenied} when the bouncer will not
+            take the keycard now.
+        """
+
+    def registerRequester(name, requester):  # type: ignore[no-untyped-def]
+        """
+        Tell the bouncer which L{IRequester} to call back for the keycards
+        issued through requester C{name}.
+        """
+
+    def unregisterRequester(name):  # type: ignore[no-untyped-def]
+        """
+        Forget the requester called C{name}.
+        """
+
+    def removeKeycardId(keycardId):  # type: ignore[no-untyped-def]
+        """
+        The client that held this keycard has gone: forget the keycard
+        without calling back its requester.
+
+        @return: a L{Deferred} firing with C{True} if the id was issued and
+            is now removed, C{False} if it was unknown.
+        """
+
+    def expireKeycardIds(keycardIds):  # type: ignore[no-untyped-def]
+        """
+        Expire these keycards now and tell the requesters that hold them.
+
+        @return: a L{Deferred} firing with the number of ids expired.
+        """
+
+    def keepAlive(requesterName, keycardIds):  # type: ignore[no-untyped-def]
+        """
+        Renew the keycards that requester C{requesterName} still holds, each
+        for its duration from now.  Ids issued through another requester are
+        left alone.
+
+        @return: a L{Deferred} firing with the number of keycards renewed.
+        """
+
+
+class IKeycardStore(Interface):
+    """
+    The store of valid (issued) keycards.  Every method returns a
+    L{Deferred}; a backend that can fail (a database) fails it.
+    """
+
+    def add(record):  # type: ignore[no-untyped-def]
+        """
+        Record an L{twisted_keycard.store.IssuedKeycard}.
+
+        @return: a L{Deferred} firing with C{None} once it is recorded.
+        @raise KeyError: (as a failure) if a keycard with that id is already
+            recorded.
+        """
+
+    def get(keycardId):  # type: ignore[no-untyped-def]
+        """
+        @return: a L{Deferred} firing with the record for C{keycardId}, or
+            C{None}.
+        """
+
+    def remove(keycardId):  # type: ignore[no-untyped-def]
+        """
+        @return: a L{Deferred} firing with the removed record, or C{None} if
+            there was none.
+        """
+
+    def renew(keycardId, expires):  # type: ignore[no-untyped-def]
+        """
+        Set the expiry of a recorded keycard.
+
+        @return: a L{Deferred} firing with the updated record, or C{None} if
+            there was none.
+        """
+
+    def byAvatar(avatarId):  # type: ignore[no-untyped-def]
+        """
+        @return: a L{Deferred} firing with a list of the records issued to
+            C{avatarId}.
+        """
+
+    def byRequester(requesterName):  # type: ignore[no-untyped-def]
+        """
+        @return: a L{Deferred} firing with a list of the records issued
+            through requester C{requesterName}.
+        """
+
+    def expiredBefore(when):  # type: ignore[no-untyped-def]
+        """
+        @return: a L{Deferred} firing with a list of the records whose
+            expiry is at or before C{when}.
+        """
+
+    def count():  # type: ignore[no-untyped-def]
+        """
+        @return: a L{Deferred} firing with the number of records.
+        """
+
+
+class IAnswerer(Interface):
+    """
+    The client's side of one keycard kind: makes the first keycard, answers
+    challenges, and checks the server's proof.
+    """
+
+    keycardClass = Attribute("The keycard class this answerer produces.")
+
+    def start():  # type: ignore[no-untyped-def]
+        """
+        @return: the first keycard of an exchange.
+        """
+
+    def answer(keycard):  # type: ignore[no-untyped-def]
+        """
+        Answer a challenge.
+
+        @param keycard: the keycard the server sent back, REQUESTING.
+        @return: the keycard to send back.
+        @raise twisted_keycard.error.ProtocolError: for a malformed or
+            unacceptable challenge.
+        """
+
+    def finish(keycard):  # type: ignore[no-untyped-def]
+        """
+        Check the server's proof in the AUTHENTICATED keycard.
+
+        @raise twisted_keycard.error.ServerAuthenticationFailed: if the
+            server did not prove its identity.
+        """

@@ -1,0 +1,166 @@
+"""
+Keycards: credentials that travel between processes over Perspective Broker.
+
+A keycard is sent by a client, completed by a requester (which sets the
+address it came from and its own name), challenged and checked by a bouncer,
+and sent back.  Each subclass is the contract of one exchange.
+
+A keycard received over PB is always a new object, built only from the
+fields its class declares with L{wireField}; see L{Keycard.setCopyableState}.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+from twisted.cred.credentials import ICredentials
+from twisted.internet.interfaces import ISSLTransport
+from twisted.spread import pb
+
+from zope.interface import implementer
+
+from ._wire import Wire, checkState, wireField, wireFields
+from .error import InsecureTransport
+
+#: Length limits shared by the keycard classes.
+ID_LENGTH = 64
+NAME_LENGTH = 256
+ADDRESS_LENGTH = 128
+TOKEN_LENGTH = 4096
+
+
+class KeycardState(enum.Enum):
+    """
+    Where a keycard is in its exchange.
+
+    A keycard in a challenge round is L{REQUESTING} with its challenge fields
+    set.
+    """
+
+    REQUESTING = "REQUESTING"
+    AUTHENTICATED = "AUTHENTICATED"
+    REFUSED = "REFUSED"
+
+
+_registry: dict[str, type[Keycard]] = {}
+
+
+def keycardClassFor(keycardType: str) -> type[Keycard] | None:
+    """
+    The keycard class registered for a wire type tag, if any.
+    """
+    return _registry.get(keycardType)
+
+
+@implementer(ICredentials)
+@attrs.define(slots=False, eq=False, kw_only=True)
+class Keycard(pb.Copyable, pb.RemoteCopy):
+    """
+    Base class of keycards.
+
+    Subclasses set L{keycardType}, a stable name that is the keycard's type
+    tag on the wire (so moving a class to another module does not change the
+    protocol), declare their own fields with L{wireField}, and are decorated
+    with L{registerKeycard}.
+
+    @ivar id: the exchange's id, issued by the bouncer; C{None} on the first
+        message.
+    @ivar state: a L{KeycardState}.
+    @ivar avatarId: set by the bouncer on success; never taken from a client.
+    @ivar requesterName: set by the requester that forwarded the keycard.
+    @ivar bouncerName: set by the bouncer that checked it.
+    @ivar duration: seconds the keycard stays valid, set by the bouncer.
+    @ivar expires: POSIX time at which it expires, set by the bouncer.
+    @ivar address: the client's address, set by the requester from the
+        transport's peer; never taken from a client.
+    @ivar token: a signed token, set by the bouncer on success.
+    """
+
+    keycardType: ClassVar[str] = "twisted_keycard.Keycard"
+
+    id: str | None = wireField(str, ID_LENGTH)
+    state: KeycardState = wireField(
+        str,
+        16,
+        default=KeycardState.REQUESTING,
+        encode=lambda s: s.value,
+        decode=KeycardState,
+    )
+    avatarId: str | None = wireField(str, NAME_LENGTH)
+    requesterName: str | None = wireField(str, NAME_LENGTH)
+    bouncerName: str | None = wireField(str, NAME_LENGTH)
+    duration: float | None = wireField(float)
+    expires: float | None = wireField(float)
+    address: str | None = wireField(str, ADDRESS_LENGTH)
+    token: str | None = wireField(str, TOKEN_LENGTH)
+
+    @classmethod
+    def wireFields(cls) -> dict[str, Wire]:
+        """
+        The fields of this class that cross the wire, by name.
+        """
+        return dict(wireFields(cls))
+
+    def getTypeToCopy(self) -> bytes:
+        return self.keycardType.encode("ascii")
+
+    def getStateToCopy(self) -> dict[str, object]:
+        """
+        The declared fields only, in their wire form.
+        """
+        return {
+            name: None if (value := getattr(self, name)) is None else w.encode(value)
+            for name, w in self.wireFields().items()
+        }
+
+    def jellyFor(self, jellier: Any) -> Any:
+        """
+        Refuse to send a secret field over a connection without TLS.
+        """
+        broker = jellier.invoker
+        if broker is not None and any(
+            w.secret and getattr(self, name) is not None
+            for name, w in self.wireFields().items()
+        ):
+            if not ISSLTransport.providedBy(broker.transport):
+                raise InsecureTransport(
+                    f"{type(self).__name__} carries a secret and needs TLS"
+                )
+        return super().jellyFor(jellier)
+
+    def setCopyableState(self, state: object) -> None:
+        """
+        Take the state a peer sent, after checking every field.
+
+        @raise InvalidKeycard: if the state has a field this class does not
+            declare, a field of the wrong type, or an oversized value; the
+            keycard is then left as it was.
+        """
+        checked = checkState(type(self), self.wireFields(), state)
+        for name, value in checked.items():
+            setattr(self, name, value)
+
+
+_K = TypeVar("_K", bound=type[Keycard])
+
+
+def registerKeycard(cls: _K) -> _K:
+    """
+    Class decorator: register a keycard class with PB under its
+    C{keycardType}, so that a peer's keycard of that type is received as a
+    new, checked instance of C{cls}.
+
+    Apply it above C{attrs.define}.
+
+    @raise ValueError: if another class already has that type tag.
+    """
+    tag = cls.keycardType
+    existing = _registry.get(tag)
+    if existing is not None and existing is not cls:
+        if existing.__qualname__ != cls.__qualname__:
+            raise ValueError(f"keycard type {tag!r} is taken by {existing!r}")
+    _registry[tag] = cls
+    pb.setUnjellyableForClass(tag.encode("ascii"), cls)
+    return cls

@@ -1,0 +1,12 @@
+"""
+Stores of issued keycards.
+
+Every backend provides L{IKeycardStore} and passes the same contract suite
+(L{twisted_keycard.testing.KeycardStoreContract}).
+"""
+
+from ._memory import MemoryStore
+from ._record import IssuedKeycard
+from .interfaces import IKeycardStore
+
+__all__ = ["IKeycardStore", "IssuedKeycard", "MemoryStore"]
