@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
 from twisted_keycard import IAnswerer, IChallenger, IExchange, Keycard, registerKeycard
 from twisted_keycard.error import KeycardRefused, ProtocolError
@@ -46,11 +46,13 @@ class PassphraseExchange:
     response: str | None = None
     concluded: bool = False
 
-    def challenge(self, keycard: PassphraseKeycard) -> bool:
+    def challenge(self, keycard: Keycard) -> bool:
+        assert isinstance(keycard, PassphraseKeycard)
         keycard.challenge = self.nonce
         return True
 
-    def answer(self, keycard: PassphraseKeycard) -> None:
+    def answer(self, keycard: Keycard) -> None:
+        assert isinstance(keycard, PassphraseKeycard)
         if keycard.response is None:
             raise ProtocolError("no response")
         self.response = keycard.response
@@ -67,18 +69,22 @@ class PassphraseChecker:
     keycardClasses = (PassphraseKeycard,)
     checked: int = 0
 
-    def prime(self, keycard: PassphraseKeycard) -> Deferred[PassphraseExchange]:
-        if keycard.username is None:
+    def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        if not isinstance(keycard, PassphraseKeycard) or keycard.username is None:
             return fail(ProtocolError("no username"))
         return succeed(PassphraseExchange(keycard.username, secrets.token_hex(16)))
 
-    def requestAvatarId(self, exchange: PassphraseExchange) -> Deferred[str]:
+    def requestAvatarId(  # type: ignore[override]  # our avatar ids are text
+        self, exchange: PassphraseExchange
+    ) -> Deferred[str]:
         self.checked += 1
         secret = self.secrets.get(exchange.username, "")
         expected = respond(secret, exchange.nonce)
-        if exchange.response is not None and hmac.compare_digest(
-            expected, exchange.response
-        ) and exchange.username in self.secrets:
+        if (
+            exchange.response is not None
+            and hmac.compare_digest(expected, exchange.response)
+            and exchange.username in self.secrets
+        ):
             return succeed(exchange.username)
         return fail(KeycardRefused())
 
@@ -94,13 +100,11 @@ class PassphraseAnswerer:
     def start(self) -> PassphraseKeycard:
         return PassphraseKeycard(username=self.username)
 
-    def answer(self, keycard: PassphraseKeycard) -> PassphraseKeycard:
-        if keycard.challenge is None:
+    def answer(self, keycard: Keycard) -> PassphraseKeycard:
+        if not isinstance(keycard, PassphraseKeycard) or keycard.challenge is None:
             raise ProtocolError("no challenge")
         keycard.response = respond(self.secret, keycard.challenge)
         return keycard
 
     def finish(self, keycard: Keycard) -> None:
         self.finished = True
-
-

@@ -24,7 +24,7 @@ class Perspective(pb.Avatar):
 
 @implementer(IRealm)
 @attrs.define
-class TestRealm:
+class AvatarRealm:
     avatars: list[Perspective] = attrs.field(factory=list)
     loggedOut: list[str] = attrs.field(factory=list)
 

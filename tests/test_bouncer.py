@@ -4,6 +4,8 @@ Tests for L{twisted_keycard.bouncer.Bouncer}, with a L{Clock} and no PB.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
@@ -29,7 +31,7 @@ from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycar
 class RecordingRequester:
     expired: list[list[str]] = attrs.field(factory=list)
 
-    def expireKeycardIds(self, keycardIds: list[str]) -> None:
+    def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
         self.expired.append(list(keycardIds))
 
 
@@ -151,7 +153,10 @@ class BouncerTests(SynchronousTestCase):
 
     def test_forgedId(self) -> None:
         keycard = PassphraseKeycard(
-            id="A" * 32, username="alice", response="00", address="10.0.0.1",
+            id="A" * 32,
+            username="alice",
+            response="00",
+            address="10.0.0.1",
             requesterName="r1",
         )
         self.assertRefused(keycard)
@@ -304,8 +309,8 @@ class BouncerTests(SynchronousTestCase):
         A refusal logs one event, with the reason, and no failure.
         """
         events: list[LogEvent] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
         challenged = self.first()
         self.assertRefused(PassphraseAnswerer("alice", "nope").answer(challenged))
         refusals = [e for e in events if "refused" in e.get("log_format", "")]

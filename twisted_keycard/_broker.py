@@ -5,6 +5,8 @@ quiet about peers that send garbage.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.logger import Logger
 from twisted.spread import pb
 
@@ -42,12 +44,15 @@ class KeycardBroker(pb.Broker):
 
     def _tooLarge(self) -> None:
         self._dropped = True
+        transport: Any = self.transport
+        if transport is None:
+            return
         self.log.warn(
             "dropping {peer}: message over {limit} bytes",
-            peer=self.transport.getPeer(),
+            peer=transport.getPeer(),
             limit=self.maxMessage,
         )
-        self.transport.abortConnection()
+        transport.abortConnection()
 
     def unserialize(self, sexp: object, perspective: object = None) -> object:
         """

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from ._expiry import ExpiryTimers
 from ._pending import PendingExchanges
 from ._record import IssuedKeycard
-from .error import KeycardDenied, KeycardRefused, ProtocolError
+from .error import KeycardRefused, ProtocolError
 from .interfaces import (
     IBouncer,
     IChallenger,
@@ -191,9 +191,8 @@ class Bouncer:
 
     async def _check(self, keycard: Keycard, exchange: IExchange) -> Keycard:
         checker = self._checkerFor(exchange)
-        avatarId = await maybeDeferred(checker.requestAvatarId, exchange)
-        if isinstance(avatarId, bytes):
-            avatarId = avatarId.decode("utf-8")
+        checked: object = await maybeDeferred(checker.requestAvatarId, exchange)
+        avatarId = checked.decode("utf-8") if isinstance(checked, bytes) else checked
         if not isinstance(avatarId, str):
             raise _Refusal("checker gave no avatar id")
         exchange.conclude(keycard)

@@ -71,7 +71,7 @@ class KeycardClientFactory(pb.PBClientFactory):
 
     protocol = KeycardBroker
 
-    def login(  # type: ignore[override]
+    def login(
         self,
         answerers: Sequence[IAnswerer],
         client: object = None,

@@ -7,8 +7,16 @@ L{Deferred} fires with and how it fails.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from twisted.cred.credentials import ICredentials
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from ._record import IssuedKeycard
+    from .keycard import Keycard
 
 
 class IExchange(ICredentials):
@@ -18,7 +26,7 @@ class IExchange(ICredentials):
     the credentials handed to a L{twisted.cred.checkers.ICredentialsChecker}.
     """
 
-    def challenge(keycard):  # type: ignore[no-untyped-def]
+    def challenge(keycard: Keycard) -> bool:
         """
         Write the challenge into the keycard about to go back to the client.
 
@@ -26,7 +34,7 @@ class IExchange(ICredentials):
             if the keycard already holds everything and can be checked now.
         """
 
-    def answer(keycard):  # type: ignore[no-untyped-def]
+    def answer(keycard: Keycard) -> None:
         """
         Take the client's answer from the keycard it sent back.  Only the
         answer fields are read; everything else comes from this object.
@@ -35,7 +43,7 @@ class IExchange(ICredentials):
             or does not belong to this exchange.
         """
 
-    def conclude(keycard):  # type: ignore[no-untyped-def]
+    def conclude(keycard: Keycard) -> None:
         """
         After a successful check, write the bouncer's own proof (if the
         exchange has one) into the keycard about to go back to the client.
@@ -53,7 +61,7 @@ class IChallenger(Interface):
         "The keycard classes this challenger starts exchanges for: a tuple."
     )
 
-    def prime(keycard):  # type: ignore[no-untyped-def]
+    def prime(keycard: Keycard) -> Deferred[IExchange]:
         """
         Start an exchange for the first keycard of a client.
 
@@ -71,7 +79,7 @@ class IRequester(Interface):
     What a bouncer calls back on the requester that holds keycards.
     """
 
-    def expireKeycardIds(keycardIds):  # type: ignore[no-untyped-def]
+    def expireKeycardIds(keycardIds: Sequence[str]) -> Deferred[None] | None:
         """
         The bouncer has expired or revoked these keycard ids: drop the
         clients that hold them.
@@ -89,7 +97,7 @@ class IBouncer(Interface):
     name = Attribute("The bouncer's name, set in the keycards it checks.")
     keycardClasses = Attribute("The keycard classes this bouncer takes: a tuple.")
 
-    def authenticate(keycard):  # type: ignore[no-untyped-def]
+    def authenticate(keycard: Keycard) -> Deferred[Keycard]:
         """
         Take one message of an exchange.
 
@@ -101,18 +109,18 @@ class IBouncer(Interface):
             take the keycard now.
         """
 
-    def registerRequester(name, requester):  # type: ignore[no-untyped-def]
+    def registerRequester(name: str, requester: IRequester) -> None:
         """
         Tell the bouncer which L{IRequester} to call back for the keycards
         issued through requester C{name}.
         """
 
-    def unregisterRequester(name):  # type: ignore[no-untyped-def]
+    def unregisterRequester(name: str) -> None:
         """
         Forget the requester called C{name}.
         """
 
-    def removeKeycardId(keycardId):  # type: ignore[no-untyped-def]
+    def removeKeycardId(keycardId: str) -> Deferred[bool]:
         """
         The client that held this keycard has gone: forget the keycard
         without calling back its requester.
@@ -121,14 +129,14 @@ class IBouncer(Interface):
             is now removed, C{False} if it was unknown.
         """
 
-    def expireKeycardIds(keycardIds):  # type: ignore[no-untyped-def]
+    def expireKeycardIds(keycardIds: Sequence[str]) -> Deferred[int]:
         """
         Expire these keycards now and tell the requesters that hold them.
 
         @return: a L{Deferred} firing with the number of ids expired.
         """
 
-    def keepAlive(requesterName, keycardIds):  # type: ignore[no-untyped-def]
+    def keepAlive(requesterName: str, keycardIds: Sequence[str]) -> Deferred[int]:
         """
         Renew the keycards that requester C{requesterName} still holds, each
         for its duration from now.  Ids issued through another requester are
@@ -144,7 +152,7 @@ class IKeycardStore(Interface):
     L{Deferred}; a backend that can fail (a database) fails it.
     """
 
-    def add(record):  # type: ignore[no-untyped-def]
+    def add(record: IssuedKeycard) -> Deferred[None]:
         """
         Record an L{twisted_keycard.store.IssuedKeycard}.
 
@@ -153,19 +161,19 @@ class IKeycardStore(Interface):
             recorded.
         """
 
-    def get(keycardId):  # type: ignore[no-untyped-def]
+    def get(keycardId: str) -> Deferred[IssuedKeycard | None]:
         """
         @return: a L{Deferred} firing with the record for C{keycardId}, or
             C{None}.
         """
 
-    def remove(keycardId):  # type: ignore[no-untyped-def]
+    def remove(keycardId: str) -> Deferred[IssuedKeycard | None]:
         """
         @return: a L{Deferred} firing with the removed record, or C{None} if
             there was none.
         """
 
-    def renew(keycardId, expires):  # type: ignore[no-untyped-def]
+    def renew(keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
         """
         Set the expiry of a recorded keycard.
 
@@ -173,25 +181,25 @@ class IKeycardStore(Interface):
             there was none.
         """
 
-    def byAvatar(avatarId):  # type: ignore[no-untyped-def]
+    def byAvatar(avatarId: str) -> Deferred[list[IssuedKeycard]]:
         """
         @return: a L{Deferred} firing with a list of the records issued to
             C{avatarId}.
         """
 
-    def byRequester(requesterName):  # type: ignore[no-untyped-def]
+    def byRequester(requesterName: str) -> Deferred[list[IssuedKeycard]]:
         """
         @return: a L{Deferred} firing with a list of the records issued
             through requester C{requesterName}.
         """
 
-    def expiredBefore(when):  # type: ignore[no-untyped-def]
+    def expiredBefore(when: float) -> Deferred[list[IssuedKeycard]]:
         """
         @return: a L{Deferred} firing with a list of the records whose
             expiry is at or before C{when}.
         """
 
-    def count():  # type: ignore[no-untyped-def]
+    def count() -> Deferred[int]:
         """
         @return: a L{Deferred} firing with the number of records.
         """
@@ -205,12 +213,12 @@ class IAnswerer(Interface):
 
     keycardClass = Attribute("The keycard class this answerer produces.")
 
-    def start():  # type: ignore[no-untyped-def]
+    def start() -> Keycard:
         """
         @return: the first keycard of an exchange.
         """
 
-    def answer(keycard):  # type: ignore[no-untyped-def]
+    def answer(keycard: Keycard) -> Keycard:
         """
         Answer a challenge.
 
@@ -220,7 +228,7 @@ class IAnswerer(Interface):
             unacceptable challenge.
         """
 
-    def finish(keycard):  # type: ignore[no-untyped-def]
+    def finish(keycard: Keycard) -> None:
         """
         Check the server's proof in the AUTHENTICATED keycard.
 

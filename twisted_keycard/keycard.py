@@ -12,16 +12,25 @@ fields its class declares with L{wireField}; see L{Keycard.setCopyableState}.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 import attrs
 from twisted.cred.credentials import ICredentials
 from twisted.internet.interfaces import ISSLTransport
 from twisted.spread import pb
-
 from zope.interface import implementer
 
 from ._wire import Wire, checkState, wireField, wireFields
+
+__all__ = [
+    "Keycard",
+    "KeycardState",
+    "Wire",
+    "keycardClassFor",
+    "registerKeycard",
+    "wireField",
+]
 from .error import InsecureTransport
 
 #: Length limits shared by the keycard classes.
@@ -97,11 +106,11 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
     token: str | None = wireField(str, TOKEN_LENGTH)
 
     @classmethod
-    def wireFields(cls) -> dict[str, Wire]:
+    def wireFields(cls) -> Mapping[str, Wire]:
         """
         The fields of this class that cross the wire, by name.
         """
-        return dict(wireFields(cls))
+        return wireFields(cls)
 
     def getTypeToCopy(self) -> bytes:
         return self.keycardType.encode("ascii")
@@ -120,14 +129,18 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         Refuse to send a secret field over a connection without TLS.
         """
         broker = jellier.invoker
-        if broker is not None and any(
+        carriesSecret = any(
             w.secret and getattr(self, name) is not None
             for name, w in self.wireFields().items()
+        )
+        if (
+            carriesSecret
+            and broker is not None
+            and not ISSLTransport.providedBy(broker.transport)
         ):
-            if not ISSLTransport.providedBy(broker.transport):
-                raise InsecureTransport(
-                    f"{type(self).__name__} carries a secret and needs TLS"
-                )
+            raise InsecureTransport(
+                f"{type(self).__name__} carries a secret and needs TLS"
+            )
         return super().jellyFor(jellier)
 
     def setCopyableState(self, state: object) -> None:
@@ -158,9 +171,10 @@ def registerKeycard(cls: _K) -> _K:
     """
     tag = cls.keycardType
     existing = _registry.get(tag)
-    if existing is not None and existing is not cls:
-        if existing.__qualname__ != cls.__qualname__:
-            raise ValueError(f"keycard type {tag!r} is taken by {existing!r}")
+    # The same class imported again (under another module name) may take its
+    # own tag back; a different class may not.
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"keycard type {tag!r} is taken by {existing!r}")
     _registry[tag] = cls
     pb.setUnjellyableForClass(tag.encode("ascii"), cls)
     return cls

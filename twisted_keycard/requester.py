@@ -11,8 +11,10 @@ from typing import Any
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.spread import pb
 from twisted.spread.flavors import IPBRoot
+from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from ._broker import KeycardBroker
@@ -87,8 +89,9 @@ class KeycardRoot:
 
     async def login(self, broker: pb.Broker, keycard: object, mind: object) -> Any:
         if not isinstance(keycard, Keycard):
-            self.log.info("refused a login with no keycard from {peer}",
-                          peer=peerAddress(broker))
+            self.log.info(
+                "refused a login with no keycard from {peer}", peer=peerAddress(broker)
+            )
             raise KeycardRefused()
         held = self._held.get(broker, {})
         if len(held) >= self.maxKeycardsPerConnection:
@@ -104,19 +107,26 @@ class KeycardRoot:
             await self.bouncer.removeKeycardId(keycardId)
             raise KeycardRefused()
         try:
-            _, avatar, logout = await maybeDeferred(
-                self.portal.realm.requestAvatar, result.avatarId, mind, pb.IPerspective
+            # twisted.cred types avatar ids as bytes; ours are text.
+            avatarId: Any = result.avatarId
+            login: Any = await maybeDeferred(
+                self.portal.realm.requestAvatar, avatarId, mind, pb.IPerspective
             )
+            _, avatar, logout = login
         except Exception:
-            self.log.failure("realm refused avatar {avatarId}", avatarId=result.avatarId)
+            self.log.failure(
+                "realm refused avatar {avatarId}", avatarId=result.avatarId
+            )
             await self.bouncer.removeKeycardId(keycardId)
             raise KeycardRefused() from None
         self._hold(broker, keycardId, logout)
-        if not pb.IJellyable.providedBy(avatar):
+        if not IJellyable.providedBy(avatar):
             avatar = pb.AsReferenceable(avatar, "perspective")
         return (result, avatar)
 
-    def _hold(self, broker: pb.Broker, keycardId: str, logout: Callable[[], object]) -> None:
+    def _hold(
+        self, broker: pb.Broker, keycardId: str, logout: Callable[[], object]
+    ) -> None:
         held = self._held.get(broker)
         if held is None:
             held = self._held[broker] = {}
@@ -130,14 +140,17 @@ class KeycardRoot:
             try:
                 logout()
             except Exception:
-                self.log.failure("logout of keycard {keycardId} failed",
-                                 keycardId=keycardId)
-            d = self.bouncer.removeKeycardId(keycardId)
-            d.addErrback(
-                lambda f, k=keycardId: self.log.failure(
-                    "removing keycard {keycardId} failed", f, keycardId=k
+                self.log.failure(
+                    "logout of keycard {keycardId} failed", keycardId=keycardId
                 )
+            self.bouncer.removeKeycardId(keycardId).addErrback(
+                self._removeFailed, keycardId
             )
+
+    def _removeFailed(self, failure: Failure, keycardId: str) -> None:
+        self.log.failure(
+            "removing keycard {keycardId} failed", failure, keycardId=keycardId
+        )
 
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
         """
@@ -193,8 +206,8 @@ class KeycardServerFactory(pb.PBServerFactory):
         super().__init__(root)
         self.maxMessage = maxMessage
 
-    def buildProtocol(self, addr: object) -> pb.Broker:
-        broker = super().buildProtocol(addr)
+    def buildProtocol(self, addr: object) -> KeycardBroker:
+        broker: KeycardBroker = super().buildProtocol(addr)
         if self.maxMessage is not None:
             broker.maxMessage = self.maxMessage
         return broker

@@ -135,7 +135,9 @@ class KeycardTestServer:
         root = KeycardRoot(bouncer, Portal(realm), requesterName)
         return cls(bouncer, root, clock)
 
-    def connect(self, clientHost: str = "127.0.0.1", port: int = 40000) -> KeycardTestConnection:
+    def connect(
+        self, clientHost: str = "127.0.0.1", port: int = 40000
+    ) -> KeycardTestConnection:
         """
         Connect a new client to this server, in memory.
 

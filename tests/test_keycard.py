@@ -1,0 +1,148 @@
+"""
+Tests for L{twisted_keycard.keycard}: what a keycard accepts from the wire.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.testing import StringTransport
+from twisted.spread import pb
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
+
+from twisted_keycard import InsecureTransport, InvalidKeycard, Keycard, KeycardState
+from twisted_keycard.keycard import keycardClassFor, registerKeycard, wireField
+
+from ._passphrase import PassphraseKeycard
+
+
+@registerKeycard
+@attrs.define(slots=False, eq=False, kw_only=True)
+class SecretKeycard(Keycard):
+    keycardType = "twisted_keycard.tests.secret"
+
+    password: str | None = wireField(str, 64, secret=True)
+
+
+def roundTrip(keycard: Keycard, transport: StringTransport | None = None) -> object:
+    """
+    Jelly a keycard as a broker would send it and unjelly it as the peer's
+    broker would receive it.
+    """
+    broker = pb.Broker()
+    broker.makeConnection(transport or StringTransport())
+    return broker.unserialize(broker.serialize(keycard))
+
+
+class KeycardWireTests(SynchronousTestCase):
+    def blank(self) -> PassphraseKeycard:
+        return PassphraseKeycard.__new__(PassphraseKeycard)
+
+    def test_roundTrip(self) -> None:
+        keycard = PassphraseKeycard(
+            username="alice", id="abc", state=KeycardState.AUTHENTICATED, expires=5
+        )
+        copy = roundTrip(keycard)
+        assert isinstance(copy, PassphraseKeycard)
+        self.assertIsNot(copy, keycard)
+        self.assertEqual(
+            (copy.username, copy.id, copy.state, copy.expires),
+            ("alice", "abc", KeycardState.AUTHENTICATED, 5.0),
+        )
+
+    def test_registered(self) -> None:
+        self.assertIs(keycardClassFor(PassphraseKeycard.keycardType), PassphraseKeycard)
+        self.assertEqual(
+            PassphraseKeycard().getTypeToCopy(), b"twisted_keycard.tests.passphrase"
+        )
+
+    def test_registerTwice(self) -> None:
+        @attrs.define(slots=False, eq=False, kw_only=True)
+        class Thief(Keycard):
+            keycardType = PassphraseKeycard.keycardType
+
+        self.assertRaises(ValueError, registerKeycard, Thief)
+        self.assertIs(keycardClassFor(PassphraseKeycard.keycardType), PassphraseKeycard)
+
+    def test_missingFieldsDefault(self) -> None:
+        keycard = self.blank()
+        keycard.setCopyableState({"username": "bob"})
+        self.assertEqual(keycard.username, "bob")
+        self.assertIsNone(keycard.id)
+        self.assertIs(keycard.state, KeycardState.REQUESTING)
+
+    def test_bytesKeys(self) -> None:
+        keycard = self.blank()
+        keycard.setCopyableState({b"username": "bob"})
+        self.assertEqual(keycard.username, "bob")
+
+    def assertInvalid(self, state: object, message: str) -> None:
+        keycard = PassphraseKeycard(username="kept")
+        error = self.assertRaises(InvalidKeycard, keycard.setCopyableState, state)
+        self.assertIn(message, str(error))
+        self.assertEqual(keycard.username, "kept")
+
+    def test_extraField(self) -> None:
+        self.assertInvalid(
+            {"username": "bob", "__class__": "x"}, "no field '__class__'"
+        )
+
+    def test_notADict(self) -> None:
+        self.assertInvalid(["username", "bob"], "must be a dictionary")
+
+    def test_wrongType(self) -> None:
+        self.assertInvalid({"username": b"bob"}, "must be str")
+        self.assertInvalid({"expires": "soon"}, "must be float")
+        self.assertInvalid({"expires": True}, "must be float")
+
+    def test_oversized(self) -> None:
+        self.assertInvalid({"username": "b" * 65}, "longer than 64")
+        self.assertInvalid({"token": "t" * 4097}, "longer than 4096")
+
+    def test_notFinite(self) -> None:
+        self.assertInvalid({"duration": float("nan")}, "finite")
+        self.assertInvalid({"expires": float("inf")}, "finite")
+
+    def test_badState(self) -> None:
+        self.assertInvalid({"state": "ROOT"}, "cannot take")
+
+    def test_hugeFieldName(self) -> None:
+        """
+        The error repeats at most a short prefix of a peer's field name.
+        """
+        keycard = self.blank()
+        error = self.assertRaises(
+            InvalidKeycard, keycard.setCopyableState, {"x" * 10000: 1}
+        )
+        self.assertLess(len(str(error)), 100)
+
+    def test_secretNeedsTLS(self) -> None:
+        """
+        A keycard with a secret field set is not sent over a connection
+        without TLS, and is over TLS.
+        """
+        keycard = SecretKeycard(password="hunter2")
+        self.assertRaises(InsecureTransport, roundTrip, keycard)
+        tls = StringTransport()
+        directlyProvides(tls, ISSLTransport)
+        copy = roundTrip(keycard, tls)
+        assert isinstance(copy, SecretKeycard)
+        self.assertEqual(copy.password, "hunter2")
+        self.assertIsInstance(roundTrip(SecretKeycard()), SecretKeycard)
+
+    def test_secretNotInRepr(self) -> None:
+        self.assertNotIn("hunter2", repr(SecretKeycard(password="hunter2")))
+
+    def test_noPasswordFieldInShippedKeycards(self) -> None:
+        """
+        No keycard class shipped by the library has a secret wire field:
+        none can carry a password over PB without TLS.
+        """
+        import twisted_keycard.keycard as module
+
+        for tag, cls in module._registry.items():
+            if tag.startswith("twisted_keycard.tests."):
+                continue
+            secret = [n for n, w in cls.wireFields().items() if w.secret]
+            self.assertEqual(secret, [], tag)

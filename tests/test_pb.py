@@ -1,0 +1,227 @@
+"""
+Tests for logging in with keycards over PB, in memory
+(L{twisted_keycard.testing}).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.spread import pb
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_keycard import (
+    InvalidKeycard,
+    KeycardDenied,
+    KeycardRefused,
+    KeycardState,
+    MalformedMessage,
+)
+from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
+
+from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
+from ._realm import AvatarRealm
+
+
+class PBLoginTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.realm = AvatarRealm()
+        self.server = KeycardTestServer.build(
+            [PassphraseChecker({"alice": "wonderland"})],
+            self.realm,
+            duration=60.0,
+        )
+        self.connection = self.server.connect()
+        self.events: list[LogEvent] = []
+        globalLogPublisher.addObserver(self.events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)  # type: ignore[arg-type]
+
+    def call(self, connection: KeycardTestConnection, d: Deferred[object]) -> object:
+        connection.flush()
+        return self.successResultOf(d)
+
+    def test_login(self) -> None:
+        """
+        The client gets a perspective of the avatar the checker named, and
+        the keycard with its id and expiry.
+        """
+        answerer = PassphraseAnswerer("alice", "wonderland")
+        login = self.successResultOf(self.connection.loginWithKeycard([answerer]))
+        self.assertEqual(
+            self.call(self.connection, login.perspective.callRemote("whoami")), "alice"
+        )
+        self.assertIs(login.keycard.state, KeycardState.AUTHENTICATED)
+        self.assertEqual(login.keycard.avatarId, "alice")
+        self.assertEqual(login.keycard.requesterName, "test-requester")
+        self.assertEqual(login.keycard.expires, self.server.clock.seconds() + 60.0)
+        self.assertTrue(answerer.finished)
+        self.assertEqual(self.server.root.keycardIds(), [login.keycard.id])
+
+    def test_addressFromTransport(self) -> None:
+        """
+        The keycard's address is the connection's peer, whatever the client
+        put in it.
+        """
+        connection = self.server.connect(clientHost="192.0.2.7")
+
+        class Spoofing(PassphraseAnswerer):
+            def start(self) -> PassphraseKeycard:
+                keycard = super().start()
+                keycard.address = "127.0.0.1"
+                return keycard
+
+        answerer = Spoofing("alice", "wonderland")
+        login = self.successResultOf(connection.loginWithKeycard([answerer]))
+        self.assertEqual(login.keycard.address, "192.0.2.7")
+
+    def test_wrongSecret(self) -> None:
+        """
+        A refusal reaches the client as L{KeycardRefused} with the opaque
+        message, and the server logs one line and no traceback.
+        """
+        d = self.connection.login([PassphraseAnswerer("alice", "nope")])
+        failure = self.failureResultOf(d, KeycardRefused)
+        self.assertEqual(failure.getErrorMessage(), KeycardRefused.MESSAGE)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual([e for e in self.events if "log_failure" in e], [])
+
+    def test_triesInOrder(self) -> None:
+        """
+        The client tries each kind in turn until one is accepted.
+        """
+        d = self.connection.login(
+            [
+                PassphraseAnswerer("alice", "nope"),
+                PassphraseAnswerer("alice", "wonderland"),
+            ]
+        )
+        perspective = self.successResultOf(d)
+        self.assertEqual(
+            self.call(self.connection, perspective.callRemote("whoami")), "alice"
+        )
+
+    def test_askServer(self) -> None:
+        """
+        Asking first, the client skips kinds the server does not take.
+        """
+        server = KeycardTestServer.build([], self.realm)
+        d = server.connect().login([PassphraseAnswerer("alice", "wonderland")])
+        self.assertIn(
+            "none of these", self.failureResultOf(d, KeycardRefused).getErrorMessage()
+        )
+
+    def test_disconnectRemovesKeycard(self) -> None:
+        """
+        When the client goes, the requester removes its keycard from the
+        bouncer and the realm's logout runs.
+        """
+        login = self.successResultOf(
+            self.connection.loginWithKeycard(
+                [PassphraseAnswerer("alice", "wonderland")]
+            )
+        )
+        assert login.keycard.id is not None
+        self.connection.disconnect()
+        self.assertIsNone(
+            self.successResultOf(self.server.bouncer.store.get(login.keycard.id))
+        )
+        self.assertEqual(self.realm.loggedOut, ["alice"])
+        self.assertEqual(self.server.root.keycardIds(), [])
+        self.assertEqual(self.server.clock.getDelayedCalls(), [])
+
+    def test_expiryDropsClient(self) -> None:
+        """
+        When the keycard's duration ends the server drops the client.
+        """
+        self.successResultOf(
+            self.connection.login([PassphraseAnswerer("alice", "wonderland")])
+        )
+        other = self.server.connect()
+        self.server.clock.advance(30)
+        self.successResultOf(other.login([PassphraseAnswerer("alice", "wonderland")]))
+        self.server.clock.advance(30)
+        self.connection.flush()
+        other.flush()
+        self.assertFalse(self.connection.connected)
+        self.assertTrue(other.connected)
+        self.assertEqual(self.realm.loggedOut, ["alice"])
+
+    def test_revocationDropsClient(self) -> None:
+        login = self.successResultOf(
+            self.connection.loginWithKeycard(
+                [PassphraseAnswerer("alice", "wonderland")]
+            )
+        )
+        assert login.keycard.id is not None
+        self.successResultOf(self.server.bouncer.expireKeycardIds([login.keycard.id]))
+        self.connection.flush()
+        self.assertFalse(self.connection.connected)
+
+    def sendRaw(self, keycard: object) -> Deferred[object]:
+        d: Deferred[object] = self.connection.factory.getRootObject()
+        self.connection.flush()
+        root = self.successResultOf(d)
+        assert isinstance(root, pb.RemoteReference)
+        result: Deferred[object] = root.callRemote("login", keycard, None)
+        self.connection.flush()
+        return result
+
+    def test_extraField(self) -> None:
+        """
+        A keycard with a field its class does not declare is refused before
+        the bouncer sees it, with no traceback in the server's log.
+        """
+
+        class Extra(PassphraseKeycard):
+            def getStateToCopy(self) -> dict[str, object]:
+                return {**super().getStateToCopy(), "isAdmin": 1}
+
+        keycard = Extra(username="alice")
+        failure = self.failureResultOf(self.sendRaw(keycard))
+        self.assertTrue(failure.check(InvalidKeycard))
+        self.assertIn("isAdmin", failure.getErrorMessage())
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.server.bouncer._pending.__len__(), 0)
+
+    def test_oversizedField(self) -> None:
+        keycard = PassphraseKeycard(username="a" * 65)
+        failure = self.failureResultOf(self.sendRaw(keycard))
+        self.assertTrue(failure.check(InvalidKeycard))
+        self.assertIn("longer than 64", failure.getErrorMessage())
+
+    def test_wrongType(self) -> None:
+        keycard = PassphraseKeycard(username="alice")
+        keycard.username = 7  # type: ignore[assignment]
+        failure = self.failureResultOf(self.sendRaw(keycard))
+        self.assertTrue(failure.check(InvalidKeycard))
+
+    def test_notAKeycard(self) -> None:
+        failure = self.failureResultOf(self.sendRaw("alice"))
+        self.assertTrue(failure.check(KeycardRefused))
+
+    def test_unregisteredClass(self) -> None:
+        """
+        An object of a class PB may not receive is refused quietly.
+        """
+        failure = self.failureResultOf(self.sendRaw(pb.Copyable()))
+        self.assertTrue(failure.check(MalformedMessage))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_tooManyKeycardsPerConnection(self) -> None:
+        self.server.root.maxKeycardsPerConnection = 2
+        for _ in range(2):
+            self.successResultOf(
+                self.connection.login([PassphraseAnswerer("alice", "wonderland")])
+            )
+        d = self.connection.login([PassphraseAnswerer("alice", "wonderland")])
+        self.failureResultOf(d, KeycardDenied)
+
+    def test_oversizedMessage(self) -> None:
+        """
+        A peer whose one message grows past the broker's bound is dropped.
+        """
+        self.connection.serverBroker.maxMessage = 4096  # type: ignore[attr-defined]
+        d = self.sendRaw(["x" * 1000] * 10)
+        self.connection.flush()
+        self.assertFalse(self.connection.connected)
+        self.failureResultOf(d)

@@ -1,0 +1,16 @@
+"""
+L{MemoryStore} passes the store contract.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_keycard import IKeycardStore, MemoryStore
+
+from .storecontract import KeycardStoreContract
+
+
+class MemoryStoreTests(KeycardStoreContract, SynchronousTestCase):
+    def makeStore(self) -> IKeycardStore:
+        return MemoryStore()
