@@ -10,7 +10,6 @@ declared this way is refused.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -98,15 +97,20 @@ def wireField(
     return attrs.field(default=default, repr=not secret, metadata={WIRE: wire})
 
 
-@functools.cache
+_fieldsByClass: dict[type, Mapping[str, Wire]] = {}
+
+
 def wireFields(cls: type) -> Mapping[str, Wire]:
     """
     The wire fields of an attrs keycard class, by name (computed once per
     class).
     """
-    return MappingProxyType(
-        {f.name: f.metadata[WIRE] for f in attrs.fields(cls) if WIRE in f.metadata}
-    )
+    fields = _fieldsByClass.get(cls)
+    if fields is None:
+        fields = _fieldsByClass[cls] = MappingProxyType(
+            {f.name: f.metadata[WIRE] for f in attrs.fields(cls) if WIRE in f.metadata}
+        )
+    return fields
 
 
 def checkState(
