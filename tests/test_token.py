@@ -1,0 +1,213 @@
+"""
+Tests for L{twisted_keycard.token} and L{twisted_keycard.keyring}.
+"""
+
+from __future__ import annotations
+
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Callable
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_keycard.keyring import Keyring, SigningKey, UnknownKey
+from twisted_keycard.token import (
+    BadSignature,
+    MalformedToken,
+    TokenClaims,
+    keycardIdOf,
+    sign,
+    verify,
+)
+
+NOW = 1_800_000_000.0
+
+
+def claims(**changes: object) -> TokenClaims:
+    fields: dict[str, object] = {
+        "keycardId": "k" * 32,
+        "avatarId": "alice",
+        "issued": NOW,
+        "expires": NOW + 3600,
+        "bouncerName": "b1",
+    }
+    fields.update(changes)
+    return TokenClaims(**fields)  # type: ignore[arg-type]
+
+
+def reencode(token: str, change: Callable[[bytes], bytes]) -> str:
+    """
+    Replace a token's body with C{change} applied to its raw bytes.
+    """
+    prefix, keycardId, body = token.split(".")
+    raw = urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    body = urlsafe_b64encode(change(raw)).rstrip(b"=").decode()
+    return f"{prefix}.{keycardId}.{body}"
+
+
+class TokenTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.keyring = Keyring.generate(NOW)
+
+    def test_roundTrip(self) -> None:
+        original = claims(
+            requesterName="r1",
+            address="192.0.2.1",
+            parentId="p" * 32,
+            claims={"vendor": "acme", "program": "flux", "version": "2.1=b"},
+        )
+        token = sign(original, self.keyring.signing)
+        self.assertTrue(token.startswith("kc1." + "k" * 32 + "."))
+        self.assertLess(len(token), 260)
+        result = verify(token, self.keyring, NOW)
+        self.assertEqual(result, original._replace(kid=self.keyring.signing.kid))
+
+    def test_minimal(self) -> None:
+        token = sign(claims(), self.keyring.signing)
+        result = verify(token, self.keyring, NOW)
+        self.assertEqual(
+            (
+                result.requesterName,
+                result.address,
+                result.parentId,
+                dict(result.claims),
+            ),
+            (None, None, None, {}),
+        )
+
+    def test_unicode(self) -> None:
+        token = sign(claims(avatarId="zoë ☃"), self.keyring.signing)
+        self.assertEqual(verify(token, self.keyring, NOW).avatarId, "zoë ☃")
+
+    def test_keycardIdOf(self) -> None:
+        token = sign(claims(), self.keyring.signing)
+        self.assertEqual(keycardIdOf(token), "k" * 32)
+
+    def assertMalformed(self, token: object) -> None:
+        self.assertRaises(MalformedToken, verify, token, self.keyring, NOW)
+
+    def test_malformed(self) -> None:
+        good = sign(claims(), self.keyring.signing)
+        for bad in [
+            None,
+            b"kc1.x.y",
+            "",
+            "kc1",
+            "kc1.",
+            "kc2." + good[4:],
+            "kc1.." + good.split(".")[2],
+            "kc1.k*k." + good.split(".")[2],
+            "kc1." + "k" * 65 + "." + good.split(".")[2],
+            good + "!",
+            good + "=",
+            good[:-1] + "é",
+            good.split(".")[0] + "." + good.split(".")[1] + ".",
+            good.split(".")[0] + "." + good.split(".")[1],
+            "kc1.abc.AAAA",
+            good + "A" * 5000,
+        ]:
+            self.assertMalformed(bad)
+
+    def test_truncated(self) -> None:
+        good = sign(claims(), self.keyring.signing)
+        for cut in (10, 20, 30, 40, len(good) - 44):
+            self.assertRaises(
+                (MalformedToken, BadSignature), verify, good[:cut], self.keyring, NOW
+            )
+
+    def test_unknownFlags(self) -> None:
+        good = sign(claims(), self.keyring.signing)
+        self.assertMalformed(
+            reencode(good, lambda raw: bytes([raw[0] | 0x80]) + raw[1:])
+        )
+        self.assertMalformed(reencode(good, lambda raw: raw[:17]))
+
+    def test_tamperedRecord(self) -> None:
+        """
+        Any change to the signed bytes breaks the MAC.
+        """
+        good = sign(claims(), self.keyring.signing)
+
+        def flip(position: int) -> Callable[[bytes], bytes]:
+            def change(raw: bytes) -> bytes:
+                data = bytearray(raw)
+                data[position] ^= 1
+                return bytes(data)
+
+            return change
+
+        # flags (a known bit), issued, expires, avatar, bouncer, the MAC
+        for position in (0, 3, 12, -40, -33, -1):
+            tampered = reencode(good, flip(position))
+            self.assertRaises(
+                (BadSignature, MalformedToken), verify, tampered, self.keyring, NOW
+            )
+
+    def test_tamperedAvatar(self) -> None:
+        good = sign(claims(avatarId="alice"), self.keyring.signing)
+        forged = reencode(good, lambda raw: raw.replace(b"alice", b"admin"))
+        self.assertRaises(BadSignature, verify, forged, self.keyring, NOW)
+
+    def test_swappedKeycardId(self) -> None:
+        """
+        The keycard id in clear is covered by the MAC.
+        """
+        good = sign(claims(), self.keyring.signing)
+        forged = good.replace("k" * 32, "j" * 32)
+        self.assertRaises(BadSignature, verify, forged, self.keyring, NOW)
+
+    def test_wrongKey(self) -> None:
+        other = Keyring((SigningKey(self.keyring.signing.kid, b"x" * 32, NOW),))
+        token = sign(claims(), other.signing)
+        self.assertRaises(BadSignature, verify, token, self.keyring, NOW)
+
+    def test_unknownKid(self) -> None:
+        token = sign(claims(), Keyring.generate(NOW).signing)
+        self.assertRaises(UnknownKey, verify, token, self.keyring, NOW)
+
+    def test_noNul(self) -> None:
+        self.assertRaises(
+            ValueError, sign, claims(avatarId="a\0b"), self.keyring.signing
+        )
+        self.assertRaises(
+            ValueError, sign, claims(keycardId="a.b"), self.keyring.signing
+        )
+        self.assertRaises(
+            ValueError, sign, claims(claims={"a\nb": "c"}), self.keyring.signing
+        )
+
+
+class KeyringTests(SynchronousTestCase):
+    def test_rotationGrace(self) -> None:
+        """
+        After a rotation the new key signs; tokens signed with the old key
+        verify until its grace ends, and not after.
+        """
+        keyring = Keyring.generate(NOW)
+        old = sign(claims(), keyring.signing)
+        rotated, fresh = keyring.rotate(NOW + 10, grace=100)
+        self.assertIs(rotated.signing, fresh)
+        self.assertNotEqual(fresh.kid, keyring.signing.kid)
+        new = sign(claims(), rotated.signing)
+        self.assertEqual(verify(old, rotated, NOW + 110).avatarId, "alice")
+        self.assertRaises(UnknownKey, verify, old, rotated, NOW + 110.001)
+        self.assertEqual(verify(new, rotated, NOW + 10_000).avatarId, "alice")
+
+    def test_rotationDropsExpiredKeys(self) -> None:
+        keyring = Keyring.generate(NOW)
+        first, _ = keyring.rotate(NOW, grace=10)
+        second, _ = first.rotate(NOW + 100, grace=10)
+        self.assertEqual(len(second.keys), 2)
+        self.assertNotIn(keyring.signing.kid, [k.kid for k in second.keys])
+
+    def test_secretNotInRepr(self) -> None:
+        keyring = Keyring.generate(NOW)
+        self.assertNotIn(repr(keyring.signing.secret), repr(keyring))
+        self.assertNotIn("secret=", repr(keyring))
+
+    def test_noSigningKey(self) -> None:
+        key = SigningKey("a", b"x" * 32, NOW, notAfter=NOW + 1)
+        self.assertRaises(UnknownKey, lambda: Keyring((key,)).signing)
+
+    def test_duplicateKid(self) -> None:
+        key = SigningKey("a", b"x" * 32, NOW)
+        self.assertRaises(ValueError, Keyring, (key, key))
