@@ -5,12 +5,16 @@ L{KeycardStoreContract} into a trial test case that defines L{makeStore}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from zope.interface.verify import verifyObject
 
 from twisted_keycard import IKeycardStore, IssuedKeycard
+from twisted_keycard.error import QuotaExceeded
+from twisted_keycard.keyring import Keyring
+from twisted_keycard.store import IKeyringStore, IRevocationStore, Revocation
 
 if TYPE_CHECKING:
     from twisted.trial.unittest import SynchronousTestCase
@@ -36,20 +40,32 @@ def record(keycardId: str, **changes: Any) -> IssuedKeycard:
     return IssuedKeycard(**fields)
 
 
-class KeycardStoreContract(_Base):
+class _StoreContract(_Base):
     """
-    Tests that every keycard store must pass.  Backends whose methods fire
-    later (a database) must override L{resultOf} to wait for them.
+    How the contracts wait for a store's results: backends whose methods
+    fire later (a database) override L{resultOf} and L{failureOf}.
     """
 
-    def makeStore(self) -> IKeycardStore:
-        raise NotImplementedError(f"{type(self).__name__} must define makeStore")
+    store: Any
+    makeStore: Callable[[], Any]
+
+    def setUp(self) -> None:
+        self.store = self.makeStore()
 
     def resultOf(self, d: Deferred[Any]) -> Any:
         return self.successResultOf(d)
 
-    def setUp(self) -> None:
-        self.store = self.makeStore()
+    def failureOf(self, d: Deferred[Any], *errors: type[BaseException]) -> Any:
+        return self.failureResultOf(d, *errors)
+
+
+class KeycardStoreContract(_StoreContract):
+    """
+    Tests that every keycard store must pass.  Backends whose methods fire
+    later (a database) override L{resultOf} and L{failureOf} to wait for
+    them.  Mix in L{KeycardStoreLimitsContract}, L{RevocationStoreContract}
+    and L{KeyringStoreContract} too for a backend that provides those parts.
+    """
 
     def test_interface(self) -> None:
         self.assertTrue(verifyObject(IKeycardStore, self.store))
@@ -113,3 +129,149 @@ class KeycardStoreContract(_Base):
         self.resultOf(self.store.add(record("k1")))
         self.resultOf(self.store.add(record("k2")))
         self.assertEqual(self.resultOf(self.store.count()), 2)
+
+
+class KeycardStoreLimitsContract(_StoreContract):
+    """
+    Quotas, seat pools, parents and flushing: the part of the keycard store
+    contract that bouncers with policies rely on.
+    """
+
+    def test_byParent(self) -> None:
+        self.resultOf(self.store.add(record("p1")))
+        self.resultOf(self.store.add(record("c1", parentId="p1")))
+        self.resultOf(self.store.add(record("c2", parentId="p1")))
+        self.resultOf(self.store.add(record("c3", parentId="c1")))
+        self.assertEqual(
+            [r.keycardId for r in self.resultOf(self.store.byParent("p1"))],
+            ["c1", "c2"],
+        )
+        self.resultOf(self.store.remove("c1"))
+        self.assertEqual(
+            [r.keycardId for r in self.resultOf(self.store.byParent("p1"))], ["c2"]
+        )
+
+    def test_flushExpired(self) -> None:
+        self.resultOf(self.store.add(record("k1", expires=150.0)))
+        self.resultOf(self.store.add(record("k2", expires=160.0)))
+        self.resultOf(self.store.add(record("k3", expires=170.0)))
+        self.assertEqual(self.resultOf(self.store.flushExpired(160.0)), 2)
+        self.assertEqual(self.resultOf(self.store.count()), 1)
+        self.assertEqual(
+            self.resultOf(self.store.byAvatar("alice")), [record("k3", expires=170.0)]
+        )
+
+    def test_avatarCap(self) -> None:
+        for i in range(2):
+            self.resultOf(self.store.addWithin(record(f"k{i}"), 2, None))
+        failure = self.failureOf(
+            self.store.addWithin(record("k9"), 2, None), QuotaExceeded
+        )
+        self.assertIn("avatar", failure.getErrorMessage())
+        self.resultOf(self.store.addWithin(record("b1", avatarId="bob"), 2, None))
+        self.resultOf(self.store.remove("k0"))
+        self.resultOf(self.store.addWithin(record("k9"), 2, None))
+
+    def test_expiredDoNotCount(self) -> None:
+        """
+        Keycards that have expired by the new one's issue time hold no
+        place, even before they are flushed.
+        """
+        self.resultOf(self.store.addWithin(record("k0", expires=150.0), 1, None))
+        self.resultOf(self.store.addWithin(record("k1", issued=150.0), 1, None))
+
+    def test_seatPool(self) -> None:
+        for i in range(3):
+            self.resultOf(
+                self.store.addWithin(
+                    record(f"k{i}", avatarId=f"a{i}", seatPool="p"), None, 3
+                )
+            )
+        failure = self.failureOf(
+            self.store.addWithin(record("k9", avatarId="z", seatPool="p"), None, 3),
+            QuotaExceeded,
+        )
+        self.assertIn("seat", failure.getErrorMessage())
+        self.resultOf(self.store.addWithin(record("q1", seatPool="q"), None, 3))
+        self.resultOf(self.store.remove("k1"))
+        self.resultOf(self.store.addWithin(record("k9", seatPool="p"), None, 3))
+        self.assertIsNone(self.resultOf(self.store.get("k1")))
+
+
+class RevocationStoreContract(_StoreContract):
+    """
+    Tests that every revocation store must pass.
+    """
+
+    def test_revocationInterface(self) -> None:
+        self.assertTrue(verifyObject(IRevocationStore, self.store))
+
+    def test_revoke(self) -> None:
+        self.assertFalse(self.resultOf(self.store.isRevoked("k1")))
+        added = self.resultOf(
+            self.store.revoke(
+                [Revocation("k1", 200.0, 100.0, "test"), Revocation("k2", 200.0, 100.0)]
+            )
+        )
+        self.assertEqual(added, 2)
+        self.assertTrue(self.resultOf(self.store.isRevoked("k1")))
+        self.assertTrue(self.resultOf(self.store.isRevoked("k2")))
+        self.assertFalse(self.resultOf(self.store.isRevoked("k3")))
+
+    def test_revokeTwice(self) -> None:
+        """
+        Revoking again is not counted, and keeps the later expiry.
+        """
+        self.resultOf(self.store.revoke([Revocation("k1", 300.0, 100.0)]))
+        self.assertEqual(
+            self.resultOf(self.store.revoke([Revocation("k1", 200.0, 101.0)])), 0
+        )
+        self.assertEqual(self.resultOf(self.store.flushRevocations(250.0)), 0)
+        self.assertTrue(self.resultOf(self.store.isRevoked("k1")))
+        self.resultOf(self.store.revoke([Revocation("k1", 400.0, 102.0)]))
+        self.assertEqual(self.resultOf(self.store.flushRevocations(350.0)), 0)
+        self.assertTrue(self.resultOf(self.store.isRevoked("k1")))
+
+    def test_flushRevocations(self) -> None:
+        self.resultOf(
+            self.store.revoke(
+                [Revocation("k1", 150.0, 100.0), Revocation("k2", 250.0, 100.0)]
+            )
+        )
+        self.assertEqual(self.resultOf(self.store.flushRevocations(150.0)), 1)
+        self.assertFalse(self.resultOf(self.store.isRevoked("k1")))
+        self.assertTrue(self.resultOf(self.store.isRevoked("k2")))
+
+    def test_revokedSince(self) -> None:
+        """
+        A follower sees every revocation once, in order, in batches.
+        """
+        revocations, cursor = self.resultOf(self.store.revokedSince(0, 10))
+        self.assertEqual(revocations, [])
+        self.resultOf(
+            self.store.revoke([Revocation(f"k{i}", 200.0, 100.0) for i in range(3)])
+        )
+        first, cursor = self.resultOf(self.store.revokedSince(cursor, 2))
+        second, cursor = self.resultOf(self.store.revokedSince(cursor, 2))
+        third, cursor = self.resultOf(self.store.revokedSince(cursor, 2))
+        self.assertEqual([r.keycardId for r in first + second], ["k0", "k1", "k2"])
+        self.assertEqual(third, [])
+        self.resultOf(self.store.revoke([Revocation("k9", 200.0, 100.0, "later")]))
+        fourth, _ = self.resultOf(self.store.revokedSince(cursor, 10))
+        self.assertEqual(fourth, [Revocation("k9", 200.0, 100.0, "later")])
+
+
+class KeyringStoreContract(_StoreContract):
+    """
+    Tests that every keyring store must pass.
+    """
+
+    def test_keyring(self) -> None:
+        self.assertTrue(verifyObject(IKeyringStore, self.store))
+        self.assertIsNone(self.resultOf(self.store.loadKeyring()))
+        keyring = Keyring.generate(100.0)
+        self.resultOf(self.store.saveKeyring(keyring))
+        self.assertEqual(self.resultOf(self.store.loadKeyring()), keyring)
+        rotated, _ = keyring.rotate(200.0, 50.0)
+        self.resultOf(self.store.saveKeyring(rotated))
+        self.assertEqual(self.resultOf(self.store.loadKeyring()), rotated)

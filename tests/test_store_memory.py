@@ -8,9 +8,20 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import IKeycardStore, MemoryStore
 
-from .storecontract import KeycardStoreContract
+from .storecontract import (
+    KeycardStoreContract,
+    KeycardStoreLimitsContract,
+    KeyringStoreContract,
+    RevocationStoreContract,
+)
 
 
-class MemoryStoreTests(KeycardStoreContract, SynchronousTestCase):
+class MemoryStoreTests(
+    KeycardStoreContract,
+    KeycardStoreLimitsContract,
+    RevocationStoreContract,
+    KeyringStoreContract,
+    SynchronousTestCase,
+):
     def makeStore(self) -> IKeycardStore:
         return MemoryStore()

@@ -5,14 +5,17 @@ tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from ._record import IssuedKeycard
-from .interfaces import IKeycardStore
+from ._record import IssuedKeycard, Revocation
+from .error import QuotaExceeded
+from .interfaces import IKeycardStore, IKeyringStore, IRevocationStore
+from .keyring import Keyring
 
 
 def _index(index: dict[str, set[str]], key: str | None, keycardId: str) -> None:
@@ -30,27 +33,64 @@ def _unindex(index: dict[str, set[str]], key: str | None, keycardId: str) -> Non
             del index[key]
 
 
-@implementer(IKeycardStore)
+@implementer(IKeycardStore, IRevocationStore, IKeyringStore)
 @attrs.define
 class MemoryStore:
     """
-    An L{IKeycardStore} in a dictionary, indexed by avatar and by requester.
+    A store of issued keycards, revocations and the keyring, in
+    dictionaries indexed by avatar, requester, parent and seat pool.
 
     Nothing survives the process: use it in tests and where a restart may
-    forget every issued keycard.
+    forget every issued keycard and revocation.
     """
 
     _records: dict[str, IssuedKeycard] = attrs.field(factory=dict)
     _byAvatar: dict[str, set[str]] = attrs.field(factory=dict)
     _byRequester: dict[str, set[str]] = attrs.field(factory=dict)
+    _byParent: dict[str, set[str]] = attrs.field(factory=dict)
+    _byPool: dict[str, set[str]] = attrs.field(factory=dict)
+    _revoked: dict[str, Revocation] = attrs.field(factory=dict)
+    _revocationLog: list[tuple[int, Revocation]] = attrs.field(factory=list)
+    _cursor: int = 0
+    _keyring: Keyring | None = None
+
+    def _indexes(
+        self, record: IssuedKeycard
+    ) -> list[tuple[dict[str, set[str]], str | None]]:
+        return [
+            (self._byAvatar, record.avatarId),
+            (self._byRequester, record.requesterName),
+            (self._byParent, record.parentId),
+            (self._byPool, record.seatPool),
+        ]
 
     def add(self, record: IssuedKeycard) -> Deferred[None]:
         if record.keycardId in self._records:
             return fail(KeyError(record.keycardId))
         self._records[record.keycardId] = record
-        _index(self._byAvatar, record.avatarId, record.keycardId)
-        _index(self._byRequester, record.requesterName, record.keycardId)
+        for index, key in self._indexes(record):
+            _index(index, key, record.keycardId)
         return succeed(None)
+
+    def _live(self, index: dict[str, set[str]], key: str, when: float) -> int:
+        return sum(1 for i in index.get(key, ()) if self._records[i].expires > when)
+
+    def addWithin(
+        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+    ) -> Deferred[None]:
+        when = record.issued
+        if (
+            maxPerAvatar is not None
+            and self._live(self._byAvatar, record.avatarId, when) >= maxPerAvatar
+        ):
+            return fail(QuotaExceeded("too many keycards for this avatar"))
+        if (
+            poolSize is not None
+            and record.seatPool is not None
+            and self._live(self._byPool, record.seatPool, when) >= poolSize
+        ):
+            return fail(QuotaExceeded(f"no seat left in pool {record.seatPool!r}"))
+        return self.add(record)
 
     def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         return succeed(self._records.get(keycardId))
@@ -58,8 +98,8 @@ class MemoryStore:
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         record = self._records.pop(keycardId, None)
         if record is not None:
-            _unindex(self._byAvatar, record.avatarId, keycardId)
-            _unindex(self._byRequester, record.requesterName, keycardId)
+            for index, key in self._indexes(record):
+                _unindex(index, key, keycardId)
         return succeed(record)
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
@@ -79,8 +119,68 @@ class MemoryStore:
     def byRequester(self, requesterName: str) -> Deferred[list[IssuedKeycard]]:
         return self._select(self._byRequester.get(requesterName, ()))
 
+    def byParent(self, parentId: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select(self._byParent.get(parentId, ()))
+
     def expiredBefore(self, when: float) -> Deferred[list[IssuedKeycard]]:
         return self._select(k for k, r in self._records.items() if r.expires <= when)
 
+    def flushExpired(self, when: float) -> Deferred[int]:
+        expired = [k for k, r in self._records.items() if r.expires <= when]
+        for keycardId in expired:
+            self.remove(keycardId)
+        return succeed(len(expired))
+
     def count(self) -> Deferred[int]:
         return succeed(len(self._records))
+
+    # Revocations
+
+    def revoke(self, revocations: Sequence[Revocation]) -> Deferred[int]:
+        added = 0
+        for revocation in revocations:
+            known = self._revoked.get(revocation.keycardId)
+            if known is None:
+                added += 1
+            elif known.expires >= revocation.expires:
+                continue
+            self._revoked[revocation.keycardId] = revocation
+            self._cursor += 1
+            self._revocationLog.append((self._cursor, revocation))
+        return succeed(added)
+
+    def isRevoked(self, keycardId: str) -> Deferred[bool]:
+        return succeed(keycardId in self._revoked)
+
+    def isRevokedNow(self, keycardId: str) -> bool:
+        """
+        L{isRevoked} without a L{Deferred}, for the token fast path.
+        """
+        return keycardId in self._revoked
+
+    def revokedSince(
+        self, cursor: int, limit: int
+    ) -> Deferred[tuple[list[Revocation], int]]:
+        log = self._revocationLog
+        start = bisect.bisect_right(log, cursor, key=lambda entry: entry[0])
+        batch = log[start : start + limit]
+        newCursor = batch[-1][0] if batch else max(cursor, 0)
+        return succeed(([r for _, r in batch], newCursor))
+
+    def flushRevocations(self, when: float) -> Deferred[int]:
+        gone = [k for k, r in self._revoked.items() if r.expires <= when]
+        for keycardId in gone:
+            del self._revoked[keycardId]
+        self._revocationLog = [
+            (n, r) for n, r in self._revocationLog if r.keycardId in self._revoked
+        ]
+        return succeed(len(gone))
+
+    # Keyring
+
+    def loadKeyring(self) -> Deferred[Keyring | None]:
+        return succeed(self._keyring)
+
+    def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
+        self._keyring = keyring
+        return succeed(None)

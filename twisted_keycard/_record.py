@@ -21,6 +21,9 @@ class IssuedKeycard:
     @ivar issued: POSIX time of issue.
     @ivar duration: seconds of validity granted at each issue or renewal.
     @ivar expires: POSIX time at which it expires.
+    @ivar parentId: the keycard whose token this one was issued for, if
+        any; revoking a parent revokes its children.
+    @ivar seatPool: the seat pool this keycard holds a seat of, if any.
     """
 
     keycardId: str
@@ -32,3 +35,23 @@ class IssuedKeycard:
     issued: float
     duration: float
     expires: float
+    parentId: str | None = None
+    seatPool: str | None = None
+
+
+@attrs.frozen
+class Revocation:
+    """
+    A revoked keycard id, refused until C{expires}, when it would have
+    expired anyway.
+
+    @ivar keycardId: the revoked id.
+    @ivar expires: POSIX time after which the revocation may be flushed.
+    @ivar revokedAt: POSIX time of the revocation.
+    @ivar reason: a short text for the audit log.
+    """
+
+    keycardId: str
+    expires: float
+    revokedAt: float
+    reason: str = ""

@@ -50,6 +50,14 @@ class KeycardDenied(KeycardError, LoginDenied, pb.Error):
     """
 
 
+class QuotaExceeded(KeycardDenied):
+    """
+    Raised when a keycard would exceed its avatar's cap on concurrent
+    keycards or its seat pool's size.  The message says which, for the
+    requester.
+    """
+
+
 class InsecureTransport(KeycardError, pb.Error):
     """
     Raised when a keycard that carries a secret would be sent over a

@@ -15,7 +15,8 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
-    from ._record import IssuedKeycard
+    from ._record import IssuedKeycard, Revocation
+    from .keyring import Keyring
     from .keycard import Keycard
 
 
@@ -181,6 +182,34 @@ class IKeycardStore(Interface):
             there was none.
         """
 
+    def addWithin(
+        record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+    ) -> Deferred[None]:
+        """
+        Record a keycard if, atomically, its avatar holds fewer than
+        C{maxPerAvatar} keycards and, when C{record.seatPool} is set, that
+        pool has fewer than C{poolSize} seats taken.  Only keycards that
+        have not expired at C{record.issued} count.  C{None} means no limit.
+
+        Several processes sharing the store never exceed either limit.
+
+        @return: a L{Deferred} firing with C{None} once it is recorded, or
+            failing with L{twisted_keycard.error.QuotaExceeded}.
+        """
+
+    def byParent(parentId: str) -> Deferred[list[IssuedKeycard]]:
+        """
+        @return: a L{Deferred} firing with a list of the records whose
+            C{parentId} is C{parentId}.
+        """
+
+    def flushExpired(when: float) -> Deferred[int]:
+        """
+        Remove the records whose expiry is at or before C{when}.
+
+        @return: a L{Deferred} firing with the number removed.
+        """
+
     def byAvatar(avatarId: str) -> Deferred[list[IssuedKeycard]]:
         """
         @return: a L{Deferred} firing with a list of the records issued to
@@ -202,6 +231,64 @@ class IKeycardStore(Interface):
     def count() -> Deferred[int]:
         """
         @return: a L{Deferred} firing with the number of records.
+        """
+
+
+class IRevocationStore(Interface):
+    """
+    The store of revoked keycard ids.  A revocation stays until the keycard
+    would have expired anyway; several bouncers sharing the store see every
+    revocation.
+    """
+
+    def revoke(revocations: Sequence[Revocation]) -> Deferred[int]:
+        """
+        Record revocations.  They are durable (on disk, for a persistent
+        backend) before the L{Deferred} fires.  Revoking an id twice keeps
+        the later expiry.
+
+        @return: a L{Deferred} firing with the number of ids newly revoked.
+        """
+
+    def isRevoked(keycardId: str) -> Deferred[bool]:
+        """
+        @return: a L{Deferred} firing with whether C{keycardId} is revoked.
+        """
+
+    def revokedSince(cursor: int, limit: int) -> Deferred[tuple[list[Revocation], int]]:
+        """
+        The revocations recorded after C{cursor}, oldest first, at most
+        C{limit} of them, for other processes to follow.  Start with cursor
+        C{0}; pass back the cursor returned.
+
+        @return: a L{Deferred} firing with C{(revocations, newCursor)}.
+        """
+
+    def flushRevocations(when: float) -> Deferred[int]:
+        """
+        Remove the revocations whose expiry is at or before C{when}.
+
+        @return: a L{Deferred} firing with the number removed.
+        """
+
+
+class IKeyringStore(Interface):
+    """
+    Where the keyring that signs tokens is kept, so that bouncers sharing a
+    store share it.
+    """
+
+    def loadKeyring() -> Deferred[Keyring | None]:
+        """
+        @return: a L{Deferred} firing with the stored L{Keyring}, or C{None}
+            if none was stored yet.
+        """
+
+    def saveKeyring(keyring: Keyring) -> Deferred[None]:
+        """
+        Replace the stored keyring, durably, as one change.
+
+        @return: a L{Deferred} firing with C{None} once it is stored.
         """
 
 

@@ -6,7 +6,14 @@ Every backend provides L{IKeycardStore} and passes the same contract suite
 """
 
 from ._memory import MemoryStore
-from ._record import IssuedKeycard
-from .interfaces import IKeycardStore
+from ._record import IssuedKeycard, Revocation
+from .interfaces import IKeycardStore, IKeyringStore, IRevocationStore
 
-__all__ = ["IKeycardStore", "IssuedKeycard", "MemoryStore"]
+__all__ = [
+    "IKeycardStore",
+    "IKeyringStore",
+    "IRevocationStore",
+    "IssuedKeycard",
+    "MemoryStore",
+    "Revocation",
+]
