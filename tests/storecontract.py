@@ -218,6 +218,16 @@ class RevocationStoreContract(_StoreContract):
         self.assertTrue(self.resultOf(self.store.isRevoked("k2")))
         self.assertFalse(self.resultOf(self.store.isRevoked("k3")))
 
+    def test_revocationsOf(self) -> None:
+        mark = Revocation("avatar:alice", 300.0, 100.0, "by avatar")
+        self.resultOf(self.store.revoke([Revocation("k1", 200.0, 100.0), mark]))
+        found = self.resultOf(self.store.revocationsOf(["k0", "k1", "avatar:alice"]))
+        self.assertEqual(
+            sorted(found, key=lambda r: r.keycardId),
+            [mark, Revocation("k1", 200.0, 100.0)],
+        )
+        self.assertEqual(self.resultOf(self.store.revocationsOf([])), [])
+
     def test_revokeTwice(self) -> None:
         """
         Revoking again is not counted, and keeps the later expiry.

@@ -152,6 +152,10 @@ class MemoryStore:
     def isRevoked(self, keycardId: str) -> Deferred[bool]:
         return succeed(keycardId in self._revoked)
 
+    def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
+        found = (self._revoked.get(k) for k in keycardIds)
+        return succeed([r for r in found if r is not None])
+
     def isRevokedNow(self, keycardId: str) -> bool:
         """
         L{isRevoked} without a L{Deferred}, for the token fast path.

@@ -9,16 +9,27 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
+from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ._expiry import ExpiryTimers
+from ._keys import KeyringHolder
 from ._pending import PendingExchanges
-from ._record import IssuedKeycard
+from ._record import IssuedKeycard, Revocation
+from ._revoking import (
+    AVATAR,
+    REQUESTER,
+    RevocationFollower,
+    heldBy,
+    revocationsFor,
+    withChildren,
+)
 from .error import KeycardRefused, ProtocolError
 from .interfaces import (
     IBouncer,
@@ -28,7 +39,10 @@ from .interfaces import (
     IRequester,
 )
 from .keycard import Keycard, KeycardState
-from .store import MemoryStore
+from .policy import Quota, TokenPolicy
+from .store import IKeyringStore, IRevocationStore, MemoryStore
+from .token import TokenClaims, sign
+from .tokencard import TokenChecker
 
 #: Bytes of randomness in a keycard id (192 bits).
 ID_BYTES = 24
@@ -48,15 +62,20 @@ class _Refusal(Exception):
 
 
 @implementer(IBouncer)
-class Bouncer:
+class Bouncer(Service):
     """
     Checks keycards with twisted.cred checkers and keeps the ones it issued.
+
+    As a service, it loads the keyring when it starts, follows the
+    revocations other bouncers record in a shared store, and flushes
+    expired entries from the store.
 
     @ivar name: the bouncer's name, set in the keycards it checks.
     @ivar store: the L{IKeycardStore} of issued keycards.
     """
 
     log = Logger()
+    name: str
 
     def __init__(
         self,
@@ -70,6 +89,10 @@ class Bouncer:
         challengeTimeout: float = 30.0,
         maxPending: int = 10_000,
         maxPendingPerAddress: int = 100,
+        tokens: TokenPolicy | None = None,
+        quota: Quota | None = None,
+        followInterval: float = 1.0,
+        flushInterval: float = 300.0,
         newId: Callable[[], str] = newKeycardId,
     ) -> None:
         """
@@ -86,8 +109,16 @@ class Bouncer:
         @param maxPending: exchanges in progress at most, in all.
         @param maxPendingPerAddress: exchanges in progress at most from one
             client address.
-        @raise ValueError: if two challengers claim one keycard class, or a
-            challenger's credentials have no checker.
+        @param tokens: issue a signed token with each keycard, and take
+            token keycards; the keyring is kept in C{store}, which must then
+            provide L{IKeyringStore} and L{IRevocationStore}.
+        @param quota: limits on keycards held at once.
+        @param followInterval: seconds between two reads of the revocations
+            other bouncers recorded in the store.
+        @param flushInterval: seconds between two flushes of expired
+            entries from the store.
+        @raise ValueError: if two challengers claim one keycard class, or
+            tokens are asked of a store that cannot keep them.
         """
         if duration <= 0:
             raise ValueError("duration must be positive")
@@ -96,8 +127,21 @@ class Bouncer:
         self.clock = clock
         self.duration = duration
         self.maxLifetime = maxLifetime
+        self.quota = quota
+        self.tokens = tokens
         self._newId = newId
         self._checkers: list[ICredentialsChecker] = list(checkers)
+        self.keys: KeyringHolder | None = None
+        if tokens is not None:
+            if not (
+                IKeyringStore.providedBy(self.store)
+                and IRevocationStore.providedBy(self.store)
+            ):
+                raise ValueError("tokens need a store that keeps keys and revocations")
+            self.keys = KeyringHolder(self.store, clock)
+            self._checkers.append(
+                TokenChecker(self.store, self.keys, clock, skew=tokens.skew)
+            )
         self._challengers: dict[str, IChallenger] = {}
         classes: list[type[Keycard]] = []
         for checker in self._checkers:
@@ -114,6 +158,78 @@ class Bouncer:
         )
         self._timers = ExpiryTimers(clock, self._timersExpired)
         self._requesters: dict[str, IRequester] = {}
+        #: The keycards this bouncer issued that a client holds.
+        self.held: dict[str, IssuedKeycard] = {}
+        self.followInterval = followInterval
+        self.flushInterval = flushInterval
+        self._follower: RevocationFollower | None = None
+        self._flushLoop: LoopingCall | None = None
+
+    # Service
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self.started = Deferred.fromCoroutine(self._start())
+        self.started.addErrback(
+            lambda f: self.log.failure(
+                "bouncer {name} failed to start", f, name=self.name
+            )
+        )
+
+    async def _start(self) -> None:
+        if self.keys is not None:
+            await self.keys.current()
+        if IRevocationStore.providedBy(self.store):
+            follower = RevocationFollower(
+                self.store, self.clock, self._revokedElsewhere, self.followInterval
+            )
+            await follower.catchUp()
+            if self.running:
+                self._follower = follower
+                follower.start()
+        if self.running:
+            loop = self._flushLoop = LoopingCall(self._flushNow)
+            loop.clock = self.clock
+            loop.start(self.flushInterval, now=True)
+
+    def stopService(self) -> Deferred[None] | None:
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
+        if self._flushLoop is not None and self._flushLoop.running:
+            self._flushLoop.stop()
+        self._flushLoop = None
+        self._timers.stop()
+        result: Deferred[None] | None = super().stopService()  # type: ignore[no-untyped-call]
+        return result
+
+    def _flushNow(self) -> Deferred[None]:
+        d = self.flush()
+        d.addErrback(lambda f: self.log.failure("flushing the store failed", f))
+        return d.addCallback(lambda _: None)
+
+    def flush(self) -> Deferred[tuple[int, int]]:
+        """
+        Remove expired keycards and revocations from the store.
+
+        @return: a L{Deferred} firing with the numbers of keycards and of
+            revocations removed.
+        """
+        return Deferred.fromCoroutine(self._flush())
+
+    async def _flush(self) -> tuple[int, int]:
+        now = self.clock.seconds()
+        keycards = await self.store.flushExpired(now)
+        revocations = 0
+        if IRevocationStore.providedBy(self.store):
+            revocations = await self.store.flushRevocations(now)
+        if keycards or revocations:
+            self.log.info(
+                "flushed {keycards} expired keycard(s), {revocations} revocation(s)",
+                keycards=keycards,
+                revocations=revocations,
+            )
+        return keycards, revocations
 
     # Requesters
 
@@ -142,14 +258,14 @@ class Bouncer:
             keycard.duration = keycard.expires = None
             keycard.bouncerName = self.name
             if keycard.id is None:
-                return await self._start(keycard)
+                return await self._begin(keycard)
             return await self._continue(keycard)
         except (_Refusal, ProtocolError, UnauthorizedLogin) as e:
             self._refused(keycard, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
             raise KeycardRefused() from None
 
-    async def _start(self, keycard: Keycard) -> Keycard:
+    async def _begin(self, keycard: Keycard) -> Keycard:
         keycardId = self._newId()
         entry = self._pending.reserve(
             keycardId, keycard.keycardType, keycard.address, keycard.requesterName
@@ -198,6 +314,7 @@ class Bouncer:
         exchange.conclude(keycard)
         assert keycard.id is not None
         now = self.clock.seconds()
+        quota = self.quota
         record = IssuedKeycard(
             keycardId=keycard.id,
             avatarId=avatarId,
@@ -208,13 +325,21 @@ class Bouncer:
             issued=now,
             duration=self.duration,
             expires=now + self.duration,
+            parentId=getattr(exchange, "parentId", None),
+            seatPool=quota.seatPool if quota is not None else None,
         )
-        await self.store.add(record)
+        token = await self._token(record)
+        if quota is None:
+            await self.store.add(record)
+        else:
+            await self.store.addWithin(record, quota.maxPerAvatar, quota.seats)
+        self.held[record.keycardId] = record
         self._timers.schedule(record.keycardId, record.expires)
         keycard.state = KeycardState.AUTHENTICATED
         keycard.avatarId = avatarId
         keycard.duration = record.duration
         keycard.expires = record.expires
+        keycard.token = token
         self.log.info(
             "keycard {keycardId} issued to {avatarId} via {requesterName}"
             " from {address}, expires {expires}",
@@ -225,6 +350,23 @@ class Bouncer:
             expires=record.expires,
         )
         return keycard
+
+    async def _token(self, record: IssuedKeycard) -> str | None:
+        if self.tokens is None or self.keys is None:
+            return None
+        keyring = await self.keys.current()
+        claims = TokenClaims(
+            keycardId=record.keycardId,
+            avatarId=record.avatarId,
+            issued=record.issued,
+            expires=record.expires,
+            bouncerName=self.name,
+            requesterName=record.requesterName,
+            address=record.address if self.tokens.bindAddress else None,
+            parentId=record.parentId,
+            claims=self.tokens.claims,
+        )
+        return sign(claims, keyring.signing)
 
     def _refused(self, keycard: object, reason: str) -> None:
         self.log.info(
@@ -243,6 +385,7 @@ class Bouncer:
 
     async def _remove(self, keycardId: str) -> bool:
         self._timers.cancel(keycardId)
+        self.held.pop(keycardId, None)
         record = await self.store.remove(keycardId)
         if record is not None:
             self.log.info("keycard {keycardId} removed", keycardId=keycardId)
@@ -259,9 +402,12 @@ class Bouncer:
         byRequester: dict[str | None, list[str]] = defaultdict(list)
         for keycardId in keycardIds:
             self._timers.cancel(keycardId)
+            held = self.held.pop(keycardId, None)
             record = await self.store.remove(keycardId)
-            if record is not None:
-                byRequester[record.requesterName].append(keycardId)
+            if held is not None or record is not None:
+                holder = held if held is not None else record
+                assert holder is not None
+                byRequester[holder.requesterName].append(keycardId)
         for requesterName, ids in byRequester.items():
             self.log.info(
                 "{count} keycard(s) expired via {requesterName}: {keycardIds}",
@@ -296,13 +442,88 @@ class Bouncer:
                 expires = min(expires, record.issued + self.maxLifetime)
             if expires <= now:
                 continue
-            await self.store.renew(keycardId, expires)
+            renewedRecord = await self.store.renew(keycardId, expires)
+            if renewedRecord is not None and keycardId in self.held:
+                self.held[keycardId] = renewedRecord
             self._timers.schedule(keycardId, expires)
             renewed += 1
         return renewed
 
-    def stopExpiring(self) -> None:
+    # Revocation
+
+    def revokeKeycardIds(
+        self, keycardIds: Sequence[str], reason: str = ""
+    ) -> Deferred[int]:
         """
-        Cancel every expiry timer, as when the bouncer's service stops.
+        Revoke keycards, and the keycards issued for their tokens: their
+        tokens are refused by every bouncer sharing the store until they
+        would have expired, and the clients holding them are dropped.
+
+        @return: a L{Deferred} firing, once the revocation is durable, with
+            the number of keycard ids revoked.
         """
-        self._timers.stop()
+        return Deferred.fromCoroutine(self._revokeIds(keycardIds, reason))
+
+    async def _revokeIds(self, keycardIds: Sequence[str], reason: str) -> int:
+        records = [r for r in [await self.store.get(k) for k in keycardIds] if r]
+        return await self._revoke(keycardIds, records, [], reason)
+
+    def revokeAvatar(self, avatarId: str, reason: str = "") -> Deferred[int]:
+        """
+        Revoke every keycard and token issued to C{avatarId} until now.
+
+        @return: as L{revokeKeycardIds}.
+        """
+        return Deferred.fromCoroutine(self._revokeBy(AVATAR, avatarId, reason))
+
+    def revokeRequester(self, requesterName: str, reason: str = "") -> Deferred[int]:
+        """
+        Revoke every keycard and token issued through requester
+        C{requesterName} until now.
+
+        @return: as L{revokeKeycardIds}.
+        """
+        return Deferred.fromCoroutine(self._revokeBy(REQUESTER, requesterName, reason))
+
+    async def _revokeBy(self, kind: str, name: str, reason: str) -> int:
+        if kind == AVATAR:
+            records = await self.store.byAvatar(name)
+        else:
+            records = await self.store.byRequester(name)
+        now = self.clock.seconds()
+        mark = Revocation(kind + name, now + self._tokenLifetime(), now, reason)
+        return await self._revoke([], records, [mark], reason)
+
+    def _tokenLifetime(self) -> float:
+        skew = self.tokens.skew if self.tokens is not None else 0.0
+        return self.duration + skew
+
+    async def _revoke(
+        self,
+        keycardIds: Sequence[str],
+        records: list[IssuedKeycard],
+        marks: list[Revocation],
+        reason: str,
+    ) -> int:
+        if not IRevocationStore.providedBy(self.store):
+            raise ValueError("this bouncer's store keeps no revocations")
+        family = await withChildren(self.store, records)
+        now = self.clock.seconds()
+        revocations = revocationsFor(
+            keycardIds, family, now, self._tokenLifetime(), reason
+        )
+        await self.store.revoke(revocations + marks)
+        ids = [r.keycardId for r in revocations]
+        self.log.info(
+            "revoked {count} keycard(s) {marks}: {reason}",
+            count=len(ids),
+            marks=[m.keycardId for m in marks],
+            reason=reason,
+        )
+        await self._expire(ids)
+        return len(ids)
+
+    async def _revokedElsewhere(self, revocations: list[Revocation]) -> None:
+        hit = heldBy(self.held, revocations)
+        if hit:
+            await self._expire(hit)

@@ -16,8 +16,8 @@ from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from ._record import IssuedKeycard, Revocation
-    from .keyring import Keyring
     from .keycard import Keycard
+    from .keyring import Keyring
 
 
 class IExchange(ICredentials):
@@ -253,6 +253,17 @@ class IRevocationStore(Interface):
     def isRevoked(keycardId: str) -> Deferred[bool]:
         """
         @return: a L{Deferred} firing with whether C{keycardId} is revoked.
+        """
+
+    def revocationsOf(keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
+        """
+        The revocations of those of C{keycardIds} that are revoked, in one
+        look-up.  Besides keycard ids, a revocation may be keyed
+        C{avatar:<avatar id>} or C{requester:<name>}: every token issued to
+        that avatar or through that requester before its C{revokedAt} is
+        refused.
+
+        @return: a L{Deferred} firing with a list of L{Revocation}s.
         """
 
     def revokedSince(cursor: int, limit: int) -> Deferred[tuple[list[Revocation], int]]:

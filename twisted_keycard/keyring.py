@@ -27,7 +27,13 @@ class UnknownKey(KeycardError):
     """
     Raised when a token names a key the keyring does not have, or one whose
     grace period has ended.
+
+    @ivar kid: the key id asked for, if any.
     """
+
+    def __init__(self, message: str, kid: str | None = None) -> None:
+        super().__init__(message)
+        self.kid = kid
 
 
 def _newKid() -> str:
@@ -112,7 +118,7 @@ class Keyring:
                 if key.validAt(now):
                     return key
                 break
-        raise UnknownKey("unknown or retired key")
+        raise UnknownKey("unknown or retired key", kid)
 
     def rotate(self, now: float, grace: float) -> tuple[Keyring, SigningKey]:
         """

@@ -1,0 +1,341 @@
+"""
+Tests for tokens, revocation, quotas and seat pools in the bouncer, with a
+shared L{MemoryStore} and a L{Clock}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from twisted_keycard import (
+    Bouncer,
+    IRequester,
+    KeycardRefused,
+    KeycardState,
+    MemoryStore,
+)
+from twisted_keycard.error import QuotaExceeded
+from twisted_keycard.keycard import Keycard
+from twisted_keycard.policy import Quota, TokenPolicy
+from twisted_keycard.tokencard import TokenKeycard
+
+from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
+
+START = 1_800_000_000.0
+
+
+@implementer(IRequester)
+@attrs.define
+class Requester:
+    expired: list[str] = attrs.field(factory=list)
+
+    def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
+        self.expired.extend(keycardIds)
+
+
+class TokenBouncerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.store = MemoryStore()
+        self.requester = Requester()
+        self.bouncer = self.makeBouncer("b1")
+
+    def makeBouncer(self, name: str, **options: object) -> Bouncer:
+        options.setdefault("tokens", TokenPolicy(claims={"vendor": "acme"}))
+        bouncer = Bouncer(
+            [PassphraseChecker({"alice": "wonderland", "bob": "builder"})],
+            self.store,
+            clock=self.clock,
+            name=name,
+            duration=60.0,
+            **options,  # type: ignore[arg-type]
+        )
+        bouncer.registerRequester("r1", self.requester)
+        bouncer.startService()
+        self.addCleanup(bouncer.stopService)
+        self.successResultOf(bouncer.started)
+        return bouncer
+
+    def login(
+        self,
+        bouncer: Bouncer | None = None,
+        username: str = "alice",
+        address: str = "192.0.2.1",
+    ) -> Keycard:
+        bouncer = bouncer or self.bouncer
+        first = PassphraseKeycard(
+            username=username, address=address, requesterName="r1"
+        )
+        challenged = self.successResultOf(bouncer.authenticate(first))
+        answered = PassphraseAnswerer(
+            username, "wonderland" if username == "alice" else "builder"
+        ).answer(challenged)
+        return self.successResultOf(bouncer.authenticate(answered))
+
+    def present(
+        self,
+        token: str | None,
+        bouncer: Bouncer | None = None,
+        address: str = "192.0.2.1",
+    ) -> Keycard:
+        keycard = TokenKeycard(presented=token, address=address, requesterName="r1")
+        return self.successResultOf((bouncer or self.bouncer).authenticate(keycard))
+
+    def refused(
+        self,
+        token: str | None,
+        bouncer: Bouncer | None = None,
+        address: str = "192.0.2.1",
+    ) -> None:
+        keycard = TokenKeycard(presented=token, address=address, requesterName="r1")
+        self.failureResultOf(
+            (bouncer or self.bouncer).authenticate(keycard), KeycardRefused
+        )
+
+    def test_tokenIssued(self) -> None:
+        keycard = self.login()
+        assert keycard.token is not None
+        self.assertTrue(keycard.token.startswith(f"kc1.{keycard.id}."))
+        self.assertIn(TokenKeycard, self.bouncer.keycardClasses)
+
+    def test_tokenLogin(self) -> None:
+        """
+        A token logs in with no password; the new keycard is the child of
+        the token's keycard and has a token of its own.
+        """
+        parent = self.login()
+        child = self.present(parent.token)
+        self.assertIs(child.state, KeycardState.AUTHENTICATED)
+        self.assertEqual(child.avatarId, "alice")
+        self.assertNotEqual(child.id, parent.id)
+        assert child.id is not None and child.token is not None
+        record = self.successResultOf(self.store.get(child.id))
+        assert record is not None
+        self.assertEqual(record.parentId, parent.id)
+        self.present(child.token)
+
+    def test_failover(self) -> None:
+        """
+        Another bouncer sharing the store (and so the keyring) takes the
+        token, as does a new bouncer after a restart.
+        """
+        token = self.login().token
+        self.assertEqual(self.present(token, self.makeBouncer("b2")).avatarId, "alice")
+        self.bouncer.stopService()
+        self.assertEqual(self.present(token, self.makeBouncer("b1")).avatarId, "alice")
+
+    def test_malformed(self) -> None:
+        token = self.login().token
+        assert token is not None
+        for bad in [
+            None,
+            "",
+            "kc1.x",
+            token[:-3],
+            token + "AA",
+            token.replace("kc1", "kc2"),
+        ]:
+            self.refused(bad)
+
+    def test_expiry(self) -> None:
+        token = self.login().token
+        self.clock.advance(60 + 5)
+        self.present(token)
+        self.clock.advance(0.01)
+        self.refused(token)
+
+    def test_wrongKeyring(self) -> None:
+        token = self.login().token
+        other = MemoryStore()
+        bouncer = Bouncer([], other, clock=self.clock, tokens=TokenPolicy())
+        bouncer.startService()
+        self.addCleanup(bouncer.stopService)
+        self.refused(token, bouncer)
+
+    def test_rotation(self) -> None:
+        """
+        After a rotation by another bouncer, old tokens are taken during the
+        grace and refused after it; new tokens are taken here too.
+        """
+        old = self.login().token
+        other = self.makeBouncer("b2")
+        assert other.keys is not None
+        self.successResultOf(Deferred.fromCoroutine(other.keys.rotate(grace=30)))
+        new = self.login(other).token
+        self.clock.advance(10)
+        self.present(new)
+        self.present(old)
+        self.clock.advance(21)
+        self.refused(old)
+        self.refused(old, other)
+
+    def test_addressBinding(self) -> None:
+        bouncer = self.makeBouncer("bound", tokens=TokenPolicy(bindAddress=True))
+        token = self.login(bouncer).token
+        self.present(token, bouncer)
+        self.refused(token, bouncer, address="198.51.100.9")
+
+    def test_revokeById(self) -> None:
+        """
+        A revoked keycard's token is refused, and its holder dropped.
+        """
+        keycard = self.login()
+        assert keycard.id is not None
+        self.assertEqual(
+            self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id], "test")), 1
+        )
+        self.refused(keycard.token)
+        self.assertEqual(self.requester.expired, [keycard.id])
+        self.assertIsNone(self.successResultOf(self.store.get(keycard.id)))
+
+    def test_revokeAfterClientLeft(self) -> None:
+        """
+        A keycard whose client left (so no longer in the store) can still be
+        revoked by id, and its token is refused.
+        """
+        keycard = self.login()
+        assert keycard.id is not None
+        self.successResultOf(self.bouncer.removeKeycardId(keycard.id))
+        self.present(keycard.token)
+        self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id]))
+        self.refused(keycard.token)
+
+    def test_revokeParentRevokesChildren(self) -> None:
+        parent = self.login()
+        child = self.present(parent.token)
+        grandchild = self.present(child.token)
+        assert parent.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([parent.id]))
+        self.refused(child.token)
+        self.refused(grandchild.token)
+        self.assertEqual(
+            set(self.requester.expired), {parent.id, child.id, grandchild.id}
+        )
+
+    def test_revokeAvatar(self) -> None:
+        """
+        Revoking an avatar refuses every token issued to it before, even of
+        keycards no longer held; a login after it works.
+        """
+        held = self.login()
+        gone = self.login()
+        bob = self.login(username="bob")
+        assert gone.id is not None
+        self.successResultOf(self.bouncer.removeKeycardId(gone.id))
+        self.clock.advance(1)
+        self.successResultOf(self.bouncer.revokeAvatar("alice", "left the company"))
+        self.refused(held.token)
+        self.refused(gone.token)
+        self.present(bob.token)
+        self.assertEqual(self.requester.expired, [held.id])
+        self.clock.advance(1)
+        fresh = self.login()
+        self.present(fresh.token)
+
+    def test_revokeRequester(self) -> None:
+        keycard = self.login()
+        self.clock.advance(1)
+        self.successResultOf(self.bouncer.revokeRequester("r1"))
+        self.refused(keycard.token)
+        self.assertEqual(self.requester.expired, [keycard.id])
+
+    def test_revocationReachesOtherBouncer(self) -> None:
+        """
+        A bouncer drops the clients of keycards another bouncer revoked,
+        at its next poll of the shared store.
+        """
+        other = self.makeBouncer("b2")
+        otherRequester = Requester()
+        other.registerRequester("r1", otherRequester)
+        keycard = self.login(other)
+        assert keycard.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id]))
+        self.assertEqual(otherRequester.expired, [])
+        self.clock.advance(1.0)
+        self.assertEqual(otherRequester.expired, [keycard.id])
+
+    def test_avatarRevocationReachesOtherBouncer(self) -> None:
+        other = self.makeBouncer("b2")
+        otherRequester = Requester()
+        other.registerRequester("r1", otherRequester)
+        keycard = self.login(other)
+        self.clock.advance(1)
+        self.successResultOf(self.bouncer.revokeAvatar("alice"))
+        self.clock.advance(1.0)
+        self.assertEqual(otherRequester.expired, [keycard.id])
+
+    def test_flush(self) -> None:
+        keycard = self.login()
+        assert keycard.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id]))
+        self.assertTrue(self.successResultOf(self.store.isRevoked(keycard.id)))
+        self.clock.advance(60 + 5 + 1)
+        self.successResultOf(self.bouncer.flush())
+        self.assertFalse(self.successResultOf(self.store.isRevoked(keycard.id)))
+
+    def test_flushLoop(self) -> None:
+        """
+        The service flushes expired revocations by itself.
+        """
+        keycard = self.login()
+        assert keycard.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id]))
+        self.clock.advance(300)
+        self.assertFalse(self.successResultOf(self.store.isRevoked(keycard.id)))
+
+    def test_stopLeavesNoTimers(self) -> None:
+        self.login()
+        self.bouncer.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class QuotaTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore()
+
+    def bouncer(self, quota: Quota) -> Bouncer:
+        return Bouncer(
+            [PassphraseChecker({f"u{i}": "pw" for i in range(10)})],
+            self.store,
+            clock=self.clock,
+            quota=quota,
+        )
+
+    def attempt(self, bouncer: Bouncer, username: str) -> Deferred[Keycard]:
+        first = PassphraseKeycard(username=username, requesterName="r1")
+        challenged = self.successResultOf(bouncer.authenticate(first))
+        answered = PassphraseAnswerer(username, "pw").answer(challenged)
+        return bouncer.authenticate(answered)
+
+    def test_perAvatar(self) -> None:
+        bouncer = self.bouncer(Quota(maxPerAvatar=2))
+        first = self.successResultOf(self.attempt(bouncer, "u1"))
+        self.successResultOf(self.attempt(bouncer, "u1"))
+        failure = self.failureResultOf(self.attempt(bouncer, "u1"), QuotaExceeded)
+        self.assertIn("avatar", failure.getErrorMessage())
+        self.successResultOf(self.attempt(bouncer, "u2"))
+        assert first.id is not None
+        self.successResultOf(bouncer.removeKeycardId(first.id))
+        self.successResultOf(self.attempt(bouncer, "u1"))
+
+    def test_seatPoolSharedByBouncers(self) -> None:
+        """
+        Two bouncers on one store share the pool: never more seats than it
+        has; a seat comes back when its keycard expires.
+        """
+        quota = Quota(seatPool="flux", seats=3)
+        one, two = self.bouncer(quota), self.bouncer(quota)
+        for i, bouncer in enumerate([one, two, one]):
+            self.successResultOf(self.attempt(bouncer, f"u{i}"))
+        failure = self.failureResultOf(self.attempt(two, "u5"), QuotaExceeded)
+        self.assertIn("flux", failure.getErrorMessage())
+        self.clock.advance(3600)
+        self.successResultOf(self.attempt(two, "u5"))

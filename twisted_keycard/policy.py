@@ -1,0 +1,52 @@
+"""
+What a bouncer grants on success, beyond the keycard itself: tokens, and
+limits on concurrent keycards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+_positive = attrs.validators.optional(
+    [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+)
+
+
+@attrs.frozen
+class TokenPolicy:
+    """
+    Issue a signed token with every keycard, for logging in again without a
+    password (see L{twisted_keycard.tokencard}).
+
+    @ivar bindAddress: bind each token to the client address it was issued
+        to; it is then refused from any other address.
+    @ivar claims: free claims written in every token (the license-server
+        case: vendor, program, version).
+    @ivar skew: seconds of clock difference tolerated at expiry.
+    """
+
+    bindAddress: bool = False
+    claims: Mapping[str, str] = attrs.field(factory=dict)
+    skew: float = 5.0
+
+
+@attrs.frozen
+class Quota:
+    """
+    Limits on keycards held at once, counted atomically in the store, so
+    several bouncers on one store never grant more.
+
+    @ivar maxPerAvatar: keycards one avatar may hold at once.
+    @ivar seatPool: the pool every keycard of this bouncer takes a seat of.
+    @ivar seats: the size of that pool.
+    """
+
+    maxPerAvatar: int | None = attrs.field(default=None, validator=_positive)
+    seatPool: str | None = None
+    seats: int | None = attrs.field(default=None, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.seatPool is None) != (self.seats is None):
+            raise ValueError("seatPool and seats go together")
