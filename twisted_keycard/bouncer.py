@@ -9,7 +9,6 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
-from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -18,18 +17,15 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ._bouncerrevoke import BouncerRevocation
 from ._expiry import ExpiryTimers
 from ._keys import KeyringHolder
 from ._pending import PendingExchanges
-from ._record import IssuedKeycard, Revocation
+from ._record import IssuedKeycard
 from ._revoking import (
-    AVATAR,
-    REQUESTER,
     RevocationFollower,
-    heldBy,
-    revocationsFor,
-    withChildren,
 )
+from ._upkeep import BouncerUpkeep
 from .error import KeycardRefused, ProtocolError
 from .interfaces import (
     IBouncer,
@@ -62,7 +58,7 @@ class _Refusal(Exception):
 
 
 @implementer(IBouncer)
-class Bouncer(Service):
+class Bouncer(BouncerRevocation, BouncerUpkeep):
     """
     Checks keycards with twisted.cred checkers and keeps the ones it issued.
 
@@ -164,72 +160,6 @@ class Bouncer(Service):
         self.flushInterval = flushInterval
         self._follower: RevocationFollower | None = None
         self._flushLoop: LoopingCall | None = None
-
-    # Service
-
-    def startService(self) -> None:
-        super().startService()  # type: ignore[no-untyped-call]
-        self.started = Deferred.fromCoroutine(self._start())
-        self.started.addErrback(
-            lambda f: self.log.failure(
-                "bouncer {name} failed to start", f, name=self.name
-            )
-        )
-
-    async def _start(self) -> None:
-        if self.keys is not None:
-            await self.keys.current()
-        if IRevocationStore.providedBy(self.store):
-            follower = RevocationFollower(
-                self.store, self.clock, self._revokedElsewhere, self.followInterval
-            )
-            await follower.catchUp()
-            if self.running:
-                self._follower = follower
-                follower.start()
-        if self.running:
-            loop = self._flushLoop = LoopingCall(self._flushNow)
-            loop.clock = self.clock
-            loop.start(self.flushInterval, now=True)
-
-    def stopService(self) -> Deferred[None] | None:
-        if self._follower is not None:
-            self._follower.stop()
-            self._follower = None
-        if self._flushLoop is not None and self._flushLoop.running:
-            self._flushLoop.stop()
-        self._flushLoop = None
-        self._timers.stop()
-        result: Deferred[None] | None = super().stopService()  # type: ignore[no-untyped-call]
-        return result
-
-    def _flushNow(self) -> Deferred[None]:
-        d = self.flush()
-        d.addErrback(lambda f: self.log.failure("flushing the store failed", f))
-        return d.addCallback(lambda _: None)
-
-    def flush(self) -> Deferred[tuple[int, int]]:
-        """
-        Remove expired keycards and revocations from the store.
-
-        @return: a L{Deferred} firing with the numbers of keycards and of
-            revocations removed.
-        """
-        return Deferred.fromCoroutine(self._flush())
-
-    async def _flush(self) -> tuple[int, int]:
-        now = self.clock.seconds()
-        keycards = await self.store.flushExpired(now)
-        revocations = 0
-        if IRevocationStore.providedBy(self.store):
-            revocations = await self.store.flushRevocations(now)
-        if keycards or revocations:
-            self.log.info(
-                "flushed {keycards} expired keycard(s), {revocations} revocation(s)",
-                keycards=keycards,
-                revocations=revocations,
-            )
-        return keycards, revocations
 
     # Requesters
 
@@ -448,82 +378,3 @@ class Bouncer(Service):
             self._timers.schedule(keycardId, expires)
             renewed += 1
         return renewed
-
-    # Revocation
-
-    def revokeKeycardIds(
-        self, keycardIds: Sequence[str], reason: str = ""
-    ) -> Deferred[int]:
-        """
-        Revoke keycards, and the keycards issued for their tokens: their
-        tokens are refused by every bouncer sharing the store until they
-        would have expired, and the clients holding them are dropped.
-
-        @return: a L{Deferred} firing, once the revocation is durable, with
-            the number of keycard ids revoked.
-        """
-        return Deferred.fromCoroutine(self._revokeIds(keycardIds, reason))
-
-    async def _revokeIds(self, keycardIds: Sequence[str], reason: str) -> int:
-        records = [r for r in [await self.store.get(k) for k in keycardIds] if r]
-        return await self._revoke(keycardIds, records, [], reason)
-
-    def revokeAvatar(self, avatarId: str, reason: str = "") -> Deferred[int]:
-        """
-        Revoke every keycard and token issued to C{avatarId} until now.
-
-        @return: as L{revokeKeycardIds}.
-        """
-        return Deferred.fromCoroutine(self._revokeBy(AVATAR, avatarId, reason))
-
-    def revokeRequester(self, requesterName: str, reason: str = "") -> Deferred[int]:
-        """
-        Revoke every keycard and token issued through requester
-        C{requesterName} until now.
-
-        @return: as L{revokeKeycardIds}.
-        """
-        return Deferred.fromCoroutine(self._revokeBy(REQUESTER, requesterName, reason))
-
-    async def _revokeBy(self, kind: str, name: str, reason: str) -> int:
-        if kind == AVATAR:
-            records = await self.store.byAvatar(name)
-        else:
-            records = await self.store.byRequester(name)
-        now = self.clock.seconds()
-        mark = Revocation(kind + name, now + self._tokenLifetime(), now, reason)
-        return await self._revoke([], records, [mark], reason)
-
-    def _tokenLifetime(self) -> float:
-        skew = self.tokens.skew if self.tokens is not None else 0.0
-        return self.duration + skew
-
-    async def _revoke(
-        self,
-        keycardIds: Sequence[str],
-        records: list[IssuedKeycard],
-        marks: list[Revocation],
-        reason: str,
-    ) -> int:
-        if not IRevocationStore.providedBy(self.store):
-            raise ValueError("this bouncer's store keeps no revocations")
-        family = await withChildren(self.store, records)
-        now = self.clock.seconds()
-        revocations = revocationsFor(
-            keycardIds, family, now, self._tokenLifetime(), reason
-        )
-        await self.store.revoke(revocations + marks)
-        ids = [r.keycardId for r in revocations]
-        self.log.info(
-            "revoked {count} keycard(s) {marks}: {reason}",
-            count=len(ids),
-            marks=[m.keycardId for m in marks],
-            reason=reason,
-        )
-        await self._expire(ids)
-        return len(ids)
-
-    async def _revokedElsewhere(self, revocations: list[Revocation]) -> None:
-        hit = heldBy(self.held, revocations)
-        if hit:
-            await self._expire(hit)
