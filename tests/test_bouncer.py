@@ -31,6 +31,9 @@ from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycar
 class RecordingRequester:
     expired: list[list[str]] = attrs.field(factory=list)
 
+    def keycardIds(self) -> list[str]:
+        return []
+
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
         self.expired.append(list(keycardIds))
 

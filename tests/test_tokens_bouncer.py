@@ -35,6 +35,9 @@ START = 1_800_000_000.0
 class Requester:
     expired: list[str] = attrs.field(factory=list)
 
+    def keycardIds(self) -> list[str]:
+        return []
+
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
         self.expired.extend(keycardIds)
 

@@ -357,6 +357,42 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
                 )
         return sum(len(ids) for ids in byRequester.values())
 
+    def adopt(self, requesterName: str, keycardIds: Sequence[str]) -> Deferred[int]:
+        """
+        Take charge of keycards issued through C{requesterName} before a
+        restart, or by another bouncer on this store, whose clients that
+        requester still holds: expire them when their time comes and tell
+        the requester.  Their expiry is left as it is.
+
+        @return: a L{Deferred} firing with the number of keycards adopted.
+        """
+        return Deferred.fromCoroutine(self._adopt(requesterName, keycardIds))
+
+    async def _adopt(self, requesterName: str, keycardIds: Sequence[str]) -> int:
+        adopted = 0
+        for keycardId in keycardIds:
+            record = await self.store.get(keycardId)
+            if record is None or record.requesterName != requesterName:
+                continue
+            self.held[keycardId] = record
+            self._timers.schedule(keycardId, record.expires)
+            adopted += 1
+        return adopted
+
+    def expireRequester(self, requesterName: str) -> Deferred[int]:
+        """
+        Expire every keycard issued through C{requesterName}, as when that
+        requester has been silent too long.
+
+        @return: a L{Deferred} firing with the number of ids expired.
+        """
+        return Deferred.fromCoroutine(self._expireRequester(requesterName))
+
+    async def _expireRequester(self, requesterName: str) -> int:
+        ids = {r.keycardId for r in await self.store.byRequester(requesterName)}
+        ids.update(k for k, r in self.held.items() if r.requesterName == requesterName)
+        return await self._expire(sorted(ids))
+
     def keepAlive(self, requesterName: str, keycardIds: Sequence[str]) -> Deferred[int]:
         return Deferred.fromCoroutine(self._keepAlive(requesterName, keycardIds))
 

@@ -89,6 +89,12 @@ class IRequester(Interface):
         @return: C{None} or a L{Deferred} firing when done.
         """
 
+    def keycardIds() -> list[str]:
+        """
+        The ids of the keycards this requester's clients hold now, for a
+        bouncer that lost track of them (a restart, a reconnection).
+        """
+
 
 class IBouncer(Interface):
     """

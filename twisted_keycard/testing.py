@@ -24,6 +24,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.spread import pb
+from twisted.spread.flavors import IPBRoot
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
 from .bouncer import Bouncer
@@ -32,7 +33,7 @@ from .interfaces import IAnswerer, IKeycardStore
 from .requester import KeycardRoot, KeycardServerFactory
 from .store import MemoryStore
 
-__all__ = ["KeycardTestConnection", "KeycardTestServer"]
+__all__ = ["KeycardTestConnection", "KeycardTestServer", "connectToRoot"]
 
 
 @attrs.define
@@ -143,16 +144,31 @@ class KeycardTestServer:
 
         @param clientHost: the address the server sees the client at.
         """
-        serverAddress = IPv4Address("TCP", "127.0.0.1", 8800)
-        clientAddress = IPv4Address("TCP", clientHost, port)
-        serverBroker = KeycardServerFactory(self.root).buildProtocol(clientAddress)
-        factory = KeycardClientFactory()
-        clientBroker = factory.buildProtocol(serverAddress)
-        pump = connect(
-            serverBroker,
-            FakeTransport(serverBroker, True, serverAddress, clientAddress),
-            clientBroker,
-            FakeTransport(clientBroker, False, clientAddress, serverAddress),
-            clock=self.clock,
-        )
-        return KeycardTestConnection(factory, pump, serverBroker, clientBroker)
+        return connectToRoot(self.root, self.clock, clientHost, port)
+
+
+def connectToRoot(
+    root: IPBRoot,
+    clock: Clock | None = None,
+    clientHost: str = "127.0.0.1",
+    port: int = 40000,
+) -> KeycardTestConnection:
+    """
+    Connect a new L{KeycardClientFactory} to any PB root, in memory.
+
+    @param clock: advanced by 0 at each pump, to run C{callLater(0, ...)}.
+    @param clientHost: the address the server sees the client at.
+    """
+    serverAddress = IPv4Address("TCP", "127.0.0.1", 8800)
+    clientAddress = IPv4Address("TCP", clientHost, port)
+    serverBroker = KeycardServerFactory(root).buildProtocol(clientAddress)
+    factory = KeycardClientFactory()
+    clientBroker = factory.buildProtocol(serverAddress)
+    pump = connect(
+        serverBroker,
+        FakeTransport(serverBroker, True, serverAddress, clientAddress),
+        clientBroker,
+        FakeTransport(clientBroker, False, clientAddress, serverAddress),
+        clock=clock if clock is not None else Clock(),
+    )
+    return KeycardTestConnection(factory, pump, serverBroker, clientBroker)
