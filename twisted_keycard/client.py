@@ -71,6 +71,15 @@ class KeycardClientFactory(pb.PBClientFactory):
 
     protocol = KeycardBroker
 
+    def __init__(self) -> None:
+        super().__init__()
+
+    def disconnect(self) -> None:
+        """
+        Close the connection, if there is one.
+        """
+        super().disconnect()
+
     def login(
         self,
         answerers: Sequence[IAnswerer],

@@ -1,0 +1,32 @@
+"""
+The SCRAM-SHA-256 keycard.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..keycard import Keycard, registerKeycard, wireField
+from ._messages import MAX_MESSAGE
+
+
+@registerKeycard
+@attrs.define(slots=False, eq=False, kw_only=True)
+class SCRAMKeycard(Keycard):
+    """
+    A keycard whose fields carry the standard SCRAM-SHA-256 messages of
+    RFC 5802, so any SCRAM implementation can answer.  It never carries a
+    password.
+
+    @ivar clientFirst: the client-first message (GS2 header included).
+    @ivar serverFirst: the server-first message.
+    @ivar clientFinal: the client-final message.
+    @ivar serverFinal: the server-final message.
+    """
+
+    keycardType = "twisted_keycard.scram-sha-256"
+
+    clientFirst: str | None = wireField(str, MAX_MESSAGE)
+    serverFirst: str | None = wireField(str, MAX_MESSAGE)
+    clientFinal: str | None = wireField(str, MAX_MESSAGE)
+    serverFinal: str | None = wireField(str, MAX_MESSAGE)
