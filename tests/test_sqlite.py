@@ -1,0 +1,210 @@
+"""
+Tests for L{twisted_keycard.sqlite.SQLiteStore}: the store contracts, on a
+real file, and what only a database must do: persist, survive SIGKILL, and
+count atomically across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from twisted_keycard.keyring import Keyring
+from twisted_keycard.sqlite import SQLiteStore
+from twisted_keycard.store import Revocation
+
+from .storecontract import (
+    KeycardStoreContract,
+    KeycardStoreLimitsContract,
+    KeyringStoreContract,
+    RevocationStoreContract,
+    record,
+)
+
+reactor: Any = _reactor
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SQLiteContractTests(
+    KeycardStoreContract,
+    KeycardStoreLimitsContract,
+    RevocationStoreContract,
+    KeyringStoreContract,
+    SynchronousTestCase,
+):
+    """
+    The contracts, with the database work run inline.
+    """
+
+    def makeStore(self) -> SQLiteStore:
+        store = SQLiteStore(self.mktemp(), threaded=False)
+        self.addCleanup(store.close)
+        return store
+
+
+class SQLitePersistenceTests(SynchronousTestCase):
+    def test_reopen(self) -> None:
+        path = self.mktemp()
+        store = SQLiteStore(path, threaded=False)
+        keyring = Keyring.generate(100.0)
+        self.successResultOf(store.add(record("k1")))
+        self.successResultOf(store.revoke([Revocation("k2", 200.0, 100.0, "why")]))
+        self.successResultOf(store.saveKeyring(keyring))
+        self.successResultOf(store.close())
+        again = SQLiteStore(path, threaded=False)
+        self.addCleanup(again.close)
+        self.assertEqual(self.successResultOf(again.get("k1")), record("k1"))
+        self.assertTrue(self.successResultOf(again.isRevoked("k2")))
+        self.assertEqual(self.successResultOf(again.loadKeyring()), keyring)
+
+    def test_newerFormatRefused(self) -> None:
+        path = self.mktemp()
+        import sqlite3
+
+        connection = sqlite3.connect(path)
+        connection.execute("PRAGMA user_version = 99")
+        connection.close()
+        store = SQLiteStore(path, threaded=False)
+        failure = self.failureResultOf(store.count(), ValueError)
+        self.assertIn("format 99", failure.getErrorMessage())
+
+
+class SQLiteThreadedTests(TestCase):
+    """
+    The store as used in a service: work in its thread, the reactor free.
+    """
+
+    def test_threaded(self) -> Deferred[None]:
+        async def go() -> None:
+            store = await SQLiteStore.open(self.mktemp())
+            try:
+                await store.add(record("k1"))
+                await store.revoke(
+                    [Revocation(f"r{i}", 200.0, 100.0) for i in range(50)]
+                )
+                checks = [store.isRevoked(f"r{i}") for i in range(0, 100, 2)]
+                results = [await d for d in checks]
+                self.assertEqual(results, [True] * 25 + [False] * 25)
+                self.assertEqual(await store.get("k1"), record("k1"))
+            finally:
+                await store.close()
+
+        return ensureDeferred(go())
+
+
+def runChild(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+REVOKER = """
+    import sys
+    from twisted.internet import task
+    from twisted.internet.defer import ensureDeferred
+    from twisted_keycard.sqlite import SQLiteStore
+    from twisted_keycard.store import Revocation
+
+    async def main(reactor):
+        store = await SQLiteStore.open(sys.argv[1])
+        i = 0
+        while True:
+            await store.revoke([Revocation(f"id{i}", 1e12, 1.0, "crash test")])
+            print(f"id{i}", flush=True)
+            i += 1
+
+    task.react(lambda r: ensureDeferred(main(r)))
+"""
+
+CLAIMER = """
+    import sys
+    from twisted.internet import task
+    from twisted.internet.defer import ensureDeferred
+    from twisted_keycard.error import QuotaExceeded
+    from twisted_keycard.sqlite import SQLiteStore
+    from twisted_keycard.store import IssuedKeycard
+
+    async def main(reactor):
+        store = await SQLiteStore.open(sys.argv[1])
+        granted = 0
+        for i in range(40):
+            record = IssuedKeycard(
+                f"{sys.argv[2]}-{i}", f"avatar-{i % 3}", "r", sys.argv[2], "t", None,
+                100.0, 60.0, 160.0, None, "pool",
+            )
+            try:
+                await store.addWithin(record, 4, 7)
+            except QuotaExceeded:
+                continue
+            granted += 1
+        print(granted, flush=True)
+        await store.close()
+
+    task.react(lambda r: ensureDeferred(main(r)))
+"""
+
+
+class SQLiteProcessTests(SynchronousTestCase):
+    """
+    Real processes on one database file.
+    """
+
+    def test_noRevocationLostOnSIGKILL(self) -> None:
+        """
+        Every revocation whose call returned before the process was killed
+        with SIGKILL is in the store afterwards.
+        """
+        path = self.mktemp()
+        child = runChild(REVOKER, path)
+        assert child.stdout is not None
+        printed = []
+        for line in child.stdout:
+            printed.append(line.strip())
+            if len(printed) >= 30:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        assert child.stderr is not None
+        child.stderr.close()
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        for keycardId in printed:
+            self.assertTrue(self.successResultOf(store.isRevoked(keycardId)), keycardId)
+
+    def test_poolNeverOverGranted(self) -> None:
+        """
+        Two processes racing to take seats of one pool of 7 (and at most 4
+        per avatar) never grant more than 7 in all.
+        """
+        path = self.mktemp()
+        made = SQLiteStore(path, threaded=False)
+        self.successResultOf(made.count())
+        self.successResultOf(made.close())
+        children = [runChild(CLAIMER, path, name) for name in ("one", "two")]
+        granted = []
+        for child in children:
+            out, err = child.communicate(timeout=60)
+            self.assertEqual(child.returncode, 0, err)
+            granted.append(int(out))
+        self.assertEqual(sum(granted), 7)
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        self.assertEqual(self.successResultOf(store.count()), 7)
+        for avatar in range(3):
+            self.assertLessEqual(
+                len(self.successResultOf(store.byAvatar(f"avatar-{avatar}"))), 4
+            )
