@@ -172,6 +172,20 @@ class KeycardStoreLimitsContract(_StoreContract):
         self.resultOf(self.store.remove("k0"))
         self.resultOf(self.store.addWithin(record("k9"), 2, None))
 
+    def test_release(self) -> None:
+        """
+        A released keycard stays, but takes no place in quotas or pools.
+        """
+        self.resultOf(self.store.addWithin(record("k1", seatPool="p"), 1, 1))
+        released = self.resultOf(self.store.release("k1"))
+        self.assertEqual(released, record("k1", held=False))
+        self.assertEqual(self.resultOf(self.store.get("k1")), released)
+        self.resultOf(self.store.addWithin(record("k2", seatPool="p"), 1, 1))
+        self.assertIsNone(self.resultOf(self.store.release("nope")))
+        self.assertEqual(
+            [r.keycardId for r in self.resultOf(self.store.byAvatar("alice"))], ["k1", "k2"]
+        )
+
     def test_expiredDoNotCount(self) -> None:
         """
         Keycards that have expired by the new one's issue time hold no

@@ -38,7 +38,7 @@ class BouncerRevocation:
         would have expired, and the clients holding them are dropped.
 
         @return: a L{Deferred} firing, once the revocation is durable, with
-            the number of keycard ids revoked.
+            the number of issued keycards on record that were revoked.
         """
         return Deferred.fromCoroutine(self._revokeIds(keycardIds, reason))
 
@@ -99,7 +99,7 @@ class BouncerRevocation:
             reason=reason,
         )
         await self._expire(ids)
-        return len(ids)
+        return len(family)
 
     async def _revokedElsewhere(self, revocations: list[Revocation]) -> None:
         hit = heldBy(self.held, revocations)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.spread import pb
 
 from .error import InvalidKeycard, MalformedMessage
@@ -41,6 +43,17 @@ class KeycardBroker(pb.Broker):
         super().dataReceived(chunk)
         if not self.listStack:
             self._pendingBytes = len(self.buffer)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Tell a client factory that wants to know (see
+        L{KeycardClientFactory.brokerLost}); PB's own factory is told only by
+        connectors, not by endpoints.
+        """
+        super().connectionLost(reason)
+        lost = getattr(self.factory, "brokerLost", None)
+        if lost is not None:
+            lost(self, reason)
 
     def _tooLarge(self) -> None:
         self._dropped = True

@@ -73,7 +73,8 @@ class MemoryStore:
         return succeed(None)
 
     def _live(self, index: dict[str, set[str]], key: str, when: float) -> int:
-        return sum(1 for i in index.get(key, ()) if self._records[i].expires > when)
+        records = (self._records[i] for i in index.get(key, ()))
+        return sum(1 for r in records if r.held and r.expires > when)
 
     def addWithin(
         self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
@@ -100,6 +101,15 @@ class MemoryStore:
         if record is not None:
             for index, key in self._indexes(record):
                 _unindex(index, key, keycardId)
+        return succeed(record)
+
+    def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        record = self._records.get(keycardId)
+        if record is None:
+            return succeed(None)
+        _unindex(self._byPool, record.seatPool, keycardId)
+        record = attrs.evolve(record, held=False, seatPool=None)
+        self._records[keycardId] = record
         return succeed(record)
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:

@@ -24,6 +24,8 @@ class IssuedKeycard:
     @ivar parentId: the keycard whose token this one was issued for, if
         any; revoking a parent revokes its children.
     @ivar seatPool: the seat pool this keycard holds a seat of, if any.
+    @ivar held: whether a client holds it now; a released keycard is kept
+        while its token is valid, but counts against no quota.
     """
 
     keycardId: str
@@ -37,6 +39,7 @@ class IssuedKeycard:
     expires: float
     parentId: str | None = None
     seatPool: str | None = None
+    held: bool = True
 
 
 @attrs.frozen

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS keycards (
     duration REAL NOT NULL,
     expires REAL NOT NULL,
     parent_id TEXT,
-    seat_pool TEXT
+    seat_pool TEXT,
+    held INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS keycards_avatar ON keycards (avatar_id);
 CREATE INDEX IF NOT EXISTS keycards_requester ON keycards (requester_name);
@@ -48,7 +49,7 @@ CREATE TABLE IF NOT EXISTS keyring (
 
 COLUMNS = (
     "keycard_id, avatar_id, requester_name, bouncer_name, keycard_type,"
-    " address, issued, duration, expires, parent_id, seat_pool"
+    " address, issued, duration, expires, parent_id, seat_pool, held"
 )
 
 
@@ -90,8 +91,10 @@ def toRow(record: IssuedKeycard) -> tuple[object, ...]:
         record.expires,
         record.parentId,
         record.seatPool,
+        int(record.held),
     )
 
 
 def fromRow(row: tuple[object, ...]) -> IssuedKeycard:
-    return IssuedKeycard(*row)  # type: ignore[arg-type]
+    *fields, held = row
+    return IssuedKeycard(*fields, held=bool(held))  # type: ignore[arg-type, misc]

@@ -26,7 +26,7 @@ from ._revoking import (
     RevocationFollower,
 )
 from ._upkeep import BouncerUpkeep
-from .error import KeycardRefused, ProtocolError
+from .error import KeycardDenied, KeycardRefused, ProtocolError
 from .interfaces import (
     IBouncer,
     IChallenger,
@@ -194,6 +194,12 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             self._refused(keycard, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
             raise KeycardRefused() from None
+        except KeycardDenied:
+            raise
+        except Exception:
+            # A bug or a failing store: logged here, never sent to the peer.
+            self.log.failure("checking a keycard failed")
+            raise KeycardDenied("the bouncer failed; try again later") from None
 
     async def _begin(self, keycard: Keycard) -> Keycard:
         keycardId = self._newId()
@@ -316,7 +322,11 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
     async def _remove(self, keycardId: str) -> bool:
         self._timers.cancel(keycardId)
         self.held.pop(keycardId, None)
-        record = await self.store.remove(keycardId)
+        if self.tokens is not None:
+            # Its token stays valid: keep the record, counted no more.
+            record = await self.store.release(keycardId)
+        else:
+            record = await self.store.remove(keycardId)
         if record is not None:
             self.log.info("keycard {keycardId} removed", keycardId=keycardId)
         return record is not None
@@ -334,9 +344,8 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             self._timers.cancel(keycardId)
             held = self.held.pop(keycardId, None)
             record = await self.store.remove(keycardId)
-            if held is not None or record is not None:
-                holder = held if held is not None else record
-                assert holder is not None
+            holder = held if held is not None else record
+            if holder is not None and holder.held:
                 byRequester[holder.requesterName].append(keycardId)
         for requesterName, ids in byRequester.items():
             self.log.info(

@@ -80,6 +80,15 @@ class KeycardClientFactory(pb.PBClientFactory):
         """
         super().disconnect()
 
+    def brokerLost(self, broker: pb.Broker, reason: Failure) -> None:
+        """
+        A connection ended: fail whoever still waits for its root object
+        (a TLS handshake refused, a server that hung up), so that no login
+        waits forever.
+        """
+        if self._broker is None or self._broker is broker:
+            self._failAll(reason)
+
     def login(
         self,
         answerers: Sequence[IAnswerer],

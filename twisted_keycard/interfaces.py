@@ -180,6 +180,15 @@ class IKeycardStore(Interface):
             there was none.
         """
 
+    def release(keycardId: str) -> Deferred[IssuedKeycard | None]:
+        """
+        The client holding a keycard left, but the keycard's token stays
+        valid: keep the record (for listing and revocation) with C{held}
+        false and no seat, so it counts against no quota or pool.
+
+        @return: a L{Deferred} firing with the updated record, or C{None}.
+        """
+
     def renew(keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
         """
         Set the expiry of a recorded keycard.
@@ -194,8 +203,9 @@ class IKeycardStore(Interface):
         """
         Record a keycard if, atomically, its avatar holds fewer than
         C{maxPerAvatar} keycards and, when C{record.seatPool} is set, that
-        pool has fewer than C{poolSize} seats taken.  Only keycards that
-        have not expired at C{record.issued} count.  C{None} means no limit.
+        pool has fewer than C{poolSize} seats taken.  Only held keycards
+        that have not expired at C{record.issued} count.  C{None} means no
+        limit.
 
         Several processes sharing the store never exceed either limit.
 

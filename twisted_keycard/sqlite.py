@@ -131,20 +131,22 @@ class SQLiteStore:
                 raise KeyError(record.keycardId)
             if maxPerAvatar is not None:
                 (held,) = c.execute(
-                    "SELECT COUNT(*) FROM keycards WHERE avatar_id = ? AND expires > ?",
+                    "SELECT COUNT(*) FROM keycards"
+                    " WHERE avatar_id = ? AND held = 1 AND expires > ?",
                     (record.avatarId, record.issued),
                 ).fetchone()
                 if held >= maxPerAvatar:
                     raise QuotaExceeded("too many keycards for this avatar")
             if poolSize is not None and record.seatPool is not None:
                 (taken,) = c.execute(
-                    "SELECT COUNT(*) FROM keycards WHERE seat_pool = ? AND expires > ?",
+                    "SELECT COUNT(*) FROM keycards"
+                    " WHERE seat_pool = ? AND held = 1 AND expires > ?",
                     (record.seatPool, record.issued),
                 ).fetchone()
                 if taken >= poolSize:
                     raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
             c.execute(
-                f"INSERT INTO keycards ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO keycards ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 toRow(record),
             )
 
@@ -169,6 +171,19 @@ class SQLiteStore:
                 return None
             c.execute("DELETE FROM keycards WHERE keycard_id = ?", (keycardId,))
             return fromRow(row)
+
+        return self._write(job)
+
+    def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        def job(c: sqlite3.Connection) -> IssuedKeycard | None:
+            c.execute(
+                "UPDATE keycards SET held = 0, seat_pool = NULL WHERE keycard_id = ?",
+                (keycardId,),
+            )
+            row = c.execute(
+                f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
+            ).fetchone()
+            return None if row is None else fromRow(row)
 
         return self._write(job)
 
