@@ -183,7 +183,8 @@ class KeycardStoreLimitsContract(_StoreContract):
         self.resultOf(self.store.addWithin(record("k2", seatPool="p"), 1, 1))
         self.assertIsNone(self.resultOf(self.store.release("nope")))
         self.assertEqual(
-            [r.keycardId for r in self.resultOf(self.store.byAvatar("alice"))], ["k1", "k2"]
+            [r.keycardId for r in self.resultOf(self.store.byAvatar("alice"))],
+            ["k1", "k2"],
         )
 
     def test_expiredDoNotCount(self) -> None:
