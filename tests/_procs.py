@@ -1,0 +1,118 @@
+"""
+Real processes for integration tests: the bouncer service under twistd, the
+keycard command, and a requester using a remote bouncer.  Every process is
+stopped by the test that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.task import deferLater
+
+reactor: Any = _reactor
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+TIMEOUT = 30.0
+#: The twistd script of the Python running the tests.
+TWISTD = str(Path(sys.executable).parent / "twistd")
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def keycard(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """
+    Run the keycard command as a user would.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "twisted_keycard.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+async def waitFor(condition: Any, what: str, timeout: float = TIMEOUT) -> float:
+    """
+    Poll C{condition()} until true, without blocking the reactor.
+
+    @return: the seconds it took.
+    @raise AssertionError: after C{timeout} seconds.
+    """
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await deferLater(reactor, 0.02, lambda: None)
+    return time.monotonic() - start
+
+
+class Process:
+    """
+    A child process whose output goes to a log file.
+    """
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT
+            )
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def bouncer(dataDir: Path, listen: str, log: Path, *options: str) -> Process:
+    """
+    C{twistd -n keycard-bouncer}, as a user starts it.
+    """
+    return Process(
+        [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "keycard-bouncer",
+            "--data-dir",
+            str(dataDir),
+            "--listen",
+            listen,
+            *options,
+        ],
+        log,
+    )
+
+
+async def started(process: Process, port: int) -> None:
+    process.start()
+    await waitFor(lambda: f"starting on {port}" in process.output(), "the bouncer")

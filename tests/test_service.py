@@ -1,0 +1,185 @@
+"""
+Integration tests of the bouncer service: C{twistd -n keycard-bouncer} as a
+real process on a free loopback port, driven by the C{keycard} command as in
+the README, with real TLS.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import TestCase
+
+from ._procs import ENV, ROOT, TWISTD, bouncer, freePort, keycard, started
+
+PASSWORD = "correct horse battery staple"
+
+
+class ServiceTests(TestCase):
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+        self.data = self.dir / "data"
+        result = keycard("init", str(self.data), "--dev-cert", "localhost")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        result = keycard(
+            "user", "add", "--data-dir", str(self.data), "alice", stdin=PASSWORD + "\n"
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def startBouncer(self, listen: str, port: int, *options: str) -> Deferred[None]:
+        process = bouncer(self.data, listen, self.dir / f"bouncer-{port}.log", *options)
+        self.addCleanup(process.stop)
+        return ensureDeferred(started(process, port))
+
+    def test_walkthrough(self) -> Deferred[None]:
+        """
+        The README's walk-through: log in, list, log in with the token,
+        revoke, and the token is refused.
+        """
+
+        async def go() -> None:
+            port = freePort()
+            await self.startBouncer(f"tcp:{port}:interface=127.0.0.1", port)
+            connect = f"tcp:127.0.0.1:{port}"
+            token = self.dir / "alice.token"
+            login = keycard(
+                "login",
+                "--connect",
+                connect,
+                "alice",
+                "--save-token",
+                str(token),
+                stdin=PASSWORD + "\n",
+            )
+            self.assertEqual(login.returncode, 0, login.stderr)
+            self.assertIn("avatar id:  alice", login.stdout)
+            self.assertEqual(token.stat().st_mode & 0o777, 0o600)
+            keycardId = login.stdout.split("keycard id: ")[1].split()[0]
+            listing = keycard("list", "--data-dir", str(self.data))
+            self.assertIn(keycardId, listing.stdout)
+            again = keycard("login", "--connect", connect, "--token-file", str(token))
+            self.assertEqual(again.returncode, 0, again.stderr)
+            revoke = keycard("revoke", "--data-dir", str(self.data), keycardId)
+            self.assertEqual(revoke.returncode, 0, revoke.stderr)
+            refused = keycard("login", "--connect", connect, "--token-file", str(token))
+            self.assertEqual(refused.returncode, 1)
+            self.assertEqual(refused.stdout.strip(), "keycard: login refused")
+            wrong = keycard("login", "--connect", connect, "alice", stdin="wrong\n")
+            self.assertEqual(wrong.returncode, 1)
+            self.assertNotIn("Traceback", wrong.stdout + wrong.stderr)
+
+        return ensureDeferred(go())
+
+    def test_revokeAvatar(self) -> Deferred[None]:
+        async def go() -> None:
+            port = freePort()
+            await self.startBouncer(f"tcp:{port}:interface=127.0.0.1", port)
+            connect = f"tcp:127.0.0.1:{port}"
+            token = self.dir / "alice.token"
+            keycard(
+                "login",
+                "--connect",
+                connect,
+                "alice",
+                "--save-token",
+                str(token),
+                stdin=PASSWORD + "\n",
+            )
+            keycard("revoke", "--data-dir", str(self.data), "--avatar", "alice")
+            refused = keycard("login", "--connect", connect, "--token-file", str(token))
+            self.assertEqual(refused.returncode, 1)
+            fresh = keycard(
+                "login", "--connect", connect, "alice", stdin=PASSWORD + "\n"
+            )
+            self.assertEqual(fresh.returncode, 0, fresh.stderr)
+
+        return ensureDeferred(go())
+
+    def test_tls(self) -> Deferred[None]:
+        """
+        Over TLS the client checks the server: the right host name logs in,
+        a wrong one or a missing trust root is refused with one line.
+        """
+
+        async def go() -> None:
+            port = freePort()
+            pem = self.data / "tls" / "server.pem"
+            await self.startBouncer(
+                f"ssl:{port}:interface=127.0.0.1:privateKey={pem}", port
+            )
+            trust = self.data / "tls" / "trust"
+            good = keycard(
+                "login",
+                "--connect",
+                f"tls:localhost:{port}:trustRoots={trust}",
+                "alice",
+                stdin=PASSWORD + "\n",
+            )
+            self.assertEqual(good.returncode, 0, good.stderr)
+            for endpoint in [
+                f"tls:127.0.0.1:{port}:trustRoots={trust}",
+                f"tls:localhost:{port}",
+            ]:
+                bad = keycard(
+                    "login", "--connect", endpoint, "alice", stdin=PASSWORD + "\n"
+                )
+                self.assertEqual(bad.returncode, 2, bad.stdout)
+                self.assertIn("TLS failed", bad.stderr)
+                self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)
+
+        return ensureDeferred(go())
+
+    def test_noDataDir(self) -> None:
+        result = subprocess.run(
+            [TWISTD, "-n", "keycard-bouncer", "--data-dir", str(self.dir / "missing")],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("keycard init", result.stdout + result.stderr)
+
+    def test_cliErrors(self) -> None:
+        missing = keycard("list", "--data-dir", str(self.dir / "missing"))
+        self.assertEqual(missing.returncode, 2)
+        self.assertIn("keycard init", missing.stderr)
+        nothing = keycard("user", "add", "--data-dir", str(self.data), "bob", stdin="")
+        self.assertEqual(nothing.returncode, 2)
+        self.assertIn("no password", nothing.stderr)
+        refused = keycard(
+            "login", "--connect", f"tcp:127.0.0.1:{freePort()}", "alice", stdin="x\n"
+        )
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn("cannot connect", refused.stderr)
+
+
+class PluginTests(TestCase):
+    def test_twistdHelp(self) -> None:
+        """
+        twistd lists the plugin and its options.
+        """
+        result = subprocess.run(
+            [TWISTD, "--help"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        self.assertIn("keycard-bouncer", result.stdout)
+
+    def test_pluginSystem(self) -> None:
+        from twisted.application.service import IServiceMaker
+        from twisted.cred.strcred import findCheckerFactories
+        from twisted.plugin import getPlugins
+
+        names = [p.tapname for p in getPlugins(IServiceMaker)]
+        self.assertIn("keycard-bouncer", names)
+        self.assertIn("scram", [f.authType for f in findCheckerFactories()])
