@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from twisted_keycard import KeycardClientFactory, KeycardDenied, KeycardRefused
@@ -130,9 +131,11 @@ class MultiBouncerTests(TestCase):
                 f.loginWithKeycard([SCRAMAnswerer(f"u{i}", PASSWORD)])
                 for i, f in enumerate(factories)
             ]
-            results = await DeferredList(attempts, consumeErrors=True)
+            results: list[tuple[bool, Any]] = await DeferredList(
+                attempts, consumeErrors=True
+            )
             granted = [r for ok, r in results if ok]
-            refused = [r for ok, r in results if not ok]
+            refused: list[Failure] = [r for ok, r in results if not ok]
             self.assertEqual(len(granted), 3, refused)
             for failure in refused:
                 self.assertTrue(failure.check(KeycardDenied), failure)
