@@ -9,6 +9,7 @@ returns the exit status.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +31,7 @@ from .error import (
     ServerAuthenticationFailed,
 )
 from .interfaces import IAnswerer
+from .keyring import Keyring
 from .policy import TokenPolicy
 from .scram import SCRAMAnswerer
 from .sqlite import SQLiteStore
@@ -74,7 +76,17 @@ def runReactor(main: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
 
 def init(directory: str, devCert: str | None) -> int:
     data = DataDir.create(directory)
-    print(f"made data directory {data.path}")
+    # No reactor yet: the store's work runs inline, so results are ready.
+    store = SQLiteStore(str(data.database), threaded=False)
+    keyring = Keyring.generate(time.time())
+    outcome: list[object] = []
+    store.saveKeyring(keyring).addBoth(outcome.append)
+    store.close()
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    print(
+        f"made data directory {data.path} with token signing key {keyring.signing.kid}"
+    )
     if devCert:
         trust = data.tls / "trust" / "ca.pem"
         makeDevCertificate(devCert, data.certificate, trust)
