@@ -198,6 +198,29 @@ class TokenBouncerTests(SynchronousTestCase):
         self.assertEqual(self.requester.expired, [keycard.id])
         self.assertIsNone(self.successResultOf(self.store.get(keycard.id)))
 
+    def test_revokedBeforeRestart(self) -> None:
+        """
+        A token revoked before a restart is refused after it, by the new
+        bouncer on the same store.
+        """
+        keycard = self.login()
+        assert keycard.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id]))
+        self.bouncer.stopService()
+        self.refused(keycard.token, self.makeBouncer("b1"))
+
+    def test_revokedAfterRestart(self) -> None:
+        """
+        A keycard issued before a restart can be revoked after it.
+        """
+        keycard = self.login()
+        assert keycard.id is not None
+        self.bouncer.stopService()
+        restarted = self.makeBouncer("b1")
+        self.present(keycard.token, restarted)
+        self.successResultOf(restarted.revokeKeycardIds([keycard.id]))
+        self.refused(keycard.token, restarted)
+
     def test_revokeAfterClientLeft(self) -> None:
         """
         A keycard whose client left (so no longer in the store) can still be
