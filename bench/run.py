@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 #: Figure groups, in order, and the module that measures each.
 GROUPS = {
     "P2": "bench.p2_tokens",
+    "P3": "bench.p3_revocations",
     "P4": "bench.p4_memory",
 }
 

@@ -17,6 +17,7 @@ from twisted_keycard.scram import (
     ClientFirst,
     SCRAMAnswerer,
     SCRAMExchange,
+    SCRAMKeyCache,
     SCRAMKeycard,
     SCRAMVerifiers,
     ServerFirst,
@@ -225,6 +226,22 @@ class ExchangeTests(SynchronousTestCase):
         self.assertRaises(
             ServerAuthenticationFailed, SCRAMAnswerer("a", "b").finish, SCRAMKeycard()
         )
+
+    def test_keyCache(self) -> None:
+        """
+        Answerers sharing a key cache derive the keys once per salt.
+        """
+        cache = SCRAMKeyCache()
+        for _ in range(3):
+            answerer = SCRAMAnswerer("alice", "secret", cache=cache)
+            keycard, exchange = runExchange(self.checker, answerer)
+            exchange.challenge(keycard)
+            answerer.answer(keycard)
+            exchange.answer(keycard)
+            self.successResultOf(self.checker.requestAvatarId(exchange))
+            exchange.conclude(keycard)
+            answerer.finish(keycard)
+        self.assertEqual(repr(cache), "<SCRAMKeyCache of 1>")
 
     def test_passwordNotInRepr(self) -> None:
         self.assertNotIn("hunter2", repr(SCRAMAnswerer("alice", "hunter2")))

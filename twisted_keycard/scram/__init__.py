@@ -6,7 +6,7 @@ client's password never leaves it; the client checks the server's
 signature, so the login is mutual.
 """
 
-from ._client import SCRAMAnswerer
+from ._client import SCRAMAnswerer, SCRAMKeyCache
 from ._keycard import SCRAMKeycard
 from ._messages import ClientFinal, ClientFirst, ServerFirst
 from ._server import ISCRAMExchange, SCRAMExchange, SCRAMVerifiers, readVerifiers
@@ -18,6 +18,7 @@ __all__ = [
     "ISCRAMExchange",
     "SCRAMAnswerer",
     "SCRAMExchange",
+    "SCRAMKeyCache",
     "SCRAMKeycard",
     "SCRAMVerifiers",
     "ServerFirst",

@@ -19,6 +19,38 @@ from ._verifier import clientKey, hmacSha256, saltedPassword, serverKey, xor
 
 CLIENT_NONCE_BYTES = 24
 
+#: Salts whose keys a L{SCRAMKeyCache} remembers, at most.
+CACHE_SIZE = 16
+
+
+class SCRAMKeyCache:
+    """
+    Remembers the client and server keys derived from a password for a salt
+    and iteration count (RFC 5802, section 5.1 allows it), so that logging
+    in again costs no PBKDF2.  Share one among the answerers of one
+    password; keep it as secret as the password.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._keys: dict[tuple[bytes, int], tuple[bytes, bytes]] = {}
+
+    def __repr__(self) -> str:
+        return f"<SCRAMKeyCache of {len(self._keys)}>"
+
+    def keys(self, password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
+        """
+        The client key and the server key for C{password}.
+        """
+        found = self._keys.get((salt, iterations))
+        if found is None:
+            salted = saltedPassword(password, salt, iterations)
+            found = clientKey(salted), serverKey(salted)
+            if len(self._keys) >= self._size:
+                self._keys.pop(next(iter(self._keys)))
+            self._keys[(salt, iterations)] = found
+        return found
+
 
 @implementer(IAnswerer)
 class SCRAMAnswerer:
@@ -37,12 +69,18 @@ class SCRAMAnswerer:
         minIterations: int = 4096,
         maxIterations: int = 1_000_000,
         nonce: str | None = None,
+        cache: SCRAMKeyCache | None = None,
     ) -> None:
+        """
+        @param cache: keys derived earlier from this same password; a new
+            answerer with its own cache by default.
+        """
         self.username = username
         self._password = password
         self.minIterations = minIterations
         self.maxIterations = maxIterations
         self._nonce = nonce
+        self._cache = cache if cache is not None else SCRAMKeyCache(1)
         self._first: ClientFirst | None = None
         self._expected: bytes | None = None
 
@@ -68,16 +106,15 @@ class SCRAMAnswerer:
                 f"refusing an iteration count of {serverFirst.iterations}"
                 f" (accepted: {self.minIterations} to {self.maxIterations})"
             )
-        salted = saltedPassword(
+        key, server = self._cache.keys(
             self._password, serverFirst.salt, serverFirst.iterations
         )
         withoutProof = ClientFinal(b64(first.gs2Header.encode("ascii")), nonce, b"")
         authMessage = ",".join(
             [first.bare, serverFirst.format(), withoutProof.withoutProof]
         ).encode("utf-8")
-        key = clientKey(salted)
         proof = xor(key, hmacSha256(hashlib.sha256(key).digest(), authMessage))
-        self._expected = hmacSha256(serverKey(salted), authMessage)
+        self._expected = hmacSha256(server, authMessage)
         keycard.clientFinal = ClientFinal(
             withoutProof.channelBinding, nonce, proof
         ).format()
