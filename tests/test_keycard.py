@@ -72,6 +72,19 @@ class KeycardWireTests(SynchronousTestCase):
         self.assertIsNone(keycard.id)
         self.assertIs(keycard.state, KeycardState.REQUESTING)
 
+    def test_packed(self) -> None:
+        keycard = self.blank()
+        keycard.setCopyableState(b'{"username":"bob","duration":5}')
+        self.assertEqual((keycard.username, keycard.duration), ("bob", 5.0))
+
+    def test_packedMalformed(self) -> None:
+        self.assertInvalid(b"{not json", "not a JSON object")
+        self.assertInvalid(b"\xff", "not a JSON object")
+        self.assertInvalid(b'{"duration": NaN}', "not a JSON object")
+        self.assertInvalid(b"[1, 2]", "must be a dictionary")
+        self.assertInvalid(b'{"username": ["a"]}', "must be str")
+        self.assertInvalid(b'{"username":"' + b"x" * 20000 + b'"}', "longer than 16384")
+
     def test_bytesKeys(self) -> None:
         keycard = self.blank()
         keycard.setCopyableState({b"username": "bob"})

@@ -5,6 +5,8 @@ Tests for logging in with keycards over PB, in memory
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet.defer import Deferred
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.spread import pb
@@ -173,8 +175,9 @@ class PBLoginTests(SynchronousTestCase):
         """
 
         class Extra(PassphraseKeycard):
-            def getStateToCopy(self) -> dict[str, object]:
-                return {**super().getStateToCopy(), "isAdmin": 1}
+            def getStateToCopy(self) -> bytes:
+                state = json.loads(super().getStateToCopy())
+                return json.dumps({**state, "isAdmin": 1}).encode()
 
         keycard = Extra(username="alice")
         failure = self.failureResultOf(self.sendRaw(keycard))

@@ -10,6 +10,7 @@ declared this way is refused.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -23,6 +24,9 @@ WIRE = "twisted_keycard.wire"
 
 #: How many characters of a peer's bad field name to repeat in an error.
 _NAME_ECHO = 40
+
+#: Bytes of packed keycard state accepted from a peer, at most.
+MAX_STATE = 16 * 1024
 
 
 def _same(value: Any) -> Any:
@@ -60,6 +64,14 @@ class Wire:
         if value is None:
             return None
         kind = self.kind
+        if kind is str and type(value) is str:
+            # The common case, checked in the fewest steps.
+            if self.maxLength is not None and len(value) > self.maxLength:
+                raise InvalidKeycard(
+                    f"field {name!r} is longer than {self.maxLength} characters"
+                )
+            if self.decode is _same:
+                return value
         if kind is float and type(value) is int:
             value = float(value)
         if type(value) is not kind:
@@ -113,6 +125,36 @@ def wireFields(cls: type) -> Mapping[str, Wire]:
     return fields
 
 
+def packState(fields: Mapping[str, object]) -> bytes:
+    """
+    The wire form of a keycard's state: its set fields as a compact UTF-8
+    JSON object.  One string crosses PB instead of a nested structure,
+    which banana would decode item by item.
+    """
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def unpackState(data: object) -> object:
+    """
+    Read a packed state; anything else is returned as it is, for
+    L{checkState} to judge.
+
+    @raise InvalidKeycard: for packed state that is too long or not JSON.
+    """
+    if not isinstance(data, bytes):
+        return data
+    if len(data) > MAX_STATE:
+        raise InvalidKeycard(f"keycard state is longer than {MAX_STATE} bytes")
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_noConstant)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidKeycard("keycard state is not a JSON object") from None
+
+
+def _noConstant(name: str) -> object:
+    raise ValueError(name)
+
+
 def checkState(
     cls: type, fields: Mapping[str, Wire], state: object
 ) -> dict[str, object]:
@@ -124,21 +166,35 @@ def checkState(
     @raise InvalidKeycard: if C{state} is not a dictionary, or has a field
         C{fields} does not declare, or a bad value.
     """
-    name = cls.__name__
     if not isinstance(state, dict):
-        raise InvalidKeycard(f"{name} state must be a dictionary")
-    checked: dict[str, object] = {}
+        raise InvalidKeycard(f"{cls.__name__} state must be a dictionary")
+    checked = _defaults(cls, fields)
     for key, value in state.items():
         if isinstance(key, bytes):
             key = key.decode("utf-8", "replace")
-        if not isinstance(key, str) or key not in fields:
+        wire = fields.get(key) if isinstance(key, str) else None
+        if wire is None:
             shown = repr(key)[:_NAME_ECHO]
-            raise InvalidKeycard(f"{name} has no field {shown}")
-        checked[key] = fields[key].check(key, value)
-    for f in attrs.fields(cls):
-        if f.name in fields and f.name not in checked:
-            default = f.default
-            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-                default = default.factory()
-            checked[f.name] = default
+            raise InvalidKeycard(f"{cls.__name__} has no field {shown}")
+        checked[key] = wire.check(key, value)
     return checked
+
+
+_defaultsByClass: dict[type, dict[str, object]] = {}
+
+
+def _defaults(cls: type, fields: Mapping[str, Wire]) -> dict[str, object]:
+    """
+    A new dictionary of the default of every wire field of C{cls}.
+    """
+    defaults = _defaultsByClass.get(cls)
+    if defaults is None:
+        defaults = {}
+        for f in attrs.fields(cls):
+            if f.name in fields:
+                default = f.default
+                if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                    default = default.factory()
+                defaults[f.name] = default
+        _defaultsByClass[cls] = defaults
+    return dict(defaults)

@@ -12,7 +12,7 @@ fields its class declares with L{wireField}; see L{Keycard.setCopyableState}.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -21,7 +21,15 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.spread import pb
 from zope.interface import implementer
 
-from ._wire import Wire, checkState, wireField, wireFields
+from ._wire import (
+    Wire,
+    _same,
+    checkState,
+    packState,
+    unpackState,
+    wireField,
+    wireFields,
+)
 
 __all__ = [
     "Keycard",
@@ -115,14 +123,17 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
     def getTypeToCopy(self) -> bytes:
         return self.keycardType.encode("ascii")
 
-    def getStateToCopy(self) -> dict[str, object]:
+    def getStateToCopy(self) -> bytes:
         """
-        The declared fields only, in their wire form.
+        The declared fields that are set, in their wire form, packed (see
+        L{packState}); a field left out is C{None} on the other side.
         """
-        return {
-            name: None if (value := getattr(self, name)) is None else w.encode(value)
-            for name, w in self.wireFields().items()
-        }
+        state = {}
+        for name, encode in _encoders(type(self)):
+            value = getattr(self, name)
+            if value is not None:
+                state[name] = value if encode is None else encode(value)
+        return packState(state)
 
     def jellyFor(self, jellier: Any) -> Any:
         """
@@ -130,8 +141,7 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         """
         broker = jellier.invoker
         carriesSecret = any(
-            w.secret and getattr(self, name) is not None
-            for name, w in self.wireFields().items()
+            getattr(self, name) is not None for name in _secrets(type(self))
         )
         if (
             carriesSecret
@@ -151,9 +161,35 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
             declare, a field of the wrong type, or an oversized value; the
             keycard is then left as it was.
         """
-        checked = checkState(type(self), self.wireFields(), state)
+        checked = checkState(type(self), self.wireFields(), unpackState(state))
         for name, value in checked.items():
             setattr(self, name, value)
+
+
+_encodersByClass: dict[type, list[tuple[str, Callable[[Any], Any] | None]]] = {}
+_secretsByClass: dict[type, list[str]] = {}
+
+
+def _encoders(cls: type[Keycard]) -> list[tuple[str, Callable[[Any], Any] | None]]:
+    """
+    Each wire field of C{cls} with its encoder, or C{None} for none.
+    """
+    found = _encodersByClass.get(cls)
+    if found is None:
+        found = _encodersByClass[cls] = [
+            (name, None if w.encode is _same else w.encode)
+            for name, w in cls.wireFields().items()
+        ]
+    return found
+
+
+def _secrets(cls: type[Keycard]) -> list[str]:
+    found = _secretsByClass.get(cls)
+    if found is None:
+        found = _secretsByClass[cls] = [
+            n for n, w in cls.wireFields().items() if w.secret
+        ]
+    return found
 
 
 _K = TypeVar("_K", bound=type[Keycard])
