@@ -21,9 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 #: Figure groups, in order, and the module that measures each.
 GROUPS = {
+    "P1": "bench.p1_logins",
     "P2": "bench.p2_tokens",
     "P3": "bench.p3_revocations",
     "P4": "bench.p4_memory",
+    "P5": "bench.p5_many",
 }
 
 
