@@ -21,7 +21,6 @@ from .error import (
     KeycardRefused,
     MalformedMessage,
     ProtocolError,
-    ServerAuthenticationFailed,
     TooManyRounds,
 )
 from .interfaces import IAnswerer
@@ -194,4 +193,4 @@ def _unpack(result: object) -> tuple[Keycard, pb.RemoteReference | None]:
     return keycard, perspective
 
 
-__all__ = ["KeycardClientFactory", "KeycardLogin", "ServerAuthenticationFailed"]
+__all__ = ["KeycardClientFactory", "KeycardLogin"]
