@@ -13,6 +13,7 @@ from twisted.cred.strcred import ICheckerFactory
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from .psk import HMACKeys, IHMACExchange
 from .scram import ISCRAMExchange, SCRAMVerifiers
 
 
@@ -34,3 +35,23 @@ class SCRAMCheckerFactory:
         if not argstring:
             raise ValueError("scram: needs a file, as in scram:users.scram")
         return SCRAMVerifiers.fromFile(argstring)
+
+
+@implementer(ICheckerFactory, IPlugin)
+class HMACCheckerFactory:
+    """
+    C{hmac:FILE}: HMAC-SHA256 pre-shared keys, one per client, from FILE,
+    lines of C{name:base64key} (16 to 64 bytes).  The bouncer sends a nonce;
+    the client answers with the MAC of it and of the exchange; a mismatch
+    drops the connection.  FILE is read again when it changes.
+    """
+
+    authType = "hmac"
+    authHelp = __doc__
+    argStringFormat = "hmac:FILE (lines of name:base64key)"
+    credentialInterfaces = (IHMACExchange,)
+
+    def generateChecker(self, argstring: str = "") -> ICredentialsChecker:
+        if not argstring:
+            raise ValueError("hmac: needs a file, as in hmac:clients.keys")
+        return HMACKeys.fromFile(argstring)

@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.spread import pb
@@ -62,10 +63,14 @@ class KeycardRoot:
         requesterName: str = "requester",
         *,
         maxKeycardsPerConnection: int = MAX_KEYCARDS_PER_CONNECTION,
+        clock: IReactorTime | None = None,
     ) -> None:
         """
         @param bouncer: checks the keycards; it is told to call this root
             back when it expires keycards issued through it.
+        @param clock: schedules dropping a client after its refusal is sent
+            (for keycard kinds that ask for it); the global reactor if
+            C{None}.
         @param portal: the application's portal; only its realm is used,
             since the bouncer does the checking.
         @param requesterName: this requester's name, set in every keycard.
@@ -74,6 +79,7 @@ class KeycardRoot:
         self.portal = portal
         self.requesterName = requesterName
         self.maxKeycardsPerConnection = maxKeycardsPerConnection
+        self._clock = clock
         self._holders: dict[str, pb.Broker] = {}
         self._held: dict[pb.Broker, dict[str, Callable[[], object]]] = {}
         bouncer.registerRequester(requesterName, self)
@@ -98,7 +104,12 @@ class KeycardRoot:
             raise KeycardDenied("too many keycards on this connection")
         keycard.address = peerAddress(broker)
         keycard.requesterName = self.requesterName
-        result: Keycard = await self.bouncer.authenticate(keycard)
+        try:
+            result: Keycard = await self.bouncer.authenticate(keycard)
+        except KeycardRefused:
+            if getattr(type(keycard), "dropOnRefusal", False):
+                self._dropSoon(broker)
+            raise
         if result.state is not KeycardState.AUTHENTICATED:
             return (result, None)
         keycardId = result.id
@@ -123,6 +134,18 @@ class KeycardRoot:
         if not IJellyable.providedBy(avatar):
             avatar = pb.AsReferenceable(avatar, "perspective")
         return (result, avatar)
+
+    def _dropSoon(self, broker: pb.Broker) -> None:
+        """
+        Drop the client once the refusal has been written.
+        """
+        clock: Any = self._clock
+        if clock is None:
+            from twisted.internet import reactor as clock  # the outermost default
+        transport = broker.transport
+        if transport is not None:
+            self.log.info("dropping {peer} after a refusal", peer=peerAddress(broker))
+            clock.callLater(0, transport.loseConnection)
 
     def _hold(
         self, broker: pb.Broker, keycardId: str, logout: Callable[[], object]

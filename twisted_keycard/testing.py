@@ -133,7 +133,7 @@ class KeycardTestServer:
             clock=clock,
             **bouncerOptions,  # type: ignore[arg-type]
         )
-        root = KeycardRoot(bouncer, Portal(realm), requesterName)
+        root = KeycardRoot(bouncer, Portal(realm), requesterName, clock=clock)
         return cls(bouncer, root, clock)
 
     def connect(

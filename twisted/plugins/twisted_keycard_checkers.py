@@ -1,7 +1,8 @@
 """
-strcred checker factories of twisted-keycard: C{--auth scram:FILE}.
+strcred checker factories of twisted-keycard: C{--auth scram:FILE}, C{--auth hmac:FILE}.
 """
 
-from twisted_keycard.checkerfactories import SCRAMCheckerFactory
+from twisted_keycard.checkerfactories import HMACCheckerFactory, SCRAMCheckerFactory
 
 scramCheckerFactory = SCRAMCheckerFactory()
+hmacCheckerFactory = HMACCheckerFactory()
