@@ -4,14 +4,16 @@ Revoking keycards: the bouncer's administrative side.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ._record import IssuedKeycard, Revocation
 from ._revoking import AVATAR, REQUESTER, heldBy, revocationsFor, withChildren
+from .composite import CompositePolicy
 from .interfaces import IKeycardStore, IRevocationStore
 from .policy import TokenPolicy
 
@@ -27,7 +29,8 @@ class BouncerRevocation:
     duration: float
     tokens: TokenPolicy | None
     held: dict[str, IssuedKeycard]
-    _expire: Callable[[Sequence[str]], Awaitable[int]]
+    policy: CompositePolicy | None
+    _expire: Callable[[Sequence[str]], Coroutine[Any, Any, int]]
 
     def revokeKeycardIds(
         self, keycardIds: Sequence[str], reason: str = ""
@@ -100,6 +103,30 @@ class BouncerRevocation:
         )
         await self._expire(ids)
         return len(family)
+
+    def reevaluate(
+        self, revoked: Mapping[str, Collection[str]] | None = None
+    ) -> Deferred[int]:
+        """
+        Evaluate the policy again for every keycard this bouncer holds, as
+        when an algorithm revokes some of them (C{revoked} maps an
+        algorithm's name to the keycard ids it revokes) or its rules changed;
+        expire the keycards for which the whole expression is now false.
+
+        @return: a L{Deferred} firing with the number expired.
+        """
+        policy = self.policy
+        if policy is None:
+            return succeed(0)
+        revoked = revoked or {}
+        doomed = [
+            keycardId
+            for keycardId, record in self.held.items()
+            if not policy.allows(
+                record, [name for name, ids in revoked.items() if keycardId in ids]
+            )
+        ]
+        return ensureDeferred(self._expire(doomed))
 
     async def _revokedElsewhere(self, revocations: list[Revocation]) -> None:
         hit = heldBy(self.held, revocations)

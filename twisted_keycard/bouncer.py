@@ -26,6 +26,7 @@ from ._revoking import (
     RevocationFollower,
 )
 from ._upkeep import BouncerUpkeep
+from .composite import CompositePolicy
 from .error import KeycardDenied, KeycardRefused, ProtocolError
 from .interfaces import (
     IBouncer,
@@ -87,6 +88,7 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         maxPendingPerAddress: int = 100,
         tokens: TokenPolicy | None = None,
         quota: Quota | None = None,
+        policy: CompositePolicy | None = None,
         followInterval: float = 1.0,
         flushInterval: float = 300.0,
         newId: Callable[[], str] = newKeycardId,
@@ -109,6 +111,8 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             token keycards; the keyring is kept in C{store}, which must then
             provide L{IKeyringStore} and L{IRevocationStore}.
         @param quota: limits on keycards held at once.
+        @param policy: a boolean expression over algorithms every keycard
+            must satisfy (see L{twisted_keycard.composite}).
         @param followInterval: seconds between two reads of the revocations
             other bouncers recorded in the store.
         @param flushInterval: seconds between two flushes of expired
@@ -124,6 +128,7 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         self.duration = duration
         self.maxLifetime = maxLifetime
         self.quota = quota
+        self.policy = policy
         self.tokens = tokens
         self._newId = newId
         self._checkers: list[ICredentialsChecker] = list(checkers)
@@ -264,6 +269,8 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             parentId=getattr(exchange, "parentId", None),
             seatPool=quota.seatPool if quota is not None else None,
         )
+        if self.policy is not None and not self.policy.allows(record):
+            raise _Refusal(f"refused by the policy {self.policy.text!r}")
         token = await self._token(record)
         if quota is None:
             await self.store.add(record)

@@ -4,7 +4,6 @@ The client's side of SCRAM-SHA-256.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 
@@ -13,50 +12,38 @@ from zope.interface import implementer
 from ..error import ProtocolError, ServerAuthenticationFailed
 from ..interfaces import IAnswerer
 from ..keycard import Keycard
+from ._crypto import hmacSha256, sha256, xor
+from ._keycache import SCRAMKeyCache
 from ._keycard import SCRAMKeycard
-from ._messages import ClientFinal, ClientFirst, ServerFirst, b64, parseServerFinal
-from ._verifier import clientKey, hmacSha256, saltedPassword, serverKey, xor
+from ._messages import (
+    MAX_NAME,
+    ClientFirst,
+    ServerFinal,
+    ServerFirst,
+    authMessage,
+    b64,
+    channelBinding,
+    checkNonce,
+    escapeName,
+    unescapeName,
+)
+from ._verifier import DEFAULT_ITERATIONS
 
+#: Random bytes in the client's nonce.
 CLIENT_NONCE_BYTES = 24
 
-#: Salts whose keys a L{SCRAMKeyCache} remembers, at most.
-CACHE_SIZE = 16
-
-
-class SCRAMKeyCache:
-    """
-    Remembers the client and server keys derived from a password for a salt
-    and iteration count (RFC 5802, section 5.1 allows it), so that logging
-    in again costs no PBKDF2.  Share one among the answerers of one
-    password; keep it as secret as the password.
-    """
-
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self._size = size
-        self._keys: dict[tuple[bytes, int], tuple[bytes, bytes]] = {}
-
-    def __repr__(self) -> str:
-        return f"<SCRAMKeyCache of {len(self._keys)}>"
-
-    def keys(self, password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
-        """
-        The client key and the server key for C{password}.
-        """
-        found = self._keys.get((salt, iterations))
-        if found is None:
-            salted = saltedPassword(password, salt, iterations)
-            found = clientKey(salted), serverKey(salted)
-            if len(self._keys) >= self._size:
-                self._keys.pop(next(iter(self._keys)))
-            self._keys[(salt, iterations)] = found
-        return found
+#: The largest iteration count accepted by default: far above what servers
+#: use, far below what would keep the client busy for minutes.
+MAX_ITERATIONS = 1_000_000
 
 
 @implementer(IAnswerer)
 class SCRAMAnswerer:
     """
-    Logs in as C{username} with a password that never leaves the client;
-    checks the server's signature, and refuses absurd iteration counts.
+    Logs in as C{username} with a password that never leaves the client,
+    and checks the server's signature, so the login is mutual.  It refuses
+    a challenge that does not extend its nonce or asks for an absurd
+    iteration count.
     """
 
     keycardClass = SCRAMKeycard
@@ -66,15 +53,29 @@ class SCRAMAnswerer:
         username: str,
         password: str,
         *,
-        minIterations: int = 4096,
-        maxIterations: int = 1_000_000,
+        minIterations: int = DEFAULT_ITERATIONS,
+        maxIterations: int = MAX_ITERATIONS,
         nonce: str | None = None,
         cache: SCRAMKeyCache | None = None,
     ) -> None:
         """
+        @param minIterations: the smallest iteration count accepted.
+        @param maxIterations: the largest iteration count accepted.
+        @param nonce: a fixed client nonce, for test vectors only; 24 random
+            bytes in base64 by default, new for each exchange.
         @param cache: keys derived earlier from this same password; a new
             answerer with its own cache by default.
+        @raise ValueError: for a user name SCRAM cannot carry, or a bad
+            nonce.
         """
+        try:
+            unescapeName(escapeName(username))
+            if nonce is not None:
+                checkNonce(nonce)
+        except ProtocolError as e:
+            raise ValueError(str(e)) from None
+        if len(escapeName(username)) > MAX_NAME:
+            raise ValueError("user name is too long")
         self.username = username
         self._password = password
         self.minIterations = minIterations
@@ -87,16 +88,33 @@ class SCRAMAnswerer:
     def __repr__(self) -> str:
         return f"<SCRAMAnswerer {self.username!r}>"
 
-    def start(self) -> Keycard:
-        nonce = self._nonce or b64(secrets.token_bytes(CLIENT_NONCE_BYTES))
+    def start(self) -> SCRAMKeycard:
+        """
+        Begin a new exchange.
+
+        @return: a L{SCRAMKeycard} holding the client-first message.
+        """
+        nonce = self._nonce
+        if nonce is None:
+            nonce = b64(secrets.token_bytes(CLIENT_NONCE_BYTES))
         self._first = ClientFirst("n,,", self.username, nonce)
         self._expected = None
         return SCRAMKeycard(clientFirst=self._first.format())
 
     def answer(self, keycard: Keycard) -> Keycard:
+        """
+        Answer the server-first message with the client-final one.
+
+        @return: C{keycard}, with C{clientFinal} set.
+        @raise ProtocolError: if no exchange is started or it was answered
+            already, or the challenge is malformed, does not extend our
+            nonce, or asks for an iteration count out of bounds.
+        """
         first = self._first
-        if first is None or not isinstance(keycard, SCRAMKeycard):
-            raise ProtocolError("no SCRAM exchange in progress")
+        if first is None or self._expected is not None:
+            raise ProtocolError("no SCRAM challenge expected")
+        if not isinstance(keycard, SCRAMKeycard):
+            raise ProtocolError("not a SCRAM keycard")
         serverFirst = ServerFirst.parse(keycard.serverFirst)
         nonce = serverFirst.nonce
         if not nonce.startswith(first.nonce) or len(nonce) <= len(first.nonce):
@@ -106,29 +124,39 @@ class SCRAMAnswerer:
                 f"refusing an iteration count of {serverFirst.iterations}"
                 f" (accepted: {self.minIterations} to {self.maxIterations})"
             )
-        key, server = self._cache.keys(
-            self._password, serverFirst.salt, serverFirst.iterations
-        )
-        withoutProof = ClientFinal(b64(first.gs2Header.encode("ascii")), nonce, b"")
-        authMessage = ",".join(
-            [first.bare, serverFirst.format(), withoutProof.withoutProof]
-        ).encode("utf-8")
-        proof = xor(key, hmacSha256(hashlib.sha256(key).digest(), authMessage))
-        self._expected = hmacSha256(server, authMessage)
-        keycard.clientFinal = ClientFinal(
-            withoutProof.channelBinding, nonce, proof
-        ).format()
+        try:
+            key, server = self._cache.keys(
+                self._password, serverFirst.salt, serverFirst.iterations
+            )
+        except ValueError:
+            raise ProtocolError("the password has characters SCRAM refuses") from None
+        withoutProof = f"c={channelBinding(first.gs2Header)},r={nonce}"
+        message = authMessage(first, serverFirst, withoutProof)
+        proof = xor(key, hmacSha256(sha256(key), message))
+        self._expected = hmacSha256(server, message)
+        keycard.clientFinal = f"{withoutProof},p={b64(proof)}"
         return keycard
 
     def finish(self, keycard: Keycard) -> None:
-        expected = self._expected
+        """
+        Check the server's signature in the server-final message; the
+        exchange is over either way.
+
+        @raise ServerAuthenticationFailed: if there is no exchange to finish,
+            or the server sent no signature, an error, or a wrong signature.
+        """
+        expected, self._expected, self._first = self._expected, None, None
         if expected is None or not isinstance(keycard, SCRAMKeycard):
             raise ServerAuthenticationFailed("the server skipped the SCRAM exchange")
         if keycard.serverFinal is None:
             raise ServerAuthenticationFailed("the server sent no signature")
         try:
-            signature = parseServerFinal(keycard.serverFinal)
+            final = ServerFinal.parse(keycard.serverFinal)
         except ProtocolError as e:
             raise ServerAuthenticationFailed(str(e)) from None
-        if not hmac.compare_digest(signature, expected):
+        if final.signature is None:
+            raise ServerAuthenticationFailed(
+                f"the server reported an error: {final.error}"
+            )
+        if not hmac.compare_digest(final.signature, expected):
             raise ServerAuthenticationFailed("the server's signature is wrong")

@@ -5,15 +5,12 @@ primes the challenge, from verifiers in PostgreSQL's format.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
@@ -21,92 +18,25 @@ from zope.interface import implementer
 from ..error import KeycardRefused, ProtocolError
 from ..interfaces import IChallenger, IExchange
 from ..keycard import Keycard
+from ._crypto import KEY_BYTES, hmacSha256
+from ._exchange import ISCRAMExchange, SCRAMExchange
 from ._keycard import SCRAMKeycard
-from ._messages import ClientFinal, ClientFirst, ServerFirst, b64
-from ._verifier import DEFAULT_ITERATIONS, SALT_BYTES, Verifier, hmacSha256, xor
+from ._messages import ClientFirst, ServerFirst, b64, checkNonce
+from ._verifier import DEFAULT_ITERATIONS, SALT_BYTES, Verifier
 
 #: Random bytes the server adds to the client's nonce.
 SERVER_NONCE_BYTES = 18
 
 
-class ISCRAMExchange(IExchange):
-    """
-    A SCRAM-SHA-256 exchange on the bouncer's side.
-    """
-
-
-@implementer(ISCRAMExchange)
-@attrs.define
-class SCRAMExchange:
-    """
-    Everything the bouncer sent and must compare later, kept on its side.
-
-    @ivar known: whether the user exists; a mock exchange fails at the
-        check, after the same work.
-    """
-
-    first: ClientFirst
-    serverFirst: ServerFirst
-    verifier: Verifier = attrs.field(repr=False)
-    known: bool
-    final: ClientFinal | None = None
-    checked: bool = False
-    serverSignature: bytes | None = attrs.field(default=None, repr=False)
-
-    @property
-    def username(self) -> str:
-        return self.first.username
-
-    def challenge(self, keycard: Keycard) -> bool:
-        assert isinstance(keycard, SCRAMKeycard)
-        keycard.serverFirst = self.serverFirst.format()
-        return True
-
-    def answer(self, keycard: Keycard) -> None:
-        if self.final is not None:
-            raise ProtocolError("this exchange was answered already")
-        if not isinstance(keycard, SCRAMKeycard) or keycard.clientFinal is None:
-            raise ProtocolError("no client-final message")
-        final = ClientFinal.parse(keycard.clientFinal)
-        expected = b64(self.first.gs2Header.encode("ascii"))
-        if not hmac.compare_digest(final.channelBinding, expected):
-            raise ProtocolError("channel binding does not match")
-        if not hmac.compare_digest(final.nonce, self.serverFirst.nonce):
-            raise ProtocolError("nonce does not match")
-        self.final = final
-
-    def conclude(self, keycard: Keycard) -> None:
-        assert isinstance(keycard, SCRAMKeycard) and self.serverSignature is not None
-        keycard.serverFinal = "v=" + b64(self.serverSignature)
-
-    def verify(self) -> bool:
-        """
-        Check the client's proof against the stored key; once only.
-        """
-        if self.final is None or self.checked:
-            raise ProtocolError("nothing to check")
-        self.checked = True
-        authMessage = ",".join(
-            [self.first.bare, self.serverFirst.format(), self.final.withoutProof]
-        ).encode("utf-8")
-        signature = hmacSha256(self.verifier.storedKey, authMessage)
-        proof = self.final.proof
-        if len(proof) != len(signature):
-            proof = bytes(len(signature))
-        recovered = hashlib.sha256(xor(proof, signature)).digest()
-        good = hmac.compare_digest(recovered, self.verifier.storedKey)
-        self.serverSignature = hmacSha256(self.verifier.serverKey, authMessage)
-        return good and self.known
-
-
 @implementer(ICredentialsChecker, IChallenger)
 class SCRAMVerifiers:
     """
-    Checks SCRAM-SHA-256 keycards against stored verifiers.
+    Primes and checks SCRAM-SHA-256 exchanges against stored verifiers.
 
     For an unknown user it primes a mock exchange: a salt stable per user
     name (from a secret key) and as long as real salts, the default
-    iteration count, and the same failure as a wrong password.
+    iteration count, the same work at the check, and the same failure as a
+    wrong password.
     """
 
     credentialInterfaces = (ISCRAMExchange,)
@@ -119,23 +49,48 @@ class SCRAMVerifiers:
         iterations: int = DEFAULT_ITERATIONS,
         mockKey: bytes | None = None,
         randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+        nonceFactory: Callable[[], str] | None = None,
     ) -> None:
+        """
+        @param verifiers: verifiers by user name.
+        @param iterations: the iteration count of mock exchanges; make it
+            that of most real verifiers.
+        @param mockKey: the secret the mock salts are made from; random by
+            default, so mock salts change when the server restarts.
+        @param randomBytes: the source of random bytes.
+        @param nonceFactory: makes the server's part of the nonce; by
+            default base64 of 18 bytes from C{randomBytes}.
+        """
         self._verifiers = dict(verifiers)
         self.iterations = iterations
         self._mockKey = mockKey if mockKey is not None else secrets.token_bytes(32)
         self._random = randomBytes
+        self._nonce = nonceFactory or self._randomNonce
         self._path: Path | None = None
         self._stamp: tuple[int, int] | None = None
 
+    def __repr__(self) -> str:
+        return f"<SCRAMVerifiers of {len(self._verifiers)} users>"
+
     @classmethod
-    def fromFile(cls, path: str | Path, **kwargs: Any) -> SCRAMVerifiers:
+    def fromFile(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        iterations: int = DEFAULT_ITERATIONS,
+        mockKey: bytes | None = None,
+        randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+    ) -> SCRAMVerifiers:
         """
-        Read C{name:SCRAM-SHA-256$...} lines; blank lines and C{#} comments
-        are skipped.  The file is read again when it changes.
+        Read C{name:SCRAM-SHA-256$...} lines (see L{readVerifiers}).  The
+        file is read again when it changes.
 
         @raise ValueError: naming the line number of a bad line.
+        @raise OSError: if the file cannot be read.
         """
-        verifiers = cls({}, **kwargs)
+        verifiers = cls(
+            {}, iterations=iterations, mockKey=mockKey, randomBytes=randomBytes
+        )
         verifiers._path = Path(path)
         verifiers._reload()
         return verifiers
@@ -144,36 +99,55 @@ class SCRAMVerifiers:
         assert self._path is not None
         stat = os.stat(self._path)
         stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp:
-            return
-        self._verifiers = readVerifiers(self._path.read_text())
-        self._stamp = stamp
+        if stamp != self._stamp:
+            self._verifiers = readVerifiers(self._path.read_text("utf-8"))
+            self._stamp = stamp
 
-    def _lookup(self, username: str) -> Verifier | None:
-        if self._path is not None:
-            self._reload()
-        return self._verifiers.get(username)
-
-    def prime(self, keycard: Keycard) -> Deferred[IExchange]:
-        if not isinstance(keycard, SCRAMKeycard):
-            return fail(ProtocolError("not a SCRAM keycard"))
-        try:
-            first = ClientFirst.parse(keycard.clientFirst)
-        except ProtocolError as e:
-            return fail(e)
-        verifier = self._lookup(first.username)
-        known = verifier is not None
-        if verifier is None:
-            verifier = self._mock(first.username)
-        nonce = first.nonce + b64(self._random(SERVER_NONCE_BYTES))
-        serverFirst = ServerFirst(nonce, verifier.salt, verifier.iterations)
-        return succeed(SCRAMExchange(first, serverFirst, verifier, known))
+    def _randomNonce(self) -> str:
+        return b64(self._random(SERVER_NONCE_BYTES))
 
     def _mock(self, username: str) -> Verifier:
         salt = hmacSha256(self._mockKey, username.encode("utf-8"))[:SALT_BYTES]
-        return Verifier(self.iterations, salt, self._random(32), self._random(32))
+        return Verifier(
+            iterations=self.iterations,
+            salt=salt,
+            storedKey=self._random(KEY_BYTES),
+            serverKey=self._random(KEY_BYTES),
+        )
+
+    def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
+        Start an exchange from the client-first message.
+
+        @return: a L{Deferred} firing with a L{SCRAMExchange} (a mock one for
+            an unknown user), or failing with L{ProtocolError} for a
+            malformed message, or with the L{OSError} or L{ValueError} of a
+            verifiers file that changed and cannot be read.
+        """
+        try:
+            if not isinstance(keycard, SCRAMKeycard):
+                raise ProtocolError("not a SCRAM keycard")
+            first = ClientFirst.parse(keycard.clientFirst)
+            if self._path is not None:
+                self._reload()
+            verifier = self._verifiers.get(first.username)
+            known = verifier is not None
+            if verifier is None:
+                verifier = self._mock(first.username)
+            nonce = checkNonce(first.nonce + self._nonce())
+        except Exception as e:
+            return fail(e)
+        serverFirst = ServerFirst(nonce, verifier.salt, verifier.iterations)
+        return succeed(SCRAMExchange(first, serverFirst, verifier, known))
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        """
+        Check an answered exchange, once.
+
+        @return: a L{Deferred} firing with the user name (a C{str}), or failing with
+            L{KeycardRefused} for a wrong proof or an unknown user, or with
+            L{ProtocolError} for an exchange not answered or checked already.
+        """
         if not isinstance(credentials, SCRAMExchange):
             return fail(KeycardRefused())
         try:
@@ -187,17 +161,22 @@ class SCRAMVerifiers:
 
 def readVerifiers(text: str) -> dict[str, Verifier]:
     """
-    Parse a verifiers file.
+    Parse the lines of a verifiers file, C{name:SCRAM-SHA-256$...}, split at
+    the first C{:}; blank lines and C{#} comments are skipped.
 
-    @raise ValueError: naming the line number of a bad line, never its text.
+    @raise ValueError: naming the line number of a bad line or a repeated
+        name, never the verifier.
     """
     verifiers: dict[str, Verifier] = {}
     for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
             continue
-        name, sep, verifier = line.partition(":")
+        name, sep, verifier = stripped.partition(":")
         if not sep or not name:
             raise ValueError(f"line {number}: expected name:SCRAM-SHA-256$...")
+        if name in verifiers:
+            raise ValueError(f"line {number}: user {name!r} appears twice")
         try:
             verifiers[name] = Verifier.fromString(verifier)
         except ValueError:

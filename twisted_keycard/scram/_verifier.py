@@ -1,52 +1,50 @@
 """
-SCRAM-SHA-256 keys, and verifiers in PostgreSQL's format.
+What a server keeps of a SCRAM-SHA-256 password, in PostgreSQL's format.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import re
 import secrets
 
 import attrs
-from passlib.utils import saslprep
 
+from ..error import ProtocolError
+from ._crypto import KEY_BYTES, clientKey, saltedPassword, serverKey, sha256
 from ._messages import b64, unb64
 
 MECHANISM = "SCRAM-SHA-256"
 DEFAULT_ITERATIONS = 4096
 SALT_BYTES = 16
 
-
-def saltedPassword(password: str, salt: bytes, iterations: int) -> bytes:
-    """
-    C{Hi(Normalize(password), salt, i)}: PBKDF2-HMAC-SHA256 of the
-    SASLprep'd password.
-    """
-    normal = saslprep(password).encode("utf-8")
-    return hashlib.pbkdf2_hmac("sha256", normal, salt, iterations)
+_FORMAT = f"{MECHANISM}$<iterations>:<salt>$<StoredKey>:<ServerKey>"
+_VERIFIER = re.compile(
+    re.escape(MECHANISM) + r"\$([1-9][0-9]{0,9}):([^$:]*)\$([^$:]*):([^$:]*)\Z"
+)
 
 
-def hmacSha256(key: bytes, message: bytes) -> bytes:
-    return hmac.digest(key, message, "sha256")
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be positive")
 
 
-def clientKey(salted: bytes) -> bytes:
-    return hmacSha256(salted, b"Client Key")
+def _nonEmpty(
+    instance: object, attribute: attrs.Attribute[bytes], value: bytes
+) -> None:
+    if not value:
+        raise ValueError(f"{attribute.name} must not be empty")
 
 
-def serverKey(salted: bytes) -> bytes:
-    return hmacSha256(salted, b"Server Key")
-
-
-def xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+def _key(instance: object, attribute: attrs.Attribute[bytes], value: bytes) -> None:
+    if len(value) != KEY_BYTES:
+        raise ValueError(f"{attribute.name} must be {KEY_BYTES} bytes")
 
 
 @attrs.frozen
 class Verifier:
     """
-    What the server keeps of a password: no password equivalent.
+    What the server keeps of a password: enough to check a proof and to sign
+    its own answer, but not enough to log in.
 
     @ivar iterations: the PBKDF2 iteration count.
     @ivar salt: the salt.
@@ -54,10 +52,18 @@ class Verifier:
     @ivar serverKey: C{HMAC(SaltedPassword, "Server Key")}.
     """
 
-    iterations: int
-    salt: bytes
-    storedKey: bytes = attrs.field(repr=False)
-    serverKey: bytes = attrs.field(repr=False)
+    iterations: int = attrs.field(
+        validator=[attrs.validators.instance_of(int), _positive]
+    )
+    salt: bytes = attrs.field(
+        validator=[attrs.validators.instance_of(bytes), _nonEmpty]
+    )
+    storedKey: bytes = attrs.field(
+        repr=False, validator=[attrs.validators.instance_of(bytes), _key]
+    )
+    serverKey: bytes = attrs.field(
+        repr=False, validator=[attrs.validators.instance_of(bytes), _key]
+    )
 
     @classmethod
     def fromPassword(
@@ -67,47 +73,53 @@ class Verifier:
         salt: bytes | None = None,
     ) -> Verifier:
         """
-        Make a verifier from a password, with a fresh 16-byte salt.
+        Make a verifier from a password, with a fresh random 16-byte salt
+        unless one is given.
+
+        @raise ValueError: for a non-positive iteration count, an empty salt,
+            or a password SASLprep refuses.
         """
         if iterations < 1:
             raise ValueError("iterations must be positive")
-        salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+        if salt is None:
+            salt = secrets.token_bytes(SALT_BYTES)
+        elif not salt:
+            raise ValueError("salt must not be empty")
         salted = saltedPassword(password, salt, iterations)
         return cls(
-            iterations,
-            salt,
-            hashlib.sha256(clientKey(salted)).digest(),
-            serverKey(salted),
+            iterations=iterations,
+            salt=salt,
+            storedKey=sha256(clientKey(salted)),
+            serverKey=serverKey(salted),
         )
 
     @classmethod
     def fromString(cls, text: str) -> Verifier:
         """
-        Read C{SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>}.
+        Read C{SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>}, the
+        base64 fields as PostgreSQL writes them.
 
-        @raise ValueError: if C{text} is not such a verifier.
+        @raise ValueError: if C{text} is not such a verifier; the message
+            says what is wrong without repeating C{text}.
         """
+        match = _VERIFIER.match(text.strip())
+        if match is None:
+            raise ValueError(f"not a SCRAM-SHA-256 verifier (expected {_FORMAT})")
+        iterations, salt, stored, server = match.groups()
         try:
-            mechanism, params, keys = text.strip().split("$")
-            iterations, salt = params.split(":")
-            stored, server = keys.split(":")
-            if mechanism != MECHANISM or not iterations.isdigit():
-                raise ValueError
-            verifier = cls(
-                int(iterations),
-                unb64(salt, "salt"),
-                unb64(stored, "StoredKey"),
-                unb64(server, "ServerKey"),
+            return cls(
+                iterations=int(iterations),
+                salt=unb64(salt, "the salt"),
+                storedKey=unb64(stored, "StoredKey"),
+                serverKey=unb64(server, "ServerKey"),
             )
-        except Exception:
-            raise ValueError("not a SCRAM-SHA-256 verifier") from None
-        if verifier.iterations < 1 or not verifier.salt:
-            raise ValueError("not a SCRAM-SHA-256 verifier")
-        if len(verifier.storedKey) != 32 or len(verifier.serverKey) != 32:
-            raise ValueError("not a SCRAM-SHA-256 verifier")
-        return verifier
+        except (ProtocolError, ValueError) as e:
+            raise ValueError(f"bad SCRAM-SHA-256 verifier: {e}") from None
 
     def toString(self) -> str:
+        """
+        This verifier in PostgreSQL's format.
+        """
         return (
             f"{MECHANISM}${self.iterations}:{b64(self.salt)}"
             f"${b64(self.storedKey)}:{b64(self.serverKey)}"

@@ -1,0 +1,154 @@
+"""
+One SCRAM-SHA-256 exchange on the bouncer's side: what it sent, kept on
+its side, and the single check of the client's proof.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+
+import attrs
+from zope.interface import implementer
+
+from ..error import ProtocolError
+from ..interfaces import IExchange
+from ..keycard import Keycard
+from ._crypto import hmacSha256, sha256, xor
+from ._keycard import SCRAMKeycard
+from ._messages import (
+    ClientFinal,
+    ClientFirst,
+    ServerFinal,
+    ServerFirst,
+    authMessage,
+    channelBinding,
+)
+from ._verifier import Verifier
+
+
+class ISCRAMExchange(IExchange):
+    """
+    A SCRAM-SHA-256 exchange on the bouncer's side: the credentials a
+    L{twisted_keycard.scram.SCRAMVerifiers} checks.
+    """
+
+
+class ExchangeState(enum.Enum):
+    """
+    Where a L{SCRAMExchange} is.  Each step is taken once, in order; a step
+    that fails leaves the exchange L{SPENT}.
+    """
+
+    PRIMED = "primed"
+    CHALLENGED = "challenged"
+    ANSWERED = "answered"
+    SUCCEEDED = "succeeded"
+    CONCLUDED = "concluded"
+    SPENT = "spent"
+
+
+def _scram(keycard: Keycard) -> SCRAMKeycard:
+    if not isinstance(keycard, SCRAMKeycard):
+        raise ProtocolError("not a SCRAM keycard")
+    return keycard
+
+
+@implementer(ISCRAMExchange)
+@attrs.define(eq=False)
+class SCRAMExchange:
+    """
+    Everything the bouncer sent and must compare later.  Nothing the client
+    sends after its first message replaces any of it.
+
+    @ivar first: the client's first message, as the bouncer parsed it.
+    @ivar serverFirst: the challenge.
+    @ivar verifier: the user's verifier, or random keys for a mock exchange.
+    @ivar known: whether the user exists; a mock exchange does the same work
+        and then fails.
+    @ivar state: an L{ExchangeState}.
+    """
+
+    first: ClientFirst
+    serverFirst: ServerFirst
+    verifier: Verifier = attrs.field(repr=False)
+    known: bool = attrs.field(repr=False)
+    state: ExchangeState = ExchangeState.PRIMED
+    _final: ClientFinal | None = attrs.field(default=None, repr=False)
+    _serverSignature: bytes | None = attrs.field(default=None, repr=False)
+
+    @property
+    def username(self) -> str:
+        """
+        The user name the client gave.
+        """
+        return self.first.username
+
+    def _step(self, expected: ExchangeState, what: str) -> None:
+        if self.state is not expected:
+            self.state = ExchangeState.SPENT
+            raise ProtocolError(f"SCRAM message out of order: {what}")
+
+    def challenge(self, keycard: Keycard) -> bool:
+        """
+        Write the server-first message into the keycard.
+
+        @return: C{True}: the client must answer.
+        """
+        self._step(ExchangeState.PRIMED, "challenge")
+        _scram(keycard).serverFirst = self.serverFirst.format()
+        self.state = ExchangeState.CHALLENGED
+        return True
+
+    def answer(self, keycard: Keycard) -> None:
+        """
+        Take the client-final message, the only field read from the keycard.
+
+        @raise ProtocolError: if it is malformed, out of order, or for
+            another exchange (its channel binding or nonce differ).
+        """
+        self._step(ExchangeState.CHALLENGED, "answer")
+        self.state = ExchangeState.SPENT
+        final = ClientFinal.parse(_scram(keycard).clientFinal)
+        binding = channelBinding(self.first.gs2Header)
+        if not hmac.compare_digest(final.channelBinding, binding):
+            raise ProtocolError("channel binding does not match")
+        if not hmac.compare_digest(final.nonce, self.serverFirst.nonce):
+            raise ProtocolError("nonce does not match")
+        self._final = final
+        self.state = ExchangeState.ANSWERED
+
+    def verify(self) -> bool:
+        """
+        Check the client's proof against the stored key, once.  The same
+        work is done for a mock exchange, which then fails.
+
+        @return: whether the proof is right and the user exists.
+        @raise ProtocolError: if the exchange is not answered, or was
+            checked already.
+        """
+        self._step(ExchangeState.ANSWERED, "check")
+        self.state = ExchangeState.SPENT
+        assert self._final is not None
+        message = authMessage(self.first, self.serverFirst, self._final.withoutProof)
+        signature = hmacSha256(self.verifier.storedKey, message)
+        recovered = sha256(xor(self._final.proof, signature))
+        good = hmac.compare_digest(recovered, self.verifier.storedKey)
+        if not (good and self.known):
+            return False
+        self._serverSignature = hmacSha256(self.verifier.serverKey, message)
+        self.state = ExchangeState.SUCCEEDED
+        return True
+
+    def conclude(self, keycard: Keycard) -> None:
+        """
+        Write the server-final message (the server's signature) into the
+        keycard, after a successful check.
+
+        @raise ProtocolError: if the check did not succeed.
+        """
+        self._step(ExchangeState.SUCCEEDED, "conclusion")
+        assert self._serverSignature is not None
+        final = ServerFinal(signature=self._serverSignature)
+        _scram(keycard).serverFinal = final.format()
+        self.state = ExchangeState.CONCLUDED
