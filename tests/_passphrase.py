@@ -29,6 +29,9 @@ class PassphraseKeycard(Keycard):
     challenge: str | None = wireField(str, 64)
     response: str | None = wireField(str, 64)
 
+    def account(self) -> str | None:
+        return self.username
+
 
 def respond(secret: str, challenge: str) -> str:
     return hashlib.sha256(f"{secret}:{challenge}".encode()).hexdigest()

@@ -14,7 +14,12 @@ from zope.interface.verify import verifyObject
 from twisted_keycard import IKeycardStore, IssuedKeycard
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.keyring import Keyring
-from twisted_keycard.store import IKeyringStore, IRevocationStore, Revocation
+from twisted_keycard.store import (
+    IKeyringStore,
+    IRevocationStore,
+    IThrottleStore,
+    Revocation,
+)
 
 if TYPE_CHECKING:
     from twisted.trial.unittest import SynchronousTestCase
@@ -77,7 +82,7 @@ class KeycardStoreContract(_StoreContract):
 
     def test_addTwice(self) -> None:
         self.resultOf(self.store.add(record("k1")))
-        self.failureResultOf(self.store.add(record("k1", avatarId="bob")), KeyError)
+        self.failureOf(self.store.add(record("k1", avatarId="bob")), KeyError)
         self.assertEqual(self.resultOf(self.store.get("k1")), record("k1"))
 
     def test_remove(self) -> None:
@@ -300,3 +305,32 @@ class KeyringStoreContract(_StoreContract):
         rotated, _ = keyring.rotate(200.0, 50.0)
         self.resultOf(self.store.saveKeyring(rotated))
         self.assertEqual(self.resultOf(self.store.loadKeyring()), rotated)
+
+
+class ThrottleStoreContract(_StoreContract):
+    """
+    Tests that every store of failed-login counts must pass.
+    """
+
+    def test_throttleInterface(self) -> None:
+        self.assertTrue(verifyObject(IThrottleStore, self.store))
+
+    def test_countsInWindow(self) -> None:
+        for when in (100.0, 110.0, 120.0):
+            self.resultOf(
+                self.store.recordFailure(["account:alice", "address:a"], when)
+            )
+        self.resultOf(self.store.recordFailure(["address:a"], 130.0))
+        counts = self.resultOf(
+            self.store.failuresSince(
+                ["account:alice", "address:a", "account:bob"], 105.0
+            )
+        )
+        self.assertEqual(counts, {"account:alice": 2, "address:a": 3, "account:bob": 0})
+
+    def test_flushFailures(self) -> None:
+        self.resultOf(self.store.recordFailure(["account:alice"], 100.0))
+        self.resultOf(self.store.recordFailure(["account:alice"], 200.0))
+        self.assertEqual(self.resultOf(self.store.flushFailures(150.0)), 1)
+        counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
+        self.assertEqual(counts, {"account:alice": 1})

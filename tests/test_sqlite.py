@@ -27,6 +27,7 @@ from .storecontract import (
     KeycardStoreLimitsContract,
     KeyringStoreContract,
     RevocationStoreContract,
+    ThrottleStoreContract,
     record,
 )
 
@@ -39,6 +40,7 @@ class SQLiteContractTests(
     KeycardStoreLimitsContract,
     RevocationStoreContract,
     KeyringStoreContract,
+    ThrottleStoreContract,
     SynchronousTestCase,
 ):
     """

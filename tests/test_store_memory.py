@@ -13,6 +13,7 @@ from .storecontract import (
     KeycardStoreLimitsContract,
     KeyringStoreContract,
     RevocationStoreContract,
+    ThrottleStoreContract,
 )
 
 
@@ -21,6 +22,7 @@ class MemoryStoreTests(
     KeycardStoreLimitsContract,
     RevocationStoreContract,
     KeyringStoreContract,
+    ThrottleStoreContract,
     SynchronousTestCase,
 ):
     def makeStore(self) -> IKeycardStore:

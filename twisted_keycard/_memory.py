@@ -6,6 +6,7 @@ tests.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -14,8 +15,11 @@ from zope.interface import implementer
 
 from ._record import IssuedKeycard, Revocation
 from .error import QuotaExceeded
-from .interfaces import IKeycardStore, IKeyringStore, IRevocationStore
+from .interfaces import IKeycardStore, IKeyringStore, IRevocationStore, IThrottleStore
 from .keyring import Keyring
+
+#: Failures kept per key, at most: no limit is set higher.
+FAILURES_KEPT = 10_000
 
 
 def _index(index: dict[str, set[str]], key: str | None, keycardId: str) -> None:
@@ -33,7 +37,7 @@ def _unindex(index: dict[str, set[str]], key: str | None, keycardId: str) -> Non
             del index[key]
 
 
-@implementer(IKeycardStore, IRevocationStore, IKeyringStore)
+@implementer(IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore)
 @attrs.define
 class MemoryStore:
     """
@@ -53,6 +57,7 @@ class MemoryStore:
     _revocationLog: list[tuple[int, Revocation]] = attrs.field(factory=list)
     _cursor: int = 0
     _keyring: Keyring | None = None
+    _failures: dict[str, deque[float]] = attrs.field(factory=dict)
 
     def _indexes(
         self, record: IssuedKeycard
@@ -189,6 +194,34 @@ class MemoryStore:
             (n, r) for n, r in self._revocationLog if r.keycardId in self._revoked
         ]
         return succeed(len(gone))
+
+    # Failed logins
+
+    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
+        for key in keys:
+            times = self._failures.setdefault(key, deque(maxlen=FAILURES_KEPT))
+            times.append(when)
+        return succeed(None)
+
+    def failuresSince(
+        self, keys: Sequence[str], since: float
+    ) -> Deferred[dict[str, int]]:
+        counts = {}
+        for key in keys:
+            times = self._failures.get(key, ())
+            counts[key] = sum(1 for t in times if t > since)
+        return succeed(counts)
+
+    def flushFailures(self, before: float) -> Deferred[int]:
+        forgotten = 0
+        for key in list(self._failures):
+            times = self._failures[key]
+            while times and times[0] <= before:
+                times.popleft()
+                forgotten += 1
+            if not times:
+                del self._failures[key]
+        return succeed(forgotten)
 
     # Keyring
 

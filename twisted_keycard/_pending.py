@@ -28,6 +28,7 @@ class PendingExchange:
     requesterName: str | None
     deadline: float
     exchange: IExchange | None = None
+    account: str | None = None
 
 
 @attrs.define

@@ -39,6 +39,12 @@ CREATE TABLE IF NOT EXISTS revocations (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revocations_expires ON revocations (expires);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_key ON failures (key, at);
+CREATE INDEX IF NOT EXISTS failures_at ON failures (at);
 CREATE TABLE IF NOT EXISTS keyring (
     kid TEXT PRIMARY KEY,
     secret BLOB NOT NULL,

@@ -9,6 +9,7 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
+import attrs
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -25,6 +26,7 @@ from ._record import IssuedKeycard
 from ._revoking import (
     RevocationFollower,
 )
+from ._throttle import Throttler
 from ._upkeep import BouncerUpkeep
 from .composite import CompositePolicy
 from .error import KeycardDenied, KeycardRefused, ProtocolError
@@ -36,8 +38,8 @@ from .interfaces import (
     IRequester,
 )
 from .keycard import Keycard, KeycardState
-from .policy import Quota, TokenPolicy
-from .store import IKeyringStore, IRevocationStore, MemoryStore
+from .policy import Quota, Throttle, TokenPolicy
+from .store import IKeyringStore, IRevocationStore, IThrottleStore, MemoryStore
 from .token import TokenClaims, sign
 from .tokencard import TokenChecker
 
@@ -50,6 +52,15 @@ def newKeycardId() -> str:
     A fresh keycard id from the operating system's CSPRNG.
     """
     return secrets.token_urlsafe(ID_BYTES)
+
+
+@attrs.define
+class _Attempt:
+    """
+    Internal: what one message of an exchange is about, for throttling.
+    """
+
+    account: str | None = None
 
 
 class _Refusal(Exception):
@@ -89,6 +100,7 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         tokens: TokenPolicy | None = None,
         quota: Quota | None = None,
         policy: CompositePolicy | None = None,
+        throttle: Throttle | None = None,
         followInterval: float = 1.0,
         flushInterval: float = 300.0,
         newId: Callable[[], str] = newKeycardId,
@@ -113,6 +125,8 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         @param quota: limits on keycards held at once.
         @param policy: a boolean expression over algorithms every keycard
             must satisfy (see L{twisted_keycard.composite}).
+        @param throttle: limits on failed logins per account and address;
+            the store must provide L{IThrottleStore}.
         @param followInterval: seconds between two reads of the revocations
             other bouncers recorded in the store.
         @param flushInterval: seconds between two flushes of expired
@@ -129,6 +143,11 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         self.maxLifetime = maxLifetime
         self.quota = quota
         self.policy = policy
+        self._throttler: Throttler | None = None
+        if throttle is not None:
+            if not IThrottleStore.providedBy(self.store):
+                raise ValueError("throttling needs a store that counts failures")
+            self._throttler = Throttler(self.store, clock, throttle)
         self.tokens = tokens
         self._newId = newId
         self._checkers: list[ICredentialsChecker] = list(checkers)
@@ -180,6 +199,7 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         return Deferred.fromCoroutine(self._authenticate(keycard))
 
     async def _authenticate(self, keycard: Keycard) -> Keycard:
+        attempt = _Attempt()
         try:
             if not isinstance(keycard, Keycard):
                 raise _Refusal("not a keycard")
@@ -193,11 +213,13 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             keycard.duration = keycard.expires = None
             keycard.bouncerName = self.name
             if keycard.id is None:
-                return await self._begin(keycard)
-            return await self._continue(keycard)
+                return await self._begin(keycard, attempt)
+            return await self._continue(keycard, attempt)
         except (_Refusal, ProtocolError, UnauthorizedLogin) as e:
             self._refused(keycard, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
+            if self._throttler is not None:
+                await self._throttler.failed(attempt.account, keycard.address)
             raise KeycardRefused() from None
         except KeycardDenied:
             raise
@@ -206,7 +228,10 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             self.log.failure("checking a keycard failed")
             raise KeycardDenied("the bouncer failed; try again later") from None
 
-    async def _begin(self, keycard: Keycard) -> Keycard:
+    async def _begin(self, keycard: Keycard, attempt: _Attempt) -> Keycard:
+        attempt.account = keycard.account()
+        if self._throttler is not None:
+            await self._throttler.check(attempt.account, keycard.address)
         keycardId = self._newId()
         entry = self._pending.reserve(
             keycardId, keycard.keycardType, keycard.address, keycard.requesterName
@@ -221,15 +246,17 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             raise
         if needsAnswer:
             entry.exchange = exchange
+            entry.account = attempt.account
             return keycard
         self._pending.take(keycardId)
         return await self._check(keycard, exchange)
 
-    async def _continue(self, keycard: Keycard) -> Keycard:
+    async def _continue(self, keycard: Keycard, attempt: _Attempt) -> Keycard:
         assert keycard.id is not None
         entry = self._pending.take(keycard.id)
         if entry is None or entry.exchange is None:
             raise _Refusal("unknown, used or expired keycard id")
+        attempt.account = entry.account
         if (entry.keycardType, entry.address, entry.requesterName) != (
             keycard.keycardType,
             keycard.address,

@@ -299,6 +299,32 @@ class IRevocationStore(Interface):
         """
 
 
+class IThrottleStore(Interface):
+    """
+    Counts of failed logins, per account and per address, shared by the
+    bouncers on a store.
+    """
+
+    def recordFailure(keys: Sequence[str], when: float) -> Deferred[None]:
+        """
+        Record one failure at C{when} for each key (C{account:NAME},
+        C{address:HOST}).
+        """
+
+    def failuresSince(keys: Sequence[str], since: float) -> Deferred[dict[str, int]]:
+        """
+        @return: a L{Deferred} firing with the number of failures recorded
+            after C{since}, for each key.
+        """
+
+    def flushFailures(before: float) -> Deferred[int]:
+        """
+        Forget the failures recorded at or before C{before}.
+
+        @return: a L{Deferred} firing with the number forgotten.
+        """
+
+
 class IKeyringStore(Interface):
     """
     Where the keyring that signs tokens is kept, so that bouncers sharing a

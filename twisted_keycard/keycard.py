@@ -120,6 +120,13 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         """
         return wireFields(cls)
 
+    def account(self) -> str | None:
+        """
+        The account this keycard claims, if its kind has one, for counting
+        failed logins; a claim, not a proof.
+        """
+        return None
+
     def getTypeToCopy(self) -> bytes:
         return self.keycardType.encode("ascii")
 

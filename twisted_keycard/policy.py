@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import attrs
 
+_count = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 _positive = attrs.validators.optional(
     [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 )
@@ -50,3 +51,21 @@ class Quota:
     def __attrs_post_init__(self) -> None:
         if (self.seatPool is None) != (self.seats is None):
             raise ValueError("seatPool and seats go together")
+
+
+@attrs.frozen
+class Throttle:
+    """
+    Limits on failed logins in a sliding window, per account and per client
+    address, counted in the store so bouncers sharing it share the counts.
+    Past a limit, logins are refused before any expensive check, the same
+    for known and unknown accounts.
+
+    @ivar perAccount: failures per account per window, at most.
+    @ivar perAddress: failures per client address per window, at most.
+    @ivar window: the window, in seconds.
+    """
+
+    perAccount: int = attrs.field(default=100, validator=_count)
+    perAddress: int = attrs.field(default=30, validator=_count)
+    window: float = 3600.0

@@ -52,6 +52,9 @@ class HMACKeycard(Keycard):
     nonce: str | None = wireField(str, 64)
     mac: str | None = wireField(str, 64)
 
+    def account(self) -> str | None:
+        return self.name
+
 
 def context(name: str, nonce: str, keycardId: str, requesterName: str | None) -> bytes:
     """

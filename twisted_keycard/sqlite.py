@@ -22,7 +22,7 @@ from zope.interface import implementer
 from ._record import IssuedKeycard, Revocation
 from ._sqlschema import COLUMNS, connect, fromRow, toRow
 from .error import QuotaExceeded
-from .interfaces import IKeycardStore, IKeyringStore, IRevocationStore
+from .interfaces import IKeycardStore, IKeyringStore, IRevocationStore, IThrottleStore
 from .keyring import Keyring, SigningKey
 
 _T = TypeVar("_T")
@@ -31,7 +31,7 @@ _T = TypeVar("_T")
 BATCH = 500
 
 
-@implementer(IKeycardStore, IRevocationStore, IKeyringStore)
+@implementer(IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore)
 class SQLiteStore:
     """
     A store in an SQLite file.
@@ -314,6 +314,37 @@ class SQLiteStore:
                 c.execute(
                     "DELETE FROM revocations WHERE expires <= ?", (when,)
                 ).rowcount
+            )
+        )
+
+    # Failed logins
+
+    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
+        def job(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "INSERT INTO failures (key, at) VALUES (?, ?)",
+                [(k, when) for k in keys],
+            )
+
+        return self._write(job)
+
+    def failuresSince(
+        self, keys: Sequence[str], since: float
+    ) -> Deferred[dict[str, int]]:
+        def job(c: sqlite3.Connection) -> dict[str, int]:
+            return {
+                k: c.execute(
+                    "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (k, since)
+                ).fetchone()[0]
+                for k in keys
+            }
+
+        return self._run(job)
+
+    def flushFailures(self, before: float) -> Deferred[int]:
+        return self._write(
+            lambda c: (
+                c.execute("DELETE FROM failures WHERE at <= ?", (before,)).rowcount
             )
         )
 

@@ -7,12 +7,13 @@ Every backend provides L{IKeycardStore} and passes the same contract suite
 
 from ._memory import MemoryStore
 from ._record import IssuedKeycard, Revocation
-from .interfaces import IKeycardStore, IKeyringStore, IRevocationStore
+from .interfaces import IKeycardStore, IKeyringStore, IRevocationStore, IThrottleStore
 
 __all__ = [
     "IKeycardStore",
     "IKeyringStore",
     "IRevocationStore",
+    "IThrottleStore",
     "IssuedKeycard",
     "MemoryStore",
     "Revocation",

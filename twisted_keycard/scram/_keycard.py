@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import attrs
 
+from ..error import ProtocolError
 from ..keycard import Keycard, registerKeycard, wireField
-from ._messages import MAX_MESSAGE
+from ._messages import MAX_MESSAGE, ClientFirst
 
 
 @registerKeycard
@@ -30,3 +31,12 @@ class SCRAMKeycard(Keycard):
     serverFirst: str | None = wireField(str, MAX_MESSAGE)
     clientFinal: str | None = wireField(str, MAX_MESSAGE)
     serverFinal: str | None = wireField(str, MAX_MESSAGE)
+
+    def account(self) -> str | None:
+        """
+        The user name in the client-first message, if it parses.
+        """
+        try:
+            return ClientFirst.parse(self.clientFirst).username
+        except ProtocolError:
+            return None
