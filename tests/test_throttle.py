@@ -93,7 +93,7 @@ class ThrottleTests(SynchronousTestCase):
             ValueError,
             Bouncer,
             [self.checker],
-            object(),  # type: ignore[arg-type]
+            object(),
             clock=self.clock,
             throttle=Throttle(),
         )
