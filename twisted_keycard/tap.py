@@ -14,8 +14,10 @@ from twisted.internet.defer import Deferred
 from twisted.python import usage
 
 from .bouncer import Bouncer
+from .composite import AddressRule, CompositePolicy
 from .datadir import DataDir, NoDataDir
-from .policy import Quota, TokenPolicy
+from .expression import ExpressionError
+from .policy import Quota, Throttle, TokenPolicy
 from .remote import BouncerRealm
 from .requester import KeycardRoot, KeycardServerFactory
 from .sqlite import SQLiteStore
@@ -80,11 +82,33 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "name of the seat pool every keycard takes a seat of",
         ],
         ["seats", None, None, "size of that seat pool", int],
+        ["policy", None, None, "expression over algorithms, e.g. 'scram and address'"],
+        ["throttle-account", None, 100, "failed logins per account per window", int],
+        ["throttle-address", None, 30, "failed logins per address per window", int],
+        ["throttle-window", None, 3600.0, "seconds of the throttling window", float],
     ]
     optFlags = [
         ["no-tokens", None, "do not issue tokens"],
         ["bind-tokens", None, "bind tokens to the client address they were issued to"],
+        ["no-throttle", None, "do not throttle failed logins"],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["allow"] = []
+        self["deny"] = []
+
+    def opt_allow(self, cidr: str) -> None:
+        """
+        network the 'address' algorithm allows (repeatable; IPv4 or IPv6)
+        """
+        self["allow"].append(cidr)
+
+    def opt_deny(self, cidr: str) -> None:
+        """
+        network the 'address' algorithm denies (repeatable)
+        """
+        self["deny"].append(cidr)
 
     def postOptions(self) -> None:
         try:
@@ -100,9 +124,21 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             self.addChecker(strcred.makeChecker(f"scram:{self.dataDir.users}"))
         if (self["seat-pool"] is None) != (self["seats"] is None):
             raise usage.UsageError("--seat-pool and --seats go together")
-        for name in ("duration", "challenge-timeout", "requester-timeout"):
+        for name in (
+            "duration",
+            "challenge-timeout",
+            "requester-timeout",
+            "throttle-window",
+        ):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        self.policy = None
+        try:
+            rule = AddressRule.fromStrings(self["allow"], self["deny"])
+            if self["policy"] is not None:
+                self.policy = CompositePolicy(self["policy"], address=rule)
+        except (ValueError, ExpressionError) as e:
+            raise usage.UsageError(str(e)) from None
 
 
 class _Store(Service):
@@ -145,6 +181,14 @@ def makeService(options: Options) -> IService:
         if options["no-tokens"]
         else TokenPolicy(bindAddress=options["bind-tokens"]),
         quota=quota,
+        policy=options.policy,
+        throttle=None
+        if options["no-throttle"]
+        else Throttle(
+            options["throttle-account"],
+            options["throttle-address"],
+            options["throttle-window"],
+        ),
     )
     bouncer.setServiceParent(top)
     requesters = {n.strip() for n in options["requesters"].split(",") if n.strip()}
