@@ -38,8 +38,9 @@ class Wire:
     """
     How one keycard field crosses the wire.
 
-    @ivar kind: the Python type of the value on the wire: C{str}, C{bytes},
-        C{int} or C{float} (a C{float} field also takes an C{int}).
+    @ivar kind: the Python type of the value on the wire: C{str}, C{int} or
+        C{float} (a C{float} field also takes an C{int}); the state crosses
+        as JSON, so bytes travel as text (base64, for instance).
     @ivar maxLength: the largest length of a C{str} or C{bytes} value.
     @ivar secret: the field holds a secret (a password) and may only be sent
         over TLS.
@@ -105,6 +106,8 @@ def wireField(
 
     @return: an attrs field whose metadata holds a L{Wire}.
     """
+    if kind not in (str, int, float):
+        raise TypeError("a wire field is str, int or float")
     wire = Wire(kind, maxLength, secret, encode, decode)
     return attrs.field(default=default, repr=not secret, metadata={WIRE: wire})
 

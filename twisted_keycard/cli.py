@@ -111,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
         "--grace",
         type=float,
         metavar="SECONDS",
-        help="how long the old keys still verify (default: the token lifetime)",
+        help="seconds the old keys still verify (default: 3600)",
     )
     dataDir(rotate)
     return top

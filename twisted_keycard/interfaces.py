@@ -279,7 +279,7 @@ class IRevocationStore(Interface):
         that avatar or through that requester before its C{revokedAt} is
         refused.
 
-        @return: a L{Deferred} firing with a list of L{Revocation}s.
+        @return: a L{Deferred} firing with a list of L{Revocation} records.
         """
 
     def revokedSince(cursor: int, limit: int) -> Deferred[tuple[list[Revocation], int]]:

@@ -1,8 +1,9 @@
 """
 Stores of issued keycards.
 
-Every backend provides L{IKeycardStore} and passes the same contract suite
-(L{twisted_keycard.testing.KeycardStoreContract}).
+Every backend provides L{IKeycardStore} (and the revocation, keyring and
+throttle interfaces) and passes the same contract suite, in the source
+tree's C{tests/storecontract.py}.
 """
 
 from ._memory import MemoryStore
