@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from .psk import HMACKeys, IHMACExchange
 from .scram import ISCRAMExchange, SCRAMVerifiers
+from .sshkeys import ISSHExchange, SSHKeys
 
 
 @implementer(ICheckerFactory, IPlugin)
@@ -55,3 +56,23 @@ class HMACCheckerFactory:
         if not argstring:
             raise ValueError("hmac: needs a file, as in hmac:clients.keys")
         return HMACKeys.fromFile(argstring)
+
+
+@implementer(ICheckerFactory, IPlugin)
+class SSHKeysCheckerFactory:
+    """
+    C{sshkeys:FILE}: public-key signatures checked against FILE, lines of
+    C{name} and an OpenSSH public key (C{ssh-ed25519 AAAA...}, ECDSA or
+    RSA of 2048 bits or more), as in C{authorized_keys}.  No shared secret
+    on the server.  FILE is read again when it changes.
+    """
+
+    authType = "sshkeys"
+    authHelp = __doc__
+    argStringFormat = "sshkeys:FILE (lines of name ssh-ed25519 AAAA...)"
+    credentialInterfaces = (ISSHExchange,)
+
+    def generateChecker(self, argstring: str = "") -> ICredentialsChecker:
+        if not argstring:
+            raise ValueError("sshkeys: needs a file, as in sshkeys:authorized_keys")
+        return SSHKeys.fromFile(argstring)

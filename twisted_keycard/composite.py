@@ -26,6 +26,7 @@ KINDS = {
     "scram": "twisted_keycard.scram-sha-256",
     "token": "twisted_keycard.token",
     "hmac": "twisted_keycard.hmac-sha256",
+    "sshkeys": "twisted_keycard.ssh-signature",
 }
 
 

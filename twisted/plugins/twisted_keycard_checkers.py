@@ -1,8 +1,14 @@
 """
-strcred checker factories of twisted-keycard: C{--auth scram:FILE}, C{--auth hmac:FILE}.
+strcred checker factories of twisted-keycard: C{--auth scram:FILE},
+C{--auth hmac:FILE}, C{--auth sshkeys:FILE}.
 """
 
-from twisted_keycard.checkerfactories import HMACCheckerFactory, SCRAMCheckerFactory
+from twisted_keycard.checkerfactories import (
+    HMACCheckerFactory,
+    SCRAMCheckerFactory,
+    SSHKeysCheckerFactory,
+)
 
 scramCheckerFactory = SCRAMCheckerFactory()
 hmacCheckerFactory = HMACCheckerFactory()
+sshkeysCheckerFactory = SSHKeysCheckerFactory()
