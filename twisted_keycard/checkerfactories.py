@@ -13,6 +13,7 @@ from twisted.cred.strcred import ICheckerFactory
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from .passwords import PasswordFile
 from .psk import HMACKeys, IHMACExchange
 from .scram import ISCRAMExchange, SCRAMVerifiers
 from .sshkeys import ISSHExchange, SSHKeys
@@ -76,3 +77,24 @@ class SSHKeysCheckerFactory:
         if not argstring:
             raise ValueError("sshkeys: needs a file, as in sshkeys:authorized_keys")
         return SSHKeys.fromFile(argstring)
+
+
+@implementer(ICheckerFactory, IPlugin)
+class HtpasswdCheckerFactory:
+    """
+    C{htpasswd:FILE}: passwords checked against FILE, an Apache htpasswd
+    file in any format Apache's htpasswd writes (bcrypt, apr1, SHA, crypt,
+    SHA-256/512 crypt), shadow-like C{name:$6$...} lines, or argon2id PHC
+    strings.  Takes twisted.cred's IUsernamePassword credentials and
+    password keycards (sent only over TLS).
+    """
+
+    authType = "htpasswd"
+    authHelp = __doc__
+    argStringFormat = "htpasswd:FILE (an Apache htpasswd file)"
+    credentialInterfaces = PasswordFile.credentialInterfaces
+
+    def generateChecker(self, argstring: str = "") -> ICredentialsChecker:
+        if not argstring:
+            raise ValueError("htpasswd: needs a file, as in htpasswd:/etc/app.htpasswd")
+        return PasswordFile(argstring)

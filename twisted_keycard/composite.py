@@ -27,6 +27,7 @@ KINDS = {
     "token": "twisted_keycard.token",
     "hmac": "twisted_keycard.hmac-sha256",
     "sshkeys": "twisted_keycard.ssh-signature",
+    "htpasswd": "twisted_keycard.password",
 }
 
 

@@ -142,14 +142,18 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
                 state[name] = value if encode is None else encode(value)
         return packState(state)
 
+    def carriesSecret(self) -> bool:
+        """
+        Whether a field declared secret (a password) is set.
+        """
+        return any(getattr(self, name) is not None for name in _secrets(type(self)))
+
     def jellyFor(self, jellier: Any) -> Any:
         """
         Refuse to send a secret field over a connection without TLS.
         """
         broker = jellier.invoker
-        carriesSecret = any(
-            getattr(self, name) is not None for name in _secrets(type(self))
-        )
+        carriesSecret = self.carriesSecret()
         if (
             carriesSecret
             and broker is not None

@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.spread import pb
@@ -19,7 +19,7 @@ from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from ._broker import KeycardBroker
-from .error import KeycardDenied, KeycardRefused
+from .error import InsecureTransport, KeycardDenied, KeycardRefused
 from .interfaces import IBouncer, IRequester
 from .keycard import ADDRESS_LENGTH, Keycard, KeycardState
 
@@ -102,6 +102,9 @@ class KeycardRoot:
         held = self._held.get(broker, {})
         if len(held) >= self.maxKeycardsPerConnection:
             raise KeycardDenied("too many keycards on this connection")
+        if keycard.carriesSecret() and not ISSLTransport.providedBy(broker.transport):
+            self.log.info("refused a keycard with a secret over plain TCP")
+            raise InsecureTransport(f"{type(keycard).__name__} needs TLS")
         keycard.address = peerAddress(broker)
         keycard.requesterName = self.requesterName
         try:

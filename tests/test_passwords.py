@@ -1,0 +1,163 @@
+"""
+Tests for L{twisted_keycard.passwords}: password files written by the real
+tools (tests/data, made by tests/data/make-password-files.sh with Debian's
+apache2-utils htpasswd, mkpasswd, openssl passwd and argon2).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from twisted.cred import strcred
+from twisted.cred.credentials import UsernamePassword
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.spread import pb
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_keycard import InsecureTransport, KeycardRefused, KeycardState
+from twisted_keycard.passwords import (
+    PasswordAnswerer,
+    PasswordFile,
+    PasswordKeycard,
+    PasswordTooLong,
+    readHashes,
+)
+from twisted_keycard.testing import KeycardTestServer
+
+from ._realm import AvatarRealm
+
+DATA = Path(__file__).resolve().parent / "data"
+HTPASSWD = ["bcrypt", "apr1", "sha1", "crypt", "sha256", "sha512"]
+SHADOW = ["mk512", "mk256", "ossl6", "ossl5", "osslapr1", "argon"]
+
+
+def inline(f: Any, *args: Any) -> Deferred[Any]:
+    """
+    Run the hash in this thread: tests have no reactor running.
+    """
+    return maybeDeferred(f, *args)
+
+
+class PasswordFileTests(SynchronousTestCase):
+    def checker(self, name: str, **kwargs: Any) -> PasswordFile:
+        return PasswordFile(DATA / name, runInThread=inline, **kwargs)
+
+    def check(self, checker: PasswordFile, user: str, password: str) -> Deferred[Any]:
+        return checker.requestAvatarId(
+            UsernamePassword(user.encode(), password.encode())
+        )
+
+    def test_htpasswdFormats(self) -> None:
+        """
+        Every format Apache's htpasswd writes: the right password passes,
+        a wrong one fails.
+        """
+        checker = self.checker("htpasswd.txt")
+        for user in HTPASSWD:
+            self.assertEqual(
+                self.successResultOf(self.check(checker, user, f"{user}-pw")), user
+            )
+            self.failureResultOf(self.check(checker, user, "wrong"), KeycardRefused)
+
+    def test_shadowAndArgon2(self) -> None:
+        checker = self.checker("shadow-like.txt")
+        for user in SHADOW:
+            self.assertEqual(
+                self.successResultOf(self.check(checker, user, f"{user}-pw")), user
+            )
+            self.failureResultOf(
+                self.check(checker, user, f"{user}-PW"), KeycardRefused
+            )
+
+    def test_unknownUser(self) -> None:
+        failure = self.failureResultOf(
+            self.check(self.checker("htpasswd.txt"), "nobody", "x"), KeycardRefused
+        )
+        self.assertEqual(failure.getErrorMessage(), KeycardRefused.MESSAGE)
+
+    def test_bcryptOver72Bytes(self) -> None:
+        """
+        htpasswd truncated the 100-byte password to 72 bytes when hashing;
+        we refuse it clearly rather than truncate, and a 72-byte prefix
+        alone is not the password either.
+        """
+        checker = self.checker("htpasswd.txt")
+        self.failureResultOf(self.check(checker, "long", "x" * 100), PasswordTooLong)
+        self.failureResultOf(self.check(checker, "bcrypt", "y" * 73), PasswordTooLong)
+
+    def test_rehashWhenOwned(self) -> None:
+        path = Path(self.mktemp())
+        shutil.copy(DATA / "htpasswd.txt", path)
+        checker = PasswordFile(path, owned=True, runInThread=inline)
+        self.successResultOf(self.check(checker, "apr1", "apr1-pw"))
+        hashes = readHashes(path.read_text())
+        self.assertTrue(hashes["apr1"].startswith("$argon2id$"), hashes["apr1"])
+        self.assertEqual(
+            hashes["sha1"], readHashes((DATA / "htpasswd.txt").read_text())["sha1"]
+        )
+        again = PasswordFile(path, runInThread=inline)
+        self.successResultOf(self.check(again, "apr1", "apr1-pw"))
+
+    def test_notOwnedNotRewritten(self) -> None:
+        path = Path(self.mktemp())
+        shutil.copy(DATA / "htpasswd.txt", path)
+        before = path.read_text()
+        self.successResultOf(
+            self.check(PasswordFile(path, runInThread=inline), "apr1", "apr1-pw")
+        )
+        self.assertEqual(path.read_text(), before)
+
+    def test_badFile(self) -> None:
+        error = self.assertRaises(ValueError, readHashes, "alice:$6$x\nbob\n")
+        self.assertIn("line 2", str(error))
+
+    def test_strcred(self) -> None:
+        self.assertIsInstance(
+            strcred.makeChecker(f"htpasswd:{DATA / 'htpasswd.txt'}"), PasswordFile
+        )
+
+
+class PasswordKeycardTests(SynchronousTestCase):
+    def test_refusedWithoutTLS(self) -> None:
+        """
+        A password keycard is not sent over PB without TLS.
+        """
+        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        server = KeycardTestServer.build([checker], AvatarRealm())
+        d = server.connect().login([PasswordAnswerer("sha512", "sha512-pw")])
+        self.failureResultOf(d, InsecureTransport)
+
+    def test_inProcess(self) -> None:
+        """
+        In process (no PB), the keycard reaches the bouncer and the password
+        is not sent back.
+        """
+        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        server = KeycardTestServer.build([checker], AvatarRealm())
+        keycard = PasswordKeycard(username="sha512", password="sha512-pw")
+        result = self.successResultOf(server.bouncer.authenticate(keycard))
+        self.assertIs(result.state, KeycardState.AUTHENTICATED)
+        self.assertIsNone(keycard.password)
+
+    def test_serverRefusesPasswordWithoutTLS(self) -> None:
+        """
+        A client that sends a password keycard over plain TCP anyway (its
+        own code skips the check) is refused by the server.
+        """
+        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        server = KeycardTestServer.build([checker], AvatarRealm())
+        connection = server.connect()
+
+        class Careless(PasswordKeycard):
+            def jellyFor(self, jellier: Any) -> Any:
+                return pb.Copyable.jellyFor(self, jellier)
+
+        root = connection.factory.getRootObject()
+        connection.flush()
+        d = self.successResultOf(root).callRemote(
+            "login", Careless(username="sha512", password="sha512-pw"), None
+        )
+        connection.flush()
+        self.assertTrue(self.failureResultOf(d).check(InsecureTransport))

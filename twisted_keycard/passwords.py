@@ -1,0 +1,252 @@
+"""
+Password files, for requesters that receive a password themselves (an HTTP
+Basic front end behind TLS, a terminal prompt): Apache htpasswd files in
+every format Apache's C{htpasswd} writes (bcrypt C{$2y$}, C{$apr1$},
+C{{SHA}}, crypt, C{$5$}/C{$6$}), sha-crypt lines as in C{/etc/shadow}, and
+argon2id PHC strings, all verified by libpass, bcrypt and argon2-cffi.
+
+L{PasswordFile} is a twisted.cred checker for the standard
+L{IUsernamePassword} credentials, so any Twisted server can use it, and for
+L{PasswordKeycard}, a keycard that carries a password and so is never sent
+over PB without TLS.  The strcred name is C{htpasswd:FILE}.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from passlib.context import CryptContext
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.threads import deferToThreadPool
+from zope.interface import implementer
+
+from .error import KeycardRefused, ProtocolError
+from .interfaces import IAnswerer, IChallenger, IExchange
+from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
+
+#: Schemes verified, and the one passwords are rehashed to on login.
+SCHEMES = [
+    "argon2",
+    "bcrypt",
+    "sha512_crypt",
+    "sha256_crypt",
+    "apr_md5_crypt",
+    "md5_crypt",
+    "ldap_sha1",
+    "des_crypt",
+]
+BCRYPT_LIMIT = 72
+PASSWORD_LENGTH = 1024
+
+
+def context(rehashTo: str = "argon2") -> CryptContext:
+    return CryptContext(schemes=SCHEMES, default=rehashTo, deprecated="auto")
+
+
+class PasswordTooLong(ProtocolError):
+    """
+    Raised for a password over 72 bytes checked against a bcrypt hash:
+    bcrypt would only look at the first 72 bytes, so it is refused rather
+    than truncated.
+    """
+
+
+@registerKeycard
+@attrs.define(slots=False, eq=False, kw_only=True)
+class PasswordKeycard(Keycard):
+    """
+    A keycard that carries a password: refused by PB unless the connection
+    is TLS.
+    """
+
+    keycardType = "twisted_keycard.password"
+
+    username: str | None = wireField(str, NAME_LENGTH)
+    password: str | None = wireField(str, PASSWORD_LENGTH, secret=True)
+
+    def account(self) -> str | None:
+        return self.username
+
+
+class IPasswordExchange(IExchange):
+    """
+    A password received in a keycard, waiting for L{PasswordFile}.
+    """
+
+
+@implementer(IPasswordExchange)
+@attrs.define
+class PasswordExchange:
+    """
+    A password to check; it has C{username} and C{password} as
+    twisted.cred's L{IUsernamePassword} credentials do.
+    """
+
+    username: str
+    password: str = attrs.field(repr=False)
+
+    def challenge(self, keycard: Keycard) -> bool:
+        if isinstance(keycard, PasswordKeycard):
+            keycard.password = None  # never sent back
+        return False
+
+    def answer(self, keycard: Keycard) -> None:
+        raise ProtocolError("a password keycard has no challenge to answer")
+
+    def conclude(self, keycard: Keycard) -> None:
+        """
+        Nothing to prove back.
+        """
+
+
+def readHashes(text: str) -> dict[str, str]:
+    """
+    C{name:hash} lines (htpasswd), or C{name:hash:...} (shadow).
+
+    @raise ValueError: naming the line number of a bad line.
+    """
+    hashes = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, rest = line.partition(":")
+        hashed = rest.split(":", 1)[0]
+        if not sep or not name or not hashed:
+            raise ValueError(f"line {number}: expected name:hash")
+        hashes[name] = hashed
+    return hashes
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+@implementer(ICredentialsChecker, IChallenger)
+class PasswordFile:
+    """
+    Checks passwords against an htpasswd or shadow-like file.
+
+    @ivar owned: the file is ours, so a hash in an old scheme is replaced
+        on login by one in C{rehashTo}.
+    """
+
+    credentialInterfaces = (IUsernamePassword, IPasswordExchange)
+    keycardClasses = (PasswordKeycard,)
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        owned: bool = False,
+        rehashTo: str = "argon2",
+        runInThread: Callable[..., Deferred[Any]] | None = None,
+    ) -> None:
+        """
+        @param runInThread: runs a slow hash off the reactor thread; the
+            global reactor's thread pool by default.
+        """
+        self.path = Path(path)
+        self.owned = owned
+        self._context = context(rehashTo)
+        self._run = runInThread or _reactorThread
+        self._hashes = readHashes(self.path.read_text())
+        self._stamp = _stamp(self.path)
+        self._dummy = self._context.hash("no one has this password")
+
+    def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        if not isinstance(keycard, PasswordKeycard):
+            return fail(ProtocolError("not a password keycard"))
+        if keycard.username is None or keycard.password is None:
+            return fail(ProtocolError("no user name or password"))
+        return succeed(PasswordExchange(keycard.username, keycard.password))
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        username = _text(credentials.username)
+        password = _text(credentials.password)
+        if _stamp(self.path) != self._stamp:
+            self._hashes = readHashes(self.path.read_text())
+            self._stamp = _stamp(self.path)
+        known = self._hashes.get(username)
+        hashed = known if known is not None else self._dummy
+        if (
+            self._context.identify(hashed) == "bcrypt"
+            and len(password.encode()) > BCRYPT_LIMIT
+        ):
+            return fail(
+                PasswordTooLong("a password over 72 bytes cannot match a bcrypt hash")
+            )
+        d = self._run(self._context.verify_and_update, password, hashed)
+        return d.addCallback(self._checked, username, known is not None)
+
+    def _checked(
+        self, result: tuple[bool, str | None], username: str, known: bool
+    ) -> str:
+        good, updated = result
+        if not (good and known):
+            raise KeycardRefused()
+        if updated is not None and self.owned:
+            self._rehash(username, updated)
+        return username
+
+    def _rehash(self, username: str, updated: str) -> None:
+        lines = self.path.read_text().splitlines()
+        out = []
+        for line in lines:
+            name, sep, rest = line.partition(":")
+            if sep and name == username:
+                tail = rest.split(":", 1)[1:] if ":" in rest else []
+                line = ":".join([name, updated, *tail])
+            out.append(line)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(out) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._hashes[username] = updated
+        self._stamp = _stamp(self.path)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _reactorThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    from twisted.internet import reactor
+
+    return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # type: ignore[arg-type, attr-defined]
+
+
+@implementer(IAnswerer)
+class PasswordAnswerer:
+    """
+    The client side: sends the password itself, so only over TLS.
+    """
+
+    keycardClass = PasswordKeycard
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username
+        self._password = password
+
+    def __repr__(self) -> str:
+        return f"<PasswordAnswerer {self.username!r}>"
+
+    def start(self) -> Keycard:
+        return PasswordKeycard(username=self.username, password=self._password)
+
+    def answer(self, keycard: Keycard) -> Keycard:
+        raise ProtocolError("a password keycard has no challenge to answer")
+
+    def finish(self, keycard: Keycard) -> None:
+        """
+        Nothing to check: the server proved itself through TLS.
+        """
