@@ -13,6 +13,7 @@ from twisted.cred.strcred import ICheckerFactory
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from .pake import ISRPExchange, SRPVerifiers
 from .passwords import PasswordFile
 from .psk import HMACKeys, IHMACExchange
 from .scram import ISCRAMExchange, SCRAMVerifiers
@@ -98,3 +99,22 @@ class HtpasswdCheckerFactory:
         if not argstring:
             raise ValueError("htpasswd: needs a file, as in htpasswd:/etc/app.htpasswd")
         return PasswordFile(argstring)
+
+
+@implementer(ICheckerFactory, IPlugin)
+class SRPCheckerFactory:
+    """
+    C{srp:FILE}: SRP-6a (a PAKE) against FILE, lines of
+    C{name:SRP-SHA256-2048$<salt>$<verifier>}: an eavesdropper who records
+    the exchange cannot try passwords offline.
+    """
+
+    authType = "srp"
+    authHelp = __doc__
+    argStringFormat = "srp:FILE (lines of name:SRP-SHA256-2048$salt$verifier)"
+    credentialInterfaces = (ISRPExchange,)
+
+    def generateChecker(self, argstring: str = "") -> ICredentialsChecker:
+        if not argstring:
+            raise ValueError("srp: needs a file, as in srp:users.srp")
+        return SRPVerifiers.fromFile(argstring)

@@ -28,6 +28,7 @@ KINDS = {
     "hmac": "twisted_keycard.hmac-sha256",
     "sshkeys": "twisted_keycard.ssh-signature",
     "htpasswd": "twisted_keycard.password",
+    "srp": "twisted_keycard.srp-6a",
 }
 
 

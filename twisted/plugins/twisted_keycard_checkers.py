@@ -1,12 +1,14 @@
 """
 strcred checker factories of twisted-keycard: C{--auth scram:FILE},
-C{--auth hmac:FILE}, C{--auth sshkeys:FILE}, C{--auth htpasswd:FILE}.
+C{--auth hmac:FILE}, C{--auth sshkeys:FILE}, C{--auth htpasswd:FILE},
+C{--auth srp:FILE}.
 """
 
 from twisted_keycard.checkerfactories import (
     HMACCheckerFactory,
     HtpasswdCheckerFactory,
     SCRAMCheckerFactory,
+    SRPCheckerFactory,
     SSHKeysCheckerFactory,
 )
 
@@ -14,3 +16,4 @@ scramCheckerFactory = SCRAMCheckerFactory()
 hmacCheckerFactory = HMACCheckerFactory()
 sshkeysCheckerFactory = SSHKeysCheckerFactory()
 htpasswdCheckerFactory = HtpasswdCheckerFactory()
+srpCheckerFactory = SRPCheckerFactory()
