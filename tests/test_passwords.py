@@ -109,6 +109,21 @@ class PasswordFileTests(SynchronousTestCase):
         )
         self.assertEqual(path.read_text(), before)
 
+    def test_shadowLine(self) -> None:
+        """
+        Whole /etc/shadow lines (with their ageing fields) are read too.
+        """
+        mk512 = readHashes((DATA / "shadow-like.txt").read_text())["mk512"]
+        path = Path(self.mktemp())
+        path.write_text(
+            f"root:*:19000:0:99999:7:::\nmk512:{mk512}:19000:0:99999:7:::\n"
+        )
+        checker = PasswordFile(path, runInThread=inline)
+        self.assertEqual(
+            self.successResultOf(self.check(checker, "mk512", "mk512-pw")), "mk512"
+        )
+        self.failureResultOf(self.check(checker, "root", ""), KeycardRefused)
+
     def test_badFile(self) -> None:
         error = self.assertRaises(ValueError, readHashes, "alice:$6$x\nbob\n")
         self.assertIn("line 2", str(error))

@@ -173,6 +173,10 @@ class PasswordFile:
             self._hashes = readHashes(self.path.read_text())
             self._stamp = _stamp(self.path)
         known = self._hashes.get(username)
+        if known is not None and self._context.identify(known, required=False) is None:
+            # A locked account ("*", "!") or a format we do not take:
+            # refused after the same work as an unknown user.
+            known = None
         hashed = known if known is not None else self._dummy
         if (
             self._context.identify(hashed) == "bcrypt"
