@@ -13,7 +13,6 @@ lines; the strcred name is C{srp:FILE}.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from base64 import b64decode, b64encode
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from ._watched import WatchedEntries
 from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
@@ -183,30 +183,19 @@ class SRPVerifiers:
     def __init__(
         self, verifiers: Mapping[str, SRPVerifier], *, mockKey: bytes | None = None
     ) -> None:
-        self._verifiers = dict(verifiers)
+        self._verifiers: WatchedEntries[SRPVerifier] = WatchedEntries(verifiers)
         self._mockKey = mockKey if mockKey is not None else secrets.token_bytes(32)
         # A verifier for a password nobody knows, used under each unknown
         # user's stable salt: made once, so unknown users cost no more.
         _, self._mockVerifier = _srp.create_salted_verification_key(
             "", secrets.token_hex(16), hash_alg=HASH, ng_type=GROUP, salt_len=SALT_BYTES
         )
-        self._path: Path | None = None
-        self._stamp: tuple[int, int] | None = None
 
     @classmethod
     def fromFile(cls, path: str | Path) -> SRPVerifiers:
         verifiers = cls({})
-        verifiers._path = Path(path)
-        verifiers._reload()
+        verifiers._verifiers = WatchedEntries({}, path, readVerifiers)
         return verifiers
-
-    def _reload(self) -> None:
-        assert self._path is not None
-        stat = os.stat(self._path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            self._verifiers = readVerifiers(self._path.read_text())
-            self._stamp = stamp
 
     def _mock(self, username: str) -> SRPVerifier:
         salt = hmac.digest(self._mockKey, username.encode(), "sha256")[:SALT_BYTES]
@@ -219,8 +208,6 @@ class SRPVerifiers:
             A = _unb64(keycard.A, "A")
         except ProtocolError as e:
             return fail(e)
-        if self._path is not None:
-            self._reload()
         stored = self._verifiers.get(keycard.username)
         known = stored is not None
         if stored is None:

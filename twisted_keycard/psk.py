@@ -12,7 +12,6 @@ comments and blank lines are skipped.  The strcred name is C{hmac:FILE}.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from ._watched import WatchedEntries
 from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
@@ -153,10 +153,8 @@ class HMACKeys:
         *,
         randomBytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
-        self._keys = dict(keys)
+        self._keys: WatchedEntries[bytes] = WatchedEntries(keys)
         self._random = randomBytes
-        self._path: Path | None = None
-        self._stamp: tuple[int, int] | None = None
 
     @classmethod
     def fromFile(cls, path: str | Path) -> HMACKeys:
@@ -164,23 +162,12 @@ class HMACKeys:
         Read a key file; it is read again when it changes.
         """
         keys = cls({})
-        keys._path = Path(path)
-        keys._reload()
+        keys._keys = WatchedEntries({}, path, readKeys)
         return keys
-
-    def _reload(self) -> None:
-        assert self._path is not None
-        stat = os.stat(self._path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            self._keys = readKeys(self._path.read_text())
-            self._stamp = stamp
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, HMACKeycard) or not keycard.name:
             return fail(ProtocolError("no client name"))
-        if self._path is not None:
-            self._reload()
         key = self._keys.get(keycard.name)
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
         if key is None:

@@ -12,7 +12,6 @@ name is C{sshkeys:FILE}.
 
 from __future__ import annotations
 
-import os
 import secrets
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +26,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from ._watched import WatchedEntries
 from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
@@ -184,15 +184,15 @@ class SSHKeys:
         *,
         randomBytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
-        self._keys = {name: list(k) for name, k in keys.items()}
+        self._keys: WatchedEntries[list[PublicKey]] = WatchedEntries(
+            {name: list(k) for name, k in keys.items()}
+        )
         self._random = randomBytes
         # An unknown name is checked against a key nobody holds: the same
         # work and the same refusal as a bad signature.
         self._mock: list[PublicKey] = [
             ed25519.Ed25519PrivateKey.generate().public_key()
         ]
-        self._path: Path | None = None
-        self._stamp: tuple[int, int] | None = None
 
     @classmethod
     def fromFile(cls, path: str | Path) -> SSHKeys:
@@ -200,23 +200,12 @@ class SSHKeys:
         Read a keys file; it is read again when it changes.
         """
         keys = cls({})
-        keys._path = Path(path)
-        keys._reload()
+        keys._keys = WatchedEntries({}, path, readAuthorizedKeys)
         return keys
-
-    def _reload(self) -> None:
-        assert self._path is not None
-        stat = os.stat(self._path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            self._keys = readAuthorizedKeys(self._path.read_text())
-            self._stamp = stamp
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SSHKeycard) or not keycard.name:
             return fail(ProtocolError("no name"))
-        if self._path is not None:
-            self._reload()
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
         keys = self._keys.get(keycard.name) or self._mock
         return succeed(SSHExchange(keycard.name, keys, nonce))

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from .._watched import WatchedEntries
 from ..error import KeycardRefused, ProtocolError
 from ..interfaces import IChallenger, IExchange
 from ..keycard import Keycard
@@ -61,13 +61,11 @@ class SCRAMVerifiers:
         @param nonceFactory: makes the server's part of the nonce; by
             default base64 of 18 bytes from C{randomBytes}.
         """
-        self._verifiers = dict(verifiers)
+        self._verifiers: WatchedEntries[Verifier] = WatchedEntries(verifiers)
         self.iterations = iterations
         self._mockKey = mockKey if mockKey is not None else secrets.token_bytes(32)
         self._random = randomBytes
         self._nonce = nonceFactory or self._randomNonce
-        self._path: Path | None = None
-        self._stamp: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<SCRAMVerifiers of {len(self._verifiers)} users>"
@@ -91,17 +89,8 @@ class SCRAMVerifiers:
         verifiers = cls(
             {}, iterations=iterations, mockKey=mockKey, randomBytes=randomBytes
         )
-        verifiers._path = Path(path)
-        verifiers._reload()
+        verifiers._verifiers = WatchedEntries({}, path, readVerifiers)
         return verifiers
-
-    def _reload(self) -> None:
-        assert self._path is not None
-        stat = os.stat(self._path)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            self._verifiers = readVerifiers(self._path.read_text("utf-8"))
-            self._stamp = stamp
 
     def _randomNonce(self) -> str:
         return b64(self._random(SERVER_NONCE_BYTES))
@@ -128,8 +117,6 @@ class SCRAMVerifiers:
             if not isinstance(keycard, SCRAMKeycard):
                 raise ProtocolError("not a SCRAM keycard")
             first = ClientFirst.parse(keycard.clientFirst)
-            if self._path is not None:
-                self._reload()
             verifier = self._verifiers.get(first.username)
             known = verifier is not None
             if verifier is None:
