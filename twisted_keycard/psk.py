@@ -23,6 +23,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from ._context import exchangeContext
 from ._watched import WatchedEntries
 from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
@@ -58,10 +59,9 @@ class HMACKeycard(Keycard):
 
 def context(name: str, nonce: str, keycardId: str, requesterName: str | None) -> bytes:
     """
-    What the MAC covers: the label, then each part, NUL-separated.
+    What the MAC covers (see L{exchangeContext}).
     """
-    parts = [LABEL, nonce.encode(), keycardId.encode(), (requesterName or "").encode()]
-    return b"\0".join([*parts, name.encode("utf-8")])
+    return exchangeContext(LABEL, name, nonce, keycardId, requesterName)
 
 
 def sign(key: bytes, message: bytes) -> str:

@@ -26,6 +26,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from ._context import exchangeContext
 from ._watched import WatchedEntries
 from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
@@ -62,10 +63,9 @@ class SSHKeycard(Keycard):
 
 def context(name: str, nonce: str, keycardId: str, requesterName: str | None) -> bytes:
     """
-    What the client signs: the label, then each part, NUL-separated.
+    What the client signs (see L{exchangeContext}).
     """
-    parts = [LABEL, nonce.encode(), keycardId.encode(), (requesterName or "").encode()]
-    return b"\0".join([*parts, name.encode("utf-8")])
+    return exchangeContext(LABEL, name, nonce, keycardId, requesterName)
 
 
 def signWith(key: PrivateKey, message: bytes) -> bytes:
