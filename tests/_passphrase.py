@@ -25,9 +25,9 @@ from twisted_keycard.keycard import wireField
 class PassphraseKeycard(Keycard):
     keycardType = "twisted_keycard.tests.passphrase"
 
-    username: str | None = wireField(str, 64)
-    challenge: str | None = wireField(str, 64)
-    response: str | None = wireField(str, 64)
+    username: str | None = wireField(str, 64, setBy="client")
+    challenge: str | None = wireField(str, 64, setBy="bouncer")
+    response: str | None = wireField(str, 64, setBy="client")
 
     def account(self) -> str | None:
         return self.username

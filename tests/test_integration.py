@@ -67,8 +67,11 @@ class LoopbackTests(TestCase):
             )
             self.assertEqual(await login.perspective.callRemote("whoami"), "alice")
             self.assertEqual(login.keycard.avatarId, "alice")
-            self.assertEqual(login.keycard.address, "127.0.0.1")
             self.assertEqual(self.root.keycardIds(), [login.keycard.id])
+            # The requester recorded the peer's address; it is not sent back.
+            assert login.keycard.id is not None
+            self.assertEqual(self.bouncer.held[login.keycard.id].address, "127.0.0.1")
+            self.assertIsNone(login.keycard.address)
 
         return ensureDeferred(go())
 

@@ -25,12 +25,14 @@ class SecretKeycard(Keycard):
     password: str | None = wireField(str, 64, secret=True)
 
 
-def roundTrip(keycard: Keycard, transport: StringTransport | None = None) -> object:
+def roundTrip(
+    keycard: Keycard, transport: StringTransport | None = None, isClient: bool = True
+) -> object:
     """
     Jelly a keycard as a broker would send it and unjelly it as the peer's
-    broker would receive it.
+    broker would receive it; a client's broker sends toward the bouncer.
     """
-    broker = pb.Broker()
+    broker = pb.Broker(isClient=isClient)
     broker.makeConnection(transport or StringTransport())
     return broker.unserialize(broker.serialize(keycard))
 
@@ -40,16 +42,61 @@ class KeycardWireTests(SynchronousTestCase):
         return PassphraseKeycard.__new__(PassphraseKeycard)
 
     def test_roundTrip(self) -> None:
+        """
+        A keycard sent back toward the client arrives as a new object with
+        the fields the bouncer and the requester set, not those the client
+        wrote.
+        """
         keycard = PassphraseKeycard(
-            username="alice", id="abc", state=KeycardState.AUTHENTICATED, expires=5
+            username="alice",
+            id="abc",
+            state=KeycardState.AUTHENTICATED,
+            expires=5,
+            requesterName="r",
+            address="192.0.2.1",
+            challenge="c",
         )
-        copy = roundTrip(keycard)
+        copy = roundTrip(keycard, isClient=False)
         assert isinstance(copy, PassphraseKeycard)
         self.assertIsNot(copy, keycard)
         self.assertEqual(
-            (copy.username, copy.id, copy.state, copy.expires),
-            ("alice", "abc", KeycardState.AUTHENTICATED, 5.0),
+            (copy.id, copy.state, copy.expires, copy.requesterName, copy.challenge),
+            ("abc", KeycardState.AUTHENTICATED, 5.0, "r", "c"),
         )
+        self.assertEqual((copy.username, copy.address), (None, None))
+
+    def test_towardBouncer(self) -> None:
+        """
+        A keycard sent toward the bouncer carries the fields the client and
+        the requester write, and not those the bouncer writes.
+        """
+        keycard = PassphraseKeycard(
+            username="alice",
+            id="abc",
+            requesterName="r",
+            address="192.0.2.1",
+            challenge="c",
+            response="x",
+            avatarId="admin",
+            expires=5,
+        )
+        copy = roundTrip(keycard)
+        assert isinstance(copy, PassphraseKeycard)
+        self.assertEqual(
+            (copy.username, copy.id, copy.requesterName, copy.address, copy.response),
+            ("alice", "abc", "r", "192.0.2.1", "x"),
+        )
+        self.assertEqual((copy.challenge, copy.avatarId, copy.expires), (None,) * 3)
+
+    def test_defaultsLeftOut(self) -> None:
+        """
+        Fields at their default are not sent: a new keycard packs to the
+        fields its client set.
+        """
+        keycard = PassphraseKeycard(username="alice")
+        self.assertEqual(keycard.packState(True), b'{"username":"alice"}')
+        self.assertEqual(keycard.packState(False), b"{}")
+        self.assertEqual(keycard.getStateToCopy(), b'{"username":"alice"}')
 
     def test_registered(self) -> None:
         self.assertIs(keycardClassFor(PassphraseKeycard.keycardType), PassphraseKeycard)
@@ -161,3 +208,49 @@ class KeycardWireTests(SynchronousTestCase):
             secret = [n for n, w in cls.wireFields().items() if w.secret]
             expected = ["password"] if tag == "twisted_keycard.password" else []
             self.assertEqual(secret, expected, tag)
+
+    def test_secretsNeverSentBack(self) -> None:
+        """
+        Every shipped keycard's secret fields are written by the client, so
+        an answer toward the client never carries them, even over TLS.
+        """
+        from twisted_keycard.passwords import PasswordKeycard
+
+        for cls in self.shippedClasses():
+            for name, wire in cls.wireFields().items():
+                if wire.secret:
+                    self.assertEqual(wire.setBy, "client", f"{cls} {name}")
+        transport = StringTransport()
+        directlyProvides(transport, ISSLTransport)
+        keycard = PasswordKeycard(username="alice", password="hunter2", id="x")
+        copy = roundTrip(keycard, transport, isClient=False)
+        assert isinstance(copy, PasswordKeycard)
+        self.assertEqual((copy.id, copy.username, copy.password), ("x", None, None))
+
+    def test_everyKindFieldHasAWriter(self) -> None:
+        """
+        Each shipped kind says who writes each of its own fields, so that
+        neither side echoes what the other wrote.
+        """
+        common = set(Keycard.wireFields())
+        for cls in self.shippedClasses():
+            for name, wire in cls.wireFields().items():
+                if name not in common:
+                    self.assertIn(wire.setBy, ("client", "bouncer"), f"{cls} {name}")
+
+    def shippedClasses(self) -> list[type[Keycard]]:
+        import twisted_keycard.keycard as module
+        import twisted_keycard.pake
+        import twisted_keycard.passwords
+        import twisted_keycard.psk
+        import twisted_keycard.scram
+        import twisted_keycard.sshkeys
+        import twisted_keycard.tokencard  # noqa: F401 - each registers its kind
+
+        classes = [
+            cls
+            for tag, cls in module._registry.items()
+            if not tag.startswith("twisted_keycard.tests.")
+        ]
+        self.assertEqual(len(classes), 6)
+        return classes

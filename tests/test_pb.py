@@ -74,7 +74,9 @@ class PBLoginTests(SynchronousTestCase):
 
         answerer = Spoofing("alice", "wonderland")
         login = self.successResultOf(connection.loginWithKeycard([answerer]))
-        self.assertEqual(login.keycard.address, "192.0.2.7")
+        assert login.keycard.id is not None
+        held = self.server.bouncer.held[login.keycard.id]
+        self.assertEqual(held.address, "192.0.2.7")
 
     def test_wrongSecret(self) -> None:
         """
@@ -175,8 +177,8 @@ class PBLoginTests(SynchronousTestCase):
         """
 
         class Extra(PassphraseKeycard):
-            def getStateToCopy(self) -> bytes:
-                state = json.loads(super().getStateToCopy())
+            def packState(self, towardBouncer: bool | None) -> bytes:
+                state = json.loads(super().packState(towardBouncer))
                 return json.dumps({**state, "isAdmin": 1}).encode()
 
         keycard = Extra(username="alice")

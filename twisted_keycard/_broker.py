@@ -12,16 +12,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.spread import pb
 
+from ._banana import LinearDecoder
 from .error import InvalidKeycard, MalformedMessage
 
 #: Bytes a peer may send towards one message at most, by default.
 MAX_MESSAGE = 1024 * 1024
 
 
-class KeycardBroker(pb.Broker):
+class KeycardBroker(pb.Broker, LinearDecoder):
     """
     A L{pb.Broker} that drops a peer whose single message grows past
-    L{maxMessage} bytes.
+    L{maxMessage} bytes, and decodes in time linear in the bytes received
+    (see L{LinearDecoder}).
 
     Banana checks each string and list against its own limit (640 KiB) but
     not the whole message, so a peer could otherwise make a broker buffer
@@ -42,7 +44,7 @@ class KeycardBroker(pb.Broker):
             return
         super().dataReceived(chunk)
         if not self.listStack:
-            self._pendingBytes = len(self.buffer)
+            self._pendingBytes = self.pendingBytes
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """

@@ -28,6 +28,9 @@ _NAME_ECHO = 40
 #: Bytes of packed keycard state accepted from a peer, at most.
 MAX_STATE = 16 * 1024
 
+#: The values of L{wireField}'s C{setBy}.
+SETTERS = (None, "client", "requester", "bouncer")
+
 
 def _same(value: Any) -> Any:
     return value
@@ -47,6 +50,9 @@ class Wire:
     @ivar encode: turns the local value into the wire value.
     @ivar decode: turns a checked wire value into the local value; raises
         L{ValueError} for a value it does not accept.
+    @ivar setBy: who writes the field: C{"client"}, C{"requester"} or
+        C{"bouncer"}; C{None} for both ends (C{id}, C{state}).  A field is
+        sent only away from the side that writes it (see L{towardBouncer}).
     """
 
     kind: type
@@ -54,6 +60,16 @@ class Wire:
     secret: bool = False
     encode: Callable[[Any], Any] = _same
     decode: Callable[[Any], Any] = _same
+    setBy: str | None = None
+
+    def sentToward(self, towardBouncer: bool | None) -> bool:
+        """
+        Whether the field is sent in this direction: C{True} toward the
+        bouncer, C{False} back toward the client, C{None} both.
+        """
+        if towardBouncer is None or self.setBy is None:
+            return True
+        return (self.setBy != "bouncer") is towardBouncer
 
     def check(self, name: str, value: object) -> object:
         """
@@ -100,15 +116,22 @@ def wireField(
     secret: bool = False,
     encode: Callable[[Any], Any] = _same,
     decode: Callable[[Any], Any] = _same,
+    setBy: str | None = None,
 ) -> Any:
     """
     Declare an attrs field of a keycard that crosses the wire.
 
+    @param setBy: who writes the field, C{"client"}, C{"requester"} or
+        C{"bouncer"}: a keycard leaves it out when it travels toward that
+        side, since that side wrote it and keeps its own copy.  C{None} (the
+        default) sends it both ways.
     @return: an attrs field whose metadata holds a L{Wire}.
     """
     if kind not in (str, int, float):
         raise TypeError("a wire field is str, int or float")
-    wire = Wire(kind, maxLength, secret, encode, decode)
+    if setBy not in SETTERS:
+        raise ValueError(f"setBy must be one of {SETTERS}, not {setBy!r}")
+    wire = Wire(kind, maxLength, secret, encode, decode, setBy)
     return attrs.field(default=default, repr=not secret, metadata={WIRE: wire})
 
 
@@ -134,7 +157,7 @@ def packState(fields: Mapping[str, object]) -> bytes:
     JSON object.  One string crosses PB instead of a nested structure,
     which banana would decode item by item.
     """
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encodeJSON(fields).encode()
 
 
 def unpackState(data: object) -> object:
@@ -149,13 +172,19 @@ def unpackState(data: object) -> object:
     if len(data) > MAX_STATE:
         raise InvalidKeycard(f"keycard state is longer than {MAX_STATE} bytes")
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_noConstant)
+        return _decodeJSON(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise InvalidKeycard("keycard state is not a JSON object") from None
 
 
 def _noConstant(name: str) -> object:
     raise ValueError(name)
+
+
+# Made once: json.dumps and json.loads build a new coder on every call that
+# passes options.
+_encodeJSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decodeJSON = json.JSONDecoder(parse_constant=_noConstant).decode
 
 
 def checkState(

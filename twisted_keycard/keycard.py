@@ -105,13 +105,13 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         encode=lambda s: s.value,
         decode=KeycardState,
     )
-    avatarId: str | None = wireField(str, NAME_LENGTH)
+    avatarId: str | None = wireField(str, NAME_LENGTH, setBy="bouncer")
     requesterName: str | None = wireField(str, NAME_LENGTH)
-    bouncerName: str | None = wireField(str, NAME_LENGTH)
-    duration: float | None = wireField(float)
-    expires: float | None = wireField(float)
-    address: str | None = wireField(str, ADDRESS_LENGTH)
-    token: str | None = wireField(str, TOKEN_LENGTH)
+    bouncerName: str | None = wireField(str, NAME_LENGTH, setBy="bouncer")
+    duration: float | None = wireField(float, setBy="bouncer")
+    expires: float | None = wireField(float, setBy="bouncer")
+    address: str | None = wireField(str, ADDRESS_LENGTH, setBy="requester")
+    token: str | None = wireField(str, TOKEN_LENGTH, setBy="bouncer")
 
     @classmethod
     def wireFields(cls) -> Mapping[str, Wire]:
@@ -132,37 +132,57 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
 
     def getStateToCopy(self) -> bytes:
         """
-        The declared fields that are set, in their wire form, packed (see
-        L{packState}); a field left out is C{None} on the other side.
+        Every declared field that is set, in its wire form, packed (see
+        L{packState}).
+        """
+        return self.packState(None)
+
+    def packState(self, towardBouncer: bool | None) -> bytes:
+        """
+        The fields that travel in one direction, packed: those set and not
+        at their default, leaving out the fields the receiving side writes
+        itself (see L{wireField}'s C{setBy}).  A field left out takes its
+        default on the other side.
+
+        @param towardBouncer: C{True} toward the bouncer, C{False} back
+            toward the client, C{None} every field.
         """
         state = {}
-        for name, encode in _encoders(type(self)):
+        for name, encode, default in _encoders(type(self), towardBouncer):
             value = getattr(self, name)
-            if value is not None:
+            if value is not default:
                 state[name] = value if encode is None else encode(value)
         return packState(state)
 
-    def carriesSecret(self) -> bool:
+    def carriesSecret(self, towardBouncer: bool | None = None) -> bool:
         """
-        Whether a field declared secret (a password) is set.
+        Whether a field declared secret (a password) is set, among the
+        fields sent in this direction (see L{packState}).
         """
-        return any(getattr(self, name) is not None for name in _secrets(type(self)))
+        return any(
+            getattr(self, name) is not None
+            for name in _secrets(type(self), towardBouncer)
+        )
 
     def jellyFor(self, jellier: Any) -> Any:
         """
-        Refuse to send a secret field over a connection without TLS.
+        Send the fields meant for the other side (the side that connected
+        sends toward the bouncer), and refuse to send a secret field over a
+        connection without TLS.
         """
         broker = jellier.invoker
-        carriesSecret = self.carriesSecret()
-        if (
-            carriesSecret
-            and broker is not None
-            and not ISSLTransport.providedBy(broker.transport)
+        if broker is None:
+            return super().jellyFor(jellier)
+        towardBouncer = bool(broker.isClient)
+        if self.carriesSecret(towardBouncer) and not ISSLTransport.providedBy(
+            broker.transport
         ):
             raise InsecureTransport(
                 f"{type(self).__name__} carries a secret and needs TLS"
             )
-        return super().jellyFor(jellier)
+        sexp = jellier.prepare(self)
+        sexp.extend([self.getTypeToCopy(), self.packState(towardBouncer)])
+        return jellier.preserve(self, sexp)
 
     def setCopyableState(self, state: object) -> None:
         """
@@ -177,28 +197,43 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
             setattr(self, name, value)
 
 
-_encodersByClass: dict[type, list[tuple[str, Callable[[Any], Any] | None]]] = {}
-_secretsByClass: dict[type, list[str]] = {}
+_Encoders = list[tuple[str, Callable[[Any], Any] | None, object]]
+_encodersByClass: dict[tuple[type, bool | None], _Encoders] = {}
+_secretsByClass: dict[tuple[type, bool | None], list[str]] = {}
+
+#: Stands for a default no value can be (an attrs factory).
+_NO_DEFAULT = object()
 
 
-def _encoders(cls: type[Keycard]) -> list[tuple[str, Callable[[Any], Any] | None]]:
+def _encoders(cls: type[Keycard], towardBouncer: bool | None) -> _Encoders:
     """
-    Each wire field of C{cls} with its encoder, or C{None} for none.
+    Each wire field of C{cls} sent in this direction, with its encoder
+    (C{None} for none) and the default it is left out at.
     """
-    found = _encodersByClass.get(cls)
+    key = (cls, towardBouncer)
+    found = _encodersByClass.get(key)
     if found is None:
-        found = _encodersByClass[cls] = [
-            (name, None if w.encode is _same else w.encode)
-            for name, w in cls.wireFields().items()
+        wires = cls.wireFields()
+        found = _encodersByClass[key] = [
+            (
+                f.name,
+                None if wires[f.name].encode is _same else wires[f.name].encode,
+                _NO_DEFAULT if isinstance(f.default, attrs.Factory) else f.default,  # type: ignore[arg-type]
+            )
+            for f in attrs.fields(cls)
+            if f.name in wires and wires[f.name].sentToward(towardBouncer)
         ]
     return found
 
 
-def _secrets(cls: type[Keycard]) -> list[str]:
-    found = _secretsByClass.get(cls)
+def _secrets(cls: type[Keycard], towardBouncer: bool | None) -> list[str]:
+    key = (cls, towardBouncer)
+    found = _secretsByClass.get(key)
     if found is None:
-        found = _secretsByClass[cls] = [
-            n for n, w in cls.wireFields().items() if w.secret
+        found = _secretsByClass[key] = [
+            n
+            for n, w in cls.wireFields().items()
+            if w.secret and w.sentToward(towardBouncer)
         ]
     return found
 

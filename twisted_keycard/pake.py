@@ -46,12 +46,12 @@ class SRPKeycard(Keycard):
 
     keycardType = "twisted_keycard.srp-6a"
 
-    username: str | None = wireField(str, NAME_LENGTH)
-    A: str | None = wireField(str, FIELD)
-    salt: str | None = wireField(str, FIELD)
-    B: str | None = wireField(str, FIELD)
-    M: str | None = wireField(str, FIELD)
-    HAMK: str | None = wireField(str, FIELD)
+    username: str | None = wireField(str, NAME_LENGTH, setBy="client")
+    A: str | None = wireField(str, FIELD, setBy="client")
+    salt: str | None = wireField(str, FIELD, setBy="bouncer")
+    B: str | None = wireField(str, FIELD, setBy="bouncer")
+    M: str | None = wireField(str, FIELD, setBy="client")
+    HAMK: str | None = wireField(str, FIELD, setBy="bouncer")
 
     def account(self) -> str | None:
         return self.username

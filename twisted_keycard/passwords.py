@@ -67,8 +67,8 @@ class PasswordKeycard(Keycard):
 
     keycardType = "twisted_keycard.password"
 
-    username: str | None = wireField(str, NAME_LENGTH)
-    password: str | None = wireField(str, PASSWORD_LENGTH, secret=True)
+    username: str | None = wireField(str, NAME_LENGTH, setBy="client")
+    password: str | None = wireField(str, PASSWORD_LENGTH, secret=True, setBy="client")
 
     def account(self) -> str | None:
         return self.username

@@ -49,9 +49,9 @@ class HMACKeycard(Keycard):
     keycardType = "twisted_keycard.hmac-sha256"
     dropOnRefusal = True
 
-    name: str | None = wireField(str, NAME_LENGTH)
-    nonce: str | None = wireField(str, 64)
-    mac: str | None = wireField(str, 64)
+    name: str | None = wireField(str, NAME_LENGTH, setBy="client")
+    nonce: str | None = wireField(str, 64, setBy="bouncer")
+    mac: str | None = wireField(str, 64, setBy="client")
 
     def account(self) -> str | None:
         return self.name

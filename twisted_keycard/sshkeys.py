@@ -53,9 +53,9 @@ class SSHKeycard(Keycard):
 
     keycardType = "twisted_keycard.ssh-signature"
 
-    name: str | None = wireField(str, NAME_LENGTH)
-    nonce: str | None = wireField(str, 64)
-    signature: str | None = wireField(str, 2048)
+    name: str | None = wireField(str, NAME_LENGTH, setBy="client")
+    nonce: str | None = wireField(str, 64, setBy="bouncer")
+    signature: str | None = wireField(str, 2048, setBy="client")
 
     def account(self) -> str | None:
         return self.name

@@ -36,7 +36,7 @@ class TokenKeycard(Keycard):
 
     keycardType = "twisted_keycard.token"
 
-    presented: str | None = wireField(str, TOKEN_LENGTH)
+    presented: str | None = wireField(str, TOKEN_LENGTH, setBy="client")
 
 
 @implementer(IAnswerer)

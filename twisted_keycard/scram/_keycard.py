@@ -27,10 +27,10 @@ class SCRAMKeycard(Keycard):
 
     keycardType = "twisted_keycard.scram-sha-256"
 
-    clientFirst: str | None = wireField(str, MAX_MESSAGE)
-    serverFirst: str | None = wireField(str, MAX_MESSAGE)
-    clientFinal: str | None = wireField(str, MAX_MESSAGE)
-    serverFinal: str | None = wireField(str, MAX_MESSAGE)
+    clientFirst: str | None = wireField(str, MAX_MESSAGE, setBy="client")
+    serverFirst: str | None = wireField(str, MAX_MESSAGE, setBy="bouncer")
+    clientFinal: str | None = wireField(str, MAX_MESSAGE, setBy="client")
+    serverFinal: str | None = wireField(str, MAX_MESSAGE, setBy="bouncer")
 
     def account(self) -> str | None:
         """

@@ -1,0 +1,212 @@
+"""
+Tests for L{twisted_keycard._banana}: the linear decoder gives exactly the
+items and errors of Twisted's own banana decoder.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.internet.testing import StringTransport
+from twisted.spread import banana
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_keycard._banana import LinearDecoder
+
+
+class Recording(banana.Banana):
+    """
+    Twisted's banana, keeping what it decodes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(isClient=1)
+        self.items: list[Any] = []
+        self.transport = StringTransport()
+        self.connectionMade()
+        self.currentDialect = b"pb"
+
+    def expressionReceived(self, item: Any) -> None:
+        self.items.append(item)
+
+
+class LinearRecording(LinearDecoder, Recording):
+    """
+    The linear decoder, keeping what it decodes.
+    """
+
+
+def encode(*items: Any) -> bytes:
+    """
+    The bytes Twisted's banana sends for these expressions, one after the
+    other.
+    """
+    encoder = Recording()
+    out: list[bytes] = []
+    for item in items:
+        encoder._encode(item, out.append)
+    return b"".join(out)
+
+
+def header(size: int, kind: bytes) -> bytes:
+    prefix = bytearray()
+    banana.int2b128(size, prefix.extend)
+    return bytes(prefix) + kind
+
+
+def sample(rng: random.Random, depth: int = 0) -> Any:
+    """
+    A random banana expression: lists, strings, ints of every size and sign,
+    floats and vocabulary words.
+    """
+    kind = rng.randrange(7 if depth < 4 else 6)
+    if kind == 0:
+        return rng.randbytes(rng.choice([0, 1, 5, 127, 128, 300, 5000]))
+    if kind == 1:
+        return rng.randrange(-(2**31), 2**31)
+    if kind == 2:
+        return rng.choice([1, -1]) * rng.randrange(2**31, 2**200)
+    if kind == 3:
+        return rng.uniform(-1e9, 1e9)
+    if kind == 4:
+        return rng.choice([b"None", b"tuple", b"message", b"answer"])
+    if kind == 5:
+        return rng.choice([0, 127, 128, 2**14, -128])
+    return [sample(rng, depth + 1) for _ in range(rng.randrange(6))]
+
+
+class LinearDecoderTests(SynchronousTestCase):
+    def feed(self, decoder: banana.Banana, data: bytes, rng: random.Random) -> None:
+        at = 0
+        while at < len(data):
+            step = rng.choice([1, 2, 3, 7, 64, 1000, 70000])
+            decoder.dataReceived(data[at : at + step])
+            at += step
+
+    def test_sameItemsAsTwisted(self) -> None:
+        """
+        Random expressions, cut into random chunks, decode to the same items
+        as Twisted's decoder gives them (vocabulary words come back as the
+        words, floats bit for bit).
+        """
+        rng = random.Random(5802)
+        for _ in range(50):
+            items = [sample(rng) for _ in range(rng.randrange(1, 20))]
+            data = encode(*items)
+            ours, theirs = LinearRecording(), Recording()
+            self.feed(ours, data, random.Random(rng.random()))
+            theirs.dataReceived(data)
+            self.assertEqual(ours.items, theirs.items)
+            self.assertEqual(len(ours.items), len(items))
+            self.assertEqual(ours.pendingBytes, 0)
+
+    def sent(self, coder: Recording, item: Any) -> bytes:
+        transport = StringTransport()
+        coder.transport = transport
+        coder.sendEncoded(item)
+        return bytes(transport.value())
+
+    def test_sameBytesAsTwisted(self) -> None:
+        """
+        The encoder writes exactly the bytes Twisted's writes, in the C{pb}
+        dialect and before it is chosen (no vocabulary), for every kind of
+        item including C{bool} and the int size boundaries.
+        """
+        rng = random.Random(7677)
+        edges: list[Any] = [0, 127, 128, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1]
+        edges += [True, False, 2**448 - 1, -(2**448) + 1, b"", [], ()]
+        for dialect in (b"pb", None):
+            ours, theirs = LinearRecording(), Recording()
+            ours.currentDialect = theirs.currentDialect = dialect
+            for item in edges + [sample(rng) for _ in range(200)]:
+                self.assertEqual(self.sent(ours, item), self.sent(theirs, item))
+
+    def test_sameEncodingErrors(self) -> None:
+        """
+        What Twisted's encoder refuses, this one refuses the same way.
+        """
+        tooLong = [0] * (banana.SIZE_LIMIT + 1)
+        refused: list[Any] = [2**448, -(2**448), "text", None, {}, tooLong, [object()]]
+        for item in refused:
+            for coder in (LinearRecording(), Recording()):
+                self.assertRaises(banana.BananaError, coder.sendEncoded, item)
+
+    def test_manyItemsInOneChunk(self) -> None:
+        """
+        Ten thousand messages in one chunk all arrive, in order.
+        """
+        items = [[b"message", i, b"x" * 40] for i in range(10_000)]
+        decoder = LinearRecording()
+        decoder.dataReceived(encode(*items))
+        self.assertEqual(decoder.items, items)
+
+    def test_partialItemWaits(self) -> None:
+        """
+        A string whose bytes have not all come is kept until they do.
+        """
+        data = encode(b"y" * 1000)
+        decoder = LinearRecording()
+        decoder.dataReceived(data[:500])
+        self.assertEqual(decoder.items, [])
+        self.assertEqual(decoder.pendingBytes, 500)
+        decoder.dataReceived(data[500:])
+        self.assertEqual(decoder.items, [b"y" * 1000])
+        self.assertEqual(decoder.pendingBytes, 0)
+
+    def assertSameError(self, data: bytes, error: type[Exception]) -> None:
+        for cls in (LinearRecording, Recording):
+            self.assertRaises(error, cls().dataReceived, data)
+
+    def test_prefixTooLong(self) -> None:
+        """
+        A header of more than 64 digits is refused, whether or not its type
+        byte has come.
+        """
+        self.assertSameError(b"\x01" * 65, banana.BananaError)
+        self.assertSameError(b"\x01" * 65 + banana.INT, banana.BananaError)
+        decoder = LinearRecording()
+        decoder.dataReceived(b"\x01" * 64)
+        self.assertEqual(decoder.items, [])
+
+    def test_stringTooLong(self) -> None:
+        """
+        A string header over banana's size limit is refused before its bytes
+        come.
+        """
+        tooLong = banana.SIZE_LIMIT + 1
+        self.assertSameError(header(tooLong, banana.STRING), banana.BananaError)
+        self.assertSameError(header(tooLong, banana.LIST), banana.BananaError)
+
+    def test_badTypeByte(self) -> None:
+        """
+        An unknown type byte is refused.
+        """
+        self.assertSameError(b"\x01\xff", NotImplementedError)
+
+    def test_vocabularyOnlyInPB(self) -> None:
+        """
+        Vocabulary words are taken only once the C{pb} dialect is chosen.
+        """
+        for cls in (LinearRecording, Recording):
+            decoder = cls()
+            decoder.currentDialect = None
+            self.assertRaises(NotImplementedError, decoder.dataReceived, b"\x01\x87")
+
+    def test_reentrantFeed(self) -> None:
+        """
+        Bytes fed while an item is being handled are decoded after it, in
+        order.
+        """
+        first, second = encode(b"one"), encode(b"two", b"three")
+
+        class Feeding(LinearRecording):
+            def expressionReceived(self, item: Any) -> None:
+                super().expressionReceived(item)
+                if item == b"one":
+                    self.dataReceived(second)
+
+        decoder = Feeding()
+        decoder.dataReceived(first)
+        self.assertEqual(decoder.items, [b"one", b"two", b"three"])
+        self.assertEqual(decoder.pendingBytes, 0)
