@@ -193,8 +193,8 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
             keycard is then left as it was.
         """
         checked = checkState(type(self), self.wireFields(), unpackState(state))
-        for name, value in checked.items():
-            setattr(self, name, value)
+        # Every declared field at once (the class has no attrs hooks).
+        self.__dict__.update(checked)
 
 
 _Encoders = list[tuple[str, Callable[[Any], Any] | None, object]]

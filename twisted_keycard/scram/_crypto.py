@@ -58,4 +58,6 @@ def xor(a: bytes, b: bytes) -> bytes:
 
     @raise ValueError: if their lengths differ.
     """
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    if len(a) != len(b):
+        raise ValueError("xor of strings of different lengths")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
