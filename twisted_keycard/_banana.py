@@ -64,6 +64,42 @@ def _encodeInto(
     """
     Append the banana form of C{obj}, as L{banana.Banana._encode} writes it.
     """
+    kind = type(obj)
+    if kind is bytes:
+        assert isinstance(obj, bytes)
+        symbol = None if symbols is None else symbols.get(obj)
+        if symbol is not None:
+            _header(symbol, _VOCAB, out)
+            return
+        size = len(obj)
+        if size > banana.SIZE_LIMIT:
+            raise banana.BananaError(f"byte string is too long to send ({size})")
+        if size < 0x80:
+            out.append(size)
+            out.append(_STRING)
+        else:
+            _header(size, _STRING, out)
+        out += obj
+    elif kind is list or kind is tuple:
+        assert isinstance(obj, list | tuple)
+        if len(obj) > banana.SIZE_LIMIT:
+            raise banana.BananaError(f"list/tuple is too long to send ({len(obj)})")
+        _header(len(obj), _LIST, out)
+        for element in obj:
+            _encodeInto(coder, element, out, symbols)
+    elif kind is int and 0 <= obj < 0x80:  # type: ignore[operator]
+        out.append(obj)  # type: ignore[arg-type]
+        out.append(_INT)
+    else:
+        _encodeOther(coder, obj, out, symbols)
+
+
+def _encodeOther(
+    coder: banana.Banana, obj: object, out: bytearray, symbols: dict[bytes, int] | None
+) -> None:
+    """
+    L{_encodeInto} for subclasses, other ints and floats.
+    """
     if isinstance(obj, list | tuple):
         if len(obj) > banana.SIZE_LIMIT:
             raise banana.BananaError(f"list/tuple is too long to send ({len(obj)})")
@@ -71,14 +107,7 @@ def _encodeInto(
         for element in obj:
             _encodeInto(coder, element, out, symbols)
     elif isinstance(obj, bytes):
-        symbol = None if symbols is None else symbols.get(obj)
-        if symbol is not None:
-            _header(symbol, _VOCAB, out)
-            return
-        if len(obj) > banana.SIZE_LIMIT:
-            raise banana.BananaError(f"byte string is too long to send ({len(obj)})")
-        _header(len(obj), _STRING, out)
-        out += obj
+        _encodeInto(coder, bytes(obj), out, symbols)
     elif isinstance(obj, int):
         if 0 <= obj <= 0x7FFFFFFF:
             _header(obj, _INT, out)

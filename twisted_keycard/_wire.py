@@ -201,7 +201,15 @@ def checkState(
     if not isinstance(state, dict):
         raise InvalidKeycard(f"{cls.__name__} state must be a dictionary")
     checked = _defaults(cls, fields)
+    plain = _plainText(cls, fields)
     for key, value in state.items():
+        limit = plain.get(key, _CHECK) if type(key) is str else _CHECK
+        if limit != _CHECK and type(value) is str:
+            # The common case: a text field with no decoder.
+            if limit is not None and len(value) > limit:
+                raise InvalidKeycard(f"field {key!r} is longer than {limit} characters")
+            checked[key] = value
+            continue
         if isinstance(key, bytes):
             key = key.decode("utf-8", "replace")
         wire = fields.get(key) if isinstance(key, str) else None
@@ -210,6 +218,25 @@ def checkState(
             raise InvalidKeycard(f"{cls.__name__} has no field {shown}")
         checked[key] = wire.check(key, value)
     return checked
+
+
+#: Stands for "check this field with its L{Wire}" among length limits.
+_CHECK = -1
+_plainByClass: dict[type, dict[str, int | None]] = {}
+
+
+def _plainText(cls: type, fields: Mapping[str, Wire]) -> dict[str, int | None]:
+    """
+    The length limit of each text field of C{cls} that has no decoder.
+    """
+    plain = _plainByClass.get(cls)
+    if plain is None:
+        plain = _plainByClass[cls] = {
+            name: wire.maxLength
+            for name, wire in fields.items()
+            if wire.kind is str and wire.decode is _same
+        }
+    return plain
 
 
 _defaultsByClass: dict[type, dict[str, object]] = {}
