@@ -5,7 +5,8 @@ The two sides of P1 and P5, each run as its own process.
     python -m bench._pbpeer client ours|stock PORT CONCURRENCY new|one COUNT [warm]
 
 The server prints its port; the client prints one JSON line: logins, seconds,
-failures and per-login latencies (p50, p99), and round trips per login.
+its own CPU seconds, untimed warm-up logins, failures, per-login latencies
+(p50, p99), and round trips per login.
 With C{warm}, the client first logs each user in once, untimed, so that a
 SCRAM client has derived each password's keys (once per password, as any
 long-running SCRAM client does) before the timed logins.
@@ -155,9 +156,10 @@ async def client(
         failures.clear()
         Counter.sent = 0
 
-    begin = time.perf_counter()
+    begin, beginCpu = time.perf_counter(), time.process_time()
     await gatherResults([ensureDeferred(worker()) for _ in range(concurrency)])
     elapsed = time.perf_counter() - begin
+    cpu = time.process_time() - beginCpu
     ordered = sorted(latencies) or [0.0]
     print(
         json.dumps(
@@ -166,6 +168,8 @@ async def client(
                 "failures": len(failures),
                 "failureSample": failures[:3],
                 "seconds": elapsed,
+                "cpu": cpu,
+                "warmup": USERS if warm else 0,
                 "p50": statistics.median(ordered),
                 "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
                 "roundTrips": Counter.sent / max(1, count),
