@@ -5,7 +5,9 @@ scramp library both ways, and the refusals.
 
 from __future__ import annotations
 
+import json
 from base64 import b64decode, b64encode
+from typing import Any
 
 import scramp
 from twisted.trial.unittest import SynchronousTestCase
@@ -24,6 +26,9 @@ from twisted_keycard.scram import (
     Verifier,
     readVerifiers,
 )
+from twisted_keycard.testing import KeycardTestServer
+
+from ._realm import AvatarRealm
 
 # RFC 7677, section 3.
 USER, PASSWORD = "user", "pencil"
@@ -405,3 +410,61 @@ class InteropTests(SynchronousTestCase):
         self.assertRaises(
             scramp.ScramException, server.set_client_final, keycard.clientFinal
         )
+
+
+class WireTests(SynchronousTestCase):
+    """
+    What a SCRAM login puts on the wire: each message carries only what the
+    other side needs (docs/protocol.rst, "A worked example").
+    """
+
+    def test_fieldsOnTheWire(self) -> None:
+        verifier = Verifier.fromPassword(PASSWORD, 4096, SALT)
+        server = KeycardTestServer.build(
+            [SCRAMVerifiers({USER: verifier})], AvatarRealm(), requesterName="chat"
+        )
+        connection = server.connect(clientHost="192.0.2.7")
+        sent: dict[str, list[set[str]]] = {"client": [], "server": []}
+
+        def record(side: str, broker: Any) -> None:
+            original = broker.expressionReceived
+
+            def received(expression: Any) -> None:
+                for item in expression[1:]:
+                    # [b"tuple", [tag, state], ...] holds a keycard.
+                    if isinstance(item, list) and item[:1] == [b"tuple"] and item[1:]:
+                        copy = item[1]
+                        if isinstance(copy, list) and copy[0].startswith(b"twisted_"):
+                            sent[side].append(set(json.loads(copy[1])))
+                original(expression)
+
+            broker.expressionReceived = received
+
+        record("client", connection.serverBroker)
+        record("server", connection.clientBroker)
+        answerer = SCRAMAnswerer(USER, PASSWORD, nonce=CLIENT_NONCE)
+        login = self.successResultOf(connection.loginWithKeycard([answerer]))
+        self.assertEqual(login.keycard.avatarId, USER)
+        self.assertEqual(
+            sent["client"],
+            [{"clientFirst"}, {"id", "requesterName", "clientFinal"}],
+        )
+        self.assertEqual(
+            sent["server"],
+            [
+                {"id", "requesterName", "bouncerName", "serverFirst"},
+                {
+                    "id",
+                    "state",
+                    "avatarId",
+                    "requesterName",
+                    "bouncerName",
+                    "duration",
+                    "expires",
+                    "serverFinal",
+                },
+            ],
+        )
+        # The requester kept the address it saw; it was not sent back.
+        assert login.keycard.id is not None
+        self.assertEqual(server.bouncer.held[login.keycard.id].address, "192.0.2.7")
