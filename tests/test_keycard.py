@@ -37,6 +37,19 @@ def roundTrip(
     return broker.unserialize(broker.serialize(keycard))
 
 
+@registerKeycard
+@attrs.define(slots=False, eq=False, kw_only=True)
+class ValidatedKeycard(Keycard):
+    keycardType = "twisted_keycard.tests.validated"
+
+    code: str | None = wireField(str, 8)
+
+    @code.validator
+    def _digits(self, attribute: object, value: str | None) -> None:
+        if value is not None and not value.isdigit():
+            raise ValueError("digits only")
+
+
 class KeycardWireTests(SynchronousTestCase):
     def blank(self) -> PassphraseKeycard:
         return PassphraseKeycard.__new__(PassphraseKeycard)
@@ -87,6 +100,17 @@ class KeycardWireTests(SynchronousTestCase):
             ("alice", "abc", "r", "192.0.2.1", "x"),
         )
         self.assertEqual((copy.challenge, copy.avatarId, copy.expires), (None,) * 3)
+
+    def test_attrsValidatorsRun(self) -> None:
+        """
+        A keycard class's own attrs validators run on the fields a peer
+        sends, as they do on local assignment.
+        """
+        copy = roundTrip(ValidatedKeycard(code="42"))
+        assert isinstance(copy, ValidatedKeycard)
+        self.assertEqual(copy.code, "42")
+        blank = ValidatedKeycard.__new__(ValidatedKeycard)
+        self.assertRaises(ValueError, blank.setCopyableState, b'{"code":"4x"}')
 
     def test_defaultsLeftOut(self) -> None:
         """

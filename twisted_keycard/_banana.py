@@ -87,8 +87,8 @@ def _encodeInto(
         _header(len(obj), _LIST, out)
         for element in obj:
             _encodeInto(coder, element, out, symbols)
-    elif kind is int and 0 <= obj < 0x80:  # type: ignore[operator]
-        out.append(obj)  # type: ignore[arg-type]
+    elif kind is int and isinstance(obj, int) and 0 <= obj < 0x80:
+        out.append(obj)
         out.append(_INT)
     else:
         _encodeOther(coder, obj, out, symbols)

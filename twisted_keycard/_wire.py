@@ -52,7 +52,7 @@ class Wire:
         L{ValueError} for a value it does not accept.
     @ivar setBy: who writes the field: C{"client"}, C{"requester"} or
         C{"bouncer"}; C{None} for both ends (C{id}, C{state}).  A field is
-        sent only away from the side that writes it (see L{towardBouncer}).
+        sent only away from the side that writes it (see L{sentToward}).
     """
 
     kind: type

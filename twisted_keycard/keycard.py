@@ -12,6 +12,7 @@ fields its class declares with L{wireField}; see L{Keycard.setCopyableState}.
 from __future__ import annotations
 
 import enum
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -192,14 +193,36 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
             declare, a field of the wrong type, or an oversized value; the
             keycard is then left as it was.
         """
-        checked = checkState(type(self), self.wireFields(), unpackState(state))
-        # Every declared field at once (the class has no attrs hooks).
-        self.__dict__.update(checked)
+        cls = type(self)
+        checked = checkState(cls, self.wireFields(), unpackState(state))
+        if _plainAttributes(cls):
+            self.__dict__.update(checked)
+        else:
+            for name, value in checked.items():
+                setattr(self, name, value)
 
 
 _Encoders = list[tuple[str, Callable[[Any], Any] | None, object]]
 _encodersByClass: dict[tuple[type, bool | None], _Encoders] = {}
 _secretsByClass: dict[tuple[type, bool | None], list[str]] = {}
+
+_plainByClass: dict[type, bool] = {}
+
+
+def _plainAttributes(cls: type[Keycard]) -> bool:
+    """
+    Whether the fields of C{cls} can be set all at once through its
+    C{__dict__}: no attrs validators or converters run on setting (no own
+    C{__setattr__}) and no field is a slot.
+    """
+    plain = _plainByClass.get(cls)
+    if plain is None:
+        plain = _plainByClass[cls] = cls.__setattr__ is object.__setattr__ and not any(
+            isinstance(getattr(cls, name, None), types.MemberDescriptorType)
+            for name in cls.wireFields()
+        )
+    return plain
+
 
 #: Stands for a default no value can be (an attrs factory).
 _NO_DEFAULT = object()
