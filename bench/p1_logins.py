@@ -4,15 +4,17 @@ login (C{PBClientFactory.login} with C{UsernamePassword}, in-memory
 checker), same layout: server and client in separate processes, 1 client
 and 100 logins in flight, a new connection per login and one connection for
 many logins.  Rate, server CPU per login (from /proc), client CPU per login,
-p50/p99 latency and round trips per login.  Each client process first logs
-every user in once, untimed (both sides alike), so that the SCRAM client has
-derived each password's keys, as a long-running client has.
+p50/p99 latency and round trips per login: the medians of three runs, each
+of both sides.  Each client process first logs every user in once, untimed
+(both sides alike), so that the SCRAM client has derived each password's
+keys, as a long-running client has.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -108,43 +110,66 @@ def measure(side: str, count: int) -> dict[tuple[str, int], dict[str, float]]:
 
 
 def one(
-    id: str, name: str, ours: float, peer: float, unit: str, higher: bool
+    id: str, name: str, ours: list[float], peer: list[float], unit: str, higher: bool
 ) -> Figure:
-    ratio = (ours / peer if higher else peer / ours) if peer and ours else None
-    return Figure(id, name, ours, peer, unit, ratio, 1, ours, ours)
+    """
+    Medians of the runs (each run measures both sides); min and max of ours.
+    """
+    o, p = statistics.median(ours), statistics.median(peer)
+    ratio = (o / p if higher else p / o) if p and o else None
+    return Figure(id, name, o, p, unit, ratio, len(ours), min(ours), max(ours))
+
+
+#: Runs of each layout, alternating ours and the peer's.
+RUNS = 3
 
 
 def run(quick: bool) -> list[Figure]:
-    count = 400 if quick else 3000
-    ours, stock = measure("ours", count), measure("stock", count)
+    count = 400 if quick else 2000
+    ours: list[dict[tuple[str, int], dict[str, float]]] = []
+    stock: list[dict[tuple[str, int], dict[str, float]]] = []
+    for _ in range(RUNS):
+        ours.append(measure("ours", count))
+        stock.append(measure("stock", count))
+
+    def each(
+        runs: list[dict[tuple[str, int], dict[str, float]]],
+        layout: tuple[str, int],
+        key: str,
+    ) -> list[float]:
+        return [r[layout][key] for r in runs]
+
     figures = []
-    for (mode, concurrency), o in ours.items():
-        s = stock[(mode, concurrency)]
+    for mode, concurrency in ours[0]:
         connections = "new conn/login" if mode == "new" else "one conn"
-        layout = f"{connections}, {concurrency} in flight"
-        figures += [
-            one("P1", f"logins/s ({layout})", o["rate"], s["rate"], "logins/s", True),
-            one(
-                "P1",
-                f"server CPU per login ({layout})",
-                o["cpu"],
-                s["cpu"],
-                "us",
-                False,
-            ),
-            one(
-                "P1",
-                f"client CPU per login ({layout})",
-                o["clientCpu"],
-                s["clientCpu"],
-                "us",
-                False,
-            ),
-            one("P1", f"p50 latency ({layout})", o["p50"], s["p50"], "ms", False),
-            one("P1", f"p99 latency ({layout})", o["p99"], s["p99"], "ms", False),
-        ]
-    o, s = ours[("one", 1)], stock[("one", 1)]
+        name = f"{connections}, {concurrency} in flight"
+        at = (mode, concurrency)
+        for key, what, unit, higher in (
+            ("rate", "logins/s", "logins/s", True),
+            ("cpu", "server CPU per login", "us", False),
+            ("clientCpu", "client CPU per login", "us", False),
+            ("p50", "p50 latency", "ms", False),
+            ("p99", "p99 latency", "ms", False),
+        ):
+            figures.append(
+                one(
+                    "P1",
+                    f"{what} ({name})",
+                    each(ours, at, key),
+                    each(stock, at, key),
+                    unit,
+                    higher,
+                )
+            )
+    at = ("one", 1)
     figures.append(
-        one("P1", "round trips per login", o["rtt"], s["rtt"], "requests", False)
+        one(
+            "P1",
+            "round trips per login",
+            each(ours, at, "rtt"),
+            each(stock, at, "rtt"),
+            "requests",
+            False,
+        )
     )
     return figures
