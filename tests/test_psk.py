@@ -80,6 +80,17 @@ class HMACExchangeTests(SynchronousTestCase):
         exchange.answer(answerer.answer(keycard))
         self.failureResultOf(self.keys.requestAvatarId(exchange), KeycardRefused)
 
+    def test_nonASCIIMac(self) -> None:
+        """
+        A MAC that is not ASCII text is refused like a wrong one, not an
+        error of the bouncer.
+        """
+        answerer = HMACAnswerer("sensor-1", KEY)
+        keycard, exchange = self.exchange(answerer)
+        keycard.mac = "\u00e9" * 44
+        exchange.answer(keycard)
+        self.failureResultOf(self.keys.requestAvatarId(exchange), KeycardRefused)
+
     def test_replay(self) -> None:
         """
         A MAC made for one exchange does not pass another, nor twice.

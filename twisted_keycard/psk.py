@@ -134,7 +134,10 @@ class HMACExchange:
         if self.mac is None:
             raise ProtocolError("nothing to check")
         mac, self.mac = self.mac, ""
-        good = hmac.compare_digest(sign(self.key, self.message), mac)
+        # As bytes: compare_digest refuses str with non-ASCII characters,
+        # and the MAC is whatever text the client sent.
+        expected = sign(self.key, self.message).encode("ascii")
+        good = hmac.compare_digest(expected, mac.encode("utf-8"))
         return good and self.known
 
 
