@@ -7,11 +7,21 @@ without a restart.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Generic, TypeVar
 
 _T = TypeVar("_T")
+
+
+def entryLines(text: str) -> Iterator[tuple[int, str]]:
+    """
+    The lines of an entries file that hold an entry, with their numbers
+    (from 1): blank lines and lines starting with C{#} are skipped.
+    """
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield number, line
 
 
 class WatchedEntries(Generic[_T]):

@@ -25,7 +25,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from ._watched import WatchedEntries
+from ._watched import WatchedEntries, entryLines
 from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
@@ -110,9 +110,7 @@ def readVerifiers(text: str) -> dict[str, SRPVerifier]:
     @raise ValueError: naming the line number of a bad line.
     """
     verifiers = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+    for number, line in entryLines(text):
         name, sep, rest = line.partition(":")
         try:
             if not sep or not name:

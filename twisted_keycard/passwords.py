@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
+from ._watched import entryLines
 from .error import KeycardRefused, ProtocolError
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
@@ -112,9 +113,7 @@ def readHashes(text: str) -> dict[str, str]:
     @raise ValueError: naming the line number of a bad line.
     """
     hashes = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+    for number, line in entryLines(text):
         name, sep, rest = line.partition(":")
         hashed = rest.split(":", 1)[0]
         if not sep or not name or not hashed:

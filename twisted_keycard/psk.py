@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from ._context import exchangeContext
-from ._watched import WatchedEntries
+from ._watched import WatchedEntries, entryLines
 from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
@@ -75,9 +75,7 @@ def readKeys(text: str) -> dict[str, bytes]:
     @raise ValueError: naming the line number of a bad line, never its key.
     """
     keys: dict[str, bytes] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+    for number, line in entryLines(text):
         name, sep, encoded = line.partition(":")
         try:
             key = b64decode(encoded.strip(), validate=True)

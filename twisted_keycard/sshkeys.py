@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from ._context import exchangeContext
-from ._watched import WatchedEntries
+from ._watched import WatchedEntries, entryLines
 from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
@@ -96,9 +96,7 @@ def readAuthorizedKeys(text: str) -> dict[str, list[PublicKey]]:
     @raise ValueError: naming the line number of a bad line.
     """
     keys: dict[str, list[PublicKey]] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+    for number, line in entryLines(text):
         name, _, publicLine = line.strip().partition(" ")
         try:
             key = serialization.load_ssh_public_key(publicLine.strip().encode())

@@ -14,7 +14,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from .._watched import WatchedEntries
+from .._watched import WatchedEntries, entryLines
 from ..error import KeycardRefused, ProtocolError
 from ..interfaces import IChallenger, IExchange
 from ..keycard import Keycard
@@ -155,10 +155,8 @@ def readVerifiers(text: str) -> dict[str, Verifier]:
         name, never the verifier.
     """
     verifiers: dict[str, Verifier] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in entryLines(text):
         stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
         name, sep, verifier = stripped.partition(":")
         if not sep or not name:
             raise ValueError(f"line {number}: expected name:SCRAM-SHA-256$...")
