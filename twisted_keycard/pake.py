@@ -25,8 +25,9 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from ._selfcheck import requestVerified
 from ._watched import WatchedEntries, entryLines
-from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
+from .error import ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
 
@@ -224,13 +225,7 @@ class SRPVerifiers:
         return succeed(SRPExchange(keycard.username, known, stored.salt, verifier, B))
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
-        if not isinstance(credentials, SRPExchange):
-            return fail(KeycardRefused())
-        try:
-            good = credentials.verify()
-        except ProtocolError as e:
-            return fail(e)
-        return succeed(credentials.username) if good else fail(KeycardRefused())
+        return requestVerified(credentials, SRPExchange, lambda e: e.username)
 
 
 @implementer(IAnswerer)

@@ -27,8 +27,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from ._context import exchangeContext
+from ._selfcheck import requestVerified
 from ._watched import WatchedEntries, entryLines
-from .error import KeycardRefused, ProtocolError, ServerAuthenticationFailed
+from .error import ProtocolError, ServerAuthenticationFailed
 from .interfaces import IAnswerer, IChallenger, IExchange
 from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
 
@@ -209,13 +210,7 @@ class SSHKeys:
         return succeed(SSHExchange(keycard.name, keys, nonce))
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
-        if not isinstance(credentials, SSHExchange):
-            return fail(KeycardRefused())
-        try:
-            good = credentials.verify()
-        except ProtocolError as e:
-            return fail(e)
-        return succeed(credentials.name) if good else fail(KeycardRefused())
+        return requestVerified(credentials, SSHExchange, lambda e: e.name)
 
 
 @implementer(IAnswerer)

@@ -14,8 +14,9 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from .._selfcheck import requestVerified
 from .._watched import WatchedEntries, entryLines
-from ..error import KeycardRefused, ProtocolError
+from ..error import ProtocolError
 from ..interfaces import IChallenger, IExchange
 from ..keycard import Keycard
 from ._crypto import KEY_BYTES, hmacSha256
@@ -135,15 +136,7 @@ class SCRAMVerifiers:
             L{KeycardRefused} for a wrong proof or an unknown user, or with
             L{ProtocolError} for an exchange not answered or checked already.
         """
-        if not isinstance(credentials, SCRAMExchange):
-            return fail(KeycardRefused())
-        try:
-            good = credentials.verify()
-        except ProtocolError as e:
-            return fail(e)
-        if not good:
-            return fail(KeycardRefused())
-        return succeed(credentials.username)
+        return requestVerified(credentials, SCRAMExchange, lambda e: e.username)
 
 
 def readVerifiers(text: str) -> dict[str, Verifier]:
