@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.spread import banana
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard._banana import LinearDecoder
+from twisted_keycard._banana import MAX_DEPTH, LinearDecoder
 
 
 class Recording(banana.Banana):
@@ -192,6 +192,49 @@ class LinearDecoderTests(SynchronousTestCase):
             decoder = cls()
             decoder.currentDialect = None
             self.assertRaises(NotImplementedError, decoder.dataReceived, b"\x01\x87")
+
+    def test_unknownVocabulary(self) -> None:
+        """
+        A vocabulary number nobody defined is refused as bad banana (Twisted
+        raises L{KeyError}).
+        """
+        self.assertRaises(KeyError, Recording().dataReceived, b"\x7f\x87")
+        self.assertRaises(
+            banana.BananaError, LinearRecording().dataReceived, b"\x7f\x87"
+        )
+
+    def test_badInputIsBananaError(self) -> None:
+        """
+        Every refusal is a L{banana.BananaError}, which a broker can tell
+        from a bug.
+        """
+        for data in (
+            b"\x01\xff",
+            b"\x01" * 65,
+            header(banana.SIZE_LIMIT + 1, banana.LIST),
+        ):
+            self.assertRaises(banana.BananaError, LinearRecording().dataReceived, data)
+        decoder = LinearRecording()
+        decoder.currentDialect = None
+        self.assertRaises(banana.BananaError, decoder.dataReceived, b"\x01\x87")
+
+    def test_depthBounded(self) -> None:
+        """
+        Lists open inside one another are refused past L{MAX_DEPTH}, before
+        the message ends; up to it they decode.
+        """
+        opening = header(1, banana.LIST)
+        deep = LinearRecording()
+        deep.dataReceived(opening * MAX_DEPTH + encode(b"x"))
+        nested: Any = deep.items[0]
+        for _ in range(MAX_DEPTH - 1):
+            nested = nested[0]
+        self.assertEqual(nested, [b"x"])
+        self.assertRaises(
+            banana.BananaError,
+            LinearRecording().dataReceived,
+            opening * (MAX_DEPTH + 1),
+        )
 
     def test_reentrantFeed(self) -> None:
         """

@@ -221,6 +221,17 @@ class PBLoginTests(SynchronousTestCase):
         d = self.connection.login([PassphraseAnswerer("alice", "wonderland")])
         self.failureResultOf(d, KeycardDenied)
 
+    def test_garbageDropsQuietly(self) -> None:
+        """
+        A peer that sends bytes that are not banana is dropped with one
+        warning, and no traceback is logged.
+        """
+        self.successResultOf(self.connection.factory.getRootObject())
+        self.connection.serverBroker.dataReceived(b"\x01\xff")
+        self.connection.flush()
+        self.assertFalse(self.connection.connected)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_oversizedMessage(self) -> None:
         """
         A peer whose one message grows past the broker's bound is dropped.

@@ -23,6 +23,18 @@ from twisted.spread import banana
 
 _HEADER = re.compile(rb"[\x80-\xff]")
 
+#: Lists open inside one another at most.  PB's unjelly recurses a few
+#: frames per level, so anything deeper fails there anyway; the bound keeps
+#: a peer from making a broker hold one open list per two bytes it sends.
+MAX_DEPTH = 512
+
+
+class MalformedBanana(banana.BananaError, NotImplementedError):
+    """
+    Bytes that are not banana, or not allowed here.  (Twisted's decoder
+    raises L{NotImplementedError} for some of these, so this is one too.)
+    """
+
 _LIST = banana.LIST[0]
 _INT = banana.INT[0]
 _STRING = banana.STRING[0]
@@ -134,9 +146,12 @@ class LinearDecoder(banana.Banana):
     A L{banana.Banana} with a decoder linear in the bytes received, and a
     faster encoder.
 
-    Items, limits and errors are those of L{banana.Banana.dataReceived}:
-    at most C{prefixLimit} header bytes, strings and lists of at most
-    L{banana.SIZE_LIMIT}, vocabulary only in the C{pb} dialect.
+    Items and limits are those of L{banana.Banana.dataReceived}: at most
+    C{prefixLimit} header bytes, strings and lists of at most
+    L{banana.SIZE_LIMIT}, vocabulary only in the C{pb} dialect; and lists
+    nested at most L{MAX_DEPTH} deep.  Every refusal is a
+    L{banana.BananaError} (L{MalformedBanana} where Twisted's decoder
+    raises L{NotImplementedError} or L{KeyError}).
     """
 
     _pending: bytearray | None = None
@@ -216,6 +231,10 @@ class LinearDecoder(banana.Banana):
                     raise banana.BananaError("Security precaution: List too long.")
                 self._offset = rest
                 if num:
+                    if len(stack) >= MAX_DEPTH:
+                        raise MalformedBanana(
+                            f"Security precaution: lists nested over {MAX_DEPTH} deep"
+                        )
                     stack.append((num, []))
                     continue
                 item = []
@@ -227,16 +246,18 @@ class LinearDecoder(banana.Banana):
                 item = -num
             elif kind == _VOCAB:
                 self._offset = rest
-                item = self.incomingVocabulary[num]
+                item = self.incomingVocabulary.get(num)
+                if item is None:
+                    raise MalformedBanana(f"Unknown vocabulary number {num}")
                 if self.currentDialect != b"pb":
-                    raise NotImplementedError(f"Invalid item for pb protocol {item!r}")
+                    raise MalformedBanana(f"Invalid item for pb protocol {item!r}")
             elif kind == _FLOAT:
                 if end - rest < 8:
                     return
                 self._offset = rest + 8
                 item = struct.unpack("!d", pending[rest : rest + 8])[0]
             else:
-                raise NotImplementedError(f"Invalid Type Byte {bytes([kind])!r}")
+                raise MalformedBanana(f"Invalid Type Byte {bytes([kind])!r}")
             # Put the item in its list; a list it completes goes in the one
             # above, and a whole expression to the broker.
             while stack:

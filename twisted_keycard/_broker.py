@@ -11,6 +11,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.spread import pb
+from twisted.spread.banana import BananaError
 
 from ._banana import LinearDecoder
 from .error import InvalidKeycard, MalformedMessage
@@ -22,8 +23,9 @@ MAX_MESSAGE = 1024 * 1024
 class KeycardBroker(pb.Broker, LinearDecoder):
     """
     A L{pb.Broker} that drops a peer whose single message grows past
-    L{maxMessage} bytes, and decodes in time linear in the bytes received
-    (see L{LinearDecoder}).
+    L{maxMessage} bytes, or who sends bytes that are not banana, with one
+    warning and no traceback, and decodes in time linear in the bytes
+    received (see L{LinearDecoder}).
 
     Banana checks each string and list against its own limit (640 KiB) but
     not the whole message, so a peer could otherwise make a broker buffer
@@ -40,9 +42,14 @@ class KeycardBroker(pb.Broker, LinearDecoder):
             return
         self._pendingBytes += len(chunk)
         if self._pendingBytes > self.maxMessage:
-            self._tooLarge()
+            self._drop("message over {limit} bytes", limit=self.maxMessage)
             return
-        super().dataReceived(chunk)
+        try:
+            super().dataReceived(chunk)
+        except BananaError as e:
+            # Bytes that are not banana: one line, not a reactor traceback.
+            self._drop("{error}", error=str(e))
+            return
         if not self.listStack:
             self._pendingBytes = self.pendingBytes
 
@@ -57,16 +64,12 @@ class KeycardBroker(pb.Broker, LinearDecoder):
         if lost is not None:
             lost(self, reason)
 
-    def _tooLarge(self) -> None:
+    def _drop(self, why: str, **fields: object) -> None:
         self._dropped = True
         transport: Any = self.transport
         if transport is None:
             return
-        self.log.warn(
-            "dropping {peer}: message over {limit} bytes",
-            peer=transport.getPeer(),
-            limit=self.maxMessage,
-        )
+        self.log.warn("dropping {peer}: " + why, peer=transport.getPeer(), **fields)
         transport.abortConnection()
 
     def unserialize(self, sexp: object, perspective: object = None) -> object:
