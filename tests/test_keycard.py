@@ -118,8 +118,8 @@ class KeycardWireTests(SynchronousTestCase):
         fields its client set.
         """
         keycard = PassphraseKeycard(username="alice")
-        self.assertEqual(keycard.packState(True), b'{"username":"alice"}')
-        self.assertEqual(keycard.packState(False), b"{}")
+        self.assertEqual(keycard.stateToward(True), b'{"username":"alice"}')
+        self.assertEqual(keycard.stateToward(False), b"{}")
         self.assertEqual(keycard.getStateToCopy(), b'{"username":"alice"}')
 
     def test_registered(self) -> None:

@@ -177,8 +177,8 @@ class PBLoginTests(SynchronousTestCase):
         """
 
         class Extra(PassphraseKeycard):
-            def packState(self, towardBouncer: bool | None) -> bytes:
-                state = json.loads(super().packState(towardBouncer))
+            def stateToward(self, towardBouncer: bool | None) -> bytes:
+                state = json.loads(super().stateToward(towardBouncer))
                 return json.dumps({**state, "isAdmin": 1}).encode()
 
         keycard = Extra(username="alice")

@@ -35,6 +35,7 @@ class MalformedBanana(banana.BananaError, NotImplementedError):
     raises L{NotImplementedError} for some of these, so this is one too.)
     """
 
+
 _LIST = banana.LIST[0]
 _INT = banana.INT[0]
 _STRING = banana.STRING[0]

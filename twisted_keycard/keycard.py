@@ -136,9 +136,9 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         Every declared field that is set, in its wire form, packed (see
         L{packState}).
         """
-        return self.packState(None)
+        return self.stateToward(None)
 
-    def packState(self, towardBouncer: bool | None) -> bytes:
+    def stateToward(self, towardBouncer: bool | None) -> bytes:
         """
         The fields that travel in one direction, packed: those set and not
         at their default, leaving out the fields the receiving side writes
@@ -158,7 +158,7 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
     def carriesSecret(self, towardBouncer: bool | None = None) -> bool:
         """
         Whether a field declared secret (a password) is set, among the
-        fields sent in this direction (see L{packState}).
+        fields sent in this direction (see L{stateToward}).
         """
         return any(
             getattr(self, name) is not None
@@ -182,7 +182,7 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
                 f"{type(self).__name__} carries a secret and needs TLS"
             )
         sexp = jellier.prepare(self)
-        sexp.extend([self.getTypeToCopy(), self.packState(towardBouncer)])
+        sexp.extend([self.getTypeToCopy(), self.stateToward(towardBouncer)])
         return jellier.preserve(self, sexp)
 
     def setCopyableState(self, state: object) -> None:
@@ -206,7 +206,7 @@ _Encoders = list[tuple[str, Callable[[Any], Any] | None, object]]
 _encodersByClass: dict[tuple[type, bool | None], _Encoders] = {}
 _secretsByClass: dict[tuple[type, bool | None], list[str]] = {}
 
-_plainByClass: dict[type, bool] = {}
+_plainAttributesByClass: dict[type, bool] = {}
 
 
 def _plainAttributes(cls: type[Keycard]) -> bool:
@@ -215,12 +215,14 @@ def _plainAttributes(cls: type[Keycard]) -> bool:
     C{__dict__}: no attrs validators or converters run on setting (no own
     C{__setattr__}) and no field is a slot.
     """
-    plain = _plainByClass.get(cls)
+    plain = _plainAttributesByClass.get(cls)
     if plain is None:
-        plain = _plainByClass[cls] = cls.__setattr__ is object.__setattr__ and not any(
+        slots = any(
             isinstance(getattr(cls, name, None), types.MemberDescriptorType)
             for name in cls.wireFields()
         )
+        plain = cls.__setattr__ is object.__setattr__ and not slots
+        _plainAttributesByClass[cls] = plain
     return plain
 
 
