@@ -14,9 +14,8 @@ import itsdangerous
 import jwt
 
 from twisted_keycard.bouncer import newKeycardId
-from twisted_keycard.keyring import Keyring
 from twisted_keycard.store import MemoryStore, Revocation
-from twisted_keycard.token import TokenClaims, keycardIdOf, sign, verify
+from twisted_keycard.tokens import Keyring, TokenClaims, keycardIdOf, sign, verify
 
 from ._common import Figure, figure, rates
 

@@ -30,7 +30,7 @@ def ids(count: int) -> list[str]:
 
 
 def fillSQLite(path: str, revoked: list[str]) -> None:
-    from twisted_keycard._sqlschema import connect
+    from twisted_keycard.store.sqlite._schema import connect
 
     connection = connect(path)
     connection.execute("BEGIN")
@@ -51,7 +51,7 @@ def sqliteChild(path: str, probesFile: str, runs: int) -> None:
     from twisted.internet import task
     from twisted.internet.defer import ensureDeferred, gatherResults
 
-    from twisted_keycard.sqlite import SQLiteStore
+    from twisted_keycard.store.sqlite import SQLiteStore
 
     probes = json.loads(Path(probesFile).read_text())
 

@@ -18,11 +18,9 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from twisted_keycard import Bouncer, IRequester, KeycardState, MemoryStore
-from twisted_keycard.bouncer import newKeycardId
-from twisted_keycard.keyring import Keyring
-from twisted_keycard.policy import TokenPolicy
-from twisted_keycard.token import TokenClaims, sign
+from twisted_keycard.bouncer import TokenPolicy, newKeycardId
 from twisted_keycard.tokencard import TokenKeycard
+from twisted_keycard.tokens import Keyring, TokenClaims, sign
 
 from ._common import Figure
 

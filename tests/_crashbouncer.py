@@ -13,11 +13,11 @@ from twisted.internet import task
 from twisted.internet.defer import ensureDeferred
 
 from twisted_keycard import Bouncer, KeycardState
-from twisted_keycard.bouncer import newKeycardId
-from twisted_keycard.policy import TokenPolicy
-from twisted_keycard.sqlite import SQLiteStore
-from twisted_keycard.token import TokenClaims, sign
+from twisted_keycard.bouncer._bouncer import newKeycardId
+from twisted_keycard.bouncer._policy import TokenPolicy
+from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokencard import TokenKeycard
+from twisted_keycard.tokens._format import TokenClaims, sign
 
 
 async def main(reactor: Any, path: str) -> None:

@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from twisted_keycard import IAnswerer, IChallenger, IExchange, Keycard, registerKeycard
 from twisted_keycard.error import KeycardRefused, ProtocolError
-from twisted_keycard.keycard import wireField
+from twisted_keycard.keycard._keycard import wireField
 
 
 @registerKeycard

@@ -37,7 +37,7 @@ def keycard(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     Run the keycard command as a user would.
     """
     return subprocess.run(
-        [sys.executable, "-m", "twisted_keycard.cli", *args],
+        [sys.executable, "-m", "twisted_keycard.admin", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -13,13 +13,13 @@ from zope.interface.verify import verifyObject
 
 from twisted_keycard import IKeycardStore, IssuedKeycard
 from twisted_keycard.error import QuotaExceeded
-from twisted_keycard.keyring import Keyring
 from twisted_keycard.store import (
     IKeyringStore,
     IRevocationStore,
     IThrottleStore,
     Revocation,
 )
+from twisted_keycard.tokens._keyring import Keyring
 
 if TYPE_CHECKING:
     from twisted.trial.unittest import SynchronousTestCase

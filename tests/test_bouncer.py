@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.bouncer.Bouncer}, with a L{Clock} and no PB.
+Tests for L{twisted_keycard.bouncer._bouncer.Bouncer}, with a L{Clock} and no PB.
 """
 
 from __future__ import annotations

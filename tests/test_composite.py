@@ -1,5 +1,6 @@
 """
-Tests for L{twisted_keycard.expression} and L{twisted_keycard.composite}:
+Tests for L{twisted_keycard.bouncer._expression} and
+L{twisted_keycard.bouncer._composite}:
 parsing with Python's precedence, short-circuit, errors that point at the
 position, address rules (IPv4 and IPv6), and re-evaluation in a bouncer.
 """
@@ -12,9 +13,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardRefused
-from twisted_keycard.composite import KINDS, AddressRule, CompositePolicy
-from twisted_keycard.expression import And, ExpressionError, Name, Not, Or, parse
-from twisted_keycard.keycard import Keycard
+from twisted_keycard.bouncer._composite import KINDS, AddressRule, CompositePolicy
+from twisted_keycard.bouncer._expression import (
+    And,
+    ExpressionError,
+    Name,
+    Not,
+    Or,
+    parse,
+)
+from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store import IssuedKeycard
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard

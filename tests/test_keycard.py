@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.keycard}: what a keycard accepts from the wire.
+Tests for L{twisted_keycard.keycard._keycard}: what a keycard accepts from the wire.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides
 
 from twisted_keycard import InsecureTransport, InvalidKeycard, Keycard, KeycardState
-from twisted_keycard.keycard import keycardClassFor, registerKeycard, wireField
+from twisted_keycard.keycard._keycard import keycardClassFor, registerKeycard, wireField
 
 from ._passphrase import PassphraseKeycard
 
@@ -223,7 +223,7 @@ class KeycardWireTests(SynchronousTestCase):
         Only the password keycard carries a password, and its field is
         secret, so it never crosses PB without TLS (test_secretNeedsTLS).
         """
-        import twisted_keycard.keycard as module
+        import twisted_keycard.keycard._keycard as module
         import twisted_keycard.passwords  # noqa: F401 - registers its keycard
 
         for tag, cls in module._registry.items():
@@ -263,11 +263,11 @@ class KeycardWireTests(SynchronousTestCase):
                     self.assertIn(wire.setBy, ("client", "bouncer"), f"{cls} {name}")
 
     def shippedClasses(self) -> list[type[Keycard]]:
-        import twisted_keycard.keycard as module
-        import twisted_keycard.pake
+        import twisted_keycard.hmackeys
+        import twisted_keycard.keycard._keycard as module
         import twisted_keycard.passwords
-        import twisted_keycard.psk
         import twisted_keycard.scram
+        import twisted_keycard.srp
         import twisted_keycard.sshkeys
         import twisted_keycard.tokencard  # noqa: F401 - each registers its kind
 

@@ -19,9 +19,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from twisted_keycard import KeycardClientFactory, KeycardDenied, KeycardRefused
-from twisted_keycard.client import KeycardLogin
+from twisted_keycard.pb._client import KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
-from twisted_keycard.sqlite import SQLiteStore
+from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokencard import TokenAnswerer
 
 from ._procs import ENV, ROOT, bouncer, freePort, keycard, reactor, started, waitFor
@@ -173,7 +173,7 @@ class MultiBouncerTests(TestCase):
             child.stderr.close()
             self.assertEqual(len(revoked), 20)
             from twisted_keycard import Bouncer
-            from twisted_keycard.policy import TokenPolicy
+            from twisted_keycard.bouncer._policy import TokenPolicy
             from twisted_keycard.tokencard import TokenKeycard
 
             store = await SQLiteStore.open(path)

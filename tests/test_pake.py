@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.pake}: SRP-6a keycards.
+Tests for L{twisted_keycard.srp}: SRP-6a keycards.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_keycard import IAnswerer, IChallenger, KeycardRefused, KeycardState
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.pake import (
+from twisted_keycard.srp import (
     SRPAnswerer,
     SRPExchange,
     SRPKeycard,

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.psk}: HMAC pre-shared key keycards.
+Tests for L{twisted_keycard.hmackeys}: HMAC pre-shared key keycards.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_keycard import IAnswerer, IChallenger, KeycardRefused, KeycardState
 from twisted_keycard.error import ProtocolError
-from twisted_keycard.psk import (
+from twisted_keycard.hmackeys import (
     HMACAnswerer,
     HMACExchange,
     HMACKeycard,

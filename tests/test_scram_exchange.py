@@ -20,7 +20,7 @@ from twisted_keycard.error import (
     ServerAuthenticationFailed,
 )
 from twisted_keycard.interfaces import IAnswerer, IChallenger
-from twisted_keycard.keycard import Keycard, keycardClassFor
+from twisted_keycard.keycard._keycard import Keycard, keycardClassFor
 from twisted_keycard.scram import (
     ISCRAMExchange,
     SCRAMAnswerer,

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.sqlite.SQLiteStore}: the store contracts, on a
+Tests for L{twisted_keycard.store.sqlite._store.SQLiteStore}: the store contracts, on a
 real file, and what only a database must do: persist, survive SIGKILL, and
 count atomically across processes.
 """
@@ -18,9 +18,9 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_keycard.keyring import Keyring
-from twisted_keycard.sqlite import SQLiteStore
 from twisted_keycard.store import Revocation
+from twisted_keycard.store.sqlite._store import SQLiteStore
+from twisted_keycard.tokens._keyring import Keyring
 
 from .storecontract import (
     KeycardStoreContract,
@@ -117,7 +117,7 @@ REVOKER = """
     import sys
     from twisted.internet import task
     from twisted.internet.defer import ensureDeferred
-    from twisted_keycard.sqlite import SQLiteStore
+    from twisted_keycard.store.sqlite._store import SQLiteStore
     from twisted_keycard.store import Revocation
 
     async def main(reactor):
@@ -136,7 +136,7 @@ CLAIMER = """
     from twisted.internet import task
     from twisted.internet.defer import ensureDeferred
     from twisted_keycard.error import QuotaExceeded
-    from twisted_keycard.sqlite import SQLiteStore
+    from twisted_keycard.store.sqlite._store import SQLiteStore
     from twisted_keycard.store import IssuedKeycard
 
     async def main(reactor):

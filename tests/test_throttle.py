@@ -9,8 +9,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
-from twisted_keycard.keycard import Keycard
-from twisted_keycard.policy import Throttle
+from twisted_keycard.bouncer._policy import Throttle
+from twisted_keycard.keycard._keycard import Keycard
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 

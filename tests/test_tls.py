@@ -20,8 +20,8 @@ from twisted_keycard import (
     KeycardRoot,
     KeycardServerFactory,
 )
-from twisted_keycard.devcert import makeDevCertificate
 from twisted_keycard.passwords import PasswordAnswerer, PasswordFile
+from twisted_keycard.service._devcert import makeDevCertificate
 
 from ._procs import reactor
 from ._realm import AvatarRealm

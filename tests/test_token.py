@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.token} and L{twisted_keycard.keyring}.
+Tests for L{twisted_keycard.tokens._format} and L{twisted_keycard.tokens._keyring}.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.keyring import Keyring, SigningKey, UnknownKey
-from twisted_keycard.token import (
+from twisted_keycard.tokens._format import (
     BadSignature,
     MalformedToken,
     TokenClaims,
@@ -18,6 +17,7 @@ from twisted_keycard.token import (
     sign,
     verify,
 )
+from twisted_keycard.tokens._keyring import Keyring, SigningKey, UnknownKey
 
 NOW = 1_800_000_000.0
 

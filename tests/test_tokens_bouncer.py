@@ -20,9 +20,9 @@ from twisted_keycard import (
     KeycardState,
     MemoryStore,
 )
+from twisted_keycard.bouncer._policy import Quota, TokenPolicy
 from twisted_keycard.error import QuotaExceeded
-from twisted_keycard.keycard import Keycard
-from twisted_keycard.policy import Quota, TokenPolicy
+from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.tokencard import TokenKeycard
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard

@@ -3,10 +3,10 @@ twisted-keycard: keycards and bouncers for authentication between Twisted
 processes.
 """
 
-from ._version import __version__
-from .bouncer import Bouncer
-from .client import KeycardClientFactory, KeycardLogin
-from .error import (
+from twisted_keycard._version import __version__
+from twisted_keycard.bouncer._bouncer import Bouncer
+from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.error import (
     InsecureTransport,
     InvalidKeycard,
     KeycardDenied,
@@ -17,17 +17,13 @@ from .error import (
     ServerAuthenticationFailed,
     TooManyRounds,
 )
-from .interfaces import (
-    IAnswerer,
-    IBouncer,
-    IChallenger,
-    IExchange,
-    IKeycardStore,
-    IRequester,
-)
-from .keycard import Keycard, KeycardState, registerKeycard
-from .requester import KeycardRoot, KeycardServerFactory
-from .store import IssuedKeycard, MemoryStore
+from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._keycard import Keycard, KeycardState, registerKeycard
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+from twisted_keycard.store._interfaces import IKeycardStore
+from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.store._records import IssuedKeycard
 
 __all__ = [
     "Bouncer",

@@ -26,10 +26,15 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
-from ._watched import entryLines
-from .error import KeycardRefused, ProtocolError
-from .interfaces import IAnswerer, IChallenger, IExchange
-from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
+from twisted_keycard._entriesfile import entryLines
+from twisted_keycard.error import KeycardRefused, ProtocolError
+from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._keycard import (
+    NAME_LENGTH,
+    Keycard,
+    registerKeycard,
+    wireField,
+)
 
 #: Schemes verified, and the one passwords are rehashed to on login.
 SCHEMES = [

@@ -26,12 +26,17 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from ._context import exchangeContext
-from ._selfcheck import requestVerified
-from ._watched import WatchedEntries, entryLines
-from .error import ProtocolError, ServerAuthenticationFailed
-from .interfaces import IAnswerer, IChallenger, IExchange
-from .keycard import NAME_LENGTH, Keycard, registerKeycard, wireField
+from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
+from twisted_keycard.keycard._exchangecontext import exchangeContext
+from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._keycard import (
+    NAME_LENGTH,
+    Keycard,
+    registerKeycard,
+    wireField,
+)
+from twisted_keycard.keycard._selfverifying import requestVerified
 
 LABEL = b"twisted-keycard ssh signature v1"
 NONCE_BYTES = 32

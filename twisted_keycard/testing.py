@@ -27,11 +27,12 @@ from twisted.spread import pb
 from twisted.spread.flavors import IPBRoot
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
-from .bouncer import Bouncer
-from .client import KeycardClientFactory, KeycardLogin
-from .interfaces import IAnswerer, IKeycardStore
-from .requester import KeycardRoot, KeycardServerFactory
-from .store import MemoryStore
+from twisted_keycard.bouncer._bouncer import Bouncer
+from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+from twisted_keycard.store import MemoryStore
+from twisted_keycard.store._interfaces import IKeycardStore
 
 __all__ = ["KeycardTestConnection", "KeycardTestServer", "connectToRoot"]
 

@@ -14,12 +14,24 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._keys import KeyringHolder
-from .error import ProtocolError
-from .interfaces import IAnswerer, IChallenger, IExchange, IRevocationStore
-from .keycard import TOKEN_LENGTH, Keycard, registerKeycard, wireField
-from .keyring import UnknownKey
-from .token import BadSignature, MalformedToken, TokenClaims, keycardIdOf, verify
+from twisted_keycard.error import ProtocolError
+from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._keycard import (
+    TOKEN_LENGTH,
+    Keycard,
+    registerKeycard,
+    wireField,
+)
+from twisted_keycard.store._interfaces import IRevocationStore
+from twisted_keycard.tokens._format import (
+    BadSignature,
+    MalformedToken,
+    TokenClaims,
+    keycardIdOf,
+    verify,
+)
+from twisted_keycard.tokens._holder import KeyringHolder
+from twisted_keycard.tokens._keyring import UnknownKey
 
 #: Seconds of clock difference between bouncers tolerated at expiry.
 DEFAULT_SKEW = 5.0

@@ -6,7 +6,7 @@ from twisted.application.service import ServiceMaker
 
 keycardBouncer = ServiceMaker(
     "keycard bouncer",
-    "twisted_keycard.tap",
+    "twisted_keycard.service",
     "Authenticate keycards over Perspective Broker (twisted-keycard).",
     "keycard-bouncer",
 )

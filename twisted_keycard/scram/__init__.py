@@ -7,13 +7,18 @@ signature, so the login is mutual.  The keycard carries the standard SCRAM
 messages, so any SCRAM implementation can take either side.
 """
 
-from ._client import SCRAMAnswerer
-from ._exchange import ExchangeState, ISCRAMExchange, SCRAMExchange
-from ._keycache import SCRAMKeyCache
-from ._keycard import SCRAMKeycard
-from ._messages import ClientFinal, ClientFirst, ServerFinal, ServerFirst
-from ._server import SCRAMVerifiers, readVerifiers
-from ._verifier import Verifier
+from twisted_keycard.scram._client import SCRAMAnswerer
+from twisted_keycard.scram._exchange import ExchangeState, ISCRAMExchange, SCRAMExchange
+from twisted_keycard.scram._keycache import SCRAMKeyCache
+from twisted_keycard.scram._keycard import SCRAMKeycard
+from twisted_keycard.scram._messages import (
+    ClientFinal,
+    ClientFirst,
+    ServerFinal,
+    ServerFirst,
+)
+from twisted_keycard.scram._server import SCRAMVerifiers, readVerifiers
+from twisted_keycard.scram._verifier import Verifier
 
 __all__ = [
     "ClientFinal",

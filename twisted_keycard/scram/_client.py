@@ -9,13 +9,13 @@ import secrets
 
 from zope.interface import implementer
 
-from ..error import ProtocolError, ServerAuthenticationFailed
-from ..interfaces import IAnswerer
-from ..keycard import Keycard
-from ._crypto import hmacSha256, sha256, xor
-from ._keycache import SCRAMKeyCache
-from ._keycard import SCRAMKeycard
-from ._messages import (
+from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
+from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.scram._crypto import hmacSha256, sha256, xor
+from twisted_keycard.scram._keycache import SCRAMKeyCache
+from twisted_keycard.scram._keycard import SCRAMKeycard
+from twisted_keycard.scram._messages import (
     MAX_NAME,
     ClientFirst,
     ServerFinal,
@@ -27,7 +27,7 @@ from ._messages import (
     escapeName,
     unescapeName,
 )
-from ._verifier import DEFAULT_ITERATIONS
+from twisted_keycard.scram._verifier import DEFAULT_ITERATIONS
 
 #: Random bytes in the client's nonce.
 CLIENT_NONCE_BYTES = 24

@@ -11,12 +11,12 @@ import hmac
 import attrs
 from zope.interface import implementer
 
-from ..error import ProtocolError
-from ..interfaces import IExchange
-from ..keycard import Keycard
-from ._crypto import hmacSha256, sha256, xor
-from ._keycard import SCRAMKeycard
-from ._messages import (
+from twisted_keycard.error import ProtocolError
+from twisted_keycard.keycard._interfaces import IExchange
+from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.scram._crypto import hmacSha256, sha256, xor
+from twisted_keycard.scram._keycard import SCRAMKeycard
+from twisted_keycard.scram._messages import (
     ClientFinal,
     ClientFirst,
     ServerFinal,
@@ -24,7 +24,7 @@ from ._messages import (
     authMessage,
     channelBinding,
 )
-from ._verifier import Verifier
+from twisted_keycard.scram._verifier import Verifier
 
 
 class ISCRAMExchange(IExchange):

@@ -5,7 +5,7 @@ The client's cache of keys derived from one password (RFC 5802, section
 
 from __future__ import annotations
 
-from ._crypto import clientKey, saltedPassword, serverKey
+from twisted_keycard.scram._crypto import clientKey, saltedPassword, serverKey
 
 #: Salts whose keys a L{SCRAMKeyCache} remembers, at most.
 CACHE_SIZE = 16

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import attrs
 
-from ..error import ProtocolError
-from ..keycard import Keycard, registerKeycard, wireField
-from ._messages import MAX_MESSAGE, ClientFirst
+from twisted_keycard.error import ProtocolError
+from twisted_keycard.keycard._keycard import Keycard, registerKeycard, wireField
+from twisted_keycard.scram._messages import MAX_MESSAGE, ClientFirst
 
 
 @registerKeycard

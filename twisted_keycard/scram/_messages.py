@@ -15,8 +15,8 @@ import re
 
 import attrs
 
-from ..error import ProtocolError
-from ._crypto import KEY_BYTES
+from twisted_keycard.error import ProtocolError
+from twisted_keycard.scram._crypto import KEY_BYTES
 
 #: Characters at most in a nonce (the client's, or the combined one).
 MAX_NONCE = 256

@@ -14,16 +14,16 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from .._selfcheck import requestVerified
-from .._watched import WatchedEntries, entryLines
-from ..error import ProtocolError
-from ..interfaces import IChallenger, IExchange
-from ..keycard import Keycard
-from ._crypto import KEY_BYTES, hmacSha256
-from ._exchange import ISCRAMExchange, SCRAMExchange
-from ._keycard import SCRAMKeycard
-from ._messages import ClientFirst, ServerFirst, b64, checkNonce
-from ._verifier import DEFAULT_ITERATIONS, SALT_BYTES, Verifier
+from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard.error import ProtocolError
+from twisted_keycard.keycard._interfaces import IChallenger, IExchange
+from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.keycard._selfverifying import requestVerified
+from twisted_keycard.scram._crypto import KEY_BYTES, hmacSha256
+from twisted_keycard.scram._exchange import ISCRAMExchange, SCRAMExchange
+from twisted_keycard.scram._keycard import SCRAMKeycard
+from twisted_keycard.scram._messages import ClientFirst, ServerFirst, b64, checkNonce
+from twisted_keycard.scram._verifier import DEFAULT_ITERATIONS, SALT_BYTES, Verifier
 
 #: Random bytes the server adds to the client's nonce.
 SERVER_NONCE_BYTES = 18

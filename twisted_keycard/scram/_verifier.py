@@ -9,9 +9,15 @@ import secrets
 
 import attrs
 
-from ..error import ProtocolError
-from ._crypto import KEY_BYTES, clientKey, saltedPassword, serverKey, sha256
-from ._messages import b64, unb64
+from twisted_keycard.error import ProtocolError
+from twisted_keycard.scram._crypto import (
+    KEY_BYTES,
+    clientKey,
+    saltedPassword,
+    serverKey,
+    sha256,
+)
+from twisted_keycard.scram._messages import b64, unb64
 
 MECHANISM = "SCRAM-SHA-256"
 DEFAULT_ITERATIONS = 4096

@@ -1,0 +1,217 @@
+"""
+HMAC pre-shared keys: each client has its own key, kept by the bouncer in a
+key file; the bouncer sends a nonce and the client answers with
+HMAC-SHA256(key, context), where the context binds the nonce to this
+exchange (keycard id, requester, client name).  A mismatch refuses the
+keycard and the requester drops the connection.
+
+Key files hold C{name:base64key} lines (keys of 16 to 64 bytes); C{#}
+comments and blank lines are skipped.  The strcred name is C{hmac:FILE}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from base64 import b64decode, b64encode
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
+from twisted_keycard.keycard._exchangecontext import exchangeContext
+from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._keycard import (
+    NAME_LENGTH,
+    Keycard,
+    registerKeycard,
+    wireField,
+)
+from twisted_keycard.keycard._selfverifying import requestVerified
+
+#: What every MAC starts with, so a MAC made here means nothing elsewhere.
+LABEL = b"twisted-keycard hmac v1"
+NONCE_BYTES = 24
+MIN_KEY, MAX_KEY = 16, 64
+
+
+@registerKeycard
+@attrs.define(slots=False, eq=False, kw_only=True)
+class HMACKeycard(Keycard):
+    """
+    A keycard proved with a pre-shared key.
+
+    @ivar name: the client's name, which selects its key.
+    @ivar nonce: the bouncer's challenge.
+    @ivar mac: the client's answer, base64.
+    """
+
+    keycardType = "twisted_keycard.hmac-sha256"
+    dropOnRefusal = True
+
+    name: str | None = wireField(str, NAME_LENGTH, setBy="client")
+    nonce: str | None = wireField(str, 64, setBy="bouncer")
+    mac: str | None = wireField(str, 64, setBy="client")
+
+    def account(self) -> str | None:
+        return self.name
+
+
+def context(name: str, nonce: str, keycardId: str, requesterName: str | None) -> bytes:
+    """
+    What the MAC covers (see L{exchangeContext}).
+    """
+    return exchangeContext(LABEL, name, nonce, keycardId, requesterName)
+
+
+def sign(key: bytes, message: bytes) -> str:
+    return b64encode(hmac.digest(key, message, "sha256")).decode("ascii")
+
+
+def readKeys(text: str) -> dict[str, bytes]:
+    """
+    Parse a key file.
+
+    @raise ValueError: naming the line number of a bad line, never its key.
+    """
+    keys: dict[str, bytes] = {}
+    for number, line in entryLines(text):
+        name, sep, encoded = line.partition(":")
+        try:
+            key = b64decode(encoded.strip(), validate=True)
+        except ValueError:
+            key = b""
+        if not sep or not name or not MIN_KEY <= len(key) <= MAX_KEY:
+            raise ValueError(
+                f"line {number}: expected name:base64 key of 16 to 64 bytes"
+            )
+        keys[name] = key
+    return keys
+
+
+class IHMACExchange(IExchange):
+    """
+    An HMAC exchange on the bouncer's side.
+    """
+
+
+@implementer(IHMACExchange)
+@attrs.define
+class HMACExchange:
+    """
+    The bouncer's side: the nonce it sent and the key it will check with (a
+    random one for an unknown name, so the failure looks the same).
+    """
+
+    name: str
+    key: bytes = attrs.field(repr=False)
+    known: bool
+    nonce: str
+    mac: str | None = None
+    message: bytes = b""
+
+    def challenge(self, keycard: Keycard) -> bool:
+        assert isinstance(keycard, HMACKeycard) and keycard.id is not None
+        keycard.nonce = self.nonce
+        self.message = context(self.name, self.nonce, keycard.id, keycard.requesterName)
+        return True
+
+    def answer(self, keycard: Keycard) -> None:
+        if self.mac is not None:
+            raise ProtocolError("this exchange was answered already")
+        if not isinstance(keycard, HMACKeycard) or keycard.mac is None:
+            raise ProtocolError("no MAC")
+        self.mac = keycard.mac
+
+    def conclude(self, keycard: Keycard) -> None:
+        """
+        No proof back: the client trusts the server through TLS.
+        """
+
+    def verify(self) -> bool:
+        if self.mac is None:
+            raise ProtocolError("nothing to check")
+        mac, self.mac = self.mac, ""
+        # As bytes: compare_digest refuses str with non-ASCII characters,
+        # and the MAC is whatever text the client sent.
+        expected = sign(self.key, self.message).encode("ascii")
+        good = hmac.compare_digest(expected, mac.encode("utf-8"))
+        return good and self.known
+
+
+@implementer(ICredentialsChecker, IChallenger)
+class HMACKeys:
+    """
+    Checks HMAC keycards against a key per client name.
+    """
+
+    credentialInterfaces = (IHMACExchange,)
+    keycardClasses = (HMACKeycard,)
+
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        *,
+        randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+    ) -> None:
+        self._keys: WatchedEntries[bytes] = WatchedEntries(keys)
+        self._random = randomBytes
+
+    @classmethod
+    def fromFile(cls, path: str | Path) -> HMACKeys:
+        """
+        Read a key file; it is read again when it changes.
+        """
+        keys = cls({})
+        keys._keys = WatchedEntries({}, path, readKeys)
+        return keys
+
+    def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        if not isinstance(keycard, HMACKeycard) or not keycard.name:
+            return fail(ProtocolError("no client name"))
+        key = self._keys.get(keycard.name)
+        nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
+        if key is None:
+            return succeed(HMACExchange(keycard.name, self._random(32), False, nonce))
+        return succeed(HMACExchange(keycard.name, key, True, nonce))
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        return requestVerified(credentials, HMACExchange, lambda e: e.name)
+
+
+@implementer(IAnswerer)
+class HMACAnswerer:
+    """
+    The client side: answers the bouncer's nonce with its key.
+    """
+
+    keycardClass = HMACKeycard
+
+    def __init__(self, name: str, key: bytes) -> None:
+        if not MIN_KEY <= len(key) <= MAX_KEY:
+            raise ValueError("a key has 16 to 64 bytes")
+        self.name = name
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"<HMACAnswerer {self.name!r}>"
+
+    def start(self) -> Keycard:
+        return HMACKeycard(name=self.name)
+
+    def answer(self, keycard: Keycard) -> Keycard:
+        if not isinstance(keycard, HMACKeycard) or not keycard.nonce or not keycard.id:
+            raise ProtocolError("no challenge to answer")
+        message = context(self.name, keycard.nonce, keycard.id, keycard.requesterName)
+        keycard.mac = sign(self._key, message)
+        return keycard
+
+    def finish(self, keycard: Keycard) -> None:
+        if not isinstance(keycard, HMACKeycard):
+            raise ServerAuthenticationFailed("the server answered with another kind")

@@ -1,0 +1,16 @@
+"""
+Perspective Broker with keycards: the requester's root object, the client's
+factory, and the broker both use.
+"""
+
+from twisted_keycard.pb._broker import KeycardBroker
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+
+__all__ = [
+    "KeycardBroker",
+    "KeycardClientFactory",
+    "KeycardLogin",
+    "KeycardRoot",
+    "KeycardServerFactory",
+]

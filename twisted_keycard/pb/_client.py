@@ -1,0 +1,196 @@
+"""
+The client side of a PB login with keycards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from twisted.spread import pb
+
+from twisted_keycard.error import (
+    InsecureTransport,
+    InvalidKeycard,
+    KeycardDenied,
+    KeycardError,
+    KeycardRefused,
+    MalformedMessage,
+    ProtocolError,
+    TooManyRounds,
+)
+from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.keycard._keycard import Keycard, KeycardState
+from twisted_keycard.pb._broker import KeycardBroker
+
+#: Challenge rounds a client answers at most in one exchange, by default.
+MAX_ROUNDS = 4
+
+#: Errors a server may send that are turned back into local exceptions.
+_REMOTE_ERRORS: tuple[type[Exception], ...] = (
+    KeycardRefused,
+    KeycardDenied,
+    InvalidKeycard,
+    MalformedMessage,
+    InsecureTransport,
+)
+
+
+def _localError(failure: Failure) -> Failure:
+    """
+    Turn a copied remote keycard error into the local exception class.
+    """
+    for cls in _REMOTE_ERRORS:
+        if failure.check(cls):
+            return Failure(cls(failure.getErrorMessage()))
+    return failure
+
+
+@attrs.frozen
+class KeycardLogin:
+    """
+    The result of a successful login.
+
+    @ivar perspective: the avatar's L{pb.RemoteReference}.
+    @ivar keycard: the AUTHENTICATED keycard: its C{id}, C{avatarId},
+        C{expires}.
+    """
+
+    perspective: pb.RemoteReference
+    keycard: Keycard
+
+
+class KeycardClientFactory(pb.PBClientFactory):
+    """
+    A L{pb.PBClientFactory} that logs in with keycards.
+    """
+
+    protocol = KeycardBroker
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def disconnect(self) -> None:
+        """
+        Close the connection, if there is one.
+        """
+        super().disconnect()
+
+    def brokerLost(self, broker: pb.Broker, reason: Failure) -> None:
+        """
+        A connection ended: fail whoever still waits for its root object
+        (a TLS handshake refused, a server that hung up), so that no login
+        waits forever.
+        """
+        if self._broker is None or self._broker is broker:
+            self._failAll(reason)
+
+    def login(
+        self,
+        answerers: Sequence[IAnswerer],
+        client: object = None,
+        *,
+        askServer: bool = True,
+        maxRounds: int = MAX_ROUNDS,
+    ) -> Deferred[pb.RemoteReference]:
+        """
+        Log in with the first keycard kind the server accepts.
+
+        @param answerers: the keycard kinds to try, in order.
+        @param client: the mind, passed to the server's realm.
+        @param askServer: first ask which kinds the server takes, and try
+            only those.
+        @param maxRounds: challenge rounds answered at most per kind.
+        @return: a L{Deferred} firing with the perspective, or failing with
+            the last kind's error (L{KeycardRefused} when refused).
+        """
+        d = self.loginWithKeycard(
+            answerers, client, askServer=askServer, maxRounds=maxRounds
+        )
+        return d.addCallback(lambda result: result.perspective)
+
+    def loginWithKeycard(
+        self,
+        answerers: Sequence[IAnswerer],
+        client: object = None,
+        *,
+        askServer: bool = True,
+        maxRounds: int = MAX_ROUNDS,
+    ) -> Deferred[KeycardLogin]:
+        """
+        Like L{login}, but fires with a L{KeycardLogin} that also holds the
+        authenticated keycard.
+        """
+        return Deferred.fromCoroutine(
+            self._login(list(answerers), client, askServer, maxRounds)
+        )
+
+    async def _login(
+        self,
+        answerers: list[IAnswerer],
+        mind: object,
+        askServer: bool,
+        maxRounds: int,
+    ) -> KeycardLogin:
+        root: pb.RemoteReference = await self.getRootObject()
+        if askServer:
+            offered = await root.callRemote("keycardClasses").addErrback(_localError)
+            answerers = [a for a in answerers if a.keycardClass.keycardType in offered]
+        if not answerers:
+            raise KeycardRefused("the server takes none of these keycard kinds")
+        last: Exception | None = None
+        for answerer in answerers:
+            try:
+                return await self._exchange(root, answerer, mind, maxRounds)
+            except (KeycardRefused, ProtocolError) as e:
+                last = e
+        assert last is not None
+        raise last
+
+    async def _exchange(
+        self,
+        root: pb.RemoteReference,
+        answerer: IAnswerer,
+        mind: object,
+        maxRounds: int,
+    ) -> KeycardLogin:
+        keycard: Keycard = answerer.start()
+        for _ in range(maxRounds + 1):
+            result: Any = await root.callRemote("login", keycard, mind).addErrback(
+                _localError
+            )
+            keycard, perspective = _unpack(result)
+            if keycard.state is KeycardState.AUTHENTICATED:
+                if perspective is None:
+                    raise ProtocolError("authenticated without a perspective")
+                try:
+                    answerer.finish(keycard)
+                except KeycardError:
+                    self.disconnect()
+                    raise
+                return KeycardLogin(perspective, keycard)
+            if keycard.state is not KeycardState.REQUESTING:
+                raise KeycardRefused()
+            keycard = answerer.answer(keycard)
+        self.disconnect()
+        raise TooManyRounds(f"the server asked for more than {maxRounds} rounds")
+
+
+def _unpack(result: object) -> tuple[Keycard, pb.RemoteReference | None]:
+    """
+    Check the shape of the server's answer to C{login}.
+    """
+    if not (isinstance(result, tuple | list) and len(result) == 2):
+        raise ProtocolError("malformed login answer")
+    keycard, perspective = result
+    if not isinstance(keycard, Keycard):
+        raise ProtocolError("login answer holds no keycard")
+    if perspective is not None and not isinstance(perspective, pb.RemoteReference):
+        raise ProtocolError("login answer holds no perspective")
+    return keycard, perspective
+
+
+__all__ = ["KeycardClientFactory", "KeycardLogin"]

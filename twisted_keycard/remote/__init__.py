@@ -1,0 +1,12 @@
+"""
+A bouncer in another process: the bouncer service's side (a realm whose
+avatars are requesters) and the requester's side (an L{IBouncer} over PB).
+"""
+
+from twisted_keycard.remote._remote import (
+    BouncerPerspective,
+    BouncerRealm,
+    RemoteBouncer,
+)
+
+__all__ = ["BouncerPerspective", "BouncerRealm", "RemoteBouncer"]

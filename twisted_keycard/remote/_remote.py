@@ -1,0 +1,271 @@
+"""
+A bouncer in another process.
+
+The bouncer service gives each avatar a L{BouncerPerspective}; an avatar
+named in the service's requesters may use it to authenticate its own
+clients' keycards.  In the requester's process, L{RemoteBouncer} provides
+L{IBouncer} over that perspective, so a L{KeycardRoot} uses it as it would
+an in-process bouncer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import attrs
+from twisted.application.internet import ClientService
+from twisted.cred.portal import IRealm
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.logger import Logger
+from twisted.spread import pb
+from zope.interface import implementer
+
+from twisted_keycard.bouncer._bouncer import Bouncer
+from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.error import KeycardDenied, KeycardRefused
+from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.keycard._keycard import Keycard, keycardClassFor
+from twisted_keycard.pb._client import KeycardClientFactory, _localError
+
+#: Keycard ids one keepAlive call may carry, at most.
+MAX_IDS = 65_536
+
+
+@implementer(IRequester)
+@attrs.define
+class _RemoteRequester:
+    """
+    Tells a requester in another process to drop the clients of expired
+    keycards.
+    """
+
+    mind: pb.RemoteReference
+    log = Logger()
+
+    def keycardIds(self) -> list[str]:
+        return []
+
+    def expireKeycardIds(self, keycardIds: Sequence[str]) -> Deferred[None]:
+        d: Deferred[object] = self.mind.callRemote("expireKeycardIds", list(keycardIds))
+        d.addErrback(lambda f: self.log.warn("requester unreachable: {f}", f=f.value))
+        return d.addCallback(lambda _: None)
+
+
+@implementer(IRealm)
+@attrs.define
+class BouncerRealm:
+    """
+    The realm of the bouncer service.
+
+    @ivar requesters: the avatar ids allowed to act as requesters; an
+        avatar's requester name is its avatar id.
+    @ivar requesterTimeout: seconds after a requester disconnects at which
+        its keycards expire, unless it reconnects first.
+    """
+
+    bouncer: Bouncer
+    requesters: Collection[str]
+    clock: IReactorTime
+    requesterTimeout: float = 60.0
+    _silence: dict[str, IDelayedCall] = attrs.field(factory=dict)
+    log = Logger()
+
+    def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> Any:
+        if pb.IPerspective not in interfaces:
+            raise NotImplementedError("only PB perspectives")
+        isRequester = avatarId in self.requesters
+        perspective = BouncerPerspective(self.bouncer, avatarId, isRequester)
+        if isRequester and isinstance(mind, pb.RemoteReference):
+            self._attach(avatarId, mind)
+            return pb.IPerspective, perspective, lambda: self._detach(avatarId)
+        return pb.IPerspective, perspective, lambda: None
+
+    def _attach(self, name: str, mind: pb.RemoteReference) -> None:
+        silence = self._silence.pop(name, None)
+        if silence is not None and silence.active():
+            silence.cancel()
+        self.bouncer.registerRequester(name, _RemoteRequester(mind))
+        self.log.info("requester {name} connected", name=name)
+
+    def _detach(self, name: str) -> None:
+        self.bouncer.unregisterRequester(name)
+        self.log.info("requester {name} disconnected", name=name)
+        self._silence[name] = self.clock.callLater(
+            self.requesterTimeout, self._silent, name
+        )
+
+    def _silent(self, name: str) -> None:
+        del self._silence[name]
+        self.log.info("requester {name} silent: expiring its keycards", name=name)
+        self.bouncer.expireRequester(name).addErrback(
+            lambda f: self.log.failure("expiring keycards of {name}", f, name=name)
+        )
+
+    def stop(self) -> None:
+        """
+        Cancel the silence timers.
+        """
+        for call in self._silence.values():
+            if call.active():
+                call.cancel()
+        self._silence.clear()
+
+
+class BouncerPerspective(pb.Avatar):
+    """
+    What a logged-in avatar may do on the bouncer service: say who it is,
+    and, for a requester, use the bouncer for its own clients.
+    """
+
+    def __init__(self, bouncer: Bouncer, avatarId: str, isRequester: bool) -> None:
+        self.bouncer = bouncer
+        self.avatarId = avatarId
+        self.isRequester = isRequester
+
+    def perspective_whoami(self) -> str:
+        return self.avatarId
+
+    def _requester(self) -> str:
+        if not self.isRequester:
+            raise KeycardDenied("this avatar is not a requester")
+        return self.avatarId
+
+    def perspective_keycardClasses(self) -> list[str]:
+        self._requester()
+        return [cls.keycardType for cls in self.bouncer.keycardClasses]
+
+    def perspective_authenticate(self, keycard: object) -> Deferred[Keycard]:
+        name = self._requester()
+        if not isinstance(keycard, Keycard):
+            raise KeycardRefused()
+        keycard.requesterName = name
+        return self.bouncer.authenticate(keycard)
+
+    def perspective_removeKeycardId(self, keycardId: object) -> Deferred[bool]:
+        name = self._requester()
+        held = self.bouncer.held.get(keycardId) if isinstance(keycardId, str) else None
+        if held is None or held.requesterName != name:
+            return succeed(False)
+        return self.bouncer.removeKeycardId(held.keycardId)
+
+    def perspective_keepAlive(self, keycardIds: object) -> Deferred[int]:
+        return self.bouncer.keepAlive(self._requester(), _ids(keycardIds))
+
+    def perspective_adopt(self, keycardIds: object) -> Deferred[int]:
+        """
+        The requester (re)connected and its clients hold these keycards.
+        """
+        return self.bouncer.adopt(self._requester(), _ids(keycardIds))
+
+
+def _ids(keycardIds: object) -> list[str]:
+    if not isinstance(keycardIds, list) or len(keycardIds) > MAX_IDS:
+        raise KeycardDenied(f"a list of at most {MAX_IDS} keycard ids is needed")
+    return [k for k in keycardIds if isinstance(k, str)]
+
+
+class _Mind(pb.Referenceable):
+    def __init__(self, remote: RemoteBouncer) -> None:
+        self._remote = remote
+
+    def remote_expireKeycardIds(self, keycardIds: object) -> None:
+        if isinstance(keycardIds, list):
+            self._remote._expired([k for k in keycardIds if isinstance(k, str)])
+
+
+@implementer(IBouncer)
+class RemoteBouncer:
+    """
+    An L{IBouncer} in another process, reached over PB.
+
+    It logs in to the bouncer service with its own keycard kinds, reconnects
+    with backoff when the connection drops, and after each reconnection
+    tells the bouncer which keycard ids its requester still holds.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        answerers: Sequence[IAnswerer],
+        *,
+        clock: IReactorTime,
+        name: str = "remote-bouncer",
+        retryPolicy: Callable[[int], float] | None = None,
+    ) -> None:
+        self.name = name
+        self.keycardClasses: tuple[type[Keycard], ...] = ()
+        self._answerers = list(answerers)
+        self._requesters: dict[str, IRequester] = {}
+        self._factory = KeycardClientFactory()
+        self._service = ClientService(
+            endpoint,
+            self._factory,
+            retryPolicy=retryPolicy,
+            clock=clock,
+            prepareConnection=self._prepare,
+        )
+        self._perspective: pb.RemoteReference | None = None
+
+    def startService(self) -> None:
+        self._service.startService()
+
+    def stopService(self) -> Deferred[None]:
+        d: Deferred[None] = self._service.stopService()
+        return d
+
+    def _prepare(self, broker: object) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._loginAndResync())
+
+    async def _loginAndResync(self) -> None:
+        perspective = await self._factory.login(self._answerers, _Mind(self))
+        tags = await perspective.callRemote("keycardClasses")
+        self.keycardClasses = tuple(
+            cls for tag in tags if (cls := keycardClassFor(tag)) is not None
+        )
+        held = [k for r in self._requesters.values() for k in r.keycardIds()]
+        if held:
+            await perspective.callRemote("adopt", held[:MAX_IDS])
+        self._perspective = perspective
+        self.log.info("connected to the bouncer; resent {count} ids", count=len(held))
+
+    async def _call(self, method: str, *args: object) -> Any:
+        perspective = self._perspective
+        if perspective is None or perspective.broker.disconnected:
+            self._perspective = None
+            raise KeycardDenied("the bouncer is unreachable; try again later")
+        return await perspective.callRemote(method, *args).addErrback(_localError)
+
+    def authenticate(self, keycard: Keycard) -> Deferred[Keycard]:
+        return Deferred.fromCoroutine(self._call("authenticate", keycard))
+
+    def registerRequester(self, name: str, requester: IRequester) -> None:
+        self._requesters[name] = requester
+
+    def unregisterRequester(self, name: str) -> None:
+        self._requesters.pop(name, None)
+
+    def removeKeycardId(self, keycardId: str) -> Deferred[bool]:
+        return Deferred.fromCoroutine(self._call("removeKeycardId", keycardId))
+
+    def expireKeycardIds(self, keycardIds: Sequence[str]) -> Deferred[int]:
+        """
+        Expire keycards on this side only: a requester cannot make the
+        bouncer expire keycards.
+        """
+        self._expired(list(keycardIds))
+        return succeed(len(keycardIds))
+
+    def keepAlive(self, requesterName: str, keycardIds: Sequence[str]) -> Deferred[int]:
+        return Deferred.fromCoroutine(self._call("keepAlive", list(keycardIds)))
+
+    def _expired(self, keycardIds: list[str]) -> None:
+        for requester in list(self._requesters.values()):
+            requester.expireKeycardIds(keycardIds)

@@ -1,0 +1,102 @@
+"""
+The data directory shared by the bouncer service and the C{keycard}
+command: configuration, the SQLite store (keycards, revocations, keyring),
+the users' SCRAM verifiers, and TLS material.
+
+Layout::
+
+    DIR/keycard.json       marker and format version
+    DIR/keycard.db         the SQLite store (back it up)
+    DIR/users.scram        name:SCRAM-SHA-256$... lines (mode 0600)
+    DIR/tls/server.pem     certificate and key for ssl:/tls: listeners
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import attrs
+
+from twisted_keycard.error import KeycardError
+
+ENVIRONMENT = "KEYCARD_DATA_DIR"
+DEFAULT = "keycard-data"
+FORMAT = 1
+
+
+class NoDataDir(KeycardError):
+    """
+    Raised when a directory is not an initialised data directory.
+    """
+
+
+@attrs.frozen
+class DataDir:
+    """
+    An initialised data directory.
+    """
+
+    path: Path
+
+    @property
+    def marker(self) -> Path:
+        return self.path / "keycard.json"
+
+    @property
+    def database(self) -> Path:
+        return self.path / "keycard.db"
+
+    @property
+    def users(self) -> Path:
+        return self.path / "users.scram"
+
+    @property
+    def tls(self) -> Path:
+        return self.path / "tls"
+
+    @property
+    def certificate(self) -> Path:
+        return self.tls / "server.pem"
+
+    @classmethod
+    def default(cls, given: str | None = None) -> Path:
+        """
+        The data directory to use: C{given}, else C{$KEYCARD_DATA_DIR}, else
+        C{./keycard-data}.
+        """
+        return Path(given or os.environ.get(ENVIRONMENT) or DEFAULT)
+
+    @classmethod
+    def open(cls, path: str | Path) -> DataDir:
+        """
+        @raise NoDataDir: if C{path} was not made by C{keycard init}.
+        """
+        directory = cls(Path(path))
+        try:
+            info = json.loads(directory.marker.read_text())
+        except (OSError, ValueError):
+            raise NoDataDir(
+                f"{path} is not a keycard data directory;"
+                f" make one with: keycard init {path}"
+            ) from None
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise NoDataDir(f"{path} has a data format this version cannot read")
+        return directory
+
+    @classmethod
+    def create(cls, path: str | Path) -> DataDir:
+        """
+        Make a new data directory (mode 0700) with an empty users file.
+
+        @raise NoDataDir: if C{path} already holds one.
+        """
+        directory = cls(Path(path))
+        if directory.marker.exists():
+            raise NoDataDir(f"{path} is already a keycard data directory")
+        directory.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.path.chmod(0o700)
+        directory.users.touch(mode=0o600, exist_ok=True)
+        directory.marker.write_text(json.dumps({"format": FORMAT}) + "\n")
+        return directory

@@ -1,0 +1,210 @@
+"""
+The stores: issued keycards, revocations, failed logins and the keyring.
+
+Methods here have no C{self}; each docstring says what the returned
+L{Deferred} fires with and how it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+if TYPE_CHECKING:
+    from twisted_keycard.store._records import IssuedKeycard, Revocation
+    from twisted_keycard.tokens._keyring import Keyring
+
+
+class IKeycardStore(Interface):
+    """
+    The store of valid (issued) keycards.  Every method returns a
+    L{Deferred}; a backend that can fail (a database) fails it.
+    """
+
+    def add(record: IssuedKeycard) -> Deferred[None]:
+        """
+        Record an L{twisted_keycard.store.IssuedKeycard}.
+
+        @return: a L{Deferred} firing with C{None} once it is recorded.
+        @raise KeyError: (as a failure) if a keycard with that id is already
+            recorded.
+        """
+
+    def get(keycardId: str) -> Deferred[IssuedKeycard | None]:
+        """
+        @return: a L{Deferred} firing with the record for C{keycardId}, or
+            C{None}.
+        """
+
+    def remove(keycardId: str) -> Deferred[IssuedKeycard | None]:
+        """
+        @return: a L{Deferred} firing with the removed record, or C{None} if
+            there was none.
+        """
+
+    def release(keycardId: str) -> Deferred[IssuedKeycard | None]:
+        """
+        The client holding a keycard left, but the keycard's token stays
+        valid: keep the record (for listing and revocation) with C{held}
+        false and no seat, so it counts against no quota or pool.
+
+        @return: a L{Deferred} firing with the updated record, or C{None}.
+        """
+
+    def renew(keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
+        """
+        Set the expiry of a recorded keycard.
+
+        @return: a L{Deferred} firing with the updated record, or C{None} if
+            there was none.
+        """
+
+    def addWithin(
+        record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+    ) -> Deferred[None]:
+        """
+        Record a keycard if, atomically, its avatar holds fewer than
+        C{maxPerAvatar} keycards and, when C{record.seatPool} is set, that
+        pool has fewer than C{poolSize} seats taken.  Only held keycards
+        that have not expired at C{record.issued} count.  C{None} means no
+        limit.
+
+        Several processes sharing the store never exceed either limit.
+
+        @return: a L{Deferred} firing with C{None} once it is recorded, or
+            failing with L{twisted_keycard.error.QuotaExceeded}.
+        """
+
+    def byParent(parentId: str) -> Deferred[list[IssuedKeycard]]:
+        """
+        @return: a L{Deferred} firing with a list of the records whose
+            C{parentId} is C{parentId}.
+        """
+
+    def flushExpired(when: float) -> Deferred[int]:
+        """
+        Remove the records whose expiry is at or before C{when}.
+
+        @return: a L{Deferred} firing with the number removed.
+        """
+
+    def byAvatar(avatarId: str) -> Deferred[list[IssuedKeycard]]:
+        """
+        @return: a L{Deferred} firing with a list of the records issued to
+            C{avatarId}.
+        """
+
+    def byRequester(requesterName: str) -> Deferred[list[IssuedKeycard]]:
+        """
+        @return: a L{Deferred} firing with a list of the records issued
+            through requester C{requesterName}.
+        """
+
+    def expiredBefore(when: float) -> Deferred[list[IssuedKeycard]]:
+        """
+        @return: a L{Deferred} firing with a list of the records whose
+            expiry is at or before C{when}.
+        """
+
+    def count() -> Deferred[int]:
+        """
+        @return: a L{Deferred} firing with the number of records.
+        """
+
+
+class IRevocationStore(Interface):
+    """
+    The store of revoked keycard ids.  A revocation stays until the keycard
+    would have expired anyway; several bouncers sharing the store see every
+    revocation.
+    """
+
+    def revoke(revocations: Sequence[Revocation]) -> Deferred[int]:
+        """
+        Record revocations.  They are durable (on disk, for a persistent
+        backend) before the L{Deferred} fires.  Revoking an id twice keeps
+        the later expiry.
+
+        @return: a L{Deferred} firing with the number of ids newly revoked.
+        """
+
+    def isRevoked(keycardId: str) -> Deferred[bool]:
+        """
+        @return: a L{Deferred} firing with whether C{keycardId} is revoked.
+        """
+
+    def revocationsOf(keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
+        """
+        The revocations of those of C{keycardIds} that are revoked, in one
+        look-up.  Besides keycard ids, a revocation may be keyed
+        C{avatar:<avatar id>} or C{requester:<name>}: every token issued to
+        that avatar or through that requester before its C{revokedAt} is
+        refused.
+
+        @return: a L{Deferred} firing with a list of L{Revocation} records.
+        """
+
+    def revokedSince(cursor: int, limit: int) -> Deferred[tuple[list[Revocation], int]]:
+        """
+        The revocations recorded after C{cursor}, oldest first, at most
+        C{limit} of them, for other processes to follow.  Start with cursor
+        C{0}; pass back the cursor returned.
+
+        @return: a L{Deferred} firing with C{(revocations, newCursor)}.
+        """
+
+    def flushRevocations(when: float) -> Deferred[int]:
+        """
+        Remove the revocations whose expiry is at or before C{when}.
+
+        @return: a L{Deferred} firing with the number removed.
+        """
+
+
+class IThrottleStore(Interface):
+    """
+    Counts of failed logins, per account and per address, shared by the
+    bouncers on a store.
+    """
+
+    def recordFailure(keys: Sequence[str], when: float) -> Deferred[None]:
+        """
+        Record one failure at C{when} for each key (C{account:NAME},
+        C{address:HOST}).
+        """
+
+    def failuresSince(keys: Sequence[str], since: float) -> Deferred[dict[str, int]]:
+        """
+        @return: a L{Deferred} firing with the number of failures recorded
+            after C{since}, for each key.
+        """
+
+    def flushFailures(before: float) -> Deferred[int]:
+        """
+        Forget the failures recorded at or before C{before}.
+
+        @return: a L{Deferred} firing with the number forgotten.
+        """
+
+
+class IKeyringStore(Interface):
+    """
+    Where the keyring that signs tokens is kept, so that bouncers sharing a
+    store share it.
+    """
+
+    def loadKeyring() -> Deferred[Keyring | None]:
+        """
+        @return: a L{Deferred} firing with the stored L{Keyring}, or C{None}
+            if none was stored yet.
+        """
+
+    def saveKeyring(keyring: Keyring) -> Deferred[None]:
+        """
+        Replace the stored keyring, durably, as one change.
+
+        @return: a L{Deferred} firing with C{None} once it is stored.
+        """

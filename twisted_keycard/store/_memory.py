@@ -1,0 +1,238 @@
+"""
+A store of issued keycards that lives in memory: for one process, and for
+tests.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from twisted_keycard.error import QuotaExceeded
+from twisted_keycard.store._interfaces import (
+    IKeycardStore,
+    IKeyringStore,
+    IRevocationStore,
+    IThrottleStore,
+)
+from twisted_keycard.store._records import IssuedKeycard, Revocation
+from twisted_keycard.tokens._keyring import Keyring
+
+#: Failures kept per key, at most: no limit is set higher.
+FAILURES_KEPT = 10_000
+
+
+def _index(index: dict[str, set[str]], key: str | None, keycardId: str) -> None:
+    if key is not None:
+        index.setdefault(key, set()).add(keycardId)
+
+
+def _unindex(index: dict[str, set[str]], key: str | None, keycardId: str) -> None:
+    if key is None:
+        return
+    ids = index.get(key)
+    if ids is not None:
+        ids.discard(keycardId)
+        if not ids:
+            del index[key]
+
+
+@implementer(IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore)
+@attrs.define
+class MemoryStore:
+    """
+    A store of issued keycards, revocations and the keyring, in
+    dictionaries indexed by avatar, requester, parent and seat pool.
+
+    Nothing survives the process: use it in tests and where a restart may
+    forget every issued keycard and revocation.
+    """
+
+    _records: dict[str, IssuedKeycard] = attrs.field(factory=dict)
+    _byAvatar: dict[str, set[str]] = attrs.field(factory=dict)
+    _byRequester: dict[str, set[str]] = attrs.field(factory=dict)
+    _byParent: dict[str, set[str]] = attrs.field(factory=dict)
+    _byPool: dict[str, set[str]] = attrs.field(factory=dict)
+    _revoked: dict[str, Revocation] = attrs.field(factory=dict)
+    _revocationLog: list[tuple[int, Revocation]] = attrs.field(factory=list)
+    _cursor: int = 0
+    _keyring: Keyring | None = None
+    _failures: dict[str, deque[float]] = attrs.field(factory=dict)
+
+    def _indexes(
+        self, record: IssuedKeycard
+    ) -> list[tuple[dict[str, set[str]], str | None]]:
+        return [
+            (self._byAvatar, record.avatarId),
+            (self._byRequester, record.requesterName),
+            (self._byParent, record.parentId),
+            (self._byPool, record.seatPool),
+        ]
+
+    def add(self, record: IssuedKeycard) -> Deferred[None]:
+        if record.keycardId in self._records:
+            return fail(KeyError(record.keycardId))
+        self._records[record.keycardId] = record
+        for index, key in self._indexes(record):
+            _index(index, key, record.keycardId)
+        return succeed(None)
+
+    def _live(self, index: dict[str, set[str]], key: str, when: float) -> int:
+        records = (self._records[i] for i in index.get(key, ()))
+        return sum(1 for r in records if r.held and r.expires > when)
+
+    def addWithin(
+        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+    ) -> Deferred[None]:
+        when = record.issued
+        if (
+            maxPerAvatar is not None
+            and self._live(self._byAvatar, record.avatarId, when) >= maxPerAvatar
+        ):
+            return fail(QuotaExceeded("too many keycards for this avatar"))
+        if (
+            poolSize is not None
+            and record.seatPool is not None
+            and self._live(self._byPool, record.seatPool, when) >= poolSize
+        ):
+            return fail(QuotaExceeded(f"no seat left in pool {record.seatPool!r}"))
+        return self.add(record)
+
+    def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        return succeed(self._records.get(keycardId))
+
+    def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        record = self._records.pop(keycardId, None)
+        if record is not None:
+            for index, key in self._indexes(record):
+                _unindex(index, key, keycardId)
+        return succeed(record)
+
+    def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        record = self._records.get(keycardId)
+        if record is None:
+            return succeed(None)
+        _unindex(self._byPool, record.seatPool, keycardId)
+        record = attrs.evolve(record, held=False, seatPool=None)
+        self._records[keycardId] = record
+        return succeed(record)
+
+    def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
+        record = self._records.get(keycardId)
+        if record is None:
+            return succeed(None)
+        record = attrs.evolve(record, expires=expires)
+        self._records[keycardId] = record
+        return succeed(record)
+
+    def _select(self, ids: Iterable[str]) -> Deferred[list[IssuedKeycard]]:
+        return succeed([self._records[i] for i in sorted(ids)])
+
+    def byAvatar(self, avatarId: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select(self._byAvatar.get(avatarId, ()))
+
+    def byRequester(self, requesterName: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select(self._byRequester.get(requesterName, ()))
+
+    def byParent(self, parentId: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select(self._byParent.get(parentId, ()))
+
+    def expiredBefore(self, when: float) -> Deferred[list[IssuedKeycard]]:
+        return self._select(k for k, r in self._records.items() if r.expires <= when)
+
+    def flushExpired(self, when: float) -> Deferred[int]:
+        expired = [k for k, r in self._records.items() if r.expires <= when]
+        for keycardId in expired:
+            self.remove(keycardId)
+        return succeed(len(expired))
+
+    def count(self) -> Deferred[int]:
+        return succeed(len(self._records))
+
+    # Revocations
+
+    def revoke(self, revocations: Sequence[Revocation]) -> Deferred[int]:
+        added = 0
+        for revocation in revocations:
+            known = self._revoked.get(revocation.keycardId)
+            if known is None:
+                added += 1
+            elif known.expires >= revocation.expires:
+                continue
+            self._revoked[revocation.keycardId] = revocation
+            self._cursor += 1
+            self._revocationLog.append((self._cursor, revocation))
+        return succeed(added)
+
+    def isRevoked(self, keycardId: str) -> Deferred[bool]:
+        return succeed(keycardId in self._revoked)
+
+    def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
+        found = (self._revoked.get(k) for k in keycardIds)
+        return succeed([r for r in found if r is not None])
+
+    def isRevokedNow(self, keycardId: str) -> bool:
+        """
+        L{isRevoked} without a L{Deferred}, for the token fast path.
+        """
+        return keycardId in self._revoked
+
+    def revokedSince(
+        self, cursor: int, limit: int
+    ) -> Deferred[tuple[list[Revocation], int]]:
+        log = self._revocationLog
+        start = bisect.bisect_right(log, cursor, key=lambda entry: entry[0])
+        batch = log[start : start + limit]
+        newCursor = batch[-1][0] if batch else max(cursor, 0)
+        return succeed(([r for _, r in batch], newCursor))
+
+    def flushRevocations(self, when: float) -> Deferred[int]:
+        gone = [k for k, r in self._revoked.items() if r.expires <= when]
+        for keycardId in gone:
+            del self._revoked[keycardId]
+        self._revocationLog = [
+            (n, r) for n, r in self._revocationLog if r.keycardId in self._revoked
+        ]
+        return succeed(len(gone))
+
+    # Failed logins
+
+    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
+        for key in keys:
+            times = self._failures.setdefault(key, deque(maxlen=FAILURES_KEPT))
+            times.append(when)
+        return succeed(None)
+
+    def failuresSince(
+        self, keys: Sequence[str], since: float
+    ) -> Deferred[dict[str, int]]:
+        counts = {}
+        for key in keys:
+            times = self._failures.get(key, ())
+            counts[key] = sum(1 for t in times if t > since)
+        return succeed(counts)
+
+    def flushFailures(self, before: float) -> Deferred[int]:
+        forgotten = 0
+        for key in list(self._failures):
+            times = self._failures[key]
+            while times and times[0] <= before:
+                times.popleft()
+                forgotten += 1
+            if not times:
+                del self._failures[key]
+        return succeed(forgotten)
+
+    # Keyring
+
+    def loadKeyring(self) -> Deferred[Keyring | None]:
+        return succeed(self._keyring)
+
+    def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
+        self._keyring = keyring
+        return succeed(None)

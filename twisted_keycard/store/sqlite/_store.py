@@ -1,0 +1,380 @@
+"""
+The SQLite store: issued keycards, revocations and the keyring in one file,
+the embedded default.  Several bouncer processes may share the file.
+
+All database work runs in one dedicated thread, so the reactor never waits
+on the disk; revocation checks that arrive together are answered by one
+query.  A write is committed (and, with C{synchronous=FULL}, on disk)
+before its L{Deferred} fires.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from twisted_keycard.error import QuotaExceeded
+from twisted_keycard.store._interfaces import (
+    IKeycardStore,
+    IKeyringStore,
+    IRevocationStore,
+    IThrottleStore,
+)
+from twisted_keycard.store._records import IssuedKeycard, Revocation
+from twisted_keycard.store.sqlite._schema import COLUMNS, connect, fromRow, toRow
+from twisted_keycard.tokens._keyring import Keyring, SigningKey
+
+_T = TypeVar("_T")
+
+#: Revocation checks answered by one query, at most.
+BATCH = 500
+
+
+@implementer(IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore)
+class SQLiteStore:
+    """
+    A store in an SQLite file.
+    """
+
+    def __init__(
+        self, path: str, reactor: Any = None, *, threaded: bool = True
+    ) -> None:
+        """
+        @param path: the database file; made if missing.
+        @param reactor: the reactor the results are delivered in.
+        @param threaded: run database work in its own thread (the default);
+            C{False} runs it in the caller's thread, for tests only.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self.path = path
+        self._reactor = reactor
+        self._threaded = threaded
+        self._pool = ThreadPool(1, 1, name=f"keycard-sqlite:{path}")
+        self._connection: sqlite3.Connection | None = None
+        self._waiting: dict[str, list[Deferred[bool]]] = {}
+        self._checking = False
+
+    @classmethod
+    def open(cls, path: str, reactor: Any = None) -> Deferred[SQLiteStore]:
+        """
+        Open (and if need be create) the store, and check its schema.
+        """
+        store = cls(path, reactor)
+        return store._run(lambda c: None).addCallback(lambda _: store)
+
+    def _run(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
+        def inThread() -> _T:
+            if self._connection is None:
+                self._connection = connect(self.path)
+            return job(self._connection)
+
+        if not self._threaded:
+            return maybeDeferred(inThread)
+        if not self._pool.started:
+            self._pool.start()
+        return deferToThreadPool(self._reactor, self._pool, inThread)
+
+    def _write(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
+        """
+        Run C{job} in one immediate transaction, committed before the
+        result is delivered.
+        """
+
+        def transaction(connection: sqlite3.Connection) -> _T:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = job(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+        return self._run(transaction)
+
+    def close(self) -> Deferred[None]:
+        """
+        Close the database and stop the thread.
+        """
+        if self._connection is None and not self._pool.started:
+            return succeed(None)
+
+        def closeConnection(connection: sqlite3.Connection) -> None:
+            connection.close()
+            self._connection = None
+
+        def stopThread(result: object) -> object:
+            self._pool.stop()
+            return result
+
+        d = self._run(closeConnection)
+        if self._pool.started:
+            d.addBoth(stopThread)
+        return d
+
+    # Issued keycards
+
+    def add(self, record: IssuedKeycard) -> Deferred[None]:
+        return self.addWithin(record, None, None)
+
+    def addWithin(
+        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+    ) -> Deferred[None]:
+        def job(c: sqlite3.Connection) -> None:
+            if c.execute(
+                "SELECT 1 FROM keycards WHERE keycard_id = ?", (record.keycardId,)
+            ).fetchone():
+                raise KeyError(record.keycardId)
+            if maxPerAvatar is not None:
+                (held,) = c.execute(
+                    "SELECT COUNT(*) FROM keycards"
+                    " WHERE avatar_id = ? AND held = 1 AND expires > ?",
+                    (record.avatarId, record.issued),
+                ).fetchone()
+                if held >= maxPerAvatar:
+                    raise QuotaExceeded("too many keycards for this avatar")
+            if poolSize is not None and record.seatPool is not None:
+                (taken,) = c.execute(
+                    "SELECT COUNT(*) FROM keycards"
+                    " WHERE seat_pool = ? AND held = 1 AND expires > ?",
+                    (record.seatPool, record.issued),
+                ).fetchone()
+                if taken >= poolSize:
+                    raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
+            c.execute(
+                f"INSERT INTO keycards ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                toRow(record),
+            )
+
+        return self._write(job)
+
+    def _select(
+        self, where: str, args: tuple[object, ...]
+    ) -> Deferred[list[IssuedKeycard]]:
+        sql = f"SELECT {COLUMNS} FROM keycards WHERE {where} ORDER BY keycard_id"
+        return self._run(lambda c: [fromRow(r) for r in c.execute(sql, args)])
+
+    def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        d = self._select("keycard_id = ?", (keycardId,))
+        return d.addCallback(lambda rows: rows[0] if rows else None)
+
+    def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        def job(c: sqlite3.Connection) -> IssuedKeycard | None:
+            row = c.execute(
+                f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute("DELETE FROM keycards WHERE keycard_id = ?", (keycardId,))
+            return fromRow(row)
+
+        return self._write(job)
+
+    def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        def job(c: sqlite3.Connection) -> IssuedKeycard | None:
+            c.execute(
+                "UPDATE keycards SET held = 0, seat_pool = NULL WHERE keycard_id = ?",
+                (keycardId,),
+            )
+            row = c.execute(
+                f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
+            ).fetchone()
+            return None if row is None else fromRow(row)
+
+        return self._write(job)
+
+    def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
+        def job(c: sqlite3.Connection) -> IssuedKeycard | None:
+            c.execute(
+                "UPDATE keycards SET expires = ? WHERE keycard_id = ?",
+                (expires, keycardId),
+            )
+            row = c.execute(
+                f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
+            ).fetchone()
+            return None if row is None else fromRow(row)
+
+        return self._write(job)
+
+    def byAvatar(self, avatarId: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select("avatar_id = ?", (avatarId,))
+
+    def byRequester(self, requesterName: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select("requester_name = ?", (requesterName,))
+
+    def byParent(self, parentId: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select("parent_id = ?", (parentId,))
+
+    def expiredBefore(self, when: float) -> Deferred[list[IssuedKeycard]]:
+        return self._select("expires <= ?", (when,))
+
+    def flushExpired(self, when: float) -> Deferred[int]:
+        return self._write(
+            lambda c: (
+                c.execute("DELETE FROM keycards WHERE expires <= ?", (when,)).rowcount
+            )
+        )
+
+    def count(self) -> Deferred[int]:
+        return self._run(
+            lambda c: c.execute("SELECT COUNT(*) FROM keycards").fetchone()[0]
+        )
+
+    # Revocations
+
+    def revoke(self, revocations: Sequence[Revocation]) -> Deferred[int]:
+        def job(c: sqlite3.Connection) -> int:
+            added = 0
+            for r in revocations:
+                known = c.execute(
+                    "SELECT expires FROM revocations WHERE keycard_id = ?",
+                    (r.keycardId,),
+                ).fetchone()
+                if known is None:
+                    added += 1
+                elif known[0] >= r.expires:
+                    continue
+                else:
+                    # Delete and insert, so followers see it again at a new seq.
+                    c.execute(
+                        "DELETE FROM revocations WHERE keycard_id = ?", (r.keycardId,)
+                    )
+                c.execute(
+                    "INSERT INTO revocations (keycard_id, expires, revoked_at, reason)"
+                    " VALUES (?, ?, ?, ?)",
+                    (r.keycardId, r.expires, r.revokedAt, r.reason),
+                )
+            return added
+
+        return self._write(job)
+
+    def isRevoked(self, keycardId: str) -> Deferred[bool]:
+        """
+        Checks that arrive while a query runs wait for the next one, which
+        answers them all.
+        """
+        d: Deferred[bool] = Deferred()
+        self._waiting.setdefault(keycardId, []).append(d)
+        if not self._checking:
+            self._checkWaiting()
+        return d
+
+    def _checkWaiting(self) -> None:
+        ids = list(self._waiting)[:BATCH]
+        waiters = {k: self._waiting.pop(k) for k in ids}
+        self._checking = True
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT keycard_id FROM revocations WHERE keycard_id IN ({marks})"
+
+        def answer(found: set[str] | Any) -> None:
+            self._checking = False
+            for keycardId, ds in waiters.items():
+                for d in ds:
+                    if isinstance(found, set):
+                        d.callback(keycardId in found)
+                    else:
+                        d.errback(found)
+            if self._waiting:
+                self._checkWaiting()
+
+        d = self._run(lambda c: {row[0] for row in c.execute(sql, ids)})
+        d.addBoth(answer)
+
+    def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
+        ids = list(keycardIds)
+        marks = ",".join("?" * len(ids))
+        sql = (
+            "SELECT keycard_id, expires, revoked_at, reason FROM revocations"
+            f" WHERE keycard_id IN ({marks})"
+        )
+        return self._run(lambda c: [Revocation(*row) for row in c.execute(sql, ids)])
+
+    def revokedSince(
+        self, cursor: int, limit: int
+    ) -> Deferred[tuple[list[Revocation], int]]:
+        def job(c: sqlite3.Connection) -> tuple[list[Revocation], int]:
+            rows = c.execute(
+                "SELECT seq, keycard_id, expires, revoked_at, reason FROM revocations"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (cursor, limit),
+            ).fetchall()
+            if not rows:
+                return [], cursor
+            return [Revocation(*row[1:]) for row in rows], rows[-1][0]
+
+        return self._run(job)
+
+    def flushRevocations(self, when: float) -> Deferred[int]:
+        return self._write(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM revocations WHERE expires <= ?", (when,)
+                ).rowcount
+            )
+        )
+
+    # Failed logins
+
+    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
+        def job(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "INSERT INTO failures (key, at) VALUES (?, ?)",
+                [(k, when) for k in keys],
+            )
+
+        return self._write(job)
+
+    def failuresSince(
+        self, keys: Sequence[str], since: float
+    ) -> Deferred[dict[str, int]]:
+        def job(c: sqlite3.Connection) -> dict[str, int]:
+            return {
+                k: c.execute(
+                    "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (k, since)
+                ).fetchone()[0]
+                for k in keys
+            }
+
+        return self._run(job)
+
+    def flushFailures(self, before: float) -> Deferred[int]:
+        return self._write(
+            lambda c: (
+                c.execute("DELETE FROM failures WHERE at <= ?", (before,)).rowcount
+            )
+        )
+
+    # Keyring
+
+    def loadKeyring(self) -> Deferred[Keyring | None]:
+        def job(c: sqlite3.Connection) -> Keyring | None:
+            rows = c.execute(
+                "SELECT kid, secret, created, not_after FROM keyring"
+            ).fetchall()
+            if not rows:
+                return None
+            return Keyring.fromKeys(
+                SigningKey(k, bytes(s), cr, na) for k, s, cr, na in rows
+            )
+
+        return self._run(job)
+
+    def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
+        def job(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM keyring")
+            c.executemany(
+                "INSERT INTO keyring (kid, secret, created, not_after)"
+                " VALUES (?, ?, ?, ?)",
+                [(k.kid, k.secret, k.created, k.notAfter) for k in keyring.keys],
+            )
+
+        return self._write(job)

@@ -1,0 +1,228 @@
+"""
+Signed tokens: compact, versioned, HMAC-SHA256 with a key id.
+
+A token is ASCII::
+
+    kc1.<keycard id>.<body>
+
+where C{body} is unpadded base64url of a binary record followed by its
+32-byte MAC.  The keycard id is in clear, first, so that a revocation check
+can come before any other work.  The binary record is::
+
+    u8  flags        bit 0: requester present, bit 1: address, bit 2: parent,
+                     bit 3: claims
+    u64 issued       milliseconds since the epoch
+    u64 expires      milliseconds since the epoch
+    text             UTF-8, fields separated by NUL: key id, avatar id,
+                     bouncer name, then the present ones of requester name,
+                     bound address, parent keycard id, claims
+
+where claims are C{key=value} pairs joined by newlines.  No field may hold a
+NUL.  The MAC is HMAC-SHA256 with the key
+named by C{kid}, over C{kc1.<keycard id>.} and the binary record.
+
+See C{docs/protocol.rst}.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hmac
+import re
+import struct
+from base64 import urlsafe_b64encode
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
+
+from twisted_keycard.error import KeycardError
+from twisted_keycard.tokens._keyring import Keyring, SigningKey
+
+VERSION = "kc1"
+_PREFIX = VERSION + "."
+MAX_TOKEN = 4096
+MAC_BYTES = 32
+_HEADER = struct.Struct(">BQQ")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+
+_REQUESTER, _ADDRESS, _PARENT, _CLAIMS = 1, 2, 4, 8
+#: How many optional fields each flags value announces.
+_PRESENT = [bin(flags).count("1") for flags in range(16)]
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+class MalformedToken(KeycardError):
+    """
+    Raised when a token is not a well-formed C{kc1} token.  The check is
+    made before any key lookup or MAC.
+    """
+
+
+class BadSignature(KeycardError):
+    """
+    Raised when a token's MAC does not match its key.
+    """
+
+
+class TokenClaims(NamedTuple):
+    """
+    What a token says.
+
+    @ivar keycardId: the keycard the token was issued with.
+    @ivar avatarId: the avatar it authenticates.
+    @ivar issued: POSIX time of issue (millisecond precision).
+    @ivar expires: POSIX time of expiry (millisecond precision).
+    @ivar bouncerName: the bouncer that issued it.
+    @ivar requesterName: the requester the keycard came through.
+    @ivar address: the client address it is bound to, if any.
+    @ivar parentId: the keycard id of the token this one was issued for.
+    @ivar claims: free claims set by policy (text keys and values).
+    @ivar kid: the id of the key that signed it.
+    """
+
+    keycardId: str
+    avatarId: str
+    issued: float
+    expires: float
+    bouncerName: str
+    requesterName: str | None = None
+    address: str | None = None
+    parentId: str | None = None
+    claims: Mapping[str, str] = MappingProxyType({})
+    kid: str = ""
+
+
+def _field(text: str) -> str:
+    if "\0" in text:
+        raise ValueError("token fields may not hold NUL")
+    return text
+
+
+def _encodeClaims(claims: Mapping[str, str]) -> str:
+    for key, value in claims.items():
+        if "=" in key or "\n" in key or "\n" in value:
+            raise ValueError(
+                "claim keys may not hold '=' or newlines, nor values newlines"
+            )
+    return "\n".join(f"{k}={v}" for k, v in sorted(claims.items()))
+
+
+def sign(claims: TokenClaims, key: SigningKey) -> str:
+    """
+    Make the token for C{claims}, signed with C{key}.
+
+    @raise ValueError: if a field cannot be encoded.
+    """
+    if not _ID.match(claims.keycardId):
+        raise ValueError("keycard id must be 1-64 base64url characters")
+    flags = 0
+    texts = [key.kid, _field(claims.avatarId), _field(claims.bouncerName)]
+    for bit, value in (
+        (_REQUESTER, claims.requesterName),
+        (_ADDRESS, claims.address),
+        (_PARENT, claims.parentId),
+        (_CLAIMS, _encodeClaims(claims.claims) if claims.claims else None),
+    ):
+        if value is not None:
+            flags |= bit
+            texts.append(_field(value))
+    record = _HEADER.pack(
+        flags, round(claims.issued * 1000), round(claims.expires * 1000)
+    ) + "\0".join(texts).encode("utf-8")
+    signed = f"{_PREFIX}{claims.keycardId}.".encode("ascii")
+    mac = hmac.digest(key.secret, signed + record, "sha256")
+    body = urlsafe_b64encode(record + mac).rstrip(b"=").decode("ascii")
+    return f"{_PREFIX}{claims.keycardId}.{body}"
+
+
+def keycardIdOf(token: object) -> str:
+    """
+    The keycard id of a token, read without any other check, for the
+    revocation check that comes first.
+
+    @raise MalformedToken: if the token does not start as a C{kc1} token.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN or not token.isascii():
+        raise MalformedToken("a token is an ASCII string of at most 4096 characters")
+    if not token.startswith(_PREFIX):
+        raise MalformedToken("not a kc1 token")
+    end = token.find(".", len(_PREFIX))
+    keycardId = token[len(_PREFIX) : end]
+    if end < 0 or not _ID.match(keycardId):
+        raise MalformedToken("malformed keycard id")
+    return keycardId
+
+
+def verify(
+    token: object, keyring: Keyring, now: float, keycardId: str | None = None
+) -> TokenClaims:
+    """
+    Check a token's form, key and MAC, and return what it says.  Expiry and
+    address binding are the caller's to check (see L{TokenClaims}).
+
+    @raise MalformedToken: if it is not well formed.
+    @raise twisted_keycard.tokens._keyring.UnknownKey: if its key is unknown or
+        retired at C{now}.
+    @raise BadSignature: if its MAC is wrong.
+    @param keycardId: what L{keycardIdOf} returned for this token, if the
+        caller already asked.
+    """
+    if keycardId is None:
+        keycardId = keycardIdOf(token)
+    assert isinstance(token, str)
+    cut = len(_PREFIX) + len(keycardId) + 1
+    encoded = token[cut:].encode("ascii").translate(_FROM_URLSAFE)
+    if b"=" in encoded:
+        raise MalformedToken("token body is not unpadded base64url")
+    try:
+        raw = binascii.a2b_base64(
+            encoded + b"=" * (-len(encoded) % 4), strict_mode=True
+        )
+    except (binascii.Error, ValueError):
+        raise MalformedToken("token body is not base64url") from None
+    if len(raw) < _HEADER.size + MAC_BYTES:
+        raise MalformedToken("truncated token")
+    record, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    flags, issued, expires = _HEADER.unpack_from(record)
+    if flags & ~(_REQUESTER | _ADDRESS | _PARENT | _CLAIMS):
+        raise MalformedToken("unknown token flags")
+    kidEnd = record.find(b"\0", _HEADER.size)
+    if kidEnd < 0:
+        raise MalformedToken("truncated token")
+    try:
+        kid = record[_HEADER.size : kidEnd].decode("ascii")
+    except UnicodeDecodeError:
+        raise MalformedToken("malformed key id") from None
+    key = keyring.verifying(kid, now)
+    signed = token[:cut].encode("ascii") + record
+    if not hmac.compare_digest(hmac.digest(key.secret, signed, "sha256"), mac):
+        raise BadSignature("bad token signature")
+    try:
+        texts = record[kidEnd + 1 :].decode("utf-8").split("\0")
+    except UnicodeDecodeError:
+        raise MalformedToken("token text is not UTF-8") from None
+    if len(texts) != 2 + _PRESENT[flags]:
+        raise MalformedToken("wrong number of token fields")
+    it = iter(texts[2:])
+    requesterName = next(it) if flags & _REQUESTER else None
+    address = next(it) if flags & _ADDRESS else None
+    parentId = next(it) if flags & _PARENT else None
+    claimText = next(it) if flags & _CLAIMS else None
+    claims: dict[str, str] = {}
+    for line in claimText.split("\n") if claimText else ():
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise MalformedToken("malformed token claim")
+        claims[name] = value
+    return TokenClaims(
+        keycardId,
+        texts[0],
+        issued / 1000,
+        expires / 1000,
+        texts[1],
+        requesterName,
+        address,
+        parentId,
+        claims,
+        kid,
+    )
