@@ -36,6 +36,7 @@ from twisted_keycard import (
     KeycardRoot,
     KeycardServerFactory,
 )
+from twisted_keycard.bouncer import ExchangeLimits
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeyCache, SCRAMVerifiers, Verifier
 
 USERS = 100
@@ -66,8 +67,7 @@ async def server(reactor: Any, side: str) -> None:
         bouncer = Bouncer(
             [verifiers],
             clock=reactor,
-            maxPending=1_000_000,
-            maxPendingPerAddress=1_000_000,
+            limits=ExchangeLimits(maxPending=10**6, maxPendingPerAddress=10**6),
         )
         root = KeycardRoot(bouncer, Portal(Realm()), maxKeycardsPerConnection=10**9)
         factory: pb.PBServerFactory = KeycardServerFactory(root)

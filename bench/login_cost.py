@@ -37,6 +37,7 @@ from twisted_keycard import (
     KeycardRoot,
     KeycardServerFactory,
 )
+from twisted_keycard.bouncer import ExchangeLimits
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeyCache, SCRAMVerifiers, Verifier
 
 
@@ -51,7 +52,9 @@ def measure(side: str, count: int) -> tuple[float, float]:
             {user(i)[0]: Verifier.fromPassword(user(i)[1]) for i in range(USERS)}
         )
         bouncer = Bouncer(
-            [verifiers], clock=Clock(), maxPending=10**6, maxPendingPerAddress=10**6
+            [verifiers],
+            clock=Clock(),
+            limits=ExchangeLimits(maxPending=10**6, maxPendingPerAddress=10**6),
         )
         root = KeycardRoot(bouncer, Portal(Realm()), maxKeycardsPerConnection=10**9)
         server, client = KeycardServerFactory(root), KeycardClientFactory()

@@ -83,7 +83,7 @@ def fill(count: int) -> tuple[float, float]:
     clock.advance(0.001)  # the bouncer's timers expire the first batch
     elapsed = time.perf_counter() - start
     assert requester.expired == EXPIRED, requester.expired
-    bouncer._timers.stop()
+    bouncer.stopService()
     return perKeycard, elapsed
 
 

@@ -20,7 +20,7 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from twisted_keycard import KeycardRoot, KeycardServerFactory
-from twisted_keycard.remote._remote import RemoteBouncer
+from twisted_keycard.remote import RemoteBouncer
 from twisted_keycard.scram import SCRAMAnswerer
 
 

@@ -22,6 +22,7 @@ from twisted_keycard import (
     KeycardState,
     MemoryStore,
 )
+from twisted_keycard.bouncer import ExchangeLimits
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 
@@ -50,9 +51,7 @@ class BouncerTests(SynchronousTestCase):
             clock=self.clock,
             name="b1",
             duration=60.0,
-            challengeTimeout=10.0,
-            maxPending=5,
-            maxPendingPerAddress=3,
+            limits=ExchangeLimits(timeout=10.0, maxPending=5, maxPendingPerAddress=3),
         )
         self.requester = RecordingRequester()
         self.bouncer.registerRequester("r1", self.requester)

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.remote._remote}: a requester using a bouncer in another
+Tests for L{twisted_keycard.remote}: a requester using a bouncer in another
 "process", all in memory on a L{MemoryReactorClock}.
 """
 
@@ -18,7 +18,7 @@ from twisted_keycard import (
     KeycardServerFactory,
     MemoryStore,
 )
-from twisted_keycard.remote._remote import BouncerRealm, RemoteBouncer
+from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.testing import KeycardTestConnection, connectToRoot
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker

@@ -20,7 +20,7 @@ from twisted_keycard import (
     KeycardState,
     MemoryStore,
 )
-from twisted_keycard.bouncer._policy import Quota, TokenPolicy
+from twisted_keycard.bouncer import Quota, Revoker, TokenPolicy
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.tokencard import TokenKeycard
@@ -296,6 +296,34 @@ class TokenBouncerTests(SynchronousTestCase):
         self.successResultOf(self.bouncer.revokeAvatar("alice"))
         self.clock.advance(1.0)
         self.assertEqual(otherRequester.expired, [keycard.id])
+
+    def test_revokerAlone(self) -> None:
+        """
+        A L{Revoker} on the store, with no bouncer (as the C{keycard revoke}
+        command uses it), makes the bouncers sharing the store refuse the
+        token and drop its client at their next poll.
+        """
+        keycard = self.login()
+        assert keycard.id is not None
+        revoked: list[list[str]] = []
+
+        async def onRevoked(ids: list[str]) -> None:
+            revoked.append(ids)
+
+        revoker = Revoker(self.store, self.clock, 65.0, onRevoked)
+        self.clock.advance(1)
+        self.assertEqual(self.successResultOf(revoker.revokeAvatar("alice")), 1)
+        self.assertEqual(revoked, [[keycard.id]])
+        self.refused(keycard.token)
+        self.assertEqual(self.requester.expired, [])
+        self.clock.advance(1.0)
+        self.assertEqual(self.requester.expired, [keycard.id])
+
+    def test_revokerNeedsRevocationStore(self) -> None:
+        """
+        A store that keeps no revocations cannot back a L{Revoker}.
+        """
+        self.assertRaises(ValueError, Revoker, object(), self.clock, 1.0)
 
     def test_flush(self) -> None:
         keycard = self.login()

@@ -20,8 +20,9 @@ from twisted.internet.endpoints import clientFromString
 from twisted.python.failure import Failure
 
 from twisted_keycard.admin._users import addUser, checkName, readUsers, removeUser
-from twisted_keycard.bouncer._bouncer import Bouncer
+from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
 from twisted_keycard.bouncer._policy import TokenPolicy
+from twisted_keycard.bouncer._revoker import Revoker
 from twisted_keycard.error import (
     KeycardDenied,
     KeycardError,
@@ -147,8 +148,10 @@ def listKeycards(data: DataDir) -> int:
     return result
 
 
-def _adminBouncer(store: SQLiteStore, reactor: Any) -> Bouncer:
-    return Bouncer([], store, clock=reactor, name="keycard-admin", tokens=TokenPolicy())
+def _revoker(store: SQLiteStore, reactor: Any) -> Revoker:
+    # As long as a token issued now by a bouncer with the defaults can live.
+    tokenLifetime = DEFAULT_DURATION + TokenPolicy().skew
+    return Revoker(store, reactor, tokenLifetime)
 
 
 def revoke(
@@ -161,16 +164,16 @@ def revoke(
     async def job(store: SQLiteStore) -> int:
         from twisted.internet import reactor
 
-        bouncer = _adminBouncer(store, reactor)
+        revoker = _revoker(store, reactor)
         if keycardId is not None:
-            count = await bouncer.revokeKeycardIds([keycardId], reason)
+            count = await revoker.revokeKeycardIds([keycardId], reason)
             what = f"keycard {keycardId}"
         elif avatar is not None:
-            count = await bouncer.revokeAvatar(avatar, reason)
+            count = await revoker.revokeAvatar(avatar, reason)
             what = f"every keycard and token of avatar {avatar}"
         else:
             assert requester is not None
-            count = await bouncer.revokeRequester(requester, reason)
+            count = await revoker.revokeRequester(requester, reason)
             what = f"every keycard and token issued through {requester}"
         print(f"revoked {what} ({count} keycard(s) on record); refused from now on")
         return EXIT_OK

@@ -7,17 +7,27 @@ from twisted_keycard.bouncer._bouncer import Bouncer, newKeycardId
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError, parse
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.bouncer._policy import Quota, Throttle, TokenPolicy
+from twisted_keycard.bouncer._policy import (
+    ExchangeLimits,
+    Quota,
+    Throttle,
+    TokenPolicy,
+    Upkeep,
+)
+from twisted_keycard.bouncer._revoker import Revoker
 
 __all__ = [
     "Bouncer",
     "CompositePolicy",
+    "ExchangeLimits",
     "ExpressionError",
     "IBouncer",
     "IRequester",
     "Quota",
+    "Revoker",
     "Throttle",
     "TokenPolicy",
+    "Upkeep",
     "newKeycardId",
     "parse",
 ]

@@ -1,51 +1,62 @@
 """
 The in-process bouncer: challenges keycards, hands them to checkers, issues
-keycard ids and expires them.
+keycard ids and expires them.  It composes the parts that do each job:
+L{Challengers}, L{PendingExchanges}, L{Throttler}, L{Issuer},
+L{HeldKeycards}, L{Revoker}, and, while it runs as a service, a
+L{RevocationFollower} and a L{Flusher}.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import attrs
+from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._composite import CompositePolicy
+from twisted_keycard.bouncer._flusher import Flusher
+from twisted_keycard.bouncer._follower import RevocationFollower
+from twisted_keycard.bouncer._held import HeldKeycards
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.bouncer._issuer import Issuer
 from twisted_keycard.bouncer._pending import PendingExchanges
-from twisted_keycard.bouncer._policy import Quota, Throttle, TokenPolicy
-from twisted_keycard.bouncer._revocations import (
-    RevocationFollower,
+from twisted_keycard.bouncer._policy import (
+    ExchangeLimits,
+    Quota,
+    Throttle,
+    TokenPolicy,
+    Upkeep,
 )
-from twisted_keycard.bouncer._revoker import BouncerRevocation
+from twisted_keycard.bouncer._refusal import Refusal
+from twisted_keycard.bouncer._revoker import Revoker
 from twisted_keycard.bouncer._throttle import Throttler
-from twisted_keycard.bouncer._timers import ExpiryTimers
-from twisted_keycard.bouncer._upkeep import BouncerUpkeep
 from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
-from twisted_keycard.keycard._interfaces import IChallenger, IExchange
+from twisted_keycard.keycard._interfaces import IExchange
 from twisted_keycard.keycard._keycard import Keycard, KeycardState
-from twisted_keycard.store import (
+from twisted_keycard.store._interfaces import (
+    IKeycardStore,
     IKeyringStore,
     IRevocationStore,
     IThrottleStore,
-    MemoryStore,
 )
-from twisted_keycard.store._interfaces import IKeycardStore
-from twisted_keycard.store._records import IssuedKeycard
+from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.store._records import IssuedKeycard, Revocation
 from twisted_keycard.tokencard import TokenChecker
-from twisted_keycard.tokens._format import TokenClaims, sign
 from twisted_keycard.tokens._holder import KeyringHolder
 
 #: Bytes of randomness in a keycard id (192 bits).
 ID_BYTES = 24
+
+#: Seconds an issued keycard stays valid, by default.
+DEFAULT_DURATION = 3600.0
 
 
 def newKeycardId() -> str:
@@ -64,14 +75,8 @@ class _Attempt:
     account: str | None = None
 
 
-class _Refusal(Exception):
-    """
-    Internal: why a keycard is refused, for the log only.
-    """
-
-
 @implementer(IBouncer)
-class Bouncer(BouncerRevocation, BouncerUpkeep):
+class Bouncer(Service):
     """
     Checks keycards with twisted.cred checkers and keeps the ones it issued.
 
@@ -81,6 +86,7 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
 
     @ivar name: the bouncer's name, set in the keycards it checks.
     @ivar store: the L{IKeycardStore} of issued keycards.
+    @ivar keys: the keyring holder, when the bouncer issues tokens.
     """
 
     log = Logger()
@@ -93,17 +99,14 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         *,
         clock: IReactorTime,
         name: str = "bouncer",
-        duration: float = 3600.0,
+        duration: float = DEFAULT_DURATION,
         maxLifetime: float | None = None,
-        challengeTimeout: float = 30.0,
-        maxPending: int = 10_000,
-        maxPendingPerAddress: int = 100,
+        limits: ExchangeLimits = ExchangeLimits(),  # noqa: B008 - frozen
         tokens: TokenPolicy | None = None,
         quota: Quota | None = None,
         policy: CompositePolicy | None = None,
         throttle: Throttle | None = None,
-        followInterval: float = 1.0,
-        flushInterval: float = 300.0,
+        upkeep: Upkeep = Upkeep(),  # noqa: B008 - frozen
         newId: Callable[[], str] = newKeycardId,
     ) -> None:
         """
@@ -116,24 +119,19 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             much L{keepAlive} renews it.
         @param maxLifetime: seconds after issue past which L{keepAlive} no
             longer renews a keycard; C{None} for no limit.
-        @param challengeTimeout: seconds a client has to answer a challenge.
-        @param maxPending: exchanges in progress at most, in all.
-        @param maxPendingPerAddress: exchanges in progress at most from one
-            client address.
+        @param limits: limits on exchanges in progress.
         @param tokens: issue a signed token with each keycard, and take
             token keycards; the keyring is kept in C{store}, which must then
             provide L{IKeyringStore} and L{IRevocationStore}.
         @param quota: limits on keycards held at once.
         @param policy: a boolean expression over algorithms every keycard
-            must satisfy (see L{twisted_keycard.bouncer._composite}).
+            must satisfy (see L{CompositePolicy}).
         @param throttle: limits on failed logins per account and address;
             the store must provide L{IThrottleStore}.
-        @param followInterval: seconds between two reads of the revocations
-            other bouncers recorded in the store.
-        @param flushInterval: seconds between two flushes of expired
-            entries from the store.
+        @param upkeep: how often the running bouncer follows and flushes
+            the store.
         @raise ValueError: if two challengers claim one keycard class, or
-            tokens are asked of a store that cannot keep them.
+            the store cannot keep what tokens or throttling need.
         """
         if duration <= 0:
             raise ValueError("duration must be positive")
@@ -142,16 +140,16 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         self.clock = clock
         self.duration = duration
         self.maxLifetime = maxLifetime
-        self.quota = quota
         self.policy = policy
+        self.tokens = tokens
+        self.upkeep = upkeep
+        self._newId = newId
         self._throttler: Throttler | None = None
         if throttle is not None:
             if not IThrottleStore.providedBy(self.store):
                 raise ValueError("throttling needs a store that counts failures")
             self._throttler = Throttler(self.store, clock, throttle)
-        self.tokens = tokens
-        self._newId = newId
-        self._checkers: list[ICredentialsChecker] = list(checkers)
+        checkers = list(checkers)
         self.keys: KeyringHolder | None = None
         if tokens is not None:
             if not (
@@ -160,39 +158,45 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             ):
                 raise ValueError("tokens need a store that keeps keys and revocations")
             self.keys = KeyringHolder(self.store, clock)
-            self._checkers.append(
+            checkers.append(
                 TokenChecker(self.store, self.keys, clock, skew=tokens.skew)
             )
-        self._challengers: dict[str, IChallenger] = {}
-        classes: list[type[Keycard]] = []
-        for checker in self._checkers:
-            if not IChallenger.providedBy(checker):
-                continue
-            for cls in checker.keycardClasses:
-                if cls.keycardType in self._challengers:
-                    raise ValueError(f"two challengers for {cls.keycardType}")
-                self._challengers[cls.keycardType] = checker
-                classes.append(cls)
-        self.keycardClasses = tuple(classes)
+        self._challengers = Challengers(checkers)
+        self.keycardClasses = self._challengers.keycardClasses
         self._pending = PendingExchanges(
-            clock, challengeTimeout, maxPending, maxPendingPerAddress
+            clock, limits.timeout, limits.maxPending, limits.maxPendingPerAddress
         )
-        self._timers = ExpiryTimers(clock, self._timersExpired)
-        self._requesters: dict[str, IRequester] = {}
-        #: The keycards this bouncer issued that a client holds.
-        self.held: dict[str, IssuedKeycard] = {}
-        self.followInterval = followInterval
-        self.flushInterval = flushInterval
+        self._issuer = Issuer(
+            self.store, clock, name, duration, tokens, self.keys, quota, policy
+        )
+        self._held = HeldKeycards(self.store, clock, keepReleased=tokens is not None)
+        self._revoker: Revoker | None = None
+        if IRevocationStore.providedBy(self.store):
+            self._revoker = Revoker(
+                self.store, clock, self._tokenLifetime(), self._held.expire
+            )
         self._follower: RevocationFollower | None = None
-        self._flushLoop: LoopingCall | None = None
+        self._flusher = Flusher(self.store, clock, upkeep.flushInterval)
+        self.started: Deferred[None] = succeed(None)
+
+    @property
+    def held(self) -> dict[str, IssuedKeycard]:
+        """
+        The keycards this bouncer issued that a client holds, by id.
+        """
+        return self._held.records
+
+    def _tokenLifetime(self) -> float:
+        skew = self.tokens.skew if self.tokens is not None else 0.0
+        return self.duration + skew
 
     # Requesters
 
     def registerRequester(self, name: str, requester: IRequester) -> None:
-        self._requesters[name] = requester
+        self._held.registerRequester(name, requester)
 
     def unregisterRequester(self, name: str) -> None:
-        self._requesters.pop(name, None)
+        self._held.unregisterRequester(name)
 
     # Exchanges
 
@@ -203,11 +207,11 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         attempt = _Attempt()
         try:
             if not isinstance(keycard, Keycard):
-                raise _Refusal("not a keycard")
-            if keycard.keycardType not in self._challengers:
-                raise _Refusal("keycard class not taken here")
+                raise Refusal("not a keycard")
+            if not self._challengers.takes(keycard.keycardType):
+                raise Refusal("keycard class not taken here")
             if keycard.state is not KeycardState.REQUESTING:
-                raise _Refusal(f"keycard sent in state {keycard.state.name}")
+                raise Refusal(f"keycard sent in state {keycard.state.name}")
             # Whatever the client claims in the fields the bouncer sets is
             # dropped before anything reads it.
             keycard.avatarId = keycard.token = None
@@ -216,7 +220,7 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             if keycard.id is None:
                 return await self._begin(keycard, attempt)
             return await self._continue(keycard, attempt)
-        except (_Refusal, ProtocolError, UnauthorizedLogin) as e:
+        except (Refusal, ProtocolError, UnauthorizedLogin) as e:
             self._refused(keycard, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
             if self._throttler is not None:
@@ -238,7 +242,7 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
             keycardId, keycard.keycardType, keycard.address, keycard.requesterName
         )
         try:
-            challenger = self._challengers[keycard.keycardType]
+            challenger = self._challengers.challenger(keycard.keycardType)
             exchange: IExchange = await maybeDeferred(challenger.prime, keycard)
             keycard.id = keycardId
             needsAnswer = exchange.challenge(keycard)
@@ -256,56 +260,29 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         assert keycard.id is not None
         entry = self._pending.take(keycard.id)
         if entry is None or entry.exchange is None:
-            raise _Refusal("unknown, used or expired keycard id")
+            raise Refusal("unknown, used or expired keycard id")
         attempt.account = entry.account
         if (entry.keycardType, entry.address, entry.requesterName) != (
             keycard.keycardType,
             keycard.address,
             keycard.requesterName,
         ):
-            raise _Refusal("keycard id presented by another client")
+            raise Refusal("keycard id presented by another client")
         entry.exchange.answer(keycard)
         return await self._check(keycard, entry.exchange)
 
-    def _checkerFor(self, exchange: IExchange) -> ICredentialsChecker:
-        for checker in self._checkers:
-            for iface in checker.credentialInterfaces:
-                if iface.providedBy(exchange):
-                    return checker
-        raise _Refusal("no checker for these credentials")
-
     async def _check(self, keycard: Keycard, exchange: IExchange) -> Keycard:
-        checker = self._checkerFor(exchange)
+        checker = self._challengers.checkerFor(exchange)
+        if checker is None:
+            raise Refusal("no checker for these credentials")
         checked: object = await maybeDeferred(checker.requestAvatarId, exchange)
         avatarId = checked.decode("utf-8") if isinstance(checked, bytes) else checked
         if not isinstance(avatarId, str):
-            raise _Refusal("checker gave no avatar id")
+            raise Refusal("checker gave no avatar id")
         exchange.conclude(keycard)
-        assert keycard.id is not None
-        now = self.clock.seconds()
-        quota = self.quota
-        record = IssuedKeycard(
-            keycardId=keycard.id,
-            avatarId=avatarId,
-            requesterName=keycard.requesterName,
-            bouncerName=self.name,
-            keycardType=keycard.keycardType,
-            address=keycard.address,
-            issued=now,
-            duration=self.duration,
-            expires=now + self.duration,
-            parentId=getattr(exchange, "parentId", None),
-            seatPool=quota.seatPool if quota is not None else None,
-        )
-        if self.policy is not None and not self.policy.allows(record):
-            raise _Refusal(f"refused by the policy {self.policy.text!r}")
-        token = await self._token(record)
-        if quota is None:
-            await self.store.add(record)
-        else:
-            await self.store.addWithin(record, quota.maxPerAvatar, quota.seats)
-        self.held[record.keycardId] = record
-        self._timers.schedule(record.keycardId, record.expires)
+        parentId = getattr(exchange, "parentId", None)
+        record, token = await self._issuer.issue(keycard, avatarId, parentId)
+        self._held.hold(record)
         keycard.state = KeycardState.AUTHENTICATED
         keycard.avatarId = avatarId
         keycard.duration = record.duration
@@ -322,23 +299,6 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
         )
         return keycard
 
-    async def _token(self, record: IssuedKeycard) -> str | None:
-        if self.tokens is None or self.keys is None:
-            return None
-        keyring = await self.keys.current()
-        claims = TokenClaims(
-            keycardId=record.keycardId,
-            avatarId=record.avatarId,
-            issued=record.issued,
-            expires=record.expires,
-            bouncerName=self.name,
-            requesterName=record.requesterName,
-            address=record.address if self.tokens.bindAddress else None,
-            parentId=record.parentId,
-            claims=self.tokens.claims,
-        )
-        return sign(claims, keyring.signing)
-
     def _refused(self, keycard: object, reason: str) -> None:
         self.log.info(
             "keycard refused: {reason} ({keycardType} via {requesterName}"
@@ -352,54 +312,10 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
     # Issued keycards
 
     def removeKeycardId(self, keycardId: str) -> Deferred[bool]:
-        return Deferred.fromCoroutine(self._remove(keycardId))
-
-    async def _remove(self, keycardId: str) -> bool:
-        self._timers.cancel(keycardId)
-        self.held.pop(keycardId, None)
-        if self.tokens is not None:
-            # Its token stays valid: keep the record, counted no more.
-            record = await self.store.release(keycardId)
-        else:
-            record = await self.store.remove(keycardId)
-        if record is not None:
-            self.log.info("keycard {keycardId} removed", keycardId=keycardId)
-        return record is not None
+        return Deferred.fromCoroutine(self._held.remove(keycardId))
 
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> Deferred[int]:
-        return Deferred.fromCoroutine(self._expire(keycardIds))
-
-    def _timersExpired(self, keycardIds: list[str]) -> None:
-        d = self.expireKeycardIds(keycardIds)
-        d.addErrback(lambda f: self.log.failure("expiring keycards failed", f))
-
-    async def _expire(self, keycardIds: Sequence[str]) -> int:
-        byRequester: dict[str | None, list[str]] = defaultdict(list)
-        for keycardId in keycardIds:
-            self._timers.cancel(keycardId)
-            held = self.held.pop(keycardId, None)
-            record = await self.store.remove(keycardId)
-            holder = held if held is not None else record
-            if holder is not None and holder.held:
-                byRequester[holder.requesterName].append(keycardId)
-        for requesterName, ids in byRequester.items():
-            self.log.info(
-                "{count} keycard(s) expired via {requesterName}: {keycardIds}",
-                count=len(ids),
-                requesterName=requesterName,
-                keycardIds=ids,
-            )
-            requester = self._requesters.get(requesterName or "")
-            if requester is None:
-                continue
-            try:
-                await maybeDeferred(requester.expireKeycardIds, ids)
-            except Exception:
-                self.log.failure(
-                    "requester {requesterName} failed to expire keycards",
-                    requesterName=requesterName,
-                )
-        return sum(len(ids) for ids in byRequester.values())
+        return Deferred.fromCoroutine(self._held.expire(keycardIds))
 
     def adopt(self, requesterName: str, keycardIds: Sequence[str]) -> Deferred[int]:
         """
@@ -410,18 +326,7 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
 
         @return: a L{Deferred} firing with the number of keycards adopted.
         """
-        return Deferred.fromCoroutine(self._adopt(requesterName, keycardIds))
-
-    async def _adopt(self, requesterName: str, keycardIds: Sequence[str]) -> int:
-        adopted = 0
-        for keycardId in keycardIds:
-            record = await self.store.get(keycardId)
-            if record is None or record.requesterName != requesterName:
-                continue
-            self.held[keycardId] = record
-            self._timers.schedule(keycardId, record.expires)
-            adopted += 1
-        return adopted
+        return Deferred.fromCoroutine(self._held.adopt(requesterName, keycardIds))
 
     def expireRequester(self, requesterName: str) -> Deferred[int]:
         """
@@ -430,31 +335,116 @@ class Bouncer(BouncerRevocation, BouncerUpkeep):
 
         @return: a L{Deferred} firing with the number of ids expired.
         """
-        return Deferred.fromCoroutine(self._expireRequester(requesterName))
-
-    async def _expireRequester(self, requesterName: str) -> int:
-        ids = {r.keycardId for r in await self.store.byRequester(requesterName)}
-        ids.update(k for k, r in self.held.items() if r.requesterName == requesterName)
-        return await self._expire(sorted(ids))
+        return Deferred.fromCoroutine(self._held.expireRequester(requesterName))
 
     def keepAlive(self, requesterName: str, keycardIds: Sequence[str]) -> Deferred[int]:
-        return Deferred.fromCoroutine(self._keepAlive(requesterName, keycardIds))
+        return Deferred.fromCoroutine(
+            self._held.keepAlive(requesterName, keycardIds, self.maxLifetime)
+        )
 
-    async def _keepAlive(self, requesterName: str, keycardIds: Sequence[str]) -> int:
-        now = self.clock.seconds()
-        renewed = 0
-        for keycardId in keycardIds:
-            record = await self.store.get(keycardId)
-            if record is None or record.requesterName != requesterName:
-                continue
-            expires = now + record.duration
-            if self.maxLifetime is not None:
-                expires = min(expires, record.issued + self.maxLifetime)
-            if expires <= now:
-                continue
-            renewedRecord = await self.store.renew(keycardId, expires)
-            if renewedRecord is not None and keycardId in self.held:
-                self.held[keycardId] = renewedRecord
-            self._timers.schedule(keycardId, expires)
-            renewed += 1
-        return renewed
+    # Revocation
+
+    def revoker(self) -> Revoker:
+        """
+        The L{Revoker} that drops this bouncer's clients of what it revokes.
+
+        @raise ValueError: if the store keeps no revocations.
+        """
+        if self._revoker is None:
+            raise ValueError("this bouncer's store keeps no revocations")
+        return self._revoker
+
+    def revokeKeycardIds(
+        self, keycardIds: Sequence[str], reason: str = ""
+    ) -> Deferred[int]:
+        """
+        See L{Revoker.revokeKeycardIds}; the clients holding them are dropped.
+        """
+        return self.revoker().revokeKeycardIds(keycardIds, reason)
+
+    def revokeAvatar(self, avatarId: str, reason: str = "") -> Deferred[int]:
+        """
+        See L{Revoker.revokeAvatar}; the clients holding them are dropped.
+        """
+        return self.revoker().revokeAvatar(avatarId, reason)
+
+    def revokeRequester(self, requesterName: str, reason: str = "") -> Deferred[int]:
+        """
+        See L{Revoker.revokeRequester}; the clients holding them are dropped.
+        """
+        return self.revoker().revokeRequester(requesterName, reason)
+
+    def reevaluate(
+        self, revoked: Mapping[str, Collection[str]] | None = None
+    ) -> Deferred[int]:
+        """
+        Evaluate the policy again for every keycard this bouncer holds, as
+        when an algorithm revokes some of them (C{revoked} maps an
+        algorithm's name to the keycard ids it revokes) or its rules changed;
+        expire the keycards for which the whole expression is now false.
+
+        @return: a L{Deferred} firing with the number expired.
+        """
+        policy = self.policy
+        if policy is None:
+            return succeed(0)
+        revoked = revoked or {}
+        doomed = [
+            keycardId
+            for keycardId, record in self.held.items()
+            if not policy.allows(
+                record, [name for name, ids in revoked.items() if keycardId in ids]
+            )
+        ]
+        return Deferred.fromCoroutine(self._held.expire(doomed))
+
+    async def _revokedElsewhere(self, revocations: list[Revocation]) -> None:
+        hit = self._held.hitBy(revocations)
+        if hit:
+            await self._held.expire(hit)
+
+    # The service
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self.started = Deferred.fromCoroutine(self._start())
+        self.started.addErrback(
+            lambda f: self.log.failure(
+                "bouncer {name} failed to start", f, name=self.name
+            )
+        )
+
+    async def _start(self) -> None:
+        if self.keys is not None:
+            await self.keys.current()
+        if IRevocationStore.providedBy(self.store):
+            follower = RevocationFollower(
+                self.store,
+                self.clock,
+                self._revokedElsewhere,
+                self.upkeep.followInterval,
+            )
+            await follower.catchUp()
+            if self.running:
+                self._follower = follower
+                follower.start()
+        if self.running:
+            self._flusher.start()
+
+    def stopService(self) -> Deferred[None] | None:
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
+        self._flusher.stop()
+        self._held.stop()
+        result: Deferred[None] | None = super().stopService()  # type: ignore[no-untyped-call]
+        return result
+
+    def flush(self) -> Deferred[tuple[int, int]]:
+        """
+        Remove expired keycards and revocations from the store.
+
+        @return: a L{Deferred} firing with the numbers of keycards and of
+            revocations removed.
+        """
+        return self._flusher.flush()

@@ -1,6 +1,7 @@
 """
-What a bouncer grants on success, beyond the keycard itself: tokens, and
-limits on concurrent keycards.
+A bouncer's settings, as values: what it grants on success beyond the
+keycard itself (tokens), and its limits (keycards held at once, failed
+logins, exchanges in progress) and upkeep.
 """
 
 from __future__ import annotations
@@ -69,3 +70,35 @@ class Throttle:
     perAccount: int = attrs.field(default=100, validator=_count)
     perAddress: int = attrs.field(default=30, validator=_count)
     window: float = 3600.0
+
+
+@attrs.frozen
+class ExchangeLimits:
+    """
+    Limits on exchanges in progress (a challenge sent, its answer not yet
+    received), so that clients who never answer cannot hold the bouncer's
+    memory.
+
+    @ivar timeout: seconds a client has to answer a challenge.
+    @ivar maxPending: exchanges in progress at most, in all.
+    @ivar maxPendingPerAddress: exchanges in progress at most from one
+        client address.
+    """
+
+    timeout: float = 30.0
+    maxPending: int = attrs.field(default=10_000, validator=_count)
+    maxPendingPerAddress: int = attrs.field(default=100, validator=_count)
+
+
+@attrs.frozen
+class Upkeep:
+    """
+    How often a running bouncer looks after its store.
+
+    @ivar followInterval: seconds between two reads of the revocations (and
+        other changes) other bouncers recorded in a shared store.
+    @ivar flushInterval: seconds between two flushes of expired entries.
+    """
+
+    followInterval: float = 1.0
+    flushInterval: float = 300.0

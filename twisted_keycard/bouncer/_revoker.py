@@ -1,50 +1,111 @@
 """
-Revoking keycards: the bouncer's administrative side.
+Revoking keycards: what to write in the revocation store so that every
+bouncer sharing it refuses them (and the keycards issued for their tokens)
+until they would have expired anyway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from twisted_keycard.bouncer._composite import CompositePolicy
-from twisted_keycard.bouncer._policy import TokenPolicy
-from twisted_keycard.bouncer._revocations import (
-    AVATAR,
-    REQUESTER,
-    heldBy,
-    revocationsFor,
-    withChildren,
-)
 from twisted_keycard.store._interfaces import IKeycardStore, IRevocationStore
 from twisted_keycard.store._records import IssuedKeycard, Revocation
 
+#: Keycards one revocation may reach through parents and children, at most.
+MAX_FAMILY = 10_000
 
-class BouncerRevocation:
+#: Prefixes of the marks that revoke by avatar and by requester.
+AVATAR = "avatar:"
+REQUESTER = "requester:"
+
+
+async def withChildren(
+    store: IKeycardStore, records: Iterable[IssuedKeycard]
+) -> list[IssuedKeycard]:
     """
-    Mixin of L{twisted_keycard.bouncer.Bouncer}: revocation.
+    The records and, recursively, the keycards issued for their tokens.
+    """
+    found: dict[str, IssuedKeycard] = {}
+    queue = list(records)
+    while queue and len(found) < MAX_FAMILY:
+        record = queue.pop()
+        if record.keycardId in found:
+            continue
+        found[record.keycardId] = record
+        queue.extend(await store.byParent(record.keycardId))
+    return list(found.values())
+
+
+def revocationsFor(
+    keycardIds: Iterable[str],
+    records: Iterable[IssuedKeycard],
+    now: float,
+    tokenLifetime: float,
+    reason: str,
+) -> list[Revocation]:
+    """
+    One revocation per id, kept until the keycard and its token would have
+    expired anyway; an id with no record (its client left) is kept for the
+    longest a token issued now could live.
+    """
+    byId = {r.keycardId: r for r in records}
+    revocations = []
+    for keycardId in dict.fromkeys([*keycardIds, *byId]):
+        record = byId.get(keycardId)
+        if record is None:
+            expires = now + tokenLifetime
+        else:
+            expires = max(record.expires, record.issued + record.duration)
+        revocations.append(Revocation(keycardId, expires, now, reason))
+    return revocations
+
+
+async def _nobodyHolds(keycardIds: list[str]) -> None:
+    """
+    The default of L{Revoker.onRevoked}: no keycard is held here.
     """
 
-    log: Logger
-    store: IKeycardStore
-    clock: IReactorTime
-    duration: float
-    tokens: TokenPolicy | None
-    held: dict[str, IssuedKeycard]
-    policy: CompositePolicy | None
-    _expire: Callable[[Sequence[str]], Coroutine[Any, Any, int]]
+
+class Revoker:
+    """
+    Revokes keycards in a store that keeps both issued keycards and
+    revocations.  A bouncer uses one and drops the clients of what it
+    revoked; the C{keycard revoke} command uses one on its own.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IKeycardStore,
+        clock: IReactorTime,
+        tokenLifetime: float,
+        onRevoked: Callable[[list[str]], Awaitable[object]] = _nobodyHolds,
+    ) -> None:
+        """
+        @param store: must also provide L{IRevocationStore}.
+        @param tokenLifetime: the longest a token issued now could live
+            (duration and clock skew): how long to keep the revocation of a
+            keycard with no record.
+        @param onRevoked: called with the ids revoked, once they are durable.
+        @raise ValueError: if the store keeps no revocations.
+        """
+        if not IRevocationStore.providedBy(store):
+            raise ValueError("this store keeps no revocations")
+        self.store = store
+        self.clock = clock
+        self.tokenLifetime = tokenLifetime
+        self.onRevoked = onRevoked
 
     def revokeKeycardIds(
         self, keycardIds: Sequence[str], reason: str = ""
     ) -> Deferred[int]:
         """
-        Revoke keycards, and the keycards issued for their tokens: their
-        tokens are refused by every bouncer sharing the store until they
-        would have expired, and the clients holding them are dropped.
+        Revoke keycards, and the keycards issued for their tokens.
 
         @return: a L{Deferred} firing, once the revocation is durable, with
             the number of issued keycards on record that were revoked.
@@ -78,12 +139,8 @@ class BouncerRevocation:
         else:
             records = await self.store.byRequester(name)
         now = self.clock.seconds()
-        mark = Revocation(kind + name, now + self._tokenLifetime(), now, reason)
+        mark = Revocation(kind + name, now + self.tokenLifetime, now, reason)
         return await self._revoke([], records, [mark], reason)
-
-    def _tokenLifetime(self) -> float:
-        skew = self.tokens.skew if self.tokens is not None else 0.0
-        return self.duration + skew
 
     async def _revoke(
         self,
@@ -92,14 +149,14 @@ class BouncerRevocation:
         marks: list[Revocation],
         reason: str,
     ) -> int:
-        if not IRevocationStore.providedBy(self.store):
-            raise ValueError("this bouncer's store keeps no revocations")
-        family = await withChildren(self.store, records)
+        store = self.store
+        assert IRevocationStore.providedBy(store)
+        family = await withChildren(store, records)
         now = self.clock.seconds()
         revocations = revocationsFor(
-            keycardIds, family, now, self._tokenLifetime(), reason
+            keycardIds, family, now, self.tokenLifetime, reason
         )
-        await self.store.revoke(revocations + marks)
+        await store.revoke(revocations + marks)
         ids = [r.keycardId for r in revocations]
         self.log.info(
             "revoked {count} keycard(s) {marks}: {reason}",
@@ -107,34 +164,5 @@ class BouncerRevocation:
             marks=[m.keycardId for m in marks],
             reason=reason,
         )
-        await self._expire(ids)
+        await self.onRevoked(ids)
         return len(family)
-
-    def reevaluate(
-        self, revoked: Mapping[str, Collection[str]] | None = None
-    ) -> Deferred[int]:
-        """
-        Evaluate the policy again for every keycard this bouncer holds, as
-        when an algorithm revokes some of them (C{revoked} maps an
-        algorithm's name to the keycard ids it revokes) or its rules changed;
-        expire the keycards for which the whole expression is now false.
-
-        @return: a L{Deferred} firing with the number expired.
-        """
-        policy = self.policy
-        if policy is None:
-            return succeed(0)
-        revoked = revoked or {}
-        doomed = [
-            keycardId
-            for keycardId, record in self.held.items()
-            if not policy.allows(
-                record, [name for name, ids in revoked.items() if keycardId in ids]
-            )
-        ]
-        return ensureDeferred(self._expire(doomed))
-
-    async def _revokedElsewhere(self, revocations: list[Revocation]) -> None:
-        hit = heldBy(self.held, revocations)
-        if hit:
-            await self._expire(hit)

@@ -3,10 +3,7 @@ A bouncer in another process: the bouncer service's side (a realm whose
 avatars are requesters) and the requester's side (an L{IBouncer} over PB).
 """
 
-from twisted_keycard.remote._remote import (
-    BouncerPerspective,
-    BouncerRealm,
-    RemoteBouncer,
-)
+from twisted_keycard.remote._bouncerside import BouncerPerspective, BouncerRealm
+from twisted_keycard.remote._requesterside import RemoteBouncer
 
 __all__ = ["BouncerPerspective", "BouncerRealm", "RemoteBouncer"]

@@ -16,9 +16,9 @@ from twisted.python import usage
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
-from twisted_keycard.bouncer._policy import Quota, Throttle, TokenPolicy
+from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, TokenPolicy
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
-from twisted_keycard.remote._remote import BouncerRealm
+from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
@@ -174,9 +174,11 @@ def makeService(options: Options) -> IService:
         clock=_reactor(),
         name=options["name"],
         duration=options["duration"],
-        challengeTimeout=options["challenge-timeout"],
-        maxPending=options["max-pending"],
-        maxPendingPerAddress=options["max-pending-per-address"],
+        limits=ExchangeLimits(
+            timeout=options["challenge-timeout"],
+            maxPending=options["max-pending"],
+            maxPendingPerAddress=options["max-pending-per-address"],
+        ),
         tokens=None
         if options["no-tokens"]
         else TokenPolicy(bindAddress=options["bind-tokens"]),
