@@ -11,15 +11,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
-import attrs
 from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_keycard.bouncer._authentication import Authentication
 from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._flusher import Flusher
@@ -35,12 +34,9 @@ from twisted_keycard.bouncer._policy import (
     TokenPolicy,
     Upkeep,
 )
-from twisted_keycard.bouncer._refusal import Refusal
 from twisted_keycard.bouncer._revoker import Revoker
 from twisted_keycard.bouncer._throttle import Throttler
-from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
-from twisted_keycard.keycard._interfaces import IExchange
-from twisted_keycard.keycard._keycard import Keycard, KeycardState
+from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
@@ -64,15 +60,6 @@ def newKeycardId() -> str:
     A fresh keycard id from the operating system's CSPRNG.
     """
     return secrets.token_urlsafe(ID_BYTES)
-
-
-@attrs.define
-class _Attempt:
-    """
-    Internal: what one message of an exchange is about, for throttling.
-    """
-
-    account: str | None = None
 
 
 @implementer(IBouncer)
@@ -143,12 +130,11 @@ class Bouncer(Service):
         self.policy = policy
         self.tokens = tokens
         self.upkeep = upkeep
-        self._newId = newId
-        self._throttler: Throttler | None = None
+        throttler = None
         if throttle is not None:
             if not IThrottleStore.providedBy(self.store):
                 raise ValueError("throttling needs a store that counts failures")
-            self._throttler = Throttler(self.store, clock, throttle)
+            throttler = Throttler(self.store, clock, throttle)
         checkers = list(checkers)
         self.keys: KeyringHolder | None = None
         if tokens is not None:
@@ -161,15 +147,21 @@ class Bouncer(Service):
             checkers.append(
                 TokenChecker(self.store, self.keys, clock, skew=tokens.skew)
             )
-        self._challengers = Challengers(checkers)
-        self.keycardClasses = self._challengers.keycardClasses
+        challengers = Challengers(checkers)
+        self.keycardClasses = challengers.keycardClasses
+        self._held = HeldKeycards(self.store, clock, keepReleased=tokens is not None)
         self._pending = PendingExchanges(
             clock, limits.timeout, limits.maxPending, limits.maxPendingPerAddress
         )
-        self._issuer = Issuer(
-            self.store, clock, name, duration, tokens, self.keys, quota, policy
+        self._authentication = Authentication(
+            name,
+            challengers,
+            self._pending,
+            throttler,
+            Issuer(self.store, clock, name, duration, tokens, self.keys, quota, policy),
+            self._held,
+            newId,
         )
-        self._held = HeldKeycards(self.store, clock, keepReleased=tokens is not None)
         self._revoker: Revoker | None = None
         if IRevocationStore.providedBy(self.store):
             self._revoker = Revoker(
@@ -201,113 +193,7 @@ class Bouncer(Service):
     # Exchanges
 
     def authenticate(self, keycard: Keycard) -> Deferred[Keycard]:
-        return Deferred.fromCoroutine(self._authenticate(keycard))
-
-    async def _authenticate(self, keycard: Keycard) -> Keycard:
-        attempt = _Attempt()
-        try:
-            if not isinstance(keycard, Keycard):
-                raise Refusal("not a keycard")
-            if not self._challengers.takes(keycard.keycardType):
-                raise Refusal("keycard class not taken here")
-            if keycard.state is not KeycardState.REQUESTING:
-                raise Refusal(f"keycard sent in state {keycard.state.name}")
-            # Whatever the client claims in the fields the bouncer sets is
-            # dropped before anything reads it.
-            keycard.avatarId = keycard.token = None
-            keycard.duration = keycard.expires = None
-            keycard.bouncerName = self.name
-            if keycard.id is None:
-                return await self._begin(keycard, attempt)
-            return await self._continue(keycard, attempt)
-        except (Refusal, ProtocolError, UnauthorizedLogin) as e:
-            self._refused(keycard, str(e) or type(e).__name__)
-            keycard.state = KeycardState.REFUSED
-            if self._throttler is not None:
-                await self._throttler.failed(attempt.account, keycard.address)
-            raise KeycardRefused() from None
-        except KeycardDenied:
-            raise
-        except Exception:
-            # A bug or a failing store: logged here, never sent to the peer.
-            self.log.failure("checking a keycard failed")
-            raise KeycardDenied("the bouncer failed; try again later") from None
-
-    async def _begin(self, keycard: Keycard, attempt: _Attempt) -> Keycard:
-        attempt.account = keycard.account()
-        if self._throttler is not None:
-            await self._throttler.check(attempt.account, keycard.address)
-        keycardId = self._newId()
-        entry = self._pending.reserve(
-            keycardId, keycard.keycardType, keycard.address, keycard.requesterName
-        )
-        try:
-            challenger = self._challengers.challenger(keycard.keycardType)
-            exchange: IExchange = await maybeDeferred(challenger.prime, keycard)
-            keycard.id = keycardId
-            needsAnswer = exchange.challenge(keycard)
-        except BaseException:
-            self._pending.take(keycardId)
-            raise
-        if needsAnswer:
-            entry.exchange = exchange
-            entry.account = attempt.account
-            return keycard
-        self._pending.take(keycardId)
-        return await self._check(keycard, exchange)
-
-    async def _continue(self, keycard: Keycard, attempt: _Attempt) -> Keycard:
-        assert keycard.id is not None
-        entry = self._pending.take(keycard.id)
-        if entry is None or entry.exchange is None:
-            raise Refusal("unknown, used or expired keycard id")
-        attempt.account = entry.account
-        if (entry.keycardType, entry.address, entry.requesterName) != (
-            keycard.keycardType,
-            keycard.address,
-            keycard.requesterName,
-        ):
-            raise Refusal("keycard id presented by another client")
-        entry.exchange.answer(keycard)
-        return await self._check(keycard, entry.exchange)
-
-    async def _check(self, keycard: Keycard, exchange: IExchange) -> Keycard:
-        checker = self._challengers.checkerFor(exchange)
-        if checker is None:
-            raise Refusal("no checker for these credentials")
-        checked: object = await maybeDeferred(checker.requestAvatarId, exchange)
-        avatarId = checked.decode("utf-8") if isinstance(checked, bytes) else checked
-        if not isinstance(avatarId, str):
-            raise Refusal("checker gave no avatar id")
-        exchange.conclude(keycard)
-        parentId = getattr(exchange, "parentId", None)
-        record, token = await self._issuer.issue(keycard, avatarId, parentId)
-        self._held.hold(record)
-        keycard.state = KeycardState.AUTHENTICATED
-        keycard.avatarId = avatarId
-        keycard.duration = record.duration
-        keycard.expires = record.expires
-        keycard.token = token
-        self.log.info(
-            "keycard {keycardId} issued to {avatarId} via {requesterName}"
-            " from {address}, expires {expires}",
-            keycardId=record.keycardId,
-            avatarId=avatarId,
-            requesterName=record.requesterName,
-            address=record.address,
-            expires=record.expires,
-        )
-        return keycard
-
-    def _refused(self, keycard: object, reason: str) -> None:
-        self.log.info(
-            "keycard refused: {reason} ({keycardType} via {requesterName}"
-            " from {address})",
-            reason=reason,
-            keycardType=getattr(keycard, "keycardType", type(keycard).__name__),
-            requesterName=getattr(keycard, "requesterName", None),
-            address=getattr(keycard, "address", None),
-        )
+        return Deferred.fromCoroutine(self._authentication.authenticate(keycard))
 
     # Issued keycards
 

@@ -1,0 +1,162 @@
+"""
+One keycard message through its exchange: refused or throttled, begun
+(primed and challenged), continued (answered), checked, and on success
+issued and held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+
+from twisted_keycard.bouncer._challengers import Challengers
+from twisted_keycard.bouncer._held import HeldKeycards
+from twisted_keycard.bouncer._issuer import Issuer
+from twisted_keycard.bouncer._pending import PendingExchanges
+from twisted_keycard.bouncer._refusal import Refusal
+from twisted_keycard.bouncer._throttle import Throttler
+from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
+from twisted_keycard.keycard._interfaces import IExchange
+from twisted_keycard.keycard._keycard import Keycard, KeycardState
+
+
+@attrs.define
+class _Attempt:
+    """
+    What one message of an exchange is about, for throttling.
+    """
+
+    account: str | None = None
+
+
+@attrs.define
+class Authentication:
+    """
+    The bouncer's handling of keycard messages, from the parts that keep
+    its state.
+
+    @ivar bouncerName: set in every keycard checked.
+    @ivar newId: makes keycard ids.
+    """
+
+    bouncerName: str
+    challengers: Challengers
+    pending: PendingExchanges
+    throttler: Throttler | None
+    issuer: Issuer
+    held: HeldKeycards
+    newId: Callable[[], str]
+    log = Logger()
+
+    async def authenticate(self, keycard: Keycard) -> Keycard:
+        """
+        Take one message of an exchange (see L{IBouncer.authenticate}).
+        """
+        attempt = _Attempt()
+        try:
+            if not isinstance(keycard, Keycard):
+                raise Refusal("not a keycard")
+            if not self.challengers.takes(keycard.keycardType):
+                raise Refusal("keycard class not taken here")
+            if keycard.state is not KeycardState.REQUESTING:
+                raise Refusal(f"keycard sent in state {keycard.state.name}")
+            # Whatever the client claims in the fields the bouncer sets is
+            # dropped before anything reads it.
+            keycard.avatarId = keycard.token = None
+            keycard.duration = keycard.expires = None
+            keycard.bouncerName = self.bouncerName
+            if keycard.id is None:
+                return await self._begin(keycard, attempt)
+            return await self._continue(keycard, attempt)
+        except (Refusal, ProtocolError, UnauthorizedLogin) as e:
+            self._refused(keycard, str(e) or type(e).__name__)
+            keycard.state = KeycardState.REFUSED
+            if self.throttler is not None:
+                await self.throttler.failed(attempt.account, keycard.address)
+            raise KeycardRefused() from None
+        except KeycardDenied:
+            raise
+        except Exception:
+            # A bug or a failing store: logged here, never sent to the peer.
+            self.log.failure("checking a keycard failed")
+            raise KeycardDenied("the bouncer failed; try again later") from None
+
+    async def _begin(self, keycard: Keycard, attempt: _Attempt) -> Keycard:
+        attempt.account = keycard.account()
+        if self.throttler is not None:
+            await self.throttler.check(attempt.account, keycard.address)
+        keycardId = self.newId()
+        entry = self.pending.reserve(
+            keycardId, keycard.keycardType, keycard.address, keycard.requesterName
+        )
+        try:
+            challenger = self.challengers.challenger(keycard.keycardType)
+            exchange: IExchange = await maybeDeferred(challenger.prime, keycard)
+            keycard.id = keycardId
+            needsAnswer = exchange.challenge(keycard)
+        except BaseException:
+            self.pending.take(keycardId)
+            raise
+        if needsAnswer:
+            entry.exchange = exchange
+            entry.account = attempt.account
+            return keycard
+        self.pending.take(keycardId)
+        return await self._check(keycard, exchange)
+
+    async def _continue(self, keycard: Keycard, attempt: _Attempt) -> Keycard:
+        assert keycard.id is not None
+        entry = self.pending.take(keycard.id)
+        if entry is None or entry.exchange is None:
+            raise Refusal("unknown, used or expired keycard id")
+        attempt.account = entry.account
+        if (entry.keycardType, entry.address, entry.requesterName) != (
+            keycard.keycardType,
+            keycard.address,
+            keycard.requesterName,
+        ):
+            raise Refusal("keycard id presented by another client")
+        entry.exchange.answer(keycard)
+        return await self._check(keycard, entry.exchange)
+
+    async def _check(self, keycard: Keycard, exchange: IExchange) -> Keycard:
+        checker = self.challengers.checkerFor(exchange)
+        if checker is None:
+            raise Refusal("no checker for these credentials")
+        checked: object = await maybeDeferred(checker.requestAvatarId, exchange)
+        avatarId = checked.decode("utf-8") if isinstance(checked, bytes) else checked
+        if not isinstance(avatarId, str):
+            raise Refusal("checker gave no avatar id")
+        exchange.conclude(keycard)
+        parentId = getattr(exchange, "parentId", None)
+        record, token = await self.issuer.issue(keycard, avatarId, parentId)
+        self.held.hold(record)
+        keycard.state = KeycardState.AUTHENTICATED
+        keycard.avatarId = avatarId
+        keycard.duration = record.duration
+        keycard.expires = record.expires
+        keycard.token = token
+        self.log.info(
+            "keycard {keycardId} issued to {avatarId} via {requesterName}"
+            " from {address}, expires {expires}",
+            keycardId=record.keycardId,
+            avatarId=avatarId,
+            requesterName=record.requesterName,
+            address=record.address,
+            expires=record.expires,
+        )
+        return keycard
+
+    def _refused(self, keycard: object, reason: str) -> None:
+        self.log.info(
+            "keycard refused: {reason} ({keycardType} via {requesterName}"
+            " from {address})",
+            reason=reason,
+            keycardType=getattr(keycard, "keycardType", type(keycard).__name__),
+            requesterName=getattr(keycard, "requesterName", None),
+            address=getattr(keycard, "address", None),
+        )
