@@ -2,21 +2,17 @@
 The SQLite store: issued keycards, revocations and the keyring in one file,
 the embedded default.  Several bouncer processes may share the file.
 
-All database work runs in one dedicated thread, so the reactor never waits
-on the disk; revocation checks that arrive together are answered by one
-query.  A write is committed (and, with C{synchronous=FULL}, on disk)
-before its L{Deferred} fires.
+Database work runs in the L{Database}'s own thread; revocation checks that
+arrive together are answered by one query.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from twisted_keycard.error import QuotaExceeded
@@ -27,7 +23,8 @@ from twisted_keycard.store._interfaces import (
     IThrottleStore,
 )
 from twisted_keycard.store._records import IssuedKeycard, Revocation
-from twisted_keycard.store.sqlite._schema import COLUMNS, connect, fromRow, toRow
+from twisted_keycard.store.sqlite._database import Database
+from twisted_keycard.store.sqlite._schema import COLUMNS, fromRow, toRow
 from twisted_keycard.tokens._keyring import Keyring, SigningKey
 
 _T = TypeVar("_T")
@@ -51,15 +48,10 @@ class SQLiteStore:
         @param threaded: run database work in its own thread (the default);
             C{False} runs it in the caller's thread, for tests only.
         """
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
         self.path = path
-        self._reactor = reactor
-        self._threaded = threaded
-        self._pool = ThreadPool(1, 1, name=f"keycard-sqlite:{path}")
-        self._connection: sqlite3.Connection | None = None
+        self._db = Database(path, reactor, threaded=threaded)
+        self._run = self._db.run
+        self._write = self._db.write
         self._waiting: dict[str, list[Deferred[bool]]] = {}
         self._checking = False
 
@@ -71,55 +63,11 @@ class SQLiteStore:
         store = cls(path, reactor)
         return store._run(lambda c: None).addCallback(lambda _: store)
 
-    def _run(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
-        def inThread() -> _T:
-            if self._connection is None:
-                self._connection = connect(self.path)
-            return job(self._connection)
-
-        if not self._threaded:
-            return maybeDeferred(inThread)
-        if not self._pool.started:
-            self._pool.start()
-        return deferToThreadPool(self._reactor, self._pool, inThread)
-
-    def _write(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
-        """
-        Run C{job} in one immediate transaction, committed before the
-        result is delivered.
-        """
-
-        def transaction(connection: sqlite3.Connection) -> _T:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = job(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-            return result
-
-        return self._run(transaction)
-
     def close(self) -> Deferred[None]:
         """
-        Close the database and stop the thread.
+        Close the database and stop its thread.
         """
-        if self._connection is None and not self._pool.started:
-            return succeed(None)
-
-        def closeConnection(connection: sqlite3.Connection) -> None:
-            connection.close()
-            self._connection = None
-
-        def stopThread(result: object) -> object:
-            self._pool.stop()
-            return result
-
-        d = self._run(closeConnection)
-        if self._pool.started:
-            d.addBoth(stopThread)
-        return d
+        return self._db.close()
 
     # Issued keycards
 
