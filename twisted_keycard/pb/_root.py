@@ -5,14 +5,13 @@ keycards to a bouncer and logs clients in through a twisted.cred realm.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.spread import pb
 from twisted.spread.flavors import IPBRoot
 from twisted.spread.interfaces import IJellyable
@@ -22,6 +21,7 @@ from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.error import InsecureTransport, KeycardDenied, KeycardRefused
 from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, Keycard, KeycardState
 from twisted_keycard.pb._broker import KeycardBroker
+from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
 
 #: Keycards one connection may hold at once, by default.
 MAX_KEYCARDS_PER_CONNECTION = 16
@@ -51,7 +51,8 @@ class KeycardRoot:
     It sets each keycard's C{address} from the connection's peer and its
     C{requesterName}, forwards it to the bouncer, and on success asks the
     portal's realm for the avatar.  It drops a client whose keycard the
-    bouncer expires, and removes the keycard when the client goes.
+    bouncer expires, and removes the keycard when the client goes, even
+    when the avatar arrives after that (see L{ClientConnection}).
     """
 
     log = Logger()
@@ -80,45 +81,75 @@ class KeycardRoot:
         self.requesterName = requesterName
         self.maxKeycardsPerConnection = maxKeycardsPerConnection
         self._clock = clock
-        self._holders: dict[str, pb.Broker] = {}
-        self._held: dict[pb.Broker, dict[str, Callable[[], object]]] = {}
+        #: Keycard ids issued through this root, to the connections holding them.
+        self._holders: dict[str, ConnectionInputs] = {}
+        self._connections: dict[pb.Broker, ClientConnection] = {}
         bouncer.registerRequester(requesterName, self)
 
     def rootObject(self, broker: pb.Broker) -> _KeycardLogin:
+        self._connectionFor(broker)
         return _KeycardLogin(self, broker)
 
     def keycardIds(self) -> list[str]:
         """
-        The ids of the keycards held by connected clients.
+        The ids of the keycards held by connected clients, including those
+        whose avatars the realm is still producing.
         """
         return list(self._holders)
 
+    def _connectionFor(self, broker: pb.Broker) -> ClientConnection:
+        """
+        The lifecycle of C{broker}'s connection, begun on first use.
+        """
+        connection = self._connections.get(broker)
+        if connection is None:
+            connection = ClientConnection.new(
+                broker, self.bouncer, self._holders, self.log
+            )
+            if broker.disconnected:
+                connection.inputs.connectionLost()
+                return connection
+            self._connections[broker] = connection
+            broker.notifyOnDisconnect(lambda: self._clientGone(broker))
+        return connection
+
+    def _clientGone(self, broker: pb.Broker) -> None:
+        connection = self._connections.pop(broker, None)
+        if connection is not None:
+            connection.inputs.connectionLost()
+
     async def login(self, broker: pb.Broker, keycard: object, mind: object) -> Any:
+        connection = self._connectionFor(broker)
         if not isinstance(keycard, Keycard):
             self.log.info(
                 "refused a login with no keycard from {peer}", peer=peerAddress(broker)
             )
             raise KeycardRefused()
-        held = self._held.get(broker, {})
-        if len(held) >= self.maxKeycardsPerConnection:
+        if connection.core.keycardCount() >= self.maxKeycardsPerConnection:
             raise KeycardDenied("too many keycards on this connection")
         if keycard.carriesSecret() and not ISSLTransport.providedBy(broker.transport):
             self.log.info("refused a keycard with a secret over plain TCP")
             raise InsecureTransport(f"{type(keycard).__name__} needs TLS")
+        inputs = connection.inputs
+        if not inputs.beginLogin():
+            raise KeycardRefused()
         keycard.address = peerAddress(broker)
         keycard.requesterName = self.requesterName
         try:
             result: Keycard = await self.bouncer.authenticate(keycard)
-        except KeycardRefused:
-            if getattr(type(keycard), "dropOnRefusal", False):
+        except BaseException as e:
+            inputs.loginEnded()
+            if isinstance(e, KeycardRefused) and getattr(
+                type(keycard), "dropOnRefusal", False
+            ):
                 self._dropSoon(broker)
             raise
         if result.state is not KeycardState.AUTHENTICATED:
+            inputs.loginEnded()
             return (result, None)
         keycardId = result.id
         assert keycardId is not None and result.avatarId is not None
-        if broker.disconnected:
-            await self.bouncer.removeKeycardId(keycardId)
+        if not inputs.keycardIssued(keycardId):
             raise KeycardRefused()
         try:
             # twisted.cred types avatar ids as bytes; ours are text.
@@ -131,9 +162,10 @@ class KeycardRoot:
             self.log.failure(
                 "realm refused avatar {avatarId}", avatarId=result.avatarId
             )
-            await self.bouncer.removeKeycardId(keycardId)
+            inputs.avatarFailed(keycardId)
             raise KeycardRefused() from None
-        self._hold(broker, keycardId, logout)
+        if not inputs.avatarReady(keycardId, logout):
+            raise KeycardRefused()
         if not IJellyable.providedBy(avatar):
             avatar = pb.AsReferenceable(avatar, "perspective")
         return (result, avatar)
@@ -150,51 +182,14 @@ class KeycardRoot:
             self.log.info("dropping {peer} after a refusal", peer=peerAddress(broker))
             clock.callLater(0, transport.loseConnection)
 
-    def _hold(
-        self, broker: pb.Broker, keycardId: str, logout: Callable[[], object]
-    ) -> None:
-        held = self._held.get(broker)
-        if held is None:
-            held = self._held[broker] = {}
-            broker.notifyOnDisconnect(lambda: self._clientGone(broker))
-        held[keycardId] = logout
-        self._holders[keycardId] = broker
-
-    def _clientGone(self, broker: pb.Broker) -> None:
-        for keycardId, logout in self._held.pop(broker, {}).items():
-            self._holders.pop(keycardId, None)
-            try:
-                logout()
-            except Exception:
-                self.log.failure(
-                    "logout of keycard {keycardId} failed", keycardId=keycardId
-                )
-            self.bouncer.removeKeycardId(keycardId).addErrback(
-                self._removeFailed, keycardId
-            )
-
-    def _removeFailed(self, failure: Failure, keycardId: str) -> None:
-        # The bouncer expires the keycard by itself in the end: a warning.
-        self.log.warn(
-            "could not tell the bouncer that keycard {keycardId} was removed: {error}",
-            keycardId=keycardId,
-            error=failure.getErrorMessage(),
-        )
-
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
         """
         Drop the clients that hold these keycards.
         """
         for keycardId in keycardIds:
-            broker = self._holders.get(keycardId)
-            if broker is None or broker.transport is None:
-                continue
-            self.log.info(
-                "dropping {peer}: keycard {keycardId} expired",
-                peer=peerAddress(broker),
-                keycardId=keycardId,
-            )
-            broker.transport.loseConnection()
+            connection = self._holders.get(keycardId)
+            if connection is not None:
+                connection.expire(keycardId)
 
 
 class _KeycardLogin(pb.Referenceable):
