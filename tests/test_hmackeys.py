@@ -105,7 +105,7 @@ class HMACExchangeTests(SynchronousTestCase):
         firstExchange.answer(first)
         self.successResultOf(self.keys.requestAvatarId(firstExchange))
         self.assertRaises(ProtocolError, firstExchange.answer, first)
-        self.failureResultOf(self.keys.requestAvatarId(firstExchange), KeycardRefused)
+        self.failureResultOf(self.keys.requestAvatarId(firstExchange), ProtocolError)
 
     def test_keyFile(self) -> None:
         encoded = b64encode(KEY).decode()

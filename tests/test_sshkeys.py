@@ -105,7 +105,7 @@ class SSHKeysTests(SynchronousTestCase):
         self.successResultOf(self.keys.requestAvatarId(exchange))
         self.failureResultOf(self.keys.requestAvatarId(exchange), ProtocolError)
         other = self.exchangeWith(SSHAnswerer("alice", KEYS[0]))
-        other.signature = exchange.signature
+        other.proof = exchange.proof
         self.failureResultOf(self.keys.requestAvatarId(other), KeycardRefused)
 
     def test_badFile(self) -> None:
