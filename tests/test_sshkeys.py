@@ -12,7 +12,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_keycard import IAnswerer, IChallenger, KeycardRefused, KeycardState
-from twisted_keycard.error import ProtocolError
 from twisted_keycard.sshkeys import (
     PrivateKey,
     SSHAnswerer,
@@ -103,7 +102,6 @@ class SSHKeysTests(SynchronousTestCase):
     def test_replay(self) -> None:
         exchange = self.exchangeWith(SSHAnswerer("alice", KEYS[0]))
         self.successResultOf(self.keys.requestAvatarId(exchange))
-        self.failureResultOf(self.keys.requestAvatarId(exchange), ProtocolError)
         other = self.exchangeWith(SSHAnswerer("alice", KEYS[0]))
         other.proof = exchange.proof
         self.failureResultOf(self.keys.requestAvatarId(other), KeycardRefused)
