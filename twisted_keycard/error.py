@@ -82,6 +82,21 @@ class ProtocolError(KeycardError):
     """
 
 
+class ExchangeOutOfOrder(ProtocolError):
+    """
+    Raised on the bouncer when a step of a multi-step exchange (C{challenge},
+    C{answer}, C{verify}, C{conclude}) is taken out of order, twice, or after
+    the exchange was spent; the message is C{"<step> out of order"} for
+    every kind.
+
+    @ivar step: the name of the step refused.
+    """
+
+    def __init__(self, step: str) -> None:
+        super().__init__(f"{step} out of order")
+        self.step = step
+
+
 class TooManyRounds(KeycardError):
     """
     Raised on the client when the server keeps asking for more challenge

@@ -16,7 +16,7 @@ import secrets
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
@@ -25,7 +25,6 @@ from zope.interface import implementer
 
 from twisted_keycard._entriesfile import WatchedEntries, entryLines
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._exchangecontext import exchangeContext
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
     NAME_LENGTH,
@@ -33,6 +32,7 @@ from twisted_keycard.keycard._keycard import (
     registerKeycard,
     wireField,
 )
+from twisted_keycard.keycard._nonceexchange import NonceExchange, exchangeContext
 from twisted_keycard.keycard._selfverifying import requestVerified
 
 #: What every MAC starts with, so a MAC made here means nothing elsewhere.
@@ -101,48 +101,36 @@ class IHMACExchange(IExchange):
     """
 
 
-@implementer(IHMACExchange)
-@attrs.define
-class HMACExchange:
+@attrs.frozen
+class HMACProofCheck:
     """
-    The bouncer's side: the nonce it sent and the key it will check with (a
-    random one for an unknown name, so the failure looks the same).
+    Checks a client's MAC with its key (a random one for an unknown name,
+    so the failure looks the same).
     """
 
-    name: str
+    label: ClassVar[bytes] = LABEL
+    keycardClass: ClassVar[type[HMACKeycard]] = HMACKeycard
+
     key: bytes = attrs.field(repr=False)
     known: bool
-    nonce: str
-    mac: str | None = None
-    message: bytes = b""
 
-    def challenge(self, keycard: Keycard) -> bool:
-        assert isinstance(keycard, HMACKeycard) and keycard.id is not None
-        keycard.nonce = self.nonce
-        self.message = context(self.name, self.nonce, keycard.id, keycard.requesterName)
-        return True
-
-    def answer(self, keycard: Keycard) -> None:
-        if self.mac is not None:
-            raise ProtocolError("this exchange was answered already")
+    def read(self, keycard: Keycard) -> bytes:
         if not isinstance(keycard, HMACKeycard) or keycard.mac is None:
             raise ProtocolError("no MAC")
-        self.mac = keycard.mac
-
-    def conclude(self, keycard: Keycard) -> None:
-        """
-        No proof back: the client trusts the server through TLS.
-        """
-
-    def verify(self) -> bool:
-        if self.mac is None:
-            raise ProtocolError("nothing to check")
-        mac, self.mac = self.mac, ""
         # As bytes: compare_digest refuses str with non-ASCII characters,
         # and the MAC is whatever text the client sent.
-        expected = sign(self.key, self.message).encode("ascii")
-        good = hmac.compare_digest(expected, mac.encode("utf-8"))
-        return good and self.known
+        return keycard.mac.encode("utf-8")
+
+    def accepts(self, context: bytes, proof: bytes) -> bool:
+        expected = sign(self.key, context).encode("ascii")
+        return hmac.compare_digest(expected, proof) and self.known
+
+
+@implementer(IHMACExchange)
+class HMACExchange(NonceExchange):
+    """
+    The bouncer's side: the nonce it sent and an L{HMACProofCheck}.
+    """
 
 
 @implementer(ICredentialsChecker, IChallenger)
@@ -178,8 +166,10 @@ class HMACKeys:
         key = self._keys.get(keycard.name)
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
         if key is None:
-            return succeed(HMACExchange(keycard.name, self._random(32), False, nonce))
-        return succeed(HMACExchange(keycard.name, key, True, nonce))
+            check = HMACProofCheck(self._random(32), known=False)
+        else:
+            check = HMACProofCheck(key, known=True)
+        return succeed(HMACExchange(keycard.name, nonce, check))
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         return requestVerified(credentials, HMACExchange, lambda e: e.name)

@@ -34,6 +34,7 @@ from twisted_keycard.keycard._keycard import (
     registerKeycard,
     wireField,
 )
+from twisted_keycard.keycard._lifecycle import ExchangeLifecycle, ExchangeStep
 from twisted_keycard.keycard._selfverifying import requestVerified
 
 PREFIX = "SRP-SHA256-2048"
@@ -140,6 +141,8 @@ class ISRPExchange(IExchange):
 class SRPExchange:
     """
     The library's verifier for this exchange, kept on the bouncer's side.
+
+    @ivar lifecycle: the guard that takes each step once, in order.
     """
 
     username: str
@@ -149,30 +152,34 @@ class SRPExchange:
     B: bytes
     M: bytes | None = None
     HAMK: bytes | None = None
-    checked: bool = False
+    lifecycle: ExchangeLifecycle = attrs.field(factory=ExchangeLifecycle, init=False)
 
     def challenge(self, keycard: Keycard) -> bool:
-        assert isinstance(keycard, SRPKeycard)
-        keycard.salt, keycard.B = _b64(self.salt), _b64(self.B)
+        with self.lifecycle.step(ExchangeStep.CHALLENGE):
+            if not isinstance(keycard, SRPKeycard):
+                raise ProtocolError("not an SRP keycard")
+            keycard.salt, keycard.B = _b64(self.salt), _b64(self.B)
         return True
 
     def answer(self, keycard: Keycard) -> None:
-        if self.M is not None:
-            raise ProtocolError("this exchange was answered already")
-        if not isinstance(keycard, SRPKeycard):
-            raise ProtocolError("not an SRP keycard")
-        self.M = _unb64(keycard.M, "proof")
-
-    def conclude(self, keycard: Keycard) -> None:
-        assert isinstance(keycard, SRPKeycard) and self.HAMK is not None
-        keycard.HAMK = _b64(self.HAMK)
+        with self.lifecycle.step(ExchangeStep.ANSWER):
+            if not isinstance(keycard, SRPKeycard):
+                raise ProtocolError("not an SRP keycard")
+            self.M = _unb64(keycard.M, "proof")
 
     def verify(self) -> bool:
-        if self.M is None or self.checked:
-            raise ProtocolError("nothing to check")
-        self.checked = True
+        return self.lifecycle.verify(self._check)
+
+    def _check(self) -> bool:
         self.HAMK = self.verifier.verify_session(self.M)
         return self.HAMK is not None and self.known
+
+    def conclude(self, keycard: Keycard) -> None:
+        with self.lifecycle.step(ExchangeStep.CONCLUDE):
+            if not isinstance(keycard, SRPKeycard):
+                raise ProtocolError("not an SRP keycard")
+            assert self.HAMK is not None
+            keycard.HAMK = _b64(self.HAMK)
 
 
 @implementer(ICredentialsChecker, IChallenger)

@@ -16,7 +16,7 @@ import secrets
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from cryptography.exceptions import InvalidSignature
@@ -28,7 +28,6 @@ from zope.interface import implementer
 
 from twisted_keycard._entriesfile import WatchedEntries, entryLines
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._exchangecontext import exchangeContext
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
     NAME_LENGTH,
@@ -36,6 +35,7 @@ from twisted_keycard.keycard._keycard import (
     registerKeycard,
     wireField,
 )
+from twisted_keycard.keycard._nonceexchange import NonceExchange, exchangeContext
 from twisted_keycard.keycard._selfverifying import requestVerified
 
 LABEL = b"twisted-keycard ssh signature v1"
@@ -130,47 +130,35 @@ class ISSHExchange(IExchange):
     """
 
 
-@implementer(ISSHExchange)
-@attrs.define
-class SSHExchange:
+@attrs.frozen
+class SignatureProofCheck:
     """
-    The nonce the bouncer sent and the keys it will check against (none
+    Checks a client's signature against its public keys (one nobody holds
     for an unknown name: the same refusal as a bad signature).
     """
 
-    name: str
+    label: ClassVar[bytes] = LABEL
+    keycardClass: ClassVar[type[SSHKeycard]] = SSHKeycard
+
     keys: Sequence[PublicKey] = attrs.field(repr=False)
-    nonce: str
-    signature: bytes | None = None
-    message: bytes = b""
-    checked: bool = False
 
-    def challenge(self, keycard: Keycard) -> bool:
-        assert isinstance(keycard, SSHKeycard) and keycard.id is not None
-        keycard.nonce = self.nonce
-        self.message = context(self.name, self.nonce, keycard.id, keycard.requesterName)
-        return True
-
-    def answer(self, keycard: Keycard) -> None:
-        if self.signature is not None:
-            raise ProtocolError("this exchange was answered already")
+    def read(self, keycard: Keycard) -> bytes:
         if not isinstance(keycard, SSHKeycard) or keycard.signature is None:
             raise ProtocolError("no signature")
         try:
-            self.signature = b64decode(keycard.signature, validate=True)
+            return b64decode(keycard.signature, validate=True)
         except ValueError:
             raise ProtocolError("signature is not base64") from None
 
-    def conclude(self, keycard: Keycard) -> None:
-        """
-        No proof back: the client trusts the server through TLS.
-        """
+    def accepts(self, context: bytes, proof: bytes) -> bool:
+        return any(verifyWith(k, proof, context) for k in self.keys)
 
-    def verify(self) -> bool:
-        if self.signature is None or self.checked:
-            raise ProtocolError("nothing to check")
-        self.checked = True
-        return any(verifyWith(k, self.signature, self.message) for k in self.keys)
+
+@implementer(ISSHExchange)
+class SSHExchange(NonceExchange):
+    """
+    The bouncer's side: the nonce it sent and a L{SignatureProofCheck}.
+    """
 
 
 @implementer(ICredentialsChecker, IChallenger)
@@ -212,7 +200,7 @@ class SSHKeys:
             return fail(ProtocolError("no name"))
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
         keys = self._keys.get(keycard.name) or self._mock
-        return succeed(SSHExchange(keycard.name, keys, nonce))
+        return succeed(SSHExchange(keycard.name, nonce, SignatureProofCheck(keys)))
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         return requestVerified(credentials, SSHExchange, lambda e: e.name)

@@ -18,7 +18,8 @@ class SelfChecking(Protocol):
         """
         Check the client's answer, once.
 
-        @raise ProtocolError: if there is no answer, or it was checked.
+        @raise twisted_keycard.error.ExchangeOutOfOrder: if there is no
+            answer, or it was checked.
         """
 
 
@@ -33,7 +34,8 @@ def requestVerified(
 
     @return: a L{Deferred} firing with C{avatarId(credentials)} when it
         verifies, or failing with L{KeycardRefused} for a wrong answer or
-        other credentials, or with the L{ProtocolError} of an exchange not
+        other credentials, or with the
+        L{twisted_keycard.error.ExchangeOutOfOrder} of an exchange not
         answered or checked already.
     """
     if not isinstance(credentials, kind):

@@ -7,8 +7,9 @@ signature, so the login is mutual.  The keycard carries the standard SCRAM
 messages, so any SCRAM implementation can take either side.
 """
 
+from twisted_keycard.keycard._lifecycle import ExchangeState
 from twisted_keycard.scram._client import SCRAMAnswerer
-from twisted_keycard.scram._exchange import ExchangeState, ISCRAMExchange, SCRAMExchange
+from twisted_keycard.scram._exchange import ISCRAMExchange, SCRAMExchange
 from twisted_keycard.scram._keycache import SCRAMKeyCache
 from twisted_keycard.scram._keycard import SCRAMKeycard
 from twisted_keycard.scram._messages import (

@@ -5,7 +5,6 @@ its side, and the single check of the client's proof.
 
 from __future__ import annotations
 
-import enum
 import hmac
 
 import attrs
@@ -14,6 +13,11 @@ from zope.interface import implementer
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.keycard._interfaces import IExchange
 from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.keycard._lifecycle import (
+    ExchangeLifecycle,
+    ExchangeState,
+    ExchangeStep,
+)
 from twisted_keycard.scram._crypto import hmacSha256, sha256, xor
 from twisted_keycard.scram._keycard import SCRAMKeycard
 from twisted_keycard.scram._messages import (
@@ -34,20 +38,6 @@ class ISCRAMExchange(IExchange):
     """
 
 
-class ExchangeState(enum.Enum):
-    """
-    Where a L{SCRAMExchange} is.  Each step is taken once, in order; a step
-    that fails leaves the exchange L{SPENT}.
-    """
-
-    PRIMED = "primed"
-    CHALLENGED = "challenged"
-    ANSWERED = "answered"
-    SUCCEEDED = "succeeded"
-    CONCLUDED = "concluded"
-    SPENT = "spent"
-
-
 def _scram(keycard: Keycard) -> SCRAMKeycard:
     if not isinstance(keycard, SCRAMKeycard):
         raise ProtocolError("not a SCRAM keycard")
@@ -66,16 +56,23 @@ class SCRAMExchange:
     @ivar verifier: the user's verifier, or random keys for a mock exchange.
     @ivar known: whether the user exists; a mock exchange does the same work
         and then fails.
-    @ivar state: an L{ExchangeState}.
+    @ivar lifecycle: the guard that takes each step once, in order.
     """
 
     first: ClientFirst
     serverFirst: ServerFirst
     verifier: Verifier = attrs.field(repr=False)
     known: bool = attrs.field(repr=False)
-    state: ExchangeState = ExchangeState.PRIMED
+    lifecycle: ExchangeLifecycle = attrs.field(factory=ExchangeLifecycle, init=False)
     _final: ClientFinal | None = attrs.field(default=None, repr=False)
     _serverSignature: bytes | None = attrs.field(default=None, repr=False)
+
+    @property
+    def state(self) -> ExchangeState:
+        """
+        Where the exchange is: an L{ExchangeState}.
+        """
+        return self.lifecycle.state
 
     @property
     def username(self) -> str:
@@ -84,20 +81,14 @@ class SCRAMExchange:
         """
         return self.first.username
 
-    def _step(self, expected: ExchangeState, what: str) -> None:
-        if self.state is not expected:
-            self.state = ExchangeState.SPENT
-            raise ProtocolError(f"SCRAM message out of order: {what}")
-
     def challenge(self, keycard: Keycard) -> bool:
         """
         Write the server-first message into the keycard.
 
         @return: C{True}: the client must answer.
         """
-        self._step(ExchangeState.PRIMED, "challenge")
-        _scram(keycard).serverFirst = self.serverFirst.format()
-        self.state = ExchangeState.CHALLENGED
+        with self.lifecycle.step(ExchangeStep.CHALLENGE):
+            _scram(keycard).serverFirst = self.serverFirst.format()
         return True
 
     def answer(self, keycard: Keycard) -> None:
@@ -107,16 +98,14 @@ class SCRAMExchange:
         @raise ProtocolError: if it is malformed, out of order, or for
             another exchange (its channel binding or nonce differ).
         """
-        self._step(ExchangeState.CHALLENGED, "answer")
-        self.state = ExchangeState.SPENT
-        final = ClientFinal.parse(_scram(keycard).clientFinal)
-        binding = channelBinding(self.first.gs2Header)
-        if not hmac.compare_digest(final.channelBinding, binding):
-            raise ProtocolError("channel binding does not match")
-        if not hmac.compare_digest(final.nonce, self.serverFirst.nonce):
-            raise ProtocolError("nonce does not match")
-        self._final = final
-        self.state = ExchangeState.ANSWERED
+        with self.lifecycle.step(ExchangeStep.ANSWER):
+            final = ClientFinal.parse(_scram(keycard).clientFinal)
+            binding = channelBinding(self.first.gs2Header)
+            if not hmac.compare_digest(final.channelBinding, binding):
+                raise ProtocolError("channel binding does not match")
+            if not hmac.compare_digest(final.nonce, self.serverFirst.nonce):
+                raise ProtocolError("nonce does not match")
+            self._final = final
 
     def verify(self) -> bool:
         """
@@ -127,8 +116,9 @@ class SCRAMExchange:
         @raise ProtocolError: if the exchange is not answered, or was
             checked already.
         """
-        self._step(ExchangeState.ANSWERED, "check")
-        self.state = ExchangeState.SPENT
+        return self.lifecycle.verify(self._check)
+
+    def _check(self) -> bool:
         assert self._final is not None
         message = authMessage(self.first, self.serverFirst, self._final.withoutProof)
         signature = hmacSha256(self.verifier.storedKey, message)
@@ -137,7 +127,6 @@ class SCRAMExchange:
         if not (good and self.known):
             return False
         self._serverSignature = hmacSha256(self.verifier.serverKey, message)
-        self.state = ExchangeState.SUCCEEDED
         return True
 
     def conclude(self, keycard: Keycard) -> None:
@@ -145,10 +134,10 @@ class SCRAMExchange:
         Write the server-final message (the server's signature) into the
         keycard, after a successful check.
 
-        @raise ProtocolError: if the check did not succeed.
+        @raise ProtocolError: if the check did not succeed, or the exchange
+            was concluded already.
         """
-        self._step(ExchangeState.SUCCEEDED, "conclusion")
-        assert self._serverSignature is not None
-        final = ServerFinal(signature=self._serverSignature)
-        _scram(keycard).serverFinal = final.format()
-        self.state = ExchangeState.CONCLUDED
+        with self.lifecycle.step(ExchangeStep.CONCLUDE):
+            assert self._serverSignature is not None
+            final = ServerFinal(signature=self._serverSignature)
+            _scram(keycard).serverFinal = final.format()
