@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.cred.portal import Portal
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -32,6 +33,9 @@ from ._realm import AvatarRealm
 
 reactor: Any = _reactor
 ROOT = Path(__file__).resolve().parent.parent
+
+# Slow: loopback TCP and the example as a process.
+pytestmark = pytest.mark.integration
 
 
 class LoopbackTests(TestCase):

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.python.failure import Failure
@@ -27,6 +28,9 @@ from twisted_keycard.tokencard import TokenAnswerer
 from ._procs import ENV, ROOT, bouncer, freePort, keycard, reactor, started, waitFor
 
 PASSWORD = "pool party"
+
+# Slow: runs bouncer processes on one store.
+pytestmark = pytest.mark.integration
 
 
 class MultiBouncerTests(TestCase):

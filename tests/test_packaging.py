@@ -11,10 +11,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 600
+
+# Slow: builds a wheel and installs it in a fresh virtualenv.
+pytestmark = pytest.mark.integration
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import TestCase
@@ -22,6 +23,9 @@ from ._procs import ENV, ROOT, bouncer, freePort, keycard, reactor, started, wai
 
 SECRET = "requester secret"
 PASSWORD = "alice's password"
+
+# Slow: runs the bouncer and a requester as processes.
+pytestmark = pytest.mark.integration
 
 
 class RemoteProcessTests(TestCase):

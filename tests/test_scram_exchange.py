@@ -1,13 +1,15 @@
 """
 Tests for the SCRAM-SHA-256 exchange between L{SCRAMAnswerer} and
-L{SCRAMVerifiers}: the RFC 7677 vector on both sides, success, and every
-refusal.
+L{SCRAMVerifiers}: the RFC 7677 vector on both sides, success, every
+refusal, and the keycard's fields on the wire.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from base64 import b64decode, b64encode
+from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.trial.unittest import SynchronousTestCase
@@ -31,6 +33,9 @@ from twisted_keycard.scram import (
     ServerFirst,
     Verifier,
 )
+from twisted_keycard.testing import KeycardTestServer
+
+from ._realm import AvatarRealm
 
 # RFC 7677, section 3.
 USER, PASSWORD = "user", "pencil"
@@ -313,7 +318,7 @@ class ExchangeTests(SynchronousTestCase):
         self.failureResultOf(self.checker.requestAvatarId(exchange), KeycardRefused)
 
     def test_malformedAnswers(self) -> None:
-        for final in [None, "", "c=biws", "c=biws,r=abc,p=!!"]:
+        for final in [None, "", "c=biws", "c=biws,r=abc,p=!!", "p=AAAA,c=biws,r=x"]:
             answerer = SCRAMAnswerer("alice", "secret")
             keycard, exchange = _primed(self.checker, answerer)
             keycard.clientFinal = final
@@ -520,3 +525,61 @@ class KeycardTests(SynchronousTestCase):
         )
         self.assertEqual([getattr(keycard, name) for name in names], before)
         self.assertEqual(keycard.clientFirst, CLIENT_FIRST)
+
+
+class WireTests(SynchronousTestCase):
+    """
+    What a SCRAM login puts on the wire: each message carries only what the
+    other side needs (docs/protocol.rst, "A worked example").
+    """
+
+    def test_fieldsOnTheWire(self) -> None:
+        verifier = Verifier.fromPassword(PASSWORD, 4096, SALT)
+        server = KeycardTestServer.build(
+            [SCRAMVerifiers({USER: verifier})], AvatarRealm(), requesterName="chat"
+        )
+        connection = server.connect(clientHost="192.0.2.7")
+        sent: dict[str, list[set[str]]] = {"client": [], "server": []}
+
+        def record(side: str, broker: Any) -> None:
+            original = broker.expressionReceived
+
+            def received(expression: Any) -> None:
+                for item in expression[1:]:
+                    # [b"tuple", [tag, state], ...] holds a keycard.
+                    if isinstance(item, list) and item[:1] == [b"tuple"] and item[1:]:
+                        copy = item[1]
+                        if isinstance(copy, list) and copy[0].startswith(b"twisted_"):
+                            sent[side].append(set(json.loads(copy[1])))
+                original(expression)
+
+            broker.expressionReceived = received
+
+        record("client", connection.serverBroker)
+        record("server", connection.clientBroker)
+        answerer = SCRAMAnswerer(USER, PASSWORD, nonce=CLIENT_NONCE)
+        login = self.successResultOf(connection.loginWithKeycard([answerer]))
+        self.assertEqual(login.keycard.avatarId, USER)
+        self.assertEqual(
+            sent["client"],
+            [{"clientFirst"}, {"id", "requesterName", "clientFinal"}],
+        )
+        self.assertEqual(
+            sent["server"],
+            [
+                {"id", "requesterName", "bouncerName", "serverFirst"},
+                {
+                    "id",
+                    "state",
+                    "avatarId",
+                    "requesterName",
+                    "bouncerName",
+                    "duration",
+                    "expires",
+                    "serverFinal",
+                },
+            ],
+        )
+        # The requester kept the address it saw; it was not sent back.
+        assert login.keycard.id is not None
+        self.assertEqual(server.bouncer.held[login.keycard.id].address, "192.0.2.7")

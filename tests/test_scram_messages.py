@@ -53,6 +53,7 @@ class ClientFirstTests(SynchronousTestCase):
         first = ClientFirst.parse("n,,n=a=2Cb=3Dc=3D2C,r=abc")
         self.assertEqual(first.username, "a,b=c=2C")
         self.assertEqual(first.format(), "n,,n=a=2Cb=3Dc=3D2C,r=abc")
+        self.assertEqual(first.bare, "n=a=2Cb=3Dc=3D2C,r=abc")
 
     def test_unicodeName(self) -> None:
         """
@@ -113,6 +114,7 @@ class ClientFirstTests(SynchronousTestCase):
             "n,,n=us\x00er,r=abc",
             "n,,n=us\ter,r=abc",
             "n,,n=user,r=a b",
+            "n,,n=user,r=ab,c",
             "n,,n=user,r=abc\x7f",
             "n,,n=user,r=abcé",
             "n,,N=user,r=abc",
@@ -160,6 +162,7 @@ class ServerFirstTests(SynchronousTestCase):
             f"r={SERVER_NONCE},i=4096,s={SALT}",
             f"s={SALT},r={SERVER_NONCE},i=4096",
             f"r={SERVER_NONCE},s={SALT},i=",
+            f"r={SERVER_NONCE},s={SALT},i=x",
             f"r={SERVER_NONCE},s={SALT},i=0",
             f"r={SERVER_NONCE},s={SALT},i=04096",
             f"r={SERVER_NONCE},s={SALT},i=-1",
@@ -168,6 +171,7 @@ class ServerFirstTests(SynchronousTestCase):
             f"r={SERVER_NONCE},s={SALT},i=٤٠٩٦",
             f"r={SERVER_NONCE},s={SALT},i=12345678901",
             f"r={SERVER_NONCE},s=,i=4096",
+            f"r={SERVER_NONCE},s=***,i=4096",
             f"r={SERVER_NONCE},s=W22ZaJ0SNY7soEsUEjb6gQ,i=4096",
             f"r={SERVER_NONCE},s=W22ZaJ0SNY7soEsUEjb6gQ=,i=4096",
             f"r={SERVER_NONCE},s=W22Z aJ0SNY7soEsUEjb6gQ==,i=4096",

@@ -81,6 +81,9 @@ class VerifierTests(SynchronousTestCase):
         text = verifier.toString()
         self.assertEqual(Verifier.fromString(text), verifier)
         self.assertEqual(Verifier.fromString(f"  {text}\r\n"), verifier)
+        other = Verifier.fromPassword(PASSWORD, 5000, SALT)
+        self.assertTrue(other.toString().startswith("SCRAM-SHA-256$5000:"))
+        self.assertEqual(Verifier.fromString(other.toString()), other)
 
     def test_postgresqlFormat(self) -> None:
         """
@@ -116,6 +119,7 @@ class VerifierTests(SynchronousTestCase):
         for bad in [
             "",
             "SCRAM-SHA-256",
+            "md5abc",
             good.replace("SCRAM-SHA-256", "SCRAM-SHA-1"),
             good.replace("SCRAM-SHA-256", "scram-sha-256"),
             good.replace("$4096:", "$0:"),
@@ -123,6 +127,7 @@ class VerifierTests(SynchronousTestCase):
             good.replace("$4096:", "$04096:"),
             good.replace("$4096:", "$٤٠٩٦:"),
             good.replace("$4096:", "$:"),
+            good.replace("$4096:", "$x:"),
             f"{mechanism}$4096${keys}",
             f"{mechanism}${params}${stored}",
             f"{mechanism}${params}${stored}:{server}:{server}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
@@ -17,6 +18,7 @@ from ._procs import ENV, ROOT, TWISTD, bouncer, freePort, keycard, started
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.mark.integration
 class ServiceTests(TestCase):
     def setUp(self) -> None:
         self.dir = Path(self.mktemp()).resolve()
@@ -160,6 +162,7 @@ class ServiceTests(TestCase):
 
 
 class PluginTests(TestCase):
+    @pytest.mark.integration
     def test_twistdHelp(self) -> None:
         """
         twistd lists the plugin and its options.

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -159,6 +160,7 @@ CLAIMER = """
 """
 
 
+@pytest.mark.integration
 class SQLiteProcessTests(SynchronousTestCase):
     """
     Real processes on one database file.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.cred.portal import Portal
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -27,6 +28,9 @@ from ._procs import reactor
 from ._realm import AvatarRealm
 
 DATA = Path(__file__).resolve().parent / "data"
+
+# Slow: real TLS on loopback.
+pytestmark = pytest.mark.integration
 
 
 class TLSTests(TestCase):
