@@ -4,6 +4,8 @@ Tests for L{twisted_keycard.srp}: SRP-6a keycards.
 
 from __future__ import annotations
 
+from base64 import b64decode, b64encode
+
 from twisted.cred import strcred
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -11,6 +13,7 @@ from zope.interface.verify import verifyObject
 from twisted_keycard import IAnswerer, IChallenger, KeycardRefused, KeycardState
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
 from twisted_keycard.srp import (
+    GROUP_BYTES,
     SRPAnswerer,
     SRPExchange,
     SRPKeycard,
@@ -63,11 +66,23 @@ class SRPTests(SynchronousTestCase):
         self.assertEqual(len(real.salt), len(mock.salt))
         self.assertEqual(mock.salt, again.salt)
         self.assertEqual(len(real.B), len(mock.B))
+        self.assertEqual(len(real.B), len(b64encode(bytes(GROUP_BYTES))))
         one = self.failureResultOf(self.checker.requestAvatarId(realExchange))
         two = self.failureResultOf(self.checker.requestAvatarId(mockExchange))
         self.assertEqual(
             (one.type, one.getErrorMessage()), (two.type, two.getErrorMessage())
         )
+
+    def test_challengePadded(self) -> None:
+        """
+        B crosses the wire padded to the group's size, so its length is the
+        same for every exchange, known user or not.
+        """
+        exchange = SRPExchange("alice", True, b"s" * 16, None, b"\x01\x02")
+        keycard = SRPKeycard(username="alice")
+        exchange.challenge(keycard)
+        assert keycard.B is not None
+        self.assertEqual(b64decode(keycard.B), bytes(GROUP_BYTES - 2) + b"\x01\x02")
 
     def test_serverProofChecked(self) -> None:
         answerer = SRPAnswerer("alice", "open sesame")

@@ -39,6 +39,10 @@ from twisted_keycard.keycard._selfverifying import requestVerified
 
 PREFIX = "SRP-SHA256-2048"
 HASH, GROUP = _srp.SHA256, _srp.NG_2048
+
+#: Bytes of a number of the 2048-bit group; B is sent padded to it (RFC 5054
+#: pads too), so its length says nothing.
+GROUP_BYTES = 256
 SALT_BYTES = 16
 FIELD = 1024  # base64 of a 2048-bit number is 344 characters
 
@@ -158,7 +162,8 @@ class SRPExchange:
         with self.lifecycle.step(ExchangeStep.CHALLENGE):
             if not isinstance(keycard, SRPKeycard):
                 raise ProtocolError("not an SRP keycard")
-            keycard.salt, keycard.B = _b64(self.salt), _b64(self.B)
+            keycard.salt = _b64(self.salt)
+            keycard.B = _b64(self.B.rjust(GROUP_BYTES, b"\0"))
         return True
 
     def answer(self, keycard: Keycard) -> None:
