@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Mapping
 import attrs
 
 from twisted_keycard.bouncer._expression import Expression, ExpressionError, Name, parse
+from twisted_keycard.keycard._address import normalizeAddress
 from twisted_keycard.store._records import IssuedKeycard
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -47,7 +48,7 @@ def within(address: str | None, nets: Iterable[Network]) -> bool:
     if address is None:
         return False
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(normalizeAddress(address))
     except ValueError:
         return False
     return any(ip.version == n.version and ip in n for n in nets)

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.error import InsecureTransport, KeycardDenied, KeycardRefused
+from twisted_keycard.keycard._address import normalizeAddress
 from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, Keycard, KeycardState
 from twisted_keycard.pb._broker import KeycardBroker
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
@@ -30,7 +31,8 @@ MAX_KEYCARDS_PER_CONNECTION = 16
 def peerAddress(broker: pb.Broker) -> str | None:
     """
     The client's address as this side of the connection sees it: the host
-    of an IP peer, else a bounded string form of the peer address.
+    of an IP peer (normalized: an IPv4 peer of a dual-stack listener is its
+    IPv4 address), else a bounded string form of the peer address.
     """
     transport = broker.transport
     if transport is None:
@@ -38,7 +40,7 @@ def peerAddress(broker: pb.Broker) -> str | None:
     peer = transport.getPeer()
     host = getattr(peer, "host", None)
     if isinstance(host, str):
-        return host[:ADDRESS_LENGTH]
+        return normalizeAddress(host)[:ADDRESS_LENGTH]
     return str(peer)[:ADDRESS_LENGTH]
 
 
