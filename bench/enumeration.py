@@ -1,0 +1,424 @@
+"""
+Can a stranger tell whether a user exists?  For every keycard kind, a real
+bouncer service (C{twistd -n keycard-bouncer}, over verified TLS on
+loopback) is asked, in random interleaved order, about a known user with a
+wrong secret and about an unknown user; each round trip is timed, and a
+two-sided Mann-Whitney U test says whether the two samples differ.  The
+refusals are compared too (error class and message).
+
+    python bench/enumeration.py                # every case, 2,000 samples each
+    python bench/enumeration.py --samples 300 --only scram,hmac
+
+A p-value under 0.01 means the difference is detectable with that many
+samples: the goal is none.  Throttling is off for the run (it would refuse
+both alike before any check).  Needs scipy (C{pip install '.[bench]'}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from base64 import b64encode
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from passlib.hash import apr_md5_crypt, bcrypt, sha512_crypt
+from scipy.stats import mannwhitneyu
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.task import react
+
+from twisted_keycard import IAnswerer, KeycardClientFactory, KeycardState
+from twisted_keycard.hmackeys import HMACAnswerer
+from twisted_keycard.passwords import PasswordAnswerer
+from twisted_keycard.scram import SCRAMAnswerer, Verifier
+from twisted_keycard.srp import SRPAnswerer, SRPVerifier
+from twisted_keycard.sshkeys import SSHAnswerer
+
+ROOT = Path(__file__).resolve().parent.parent
+TWISTD = str(Path(sys.executable).parent / "twistd")
+KEYCARD = [sys.executable, "-m", "twisted_keycard.admin"]
+
+KNOWN, UNKNOWN = "alice", "mallory"
+
+
+@attrs.frozen
+class Case:
+    """
+    One comparison: the checker a bouncer is started with, and how to make
+    the known user's (wrong) and the unknown user's answerers.
+    """
+
+    name: str
+    auth: Callable[[Path], str]
+    known: Callable[[], IAnswerer]
+    unknown: Callable[[], IAnswerer]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def _srp(name: str, password: str) -> str:
+    return SRPVerifier.fromPassword(name, password).toString()
+
+
+def _openssh(key: Any) -> str:
+    return (
+        key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    )
+
+
+def cases() -> list[Case]:
+    """
+    Every kind, and for the kinds whose cost depends on the stored secret,
+    one case per kind of stored secret.
+    """
+    found = [
+        Case(
+            "scram",
+            lambda d: (
+                "scram:"
+                + str(
+                    _write(
+                        d / "users.scram",
+                        f"{KNOWN}:{Verifier.fromPassword('right').toString()}\n",
+                    )
+                )
+            ),
+            lambda: SCRAMAnswerer(KNOWN, "wrong"),
+            lambda: SCRAMAnswerer(UNKNOWN, "wrong"),
+        ),
+        Case(
+            "srp",
+            lambda d: (
+                "srp:"
+                + str(
+                    _write(
+                        d / "users.srp",
+                        f"{KNOWN}:{_srp(KNOWN, 'right')}\n",
+                    )
+                )
+            ),
+            lambda: SRPAnswerer(KNOWN, "wrong"),
+            lambda: SRPAnswerer(UNKNOWN, "wrong"),
+        ),
+        Case(
+            "hmac",
+            lambda d: (
+                "hmac:"
+                + str(
+                    _write(
+                        d / "clients.keys",
+                        f"{KNOWN}:{b64encode(secrets.token_bytes(32)).decode()}\n",
+                    )
+                )
+            ),
+            lambda: HMACAnswerer(KNOWN, secrets.token_bytes(32)),
+            lambda: HMACAnswerer(UNKNOWN, secrets.token_bytes(32)),
+        ),
+    ]
+    for label, make in [
+        ("ed25519", ed25519.Ed25519PrivateKey.generate),
+        ("ecdsa", lambda: ec.generate_private_key(ec.SECP256R1())),
+        ("rsa", lambda: rsa.generate_private_key(65537, 3072)),
+    ]:
+        stored = make()
+        wrong = make()
+        found.append(
+            Case(
+                f"sshkeys-{label}",
+                lambda d, s=stored: (
+                    "sshkeys:"
+                    + str(_write(d / "authorized_keys", f"{KNOWN} {_openssh(s)}\n"))
+                ),
+                lambda w=wrong: SSHAnswerer(KNOWN, w),
+                lambda w=wrong: SSHAnswerer(UNKNOWN, w),
+            )
+        )
+    five = [ed25519.Ed25519PrivateKey.generate() for _ in range(5)]
+    other = ed25519.Ed25519PrivateKey.generate()
+    found.append(
+        Case(
+            "sshkeys-five-keys",
+            lambda d: (
+                "sshkeys:"
+                + str(
+                    _write(
+                        d / "authorized_keys",
+                        "".join(f"{KNOWN} {_openssh(k)}\n" for k in five),
+                    )
+                )
+            ),
+            lambda: SSHAnswerer(KNOWN, other),
+            lambda: SSHAnswerer(UNKNOWN, other),
+        )
+    )
+    # As the tools write them: htpasswd -m (apr1), htpasswd -B (bcrypt, cost
+    # 5), mkpasswd -m sha-512 (5,000 rounds).
+    for label, line, wrong in [
+        ("htpasswd-apr1", apr_md5_crypt.hash("right"), "wrong"),
+        ("htpasswd-bcrypt", bcrypt.using(rounds=5, ident="2y").hash("right"), "wrong"),
+        (
+            "htpasswd-bcrypt-73-bytes",
+            bcrypt.using(rounds=5, ident="2y").hash("right"),
+            "x" * 73,
+        ),
+        (
+            "htpasswd-sha512crypt",
+            sha512_crypt.using(rounds=5000).hash("right"),
+            "wrong",
+        ),
+    ]:
+        found.append(
+            Case(
+                label,
+                lambda d, h=line: (
+                    "htpasswd:" + str(_write(d / "htpasswd", f"{KNOWN}:{h}\n"))
+                ),
+                lambda w=wrong: PasswordAnswerer(KNOWN, w),
+                lambda w=wrong: PasswordAnswerer(UNKNOWN, w),
+            )
+        )
+    return found
+
+
+@attrs.frozen
+class Outcome:
+    """
+    What one exchange took: each round trip in seconds, and the refusal.
+    """
+
+    rounds: list[float]
+    refusal: str
+
+
+async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
+    """
+    One exchange, to its refusal, timing each round trip.
+    """
+    keycard = answerer.start()
+    rounds: list[float] = []
+    for _ in range(4):
+        start = time.perf_counter()
+        try:
+            result = await root.callRemote("login", keycard, None)
+        except Exception as e:
+            rounds.append(time.perf_counter() - start)
+            failure = getattr(e, "value", e)
+            return Outcome(rounds, f"{type(failure).__name__}: {failure}")
+        rounds.append(time.perf_counter() - start)
+        keycard = result[0]
+        if keycard.state is not KeycardState.REQUESTING:
+            return Outcome(rounds, f"state {keycard.state.name}")
+        keycard = answerer.answer(keycard)
+    raise RuntimeError("more rounds than a login has")
+
+
+class Connection:
+    """
+    A client connection to the bouncer, made again when the bouncer drops
+    it (as it does after a refused HMAC keycard).
+    """
+
+    def __init__(self, reactor: Any, endpoint: str) -> None:
+        self.reactor = reactor
+        self.endpoint = endpoint
+        self.factory: KeycardClientFactory | None = None
+        self.root: Any = None
+
+    async def get(self, fresh: bool) -> Any:
+        """
+        The root object, over a new connection if C{fresh}.
+        """
+        if fresh and self.factory is not None:
+            self.factory.disconnect()
+            self.factory = None
+        if self.factory is None:
+            self.factory = KeycardClientFactory()
+            await clientFromString(self.reactor, self.endpoint).connect(self.factory)
+            self.root = await self.factory.getRootObject()
+        return self.root
+
+    def close(self) -> None:
+        if self.factory is not None:
+            self.factory.disconnect()
+
+
+async def measure(
+    reactor: Any, endpoint: str, case: Case, samples: int
+) -> dict[str, Any]:
+    connection = Connection(reactor, endpoint)
+    order = [True] * samples + [False] * samples
+    random.shuffle(order)
+    times: dict[bool, list[list[float]]] = {True: [], False: []}
+    refusals: dict[bool, set[str]] = {True: set(), False: set()}
+    warm = [True, False] * 20
+    for i, known in enumerate(warm + order):
+        # A bouncer drops the client after refusing some kinds (HMAC): each
+        # exchange of those gets a connection of its own (not timed).
+        drops = getattr(case.known().keycardClass, "dropOnRefusal", False)
+        root = await connection.get(fresh=drops)
+        outcome = await exchange(root, case.known() if known else case.unknown())
+        if i >= len(warm):
+            times[known].append(outcome.rounds)
+            refusals[known].add(outcome.refusal)
+    connection.close()
+    result: dict[str, Any] = {"case": case.name, "samples": samples, "rounds": []}
+    for n in range(min(len(r) for r in times[True] + times[False])):
+        a = [r[n] * 1e6 for r in times[True]]
+        b = [r[n] * 1e6 for r in times[False]]
+        p = float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        result["rounds"].append(
+            {
+                "round": n + 1,
+                "known_us": statistics.median(a),
+                "unknown_us": statistics.median(b),
+                "p": p,
+            }
+        )
+    result["same_refusal"] = refusals[True] == refusals[False]
+    result["refusals"] = sorted(refusals[True] | refusals[False])
+    return result
+
+
+def startBouncer(data: Path, auth: str, port: int) -> subprocess.Popen[bytes]:
+    log = open(data / f"bouncer-{port}.log", "wb")  # noqa: SIM115 - the child's
+    process = subprocess.Popen(
+        [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "keycard-bouncer",
+            "--data-dir",
+            str(data),
+            "--listen",
+            f"ssl:{port}:interface=127.0.0.1:privateKey={data / 'tls' / 'server.pem'}",
+            "--no-throttle",
+            "--auth",
+            auth,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while (
+        f"starting on {port}".encode()
+        not in (data / f"bouncer-{port}.log").read_bytes()
+    ):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((data / f"bouncer-{port}.log").read_text())
+        time.sleep(0.1)
+    return process
+
+
+def freePort() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(samples: int, only: set[str] | None) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        subprocess.run(
+            [*KEYCARD, "init", str(data), "--dev-cert", "localhost"],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
+        trust = data / "tls" / "trust"
+        results = []
+        for case in cases():
+            if only and not any(case.name.startswith(o) for o in only):
+                continue
+            port = freePort()
+            bouncer = startBouncer(data, case.auth(data), port)
+            endpoint = f"tls:localhost:{port}:trustRoots={trust}"
+            try:
+                found = _inChild(
+                    lambda reactor, c=case, e=endpoint: measure(reactor, e, c, samples)
+                )
+                results.append(found)
+                report(found)
+            finally:
+                bouncer.send_signal(signal.SIGTERM)
+                bouncer.wait(30)
+        return results
+
+
+def _inChild(main: Callable[[Any], Any]) -> dict[str, Any]:
+    """
+    Run C{main} on a fresh reactor in a child process and return what it
+    returns (JSON): the global reactor cannot be restarted, and each case
+    gets a process of its own.
+    """
+    readEnd, writeEnd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(readEnd)
+        out: list[Any] = []
+
+        async def job(reactor: Any) -> None:
+            out.append(await main(reactor))
+
+        code = 0
+        try:
+            react(lambda reactor: Deferred.fromCoroutine(job(reactor)))
+        except SystemExit as e:
+            code = int(e.code or 0)
+        with os.fdopen(writeEnd, "w") as f:
+            f.write(json.dumps(out[0]) if out else "null")
+        os._exit(code)
+    os.close(writeEnd)
+    with os.fdopen(readEnd) as f:
+        text = f.read()
+    _, status = os.waitpid(pid, 0)
+    result = json.loads(text or "null")
+    if status != 0 or result is None:
+        raise RuntimeError(f"measuring failed ({status})")
+    return dict(result)
+
+
+def report(result: dict[str, Any]) -> None:
+    for r in result["rounds"]:
+        verdict = "DISTINGUISHABLE" if r["p"] < 0.01 else "same"
+        print(
+            f"{result['case']:<26} round {r['round']}  known {r['known_us']:>9.1f} us"
+            f"  unknown {r['unknown_us']:>9.1f} us  p={r['p']:.3g}  {verdict}",
+            flush=True,
+        )
+    if not result["same_refusal"]:
+        print(f"{result['case']:<26} refusals differ: {result['refusals']}", flush=True)
+    print(json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--only", help="comma-separated case name prefixes")
+    args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    run(args.samples, only)
+
+
+if __name__ == "__main__":
+    main()
