@@ -6,9 +6,9 @@ bouncer, which notices when it changes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.scram import Verifier
 
 NAME_LIMIT = 256
@@ -42,13 +42,8 @@ def writeUsers(path: Path, users: dict[str, str]) -> None:
     """
     Replace the users file atomically (write, fsync, rename), mode 0600.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.writelines(f"{name}:{verifier}\n" for name, verifier in users.items())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = "".join(f"{name}:{verifier}\n" for name, verifier in users.items())
+    writePrivateFile(path, text.encode("utf-8"))
 
 
 def addUser(path: Path, name: str, password: str, iterations: int = 4096) -> bool:
