@@ -158,3 +158,46 @@ class BouncerSecretsTests(TestCase):
             await started(process, port)
 
         return ensureDeferred(go())
+
+    def test_saveTokenPlanted(self) -> Deferred[None]:
+        """
+        C{keycard login --save-token FILE} replaces a symbolic link planted
+        at FILE (the file it points to is untouched) and a planted 0666 file
+        (by a new 0600 file, not by writing into the planted one).
+        """
+
+        async def go() -> None:
+            port = freePort()
+            process = bouncer(
+                self.data, f"tcp:{port}:interface=127.0.0.1", self.dir / "bouncer.log"
+            )
+            self.addCleanup(process.stop)
+            await started(process, port)
+            victim = self.dir / "victim"
+            victim.write_text("victim's data")
+            link = self.dir / "link.token"
+            link.symlink_to(victim)
+            wide = self.dir / "wide.token"
+            wide.write_text("planted")
+            wide.chmod(0o666)
+            planted = os.stat(wide).st_ino
+            for token in (link, wide):
+                login = keycard(
+                    "login",
+                    "--connect",
+                    f"tcp:127.0.0.1:{port}",
+                    "alice",
+                    "--save-token",
+                    str(token),
+                    stdin=PASSWORD + "\n",
+                )
+                self.assertEqual(login.returncode, 0, login.stderr)
+                self.assertFalse(token.is_symlink())
+                self.assertEqual(mode(token), 0o600)
+                saved = token.read_text().strip()
+                self.assertGreater(len(saved), 20, saved)
+                self.assertNotIn("planted", saved)
+            self.assertEqual(victim.read_text(), "victim's data")
+            self.assertNotEqual(os.stat(wide).st_ino, planted)
+
+        return ensureDeferred(go())

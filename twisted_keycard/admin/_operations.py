@@ -8,7 +8,6 @@ returns the exit status.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.python.failure import Failure
 
+from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.admin._users import addUser, checkName, readUsers, removeUser
 from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
 from twisted_keycard.bouncer._policy import TokenPolicy
@@ -223,10 +223,9 @@ def login(
         if saveToken is not None:
             if keycard.token is None:
                 raise KeycardError("the bouncer issued no token")
-            fd = os.open(saveToken, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(keycard.token + "\n")
-            os.chmod(saveToken, 0o600)
+            # A new 0600 file renamed into place: a link or a file another
+            # user planted at the name is replaced, never written through.
+            writePrivateFile(saveToken, (keycard.token + "\n").encode("ascii"))
             print(f"token saved to {saveToken}")
         return EXIT_OK
 
