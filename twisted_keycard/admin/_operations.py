@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.python.failure import Failure
 
+from twisted_keycard._printable import printable
 from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.admin._users import addUser, checkName, readUsers, removeUser
 from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
@@ -108,14 +109,15 @@ def userAdd(data: DataDir, name: str, password: str) -> int:
 
 def userRemove(data: DataDir, name: str) -> int:
     if not removeUser(data.users, name):
-        raise KeycardError(f"no user {name}")
-    print(f"removed user {name}")
+        raise KeycardError(f"no user {printable(name)}")
+    print(f"removed user {printable(name)}")
     return EXIT_OK
 
 
 def userList(data: DataDir) -> int:
+    # Escaped: the file may have been edited by hand.
     for name in readUsers(data.users):
-        print(name)
+        print(printable(name))
     return EXIT_OK
 
 
@@ -136,9 +138,11 @@ def listKeycards(data: DataDir) -> int:
             f"{'id':<33} {'avatar':<12} {'requester':<12} {'held':<5}"
             f" {'issued':<26} expires"
         )
+        # Names come from peers: escaped, so they cannot rewrite the screen.
         for r in sorted(records, key=lambda r: r.issued):
             print(
-                f"{r.keycardId:<33} {r.avatarId:<12} {r.requesterName or '-':<12}"
+                f"{printable(r.keycardId):<33} {printable(r.avatarId):<12}"
+                f" {printable(r.requesterName):<12}"
                 f" {'yes' if r.held else 'no':<5} {when(r.issued):<26}"
                 f" {when(r.expires)}"
             )
