@@ -27,6 +27,7 @@ from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from twisted_keycard._entriesfile import entryLines
+from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.error import KeycardRefused, ProtocolError
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
@@ -211,13 +212,7 @@ class PasswordFile:
                 tail = rest.split(":", 1)[1:] if ":" in rest else []
                 line = ":".join([name, updated, *tail])
             out.append(line)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(out) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        writePrivateFile(self.path, ("\n".join(out) + "\n").encode("utf-8"))
         self._hashes[username] = updated
         self._stamp = _stamp(self.path)
 

@@ -6,15 +6,19 @@ both allow one).  The server stores a verifier, not a password equivalent;
 both sides prove themselves; an unknown user gets a mock exchange that
 cannot be told from a real one.
 
-Verifier files hold C{name:SRP-SHA256-2048$<base64 salt>$<base64 verifier>}
-lines; the strcred name is C{srp:FILE}.
+Verifier files hold C{name:SRP-SHA256-2048-SCRYPT$N:r:p$<base64 scrypt
+salt>$<base64 salt>$<base64 verifier>} lines: the password goes through
+scrypt before SRP's C{x}, so a stolen verifier costs one scrypt per guess;
+the challenge tells the client the scrypt cost and salt.  Older
+C{name:SRP-SHA256-2048$<base64 salt>$<base64 verifier>} lines (no scrypt,
+two SHA-256 per guess) are still read.  The strcred name is C{srp:FILE}.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from base64 import b64decode, b64encode
+from base64 import b64decode
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,20 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard._entriesfile import WatchedEntries
+from twisted_keycard._scrypt import SALT_BYTES as KDF_SALT_BYTES
+from twisted_keycard._scrypt import ScryptKDF
+from twisted_keycard._srpverifier import (
+    GROUP,
+    HASH,
+    PREFIX,
+    SALT_BYTES,
+    SCRYPT_PREFIX,
+    SRPVerifier,
+    b64,
+    mockCost,
+    readVerifiers,
+)
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
@@ -37,14 +54,23 @@ from twisted_keycard.keycard._keycard import (
 from twisted_keycard.keycard._lifecycle import ExchangeLifecycle, ExchangeStep
 from twisted_keycard.keycard._selfverifying import requestVerified
 
-PREFIX = "SRP-SHA256-2048"
-HASH, GROUP = _srp.SHA256, _srp.NG_2048
+__all__ = [
+    "PREFIX",
+    "SCRYPT_PREFIX",
+    "SRPAnswerer",
+    "SRPExchange",
+    "SRPKeycard",
+    "SRPVerifier",
+    "SRPVerifiers",
+    "ScryptKDF",
+    "readVerifiers",
+]
 
 #: Bytes of a number of the 2048-bit group; B is sent padded to it (RFC 5054
 #: pads too), so its length says nothing.
 GROUP_BYTES = 256
-SALT_BYTES = 16
 FIELD = 1024  # base64 of a 2048-bit number is 344 characters
+KDF_FIELD = 128
 
 
 @registerKeycard
@@ -52,7 +78,9 @@ FIELD = 1024  # base64 of a 2048-bit number is 344 characters
 class SRPKeycard(Keycard):
     """
     The SRP-6a messages, base64: the client's C{A}, the server's C{salt}
-    and C{B}, the client's proof C{M}, the server's proof C{HAMK}.
+    and C{B}, the client's proof C{M}, the server's proof C{HAMK}; and
+    C{kdf}, how the client derives its password (C{scrypt:N:r:p:salt}),
+    absent for an older verifier.
     """
 
     keycardType = "twisted_keycard.srp-6a"
@@ -60,16 +88,13 @@ class SRPKeycard(Keycard):
     username: str | None = wireField(str, NAME_LENGTH, setBy="client")
     A: str | None = wireField(str, FIELD, setBy="client")
     salt: str | None = wireField(str, FIELD, setBy="bouncer")
+    kdf: str | None = wireField(str, KDF_FIELD, setBy="bouncer")
     B: str | None = wireField(str, FIELD, setBy="bouncer")
     M: str | None = wireField(str, FIELD, setBy="client")
     HAMK: str | None = wireField(str, FIELD, setBy="bouncer")
 
     def account(self) -> str | None:
         return self.username
-
-
-def _b64(data: bytes) -> str:
-    return b64encode(data).decode("ascii")
 
 
 def _unb64(text: str | None, what: str) -> bytes:
@@ -79,59 +104,6 @@ def _unb64(text: str | None, what: str) -> bytes:
         return b64decode(text, validate=True)
     except ValueError:
         raise ProtocolError(f"{what} is not base64") from None
-
-
-@attrs.frozen
-class SRPVerifier:
-    """
-    What the server keeps: a salt and a verifier, no password equivalent.
-    """
-
-    salt: bytes
-    verifier: bytes = attrs.field(repr=False)
-
-    @classmethod
-    def fromPassword(cls, username: str, password: str) -> SRPVerifier:
-        salt, verifier = _srp.create_salted_verification_key(
-            username, password, hash_alg=HASH, ng_type=GROUP, salt_len=SALT_BYTES
-        )
-        return cls(salt, verifier)
-
-    @classmethod
-    def fromString(cls, text: str) -> SRPVerifier:
-        """
-        @raise ValueError: if C{text} is not such a verifier.
-        """
-        parts = text.strip().split("$")
-        if len(parts) != 3 or parts[0] != PREFIX:
-            raise ValueError(f"not an {PREFIX} verifier")
-        try:
-            return cls(
-                b64decode(parts[1], validate=True), b64decode(parts[2], validate=True)
-            )
-        except ValueError:
-            raise ValueError(f"not an {PREFIX} verifier") from None
-
-    def toString(self) -> str:
-        return f"{PREFIX}${_b64(self.salt)}${_b64(self.verifier)}"
-
-
-def readVerifiers(text: str) -> dict[str, SRPVerifier]:
-    """
-    @raise ValueError: naming the line number of a bad line.
-    """
-    verifiers = {}
-    for number, line in entryLines(text):
-        name, sep, rest = line.partition(":")
-        try:
-            if not sep or not name:
-                raise ValueError
-            verifiers[name] = SRPVerifier.fromString(rest)
-        except ValueError:
-            raise ValueError(
-                f"line {number}: expected name:{PREFIX}$salt$verifier"
-            ) from None
-    return verifiers
 
 
 class ISRPExchange(IExchange):
@@ -154,6 +126,7 @@ class SRPExchange:
     salt: bytes
     verifier: Any = attrs.field(repr=False)
     B: bytes
+    kdf: str | None = None
     M: bytes | None = None
     HAMK: bytes | None = None
     lifecycle: ExchangeLifecycle = attrs.field(factory=ExchangeLifecycle, init=False)
@@ -162,8 +135,9 @@ class SRPExchange:
         with self.lifecycle.step(ExchangeStep.CHALLENGE):
             if not isinstance(keycard, SRPKeycard):
                 raise ProtocolError("not an SRP keycard")
-            keycard.salt = _b64(self.salt)
-            keycard.B = _b64(self.B.rjust(GROUP_BYTES, b"\0"))
+            keycard.salt = b64(self.salt)
+            keycard.kdf = self.kdf
+            keycard.B = b64(self.B.rjust(GROUP_BYTES, b"\0"))
         return True
 
     def answer(self, keycard: Keycard) -> None:
@@ -184,7 +158,7 @@ class SRPExchange:
             if not isinstance(keycard, SRPKeycard):
                 raise ProtocolError("not an SRP keycard")
             assert self.HAMK is not None
-            keycard.HAMK = _b64(self.HAMK)
+            keycard.HAMK = b64(self.HAMK)
 
 
 @implementer(ICredentialsChecker, IChallenger)
@@ -200,6 +174,7 @@ class SRPVerifiers:
         self, verifiers: Mapping[str, SRPVerifier], *, mockKey: bytes | None = None
     ) -> None:
         self._verifiers: WatchedEntries[SRPVerifier] = WatchedEntries(verifiers)
+        self._mockCost = mockCost(verifiers.values())
         self._mockKey = mockKey if mockKey is not None else secrets.token_bytes(32)
         # A verifier for a password nobody knows, used under each unknown
         # user's stable salt: made once, so unknown users cost no more.
@@ -210,12 +185,23 @@ class SRPVerifiers:
     @classmethod
     def fromFile(cls, path: str | Path) -> SRPVerifiers:
         verifiers = cls({})
-        verifiers._verifiers = WatchedEntries({}, path, readVerifiers)
+        verifiers._verifiers = WatchedEntries({}, path, verifiers._read)
+        return verifiers
+
+    def _read(self, text: str) -> dict[str, SRPVerifier]:
+        verifiers = readVerifiers(text)
+        self._mockCost = mockCost(verifiers.values())
         return verifiers
 
     def _mock(self, username: str) -> SRPVerifier:
         salt = hmac.digest(self._mockKey, username.encode(), "sha256")[:SALT_BYTES]
-        return SRPVerifier(salt, self._mockVerifier)
+        kdf = None
+        if self._mockCost is not None:
+            kdfSalt = hmac.digest(
+                self._mockKey, b"scrypt\0" + username.encode(), "sha256"
+            )
+            kdf = ScryptKDF(*self._mockCost, kdfSalt[:KDF_SALT_BYTES])
+        return SRPVerifier(salt, self._mockVerifier, kdf)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SRPKeycard) or not keycard.username:
@@ -239,7 +225,10 @@ class SRPVerifiers:
         salt, B = verifier.get_challenge()
         if salt is None or B is None:
             return fail(ProtocolError("invalid A"))
-        return succeed(SRPExchange(keycard.username, known, stored.salt, verifier, B))
+        kdf = None if stored.kdf is None else stored.kdf.toWire()
+        return succeed(
+            SRPExchange(keycard.username, known, stored.salt, verifier, B, kdf)
+        )
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         return requestVerified(credentials, SRPExchange, lambda e: e.username)
@@ -249,7 +238,9 @@ class SRPVerifiers:
 class SRPAnswerer:
     """
     The client side: the password never leaves it, and it checks the
-    server's proof.
+    server's proof.  When the challenge names a password derivation
+    (scrypt, with a cost within L{twisted_keycard._scrypt}'s bounds), the
+    password goes through it first.
     """
 
     keycardClass = SRPKeycard
@@ -267,17 +258,30 @@ class SRPAnswerer:
             self.username, self._password, hash_alg=HASH, ng_type=GROUP
         )
         _, A = self._user.start_authentication()
-        return SRPKeycard(username=self.username, A=_b64(A))
+        return SRPKeycard(username=self.username, A=b64(A))
 
     def answer(self, keycard: Keycard) -> Keycard:
         if self._user is None or not isinstance(keycard, SRPKeycard):
             raise ProtocolError("no SRP exchange in progress")
+        if keycard.kdf is not None:
+            try:
+                kdf = ScryptKDF.fromWire(keycard.kdf)
+            except ValueError as e:
+                raise ProtocolError(f"the server's password derivation: {e}") from None
+            # The same ephemeral secret, so the same A the server has.
+            self._user = _srp.User(
+                self.username,
+                kdf.derive(self._password),
+                hash_alg=HASH,
+                ng_type=GROUP,
+                bytes_a=self._user.get_ephemeral_secret(),
+            )
         M = self._user.process_challenge(
             _unb64(keycard.salt, "salt"), _unb64(keycard.B, "B")
         )
         if M is None:
             raise ProtocolError("the server's challenge is invalid")
-        keycard.M = _b64(M)
+        keycard.M = b64(M)
         return keycard
 
     def finish(self, keycard: Keycard) -> None:

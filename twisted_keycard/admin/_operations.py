@@ -8,7 +8,6 @@ returns the exit status.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
@@ -19,6 +18,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.python.failure import Failure
 
+from twisted_keycard._printable import printable
+from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.admin._users import addUser, checkName, readUsers, removeUser
 from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
 from twisted_keycard.bouncer._policy import TokenPolicy
@@ -108,14 +109,15 @@ def userAdd(data: DataDir, name: str, password: str) -> int:
 
 def userRemove(data: DataDir, name: str) -> int:
     if not removeUser(data.users, name):
-        raise KeycardError(f"no user {name}")
-    print(f"removed user {name}")
+        raise KeycardError(f"no user {printable(name)}")
+    print(f"removed user {printable(name)}")
     return EXIT_OK
 
 
 def userList(data: DataDir) -> int:
+    # Escaped: the file may have been edited by hand.
     for name in readUsers(data.users):
-        print(name)
+        print(printable(name))
     return EXIT_OK
 
 
@@ -136,9 +138,11 @@ def listKeycards(data: DataDir) -> int:
             f"{'id':<33} {'avatar':<12} {'requester':<12} {'held':<5}"
             f" {'issued':<26} expires"
         )
+        # Names come from peers: escaped, so they cannot rewrite the screen.
         for r in sorted(records, key=lambda r: r.issued):
             print(
-                f"{r.keycardId:<33} {r.avatarId:<12} {r.requesterName or '-':<12}"
+                f"{printable(r.keycardId):<33} {printable(r.avatarId):<12}"
+                f" {printable(r.requesterName):<12}"
                 f" {'yes' if r.held else 'no':<5} {when(r.issued):<26}"
                 f" {when(r.expires)}"
             )
@@ -223,10 +227,9 @@ def login(
         if saveToken is not None:
             if keycard.token is None:
                 raise KeycardError("the bouncer issued no token")
-            fd = os.open(saveToken, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(keycard.token + "\n")
-            os.chmod(saveToken, 0o600)
+            # A new 0600 file renamed into place: a link or a file another
+            # user planted at the name is replaced, never written through.
+            writePrivateFile(saveToken, (keycard.token + "\n").encode("ascii"))
             print(f"token saved to {saveToken}")
         return EXIT_OK
 

@@ -6,23 +6,30 @@ bouncer, which notices when it changes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from twisted_keycard._secretfiles import writePrivateFile
+from twisted_keycard.error import ProtocolError
 from twisted_keycard.scram import Verifier
+from twisted_keycard.scram._messages import checkUserName
 
 NAME_LIMIT = 256
 
 
 def checkName(name: str) -> str:
     """
-    @raise ValueError: for a name that cannot be a user name.
+    @raise ValueError: for a name that cannot be a user name: one the file
+        cannot hold, or one SCRAM would refuse (L{checkUserName}), which
+        also keeps escapes and bidi overrides out of logs and listings.
     """
     if not name or len(name) > NAME_LIMIT:
         raise ValueError(f"a user name has 1 to {NAME_LIMIT} characters")
     if any(c in name for c in ":\n\r\0") or name != name.strip():
         raise ValueError("a user name may not hold ':', line breaks or edge spaces")
-    return name
+    try:
+        return checkUserName(name)
+    except ProtocolError as e:
+        raise ValueError(str(e)) from None
 
 
 def readUsers(path: Path) -> dict[str, str]:
@@ -42,13 +49,8 @@ def writeUsers(path: Path, users: dict[str, str]) -> None:
     """
     Replace the users file atomically (write, fsync, rename), mode 0600.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.writelines(f"{name}:{verifier}\n" for name, verifier in users.items())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = "".join(f"{name}:{verifier}\n" for name, verifier in users.items())
+    writePrivateFile(path, text.encode("utf-8"))
 
 
 def addUser(path: Path, name: str, password: str, iterations: int = 4096) -> bool:

@@ -13,6 +13,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
+from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._held import HeldKeycards
 from twisted_keycard.bouncer._issuer import Issuer
@@ -144,9 +145,9 @@ class Authentication:
             "keycard {keycardId} issued to {avatarId} via {requesterName}"
             " from {address}, expires {expires}",
             keycardId=record.keycardId,
-            avatarId=avatarId,
-            requesterName=record.requesterName,
-            address=record.address,
+            avatarId=printable(avatarId),
+            requesterName=printable(record.requesterName),
+            address=printable(record.address),
             expires=record.expires,
         )
         return keycard
@@ -155,8 +156,10 @@ class Authentication:
         self.log.info(
             "keycard refused: {reason} ({keycardType} via {requesterName}"
             " from {address})",
-            reason=reason,
-            keycardType=getattr(keycard, "keycardType", type(keycard).__name__),
-            requesterName=getattr(keycard, "requesterName", None),
-            address=getattr(keycard, "address", None),
+            reason=printable(reason),
+            keycardType=printable(
+                getattr(keycard, "keycardType", type(keycard).__name__)
+            ),
+            requesterName=printable(getattr(keycard, "requesterName", None)),
+            address=printable(getattr(keycard, "address", None)),
         )

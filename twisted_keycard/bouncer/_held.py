@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from twisted_keycard._printable import printable, printables
 from twisted_keycard.bouncer._interfaces import IRequester
 from twisted_keycard.bouncer._revoker import AVATAR, REQUESTER
 from twisted_keycard.bouncer._timers import ExpiryTimers
@@ -80,7 +81,7 @@ class HeldKeycards:
         else:
             record = await self.store.remove(keycardId)
         if record is not None:
-            self.log.info("keycard {keycardId} removed", keycardId=keycardId)
+            self.log.info("keycard {keycardId} removed", keycardId=printable(keycardId))
         return record is not None
 
     def _timersExpired(self, keycardIds: list[str]) -> None:
@@ -106,8 +107,8 @@ class HeldKeycards:
             self.log.info(
                 "{count} keycard(s) expired via {requesterName}: {keycardIds}",
                 count=len(ids),
-                requesterName=requesterName,
-                keycardIds=ids,
+                requesterName=printable(requesterName),
+                keycardIds=printables(ids),
             )
             requester = self._requesters.get(requesterName or "")
             if requester is None:
@@ -117,7 +118,7 @@ class HeldKeycards:
             except Exception:
                 self.log.failure(
                     "requester {requesterName} failed to expire keycards",
-                    requesterName=requesterName,
+                    requesterName=printable(requesterName),
                 )
         return sum(len(ids) for ids in byRequester.values())
 

@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from twisted_keycard._printable import printable, printables
 from twisted_keycard.store._interfaces import IKeycardStore, IRevocationStore
 from twisted_keycard.store._records import IssuedKeycard, Revocation
 
@@ -161,8 +162,8 @@ class Revoker:
         self.log.info(
             "revoked {count} keycard(s) {marks}: {reason}",
             count=len(ids),
-            marks=[m.keycardId for m in marks],
-            reason=reason,
+            marks=printables(m.keycardId for m in marks),
+            reason=printable(reason),
         )
         await self.onRevoked(ids)
         return len(family)

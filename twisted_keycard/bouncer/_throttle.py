@@ -8,6 +8,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._policy import Throttle
 from twisted_keycard.error import KeycardDenied
 from twisted_keycard.store._interfaces import IThrottleStore
@@ -55,8 +56,8 @@ class Throttler:
         if over:
             self.log.info(
                 "throttled a login for {account} from {address}",
-                account=account,
-                address=address,
+                account=printable(account),
+                address=printable(address),
             )
             raise KeycardDenied(TOO_MANY)
 

@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from twisted.spread import pb
 from twisted.spread.banana import BananaError
 
+from twisted_keycard._printable import printable
 from twisted_keycard.error import InvalidKeycard, MalformedMessage
 from twisted_keycard.pb._banana import LinearDecoder
 
@@ -48,7 +49,7 @@ class KeycardBroker(pb.Broker, LinearDecoder):
             super().dataReceived(chunk)
         except BananaError as e:
             # Bytes that are not banana: one line, not a reactor traceback.
-            self._drop("{error}", error=str(e))
+            self._drop("{error}", error=printable(e))
             return
         if not self.listStack:
             self._pendingBytes = self.pendingBytes
@@ -69,7 +70,8 @@ class KeycardBroker(pb.Broker, LinearDecoder):
         transport: Any = self.transport
         if transport is None:
             return
-        self.log.warn("dropping {peer}: " + why, peer=transport.getPeer(), **fields)
+        peer = printable(transport.getPeer())
+        self.log.warn("dropping {peer}: " + why, peer=peer, **fields)
         transport.abortConnection()
 
     def unserialize(self, sexp: object, perspective: object = None) -> object:
@@ -82,5 +84,7 @@ class KeycardBroker(pb.Broker, LinearDecoder):
         except (InvalidKeycard, MalformedMessage):
             raise
         except Exception as e:
-            self.log.debug("refusing a malformed message: {error!r}", error=e)
+            self.log.debug(
+                "refusing a malformed message: {error}", error=printable(repr(e))
+            )
             raise MalformedMessage(f"message refused: {type(e).__name__}") from None

@@ -44,6 +44,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.spread import pb
 
+from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._interfaces import IBouncer
 
 #: What a realm gives to log an avatar out.
@@ -153,8 +154,8 @@ class ConnectionCore:
         peer = transport.getPeer()
         self.log.info(
             "dropping {peer}: keycard {keycardId} expired",
-            peer=getattr(peer, "host", peer),
-            keycardId=keycardId,
+            peer=printable(getattr(peer, "host", peer)),
+            keycardId=printable(keycardId),
         )
         transport.loseConnection()
 
@@ -170,7 +171,8 @@ class ConnectionCore:
                 logout()
             except Exception:
                 self.log.failure(
-                    "logout of keycard {keycardId} failed", keycardId=keycardId
+                    "logout of keycard {keycardId} failed",
+                    keycardId=printable(keycardId),
                 )
         if keycardId in self.expired:
             return
@@ -182,8 +184,8 @@ class ConnectionCore:
         # The bouncer expires the keycard by itself in the end: a warning.
         self.log.warn(
             "could not tell the bouncer that keycard {keycardId} was removed: {error}",
-            keycardId=keycardId,
-            error=failure.getErrorMessage(),
+            keycardId=printable(keycardId),
+            error=printable(failure.getErrorMessage()),
         )
 
 

@@ -17,6 +17,7 @@ from twisted.spread.flavors import IPBRoot
 from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
+from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.error import InsecureTransport, KeycardDenied, KeycardRefused
 from twisted_keycard.keycard._address import normalizeAddress
@@ -124,7 +125,8 @@ class KeycardRoot:
         connection = self._connectionFor(broker)
         if not isinstance(keycard, Keycard):
             self.log.info(
-                "refused a login with no keycard from {peer}", peer=peerAddress(broker)
+                "refused a login with no keycard from {peer}",
+                peer=printable(peerAddress(broker)),
             )
             raise KeycardRefused()
         if connection.core.keycardCount() >= self.maxKeycardsPerConnection:
@@ -162,7 +164,7 @@ class KeycardRoot:
             _, avatar, logout = login
         except Exception:
             self.log.failure(
-                "realm refused avatar {avatarId}", avatarId=result.avatarId
+                "realm refused avatar {avatarId}", avatarId=printable(result.avatarId)
             )
             inputs.avatarFailed(keycardId)
             raise KeycardRefused() from None
@@ -181,7 +183,9 @@ class KeycardRoot:
             from twisted.internet import reactor as clock  # the outermost default
         transport = broker.transport
         if transport is not None:
-            self.log.info("dropping {peer} after a refusal", peer=peerAddress(broker))
+            self.log.info(
+                "dropping {peer} after a refusal", peer=printable(peerAddress(broker))
+            )
             clock.callLater(0, transport.loseConnection)
 
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.spread import pb
 from zope.interface import implementer
 
+from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._interfaces import IRequester
 from twisted_keycard.error import KeycardDenied, KeycardRefused
@@ -42,7 +43,9 @@ class _RemoteRequester:
 
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> Deferred[None]:
         d: Deferred[object] = self.mind.callRemote("expireKeycardIds", list(keycardIds))
-        d.addErrback(lambda f: self.log.warn("requester unreachable: {f}", f=f.value))
+        d.addErrback(
+            lambda f: self.log.warn("requester unreachable: {f}", f=printable(f.value))
+        )
         return d.addCallback(lambda _: None)
 
 
@@ -80,20 +83,21 @@ class BouncerRealm:
         if silence is not None and silence.active():
             silence.cancel()
         self.bouncer.registerRequester(name, _RemoteRequester(mind))
-        self.log.info("requester {name} connected", name=name)
+        self.log.info("requester {name} connected", name=printable(name))
 
     def _detach(self, name: str) -> None:
         self.bouncer.unregisterRequester(name)
-        self.log.info("requester {name} disconnected", name=name)
+        self.log.info("requester {name} disconnected", name=printable(name))
         self._silence[name] = self.clock.callLater(
             self.requesterTimeout, self._silent, name
         )
 
     def _silent(self, name: str) -> None:
         del self._silence[name]
-        self.log.info("requester {name} silent: expiring its keycards", name=name)
+        shown = printable(name)
+        self.log.info("requester {name} silent: expiring its keycards", name=shown)
         self.bouncer.expireRequester(name).addErrback(
-            lambda f: self.log.failure("expiring keycards of {name}", f, name=name)
+            lambda f: self.log.failure("expiring keycards of {name}", f, name=shown)
         )
 
     def stop(self) -> None:

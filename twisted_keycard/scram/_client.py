@@ -16,7 +16,6 @@ from twisted_keycard.scram._crypto import hmacSha256, sha256, xor
 from twisted_keycard.scram._keycache import SCRAMKeyCache
 from twisted_keycard.scram._keycard import SCRAMKeycard
 from twisted_keycard.scram._messages import (
-    MAX_NAME,
     ClientFirst,
     ServerFinal,
     ServerFirst,
@@ -24,8 +23,7 @@ from twisted_keycard.scram._messages import (
     b64,
     channelBinding,
     checkNonce,
-    escapeName,
-    unescapeName,
+    checkUserName,
 )
 from twisted_keycard.scram._verifier import DEFAULT_ITERATIONS
 
@@ -69,13 +67,11 @@ class SCRAMAnswerer:
             nonce.
         """
         try:
-            unescapeName(escapeName(username))
+            checkUserName(username)
             if nonce is not None:
                 checkNonce(nonce)
         except ProtocolError as e:
             raise ValueError(str(e)) from None
-        if len(escapeName(username)) > MAX_NAME:
-            raise ValueError("user name is too long")
         self.username = username
         self._password = password
         self.minIterations = minIterations

@@ -14,6 +14,7 @@ import binascii
 import re
 
 import attrs
+from passlib.utils import saslprep
 
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.scram._crypto import KEY_BYTES
@@ -80,6 +81,29 @@ def unescapeName(saslname: str) -> str:
     if len(saslname) > MAX_NAME or not _SASLNAME.match(saslname):
         raise ProtocolError("malformed user name")
     return _ESCAPED.sub(lambda m: "," if m.group() == "=2C" else "=", saslname)
+
+
+def checkUserName(name: str) -> str:
+    """
+    @return: C{name}, if SCRAM carries it as it is: SASLprep (RFC 5802,
+        section 5.1) leaves it unchanged, so it holds no control, bidi,
+        display-changing or unassigned character, and escaped it has 1 to
+        L{MAX_NAME} characters.
+    @raise ProtocolError: otherwise.
+    """
+    try:
+        prepared: str | None = saslprep(name, "user name")
+    except ValueError:
+        prepared = None
+    if prepared != name:
+        raise ProtocolError(
+            "a user name may not hold control, bidi or display-changing"
+            " characters, or characters SASLprep changes"
+        )
+    if len(escapeName(name)) > MAX_NAME:
+        raise ProtocolError("user name is too long")
+    unescapeName(escapeName(name))
+    return name
 
 
 def checkNonce(nonce: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import attrs
 
+from twisted_keycard._secretfiles import createPrivateFile, makePrivateDirectory
 from twisted_keycard.error import KeycardError
 
 ENVIRONMENT = "KEYCARD_DATA_DIR"
@@ -88,15 +89,15 @@ class DataDir:
     @classmethod
     def create(cls, path: str | Path) -> DataDir:
         """
-        Make a new data directory (mode 0700) with an empty users file.
+        Make a new data directory (mode 0700, whatever the umask) with an
+        empty users file (mode 0600).
 
         @raise NoDataDir: if C{path} already holds one.
         """
         directory = cls(Path(path))
         if directory.marker.exists():
             raise NoDataDir(f"{path} is already a keycard data directory")
-        directory.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory.path.chmod(0o700)
-        directory.users.touch(mode=0o600, exist_ok=True)
+        makePrivateDirectory(directory.path)
+        createPrivateFile(directory.users)
         directory.marker.write_text(json.dumps({"format": FORMAT}) + "\n")
         return directory

@@ -7,7 +7,6 @@ certificate from your own certificate authority.
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -15,14 +14,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from twisted_keycard._secretfiles import makePrivateDirectory, writePrivateFile
+
 VALID_DAYS = 365
 
 
 def makeDevCertificate(hostname: str, serverPem: Path, trustPem: Path) -> None:
     """
     Write a new self-signed certificate for C{hostname}: key and certificate
-    to C{serverPem} (mode 0600) for the server, certificate alone to
-    C{trustPem} for clients to trust.
+    to C{serverPem} (mode 0600, in a directory of mode 0700) for the server,
+    certificate alone to C{trustPem} for clients to trust.
     """
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
@@ -47,9 +48,7 @@ def makeDevCertificate(hostname: str, serverPem: Path, trustPem: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    serverPem.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    makePrivateDirectory(serverPem.parent)
+    writePrivateFile(serverPem, keyPem + certPem)
     trustPem.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd = os.open(serverPem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(keyPem + certPem)
     trustPem.write_bytes(certPem)

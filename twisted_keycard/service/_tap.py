@@ -4,6 +4,7 @@ The bouncer service for twistd: C{twistd -n keycard-bouncer --data-dir DIR}.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from twisted.application import strports
@@ -13,6 +14,7 @@ from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.python import usage
 
+from twisted_keycard._secretfiles import exposure
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
@@ -91,6 +93,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["no-tokens", None, "do not issue tokens"],
         ["bind-tokens", None, "bind tokens to the client address they were issued to"],
         ["no-throttle", None, "do not throttle failed logins"],
+        [
+            "insecure-permissions",
+            None,
+            "start even if the data directory, store or users file is"
+            " readable by other users",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -120,8 +128,15 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         if kind != "sqlite" or not path:
             raise usage.UsageError(f"unknown store {store!r}; use sqlite:PATH")
         self.storePath = path
+        secrets = [
+            self.dataDir.path,
+            *(Path(path + end) for end in ("", "-wal", "-shm")),
+        ]
         if not self.get("credCheckers"):
             self.addChecker(strcred.makeChecker(f"scram:{self.dataDir.users}"))
+            secrets.append(self.dataDir.users)
+        if not self["insecure-permissions"]:
+            refuseExposed(secrets)
         if (self["seat-pool"] is None) != (self["seats"] is None):
             raise usage.UsageError("--seat-pool and --seats go together")
         for name in (
@@ -139,6 +154,24 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 self.policy = CompositePolicy(self["policy"], address=rule)
         except (ValueError, ExpressionError) as e:
             raise usage.UsageError(str(e)) from None
+
+
+def refuseExposed(paths: list[Path]) -> None:
+    """
+    Stop twistd with one line if a file or directory holding secrets (the
+    token signing keys, verifiers) is open to other local users, who could
+    forge tokens with them.
+
+    @raise SystemExit: naming the first such path.
+    """
+    for path in paths:
+        problem = exposure(path)
+        if problem is not None:
+            raise SystemExit(
+                f"keycard-bouncer: refusing to start: {problem}, open to other"
+                " users; make it 0600 (directories 0700), or start with"
+                " --insecure-permissions"
+            )
 
 
 class _Store(Service):

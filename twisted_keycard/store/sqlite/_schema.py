@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from twisted_keycard._secretfiles import createPrivateFile
 from twisted_keycard.store._records import IssuedKeycard
 
 VERSION = 1
@@ -64,9 +65,14 @@ def connect(path: str) -> sqlite3.Connection:
     Open the database: autocommit (transactions are explicit), WAL so that
     readers never wait for a writer, synchronous=FULL so a commit is on
     disk before it returns, and a busy timeout for other processes' locks.
+    A new file is made with mode 0600 before SQLite opens it, whatever the
+    umask: it holds the token signing keys.  SQLite gives its C{-wal} and
+    C{-shm} files the database file's mode.
 
     @raise ValueError: if the file holds a newer schema than this version.
     """
+    if path != ":memory:":
+        createPrivateFile(path)
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA busy_timeout = 10000")
     connection.execute("PRAGMA journal_mode = WAL")
