@@ -23,9 +23,11 @@ import attrs
 import srp as _srp
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
+from twisted_keycard._fileversion import RunInThread
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
@@ -116,22 +118,33 @@ class SRPVerifier:
         return f"{PREFIX}${_b64(self.salt)}${_b64(self.verifier)}"
 
 
-def readVerifiers(text: str) -> dict[str, SRPVerifier]:
+def parseVerifiers(text: str) -> ParsedEntries[SRPVerifier]:
     """
-    @raise ValueError: naming the line number of a bad line.
+    Parse C{name:SRP-SHA256-2048$salt$verifier} lines, leaving out bad ones.
+
+    @return: the verifiers, and a problem naming the line number of each
+        bad line.
     """
     verifiers = {}
-    for number, line in entryLines(text):
+
+    def add(line: str) -> None:
         name, sep, rest = line.partition(":")
         try:
             if not sep or not name:
                 raise ValueError
             verifiers[name] = SRPVerifier.fromString(rest)
         except ValueError:
-            raise ValueError(
-                f"line {number}: expected name:{PREFIX}$salt$verifier"
-            ) from None
-    return verifiers
+            raise ValueError(f"expected name:{PREFIX}$salt$verifier") from None
+
+    problems = parseLines(text, add)
+    return ParsedEntries(verifiers, problems)
+
+
+def readVerifiers(text: str) -> dict[str, SRPVerifier]:
+    """
+    @raise ValueError: naming the line number of a bad line.
+    """
+    return parseVerifiers(text).strict()
 
 
 class ISRPExchange(IExchange):
@@ -208,9 +221,23 @@ class SRPVerifiers:
         )
 
     @classmethod
-    def fromFile(cls, path: str | Path) -> SRPVerifiers:
+    def fromFile(
+        cls,
+        path: str | Path,
+        *,
+        clock: IReactorTime | None = None,
+        runInThread: RunInThread | None = None,
+    ) -> SRPVerifiers:
+        """
+        Read a verifier file; it is read again, in a thread, when it changes
+        (see L{WatchedEntries}; C{clock} and C{runInThread} as there).
+
+        @raise OSError: if the file cannot be read.
+        """
         verifiers = cls({})
-        verifiers._verifiers = WatchedEntries({}, path, readVerifiers)
+        verifiers._verifiers = WatchedEntries(
+            {}, path, parseVerifiers, clock=clock, runInThread=runInThread
+        )
         return verifiers
 
     def _mock(self, username: str) -> SRPVerifier:

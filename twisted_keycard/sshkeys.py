@@ -24,9 +24,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
+from twisted_keycard._fileversion import RunInThread
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
@@ -95,33 +97,40 @@ def verifyWith(key: PublicKey, signature: bytes, message: bytes) -> bool:
     return True
 
 
+def parseAuthorizedKeys(text: str) -> ParsedEntries[list[PublicKey]]:
+    """
+    Parse C{name keytype base64 [comment]} lines, leaving out bad ones.
+
+    @return: the keys by name, and a problem naming the line number of each
+        bad line.
+    """
+    keys: dict[str, list[PublicKey]] = {}
+
+    def add(line: str) -> None:
+        name, _, publicLine = line.strip().partition(" ")
+        try:
+            key = serialization.load_ssh_public_key(publicLine.strip().encode())
+        except (ValueError, TypeError, IndexError):
+            raise ValueError("expected name and an OpenSSH public key") from None
+        if not isinstance(
+            key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+        ):
+            raise ValueError("only Ed25519, ECDSA and RSA keys are taken")
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"RSA keys need at least {MIN_RSA_BITS} bits")
+        keys.setdefault(name, []).append(key)
+
+    problems = parseLines(text, add)
+    return ParsedEntries(keys, problems)
+
+
 def readAuthorizedKeys(text: str) -> dict[str, list[PublicKey]]:
     """
     Parse C{name keytype base64 [comment]} lines.
 
     @raise ValueError: naming the line number of a bad line.
     """
-    keys: dict[str, list[PublicKey]] = {}
-    for number, line in entryLines(text):
-        name, _, publicLine = line.strip().partition(" ")
-        try:
-            key = serialization.load_ssh_public_key(publicLine.strip().encode())
-        except (ValueError, TypeError, IndexError):
-            raise ValueError(
-                f"line {number}: expected name and an OpenSSH public key"
-            ) from None
-        if not isinstance(
-            key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-        ):
-            raise ValueError(
-                f"line {number}: only Ed25519, ECDSA and RSA keys are taken"
-            )
-        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
-            raise ValueError(
-                f"line {number}: RSA keys need at least {MIN_RSA_BITS} bits"
-            )
-        keys.setdefault(name, []).append(key)
-    return keys
+    return parseAuthorizedKeys(text).strict()
 
 
 class ISSHExchange(IExchange):
@@ -187,12 +196,23 @@ class SSHKeys:
         ]
 
     @classmethod
-    def fromFile(cls, path: str | Path) -> SSHKeys:
+    def fromFile(
+        cls,
+        path: str | Path,
+        *,
+        clock: IReactorTime | None = None,
+        runInThread: RunInThread | None = None,
+    ) -> SSHKeys:
         """
-        Read a keys file; it is read again when it changes.
+        Read a keys file; it is read again, in a thread, when it changes
+        (see L{WatchedEntries}; C{clock} and C{runInThread} as there).
+
+        @raise OSError: if the file cannot be read.
         """
         keys = cls({})
-        keys._keys = WatchedEntries({}, path, readAuthorizedKeys)
+        keys._keys = WatchedEntries(
+            {}, path, parseAuthorizedKeys, clock=clock, runInThread=runInThread
+        )
         return keys
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
