@@ -131,6 +131,36 @@ class WatchedEntriesTests(SynchronousTestCase):
         self.assertEqual(entries.get("bob"), 9999)
         self.assertEqual(thread.calls, [])
 
+    def test_readyWaitsForChange(self) -> None:
+        """
+        L{WatchedEntries.ready} waits for the reading of a file whose
+        C{stat} changed, so no look-up after it gets the version known to
+        be old.
+        """
+        thread = QueuedThread()
+        entries = self.watch(thread)
+        self.successResultOf(entries.ready())
+        replaceFile(self.path, b"bob:9999\n")
+        ready = entries.ready()
+        self.assertNoResult(ready)
+        thread.runAll()
+        self.successResultOf(ready)
+        self.assertEqual(entries.get("bob"), 9999)
+
+    def test_readyIntervalDoesNotWait(self) -> None:
+        """
+        A content check due only by the interval runs in the background:
+        L{WatchedEntries.ready} does not wait for it.
+        """
+        thread = QueuedThread()
+        entries = self.watch(thread)
+        self.clock.advance(CHECK_INTERVAL)
+        self.successResultOf(entries.ready())
+        self.assertEqual(len(thread.calls), 1)
+        thread.runAll()
+        self.successResultOf(entries.ready())
+        self.assertEqual(thread.calls, [])
+
     def test_unchangedNotRead(self) -> None:
         """
         Look-ups of an unchanged file within the interval only C{stat} it.

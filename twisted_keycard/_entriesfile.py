@@ -3,14 +3,18 @@ Named entries (users, keys, verifiers) given in memory or read from a file
 that is read again when it changes, so an administrator's edit takes effect
 without a restart.
 
-A look-up never waits for the disk: it costs one C{stat}.  When the file's
-identity, size or times changed, or its content was last checked more than
-C{interval} seconds ago, the file is read, hashed and (if its content
-changed) parsed in a thread, and look-ups go on being answered from the last
-version read until that version is in use.  Changes are recognised by the
-hash of the content, so a file replaced by one of the same size and times is
-not missed.  A bad line is skipped (its entry is left out) and logged once;
-a file that cannot be read or decoded leaves the last version in use.
+Nothing is read on the reactor thread after startup: a look-up costs one
+C{stat}.  When the file's identity, size or times changed, it is read,
+hashed and (if its content changed) parsed in a thread, and the look-up
+waits for that (L{WatchedEntries.ready}), so that no login is answered from
+a version known to be old.  When only the interval since its content was
+last checked has passed (a rewrite within one timestamp tick changes no
+C{stat} field), the file is checked the same way in the background, and
+look-ups meanwhile are answered from the version in use.  Changes are
+recognised by the hash of the content, so a file replaced by one of the
+same size and times is not missed.  A bad line is skipped (its entry is
+left out) and logged once; a file that cannot be read or decoded leaves the
+last version in use.
 """
 
 from __future__ import annotations
@@ -153,23 +157,35 @@ class WatchedEntries(Generic[_T]):
     def _now(self) -> float:
         return (self._clock or globalClock()).seconds()
 
-    def get(self, name: str) -> _T | None:
+    def ready(self) -> Deferred[None]:
         """
-        The entry for C{name} in the version in use; first, a file that
-        looks changed is checked again in a thread.
-        """
-        self._poll()
-        return self._entries.get(name)
+        Wait, if need be, until the version in use is the file as it is now.
 
-    def _poll(self) -> None:
-        if self._path is None or self._checking:
-            return
+        @return: a L{Deferred} that fires with C{None} at once when the
+            file's C{stat} did not change (a content check due after the
+            interval then runs in the background), else once the file has
+            been read again in a thread; it never fails.
+        """
+        if self._path is None:
+            return succeed(None)
         try:
             stamp: Stamp | None = fileStamp(self._path)
         except OSError:
             stamp = None
-        if stamp != self._stamp or self._now() >= self._checkedAt + self._interval:
+        if stamp != self._stamp:
+            return self.check()
+        if not self._checking and self._now() >= self._checkedAt + self._interval:
             self.check()
+        return succeed(None)
+
+    def get(self, name: str) -> _T | None:
+        """
+        The entry for C{name} in the version in use, without waiting; a
+        file that looks changed is read again in the background (see
+        L{ready}).
+        """
+        self.ready()
+        return self._entries.get(name)
 
     def check(self) -> Deferred[None]:
         """

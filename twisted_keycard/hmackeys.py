@@ -189,6 +189,12 @@ class HMACKeys:
         return keys
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
+        Start an exchange, once a changed key file is read again.
+        """
+        return self._keys.ready().addCallback(lambda _: self._prime(keycard))
+
+    def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, HMACKeycard) or not keycard.name:
             return fail(ProtocolError("no client name"))
         key = self._keys.get(keycard.name)

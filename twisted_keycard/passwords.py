@@ -214,6 +214,14 @@ class PasswordFile:
         return succeed(PasswordExchange(keycard.username, keycard.password))
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        """
+        Check a password, once a changed file is read again.
+        """
+        return self._hashes.ready().addCallback(
+            lambda _: self._requestAvatarId(credentials)
+        )
+
+    def _requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         username = _text(credentials.username)
         password = _text(credentials.password)
         known = self._hashes.get(username)

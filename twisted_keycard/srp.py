@@ -245,6 +245,12 @@ class SRPVerifiers:
         return SRPVerifier(salt, self._mockVerifier)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
+        Start an exchange, once a changed verifier file is read again.
+        """
+        return self._verifiers.ready().addCallback(lambda _: self._prime(keycard))
+
+    def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SRPKeycard) or not keycard.username:
             return fail(ProtocolError("no user name"))
         try:

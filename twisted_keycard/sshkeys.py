@@ -206,6 +206,12 @@ class SSHKeys:
         return keys
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
+        Start an exchange, once a changed keys file is read again.
+        """
+        return self._keys.ready().addCallback(lambda _: self._prime(keycard))
+
+    def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SSHKeycard) or not keycard.name:
             return fail(ProtocolError("no name"))
         certificate = None

@@ -115,6 +115,13 @@ class SCRAMVerifiers:
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         """
+        Start an exchange, once a changed verifiers file is read again
+        (see L{_prime}).
+        """
+        return self._verifiers.ready().addCallback(lambda _: self._prime(keycard))
+
+    def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
         Start an exchange from the client-first message.
 
         @return: a L{Deferred} firing with a L{SCRAMExchange} (a mock one for
