@@ -68,16 +68,23 @@ LABEL = b"twisted-keycard ssh signature v1"
 NONCE_BYTES = 32
 
 __all__ = [
+    "LABEL",
     "MIN_RSA_BITS",
     "AuthorizedKey",
+    "ISSHExchange",
     "PrivateKey",
     "PublicKey",
     "SSHAnswerer",
+    "SSHExchange",
     "SSHKeycard",
     "SSHKeys",
+    "SignatureProofCheck",
+    "context",
     "loadPrivateKey",
     "parseAuthorizedKeys",
     "readAuthorizedKeys",
+    "signWith",
+    "verifyWith",
 ]
 
 
