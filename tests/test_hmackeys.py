@@ -4,10 +4,13 @@ Tests for L{twisted_keycard.hmackeys}: HMAC pre-shared key keycards.
 
 from __future__ import annotations
 
+import os
 import secrets
 from base64 import b64encode
+from pathlib import Path
 
 from twisted.cred import strcred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -22,6 +25,7 @@ from twisted_keycard.hmackeys import (
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm
+from ._threads import inline
 
 KEY = secrets.token_bytes(32)
 
@@ -125,6 +129,27 @@ class HMACExchangeTests(SynchronousTestCase):
             f.write(f"sensor-1:{b64encode(KEY).decode()}\n")
         checker = strcred.makeChecker(f"hmac:{path}")
         self.assertIsInstance(checker, HMACKeys)
+
+    def test_keyFileReplacedSameSizeAndTime(self) -> None:
+        """
+        A key replaced by a file of the same size and modification time is
+        refused from then on (issue 12, item 14: it stayed valid).
+        """
+        path = Path(self.mktemp())
+        path.write_text(f"sensor-1:{b64encode(KEY).decode()}\n")
+        keys = HMACKeys.fromFile(path, clock=Clock(), runInThread=inline)
+        before = os.stat(path)
+        newer = path.with_name("newer")
+        newer.write_text(f"sensor-1:{b64encode(secrets.token_bytes(32)).decode()}\n")
+        os.utime(newer, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(newer, path)
+        answerer = HMACAnswerer("sensor-1", KEY)
+        keycard = answerer.start()
+        keycard.id = "kid"
+        exchange = self.successResultOf(keys.prime(keycard))
+        exchange.challenge(keycard)
+        exchange.answer(answerer.answer(keycard))
+        self.failureResultOf(keys.requestAvatarId(exchange), KeycardRefused)
 
     def test_keyNotInRepr(self) -> None:
         self.assertNotIn(repr(KEY), repr(HMACAnswerer("a", KEY)))

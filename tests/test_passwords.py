@@ -6,13 +6,15 @@ apache2-utils htpasswd, mkpasswd, openssl passwd and argon2).
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from twisted.cred import strcred
 from twisted.cred.credentials import UsernamePassword
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.spread import pb
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,21 +25,16 @@ from twisted_keycard.passwords import (
     PasswordKeycard,
     PasswordTooLong,
     readHashes,
+    rewriteHash,
 )
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm
+from ._threads import QueuedThread, inline
 
 DATA = Path(__file__).resolve().parent / "data"
 HTPASSWD = ["bcrypt", "apr1", "sha1", "crypt", "sha256", "sha512"]
 SHADOW = ["mk512", "mk256", "ossl6", "ossl5", "osslapr1", "argon"]
-
-
-def inline(f: Any, *args: Any) -> Deferred[Any]:
-    """
-    Run the hash in this thread: tests have no reactor running.
-    """
-    return maybeDeferred(f, *args)
 
 
 class PasswordFileTests(SynchronousTestCase):
@@ -99,6 +96,54 @@ class PasswordFileTests(SynchronousTestCase):
         )
         again = PasswordFile(path, runInThread=inline)
         self.successResultOf(self.check(again, "apr1", "apr1-pw"))
+
+    def test_rehashOffReactorThread(self) -> None:
+        """
+        The rehashed file is written in the thread, atomically (a new file,
+        mode 0600, renamed over the old one), not on the reactor thread.
+        """
+        path = Path(self.mktemp())
+        shutil.copy(DATA / "htpasswd.txt", path)
+        before = path.read_text()
+        thread = QueuedThread()
+        checker = PasswordFile(path, owned=True, runInThread=thread, clock=Clock())
+        login = self.check(checker, "apr1", "apr1-pw")
+        thread.runOne()
+        self.assertEqual(self.successResultOf(login), "apr1")
+        self.assertEqual(thread.calls, [rewriteHash])
+        self.assertEqual(path.read_text(), before)
+        inode = os.stat(path).st_ino
+        thread.runAll()
+        self.assertNotEqual(os.stat(path).st_ino, inode)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        self.assertTrue(readHashes(path.read_text())["apr1"].startswith("$argon2id$"))
+
+    def test_rehashKeepsNewerHash(self) -> None:
+        """
+        A hash the administrator changed while the old one was being checked
+        is not overwritten by the rehash of the old one.
+        """
+        path = Path(self.mktemp())
+        shutil.copy(DATA / "htpasswd.txt", path)
+        thread = QueuedThread()
+        checker = PasswordFile(path, owned=True, runInThread=thread, clock=Clock())
+        login = self.check(checker, "apr1", "apr1-pw")
+        changed = path.read_text().replace("apr1:", "apr1:{SHA}newer-", 1)
+        path.write_text(changed)
+        thread.runAll()
+        self.assertEqual(self.successResultOf(login), "apr1")
+        self.assertEqual(path.read_text(), changed)
+
+    def test_badLineSkipped(self) -> None:
+        """
+        A bad line in the file does not stop the other users' logins.
+        """
+        path = Path(self.mktemp())
+        path.write_text("broken\n" + (DATA / "htpasswd.txt").read_text())
+        checker = PasswordFile(path, runInThread=inline)
+        self.assertEqual(
+            self.successResultOf(self.check(checker, "sha1", "sha1-pw")), "sha1"
+        )
 
     def test_notOwnedNotRewritten(self) -> None:
         path = Path(self.mktemp())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from base64 import b64decode, b64encode
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard.scram import (
@@ -18,6 +19,8 @@ from twisted_keycard.scram import (
     readVerifiers,
 )
 from twisted_keycard.scram._crypto import hmacSha256, saltedPassword, sha256
+
+from ._threads import QueuedThread, inline
 
 # RFC 7677, section 3: the keys follow from these.
 PASSWORD = "pencil"
@@ -209,47 +212,74 @@ class VerifiersFileTests(SynchronousTestCase):
         self.assertEqual(repr(checker), "<SCRAMVerifiers of 1 users>")
 
     def test_fromFileBadLine(self) -> None:
+        """
+        A bad line leaves out that user only: the others log in.
+        """
         path = self.mktemp()
         with open(path, "w") as f:
             f.write(f"alice:{self.alice.toString()}\n\nbob:nope\n")
-        with self.assertRaises(ValueError) as caught:
-            SCRAMVerifiers.fromFile(path)
-        self.assertIn("line 3:", str(caught.exception))
+        checker = SCRAMVerifiers.fromFile(path)
+        self.assertEqual(repr(checker), "<SCRAMVerifiers of 1 users>")
+
+    def test_fromFileRepeatedName(self) -> None:
+        """
+        A name given twice in a file is left out: neither verifier holds.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                f"alice:{self.alice.toString()}\nbob:{self.bob.toString()}\n"
+                f"alice:{self.bob.toString()}\n"
+            )
+        checker = SCRAMVerifiers.fromFile(path)
+        self.assertEqual(repr(checker), "<SCRAMVerifiers of 1 users>")
+        exchange = self.successResultOf(
+            checker.prime(SCRAMKeycard(clientFirst="n,,n=alice,r=abc"))
+        )
+        assert isinstance(exchange, SCRAMExchange)
+        self.assertFalse(exchange.known)
 
     def test_fromFileMissing(self) -> None:
         self.assertRaises(OSError, SCRAMVerifiers.fromFile, self.mktemp())
 
     def test_fromFileReloads(self) -> None:
         """
-        The file is read again when it changes.
+        The file is read again, in the thread given, when it changes; the
+        exchange that notices the change waits for it.
         """
         path = self.mktemp()
         with open(path, "w") as f:
             f.write(f"alice:{self.alice.toString()}\n")
-        checker = SCRAMVerifiers.fromFile(path)
+        thread = QueuedThread()
+        checker = SCRAMVerifiers.fromFile(path, clock=Clock(), runInThread=thread)
         with open(path, "a") as f:
             f.write(f"bob:{self.bob.toString()}\n")
         os.utime(path, ns=(1, 1))
-        # The file is read at the next exchange.
-        exchange = self.successResultOf(
-            checker.prime(SCRAMKeycard(clientFirst="n,,n=bob,r=abc"))
-        )
+        primed = checker.prime(SCRAMKeycard(clientFirst="n,,n=bob,r=abc"))
+        self.assertNoResult(primed)
+        thread.runAll()
+        exchange = self.successResultOf(primed)
         assert isinstance(exchange, SCRAMExchange)
         self.assertTrue(exchange.known)
         self.assertEqual(exchange.serverFirst.salt, b"bob's salt")
 
     def test_fromFileBecomesBad(self) -> None:
         """
-        A verifiers file that changes into a bad one fails the next exchange
-        rather than keeping users that may have been removed.
+        A verifiers file that changes into one with a bad line leaves that
+        user out and keeps the others (it once failed every exchange).
         """
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write(f"alice:{self.alice.toString()}\n")
-        checker = SCRAMVerifiers.fromFile(path)
+            f.write(f"alice:{self.alice.toString()}\nbob:{self.bob.toString()}\n")
+        checker = SCRAMVerifiers.fromFile(path, clock=Clock(), runInThread=inline)
         with open(path, "w") as f:
-            f.write("alice:broken\n")
+            f.write(f"alice:broken\nbob:{self.bob.toString()}\n")
         os.utime(path, ns=(2, 2))
+        keycard = SCRAMKeycard(clientFirst="n,,n=bob,r=abc")
+        exchange = self.successResultOf(checker.prime(keycard))
+        assert isinstance(exchange, SCRAMExchange)
+        self.assertTrue(exchange.known)
         keycard = SCRAMKeycard(clientFirst="n,,n=alice,r=abc")
-        failure = self.failureResultOf(checker.prime(keycard), ValueError)
-        self.assertIn("line 1:", str(failure.value))
+        exchange = self.successResultOf(checker.prime(keycard))
+        assert isinstance(exchange, SCRAMExchange)
+        self.assertFalse(exchange.known)

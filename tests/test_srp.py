@@ -9,6 +9,7 @@ from pathlib import Path
 
 import srp as _srp
 from twisted.cred import strcred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -29,6 +30,7 @@ from twisted_keycard.srp import (
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm
+from ._threads import inline
 
 VERIFIER = SRPVerifier.fromPassword("alice", "open sesame")
 
@@ -275,8 +277,7 @@ class SRPScryptTests(SynchronousTestCase):
     def test_fileReloadChangesMockCost(self) -> None:
         path = Path(self.mktemp())
         path.write_text(f"alice:{legacyLine('alice', 'a')}\n")
-        checker = strcred.makeChecker(f"srp:{path}")
-        assert isinstance(checker, SRPVerifiers)
+        checker = SRPVerifiers.fromFile(path, clock=Clock(), runInThread=inline)
         self.assertIsNone(self.challenge(checker, SRPAnswerer("mallory", "x")).kdf)
         lines = [
             f"{name}:{SRPVerifier.fromPassword(name, 'a', CHEAP).toString()}\n"

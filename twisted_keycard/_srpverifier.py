@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import attrs
 import srp as _srp
 
-from twisted_keycard._entriesfile import entryLines
+from twisted_keycard._entriesfile import ParsedEntries, parseLines
 from twisted_keycard._scrypt import DEFAULT_N, DEFAULT_P, DEFAULT_R, ScryptKDF
 
 #: Verifiers made from the password itself (weaker; still read).
@@ -112,12 +112,16 @@ def mockCost(verifiers: Iterable[SRPVerifier]) -> tuple[int, int, int] | None:
     return costs.most_common(1)[0][0]
 
 
-def readVerifiers(text: str) -> dict[str, SRPVerifier]:
+def parseVerifiers(text: str) -> ParsedEntries[SRPVerifier]:
     """
-    @raise ValueError: naming the line number of a bad line.
+    Parse verifier lines, leaving out bad ones.
+
+    @return: the verifiers, and a problem naming the line number of each
+        bad line.
     """
     verifiers = {}
-    for number, line in entryLines(text):
+
+    def add(line: str) -> None:
         name, sep, rest = line.partition(":")
         try:
             if not sep or not name:
@@ -125,7 +129,16 @@ def readVerifiers(text: str) -> dict[str, SRPVerifier]:
             verifiers[name] = SRPVerifier.fromString(rest)
         except ValueError:
             raise ValueError(
-                f"line {number}: expected name:{SCRYPT_PREFIX}$N:r:p$kdfsalt"
-                f"$salt$verifier, or name:{PREFIX}$salt$verifier"
+                f"expected name:{SCRYPT_PREFIX}$N:r:p$kdfsalt$salt$verifier,"
+                f" or name:{PREFIX}$salt$verifier"
             ) from None
-    return verifiers
+
+    problems = parseLines(text, add)
+    return ParsedEntries(verifiers, problems)
+
+
+def readVerifiers(text: str) -> dict[str, SRPVerifier]:
+    """
+    @raise ValueError: naming the line number of a bad line.
+    """
+    return parseVerifiers(text).strict()

@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
+from twisted_keycard._fileversion import RunInThread
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
@@ -74,25 +76,36 @@ def sign(key: bytes, message: bytes) -> str:
     return b64encode(hmac.digest(key, message, "sha256")).decode("ascii")
 
 
-def readKeys(text: str) -> dict[str, bytes]:
+def parseKeys(text: str) -> ParsedEntries[bytes]:
     """
-    Parse a key file.
+    Parse a key file, leaving out bad lines.
 
-    @raise ValueError: naming the line number of a bad line, never its key.
+    @return: the keys, and a problem naming the line number of each bad
+        line, never its key.
     """
     keys: dict[str, bytes] = {}
-    for number, line in entryLines(text):
+
+    def add(line: str) -> None:
         name, sep, encoded = line.partition(":")
         try:
             key = b64decode(encoded.strip(), validate=True)
         except ValueError:
             key = b""
         if not sep or not name or not MIN_KEY <= len(key) <= MAX_KEY:
-            raise ValueError(
-                f"line {number}: expected name:base64 key of 16 to 64 bytes"
-            )
+            raise ValueError("expected name:base64 key of 16 to 64 bytes")
         keys[name] = key
-    return keys
+
+    problems = parseLines(text, add)
+    return ParsedEntries(keys, problems)
+
+
+def readKeys(text: str) -> dict[str, bytes]:
+    """
+    Parse a key file.
+
+    @raise ValueError: naming the line number of a bad line, never its key.
+    """
+    return parseKeys(text).strict()
 
 
 class IHMACExchange(IExchange):
@@ -152,15 +165,36 @@ class HMACKeys:
         self._random = randomBytes
 
     @classmethod
-    def fromFile(cls, path: str | Path) -> HMACKeys:
+    def fromFile(
+        cls,
+        path: str | Path,
+        *,
+        clock: IReactorTime | None = None,
+        runInThread: RunInThread | None = None,
+    ) -> HMACKeys:
         """
-        Read a key file; it is read again when it changes.
+        Read a key file; it is read again, in a thread, when it changes (see
+        L{WatchedEntries}).
+
+        @param clock: the time of content checks; the global reactor's by
+            default.
+        @param runInThread: runs a blocking call off the reactor thread; the
+            global reactor's thread pool by default.
+        @raise OSError: if the file cannot be read.
         """
         keys = cls({})
-        keys._keys = WatchedEntries({}, path, readKeys)
+        keys._keys = WatchedEntries(
+            {}, path, parseKeys, clock=clock, runInThread=runInThread
+        )
         return keys
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
+        Start an exchange, once a changed key file is read again.
+        """
+        return self._keys.ready().addCallback(lambda _: self._prime(keycard))
+
+    def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, HMACKeycard) or not keycard.name:
             return fail(ProtocolError("no client name"))
         key = self._keys.get(keycard.name)

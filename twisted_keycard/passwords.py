@@ -13,9 +13,9 @@ over PB without TLS.  The strcred name is C{htpasswd:FILE}.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
+from threading import Lock
 from typing import Any
 
 import attrs
@@ -23,10 +23,13 @@ from passlib.context import CryptContext
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import entryLines
+from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
+from twisted_keycard._fileversion import inReactorThreadPool
 from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.error import KeycardRefused, ProtocolError
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
@@ -112,20 +115,52 @@ class PasswordExchange:
         """
 
 
+def parseHashes(text: str) -> ParsedEntries[str]:
+    """
+    C{name:hash} lines (htpasswd), or C{name:hash:...} (shadow), leaving out
+    bad lines.
+
+    @return: the hashes, and a problem naming the line number of each bad
+        line.
+    """
+    hashes = {}
+
+    def add(line: str) -> None:
+        name, sep, rest = line.partition(":")
+        hashed = rest.split(":", 1)[0]
+        if not sep or not name or not hashed:
+            raise ValueError("expected name:hash")
+        hashes[name] = hashed
+
+    problems = parseLines(text, add)
+    return ParsedEntries(hashes, problems)
+
+
 def readHashes(text: str) -> dict[str, str]:
     """
     C{name:hash} lines (htpasswd), or C{name:hash:...} (shadow).
 
     @raise ValueError: naming the line number of a bad line.
     """
-    hashes = {}
-    for number, line in entryLines(text):
-        name, sep, rest = line.partition(":")
-        hashed = rest.split(":", 1)[0]
-        if not sep or not name or not hashed:
-            raise ValueError(f"line {number}: expected name:hash")
-        hashes[name] = hashed
-    return hashes
+    return parseHashes(text).strict()
+
+
+def rewriteHash(path: Path, username: str, old: str, updated: str, lock: Lock) -> None:
+    """
+    Replace one user's hash in the file, if it is still C{old} (an
+    administrator may have changed it since), keeping every other line, and
+    write the file atomically (see L{writePrivateFile}).  Blocking: run it in a
+    thread.
+    """
+    with lock:
+        out = []
+        for line in path.read_text("utf-8").splitlines():
+            name, sep, rest = line.partition(":")
+            if sep and name == username and rest.split(":", 1)[0] == old:
+                tail = rest.split(":", 1)[1:] if ":" in rest else []
+                line = ":".join([name, updated, *tail])
+            out.append(line)
+        writePrivateFile(path, ("\n".join(out) + "\n").encode("utf-8"))
 
 
 def _text(value: bytes | str) -> str:
@@ -143,6 +178,7 @@ class PasswordFile:
 
     credentialInterfaces = (IUsernamePassword, IPasswordExchange)
     keycardClasses = (PasswordKeycard,)
+    log = Logger()
 
     def __init__(
         self,
@@ -151,17 +187,24 @@ class PasswordFile:
         owned: bool = False,
         rehashTo: str = "argon2",
         runInThread: Callable[..., Deferred[Any]] | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         """
-        @param runInThread: runs a slow hash off the reactor thread; the
-            global reactor's thread pool by default.
+        @param runInThread: runs a slow hash, and the file's reading and
+            rewriting, off the reactor thread; the global reactor's thread
+            pool by default.
+        @param clock: the time of the file's content checks (see
+            L{WatchedEntries}); the global reactor's by default.
+        @raise OSError: if the file cannot be read.
         """
         self.path = Path(path)
         self.owned = owned
         self._context = context(rehashTo)
-        self._run = runInThread or _reactorThread
-        self._hashes = readHashes(self.path.read_text())
-        self._stamp = _stamp(self.path)
+        self._run = runInThread or inReactorThreadPool
+        self._hashes: WatchedEntries[str] = WatchedEntries(
+            {}, self.path, parseHashes, clock=clock, runInThread=self._run
+        )
+        self._writing = Lock()
         self._dummy = self._context.hash("no one has this password")
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
@@ -172,11 +215,16 @@ class PasswordFile:
         return succeed(PasswordExchange(keycard.username, keycard.password))
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        """
+        Check a password, once a changed file is read again.
+        """
+        return self._hashes.ready().addCallback(
+            lambda _: self._requestAvatarId(credentials)
+        )
+
+    def _requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         username = _text(credentials.username)
         password = _text(credentials.password)
-        if _stamp(self.path) != self._stamp:
-            self._hashes = readHashes(self.path.read_text())
-            self._stamp = _stamp(self.path)
         known = self._hashes.get(username)
         if known is not None and self._context.identify(known, required=False) is None:
             # A locked account ("*", "!") or a format we do not take:
@@ -191,41 +239,27 @@ class PasswordFile:
                 PasswordTooLong("a password over 72 bytes cannot match a bcrypt hash")
             )
         d = self._run(self._context.verify_and_update, password, hashed)
-        return d.addCallback(self._checked, username, known is not None)
+        return d.addCallback(self._checked, username, known)
 
     def _checked(
-        self, result: tuple[bool, str | None], username: str, known: bool
+        self, result: tuple[bool, str | None], username: str, known: str | None
     ) -> str:
         good, updated = result
-        if not (good and known):
+        if not good or known is None:
             raise KeycardRefused()
         if updated is not None and self.owned:
-            self._rehash(username, updated)
+            d = self._run(
+                rewriteHash, self.path, username, known, updated, self._writing
+            )
+            d.addErrback(self._rewriteFailed)
         return username
 
-    def _rehash(self, username: str, updated: str) -> None:
-        lines = self.path.read_text().splitlines()
-        out = []
-        for line in lines:
-            name, sep, rest = line.partition(":")
-            if sep and name == username:
-                tail = rest.split(":", 1)[1:] if ":" in rest else []
-                line = ":".join([name, updated, *tail])
-            out.append(line)
-        writePrivateFile(self.path, ("\n".join(out) + "\n").encode("utf-8"))
-        self._hashes[username] = updated
-        self._stamp = _stamp(self.path)
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    stat = os.stat(path)
-    return stat.st_mtime_ns, stat.st_size
-
-
-def _reactorThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
-    from twisted.internet import reactor
-
-    return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # type: ignore[arg-type, attr-defined]
+    def _rewriteFailed(self, failure: Failure) -> None:
+        self.log.failure(
+            "{path}: a rehashed password could not be written",
+            failure,
+            path=str(self.path),
+        )
 
 
 @implementer(IAnswerer)

@@ -27,9 +27,11 @@ import attrs
 import srp as _srp
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import WatchedEntries
+from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries
+from twisted_keycard._fileversion import RunInThread
 from twisted_keycard._scrypt import SALT_BYTES as KDF_SALT_BYTES
 from twisted_keycard._scrypt import ScryptKDF
 from twisted_keycard._srpverifier import (
@@ -41,6 +43,7 @@ from twisted_keycard._srpverifier import (
     SRPVerifier,
     b64,
     mockCost,
+    parseVerifiers,
     readVerifiers,
 )
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
@@ -183,15 +186,29 @@ class SRPVerifiers:
         )
 
     @classmethod
-    def fromFile(cls, path: str | Path) -> SRPVerifiers:
+    def fromFile(
+        cls,
+        path: str | Path,
+        *,
+        clock: IReactorTime | None = None,
+        runInThread: RunInThread | None = None,
+    ) -> SRPVerifiers:
+        """
+        Read a verifier file; it is read again, in a thread, when it changes
+        (see L{WatchedEntries}; C{clock} and C{runInThread} as there).
+
+        @raise OSError: if the file cannot be read.
+        """
         verifiers = cls({})
-        verifiers._verifiers = WatchedEntries({}, path, verifiers._read)
+        verifiers._verifiers = WatchedEntries(
+            {}, path, verifiers._parse, clock=clock, runInThread=runInThread
+        )
         return verifiers
 
-    def _read(self, text: str) -> dict[str, SRPVerifier]:
-        verifiers = readVerifiers(text)
-        self._mockCost = mockCost(verifiers.values())
-        return verifiers
+    def _parse(self, text: str) -> ParsedEntries[SRPVerifier]:
+        parsed = parseVerifiers(text)
+        self._mockCost = mockCost(parsed.entries.values())
+        return parsed
 
     def _mock(self, username: str) -> SRPVerifier:
         salt = hmac.digest(self._mockKey, username.encode(), "sha256")[:SALT_BYTES]
@@ -204,6 +221,12 @@ class SRPVerifiers:
         return SRPVerifier(salt, self._mockVerifier, kdf)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
+        Start an exchange, once a changed verifier file is read again.
+        """
+        return self._verifiers.ready().addCallback(lambda _: self._prime(keycard))
+
+    def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SRPKeycard) or not keycard.username:
             return fail(ProtocolError("no user name"))
         try:

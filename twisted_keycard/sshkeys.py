@@ -5,9 +5,13 @@ bouncer checks the signature against the client's keys in OpenSSH
 C{authorized_keys} format (Ed25519, ECDSA, RSA).  No shared secret is kept
 on the server.
 
-Key files hold C{name ssh-ed25519 AAAA... [comment]} lines: the OpenSSH
-public key line, prefixed by the avatar name it logs in as.  The strcred
-name is C{sshkeys:FILE}.
+Key files hold C{name [options] ssh-ed25519 AAAA... [comment]} lines: an
+OpenSSH C{authorized_keys} line prefixed by the avatar name it logs in as,
+with the options described in L{twisted_keycard._authorizedkeys}
+(C{from=}, C{cert-authority}, C{principals=}, and session options taken as
+no-ops).  A client may present an OpenSSH user certificate signed by a CA
+that a C{cert-authority} line trusts for its name (see
+L{twisted_keycard._sshcertificate}).  The strcred name is C{sshkeys:FILE}.
 """
 
 from __future__ import annotations
@@ -19,14 +23,36 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization.ssh import SSHCertificate
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard._authorizedkeys import (
+    MIN_RSA_BITS,
+    AuthorizedKey,
+    PublicKey,
+    parseAuthorizedKeys,
+    readAuthorizedKeys,
+)
+from twisted_keycard._entriesfile import WatchedEntries
+from twisted_keycard._fileversion import RunInThread, globalClock
+from twisted_keycard._sshcertificate import (
+    CERTIFICATE_LENGTH,
+    CertificateRefused,
+    certificateOf,
+    certifiedKey,
+    loadCertificate,
+)
+from twisted_keycard._sshsignature import (
+    PrivateKey,
+    loadPrivateKey,
+    signWith,
+    verifyWith,
+)
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
@@ -40,10 +66,26 @@ from twisted_keycard.keycard._selfverifying import requestVerified
 
 LABEL = b"twisted-keycard ssh signature v1"
 NONCE_BYTES = 32
-MIN_RSA_BITS = 2048
 
-PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+__all__ = [
+    "LABEL",
+    "MIN_RSA_BITS",
+    "AuthorizedKey",
+    "ISSHExchange",
+    "PrivateKey",
+    "PublicKey",
+    "SSHAnswerer",
+    "SSHExchange",
+    "SSHKeycard",
+    "SSHKeys",
+    "SignatureProofCheck",
+    "context",
+    "loadPrivateKey",
+    "parseAuthorizedKeys",
+    "readAuthorizedKeys",
+    "signWith",
+    "verifyWith",
+]
 
 
 @registerKeycard
@@ -55,6 +97,8 @@ class SSHKeycard(Keycard):
     @ivar name: the avatar name the client logs in as.
     @ivar nonce: the bouncer's challenge (base64).
     @ivar signature: the client's signature (base64).
+    @ivar certificate: the client's OpenSSH certificate for its key, in
+        C{*-cert.pub} one-line form, if it logs in with one.
     """
 
     keycardType = "twisted_keycard.ssh-signature"
@@ -62,6 +106,7 @@ class SSHKeycard(Keycard):
     name: str | None = wireField(str, NAME_LENGTH, setBy="client")
     nonce: str | None = wireField(str, 64, setBy="bouncer")
     signature: str | None = wireField(str, 2048, setBy="client")
+    certificate: str | None = wireField(str, CERTIFICATE_LENGTH, setBy="client")
 
     def account(self) -> str | None:
         return self.name
@@ -72,56 +117,6 @@ def context(name: str, nonce: str, keycardId: str, requesterName: str | None) ->
     What the client signs (see L{exchangeContext}).
     """
     return exchangeContext(LABEL, name, nonce, keycardId, requesterName)
-
-
-def signWith(key: PrivateKey, message: bytes) -> bytes:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(message)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(message, ec.ECDSA(hashes.SHA256()))
-    return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
-
-
-def verifyWith(key: PublicKey, signature: bytes, message: bytes) -> bool:
-    try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, message)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
-        else:
-            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        return False
-    return True
-
-
-def readAuthorizedKeys(text: str) -> dict[str, list[PublicKey]]:
-    """
-    Parse C{name keytype base64 [comment]} lines.
-
-    @raise ValueError: naming the line number of a bad line.
-    """
-    keys: dict[str, list[PublicKey]] = {}
-    for number, line in entryLines(text):
-        name, _, publicLine = line.strip().partition(" ")
-        try:
-            key = serialization.load_ssh_public_key(publicLine.strip().encode())
-        except (ValueError, TypeError, IndexError):
-            raise ValueError(
-                f"line {number}: expected name and an OpenSSH public key"
-            ) from None
-        if not isinstance(
-            key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-        ):
-            raise ValueError(
-                f"line {number}: only Ed25519, ECDSA and RSA keys are taken"
-            )
-        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
-            raise ValueError(
-                f"line {number}: RSA keys need at least {MIN_RSA_BITS} bits"
-            )
-        keys.setdefault(name, []).append(key)
-    return keys
 
 
 class ISSHExchange(IExchange):
@@ -164,22 +159,32 @@ class SSHExchange(NonceExchange):
 @implementer(ICredentialsChecker, IChallenger)
 class SSHKeys:
     """
-    Checks signature keycards against authorized keys per avatar name.
+    Checks signature keycards against authorized keys and certificate
+    authorities per avatar name.
     """
 
     credentialInterfaces = (ISSHExchange,)
     keycardClasses = (SSHKeycard,)
+    log = Logger()
 
     def __init__(
         self,
-        keys: Mapping[str, Sequence[PublicKey]],
+        keys: Mapping[str, Sequence[PublicKey | AuthorizedKey]],
         *,
         randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+        clock: IReactorTime | None = None,
     ) -> None:
-        self._keys: WatchedEntries[list[PublicKey]] = WatchedEntries(
-            {name: list(k) for name, k in keys.items()}
+        """
+        @param keys: by avatar name, public keys or lines of a keys file
+            (see L{readAuthorizedKeys}).
+        @param clock: the time certificates must be valid at; the global
+            reactor's by default.
+        """
+        self._keys: WatchedEntries[list[AuthorizedKey]] = WatchedEntries(
+            {name: [_authorized(k) for k in ks] for name, ks in keys.items()}
         )
         self._random = randomBytes
+        self._clock = clock
         # An unknown name is checked against a key nobody holds: the same
         # work and the same refusal as a bad signature.
         self._mock: list[PublicKey] = [
@@ -187,43 +192,112 @@ class SSHKeys:
         ]
 
     @classmethod
-    def fromFile(cls, path: str | Path) -> SSHKeys:
+    def fromFile(
+        cls,
+        path: str | Path,
+        *,
+        clock: IReactorTime | None = None,
+        runInThread: RunInThread | None = None,
+    ) -> SSHKeys:
         """
-        Read a keys file; it is read again when it changes.
+        Read a keys file; it is read again, in a thread, when it changes
+        (see L{WatchedEntries}; C{runInThread} as there, C{clock} as for
+        L{SSHKeys}).
+
+        @raise OSError: if the file cannot be read.
         """
-        keys = cls({})
-        keys._keys = WatchedEntries({}, path, readAuthorizedKeys)
+        keys = cls({}, clock=clock)
+        keys._keys = WatchedEntries(
+            {}, path, parseAuthorizedKeys, clock=clock, runInThread=runInThread
+        )
         return keys
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
+        Start an exchange, once a changed keys file is read again.
+        """
+        return self._keys.ready().addCallback(lambda _: self._prime(keycard))
+
+    def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SSHKeycard) or not keycard.name:
             return fail(ProtocolError("no name"))
+        certificate = None
+        if keycard.certificate is not None:
+            try:
+                certificate = loadCertificate(keycard.certificate)
+            except ValueError as e:
+                return fail(ProtocolError(str(e)))
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
-        keys = self._keys.get(keycard.name) or self._mock
-        return succeed(SSHExchange(keycard.name, nonce, SignatureProofCheck(keys)))
+        lines = self._keys.get(keycard.name) or []
+        if certificate is None:
+            keys = [
+                k.key
+                for k in lines
+                if not k.certAuthority and k.allows(keycard.address)
+            ]
+        else:
+            keys = self._certified(certificate, lines, keycard)
+        check = SignatureProofCheck(keys or self._mock)
+        return succeed(SSHExchange(keycard.name, nonce, check))
+
+    def _certified(
+        self,
+        certificate: SSHCertificate,
+        lines: list[AuthorizedKey],
+        keycard: SSHKeycard,
+    ) -> list[PublicKey]:
+        assert keycard.name is not None
+        now = (self._clock or globalClock()).seconds()
+        try:
+            return [
+                certifiedKey(certificate, lines, keycard.name, keycard.address, now)
+            ]
+        except CertificateRefused as e:
+            self.log.info(
+                "certificate for {name!r} from {address} refused: {reason}",
+                name=keycard.name,
+                address=keycard.address,
+                reason=str(e),
+            )
+            return []
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         return requestVerified(credentials, SSHExchange, lambda e: e.name)
+
+
+def _authorized(key: PublicKey | AuthorizedKey) -> AuthorizedKey:
+    return key if isinstance(key, AuthorizedKey) else AuthorizedKey(key)
 
 
 @implementer(IAnswerer)
 class SSHAnswerer:
     """
     The client side: signs the bouncer's nonce with a private key, for
-    example one loaded with L{loadPrivateKey}.
+    example one loaded with L{loadPrivateKey}, and presents the key's
+    certificate if it has one.
     """
 
     keycardClass = SSHKeycard
 
-    def __init__(self, name: str, key: PrivateKey) -> None:
+    def __init__(
+        self, name: str, key: PrivateKey, certificate: str | bytes | None = None
+    ) -> None:
+        """
+        @param certificate: an OpenSSH certificate of C{key} (the content
+            of its C{*-cert.pub} file).
+        @raise ValueError: if C{certificate} is not a certificate of C{key}.
+        """
         self.name = name
         self._key = key
+        self._certificate = None
+        if certificate is not None:
+            self._certificate = certificateOf(certificate, key.public_key())
 
     def __repr__(self) -> str:
         return f"<SSHAnswerer {self.name!r}>"
 
     def start(self) -> Keycard:
-        return SSHKeycard(name=self.name)
+        return SSHKeycard(name=self.name, certificate=self._certificate)
 
     def answer(self, keycard: Keycard) -> Keycard:
         if not isinstance(keycard, SSHKeycard) or not keycard.nonce or not keycard.id:
@@ -235,20 +309,3 @@ class SSHAnswerer:
     def finish(self, keycard: Keycard) -> None:
         if not isinstance(keycard, SSHKeycard):
             raise ServerAuthenticationFailed("the server answered with another kind")
-
-
-def loadPrivateKey(data: bytes, password: bytes | None = None) -> PrivateKey:
-    """
-    Load an OpenSSH (or PEM) private key.
-
-    @raise ValueError: for a key that is not Ed25519, ECDSA or RSA.
-    """
-    try:
-        key = serialization.load_ssh_private_key(data, password)
-    except ValueError:
-        key = serialization.load_pem_private_key(data, password)  # type: ignore[assignment]
-    if not isinstance(
-        key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-    ):
-        raise ValueError("only Ed25519, ECDSA and RSA keys are taken")
-    return key

@@ -12,9 +12,11 @@ from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import WatchedEntries, entryLines
+from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
+from twisted_keycard._fileversion import RunInThread
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.keycard._interfaces import IChallenger, IExchange
 from twisted_keycard.keycard._keycard import Keycard
@@ -79,18 +81,24 @@ class SCRAMVerifiers:
         iterations: int = DEFAULT_ITERATIONS,
         mockKey: bytes | None = None,
         randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+        clock: IReactorTime | None = None,
+        runInThread: RunInThread | None = None,
     ) -> SCRAMVerifiers:
         """
-        Read C{name:SCRAM-SHA-256$...} lines (see L{readVerifiers}).  The
-        file is read again when it changes.
+        Read C{name:SCRAM-SHA-256$...} lines (see L{parseVerifiers}).  The
+        file is read again, in a thread, when it changes (see
+        L{WatchedEntries}; C{clock} and C{runInThread} as there); bad lines
+        are left out and logged.
 
-        @raise ValueError: naming the line number of a bad line.
         @raise OSError: if the file cannot be read.
+        @raise ValueError: if it is not UTF-8 text.
         """
         verifiers = cls(
             {}, iterations=iterations, mockKey=mockKey, randomBytes=randomBytes
         )
-        verifiers._verifiers = WatchedEntries({}, path, readVerifiers)
+        verifiers._verifiers = WatchedEntries(
+            {}, path, parseVerifiers, clock=clock, runInThread=runInThread
+        )
         return verifiers
 
     def _randomNonce(self) -> str:
@@ -107,12 +115,18 @@ class SCRAMVerifiers:
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         """
+        Start an exchange, once a changed verifiers file is read again
+        (see L{_prime}).
+        """
+        return self._verifiers.ready().addCallback(lambda _: self._prime(keycard))
+
+    def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
+        """
         Start an exchange from the client-first message.
 
         @return: a L{Deferred} firing with a L{SCRAMExchange} (a mock one for
             an unknown user), or failing with L{ProtocolError} for a
-            malformed message, or with the L{OSError} or L{ValueError} of a
-            verifiers file that changed and cannot be read.
+            malformed message.
         """
         try:
             if not isinstance(keycard, SCRAMKeycard):
@@ -139,24 +153,42 @@ class SCRAMVerifiers:
         return requestVerified(credentials, SCRAMExchange, lambda e: e.username)
 
 
-def readVerifiers(text: str) -> dict[str, Verifier]:
+def parseVerifiers(text: str) -> ParsedEntries[Verifier]:
     """
     Parse the lines of a verifiers file, C{name:SCRAM-SHA-256$...}, split at
-    the first C{:}; blank lines and C{#} comments are skipped.
+    the first C{:}; blank lines and C{#} comments are skipped, and so are
+    bad lines.  A name given twice is left out altogether: which of its
+    verifiers holds is for the administrator to say.
+
+    @return: the verifiers, and a problem naming the line number of each
+        bad line or repeated name, never the verifier.
+    """
+    verifiers: dict[str, Verifier] = {}
+    repeated: set[str] = set()
+
+    def add(line: str) -> None:
+        name, sep, verifier = line.strip().partition(":")
+        if not sep or not name:
+            raise ValueError("expected name:SCRAM-SHA-256$...")
+        if name in verifiers or name in repeated:
+            repeated.add(name)
+            raise ValueError(f"user {name!r} appears twice")
+        try:
+            verifiers[name] = Verifier.fromString(verifier)
+        except ValueError:
+            raise ValueError("not a SCRAM-SHA-256 verifier") from None
+
+    problems = parseLines(text, add)
+    for name in repeated:
+        verifiers.pop(name, None)
+    return ParsedEntries(verifiers, problems)
+
+
+def readVerifiers(text: str) -> dict[str, Verifier]:
+    """
+    Parse the lines of a verifiers file (see L{parseVerifiers}).
 
     @raise ValueError: naming the line number of a bad line or a repeated
         name, never the verifier.
     """
-    verifiers: dict[str, Verifier] = {}
-    for number, line in entryLines(text):
-        stripped = line.strip()
-        name, sep, verifier = stripped.partition(":")
-        if not sep or not name:
-            raise ValueError(f"line {number}: expected name:SCRAM-SHA-256$...")
-        if name in verifiers:
-            raise ValueError(f"line {number}: user {name!r} appears twice")
-        try:
-            verifiers[name] = Verifier.fromString(verifier)
-        except ValueError:
-            raise ValueError(f"line {number}: not a SCRAM-SHA-256 verifier") from None
-    return verifiers
+    return parseVerifiers(text).strict()
