@@ -4,7 +4,7 @@ and tokens, and expires and revokes them; with its policies.
 """
 
 from twisted_keycard.bouncer._bouncer import Bouncer, newKeycardId
-from twisted_keycard.bouncer._composite import CompositePolicy
+from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError, parse
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.bouncer._policy import (
@@ -17,6 +17,7 @@ from twisted_keycard.bouncer._policy import (
 from twisted_keycard.bouncer._revoker import Revoker
 
 __all__ = [
+    "AddressRule",
     "Bouncer",
     "CompositePolicy",
     "ExchangeLimits",
