@@ -54,6 +54,10 @@ class WheelTests(SynchronousTestCase):
         self.assertNotIn("twisted/__init__.py", names)
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertFalse([n for n in names if n.endswith("dropin.cache")])
+        # Users' type checkers see the library's annotations (PEP 561).
+        self.assertIn("twisted_keycard/py.typed", names)
+        for package in ["bouncer", "keycard", "pb", "store/sqlite", "tokens"]:
+            self.assertIn(f"twisted_keycard/{package}/__init__.py", names)
 
         venv = work / "venv"
         made = run(sys.executable, "-m", "venv", str(venv))
