@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from twisted.internet import ssl
-from twisted.internet._sslverify import TLSVersion
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
@@ -105,7 +104,7 @@ class Identity:
             return ssl.CertificateOptions(
                 privateKey=self.private.privateKey.original,
                 certificate=self.private.original,
-                lowerMaximumSecurityTo=TLSVersion.TLSv1_2,
+                lowerMaximumSecurityTo=ssl.TLSVersion.TLSv1_2,
             )
         return self.private.options()
 
