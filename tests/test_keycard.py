@@ -5,7 +5,8 @@ Tests for L{twisted_keycard.keycard._keycard}: what a keycard accepts from the w
 from __future__ import annotations
 
 import attrs
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import ISSLTransport, ITransport
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.spread import pb
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,6 +16,7 @@ from twisted_keycard import InsecureTransport, InvalidKeycard, Keycard, KeycardS
 from twisted_keycard.keycard._keycard import keycardClassFor, registerKeycard, wireField
 
 from ._passphrase import PassphraseKeycard
+from ._tls import Identity, tlsPair, unverified
 
 
 @registerKeycard
@@ -26,7 +28,7 @@ class SecretKeycard(Keycard):
 
 
 def roundTrip(
-    keycard: Keycard, transport: StringTransport | None = None, isClient: bool = True
+    keycard: Keycard, transport: ITransport | None = None, isClient: bool = True
 ) -> object:
     """
     Jelly a keycard as a broker would send it and unjelly it as the peer's
@@ -35,6 +37,16 @@ def roundTrip(
     broker = pb.Broker(isClient=isClient)
     broker.makeConnection(transport or StringTransport())
     return broker.unserialize(broker.serialize(keycard))
+
+
+def tlsClient(identity: Identity, options: object) -> ITransport:
+    """
+    The client end of a TLS connection, in memory, to a server with
+    C{identity}, after the handshake.
+    """
+    _, client, pump = tlsPair(Protocol(), identity.serverOptions(), Protocol(), options)
+    pump.flush()
+    return client
 
 
 @registerKeycard
@@ -201,16 +213,26 @@ class KeycardWireTests(SynchronousTestCase):
         )
         self.assertLess(len(str(error)), 100)
 
-    def test_secretNeedsTLS(self) -> None:
+    def test_secretNeedsVerifiedTLS(self) -> None:
         """
-        A keycard with a secret field set is not sent over a connection
-        without TLS, and is over TLS.
+        A keycard with a secret field set is sent toward the bouncer only
+        over TLS whose server the client verified: not without TLS, not over
+        TLS that checks nothing or only the certificate chain, nor over a
+        transport that merely says it is TLS.
         """
         keycard = SecretKeycard(password="hunter2")
         self.assertRaises(InsecureTransport, roundTrip, keycard)
-        tls = StringTransport()
-        directlyProvides(tls, ISSLTransport)
-        copy = roundTrip(keycard, tls)
+        said = StringTransport()
+        directlyProvides(said, ISSLTransport)
+        identity = Identity.make()
+        for transport in [
+            said,
+            tlsClient(identity, unverified()),
+            tlsClient(identity, identity.chainOnly()),
+        ]:
+            error = self.assertRaises(InsecureTransport, roundTrip, keycard, transport)
+            self.assertIn("trustRoots=", str(error))
+        copy = roundTrip(keycard, tlsClient(identity, identity.verifying()))
         assert isinstance(copy, SecretKeycard)
         self.assertEqual(copy.password, "hunter2")
         self.assertIsInstance(roundTrip(SecretKeycard()), SecretKeycard)

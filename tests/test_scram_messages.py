@@ -16,7 +16,6 @@ from twisted_keycard.scram._messages import (
     MAX_MESSAGE,
     MAX_NONCE,
     authMessage,
-    channelBinding,
     escapeName,
     unb64,
     unescapeName,
@@ -61,13 +60,23 @@ class ClientFirstTests(SynchronousTestCase):
         """
         self.assertEqual(ClientFirst.parse("n,,n=zoë,r=abc").username, "zoë")
 
-    def test_channelBindingRefused(self) -> None:
+    def test_channelBindingTypes(self) -> None:
         """
-        A client asking for channel binding (C{p=}) is refused, clearly.
+        A client may ask for C{tls-exporter} or C{tls-server-end-point}
+        channel binding; any other type (C{tls-unique}, which TLS 1.3 lacks)
+        is refused, clearly, and so is a malformed one.
         """
+        for kind in ["tls-exporter", "tls-server-end-point"]:
+            first = ClientFirst.parse(f"p={kind},,n=user,r=abc")
+            self.assertEqual(first.gs2Header, f"p={kind},,")
+            self.assertEqual(first.format(), f"p={kind},,n=user,r=abc")
         with self.assertRaises(ProtocolError) as caught:
-            ClientFirst.parse("p=tls-server-end-point,,n=user,r=abc")
-        self.assertIn("channel binding", str(caught.exception))
+            ClientFirst.parse("p=tls-unique,,n=user,r=abc")
+        self.assertIn("channel binding type not supported", str(caught.exception))
+        for header in ["p=,,", "p=tls exporter,,", "p=a=b,,"]:
+            with self.assertRaises(ProtocolError) as caught:
+                ClientFirst.parse(header + "n=user,r=abc")
+            self.assertIn("malformed GS2 header", str(caught.exception))
 
     def test_authzidRefused(self) -> None:
         """
@@ -289,10 +298,6 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(unb64("YQ==", "x"), b"a")
         for bad in ["YQ", "YQ=", "YR==", "Y Q==", "YQ==\n", "-_==", "YQ==YQ=="]:
             self.assertRaises(ProtocolError, unb64, bad, "x")
-
-    def test_channelBinding(self) -> None:
-        self.assertEqual(channelBinding("n,,"), "biws")
-        self.assertEqual(channelBinding("y,,"), "eSws")
 
     def test_authMessage(self) -> None:
         """

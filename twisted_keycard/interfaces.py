@@ -6,7 +6,12 @@ L{twisted_keycard.store}.
 """
 
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._interfaces import (
+    IAnswerer,
+    IChallenger,
+    IChannelBindingAnswerer,
+    IExchange,
+)
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
@@ -18,6 +23,7 @@ __all__ = [
     "IAnswerer",
     "IBouncer",
     "IChallenger",
+    "IChannelBindingAnswerer",
     "IExchange",
     "IKeycardStore",
     "IKeyringStore",

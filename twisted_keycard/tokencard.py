@@ -41,12 +41,15 @@ DEFAULT_SKEW = 5.0
 @attrs.define(slots=False, eq=False, kw_only=True)
 class TokenKeycard(Keycard):
     """
-    A keycard that presents a token issued with an earlier keycard.
+    A keycard that presents a token issued with an earlier keycard.  Whoever
+    reads it can present the token too, so it is a C{bearer} keycard: never
+    sent over TLS whose server the client did not verify.
 
     @ivar presented: the token.
     """
 
     keycardType = "twisted_keycard.token"
+    bearer = True
 
     presented: str | None = wireField(str, TOKEN_LENGTH, setBy="client")
 

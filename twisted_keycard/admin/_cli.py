@@ -87,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
         "--connect",
         metavar="ENDPOINT",
         required=True,
-        help="client endpoint: tcp:HOST:PORT, or tls:HOST:PORT:trustRoots=DIR",
+        help="client endpoint: tcp:HOST:PORT, or tls:HOST:PORT:trustRoots=DIR"
+        " (ssl: without hostname= is refused: it does not check the server)",
     )
     login.add_argument(
         "--save-token", metavar="FILE", help="write the token to FILE (mode 0600)"
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if command == "login":
         if bool(args.user) == bool(args.token_file):
             raise CommandError("give either USER or --token-file FILE")
+        admin.checkEndpoint(args.connect)
         password = readPassword() if args.user else None
         return admin.login(
             args.connect, args.user, password, args.token_file, args.save_token

@@ -1,9 +1,16 @@
 """
 Keycards: credentials that travel between processes over Perspective Broker;
-the declarations of the fields they carry over the wire, and the lifecycle
-of their exchanges on the bouncer.
+the declarations of the fields they carry over the wire, the lifecycle of
+their exchanges on the bouncer, and what each end knows of the TLS under
+them (whether the server was verified, channel binding data).
 """
 
+from twisted_keycard.keycard._channel import (
+    BINDING_TYPES,
+    TLS_EXPORTER,
+    TLS_SERVER_END_POINT,
+    ClientChannel,
+)
 from twisted_keycard.keycard._fields import wireField
 from twisted_keycard.keycard._keycard import (
     ADDRESS_LENGTH,
@@ -20,18 +27,25 @@ from twisted_keycard.keycard._lifecycle import (
     ExchangeState,
     ExchangeStep,
 )
+from twisted_keycard.keycard._tls import channelBindings, serverVerified
 
 __all__ = [
     "ADDRESS_LENGTH",
+    "BINDING_TYPES",
     "ID_LENGTH",
     "NAME_LENGTH",
+    "TLS_EXPORTER",
+    "TLS_SERVER_END_POINT",
     "TOKEN_LENGTH",
+    "ClientChannel",
     "ExchangeLifecycle",
     "ExchangeState",
     "ExchangeStep",
     "Keycard",
     "KeycardState",
+    "channelBindings",
     "keycardClassFor",
     "registerKeycard",
+    "serverVerified",
     "wireField",
 ]

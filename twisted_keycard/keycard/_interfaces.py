@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from twisted_keycard.keycard._channel import ClientChannel
     from twisted_keycard.keycard._keycard import Keycard
 
 
@@ -102,4 +103,24 @@ class IAnswerer(Interface):
 
         @raise twisted_keycard.error.ServerAuthenticationFailed: if the
             server did not prove its identity.
+        """
+
+
+class IChannelBindingAnswerer(IAnswerer):
+    """
+    An answerer whose exchange can bind to the TLS connection it runs over
+    (SCRAM-SHA-256-PLUS), so that a relay between client and server is
+    caught.  A client that knows the connection calls L{startBound} in
+    place of C{start}.
+    """
+
+    def startBound(channel: ClientChannel) -> Keycard:
+        """
+        Begin an exchange over a connection.
+
+        @param channel: the connection's channel binding data, and whether
+            the server said it binds this kind.
+        @return: the first keycard of the exchange.
+        @raise twisted_keycard.error.ProtocolError: if the answerer insists
+            on a binding this connection cannot give.
         """

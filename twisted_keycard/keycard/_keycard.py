@@ -18,10 +18,14 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 from twisted.cred.credentials import ICredentials
-from twisted.internet.interfaces import ISSLTransport
 from twisted.spread import pb
 from zope.interface import implementer
 
+from twisted_keycard.keycard._channel import (
+    BINDINGS_LENGTH,
+    formatBindings,
+    parseBindings,
+)
 from twisted_keycard.keycard._fields import (
     Wire,
     _same,
@@ -40,7 +44,7 @@ __all__ = [
     "registerKeycard",
     "wireField",
 ]
-from twisted_keycard.error import InsecureTransport
+from twisted_keycard.keycard._tls import checkSendable
 
 #: Length limits shared by the keycard classes.
 ID_LENGTH = 64
@@ -94,9 +98,23 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
     @ivar address: the client's address, set by the requester from the
         transport's peer; never taken from a client.
     @ivar token: a signed token, set by the bouncer on success.
+    @ivar channelBindings: the channel binding data of the TLS connection
+        the keycard came on, by type (see L{twisted_keycard.keycard._channel}),
+        set by the requester from its own side of the connection; never
+        taken from a client.
+
+    @cvar bearer: whether whoever reads the keycard in transit can log in
+        with it (a token): such a keycard is not sent over TLS whose server
+        was not verified.
+    @cvar channelBoundType: the tag a requester lists beside
+        C{keycardType} in C{keycardClasses()} when it gives the bouncer the
+        connection's channel binding data, for kinds whose exchange binds
+        to it (SCRAM-SHA-256-PLUS).
     """
 
     keycardType: ClassVar[str] = "twisted_keycard.Keycard"
+    bearer: ClassVar[bool] = False
+    channelBoundType: ClassVar[str | None] = None
 
     id: str | None = wireField(str, ID_LENGTH)
     state: KeycardState = wireField(
@@ -113,6 +131,13 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
     expires: float | None = wireField(float, setBy="bouncer")
     address: str | None = wireField(str, ADDRESS_LENGTH, setBy="requester")
     token: str | None = wireField(str, TOKEN_LENGTH, setBy="bouncer")
+    channelBindings: Mapping[str, bytes] | None = wireField(
+        str,
+        BINDINGS_LENGTH,
+        setBy="requester",
+        encode=formatBindings,
+        decode=parseBindings,
+    )
 
     @classmethod
     def wireFields(cls) -> Mapping[str, Wire]:
@@ -168,19 +193,14 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
     def jellyFor(self, jellier: Any) -> Any:
         """
         Send the fields meant for the other side (the side that connected
-        sends toward the bouncer), and refuse to send a secret field over a
-        connection without TLS.
+        sends toward the bouncer), if L{checkSendable} lets it go over this
+        connection.
         """
         broker = jellier.invoker
         if broker is None:
             return super().jellyFor(jellier)
         towardBouncer = bool(broker.isClient)
-        if self.carriesSecret(towardBouncer) and not ISSLTransport.providedBy(
-            broker.transport
-        ):
-            raise InsecureTransport(
-                f"{type(self).__name__} carries a secret and needs TLS"
-            )
+        checkSendable(self, broker.transport, towardBouncer)
         sexp = jellier.prepare(self)
         sexp.extend([self.getTypeToCopy(), self.stateToward(towardBouncer)])
         return jellier.preserve(self, sexp)

@@ -22,8 +22,10 @@ from twisted_keycard.error import (
     ProtocolError,
     TooManyRounds,
 )
-from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.keycard._channel import ClientChannel
+from twisted_keycard.keycard._interfaces import IAnswerer, IChannelBindingAnswerer
 from twisted_keycard.keycard._keycard import Keycard, KeycardState
+from twisted_keycard.keycard._tls import channelBindings
 from twisted_keycard.pb._broker import KeycardBroker
 
 #: Challenge rounds a client answers at most in one exchange, by default.
@@ -97,7 +99,10 @@ class KeycardClientFactory(pb.PBClientFactory):
         maxRounds: int = MAX_ROUNDS,
     ) -> Deferred[pb.RemoteReference]:
         """
-        Log in with the first keycard kind the server accepts.
+        Log in with the first keycard kind the server accepts.  An answerer
+        that can bind its exchange to the connection's TLS
+        (L{IChannelBindingAnswerer}) is told the connection's channel
+        binding data and whether the server said it binds that kind.
 
         @param answerers: the keycard kinds to try, in order.
         @param client: the mind, passed to the server's realm.
@@ -136,15 +141,24 @@ class KeycardClientFactory(pb.PBClientFactory):
         maxRounds: int,
     ) -> KeycardLogin:
         root: pb.RemoteReference = await self.getRootObject()
+        offered: list[object] | None = None
         if askServer:
             offered = await root.callRemote("keycardClasses").addErrback(_localError)
             answerers = [a for a in answerers if a.keycardClass.keycardType in offered]
         if not answerers:
             raise KeycardRefused("the server takes none of these keycard kinds")
+        bindings = {}
+        if any(IChannelBindingAnswerer.providedBy(a) for a in answerers):
+            bindings = channelBindings(root.broker.transport, asServer=False)
         last: Exception | None = None
         for answerer in answerers:
+            bound = answerer.keycardClass.channelBoundType
+            serverBinds = None
+            if offered is not None:
+                serverBinds = bound is not None and bound in offered
+            channel = ClientChannel(bindings, serverBinds)
             try:
-                return await self._exchange(root, answerer, mind, maxRounds)
+                return await self._exchange(root, answerer, channel, mind, maxRounds)
             except (KeycardRefused, ProtocolError) as e:
                 last = e
         assert last is not None
@@ -154,10 +168,15 @@ class KeycardClientFactory(pb.PBClientFactory):
         self,
         root: pb.RemoteReference,
         answerer: IAnswerer,
+        channel: ClientChannel,
         mind: object,
         maxRounds: int,
     ) -> KeycardLogin:
-        keycard: Keycard = answerer.start()
+        keycard: Keycard
+        if IChannelBindingAnswerer.providedBy(answerer):
+            keycard = answerer.startBound(channel)
+        else:
+            keycard = answerer.start()
         for _ in range(maxRounds + 1):
             result: Any = await root.callRemote("login", keycard, mind).addErrback(
                 _localError

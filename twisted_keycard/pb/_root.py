@@ -5,7 +5,7 @@ keycards to a bouncer and logs clients in through a twisted.cred realm.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.cred.portal import Portal
@@ -22,6 +22,7 @@ from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.error import InsecureTransport, KeycardDenied, KeycardRefused
 from twisted_keycard.keycard._address import normalizeAddress
 from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, Keycard, KeycardState
+from twisted_keycard.keycard._tls import channelBindings
 from twisted_keycard.pb._broker import KeycardBroker
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
 
@@ -51,7 +52,8 @@ class KeycardRoot:
     A PB root object (for L{KeycardServerFactory} or L{pb.PBServerFactory})
     that logs clients in with keycards.
 
-    It sets each keycard's C{address} from the connection's peer and its
+    It sets each keycard's C{address} from the connection's peer, its
+    C{channelBindings} from this side of the connection's TLS, and its
     C{requesterName}, forwards it to the bouncer, and on success asks the
     portal's realm for the avatar.  It drops a client whose keycard the
     bouncer expires, and removes the keycard when the client goes, even
@@ -87,6 +89,8 @@ class KeycardRoot:
         #: Keycard ids issued through this root, to the connections holding them.
         self._holders: dict[str, ConnectionInputs] = {}
         self._connections: dict[pb.Broker, ClientConnection] = {}
+        #: The channel binding data of TLS connections, once computed.
+        self._bindings: dict[pb.Broker, Mapping[str, bytes]] = {}
         bouncer.registerRequester(requesterName, self)
 
     def rootObject(self, broker: pb.Broker) -> _KeycardLogin:
@@ -116,7 +120,24 @@ class KeycardRoot:
             broker.notifyOnDisconnect(lambda: self._clientGone(broker))
         return connection
 
+    def _bindingsOf(self, broker: pb.Broker) -> Mapping[str, bytes] | None:
+        """
+        The channel binding data of C{broker}'s connection as this side
+        computes it (see L{channelBindings}), computed once; C{None} without
+        TLS.
+        """
+        bindings = self._bindings.get(broker)
+        if bindings is None:
+            found = channelBindings(broker.transport, asServer=True)
+            if not found:
+                return None
+            bindings = found
+            if broker in self._connections:
+                self._bindings[broker] = bindings
+        return bindings
+
     def _clientGone(self, broker: pb.Broker) -> None:
+        self._bindings.pop(broker, None)
         connection = self._connections.pop(broker, None)
         if connection is not None:
             connection.inputs.connectionLost()
@@ -139,6 +160,7 @@ class KeycardRoot:
             raise KeycardRefused()
         keycard.address = peerAddress(broker)
         keycard.requesterName = self.requesterName
+        keycard.channelBindings = self._bindingsOf(broker)
         try:
             result: Keycard = await self.bouncer.authenticate(keycard)
         except BaseException as e:
@@ -209,9 +231,17 @@ class _KeycardLogin(pb.Referenceable):
 
     def remote_keycardClasses(self) -> list[str]:
         """
-        The type tags of the keycards the bouncer takes, in its order.
+        The type tags of the keycards the bouncer takes, in its order; over
+        TLS, each kind that binds its exchange to the channel is followed by
+        its C{channelBoundType}.
         """
-        return [cls.keycardType for cls in self._root.bouncer.keycardClasses]
+        bound = self._root._bindingsOf(self._broker) is not None
+        tags = []
+        for cls in self._root.bouncer.keycardClasses:
+            tags.append(cls.keycardType)
+            if bound and cls.channelBoundType is not None:
+                tags.append(cls.channelBoundType)
+        return tags
 
     def remote_login(self, keycard: object, mind: object) -> Deferred[Any]:
         """

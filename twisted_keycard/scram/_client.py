@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Sequence
 
 from zope.interface import implementer
 
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.keycard._channel import BINDING_TYPES, ClientChannel
+from twisted_keycard.keycard._interfaces import IChannelBindingAnswerer
 from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.scram._binding import (
+    MODES,
+    PREFER,
+    bindingAttribute,
+    clientHeader,
+)
 from twisted_keycard.scram._crypto import hmacSha256, sha256, xor
 from twisted_keycard.scram._keycache import SCRAMKeyCache
 from twisted_keycard.scram._keycard import SCRAMKeycard
@@ -21,7 +29,6 @@ from twisted_keycard.scram._messages import (
     ServerFirst,
     authMessage,
     b64,
-    channelBinding,
     checkNonce,
     checkUserName,
 )
@@ -35,13 +42,15 @@ CLIENT_NONCE_BYTES = 24
 MAX_ITERATIONS = 1_000_000
 
 
-@implementer(IAnswerer)
+@implementer(IChannelBindingAnswerer)
 class SCRAMAnswerer:
     """
     Logs in as C{username} with a password that never leaves the client,
     and checks the server's signature, so the login is mutual.  It refuses
     a challenge that does not extend its nonce or asks for an absurd
-    iteration count.
+    iteration count.  Over TLS it binds the exchange to the connection
+    (SCRAM-SHA-256-PLUS, see L{twisted_keycard.scram._binding}), so a relay
+    in between is caught.
     """
 
     keycardClass = SCRAMKeycard
@@ -55,6 +64,8 @@ class SCRAMAnswerer:
         maxIterations: int = MAX_ITERATIONS,
         nonce: str | None = None,
         cache: SCRAMKeyCache | None = None,
+        channelBinding: str = PREFER,
+        bindingTypes: Sequence[str] = BINDING_TYPES,
     ) -> None:
         """
         @param minIterations: the smallest iteration count accepted.
@@ -63,9 +74,18 @@ class SCRAMAnswerer:
             bytes in base64 by default, new for each exchange.
         @param cache: keys derived earlier from this same password; a new
             answerer with its own cache by default.
-        @raise ValueError: for a user name SCRAM cannot carry, or a bad
-            nonce.
+        @param channelBinding: C{"prefer"}: bind to the TLS connection when
+            the server can; C{"require"}: refuse to log in without binding;
+            C{"disable"}: never bind.
+        @param bindingTypes: the channel binding types to use, preferred
+            first (C{"tls-exporter"} exists over TLS 1.3 only).
+        @raise ValueError: for a user name SCRAM cannot carry, a bad nonce,
+            or an unknown channel binding mode or type.
         """
+        if channelBinding not in MODES:
+            raise ValueError(f"channelBinding must be one of {MODES}")
+        if not set(bindingTypes) <= set(BINDING_TYPES):
+            raise ValueError(f"channel binding types are among {BINDING_TYPES}")
         try:
             checkUserName(username)
             if nonce is not None:
@@ -78,7 +98,10 @@ class SCRAMAnswerer:
         self.maxIterations = maxIterations
         self._nonce = nonce
         self._cache = cache if cache is not None else SCRAMKeyCache(1)
+        self.channelBinding = channelBinding
+        self.bindingTypes = tuple(bindingTypes)
         self._first: ClientFirst | None = None
+        self._bindingData = b""
         self._expected: bytes | None = None
 
     def __repr__(self) -> str:
@@ -86,14 +109,30 @@ class SCRAMAnswerer:
 
     def start(self) -> SCRAMKeycard:
         """
-        Begin a new exchange.
+        Begin a new exchange over a connection it knows nothing of, so
+        without channel binding.
 
         @return: a L{SCRAMKeycard} holding the client-first message.
+        @raise ProtocolError: if channel binding is required.
         """
+        return self.startBound(None)
+
+    def startBound(self, channel: ClientChannel | None) -> SCRAMKeycard:
+        """
+        Begin a new exchange over a connection: bound to it (C{p=}) if it
+        has channel binding data and the server did not say it cannot bind,
+        C{y} if the server said so, C{n} without binding data.
+
+        @return: a L{SCRAMKeycard} holding the client-first message.
+        @raise ProtocolError: if channel binding is required and cannot be
+            used.
+        """
+        header, data = clientHeader(channel, self.channelBinding, self.bindingTypes)
         nonce = self._nonce
         if nonce is None:
             nonce = b64(secrets.token_bytes(CLIENT_NONCE_BYTES))
-        self._first = ClientFirst("n,,", self.username, nonce)
+        self._first = ClientFirst(header, self.username, nonce)
+        self._bindingData = data
         self._expected = None
         return SCRAMKeycard(clientFirst=self._first.format())
 
@@ -126,7 +165,8 @@ class SCRAMAnswerer:
             )
         except ValueError:
             raise ProtocolError("the password has characters SCRAM refuses") from None
-        withoutProof = f"c={channelBinding(first.gs2Header)},r={nonce}"
+        binding = bindingAttribute(first.gs2Header, self._bindingData)
+        withoutProof = f"c={binding},r={nonce}"
         message = authMessage(first, serverFirst, withoutProof)
         proof = xor(key, hmacSha256(sha256(key), message))
         self._expected = hmacSha256(server, message)

@@ -18,6 +18,7 @@ from twisted_keycard.keycard._lifecycle import (
     ExchangeState,
     ExchangeStep,
 )
+from twisted_keycard.scram._binding import serverBinding
 from twisted_keycard.scram._crypto import hmacSha256, sha256, xor
 from twisted_keycard.scram._keycard import SCRAMKeycard
 from twisted_keycard.scram._messages import (
@@ -26,7 +27,6 @@ from twisted_keycard.scram._messages import (
     ServerFinal,
     ServerFirst,
     authMessage,
-    channelBinding,
 )
 from twisted_keycard.scram._verifier import Verifier
 
@@ -93,14 +93,18 @@ class SCRAMExchange:
 
     def answer(self, keycard: Keycard) -> None:
         """
-        Take the client-final message, the only field read from the keycard.
+        Take the client-final message, the only field the client wrote that
+        is read from the keycard; the channel binding data it must carry
+        comes from the requester (C{channelBindings}), for the connection
+        this message came on.
 
-        @raise ProtocolError: if it is malformed, out of order, or for
-            another exchange (its channel binding or nonce differ).
+        @raise ProtocolError: if it is malformed, out of order, for another
+            exchange (its nonce differs), or bound to another channel than
+            the requester's (a relay in between).
         """
         with self.lifecycle.step(ExchangeStep.ANSWER):
             final = ClientFinal.parse(_scram(keycard).clientFinal)
-            binding = channelBinding(self.first.gs2Header)
+            binding = serverBinding(self.first.gs2Header, keycard.channelBindings)
             if not hmac.compare_digest(final.channelBinding, binding):
                 raise ProtocolError("channel binding does not match")
             if not hmac.compare_digest(final.nonce, self.serverFirst.nonce):

@@ -17,7 +17,9 @@ class SCRAMKeycard(Keycard):
     """
     A keycard whose fields carry the standard SCRAM-SHA-256 messages of
     RFC 5802, so any SCRAM implementation can answer.  It never carries a
-    password.
+    password.  Over TLS a requester lists C{channelBoundType} after it: the
+    bouncer then checks channel binding (SCRAM-SHA-256-PLUS) against the
+    C{channelBindings} the requester records.
 
     @ivar clientFirst: the client-first message (GS2 header included).
     @ivar serverFirst: the server-first message.
@@ -26,6 +28,7 @@ class SCRAMKeycard(Keycard):
     """
 
     keycardType = "twisted_keycard.scram-sha-256"
+    channelBoundType = "twisted_keycard.scram-sha-256-plus"
 
     clientFirst: str | None = wireField(str, MAX_MESSAGE, setBy="client")
     serverFirst: str | None = wireField(str, MAX_MESSAGE, setBy="bouncer")

@@ -3,7 +3,8 @@ The four SCRAM messages of RFC 5802, section 7, parsed strictly and
 formatted.
 
 Parsing refuses anything this implementation does not speak (channel
-binding, authorization identities, extensions) and anything over a length
+binding types other than C{tls-exporter} and C{tls-server-end-point},
+authorization identities, extensions) and anything over a length
 limit, with a L{ProtocolError} whose message is short and echoes nothing a
 peer sent, except the text of a server's C{e=} error, which is checked first.
 """
@@ -17,6 +18,7 @@ import attrs
 from passlib.utils import saslprep
 
 from twisted_keycard.error import ProtocolError
+from twisted_keycard.scram._binding import gs2Header
 from twisted_keycard.scram._crypto import KEY_BYTES
 
 #: Characters at most in a nonce (the client's, or the combined one).
@@ -27,10 +29,6 @@ MAX_NAME = 256
 MAX_MESSAGE = 1024
 #: Characters at most of a server's error repeated in an exception.
 MAX_ERROR = 64
-
-#: GS2 headers without channel binding: the client does not support it, or
-#: supports it but thinks the server does not.
-GS2_HEADERS = ("n,,", "y,,")
 
 _NONCE = re.compile(r"[\x21-\x2b\x2d-\x7e]+\Z")
 _SASLNAME = re.compile(r"(?:[^\x00-\x1f\x7f,=]|=2C|=3D)+\Z")
@@ -152,7 +150,8 @@ class ClientFirst:
     """
     The client's first message: C{n,,n=<saslname>,r=<nonce>}.
 
-    @ivar gs2Header: the GS2 header, one of L{GS2_HEADERS}.
+    @ivar gs2Header: the GS2 header: C{n,,}, C{y,,} or C{p=<type>,,}
+        (see L{twisted_keycard.scram._binding}).
     @ivar username: the user name, unescaped.
     @ivar nonce: the client's nonce.
     """
@@ -177,8 +176,9 @@ class ClientFirst:
     @classmethod
     def parse(cls, message: object) -> ClientFirst:
         """
-        @raise ProtocolError: if C{message} is malformed, asks for channel
-            binding or an authorization identity, or has extensions.
+        @raise ProtocolError: if C{message} is malformed, asks for a channel
+            binding type not supported or an authorization identity, or has
+            extensions.
         """
         if not isinstance(message, str):
             raise ProtocolError("no client-first message")
@@ -188,14 +188,11 @@ class ClientFirst:
         authzid, sep2, bare = rest.partition(",")
         if not (sep and sep2):
             raise ProtocolError("malformed client-first message: no GS2 header")
-        if flag.startswith("p="):
-            raise ProtocolError("channel binding is not supported")
-        if flag not in ("n", "y"):
-            raise ProtocolError("malformed GS2 header")
+        header = gs2Header(flag)
         if authzid:
             raise ProtocolError("authorization identities are not supported")
         saslname, nonce = _attributes(bare, "nr", "client-first message")
-        return cls(f"{flag},,", unescapeName(saslname), checkNonce(nonce))
+        return cls(header, unescapeName(saslname), checkNonce(nonce))
 
 
 @attrs.frozen
@@ -237,7 +234,8 @@ class ClientFinal:
     """
     The client's final message: C{c=<channel binding>,r=<nonce>,p=<proof>}.
 
-    @ivar channelBinding: the C{c=} attribute, base64 of the GS2 header.
+    @ivar channelBinding: the C{c=} attribute, base64 of the GS2 header and
+        the channel binding data.
     @ivar nonce: the combined nonce.
     @ivar proof: the client proof, decoded.
     """
@@ -307,14 +305,6 @@ class ServerFinal:
         if len(signature) != KEY_BYTES:
             raise ProtocolError("the server signature has the wrong length")
         return cls(signature=signature)
-
-
-def channelBinding(gs2Header: str) -> str:
-    """
-    The C{c=} attribute of a client without channel binding: its GS2 header
-    in base64.
-    """
-    return b64(gs2Header.encode("ascii"))
 
 
 def authMessage(first: ClientFirst, serverFirst: ServerFirst, final: str) -> bytes:

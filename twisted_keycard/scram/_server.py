@@ -21,6 +21,7 @@ from twisted_keycard.error import ProtocolError
 from twisted_keycard.keycard._interfaces import IChallenger, IExchange
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.keycard._selfverifying import requestVerified
+from twisted_keycard.scram._binding import checkOffer
 from twisted_keycard.scram._crypto import KEY_BYTES, hmacSha256
 from twisted_keycard.scram._exchange import ISCRAMExchange, SCRAMExchange
 from twisted_keycard.scram._keycard import SCRAMKeycard
@@ -126,12 +127,14 @@ class SCRAMVerifiers:
 
         @return: a L{Deferred} firing with a L{SCRAMExchange} (a mock one for
             an unknown user), or failing with L{ProtocolError} for a
-            malformed message.
+            malformed message or a channel binding the requester's
+            connection cannot give (or a C{y} header where it can).
         """
         try:
             if not isinstance(keycard, SCRAMKeycard):
                 raise ProtocolError("not a SCRAM keycard")
             first = ClientFirst.parse(keycard.clientFirst)
+            checkOffer(first.gs2Header, keycard.channelBindings)
             verifier = self._verifiers.get(first.username)
             known = verifier is not None
             if verifier is None:
