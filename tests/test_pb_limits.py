@@ -327,3 +327,20 @@ class LimitsTests(SynchronousTestCase):
         before = dict(self.server.root._connections)
         self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 2)))
         self.assertEqual(self.server.root._connections, before)
+
+    def test_otherRoot(self) -> None:
+        """
+        Under a root of another kind, the root tells the broker when its
+        client has logged in; until then the connection is a stranger's.
+        """
+        factory = KeycardServerFactory(pb.Root(), clock=self.clock)
+        broker = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+        assert broker is not None
+        transport = StringTransport()
+        broker.makeConnection(transport)
+        self.assertEqual(factory.guard.unauthenticated("192.0.2.1"), 1)
+        broker.loggedIn()
+        self.assertEqual(factory.guard.unauthenticated(), 0)
+        self.clock.advance(3600)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

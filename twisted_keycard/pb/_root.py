@@ -273,8 +273,10 @@ class KeycardServerFactory(pb.PBServerFactory):
     connections not logged in, a budget for each message) and answer
     malformed messages without a logged traceback.
 
-    With a root other than a L{KeycardRoot}, no connection ever counts as
-    logged in: give such a factory C{ConnectionLimits(loginTimeout=None)}.
+    A connection counts as logged in once L{KeycardRoot} gives it a
+    keycard; a root of another kind calls L{KeycardBroker.loggedIn} on the
+    connection's broker when its client has logged in, or the connection
+    stays a stranger's, dropped at the login deadline.
     """
 
     protocol = KeycardBroker
