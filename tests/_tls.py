@@ -188,7 +188,9 @@ def connectTLS(
     """
     Connect a new L{KeycardClientFactory} to a PB root over TLS, in memory.
     """
-    serverBroker = KeycardServerFactory(root).buildProtocol(CLIENT)
+    clock = clock if clock is not None else Clock()
+    serverBroker = KeycardServerFactory(root, clock=clock).buildProtocol(CLIENT)
+    assert serverBroker is not None
     factory = KeycardClientFactory()
     clientBroker = factory.buildProtocol(SERVER)
     _, _, pump = tlsPair(
@@ -255,7 +257,8 @@ class ManInTheMiddle:
         clock = clock if clock is not None else Clock()
         toClient, toServer = _Relay(), _Relay()
         toClient.other, toServer.other = toServer, toClient
-        serverBroker = KeycardServerFactory(root).buildProtocol(CLIENT)
+        serverBroker = KeycardServerFactory(root, clock=clock).buildProtocol(CLIENT)
+        assert serverBroker is not None
         _, _, upstream = tlsPair(
             serverBroker, serverOptions, toServer, unverified(), clock
         )

@@ -12,7 +12,12 @@ from twisted.internet.testing import StringTransport
 from twisted.spread import banana
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.pb._banana import MAX_DEPTH, LinearDecoder
+from twisted_keycard.pb._banana import (
+    MAX_DEPTH,
+    LinearDecoder,
+    MalformedBanana,
+    OverBudget,
+)
 
 
 class Recording(banana.Banana):
@@ -253,3 +258,97 @@ class LinearDecoderTests(SynchronousTestCase):
         decoder.dataReceived(first)
         self.assertEqual(decoder.items, [b"one", b"two", b"three"])
         self.assertEqual(decoder.pendingBytes, 0)
+
+
+class BudgetTests(SynchronousTestCase):
+    """
+    L{LinearDecoder.maxObjects} and L{LinearDecoder.maxMessage}: a message's
+    items are counted as their list headers arrive, and a header that
+    announces more than the budget can hold is refused at once.
+    """
+
+    def decoder(
+        self, maxObjects: int | None = None, maxMessage: int | None = None
+    ) -> LinearRecording:
+        decoder = LinearRecording()
+        decoder.maxObjects = maxObjects
+        decoder.maxMessage = maxMessage
+        return decoder
+
+    def test_objectsCounted(self) -> None:
+        """
+        A message of exactly C{maxObjects} items (itself, and every item of
+        every list in it) decodes; one more item is refused.
+        """
+        message = [b"a", [b"b", [], 1], 2.0]
+        self.assertEqual(self.count(message), 7)
+        fits = self.decoder(maxObjects=7)
+        fits.dataReceived(encode(message, message))
+        self.assertEqual(fits.items, [message, message])
+        self.assertRaises(
+            OverBudget, self.decoder(maxObjects=6).dataReceived, encode(message)
+        )
+
+    def count(self, item: Any) -> int:
+        if isinstance(item, list):
+            return 1 + sum(self.count(i) for i in item)
+        return 1
+
+    def test_headerRefusedAtOnce(self) -> None:
+        """
+        The header of a list of 600,001 items is refused as it arrives, over
+        the budget of items and over what the bytes left could hold, before
+        any item is built.
+        """
+        attack = header(600_001, banana.LIST) + header(0, banana.LIST)
+        for decoder in (
+            self.decoder(maxObjects=1024),
+            self.decoder(maxMessage=64 * 1024),
+        ):
+            self.assertRaises(OverBudget, decoder.dataReceived, attack)
+            self.assertEqual(decoder.listStack, [])
+        # Unbounded, the same bytes are only the start of a list.
+        unbounded = self.decoder()
+        unbounded.dataReceived(attack)
+        self.assertEqual(len(unbounded.listStack), 1)
+
+    def test_bytesLeftPerMessage(self) -> None:
+        """
+        The bytes left are counted from the start of each message, across
+        chunks: a list header may announce as many items as there are bytes
+        left in the message, not one more; a string likewise.
+        """
+        first = encode([b"x" * 20])
+        decoder = self.decoder(maxMessage=len(first) + 10)
+        for _ in range(3):
+            decoder.dataReceived(first[:3])
+            decoder.dataReceived(first[3:])
+        self.assertEqual(len(decoder.items), 3)
+        # 2 bytes of header leave 8: a list of 8 empty lists fits.
+        fits = header(8, banana.LIST) + header(0, banana.LIST) * 8
+        decoder.maxMessage = 10
+        decoder.dataReceived(fits)
+        self.assertEqual(decoder.items[-1], [[]] * 8)
+        self.assertRaises(OverBudget, decoder.dataReceived, header(9, banana.LIST))
+        self.assertRaises(
+            OverBudget,
+            self.decoder(maxMessage=10).dataReceived,
+            header(9, banana.STRING),
+        )
+
+    def test_budgetResetsPerMessage(self) -> None:
+        """
+        Each message has its own budget of items.
+        """
+        decoder = self.decoder(maxObjects=3)
+        decoder.dataReceived(encode([1, 2]) * 50)
+        self.assertEqual(decoder.items, [[1, 2]] * 50)
+
+    def test_depthAttribute(self) -> None:
+        """
+        L{LinearDecoder.maxDepth} bounds nesting per decoder.
+        """
+        decoder = self.decoder()
+        decoder.maxDepth = 3
+        decoder.dataReceived(encode([[[1]]]))
+        self.assertRaises(MalformedBanana, decoder.dataReceived, encode([[[[1]]]]))

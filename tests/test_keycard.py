@@ -168,6 +168,19 @@ class KeycardWireTests(SynchronousTestCase):
         self.assertInvalid(b'{"username": ["a"]}', "must be str")
         self.assertInvalid(b'{"username":"' + b"x" * 20000 + b'"}', "longer than 16384")
 
+    def test_loneSurrogate(self) -> None:
+        """
+        A lone surrogate, which JSON can carry but which is not text, is
+        taken as U+FFFD: the field is text any encoder takes, and names no
+        real account.
+        """
+        keycard = self.blank()
+        keycard.setCopyableState(b'{"username":"al\\ud800ice","challenge":"\\udfff"}')
+        self.assertEqual(keycard.username, "al\ufffdice")
+        self.assertEqual(keycard.challenge, "\ufffd")
+        keycard.setCopyableState({"username": "\U0001f600 \u00e9"})
+        self.assertEqual(keycard.username, "\U0001f600 \u00e9")
+
     def test_bytesKeys(self) -> None:
         keycard = self.blank()
         keycard.setCopyableState({b"username": "bob"})

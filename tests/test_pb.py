@@ -140,8 +140,8 @@ class PBLoginTests(SynchronousTestCase):
         self.successResultOf(
             self.connection.login([PassphraseAnswerer("alice", "wonderland")])
         )
-        other = self.server.connect()
         self.server.clock.advance(30)
+        other = self.server.connect()
         self.successResultOf(other.login([PassphraseAnswerer("alice", "wonderland")]))
         self.server.clock.advance(30)
         self.connection.flush()

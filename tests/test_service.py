@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.trial.unittest import TestCase
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
+from twisted_keycard.service import DataDir, Options
 
 from ._procs import ENV, ROOT, TWISTD, bouncer, freePort, keycard, started
 
@@ -186,3 +190,56 @@ class PluginTests(TestCase):
         names = [p.tapname for p in getPlugins(IServiceMaker)]
         self.assertIn("keycard-bouncer", names)
         self.assertIn("scram", [f.authType for f in findCheckerFactories()])
+
+
+class ConnectionOptionsTests(SynchronousTestCase):
+    """
+    The twistd options of the limits on connections (L{ConnectionLimits}).
+    """
+
+    def parse(self, *args: str) -> Options:
+        data = DataDir.create(Path(self.mktemp()) / "data")
+        options = Options()
+        options.parseOptions(["--data-dir", str(data.path), *args])
+        return options
+
+    def test_defaults(self) -> None:
+        """
+        With no option, the library's defaults.
+        """
+        self.assertEqual(self.parse().limits, ConnectionLimits())
+
+    def test_options(self) -> None:
+        limits = self.parse(
+            "--login-timeout=3",
+            "--idle-timeout=600",
+            "--max-unauthenticated=100",
+            "--max-unauthenticated-per-address=4",
+            "--login-messages=8",
+            "--login-message-bytes=4096",
+            "--login-message-objects=64",
+            "--login-message-depth=8",
+            "--max-message-bytes=65536",
+            "--max-message-objects=2048",
+            "--log-lines=3",
+        ).limits
+        self.assertEqual(
+            limits,
+            ConnectionLimits(
+                loginTimeout=3.0,
+                idleTimeout=600.0,
+                maxUnauthenticated=100,
+                maxUnauthenticatedPerAddress=4,
+                loginMessages=8,
+                loginBudget=MessageBudget(4096, 64, 8),
+                budget=MessageBudget(65536, 2048, 512),
+                logLines=3,
+            ),
+        )
+
+    def test_noDeadline(self) -> None:
+        self.assertIsNone(self.parse("--login-timeout=0").limits.loginTimeout)
+
+    def test_refused(self) -> None:
+        for bad in ("--max-unauthenticated=0", "--login-message-objects=-1"):
+            self.assertRaises(UsageError, self.parse, bad)

@@ -157,12 +157,15 @@ def connectToRoot(
     """
     Connect a new L{KeycardClientFactory} to any PB root, in memory.
 
-    @param clock: advanced by 0 at each pump, to run C{callLater(0, ...)}.
+    @param clock: advanced by 0 at each pump, to run C{callLater(0, ...)};
+        it also times the server's login deadline (see L{ConnectionLimits}).
     @param clientHost: the address the server sees the client at.
     """
     serverAddress = IPv4Address("TCP", "127.0.0.1", 8800)
     clientAddress = IPv4Address("TCP", clientHost, port)
-    serverBroker = KeycardServerFactory(root).buildProtocol(clientAddress)
+    clock = clock if clock is not None else Clock()
+    serverBroker = KeycardServerFactory(root, clock=clock).buildProtocol(clientAddress)
+    assert serverBroker is not None, "a first connection is always admitted"
     factory = KeycardClientFactory()
     clientBroker = factory.buildProtocol(serverAddress)
     pump = connect(
@@ -170,6 +173,6 @@ def connectToRoot(
         FakeTransport(serverBroker, True, serverAddress, clientAddress),
         clientBroker,
         FakeTransport(clientBroker, False, clientAddress, serverAddress),
-        clock=clock if clock is not None else Clock(),
+        clock=clock,
     )
     return KeycardTestConnection(factory, pump, serverBroker, clientBroker)

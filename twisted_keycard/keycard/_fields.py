@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -87,6 +88,7 @@ class Wire:
                 raise InvalidKeycard(
                     f"field {name!r} is longer than {self.maxLength} characters"
                 )
+            value = validText(value)
             if self.decode is _same:
                 return value
         if kind is float and type(value) is int:
@@ -177,6 +179,24 @@ def unpackState(data: object) -> object:
         raise InvalidKeycard("keycard state is not a JSON object") from None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def validText(value: str) -> str:
+    """
+    C{value} with each lone surrogate replaced by U+FFFD.
+
+    JSON can carry a lone surrogate (C{"\\ud800"}), but it is not text:
+    no encoder takes it, so a user name holding one would fail wherever it
+    is hashed, stored or logged.  Replaced, the name is valid text that no
+    real account has (SASLprep even prohibits U+FFFD), and the login is
+    refused, and counted, as any other.
+    """
+    if value.isascii():
+        return value
+    return _SURROGATE.sub("\ufffd", value)
+
+
 def _noConstant(name: str) -> object:
     raise ValueError(name)
 
@@ -208,7 +228,7 @@ def checkState(
             # The common case: a text field with no decoder.
             if limit is not None and len(value) > limit:
                 raise InvalidKeycard(f"field {key!r} is longer than {limit} characters")
-            checked[key] = value
+            checked[key] = validText(value)
             continue
         if isinstance(key, bytes):
             key = key.decode("utf-8", "replace")

@@ -5,12 +5,15 @@ factory, and the broker both use.
 
 from twisted_keycard.pb._broker import KeycardBroker
 from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 
 __all__ = [
+    "ConnectionLimits",
     "KeycardBroker",
     "KeycardClientFactory",
     "KeycardLogin",
     "KeycardRoot",
     "KeycardServerFactory",
+    "MessageBudget",
 ]

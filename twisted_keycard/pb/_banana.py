@@ -36,6 +36,14 @@ class MalformedBanana(banana.BananaError, NotImplementedError):
     """
 
 
+class OverBudget(banana.BananaError):
+    """
+    A message that would decode to more items, or take more bytes, than its
+    receiver's budget for one message allows.  Raised as soon as a header
+    announces it, before anything is built.
+    """
+
+
 _LIST = banana.LIST[0]
 _INT = banana.INT[0]
 _STRING = banana.STRING[0]
@@ -150,14 +158,38 @@ class LinearDecoder(banana.Banana):
     Items and limits are those of L{banana.Banana.dataReceived}: at most
     C{prefixLimit} header bytes, strings and lists of at most
     L{banana.SIZE_LIMIT}, vocabulary only in the C{pb} dialect; and lists
-    nested at most L{MAX_DEPTH} deep.  Every refusal is a
+    nested at most L{maxDepth} deep.  Every refusal is a
     L{banana.BananaError} (L{MalformedBanana} where Twisted's decoder
-    raises L{NotImplementedError} or L{KeyError}).
+    raises L{NotImplementedError} or L{KeyError}, L{OverBudget} for a
+    message over L{maxObjects} or L{maxMessage}).
+
+    A message is one top-level item (a PB command), with everything inside
+    it.  Its items are counted when their list's header arrives, so a
+    header that announces more items than the budget has left, or more
+    than the bytes the message has left could hold (each item takes at
+    least one), is refused before any of them is built.
+
+    @ivar maxMessage: bytes one message may take, at most; C{None} for no
+        bound but banana's own.
+    @ivar maxObjects: items one message may decode to, at most (the
+        message itself, and every item of every list in it); C{None} for
+        no bound.
+    @ivar maxDepth: lists open inside one another, at most.
     """
 
+    maxMessage: int | None = None
+    maxObjects: int | None = None
+    maxDepth = MAX_DEPTH
     _pending: bytearray | None = None
     _offset = 0
     _decoding = False
+    #: Bytes dropped from the front of the buffer, in all, so that
+    #: C{_base + offset} is a position in everything received.
+    _base = 0
+    #: Where the message being decoded began, in everything received.
+    _messageStart = 0
+    #: Items of the message being decoded, counted so far.
+    _objects = 1
 
     @property
     def pendingBytes(self) -> int:
@@ -188,6 +220,7 @@ class LinearDecoder(banana.Banana):
             # Even if an item's handler raised, what was decoded is gone.
             self._decoding = False
             del pending[: self._offset]
+            self._base += self._offset
             self._offset = 0
 
     def _decode(self, pending: bytearray) -> None:
@@ -196,6 +229,9 @@ class LinearDecoder(banana.Banana):
         prefixLimit = self.prefixLimit
         assert prefixLimit is not None, "set by connectionMade"
         sizeLimit = banana.SIZE_LIMIT
+        maxMessage = self.maxMessage
+        maxObjects = self.maxObjects
+        maxDepth = self.maxDepth
         while self._offset < len(pending):
             end = len(pending)
             start = self._offset
@@ -223,6 +259,8 @@ class LinearDecoder(banana.Banana):
             if kind == _STRING:
                 if num > sizeLimit:
                     raise banana.BananaError("Security precaution: String too long.")
+                if maxMessage is not None and num > self._bytesLeft(maxMessage, rest):
+                    raise OverBudget(f"a string of {num} bytes in a message")
                 if end - rest < num:
                     return
                 self._offset = rest + num
@@ -232,10 +270,17 @@ class LinearDecoder(banana.Banana):
                     raise banana.BananaError("Security precaution: List too long.")
                 self._offset = rest
                 if num:
-                    if len(stack) >= MAX_DEPTH:
+                    if len(stack) >= maxDepth:
                         raise MalformedBanana(
-                            f"Security precaution: lists nested over {MAX_DEPTH} deep"
+                            f"Security precaution: lists nested over {maxDepth} deep"
                         )
+                    self._objects += num
+                    if maxObjects is not None and self._objects > maxObjects:
+                        raise OverBudget(f"a message of more than {maxObjects} items")
+                    if maxMessage is not None and num > self._bytesLeft(
+                        maxMessage, rest
+                    ):
+                        raise OverBudget(f"a list of {num} items in a message")
                     stack.append((num, []))
                     continue
                 item = []
@@ -269,4 +314,13 @@ class LinearDecoder(banana.Banana):
                 stack.pop()
                 item = items
             else:
+                self._objects = 1
+                self._messageStart = self._base + self._offset
                 deliver(item)
+
+    def _bytesLeft(self, maxMessage: int, position: int) -> int:
+        """
+        The bytes the message being decoded may still take, after the
+        header that ends at C{position} in the buffer.
+        """
+        return maxMessage - (self._base + position - self._messageStart)

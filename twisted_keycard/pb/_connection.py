@@ -46,6 +46,7 @@ from twisted.spread import pb
 
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._interfaces import IBouncer
+from twisted_keycard.pb._broker import KeycardBroker
 
 #: What a realm gives to log an avatar out.
 Logout = Callable[[], object]
@@ -144,6 +145,14 @@ class ConnectionCore:
         """
         return len(self.held) + len(self.producing)
 
+    def loggedIn(self) -> None:
+        """
+        The client holds a keycard: the broker stops treating it as a
+        stranger (see L{KeycardBroker.loggedIn}).
+        """
+        if isinstance(self.broker, KeycardBroker):
+            self.broker.loggedIn()
+
     def drop(self, keycardId: str) -> None:
         """
         Close the connection, because the bouncer expired C{keycardId}.
@@ -229,6 +238,7 @@ def _makeMachine() -> Callable[[ConnectionCore], ConnectionInputs]:
     ) -> bool:
         s.producing.discard(keycardId)
         s.held[keycardId] = logout
+        s.loggedIn()
         settle(c, s)
         return True
 

@@ -6,25 +6,34 @@ keycards to a bouncer and logs clients in through a twisted.cred realm.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from inspect import signature
 from typing import Any
 
+import attrs
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.spread import pb
-from twisted.spread.flavors import IPBRoot
+from twisted.spread.flavors import IPBRoot, NoSuchMethod
 from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.error import InsecureTransport, KeycardDenied, KeycardRefused
+from twisted_keycard.error import (
+    InsecureTransport,
+    KeycardDenied,
+    KeycardRefused,
+    MalformedMessage,
+)
 from twisted_keycard.keycard._address import normalizeAddress
 from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, Keycard, KeycardState
 from twisted_keycard.keycard._tls import channelBindings
-from twisted_keycard.pb._broker import KeycardBroker
+from twisted_keycard.pb._broker import REFUSED, KeycardBroker
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
+from twisted_keycard.pb._guard import ConnectionGuard
+from twisted_keycard.pb._limits import ConnectionLimits
 
 #: Keycards one connection may hold at once, by default.
 MAX_KEYCARDS_PER_CONNECTION = 16
@@ -145,15 +154,12 @@ class KeycardRoot:
     async def login(self, broker: pb.Broker, keycard: object, mind: object) -> Any:
         connection = self._connectionFor(broker)
         if not isinstance(keycard, Keycard):
-            self.log.info(
-                "refused a login with no keycard from {peer}",
-                peer=printable(peerAddress(broker)),
-            )
+            self._note(broker, "refused a login with no keycard from {peer}")
             raise KeycardRefused()
         if connection.core.keycardCount() >= self.maxKeycardsPerConnection:
             raise KeycardDenied("too many keycards on this connection")
         if keycard.carriesSecret() and not ISSLTransport.providedBy(broker.transport):
-            self.log.info("refused a keycard with a secret over plain TCP")
+            self._note(broker, "refused a keycard with a secret over TCP from {peer}")
             raise InsecureTransport(f"{type(keycard).__name__} needs TLS")
         inputs = connection.inputs
         if not inputs.beginLogin():
@@ -205,10 +211,18 @@ class KeycardRoot:
             from twisted.internet import reactor as clock  # the outermost default
         transport = broker.transport
         if transport is not None:
-            self.log.info(
-                "dropping {peer} after a refusal", peer=printable(peerAddress(broker))
-            )
+            self._note(broker, "dropping {peer} after a refusal")
             clock.callLater(0, transport.loseConnection)
+
+    def _note(self, broker: pb.Broker, format: str) -> None:
+        """
+        Log a line about a client's refused request; through a
+        L{KeycardBroker}, rationed per client address.
+        """
+        if isinstance(broker, KeycardBroker):
+            broker.note(format)
+        else:
+            self.log.info(format, peer=printable(peerAddress(broker)))
 
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
         """
@@ -228,6 +242,28 @@ class _KeycardLogin(pb.Referenceable):
     def __init__(self, root: KeycardRoot, broker: pb.Broker) -> None:
         self._root = root
         self._broker = broker
+
+    def remoteMessageReceived(
+        self, broker: pb.Broker, message: str, args: object, kw: object
+    ) -> object:
+        """
+        Call C{remote_keycardClasses} or C{remote_login} for the peer, after
+        checking the name and the arguments, so that a stranger's bad call
+        is a L{MalformedMessage} with a fixed message: no traceback in the
+        log, no line that repeats the arguments.
+        """
+        if message not in _LOGIN_METHODS:
+            raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
+        method = getattr(self, "remote_" + message)
+        args = broker.unserialize(args)
+        kw = broker.unserialize(kw)
+        try:
+            if not isinstance(args, tuple | list) or not isinstance(kw, dict):
+                raise TypeError("arguments that are not a tuple and a dictionary")
+            signature(method).bind(*args, **kw)
+        except TypeError as e:
+            raise MalformedMessage(REFUSED) from e
+        return broker.serialize(method(*args, **kw), self.perspective)
 
     def remote_keycardClasses(self) -> list[str]:
         """
@@ -254,20 +290,66 @@ class _KeycardLogin(pb.Referenceable):
         return Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
 
 
+#: The methods a client may call on the root object (C{remote_} + name).
+_LOGIN_METHODS = frozenset(["keycardClasses", "login"])
+
+
 class KeycardServerFactory(pb.PBServerFactory):
     """
-    A L{pb.PBServerFactory} whose brokers bound the size of a peer's
-    messages and answer malformed ones without a logged traceback.
+    A L{pb.PBServerFactory} whose brokers bound what a stranger may cost
+    the server (see L{ConnectionLimits}: a login deadline, caps on
+    connections not logged in, a budget for each message) and answer
+    malformed messages without a logged traceback.
+
+    A connection counts as logged in once L{KeycardRoot} gives it a
+    keycard; a root of another kind calls L{KeycardBroker.loggedIn} on the
+    connection's broker when its client has logged in, or the connection
+    stays a stranger's, dropped at the login deadline.
     """
 
     protocol = KeycardBroker
 
-    def __init__(self, root: IPBRoot, maxMessage: int | None = None) -> None:
+    def __init__(
+        self,
+        root: IPBRoot,
+        maxMessage: int | None = None,
+        *,
+        limits: ConnectionLimits = ConnectionLimits(),  # noqa: B008 - frozen
+        clock: IReactorTime | None = None,
+    ) -> None:
+        """
+        @param maxMessage: bytes of one message after login, at most: a
+            shorthand for the C{bytes} of C{limits.budget}; it also lowers
+            the login budget's if smaller.
+        @param limits: the limits on each connection.
+        @param clock: times the deadlines; the global reactor if C{None}.
+        """
         super().__init__(root)
+        if maxMessage is not None:
+            limits = attrs.evolve(
+                limits,
+                budget=attrs.evolve(limits.budget, bytes=maxMessage),
+                loginBudget=attrs.evolve(
+                    limits.loginBudget,
+                    bytes=min(maxMessage, limits.loginBudget.bytes),
+                ),
+            )
         self.maxMessage = maxMessage
+        self.limits = limits
+        if clock is None:
+            from twisted.internet import reactor  # the outermost default
 
-    def buildProtocol(self, addr: object) -> KeycardBroker:
+            clock = reactor
+        self.guard = ConnectionGuard(limits, clock)
+
+    def buildProtocol(self, addr: object) -> KeycardBroker | None:
+        """
+        A broker for a new connection, or C{None} to close it at once when
+        the limits on strangers refuse it.
+        """
+        group = self.guard.admit(addr)
+        if group is None:
+            return None
         broker: KeycardBroker = super().buildProtocol(addr)
-        if self.maxMessage is not None:
-            broker.maxMessage = self.maxMessage
+        self.guard.track(broker, group)
         return broker

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.cred import strcred
@@ -19,12 +20,38 @@ from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
 from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, TokenPolicy
+from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
+
+#: The library's defaults, which the options' defaults repeat.
+LIMITS = ConnectionLimits()
+_IN, _OUT = LIMITS.loginBudget, LIMITS.budget
+
+#: Options of the limits on connections (see L{ConnectionLimits}): name,
+#: default, help, type.
+_CONNECTION_OPTIONS: list[list[Any]] = [
+    ["login-timeout", LIMITS.loginTimeout, "seconds to log in (0: none)", float],
+    ["idle-timeout", 0.0, "seconds a logged-in client may be silent (0: any)", float],
+    ["max-unauthenticated", LIMITS.maxUnauthenticated, "clients not logged in", int],
+    [
+        "max-unauthenticated-per-address",
+        LIMITS.maxUnauthenticatedPerAddress,
+        "connections not logged in per client address (IPv6: per /64)",
+        int,
+    ],
+    ["login-messages", LIMITS.loginMessages, "messages a client sends to log in", int],
+    ["login-message-bytes", _IN.bytes, "bytes of a message before login", int],
+    ["login-message-objects", _IN.objects, "items of a message before login", int],
+    ["login-message-depth", _IN.depth, "lists nested in a message before login", int],
+    ["max-message-bytes", _OUT.bytes, "bytes of a message after login", int],
+    ["max-message-objects", _OUT.objects, "items of a message after login", int],
+    ["log-lines", LIMITS.logLines, "refusals logged per address and minute", int],
+]
 
 
 class Options(usage.Options, strcred.AuthOptionMixin):
@@ -88,6 +115,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["throttle-account", None, 100, "failed logins per account per window", int],
         ["throttle-address", None, 30, "failed logins per address per window", int],
         ["throttle-window", None, 3600.0, "seconds of the throttling window", float],
+        *([name, None, *rest] for name, *rest in _CONNECTION_OPTIONS),
     ]
     optFlags = [
         ["no-tokens", None, "do not issue tokens"],
@@ -147,12 +175,39 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        self.limits = self._connectionLimits()
         self.policy = None
         try:
             rule = AddressRule.fromStrings(self["allow"], self["deny"])
             if self["policy"] is not None:
                 self.policy = CompositePolicy(self["policy"], address=rule)
         except (ValueError, ExpressionError) as e:
+            raise usage.UsageError(str(e)) from None
+
+    def _connectionLimits(self) -> ConnectionLimits:
+        """
+        The L{ConnectionLimits} the options ask for.
+        """
+        try:
+            return ConnectionLimits(
+                loginTimeout=self["login-timeout"] or None,
+                idleTimeout=self["idle-timeout"] or None,
+                maxUnauthenticated=self["max-unauthenticated"],
+                maxUnauthenticatedPerAddress=self["max-unauthenticated-per-address"],
+                loginMessages=self["login-messages"],
+                loginBudget=MessageBudget(
+                    bytes=self["login-message-bytes"],
+                    objects=self["login-message-objects"],
+                    depth=self["login-message-depth"],
+                ),
+                budget=attrs.evolve(
+                    LIMITS.budget,
+                    bytes=self["max-message-bytes"],
+                    objects=self["max-message-objects"],
+                ),
+                logLines=self["log-lines"],
+            )
+        except ValueError as e:
             raise usage.UsageError(str(e)) from None
 
 
@@ -229,7 +284,8 @@ def makeService(options: Options) -> IService:
     requesters = {n.strip() for n in options["requesters"].split(",") if n.strip()}
     realm = BouncerRealm(bouncer, requesters, _reactor(), options["requester-timeout"])
     root = KeycardRoot(bouncer, Portal(realm), requesterName=options["name"])
-    listener = strports.service(options["listen"], KeycardServerFactory(root))
+    factory = KeycardServerFactory(root, limits=options.limits, clock=_reactor())
+    listener = strports.service(options["listen"], factory)
     listener.setServiceParent(top)
     return top
 
