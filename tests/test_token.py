@@ -114,6 +114,25 @@ class TokenTests(SynchronousTestCase):
                 (MalformedToken, BadSignature), verify, good[:cut], self.keyring, NOW
             )
 
+    def test_nonCanonical(self) -> None:
+        """
+        Base64 leaves 2 or 4 spare bits in a body's last character; a token
+        whose spare bits are not zero is refused, so that one token has one
+        spelling.
+        """
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        tried = set()
+        for length in range(1, 4):
+            good = sign(claims(avatarId="a" * length), self.keyring.signing)
+            body = good.rsplit(".", 1)[1]
+            spare = {2: 4, 3: 2, 0: 0}[len(body) % 4]
+            last = alphabet.index(body[-1])
+            self.assertEqual(last % (1 << spare), 0)
+            for extra in range(1, 1 << spare):
+                tried.add(spare)
+                self.assertMalformed(good[:-1] + alphabet[last + extra])
+        self.assertEqual(tried, {2, 4})
+
     def test_unknownFlags(self) -> None:
         good = sign(claims(), self.keyring.signing)
         self.assertMalformed(

@@ -5,9 +5,10 @@ A token is ASCII::
 
     kc1.<keycard id>.<body>
 
-where C{body} is unpadded base64url of a binary record followed by its
-32-byte MAC.  The keycard id is in clear, first, so that a revocation check
-can come before any other work.  The binary record is::
+where C{body} is unpadded, canonical base64url (the spare bits of its last
+character are zero, so a token has one spelling) of a binary record
+followed by its 32-byte MAC.  The keycard id is in clear, first, so that a
+revocation check can come before any other work.  The binary record is::
 
     u8  flags        bit 0: requester present, bit 1: address, bit 2: parent,
                      bit 3: claims
@@ -49,6 +50,15 @@ _REQUESTER, _ADDRESS, _PARENT, _CLAIMS = 1, 2, 4, 8
 #: How many optional fields each flags value announces.
 _PRESENT = [bin(flags).count("1") for flags in range(16)]
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+#: The value of each (standard alphabet) base64 character.
+_SEXTET = {
+    c: i
+    for i, c in enumerate(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    )
+}
+#: The bits of the last character that encode nothing, by length modulo 4.
+_SPARE = {0: 0, 2: 0b1111, 3: 0b11}
 
 
 class MalformedToken(KeycardError):
@@ -182,6 +192,9 @@ def verify(
         raise MalformedToken("token body is not base64url") from None
     if len(raw) < _HEADER.size + MAC_BYTES:
         raise MalformedToken("truncated token")
+    if _SPARE[len(encoded) % 4] & _SEXTET[encoded[-1]]:
+        # The spare bits of the last character: one token, one spelling.
+        raise MalformedToken("token body is not canonical base64url")
     record, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
     flags, issued, expires = _HEADER.unpack_from(record)
     if flags & ~(_REQUESTER | _ADDRESS | _PARENT | _CLAIMS):
