@@ -185,6 +185,19 @@ class TokenBouncerTests(SynchronousTestCase):
         self.present(token, bouncer)
         self.refused(token, bouncer, address="198.51.100.9")
 
+    def test_addressBindingDualStack(self) -> None:
+        """
+        The binding compares normalized addresses: an IPv4 client seen as
+        IPv4-mapped IPv6 (a dual-stack listener, a requester that does not
+        normalize) is the same client, and another client is still refused.
+        """
+        bouncer = self.makeBouncer("bound", tokens=TokenPolicy(bindAddress=True))
+        token = self.login(bouncer, address="::ffff:192.0.2.1").token
+        self.present(token, bouncer, address="192.0.2.1")
+        self.present(token, bouncer, address="::FFFF:192.0.2.1")
+        self.refused(token, bouncer, address="::ffff:198.51.100.9")
+        self.refused(token, bouncer, address="198.51.100.9")
+
     def test_revokeById(self) -> None:
         """
         A revoked keycard's token is refused, and its holder dropped.

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_keycard.error import ProtocolError
+from twisted_keycard.keycard._address import normalizeAddress
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
     TOKEN_LENGTH,
@@ -159,7 +160,10 @@ class TokenChecker:
         await self._checkMarks(claims)
         if now > claims.expires + self.skew:
             raise ProtocolError("expired token")
-        if claims.address is not None and claims.address != exchange.address:
+        if claims.address is not None and (
+            exchange.address is None
+            or normalizeAddress(claims.address) != normalizeAddress(exchange.address)
+        ):
             raise ProtocolError("token presented from another address")
         return claims
 

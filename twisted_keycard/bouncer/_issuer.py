@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._policy import Quota, TokenPolicy
 from twisted_keycard.bouncer._refusal import Refusal
+from twisted_keycard.keycard._address import normalizeAddress
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store._interfaces import IKeycardStore
 from twisted_keycard.store._records import IssuedKeycard
@@ -82,7 +83,11 @@ class Issuer:
             expires=record.expires,
             bouncerName=self.bouncerName,
             requesterName=record.requesterName,
-            address=record.address if self.tokens.bindAddress else None,
+            address=(
+                normalizeAddress(record.address)
+                if self.tokens.bindAddress and record.address is not None
+                else None
+            ),
             parentId=record.parentId,
             claims=self.tokens.claims,
         )
