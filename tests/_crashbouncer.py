@@ -1,7 +1,8 @@
 """
 A bouncer process for the crash test: on the SQLite store given, it issues
-keycards (token logins) and revokes every other one, printing
-C{REVOKED <token>} after each revocation call has returned, until killed.
+keycards (token logins, each in a family of its own) and revokes every
+other one, printing C{REVOKED <token>} after each revocation call has
+returned, until killed.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ async def main(reactor: Any, path: str) -> None:
     assert bouncer.keys is not None
     keyring = await bouncer.keys.current()
     now = reactor.seconds()
-    seed = sign(
-        TokenClaims(newKeycardId(), "alice", now, now + 3600, "seed"), keyring.signing
-    )
     for i in range(100_000):
+        # A seed of its own for each: revoking a keycard revokes its family.
+        seed = sign(
+            TokenClaims(newKeycardId(), "alice", now, now + 3600, "seed", "r"),
+            keyring.signing,
+        )
         keycard = TokenKeycard(presented=seed, requesterName="r", address="127.0.0.1")
         issued = await bouncer.authenticate(keycard)
         assert issued.state is KeycardState.AUTHENTICATED and issued.id

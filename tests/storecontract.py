@@ -156,6 +156,32 @@ class KeycardStoreLimitsContract(_StoreContract):
             [r.keycardId for r in self.resultOf(self.store.byParent("p1"))], ["c2"]
         )
 
+    def test_byFamily(self) -> None:
+        """
+        The records of a family, whatever their depth, in one look-up; the
+        family id survives a release.
+        """
+        self.resultOf(self.store.add(record("p1", familyId="p1")))
+        self.resultOf(self.store.add(record("c1", parentId="p1", familyId="p1")))
+        self.resultOf(self.store.add(record("g1", parentId="c1", familyId="p1")))
+        self.resultOf(self.store.add(record("p2", familyId="p2")))
+        self.resultOf(self.store.add(record("old")))
+        self.resultOf(self.store.release("g1"))
+        self.assertEqual(
+            self.resultOf(self.store.get("g1")),
+            record("g1", parentId="c1", familyId="p1", held=False),
+        )
+        self.assertEqual(
+            [r.keycardId for r in self.resultOf(self.store.byFamily("p1"))],
+            ["c1", "g1", "p1"],
+        )
+        self.resultOf(self.store.remove("c1"))
+        self.assertEqual(
+            [r.keycardId for r in self.resultOf(self.store.byFamily("p1"))],
+            ["g1", "p1"],
+        )
+        self.assertEqual(self.resultOf(self.store.byFamily("nobody")), [])
+
     def test_flushExpired(self) -> None:
         self.resultOf(self.store.add(record("k1", expires=150.0)))
         self.resultOf(self.store.add(record("k2", expires=160.0)))

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from twisted_keycard.bouncer._policy import TokenPolicy
 from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
 from twisted_keycard.service import DataDir, Options
 
@@ -163,6 +164,41 @@ class ServiceTests(TestCase):
         )
         self.assertEqual(refused.returncode, 2)
         self.assertIn("cannot connect", refused.stderr)
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    The token options of C{twistd keycard-bouncer}, parsed.
+    """
+
+    def parse(self, *arguments: str) -> Options:
+        data = DataDir.create(Path(self.mktemp()) / "data")
+        options = Options()
+        options.parseOptions(["--data-dir", str(data.path), *arguments])
+        return options
+
+    def test_tokenDefaults(self) -> None:
+        self.assertEqual(self.parse().tokens, TokenPolicy())
+        self.assertIsNone(self.parse("--no-tokens").tokens)
+
+    def test_tokenAudiencesAndLifetime(self) -> None:
+        options = self.parse(
+            "--token-audiences",
+            "app1, app2,",
+            "--max-family-lifetime",
+            "600",
+            "--bind-tokens",
+        )
+        self.assertEqual(
+            options.tokens,
+            TokenPolicy(
+                bindAddress=True, audiences={"app1", "app2"}, maxFamilyLifetime=600
+            ),
+        )
+
+    def test_familyLifetimePositive(self) -> None:
+        error = self.assertRaises(UsageError, self.parse, "--max-family-lifetime", "0")
+        self.assertIn("--max-family-lifetime", str(error))
 
 
 class PluginTests(TestCase):

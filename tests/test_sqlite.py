@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_keycard.store import Revocation
+from twisted_keycard.store.sqlite._schema import COLUMNS, SCHEMA, VERSION, toRow
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokens._keyring import Keyring
 
@@ -68,6 +69,46 @@ class SQLitePersistenceTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(again.get("k1")), record("k1"))
         self.assertTrue(self.successResultOf(again.isRevoked("k2")))
         self.assertEqual(self.successResultOf(again.loadKeyring()), keyring)
+
+    def test_format1Upgraded(self) -> None:
+        """
+        A store of format 1 (before families) is upgraded when opened: its
+        keycards are kept, with no family, and new ones have theirs.
+        """
+        import sqlite3
+
+        path = self.mktemp()
+        connection = sqlite3.connect(path)
+        schema = SCHEMA.replace(",\n    family_id TEXT\n", "\n")
+        self.assertNotIn("family_id", schema)
+        connection.executescript(schema)
+        self.assertTrue(COLUMNS.endswith(", held, family_id"))
+        connection.execute(
+            "INSERT INTO keycards (keycard_id, avatar_id, requester_name,"
+            " bouncer_name, keycard_type, address, issued, duration, expires,"
+            " parent_id, seat_pool, held) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            toRow(record("k1"))[:-1],
+        )
+        connection.execute("PRAGMA user_version = 1")
+        connection.commit()
+        connection.close()
+        for _ in range(2):
+            store = SQLiteStore(path, threaded=False)
+            self.assertEqual(self.successResultOf(store.get("k1")), record("k1"))
+            self.successResultOf(store.add(record("k2", familyId="k2")))
+            self.assertEqual(
+                [r.keycardId for r in self.successResultOf(store.byFamily("k2"))],
+                ["k2"],
+            )
+            self.successResultOf(store.remove("k2"))
+            self.successResultOf(store.close())
+        connection = sqlite3.connect(path)
+        self.addCleanup(connection.close)
+        self.assertEqual(
+            connection.execute("PRAGMA user_version").fetchone(), (VERSION,)
+        )
+        indexes = [row[1] for row in connection.execute("PRAGMA index_list(keycards)")]
+        self.assertIn("keycards_family", indexes)
 
     def test_newerFormatRefused(self) -> None:
         path = self.mktemp()

@@ -56,12 +56,41 @@ class TokenTests(SynchronousTestCase):
             claims={"vendor": "acme", "program": "flux", "version": "2.1=b"},
         )
         token = sign(original, self.keyring.signing)
-        self.assertTrue(token.startswith("kc1." + "k" * 32 + "."))
-        self.assertLess(len(token), 260)
+        self.assertTrue(token.startswith("kc2." + "k" * 32 + "."))
+        self.assertLess(len(token), 320)
         result = verify(token, self.keyring, NOW)
+        self.assertEqual(
+            result,
+            original._replace(
+                kid=self.keyring.signing.kid,
+                familyId="k" * 32,
+                familyIssued=NOW,
+                audience=("r1",),
+            ),
+        )
+
+    def test_family(self) -> None:
+        """
+        A token carries its family (id and start) and its audience.
+        """
+        original = claims(
+            requesterName="app1",
+            familyId="f" * 32,
+            familyIssued=NOW - 600,
+            audience=("app1", "app2", ""),
+        )
+        result = verify(sign(original, self.keyring.signing), self.keyring, NOW)
         self.assertEqual(result, original._replace(kid=self.keyring.signing.kid))
+        self.assertEqual(
+            (result.family, result.familyStart, result.audiences),
+            ("f" * 32, NOW - 600, ("app1", "app2", "")),
+        )
 
     def test_minimal(self) -> None:
+        """
+        A token with no family starts its own; with no audience it is for
+        the requester it came through, or none.
+        """
         token = sign(claims(), self.keyring.signing)
         result = verify(token, self.keyring, NOW)
         self.assertEqual(
@@ -70,9 +99,25 @@ class TokenTests(SynchronousTestCase):
                 result.address,
                 result.parentId,
                 dict(result.claims),
+                result.familyId,
+                result.familyIssued,
+                result.audience,
             ),
-            (None, None, None, {}),
+            (None, None, None, {}, "k" * 32, NOW, ()),
         )
+        token = sign(claims(requesterName="app1"), self.keyring.signing)
+        self.assertEqual(verify(token, self.keyring, NOW).audience, ("app1",))
+
+    def test_kc1Refused(self) -> None:
+        """
+        A token of the earlier format, with no family or audience, is
+        refused with a message that says so.
+        """
+        kc1 = "kc1." + "k" * 32 + ".DQAAAaMYXFAAAAABoxhdOmA4ZmM4NTU1ZgBhbGljZQ"
+        for check in (keycardIdOf, lambda t: verify(t, self.keyring, NOW)):
+            error = self.assertRaises(MalformedToken, check, kc1)
+            self.assertIn("kc1 tokens", str(error))
+            self.assertIn("log in with a password", str(error))
 
     def test_unicode(self) -> None:
         token = sign(claims(avatarId="zoë ☃"), self.keyring.signing)
@@ -89,20 +134,20 @@ class TokenTests(SynchronousTestCase):
         good = sign(claims(), self.keyring.signing)
         for bad in [
             None,
-            b"kc1.x.y",
+            b"kc2.x.y",
             "",
-            "kc1",
-            "kc1.",
-            "kc2." + good[4:],
-            "kc1.." + good.split(".")[2],
-            "kc1.k*k." + good.split(".")[2],
-            "kc1." + "k" * 65 + "." + good.split(".")[2],
+            "kc2",
+            "kc2.",
+            "kc3." + good[4:],
+            "kc2.." + good.split(".")[2],
+            "kc2.k*k." + good.split(".")[2],
+            "kc2." + "k" * 65 + "." + good.split(".")[2],
             good + "!",
             good + "=",
             good[:-1] + "é",
             good.split(".")[0] + "." + good.split(".")[1] + ".",
             good.split(".")[0] + "." + good.split(".")[1],
-            "kc1.abc.AAAA",
+            "kc2.abc.AAAA",
             good + "A" * 5000,
         ]:
             self.assertMalformed(bad)
@@ -113,6 +158,25 @@ class TokenTests(SynchronousTestCase):
             self.assertRaises(
                 (MalformedToken, BadSignature), verify, good[:cut], self.keyring, NOW
             )
+
+    def test_nonCanonical(self) -> None:
+        """
+        Base64 leaves 2 or 4 spare bits in a body's last character; a token
+        whose spare bits are not zero is refused, so that one token has one
+        spelling.
+        """
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        tried = set()
+        for length in range(1, 4):
+            good = sign(claims(avatarId="a" * length), self.keyring.signing)
+            body = good.rsplit(".", 1)[1]
+            spare = {2: 4, 3: 2, 0: 0}[len(body) % 4]
+            last = alphabet.index(body[-1])
+            self.assertEqual(last % (1 << spare), 0)
+            for extra in range(1, 1 << spare):
+                tried.add(spare)
+                self.assertMalformed(good[:-1] + alphabet[last + extra])
+        self.assertEqual(tried, {2, 4})
 
     def test_unknownFlags(self) -> None:
         good = sign(claims(), self.keyring.signing)
@@ -174,6 +238,19 @@ class TokenTests(SynchronousTestCase):
         self.assertRaises(
             ValueError, sign, claims(claims={"a\nb": "c"}), self.keyring.signing
         )
+        for bad in (claims(familyId="a.b"), claims(audience=("a\0b",))):
+            self.assertRaises(ValueError, sign, bad, self.keyring.signing)
+
+    def test_tooLong(self) -> None:
+        """
+        A token that would be longer than any bouncer takes, or name more
+        audiences than the format counts, is not made.
+        """
+        many = claims(audience=tuple(f"app{i}" for i in range(256)))
+        self.assertRaises(ValueError, sign, many, self.keyring.signing)
+        big = claims(claims={"blob": "x" * 3000})
+        self.assertRaises(ValueError, sign, big, self.keyring.signing)
+        sign(claims(claims={"blob": "x" * 2800}), self.keyring.signing)
 
 
 class KeyringTests(SynchronousTestCase):

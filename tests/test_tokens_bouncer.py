@@ -24,6 +24,7 @@ from twisted_keycard.bouncer import Quota, Revoker, TokenPolicy
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.tokencard import TokenKeycard
+from twisted_keycard.tokens import verify
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 
@@ -105,7 +106,7 @@ class TokenBouncerTests(SynchronousTestCase):
     def test_tokenIssued(self) -> None:
         keycard = self.login()
         assert keycard.token is not None
-        self.assertTrue(keycard.token.startswith(f"kc1.{keycard.id}."))
+        self.assertTrue(keycard.token.startswith(f"kc2.{keycard.id}."))
         self.assertIn(TokenKeycard, self.bouncer.keycardClasses)
 
     def test_tokenLogin(self) -> None:
@@ -143,7 +144,7 @@ class TokenBouncerTests(SynchronousTestCase):
             "kc1.x",
             token[:-3],
             token + "AA",
-            token.replace("kc1", "kc2"),
+            token.replace("kc2", "kc3"),
         ]:
             self.refused(bad)
 
@@ -183,6 +184,19 @@ class TokenBouncerTests(SynchronousTestCase):
         bouncer = self.makeBouncer("bound", tokens=TokenPolicy(bindAddress=True))
         token = self.login(bouncer).token
         self.present(token, bouncer)
+        self.refused(token, bouncer, address="198.51.100.9")
+
+    def test_addressBindingDualStack(self) -> None:
+        """
+        The binding compares normalized addresses: an IPv4 client seen as
+        IPv4-mapped IPv6 (a dual-stack listener, a requester that does not
+        normalize) is the same client, and another client is still refused.
+        """
+        bouncer = self.makeBouncer("bound", tokens=TokenPolicy(bindAddress=True))
+        token = self.login(bouncer, address="::ffff:192.0.2.1").token
+        self.present(token, bouncer, address="192.0.2.1")
+        self.present(token, bouncer, address="::FFFF:192.0.2.1")
+        self.refused(token, bouncer, address="::ffff:198.51.100.9")
         self.refused(token, bouncer, address="198.51.100.9")
 
     def test_revokeById(self) -> None:
@@ -244,6 +258,171 @@ class TokenBouncerTests(SynchronousTestCase):
         self.assertEqual(
             set(self.requester.expired), {parent.id, child.id, grandchild.id}
         )
+
+    def test_revokeLongChain(self) -> None:
+        """
+        Revoking the first keycard of a chain of token logins longer than
+        any bound on a walk of the tree refuses every token of the chain,
+        down to the last.
+        """
+        first = self.login()
+        tokens = [first.token]
+        for _ in range(10_100):
+            tokens.append(self.present(tokens[-1]).token)
+        other = self.login()
+        assert first.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([first.id]))
+        for token in tokens[::1000] + tokens[-100:]:
+            self.refused(token)
+        self.present(other.token)
+
+    def test_revokeMemberRevokesFamily(self) -> None:
+        """
+        Revoking any member of a family (here a middle one) revokes the
+        whole family: ancestors, siblings and descendants, held or not,
+        whenever they were issued; another family of the same avatar is
+        left alone.
+        """
+        root = self.login()
+        child = self.present(root.token)
+        sibling = self.present(root.token)
+        grandchild = self.present(child.token)
+        other = self.login()
+        assert child.id is not None and sibling.id is not None
+        self.successResultOf(self.bouncer.removeKeycardId(sibling.id))
+        count = self.successResultOf(self.bouncer.revokeKeycardIds([child.id]))
+        self.assertEqual(count, 4)
+        for member in (root, child, sibling, grandchild):
+            self.refused(member.token)
+        self.assertEqual(
+            set(self.requester.expired), {root.id, child.id, grandchild.id}
+        )
+        self.present(other.token)
+
+    def test_revokeExpiredParent(self) -> None:
+        """
+        A keycard whose record has expired still names its family through
+        its children: revoking it reaches its grandchildren.
+        """
+        root = self.login()
+        self.clock.advance(30)
+        child = self.present(root.token)
+        self.clock.advance(20)
+        grandchild = self.present(child.token)
+        self.clock.advance(11)
+        assert root.id is not None
+        self.assertIsNone(self.successResultOf(self.store.get(root.id)))
+        self.successResultOf(self.bouncer.revokeKeycardIds([root.id]))
+        self.refused(grandchild.token)
+
+    def test_familyRevocationReachesOtherBouncer(self) -> None:
+        """
+        Another bouncer on the store drops the clients of a revoked family
+        at its next poll, and refuses its tokens at once.
+        """
+        other = self.makeBouncer("b2")
+        otherRequester = Requester()
+        other.registerRequester("r1", otherRequester)
+        root = self.login()
+        child = self.present(root.token, other)
+        stranger = self.login(other)
+        assert root.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([root.id]))
+        self.refused(child.token, other)
+        self.clock.advance(1.0)
+        self.assertEqual(otherRequester.expired, [child.id])
+        self.present(stranger.token, other)
+
+    def test_familyRevocationKeptUntilFamilyEnds(self) -> None:
+        """
+        A family's mark is kept as long as its last token lives, and then
+        flushed.
+        """
+        root = self.login()
+        self.clock.advance(50)
+        child = self.present(root.token)
+        assert root.id is not None and child.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([root.id]))
+        mark = "family:" + root.id
+        self.clock.advance(60)
+        self.successResultOf(self.bouncer.flush())
+        self.assertTrue(self.successResultOf(self.store.isRevoked(mark)))
+        self.refused(child.token)
+        self.clock.advance(6)
+        self.successResultOf(self.bouncer.flush())
+        self.assertFalse(self.successResultOf(self.store.isRevoked(mark)))
+
+    def test_audience(self) -> None:
+        """
+        By default a token is accepted only through the requester it was
+        issued through: not through another, nor at the bouncer itself.
+        """
+        token = self.login().token
+        for requesterName in ("r2", "bouncer", None):
+            keycard = TokenKeycard(
+                presented=token, address="192.0.2.1", requesterName=requesterName
+            )
+            self.failureResultOf(self.bouncer.authenticate(keycard), KeycardRefused)
+        self.present(token)
+
+    def test_audiences(self) -> None:
+        """
+        With configured audiences a token is accepted through them and its
+        own requester, and through no other; its children too.
+        """
+        bouncer = self.makeBouncer("apps", tokens=TokenPolicy(audiences={"r2", "r3"}))
+        token = self.login(bouncer).token
+        for requesterName in ("r2", "r3", "r1"):
+            keycard = TokenKeycard(
+                presented=token, address="192.0.2.1", requesterName=requesterName
+            )
+            issued = self.successResultOf(bouncer.authenticate(keycard))
+            self.assertEqual(issued.avatarId, "alice")
+        child = TokenKeycard(
+            presented=issued.token, address="192.0.2.1", requesterName="r4"
+        )
+        self.failureResultOf(bouncer.authenticate(child), KeycardRefused)
+        assert bouncer.keys is not None and issued.token is not None
+        keyring = self.successResultOf(Deferred.fromCoroutine(bouncer.keys.current()))
+        claims = verify(issued.token, keyring, self.clock.seconds())
+        self.assertEqual(claims.audience, ("r1", "r2", "r3"))
+
+    def test_familyLifetime(self) -> None:
+        """
+        A chain of token logins ends when its family's lifetime since the
+        password login ends: a child token's expiry never exceeds it.
+        """
+        bouncer = self.makeBouncer("short", tokens=TokenPolicy(maxFamilyLifetime=100))
+        root = self.login(bouncer)
+        assert bouncer.keys is not None
+        keyring = self.successResultOf(Deferred.fromCoroutine(bouncer.keys.current()))
+        self.clock.advance(50)
+        child = self.present(root.token, bouncer)
+        assert child.token is not None
+        self.assertEqual(
+            verify(child.token, keyring, self.clock.seconds()).expires, START + 100
+        )
+        self.clock.advance(49)
+        grandchild = self.present(child.token, bouncer)
+        self.clock.advance(1)
+        self.refused(grandchild.token, bouncer)
+        fresh = self.login(bouncer)
+        self.present(fresh.token, bouncer)
+
+    def test_familyLifetimeLowered(self) -> None:
+        """
+        A bouncer with a shorter family lifetime refuses tokens of older
+        families, though they have not expired.
+        """
+        token = self.login().token
+        self.clock.advance(50)
+        strict = self.makeBouncer("strict", tokens=TokenPolicy(maxFamilyLifetime=40))
+        self.refused(token, strict)
+        self.present(token)
+
+    def test_defaultFamilyLifetime(self) -> None:
+        self.assertEqual(TokenPolicy().maxFamilyLifetime, 24 * 3600)
+        self.assertRaises(ValueError, TokenPolicy, maxFamilyLifetime=0)
 
     def test_revokeAvatar(self) -> None:
         """

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_keycard.error import ProtocolError
+from twisted_keycard.keycard._address import normalizeAddress
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
     TOKEN_LENGTH,
@@ -35,6 +36,12 @@ from twisted_keycard.tokens._keyring import UnknownKey
 
 #: Seconds of clock difference between bouncers tolerated at expiry.
 DEFAULT_SKEW = 5.0
+
+#: Seconds a family of tokens lives after its password login, by default.
+DEFAULT_MAX_FAMILY_LIFETIME = 24 * 3600.0
+
+#: The prefix of the marks that revoke a whole family of tokens.
+FAMILY = "family:"
 
 
 @registerKeycard
@@ -88,14 +95,16 @@ class TokenExchange:
     """
     The bouncer's side of a token login.
 
-    @ivar parentId: after a successful check, the keycard id of the token,
-        which becomes the parent of the new keycard.
+    @ivar address: the client's address, as the requester recorded it.
+    @ivar requesterName: the requester the token was presented through.
+    @ivar parentToken: after a successful check, what the token says: its
+        keycard becomes the parent of the new keycard, in its family.
     """
 
     token: str = attrs.field(repr=False)
     address: str | None
-    parentId: str | None = None
-    claims: TokenClaims | None = None
+    requesterName: str | None = None
+    parentToken: TokenClaims | None = None
 
     def challenge(self, keycard: Keycard) -> bool:
         return False
@@ -114,15 +123,17 @@ class TokenExchange:
 class TokenChecker:
     """
     Checks presented tokens, in this order: revoked (by keycard id), well
-    formed, key known and in its grace, MAC, revoked (by parent, avatar or
-    requester, for tokens issued before the revocation), expiry (with
-    C{skew}), address binding.
+    formed, key known and in its grace, MAC, revoked (by parent or family,
+    or by avatar or requester for tokens issued before the revocation, in
+    one look-up), expiry (with C{skew}), family past C{maxFamilyLifetime},
+    audience (the requester it is presented through), address binding.
     """
 
     revocations: IRevocationStore
     keys: KeyringHolder
     clock: IReactorTime
     skew: float = DEFAULT_SKEW
+    maxFamilyLifetime: float = DEFAULT_MAX_FAMILY_LIFETIME
     credentialInterfaces = (ITokenExchange,)
     keycardClasses = (TokenKeycard,)
     log = Logger()
@@ -130,7 +141,9 @@ class TokenChecker:
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, TokenKeycard) or keycard.presented is None:
             raise ProtocolError("no token presented")
-        return succeed(TokenExchange(keycard.presented, keycard.address))
+        return succeed(
+            TokenExchange(keycard.presented, keycard.address, keycard.requesterName)
+        )
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         return Deferred.fromCoroutine(self._check(credentials))
@@ -140,8 +153,7 @@ class TokenChecker:
             claims = await self._verify(exchange)
         except (MalformedToken, UnknownKey, BadSignature, ProtocolError) as e:
             raise ProtocolError(str(e)) from None
-        exchange.parentId = claims.keycardId
-        exchange.claims = claims
+        exchange.parentToken = claims
         return claims.avatarId
 
     async def _verify(self, exchange: TokenExchange) -> TokenClaims:
@@ -162,12 +174,30 @@ class TokenChecker:
         await self._checkMarks(claims)
         if now > claims.expires + self.skew:
             raise ProtocolError("expired token")
-        if claims.address is not None and claims.address != exchange.address:
+        if now >= claims.familyStart + self.maxFamilyLifetime:
+            raise ProtocolError("token family past its lifetime")
+        if not self._forRequester(claims, exchange.requesterName):
+            raise ProtocolError("token not for this requester")
+        if claims.address is not None and (
+            exchange.address is None
+            or normalizeAddress(claims.address) != normalizeAddress(exchange.address)
+        ):
             raise ProtocolError("token presented from another address")
         return claims
 
+    @staticmethod
+    def _forRequester(claims: TokenClaims, requesterName: str | None) -> bool:
+        """
+        Whether a token may be presented through C{requesterName}: one of
+        its audiences, or no requester for a token that has none.
+        """
+        if claims.audiences:
+            return requesterName in claims.audiences
+        return requesterName is None
+
     async def _checkMarks(self, claims: TokenClaims) -> None:
-        keys = [f"avatar:{claims.avatarId}"]
+        family = FAMILY + claims.family
+        keys = [f"avatar:{claims.avatarId}", family]
         if claims.requesterName is not None:
             keys.append(f"requester:{claims.requesterName}")
         if claims.parentId is not None:
@@ -175,5 +205,8 @@ class TokenChecker:
         for revocation in await self.revocations.revocationsOf(keys):
             if revocation.keycardId == claims.parentId:
                 raise ProtocolError("parent keycard revoked")
+            if revocation.keycardId == family:
+                # Whenever the token was issued: the family is stolen.
+                raise ProtocolError("token family revoked")
             if revocation.revokedAt >= claims.issued:
                 raise ProtocolError(f"revoked by {revocation.keycardId.split(':')[0]}")

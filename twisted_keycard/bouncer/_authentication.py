@@ -23,6 +23,7 @@ from twisted_keycard.bouncer._throttle import Throttler
 from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
 from twisted_keycard.keycard._interfaces import IExchange
 from twisted_keycard.keycard._keycard import Keycard, KeycardState
+from twisted_keycard.tokens._format import TokenClaims
 
 
 @attrs.define
@@ -133,8 +134,10 @@ class Authentication:
         if not isinstance(avatarId, str):
             raise Refusal("checker gave no avatar id")
         exchange.conclude(keycard)
-        parentId = getattr(exchange, "parentId", None)
-        record, token = await self.issuer.issue(keycard, avatarId, parentId)
+        parent = getattr(exchange, "parentToken", None)
+        if not isinstance(parent, TokenClaims):
+            parent = None
+        record, token = await self.issuer.issue(keycard, avatarId, parent)
         self.held.hold(record)
         keycard.state = KeycardState.AUTHENTICATED
         keycard.avatarId = avatarId

@@ -145,7 +145,13 @@ class Bouncer(Service):
                 raise ValueError("tokens need a store that keeps keys and revocations")
             self.keys = KeyringHolder(self.store, clock)
             checkers.append(
-                TokenChecker(self.store, self.keys, clock, skew=tokens.skew)
+                TokenChecker(
+                    self.store,
+                    self.keys,
+                    clock,
+                    skew=tokens.skew,
+                    maxFamilyLifetime=tokens.maxFamilyLifetime,
+                )
             )
         challengers = Challengers(checkers)
         self.keycardClasses = challengers.keycardClasses

@@ -18,6 +18,7 @@ from twisted_keycard.bouncer._revoker import AVATAR, REQUESTER
 from twisted_keycard.bouncer._timers import ExpiryTimers
 from twisted_keycard.store._interfaces import IKeycardStore
 from twisted_keycard.store._records import IssuedKeycard, Revocation
+from twisted_keycard.tokencard import FAMILY
 
 
 class HeldKeycards:
@@ -180,14 +181,22 @@ class HeldKeycards:
 
     def hitBy(self, revocations: Iterable[Revocation]) -> list[str]:
         """
-        The held ids that C{revocations} reach: by id, or by avatar or
-        requester for keycards issued before the revocation.
+        The held ids that C{revocations} reach: by id or family, or by
+        avatar or requester for keycards issued before the revocation.
         """
         hit: list[str] = []
+        families: dict[str | None, list[str]] | None = None
         for revocation in revocations:
             key = revocation.keycardId
             if key in self.records:
                 hit.append(key)
+            elif key.startswith(FAMILY):
+                if families is None:
+                    # One pass over the held keycards for every family mark.
+                    families = defaultdict(list)
+                    for keycardId, record in self.records.items():
+                        families[record.familyId].append(keycardId)
+                hit.extend(families.get(key[len(FAMILY) :], ()))
             elif key.startswith((AVATAR, REQUESTER)):
                 kind, _, name = key.partition(":")
                 for keycardId, record in self.records.items():

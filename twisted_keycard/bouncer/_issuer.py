@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._policy import Quota, TokenPolicy
 from twisted_keycard.bouncer._refusal import Refusal
+from twisted_keycard.keycard._address import normalizeAddress
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store._interfaces import IKeycardStore
 from twisted_keycard.store._records import IssuedKeycard
@@ -36,11 +37,12 @@ class Issuer:
     policy: CompositePolicy | None = None
 
     async def issue(
-        self, keycard: Keycard, avatarId: str, parentId: str | None
+        self, keycard: Keycard, avatarId: str, parent: TokenClaims | None = None
     ) -> tuple[IssuedKeycard, str | None]:
         """
         Record C{keycard} (its id, type, address and requester set) as
-        issued to C{avatarId}.
+        issued to C{avatarId}: in the family of C{parent}, the token it was
+        issued for, or starting its own family.
 
         @return: the record and the token, if tokens are issued.
         @raise Refusal: if the policy refuses it.
@@ -59,31 +61,47 @@ class Issuer:
             issued=now,
             duration=self.duration,
             expires=now + self.duration,
-            parentId=parentId,
+            parentId=None if parent is None else parent.keycardId,
             seatPool=quota.seatPool if quota is not None else None,
+            familyId=keycard.id if parent is None else parent.family,
         )
         if self.policy is not None and not self.policy.allows(record):
             raise Refusal(f"refused by the policy {self.policy.text!r}")
-        token = await self._token(record)
+        token = await self._token(record, parent)
         if quota is None:
             await self.store.add(record)
         else:
             await self.store.addWithin(record, quota.maxPerAvatar, quota.seats)
         return record, token
 
-    async def _token(self, record: IssuedKeycard) -> str | None:
-        if self.tokens is None or self.keys is None:
+    async def _token(
+        self, record: IssuedKeycard, parent: TokenClaims | None
+    ) -> str | None:
+        tokens = self.tokens
+        if tokens is None or self.keys is None:
             return None
         keyring = await self.keys.current()
+        familyStart = record.issued if parent is None else parent.familyStart
+        # The requester it came through first, then the configured ones.
+        audience = [] if record.requesterName is None else [record.requesterName]
+        audience += sorted(tokens.audiences.difference(audience))
         claims = TokenClaims(
             keycardId=record.keycardId,
             avatarId=record.avatarId,
             issued=record.issued,
-            expires=record.expires,
+            # A chain of token logins ends with its family's lifetime.
+            expires=min(record.expires, familyStart + tokens.maxFamilyLifetime),
             bouncerName=self.bouncerName,
             requesterName=record.requesterName,
-            address=record.address if self.tokens.bindAddress else None,
+            address=(
+                normalizeAddress(record.address)
+                if tokens.bindAddress and record.address is not None
+                else None
+            ),
             parentId=record.parentId,
-            claims=self.tokens.claims,
+            claims=tokens.claims,
+            familyId=record.familyId,
+            familyIssued=familyStart,
+            audience=tuple(audience),
         )
         return sign(claims, keyring.signing)

@@ -6,14 +6,20 @@ logins, exchanges in progress) and upkeep.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
+
+from twisted_keycard.tokencard import DEFAULT_MAX_FAMILY_LIFETIME, DEFAULT_SKEW
 
 _count = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 _positive = attrs.validators.optional(
     [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 )
+
+
+def _names(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(names)
 
 
 @attrs.frozen
@@ -27,11 +33,22 @@ class TokenPolicy:
     @ivar claims: free claims written in every token (the license-server
         case: vendor, program, version).
     @ivar skew: seconds of clock difference tolerated at expiry.
+    @ivar audiences: requester names through which every token is accepted
+        besides the one it was issued through (applications that share
+        logins); by default a token is accepted only through its own.
+    @ivar maxFamilyLifetime: seconds after a password login past which no
+        token of its family (the chain of token logins it started) is
+        accepted, and which no token of it outlives; then the client logs
+        in with its password again.
     """
 
     bindAddress: bool = False
     claims: Mapping[str, str] = attrs.field(factory=dict)
-    skew: float = 5.0
+    skew: float = DEFAULT_SKEW
+    audiences: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    maxFamilyLifetime: float = attrs.field(
+        default=DEFAULT_MAX_FAMILY_LIFETIME, validator=attrs.validators.gt(0)
+    )
 
 
 @attrs.frozen

@@ -1,7 +1,12 @@
 """
 Revoking keycards: what to write in the revocation store so that every
-bouncer sharing it refuses them (and the keycards issued for their tokens)
-until they would have expired anyway.
+bouncer sharing it refuses them (and every token of their families) until
+they would have expired anyway.
+
+Revoking a keycard revokes its whole family, the chain of token logins
+that one password login started: ancestors, siblings and descendants alike,
+with one mark that every token presentation checks.  A stolen token cannot
+tell which member was stolen first, so no member is spared.
 """
 
 from __future__ import annotations
@@ -15,53 +20,43 @@ from twisted.logger import Logger
 from twisted_keycard._printable import printable, printables
 from twisted_keycard.store._interfaces import IKeycardStore, IRevocationStore
 from twisted_keycard.store._records import IssuedKeycard, Revocation
-
-#: Keycards one revocation may reach through parents and children, at most.
-MAX_FAMILY = 10_000
+from twisted_keycard.tokencard import FAMILY
 
 #: Prefixes of the marks that revoke by avatar and by requester.
 AVATAR = "avatar:"
 REQUESTER = "requester:"
 
 
-async def withChildren(
-    store: IKeycardStore, records: Iterable[IssuedKeycard]
-) -> list[IssuedKeycard]:
+def _ends(record: IssuedKeycard) -> float:
     """
-    The records and, recursively, the keycards issued for their tokens.
+    When a keycard and its token would have expired anyway.
     """
-    found: dict[str, IssuedKeycard] = {}
-    queue = list(records)
-    while queue and len(found) < MAX_FAMILY:
-        record = queue.pop()
-        if record.keycardId in found:
-            continue
-        found[record.keycardId] = record
-        queue.extend(await store.byParent(record.keycardId))
-    return list(found.values())
+    return max(record.expires, record.issued + record.duration)
 
 
 def revocationsFor(
     keycardIds: Iterable[str],
-    records: Iterable[IssuedKeycard],
+    families: dict[str, list[IssuedKeycard]],
     now: float,
     tokenLifetime: float,
     reason: str,
 ) -> list[Revocation]:
     """
-    One revocation per id, kept until the keycard and its token would have
-    expired anyway; an id with no record (its client left) is kept for the
-    longest a token issued now could live.
+    One revocation per id and one mark per family, each kept until every
+    keycard and token it refuses would have expired anyway, and at least
+    for the longest a token issued now could live (an id with no record,
+    a token issued while the revocation is written).
     """
-    byId = {r.keycardId: r for r in records}
+    byId = {r.keycardId: r for members in families.values() for r in members}
+    floor = now + tokenLifetime
     revocations = []
-    for keycardId in dict.fromkeys([*keycardIds, *byId]):
+    for keycardId in dict.fromkeys(keycardIds):
         record = byId.get(keycardId)
-        if record is None:
-            expires = now + tokenLifetime
-        else:
-            expires = max(record.expires, record.issued + record.duration)
+        expires = floor if record is None else max(floor, _ends(record))
         revocations.append(Revocation(keycardId, expires, now, reason))
+    for familyId, members in families.items():
+        expires = max([floor, *map(_ends, members)])
+        revocations.append(Revocation(FAMILY + familyId, expires, now, reason))
     return revocations
 
 
@@ -106,7 +101,9 @@ class Revoker:
         self, keycardIds: Sequence[str], reason: str = ""
     ) -> Deferred[int]:
         """
-        Revoke keycards, and the keycards issued for their tokens.
+        Revoke keycards and every token of their families (see the module's
+        docstring).  An id with no record left still names its children's
+        family.
 
         @return: a L{Deferred} firing, once the revocation is durable, with
             the number of issued keycards on record that were revoked.
@@ -114,12 +111,21 @@ class Revoker:
         return Deferred.fromCoroutine(self._revokeIds(keycardIds, reason))
 
     async def _revokeIds(self, keycardIds: Sequence[str], reason: str) -> int:
-        records = [r for r in [await self.store.get(k) for k in keycardIds] if r]
+        records = []
+        for keycardId in keycardIds:
+            record = await self.store.get(keycardId)
+            if record is not None:
+                records.append(record)
+            else:
+                # Its record expired; the children its token made name its
+                # family.
+                records.extend(await self.store.byParent(keycardId))
         return await self._revoke(keycardIds, records, [], reason)
 
     def revokeAvatar(self, avatarId: str, reason: str = "") -> Deferred[int]:
         """
-        Revoke every keycard and token issued to C{avatarId} until now.
+        Revoke every keycard and token issued to C{avatarId} until now
+        (their families too).
 
         @return: as L{revokeKeycardIds}.
         """
@@ -128,7 +134,8 @@ class Revoker:
     def revokeRequester(self, requesterName: str, reason: str = "") -> Deferred[int]:
         """
         Revoke every keycard and token issued through requester
-        C{requesterName} until now.
+        C{requesterName} until now, and their families (whose later members
+        may have come through other requesters).
 
         @return: as L{revokeKeycardIds}.
         """
@@ -152,18 +159,25 @@ class Revoker:
     ) -> int:
         store = self.store
         assert IRevocationStore.providedBy(store)
-        family = await withChildren(store, records)
+        families: dict[str, list[IssuedKeycard]] = {}
+        for record in records:
+            if record.familyId is not None and record.familyId not in families:
+                families[record.familyId] = await store.byFamily(record.familyId)
         now = self.clock.seconds()
         revocations = revocationsFor(
-            keycardIds, family, now, self.tokenLifetime, reason
+            keycardIds, families, now, self.tokenLifetime, reason
         )
         await store.revoke(revocations + marks)
-        ids = [r.keycardId for r in revocations]
+        reached = {r.keycardId: r for r in records}
+        for members in families.values():
+            reached.update((r.keycardId, r) for r in members)
+        ids = list(dict.fromkeys([*keycardIds, *reached]))
         self.log.info(
-            "revoked {count} keycard(s) {marks}: {reason}",
+            "revoked {count} keycard(s) in {families} families {marks}: {reason}",
             count=len(ids),
+            families=len(families),
             marks=printables(m.keycardId for m in marks),
             reason=printable(reason),
         )
         await self.onRevoked(ids)
-        return len(family)
+        return len(reached)

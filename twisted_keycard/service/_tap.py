@@ -25,6 +25,7 @@ from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
 from twisted_keycard.store.sqlite._store import SQLiteStore
+from twisted_keycard.tokencard import DEFAULT_MAX_FAMILY_LIFETIME
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
 
@@ -52,6 +53,10 @@ _CONNECTION_OPTIONS: list[list[Any]] = [
     ["max-message-objects", _OUT.objects, "items of a message after login", int],
     ["log-lines", LIMITS.logLines, "refusals logged per address and minute", int],
 ]
+
+#: The requester name of the service's own listener: the same on every
+#: bouncer, so that a token issued by one is accepted by the others.
+DEFAULT_REQUESTER_NAME = "keycard-bouncer"
 
 
 class Options(usage.Options, strcred.AuthOptionMixin):
@@ -86,6 +91,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "bouncer",
             "this bouncer's name, written in keycards and tokens",
         ],
+        [
+            "requester-name",
+            None,
+            DEFAULT_REQUESTER_NAME,
+            "the requester name of this service's own listener, where its"
+            " tokens are accepted: bouncers that take each other's tokens share it",
+        ],
         ["duration", None, 3600.0, "seconds a keycard and its token are valid", float],
         ["challenge-timeout", None, 30.0, "seconds a client has to answer", float],
         ["max-pending", None, 10_000, "logins in progress at most", int],
@@ -116,6 +128,21 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["throttle-address", None, 30, "failed logins per address per window", int],
         ["throttle-window", None, 3600.0, "seconds of the throttling window", float],
         *([name, None, *rest] for name, *rest in _CONNECTION_OPTIONS),
+        [
+            "token-audiences",
+            None,
+            "",
+            "comma-separated requester names that take every token, besides"
+            " the one it was issued through",
+        ],
+        [
+            "max-family-lifetime",
+            None,
+            DEFAULT_MAX_FAMILY_LIFETIME,
+            "seconds after a password login past which the tokens of its"
+            " chain of token logins are refused",
+            float,
+        ],
     ]
     optFlags = [
         ["no-tokens", None, "do not issue tokens"],
@@ -172,10 +199,18 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "challenge-timeout",
             "requester-timeout",
             "throttle-window",
+            "max-family-lifetime",
         ):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
         self.limits = self._connectionLimits()
+        self.tokens = None
+        if not self["no-tokens"]:
+            self.tokens = TokenPolicy(
+                bindAddress=self["bind-tokens"],
+                audiences=_names(self["token-audiences"]),
+                maxFamilyLifetime=self["max-family-lifetime"],
+            )
         self.policy = None
         try:
             rule = AddressRule.fromStrings(self["allow"], self["deny"])
@@ -267,9 +302,7 @@ def makeService(options: Options) -> IService:
             maxPending=options["max-pending"],
             maxPendingPerAddress=options["max-pending-per-address"],
         ),
-        tokens=None
-        if options["no-tokens"]
-        else TokenPolicy(bindAddress=options["bind-tokens"]),
+        tokens=options.tokens,
         quota=quota,
         policy=options.policy,
         throttle=None
@@ -281,13 +314,20 @@ def makeService(options: Options) -> IService:
         ),
     )
     bouncer.setServiceParent(top)
-    requesters = {n.strip() for n in options["requesters"].split(",") if n.strip()}
+    requesters = _names(options["requesters"])
     realm = BouncerRealm(bouncer, requesters, _reactor(), options["requester-timeout"])
-    root = KeycardRoot(bouncer, Portal(realm), requesterName=options["name"])
+    root = KeycardRoot(bouncer, Portal(realm), requesterName=options["requester-name"])
     factory = KeycardServerFactory(root, limits=options.limits, clock=_reactor())
     listener = strports.service(options["listen"], factory)
     listener.setServiceParent(top)
     return top
+
+
+def _names(text: str) -> set[str]:
+    """
+    The names in a comma-separated list.
+    """
+    return {n.strip() for n in text.split(",") if n.strip()}
 
 
 def _reactor() -> Any:

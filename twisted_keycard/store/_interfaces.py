@@ -84,6 +84,12 @@ class IKeycardStore(Interface):
             C{parentId} is C{parentId}.
         """
 
+    def byFamily(familyId: str) -> Deferred[list[IssuedKeycard]]:
+        """
+        @return: a L{Deferred} firing with a list of the records whose
+            C{familyId} is C{familyId}, in one indexed look-up.
+        """
+
     def flushExpired(when: float) -> Deferred[int]:
         """
         Remove the records whose expiry is at or before C{when}.
@@ -142,6 +148,7 @@ class IRevocationStore(Interface):
         look-up.  Besides keycard ids, a revocation may be keyed
         C{avatar:<avatar id>} or C{requester:<name>}: every token issued to
         that avatar or through that requester before its C{revokedAt} is
+        refused; or C{family:<family id>}: every token of that family is
         refused.
 
         @return: a L{Deferred} firing with a list of L{Revocation} records.

@@ -47,7 +47,7 @@ def _unindex(index: dict[str, set[str]], key: str | None, keycardId: str) -> Non
 class MemoryStore:
     """
     A store of issued keycards, revocations and the keyring, in
-    dictionaries indexed by avatar, requester, parent and seat pool.
+    dictionaries indexed by avatar, requester, parent, family and seat pool.
 
     Nothing survives the process: use it in tests and where a restart may
     forget every issued keycard and revocation.
@@ -58,6 +58,7 @@ class MemoryStore:
     _byRequester: dict[str, set[str]] = attrs.field(factory=dict)
     _byParent: dict[str, set[str]] = attrs.field(factory=dict)
     _byPool: dict[str, set[str]] = attrs.field(factory=dict)
+    _byFamily: dict[str, set[str]] = attrs.field(factory=dict)
     _revoked: dict[str, Revocation] = attrs.field(factory=dict)
     _revocationLog: list[tuple[int, Revocation]] = attrs.field(factory=list)
     _cursor: int = 0
@@ -72,6 +73,7 @@ class MemoryStore:
             (self._byRequester, record.requesterName),
             (self._byParent, record.parentId),
             (self._byPool, record.seatPool),
+            (self._byFamily, record.familyId),
         ]
 
     def add(self, record: IssuedKeycard) -> Deferred[None]:
@@ -141,6 +143,9 @@ class MemoryStore:
 
     def byParent(self, parentId: str) -> Deferred[list[IssuedKeycard]]:
         return self._select(self._byParent.get(parentId, ()))
+
+    def byFamily(self, familyId: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select(self._byFamily.get(familyId, ()))
 
     def expiredBefore(self, when: float) -> Deferred[list[IssuedKeycard]]:
         return self._select(k for k, r in self._records.items() if r.expires <= when)

@@ -26,6 +26,9 @@ class IssuedKeycard:
     @ivar seatPool: the seat pool this keycard holds a seat of, if any.
     @ivar held: whether a client holds it now; a released keycard is kept
         while its token is valid, but counts against no quota.
+    @ivar familyId: the keycard id of the password login that started its
+        chain of token logins (its own id for a password login); revoking
+        any keycard revokes its whole family.
     """
 
     keycardId: str
@@ -40,6 +43,7 @@ class IssuedKeycard:
     parentId: str | None = None
     seatPool: str | None = None
     held: bool = True
+    familyId: str | None = None
 
 
 @attrs.frozen

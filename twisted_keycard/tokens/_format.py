@@ -3,23 +3,28 @@ Signed tokens: compact, versioned, HMAC-SHA256 with a key id.
 
 A token is ASCII::
 
-    kc1.<keycard id>.<body>
+    kc2.<keycard id>.<body>
 
-where C{body} is unpadded base64url of a binary record followed by its
-32-byte MAC.  The keycard id is in clear, first, so that a revocation check
-can come before any other work.  The binary record is::
+where C{body} is unpadded, canonical base64url (the spare bits of its last
+character are zero, so a token has one spelling) of a binary record
+followed by its 32-byte MAC.  The keycard id is in clear, first, so that a
+revocation check can come before any other work.  The binary record is::
 
     u8  flags        bit 0: requester present, bit 1: address, bit 2: parent,
                      bit 3: claims
+    u8  audiences    how many audience names follow the family id
     u64 issued       milliseconds since the epoch
     u64 expires      milliseconds since the epoch
+    u64 family       milliseconds since the epoch: the family's password login
     text             UTF-8, fields separated by NUL: key id, avatar id,
-                     bouncer name, then the present ones of requester name,
-                     bound address, parent keycard id, claims
+                     bouncer name, family id, the audience names, then the
+                     present ones of requester name, bound address, parent
+                     keycard id, claims
 
 where claims are C{key=value} pairs joined by newlines.  No field may hold a
-NUL.  The MAC is HMAC-SHA256 with the key
-named by C{kid}, over C{kc1.<keycard id>.} and the binary record.
+NUL.  The MAC is HMAC-SHA256 with the key named by C{kid}, over
+C{kc2.<keycard id>.} and the binary record.  Tokens of the earlier C{kc1}
+format, which had no family or audience, are refused.
 
 See C{docs/protocol.rst}.
 """
@@ -38,22 +43,35 @@ from typing import NamedTuple
 from twisted_keycard.error import KeycardError
 from twisted_keycard.tokens._keyring import Keyring, SigningKey
 
-VERSION = "kc1"
+VERSION = "kc2"
 _PREFIX = VERSION + "."
+#: The prefix of the format before families and audiences, now refused.
+_RETIRED = "kc1."
 MAX_TOKEN = 4096
 MAC_BYTES = 32
-_HEADER = struct.Struct(">BQQ")
+#: Requester names one token may name as its audience, at most.
+MAX_AUDIENCES = 255
+_HEADER = struct.Struct(">BBQQQ")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 _REQUESTER, _ADDRESS, _PARENT, _CLAIMS = 1, 2, 4, 8
 #: How many optional fields each flags value announces.
 _PRESENT = [bin(flags).count("1") for flags in range(16)]
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+#: The value of each (standard alphabet) base64 character.
+_SEXTET = {
+    c: i
+    for i, c in enumerate(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    )
+}
+#: The bits of the last character that encode nothing, by length modulo 4.
+_SPARE = {0: 0, 2: 0b1111, 3: 0b11}
 
 
 class MalformedToken(KeycardError):
     """
-    Raised when a token is not a well-formed C{kc1} token.  The check is
+    Raised when a token is not a well-formed C{kc2} token.  The check is
     made before any key lookup or MAC.
     """
 
@@ -78,6 +96,13 @@ class TokenClaims(NamedTuple):
     @ivar parentId: the keycard id of the token this one was issued for.
     @ivar claims: free claims set by policy (text keys and values).
     @ivar kid: the id of the key that signed it.
+    @ivar familyId: the keycard id of the password login that started the
+        chain of token logins this token belongs to; C{None} (to L{sign})
+        when this token starts its own family.  See L{family}.
+    @ivar familyIssued: POSIX time of that password login (millisecond
+        precision); C{None} (to L{sign}) for C{issued}.  See L{familyStart}.
+    @ivar audience: the requester names it is accepted through; C{None} (to
+        L{sign}) for its own requester's.  See L{audiences}.
     """
 
     keycardId: str
@@ -90,6 +115,35 @@ class TokenClaims(NamedTuple):
     parentId: str | None = None
     claims: Mapping[str, str] = MappingProxyType({})
     kid: str = ""
+    familyId: str | None = None
+    familyIssued: float | None = None
+    audience: tuple[str, ...] | None = None
+
+    @property
+    def family(self) -> str:
+        """
+        The family id: revoking it refuses every token of the family.
+        """
+        return self.keycardId if self.familyId is None else self.familyId
+
+    @property
+    def familyStart(self) -> float:
+        """
+        When the family began, with a password login: its lifetime counts
+        from there.
+        """
+        return self.issued if self.familyIssued is None else self.familyIssued
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """
+        The requester names the token is accepted through: C{audience}, or
+        by default the one it was issued through (none if it came through
+        no requester).
+        """
+        if self.audience is not None:
+            return self.audience
+        return () if self.requesterName is None else (self.requesterName,)
 
 
 def _field(text: str) -> str:
@@ -111,12 +165,22 @@ def sign(claims: TokenClaims, key: SigningKey) -> str:
     """
     Make the token for C{claims}, signed with C{key}.
 
-    @raise ValueError: if a field cannot be encoded.
+    @raise ValueError: if a field cannot be encoded, or the token would be
+        longer than L{MAX_TOKEN}.
     """
-    if not _ID.match(claims.keycardId):
-        raise ValueError("keycard id must be 1-64 base64url characters")
+    if not _ID.match(claims.keycardId) or not _ID.match(claims.family):
+        raise ValueError("keycard and family ids must be 1-64 base64url characters")
+    audiences = claims.audiences
+    if len(audiences) > MAX_AUDIENCES:
+        raise ValueError(f"a token has at most {MAX_AUDIENCES} audiences")
     flags = 0
-    texts = [key.kid, _field(claims.avatarId), _field(claims.bouncerName)]
+    texts = [
+        key.kid,
+        _field(claims.avatarId),
+        _field(claims.bouncerName),
+        claims.family,
+        *map(_field, audiences),
+    ]
     for bit, value in (
         (_REQUESTER, claims.requesterName),
         (_ADDRESS, claims.address),
@@ -127,12 +191,19 @@ def sign(claims: TokenClaims, key: SigningKey) -> str:
             flags |= bit
             texts.append(_field(value))
     record = _HEADER.pack(
-        flags, round(claims.issued * 1000), round(claims.expires * 1000)
+        flags,
+        len(audiences),
+        round(claims.issued * 1000),
+        round(claims.expires * 1000),
+        round(claims.familyStart * 1000),
     ) + "\0".join(texts).encode("utf-8")
     signed = f"{_PREFIX}{claims.keycardId}.".encode("ascii")
     mac = hmac.digest(key.secret, signed + record, "sha256")
     body = urlsafe_b64encode(record + mac).rstrip(b"=").decode("ascii")
-    return f"{_PREFIX}{claims.keycardId}.{body}"
+    token = f"{_PREFIX}{claims.keycardId}.{body}"
+    if len(token) > MAX_TOKEN:
+        raise ValueError(f"a token is at most {MAX_TOKEN} characters")
+    return token
 
 
 def keycardIdOf(token: object) -> str:
@@ -140,12 +211,17 @@ def keycardIdOf(token: object) -> str:
     The keycard id of a token, read without any other check, for the
     revocation check that comes first.
 
-    @raise MalformedToken: if the token does not start as a C{kc1} token.
+    @raise MalformedToken: if the token does not start as a C{kc2} token.
     """
     if not isinstance(token, str) or len(token) > MAX_TOKEN or not token.isascii():
         raise MalformedToken("a token is an ASCII string of at most 4096 characters")
+    if token.startswith(_RETIRED):
+        raise MalformedToken(
+            "kc1 tokens (no family, audience or family start) are no longer"
+            " accepted: log in with a password"
+        )
     if not token.startswith(_PREFIX):
-        raise MalformedToken("not a kc1 token")
+        raise MalformedToken(f"not a {VERSION} token")
     end = token.find(".", len(_PREFIX))
     keycardId = token[len(_PREFIX) : end]
     if end < 0 or not _ID.match(keycardId):
@@ -182,8 +258,11 @@ def verify(
         raise MalformedToken("token body is not base64url") from None
     if len(raw) < _HEADER.size + MAC_BYTES:
         raise MalformedToken("truncated token")
+    if _SPARE[len(encoded) % 4] & _SEXTET[encoded[-1]]:
+        # The spare bits of the last character: one token, one spelling.
+        raise MalformedToken("token body is not canonical base64url")
     record, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
-    flags, issued, expires = _HEADER.unpack_from(record)
+    flags, audienceCount, issued, expires, familyIssued = _HEADER.unpack_from(record)
     if flags & ~(_REQUESTER | _ADDRESS | _PARENT | _CLAIMS):
         raise MalformedToken("unknown token flags")
     kidEnd = record.find(b"\0", _HEADER.size)
@@ -201,9 +280,13 @@ def verify(
         texts = record[kidEnd + 1 :].decode("utf-8").split("\0")
     except UnicodeDecodeError:
         raise MalformedToken("token text is not UTF-8") from None
-    if len(texts) != 2 + _PRESENT[flags]:
+    if len(texts) != 3 + audienceCount + _PRESENT[flags]:
         raise MalformedToken("wrong number of token fields")
-    it = iter(texts[2:])
+    familyId = texts[2]
+    if not _ID.match(familyId):
+        raise MalformedToken("malformed family id")
+    audience = tuple(texts[3 : 3 + audienceCount])
+    it = iter(texts[3 + audienceCount :])
     requesterName = next(it) if flags & _REQUESTER else None
     address = next(it) if flags & _ADDRESS else None
     parentId = next(it) if flags & _PARENT else None
@@ -225,4 +308,7 @@ def verify(
         parentId,
         claims,
         kid,
+        familyId,
+        familyIssued / 1000,
+        audience,
     )

@@ -10,7 +10,8 @@ import sqlite3
 from twisted_keycard._secretfiles import createPrivateFile
 from twisted_keycard.store._records import IssuedKeycard
 
-VERSION = 1
+#: 2 added C{keycards.family_id}.
+VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keycards (
@@ -25,7 +26,8 @@ CREATE TABLE IF NOT EXISTS keycards (
     expires REAL NOT NULL,
     parent_id TEXT,
     seat_pool TEXT,
-    held INTEGER NOT NULL DEFAULT 1
+    held INTEGER NOT NULL DEFAULT 1,
+    family_id TEXT
 );
 CREATE INDEX IF NOT EXISTS keycards_avatar ON keycards (avatar_id);
 CREATE INDEX IF NOT EXISTS keycards_requester ON keycards (requester_name);
@@ -54,9 +56,12 @@ CREATE TABLE IF NOT EXISTS keyring (
 );
 """
 
+#: Made once C{family_id} exists, in a store of format 1 too.
+FAMILY_INDEX = "CREATE INDEX IF NOT EXISTS keycards_family ON keycards (family_id)"
+
 COLUMNS = (
     "keycard_id, avatar_id, requester_name, bouncer_name, keycard_type,"
-    " address, issued, duration, expires, parent_id, seat_pool, held"
+    " address, issued, duration, expires, parent_id, seat_pool, held, family_id"
 )
 
 
@@ -84,10 +89,27 @@ def connect(path: str) -> sqlite3.Connection:
             f"{path} has store format {version}; this version reads {VERSION}"
         )
     if version < VERSION:
-        # Every statement is idempotent: processes racing here agree.
+        # Every step is idempotent: processes racing here agree.
         connection.executescript(SCHEMA)
+        _addFamily(connection)
+        connection.execute(FAMILY_INDEX)
         connection.execute(f"PRAGMA user_version = {VERSION}")
     return connection
+
+
+def _addFamily(connection: sqlite3.Connection) -> None:
+    """
+    Format 1 to 2: keycards gain their family id (C{NULL} for those issued
+    before, whose tokens, of format C{kc1}, are refused anyway).
+    """
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(keycards)")}
+    if "family_id" in columns:
+        return
+    try:
+        connection.execute("ALTER TABLE keycards ADD COLUMN family_id TEXT")
+    except sqlite3.OperationalError as e:
+        if "duplicate column" not in str(e):
+            raise
 
 
 def toRow(record: IssuedKeycard) -> tuple[object, ...]:
@@ -104,9 +126,14 @@ def toRow(record: IssuedKeycard) -> tuple[object, ...]:
         record.parentId,
         record.seatPool,
         int(record.held),
+        record.familyId,
     )
 
 
 def fromRow(row: tuple[object, ...]) -> IssuedKeycard:
-    *fields, held = row
-    return IssuedKeycard(*fields, held=bool(held))  # type: ignore[arg-type, misc]
+    *fields, held, familyId = row
+    return IssuedKeycard(  # type: ignore[misc]
+        *fields,  # type: ignore[arg-type]
+        held=bool(held),
+        familyId=familyId,  # type: ignore[arg-type]
+    )

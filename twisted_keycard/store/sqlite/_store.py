@@ -32,6 +32,8 @@ _T = TypeVar("_T")
 #: Revocation checks answered by one query, at most.
 BATCH = 500
 
+_MARKS = ",".join("?" * len(COLUMNS.split(",")))
+
 
 @implementer(IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore)
 class SQLiteStore:
@@ -99,7 +101,7 @@ class SQLiteStore:
                 if taken >= poolSize:
                     raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
             c.execute(
-                f"INSERT INTO keycards ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})",
                 toRow(record),
             )
 
@@ -161,6 +163,9 @@ class SQLiteStore:
 
     def byParent(self, parentId: str) -> Deferred[list[IssuedKeycard]]:
         return self._select("parent_id = ?", (parentId,))
+
+    def byFamily(self, familyId: str) -> Deferred[list[IssuedKeycard]]:
+        return self._select("family_id = ?", (familyId,))
 
     def expiredBefore(self, when: float) -> Deferred[list[IssuedKeycard]]:
         return self._select("expires <= ?", (when,))
