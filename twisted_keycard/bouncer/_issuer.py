@@ -63,7 +63,7 @@ class Issuer:
             seatPool=quota.seatPool if quota is not None else None,
         )
         if self.policy is not None and not self.policy.allows(record):
-            raise Refusal(f"refused by the policy {self.policy.text!r}")
+            raise Refusal(f"refused by the policy {self.policy.text!r}", "policy")
         token = await self._token(record)
         if quota is None:
             await self.store.add(record)
