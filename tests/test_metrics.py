@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -37,6 +38,7 @@ from twisted_keycard.metrics import (
     metricsSite,
     timedStore,
 )
+from twisted_keycard.service._tap import _metrics
 from twisted_keycard.store import (
     IKeycardStore,
     IKeyringStore,
@@ -430,3 +432,32 @@ class PageTests(SynchronousTestCase):
         site = metricsSite(CollectorRegistry())
         child = site.getResourceFor(DummyRequest([b"metrics"]))
         self.assertIsInstance(child, MetricsPage)
+
+
+class ServiceMetricsTests(SynchronousTestCase):
+    """
+    What C{twistd keycard-bouncer --metrics} adds; served over real HTTP in
+    L{tests.test_service_metrics}.
+    """
+
+    def test_listenerAndTimedStore(self) -> None:
+        parent = MultiService()
+        store = MemoryStore()
+        metrics, timed = _metrics("tcp:0:interface=127.0.0.1", store, parent)
+        self.assertEqual(len(list(parent)), 1)
+        self.assertIsNot(timed, store)
+        self.assertTrue(IRevocationStore.providedBy(timed))
+        self.assertIsNotNone(
+            metrics.registry.get_sample_value("process_start_time_seconds")
+        )
+
+    def test_badEndpoint(self) -> None:
+        """
+        An endpoint that cannot be parsed stops twistd with one line.
+        """
+        with self.assertRaises(SystemExit) as caught:
+            _metrics("bogus:9800", MemoryStore(), MultiService())
+        self.assertEqual(
+            str(caught.exception),
+            "keycard-bouncer: --metrics bogus:9800: Unknown endpoint type: 'bogus'",
+        )
