@@ -1,7 +1,7 @@
 """
 Tests for the bouncer's metrics: what L{Bouncer} tells its
-L{IBouncerMetrics}, the Prometheus collectors, the timed store and the page
-that serves them, with a L{Clock} and no sockets.
+L{IBouncerMetrics}, as Prometheus collectors, with a L{Clock} and no
+sockets.
 """
 
 from __future__ import annotations
