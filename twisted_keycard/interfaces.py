@@ -6,6 +6,7 @@ L{twisted_keycard.store}.
 """
 
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.bouncer._metrics import IBouncerMetrics
 from twisted_keycard.keycard._interfaces import (
     IAnswerer,
     IChallenger,
@@ -22,6 +23,7 @@ from twisted_keycard.store._interfaces import (
 __all__ = [
     "IAnswerer",
     "IBouncer",
+    "IBouncerMetrics",
     "IChallenger",
     "IChannelBindingAnswerer",
     "IExchange",

@@ -17,6 +17,12 @@ from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._held import HeldKeycards
 from twisted_keycard.bouncer._issuer import Issuer
+from twisted_keycard.bouncer._metrics import (
+    IBouncerMetrics,
+    NoMetrics,
+    failureReason,
+    kindName,
+)
 from twisted_keycard.bouncer._pending import PendingExchanges
 from twisted_keycard.bouncer._refusal import Refusal
 from twisted_keycard.bouncer._throttle import Throttler
@@ -43,6 +49,7 @@ class Authentication:
 
     @ivar bouncerName: set in every keycard checked.
     @ivar newId: makes keycard ids.
+    @ivar metrics: told each login's outcome.
     """
 
     bouncerName: str
@@ -52,6 +59,7 @@ class Authentication:
     issuer: Issuer
     held: HeldKeycards
     newId: Callable[[], str]
+    metrics: IBouncerMetrics = attrs.field(factory=NoMetrics)
     log = Logger()
 
     async def authenticate(self, keycard: Keycard) -> Keycard:
@@ -61,11 +69,11 @@ class Authentication:
         attempt = _Attempt()
         try:
             if not isinstance(keycard, Keycard):
-                raise Refusal("not a keycard")
+                raise Refusal("not a keycard", "kind")
             if not self.challengers.takes(keycard.keycardType):
-                raise Refusal("keycard class not taken here")
+                raise Refusal("keycard class not taken here", "kind")
             if keycard.state is not KeycardState.REQUESTING:
-                raise Refusal(f"keycard sent in state {keycard.state.name}")
+                raise Refusal(f"keycard sent in state {keycard.state.name}", "state")
             # Whatever the client claims in the fields the bouncer sets is
             # dropped before anything reads it.
             keycard.avatarId = keycard.token = None
@@ -75,15 +83,18 @@ class Authentication:
                 return await self._begin(keycard, attempt)
             return await self._continue(keycard, attempt)
         except (Refusal, ProtocolError, UnauthorizedLogin) as e:
+            self.metrics.loginFailed(self._kind(keycard), failureReason(e))
             self._refused(keycard, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
             if self.throttler is not None:
                 await self.throttler.failed(attempt.account, keycard.address)
             raise KeycardRefused() from None
-        except KeycardDenied:
+        except KeycardDenied as e:
+            self.metrics.loginFailed(self._kind(keycard), failureReason(e))
             raise
         except Exception:
             # A bug or a failing store: logged here, never sent to the peer.
+            self.metrics.loginFailed(self._kind(keycard), "error")
             self.log.failure("checking a keycard failed")
             raise KeycardDenied("the bouncer failed; try again later") from None
 
@@ -114,25 +125,25 @@ class Authentication:
         assert keycard.id is not None
         entry = self.pending.take(keycard.id)
         if entry is None or entry.exchange is None:
-            raise Refusal("unknown, used or expired keycard id")
+            raise Refusal("unknown, used or expired keycard id", "unknown-id")
         attempt.account = entry.account
         if (entry.keycardType, entry.address, entry.requesterName) != (
             keycard.keycardType,
             keycard.address,
             keycard.requesterName,
         ):
-            raise Refusal("keycard id presented by another client")
+            raise Refusal("keycard id presented by another client", "other-client")
         entry.exchange.answer(keycard)
         return await self._check(keycard, entry.exchange)
 
     async def _check(self, keycard: Keycard, exchange: IExchange) -> Keycard:
         checker = self.challengers.checkerFor(exchange)
         if checker is None:
-            raise Refusal("no checker for these credentials")
+            raise Refusal("no checker for these credentials", "checker")
         checked: object = await maybeDeferred(checker.requestAvatarId, exchange)
         avatarId = checked.decode("utf-8") if isinstance(checked, bytes) else checked
         if not isinstance(avatarId, str):
-            raise Refusal("checker gave no avatar id")
+            raise Refusal("checker gave no avatar id", "checker")
         exchange.conclude(keycard)
         parent = getattr(exchange, "parentToken", None)
         if not isinstance(parent, TokenClaims):
@@ -144,6 +155,7 @@ class Authentication:
         keycard.duration = record.duration
         keycard.expires = record.expires
         keycard.token = token
+        self.metrics.loginSucceeded(self._kind(keycard))
         self.log.info(
             "keycard {keycardId} issued to {avatarId} via {requesterName}"
             " from {address}, expires {expires}",
@@ -154,6 +166,15 @@ class Authentication:
             expires=record.expires,
         )
         return keycard
+
+    def _kind(self, keycard: object) -> str:
+        """
+        The keycard's type, for the metrics, if this bouncer takes it; else
+        C{"other"}, so that a peer cannot make up labels.
+        """
+        if isinstance(keycard, Keycard) and self.challengers.takes(keycard.keycardType):
+            return kindName(keycard.keycardType)
+        return "other"
 
     def _refused(self, keycard: object, reason: str) -> None:
         self.log.info(

@@ -26,6 +26,12 @@ from twisted_keycard.bouncer._follower import RevocationFollower
 from twisted_keycard.bouncer._held import HeldKeycards
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.bouncer._issuer import Issuer
+from twisted_keycard.bouncer._metrics import (
+    BouncerGauges,
+    IBouncerMetrics,
+    NoMetrics,
+    kindName,
+)
 from twisted_keycard.bouncer._pending import PendingExchanges
 from twisted_keycard.bouncer._policy import (
     ExchangeLimits,
@@ -95,6 +101,7 @@ class Bouncer(Service):
         throttle: Throttle | None = None,
         upkeep: Upkeep = Upkeep(),  # noqa: B008 - frozen
         newId: Callable[[], str] = newKeycardId,
+        metrics: IBouncerMetrics | None = None,
     ) -> None:
         """
         @param checkers: twisted.cred checkers; those that are also
@@ -117,6 +124,9 @@ class Bouncer(Service):
             the store must provide L{IThrottleStore}.
         @param upkeep: how often the running bouncer follows and flushes
             the store.
+        @param metrics: told what the bouncer decides (see
+            L{twisted_keycard.metrics.PrometheusMetrics}); nothing is kept
+            by default.
         @raise ValueError: if two challengers claim one keycard class, or
             the store cannot keep what tokens or throttling need.
         """
@@ -130,6 +140,7 @@ class Bouncer(Service):
         self.policy = policy
         self.tokens = tokens
         self.upkeep = upkeep
+        self.metrics = metrics if metrics is not None else NoMetrics()
         throttler = None
         if throttle is not None:
             if not IThrottleStore.providedBy(self.store):
@@ -167,15 +178,34 @@ class Bouncer(Service):
             Issuer(self.store, clock, name, duration, tokens, self.keys, quota, policy),
             self._held,
             newId,
+            self.metrics,
         )
         self._revoker: Revoker | None = None
         if IRevocationStore.providedBy(self.store):
             self._revoker = Revoker(
-                self.store, clock, self._tokenLifetime(), self._held.expire
+                self.store, clock, self._tokenLifetime(), self._expireRevoked
             )
         self._follower: RevocationFollower | None = None
         self._flusher = Flusher(self.store, clock, upkeep.flushInterval)
         self.started: Deferred[None] = succeed(None)
+        self.metrics.watch(
+            BouncerGauges(
+                kinds=[kindName(c.keycardType) for c in self.keycardClasses],
+                held=lambda: len(self._held.records),
+                pending=self._pendingCount,
+                followLag=self._followLag,
+            )
+        )
+
+    def _pendingCount(self) -> int:
+        self._pending.purge()
+        return len(self._pending)
+
+    def _followLag(self) -> float | None:
+        follower = self._follower
+        if follower is None or follower.polledAt is None:
+            return None
+        return self.clock.seconds() - follower.polledAt
 
     @property
     def held(self) -> dict[str, IssuedKeycard]:
@@ -290,10 +320,18 @@ class Bouncer(Service):
         ]
         return Deferred.fromCoroutine(self._held.expire(doomed))
 
+    async def _expireRevoked(self, keycardIds: list[str]) -> int:
+        expired = await self._held.expire(keycardIds)
+        if expired:
+            self.metrics.revokedHeld(expired)
+        return expired
+
     async def _revokedElsewhere(self, revocations: list[Revocation]) -> None:
+        now = self.clock.seconds()
+        self.metrics.revocationsSeen([now - r.revokedAt for r in revocations])
         hit = self._held.hitBy(revocations)
         if hit:
-            await self._held.expire(hit)
+            await self._expireRevoked(hit)
 
     # The service
 

@@ -26,6 +26,8 @@ class RevocationFollower:
     Polls a revocation store for revocations recorded after the last one
     seen (by the store's cursor, a row id for SQLite) and hands them to
     C{onRevoked}.
+
+    @ivar polledAt: when the store was last read in full, or C{None}.
     """
 
     store: IRevocationStore
@@ -33,6 +35,7 @@ class RevocationFollower:
     onRevoked: Callable[[list[Revocation]], Awaitable[object]]
     interval: float = 1.0
     cursor: int = 0
+    polledAt: float | None = None
     _loop: LoopingCall | None = None
     log = Logger()
 
@@ -46,6 +49,7 @@ class RevocationFollower:
                 self.cursor, FOLLOW_BATCH
             )
             if len(batch) < FOLLOW_BATCH:
+                self.polledAt = self.clock.seconds()
                 return
 
     async def poll(self) -> int:
@@ -63,6 +67,7 @@ class RevocationFollower:
             if batch:
                 await self.onRevoked(batch)
             if len(batch) < FOLLOW_BATCH:
+                self.polledAt = self.clock.seconds()
                 return seen
 
     def start(self) -> None:

@@ -66,7 +66,7 @@ class Issuer:
             familyId=keycard.id if parent is None else parent.family,
         )
         if self.policy is not None and not self.policy.allows(record):
-            raise Refusal(f"refused by the policy {self.policy.text!r}")
+            raise Refusal(f"refused by the policy {self.policy.text!r}", "policy")
         token = await self._token(record, parent)
         if quota is None:
             await self.store.add(record)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from prometheus_client import CollectorRegistry, ProcessCollector
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.cred import strcred
@@ -20,6 +21,8 @@ from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
 from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, TokenPolicy
+from twisted_keycard.metrics._prometheus import PrometheusMetrics
+from twisted_keycard.metrics._web import metricsSite
 from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
@@ -142,6 +145,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "seconds after a password login past which the tokens of its"
             " chain of token logins are refused",
             float,
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "endpoint serving Prometheus metrics at /metrics, e.g."
+            " tcp:9800:interface=127.0.0.1 [default: none]",
         ],
     ]
     optFlags = [
@@ -288,6 +298,9 @@ def makeService(options: Options) -> IService:
     storeService = _Store(options.storePath)
     storeService.setServiceParent(top)
     store: Any = storeService.store
+    metrics = None
+    if options["metrics"] is not None:
+        metrics, store = _metrics(options["metrics"], store, top)
     quota = None
     if options["max-per-avatar"] is not None or options["seat-pool"] is not None:
         quota = Quota(options["max-per-avatar"], options["seat-pool"], options["seats"])
@@ -312,6 +325,7 @@ def makeService(options: Options) -> IService:
             options["throttle-address"],
             options["throttle-window"],
         ),
+        metrics=metrics,
     )
     bouncer.setServiceParent(top)
     requesters = _names(options["requesters"])
@@ -328,6 +342,27 @@ def _names(text: str) -> set[str]:
     The names in a comma-separated list.
     """
     return {n.strip() for n in text.split(",") if n.strip()}
+
+
+def _metrics(
+    endpoint: str, store: Any, parent: MultiService
+) -> tuple[PrometheusMetrics, Any]:
+    """
+    Metrics in a registry of their own (with the process's), served on
+    C{endpoint}, and the store with its calls timed.
+
+    @raise SystemExit: with one line, if C{endpoint} is not a server
+        endpoint.
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    metrics = PrometheusMetrics(registry)
+    try:
+        listener = strports.service(endpoint, metricsSite(registry))
+    except Exception as e:
+        raise SystemExit(f"keycard-bouncer: --metrics {endpoint}: {e}") from None
+    listener.setServiceParent(parent)
+    return metrics, metrics.timed(store)
 
 
 def _reactor() -> Any:

@@ -1,0 +1,309 @@
+"""
+Tests for the bouncer's metrics: what L{Bouncer} tells its
+L{IBouncerMetrics}, as Prometheus collectors, with a L{Clock} and no
+sockets.
+"""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import CollectorRegistry
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
+from twisted_keycard.bouncer import (
+    AddressRule,
+    CompositePolicy,
+    ExchangeLimits,
+    Quota,
+    Revoker,
+    Throttle,
+)
+from twisted_keycard.bouncer._metrics import REASONS, failureReason
+from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.metrics import (
+    IBouncerMetrics,
+    NoMetrics,
+    PrometheusMetrics,
+)
+from twisted_keycard.store import (
+    IssuedKeycard,
+)
+
+from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
+
+KIND = "tests.passphrase"
+
+
+class FailingStore(MemoryStore):
+    def add(self, record: IssuedKeycard) -> Deferred[None]:
+        return fail(OSError("disk"))
+
+
+class Harness:
+    """
+    A bouncer with Prometheus metrics, and ways to log in to it.
+    """
+
+    def __init__(
+        self,
+        test: SynchronousTestCase,
+        store: MemoryStore | None = None,
+        *,
+        timed: bool = False,
+        **options: object,
+    ) -> None:
+        self.test = test
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.registry = CollectorRegistry()
+        self.metrics = PrometheusMetrics(self.registry, timer=self.clock.seconds)
+        self.store = store if store is not None else MemoryStore()
+        self.bouncer = Bouncer(
+            [PassphraseChecker({"alice": "pw", "bob": "pw"})],
+            self.metrics.timed(self.store) if timed else self.store,
+            clock=self.clock,
+            metrics=self.metrics,
+            **options,  # type: ignore[arg-type]
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        found = self.registry.get_sample_value(name, labels)
+        return math.nan if found is None else found
+
+    def first(self, username: str = "alice", address: str = "10.0.0.1") -> Keycard:
+        keycard = PassphraseKeycard(
+            username=username, address=address, requesterName="r"
+        )
+        return self.test.successResultOf(self.bouncer.authenticate(keycard))
+
+    def attempt(
+        self, username: str = "alice", secret: str = "pw", address: str = "10.0.0.1"
+    ) -> Deferred[Keycard]:
+        first = PassphraseKeycard(username=username, address=address, requesterName="r")
+        d = self.bouncer.authenticate(first)
+        if not isinstance(d.result, Keycard):
+            return d
+        return self.bouncer.authenticate(
+            PassphraseAnswerer(username, secret).answer(d.result)
+        )
+
+    def login(self, username: str = "alice", address: str = "10.0.0.1") -> Keycard:
+        return self.test.successResultOf(self.attempt(username, "pw", address))
+
+
+class InterfaceTests(SynchronousTestCase):
+    def test_provides(self) -> None:
+        self.assertTrue(verifyObject(IBouncerMetrics, NoMetrics()))
+        prometheus = PrometheusMetrics(CollectorRegistry())
+        self.assertTrue(verifyObject(IBouncerMetrics, prometheus))
+
+    def test_noMetricsByDefault(self) -> None:
+        bouncer = Bouncer([PassphraseChecker({})], clock=Clock())
+        self.assertIsInstance(bouncer.metrics, NoMetrics)
+
+    def test_registryPerBouncer(self) -> None:
+        """
+        Two bouncers in one process keep their own counts; one registry
+        cannot hold two bouncers' metrics.
+        """
+        one, two = Harness(self), Harness(self)
+        one.login()
+        self.assertEqual(
+            one.value("keycard_logins_total", kind=KIND, result="success"), 1
+        )
+        self.assertEqual(
+            two.value("keycard_logins_total", kind=KIND, result="success"), 0
+        )
+        self.assertRaises(ValueError, PrometheusMetrics, one.registry)
+
+    def test_reasons(self) -> None:
+        """
+        Every reason counts as one of the failed results.
+        """
+        self.assertEqual(set(REASONS.values()), {"refused", "denied", "error"})
+        self.assertEqual(failureReason(RuntimeError("boom")), "error")
+        self.assertEqual(failureReason(KeycardDenied("something new")), "denied")
+
+
+class LoginMetricsTests(SynchronousTestCase):
+    def test_successAndRefusal(self) -> None:
+        """
+        Logins are counted by kind and result, once each when they end; the
+        kinds the bouncer takes are shown at zero from the start.
+        """
+        h = Harness(self)
+        for result in ("success", "refused", "denied", "error"):
+            self.assertEqual(
+                h.value("keycard_logins_total", kind=KIND, result=result), 0
+            )
+        h.first()
+        self.assertEqual(
+            h.value("keycard_logins_total", kind=KIND, result="success"), 0
+        )
+        h.login()
+        h.login("bob")
+        self.failureResultOf(h.attempt("alice", "wrong"), KeycardRefused)
+        self.failureResultOf(h.attempt("mallory", "pw"), KeycardRefused)
+        self.assertEqual(
+            h.value("keycard_logins_total", kind=KIND, result="success"), 2
+        )
+        self.assertEqual(
+            h.value("keycard_logins_total", kind=KIND, result="refused"), 2
+        )
+        self.assertEqual(h.value("keycard_refusals_total", reason="credentials"), 2)
+        self.assertEqual(h.value("keycard_refusals_total", reason="unknown-id"), 0)
+
+    def test_reasons(self) -> None:
+        """
+        Refusals are counted by a fixed reason, and a keycard class the
+        bouncer does not take is counted as C{other}.
+        """
+        h = Harness(self)
+        answered = PassphraseAnswerer("alice", "pw").answer(h.first())
+        replayed = PassphraseKeycard(
+            id=answered.id,
+            username="alice",
+            response=answered.response,
+            address="10.0.0.1",
+            requesterName="r",
+        )
+        self.successResultOf(h.bouncer.authenticate(answered))
+        self.failureResultOf(h.bouncer.authenticate(replayed), KeycardRefused)
+        self.failureResultOf(h.bouncer.authenticate(answered), KeycardRefused)
+        stolen = PassphraseAnswerer("alice", "pw").answer(h.first())
+        stolen.address = "10.9.9.9"
+        self.failureResultOf(h.bouncer.authenticate(stolen), KeycardRefused)
+        unanswered = h.first()
+        self.failureResultOf(h.bouncer.authenticate(unanswered), KeycardRefused)
+        foreign = Keycard(address="10.0.0.1", requesterName="r")
+        self.failureResultOf(h.bouncer.authenticate(foreign), KeycardRefused)
+        self.assertEqual(h.value("keycard_refusals_total", reason="unknown-id"), 1)
+        self.assertEqual(h.value("keycard_refusals_total", reason="other-client"), 1)
+        self.assertEqual(h.value("keycard_refusals_total", reason="protocol"), 1)
+        self.assertEqual(h.value("keycard_refusals_total", reason="kind"), 1)
+        self.assertEqual(h.value("keycard_refusals_total", reason="state"), 1)
+        self.assertEqual(
+            h.value("keycard_logins_total", kind="other", result="refused"), 1
+        )
+        self.assertEqual(
+            h.value("keycard_logins_total", kind=KIND, result="refused"), 4
+        )
+
+    def test_policyAndQuota(self) -> None:
+        h = Harness(
+            self,
+            policy=CompositePolicy(
+                "address", address=AddressRule.fromStrings(["10.0.0.0/8"], [])
+            ),
+            quota=Quota(maxPerAvatar=1),
+        )
+        self.failureResultOf(h.attempt(address="192.0.2.1"), KeycardRefused)
+        h.login()
+        self.failureResultOf(h.attempt(), KeycardDenied)
+        self.assertEqual(h.value("keycard_refusals_total", reason="policy"), 1)
+        self.assertEqual(h.value("keycard_refusals_total", reason="quota"), 1)
+        self.assertEqual(h.value("keycard_logins_total", kind=KIND, result="denied"), 1)
+
+    def test_throttledAndBusy(self) -> None:
+        h = Harness(
+            self,
+            throttle=Throttle(perAccount=2, perAddress=100, window=60.0),
+            limits=ExchangeLimits(timeout=10.0, maxPending=2, maxPendingPerAddress=2),
+        )
+        for _ in range(2):
+            self.failureResultOf(h.attempt("alice", "wrong"), KeycardRefused)
+        self.failureResultOf(h.attempt("alice", "pw"), KeycardDenied)
+        self.assertEqual(h.value("keycard_throttled_total"), 1)
+        self.assertEqual(h.value("keycard_refusals_total", reason="throttled"), 1)
+        h.first("bob")
+        h.first("bob")
+        self.failureResultOf(h.attempt("bob"), KeycardDenied)
+        self.assertEqual(h.value("keycard_refusals_total", reason="busy"), 1)
+        self.assertEqual(h.value("keycard_throttled_total"), 1)
+        self.assertEqual(h.value("keycard_logins_total", kind=KIND, result="denied"), 2)
+
+    def test_bouncerFailure(self) -> None:
+        """
+        A store that fails counts as an error, not as a refusal.
+        """
+        h = Harness(self, FailingStore())
+        self.failureResultOf(h.attempt(), KeycardDenied)
+        self.assertEqual(h.value("keycard_logins_total", kind=KIND, result="error"), 1)
+        self.assertEqual(h.value("keycard_refusals_total", reason="error"), 1)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+
+class GaugeTests(SynchronousTestCase):
+    def test_heldAndPending(self) -> None:
+        """
+        The gauges read the bouncer when collected: exchanges waiting for an
+        answer, until answered or timed out, and keycards held, until
+        removed.
+        """
+        h = Harness(self, limits=ExchangeLimits(timeout=10.0))
+        self.assertEqual(h.value("keycard_held"), 0)
+        h.first()
+        h.first("bob")
+        self.assertEqual(h.value("keycard_exchanges_pending"), 2)
+        h.clock.advance(11)
+        self.assertEqual(h.value("keycard_exchanges_pending"), 0)
+        keycard = h.login()
+        h.login("bob")
+        self.assertEqual(h.value("keycard_exchanges_pending"), 0)
+        self.assertEqual(h.value("keycard_held"), 2)
+        assert keycard.id is not None
+        self.successResultOf(h.bouncer.removeKeycardId(keycard.id))
+        self.assertEqual(h.value("keycard_held"), 1)
+
+    def test_followLag(self) -> None:
+        """
+        The follow lag is the time since the revocations were last read:
+        none before the bouncer runs, then it grows until the next poll.
+        """
+        h = Harness(self)
+        self.assertTrue(math.isnan(h.value("keycard_follow_lag_seconds")))
+        h.bouncer.startService()
+        self.assertEqual(h.value("keycard_follow_lag_seconds"), 0)
+        h.clock.advance(0.75)
+        self.assertEqual(h.value("keycard_follow_lag_seconds"), 0.75)
+        h.clock.advance(0.25)
+        self.assertEqual(h.value("keycard_follow_lag_seconds"), 0)
+        h.bouncer.stopService()
+        self.assertTrue(math.isnan(h.value("keycard_follow_lag_seconds")))
+
+
+class RevocationMetricsTests(SynchronousTestCase):
+    def test_revocations(self) -> None:
+        """
+        Revocations read from the store are counted, whoever recorded them,
+        with their delay; held keycards dropped for a revocation are
+        counted once.
+        """
+        h = Harness(self)
+        h.bouncer.startService()
+        self.addCleanup(h.bouncer.stopService)
+        mine, theirs, kept = h.login(), h.login("bob"), h.login()
+        assert mine.id is not None and theirs.id is not None
+        self.successResultOf(h.bouncer.revokeKeycardIds([mine.id]))
+        self.assertEqual(h.value("keycard_revoked_held_total"), 1)
+        h.clock.advance(0.5)
+        # The keycard command revokes with a revoker of its own.
+        other = Revoker(h.store, h.clock, 3600.0)
+        self.successResultOf(other.revokeKeycardIds([theirs.id]))
+        self.assertEqual(h.value("keycard_revoked_held_total"), 1)
+        h.clock.advance(0.5)
+        # Each revocation is two records: the keycard id and its family.
+        self.assertEqual(h.value("keycard_revocations_seen_total"), 4)
+        self.assertEqual(h.value("keycard_revoked_held_total"), 2)
+        self.assertEqual(h.value("keycard_revocation_delay_seconds_count"), 4)
+        self.assertEqual(h.value("keycard_revocation_delay_seconds_sum"), 3.0)
+        self.assertEqual(
+            h.value("keycard_revocation_delay_seconds_bucket", le="0.5"), 2
+        )
+        self.assertEqual(h.value("keycard_held"), 1)
+        self.assertIn(kept.id, h.bouncer.held)
