@@ -4,10 +4,10 @@ The bouncer service for twistd: C{twistd -n keycard-bouncer --data-dir DIR}.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.cred import strcred
 from twisted.cred.portal import Portal
@@ -22,6 +22,16 @@ from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, Tok
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
+from twisted_keycard.service._endpoints import EndpointError, serverEndpoint
+from twisted_keycard.service._options import namedCoercions, oneLine
+from twisted_keycard.service._startup import (
+    PROGRAM,
+    Listener,
+    StartupError,
+    StoreCheck,
+    installExitHook,
+)
+from twisted_keycard.service._stockcheckers import checkPolicyKinds, servingKeycards
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
@@ -105,6 +115,44 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         super().__init__()
         self["allow"] = []
         self["deny"] = []
+        self.authNames: list[str] = []
+        namedCoercions(self)
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse the options; a bad one stops twistd with one line (twistd
+        would print the whole usage and the error after it).
+
+        @raise SystemExit: naming what is wrong.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            hint = " (see --help)" if "not recognized" in str(e) else ""
+            raise SystemExit(f"{PROGRAM}: {oneLine(e)}{hint}") from None
+
+    def opt_auth(self, description: str) -> None:
+        """
+        checker to log in against (repeatable): scram:FILE, srp:FILE,
+        hmac:FILE, sshkeys:FILE, htpasswd:FILE, or any twisted.cred checker
+        of user names and passwords (memory:..., file:FILE, unix), served
+        through password keycards, over TLS only [default: the data
+        directory's users]; --help-auth lists them
+        """
+        try:
+            self.addChecker(strcred.makeChecker(description))
+        except strcred.InvalidAuthType:
+            raise usage.UsageError(
+                f"unknown --auth type in {description!r}; --help-auth lists them"
+            ) from None
+        except Exception as e:
+            raise usage.UsageError(
+                f"bad --auth {description!r}: {oneLine(e)}"
+            ) from None
+        self.authNames.append(description)
+
+    # usage.Options prints an option's docstring as it is: one line.
+    opt_auth.__doc__ = " ".join((opt_auth.__doc__ or "").split())
 
     def opt_allow(self, cidr: str) -> None:
         """
@@ -133,8 +181,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             *(Path(path + end) for end in ("", "-wal", "-shm")),
         ]
         if not self.get("credCheckers"):
-            self.addChecker(strcred.makeChecker(f"scram:{self.dataDir.users}"))
+            self.opt_auth(f"scram:{self.dataDir.users}")
             secrets.append(self.dataDir.users)
+        try:
+            self["credCheckers"] = servingKeycards(self["credCheckers"], self.authNames)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         if not self["insecure-permissions"]:
             refuseExposed(secrets)
         if (self["seat-pool"] is None) != (self["seats"] is None):
@@ -145,15 +197,24 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "requester-timeout",
             "throttle-window",
         ):
-            if self[name] <= 0:
-                raise usage.UsageError(f"--{name} must be positive")
+            if not (math.isfinite(self[name]) and self[name] > 0):
+                raise usage.UsageError(f"--{name} must be a positive number")
         self.policy = None
         try:
             rule = AddressRule.fromStrings(self["allow"], self["deny"])
-            if self["policy"] is not None:
+        except ValueError as e:
+            raise usage.UsageError(f"bad --allow or --deny: {e}") from None
+        if self["policy"] is not None:
+            try:
                 self.policy = CompositePolicy(self["policy"], address=rule)
-        except (ValueError, ExpressionError) as e:
-            raise usage.UsageError(str(e)) from None
+            except ExpressionError as e:
+                raise usage.UsageError(f"bad --policy: {oneLine(e)}") from None
+            try:
+                checkPolicyKinds(
+                    self.policy, self["credCheckers"], not self["no-tokens"]
+                )
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
 
 
 def refuseExposed(paths: list[Path]) -> None:
@@ -193,15 +254,40 @@ class _Store(Service):
 def makeService(options: Options) -> IService:
     """
     The bouncer, its store and its PB listener, as one service.
+
+    @raise StartupError: for a C{--listen} that names no endpoint or the
+        bouncer's parts that do not fit; twistd then prints one line.
     """
+    installExitHook()
+    try:
+        endpoint = serverEndpoint(_reactor(), options["listen"])
+    except EndpointError as e:
+        raise StartupError(str(e)) from None
     top = MultiService()
+    StoreCheck(options.storePath).setServiceParent(top)
     storeService = _Store(options.storePath)
     storeService.setServiceParent(top)
     store: Any = storeService.store
     quota = None
     if options["max-per-avatar"] is not None or options["seat-pool"] is not None:
         quota = Quota(options["max-per-avatar"], options["seat-pool"], options["seats"])
-    bouncer = Bouncer(
+    try:
+        bouncer = _bouncer(options, store, quota)
+    except ValueError as e:
+        raise StartupError(f"cannot make the bouncer: {e}") from None
+    bouncer.setServiceParent(top)
+    requesters = {n.strip() for n in options["requesters"].split(",") if n.strip()}
+    realm = BouncerRealm(bouncer, requesters, _reactor(), options["requester-timeout"])
+    root = KeycardRoot(bouncer, Portal(realm), requesterName=options["name"])
+    listener = Listener(
+        endpoint, KeycardServerFactory(root), options["listen"], options["name"]
+    )
+    listener.setServiceParent(top)
+    return top
+
+
+def _bouncer(options: Options, store: Any, quota: Quota | None) -> Bouncer:
+    return Bouncer(
         options["credCheckers"],
         store,
         clock=_reactor(),
@@ -225,13 +311,6 @@ def makeService(options: Options) -> IService:
             options["throttle-window"],
         ),
     )
-    bouncer.setServiceParent(top)
-    requesters = {n.strip() for n in options["requesters"].split(",") if n.strip()}
-    realm = BouncerRealm(bouncer, requesters, _reactor(), options["requester-timeout"])
-    root = KeycardRoot(bouncer, Portal(realm), requesterName=options["name"])
-    listener = strports.service(options["listen"], KeycardServerFactory(root))
-    listener.setServiceParent(top)
-    return top
 
 
 def _reactor() -> Any:
