@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +25,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 
+from twisted_keycard._secretfiles import exposure
 from twisted_keycard.error import KeycardError
 from twisted_keycard.service._endpoints import describeListenError
 from twisted_keycard.store.sqlite._schema import connect
@@ -166,3 +168,21 @@ class StoreCheck(Service):
             log.critical("{message}", message=message, event="bouncer.failed")
             raise StartupError(message) from None
         super().startService()
+
+
+def refuseExposed(paths: list[Path]) -> None:
+    """
+    Stop twistd with one line if a file or directory holding secrets (the
+    token signing keys, verifiers) is open to other local users, who could
+    forge tokens with them.
+
+    @raise SystemExit: naming the first such path.
+    """
+    for path in paths:
+        problem = exposure(path)
+        if problem is not None:
+            raise SystemExit(
+                f"{PROGRAM}: refusing to start: {problem}, open to other"
+                " users; make it 0600 (directories 0700), or start with"
+                " --insecure-permissions"
+            )

@@ -14,7 +14,6 @@ from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.python import usage
 
-from twisted_keycard._secretfiles import exposure
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
@@ -30,6 +29,7 @@ from twisted_keycard.service._startup import (
     StartupError,
     StoreCheck,
     installExitHook,
+    refuseExposed,
 )
 from twisted_keycard.service._stockcheckers import checkPolicyKinds, servingKeycards
 from twisted_keycard.store.sqlite._store import SQLiteStore
@@ -215,24 +215,6 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 )
             except ValueError as e:
                 raise usage.UsageError(str(e)) from None
-
-
-def refuseExposed(paths: list[Path]) -> None:
-    """
-    Stop twistd with one line if a file or directory holding secrets (the
-    token signing keys, verifiers) is open to other local users, who could
-    forge tokens with them.
-
-    @raise SystemExit: naming the first such path.
-    """
-    for path in paths:
-        problem = exposure(path)
-        if problem is not None:
-            raise SystemExit(
-                f"keycard-bouncer: refusing to start: {problem}, open to other"
-                " users; make it 0600 (directories 0700), or start with"
-                " --insecure-permissions"
-            )
 
 
 class _Store(Service):
