@@ -161,6 +161,7 @@ class Revoker:
         ids = [r.keycardId for r in revocations]
         self.log.info(
             "revoked {count} keycard(s) {marks}: {reason}",
+            event="keycard.revoked",
             count=len(ids),
             marks=printables(m.keycardId for m in marks),
             reason=printable(reason),
