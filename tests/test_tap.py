@@ -43,7 +43,10 @@ from twisted_keycard.service._startup import (
     describeAddress,
     exitHook,
 )
-from twisted_keycard.service._stockcheckers import PasswordChallenger
+from twisted_keycard.service._stockcheckers import (
+    PasswordChallenger,
+    warnPlainPasswords,
+)
 from twisted_keycard.store._memory import MemoryStore
 
 
@@ -145,6 +148,22 @@ class OptionsTests(SynchronousTestCase):
 
 
 class StockCheckerTests(SynchronousTestCase):
+    def test_plainTCPWarning(self) -> None:
+        """
+        Password keycards on a plain TCP listener could never log anyone in:
+        the start says so.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        checkers = [PasswordChallenger(InMemoryUsernamePasswordDatabaseDontUse())]
+        warnPlainPasswords("ssl:8800:privateKey=k.pem", checkers)
+        self.assertEqual(events, [])
+        warnPlainPasswords("tcp:8800", checkers)
+        [event] = events
+        self.assertEqual(event["event"], "bouncer.warning")
+        self.assertIn("no one can log in with a password", event["log_format"])
+
     def login(self, checker: Any, name: str, password: str) -> Deferred[Any]:
         bouncer = Bouncer([PasswordChallenger(checker)], MemoryStore(), clock=Clock())
         keycard = PasswordKeycard(username=name, password=password)

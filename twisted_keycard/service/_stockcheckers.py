@@ -16,6 +16,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -29,6 +30,8 @@ from twisted_keycard.passwords import (
     PasswordKeycard,
 )
 from twisted_keycard.tokencard import TokenKeycard
+
+log = Logger(namespace="keycard-bouncer")
 
 
 def _bytes(value: str | bytes) -> bytes:
@@ -184,3 +187,23 @@ def checkPolicyKinds(
                 else (f"no --auth checker serves {name.name} keycards")
             )
             raise ValueError(f"--policy names {name.name!r}, but {hint}")
+
+
+def warnPlainPasswords(listen: str, checkers: Iterable[ICredentialsChecker]) -> None:
+    """
+    Log a warning when a bouncer listening on C{listen} cannot take the
+    password keycards its checkers serve: clients send them only over TLS.
+    """
+    if not listen.startswith(("tcp:", "tcp6:", "unix:")):
+        return
+    for checker in checkers:
+        if not IChallenger.providedBy(checker):
+            continue
+        if PasswordKeycard in checker.keycardClasses:
+            log.warn(
+                "--listen {listen} is not TLS, and clients send password keycards"
+                " only over TLS: no one can log in with a password here",
+                listen=listen,
+                event="bouncer.warning",
+            )
+            return

@@ -31,7 +31,11 @@ from twisted_keycard.service._startup import (
     installExitHook,
     refuseExposed,
 )
-from twisted_keycard.service._stockcheckers import checkPolicyKinds, servingKeycards
+from twisted_keycard.service._stockcheckers import (
+    checkPolicyKinds,
+    servingKeycards,
+    warnPlainPasswords,
+)
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
@@ -245,6 +249,7 @@ def makeService(options: Options) -> IService:
         endpoint = serverEndpoint(_reactor(), options["listen"])
     except EndpointError as e:
         raise StartupError(str(e)) from None
+    warnPlainPasswords(options["listen"], options["credCheckers"])
     top = MultiService()
     StoreCheck(options.storePath).setServiceParent(top)
     storeService = _Store(options.storePath)
