@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import implementer
@@ -19,7 +20,8 @@ from zope.interface.verify import verifyObject
 
 from twisted_keycard import MemoryStore
 from twisted_keycard.metrics import MetricsPage, metricsSite, timedStore
-from twisted_keycard.service._tap import _metrics
+from twisted_keycard.service._metricsservice import serveMetrics
+from twisted_keycard.service._startup import StartupError
 from twisted_keycard.store import (
     IKeycardStore,
     IKeyringStore,
@@ -153,7 +155,9 @@ class ServiceMetricsTests(SynchronousTestCase):
     def test_listenerAndTimedStore(self) -> None:
         parent = MultiService()
         store = MemoryStore()
-        metrics, timed = _metrics("tcp:0:interface=127.0.0.1", store, parent)
+        metrics, timed = serveMetrics(
+            MemoryReactorClock(), "tcp:0:interface=127.0.0.1", store, parent, "b"
+        )
         self.assertEqual(len(list(parent)), 1)
         self.assertIsNot(timed, store)
         self.assertTrue(IRevocationStore.providedBy(timed))
@@ -165,9 +169,11 @@ class ServiceMetricsTests(SynchronousTestCase):
         """
         An endpoint that cannot be parsed stops twistd with one line.
         """
-        with self.assertRaises(SystemExit) as caught:
-            _metrics("bogus:9800", MemoryStore(), MultiService())
-        self.assertEqual(
+        with self.assertRaises(StartupError) as caught:
+            serveMetrics(
+                MemoryReactorClock(), "bogus:9800", MemoryStore(), MultiService(), "b"
+            )
+        self.assertTrue(
+            str(caught.exception).startswith("bad --metrics 'bogus:9800':"),
             str(caught.exception),
-            "keycard-bouncer: --metrics bogus:9800: Unknown endpoint type: 'bogus'",
         )

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_keycard.bouncer._policy import TokenPolicy
@@ -197,8 +196,11 @@ class OptionsTests(SynchronousTestCase):
         )
 
     def test_familyLifetimePositive(self) -> None:
-        error = self.assertRaises(UsageError, self.parse, "--max-family-lifetime", "0")
-        self.assertIn("--max-family-lifetime", str(error))
+        error = self.assertRaises(SystemExit, self.parse, "--max-family-lifetime", "0")
+        self.assertEqual(
+            str(error),
+            "keycard-bouncer: --max-family-lifetime must be a positive number",
+        )
 
 
 class PluginTests(TestCase):
@@ -278,4 +280,6 @@ class ConnectionOptionsTests(SynchronousTestCase):
 
     def test_refused(self) -> None:
         for bad in ("--max-unauthenticated=0", "--login-message-objects=-1"):
-            self.assertRaises(UsageError, self.parse, bad)
+            error = self.assertRaises(SystemExit, self.parse, bad)
+            self.assertTrue(str(error).startswith("keycard-bouncer: "), str(error))
+            self.assertNotIn("\n", str(error))

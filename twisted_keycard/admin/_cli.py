@@ -22,11 +22,12 @@ from service_identity import VerificationError
 from twisted.internet.error import ConnectError, ConnectionLost
 
 from twisted_keycard.admin import _operations as admin
+from twisted_keycard.admin._parser import parser
 from twisted_keycard.error import KeycardError
 from twisted_keycard.service._datadir import DataDir
 
-EXIT_REFUSED = 1
-EXIT_ERROR = 2
+EXIT_REFUSED = admin.EXIT_REFUSED
+EXIT_ERROR = admin.EXIT_ERROR
 
 
 class CommandError(Exception):
@@ -49,75 +50,6 @@ def readPassword(prompt: str = "Password: ") -> str:
     return password
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="keycard", description="Administer a keycard bouncer and log in to it."
-    )
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def dataDir(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--data-dir",
-            metavar="DIR",
-            help="data directory (default: $KEYCARD_DATA_DIR, else ./keycard-data)",
-        )
-
-    init = sub.add_parser("init", help="make a data directory")
-    init.add_argument("directory", metavar="DIR", nargs="?")
-    init.add_argument(
-        "--dev-cert",
-        metavar="HOSTNAME",
-        help="also make a self-signed TLS certificate for HOSTNAME (development only)",
-    )
-
-    user = sub.add_parser("user", help="add, remove or list users")
-    users = user.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, text in [
-        ("add", "add a user (or set a new password)"),
-        ("remove", "remove a user"),
-    ]:
-        p = users.add_parser(name, help=text)
-        p.add_argument("name", metavar="NAME")
-        dataDir(p)
-    dataDir(users.add_parser("list", help="list users"))
-
-    login = sub.add_parser("login", help="log in to a bouncer")
-    login.add_argument("user", metavar="USER", nargs="?")
-    login.add_argument(
-        "--connect",
-        metavar="ENDPOINT",
-        required=True,
-        help="client endpoint: tcp:HOST:PORT, or tls:HOST:PORT:trustRoots=DIR"
-        " (ssl: without hostname= is refused: it does not check the server)",
-    )
-    login.add_argument(
-        "--save-token", metavar="FILE", help="write the token to FILE (mode 0600)"
-    )
-    login.add_argument("--token-file", metavar="FILE", help="log in with a saved token")
-
-    dataDir(sub.add_parser("list", help="list issued keycards"))
-
-    revoke = sub.add_parser("revoke", help="revoke keycards")
-    what = revoke.add_mutually_exclusive_group(required=True)
-    what.add_argument("keycardId", metavar="ID", nargs="?")
-    what.add_argument("--avatar", metavar="NAME")
-    what.add_argument("--requester", metavar="NAME")
-    revoke.add_argument("--reason", default="revoked by an administrator")
-    dataDir(revoke)
-
-    keys = sub.add_parser("keys", help="manage the token signing keys")
-    keyActions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
-    rotate = keyActions.add_parser("rotate", help="make a new signing key")
-    rotate.add_argument(
-        "--grace",
-        type=float,
-        metavar="SECONDS",
-        help="seconds the old keys still verify (default: 3600)",
-    )
-    dataDir(rotate)
-    return top
-
-
 def run(args: argparse.Namespace) -> int:
     command = args.command
     if command == "init":
@@ -125,10 +57,17 @@ def run(args: argparse.Namespace) -> int:
     if command == "login":
         if bool(args.user) == bool(args.token_file):
             raise CommandError("give either USER or --token-file FILE")
-        admin.checkEndpoint(args.connect)
-        password = readPassword() if args.user else None
         return admin.login(
-            args.connect, args.user, password, args.token_file, args.save_token
+            args.connect,
+            args.user,
+            None,
+            args.token_file,
+            args.save_token,
+            kind=args.kind,
+            keyFile=args.key_file,
+            certificate=args.certificate,
+            timeout=args.timeout,
+            readSecret=readPassword,
         )
     directory = DataDir.open(DataDir.default(args.data_dir))
     if command == "user":
@@ -138,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             return admin.userRemove(directory, args.name)
         return admin.userList(directory)
     if command == "list":
-        return admin.listKeycards(directory)
+        return admin.listKeycards(directory, args.json, args.avatar, args.requester)
     if command == "revoke":
         return admin.revoke(
             directory, args.keycardId, args.avatar, args.requester, args.reason
@@ -180,6 +119,8 @@ def describeTLS(error: Exception) -> str:
     text = str(error)
     if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
         return "the server's certificate is not trusted or does not match the host"
+    if "wrong version number" in text or "WRONG_VERSION_NUMBER" in text:
+        return "the server does not speak TLS there: is it a tcp: endpoint?"
     return text.splitlines()[0] if text else type(error).__name__
 
 

@@ -8,49 +8,49 @@ returns the exit status.
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString
 from twisted.python.failure import Failure
 
+from twisted_keycard._isotime import isoTime as when
 from twisted_keycard._printable import printable
 from twisted_keycard._secretfiles import writePrivateFile
+from twisted_keycard.admin import _keycards
+from twisted_keycard.admin._login import (
+    DEFAULT_TIMEOUT,
+    ReadSecret,
+    answererFor,
+    logIn,
+    tokenAnswerer,
+)
 from twisted_keycard.admin._users import addUser, checkName, readUsers, removeUser
-from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
-from twisted_keycard.bouncer._policy import TokenPolicy
-from twisted_keycard.bouncer._revoker import Revoker
 from twisted_keycard.error import (
+    InsecureTransport,
     KeycardDenied,
     KeycardError,
     KeycardRefused,
     ServerAuthenticationFailed,
 )
 from twisted_keycard.keycard._interfaces import IAnswerer
-from twisted_keycard.pb._client import KeycardClientFactory
-from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.service._datadir import DataDir
 from twisted_keycard.service._devcert import makeDevCertificate
+from twisted_keycard.service._endpoints import clientEndpoint
 from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.tokencard import TokenAnswerer
 from twisted_keycard.tokens._holder import KeyringHolder
 from twisted_keycard.tokens._keyring import Keyring
 
+_T = TypeVar("_T")
+
 EXIT_OK = 0
 EXIT_REFUSED = 1
-
-
-def when(seconds: float) -> str:
-    """
-    A POSIX time as an ISO 8601 UTC string.
-    """
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(
-        timespec="seconds"
-    )
+EXIT_ERROR = 2
+#: C{keycard revoke} matched nothing on record.
+EXIT_NO_MATCH = 1
 
 
 def runReactor(main: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
@@ -94,7 +94,7 @@ def init(directory: str, devCert: str | None) -> int:
         makeDevCertificate(devCert, data.certificate, trust)
         print(
             f"made a SELF-SIGNED certificate for {devCert}, for development only:\n"
-            f"  server: ssl:8800:privateKey={data.certificate}\n"
+            f"  server: ssl:8800:interface=127.0.0.1:privateKey={data.certificate}\n"
             f"  client: tls:{devCert}:8800:trustRoots={trust.parent}"
         )
     print(f"add a user with: keycard user add --data-dir {data.path} NAME")
@@ -108,9 +108,20 @@ def userAdd(data: DataDir, name: str, password: str) -> int:
 
 
 def userRemove(data: DataDir, name: str) -> int:
+    """
+    Remove a user, then revoke every keycard and token issued to them, so
+    that a saved token no longer logs them in.
+    """
     if not removeUser(data.users, name):
         raise KeycardError(f"no user {printable(name)}")
     print(f"removed user {printable(name)}")
+
+    async def job(store: SQLiteStore) -> str:
+        from twisted.internet import reactor
+
+        return await _keycards.revokeUser(store, reactor, name)
+
+    print(runReactor(lambda reactor: _withStore(data, job)))
     return EXIT_OK
 
 
@@ -122,8 +133,8 @@ def userList(data: DataDir) -> int:
 
 
 async def _withStore(
-    data: DataDir, job: Callable[[SQLiteStore], Coroutine[Any, Any, int]]
-) -> int:
+    data: DataDir, job: Callable[[SQLiteStore], Coroutine[Any, Any, _T]]
+) -> _T:
     store = await SQLiteStore.open(str(data.database))
     try:
         return await job(store)
@@ -131,31 +142,27 @@ async def _withStore(
         await store.close()
 
 
-def listKeycards(data: DataDir) -> int:
+def listKeycards(
+    data: DataDir,
+    json: bool = False,
+    avatar: str | None = None,
+    requester: str | None = None,
+) -> int:
+    """
+    Print the keycards on record (of C{avatar}, through C{requester}), as a
+    table or as JSON.
+    """
+
     async def job(store: SQLiteStore) -> int:
-        records = await store.expiredBefore(float("inf"))
-        print(
-            f"{'id':<33} {'avatar':<12} {'requester':<12} {'held':<5}"
-            f" {'issued':<26} expires"
-        )
-        # Names come from peers: escaped, so they cannot rewrite the screen.
-        for r in sorted(records, key=lambda r: r.issued):
-            print(
-                f"{printable(r.keycardId):<33} {printable(r.avatarId):<12}"
-                f" {printable(r.requesterName):<12}"
-                f" {'yes' if r.held else 'no':<5} {when(r.issued):<26}"
-                f" {when(r.expires)}"
-            )
+        records = await _keycards.selectKeycards(store, avatar, requester)
+        if json:
+            print(_keycards.asJSON(records))
+        else:
+            print("\n".join(_keycards.table(records)))
         return EXIT_OK
 
     result: int = runReactor(lambda reactor: _withStore(data, job))
     return result
-
-
-def _revoker(store: SQLiteStore, reactor: Any) -> Revoker:
-    # As long as a token issued now by a bouncer with the defaults can live.
-    tokenLifetime = DEFAULT_DURATION + TokenPolicy().skew
-    return Revoker(store, reactor, tokenLifetime)
 
 
 def revoke(
@@ -165,21 +172,22 @@ def revoke(
     requester: str | None,
     reason: str,
 ) -> int:
+    """
+    Revoke a keycard, or those of an avatar or a requester; exit with
+    L{EXIT_NO_MATCH} when nothing on record matches.
+    """
+
     async def job(store: SQLiteStore) -> int:
         from twisted.internet import reactor
 
-        revoker = _revoker(store, reactor)
-        if keycardId is not None:
-            count = await revoker.revokeKeycardIds([keycardId], reason)
-            what = f"keycard {keycardId}"
-        elif avatar is not None:
-            count = await revoker.revokeAvatar(avatar, reason)
-            what = f"every keycard and token of avatar {avatar}"
-        else:
-            assert requester is not None
-            count = await revoker.revokeRequester(requester, reason)
-            what = f"every keycard and token issued through {requester}"
-        print(f"revoked {what} ({count} keycard(s) on record); refused from now on")
+        outcome = await _keycards.revokeMatching(
+            store, reactor, keycardId, avatar, requester, reason
+        )
+        if not outcome.matched:
+            for line in outcome.lines:
+                print(f"keycard: {line}", file=sys.stderr)
+            return EXIT_NO_MATCH
+        print("\n".join(outcome.lines))
         return EXIT_OK
 
     result: int = runReactor(lambda reactor: _withStore(data, job))
@@ -187,6 +195,14 @@ def revoke(
 
 
 def rotateKeys(data: DataDir, grace: float | None) -> int:
+    """
+    Make a new signing key; the older ones verify for C{grace} seconds.
+
+    @raise ValueError: for a negative or infinite grace.
+    """
+    if grace is not None and not (math.isfinite(grace) and grace >= 0):
+        raise ValueError("--grace takes a number of seconds, 0 or more")
+
     async def job(store: SQLiteStore) -> int:
         from twisted.internet import reactor
 
@@ -242,22 +258,31 @@ def login(
     password: str | None,
     tokenFile: str | None,
     saveToken: str | None,
+    *,
+    kind: str = "scram",
+    keyFile: str | None = None,
+    certificate: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    readSecret: ReadSecret | None = None,
 ) -> int:
+    """
+    Log in as C{user} with C{kind} (a password, given or read with
+    C{readSecret}, or C{keyFile}), or with the token in C{tokenFile}.
+    """
     checkEndpoint(endpoint)
     answerer: IAnswerer
     if tokenFile is not None:
-        answerer = TokenAnswerer(Path(tokenFile).read_text().strip())
+        answerer = tokenAnswerer(tokenFile)
     else:
-        assert user is not None and password is not None
-        answerer = SCRAMAnswerer(user, password)
+        assert user is not None
+        if readSecret is None:
+            assert password is not None
+            readSecret = lambda prompt: password  # noqa: E731
+        answerer = answererFor(kind, user, readSecret, keyFile, certificate)
 
     async def job(reactor: Any) -> int:
-        factory = KeycardClientFactory()
-        await clientFromString(reactor, endpoint).connect(factory)
-        try:
-            login = await factory.loginWithKeycard([answerer])
-        finally:
-            factory.disconnect()
+        connect = clientEndpoint(reactor, endpoint)
+        login = await logIn(reactor, connect, answerer, timeout, endpoint)
         keycard = login.keycard
         print(f"avatar id:  {keycard.avatarId}")
         print(f"keycard id: {keycard.id}")
@@ -273,9 +298,16 @@ def login(
 
     try:
         result: int = runReactor(job)
-    except KeycardRefused:
-        print("keycard: login refused")
+    except KeycardRefused as e:
+        # The server's refusal is opaque; a reason found here is safe.
+        reason = str(e) if str(e) != KeycardRefused.MESSAGE else ""
+        print(f"keycard: login refused{': ' if reason else ''}{reason}")
         return EXIT_REFUSED
+    except InsecureTransport:
+        raise KeycardError(
+            f"--kind {kind} sends the password itself: use a TLS endpoint"
+            " (tls:HOST:PORT:trustRoots=DIR)"
+        ) from None
     except KeycardDenied as e:
         print(f"keycard: login denied: {e}")
         return EXIT_REFUSED

@@ -13,6 +13,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
+from twisted_keycard._isotime import isoTime
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._held import HeldKeycards
@@ -84,13 +85,14 @@ class Authentication:
             return await self._continue(keycard, attempt)
         except (Refusal, ProtocolError, UnauthorizedLogin) as e:
             self.metrics.loginFailed(self._kind(keycard), failureReason(e))
-            self._refused(keycard, str(e) or type(e).__name__)
+            self._audit("login.refused", keycard, attempt, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
             if self.throttler is not None:
                 await self.throttler.failed(attempt.account, keycard.address)
             raise KeycardRefused() from None
         except KeycardDenied as e:
             self.metrics.loginFailed(self._kind(keycard), failureReason(e))
+            self._audit("login.denied", keycard, attempt, str(e))
             raise
         except Exception:
             # A bug or a failing store: logged here, never sent to the peer.
@@ -158,12 +160,15 @@ class Authentication:
         self.metrics.loginSucceeded(self._kind(keycard))
         self.log.info(
             "keycard {keycardId} issued to {avatarId} via {requesterName}"
-            " from {address}, expires {expires}",
+            " from {address} ({keycardType} for {account}), expires {expires}",
+            event="login.issued",
             keycardId=record.keycardId,
             avatarId=printable(avatarId),
+            account=printable(keycard.account()),
+            keycardType=printable(record.keycardType),
             requesterName=printable(record.requesterName),
             address=printable(record.address),
-            expires=record.expires,
+            expires=isoTime(record.expires),
         )
         return keycard
 
@@ -176,14 +181,36 @@ class Authentication:
             return kindName(keycard.keycardType)
         return "other"
 
-    def _refused(self, keycard: object, reason: str) -> None:
+    def _audit(
+        self, event: str, keycard: object, attempt: _Attempt, reason: str
+    ) -> None:
+        """
+        Log a refusal or a denial: its stable C{event} name, the reason,
+        and the account tried, kind, requester and address, all escaped.
+        """
+        verb = "refused" if event == "login.refused" else "denied"
         self.log.info(
-            "keycard refused: {reason} ({keycardType} via {requesterName}"
-            " from {address})",
+            "keycard " + verb + ": {reason} ({keycardType} for {account}"
+            " via {requesterName} from {address})",
+            event=event,
             reason=printable(reason),
+            account=printable(_account(keycard, attempt)),
             keycardType=printable(
                 getattr(keycard, "keycardType", type(keycard).__name__)
             ),
             requesterName=printable(getattr(keycard, "requesterName", None)),
             address=printable(getattr(keycard, "address", None)),
         )
+
+
+def _account(keycard: object, attempt: _Attempt) -> str | None:
+    """
+    The account a refused message tried: the exchange's, or else the one
+    the keycard names.
+    """
+    if attempt.account is not None or not isinstance(keycard, Keycard):
+        return attempt.account
+    try:
+        return keycard.account()
+    except Exception:
+        return None

@@ -82,7 +82,11 @@ class HeldKeycards:
         else:
             record = await self.store.remove(keycardId)
         if record is not None:
-            self.log.info("keycard {keycardId} removed", keycardId=printable(keycardId))
+            self.log.info(
+                "keycard {keycardId} removed",
+                event="keycard.removed",
+                keycardId=printable(keycardId),
+            )
         return record is not None
 
     def _timersExpired(self, keycardIds: list[str]) -> None:
@@ -107,6 +111,7 @@ class HeldKeycards:
         for requesterName, ids in byRequester.items():
             self.log.info(
                 "{count} keycard(s) expired via {requesterName}: {keycardIds}",
+                event="keycard.expired",
                 count=len(ids),
                 requesterName=printable(requesterName),
                 keycardIds=printables(ids),

@@ -174,6 +174,7 @@ class Revoker:
         ids = list(dict.fromkeys([*keycardIds, *reached]))
         self.log.info(
             "revoked {count} keycard(s) in {families} families {marks}: {reason}",
+            event="keycard.revoked",
             count=len(ids),
             families=len(families),
             marks=printables(m.keycardId for m in marks),

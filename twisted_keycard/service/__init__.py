@@ -1,10 +1,21 @@
 """
 The bouncer service: the twistd plugin's options and service, the strcred
-checker factories, the data directory and a development certificate.
+checker factories, stock twisted.cred checkers served through password
+keycards, the data directory and a development certificate.
 """
 
 from twisted_keycard.service._datadir import DataDir, NoDataDir
 from twisted_keycard.service._devcert import makeDevCertificate
+from twisted_keycard.service._startup import StartupError
+from twisted_keycard.service._stockcheckers import PasswordChallenger
 from twisted_keycard.service._tap import Options, makeService
 
-__all__ = ["DataDir", "NoDataDir", "Options", "makeDevCertificate", "makeService"]
+__all__ = [
+    "DataDir",
+    "NoDataDir",
+    "Options",
+    "PasswordChallenger",
+    "StartupError",
+    "makeDevCertificate",
+    "makeService",
+]

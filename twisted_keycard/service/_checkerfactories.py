@@ -8,6 +8,9 @@ They are published as plugins by C{twisted/plugins/twisted_keycard_checkers.py}.
 
 from __future__ import annotations
 
+import re
+import textwrap
+
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.strcred import ICheckerFactory
 from twisted.plugin import IPlugin
@@ -18,6 +21,16 @@ from twisted_keycard.passwords import PasswordFile
 from twisted_keycard.scram import ISCRAMExchange, SCRAMVerifiers
 from twisted_keycard.srp import ISRPExchange, SRPVerifiers
 from twisted_keycard.sshkeys import ISSHExchange, SSHKeys
+
+_MARKUP = re.compile(r"\b[BCILU]\{([^{}]*)\}")
+
+
+def plainHelp(docstring: str | None) -> str:
+    """
+    A docstring as C{--help-auth-type} prints it: dedented, with epytext
+    markup (C{C{...}}, C{L{...}}) reduced to its text.
+    """
+    return _MARKUP.sub(r"\1", textwrap.dedent(docstring or "")).strip()
 
 
 @implementer(ICheckerFactory, IPlugin)
@@ -30,7 +43,7 @@ class SCRAMCheckerFactory:
     """
 
     authType = "scram"
-    authHelp = __doc__
+    authHelp = plainHelp(__doc__)
     argStringFormat = "scram:FILE (lines of name:SCRAM-SHA-256$...)"
     credentialInterfaces = (ISCRAMExchange,)
 
@@ -50,7 +63,7 @@ class HMACCheckerFactory:
     """
 
     authType = "hmac"
-    authHelp = __doc__
+    authHelp = plainHelp(__doc__)
     argStringFormat = "hmac:FILE (lines of name:base64key)"
     credentialInterfaces = (IHMACExchange,)
 
@@ -70,7 +83,7 @@ class SSHKeysCheckerFactory:
     """
 
     authType = "sshkeys"
-    authHelp = __doc__
+    authHelp = plainHelp(__doc__)
     argStringFormat = "sshkeys:FILE (lines of name ssh-ed25519 AAAA...)"
     credentialInterfaces = (ISSHExchange,)
 
@@ -91,7 +104,7 @@ class HtpasswdCheckerFactory:
     """
 
     authType = "htpasswd"
-    authHelp = __doc__
+    authHelp = plainHelp(__doc__)
     argStringFormat = "htpasswd:FILE (an Apache htpasswd file)"
     credentialInterfaces = PasswordFile.credentialInterfaces
 
@@ -110,7 +123,7 @@ class SRPCheckerFactory:
     """
 
     authType = "srp"
-    authHelp = __doc__
+    authHelp = plainHelp(__doc__)
     argStringFormat = "srp:FILE (lines of name:SRP-SHA256-2048$salt$verifier)"
     credentialInterfaces = (ISRPExchange,)
 

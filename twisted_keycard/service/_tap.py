@@ -4,58 +4,44 @@ The bouncer service for twistd: C{twistd -n keycard-bouncer --data-dir DIR}.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
-import attrs
-from prometheus_client import CollectorRegistry, ProcessCollector
-from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.cred import strcred
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.python import usage
 
-from twisted_keycard._secretfiles import exposure
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
 from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, TokenPolicy
-from twisted_keycard.metrics._prometheus import PrometheusMetrics
-from twisted_keycard.metrics._web import metricsSite
-from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
+from twisted_keycard.service._endpoints import EndpointError, serverEndpoint
+from twisted_keycard.service._limitoptions import CONNECTION_OPTIONS, connectionLimits
+from twisted_keycard.service._metricsservice import serveMetrics
+from twisted_keycard.service._options import namedCoercions, oneLine
+from twisted_keycard.service._startup import (
+    PROGRAM,
+    Listener,
+    StartupError,
+    StoreCheck,
+    installExitHook,
+    refuseExposed,
+)
+from twisted_keycard.service._stockcheckers import (
+    checkPolicyKinds,
+    servingKeycards,
+    warnPlainPasswords,
+)
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokencard import DEFAULT_MAX_FAMILY_LIFETIME
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
-
-#: The library's defaults, which the options' defaults repeat.
-LIMITS = ConnectionLimits()
-_IN, _OUT = LIMITS.loginBudget, LIMITS.budget
-
-#: Options of the limits on connections (see L{ConnectionLimits}): name,
-#: default, help, type.
-_CONNECTION_OPTIONS: list[list[Any]] = [
-    ["login-timeout", LIMITS.loginTimeout, "seconds to log in (0: none)", float],
-    ["idle-timeout", 0.0, "seconds a logged-in client may be silent (0: any)", float],
-    ["max-unauthenticated", LIMITS.maxUnauthenticated, "clients not logged in", int],
-    [
-        "max-unauthenticated-per-address",
-        LIMITS.maxUnauthenticatedPerAddress,
-        "connections not logged in per client address (IPv6: per /64)",
-        int,
-    ],
-    ["login-messages", LIMITS.loginMessages, "messages a client sends to log in", int],
-    ["login-message-bytes", _IN.bytes, "bytes of a message before login", int],
-    ["login-message-objects", _IN.objects, "items of a message before login", int],
-    ["login-message-depth", _IN.depth, "lists nested in a message before login", int],
-    ["max-message-bytes", _OUT.bytes, "bytes of a message after login", int],
-    ["max-message-objects", _OUT.objects, "items of a message after login", int],
-    ["log-lines", LIMITS.logLines, "refusals logged per address and minute", int],
-]
 
 #: The requester name of the service's own listener: the same on every
 #: bouncer, so that a token issued by one is accepted by the others.
@@ -130,7 +116,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["throttle-account", None, 100, "failed logins per account per window", int],
         ["throttle-address", None, 30, "failed logins per address per window", int],
         ["throttle-window", None, 3600.0, "seconds of the throttling window", float],
-        *([name, None, *rest] for name, *rest in _CONNECTION_OPTIONS),
+        *CONNECTION_OPTIONS,
         [
             "token-audiences",
             None,
@@ -170,6 +156,44 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         super().__init__()
         self["allow"] = []
         self["deny"] = []
+        self.authNames: list[str] = []
+        namedCoercions(self)
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse the options; a bad one stops twistd with one line (twistd
+        would print the whole usage and the error after it).
+
+        @raise SystemExit: naming what is wrong.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            hint = " (see --help)" if "not recognized" in str(e) else ""
+            raise SystemExit(f"{PROGRAM}: {oneLine(e)}{hint}") from None
+
+    def opt_auth(self, description: str) -> None:
+        """
+        checker to log in against (repeatable): scram:FILE, srp:FILE,
+        hmac:FILE, sshkeys:FILE, htpasswd:FILE, or any twisted.cred checker
+        of user names and passwords (memory:..., file:FILE, unix), served
+        through password keycards, over TLS only [default: the data
+        directory's users]; --help-auth lists them
+        """
+        try:
+            self.addChecker(strcred.makeChecker(description))
+        except strcred.InvalidAuthType:
+            raise usage.UsageError(
+                f"unknown --auth type in {description!r}; --help-auth lists them"
+            ) from None
+        except Exception as e:
+            raise usage.UsageError(
+                f"bad --auth {description!r}: {oneLine(e)}"
+            ) from None
+        self.authNames.append(description)
+
+    # usage.Options prints an option's docstring as it is: one line.
+    opt_auth.__doc__ = " ".join((opt_auth.__doc__ or "").split())
 
     def opt_allow(self, cidr: str) -> None:
         """
@@ -198,8 +222,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             *(Path(path + end) for end in ("", "-wal", "-shm")),
         ]
         if not self.get("credCheckers"):
-            self.addChecker(strcred.makeChecker(f"scram:{self.dataDir.users}"))
+            self.opt_auth(f"scram:{self.dataDir.users}")
             secrets.append(self.dataDir.users)
+        try:
+            self["credCheckers"] = servingKeycards(self["credCheckers"], self.authNames)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         if not self["insecure-permissions"]:
             refuseExposed(secrets)
         if (self["seat-pool"] is None) != (self["seats"] is None):
@@ -211,67 +239,32 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "throttle-window",
             "max-family-lifetime",
         ):
-            if self[name] <= 0:
-                raise usage.UsageError(f"--{name} must be positive")
-        self.limits = self._connectionLimits()
+            if not (math.isfinite(self[name]) and self[name] > 0):
+                raise usage.UsageError(f"--{name} must be a positive number")
+        self.limits = connectionLimits(self)
         self.tokens = None
         if not self["no-tokens"]:
             self.tokens = TokenPolicy(
                 bindAddress=self["bind-tokens"],
-                audiences=_names(self["token-audiences"]),
+                audiences=names(self["token-audiences"]),
                 maxFamilyLifetime=self["max-family-lifetime"],
             )
         self.policy = None
         try:
             rule = AddressRule.fromStrings(self["allow"], self["deny"])
-            if self["policy"] is not None:
-                self.policy = CompositePolicy(self["policy"], address=rule)
-        except (ValueError, ExpressionError) as e:
-            raise usage.UsageError(str(e)) from None
-
-    def _connectionLimits(self) -> ConnectionLimits:
-        """
-        The L{ConnectionLimits} the options ask for.
-        """
-        try:
-            return ConnectionLimits(
-                loginTimeout=self["login-timeout"] or None,
-                idleTimeout=self["idle-timeout"] or None,
-                maxUnauthenticated=self["max-unauthenticated"],
-                maxUnauthenticatedPerAddress=self["max-unauthenticated-per-address"],
-                loginMessages=self["login-messages"],
-                loginBudget=MessageBudget(
-                    bytes=self["login-message-bytes"],
-                    objects=self["login-message-objects"],
-                    depth=self["login-message-depth"],
-                ),
-                budget=attrs.evolve(
-                    LIMITS.budget,
-                    bytes=self["max-message-bytes"],
-                    objects=self["max-message-objects"],
-                ),
-                logLines=self["log-lines"],
-            )
         except ValueError as e:
-            raise usage.UsageError(str(e)) from None
-
-
-def refuseExposed(paths: list[Path]) -> None:
-    """
-    Stop twistd with one line if a file or directory holding secrets (the
-    token signing keys, verifiers) is open to other local users, who could
-    forge tokens with them.
-
-    @raise SystemExit: naming the first such path.
-    """
-    for path in paths:
-        problem = exposure(path)
-        if problem is not None:
-            raise SystemExit(
-                f"keycard-bouncer: refusing to start: {problem}, open to other"
-                " users; make it 0600 (directories 0700), or start with"
-                " --insecure-permissions"
-            )
+            raise usage.UsageError(f"bad --allow or --deny: {e}") from None
+        if self["policy"] is not None:
+            try:
+                self.policy = CompositePolicy(self["policy"], address=rule)
+            except ExpressionError as e:
+                raise usage.UsageError(f"bad --policy: {oneLine(e)}") from None
+            try:
+                checkPolicyKinds(
+                    self.policy, self["credCheckers"], not self["no-tokens"]
+                )
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
 
 
 class _Store(Service):
@@ -293,18 +286,47 @@ class _Store(Service):
 def makeService(options: Options) -> IService:
     """
     The bouncer, its store and its PB listener, as one service.
+
+    @raise StartupError: for a C{--listen} that names no endpoint or the
+        bouncer's parts that do not fit; twistd then prints one line.
     """
+    installExitHook()
+    try:
+        endpoint = serverEndpoint(_reactor(), options["listen"])
+    except EndpointError as e:
+        raise StartupError(str(e)) from None
+    warnPlainPasswords(options["listen"], options["credCheckers"])
     top = MultiService()
+    StoreCheck(options.storePath).setServiceParent(top)
     storeService = _Store(options.storePath)
     storeService.setServiceParent(top)
     store: Any = storeService.store
     metrics = None
     if options["metrics"] is not None:
-        metrics, store = _metrics(options["metrics"], store, top)
+        metrics, store = serveMetrics(
+            _reactor(), options["metrics"], store, top, options["name"]
+        )
     quota = None
     if options["max-per-avatar"] is not None or options["seat-pool"] is not None:
         quota = Quota(options["max-per-avatar"], options["seat-pool"], options["seats"])
-    bouncer = Bouncer(
+    try:
+        bouncer = _bouncer(options, store, quota, metrics)
+    except ValueError as e:
+        raise StartupError(f"cannot make the bouncer: {e}") from None
+    bouncer.setServiceParent(top)
+    requesters = names(options["requesters"])
+    realm = BouncerRealm(bouncer, requesters, _reactor(), options["requester-timeout"])
+    root = KeycardRoot(bouncer, Portal(realm), requesterName=options["requester-name"])
+    factory = KeycardServerFactory(root, limits=options.limits, clock=_reactor())
+    listener = Listener(endpoint, factory, options["listen"], options["name"])
+    listener.setServiceParent(top)
+    return top
+
+
+def _bouncer(
+    options: Options, store: Any, quota: Quota | None, metrics: Any
+) -> Bouncer:
+    return Bouncer(
         options["credCheckers"],
         store,
         clock=_reactor(),
@@ -327,42 +349,13 @@ def makeService(options: Options) -> IService:
         ),
         metrics=metrics,
     )
-    bouncer.setServiceParent(top)
-    requesters = _names(options["requesters"])
-    realm = BouncerRealm(bouncer, requesters, _reactor(), options["requester-timeout"])
-    root = KeycardRoot(bouncer, Portal(realm), requesterName=options["requester-name"])
-    factory = KeycardServerFactory(root, limits=options.limits, clock=_reactor())
-    listener = strports.service(options["listen"], factory)
-    listener.setServiceParent(top)
-    return top
 
 
-def _names(text: str) -> set[str]:
+def names(text: str) -> set[str]:
     """
     The names in a comma-separated list.
     """
     return {n.strip() for n in text.split(",") if n.strip()}
-
-
-def _metrics(
-    endpoint: str, store: Any, parent: MultiService
-) -> tuple[PrometheusMetrics, Any]:
-    """
-    Metrics in a registry of their own (with the process's), served on
-    C{endpoint}, and the store with its calls timed.
-
-    @raise SystemExit: with one line, if C{endpoint} is not a server
-        endpoint.
-    """
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    metrics = PrometheusMetrics(registry)
-    try:
-        listener = strports.service(endpoint, metricsSite(registry))
-    except Exception as e:
-        raise SystemExit(f"keycard-bouncer: --metrics {endpoint}: {e}") from None
-    listener.setServiceParent(parent)
-    return metrics, metrics.timed(store)
 
 
 def _reactor() -> Any:

@@ -1,0 +1,366 @@
+"""
+Tests for the C{keycard} command's parts, without a process: revoking what
+matches (and saying when nothing does), removing a user's tokens, listing,
+the arguments, and C{keycard login}'s answerers and deadlines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.test.iosim import FakeTransport, connect
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from twisted_keycard import KeycardRefused
+from twisted_keycard.admin._keycards import (
+    asJSON,
+    revokeMatching,
+    revokeUser,
+    selectKeycards,
+    table,
+)
+from twisted_keycard.admin._login import (
+    LoginFailed,
+    answererFor,
+    hmacKey,
+    logIn,
+    tokenAnswerer,
+)
+from twisted_keycard.admin._parser import parser
+from twisted_keycard.hmackeys import HMACAnswerer
+from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+from twisted_keycard.scram import SCRAMAnswerer
+from twisted_keycard.service._endpoints import clientEndpoint
+from twisted_keycard.service._stockcheckers import PasswordChallenger
+from twisted_keycard.sshkeys import SSHAnswerer
+from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.store._records import IssuedKeycard
+from twisted_keycard.testing import KeycardTestServer
+
+from ._realm import AvatarRealm
+
+SSH = Path(__file__).resolve().parent / "data" / "ssh"
+
+
+def record(keycardId: str, avatar: str, requester: str, issued: float) -> IssuedKeycard:
+    return IssuedKeycard(
+        keycardId=keycardId,
+        avatarId=avatar,
+        requesterName=requester,
+        bouncerName="b",
+        keycardType="twisted_keycard.scram-sha-256",
+        address="127.0.0.1",
+        issued=issued,
+        duration=3600.0,
+        expires=issued + 3600.0,
+        familyId=keycardId,
+    )
+
+
+class KeycardsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.store = MemoryStore()
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        for r in [
+            record("k1", "alice", "web", 10.0),
+            record("k2", "alice", "chat", 20.0),
+            record("k3", "bob\x1b[2J", "web", 30.0),
+        ]:
+            self.successResultOf(self.store.add(r))
+
+    def revoke(
+        self, keycardId: str | None, avatar: str | None, requester: str | None
+    ) -> Any:
+        return self.successResultOf(
+            Deferred.fromCoroutine(
+                revokeMatching(
+                    self.store, self.clock, keycardId, avatar, requester, "test"
+                )
+            )
+        )
+
+    def test_nothingMatches(self) -> None:
+        """
+        An id, avatar or requester with nothing on record revokes nothing
+        and says so.
+        """
+        for args, text in [
+            (("nosuch", None, None), "no keycard nosuch on record"),
+            ((None, "carol", None), "no keycard of avatar carol on record"),
+            ((None, None, "ftp"), "no keycard issued through requester ftp"),
+        ]:
+            outcome = self.revoke(*args)
+            self.assertFalse(outcome.matched)
+            self.assertIn(text, outcome.lines[0])
+        self.assertFalse(self.successResultOf(self.store.isRevoked("nosuch")))
+        self.assertFalse(self.successResultOf(self.store.isRevoked("avatar:carol")))
+
+    def test_revokes(self) -> None:
+        outcome = self.revoke(None, "alice", None)
+        self.assertTrue(outcome.matched)
+        self.assertIn("2 keycard(s)", outcome.lines[0])
+        for mark in ["avatar:alice", "family:k1", "family:k2"]:
+            self.assertTrue(self.successResultOf(self.store.isRevoked(mark)))
+        self.assertFalse(self.successResultOf(self.store.isRevoked("family:k3")))
+        outcome = self.revoke("k3", None, None)
+        self.assertTrue(self.successResultOf(self.store.isRevoked("k3")))
+        self.successResultOf(self.store.remove("k3"))
+        outcome = self.revoke("k3", None, None)
+        self.assertTrue(outcome.matched)
+        self.assertEqual(outcome.lines, ["keycard k3 is already revoked"])
+
+    def test_revokeUser(self) -> None:
+        """
+        A removed user's keycards and tokens are revoked.
+        """
+        line = self.successResultOf(
+            Deferred.fromCoroutine(revokeUser(self.store, self.clock, "alice"))
+        )
+        self.assertIn("revoked the 2 keycard(s) and every token of alice", line)
+        for mark in ["family:k1", "family:k2", "avatar:alice"]:
+            self.assertTrue(self.successResultOf(self.store.isRevoked(mark)))
+        self.assertFalse(self.successResultOf(self.store.isRevoked("family:k3")))
+
+    def test_select(self) -> None:
+        def ids(avatar: str | None, requester: str | None) -> list[str]:
+            records = self.successResultOf(
+                Deferred.fromCoroutine(selectKeycards(self.store, avatar, requester))
+            )
+            return [r.keycardId for r in records]
+
+        self.assertEqual(ids(None, None), ["k1", "k2", "k3"])
+        self.assertEqual(ids("alice", None), ["k1", "k2"])
+        self.assertEqual(ids(None, "web"), ["k1", "k3"])
+        self.assertEqual(ids("alice", "web"), ["k1"])
+
+    def test_output(self) -> None:
+        """
+        The table escapes peers' names; the JSON has every field and ISO
+        8601 times.
+        """
+        records = self.successResultOf(
+            Deferred.fromCoroutine(selectKeycards(self.store))
+        )
+        self.assertNotIn("\x1b", "\n".join(table(records)))
+        [first, *_] = json.loads(asJSON(records))
+        self.assertEqual(first["id"], "k1")
+        self.assertEqual(first["issued"], "1970-01-01T00:00:10+00:00")
+        self.assertEqual(first["kind"], "twisted_keycard.scram-sha-256")
+        self.assertNotIn("\x1b", asJSON(records))
+
+
+class ParserTests(SynchronousTestCase):
+    def refused(self, *argv: str) -> str:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as caught:
+            parser().parse_args(list(argv))
+        self.assertEqual(caught.exception.code, 2)
+        self.assertEqual(len(err.getvalue().strip().splitlines()), 1, err.getvalue())
+        return err.getvalue()
+
+    def test_graceMustNotBeNegative(self) -> None:
+        self.assertIn("0 or more", self.refused("keys", "rotate", "--grace", "-1"))
+        self.assertIn("0 or more", self.refused("keys", "rotate", "--grace", "inf"))
+        args = parser().parse_args(["keys", "rotate", "--grace", "0"])
+        self.assertEqual(args.grace, 0.0)
+
+    def test_oneLine(self) -> None:
+        self.assertIn("--connect", self.refused("login", "alice"))
+        self.assertIn("invalid choice", self.refused("login", "--kind", "x"))
+
+    def test_version(self) -> None:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
+            parser().parse_args(["--version"])
+        self.assertRegex(out.getvalue(), r"^keycard \d")
+
+    def test_everyArgumentHasHelp(self) -> None:
+        def walk(p: argparse.ArgumentParser, path: str) -> None:
+            for action in p._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    for name, child in action.choices.items():
+                        walk(child, f"{path} {name}")
+                    continue
+                self.assertTrue(action.help, f"{path} {action.dest}")
+
+        walk(parser(), "keycard")
+
+
+class AnswererTests(SynchronousTestCase):
+    def private(self, data: bytes, mode: int = 0o600) -> str:
+        path: str = self.mktemp()
+        Path(path).write_bytes(data)
+        os.chmod(path, mode)
+        return path
+
+    def test_kinds(self) -> None:
+        def secret(prompt: str) -> str:
+            return "pw"
+
+        self.assertIsInstance(answererFor("scram", "alice", secret), SCRAMAnswerer)
+        for kind in ["srp", "password"]:
+            answerer = answererFor(kind, "alice", secret)
+            self.assertEqual(
+                answerer.keycardClass.keycardType.split(".")[0], "twisted_keycard"
+            )
+        with self.assertRaises(LoginFailed):
+            answererFor("hmac", "alice", secret)
+
+    def test_hmacKeyFile(self) -> None:
+        key = os.urandom(32)
+        encoded = base64.b64encode(key)
+        self.assertEqual(hmacKey(self.private(encoded + b"\n")), key)
+        self.assertEqual(hmacKey(self.private(b"alice:" + encoded)), key)
+        answerer = answererFor("hmac", "alice", str, self.private(encoded))
+        self.assertIsInstance(answerer, HMACAnswerer)
+        with self.assertRaises(LoginFailed) as caught:
+            hmacKey(self.private(b"not base64!"))
+        self.assertIn("no base64 key", str(caught.exception))
+        with self.assertRaises(LoginFailed) as caught:
+            hmacKey(self.private(encoded, 0o644))
+        self.assertIn("must be private", str(caught.exception))
+
+    def test_encryptedSSHKey(self) -> None:
+        """
+        An encrypted OpenSSH key's passphrase is read as passwords are; a
+        wrong one is one line.
+        """
+        key = ed25519.Ed25519PrivateKey.generate()
+        data = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.BestAvailableEncryption(b"open sesame"),
+        )
+        path = self.private(data)
+        prompts: list[str] = []
+
+        def passphrase(prompt: str) -> str:
+            prompts.append(prompt)
+            return "open sesame"
+
+        answerer = answererFor("sshkey", "alice", passphrase, path)
+        self.assertIsInstance(answerer, SSHAnswerer)
+        self.assertEqual(prompts, [f"Passphrase for {path}: "])
+        with self.assertRaises(LoginFailed) as caught:
+            answererFor("sshkey", "alice", lambda p: "wrong", path)
+        self.assertEqual(str(caught.exception), f"{path}: wrong passphrase")
+
+    def test_sshCertificate(self) -> None:
+        key = self.mktemp()
+        shutil.copy(SSH / "user", key)
+        os.chmod(key, 0o600)
+        answerer = answererFor("sshkey", "alice", str, key, str(SSH / "good-cert.pub"))
+        self.assertIsInstance(answerer, SSHAnswerer)
+        with self.assertRaises(LoginFailed):
+            answererFor("sshkey", "alice", str, key, str(SSH / "other-ca.pub"))
+
+    def test_tokenFile(self) -> None:
+        with self.assertRaises(LoginFailed) as caught:
+            tokenAnswerer(self.mktemp())
+        self.assertIn("cannot read the token file", str(caught.exception))
+        with self.assertRaises(LoginFailed):
+            tokenAnswerer(self.private(b"\n"))
+        self.assertIsNotNone(tokenAnswerer(self.private(b"abc\n")))
+
+
+@implementer(IStreamClientEndpoint)
+class _SilentEndpoint:
+    """
+    Connects at once to a server that never answers.
+    """
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 8800))
+        protocol.makeConnection(StringTransport())
+        return succeed(protocol)
+
+
+@implementer(IStreamClientEndpoint)
+class _MemoryEndpoint:
+    """
+    Connects to a keycard root in memory.
+    """
+
+    def __init__(self, root: KeycardRoot, clock: Clock) -> None:
+        self.root = root
+        self.clock = clock
+        self.pump: Any = None
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        server = IPv4Address("TCP", "127.0.0.1", 8800)
+        client = IPv4Address("TCP", "127.0.0.1", 40000)
+        serverBroker = KeycardServerFactory(self.root).buildProtocol(client)
+        clientBroker = factory.buildProtocol(server)
+        self.pump = connect(
+            serverBroker,
+            FakeTransport(serverBroker, True, server, client),
+            clientBroker,
+            FakeTransport(clientBroker, False, client, server),
+            clock=self.clock,
+        )
+        return succeed(clientBroker)
+
+
+class LogInTests(SynchronousTestCase):
+    def test_connectTimeout(self) -> None:
+        reactor = MemoryReactorClock()
+        endpoint = clientEndpoint(reactor, "tcp:192.0.2.1:8800")
+        d = Deferred.fromCoroutine(
+            logIn(reactor, endpoint, SCRAMAnswerer("a", "b"), 30.0, "tcp:...")
+        )
+        self.assertNoResult(d)
+        reactor.advance(30)
+        failure = self.failureResultOf(d, LoginFailed)
+        self.assertEqual(str(failure.value), "no connection within 30 s")
+
+    def test_answerTimeout(self) -> None:
+        """
+        A server that never answers (a TLS one reached over plain TCP) fails
+        the login after the timeout, with a hint.
+        """
+        clock = Clock()
+        d = Deferred.fromCoroutine(
+            logIn(clock, _SilentEndpoint(), SCRAMAnswerer("a", "b"), 5.0, "tcp:h:1")
+        )
+        clock.advance(4.9)
+        self.assertNoResult(d)
+        clock.advance(0.1)
+        failure = self.failureResultOf(d, LoginFailed)
+        self.assertIn("no answer within 5 s: is it a TLS endpoint?", str(failure.value))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_kindNotTaken(self) -> None:
+        """
+        The server takes none of the client's kinds: the refusal says which
+        it takes.
+        """
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        server = KeycardTestServer.build([PasswordChallenger(checker)], AvatarRealm())
+        endpoint = _MemoryEndpoint(server.root, server.clock)
+        d = Deferred.fromCoroutine(
+            logIn(server.clock, endpoint, SCRAMAnswerer("a", "b"), 5.0, "tcp:h:1")
+        )
+        endpoint.pump.flush()
+        failure = self.failureResultOf(d, KeycardRefused)
+        self.assertEqual(
+            str(failure.value),
+            "the server takes none of these keycard kinds (scram); it takes: password",
+        )

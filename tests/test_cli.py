@@ -1,0 +1,249 @@
+"""
+Integration tests of the C{keycard} command against a real bouncer process:
+every keycard kind from the command line, plain one-line messages for what
+goes wrong, and revocation that says when it matched nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import TestCase
+
+from twisted_keycard.srp import SRPVerifier
+
+from ._procs import bouncer, freePort, keycard, started
+
+PASSWORD = "correct horse battery staple"
+
+
+def private(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.integration
+class KeycardCommandTests(TestCase):
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+        self.data = self.dir / "data"
+        result = keycard("init", str(self.data), "--dev-cert", "localhost")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.initOutput = result.stdout
+        result = keycard(
+            "user", "add", "--data-dir", str(self.data), "alice", stdin=PASSWORD + "\n"
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.trust = self.data / "tls" / "trust"
+
+    async def start(self, tls: bool, *options: str) -> int:
+        port = freePort()
+        pem = self.data / "tls" / "server.pem"
+        listen = (
+            f"ssl:{port}:interface=127.0.0.1:privateKey={pem}"
+            if tls
+            else f"tcp:{port}:interface=127.0.0.1"
+        )
+        process = bouncer(self.data, listen, self.dir / f"b-{port}.log", *options)
+        self.addCleanup(process.stop)
+        await started(process, port)
+        return port
+
+    def assertLoggedIn(self, result: object, avatar: str) -> None:
+        out = getattr(result, "stdout", "") + getattr(result, "stderr", "")
+        self.assertEqual(getattr(result, "returncode", None), 0, out)
+        self.assertIn(f"avatar id:  {avatar}", out)
+
+    def assertOneLine(self, result: object, code: int, text: str) -> None:
+        stderr: str = getattr(result, "stderr", "")
+        stdout: str = getattr(result, "stdout", "")
+        self.assertEqual(getattr(result, "returncode", None), code, stdout + stderr)
+        lines = (stdout + stderr).strip().splitlines()
+        self.assertEqual(len(lines), 1, stdout + stderr)
+        self.assertIn(text, lines[0])
+        self.assertNotIn("Traceback", stdout + stderr)
+
+    def test_everyKind(self) -> Deferred[None]:
+        """
+        SCRAM, SRP, a password (a stock twisted.cred checker, over TLS), an
+        HMAC key and an encrypted SSH key, its passphrase on standard input.
+        """
+        verifier = SRPVerifier.fromPassword("alice", PASSWORD).toString()
+        srp = private(self.dir / "users.srp", f"alice:{verifier}\n".encode())
+        key = os.urandom(32)
+        keys = private(
+            self.dir / "clients.keys", b"alice:" + base64.b64encode(key) + b"\n"
+        )
+        hmacFile = private(self.dir / "alice.key", base64.b64encode(key))
+        sshKey = ed25519.Ed25519PrivateKey.generate()
+        sshFile = private(
+            self.dir / "id_ed25519",
+            sshKey.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.BestAvailableEncryption(b"open sesame"),
+            ),
+        )
+        public = sshKey.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        authorized = private(self.dir / "authorized", b"alice " + public + b"\n")
+
+        async def go() -> None:
+            port = await self.start(
+                True,
+                "--auth",
+                f"scram:{self.data / 'users.scram'}",
+                "--auth",
+                f"srp:{srp}",
+                "--auth",
+                f"hmac:{keys}",
+                "--auth",
+                f"sshkeys:{authorized}",
+                "--auth",
+                f"memory:bob:{PASSWORD}",
+            )
+            connect = f"tls:localhost:{port}:trustRoots={self.trust}"
+            for kind, user in [
+                ("scram", "alice"),
+                ("srp", "alice"),
+                ("password", "bob"),
+            ]:
+                result = keycard(
+                    "login", "--connect", connect, "--kind", kind, user,
+                    stdin=PASSWORD + "\n",
+                )  # fmt: skip
+                self.assertLoggedIn(result, user)
+            result = keycard(
+                "login", "--connect", connect, "--kind", "hmac",
+                "--key-file", str(hmacFile), "alice",
+            )  # fmt: skip
+            self.assertLoggedIn(result, "alice")
+            result = keycard(
+                "login", "--connect", connect, "--kind", "sshkey",
+                "--key-file", str(sshFile), "alice", stdin="open sesame\n",
+            )  # fmt: skip
+            self.assertLoggedIn(result, "alice")
+            wrong = keycard(
+                "login", "--connect", connect, "--kind", "sshkey",
+                "--key-file", str(sshFile), "alice", stdin="wrong\n",
+            )  # fmt: skip
+            self.assertOneLine(wrong, 2, "wrong passphrase")
+
+        return ensureDeferred(go())
+
+    def test_plainMessages(self) -> Deferred[None]:
+        """
+        A kind the server does not take, TLS against plain TCP and the
+        reverse, missing trust roots, token file or port: one line each.
+        """
+
+        async def go() -> None:
+            tlsPort = await self.start(True)
+            tcpPort = await self.start(False)
+            tcp = f"tcp:127.0.0.1:{tcpPort}"
+            for args, code, text in [
+                (
+                    ("--connect", tcp, "--kind", "srp", "alice"),
+                    1,
+                    "the server takes none of these keycard kinds (srp);"
+                    " it takes: scram, token",
+                ),
+                (
+                    ("--connect", f"tcp:127.0.0.1:{tlsPort}", "--timeout", "2", "a"),
+                    2,
+                    "no answer within 2 s: is it a TLS endpoint?",
+                ),
+                (
+                    (
+                        "--connect",
+                        f"tls:localhost:{tcpPort}:trustRoots={self.trust}",
+                        "a",
+                    ),
+                    2,
+                    "TLS",
+                ),
+                (
+                    ("--connect", f"tls:localhost:{tlsPort}:trustRoots=/no/dir", "a"),
+                    2,
+                    "trustRoots=/no/dir is not a directory of PEM certificates",
+                ),
+                (("--connect", "tcp:127.0.0.1", "a"), 2, "no port given"),
+                (
+                    ("--connect", tcp, "--token-file", str(self.dir / "none")),
+                    2,
+                    "cannot read the token file",
+                ),
+                (
+                    ("--connect", tcp, "--kind", "password", "alice"),
+                    1,
+                    "takes none of these keycard kinds (password)",
+                ),
+            ]:
+                result = keycard("login", *args, stdin=PASSWORD + "\n")
+                self.assertOneLine(result, code, text)
+
+        return ensureDeferred(go())
+
+    def test_removeAndRevoke(self) -> Deferred[None]:
+        """
+        Removing a user revokes their token; revoking what matches nothing
+        says so and exits 1; the listing filters and prints JSON.
+        """
+
+        async def go() -> None:
+            port = await self.start(False)
+            connect = f"tcp:127.0.0.1:{port}"
+            token = self.dir / "alice.token"
+            login = keycard(
+                "login", "--connect", connect, "alice", "--save-token", str(token),
+                stdin=PASSWORD + "\n",
+            )  # fmt: skip
+            self.assertLoggedIn(login, "alice")
+            data = ("--data-dir", str(self.data))
+            listing = keycard("list", *data, "--json", "--avatar", "alice")
+            [entry] = json.loads(listing.stdout)
+            self.assertEqual(entry["avatar"], "alice")
+            self.assertRegex(
+                entry["expires"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$"
+            )
+            self.assertEqual(
+                json.loads(keycard("list", *data, "--json", "--avatar", "x").stdout), []
+            )
+            for args, text in [
+                (("nosuchid",), "no keycard nosuchid on record: nothing revoked"),
+                (("--avatar", "carol"), "no keycard of avatar carol on record"),
+                (("--requester", "ftp"), "no keycard issued through requester ftp"),
+            ]:
+                self.assertOneLine(keycard("revoke", *data, *args), 1, text)
+            removed = keycard("user", "remove", *data, "alice")
+            self.assertEqual(removed.returncode, 0, removed.stderr)
+            self.assertIn("removed user alice", removed.stdout)
+            self.assertIn("every token of alice", removed.stdout)
+            refused = keycard("login", "--connect", connect, "--token-file", str(token))
+            self.assertEqual(refused.returncode, 1, refused.stdout + refused.stderr)
+            self.assertEqual(refused.stdout.strip(), "keycard: login refused")
+            grace = keycard("keys", "rotate", *data, "--grace", "-1")
+            self.assertOneLine(
+                grace, 2, "--grace: takes a number of seconds, 0 or more"
+            )
+
+        return ensureDeferred(go())
+
+    def test_devCertListensOnLoopback(self) -> None:
+        """
+        The listen endpoint C{keycard init --dev-cert} prints is bound to
+        loopback.
+        """
+        self.assertIn(
+            "server: ssl:8800:interface=127.0.0.1:privateKey=", self.initOutput
+        )

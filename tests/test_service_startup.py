@@ -1,0 +1,189 @@
+"""
+Integration tests of how C{twistd keycard-bouncer} fails to start: as a
+real process, every failure is one line and a non-zero exit status, never a
+usage dump or a traceback, daemonized or not; and a start names the address
+and port it listens on.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import TestCase
+
+from ._procs import ENV, ROOT, TIMEOUT, TWISTD, bouncer, freePort, keycard, waitFor
+
+
+@pytest.mark.integration
+class StartupFailureTests(TestCase):
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+        self.data = self.dir / "data"
+        result = keycard("init", str(self.data))
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def command(self, *options: str, data: Path | None = None) -> list[str]:
+        return [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            "keycard-bouncer",
+            "--data-dir",
+            str(data or self.data),
+            *options,
+        ]
+
+    def assertOneLine(
+        self, result: subprocess.CompletedProcess[str], expected: str
+    ) -> None:
+        """
+        The process failed with one line on standard error holding
+        C{expected}, and no traceback or usage anywhere.
+        """
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0, output)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertTrue(lines[0].startswith("keycard-bouncer: "), lines[0])
+        self.assertIn(expected, lines[0])
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("Usage:", output)
+
+    def runAll(
+        self, cases: dict[tuple[str, ...], str], data: Path | None = None
+    ) -> None:
+        """
+        Start one bouncer per case at once, each expected to stop on its own.
+        """
+        procs = {
+            args: subprocess.Popen(
+                self.command(*args, data=data),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=ENV,
+                cwd=ROOT,
+            )
+            for args in cases
+        }
+        for args, proc in procs.items():
+            try:
+                out, err = proc.communicate(timeout=TIMEOUT * 2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            result = subprocess.CompletedProcess(args, proc.returncode, out, err)
+            with self.subTest(args=args):
+                self.assertOneLine(result, cases[args])
+
+    def test_badOptions(self) -> None:
+        """
+        Bad options and a missing data directory.
+        """
+        free = f"tcp:{freePort()}:interface=127.0.0.1"
+        self.runAll(
+            {
+                ("--listen", "bogus:8800"): "unknown endpoint type 'bogus'",
+                ("--listen", "tcp:notaport"): "'notaport' is not a number",
+                ("--listen", "ssl:8800:privateKey=/no/such.pem"): "/no/such.pem",
+                ("--listen", free, "--auth", "anonymous"): "serves no keycard kind",
+                ("--listen", free, "--auth", "bogus:x"): "unknown --auth type",
+                ("--listen", free, "--policy", "scram and"): "bad --policy",
+                ("--listen", free, "--policy", "srp"): "no --auth checker serves srp",
+                ("--listen", free, "--allow", "10.0.0.300"): "bad --allow",
+                ("--listen", free, "--duration", "abc"): "--duration takes a number",
+                (
+                    "--listen",
+                    free,
+                    "--duration",
+                    "0",
+                ): "--duration must be a positive number",
+            }
+        )
+        self.runAll({("--listen", free): "keycard init"}, data=self.dir / "missing")
+
+    def test_portInUse(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            self.runAll(
+                {
+                    ("--listen", f"tcp:{port}:interface=127.0.0.1"): (
+                        f"cannot listen on 127.0.0.1:{port}: address already in use"
+                    )
+                }
+            )
+
+    def test_storeCannotOpen(self) -> None:
+        """
+        A store that cannot be opened stops the bouncer, instead of a
+        bouncer that listens and refuses every login.
+        """
+        garbage = self.dir / "garbage.db"
+        garbage.write_bytes(b"this is not a database" * 200)
+        garbage.chmod(0o600)
+        free = f"tcp:{freePort()}:interface=127.0.0.1"
+        self.runAll(
+            {
+                ("--listen", free, "--store", f"sqlite:{garbage}"): (
+                    "cannot open the store"
+                ),
+                ("--listen", free, "--store", f"sqlite:{self.dir}/no/x.db"): (
+                    "no such file or directory"
+                ),
+            }
+        )
+
+    def test_daemonizedStoreCannotOpen(self) -> None:
+        """
+        Daemonized, the start fails with a non-zero status too (twistd's
+        parent waits until the service started), and the log says why.
+        """
+        log = self.dir / "twistd.log"
+        pid = self.dir / "twistd.pid"
+        result = subprocess.run(
+            [
+                TWISTD,
+                f"--pidfile={pid}",
+                f"--logfile={log}",
+                "keycard-bouncer",
+                "--data-dir",
+                str(self.data),
+                "--listen",
+                f"tcp:{freePort()}:interface=127.0.0.1",
+                "--store",
+                f"sqlite:{self.dir}/no/x.db",
+            ],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=ROOT,
+            timeout=TIMEOUT * 2,
+            check=False,
+        )
+        self.assertNotEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("cannot open the store", result.stderr)
+        self.assertFalse(pid.exists())
+        self.assertIn("cannot open the store", log.read_text())
+        self.assertNotIn("Traceback", log.read_text())
+
+    def test_startLine(self) -> Deferred[None]:
+        """
+        The log names the address and port the bouncer listens on.
+        """
+        port = freePort()
+        process = bouncer(
+            self.data, f"tcp:{port}:interface=127.0.0.1", self.dir / "b.log"
+        )
+        self.addCleanup(process.stop)
+        process.start()
+        line = f"bouncer bouncer listening on 127.0.0.1:{port} (tcp)"
+        return ensureDeferred(
+            waitFor(lambda: line in process.output(), "the start line")
+        ).addCallback(lambda _: None)

@@ -1,0 +1,331 @@
+"""
+Tests for the twistd plugin's options, checkers and start, without a
+process: each failure is one line, stock twisted.cred checkers serve
+password keycards, and the help shows no epytext.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.cred.checkers import (
+    FilePasswordDB,
+    InMemoryUsernamePasswordDatabaseDontUse,
+)
+from twisted.cred.strcred import findCheckerFactories
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twisted_keycard import Bouncer, IChallenger, KeycardRefused, KeycardState
+from twisted_keycard.passwords import PasswordKeycard
+from twisted_keycard.service import DataDir, Options, makeService
+from twisted_keycard.service._checkerfactories import plainHelp
+from twisted_keycard.service._endpoints import (
+    EndpointError,
+    clientEndpoint,
+    serverEndpoint,
+)
+from twisted_keycard.service._startup import (
+    Listener,
+    StartupError,
+    StoreCheck,
+    describeAddress,
+    exitHook,
+)
+from twisted_keycard.service._stockcheckers import (
+    PasswordChallenger,
+    warnPlainPasswords,
+)
+from twisted_keycard.store._memory import MemoryStore
+
+
+class OptionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.data = DataDir.create(Path(self.mktemp()) / "data")
+
+    def parse(self, *args: str) -> Options:
+        options = Options()
+        options.parseOptions(["--data-dir", str(self.data.path), *args])
+        return options
+
+    def refused(self, *args: str) -> str:
+        """
+        The one line the options stop with.
+        """
+        with self.assertRaises(SystemExit) as caught:
+            self.parse(*args)
+        line = str(caught.exception.code)
+        self.assertTrue(line.startswith("keycard-bouncer: "), line)
+        self.assertNotIn("\n", line)
+        self.assertNotIn("Usage", line)
+        return line
+
+    def test_oneLine(self) -> None:
+        """
+        Every bad option stops with one line naming it, never the usage.
+        """
+        cases = {
+            ("--duration", "abc"): "--duration takes a number, not 'abc'",
+            ("--max-pending", "x"): "--max-pending takes a whole number, not 'x'",
+            ("--duration", "nan"): "--duration must be a positive number",
+            ("--duration", "-1"): "--duration must be a positive number",
+            ("--allow", "10.0.0.300"): "bad --allow or --deny",
+            ("--policy", "scram and"): "bad --policy: expected a name",
+            ("--policy", "nosuch"): "unknown algorithm 'nosuch'",
+            ("--auth", "bogus:x"): "unknown --auth type in 'bogus:x'",
+            ("--auth", "scram:/no/such/file"): "/no/such/file: no such file",
+            ("--bogus",): "option --bogus not recognized",
+        }
+        for args, expected in cases.items():
+            self.assertIn(expected, self.refused(*args), args)
+
+    def test_missingDataDir(self) -> None:
+        with self.assertRaises(SystemExit) as caught:
+            Options().parseOptions(["--data-dir", self.mktemp()])
+        self.assertIn("keycard init", str(caught.exception.code))
+
+    def test_stockCheckerServed(self) -> None:
+        """
+        A twisted.cred checker of user names and passwords is served through
+        password keycards.
+        """
+        options = self.parse("--auth", "memory:alice:secret")
+        [checker] = options["credCheckers"]
+        self.assertIsInstance(checker, PasswordChallenger)
+        self.assertIsInstance(checker.checker, InMemoryUsernamePasswordDatabaseDontUse)
+
+    def test_checkerServingNoKind(self) -> None:
+        """
+        A checker that serves no keycard kind is refused at startup: no one
+        could log in.
+        """
+        line = self.refused("--auth", "anonymous")
+        self.assertIn("--auth anonymous serves no keycard kind", line)
+
+    def test_kindServedTwice(self) -> None:
+        users = self.data.users
+        line = self.refused("--auth", f"scram:{users}", "--auth", f"scram:{users}")
+        self.assertIn("both serve twisted_keycard.scram-sha-256", line)
+
+    def test_policyNamesUnservedKind(self) -> None:
+        """
+        A policy naming a kind no checker serves is refused; so is C{token}
+        when tokens are off.
+        """
+        line = self.refused("--auth", "memory:a:b", "--policy", "scram or address")
+        self.assertIn("no --auth checker serves scram keycards", line)
+        line = self.refused("--no-tokens", "--policy", "token")
+        self.assertIn("tokens are off", line)
+        options = self.parse("--auth", "memory:a:b", "--policy", "htpasswd or token")
+        self.assertIsNotNone(options.policy)
+
+    def test_help(self) -> None:
+        """
+        The C{--auth} help is one paragraph; no checker factory's help holds
+        epytext markup.
+        """
+        options = Options()
+        usage = str(options)
+        self.assertIn("memory:...", usage)
+        for factory in findCheckerFactories():
+            if factory.authType in {"scram", "hmac", "sshkeys", "htpasswd", "srp"}:
+                self.assertNotIn("C{", factory.authHelp)
+                self.assertNotIn("L{", factory.authHelp)
+        self.assertEqual(
+            plainHelp("  C{scram:FILE}: see L{a.b}\n  I{x}"), "scram:FILE: see a.b\nx"
+        )
+
+
+class StockCheckerTests(SynchronousTestCase):
+    def test_plainTCPWarning(self) -> None:
+        """
+        Password keycards on a plain TCP listener could never log anyone in:
+        the start says so.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        checkers = [PasswordChallenger(InMemoryUsernamePasswordDatabaseDontUse())]
+        warnPlainPasswords("ssl:8800:privateKey=k.pem", checkers)
+        self.assertEqual(events, [])
+        warnPlainPasswords("tcp:8800", checkers)
+        [event] = events
+        self.assertEqual(event["event"], "bouncer.warning")
+        self.assertIn("no one can log in with a password", event["log_format"])
+
+    def login(self, checker: Any, name: str, password: str) -> Deferred[Any]:
+        bouncer = Bouncer([PasswordChallenger(checker)], MemoryStore(), clock=Clock())
+        keycard = PasswordKeycard(username=name, password=password)
+        return bouncer.authenticate(keycard)
+
+    def test_interfaces(self) -> None:
+        challenger = PasswordChallenger(InMemoryUsernamePasswordDatabaseDontUse())
+        verifyObject(IChallenger, challenger)
+
+    def test_textNames(self) -> None:
+        """
+        The in-memory checker C{--auth memory:...} makes keeps text names.
+        """
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser("alice", "secret")  # type: ignore[arg-type]
+        keycard = self.successResultOf(self.login(checker, "alice", "secret"))
+        self.assertEqual(keycard.state, KeycardState.AUTHENTICATED)
+        self.assertEqual(keycard.avatarId, "alice")
+        self.failureResultOf(self.login(checker, "alice", "wrong"), KeycardRefused)
+        self.failureResultOf(self.login(checker, "bob", "secret"), KeycardRefused)
+
+    def test_bytesNames(self) -> None:
+        """
+        twisted.cred's file checker reads bytes; its avatar id is decoded.
+        """
+        path = Path(self.mktemp())
+        path.write_bytes(b"alice:secret\n")
+        checker = FilePasswordDB(str(path))
+        keycard = self.successResultOf(self.login(checker, "alice", "secret"))
+        self.assertEqual(keycard.avatarId, "alice")
+        self.failureResultOf(self.login(checker, "alice", "secrets"), KeycardRefused)
+
+
+@implementer(IStreamServerEndpoint)
+class _FailingEndpoint:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def listen(self, factory: object) -> Deferred[Any]:
+        return fail(self.error)
+
+
+class _Port:
+    def __init__(self, address: Any) -> None:
+        self.address = address
+
+    def getHost(self) -> Any:
+        return self.address
+
+
+class StartTests(SynchronousTestCase):
+    def test_portInUse(self) -> None:
+        """
+        A port that cannot be listened on stops the start with one line.
+        """
+        error = CannotListenError("127.0.0.1", 8800, OSError(98, "Address in use"))
+        listener = Listener(_FailingEndpoint(error), object(), "tcp:8800", "b")
+        with self.assertRaises(StartupError) as caught:
+            listener.privilegedStartService()
+        self.assertEqual(
+            str(caught.exception), "cannot listen on 127.0.0.1:8800: address in use"
+        )
+        self.flushLoggedErrors()
+
+    def test_listeningLine(self) -> None:
+        """
+        Once listening, the log names the address and the port.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+
+        @implementer(IStreamServerEndpoint)
+        class Endpoint:
+            def listen(self, factory: object) -> Deferred[Any]:
+                return succeed(_Port(IPv4Address("TCP", "127.0.0.1", 8800)))
+
+        listener = Listener(Endpoint(), object(), "tcp:8800:interface=127.0.0.1", "b")
+        listener.privilegedStartService()
+        listener.startService()
+        [event] = [e for e in events if e.get("event") == "bouncer.listening"]
+        self.assertEqual(event["address"], "127.0.0.1:8800")
+
+    def test_describeAddress(self) -> None:
+        self.assertEqual(
+            describeAddress(_Port(IPv6Address("TCP", "::1", 8800))),  # type: ignore[arg-type]
+            "[::1]:8800",
+        )
+        self.assertEqual(
+            describeAddress(_Port(UNIXAddress("/run/k.sock"))),  # type: ignore[arg-type]
+            "/run/k.sock",
+        )
+
+    def test_storeCannotOpen(self) -> None:
+        """
+        A store that cannot be opened stops the start, before the reactor
+        runs, with one line.
+        """
+        missing = StoreCheck(str(Path(self.mktemp()) / "no" / "keycard.db"))
+        with self.assertRaises(StartupError) as caught:
+            missing.startService()
+        self.assertIn("no such file or directory", str(caught.exception))
+        garbage = Path(self.mktemp())
+        garbage.write_bytes(b"not a database" * 100)
+        with self.assertRaises(StartupError) as caught:
+            StoreCheck(str(garbage)).startService()
+        self.assertIn("file is not a database", str(caught.exception))
+        good = StoreCheck(self.mktemp())
+        good.startService()
+        self.assertTrue(good.running)
+
+    def test_badListen(self) -> None:
+        """
+        makeService refuses a --listen that names no endpoint.
+        """
+        self.patch(sys, "excepthook", sys.excepthook)
+        data = DataDir.create(Path(self.mktemp()) / "data")
+        for listen, expected in [
+            ("bogus:8800", "unknown endpoint type 'bogus'"),
+            ("tcp:notaport", "'notaport' is not a number"),
+            ("ssl:8800:privateKey=/no/such.pem", "/no/such.pem: no such file"),
+        ]:
+            options = Options()
+            options.parseOptions(["--data-dir", str(data.path), "--listen", listen])
+            with self.assertRaises(StartupError) as caught:
+                makeService(options)
+            self.assertIn(expected, str(caught.exception))
+            self.assertIn(f"bad --listen {listen!r}", str(caught.exception))
+
+    def test_exitHook(self) -> None:
+        """
+        The hook prints a L{StartupError} as one line and hands anything
+        else to the previous hook.
+        """
+        out = io.StringIO()
+        others: list[BaseException] = []
+        hook = exitHook(lambda c, e, t: others.append(e), lambda: out)
+        hook(StartupError, StartupError("cannot listen"), None)
+        self.assertEqual(out.getvalue(), "keycard-bouncer: cannot listen\n")
+        bug = RuntimeError("bug")
+        hook(RuntimeError, bug, None)
+        self.assertEqual(others, [bug])
+
+
+class EndpointTests(SynchronousTestCase):
+    def test_client(self) -> None:
+        reactor = MemoryReactor()
+        for description, expected in [
+            ("tcp:localhost", "no port given"),
+            ("tls:localhost", "no port given"),
+            ("tcp:localhost:abc", "'abc' is not a number"),
+            ("tcp:localhost:1:foo=1", "unknown parameter 'foo'"),
+            ("bogus:1", "unknown endpoint type 'bogus'"),
+            ("tls:h:1:trustRoots=/no/dir", "trustRoots=/no/dir is not a directory"),
+        ]:
+            with self.assertRaises(EndpointError) as caught:
+                clientEndpoint(reactor, description)
+            self.assertIn(expected, str(caught.exception))
+            self.assertIn(f"bad --connect {description!r}", str(caught.exception))
+        clientEndpoint(reactor, "tcp:localhost:8800")
+
+    def test_server(self) -> None:
+        with self.assertRaises(EndpointError) as caught:
+            serverEndpoint(MemoryReactor(), "tcp:8800:foo=1")
+        self.assertIn("unknown parameter 'foo'", str(caught.exception))

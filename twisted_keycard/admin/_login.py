@@ -1,0 +1,229 @@
+"""
+The parts of C{keycard login}: an answerer for every keycard kind a
+bouncer can serve, read from the user's password, key file or token file;
+and the login itself, with a deadline for the connection and another for
+the server's answers, so that a wrong endpoint never hangs.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.python.failure import Failure
+
+from twisted_keycard._printable import printable
+from twisted_keycard._secretfiles import exposure
+from twisted_keycard.error import KeycardError, KeycardRefused, ProtocolError
+from twisted_keycard.hmackeys import HMACAnswerer
+from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.passwords import PasswordAnswerer
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.scram import SCRAMAnswerer
+from twisted_keycard.srp import SRPAnswerer
+from twisted_keycard.sshkeys import SSHAnswerer, loadPrivateKey
+from twisted_keycard.tokencard import TokenAnswerer
+
+#: Seconds to wait for the connection, then for the login's answers.
+DEFAULT_TIMEOUT = 30.0
+
+#: The kinds C{--kind} takes, by the keycard type each logs in with.
+PASSWORD_KINDS = {
+    "scram": SCRAMAnswerer,
+    "srp": SRPAnswerer,
+    "password": PasswordAnswerer,
+}
+KEY_KINDS = {"hmac": HMACAnswerer, "sshkey": SSHAnswerer}
+KINDS = [*PASSWORD_KINDS, *KEY_KINDS]
+_ANSWERERS: dict[str, Any] = {**PASSWORD_KINDS, **KEY_KINDS, "token": TokenAnswerer}
+_NAMES = {cls.keycardClass.keycardType: name for name, cls in _ANSWERERS.items()}
+
+
+class LoginFailed(KeycardError):
+    """
+    Raised for a login that could not be made, with a one-line reason
+    (C{keycard login} exits with status 2).
+    """
+
+
+ReadSecret = Callable[[str], str]
+
+
+def kindName(keycardType: str) -> str:
+    """
+    The C{--kind} name of a keycard type, or the type itself.
+    """
+    return _NAMES.get(keycardType, keycardType)
+
+
+def readPrivate(path: str, what: str) -> bytes:
+    """
+    The content of a file holding a secret, refused (as OpenSSH refuses a
+    private key) when other users may read it.
+
+    @raise LoginFailed: for a missing, unreadable or exposed file.
+    """
+    problem = exposure(path)
+    if problem is not None:
+        raise LoginFailed(f"{problem}: a {what} must be private (chmod 600 it)")
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise LoginFailed(f"cannot read the {what} {path}: {e.strerror}") from None
+
+
+def tokenAnswerer(path: str) -> TokenAnswerer:
+    """
+    Log in again with the token saved in C{path} (by C{--save-token}).
+    """
+    token = readPrivate(path, "token file").decode("ascii", "replace").strip()
+    if not token:
+        raise LoginFailed(f"the token file {path} is empty")
+    return TokenAnswerer(token)
+
+
+def hmacKey(path: str) -> bytes:
+    """
+    An HMAC key file: the base64 key, or the C{name:base64key} line of the
+    bouncer's keys file.
+    """
+    text = readPrivate(path, "key file").decode("ascii", "replace").strip()
+    encoded = text.rpartition(":")[2].strip()
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raise LoginFailed(f"{path} holds no base64 key") from None
+
+
+def sshKey(path: str, readSecret: ReadSecret) -> Any:
+    """
+    An OpenSSH (or PEM) private key; the passphrase of an encrypted one is
+    read as passwords are.
+    """
+    data = readPrivate(path, "key file")
+    try:
+        return loadPrivateKey(data)
+    except TypeError:
+        pass  # encrypted: it needs its passphrase
+    except ValueError as e:
+        raise LoginFailed(f"{path}: {e}") from None
+    passphrase = readSecret(f"Passphrase for {path}: ")
+    try:
+        return loadPrivateKey(data, passphrase.encode("utf-8"))
+    except (TypeError, ValueError):
+        raise LoginFailed(f"{path}: wrong passphrase") from None
+
+
+def answererFor(
+    kind: str,
+    user: str,
+    readSecret: ReadSecret,
+    keyFile: str | None = None,
+    certificate: str | None = None,
+) -> IAnswerer:
+    """
+    The answerer of C{--kind KIND} for C{user}: a password read with
+    C{readSecret}, or the key in C{keyFile}.
+
+    @raise LoginFailed: for a key kind without C{--key-file}, or a key file
+        that cannot be used.
+    """
+    if kind in PASSWORD_KINDS:
+        if keyFile is not None:
+            raise LoginFailed(f"--kind {kind} takes a password, not --key-file")
+        answerer: IAnswerer = PASSWORD_KINDS[kind](user, readSecret("Password: "))
+        return answerer
+    if keyFile is None:
+        raise LoginFailed(f"--kind {kind} needs --key-file FILE")
+    if kind == "hmac":
+        try:
+            return HMACAnswerer(user, hmacKey(keyFile))
+        except ValueError as e:
+            raise LoginFailed(f"{keyFile}: {e}") from None
+    cert = None
+    if certificate is not None:
+        try:
+            cert = Path(certificate).read_bytes()
+        except OSError as e:
+            raise LoginFailed(f"cannot read {certificate}: {e.strerror}") from None
+    try:
+        return SSHAnswerer(user, sshKey(keyFile, readSecret), cert)
+    except ValueError as e:
+        raise LoginFailed(f"{certificate}: {e}") from None
+
+
+def _within(
+    d: Deferred[Any], seconds: float, clock: IReactorTime, why: str
+) -> Deferred[Any]:
+    """
+    C{d}, cancelled and failed with L{LoginFailed}C{(why)} after C{seconds}.
+    """
+
+    def timedOut(result: object, timeout: float) -> Failure:
+        return Failure(LoginFailed(why))
+
+    return d.addTimeout(seconds, clock, onTimeoutCancel=timedOut)
+
+
+async def logIn(
+    clock: IReactorTime,
+    endpoint: IStreamClientEndpoint,
+    answerer: IAnswerer,
+    timeout: float = DEFAULT_TIMEOUT,
+    description: str = "",
+) -> KeycardLogin:
+    """
+    Connect within C{timeout} seconds, then log in within as many more.
+
+    @raise LoginFailed: when either takes longer, with a hint when the
+        endpoint is plain TCP (a TLS server never answers it).
+    @raise KeycardRefused: naming the kinds the server takes when it takes
+        none of C{answerer}'s.
+    """
+    factory = KeycardClientFactory()
+    await _within(
+        endpoint.connect(factory),
+        timeout,
+        clock,
+        f"no connection within {timeout:g} s",
+    )
+    hint = ": is it a TLS endpoint? (then use tls:HOST:PORT:trustRoots=DIR)"
+    why = f"no answer within {timeout:g} s"
+    if description.startswith("tcp:"):
+        why += hint
+    try:
+        login: KeycardLogin = await _within(
+            Deferred.fromCoroutine(_exchange(factory, answerer)), timeout, clock, why
+        )
+        return login
+    except (ConnectionLost, ConnectionDone):
+        if not description.startswith(("tls:", "ssl:")):
+            raise
+        raise LoginFailed(
+            "the server closed the connection during the TLS handshake:"
+            " does it speak TLS? (if not, use tcp:HOST:PORT)"
+        ) from None
+    finally:
+        factory.disconnect()
+
+
+async def _exchange(factory: KeycardClientFactory, answerer: IAnswerer) -> KeycardLogin:
+    root = await factory.getRootObject()
+    offered = await root.callRemote("keycardClasses")
+    if not (
+        isinstance(offered, list | tuple) and all(isinstance(t, str) for t in offered)
+    ):
+        raise ProtocolError("the server's list of keycard kinds is malformed")
+    wanted = answerer.keycardClass.keycardType
+    if wanted not in offered:
+        takes = ", ".join(printable(kindName(t)) for t in offered) or "none"
+        raise KeycardRefused(
+            f"the server takes none of these keycard kinds ({kindName(wanted)});"
+            f" it takes: {takes}"
+        )
+    return await factory.loginWithKeycard([answerer], askServer=False)
