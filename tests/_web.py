@@ -57,12 +57,28 @@ class Avatar(Resource):
         super().__init__()
         self.login = login
         self.putChild(b"action", _Action(login))
+        self.putChild(b"csrf", _CSRF(login))
 
     def getChild(self, path: bytes, request: IRequest) -> Resource:
         return self
 
     def render_GET(self, request: IRequest) -> bytes:
         return f"hello, {self.login.avatarId} ({self.login.scheme})".encode()
+
+
+class _CSRF(Resource):
+    """
+    The session's CSRF token, as a page would embed it in its forms.
+    """
+
+    isLeaf = True
+
+    def __init__(self, login: WebLogin) -> None:
+        super().__init__()
+        self.login = login
+
+    def render_GET(self, request: IRequest) -> bytes:
+        return (self.login.csrfToken or "").encode()
 
 
 class _Action(Resource):
