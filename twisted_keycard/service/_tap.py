@@ -19,10 +19,18 @@ from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
 from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, TokenPolicy
+from twisted_keycard.passwords import PasswordKeycard
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
+from twisted_keycard.scram._password import SCRAMPasswordChecker
+from twisted_keycard.scram._server import SCRAMVerifiers
 from twisted_keycard.service._datadir import DataDir, NoDataDir
 from twisted_keycard.store.sqlite._store import SQLiteStore
+from twisted_keycard.web._guard import KeycardGuard
+from twisted_keycard.web._options import GuardOptions
+from twisted_keycard.web._peers import ProxyTrust
+from twisted_keycard.web._site import KeycardSite
+from twisted_keycard.web._tokenapi import httpFace
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
 
@@ -88,6 +96,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["throttle-account", None, 100, "failed logins per account per window", int],
         ["throttle-address", None, 30, "failed logins per address per window", int],
         ["throttle-window", None, 3600.0, "seconds of the throttling window", float],
+        [
+            "http",
+            None,
+            None,
+            "endpoint of the HTTP face: POST /token, GET /whoami, POST /logout,"
+            " /login (e.g. ssl:8443:privateKey=DIR/tls/server.pem)",
+        ],
     ]
     optFlags = [
         ["no-tokens", None, "do not issue tokens"],
@@ -105,6 +120,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         super().__init__()
         self["allow"] = []
         self["deny"] = []
+        self["http-trust-proxy"] = []
 
     def opt_allow(self, cidr: str) -> None:
         """
@@ -117,6 +133,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         network the 'address' algorithm denies (repeatable)
         """
         self["deny"].append(cidr)
+
+    def opt_http_trust_proxy(self, cidr: str) -> None:
+        """
+        network of reverse proxies whose X-Forwarded-For and
+        X-Forwarded-Proto the HTTP face believes (repeatable)
+        """
+        self["http-trust-proxy"].append(cidr)
 
     def postOptions(self) -> None:
         try:
@@ -147,6 +170,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ):
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        if self["http"] is not None and self["no-tokens"]:
+            raise usage.UsageError("--http hands out tokens: drop --no-tokens")
+        try:
+            self.proxies = ProxyTrust(self["http-trust-proxy"])
+        except ValueError as e:
+            raise usage.UsageError(f"--http-trust-proxy: {e}") from None
         self.policy = None
         try:
             rule = AddressRule.fromStrings(self["allow"], self["deny"])
@@ -201,8 +230,11 @@ def makeService(options: Options) -> IService:
     quota = None
     if options["max-per-avatar"] is not None or options["seat-pool"] is not None:
         quota = Quota(options["max-per-avatar"], options["seat-pool"], options["seats"])
+    checkers = list(options["credCheckers"])
+    if options["http"] is not None:
+        checkers.extend(passwordCheckers(checkers))
     bouncer = Bouncer(
-        options["credCheckers"],
+        checkers,
         store,
         clock=_reactor(),
         name=options["name"],
@@ -231,7 +263,30 @@ def makeService(options: Options) -> IService:
     root = KeycardRoot(bouncer, Portal(realm), requesterName=options["name"])
     listener = strports.service(options["listen"], KeycardServerFactory(root))
     listener.setServiceParent(top)
+    if options["http"] is not None:
+        guard = KeycardGuard(
+            bouncer,
+            clock=_reactor(),
+            requesterName="http",
+            options=GuardOptions(loginPath="/login", proxies=options.proxies),
+        )
+        site = KeycardSite(httpFace(guard))
+        strports.service(options["http"], site).setServiceParent(top)
     return top
+
+
+def passwordCheckers(checkers: list[Any]) -> list[Any]:
+    """
+    What lets the HTTP face check plain passwords (Basic, the login form):
+    nothing if a checker already takes password keycards (htpasswd:),
+    else the first SCRAM verifiers file, checking passwords itself.
+    """
+    if any(PasswordKeycard in getattr(c, "keycardClasses", ()) for c in checkers):
+        return []
+    for checker in checkers:
+        if isinstance(checker, SCRAMVerifiers):
+            return [SCRAMPasswordChecker(checker)]
+    return []
 
 
 def _reactor() -> Any:
