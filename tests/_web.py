@@ -114,7 +114,7 @@ def makeBouncer(
     duration: float = 600.0,
     throttle: Throttle | None = None,
     upkeep: Upkeep = Upkeep(),  # noqa: B008 - frozen
-    runInThread: Callable[..., Deferred[Any]] = inline,
+    runInThread: Callable[..., Deferred[Any]] | None = inline,
 ) -> Bouncer:
     users = {"alice": PASSWORD} if users is None else users
     verifiers = SCRAMVerifiers(
