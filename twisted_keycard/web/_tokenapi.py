@@ -8,6 +8,7 @@ and C{/login} is the browsers' form.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from twisted.web.iweb import IRequest
@@ -51,7 +52,7 @@ class TokenPage(Resource):
             {
                 "token": login.token,
                 "keycardId": login.keycardId,
-                "expires": login.expires,
+                "expires": _finite(login.expires),
                 "avatarId": login.avatarId,
             },
         )
@@ -79,9 +80,13 @@ class WhoamiPage(Resource):
             {
                 "avatarId": login.avatarId,
                 "scheme": login.scheme,
-                "expires": login.expires,
+                "expires": _finite(login.expires),
             },
         )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def httpFace(guard: KeycardGuard) -> Resource:
