@@ -51,9 +51,7 @@ class KleinTests(GuardTestCase):
         self.stub = StubTreq(app.resource())
         self.reports = StubTreq(Reports().app.resource())
 
-    def fetch_(
-        self, stub: StubTreq, url: str, **headers: str
-    ) -> tuple[int, bytes, Any]:
+    def fetch_(self, stub: Any, url: str, **headers: str) -> tuple[int, bytes, Any]:
         response = self.successResultOf(stub.get(url, headers=headers))
         body: bytes = self.successResultOf(treq.content(response))
         return response.code, body, response.headers
