@@ -56,7 +56,7 @@ class WheelTests(SynchronousTestCase):
         self.assertFalse([n for n in names if n.endswith("dropin.cache")])
         # Users' type checkers see the library's annotations (PEP 561).
         self.assertIn("twisted_keycard/py.typed", names)
-        for package in ["bouncer", "keycard", "pb", "store/sqlite", "tokens"]:
+        for package in ["bouncer", "keycard", "pb", "store/sqlite", "tokens", "web"]:
             self.assertIn(f"twisted_keycard/{package}/__init__.py", names)
 
         venv = work / "venv"

@@ -18,6 +18,7 @@ from twisted_keycard.scram._messages import (
     ServerFinal,
     ServerFirst,
 )
+from twisted_keycard.scram._password import SCRAMPasswordChecker
 from twisted_keycard.scram._server import SCRAMVerifiers, readVerifiers
 from twisted_keycard.scram._verifier import Verifier
 
@@ -30,6 +31,7 @@ __all__ = [
     "SCRAMExchange",
     "SCRAMKeyCache",
     "SCRAMKeycard",
+    "SCRAMPasswordChecker",
     "SCRAMVerifiers",
     "ServerFinal",
     "ServerFirst",

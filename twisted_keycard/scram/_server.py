@@ -114,6 +114,25 @@ class SCRAMVerifiers:
             serverKey=self._random(KEY_BYTES),
         )
 
+    def verifierFor(self, username: str) -> Deferred[tuple[Verifier, bool]]:
+        """
+        The verifier of C{username}, once a changed verifiers file is read
+        again: for checking a plain password against it (see
+        L{twisted_keycard.scram.SCRAMPasswordChecker}).
+
+        @return: a L{Deferred} firing with the verifier and C{True}, or for an
+            unknown user with the mock verifier a mock exchange would use
+            (same salt length and iteration count, random keys) and C{False}.
+        """
+
+        def found(_: object) -> tuple[Verifier, bool]:
+            verifier = self._verifiers.get(username)
+            if verifier is None:
+                return self._mock(username), False
+            return verifier, True
+
+        return self._verifiers.ready().addCallback(found)
+
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         """
         Start an exchange, once a changed verifiers file is read again

@@ -22,6 +22,7 @@ from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
 from twisted_keycard.service._endpoints import EndpointError, serverEndpoint
+from twisted_keycard.service._httpservice import passwordCheckers, serveHTTP
 from twisted_keycard.service._limitoptions import CONNECTION_OPTIONS, connectionLimits
 from twisted_keycard.service._metricsservice import serveMetrics
 from twisted_keycard.service._options import namedCoercions, oneLine
@@ -40,6 +41,7 @@ from twisted_keycard.service._stockcheckers import (
 )
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokencard import DEFAULT_MAX_FAMILY_LIFETIME
+from twisted_keycard.web._peers import ProxyTrust
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
 
@@ -139,6 +141,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "endpoint serving Prometheus metrics at /metrics, e.g."
             " tcp:9800:interface=127.0.0.1 [default: none]",
         ],
+        [
+            "http",
+            None,
+            None,
+            "endpoint of the HTTP face: POST /token, GET /whoami, POST /logout,"
+            " /login (e.g. ssl:8443:privateKey=DIR/tls/server.pem)",
+        ],
     ]
     optFlags = [
         ["no-tokens", None, "do not issue tokens"],
@@ -157,6 +166,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self["allow"] = []
         self["deny"] = []
         self.authNames: list[str] = []
+        self["http-trust-proxy"] = []
         namedCoercions(self)
 
     def parseOptions(self, options: Any = None) -> None:
@@ -207,6 +217,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         """
         self["deny"].append(cidr)
 
+    def opt_http_trust_proxy(self, cidr: str) -> None:
+        """
+        network of reverse proxies whose X-Forwarded-For and
+        X-Forwarded-Proto the HTTP face believes (repeatable)
+        """
+        self["http-trust-proxy"].append(cidr)
+
     def postOptions(self) -> None:
         try:
             self.dataDir = DataDir.open(DataDir.default(self["data-dir"]))
@@ -249,6 +266,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 audiences=names(self["token-audiences"]),
                 maxFamilyLifetime=self["max-family-lifetime"],
             )
+        if self["http"] is not None and self["no-tokens"]:
+            raise usage.UsageError("--http hands out tokens: drop --no-tokens")
+        try:
+            self.proxies = ProxyTrust(self["http-trust-proxy"])
+        except ValueError as e:
+            raise usage.UsageError(f"--http-trust-proxy: {e}") from None
         self.policy = None
         try:
             rule = AddressRule.fromStrings(self["allow"], self["deny"])
@@ -320,14 +343,27 @@ def makeService(options: Options) -> IService:
     factory = KeycardServerFactory(root, limits=options.limits, clock=_reactor())
     listener = Listener(endpoint, factory, options["listen"], options["name"])
     listener.setServiceParent(top)
+    if options["http"] is not None:
+        serveHTTP(
+            _reactor(),
+            options["http"],
+            bouncer,
+            options["requester-name"],
+            options.proxies,
+            top,
+            options["name"],
+        )
     return top
 
 
 def _bouncer(
     options: Options, store: Any, quota: Quota | None, metrics: Any
 ) -> Bouncer:
+    checkers = list(options["credCheckers"])
+    if options["http"] is not None:
+        checkers.extend(passwordCheckers(checkers))
     return Bouncer(
-        options["credCheckers"],
+        checkers,
         store,
         clock=_reactor(),
         name=options["name"],

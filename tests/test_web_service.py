@@ -1,0 +1,160 @@
+"""
+The bouncer service's HTTP face as a user meets it: C{twistd -n
+keycard-bouncer --http ssl:...} as a real process, curl getting a token
+from C{POST /token} and using it at C{GET /whoami}, the treq client's SCRAM
+login, and a C{keycard revoke} reaching the next request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import treq
+from treq.client import HTTPClient
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.ssl import Certificate
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+
+from twisted_keycard.web import KeycardHTTPClient
+
+from ._procs import TIMEOUT, bouncer, freePort, keycard, started, waitFor
+
+reactor: Any = _reactor
+PASSWORD = "correct horse battery staple"
+
+
+def needTool(name: str) -> str:
+    """
+    The path of a tool the test drives; skip without it, except in CI,
+    where its absence is a failure.
+    """
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            raise AssertionError(f"{name} is missing; scripts/test installs it")
+        raise SkipTest(f"{name} is not installed")
+    return path
+
+
+class HTTPFaceCase(TestCase):
+    """
+    A data directory with a development certificate and user alice, and
+    the bouncer service with its HTTP face on TLS.
+    """
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+        self.data = self.dir / "data"
+        result = keycard("init", str(self.data), "--dev-cert", "localhost")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        result = keycard(
+            "user", "add", "--data-dir", str(self.data), "alice", stdin=PASSWORD + "\n"
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.trust = self.data / "tls" / "trust" / "ca.pem"
+
+    async def startService(self) -> str:
+        port, httpPort = freePort(), freePort()
+        pem = self.data / "tls" / "server.pem"
+        process = bouncer(
+            self.data,
+            f"tcp:{port}:interface=127.0.0.1",
+            self.dir / "bouncer.log",
+            "--http",
+            f"ssl:{httpPort}:interface=127.0.0.1:privateKey={pem}",
+        )
+        self.addCleanup(process.stop)
+        await started(process, port)
+        await waitFor(
+            lambda: f"starting on {httpPort}" in process.output(), "the HTTP face"
+        )
+        self.process = process
+        return f"https://localhost:{httpPort}"
+
+
+@pytest.mark.integration
+class CurlTests(HTTPFaceCase):
+    def curl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [needTool("curl"), "-s", "--cacert", str(self.trust), *args],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    def test_tokenThenWhoami(self) -> Deferred[None]:
+        """
+        The README's curl session: a token from POST /token (Basic), then
+        GET /whoami with it; after keycard revoke, a 401.
+        """
+
+        async def go() -> None:
+            base = await self.startService()
+            got = self.curl("-u", f"alice:{PASSWORD}", "-X", "POST", base + "/token")
+            grant = json.loads(got.stdout)
+            self.assertEqual(grant["avatarId"], "alice")
+            bearer = ["-H", f"Authorization: Bearer {grant['token']}"]
+            whoami = self.curl(*bearer, base + "/whoami")
+            self.assertEqual(json.loads(whoami.stdout)["avatarId"], "alice")
+            revoke = keycard("revoke", "--data-dir", str(self.data), grant["keycardId"])
+            self.assertEqual(revoke.returncode, 0, revoke.stderr)
+
+            def refused() -> bool:
+                out = self.curl(
+                    "-o", "/dev/null", "-w", "%{http_code}", *bearer, base + "/whoami"
+                )
+                return out.stdout == "401"
+
+            await waitFor(refused, "the revocation")
+
+        return ensureDeferred(go())
+
+    def test_refusedAlike(self) -> Deferred[None]:
+        async def go() -> None:
+            base = await self.startService()
+            answers = []
+            for user in ["alice:wrong", "mallory:wrong"]:
+                out = self.curl("-i", "-u", user, "-X", "POST", base + "/token")
+                lines = [
+                    line
+                    for line in out.stdout.splitlines()
+                    if not line.lower().startswith("date:")
+                ]
+                answers.append(lines)
+            self.assertIn("401", answers[0][0])
+            self.assertEqual(answers[0], answers[1])
+
+        return ensureDeferred(go())
+
+    def test_scramClient(self) -> Deferred[None]:
+        """
+        The treq client logs in with SCRAM at /token, then uses the token.
+        """
+
+        async def go() -> None:
+            base = await self.startService()
+            trust = Certificate.loadPEM(self.trust.read_bytes())
+            agent = Agent(
+                reactor,
+                BrowserLikePolicyForHTTPS(trustRoot=trust),
+                pool=HTTPConnectionPool(reactor, persistent=False),
+            )
+            http = HTTPClient(agent)
+            client = KeycardHTTPClient(http, username="alice", password=PASSWORD)
+            grant = await client.fetchToken(base + "/token")
+            response = await client.get(base + "/whoami")
+            body = json.loads(await treq.content(response))
+            self.assertEqual((body["avatarId"], body["scheme"]), ("alice", "Bearer"))
+            self.assertEqual(grant.avatarId, "alice")
+
+        return ensureDeferred(go())

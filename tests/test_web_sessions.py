@@ -1,0 +1,224 @@
+"""
+Cookie sessions in memory: the login form and its double-submit cookie,
+the session cookie's attributes, CSRF on state-changing requests, logout,
+revocation and the bound on sessions.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+from twisted_keycard.web import GuardOptions
+
+from ._web import PASSWORD, Reply
+from .test_web_guard import APP, GuardTestCase
+
+LOGIN = "https://example.com/login"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def cookieValue(reply: Reply, name: str) -> str:
+    for header in reply.header("Set-Cookie"):
+        if header.startswith(name + "="):
+            return header.split(";")[0].split("=", 1)[1]
+    raise AssertionError(f"no {name} cookie in {reply.header('Set-Cookie')}")
+
+
+class SessionTestCase(GuardTestCase):
+    def loginForm(self) -> tuple[str, str]:
+        """
+        GET the form: the login cookie, and the CSRF field, equal.
+        """
+        page = self.fetch("GET", LOGIN)
+        self.assertEqual(page.code, 200)
+        match = re.search(rb'name="csrf" value="([^"]+)"', page.body)
+        assert match is not None
+        cookie = cookieValue(page, "__Host-keycard-login")
+        self.assertEqual(match.group(1).decode(), cookie)
+        return cookie, match.group(1).decode()
+
+    def postLogin(
+        self, user: str = "alice", password: str = PASSWORD, nextPath: str = "/app"
+    ) -> Reply:
+        cookie, csrf = self.loginForm()
+        body = urlencode(
+            {"username": user, "password": password, "csrf": csrf, "next": nextPath}
+        ).encode()
+        headers = {**FORM, "Cookie": f"__Host-keycard-login={cookie}"}
+        return self.fetch("POST", LOGIN, headers, body)
+
+    def session(self, user: str = "alice") -> str:
+        reply = self.postLogin(user)
+        self.assertEqual(reply.code, 303, reply.body)
+        return cookieValue(reply, "__Host-keycard")
+
+    def withCookie(self, session: str, **headers: str) -> dict[str, str]:
+        return {"Cookie": f"__Host-keycard={session}", **headers}
+
+    def csrfOf(self, session: str) -> str:
+        """
+        The session's CSRF token, from a page of the application.
+        """
+        reply = self.get(APP + "/csrf", **self.withCookie(session))
+        self.assertEqual(reply.code, 200)
+        return reply.body.decode()
+
+
+class LoginFormTests(SessionTestCase):
+    def test_login(self) -> None:
+        """
+        A good login redirects to C{next} with a session cookie that is
+        HttpOnly, Secure, SameSite=Strict, host-wide, and ends the login
+        cookie; the session then reaches the avatar.
+        """
+        reply = self.postLogin()
+        self.assertEqual(reply.header("Location"), ["/app"])
+        cookies = reply.header("Set-Cookie")
+        (session,) = [c for c in cookies if c.startswith("__Host-keycard=")]
+        attributes = {a.strip().split("=")[0].lower() for a in session.split(";")[1:]}
+        self.assertEqual(
+            attributes, {"max-age", "path", "secure", "httponly", "samesite"}
+        )
+        self.assertIn("SameSite=Strict", session)
+        self.assertIn("Path=/;", session)
+        self.assertIn("Max-Age=600", session)
+        self.assertIn("__Host-keycard-login=; Max-Age=0", " ".join(cookies))
+        value = cookieValue(reply, "__Host-keycard")
+        page = self.get(**self.withCookie(value))
+        self.assertEqual((page.code, page.body), (200, b"hello, alice (session)"))
+
+    def test_refusedAlike(self) -> None:
+        """
+        A wrong password and an unknown user get the same 401 and the form.
+        """
+        wrong = self.postLogin("alice", "wrong")
+        unknown = self.postLogin("mallory", "wrong")
+        self.assertEqual(wrong.code, 401)
+        self.assertIn(b'id="refused"', wrong.body)
+        self.assertEqual(
+            re.sub(rb'value="[^"]{40,}"', b"", wrong.body),
+            re.sub(rb'value="[^"]{40,}"', b"", unknown.body),
+        )
+        self.assertEqual(
+            [h for h in wrong.shape()[1] if h[0] != b"Set-Cookie"],
+            [h for h in unknown.shape()[1] if h[0] != b"Set-Cookie"],
+        )
+
+    def test_loginCSRF(self) -> None:
+        """
+        A post without the login cookie, or with a field that differs from
+        it, is refused before any password check.
+        """
+        cookie, csrf = self.loginForm()
+        fields = {"username": "alice", "password": PASSWORD}
+        for headers, token in [
+            (FORM, csrf),
+            ({**FORM, "Cookie": f"__Host-keycard-login={cookie}"}, "x" * 43),
+        ]:
+            body = urlencode({**fields, "csrf": token}).encode()
+            reply = self.fetch("POST", LOGIN, headers, body)
+            self.assertEqual(reply.code, 403)
+        self.assertEqual(self.app.bouncer.held, {})
+
+    def test_needsTLS(self) -> None:
+        self.assertEqual(self.fetch("GET", "http://example.com/login").code, 403)
+        reply = self.fetch("POST", "http://example.com/login", FORM, b"username=a")
+        self.assertEqual(reply.code, 403)
+
+    def test_nextStaysOnSite(self) -> None:
+        for target in ["https://evil.example/", "//evil.example/", "/\\evil"]:
+            reply = self.postLogin(nextPath=target)
+            self.assertEqual(reply.header("Location"), ["/"], target)
+
+
+class CSRFTests(SessionTestCase):
+    def test_stateChangeNeedsToken(self) -> None:
+        """
+        A POST authenticated by the session cookie needs the session's CSRF
+        token, in the form or the X-CSRF-Token header.
+        """
+        session = self.session()
+        action = APP + "/action"
+        refused = self.fetch("POST", action, self.withCookie(session))
+        self.assertEqual(refused.code, 403)
+        wrong = self.withCookie(session, **{"X-CSRF-Token": "nope"})
+        self.assertEqual(self.fetch("POST", action, wrong).code, 403)
+        token = self.csrfOf(session)
+        good = self.withCookie(session, **{"X-CSRF-Token": token})
+        self.assertEqual(self.fetch("POST", action, good).body, b"done for alice")
+        form = self.withCookie(session, **FORM)
+        body = urlencode({"csrf": token}).encode()
+        self.assertEqual(self.fetch("POST", action, form, body).code, 200)
+
+    def test_crossSiteRefused(self) -> None:
+        """
+        Even with the token, a request the browser marks as cross-site is
+        refused.
+        """
+        session = self.session()
+        token = self.csrfOf(session)
+        for marks in [
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Sec-Fetch-Site": "same-site"},
+            {"Origin": "https://evil.example"},
+        ]:
+            headers = self.withCookie(session, **{"X-CSRF-Token": token}, **marks)
+            reply = self.fetch("POST", APP + "/action", headers)
+            self.assertEqual(reply.code, 403, marks)
+
+
+class SessionLifeTests(SessionTestCase):
+    def test_revokedAtNextRequest(self) -> None:
+        """
+        Revoking the avatar ends its sessions: the next request is a 401
+        that clears the cookie.
+        """
+        session = self.session()
+        self.assertEqual(self.get(**self.withCookie(session)).code, 200)
+        self.successResultOf(self.app.bouncer.revokeAvatar("alice"))
+        reply = self.get(**self.withCookie(session))
+        self.assertEqual(reply.code, 401)
+        self.assertIn(
+            "__Host-keycard=; Max-Age=0", " ".join(reply.header("Set-Cookie"))
+        )
+
+    def test_expired(self) -> None:
+        session = self.session()
+        self.app.clock.advance(600)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 401)
+        self.assertEqual(self.app.guard.keycardIds(), [])
+
+    def test_logout(self) -> None:
+        """
+        POST /logout (with the CSRF token) removes the keycard, clears the
+        cookie and sends the browser to the login page.
+        """
+        session = self.session()
+        headers = self.withCookie(session, **{"X-CSRF-Token": self.csrfOf(session)})
+        reply = self.fetch("POST", "https://example.com/logout", headers)
+        self.assertEqual((reply.code, reply.header("Location")), (303, ["/login"]))
+        self.assertEqual(self.app.bouncer.held, {})
+        self.assertEqual(self.get(**self.withCookie(session)).code, 401)
+
+    def test_logoutNeedsToken(self) -> None:
+        session = self.session()
+        reply = self.fetch(
+            "POST", "https://example.com/logout", self.withCookie(session)
+        )
+        self.assertEqual(reply.code, 403)
+        self.assertEqual(len(self.app.bouncer.held), 1)
+
+    def test_sessionsBounded(self) -> None:
+        """
+        Sessions are bounded: a new one pushes out the least recently used,
+        whose keycard is removed.
+        """
+        self.app = self.makeApp(GuardOptions(loginPath="/login", maxSessions=2))
+        first, second = self.session(), self.session()
+        self.get(**self.withCookie(first))
+        third = self.session()
+        self.assertEqual(self.get(**self.withCookie(second)).code, 401)
+        for kept in [first, third]:
+            self.assertEqual(self.get(**self.withCookie(kept)).code, 200)
+        self.assertEqual(len(self.app.bouncer.held), 2)
