@@ -32,6 +32,8 @@ class PBLoginTests(SynchronousTestCase):
             [PassphraseChecker({"alice": "wonderland"})],
             self.realm,
             duration=60.0,
+            # Renewed while connected, a keycard still ends after a minute.
+            maxLifetime=60.0,
         )
         self.connection = self.server.connect()
         self.events: list[LogEvent] = []
@@ -135,7 +137,7 @@ class PBLoginTests(SynchronousTestCase):
 
     def test_expiryDropsClient(self) -> None:
         """
-        When the keycard's duration ends the server drops the client.
+        When the keycard's lifetime ends the server drops the client.
         """
         self.successResultOf(
             self.connection.login([PassphraseAnswerer("alice", "wonderland")])

@@ -34,6 +34,7 @@ from twisted_keycard.pb._broker import REFUSED, KeycardBroker
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
 from twisted_keycard.pb._guard import ConnectionGuard
 from twisted_keycard.pb._limits import ConnectionLimits
+from twisted_keycard.pb._renewal import Renewal, checkRenewEvery
 
 #: Keycards one connection may hold at once, by default.
 MAX_KEYCARDS_PER_CONNECTION = 16
@@ -66,7 +67,8 @@ class KeycardRoot:
     C{requesterName}, forwards it to the bouncer, and on success asks the
     portal's realm for the avatar.  It drops a client whose keycard the
     bouncer expires, and removes the keycard when the client goes, even
-    when the avatar arrives after that (see L{ClientConnection}).
+    when the avatar arrives after that (see L{ClientConnection}).  While a
+    client stays connected, its keycards are renewed (see L{Renewal}).
     """
 
     log = Logger()
@@ -79,17 +81,31 @@ class KeycardRoot:
         *,
         maxKeycardsPerConnection: int = MAX_KEYCARDS_PER_CONNECTION,
         clock: IReactorTime | None = None,
+        renew: bool = True,
+        renewEvery: float | None = None,
     ) -> None:
         """
         @param bouncer: checks the keycards; it is told to call this root
             back when it expires keycards issued through it.
-        @param clock: schedules dropping a client after its refusal is sent
-            (for keycard kinds that ask for it); the global reactor if
-            C{None}.
+        @param clock: times renewals, and dropping a client after its
+            refusal is sent (for keycard kinds that ask for it); the
+            bouncer's C{clock} if it has one, else the global reactor.
         @param portal: the application's portal; only its realm is used,
             since the bouncer does the checking.
         @param requesterName: this requester's name, set in every keycard.
+        @param renew: renew the keycards of connected clients through the
+            bouncer's C{keepAlive}, so that a session ends only when the
+            client leaves, its keycard is revoked or expired by the bouncer,
+            or the bouncer's C{maxLifetime} ends; without it, every session
+            ends when its keycard's duration does.
+        @param renewEvery: seconds between renewals; C{None} for a third of
+            the shortest duration among the held keycards.
+        @raise ValueError: for a C{renewEvery} that is not a positive
+            number.
         """
+        checkRenewEvery(renewEvery)
+        if clock is None:
+            clock = getattr(bouncer, "clock", None)
         self.bouncer = bouncer
         self.portal = portal
         self.requesterName = requesterName
@@ -100,7 +116,25 @@ class KeycardRoot:
         self._connections: dict[pb.Broker, ClientConnection] = {}
         #: The channel binding data of TLS connections, once computed.
         self._bindings: dict[pb.Broker, Mapping[str, bytes]] = {}
+        self._renewal: Renewal | None = None
+        if renew:
+            self._renewal = Renewal(
+                bouncer, requesterName, self._reactor, self._holders, renewEvery
+            )
         bouncer.registerRequester(requesterName, self)
+
+    def _reactor(self) -> IReactorTime:
+        clock = self._clock
+        if clock is None:
+            from twisted.internet import reactor  # the outermost default
+
+            clock = reactor
+        assert clock is not None
+        return clock
+
+    def _released(self) -> None:
+        if self._renewal is not None:
+            self._renewal.released()
 
     def rootObject(self, broker: pb.Broker) -> _KeycardLogin:
         self._connectionFor(broker)
@@ -150,6 +184,7 @@ class KeycardRoot:
         connection = self._connections.pop(broker, None)
         if connection is not None:
             connection.inputs.connectionLost()
+            self._released()
 
     async def login(self, broker: pb.Broker, keycard: object, mind: object) -> Any:
         connection = self._connectionFor(broker)
@@ -183,6 +218,8 @@ class KeycardRoot:
         assert keycardId is not None and result.avatarId is not None
         if not inputs.keycardIssued(keycardId):
             raise KeycardRefused()
+        if self._renewal is not None:
+            self._renewal.issued(keycardId, result.duration)
         try:
             # twisted.cred types avatar ids as bytes; ours are text.
             avatarId: Any = result.avatarId
@@ -190,13 +227,25 @@ class KeycardRoot:
                 self.portal.realm.requestAvatar, avatarId, mind, pb.IPerspective
             )
             _, avatar, logout = login
+        except KeycardDenied as e:
+            # A refusal the realm means the client to read, as it is.
+            self.log.info(
+                "realm denied avatar {avatarId}: {reason}",
+                avatarId=printable(result.avatarId),
+                reason=printable(str(e)),
+            )
+            inputs.avatarFailed(keycardId)
+            self._released()
+            raise
         except Exception:
             self.log.failure(
                 "realm refused avatar {avatarId}", avatarId=printable(result.avatarId)
             )
             inputs.avatarFailed(keycardId)
+            self._released()
             raise KeycardRefused() from None
         if not inputs.avatarReady(keycardId, logout):
+            self._released()
             raise KeycardRefused()
         if not IJellyable.providedBy(avatar):
             avatar = pb.AsReferenceable(avatar, "perspective")
@@ -206,9 +255,7 @@ class KeycardRoot:
         """
         Drop the client once the refusal has been written.
         """
-        clock: Any = self._clock
-        if clock is None:
-            from twisted.internet import reactor as clock  # the outermost default
+        clock = self._reactor()
         transport = broker.transport
         if transport is not None:
             self._note(broker, "dropping {peer} after a refusal")
@@ -232,6 +279,7 @@ class KeycardRoot:
             connection = self._holders.get(keycardId)
             if connection is not None:
                 connection.expire(keycardId)
+        self._released()
 
 
 class _KeycardLogin(pb.Referenceable):
