@@ -8,6 +8,7 @@ from __future__ import annotations
 from twisted.cred.portal import Portal
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -18,6 +19,7 @@ from twisted_keycard import (
     KeycardServerFactory,
     MemoryStore,
 )
+from twisted_keycard.bouncer._revoker import Revoker
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.testing import KeycardTestConnection, connectToRoot
 
@@ -55,7 +57,16 @@ class RemoteBouncerTests(SynchronousTestCase):
         )
         serviceRoot = KeycardRoot(self.bouncer, Portal(self.bouncerRealm), "service")
         self.reactor.tcpServers.clear()
-        self.reactor.listenTCP(PORT, KeycardServerFactory(serviceRoot))
+        self.reactor.listenTCP(
+            PORT, KeycardServerFactory(serviceRoot, clock=self.reactor)
+        )
+
+    def stopBouncer(self) -> None:
+        """
+        The bouncer service's process ends: its timers with it.
+        """
+        self.bouncer.stopService()
+        self.bouncerRealm.stop()
 
     def completeConnection(self) -> None:
         pump = ConnectionCompleter(self.reactor).succeedOnce()
@@ -113,6 +124,33 @@ class RemoteBouncerTests(SynchronousTestCase):
         d = remote.keepAlive("mallory", [])
         self.failureResultOf(d, KeycardDenied)
 
+    def test_refusedLoginBacksOff(self) -> None:
+        """
+        A requester whose login is refused closes that connection and
+        tries again after a backoff that grows with each refusal.
+        """
+        attempts: list[int] = []
+
+        def policy(attempt: int) -> float:
+            attempts.append(attempt)
+            return 5.0
+
+        remote = RemoteBouncer(
+            TCP4ClientEndpoint(self.reactor, "127.0.0.1", PORT),
+            [PassphraseAnswerer("req1", "wrong")],
+            clock=self.reactor,
+            retryPolicy=policy,
+        )
+        remote.startService()
+        self.addCleanup(remote.stopService)
+        self.completeConnection()
+        self.assertEqual(attempts, [1])
+        self.assertTrue(self.pumps[-1].clientIO.disconnected)
+        self.reactor.advance(5)
+        self.completeConnection()
+        self.assertEqual(attempts, [1, 2])
+        self.assertIsNone(remote._perspective)
+
     def test_expiryReachesClient(self) -> None:
         connection = self.client()
         keycardId = self.login(connection)
@@ -129,30 +167,240 @@ class RemoteBouncerTests(SynchronousTestCase):
         self.assertNotIn(keycardId, self.bouncer.held)
         self.assertIsNone(self.successResultOf(self.store.get(keycardId)))
 
+    def advance(self, seconds: int, *connections: KeycardTestConnection) -> None:
+        """
+        Move time a second at a time, delivering what each side wrote.
+        """
+        for _ in range(seconds):
+            self.reactor.advance(1)
+            self.flush(*connections)
+
+    def dropRequester(self) -> None:
+        """
+        The requester's connection to the bouncer service breaks.
+        """
+        for pump in self.pumps:
+            pump.serverIO.loseConnection()
+        self.flush()
+        self.pumps.clear()
+
     def test_bouncerRestart(self) -> None:
         """
         The bouncer service restarts; the requester reconnects after its
         backoff, resends the ids its clients hold, and the new bouncer
-        expires them when their time comes, dropping the client.
+        renews them, and drops the client when it expires one.
         """
         connection = self.client()
         keycardId = self.login(connection)
-        for pump in self.pumps:
-            pump.serverIO.loseConnection()
-        self.flush(connection)
-        self.bouncer.stopService()
-        self.pumps.clear()
+        self.dropRequester()
+        self.stopBouncer()
         self.startBouncer()
         self.assertTrue(connection.connected)
         self.reactor.advance(1.0)
         self.completeConnection()
         self.assertIn(keycardId, self.bouncer.held)
-        self.reactor.advance(58.5)
-        self.flush(connection)
+        self.advance(200, connection)
         self.assertTrue(connection.connected)
-        self.reactor.advance(0.5)
+        self.assertEqual(self.bouncer.held[keycardId].expires, 260.0)
+        d = self.bouncer.expireKeycardIds([keycardId])
+        self.flush(connection)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertFalse(connection.connected)
+
+    def test_requesterStaysConnected(self) -> None:
+        """
+        The requester's own keycard is renewed by the service's listener
+        while its connection lives: long past the service's duration it is
+        still connected, on its first connection, and its clients log in.
+        """
+        perspective = self.remote._perspective
+        assert perspective is not None
+        self.advance(600)
+        self.assertIs(self.remote._perspective, perspective)
+        self.assertFalse(perspective.broker.disconnected)
+        connection = self.client()
+        keycardId = self.login(connection)
+        self.assertEqual(self.bouncer.held[keycardId].requesterName, "req1")
+
+    def test_clientRenewedThroughRemote(self) -> None:
+        """
+        The requester renews its clients' keycards through the remote
+        bouncer while they stay connected.
+        """
+        connection = self.client()
+        keycardId = self.login(connection)
+        self.advance(600, connection)
+        self.assertTrue(connection.connected)
+        self.assertEqual(self.bouncer.held[keycardId].expires, 660.0)
+
+    def test_revokedWhileAway(self) -> None:
+        """
+        A keycard revoked while the requester was disconnected: the bouncer
+        does not take it back when the requester reconnects, and the
+        requester drops its client at once.
+        """
+        connection = self.client()
+        keycardId = self.login(connection)
+        other = self.client()
+        otherId = self.login(other)
+        self.dropRequester()
+        self.successResultOf(self.bouncer.revokeKeycardIds([keycardId]))
+        self.flush(connection, other)
+        self.assertTrue(connection.connected)
+        self.reactor.advance(1.0)
+        self.completeConnection()
+        self.flush(connection, other)
+        self.assertFalse(connection.connected)
+        self.assertTrue(other.connected)
+        self.assertIn(otherId, self.bouncer.held)
+
+    def test_expiredWhileAway(self) -> None:
+        """
+        A requester that stays away past its timeout, and whose keycards
+        therefore expired, drops their clients as soon as it reconnects.
+        """
+        connection = self.client()
+        self.login(connection)
+        self.dropRequester()
+        self.advance(31, connection)
+        self.assertTrue(connection.connected)
+        self.completeConnection()
         self.flush(connection)
         self.assertFalse(connection.connected)
+
+    def test_revokedWhileBouncerDown(self) -> None:
+        """
+        A keycard revoked in the store while the bouncer service was down
+        (C{keycard revoke}) is not adopted by the restarted bouncer; the
+        requester drops its client.
+        """
+        connection = self.client()
+        keycardId = self.login(connection)
+        other = self.client()
+        otherId = self.login(other)
+        self.dropRequester()
+        self.stopBouncer()
+        revoker = Revoker(self.store, self.reactor, 60.0)
+        self.successResultOf(revoker.revokeKeycardIds([keycardId]))
+        self.startBouncer()
+        self.reactor.advance(1.0)
+        self.completeConnection()
+        self.flush(connection, other)
+        self.assertFalse(connection.connected)
+        self.assertNotIn(keycardId, self.bouncer.held)
+        self.assertTrue(other.connected)
+        self.assertIn(otherId, self.bouncer.held)
+
+    def test_avatarRevokedWhileBouncerDown(self) -> None:
+        """
+        An avatar revoked while the bouncer service was down: none of its
+        keycards is adopted, and a login after the restart works.
+        """
+        connection = self.client()
+        self.login(connection)
+        self.dropRequester()
+        self.stopBouncer()
+        self.reactor.advance(1.0)
+        revoker = Revoker(self.store, self.reactor, 60.0)
+        self.successResultOf(revoker.revokeAvatar("alice"))
+        self.startBouncer()
+        self.completeConnection()
+        self.flush(connection)
+        self.assertFalse(connection.connected)
+        # Only the requester's own keycard is held.
+        self.assertEqual([r.avatarId for r in self.bouncer.held.values()], ["req1"])
+        again = self.client()
+        self.login(again)
+
+    def test_leftWhileAway(self) -> None:
+        """
+        A client that leaves while the bouncer is unreachable has its
+        keycard removed once the requester is back, not at its expiry.
+        """
+        connection = self.client()
+        keycardId = self.login(connection)
+        self.dropRequester()
+        connection.disconnect()
+        self.assertIn(keycardId, self.bouncer.held)
+        self.reactor.advance(1.0)
+        self.completeConnection()
+        self.assertNotIn(keycardId, self.bouncer.held)
+        self.assertIsNone(self.successResultOf(self.store.get(keycardId)))
+
+    def secondRequester(self) -> tuple[RemoteBouncer, KeycardRoot]:
+        """
+        Another requester process logging in under the same name.
+        """
+        remote = RemoteBouncer(
+            TCP4ClientEndpoint(self.reactor, "127.0.0.1", PORT),
+            [PassphraseAnswerer("req1", SECRETS["req1"])],
+            clock=self.reactor,
+            retryPolicy=lambda attempt: 1.0,
+        )
+        root = KeycardRoot(remote, Portal(AvatarRealm()), "req1")
+        remote.startService()
+        self.addCleanup(remote.stopService)
+        return remote, root
+
+    def test_secondConnectionRefused(self) -> None:
+        """
+        A second connection under a connected requester's name is refused,
+        and the first stays registered; once the first closes, the second
+        gets in on its next try, and expiries reach its clients.
+        """
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        remote, root = self.secondRequester()
+        self.completeConnection()
+        self.assertIn(
+            "could not log in to the bouncer: this requester is already connected",
+            [formatEvent(e) for e in events],
+        )
+        self.assertIsNone(remote._perspective)
+        connection = self.client()
+        keycardId = self.login(connection)
+        d = self.bouncer.expireKeycardIds([keycardId])
+        self.flush(connection)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertFalse(connection.connected)
+
+        self.remote.stopService()
+        self.flush()
+        self.advance(1)
+        self.completeConnection()
+        self.assertIsNotNone(remote._perspective)
+        connection = connectToRoot(root, self.reactor)
+        self.flush(connection)
+        keycardId = self.login(connection)
+        self.advance(40, connection)
+        d = self.bouncer.expireKeycardIds([keycardId])
+        self.flush(connection)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertFalse(connection.connected)
+
+    def test_deadConnectionDropped(self) -> None:
+        """
+        When a second connection claims a requester's name, the first is
+        asked to answer; one that does not within C{pingTimeout} is dropped,
+        and the second gets in on its next try.
+        """
+        stale = self.pumps.pop()  # what the first requester's link carries is lost
+        remote, root = self.secondRequester()
+        self.completeConnection()
+        self.assertIsNone(remote._perspective)
+        self.reactor.advance(self.bouncerRealm.pingTimeout - 1)
+        self.assertFalse(stale.serverIO.disconnecting)
+        self.reactor.advance(1)
+        self.assertTrue(stale.serverIO.disconnecting)
+        stale.serverIO.stream.clear()
+        while stale.pump():
+            pass
+        self.completeConnection()
+        self.assertIsNotNone(remote._perspective)
+        connection = connectToRoot(root, self.reactor)
+        self.flush(connection)
+        self.login(connection)
 
     def test_unreachable(self) -> None:
         for pump in self.pumps:

@@ -2,6 +2,9 @@
 The bouncer service's side of a remote bouncer: a realm whose avatars may
 act as requesters, each with a perspective that authenticates its own
 clients' keycards, and the requester told over PB when they expire.
+
+A requester name has one connection at a time: a second login under a name
+whose connection lives is refused (see L{BouncerRealm}).
 """
 
 from __future__ import annotations
@@ -14,17 +17,28 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.spread import pb
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._interfaces import IRequester
+from twisted_keycard.bouncer._revoker import AVATAR, REQUESTER
 from twisted_keycard.error import KeycardDenied, KeycardRefused
 from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.store._interfaces import IKeycardStore, IRevocationStore
+from twisted_keycard.store._records import IssuedKeycard
+from twisted_keycard.tokencard import FAMILY
 
 #: Keycard ids one keepAlive or adopt call may carry, at most.
 MAX_IDS = 65_536
+
+#: Revocation keys looked up in one store query.
+_LOOKUP = 900
+
+#: What a second connection under a connected requester's name is told.
+ALREADY_CONNECTED = "this requester is already connected"
 
 
 @implementer(IRequester)
@@ -59,38 +73,85 @@ class BouncerRealm:
         avatar's requester name is its avatar id.
     @ivar requesterTimeout: seconds after a requester disconnects at which
         its keycards expire, unless it reconnects first.
+    @ivar pingTimeout: seconds the connected requester has to answer when a
+        second connection claims its name; one that does not is dropped, so
+        that a requester whose old connection died unnoticed gets in on its
+        next try.
     """
 
     bouncer: Bouncer
     requesters: Collection[str]
     clock: IReactorTime
     requesterTimeout: float = 60.0
+    pingTimeout: float = 10.0
     _silence: dict[str, IDelayedCall] = attrs.field(factory=dict)
+    #: The mind of each connected requester's one connection.
+    _attached: dict[str, pb.RemoteReference] = attrs.field(factory=dict)
+    _pinging: set[str] = attrs.field(factory=set)
     log = Logger()
 
     def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> Any:
+        """
+        @raise KeycardDenied: for a requester whose name has a live
+            connection already.
+        """
         if pb.IPerspective not in interfaces:
             raise NotImplementedError("only PB perspectives")
         isRequester = avatarId in self.requesters
         perspective = BouncerPerspective(self.bouncer, avatarId, isRequester)
         if isRequester and isinstance(mind, pb.RemoteReference):
             self._attach(avatarId, mind)
-            return pb.IPerspective, perspective, lambda: self._detach(avatarId)
+            return pb.IPerspective, perspective, lambda: self._detach(avatarId, mind)
         return pb.IPerspective, perspective, lambda: None
 
     def _attach(self, name: str, mind: pb.RemoteReference) -> None:
+        current = self._attached.get(name)
+        if current is not None and not current.broker.disconnected:
+            self.log.warn(
+                "refused a second connection of requester {name}",
+                name=printable(name),
+            )
+            self._ping(name, current)
+            raise KeycardDenied(ALREADY_CONNECTED)
         silence = self._silence.pop(name, None)
         if silence is not None and silence.active():
             silence.cancel()
+        self._attached[name] = mind
         self.bouncer.registerRequester(name, _RemoteRequester(mind))
         self.log.info("requester {name} connected", name=printable(name))
 
-    def _detach(self, name: str) -> None:
+    def _detach(self, name: str, mind: pb.RemoteReference) -> None:
+        if self._attached.get(name) is not mind:
+            return  # not the registered connection: it stays registered
+        del self._attached[name]
         self.bouncer.unregisterRequester(name)
         self.log.info("requester {name} disconnected", name=printable(name))
         self._silence[name] = self.clock.callLater(
             self.requesterTimeout, self._silent, name
         )
+
+    def _ping(self, name: str, mind: pb.RemoteReference) -> None:
+        """
+        Ask the connected requester to answer (an empty expiry), and drop
+        its connection if it does not within L{pingTimeout}.
+        """
+        if name in self._pinging:
+            return
+        self._pinging.add(name)
+        d: Deferred[object] = mind.callRemote("expireKeycardIds", [])
+        d.addTimeout(self.pingTimeout, self.clock)
+
+        def silent(failure: Failure) -> None:
+            self.log.warn(
+                "requester {name} did not answer: dropping its connection",
+                name=printable(name),
+            )
+            transport: Any = mind.broker.transport
+            if transport is not None:
+                getattr(transport, "abortConnection", transport.loseConnection)()
+
+        d.addCallbacks(lambda _: None, silent)
+        d.addBoth(lambda _: self._pinging.discard(name))
 
     def _silent(self, name: str) -> None:
         del self._silence[name]
@@ -150,11 +211,68 @@ class BouncerPerspective(pb.Avatar):
     def perspective_keepAlive(self, keycardIds: object) -> Deferred[int]:
         return self.bouncer.keepAlive(self._requester(), _ids(keycardIds))
 
-    def perspective_adopt(self, keycardIds: object) -> Deferred[int]:
+    def perspective_adopt(self, keycardIds: object) -> Deferred[list[str]]:
         """
-        The requester (re)connected and its clients hold these keycards.
+        The requester (re)connected and its clients hold these keycards:
+        the bouncer takes charge of those issued through this requester
+        that are neither expired nor revoked (even while the bouncer was
+        down), and expires the revoked ones.
+
+        @return: a L{Deferred} firing with the ids taken; the requester
+            drops the clients of the others.
         """
-        return self.bouncer.adopt(self._requester(), _ids(keycardIds))
+        name = self._requester()
+        return Deferred.fromCoroutine(self._adopt(name, _ids(keycardIds)))
+
+    async def _adopt(self, name: str, keycardIds: list[str]) -> list[str]:
+        bouncer = self.bouncer
+        await bouncer.adopt(name, keycardIds)
+        now = bouncer.clock.seconds()
+        taken = [
+            record
+            for keycardId in dict.fromkeys(keycardIds)
+            if (record := bouncer.held.get(keycardId)) is not None
+            and record.requesterName == name
+            and record.expires > now
+        ]
+        revoked = await revokedAmong(bouncer.store, taken)
+        if revoked:
+            await bouncer.expireKeycardIds(sorted(revoked))
+        return [r.keycardId for r in taken if r.keycardId not in revoked]
+
+
+async def revokedAmong(
+    store: IKeycardStore, records: Sequence[IssuedKeycard]
+) -> set[str]:
+    """
+    The ids of C{records} that a revocation in C{store} reaches: by id, by
+    family, or by avatar or requester for keycards issued before it.
+    """
+    if not records or not IRevocationStore.providedBy(store):
+        return set()
+    keys: dict[str, None] = {}
+    for r in records:
+        keys.update(dict.fromkeys([r.keycardId, AVATAR + r.avatarId]))
+        keys[REQUESTER + (r.requesterName or "")] = None
+        if r.familyId is not None:
+            keys[FAMILY + r.familyId] = None
+    found: dict[str, float] = {}
+    wanted = list(keys)
+    for i in range(0, len(wanted), _LOOKUP):
+        for revocation in await store.revocationsOf(wanted[i : i + _LOOKUP]):
+            found[revocation.keycardId] = revocation.revokedAt
+    if not found:
+        return set()
+
+    def reached(r: IssuedKeycard) -> bool:
+        if r.keycardId in found:
+            return True
+        if r.familyId is not None and FAMILY + r.familyId in found:
+            return True
+        marks = [AVATAR + r.avatarId, REQUESTER + (r.requesterName or "")]
+        return any(found.get(m, -1.0) >= r.issued for m in marks)
+
+    return {r.keycardId for r in records if reached(r)}
 
 
 def _ids(keycardIds: object) -> list[str]:

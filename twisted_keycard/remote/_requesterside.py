@@ -9,19 +9,31 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.application.internet import ClientService
+from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.spread import pb
 from zope.interface import implementer
 
+from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.error import KeycardDenied
 from twisted_keycard.keycard._interfaces import IAnswerer
 from twisted_keycard.keycard._keycard import Keycard, keycardClassFor
 from twisted_keycard.pb._client import KeycardClientFactory, _localError
 from twisted_keycard.remote._bouncerside import MAX_IDS
+
+#: Keycard ids sent in one keepAlive, adopt or removal call: well under the
+#: service's budget for one message (a MiB) and its cap of L{MAX_IDS}.
+BATCH = 8192
+
+
+def batches(keycardIds: Sequence[str]) -> list[list[str]]:
+    """
+    C{keycardIds} in lists of at most L{BATCH}.
+    """
+    return [list(keycardIds[i : i + BATCH]) for i in range(0, len(keycardIds), BATCH)]
 
 
 class _Mind(pb.Referenceable):
@@ -38,9 +50,18 @@ class RemoteBouncer:
     """
     An L{IBouncer} in another process, reached over PB.
 
-    It logs in to the bouncer service with its own keycard kinds, reconnects
-    with backoff when the connection drops, and after each reconnection
-    tells the bouncer which keycard ids its requester still holds.
+    It logs in to the bouncer service with its own keycard kinds and
+    reconnects with backoff when the connection drops.  After each
+    reconnection it offers the bouncer the keycard ids its requesters'
+    clients still hold, and drops at once the clients of the ids the
+    bouncer no longer knows (expired or revoked while it was away); it then
+    tells the bouncer which clients left while it was away.
+
+    Its own keycard is renewed by the service's listener (a L{KeycardRoot})
+    while its connection lives, within the service bouncer's C{maxLifetime}.
+
+    @ivar clock: the clock the requester's L{KeycardRoot} times renewals
+        with, unless it is given one.
     """
 
     log = Logger()
@@ -55,18 +76,25 @@ class RemoteBouncer:
         retryPolicy: Callable[[int], float] | None = None,
     ) -> None:
         self.name = name
+        self.clock = clock
         self.keycardClasses: tuple[type[Keycard], ...] = ()
         self._answerers = list(answerers)
         self._requesters: dict[str, IRequester] = {}
         self._factory = KeycardClientFactory()
+        self._retryPolicy = retryPolicy if retryPolicy is not None else backoffPolicy()
+        #: Logins refused or failed in a row, for the backoff.
+        self._failedLogins = 0
         self._service = ClientService(
             endpoint,
             self._factory,
-            retryPolicy=retryPolicy,
+            retryPolicy=self._retryDelay,
             clock=clock,
             prepareConnection=self._prepare,
         )
         self._perspective: pb.RemoteReference | None = None
+        #: Ids whose clients left while the bouncer was unreachable, to
+        #: remove once it is back (at most L{MAX_IDS}; the others expire).
+        self._leftWhileAway: dict[str, None] = {}
 
     def startService(self) -> None:
         self._service.startService()
@@ -75,8 +103,36 @@ class RemoteBouncer:
         d: Deferred[None] = self._service.stopService()
         return d
 
-    def _prepare(self, broker: object) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._loginAndResync())
+    def _retryDelay(self, attempt: int) -> float:
+        """
+        The backoff before connecting again, counting the failed logins too
+        (a connection whose login failed counts as made for the
+        L{ClientService}).
+        """
+        return self._retryPolicy(max(attempt, self._failedLogins))
+
+    def _prepare(self, broker: Any) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._loginOrDrop(broker))
+
+    async def _loginOrDrop(self, broker: Any) -> None:
+        """
+        Log in and resynchronize; on failure, close the connection, so that
+        the L{ClientService} connects again after its backoff (it would
+        leave the connection open if C{prepareConnection} failed).
+        """
+        try:
+            await self._loginAndResync()
+        except Exception as e:
+            self._failedLogins += 1
+            self.log.warn(
+                "could not log in to the bouncer: {error}",
+                error=printable(str(e)),
+            )
+            transport = broker.transport
+            if transport is not None:
+                transport.loseConnection()
+            return
+        self._failedLogins = 0
 
     async def _loginAndResync(self) -> None:
         perspective = await self._factory.login(self._answerers, _Mind(self))
@@ -84,11 +140,41 @@ class RemoteBouncer:
         self.keycardClasses = tuple(
             cls for tag in tags if (cls := keycardClassFor(tag)) is not None
         )
-        held = [k for r in self._requesters.values() for k in r.keycardIds()]
-        if held:
-            await perspective.callRemote("adopt", held[:MAX_IDS])
+        held = self._heldIds()
+        refused: list[str] = []
+        for batch in batches(held):
+            taken = await perspective.callRemote("adopt", batch)
+            if isinstance(taken, list):
+                kept = set(taken)
+                refused.extend(k for k in batch if k not in kept)
         self._perspective = perspective
-        self.log.info("connected to the bouncer; resent {count} ids", count=len(held))
+        self.log.info(
+            "connected to the bouncer; resent {count} ids, {refused} refused",
+            count=len(held),
+            refused=len(refused),
+        )
+        if refused:
+            # Expired or revoked while this requester was away.
+            self._expired(refused)
+        await self._removeLeft(perspective)
+
+    def _heldIds(self) -> list[str]:
+        return list(
+            dict.fromkeys(k for r in self._requesters.values() for k in r.keycardIds())
+        )
+
+    async def _removeLeft(self, perspective: pb.RemoteReference) -> None:
+        """
+        Remove the keycards whose clients left while the bouncer was away,
+        so that their seats and quota come back now rather than at expiry.
+        """
+        held = set(self._heldIds())
+        left = [k for k in self._leftWhileAway if k not in held]
+        self._leftWhileAway.clear()
+        for keycardId in left:
+            await perspective.callRemote("removeKeycardId", keycardId).addErrback(
+                lambda f: None
+            )
 
     async def _call(self, method: str, *args: object) -> Any:
         perspective = self._perspective
@@ -107,7 +193,16 @@ class RemoteBouncer:
         self._requesters.pop(name, None)
 
     def removeKeycardId(self, keycardId: str) -> Deferred[bool]:
-        return Deferred.fromCoroutine(self._call("removeKeycardId", keycardId))
+        return Deferred.fromCoroutine(self._remove(keycardId))
+
+    async def _remove(self, keycardId: str) -> bool:
+        try:
+            removed: bool = await self._call("removeKeycardId", keycardId)
+        except KeycardDenied:
+            if len(self._leftWhileAway) < MAX_IDS:
+                self._leftWhileAway[keycardId] = None
+            raise
+        return removed
 
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> Deferred[int]:
         """
@@ -118,7 +213,18 @@ class RemoteBouncer:
         return succeed(len(keycardIds))
 
     def keepAlive(self, requesterName: str, keycardIds: Sequence[str]) -> Deferred[int]:
-        return Deferred.fromCoroutine(self._call("keepAlive", list(keycardIds)))
+        """
+        Renew keycards this requester's clients hold, in batches; the
+        service knows the requester by its login, not by C{requesterName}.
+        """
+        return Deferred.fromCoroutine(self._keepAlive(keycardIds))
+
+    async def _keepAlive(self, keycardIds: Sequence[str]) -> int:
+        renewed = 0
+        # An empty call still tells whether this avatar may renew.
+        for batch in batches(keycardIds) or [[]]:
+            renewed += await self._call("keepAlive", batch)
+        return renewed
 
     def _expired(self, keycardIds: list[str]) -> None:
         for requester in list(self._requesters.values()):
