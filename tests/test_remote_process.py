@@ -1,7 +1,10 @@
 """
 A requester process authenticating its clients through the bouncer service
-in another process; the service restarts in the middle, the requester
-reconnects, and a keycard the bouncer expires reaches the client.
+in another process: the service restarts in the middle, the requester
+reconnects, and keycards the bouncer expires or revokes, even while it was
+down, reach the client; keycards are renewed while connected; one
+requester connection per name.  (Revoked ids follow C{--}: one may start
+with a dash.)
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from twisted_keycard import KeycardClientFactory
+from twisted_keycard import KeycardClientFactory, KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
 
 from ._procs import ENV, ROOT, bouncer, freePort, keycard, reactor, started, waitFor
@@ -29,46 +33,85 @@ pytestmark = pytest.mark.integration
 
 
 class RemoteProcessTests(TestCase):
+    async def setUpService(self, *options: str) -> tuple[Path, Path, int]:
+        """
+        A data directory with the requester C{chat} and the user C{alice},
+        and the bouncer service running on it.
+
+        @return: the base directory, the data directory and the port.
+        """
+        base = Path(self.mktemp()).resolve()
+        base.mkdir(parents=True)
+        data = base / "data"
+        keycard("init", str(data))
+        keycard("user", "add", "--data-dir", str(data), "chat", stdin=SECRET)
+        keycard("user", "add", "--data-dir", str(data), "alice", stdin=PASSWORD)
+        port = freePort()
+        self.service = bouncer(
+            data,
+            f"tcp:{port}:interface=127.0.0.1",
+            base / "bouncer.log",
+            "--requesters",
+            "chat",
+            *options,
+        )
+        self.addCleanup(self.service.stop)
+        await started(self.service, port)
+        return base, data, port
+
+    def requester(
+        self, log: Path, bouncerPort: int
+    ) -> tuple[subprocess.Popen[str], int]:
+        """
+        Start a requester process named C{chat}, logging to C{log}.
+
+        @return: the process and the port its clients connect to.
+        """
+        port = freePort()
+        out = open(log, "w")  # noqa: SIM115 - closed in cleanup
+        self.addCleanup(out.close)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "_requesterproc.py"),
+                str(bouncerPort),
+                str(port),
+                "chat",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+        )
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        assert process.stdin is not None
+        process.stdin.write(SECRET + "\n")
+        process.stdin.close()
+        return process, port
+
+    async def client(self, port: int) -> tuple[KeycardLogin, list[bool]]:
+        """
+        Alice logs in through the requester on C{port}.
+
+        @return: her login, and a list that gets an item when she is dropped.
+        """
+        factory = KeycardClientFactory()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        broker: Any = await endpoint.connect(factory)
+        self.addCleanup(broker.transport.loseConnection)
+        login = await factory.loginWithKeycard([SCRAMAnswerer("alice", PASSWORD)])
+        self.assertEqual(await login.perspective.callRemote("whoami"), "alice")
+        self.assertEqual(login.keycard.requesterName, "chat")
+        lost: list[bool] = []
+        login.perspective.notifyOnDisconnect(lambda ref: lost.append(True))
+        return login, lost
+
     def test_restartAndExpiry(self) -> Deferred[None]:
         async def go() -> None:
-            base = Path(self.mktemp()).resolve()
-            base.mkdir(parents=True)
-            data = base / "data"
-            keycard("init", str(data))
-            keycard("user", "add", "--data-dir", str(data), "chat", stdin=SECRET)
-            keycard("user", "add", "--data-dir", str(data), "alice", stdin=PASSWORD)
-            bouncerPort, requesterPort = freePort(), freePort()
-            service = bouncer(
-                data,
-                f"tcp:{bouncerPort}:interface=127.0.0.1",
-                base / "bouncer.log",
-                "--requesters",
-                "chat",
-            )
-            self.addCleanup(service.stop)
-            await started(service, bouncerPort)
-
-            log = open(base / "requester.log", "w")  # noqa: SIM115 - closed in cleanup
-            self.addCleanup(log.close)
-            requester = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / "tests" / "_requesterproc.py"),
-                    str(bouncerPort),
-                    str(requesterPort),
-                    "chat",
-                ],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=ENV,
-            )
-            self.addCleanup(requester.wait)
-            self.addCleanup(requester.kill)
-            assert requester.stdin is not None
-            requester.stdin.write(SECRET + "\n")
-            requester.stdin.close()
+            base, data, bouncerPort = await self.setUpService()
+            _, requesterPort = self.requester(base / "requester.log", bouncerPort)
 
             def requesterLog() -> str:
                 return (base / "requester.log").read_text()
@@ -76,31 +119,76 @@ class RemoteProcessTests(TestCase):
             await waitFor(
                 lambda: "connected to the bouncer" in requesterLog(), "requester"
             )
+            login, lost = await self.client(requesterPort)
+            other, otherLost = await self.client(requesterPort)
 
-            factory = KeycardClientFactory()
-            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", requesterPort)
-            broker: Any = await endpoint.connect(factory)
-            self.addCleanup(broker.transport.loseConnection)
-            login = await factory.loginWithKeycard([SCRAMAnswerer("alice", PASSWORD)])
-            self.assertEqual(await login.perspective.callRemote("whoami"), "alice")
-            self.assertEqual(login.keycard.requesterName, "chat")
-            lost: list[bool] = []
-            login.perspective.notifyOnDisconnect(lambda ref: lost.append(True))
-
-            # The bouncer service restarts; the requester reconnects and
-            # tells it which keycard its client still holds.
-            service.stop()
-            await started(service, bouncerPort)
+            # The bouncer service restarts; while it is down the other
+            # client's keycard is revoked.  The requester reconnects and
+            # tells it which keycards its clients still hold: the revoked
+            # one is refused, and its client dropped at once.
+            self.service.stop()
+            assert other.keycard.id is not None
+            revoked = keycard("revoke", "--data-dir", str(data), "--", other.keycard.id)
+            self.assertEqual(revoked.returncode, 0, revoked.stderr)
+            await started(self.service, bouncerPort)
             await waitFor(
-                lambda: "resent 1 ids" in requesterLog(), "the requester to resync"
+                lambda: "resent 2 ids, 1 refused" in requesterLog(),
+                "the requester to resync",
             )
+            await waitFor(lambda: otherLost, "the revoked client to be dropped")
             self.assertFalse(lost)
 
             # The restarted bouncer expires the keycard (revoked by the
             # administrator); the requester drops the client.
             assert login.keycard.id is not None
-            revoked = keycard("revoke", "--data-dir", str(data), login.keycard.id)
+            revoked = keycard("revoke", "--data-dir", str(data), "--", login.keycard.id)
             self.assertEqual(revoked.returncode, 0, revoked.stderr)
             await waitFor(lambda: lost, "the client to be dropped")
+
+        return ensureDeferred(go())
+
+    def test_renewalAndOneConnectionPerName(self) -> Deferred[None]:
+        """
+        With keycards valid for 2 s, the requester and its client stay
+        connected for several durations (both are renewed).  A second
+        requester process under the same name is refused while the first
+        lives, and takes over when it is killed.
+        """
+
+        async def go() -> None:
+            base, data, bouncerPort = await self.setUpService("--duration", "2")
+            first, firstPort = self.requester(base / "first.log", bouncerPort)
+
+            def firstLog() -> str:
+                return (base / "first.log").read_text()
+
+            await waitFor(lambda: "connected to the bouncer" in firstLog(), "requester")
+            login, lost = await self.client(firstPort)
+            await deferLater(reactor, 6.0, lambda: None)
+            self.assertFalse(lost)
+            self.assertEqual(firstLog().count("connected to the bouncer"), 1)
+            self.assertEqual(await login.perspective.callRemote("whoami"), "alice")
+
+            _, secondPort = self.requester(base / "second.log", bouncerPort)
+
+            def secondLog() -> str:
+                return (base / "second.log").read_text()
+
+            await waitFor(
+                lambda: "this requester is already connected" in secondLog(),
+                "the second requester to be refused",
+            )
+            await self.client(firstPort)
+
+            first.kill()
+            await waitFor(
+                lambda: "connected to the bouncer" in secondLog(),
+                "the second requester to take over",
+            )
+            login, lost = await self.client(secondPort)
+            assert login.keycard.id is not None
+            revoked = keycard("revoke", "--data-dir", str(data), "--", login.keycard.id)
+            self.assertEqual(revoked.returncode, 0, revoked.stderr)
+            await waitFor(lambda: lost, "the second requester's client to be dropped")
 
         return ensureDeferred(go())
