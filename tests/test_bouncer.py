@@ -4,6 +4,7 @@ Tests for L{twisted_keycard.bouncer._bouncer.Bouncer}, with a L{Clock} and no PB
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 import attrs
@@ -22,7 +23,7 @@ from twisted_keycard import (
     KeycardState,
     MemoryStore,
 )
-from twisted_keycard.bouncer import ExchangeLimits
+from twisted_keycard.bouncer import ExchangeLimits, newKeycardId
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 
@@ -323,3 +324,17 @@ class BouncerTests(SynchronousTestCase):
     def test_duplicateChallenger(self) -> None:
         with self.assertRaises(ValueError):
             Bouncer([self.checker, PassphraseChecker({})], clock=self.clock)
+
+
+class NewKeycardIdTests(SynchronousTestCase):
+    def test_neverAnOption(self) -> None:
+        """
+        Keycard ids are 192 random bits in base64url and never start with
+        C{-}, so C{keycard revoke ID} never takes one for an option.
+        """
+        ids = {newKeycardId() for _ in range(2000)}
+        self.assertEqual(len(ids), 2000)
+        self.assertFalse([i for i in ids if i.startswith("-") or len(i) != 32])
+        drawn = iter(["-" + "A" * 31, "-" + "B" * 31, "C" * 32])
+        self.patch(secrets, "token_urlsafe", lambda n: next(drawn))
+        self.assertEqual(newKeycardId(), "C" * 32)

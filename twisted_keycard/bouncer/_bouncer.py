@@ -63,9 +63,14 @@ DEFAULT_DURATION = 3600.0
 
 def newKeycardId() -> str:
     """
-    A fresh keycard id from the operating system's CSPRNG.
+    A fresh keycard id from the operating system's CSPRNG: 192 random bits
+    in base64url, drawn again if it would start with C{-}, so that an id
+    never reads as an option on a command line (C{keycard revoke ID}).
     """
-    return secrets.token_urlsafe(ID_BYTES)
+    while True:
+        keycardId = secrets.token_urlsafe(ID_BYTES)
+        if not keycardId.startswith("-"):
+            return keycardId
 
 
 @implementer(IBouncer)
