@@ -51,7 +51,9 @@ class TokenBouncerTests(SynchronousTestCase):
         self.requester = Requester()
         self.bouncer = self.makeBouncer("b1")
 
-    def makeBouncer(self, name: str, **options: object) -> Bouncer:
+    def makeBouncer(
+        self, name: str, requester: Requester | None = None, **options: object
+    ) -> Bouncer:
         options.setdefault("tokens", TokenPolicy(claims={"vendor": "acme"}))
         bouncer = Bouncer(
             [PassphraseChecker({"alice": "wonderland", "bob": "builder"})],
@@ -61,7 +63,7 @@ class TokenBouncerTests(SynchronousTestCase):
             duration=60.0,
             **options,  # type: ignore[arg-type]
         )
-        bouncer.registerRequester("r1", self.requester)
+        bouncer.registerRequester("r1", requester or self.requester)
         bouncer.startService()
         self.addCleanup(bouncer.stopService)
         self.successResultOf(bouncer.started)
@@ -320,9 +322,8 @@ class TokenBouncerTests(SynchronousTestCase):
         Another bouncer on the store drops the clients of a revoked family
         at its next poll, and refuses its tokens at once.
         """
-        other = self.makeBouncer("b2")
         otherRequester = Requester()
-        other.registerRequester("r1", otherRequester)
+        other = self.makeBouncer("b2", otherRequester)
         root = self.login()
         child = self.present(root.token, other)
         stranger = self.login(other)
@@ -456,9 +457,8 @@ class TokenBouncerTests(SynchronousTestCase):
         A bouncer drops the clients of keycards another bouncer revoked,
         at its next poll of the shared store.
         """
-        other = self.makeBouncer("b2")
         otherRequester = Requester()
-        other.registerRequester("r1", otherRequester)
+        other = self.makeBouncer("b2", otherRequester)
         keycard = self.login(other)
         assert keycard.id is not None
         self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id]))
@@ -467,9 +467,8 @@ class TokenBouncerTests(SynchronousTestCase):
         self.assertEqual(otherRequester.expired, [keycard.id])
 
     def test_avatarRevocationReachesOtherBouncer(self) -> None:
-        other = self.makeBouncer("b2")
         otherRequester = Requester()
-        other.registerRequester("r1", otherRequester)
+        other = self.makeBouncer("b2", otherRequester)
         keycard = self.login(other)
         self.clock.advance(1)
         self.successResultOf(self.bouncer.revokeAvatar("alice"))

@@ -50,6 +50,13 @@ class HeldKeycards:
         self._requesters: dict[str, IRequester] = {}
 
     def registerRequester(self, name: str, requester: IRequester) -> None:
+        """
+        @raise ValueError: if another requester has that name: the bouncer
+            would tell one of them about the other's clients.
+        """
+        registered = self._requesters.get(name)
+        if registered is not None and registered is not requester:
+            raise ValueError(f"a requester named {name!r} is registered already")
         self._requesters[name] = requester
 
     def unregisterRequester(self, name: str) -> None:

@@ -62,6 +62,8 @@ class IBouncer(Interface):
         """
         Tell the bouncer which L{IRequester} to call back for the keycards
         issued through requester C{name}.
+
+        @raise ValueError: if another requester is registered under C{name}.
         """
 
     def unregisterRequester(name: str) -> None:

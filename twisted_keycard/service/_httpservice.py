@@ -48,9 +48,7 @@ def serveHTTP(
     bouncerName: str,
 ) -> None:
     """
-    Serve the HTTP face on C{endpoint}, as a requester with the service's
-    own requester name: a token issued over PB is taken over HTTP and the
-    other way round.
+    Serve the HTTP face on C{endpoint}, as requester C{requesterName}.
 
     @raise StartupError: if C{endpoint} names no server endpoint.
     """

@@ -261,9 +261,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self.limits = connectionLimits(self)
         self.tokens = None
         if not self["no-tokens"]:
+            audiences = names(self["token-audiences"])
+            if self["http"] is not None:
+                # One service, one audience: its PB and HTTP faces take
+                # each other's tokens.
+                audiences |= {self["requester-name"], httpRequesterName(self)}
             self.tokens = TokenPolicy(
                 bindAddress=self["bind-tokens"],
-                audiences=names(self["token-audiences"]),
+                audiences=audiences,
                 maxFamilyLifetime=self["max-family-lifetime"],
             )
         if self["http"] is not None and self["no-tokens"]:
@@ -348,7 +353,7 @@ def makeService(options: Options) -> IService:
             _reactor(),
             options["http"],
             bouncer,
-            options["requester-name"],
+            httpRequesterName(options),
             options.proxies,
             top,
             options["name"],
@@ -385,6 +390,14 @@ def _bouncer(
         ),
         metrics=metrics,
     )
+
+
+def httpRequesterName(options: Any) -> str:
+    """
+    The requester name of the service's HTTP face: its own, so that the
+    bouncer tells each face about its own clients.
+    """
+    return f"{options['requester-name']}/http"
 
 
 def names(text: str) -> set[str]:
