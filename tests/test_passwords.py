@@ -15,10 +15,21 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.spread import pb
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
-from twisted_keycard import InsecureTransport, KeycardRefused, KeycardState
+from twisted_keycard import (
+    InsecureTransport,
+    KeycardDenied,
+    KeycardRefused,
+    KeycardState,
+    MemoryStore,
+    ProtocolError,
+)
+from twisted_keycard._hashpool import BUSY, HashPool, IHashPool
+from twisted_keycard.bouncer import Throttle
 from twisted_keycard.passwords import (
     PasswordAnswerer,
+    PasswordExchange,
     PasswordFile,
     PasswordKeycard,
     PasswordTooLong,
@@ -33,16 +44,16 @@ HTPASSWD = ["bcrypt", "apr1", "sha1", "crypt", "sha256", "sha512"]
 SHADOW = ["mk512", "mk256", "ossl6", "ossl5", "osslapr1", "argon"]
 
 
-def inline(f: Any, *args: Any) -> Deferred[Any]:
+def inline() -> HashPool:
     """
-    Run the hash in this thread: tests have no reactor running.
+    A hash pool that hashes in this thread: tests have no reactor running.
     """
-    return maybeDeferred(f, *args)
+    return HashPool(threads=1, queued=0, runner=maybeDeferred)
 
 
 class PasswordFileTests(SynchronousTestCase):
     def checker(self, name: str, **kwargs: Any) -> PasswordFile:
-        return PasswordFile(DATA / name, runInThread=inline, **kwargs)
+        return PasswordFile(DATA / name, hashPool=inline(), **kwargs)
 
     def check(self, checker: PasswordFile, user: str, password: str) -> Deferred[Any]:
         return checker.requestAvatarId(
@@ -87,17 +98,94 @@ class PasswordFileTests(SynchronousTestCase):
         self.failureResultOf(self.check(checker, "long", "x" * 100), PasswordTooLong)
         self.failureResultOf(self.check(checker, "bcrypt", "y" * 73), PasswordTooLong)
 
+    def test_lengthCapBeforeHashing(self) -> None:
+        """
+        A password over the cap (256 bytes of UTF-8 by default) is refused
+        before any hashing, for known and unknown users alike; one at the
+        cap is checked.
+        """
+        hashed: list[object] = []
+
+        def counting(call: Any) -> Deferred[Any]:
+            hashed.append(call)
+            return maybeDeferred(call)
+
+        pool = HashPool(threads=1, queued=0, runner=counting)
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=pool)
+        for user in ["sha512", "nobody"]:
+            self.failureResultOf(self.check(checker, user, "x" * 257), PasswordTooLong)
+            self.failureResultOf(
+                self.check(checker, user, "\u00e9" * 129), PasswordTooLong
+            )
+        self.assertEqual(hashed, [])
+        self.failureResultOf(self.check(checker, "sha512", "x" * 256), KeycardRefused)
+        self.assertEqual(len(hashed), 1)
+        small = PasswordFile(
+            DATA / "htpasswd.txt", hashPool=inline(), maxPasswordBytes=8
+        )
+        self.failureResultOf(self.check(small, "sha512", "sha512-pw"), PasswordTooLong)
+
+    def test_passwordNotText(self) -> None:
+        """
+        A password with a lone surrogate is refused as a protocol error,
+        before any hashing.
+        """
+        checker = self.checker("htpasswd.txt")
+        d = checker.requestAvatarId(PasswordExchange("sha512", "a\ud800b"))
+        self.failureResultOf(d, ProtocolError)
+
+    def test_poolKeyIsAddressGroup(self) -> None:
+        """
+        The hash pool shares its places by the client's address group.
+        """
+        keys: list[object] = []
+
+        @implementer(IHashPool)
+        class Recording:
+            def run(self, key: object, f: Any, *args: Any) -> Deferred[Any]:
+                keys.append(key)
+                return maybeDeferred(f, *args)
+
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=Recording())
+        for address in ["192.0.2.1", "2001:db8::1", None]:
+            exchange = PasswordExchange("sha512", "wrong", address)
+            self.failureResultOf(checker.requestAvatarId(exchange), KeycardRefused)
+        self.assertEqual(keys, ["192.0.2.1", "2001:db8::/64", None])
+
+    def test_poolFullDenied(self) -> None:
+        """
+        When the hash pool is full, a password login is denied at once, and
+        not counted as a failure.
+        """
+        pool = HashPool(threads=1, queued=0, runner=lambda call: Deferred())
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=pool)
+        store = MemoryStore()
+        server = KeycardTestServer.build(
+            [checker], AvatarRealm(), store=store, throttle=Throttle()
+        )
+
+        def login(address: str) -> Deferred[Any]:
+            keycard = PasswordKeycard(username="sha512", password="x", address=address)
+            return server.bouncer.authenticate(keycard)
+
+        self.assertNoResult(login("10.0.0.1"))
+        failure = self.failureResultOf(login("10.0.0.2"), KeycardDenied)
+        self.assertEqual(failure.getErrorMessage(), BUSY)
+        keys = ["account:sha512", "address:10.0.0.2"]
+        counts = self.successResultOf(store.failuresSince(keys, 0))
+        self.assertEqual(counts, dict.fromkeys(keys, 0))
+
     def test_rehashWhenOwned(self) -> None:
         path = Path(self.mktemp())
         shutil.copy(DATA / "htpasswd.txt", path)
-        checker = PasswordFile(path, owned=True, runInThread=inline)
+        checker = PasswordFile(path, owned=True, hashPool=inline())
         self.successResultOf(self.check(checker, "apr1", "apr1-pw"))
         hashes = readHashes(path.read_text())
         self.assertTrue(hashes["apr1"].startswith("$argon2id$"), hashes["apr1"])
         self.assertEqual(
             hashes["sha1"], readHashes((DATA / "htpasswd.txt").read_text())["sha1"]
         )
-        again = PasswordFile(path, runInThread=inline)
+        again = PasswordFile(path, hashPool=inline())
         self.successResultOf(self.check(again, "apr1", "apr1-pw"))
 
     def test_notOwnedNotRewritten(self) -> None:
@@ -105,7 +193,7 @@ class PasswordFileTests(SynchronousTestCase):
         shutil.copy(DATA / "htpasswd.txt", path)
         before = path.read_text()
         self.successResultOf(
-            self.check(PasswordFile(path, runInThread=inline), "apr1", "apr1-pw")
+            self.check(PasswordFile(path, hashPool=inline()), "apr1", "apr1-pw")
         )
         self.assertEqual(path.read_text(), before)
 
@@ -118,7 +206,7 @@ class PasswordFileTests(SynchronousTestCase):
         path.write_text(
             f"root:*:19000:0:99999:7:::\nmk512:{mk512}:19000:0:99999:7:::\n"
         )
-        checker = PasswordFile(path, runInThread=inline)
+        checker = PasswordFile(path, hashPool=inline())
         self.assertEqual(
             self.successResultOf(self.check(checker, "mk512", "mk512-pw")), "mk512"
         )
@@ -139,7 +227,7 @@ class PasswordKeycardTests(SynchronousTestCase):
         """
         A password keycard is not sent over PB without TLS.
         """
-        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=inline())
         server = KeycardTestServer.build([checker], AvatarRealm())
         d = server.connect().login([PasswordAnswerer("sha512", "sha512-pw")])
         self.failureResultOf(d, InsecureTransport)
@@ -149,7 +237,7 @@ class PasswordKeycardTests(SynchronousTestCase):
         In process (no PB), the keycard reaches the bouncer and the password
         is not sent back.
         """
-        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=inline())
         server = KeycardTestServer.build([checker], AvatarRealm())
         keycard = PasswordKeycard(username="sha512", password="sha512-pw")
         result = self.successResultOf(server.bouncer.authenticate(keycard))
@@ -161,7 +249,7 @@ class PasswordKeycardTests(SynchronousTestCase):
         A client that sends a password keycard over plain TCP anyway (its
         own code skips the check) is refused by the server.
         """
-        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=inline())
         server = KeycardTestServer.build([checker], AvatarRealm())
         connection = server.connect()
 

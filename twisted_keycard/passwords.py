@@ -14,7 +14,6 @@ over PB without TLS.  The strcred name is C{htpasswd:FILE}.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,12 @@ from passlib.context import CryptContext
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from twisted_keycard._entriesfile import entryLines
+from twisted_keycard._hashpool import HashPool, IHashPool
 from twisted_keycard.error import KeycardRefused, ProtocolError
+from twisted_keycard.keycard._address import addressGroup
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
     NAME_LENGTH,
@@ -50,6 +50,11 @@ SCHEMES = [
 BCRYPT_LIMIT = 72
 PASSWORD_LENGTH = 1024
 
+#: Bytes of a password checked, at most (UTF-8): longer ones are refused
+#: before any hashing, since sha-crypt and md5-crypt cost grows with the
+#: length (a 1024-byte password costs several times a short one).
+MAX_PASSWORD_BYTES = 256
+
 
 def context(rehashTo: str = "argon2") -> CryptContext:
     return CryptContext(schemes=SCHEMES, default=rehashTo, deprecated="auto")
@@ -57,9 +62,10 @@ def context(rehashTo: str = "argon2") -> CryptContext:
 
 class PasswordTooLong(ProtocolError):
     """
-    Raised for a password over 72 bytes checked against a bcrypt hash:
-    bcrypt would only look at the first 72 bytes, so it is refused rather
-    than truncated.
+    Raised, before any hashing, for a password longer than the checker's
+    cap (L{MAX_PASSWORD_BYTES} by default), or over 72 bytes checked
+    against a bcrypt hash: bcrypt would only look at the first 72 bytes, so
+    it is refused rather than truncated.
     """
 
 
@@ -92,10 +98,14 @@ class PasswordExchange:
     """
     A password to check; it has C{username} and C{password} as
     twisted.cred's L{IUsernamePassword} credentials do.
+
+    @ivar address: the client's address, so that the hash pool shares its
+        places fairly among clients.
     """
 
     username: str
     password: str = attrs.field(repr=False)
+    address: str | None = None
 
     def challenge(self, keycard: Keycard) -> bool:
         if isinstance(keycard, PasswordKeycard):
@@ -149,16 +159,20 @@ class PasswordFile:
         *,
         owned: bool = False,
         rehashTo: str = "argon2",
-        runInThread: Callable[..., Deferred[Any]] | None = None,
+        hashPool: IHashPool | None = None,
+        maxPasswordBytes: int = MAX_PASSWORD_BYTES,
     ) -> None:
         """
-        @param runInThread: runs a slow hash off the reactor thread; the
-            global reactor's thread pool by default.
+        @param hashPool: runs the hashes off the reactor thread, bounded;
+            by default a L{HashPool} of its own on the global reactor.
+        @param maxPasswordBytes: longer passwords (UTF-8) are refused before
+            any hashing.
         """
         self.path = Path(path)
         self.owned = owned
+        self.maxPasswordBytes = maxPasswordBytes
         self._context = context(rehashTo)
-        self._run = runInThread or _reactorThread
+        self._hashPool = hashPool
         self._hashes = readHashes(self.path.read_text())
         self._stamp = _stamp(self.path)
         self._dummy = self._context.hash("no one has this password")
@@ -168,11 +182,32 @@ class PasswordFile:
             return fail(ProtocolError("not a password keycard"))
         if keycard.username is None or keycard.password is None:
             return fail(ProtocolError("no user name or password"))
-        return succeed(PasswordExchange(keycard.username, keycard.password))
+        return succeed(
+            PasswordExchange(keycard.username, keycard.password, keycard.address)
+        )
+
+    @property
+    def hashPool(self) -> IHashPool:
+        """
+        The pool the hashes run in; set it to share one among checkers.
+        """
+        if self._hashPool is None:
+            self._hashPool = HashPool()
+        return self._hashPool
+
+    @hashPool.setter
+    def hashPool(self, pool: IHashPool) -> None:
+        self._hashPool = pool
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         username = _text(credentials.username)
         password = _text(credentials.password)
+        try:
+            length = len(password.encode("utf-8"))
+        except UnicodeEncodeError:
+            return fail(ProtocolError("the password is not valid text"))
+        if length > self.maxPasswordBytes:
+            return fail(PasswordTooLong("the password is too long"))
         if _stamp(self.path) != self._stamp:
             self._hashes = readHashes(self.path.read_text())
             self._stamp = _stamp(self.path)
@@ -182,14 +217,12 @@ class PasswordFile:
             # refused after the same work as an unknown user.
             known = None
         hashed = known if known is not None else self._dummy
-        if (
-            self._context.identify(hashed) == "bcrypt"
-            and len(password.encode()) > BCRYPT_LIMIT
-        ):
+        if self._context.identify(hashed) == "bcrypt" and length > BCRYPT_LIMIT:
             return fail(
                 PasswordTooLong("a password over 72 bytes cannot match a bcrypt hash")
             )
-        d = self._run(self._context.verify_and_update, password, hashed)
+        key = addressGroup(getattr(credentials, "address", None))
+        d = self.hashPool.run(key, self._context.verify_and_update, password, hashed)
         return d.addCallback(self._checked, username, known is not None)
 
     def _checked(
@@ -225,12 +258,6 @@ class PasswordFile:
 def _stamp(path: Path) -> tuple[int, int]:
     stat = os.stat(path)
     return stat.st_mtime_ns, stat.st_size
-
-
-def _reactorThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
-    from twisted.internet import reactor
-
-    return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # type: ignore[arg-type, attr-defined]
 
 
 @implementer(IAnswerer)
