@@ -138,7 +138,7 @@ class KeycardRoot:
         keycard.address = peerAddress(broker)
         keycard.requesterName = self.requesterName
         try:
-            result: Keycard = await self.bouncer.authenticate(keycard)
+            result: Keycard = await self.bouncer.authenticate(keycard, broker)
         except BaseException as e:
             inputs.loginEnded()
             if isinstance(e, KeycardRefused) and getattr(
