@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -102,13 +103,30 @@ class SQLiteReservationTests(SynchronousTestCase):
         self.successResultOf(one.settle("one0", False))
         self.assertTrue(self.successResultOf(two.reserve("two2", limits, 0.0, 100.0)))
 
+    def test_throttleWritesLeaveDurability(self) -> None:
+        """
+        Throttle counts are written without a disk flush; the connection is
+        back to C{synchronous=FULL} for everything else, even after a
+        failing write.
+        """
+        store = SQLiteStore(self.mktemp(), threaded=False)
+        self.addCleanup(store.close)
+        self.assertTrue(
+            self.successResultOf(store.reserve("r1", {"account:a": 1}, 0.0, 1.0))
+        )
+        self.failureResultOf(
+            store._throttleWrite(lambda c: c.execute("no such statement")),
+            sqlite3.OperationalError,
+        )
+        connection = store._db._connection
+        assert connection is not None
+        self.assertEqual(connection.execute("PRAGMA synchronous").fetchone(), (2,))
+
     def test_upgradeFromFormat1(self) -> None:
         """
         A store made by the previous version (format 1, no reservations)
         gets its reservations table when opened.
         """
-        import sqlite3
-
         path = self.mktemp()
         made = SQLiteStore(path, threaded=False)
         self.successResultOf(made.recordFailure(["account:alice"], 100.0))

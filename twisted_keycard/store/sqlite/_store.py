@@ -9,7 +9,7 @@ arrive together are answered by one query.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -273,8 +273,13 @@ class SQLiteStore:
 
     # Failed logins
 
+    def _throttleWrite(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
+        # Counts of failed logins need no disk flush at each commit: losing
+        # the last ones in a power failure only forgets some failures.
+        return self._db.write(job, durable=False)
+
     def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        return self._write(lambda c: failures.recordFailure(c, keys, when))
+        return self._throttleWrite(lambda c: failures.recordFailure(c, keys, when))
 
     def failuresSince(
         self, keys: Sequence[str], since: float
@@ -284,15 +289,15 @@ class SQLiteStore:
     def reserve(
         self, reservationId: str, limits: Mapping[str, int], since: float, when: float
     ) -> Deferred[bool]:
-        return self._write(
+        return self._throttleWrite(
             lambda c: failures.reserve(c, reservationId, limits, since, when)
         )
 
     def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-        return self._write(lambda c: failures.settle(c, reservationId, failed))
+        return self._throttleWrite(lambda c: failures.settle(c, reservationId, failed))
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        return self._write(lambda c: failures.flushFailures(c, before))
+        return self._throttleWrite(lambda c: failures.flushFailures(c, before))
 
     # Keyring
 
