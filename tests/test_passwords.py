@@ -197,6 +197,21 @@ class PasswordFileTests(SynchronousTestCase):
         )
         self.assertEqual(path.read_text(), before)
 
+    def test_notOwnedNoRehashWork(self) -> None:
+        """
+        A file that is not ours is not rewritten, so a login with a hash in
+        an old scheme does not pay for a new hash either.
+        """
+        checker = self.checker("htpasswd.txt")
+
+        def rehash(*args: object) -> object:
+            raise AssertionError("a new hash was made")
+
+        self.patch(checker._context, "verify_and_update", rehash)
+        self.assertEqual(
+            self.successResultOf(self.check(checker, "apr1", "apr1-pw")), "apr1"
+        )
+
     def test_shadowLine(self) -> None:
         """
         Whole /etc/shadow lines (with their ageing fields) are read too.

@@ -222,8 +222,21 @@ class PasswordFile:
                 PasswordTooLong("a password over 72 bytes cannot match a bcrypt hash")
             )
         key = addressGroup(getattr(credentials, "address", None))
-        d = self.hashPool.run(key, self._context.verify_and_update, password, hashed)
+        d = self.hashPool.run(key, self._verify, password, hashed)
         return d.addCallback(self._checked, username, known is not None)
+
+    def _verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        """
+        Check a password, in the hash pool; for a file of ours, also make
+        the hash of a password in an old scheme again (a file not ours is
+        not rewritten, so that work would be wasted).
+        """
+        if self.owned:
+            result: tuple[bool, str | None] = self._context.verify_and_update(
+                password, hashed
+            )
+            return result
+        return self._context.verify(password, hashed), None
 
     def _checked(
         self, result: tuple[bool, str | None], username: str, known: bool
