@@ -104,19 +104,40 @@ class HashPoolTests(SynchronousTestCase):
         self.runner.finish()
         self.assertEqual(self.successResultOf(mine), "me")
 
-    def test_fewestRunningFirst(self) -> None:
+    def test_newcomerFirst(self) -> None:
         """
-        A freed thread takes the oldest call of the client with the fewest
-        calls running, not the oldest call in all.
+        A freed thread takes the oldest call of the client that has had the
+        fewest calls started, not of the one with the fewest running: a
+        client that keeps the pool busy waits behind one that just came.
         """
-        first = [self.pool.run("a", lambda: "a") for _ in range(3)]
-        other = self.pool.run("b", lambda: "b")
-        self.runner.finish()
-        self.successResultOf(first[0])
-        # Running now: a's second call, and b's call, started before a's third.
+        pool = HashPool(threads=2, queued=10, runner=self.runner)
+        busy = [pool.run("a", lambda: "a") for _ in range(5)]
+        self.runner.finish(0)  # a1 done, a3 starts: a has had 3 started
+        other = [pool.run("b", lambda: "b") for _ in range(2)]
+        self.runner.finish(0)  # a2 done, b1 starts (b: 1 started, 1 running)
+        self.runner.finish(0)  # a3 done: b2 goes before a4, though b runs one
+        self.assertEqual(len(self.runner.calls), 2)
         self.runner.finish(-1)
-        self.assertEqual(self.successResultOf(other), "b")
-        self.assertNoResult(first[2])
+        self.assertEqual(self.successResultOf(other[1]), "b")
+        self.assertNoResult(busy[3])
+
+    def test_startedForgotten(self) -> None:
+        """
+        A client with nothing left in the pool starts afresh: what it had
+        started before does not count against it.
+        """
+        first = self.pool.run("a", lambda: "a")
+        self.runner.finish()
+        self.successResultOf(first)
+        self.assertEqual(self.pool._started, {})
+        for _ in range(2):
+            self.pool.run("b", lambda: "b")
+        later = [self.pool.run("b", lambda: "b"), self.pool.run("a", lambda: "a")]
+        self.runner.finish()
+        # a starts before b's older call: b has had two started, a none.
+        self.runner.finish(-1)
+        self.assertEqual(self.successResultOf(later[1]), "a")
+        self.assertNoResult(later[0])
 
     def test_cancelWaiting(self) -> None:
         """

@@ -94,10 +94,12 @@ class HashPool:
     """
     At most C{threads} hashes at once and C{queued} waiting.
 
-    Waiting hashes start in turn by key, the key with the fewest hashes
-    running first.  When the queue is full, a key with fewer hashes in the
-    pool than the busiest one takes the place of that key's newest waiting
-    hash (which is refused); otherwise the new hash is refused.
+    A freed thread takes the oldest waiting hash of the key that has had
+    the fewest hashes started since it last had none in the pool: a client
+    that keeps the pool busy waits behind one that just came.  When the
+    queue is full, a key with fewer hashes in the pool than the busiest
+    one takes the place of that key's newest waiting hash (which is
+    refused); otherwise the new hash is refused.
     """
 
     def __init__(
@@ -129,6 +131,8 @@ class HashPool:
         self._runner = runner
         self._order = itertools.count()
         self._running: dict[Hashable, int] = {}
+        #: Hashes started for each key in the pool, since it came.
+        self._started: dict[Hashable, int] = {}
         self._waiting: dict[Hashable, deque[_Job]] = {}
         self._runningCount = 0
         self._waitingCount = 0
@@ -175,6 +179,7 @@ class HashPool:
         if self._inPool(key) >= self._inPool(busiest):
             return False
         job = self._unqueue(busiest, -1)
+        self._forget(busiest)
         job.deferred.errback(KeycardDenied(BUSY))
         return True
 
@@ -186,9 +191,17 @@ class HashPool:
         self._waitingCount -= 1
         return job
 
+    def _forget(self, key: Hashable) -> None:
+        """
+        Forget what a key had started, once it has nothing in the pool.
+        """
+        if key not in self._running and key not in self._waiting:
+            self._started.pop(key, None)
+
     def _start(self, job: _Job) -> None:
         self._runningCount += 1
         self._running[job.key] = self._running.get(job.key, 0) + 1
+        self._started[job.key] = self._started.get(job.key, 0) + 1
         d = self._runner(job.call)
         d.addBoth(self._finished, job)
 
@@ -200,12 +213,13 @@ class HashPool:
         else:
             del self._running[job.key]
         if self._waiting:
-            # The key with the fewest hashes running, then the oldest hash.
+            # The key with the fewest hashes started, then the oldest hash.
             key = min(
                 self._waiting,
-                key=lambda k: (self._running.get(k, 0), self._waiting[k][0].order),
+                key=lambda k: (self._started.get(k, 0), self._waiting[k][0].order),
             )
             self._start(self._unqueue(key, 0))
+        self._forget(job.key)
         if job.deferred.called:
             return
         if isinstance(result, Failure):
@@ -225,4 +239,5 @@ class HashPool:
                     if not jobs:
                         del self._waiting[key]
                     self._waitingCount -= 1
+                    self._forget(key)
                     return
