@@ -1,7 +1,8 @@
 """
 Attacks on the bouncer's side (issue 11, items 3, 4 and 5), against a real
-C{twistd -n keycard-bouncer} with its defaults, from hostile clients in a
-process of their own (L{tests._attacker}) on several 127.0.0.x addresses.
+C{twistd -n keycard-bouncer} with its defaults (but for the throttle limit a
+test names), from hostile clients in a process of their own
+(L{tests._attacker}) on several 127.0.0.x addresses.
 
 Each test asserts that while the attack is in progress a legitimate login
 from an unused address succeeds within a second, and that afterwards the

@@ -176,7 +176,8 @@ class HashPoolThreadTests(TestCase):
         self.addCleanup(pool.stop)
 
         async def go() -> None:
-            names = await pool.run("a", lambda: threading.current_thread().name)
-            self.assertNotEqual(names, threading.current_thread().name)
+            thread = await pool.run("a", threading.current_thread)
+            self.assertIsNot(thread, threading.current_thread())
+            self.assertTrue(thread.daemon)
 
         return ensureDeferred(go())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Hashable
+from threading import Thread
 from typing import Any, TypeVar
 
 import attrs
@@ -62,6 +63,25 @@ class _Job:
     order: int
 
 
+class _DaemonThread(Thread):
+    """
+    A thread that does not keep the process alive at exit.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.daemon = True
+
+
+class _DaemonThreadPool(ThreadPool):
+    """
+    A thread pool whose threads do not keep the process alive at exit, for
+    a pool that nobody stopped (the reactor's shutdown stops it).
+    """
+
+    threadFactory = _DaemonThread
+
+
 class _ThreadRunner:
     """
     Runs calls on a L{ThreadPool} of its own, started at first use and
@@ -70,7 +90,7 @@ class _ThreadRunner:
 
     def __init__(self, reactor: Any, threads: int) -> None:
         self._reactor = reactor
-        self._pool = ThreadPool(0, threads, name="keycard-hashes")
+        self._pool = _DaemonThreadPool(0, threads, name="keycard-hashes")
         self._trigger: object = None
 
     def __call__(self, call: Callable[[], Any]) -> Deferred[Any]:
