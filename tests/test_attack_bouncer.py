@@ -47,7 +47,7 @@ MiB = 1024 * 1024
 LOGIN_DEADLINE = 1.0
 
 #: Password hashes the service runs at once, by default.
-HASH_THREADS = 2
+HASH_THREADS = 1
 
 
 class Attacker(ProcessProtocol):

@@ -25,8 +25,10 @@ from twisted_keycard.error import KeycardDenied
 
 _T = TypeVar("_T")
 
-#: Hashes computed at once, by default.
-THREADS = 2
+#: Hashes computed at once, by default: an argon2 hash (4 lanes with
+#: libpass's defaults) already uses the cores of a small machine, and holds
+#: 64 MiB while it runs; the reactor keeps a core for bcrypt or sha-crypt.
+THREADS = 1
 
 #: Hashes waiting for a thread, at most, by default.
 QUEUED = 16

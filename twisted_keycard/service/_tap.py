@@ -70,7 +70,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "logins in progress per client connection",
             int,
         ],
-        ["hash-threads", None, 2, "password hashes computed at once", int],
+        ["hash-threads", None, 1, "password hashes computed at once", int],
         ["hash-queue", None, 16, "password hashes waiting, at most", int],
         [
             "max-password-bytes",
