@@ -67,7 +67,11 @@ async def server(reactor: Any, side: str) -> None:
         bouncer = Bouncer(
             [verifiers],
             clock=reactor,
-            limits=ExchangeLimits(maxPending=10**6, maxPendingPerAddress=10**6),
+            limits=ExchangeLimits(
+                maxPending=10**6,
+                maxPendingPerAddress=10**6,
+                maxPendingPerConnection=10**6,
+            ),
         )
         root = KeycardRoot(bouncer, Portal(Realm()), maxKeycardsPerConnection=10**9)
         factory: pb.PBServerFactory = KeycardServerFactory(root)

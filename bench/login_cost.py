@@ -54,7 +54,11 @@ def measure(side: str, count: int) -> tuple[float, float]:
         bouncer = Bouncer(
             [verifiers],
             clock=Clock(),
-            limits=ExchangeLimits(maxPending=10**6, maxPendingPerAddress=10**6),
+            limits=ExchangeLimits(
+                maxPending=10**6,
+                maxPendingPerAddress=10**6,
+                maxPendingPerConnection=10**6,
+            ),
         )
         root = KeycardRoot(bouncer, Portal(Realm()), maxKeycardsPerConnection=10**9)
         server, client = KeycardServerFactory(root), KeycardClientFactory()

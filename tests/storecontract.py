@@ -360,3 +360,79 @@ class ThrottleStoreContract(_StoreContract):
         self.assertEqual(self.resultOf(self.store.flushFailures(150.0)), 1)
         counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
         self.assertEqual(counts, {"account:alice": 1})
+
+    def test_reserveBelowLimit(self) -> None:
+        """
+        A reservation is taken while failures and reservations in the
+        window are below every key's limit, and counts like a failure.
+        """
+        limits = {"account:alice": 3, "address:a": 10}
+        self.resultOf(self.store.recordFailure(["account:alice"], 100.0))
+        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 50.0, 110.0)))
+        self.assertTrue(self.resultOf(self.store.reserve("r2", limits, 50.0, 111.0)))
+        self.assertFalse(self.resultOf(self.store.reserve("r3", limits, 50.0, 112.0)))
+        # Refused: nothing recorded for the address either.
+        self.assertTrue(
+            self.resultOf(self.store.reserve("r4", {"address:a": 3}, 50.0, 113.0))
+        )
+        self.assertFalse(
+            self.resultOf(self.store.reserve("r5", {"address:a": 3}, 50.0, 113.0))
+        )
+
+    def test_reserveWindow(self) -> None:
+        """
+        Failures and reservations at or before C{since} do not count.
+        """
+        limits = {"account:alice": 1}
+        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 50.0, 100.0)))
+        self.assertFalse(self.resultOf(self.store.reserve("r2", limits, 99.0, 101.0)))
+        self.assertTrue(self.resultOf(self.store.reserve("r3", limits, 100.0, 101.0)))
+
+    def test_settleSuccess(self) -> None:
+        """
+        A reservation settled as a success is forgotten.
+        """
+        limits = {"account:alice": 1}
+        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 0.0, 100.0)))
+        self.resultOf(self.store.settle("r1", False))
+        self.assertTrue(self.resultOf(self.store.reserve("r2", limits, 0.0, 101.0)))
+        counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
+        self.assertEqual(counts, {"account:alice": 0})
+
+    def test_settleFailure(self) -> None:
+        """
+        A reservation settled as a failure becomes a failure of each of its
+        keys, dated when it was reserved; settling again changes nothing.
+        """
+        limits = {"account:alice": 5, "address:a": 5}
+        self.resultOf(self.store.recordFailure(["account:alice"], 200.0))
+        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 0.0, 100.0)))
+        self.resultOf(self.store.settle("r1", True))
+        self.resultOf(self.store.settle("r1", True))
+        self.resultOf(self.store.settle("r1", False))
+        keys = ["account:alice", "address:a"]
+        self.assertEqual(
+            self.resultOf(self.store.failuresSince(keys, 0.0)),
+            {"account:alice": 2, "address:a": 1},
+        )
+        self.assertEqual(
+            self.resultOf(self.store.failuresSince(keys, 100.0)),
+            {"account:alice": 1, "address:a": 0},
+        )
+
+    def test_settleUnknown(self) -> None:
+        self.resultOf(self.store.settle("nobody", True))
+        counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
+        self.assertEqual(counts, {"account:alice": 0})
+
+    def test_flushReservations(self) -> None:
+        """
+        An unsettled reservation is forgotten with the failures of its time.
+        """
+        limits = {"account:alice": 1}
+        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 0.0, 100.0)))
+        self.assertEqual(self.resultOf(self.store.flushFailures(100.0)), 1)
+        self.assertTrue(self.resultOf(self.store.reserve("r2", limits, 0.0, 101.0)))
+        self.resultOf(self.store.settle("r1", True))
+        counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
+        self.assertEqual(counts, {"account:alice": 0})

@@ -221,9 +221,13 @@ class BouncerTests(SynchronousTestCase):
         self.first()
 
     def test_floodTotal(self) -> None:
+        """
+        The exchanges in progress are bounded in all: with every address
+        holding as many as the largest, a new one is refused.
+        """
         for i in range(5):
             self.first(address=f"10.0.1.{i}")
-        keycard = PassphraseKeycard(username="alice", address="10.0.2.1")
+        keycard = PassphraseKeycard(username="alice", address="10.0.1.0")
         self.failureResultOf(self.bouncer.authenticate(keycard), KeycardDenied)
         self.assertEqual(len(self.bouncer._pending), 5)
 

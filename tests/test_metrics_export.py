@@ -5,7 +5,7 @@ what C{twistd keycard-bouncer --metrics} adds, with no sockets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -62,6 +62,14 @@ class CountsOnly:
 
     def flushFailures(self, before: float) -> Deferred[int]:
         return succeed(0)
+
+    def reserve(
+        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
+    ) -> Deferred[bool]:
+        return succeed(True)
+
+    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
+        return succeed(None)
 
 
 class TimedStoreTests(SynchronousTestCase):

@@ -13,14 +13,25 @@ from typing import Any
 
 from twisted.cred import strcred
 from twisted.cred.credentials import UsernamePassword
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.spread import pb
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
-from twisted_keycard import InsecureTransport, KeycardRefused, KeycardState
+from twisted_keycard import (
+    InsecureTransport,
+    KeycardDenied,
+    KeycardRefused,
+    KeycardState,
+    MemoryStore,
+    ProtocolError,
+)
+from twisted_keycard._hashpool import BUSY, HashPool, IHashPool
+from twisted_keycard.bouncer import Throttle
 from twisted_keycard.passwords import (
     PasswordAnswerer,
+    PasswordExchange,
     PasswordFile,
     PasswordKeycard,
     PasswordTooLong,
@@ -37,9 +48,16 @@ HTPASSWD = ["bcrypt", "apr1", "sha1", "crypt", "sha256", "sha512"]
 SHADOW = ["mk512", "mk256", "ossl6", "ossl5", "osslapr1", "argon"]
 
 
+def inlinePool() -> HashPool:
+    """
+    A hash pool that hashes in this thread: tests have no reactor running.
+    """
+    return HashPool(threads=1, queued=0, runner=maybeDeferred)
+
+
 class PasswordFileTests(SynchronousTestCase):
     def checker(self, name: str, **kwargs: Any) -> PasswordFile:
-        return PasswordFile(DATA / name, runInThread=inline, **kwargs)
+        return PasswordFile(DATA / name, hashPool=inlinePool(), **kwargs)
 
     def check(self, checker: PasswordFile, user: str, password: str) -> Deferred[Any]:
         return checker.requestAvatarId(
@@ -84,17 +102,96 @@ class PasswordFileTests(SynchronousTestCase):
         self.failureResultOf(self.check(checker, "long", "x" * 100), PasswordTooLong)
         self.failureResultOf(self.check(checker, "bcrypt", "y" * 73), PasswordTooLong)
 
+    def test_lengthCapBeforeHashing(self) -> None:
+        """
+        A password over the cap (256 bytes of UTF-8 by default) is refused
+        before any hashing, for known and unknown users alike; one at the
+        cap is checked.
+        """
+        hashed: list[object] = []
+
+        def counting(call: Any) -> Deferred[Any]:
+            hashed.append(call)
+            return maybeDeferred(call)
+
+        pool = HashPool(threads=1, queued=0, runner=counting)
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=pool)
+        for user in ["sha512", "nobody"]:
+            self.failureResultOf(self.check(checker, user, "x" * 257), PasswordTooLong)
+            self.failureResultOf(
+                self.check(checker, user, "\u00e9" * 129), PasswordTooLong
+            )
+        self.assertEqual(hashed, [])
+        self.failureResultOf(self.check(checker, "sha512", "x" * 256), KeycardRefused)
+        self.assertEqual(len(hashed), 1)
+        small = PasswordFile(
+            DATA / "htpasswd.txt", hashPool=inlinePool(), maxPasswordBytes=8
+        )
+        self.failureResultOf(self.check(small, "sha512", "sha512-pw"), PasswordTooLong)
+
+    def test_passwordNotText(self) -> None:
+        """
+        A password with a lone surrogate is refused as a protocol error,
+        before any hashing.
+        """
+        checker = self.checker("htpasswd.txt")
+        d = checker.requestAvatarId(PasswordExchange("sha512", "a\ud800b"))
+        self.failureResultOf(d, ProtocolError)
+
+    def test_poolKeyIsAddressGroup(self) -> None:
+        """
+        The hash pool shares its places by the client's address group.
+        """
+        keys: list[object] = []
+
+        @implementer(IHashPool)
+        class Recording:
+            def run(self, key: object, f: Any, *args: Any) -> Deferred[Any]:
+                keys.append(key)
+                return maybeDeferred(f, *args)
+
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=Recording())
+        for address in ["192.0.2.1", "2001:db8::1", None]:
+            exchange = PasswordExchange("sha512", "wrong", address)
+            self.failureResultOf(checker.requestAvatarId(exchange), KeycardRefused)
+        self.assertEqual(keys, ["192.0.2.1", "2001:db8::/64", None])
+
+    def test_poolFullDenied(self) -> None:
+        """
+        When the hash pool is full, a password login is denied at once, and
+        not counted as a failure.
+        """
+        pool = HashPool(threads=1, queued=0, runner=lambda call: Deferred())
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=pool)
+        store = MemoryStore()
+        server = KeycardTestServer.build(
+            [checker], AvatarRealm(), store=store, throttle=Throttle()
+        )
+
+        def login(address: str) -> Deferred[Any]:
+            keycard = PasswordKeycard(username="sha512", password="x", address=address)
+            return server.bouncer.authenticate(keycard)
+
+        self.assertNoResult(login("10.0.0.1"))
+        failure = self.failureResultOf(login("10.0.0.2"), KeycardDenied)
+        self.assertEqual(failure.getErrorMessage(), BUSY)
+        keys = ["account:sha512", "address:10.0.0.2"]
+        counts = self.successResultOf(store.failuresSince(keys, 0))
+        self.assertEqual(counts, dict.fromkeys(keys, 0))
+
     def test_rehashWhenOwned(self) -> None:
         path = Path(self.mktemp())
         shutil.copy(DATA / "htpasswd.txt", path)
-        checker = PasswordFile(path, owned=True, runInThread=inline)
+        checker = PasswordFile(
+            path, owned=True, hashPool=inlinePool(), runInThread=inline
+        )
         self.successResultOf(self.check(checker, "apr1", "apr1-pw"))
         hashes = readHashes(path.read_text())
         self.assertTrue(hashes["apr1"].startswith("$argon2id$"), hashes["apr1"])
         self.assertEqual(
             hashes["sha1"], readHashes((DATA / "htpasswd.txt").read_text())["sha1"]
         )
-        again = PasswordFile(path, runInThread=inline)
+        again = PasswordFile(path, hashPool=inlinePool())
         self.successResultOf(self.check(again, "apr1", "apr1-pw"))
 
     def test_rehashOffReactorThread(self) -> None:
@@ -106,9 +203,14 @@ class PasswordFileTests(SynchronousTestCase):
         shutil.copy(DATA / "htpasswd.txt", path)
         before = path.read_text()
         thread = QueuedThread()
-        checker = PasswordFile(path, owned=True, runInThread=thread, clock=Clock())
+        checker = PasswordFile(
+            path,
+            owned=True,
+            runInThread=thread,
+            clock=Clock(),
+            hashPool=inlinePool(),
+        )
         login = self.check(checker, "apr1", "apr1-pw")
-        thread.runOne()
         self.assertEqual(self.successResultOf(login), "apr1")
         self.assertEqual(thread.calls, [rewriteHash])
         self.assertEqual(path.read_text(), before)
@@ -126,7 +228,13 @@ class PasswordFileTests(SynchronousTestCase):
         path = Path(self.mktemp())
         shutil.copy(DATA / "htpasswd.txt", path)
         thread = QueuedThread()
-        checker = PasswordFile(path, owned=True, runInThread=thread, clock=Clock())
+        checker = PasswordFile(
+            path,
+            owned=True,
+            runInThread=thread,
+            clock=Clock(),
+            hashPool=inlinePool(),
+        )
         login = self.check(checker, "apr1", "apr1-pw")
         changed = path.read_text().replace("apr1:", "apr1:{SHA}newer-", 1)
         path.write_text(changed)
@@ -140,7 +248,7 @@ class PasswordFileTests(SynchronousTestCase):
         """
         path = Path(self.mktemp())
         path.write_text("broken\n" + (DATA / "htpasswd.txt").read_text())
-        checker = PasswordFile(path, runInThread=inline)
+        checker = PasswordFile(path, runInThread=inline, hashPool=inlinePool())
         self.assertEqual(
             self.successResultOf(self.check(checker, "sha1", "sha1-pw")), "sha1"
         )
@@ -150,9 +258,24 @@ class PasswordFileTests(SynchronousTestCase):
         shutil.copy(DATA / "htpasswd.txt", path)
         before = path.read_text()
         self.successResultOf(
-            self.check(PasswordFile(path, runInThread=inline), "apr1", "apr1-pw")
+            self.check(PasswordFile(path, hashPool=inlinePool()), "apr1", "apr1-pw")
         )
         self.assertEqual(path.read_text(), before)
+
+    def test_notOwnedNoRehashWork(self) -> None:
+        """
+        A file that is not ours is not rewritten, so a login with a hash in
+        an old scheme does not pay for a new hash either.
+        """
+        checker = self.checker("htpasswd.txt")
+
+        def rehash(*args: object) -> object:
+            raise AssertionError("a new hash was made")
+
+        self.patch(checker._context, "verify_and_update", rehash)
+        self.assertEqual(
+            self.successResultOf(self.check(checker, "apr1", "apr1-pw")), "apr1"
+        )
 
     def test_shadowLine(self) -> None:
         """
@@ -163,7 +286,7 @@ class PasswordFileTests(SynchronousTestCase):
         path.write_text(
             f"root:*:19000:0:99999:7:::\nmk512:{mk512}:19000:0:99999:7:::\n"
         )
-        checker = PasswordFile(path, runInThread=inline)
+        checker = PasswordFile(path, hashPool=inlinePool())
         self.assertEqual(
             self.successResultOf(self.check(checker, "mk512", "mk512-pw")), "mk512"
         )
@@ -184,7 +307,7 @@ class PasswordKeycardTests(SynchronousTestCase):
         """
         A password keycard is not sent over PB without TLS.
         """
-        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=inlinePool())
         server = KeycardTestServer.build([checker], AvatarRealm())
         d = server.connect().login([PasswordAnswerer("sha512", "sha512-pw")])
         self.failureResultOf(d, InsecureTransport)
@@ -194,7 +317,7 @@ class PasswordKeycardTests(SynchronousTestCase):
         In process (no PB), the keycard reaches the bouncer and the password
         is not sent back.
         """
-        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=inlinePool())
         server = KeycardTestServer.build([checker], AvatarRealm())
         keycard = PasswordKeycard(username="sha512", password="sha512-pw")
         result = self.successResultOf(server.bouncer.authenticate(keycard))
@@ -206,7 +329,7 @@ class PasswordKeycardTests(SynchronousTestCase):
         A client that sends a password keycard over plain TCP anyway (its
         own code skips the check) is refused by the server.
         """
-        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=inline)
+        checker = PasswordFile(DATA / "htpasswd.txt", hashPool=inlinePool())
         server = KeycardTestServer.build([checker], AvatarRealm())
         connection = server.connect()
 

@@ -5,7 +5,10 @@ Tests for L{twisted_keycard.remote}: a requester using a bouncer in another
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
@@ -21,9 +24,10 @@ from twisted_keycard import (
 )
 from twisted_keycard.bouncer._revoker import Revoker
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
+from twisted_keycard.remote._bouncerside import BouncerPerspective
 from twisted_keycard.testing import KeycardTestConnection, connectToRoot
 
-from ._passphrase import PassphraseAnswerer, PassphraseChecker
+from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 from ._realm import AvatarRealm
 
 PORT = 4321
@@ -425,3 +429,56 @@ class RemoteBouncerTests(SynchronousTestCase):
         self.reactor.advance(1)
         self.assertNotIn(keycardId, self.bouncer.held)
         self.assertIsNone(self.successResultOf(self.store.get(keycardId)))
+
+    # Client connections, told to the bouncer by a token
+
+    def firstMessages(
+        self, connection: KeycardTestConnection, count: int
+    ) -> list[Deferred[Any]]:
+        root = connection.factory.getRootObject()
+        self.flush(connection)
+        login = self.successResultOf(root)
+        calls = [
+            login.callRemote("login", PassphraseKeycard(username="alice"), None)
+            for _ in range(count)
+        ]
+        self.flush(connection)
+        return calls
+
+    def test_boundPerClientConnection(self) -> None:
+        """
+        The bouncer bounds the exchanges of each client connection of the
+        requester, not of the requester's own connection.
+        """
+        first = self.client()
+        calls = self.firstMessages(first, 5)
+        for d in calls[:4]:
+            self.successResultOf(d)
+        self.failureResultOf(calls[4], KeycardDenied)
+        other = self.client()
+        self.successResultOf(self.firstMessages(other, 1)[0])
+
+    def test_clientGoneFreesPlaces(self) -> None:
+        connection = self.client()
+        for d in self.firstMessages(connection, 2):
+            self.successResultOf(d)
+        self.assertEqual(len(self.bouncer._pending), 2)
+        connection.disconnect()
+        self.flush(connection)
+        self.assertEqual(len(self.bouncer._pending), 0)
+        self.assertEqual(self.remote._connections, {})
+
+    def test_badToken(self) -> None:
+        """
+        A connection token that is not a short string is refused.
+        """
+        perspective = BouncerPerspective(self.bouncer, "req1", True)
+        keycard = PassphraseKeycard(username="alice", address="10.0.0.1")
+        self.assertRaises(
+            KeycardDenied, perspective.perspective_authenticate, keycard, "x" * 65
+        )
+        self.assertRaises(
+            KeycardDenied, perspective.perspective_connectionLost, ["not", "text"]
+        )
+        d = perspective.perspective_authenticate(keycard, None)
+        self.successResultOf(d)

@@ -216,10 +216,10 @@ class TLSLoginTests(SynchronousTestCase):
         self.headers: list[str] = []
         prime = self.server.bouncer.authenticate
 
-        def record(keycard: Any) -> Any:
+        def record(keycard: Any, connection: object = None) -> Any:
             if keycard.id is None:
                 self.headers.append(keycard.clientFirst.partition("n=")[0])
-            return prime(keycard)
+            return prime(keycard, connection)
 
         self.patch(self.server.bouncer, "authenticate", record)
 
@@ -327,9 +327,9 @@ class RemoteBouncerTests(SynchronousTestCase):
         self.seen: list[Any] = []
         authenticate = self.bouncer.authenticate
 
-        def record(keycard: Any) -> Any:
+        def record(keycard: Any, connection: object = None) -> Any:
             self.seen.append(keycard)
-            return authenticate(keycard)
+            return authenticate(keycard, connection)
 
         self.patch(self.bouncer, "authenticate", record)
         realm = BouncerRealm(self.bouncer, {"req1"}, self.reactor)

@@ -18,6 +18,7 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_keycard._hashpool import HashPool
 from twisted_keycard._secretfiles import (
     createPrivateFile,
     exposure,
@@ -214,7 +215,12 @@ class WritersTests(UmaskMixin):
         victim = directory / "victim"
         victim.write_text("victim's data")
         (directory / "htpasswd.tmp").symlink_to(victim)
-        checker = PasswordFile(path, owned=True, runInThread=maybeDeferred)
+        checker = PasswordFile(
+            path,
+            owned=True,
+            runInThread=maybeDeferred,
+            hashPool=HashPool(threads=1, queued=0, runner=maybeDeferred),
+        )
         credentials = UsernamePassword(b"apr1", b"apr1-pw")
         self.successResultOf(checker.requestAvatarId(credentials))
         self.assertIn("$argon2id$", path.read_text())

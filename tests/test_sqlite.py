@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,66 @@ class SQLitePersistenceTests(SynchronousTestCase):
         self.assertIn("format 99", failure.getErrorMessage())
 
 
+class SQLiteReservationTests(SynchronousTestCase):
+    def test_sharedReservations(self) -> None:
+        """
+        Two stores on one file (two bouncers) share the reservations: what
+        one reserved counts against the other's limits.
+        """
+        path = self.mktemp()
+        one = SQLiteStore(path, threaded=False)
+        two = SQLiteStore(path, threaded=False)
+        self.addCleanup(one.close)
+        self.addCleanup(two.close)
+        limits = {"account:alice": 3}
+        for i in range(2):
+            self.assertTrue(
+                self.successResultOf(one.reserve(f"one{i}", limits, 0.0, 100.0))
+            )
+        self.assertTrue(self.successResultOf(two.reserve("two0", limits, 0.0, 100.0)))
+        self.assertFalse(self.successResultOf(two.reserve("two1", limits, 0.0, 100.0)))
+        self.successResultOf(one.settle("one0", False))
+        self.assertTrue(self.successResultOf(two.reserve("two2", limits, 0.0, 100.0)))
+
+    def test_throttleWritesLeaveDurability(self) -> None:
+        """
+        Throttle counts are written without a disk flush; the connection is
+        back to C{synchronous=FULL} for everything else, even after a
+        failing write.
+        """
+        store = SQLiteStore(self.mktemp(), threaded=False)
+        self.addCleanup(store.close)
+        self.assertTrue(
+            self.successResultOf(store.reserve("r1", {"account:a": 1}, 0.0, 1.0))
+        )
+        self.failureResultOf(
+            store._throttleWrite(lambda c: c.execute("no such statement")),
+            sqlite3.OperationalError,
+        )
+        connection = store._db._connection
+        assert connection is not None
+        self.assertEqual(connection.execute("PRAGMA synchronous").fetchone(), (2,))
+
+    def test_upgradeFromFormat1(self) -> None:
+        """
+        A store made by the previous version (format 1, no reservations)
+        gets its reservations table when opened.
+        """
+        path = self.mktemp()
+        made = SQLiteStore(path, threaded=False)
+        self.successResultOf(made.recordFailure(["account:alice"], 100.0))
+        self.successResultOf(made.close())
+        connection = sqlite3.connect(path)
+        connection.execute("DROP TABLE reservations")
+        connection.execute("PRAGMA user_version = 1")
+        connection.close()
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        limits = {"account:alice": 2}
+        self.assertTrue(self.successResultOf(store.reserve("r1", limits, 0.0, 101.0)))
+        self.assertFalse(self.successResultOf(store.reserve("r2", limits, 0.0, 102.0)))
+
+
 class SQLiteThreadedTests(TestCase):
     """
     The store as used in a service: work in its thread, the reactor free.
@@ -201,6 +262,26 @@ CLAIMER = """
 """
 
 
+RESERVER = """
+    import sys
+    from twisted.internet import task
+    from twisted.internet.defer import ensureDeferred
+    from twisted_keycard.store.sqlite._store import SQLiteStore
+
+    async def main(reactor):
+        store = await SQLiteStore.open(sys.argv[1])
+        taken = 0
+        for i in range(40):
+            limits = {"account:alice": 7, f"address:{sys.argv[2]}": 100}
+            if await store.reserve(f"{sys.argv[2]}-{i}", limits, 0.0, 100.0):
+                taken += 1
+        print(taken, flush=True)
+        await store.close()
+
+    task.react(lambda r: ensureDeferred(main(r)))
+"""
+
+
 @pytest.mark.integration
 class SQLiteProcessTests(SynchronousTestCase):
     """
@@ -253,3 +334,20 @@ class SQLiteProcessTests(SynchronousTestCase):
             self.assertLessEqual(
                 len(self.successResultOf(store.byAvatar(f"avatar-{avatar}"))), 4
             )
+
+    def test_reservationsNeverOverTaken(self) -> None:
+        """
+        Two processes racing to reserve logins of one account with a limit
+        of 7 never take more than 7 in all.
+        """
+        path = self.mktemp()
+        made = SQLiteStore(path, threaded=False)
+        self.successResultOf(made.count())
+        self.successResultOf(made.close())
+        children = [runChild(RESERVER, path, name) for name in ("one", "two")]
+        taken = []
+        for child in children:
+            out, err = child.communicate(timeout=60)
+            self.assertEqual(child.returncode, 0, err)
+            taken.append(int(out))
+        self.assertEqual(sum(taken), 7)

@@ -24,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides, implementer
 
 from twisted_keycard import IAnswerer, InsecureTransport, Keycard
+from twisted_keycard._hashpool import HashPool
 from twisted_keycard.admin import _cli, _operations
 from twisted_keycard.admin._operations import checkEndpoint
 from twisted_keycard.bouncer import TokenPolicy
@@ -262,9 +263,9 @@ class RequesterTests(SynchronousTestCase):
         self.seen: list[Keycard] = []
         authenticate = self.server.bouncer.authenticate
 
-        def record(keycard: Keycard) -> Any:
+        def record(keycard: Keycard, connection: object = None) -> Any:
             self.seen.append(keycard)
-            return authenticate(keycard)
+            return authenticate(keycard, connection)
 
         self.patch(self.server.bouncer, "authenticate", record)
 
@@ -327,7 +328,11 @@ class ManInTheMiddleTests(SynchronousTestCase):
         self.server = KeycardTestServer.build(
             [
                 PassphraseChecker({"alice": "wonderland"}),
-                PasswordFile(DATA / "htpasswd.txt", runInThread=inline),
+                PasswordFile(
+                    DATA / "htpasswd.txt",
+                    runInThread=inline,
+                    hashPool=HashPool(threads=1, queued=0, runner=inline),
+                ),
             ],
             AvatarRealm(),
             tokens=TokenPolicy(),

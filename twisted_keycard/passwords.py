@@ -30,8 +30,10 @@ from zope.interface import implementer
 
 from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
 from twisted_keycard._fileversion import inReactorThreadPool
+from twisted_keycard._hashpool import HashPool, IHashPool
 from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.error import KeycardRefused, ProtocolError
+from twisted_keycard.keycard._address import addressGroup
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
     NAME_LENGTH,
@@ -54,6 +56,11 @@ SCHEMES = [
 BCRYPT_LIMIT = 72
 PASSWORD_LENGTH = 1024
 
+#: Bytes of a password checked, at most (UTF-8): longer ones are refused
+#: before any hashing, since sha-crypt and md5-crypt cost grows with the
+#: length (a 1024-byte password costs several times a short one).
+MAX_PASSWORD_BYTES = 256
+
 
 def context(rehashTo: str = "argon2") -> CryptContext:
     return CryptContext(schemes=SCHEMES, default=rehashTo, deprecated="auto")
@@ -61,9 +68,10 @@ def context(rehashTo: str = "argon2") -> CryptContext:
 
 class PasswordTooLong(ProtocolError):
     """
-    Raised for a password over 72 bytes checked against a bcrypt hash:
-    bcrypt would only look at the first 72 bytes, so it is refused rather
-    than truncated.
+    Raised, before any hashing, for a password longer than the checker's
+    cap (L{MAX_PASSWORD_BYTES} by default), or over 72 bytes checked
+    against a bcrypt hash: bcrypt would only look at the first 72 bytes, so
+    it is refused rather than truncated.
     """
 
 
@@ -96,10 +104,14 @@ class PasswordExchange:
     """
     A password to check; it has C{username} and C{password} as
     twisted.cred's L{IUsernamePassword} credentials do.
+
+    @ivar address: the client's address, so that the hash pool shares its
+        places fairly among clients.
     """
 
     username: str
     password: str = attrs.field(repr=False)
+    address: str | None = None
 
     def challenge(self, keycard: Keycard) -> bool:
         if isinstance(keycard, PasswordKeycard):
@@ -188,23 +200,30 @@ class PasswordFile:
         rehashTo: str = "argon2",
         runInThread: Callable[..., Deferred[Any]] | None = None,
         clock: IReactorTime | None = None,
+        hashPool: IHashPool | None = None,
+        maxPasswordBytes: int = MAX_PASSWORD_BYTES,
     ) -> None:
         """
-        @param runInThread: runs a slow hash, and the file's reading and
-            rewriting, off the reactor thread; the global reactor's thread
-            pool by default.
+        @param runInThread: runs the file's reading and rewriting off the
+            reactor thread; the global reactor's thread pool by default.
         @param clock: the time of the file's content checks (see
             L{WatchedEntries}); the global reactor's by default.
+        @param hashPool: runs the hashes off the reactor thread, bounded;
+            by default a L{HashPool} of its own on the global reactor.
+        @param maxPasswordBytes: longer passwords (UTF-8) are refused before
+            any hashing.
         @raise OSError: if the file cannot be read.
         """
         self.path = Path(path)
         self.owned = owned
+        self.maxPasswordBytes = maxPasswordBytes
         self._context = context(rehashTo)
         self._run = runInThread or inReactorThreadPool
         self._hashes: WatchedEntries[str] = WatchedEntries(
             {}, self.path, parseHashes, clock=clock, runInThread=self._run
         )
         self._writing = Lock()
+        self._hashPool = hashPool
         self._dummy = self._context.hash("no one has this password")
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
@@ -212,7 +231,22 @@ class PasswordFile:
             return fail(ProtocolError("not a password keycard"))
         if keycard.username is None or keycard.password is None:
             return fail(ProtocolError("no user name or password"))
-        return succeed(PasswordExchange(keycard.username, keycard.password))
+        return succeed(
+            PasswordExchange(keycard.username, keycard.password, keycard.address)
+        )
+
+    @property
+    def hashPool(self) -> IHashPool:
+        """
+        The pool the hashes run in; set it to share one among checkers.
+        """
+        if self._hashPool is None:
+            self._hashPool = HashPool()
+        return self._hashPool
+
+    @hashPool.setter
+    def hashPool(self, pool: IHashPool) -> None:
+        self._hashPool = pool
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         """
@@ -225,21 +259,38 @@ class PasswordFile:
     def _requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         username = _text(credentials.username)
         password = _text(credentials.password)
+        try:
+            length = len(password.encode("utf-8"))
+        except UnicodeEncodeError:
+            return fail(ProtocolError("the password is not valid text"))
+        if length > self.maxPasswordBytes:
+            return fail(PasswordTooLong("the password is too long"))
         known = self._hashes.get(username)
         if known is not None and self._context.identify(known, required=False) is None:
             # A locked account ("*", "!") or a format we do not take:
             # refused after the same work as an unknown user.
             known = None
         hashed = known if known is not None else self._dummy
-        if (
-            self._context.identify(hashed) == "bcrypt"
-            and len(password.encode()) > BCRYPT_LIMIT
-        ):
+        if self._context.identify(hashed) == "bcrypt" and length > BCRYPT_LIMIT:
             return fail(
                 PasswordTooLong("a password over 72 bytes cannot match a bcrypt hash")
             )
-        d = self._run(self._context.verify_and_update, password, hashed)
+        key = addressGroup(getattr(credentials, "address", None))
+        d = self.hashPool.run(key, self._verify, password, hashed)
         return d.addCallback(self._checked, username, known)
+
+    def _verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        """
+        Check a password, in the hash pool; for a file of ours, also make
+        the hash of a password in an old scheme again (a file not ours is
+        not rewritten, so that work would be wasted).
+        """
+        if self.owned:
+            result: tuple[bool, str | None] = self._context.verify_and_update(
+                password, hashed
+            )
+            return result
+        return self._context.verify(password, hashed), None
 
     def _checked(
         self, result: tuple[bool, str | None], username: str, known: str | None

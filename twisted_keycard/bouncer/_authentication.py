@@ -6,7 +6,7 @@ issued and held.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
@@ -24,9 +24,9 @@ from twisted_keycard.bouncer._metrics import (
     failureReason,
     kindName,
 )
-from twisted_keycard.bouncer._pending import PendingExchanges
+from twisted_keycard.bouncer._pending import PendingExchange, PendingExchanges
 from twisted_keycard.bouncer._refusal import Refusal
-from twisted_keycard.bouncer._throttle import Throttler
+from twisted_keycard.bouncer._throttle import Reservation, Throttler
 from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
 from twisted_keycard.keycard._interfaces import IExchange
 from twisted_keycard.keycard._keycard import Keycard, KeycardState
@@ -37,9 +37,13 @@ from twisted_keycard.tokens._format import TokenClaims
 class _Attempt:
     """
     What one message of an exchange is about, for throttling.
+
+    @ivar reservation: the throttle's reservation while this message owns
+        it, to settle when the message is handled.
     """
 
     account: str | None = None
+    reservation: Reservation | None = None
 
 
 @attrs.define
@@ -63,7 +67,9 @@ class Authentication:
     metrics: IBouncerMetrics = attrs.field(factory=NoMetrics)
     log = Logger()
 
-    async def authenticate(self, keycard: Keycard) -> Keycard:
+    async def authenticate(
+        self, keycard: Keycard, connection: Hashable | None = None
+    ) -> Keycard:
         """
         Take one message of an exchange (see L{IBouncer.authenticate}).
         """
@@ -81,59 +87,121 @@ class Authentication:
             keycard.duration = keycard.expires = None
             keycard.bouncerName = self.bouncerName
             if keycard.id is None:
-                return await self._begin(keycard, attempt)
-            return await self._continue(keycard, attempt)
+                result = await self._begin(keycard, attempt, connection)
+            else:
+                result = await self._continue(keycard, attempt, connection)
         except (Refusal, ProtocolError, UnauthorizedLogin) as e:
             self.metrics.loginFailed(self._kind(keycard), failureReason(e))
             self._audit("login.refused", keycard, attempt, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
-            if self.throttler is not None:
-                await self.throttler.failed(attempt.account, keycard.address)
+            await self._settle(attempt, getattr(keycard, "address", None), True)
             raise KeycardRefused() from None
         except KeycardDenied as e:
             self.metrics.loginFailed(self._kind(keycard), failureReason(e))
             self._audit("login.denied", keycard, attempt, str(e))
+            await self._settle(attempt, None, False)
             raise
         except Exception:
             # A bug or a failing store: logged here, never sent to the peer.
             self.metrics.loginFailed(self._kind(keycard), "error")
             self.log.failure("checking a keycard failed")
+            await self._settle(attempt, None, False)
             raise KeycardDenied("the bouncer failed; try again later") from None
+        await self._settle(attempt, None, False)
+        return result
 
-    async def _begin(self, keycard: Keycard, attempt: _Attempt) -> Keycard:
-        attempt.account = keycard.account()
-        if self.throttler is not None:
-            await self.throttler.check(attempt.account, keycard.address)
-        keycardId = self.newId()
-        entry = self.pending.reserve(
-            keycardId, keycard.keycardType, keycard.address, keycard.requesterName
-        )
+    async def _settle(
+        self, attempt: _Attempt, address: str | None, failed: bool
+    ) -> None:
+        """
+        Count the end of a message's work with the throttle: settle the
+        reservation it owns, or count a refusal that had none.  A failing
+        store is logged, never sent to the peer.
+        """
+        throttler = self.throttler
+        if throttler is None:
+            return
         try:
+            if attempt.reservation is not None:
+                await throttler.settle(attempt.reservation, failed)
+            elif failed:
+                await throttler.failed(attempt.account, address)
+        except Exception:
+            self.log.failure("counting a login with the throttle failed")
+
+    def dropped(self, entry: PendingExchange) -> None:
+        """
+        An exchange was dropped unanswered (timed out, abandoned by its
+        connection, or pushed out by another address group): a failure.
+        """
+        if self.throttler is not None and entry.reservation is not None:
+            self.throttler.abandoned(entry.reservation)
+
+    def abandon(self, connection: Hashable) -> None:
+        """
+        The connection is gone: drop its exchanges in progress.
+        """
+        self.pending.abandon(connection)
+
+    async def _begin(
+        self, keycard: Keycard, attempt: _Attempt, connection: Hashable | None
+    ) -> Keycard:
+        attempt.account = keycard.account()
+        keycardId = self.newId()
+        # The place is taken before anything waits, so that exchanges of a
+        # connection count against its limit from their first message.
+        entry = self.pending.reserve(
+            keycardId,
+            keycard.keycardType,
+            keycard.address,
+            keycard.requesterName,
+            connection,
+        )
+        waiting = False
+        try:
+            if self.throttler is not None:
+                attempt.reservation = await self.throttler.reserve(
+                    attempt.account, keycard.address
+                )
+                self._stillPending(keycardId)
             challenger = self.challengers.challenger(keycard.keycardType)
             exchange: IExchange = await maybeDeferred(challenger.prime, keycard)
+            self._stillPending(keycardId)
             keycard.id = keycardId
-            needsAnswer = exchange.challenge(keycard)
-        except BaseException:
-            self.pending.take(keycardId)
-            raise
-        if needsAnswer:
+            if not exchange.challenge(keycard):
+                # One message: checked now, still counted as in progress.
+                return await self._check(keycard, exchange)
             entry.exchange = exchange
             entry.account = attempt.account
+            entry.reservation, attempt.reservation = attempt.reservation, None
+            waiting = True
             return keycard
-        self.pending.take(keycardId)
-        return await self._check(keycard, exchange)
+        finally:
+            if not waiting:
+                self.pending.take(keycardId)
 
-    async def _continue(self, keycard: Keycard, attempt: _Attempt) -> Keycard:
+    def _stillPending(self, keycardId: str) -> None:
+        """
+        @raise Refusal: if the exchange was dropped while the bouncer waited
+            (its connection went, or another address group took its place).
+        """
+        if keycardId not in self.pending:
+            raise Refusal("exchange dropped before its challenge was sent", "busy")
+
+    async def _continue(
+        self, keycard: Keycard, attempt: _Attempt, connection: Hashable | None
+    ) -> Keycard:
         assert keycard.id is not None
         entry = self.pending.take(keycard.id)
         if entry is None or entry.exchange is None:
             raise Refusal("unknown, used or expired keycard id", "unknown-id")
         attempt.account = entry.account
+        attempt.reservation = entry.reservation
         if (entry.keycardType, entry.address, entry.requesterName) != (
             keycard.keycardType,
             keycard.address,
             keycard.requesterName,
-        ):
+        ) or (entry.connection is not None and entry.connection != connection):
             raise Refusal("keycard id presented by another client", "other-client")
         entry.exchange.answer(keycard)
         return await self._check(keycard, entry.exchange)

@@ -9,7 +9,14 @@ L{RevocationFollower} and a L{Flusher}.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 
 from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
@@ -118,7 +125,8 @@ class Bouncer(Service):
             much L{keepAlive} renews it.
         @param maxLifetime: seconds after issue past which L{keepAlive} no
             longer renews a keycard; C{None} for no limit.
-        @param limits: limits on exchanges in progress.
+        @param limits: limits on exchanges in progress (in all, per client
+            address group and per connection).
         @param tokens: issue a signed token with each keycard, and take
             token keycards; the keyring is kept in C{store}, which must then
             provide L{IKeyringStore} and L{IRevocationStore}.
@@ -172,9 +180,7 @@ class Bouncer(Service):
         challengers = Challengers(checkers)
         self.keycardClasses = challengers.keycardClasses
         self._held = HeldKeycards(self.store, clock, keepReleased=tokens is not None)
-        self._pending = PendingExchanges(
-            clock, limits.timeout, limits.maxPending, limits.maxPendingPerAddress
-        )
+        self._pending = PendingExchanges(clock, limits)
         self._authentication = Authentication(
             name,
             challengers,
@@ -185,6 +191,7 @@ class Bouncer(Service):
             newId,
             self.metrics,
         )
+        self._pending.onDrop = self._authentication.dropped
         self._revoker: Revoker | None = None
         if IRevocationStore.providedBy(self.store):
             self._revoker = Revoker(
@@ -233,8 +240,15 @@ class Bouncer(Service):
 
     # Exchanges
 
-    def authenticate(self, keycard: Keycard) -> Deferred[Keycard]:
-        return Deferred.fromCoroutine(self._authentication.authenticate(keycard))
+    def authenticate(
+        self, keycard: Keycard, connection: Hashable | None = None
+    ) -> Deferred[Keycard]:
+        return Deferred.fromCoroutine(
+            self._authentication.authenticate(keycard, connection)
+        )
+
+    def connectionLost(self, connection: Hashable) -> None:
+        self._authentication.abandon(connection)
 
     # Issued keycards
 

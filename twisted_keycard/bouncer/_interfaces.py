@@ -7,7 +7,7 @@ L{Deferred} fires with and how it fails.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -46,16 +46,32 @@ class IBouncer(Interface):
     name = Attribute("The bouncer's name, set in the keycards it checks.")
     keycardClasses = Attribute("The keycard classes this bouncer takes: a tuple.")
 
-    def authenticate(keycard: Keycard) -> Deferred[Keycard]:
+    def authenticate(
+        keycard: Keycard, connection: Hashable | None = None
+    ) -> Deferred[Keycard]:
         """
         Take one message of an exchange.
 
+        @param connection: the client connection the keycard came on, as a
+            hashable token that is the same for every message of that
+            connection (a requester passes its broker, say): the exchanges
+            of one connection are bounded in number, are answered only on
+            it, and end with it (see L{connectionLost}).  C{None} when the
+            requester does not say: the exchange is bounded per client
+            address only.
         @return: a L{Deferred} firing with a keycard: L{KeycardState.REQUESTING}
             with a challenge to answer, or L{KeycardState.AUTHENTICATED} with
             C{avatarId}, C{duration} and C{expires} set.  It fails with
             L{twisted_keycard.error.KeycardRefused} for any refusal, or
             L{twisted_keycard.error.KeycardDenied} when the bouncer will not
             take the keycard now.
+        """
+
+    def connectionLost(connection: Hashable) -> None:
+        """
+        The client connection C{connection} (as given to L{authenticate}) is
+        gone and sends nothing more: drop its exchanges in progress, each
+        counted as a failed login, as an exchange left unanswered is.
         """
 
     def registerRequester(name: str, requester: IRequester) -> None:

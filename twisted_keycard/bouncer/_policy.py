@@ -75,12 +75,19 @@ class Quota:
 class Throttle:
     """
     Limits on failed logins in a sliding window, per account and per client
-    address, counted in the store so bouncers sharing it share the counts.
-    Past a limit, logins are refused before any expensive check, the same
-    for known and unknown accounts.
+    address group, counted in the store so bouncers sharing it share the
+    counts.  Past a limit, logins are refused before any expensive check,
+    the same for known and unknown accounts.
+
+    A login counts as a failure from its first message until it succeeds
+    (a reservation, settled then), so logins started together cannot all be
+    checked.  An exchange left unanswered, or abandoned by its connection,
+    stays a failure.  A success unlocks nothing: failures stay counted until
+    they leave the window, whoever succeeds meanwhile.
 
     @ivar perAccount: failures per account per window, at most.
-    @ivar perAddress: failures per client address per window, at most.
+    @ivar perAddress: failures per client address group (an IPv4 address,
+        or an IPv6 /64) per window, at most.
     @ivar window: the window, in seconds.
     """
 
@@ -92,19 +99,28 @@ class Throttle:
 @attrs.frozen
 class ExchangeLimits:
     """
-    Limits on exchanges in progress (a challenge sent, its answer not yet
-    received), so that clients who never answer cannot hold the bouncer's
-    memory.
+    Limits on exchanges in progress (from a keycard's first message until
+    its check ends, or its challenge times out unanswered), so that clients
+    who never answer cannot hold the bouncer's memory or its slots.
+
+    When all C{maxPending} places are taken, a new exchange from a client
+    address group with fewer exchanges in progress than the largest group
+    takes the place of that group's oldest exchange: one address range
+    cannot take every place, whatever its number of connections.
 
     @ivar timeout: seconds a client has to answer a challenge.
     @ivar maxPending: exchanges in progress at most, in all.
     @ivar maxPendingPerAddress: exchanges in progress at most from one
-        client address.
+        client address group (an IPv4 address, or an IPv6 /64).
+    @ivar maxPendingPerConnection: exchanges in progress at most on one
+        client connection, for requesters that say which connection a
+        keycard came on (L{IBouncer.authenticate}'s C{connection}).
     """
 
     timeout: float = 30.0
     maxPending: int = attrs.field(default=10_000, validator=_count)
     maxPendingPerAddress: int = attrs.field(default=100, validator=_count)
+    maxPendingPerConnection: int = attrs.field(default=4, validator=_count)
 
 
 @attrs.frozen

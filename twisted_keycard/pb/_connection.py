@@ -12,9 +12,9 @@ States:
     under way.
   - B{expiring}: the bouncer expired a keycard the client holds (or one
     whose avatar is on its way); the connection is being closed.
-  - B{gone}: the connection is lost; every avatar is logged out and every
-    keycard removed from the bouncer, and whatever arrives late is undone
-    at once.
+  - B{gone}: the connection is lost; the bouncer drops its exchanges in
+    progress, every avatar is logged out and every keycard removed from the
+    bouncer, and whatever arrives late is undone at once.
 
 Transitions (inputs are the methods of L{ConnectionInputs}):
 
@@ -259,6 +259,7 @@ def _makeMachine() -> Callable[[ConnectionCore], ConnectionInputs]:
     @LoggedIn.upon(ConnectionInputs.connectionLost).to(Gone)
     @Expiring.upon(ConnectionInputs.connectionLost).to(Gone)
     def lost(c: ConnectionInputs, s: ConnectionCore) -> None:
+        s.bouncer.connectionLost(s.broker)
         held, s.held = s.held, {}
         for keycardId, logout in held.items():
             s.release(keycardId, logout)

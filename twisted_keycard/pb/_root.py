@@ -203,7 +203,7 @@ class KeycardRoot:
         keycard.requesterName = self.requesterName
         keycard.channelBindings = self._bindingsOf(broker)
         try:
-            result: Keycard = await self.bouncer.authenticate(keycard)
+            result: Keycard = await self.bouncer.authenticate(keycard, broker)
         except BaseException as e:
             inputs.loginEnded()
             if isinstance(e, KeycardRefused) and getattr(

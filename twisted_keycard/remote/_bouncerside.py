@@ -40,6 +40,9 @@ _LOOKUP = 900
 #: What a second connection under a connected requester's name is told.
 ALREADY_CONNECTED = "this requester is already connected"
 
+#: Characters in a requester's token for one of its client connections.
+MAX_TOKEN = 64
+
 
 @implementer(IRequester)
 @attrs.define
@@ -194,12 +197,26 @@ class BouncerPerspective(pb.Avatar):
         self._requester()
         return [cls.keycardType for cls in self.bouncer.keycardClasses]
 
-    def perspective_authenticate(self, keycard: object) -> Deferred[Keycard]:
+    def perspective_authenticate(
+        self, keycard: object, connection: object = None
+    ) -> Deferred[Keycard]:
+        """
+        One message from a client of this requester; C{connection} is the
+        requester's token for that client's connection, if it sends one.
+        """
         name = self._requester()
         if not isinstance(keycard, Keycard):
             raise KeycardRefused()
         keycard.requesterName = name
-        return self.bouncer.authenticate(keycard)
+        return self.bouncer.authenticate(keycard, _connection(name, connection))
+
+    def perspective_connectionLost(self, connection: object) -> None:
+        """
+        The client connection of this requester with that token is gone.
+        """
+        key = _connection(self._requester(), connection)
+        if key is not None:
+            self.bouncer.connectionLost(key)
 
     def perspective_removeKeycardId(self, keycardId: object) -> Deferred[bool]:
         name = self._requester()
@@ -273,6 +290,18 @@ async def revokedAmong(
         return any(found.get(m, -1.0) >= r.issued for m in marks)
 
     return {r.keycardId for r in records if reached(r)}
+
+
+def _connection(requesterName: str, token: object) -> tuple[str, str] | None:
+    """
+    A requester's client connection, as the bouncer tells connections apart:
+    the requester's name and its token.
+    """
+    if token is None:
+        return None
+    if not isinstance(token, str) or len(token) > MAX_TOKEN:
+        raise KeycardDenied(f"a connection token is at most {MAX_TOKEN} characters")
+    return (requesterName, token)
 
 
 def _ids(keycardIds: object) -> list[str]:

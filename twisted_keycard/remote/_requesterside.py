@@ -6,7 +6,8 @@ would an in-process bouncer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import secrets
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -95,6 +96,8 @@ class RemoteBouncer:
         #: Ids whose clients left while the bouncer was unreachable, to
         #: remove once it is back (at most L{MAX_IDS}; the others expire).
         self._leftWhileAway: dict[str, None] = {}
+        #: Tokens that stand for the requester's client connections.
+        self._connections: dict[Hashable, str] = {}
 
     def startService(self) -> None:
         self._service.startService()
@@ -183,8 +186,32 @@ class RemoteBouncer:
             raise KeycardDenied("the bouncer is unreachable; try again later")
         return await perspective.callRemote(method, *args).addErrback(_localError)
 
-    def authenticate(self, keycard: Keycard) -> Deferred[Keycard]:
-        return Deferred.fromCoroutine(self._call("authenticate", keycard))
+    def authenticate(
+        self, keycard: Keycard, connection: Hashable | None = None
+    ) -> Deferred[Keycard]:
+        """
+        Forward one message; the client's connection travels as a random
+        token, so that the bouncer bounds and ends its exchanges.
+        """
+        token = None
+        if connection is not None:
+            token = self._connections.get(connection)
+            if token is None:
+                token = self._connections[connection] = secrets.token_urlsafe(12)
+        return Deferred.fromCoroutine(self._call("authenticate", keycard, token))
+
+    def connectionLost(self, connection: Hashable) -> None:
+        """
+        Tell the bouncer, if it is reachable, that the client connection is
+        gone; otherwise its exchanges time out there.
+        """
+        token = self._connections.pop(connection, None)
+        perspective = self._perspective
+        if token is None or perspective is None or perspective.broker.disconnected:
+            return
+        perspective.callRemote("connectionLost", token).addErrback(
+            lambda f: self.log.warn("bouncer unreachable: {f}", f=f.value)
+        )
 
     def registerRequester(self, name: str, requester: IRequester) -> None:
         self._requesters[name] = requester

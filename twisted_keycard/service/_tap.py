@@ -14,10 +14,12 @@ from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.python import usage
 
+from twisted_keycard._hashpool import HashPool
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
 from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, TokenPolicy
+from twisted_keycard.passwords import PasswordFile
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
@@ -93,6 +95,22 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ["challenge-timeout", None, 30.0, "seconds a client has to answer", float],
         ["max-pending", None, 10_000, "logins in progress at most", int],
         ["max-pending-per-address", None, 100, "logins in progress per address", int],
+        [
+            "max-pending-per-connection",
+            None,
+            4,
+            "logins in progress per client connection",
+            int,
+        ],
+        ["hash-threads", None, 1, "password hashes computed at once", int],
+        ["hash-queue", None, 16, "password hashes waiting, at most", int],
+        [
+            "max-password-bytes",
+            None,
+            256,
+            "longer passwords are refused before hashing",
+            int,
+        ],
         [
             "requesters",
             None,
@@ -277,6 +295,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             self.proxies = ProxyTrust(self["http-trust-proxy"])
         except ValueError as e:
             raise usage.UsageError(f"--http-trust-proxy: {e}") from None
+        for name, least in (
+            ("max-pending-per-connection", 1),
+            ("hash-threads", 1),
+            ("hash-queue", 0),
+            ("max-password-bytes", 1),
+        ):
+            if self[name] < least:
+                raise usage.UsageError(f"--{name} must be at least {least}")
         self.policy = None
         try:
             rule = AddressRule.fromStrings(self["allow"], self["deny"])
@@ -342,6 +368,11 @@ def makeService(options: Options) -> IService:
     except ValueError as e:
         raise StartupError(f"cannot make the bouncer: {e}") from None
     bouncer.setServiceParent(top)
+    hashes = HashPool(_reactor(), options["hash-threads"], options["hash-queue"])
+    for checker in options["credCheckers"]:
+        if isinstance(checker, PasswordFile):
+            checker.hashPool = hashes
+            checker.maxPasswordBytes = options["max-password-bytes"]
     requesters = names(options["requesters"])
     realm = BouncerRealm(bouncer, requesters, _reactor(), options["requester-timeout"])
     root = KeycardRoot(bouncer, Portal(realm), requesterName=options["requester-name"])
@@ -377,6 +408,7 @@ def _bouncer(
             timeout=options["challenge-timeout"],
             maxPending=options["max-pending"],
             maxPendingPerAddress=options["max-pending-per-address"],
+            maxPendingPerConnection=options["max-pending-per-connection"],
         ),
         tokens=options.tokens,
         quota=quota,

@@ -7,7 +7,7 @@ L{Deferred} fires with and how it fails.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -174,7 +174,8 @@ class IRevocationStore(Interface):
 class IThrottleStore(Interface):
     """
     Counts of failed logins, per account and per address, shared by the
-    bouncers on a store.
+    bouncers on a store, and the reservations of logins in progress, which
+    count as failures until they are settled.
     """
 
     def recordFailure(keys: Sequence[str], when: float) -> Deferred[None]:
@@ -186,12 +187,37 @@ class IThrottleStore(Interface):
     def failuresSince(keys: Sequence[str], since: float) -> Deferred[dict[str, int]]:
         """
         @return: a L{Deferred} firing with the number of failures recorded
-            after C{since}, for each key.
+            after C{since}, for each key; reservations are not included.
+        """
+
+    def reserve(
+        reservationId: str, limits: Mapping[str, int], since: float, when: float
+    ) -> Deferred[bool]:
+        """
+        Atomically, even for several processes sharing the store: count, for
+        each key of C{limits}, the failures and the unsettled reservations
+        recorded after C{since}; if every count is below its key's limit,
+        record reservation C{reservationId} at C{when} for every key.
+
+        An unsettled reservation counts as a failure until L{settle}, or
+        until it is older than any window (see L{flushFailures}).
+
+        @return: a L{Deferred} firing with C{True} if the reservation was
+            recorded, C{False} (and nothing recorded) if a key is at its
+            limit.
+        """
+
+    def settle(reservationId: str, failed: bool) -> Deferred[None]:
+        """
+        End a reservation: if C{failed}, it becomes a failure of each of its
+        keys, dated when it was reserved; otherwise it is forgotten.  An
+        unknown or settled id is ignored.
         """
 
     def flushFailures(before: float) -> Deferred[int]:
         """
-        Forget the failures recorded at or before C{before}.
+        Forget the failures, and the unsettled reservations, recorded at or
+        before C{before}.
 
         @return: a L{Deferred} firing with the number forgotten.
         """

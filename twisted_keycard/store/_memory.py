@@ -6,8 +6,7 @@ tests.
 from __future__ import annotations
 
 import bisect
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -20,11 +19,9 @@ from twisted_keycard.store._interfaces import (
     IRevocationStore,
     IThrottleStore,
 )
+from twisted_keycard.store._memoryfailures import MemoryFailures
 from twisted_keycard.store._records import IssuedKeycard, Revocation
 from twisted_keycard.tokens._keyring import Keyring
-
-#: Failures kept per key, at most: no limit is set higher.
-FAILURES_KEPT = 10_000
 
 
 def _index(index: dict[str, set[str]], key: str | None, keycardId: str) -> None:
@@ -63,7 +60,7 @@ class MemoryStore:
     _revocationLog: list[tuple[int, Revocation]] = attrs.field(factory=list)
     _cursor: int = 0
     _keyring: Keyring | None = None
-    _failures: dict[str, deque[float]] = attrs.field(factory=dict)
+    _failures: MemoryFailures = attrs.field(factory=MemoryFailures)
 
     def _indexes(
         self, record: IssuedKeycard
@@ -208,30 +205,25 @@ class MemoryStore:
     # Failed logins
 
     def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        for key in keys:
-            times = self._failures.setdefault(key, deque(maxlen=FAILURES_KEPT))
-            times.append(when)
+        self._failures.record(keys, when)
         return succeed(None)
 
     def failuresSince(
         self, keys: Sequence[str], since: float
     ) -> Deferred[dict[str, int]]:
-        counts = {}
-        for key in keys:
-            times = self._failures.get(key, ())
-            counts[key] = sum(1 for t in times if t > since)
-        return succeed(counts)
+        return succeed({key: self._failures.since(key, since) for key in keys})
+
+    def reserve(
+        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
+    ) -> Deferred[bool]:
+        return succeed(self._failures.reserve(reservationId, limits, since, when))
+
+    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
+        self._failures.settle(reservationId, failed)
+        return succeed(None)
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        forgotten = 0
-        for key in list(self._failures):
-            times = self._failures[key]
-            while times and times[0] <= before:
-                times.popleft()
-                forgotten += 1
-            if not times:
-                del self._failures[key]
-        return succeed(forgotten)
+        return succeed(self._failures.flush(before))
 
     # Keyring
 

@@ -10,8 +10,8 @@ import sqlite3
 from twisted_keycard._secretfiles import createPrivateFile
 from twisted_keycard.store._records import IssuedKeycard
 
-#: 2 added C{keycards.family_id}.
-VERSION = 2
+#: 2 added C{keycards.family_id}, 3 the throttle's C{reservations}.
+VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keycards (
@@ -48,6 +48,14 @@ CREATE TABLE IF NOT EXISTS failures (
 );
 CREATE INDEX IF NOT EXISTS failures_key ON failures (key, at);
 CREATE INDEX IF NOT EXISTS failures_at ON failures (at);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reservations_id ON reservations (id);
+CREATE INDEX IF NOT EXISTS reservations_key ON reservations (key, at);
+CREATE INDEX IF NOT EXISTS reservations_at ON reservations (at);
 CREATE TABLE IF NOT EXISTS keyring (
     kid TEXT PRIMARY KEY,
     secret BLOB NOT NULL,

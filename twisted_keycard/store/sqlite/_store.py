@@ -9,7 +9,7 @@ arrive together are answered by one query.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -23,6 +23,7 @@ from twisted_keycard.store._interfaces import (
     IThrottleStore,
 )
 from twisted_keycard.store._records import IssuedKeycard, Revocation
+from twisted_keycard.store.sqlite import _failures as failures
 from twisted_keycard.store.sqlite._database import Database
 from twisted_keycard.store.sqlite._schema import COLUMNS, fromRow, toRow
 from twisted_keycard.tokens._keyring import Keyring, SigningKey
@@ -277,34 +278,31 @@ class SQLiteStore:
 
     # Failed logins
 
-    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        def job(c: sqlite3.Connection) -> None:
-            c.executemany(
-                "INSERT INTO failures (key, at) VALUES (?, ?)",
-                [(k, when) for k in keys],
-            )
+    def _throttleWrite(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
+        # Counts of failed logins need no disk flush at each commit: losing
+        # the last ones in a power failure only forgets some failures.
+        return self._db.write(job, durable=False)
 
-        return self._write(job)
+    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
+        return self._throttleWrite(lambda c: failures.recordFailure(c, keys, when))
 
     def failuresSince(
         self, keys: Sequence[str], since: float
     ) -> Deferred[dict[str, int]]:
-        def job(c: sqlite3.Connection) -> dict[str, int]:
-            return {
-                k: c.execute(
-                    "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (k, since)
-                ).fetchone()[0]
-                for k in keys
-            }
+        return self._run(lambda c: failures.failuresSince(c, keys, since))
 
-        return self._run(job)
+    def reserve(
+        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
+    ) -> Deferred[bool]:
+        return self._throttleWrite(
+            lambda c: failures.reserve(c, reservationId, limits, since, when)
+        )
+
+    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
+        return self._throttleWrite(lambda c: failures.settle(c, reservationId, failed))
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        return self._write(
-            lambda c: (
-                c.execute("DELETE FROM failures WHERE at <= ?", (before,)).rowcount
-            )
-        )
+        return self._throttleWrite(lambda c: failures.flushFailures(c, before))
 
     # Keyring
 

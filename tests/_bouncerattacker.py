@@ -1,0 +1,249 @@
+"""
+A hostile client for the attack tests, in a process of its own so that the
+test's legitimate login does not share its reactor:
+
+    python -m tests._bouncerattacker MODE --port PORT [options]
+
+Modes:
+
+  - C{scram}: SCRAM first messages for unknown users, never answered;
+  - C{password}: password keycards for unknown users (over TLS);
+  - C{burst}: the throttle race: C{--wrong} SCRAM exchanges for C{--user}
+    with a wrong password and one with the right one, started together,
+    then all answered.
+
+C{scram} and C{password} keep C{--outstanding} calls in flight on every
+connection (a new one as each answer comes, unless C{--once}) until C{stop}
+is read on standard input.  Events are JSON lines on standard output:
+C{connected}, C{answered} (with C{--once}, when every call has its answer),
+then C{stopped} (with the counts of each outcome); C{close} on standard
+input closes the connections and exits.  C{burst} prints C{done} and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, endpoints, ssl, stdio, task
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from twisted.spread import pb
+
+from twisted_keycard import Keycard, KeycardClientFactory, KeycardState
+from twisted_keycard.passwords import PasswordKeycard
+from twisted_keycard.scram import SCRAMAnswerer
+
+#: Connections opened at once.
+BATCH = 25
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def outcome(result: object) -> str:
+    """
+    A short name for the answer to one C{login} call.
+    """
+    if isinstance(result, Failure):
+        # A failure copied over PB names its class as bytes.
+        kind: Any = result.type
+        name = kind.decode() if isinstance(kind, bytes) else kind.__name__
+        name = name.rsplit(".", 1)[-1]
+        if name in ("KeycardDenied", "QuotaExceeded"):
+            return f"denied: {result.getErrorMessage()}"
+        return name
+    if isinstance(result, list | tuple) and result and isinstance(result[0], Keycard):
+        return result[0].state.name.lower()
+    return "other"
+
+
+class Attack:
+    def __init__(self, reactor: Any, options: argparse.Namespace) -> None:
+        self.reactor = reactor
+        self.options = options
+        self.counts: Counter[str] = Counter()
+        self.roots: list[pb.RemoteReference] = []
+        self.factories: list[KeycardClientFactory] = []
+        self.running = True
+        self.inFlight = 0
+        self.quiet: defer.Deferred[None] | None = None
+        self.finished: defer.Deferred[None] = defer.Deferred()
+
+    def endpoint(self, source: str) -> Any:
+        options = self.options
+        tcp = endpoints.TCP4ClientEndpoint(
+            self.reactor, "127.0.0.1", options.port, timeout=10, bindAddress=(source, 0)
+        )
+        if options.tls is None:
+            return tcp
+        trust = ssl.Certificate.loadPEM(Path(options.tls).read_bytes())
+        return endpoints.wrapClientTLS(
+            ssl.optionsForClientTLS("localhost", trustRoot=trust), tcp
+        )
+
+    async def connect(self) -> None:
+        sources = [f"127.0.0.{n}" for n in self.sourceNumbers()]
+
+        async def one(source: str) -> None:
+            factory = KeycardClientFactory()
+            try:
+                await self.endpoint(source).connect(factory)
+                self.roots.append(await factory.getRootObject())
+                self.factories.append(factory)
+            except Exception as e:
+                self.counts[f"connect: {type(e).__name__}"] += 1
+
+        wanted = [s for s in sources for _ in range(self.options.connections)]
+        # In batches: the listener's backlog is small, and a refused SYN
+        # is retried only a second later.
+        for start in range(0, len(wanted), BATCH):
+            await defer.gatherResults(
+                [
+                    defer.Deferred.fromCoroutine(one(source))
+                    for source in wanted[start : start + BATCH]
+                ]
+            )
+
+    def sourceNumbers(self) -> range:
+        first = self.options.first
+        return range(first, first + self.options.addresses)
+
+    def keycard(self) -> Keycard:
+        name = f"nobody-{secrets.token_hex(4)}"
+        if self.options.mode == "password":
+            return PasswordKeycard(username=name, password=secrets.token_hex(8))
+        return SCRAMAnswerer(self.options.user or name, "guess").start()
+
+    def send(self, root: pb.RemoteReference) -> None:
+        if not self.running or root.broker.disconnected:
+            return
+        self.inFlight += 1
+        d = root.callRemote("login", self.keycard(), None)
+        d.addBoth(self.answered, root)
+
+    def answered(self, result: object, root: pb.RemoteReference) -> None:
+        self.inFlight -= 1
+        self.counts[outcome(result)] += 1
+        if self.running and not self.options.once:
+            self.send(root)
+        elif not self.inFlight and self.running:
+            emit("answered", counts=self.counts)
+        elif not self.inFlight and self.quiet is not None:
+            quiet = self.quiet
+            self.quiet = None
+            quiet.callback(None)
+
+    async def flood(self) -> None:
+        await self.connect()
+        for root in self.roots:
+            for _ in range(self.options.outstanding):
+                self.send(root)
+        emit("connected", connections=len(self.roots), counts=self.counts)
+
+    async def stop(self) -> None:
+        self.running = False
+        if self.inFlight:
+            self.quiet = defer.Deferred()
+            timeout = self.reactor.callLater(10, self.quiet.callback, None)
+            await self.quiet
+            if timeout.active():
+                timeout.cancel()
+        lost = sum(1 for root in self.roots if root.broker.disconnected)
+        emit("stopped", counts=self.counts, lost=lost, inFlight=self.inFlight)
+
+    def close(self) -> None:
+        for factory in self.factories:
+            factory.disconnect()
+        emit("closed")
+        if not self.finished.called:
+            self.reactor.callLater(0.5, self.finished.callback, None)
+
+    async def burst(self) -> None:
+        """
+        Start C{--wrong} exchanges and then the right one, all before any
+        answer, spread over the connections; then answer every challenge.
+        """
+        options = self.options
+        await self.connect()
+        answerers = [SCRAMAnswerer(options.user, "wrong") for _ in range(options.wrong)]
+        answerers.append(SCRAMAnswerer(options.user, options.password))
+        started = [
+            self.roots[i % len(self.roots)].callRemote("login", a.start(), None)
+            for i, a in enumerate(answerers)
+        ]
+        firsts = await defer.DeferredList(started, consumeErrors=True)
+        answers = []
+        for i, (ok, result) in enumerate(firsts):
+            self.counts[f"first: {outcome(result)}"] += 1
+            if ok and result[0].state is KeycardState.REQUESTING:
+                keycard = answerers[i].answer(result[0])
+                root = self.roots[i % len(self.roots)]
+                answers.append((i, root.callRemote("login", keycard, None)))
+        right = len(answerers) - 1
+        results = await defer.DeferredList([d for _, d in answers], consumeErrors=True)
+        rightAccepted = False
+        for (i, _), (_, result) in zip(answers, results, strict=True):
+            name = outcome(result)
+            self.counts[f"answer: {name}"] += 1
+            rightAccepted = rightAccepted or (i == right and name == "authenticated")
+        emit("done", counts=self.counts, rightAccepted=rightAccepted)
+
+
+class Commands(LineReceiver):
+    delimiter = b"\n"
+
+    def __init__(self, attack: Attack) -> None:
+        self.attack = attack
+
+    def lineReceived(self, line: bytes) -> None:
+        command = line.strip().decode()
+        if command == "stop":
+            defer.Deferred.fromCoroutine(self.attack.stop())
+        elif command == "close":
+            self.attack.close()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.attack.close()
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["scram", "password", "burst"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tls", help="the trust root (CA certificate PEM)")
+    parser.add_argument("--first", type=int, default=10, help="first 127.0.0.x")
+    parser.add_argument("--addresses", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=1, help="per address")
+    parser.add_argument("--outstanding", type=int, default=100, help="per connection")
+    parser.add_argument("--once", action="store_true", help="send, do not resend")
+    parser.add_argument("--user")
+    parser.add_argument("--password", default="")
+    parser.add_argument("--wrong", type=int, default=40)
+    return parser.parse_args(argv)
+
+
+def main(reactor: Any, argv: list[str]) -> defer.Deferred[None]:
+    attack = Attack(reactor, parse(argv))
+    if attack.options.mode == "burst":
+        return defer.Deferred.fromCoroutine(attack.burst())
+    stdio.StandardIO(Commands(attack))
+
+    def failed(failure: Failure) -> None:
+        emit("error", error=failure.getErrorMessage())
+        attack.close()
+
+    defer.Deferred.fromCoroutine(attack.flood()).addErrback(failed)
+    return attack.finished
+
+
+if __name__ == "__main__":
+    run: Callable[..., None] = task.react
+    run(main, (sys.argv[1:],))

@@ -1,0 +1,407 @@
+"""
+Attacks on the bouncer's side (issue 11, items 3, 4 and 5), against a real
+C{twistd -n keycard-bouncer} with its defaults (but for the throttle limit a
+test names), from hostile clients in a process of their own
+(L{tests._bouncerattacker}) on several 127.0.0.x addresses.
+
+Each test asserts that while the attack is in progress a legitimate login
+from an unused address succeeds within a second, and that afterwards the
+server is up, has grown less than 64 MiB, and logged no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from twisted_keycard import KeycardClientFactory, KeycardDenied
+from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.passwords import PasswordAnswerer
+from twisted_keycard.scram import SCRAMAnswerer
+
+from ._procs import ENV, ROOT, bouncer, freePort, keycard, started, waitFor
+
+pytestmark = pytest.mark.integration
+
+reactor: Any = _reactor
+DATA = Path(__file__).resolve().parent / "data"
+PASSWORD = "correct horse battery staple"
+MiB = 1024 * 1024
+
+#: How long a legitimate login may take while an attack is in progress.
+LOGIN_DEADLINE = 1.0
+
+#: Password hashes the service runs at once, by default.
+HASH_THREADS = 1
+
+
+class Attacker(ProcessProtocol):
+    """
+    A L{tests._bouncerattacker} process: its JSON events, and commands to it.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.errors = b""
+        self._buffer = b""
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        self.events.extend(json.loads(line) for line in lines if line.strip())
+
+    def errReceived(self, data: bytes) -> None:
+        self.errors += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+    def event(self, name: str) -> dict[str, Any] | None:
+        return next((e for e in self.events if e["event"] == name), None)
+
+    async def waitFor(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        await waitFor(
+            lambda: self.event(name) is not None or self.ended.called,
+            f"the attacker's {name!r}",
+            timeout,
+        )
+        found = self.event(name)
+        assert found is not None, (name, self.events, self.errors[-2000:])
+        return found
+
+    def command(self, line: str) -> None:
+        assert self.transport is not None
+        self.transport.write(line.encode() + b"\n")
+
+
+class AttackTests(TestCase):
+    timeout = 240
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+        self.data = self.dir / "data"
+        result = keycard("init", str(self.data), "--dev-cert", "localhost")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for name in ("alice", "bob"):
+            result = keycard(
+                "user", "add", "--data-dir", str(self.data), name, stdin=PASSWORD + "\n"
+            )
+            self.assertEqual(result.returncode, 0, result.stderr)
+        self.htpasswd = self.dir / "htpasswd.txt"
+        shutil.copy(DATA / "htpasswd.txt", self.htpasswd)
+        self.trust = self.data / "tls" / "trust" / "ca.pem"
+        self.loginTimes: list[float] = []
+
+    # The server
+
+    async def startBouncer(self, *options: str, tls: bool = False) -> None:
+        self.port = freePort()
+        pem = self.data / "tls" / "server.pem"
+        listen = (
+            f"ssl:{self.port}:interface=127.0.0.1:privateKey={pem}"
+            if tls
+            else f"tcp:{self.port}:interface=127.0.0.1"
+        )
+        self.tls = tls
+        self.server = bouncer(self.data, listen, self.dir / "bouncer.log", *options)
+        self.addCleanup(self.server.stop)
+        await started(self.server, self.port)
+        # Warm up (imports, first store access) before the baseline.
+        await self.login(SCRAMAnswerer("bob", PASSWORD) if not tls else None, 199)
+        self.baseline = self.rss()
+        self.peak = self.baseline
+        sampler = LoopingCall(self.sample)
+        sampler.start(0.05)
+
+        def stopSampling() -> None:
+            if sampler.running:
+                sampler.stop()
+
+        self.addCleanup(stopSampling)
+
+    def rss(self) -> int:
+        """
+        The server's resident set, in bytes, from C{/proc/PID/status}.
+        """
+        assert self.server.proc is not None
+        status = Path(f"/proc/{self.server.proc.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024
+
+    def sample(self) -> None:
+        if self.server.proc is not None and self.server.proc.poll() is None:
+            self.peak = max(self.peak, self.rss())
+
+    async def assertServerWell(self, hashing: int = 0, **figures: object) -> None:
+        """
+        Up, grown less than 64 MiB, and no traceback in its log.  The
+        figures are printed (C{pytest -s} shows them).
+
+        @param hashing: password hashes that may run at once: each may hold
+            the memory of an argon2 hash (64 MiB, the dummy hash unknown
+            users are checked against) while it runs, on top of the 64 MiB;
+            once they are done the growth is under 64 MiB again.
+        """
+        assert self.server.proc is not None
+        await sleep(1.0)
+        now = self.rss()
+        print(
+            f"\n{self.id()}: RSS {self.baseline / MiB:.1f} MiB,"
+            f" +{(self.peak - self.baseline) / MiB:.1f} MiB at peak,"
+            f" +{(now - self.baseline) / MiB:.1f} MiB after;",
+            *(f"{k}={v}" for k, v in figures.items()),
+        )
+        self.assertIsNone(self.server.proc.poll(), "the bouncer died")
+        growth = self.peak - self.baseline
+        allowed = (64 + 64 * hashing) * MiB
+        self.assertLess(growth, allowed, f"RSS grew by {growth / MiB:.1f} MiB")
+        self.assertLess(now - self.baseline, 64 * MiB)
+        log = self.server.output()
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("Unhandled", log)
+
+    # Clients
+
+    async def login(self, answerer: IAnswerer | None, source: int) -> float:
+        """
+        Log in from 127.0.0.C{source}, and return the seconds it took.
+        """
+        if answerer is None:
+            answerer = PasswordAnswerer("sha512", "sha512-pw")
+        start = time.monotonic()
+        endpoint: Any = TCP4ClientEndpoint(
+            reactor,
+            "127.0.0.1",
+            self.port,
+            timeout=10,
+            bindAddress=(f"127.0.0.{source}", 0),
+        )
+        if self.tls:
+            trust = Certificate.loadPEM(self.trust.read_bytes())
+            endpoint = wrapClientTLS(optionsForClientTLS("localhost", trust), endpoint)
+        factory = KeycardClientFactory()
+        await endpoint.connect(factory)
+        try:
+            await factory.login([answerer])
+        finally:
+            factory.disconnect()
+        return time.monotonic() - start
+
+    async def legitimateLogin(self, answerer: IAnswerer | None, source: int) -> float:
+        took = await self.login(answerer, source)
+        self.loginTimes.append(took)
+        print(f"\n{self.id()}: a real login took {took:.3f} s")
+        self.assertLess(took, LOGIN_DEADLINE, f"a real login took {took:.2f} s")
+        return took
+
+    def attack(self, mode: str, *args: str) -> Attacker:
+        attacker = Attacker()
+        argv = [
+            sys.executable,
+            "-m",
+            "tests._bouncerattacker",
+            mode,
+            "--port",
+            str(self.port),
+        ]
+        if self.tls:
+            argv += ["--tls", str(self.trust)]
+        process = reactor.spawnProcess(
+            attacker, sys.executable, [*argv, *args], env=ENV, path=str(ROOT)
+        )
+
+        def kill() -> Deferred[None] | None:
+            if attacker.ended.called:
+                return None
+            process.signalProcess("KILL")
+            return attacker.ended
+
+        self.addCleanup(kill)
+        return attacker
+
+    async def during(
+        self, attacker: Attacker, check: Callable[[], Any], seconds: float = 2.0
+    ) -> dict[str, Any]:
+        """
+        Once the attack is under way, run C{check} (the legitimate login)
+        after C{seconds}, then stop the attack and return its counts.
+        """
+        await attacker.waitFor("connected")
+        await sleep(seconds)
+        await check()
+        attacker.command("stop")
+        stopped = await attacker.waitFor("stopped")
+        attacker.command("close")
+        await attacker.ended
+        return stopped
+
+    # The attacks
+
+    def test_pendingExhaustion(self) -> Deferred[None]:
+        """
+        Issue 11, item 3: SCRAM first messages, never answered, from 100
+        addresses (two connections each, 20 messages on each: a connection
+        that has not logged in may send 32).  Each connection holds at
+        most 4 exchanges and the rest are refused at once; while the
+        attacker holds its connections a real login gets in, and once they
+        are closed their places are free again.
+        """
+
+        async def go() -> None:
+            await self.startBouncer()
+            flood = self.attack(
+                "scram",
+                "--first=10",
+                "--addresses=100",
+                "--connections=2",
+                # Under the 32 messages a connection may send before login.
+                "--outstanding=20",
+                "--once",
+            )
+            await flood.waitFor("answered")
+            stopped = await self.during(
+                flood,
+                lambda: self.legitimateLogin(SCRAMAnswerer("alice", PASSWORD), 250),
+            )
+            counts = stopped["counts"]
+            self.assertLessEqual(counts.get("requesting", 0), 4 * 200)
+            self.assertGreater(counts.get("requesting", 0), 0, counts)
+            again = self.attack(
+                "scram",
+                "--first=10",
+                "--addresses=100",
+                "--outstanding=1",
+                "--once",
+            )
+            await again.waitFor("answered")
+            counts = (await self.during(again, lambda: sleep(0), 0))["counts"]
+            self.assertEqual(counts.get("requesting", 0), 100, counts)
+            await self.assertServerWell(login=self.loginTimes, counts=stopped["counts"])
+
+        return ensureDeferred(go())
+
+    def test_throttleRace(self) -> Deferred[None]:
+        """
+        Issue 11, item 4: with an account limit of 5, 60 SCRAM exchanges for
+        one account started together from 10 addresses, the right password
+        last: at most 5 are challenged, and the right password is refused.
+        """
+
+        async def go() -> None:
+            await self.startBouncer("--throttle-account=5")
+            burst = self.attack(
+                "burst",
+                "--first=10",
+                "--addresses=10",
+                "--connections=2",
+                "--user=alice",
+                f"--password={PASSWORD}",
+                "--wrong=59",
+            )
+            await self.legitimateLogin(SCRAMAnswerer("bob", PASSWORD), 250)
+            done = await burst.waitFor("done")
+            await burst.ended
+            counts = done["counts"]
+            self.assertLessEqual(counts.get("first: requesting", 0), 5, counts)
+            self.assertFalse(done["rightAccepted"])
+            with self.assertRaises(KeycardDenied):
+                await self.login(SCRAMAnswerer("alice", PASSWORD), 251)
+            await self.assertServerWell(login=self.loginTimes, counts=counts)
+
+        return ensureDeferred(go())
+
+    def test_passwordThrottleRace(self) -> Deferred[None]:
+        """
+        Issue 11, item 4, password files: 60 password logins from one
+        address at once, with an address limit of 30: at most 30 are
+        checked.
+        """
+
+        async def go() -> None:
+            await self.startBouncer(
+                f"--auth=htpasswd:{self.htpasswd}", "--hash-queue=64", tls=True
+            )
+            burst = self.attack(
+                "password",
+                "--first=10",
+                "--connections=15",
+                "--outstanding=4",
+                "--once",
+            )
+            await burst.waitFor("connected")
+            await self.legitimateLogin(None, 250)
+            answered = await burst.waitFor("answered")
+            counts = answered["counts"]
+            burst.command("close")
+            await burst.ended
+            self.assertEqual(sum(counts.values()), 60, counts)
+            self.assertLessEqual(counts.get("KeycardRefused", 0), 30, counts)
+            await self.assertServerWell(
+                HASH_THREADS, login=self.loginTimes, counts=counts
+            )
+
+        return ensureDeferred(go())
+
+    def test_hashFlood(self) -> Deferred[None]:
+        """
+        Issue 11, item 5: password logins for unknown users, 60 at a time on
+        one connection, then 32 at a time from 4 addresses (two connections
+        each), each answered by another: the hashes run a few at a time, the
+        rest are refused at once, and a real login is checked within a
+        second.
+        """
+
+        async def go() -> None:
+            await self.startBouncer(f"--auth=htpasswd:{self.htpasswd}", tls=True)
+            # One connection: 4 are checked at most, the rest denied at once.
+            # Several: the hash pool checks a few at a time, denies the rest.
+            for args, outcome in [
+                (
+                    ("--first=10", "--connections=1", "--outstanding=30"),
+                    "denied: too many logins in progress; try again later",
+                ),
+                (
+                    (
+                        "--first=20",
+                        "--addresses=4",
+                        "--connections=2",
+                        "--outstanding=4",
+                    ),
+                    "KeycardRefused",
+                ),
+            ]:
+                flood = self.attack("password", *args)
+                stopped = await self.during(
+                    flood, lambda: self.legitimateLogin(None, 250)
+                )
+                self.assertGreater(
+                    stopped["counts"].get(outcome, 0), 0, stopped["counts"]
+                )
+            await self.assertServerWell(
+                HASH_THREADS, login=self.loginTimes, counts=stopped["counts"]
+            )
+
+        return ensureDeferred(go())
+
+
+async def sleep(seconds: float) -> None:
+    d: Deferred[None] = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    await d
