@@ -21,7 +21,7 @@ from zope.interface import implementer
 from twisted_keycard.bouncer._authentication import Authentication
 from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._composite import CompositePolicy
-from twisted_keycard.bouncer._flusher import Flusher
+from twisted_keycard.bouncer._flusher import Flushed, Flusher
 from twisted_keycard.bouncer._follower import RevocationFollower
 from twisted_keycard.bouncer._held import HeldKeycards
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
@@ -186,7 +186,12 @@ class Bouncer(Service):
                 self.store, clock, self._tokenLifetime(), self._expireRevoked
             )
         self._follower: RevocationFollower | None = None
-        self._flusher = Flusher(self.store, clock, upkeep.flushInterval)
+        self._flusher = Flusher(
+            self.store,
+            clock,
+            upkeep.flushInterval,
+            throttle.window if throttle is not None else None,
+        )
         self.started: Deferred[None] = succeed(None)
         self.metrics.watch(
             BouncerGauges(
@@ -370,11 +375,11 @@ class Bouncer(Service):
         result: Deferred[None] | None = super().stopService()  # type: ignore[no-untyped-call]
         return result
 
-    def flush(self) -> Deferred[tuple[int, int]]:
+    def flush(self) -> Deferred[Flushed]:
         """
-        Remove expired keycards and revocations from the store.
+        Remove expired keycards and revocations, and failed logins older
+        than the throttling window, from the store.
 
-        @return: a L{Deferred} firing with the numbers of keycards and of
-            revocations removed.
+        @return: a L{Deferred} firing with what was removed.
         """
         return self._flusher.flush()
