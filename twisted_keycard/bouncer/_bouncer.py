@@ -162,6 +162,7 @@ class Bouncer(Service):
                     clock,
                     skew=tokens.skew,
                     maxFamilyLifetime=tokens.maxFamilyLifetime,
+                    claims=tokens.claims,
                 )
             )
         challengers = Challengers(checkers)

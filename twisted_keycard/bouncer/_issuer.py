@@ -99,7 +99,9 @@ class Issuer:
                 else None
             ),
             parentId=record.parentId,
-            claims=tokens.claims,
+            # A child keeps its family's claims, which include this
+            # bouncer's: the token checker refused the parent otherwise.
+            claims=tokens.claims if parent is None else parent.claims,
             familyId=record.familyId,
             familyIssued=familyStart,
             audience=tuple(audience),

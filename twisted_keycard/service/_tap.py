@@ -167,6 +167,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self["deny"] = []
         self.authNames: list[str] = []
         self["http-trust-proxy"] = []
+        self["claims"] = {}
         namedCoercions(self)
 
     def parseOptions(self, options: Any = None) -> None:
@@ -224,6 +225,19 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         """
         self["http-trust-proxy"].append(cidr)
 
+    def opt_claim(self, claim: str) -> None:
+        """
+        KEY=VALUE written in every token issued after a password login, and
+        required of every token presented (repeatable; license servers:
+        vendor, program, version)
+        """
+        key, equals, value = claim.partition("=")
+        if not equals or not key:
+            raise usage.UsageError(f"--claim takes KEY=VALUE, not {claim!r}")
+        if key in self["claims"]:
+            raise usage.UsageError(f"--claim {key} given twice")
+        self["claims"][key] = value
+
     def postOptions(self) -> None:
         try:
             self.dataDir = DataDir.open(DataDir.default(self["data-dir"]))
@@ -261,11 +275,17 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self.limits = connectionLimits(self)
         self.tokens = None
         if not self["no-tokens"]:
-            self.tokens = TokenPolicy(
-                bindAddress=self["bind-tokens"],
-                audiences=names(self["token-audiences"]),
-                maxFamilyLifetime=self["max-family-lifetime"],
-            )
+            try:
+                self.tokens = TokenPolicy(
+                    bindAddress=self["bind-tokens"],
+                    claims=self["claims"],
+                    audiences=names(self["token-audiences"]),
+                    maxFamilyLifetime=self["max-family-lifetime"],
+                )
+            except ValueError as e:
+                raise usage.UsageError(f"--claim: {e}") from None
+        elif self["claims"]:
+            raise usage.UsageError("--claim is written in tokens: drop --no-tokens")
         if self["http"] is not None and self["no-tokens"]:
             raise usage.UsageError("--http hands out tokens: drop --no-tokens")
         try:
