@@ -38,7 +38,9 @@ _MARKS = ",".join("?" * len(COLUMNS.split(",")))
 @implementer(IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore)
 class SQLiteStore:
     """
-    A store in an SQLite file.
+    A store in an SQLite file.  Its work runs in a thread of its own,
+    started by the first query, stopped by L{close} or when the reactor
+    shuts down (a daemon thread: it never keeps the process alive).
     """
 
     def __init__(
