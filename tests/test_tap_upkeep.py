@@ -6,11 +6,13 @@ the bouncer's upkeep of a shared store, parsed and handed to the bouncer.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.bouncer import TokenPolicy
-from twisted_keycard.service import DataDir, Options
+from twisted_keycard import Bouncer
+from twisted_keycard.bouncer import TokenPolicy, Upkeep
+from twisted_keycard.service import DataDir, Options, makeService
 
 
 class ClaimOptionTests(SynchronousTestCase):
@@ -55,3 +57,32 @@ class ClaimOptionTests(SynchronousTestCase):
         }
         for arguments, expected in cases.items():
             self.assertIn(expected, self.refused(*arguments), arguments)
+
+
+class LeaseOptionTests(SynchronousTestCase):
+    def parse(self, *arguments: str) -> Options:
+        data = DataDir.create(Path(self.mktemp()) / "data")
+        options = Options()
+        options.parseOptions(["--data-dir", str(data.path), *arguments])
+        return options
+
+    def test_leaseTime(self) -> None:
+        """
+        C{--lease-time} sets the bouncer's lease; 10 seconds by default.
+        """
+        self.assertEqual(self.parse().upkeep, Upkeep())
+        self.assertEqual(Upkeep().leaseTime, 10.0)
+        options = self.parse("--lease-time", "2.5")
+        self.assertEqual(options.upkeep, Upkeep(leaseTime=2.5))
+        top: Any = makeService(options)
+        [bouncer] = [s for s in top if isinstance(s, Bouncer)]
+        self.assertEqual(bouncer.upkeep.leaseTime, 2.5)
+
+    def test_badLeaseTime(self) -> None:
+        for value, expected in [
+            ("1", "--lease-time must be at least 2 seconds"),
+            ("0", "--lease-time must be a positive number"),
+            ("inf", "--lease-time must be a positive number"),
+        ]:
+            error = self.assertRaises(SystemExit, self.parse, "--lease-time", value)
+            self.assertIn(expected, str(error))

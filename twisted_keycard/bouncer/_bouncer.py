@@ -3,13 +3,21 @@ The in-process bouncer: challenges keycards, hands them to checkers, issues
 keycard ids and expires them.  It composes the parts that do each job:
 L{Challengers}, L{PendingExchanges}, L{Throttler}, L{Issuer},
 L{HeldKeycards}, L{Revoker}, and, while it runs as a service, a
-L{RevocationFollower} and a L{Flusher}.
+L{Follower} (of revocations, the keyring and its L{Lease}) and a
+L{Flusher}.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 
 from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
@@ -22,10 +30,11 @@ from twisted_keycard.bouncer._authentication import Authentication
 from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._flusher import Flushed, Flusher
-from twisted_keycard.bouncer._follower import RevocationFollower
+from twisted_keycard.bouncer._follower import Follower, RevocationFollower
 from twisted_keycard.bouncer._held import HeldKeycards
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.bouncer._issuer import Issuer
+from twisted_keycard.bouncer._lease import Lease, newHolderId
 from twisted_keycard.bouncer._metrics import (
     BouncerGauges,
     IBouncerMetrics,
@@ -46,6 +55,7 @@ from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
+    ILeaseStore,
     IRevocationStore,
     IThrottleStore,
 )
@@ -74,12 +84,15 @@ class Bouncer(Service):
     Checks keycards with twisted.cred checkers and keeps the ones it issued.
 
     As a service, it loads the keyring when it starts, follows the
-    revocations other bouncers record in a shared store, and flushes
-    expired entries from the store.
+    revocations and key rotations other bouncers record in a shared store,
+    holds a lease on the keycards it issues (so that their seats are freed
+    when it is killed), and flushes expired entries from the store.
 
     @ivar name: the bouncer's name, set in the keycards it checks.
     @ivar store: the L{IKeycardStore} of issued keycards.
     @ivar keys: the keyring holder, when the bouncer issues tokens.
+    @ivar lease: the L{Lease} under which the running bouncer holds its
+        keycards, when the store keeps leases (L{ILeaseStore}).
     """
 
     log = Logger()
@@ -123,7 +136,7 @@ class Bouncer(Service):
         @param throttle: limits on failed logins per account and address;
             the store must provide L{IThrottleStore}.
         @param upkeep: how often the running bouncer follows and flushes
-            the store.
+            the store, and how long its lease lasts.
         @param metrics: told what the bouncer decides (see
             L{twisted_keycard.metrics.PrometheusMetrics}); nothing is kept
             by default.
@@ -168,6 +181,16 @@ class Bouncer(Service):
         challengers = Challengers(checkers)
         self.keycardClasses = challengers.keycardClasses
         self._held = HeldKeycards(self.store, clock, keepReleased=tokens is not None)
+        self.lease: Lease | None = None
+        if ILeaseStore.providedBy(self.store):
+            self.lease = self._held.lease = Lease(
+                self.store,
+                clock,
+                newHolderId(name),
+                upkeep.leaseTime,
+                self._underLease,
+                self._held.expire,
+            )
         self._pending = PendingExchanges(
             clock, limits.timeout, limits.maxPending, limits.maxPendingPerAddress
         )
@@ -176,7 +199,17 @@ class Bouncer(Service):
             challengers,
             self._pending,
             throttler,
-            Issuer(self.store, clock, name, duration, tokens, self.keys, quota, policy),
+            Issuer(
+                self.store,
+                clock,
+                name,
+                duration,
+                tokens,
+                self.keys,
+                quota,
+                policy,
+                self.lease,
+            ),
             self._held,
             newId,
             self.metrics,
@@ -186,7 +219,8 @@ class Bouncer(Service):
             self._revoker = Revoker(
                 self.store, clock, self._tokenLifetime(), self._expireRevoked
             )
-        self._follower: RevocationFollower | None = None
+        self._revocations: RevocationFollower | None = None
+        self._follower: Follower | None = None
         self._flusher = Flusher(
             self.store,
             clock,
@@ -208,10 +242,15 @@ class Bouncer(Service):
         return len(self._pending)
 
     def _followLag(self) -> float | None:
-        follower = self._follower
-        if follower is None or follower.polledAt is None:
+        follower = self._revocations
+        if self._follower is None or follower is None or follower.polledAt is None:
             return None
         return self.clock.seconds() - follower.polledAt
+
+    def _underLease(self) -> list[str]:
+        lease = self.lease
+        assert lease is not None
+        return [k for k, r in self.held.items() if r.holderId == lease.holderId]
 
     @property
     def held(self) -> dict[str, IssuedKeycard]:
@@ -351,21 +390,27 @@ class Bouncer(Service):
         )
 
     async def _start(self) -> None:
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if self.keys is not None:
             await self.keys.current()
         if IRevocationStore.providedBy(self.store):
-            follower = RevocationFollower(
-                self.store,
-                self.clock,
-                self._revokedElsewhere,
-                self.upkeep.followInterval,
+            revocations = RevocationFollower(
+                self.store, self.clock, self._revokedElsewhere
             )
-            await follower.catchUp()
-            if self.running:
-                self._follower = follower
-                follower.start()
-        if self.running:
-            self._flusher.start()
+            await revocations.catchUp()
+            self._revocations = revocations
+            steps.append(("following revocations", revocations.poll))
+        if self.keys is not None:
+            steps.append(("following the keyring", self.keys.follow))
+        if self.lease is not None:
+            await self.lease.renew()
+            steps.append(("renewing the lease", self.lease.renew))
+        if not self.running:
+            return
+        if steps:
+            self._follower = Follower(self.clock, self.upkeep.followInterval, steps)
+            self._follower.start()
+        self._flusher.start()
 
     def stopService(self) -> Deferred[None] | None:
         if self._follower is not None:

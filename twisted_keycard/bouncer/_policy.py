@@ -130,10 +130,21 @@ class Upkeep:
     """
     How often a running bouncer looks after its store.
 
-    @ivar followInterval: seconds between two reads of the revocations (and
-        other changes) other bouncers recorded in a shared store.
+    @ivar followInterval: seconds between two reads of the revocations and
+        the keyring's version (other bouncers' changes to a shared store),
+        and between two renewals of the bouncer's lease.
     @ivar flushInterval: seconds between two flushes of expired entries.
+    @ivar leaseTime: seconds the bouncer's lease on the keycards it holds
+        lasts after each renewal: when a bouncer is killed, its seats and
+        per-avatar places are freed this long after its last renewal.  At
+        least two follow intervals, and longer than the clocks of the
+        bouncers sharing a store differ.
     """
 
-    followInterval: float = 1.0
+    followInterval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     flushInterval: float = 300.0
+    leaseTime: float = 10.0
+
+    def __attrs_post_init__(self) -> None:
+        if not self.leaseTime >= 2 * self.followInterval:
+            raise ValueError("leaseTime must be at least two follow intervals")

@@ -17,7 +17,13 @@ from twisted.python import usage
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
-from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, TokenPolicy
+from twisted_keycard.bouncer._policy import (
+    ExchangeLimits,
+    Quota,
+    Throttle,
+    TokenPolicy,
+    Upkeep,
+)
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
@@ -132,6 +138,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             DEFAULT_MAX_FAMILY_LIFETIME,
             "seconds after a password login past which the tokens of its"
             " chain of token logins are refused",
+            float,
+        ],
+        [
+            "lease-time",
+            None,
+            10.0,
+            "seconds after which the seats of a bouncer that stopped renewing"
+            " its lease (killed) are freed; at least 2",
             float,
         ],
         [
@@ -269,9 +283,16 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "requester-timeout",
             "throttle-window",
             "max-family-lifetime",
+            "lease-time",
         ):
             if not (math.isfinite(self[name]) and self[name] > 0):
                 raise usage.UsageError(f"--{name} must be a positive number")
+        try:
+            self.upkeep = Upkeep(leaseTime=self["lease-time"])
+        except ValueError:
+            raise usage.UsageError(
+                "--lease-time must be at least 2 seconds (two renewals)"
+            ) from None
         self.limits = connectionLimits(self)
         self.tokens = None
         if not self["no-tokens"]:
@@ -403,6 +424,7 @@ def _bouncer(
             options["throttle-address"],
             options["throttle-window"],
         ),
+        upkeep=options.upkeep,
         metrics=metrics,
     )
 
