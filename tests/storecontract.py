@@ -15,6 +15,7 @@ from twisted_keycard import IKeycardStore, IssuedKeycard
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store import (
     IKeyringStore,
+    ILeaseStore,
     IRevocationStore,
     IThrottleStore,
     Revocation,
@@ -332,6 +333,19 @@ class KeyringStoreContract(_StoreContract):
         self.resultOf(self.store.saveKeyring(rotated))
         self.assertEqual(self.resultOf(self.store.loadKeyring()), rotated)
 
+    def test_keyringVersion(self) -> None:
+        """
+        The version changes at every save, even of the same keyring.
+        """
+        self.assertEqual(self.resultOf(self.store.keyringVersion()), 0)
+        keyring = Keyring.generate(100.0)
+        seen = set()
+        for _ in range(3):
+            self.resultOf(self.store.saveKeyring(keyring))
+            seen.add(self.resultOf(self.store.keyringVersion()))
+        self.assertEqual(len(seen), 3)
+        self.assertNotIn(0, seen)
+
 
 class ThrottleStoreContract(_StoreContract):
     """
@@ -436,3 +450,100 @@ class ThrottleStoreContract(_StoreContract):
         self.resultOf(self.store.settle("r1", True))
         counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
         self.assertEqual(counts, {"account:alice": 0})
+
+
+class LeaseStoreContract(_StoreContract):
+    """
+    Tests that every store of bouncers' leases must pass.
+    """
+
+    def held(self) -> list[str]:
+        records = self.resultOf(self.store.byAvatar("alice"))
+        return [r.keycardId for r in records if r.held]
+
+    def test_leaseInterface(self) -> None:
+        self.assertTrue(verifyObject(ILeaseStore, self.store))
+
+    def test_renewLease(self) -> None:
+        """
+        A lease is new the first time, then on record until released, even
+        past its expiry.
+        """
+        self.assertFalse(self.resultOf(self.store.renewLease("b1", 100.0, 110.0)))
+        self.assertTrue(self.resultOf(self.store.renewLease("b1", 105.0, 115.0)))
+        self.assertTrue(self.resultOf(self.store.renewLease("b1", 120.0, 130.0)))
+        self.assertEqual(self.resultOf(self.store.releaseLapsed(129.0)), 0)
+        self.assertTrue(self.resultOf(self.store.renewLease("b1", 129.0, 139.0)))
+        self.assertEqual(self.resultOf(self.store.releaseLapsed(139.0)), 0)
+        self.assertFalse(self.resultOf(self.store.renewLease("b1", 140.0, 150.0)))
+
+    def test_releaseLapsed(self) -> None:
+        """
+        The held keycards of a lease that ran out are released, once; those
+        of a live lease, of no lease, and released ones stay as they were.
+        """
+        self.resultOf(self.store.renewLease("dead", 100.0, 110.0))
+        self.resultOf(self.store.renewLease("live", 100.0, 130.0))
+        self.resultOf(self.store.add(record("k1", holderId="dead", seatPool="p")))
+        self.resultOf(self.store.add(record("k2", holderId="dead")))
+        self.resultOf(self.store.add(record("k3", holderId="live", seatPool="p")))
+        self.resultOf(self.store.add(record("k4")))
+        self.resultOf(self.store.add(record("k5", holderId="dead")))
+        self.resultOf(self.store.release("k5"))
+        self.assertEqual(self.resultOf(self.store.releaseLapsed(109.0)), 0)
+        self.assertEqual(self.resultOf(self.store.releaseLapsed(110.0)), 2)
+        self.assertEqual(self.held(), ["k3", "k4"])
+        self.assertEqual(
+            self.resultOf(self.store.get("k1")),
+            record("k1", holderId="dead", held=False),
+        )
+        self.assertEqual(self.resultOf(self.store.releaseLapsed(120.0)), 0)
+        self.assertFalse(self.resultOf(self.store.renewLease("dead", 120.0, 130.0)))
+        self.assertTrue(self.resultOf(self.store.renewLease("live", 120.0, 140.0)))
+
+    def test_lapsedLeaseFreesSeats(self) -> None:
+        """
+        Seats and per-avatar places held under a lease that ran out are
+        free for a keycard issued after it ran out, not before.
+        """
+        self.resultOf(self.store.renewLease("dead", 100.0, 110.0))
+        self.resultOf(
+            self.store.addWithin(record("k1", holderId="dead", seatPool="p"), 1, 1)
+        )
+        self.failureOf(
+            self.store.addWithin(record("k2", issued=109.0, seatPool="p"), None, 1),
+            QuotaExceeded,
+        )
+        self.failureOf(
+            self.store.addWithin(record("k2", issued=109.0), 1, None), QuotaExceeded
+        )
+        self.resultOf(
+            self.store.addWithin(record("k2", issued=110.0, seatPool="p"), 1, 1)
+        )
+        self.assertEqual(self.held(), ["k2"])
+
+    def test_holdUnder(self) -> None:
+        """
+        A keycard taken over by another bouncer is held under its lease and
+        no longer released with the old one; a released or unknown keycard
+        cannot be taken over.
+        """
+        self.resultOf(self.store.renewLease("old", 100.0, 110.0))
+        self.resultOf(self.store.renewLease("new", 100.0, 130.0))
+        self.resultOf(self.store.add(record("k1", holderId="old")))
+        self.resultOf(self.store.add(record("k2", holderId="old")))
+        self.resultOf(self.store.add(record("k3")))
+        self.assertEqual(
+            self.resultOf(self.store.holdUnder("k1", "new")),
+            record("k1", holderId="new"),
+        )
+        self.assertEqual(
+            self.resultOf(self.store.holdUnder("k3", "new")),
+            record("k3", holderId="new"),
+        )
+        self.assertEqual(self.resultOf(self.store.releaseLapsed(110.0)), 1)
+        self.assertEqual(self.held(), ["k1", "k3"])
+        self.assertIsNone(self.resultOf(self.store.holdUnder("k2", "new")))
+        self.assertIsNone(self.resultOf(self.store.holdUnder("nope", "new")))
+        self.assertEqual(self.resultOf(self.store.releaseLapsed(130.0)), 2)
+        self.assertEqual(self.held(), [])

@@ -25,7 +25,17 @@ from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokencard import TokenAnswerer
 
-from ._procs import ENV, ROOT, bouncer, freePort, keycard, reactor, started, waitFor
+from ._procs import (
+    ENV,
+    ROOT,
+    Process,
+    bouncer,
+    freePort,
+    keycard,
+    reactor,
+    started,
+    waitFor,
+)
 
 PASSWORD = "pool party"
 
@@ -33,7 +43,12 @@ PASSWORD = "pool party"
 pytestmark = pytest.mark.integration
 
 
-class MultiBouncerTests(TestCase):
+class BouncerProcesses(TestCase):
+    """
+    A data directory with users C{alice} and C{u0} to C{u9}, bouncer
+    processes on it, and clients; the tests are in subclasses.
+    """
+
     def setUp(self) -> None:
         self.dir = Path(self.mktemp()).resolve()
         self.dir.mkdir(parents=True)
@@ -45,22 +60,24 @@ class MultiBouncerTests(TestCase):
             )
             self.assertEqual(added.returncode, 0, added.stderr)
 
+    async def startBouncer(
+        self, name: str, *options: str, log: str | None = None
+    ) -> tuple[Process, int]:
+        port = freePort()
+        process = bouncer(
+            self.data,
+            f"tcp:{port}:interface=127.0.0.1",
+            self.dir / f"{log or name}.log",
+            "--name",
+            name,
+            *options,
+        )
+        self.addCleanup(process.stop)
+        await started(process, port)
+        return process, port
+
     async def startBouncers(self, *options: str) -> list[int]:
-        ports = []
-        for name in ("one", "two"):
-            port = freePort()
-            process = bouncer(
-                self.data,
-                f"tcp:{port}:interface=127.0.0.1",
-                self.dir / f"{name}.log",
-                "--name",
-                name,
-                *options,
-            )
-            self.addCleanup(process.stop)
-            await started(process, port)
-            ports.append(port)
-        return ports
+        return [(await self.startBouncer(name, *options))[1] for name in ("one", "two")]
 
     async def connect(self, port: int) -> KeycardClientFactory:
         factory = KeycardClientFactory()
@@ -70,6 +87,8 @@ class MultiBouncerTests(TestCase):
         self.addCleanup(broker.transport.loseConnection)
         return factory
 
+
+class MultiBouncerTests(BouncerProcesses):
     def test_tokenFailover(self) -> Deferred[None]:
         """
         A token issued by one bouncer logs in on the other.

@@ -85,7 +85,8 @@ class StartupFailureTests(TestCase):
         """
         Bad options and a missing data directory.
         """
-        free = f"tcp:{freePort()}:interface=127.0.0.1"
+        # Any free port: the store fails before anything listens.
+        free = "tcp:0:interface=127.0.0.1"
         self.runAll(
             {
                 ("--listen", "bogus:8800"): "unknown endpoint type 'bogus'",
@@ -128,7 +129,8 @@ class StartupFailureTests(TestCase):
         garbage = self.dir / "garbage.db"
         garbage.write_bytes(b"this is not a database" * 200)
         garbage.chmod(0o600)
-        free = f"tcp:{freePort()}:interface=127.0.0.1"
+        # Any free port: the store fails before anything listens.
+        free = "tcp:0:interface=127.0.0.1"
         self.runAll(
             {
                 ("--listen", free, "--store", f"sqlite:{garbage}"): (

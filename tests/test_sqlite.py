@@ -29,6 +29,7 @@ from .storecontract import (
     KeycardStoreContract,
     KeycardStoreLimitsContract,
     KeyringStoreContract,
+    LeaseStoreContract,
     RevocationStoreContract,
     ThrottleStoreContract,
     record,
@@ -44,6 +45,7 @@ class SQLiteContractTests(
     RevocationStoreContract,
     KeyringStoreContract,
     ThrottleStoreContract,
+    LeaseStoreContract,
     SynchronousTestCase,
 ):
     """
@@ -80,15 +82,16 @@ class SQLitePersistenceTests(SynchronousTestCase):
 
         path = self.mktemp()
         connection = sqlite3.connect(path)
-        schema = SCHEMA.replace(",\n    family_id TEXT\n", "\n")
+        schema = SCHEMA.replace(",\n    family_id TEXT,\n    holder_id TEXT\n", "\n")
+        schema = schema[: schema.index("CREATE TABLE IF NOT EXISTS versions")]
         self.assertNotIn("family_id", schema)
         connection.executescript(schema)
-        self.assertTrue(COLUMNS.endswith(", held, family_id"))
+        self.assertTrue(COLUMNS.endswith(", held, family_id, holder_id"))
         connection.execute(
             "INSERT INTO keycards (keycard_id, avatar_id, requester_name,"
             " bouncer_name, keycard_type, address, issued, duration, expires,"
             " parent_id, seat_pool, held) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            toRow(record("k1"))[:-1],
+            toRow(record("k1"))[:-2],
         )
         connection.execute("PRAGMA user_version = 1")
         connection.commit()
@@ -102,6 +105,8 @@ class SQLitePersistenceTests(SynchronousTestCase):
                 ["k2"],
             )
             self.successResultOf(store.remove("k2"))
+            self.successResultOf(store.renewLease("b", 100.0, 110.0))
+            self.assertEqual(self.successResultOf(store.keyringVersion()), 0)
             self.successResultOf(store.close())
         connection = sqlite3.connect(path)
         self.addCleanup(connection.close)
@@ -110,6 +115,7 @@ class SQLitePersistenceTests(SynchronousTestCase):
         )
         indexes = [row[1] for row in connection.execute("PRAGMA index_list(keycards)")]
         self.assertIn("keycards_family", indexes)
+        self.assertIn("keycards_holder", indexes)
 
     def test_newerFormatRefused(self) -> None:
         path = self.mktemp()

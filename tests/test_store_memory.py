@@ -12,6 +12,7 @@ from .storecontract import (
     KeycardStoreContract,
     KeycardStoreLimitsContract,
     KeyringStoreContract,
+    LeaseStoreContract,
     RevocationStoreContract,
     ThrottleStoreContract,
 )
@@ -23,6 +24,7 @@ class MemoryStoreTests(
     RevocationStoreContract,
     KeyringStoreContract,
     ThrottleStoreContract,
+    LeaseStoreContract,
     SynchronousTestCase,
 ):
     def makeStore(self) -> IKeycardStore:

@@ -43,7 +43,12 @@ class Requester:
         self.expired.extend(keycardIds)
 
 
-class TokenBouncerTests(SynchronousTestCase):
+class TokenLogins(SynchronousTestCase):
+    """
+    Bouncers issuing tokens on one L{MemoryStore}, and logins with a
+    password or a token; the tests are in subclasses.
+    """
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
@@ -105,6 +110,8 @@ class TokenBouncerTests(SynchronousTestCase):
             (bouncer or self.bouncer).authenticate(keycard), KeycardRefused
         )
 
+
+class TokenBouncerTests(TokenLogins):
     def test_tokenIssued(self) -> None:
         keycard = self.login()
         assert keycard.token is not None

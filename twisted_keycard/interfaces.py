@@ -16,6 +16,7 @@ from twisted_keycard.keycard._interfaces import (
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
+    ILeaseStore,
     IRevocationStore,
     IThrottleStore,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "IExchange",
     "IKeycardStore",
     "IKeyringStore",
+    "ILeaseStore",
     "IRequester",
     "IRevocationStore",
     "IThrottleStore",

@@ -5,6 +5,7 @@ that shares the keyring and the stores.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -126,7 +127,12 @@ class TokenChecker:
     formed, key known and in its grace, MAC, revoked (by parent or family,
     or by avatar or requester for tokens issued before the revocation, in
     one look-up), expiry (with C{skew}), family past C{maxFamilyLifetime},
-    audience (the requester it is presented through), address binding.
+    audience (the requester it is presented through), address binding,
+    claims.
+
+    @ivar claims: the claims every token must carry, with these values (a
+        bouncer's L{TokenPolicy.claims<twisted_keycard.bouncer.TokenPolicy>}):
+        a token that lacks one, or has another value, is refused.
     """
 
     revocations: IRevocationStore
@@ -134,6 +140,7 @@ class TokenChecker:
     clock: IReactorTime
     skew: float = DEFAULT_SKEW
     maxFamilyLifetime: float = DEFAULT_MAX_FAMILY_LIFETIME
+    claims: Mapping[str, str] = attrs.field(factory=dict)
     credentialInterfaces = (ITokenExchange,)
     keycardClasses = (TokenKeycard,)
     log = Logger()
@@ -183,6 +190,8 @@ class TokenChecker:
             or normalizeAddress(claims.address) != normalizeAddress(exchange.address)
         ):
             raise ProtocolError("token presented from another address")
+        if any(claims.claims.get(k) != v for k, v in self.claims.items()):
+            raise ProtocolError("token claims differ from this bouncer's")
         return claims
 
     @staticmethod

@@ -3,13 +3,15 @@ The in-process bouncer: challenges keycards, hands them to checkers, issues
 keycard ids and expires them.  It composes the parts that do each job:
 L{Challengers}, L{PendingExchanges}, L{Throttler}, L{Issuer},
 L{HeldKeycards}, L{Revoker}, and, while it runs as a service, a
-L{RevocationFollower} and a L{Flusher}.
+L{Follower} (of revocations, the keyring and its L{Lease}) and a
+L{Flusher}.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import (
+    Awaitable,
     Callable,
     Collection,
     Hashable,
@@ -28,11 +30,12 @@ from zope.interface import implementer
 from twisted_keycard.bouncer._authentication import Authentication
 from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._composite import CompositePolicy
-from twisted_keycard.bouncer._flusher import Flusher
-from twisted_keycard.bouncer._follower import RevocationFollower
+from twisted_keycard.bouncer._flusher import Flushed, Flusher
+from twisted_keycard.bouncer._follower import Follower, RevocationFollower
 from twisted_keycard.bouncer._held import HeldKeycards
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.bouncer._issuer import Issuer
+from twisted_keycard.bouncer._lease import Lease, newHolderId
 from twisted_keycard.bouncer._metrics import (
     BouncerGauges,
     IBouncerMetrics,
@@ -53,6 +56,7 @@ from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
+    ILeaseStore,
     IRevocationStore,
     IThrottleStore,
 )
@@ -86,12 +90,15 @@ class Bouncer(Service):
     Checks keycards with twisted.cred checkers and keeps the ones it issued.
 
     As a service, it loads the keyring when it starts, follows the
-    revocations other bouncers record in a shared store, and flushes
-    expired entries from the store.
+    revocations and key rotations other bouncers record in a shared store,
+    holds a lease on the keycards it issues (so that their seats are freed
+    when it is killed), and flushes expired entries from the store.
 
     @ivar name: the bouncer's name, set in the keycards it checks.
     @ivar store: the L{IKeycardStore} of issued keycards.
     @ivar keys: the keyring holder, when the bouncer issues tokens.
+    @ivar lease: the L{Lease} under which the running bouncer holds its
+        keycards, when the store keeps leases (L{ILeaseStore}).
     """
 
     log = Logger()
@@ -136,7 +143,7 @@ class Bouncer(Service):
         @param throttle: limits on failed logins per account and address;
             the store must provide L{IThrottleStore}.
         @param upkeep: how often the running bouncer follows and flushes
-            the store.
+            the store, and how long its lease lasts.
         @param metrics: told what the bouncer decides (see
             L{twisted_keycard.metrics.PrometheusMetrics}); nothing is kept
             by default.
@@ -175,18 +182,39 @@ class Bouncer(Service):
                     clock,
                     skew=tokens.skew,
                     maxFamilyLifetime=tokens.maxFamilyLifetime,
+                    claims=tokens.claims,
                 )
             )
         challengers = Challengers(checkers)
         self.keycardClasses = challengers.keycardClasses
         self._held = HeldKeycards(self.store, clock, keepReleased=tokens is not None)
+        self.lease: Lease | None = None
+        if ILeaseStore.providedBy(self.store):
+            self.lease = self._held.lease = Lease(
+                self.store,
+                clock,
+                newHolderId(name),
+                upkeep.leaseTime,
+                self._underLease,
+                self._held.expire,
+            )
         self._pending = PendingExchanges(clock, limits)
         self._authentication = Authentication(
             name,
             challengers,
             self._pending,
             throttler,
-            Issuer(self.store, clock, name, duration, tokens, self.keys, quota, policy),
+            Issuer(
+                self.store,
+                clock,
+                name,
+                duration,
+                tokens,
+                self.keys,
+                quota,
+                policy,
+                self.lease,
+            ),
             self._held,
             newId,
             self.metrics,
@@ -197,8 +225,14 @@ class Bouncer(Service):
             self._revoker = Revoker(
                 self.store, clock, self._tokenLifetime(), self._expireRevoked
             )
-        self._follower: RevocationFollower | None = None
-        self._flusher = Flusher(self.store, clock, upkeep.flushInterval)
+        self._revocations: RevocationFollower | None = None
+        self._follower: Follower | None = None
+        self._flusher = Flusher(
+            self.store,
+            clock,
+            upkeep.flushInterval,
+            throttle.window if throttle is not None else None,
+        )
         self.started: Deferred[None] = succeed(None)
         self.metrics.watch(
             BouncerGauges(
@@ -214,10 +248,15 @@ class Bouncer(Service):
         return len(self._pending)
 
     def _followLag(self) -> float | None:
-        follower = self._follower
-        if follower is None or follower.polledAt is None:
+        follower = self._revocations
+        if self._follower is None or follower is None or follower.polledAt is None:
             return None
         return self.clock.seconds() - follower.polledAt
+
+    def _underLease(self) -> list[str]:
+        lease = self.lease
+        assert lease is not None
+        return [k for k, r in self.held.items() if r.holderId == lease.holderId]
 
     @property
     def held(self) -> dict[str, IssuedKeycard]:
@@ -364,21 +403,27 @@ class Bouncer(Service):
         )
 
     async def _start(self) -> None:
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if self.keys is not None:
             await self.keys.current()
         if IRevocationStore.providedBy(self.store):
-            follower = RevocationFollower(
-                self.store,
-                self.clock,
-                self._revokedElsewhere,
-                self.upkeep.followInterval,
+            revocations = RevocationFollower(
+                self.store, self.clock, self._revokedElsewhere
             )
-            await follower.catchUp()
-            if self.running:
-                self._follower = follower
-                follower.start()
-        if self.running:
-            self._flusher.start()
+            await revocations.catchUp()
+            self._revocations = revocations
+            steps.append(("following revocations", revocations.poll))
+        if self.keys is not None:
+            steps.append(("following the keyring", self.keys.follow))
+        if self.lease is not None:
+            await self.lease.renew()
+            steps.append(("renewing the lease", self.lease.renew))
+        if not self.running:
+            return
+        if steps:
+            self._follower = Follower(self.clock, self.upkeep.followInterval, steps)
+            self._follower.start()
+        self._flusher.start()
 
     def stopService(self) -> Deferred[None] | None:
         if self._follower is not None:
@@ -389,11 +434,11 @@ class Bouncer(Service):
         result: Deferred[None] | None = super().stopService()  # type: ignore[no-untyped-call]
         return result
 
-    def flush(self) -> Deferred[tuple[int, int]]:
+    def flush(self) -> Deferred[Flushed]:
         """
-        Remove expired keycards and revocations from the store.
+        Remove expired keycards and revocations, and failed logins older
+        than the throttling window, from the store.
 
-        @return: a L{Deferred} firing with the numbers of keycards and of
-            revocations removed.
+        @return: a L{Deferred} firing with what was removed.
         """
         return self._flusher.flush()

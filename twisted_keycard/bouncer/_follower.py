@@ -1,6 +1,7 @@
 """
-Following the revocations other bouncers record in a shared store, so that
-each bouncer drops the clients of keycards revoked elsewhere.
+Following what other processes change in a shared store: the revocations
+they record, so that each bouncer drops the clients of keycards revoked
+elsewhere, and, as further steps of each tick, the keyring and the leases.
 """
 
 from __future__ import annotations
@@ -33,11 +34,8 @@ class RevocationFollower:
     store: IRevocationStore
     clock: IReactorTime
     onRevoked: Callable[[list[Revocation]], Awaitable[object]]
-    interval: float = 1.0
     cursor: int = 0
     polledAt: float | None = None
-    _loop: LoopingCall | None = None
-    log = Logger()
 
     async def catchUp(self) -> None:
         """
@@ -70,15 +68,36 @@ class RevocationFollower:
                 self.polledAt = self.clock.seconds()
                 return seen
 
+
+@attrs.define
+class Follower:
+    """
+    Runs the steps that follow a shared store (read the revocations, the
+    keyring's version, renew the lease), in order, every C{interval}
+    seconds while started.  A step that fails is logged; the next ones
+    still run.
+
+    @ivar steps: what each step does, as a failure would name it, and the
+        step.
+    """
+
+    clock: IReactorTime
+    interval: float
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]]
+    _loop: LoopingCall | None = None
+    log = Logger()
+
     def start(self) -> None:
-        loop = self._loop = LoopingCall(self._tick)
+        loop = self._loop = LoopingCall(lambda: Deferred.fromCoroutine(self.tick()))
         loop.clock = self.clock
         loop.start(self.interval, now=False)
 
-    def _tick(self) -> Deferred[None]:
-        d = Deferred.fromCoroutine(self.poll())
-        d.addErrback(lambda f: self.log.failure("following revocations failed", f))
-        return d.addCallback(lambda _: None)
+    async def tick(self) -> None:
+        for what, step in self.steps:
+            try:
+                await step()
+            except Exception:
+                self.log.failure("{what} failed", what=what)
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:

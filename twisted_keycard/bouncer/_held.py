@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from twisted_keycard._printable import printable, printables
 from twisted_keycard.bouncer._interfaces import IRequester
+from twisted_keycard.bouncer._lease import Lease
 from twisted_keycard.bouncer._revoker import AVATAR, REQUESTER
 from twisted_keycard.bouncer._timers import ExpiryTimers
 from twisted_keycard.store._interfaces import IKeycardStore
@@ -45,6 +46,9 @@ class HeldKeycards:
         self.store = store
         self.clock = clock
         self.keepReleased = keepReleased
+        #: The running bouncer's lease, under which adopted keycards are
+        #: held; set by the bouncer.
+        self.lease: Lease | None = None
         self.records: dict[str, IssuedKeycard] = {}
         self._timers = ExpiryTimers(clock, self._timersExpired)
         self._requesters: dict[str, IRequester] = {}
@@ -138,15 +142,23 @@ class HeldKeycards:
     async def adopt(self, requesterName: str, keycardIds: Iterable[str]) -> int:
         """
         Hold keycards issued through C{requesterName} by another bouncer or
-        before a restart, leaving their expiry as it is.
+        before a restart, leaving their expiry as it is, and under this
+        bouncer's lease: one released when the lease of its bouncer ran out
+        (its seat may be taken again) is not adopted.
 
         @return: how many were adopted.
         """
         adopted = 0
+        holderId = None if self.lease is None else self.lease.heldBy
         for keycardId in keycardIds:
             record = await self.store.get(keycardId)
             if record is None or record.requesterName != requesterName:
                 continue
+            if holderId is not None and record.holderId != holderId:
+                assert self.lease is not None
+                record = await self.lease.store.holdUnder(keycardId, holderId)
+                if record is None:
+                    continue
             self.hold(record)
             adopted += 1
         return adopted

@@ -9,6 +9,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from twisted_keycard.bouncer._composite import CompositePolicy
+from twisted_keycard.bouncer._lease import Lease
 from twisted_keycard.bouncer._policy import Quota, TokenPolicy
 from twisted_keycard.bouncer._refusal import Refusal
 from twisted_keycard.keycard._address import normalizeAddress
@@ -25,6 +26,8 @@ class Issuer:
     Makes and records the issued keycard for a successful exchange.
 
     @ivar keys: the keyring to sign tokens with, when C{tokens} is set.
+    @ivar lease: the running bouncer's lease, recorded in the keycards it
+        issues.
     """
 
     store: IKeycardStore
@@ -35,6 +38,7 @@ class Issuer:
     keys: KeyringHolder | None = None
     quota: Quota | None = None
     policy: CompositePolicy | None = None
+    lease: Lease | None = None
 
     async def issue(
         self, keycard: Keycard, avatarId: str, parent: TokenClaims | None = None
@@ -64,6 +68,7 @@ class Issuer:
             parentId=None if parent is None else parent.keycardId,
             seatPool=quota.seatPool if quota is not None else None,
             familyId=keycard.id if parent is None else parent.family,
+            holderId=None if self.lease is None else self.lease.heldBy,
         )
         if self.policy is not None and not self.policy.allows(record):
             raise Refusal(f"refused by the policy {self.policy.text!r}", "policy")
@@ -99,7 +104,9 @@ class Issuer:
                 else None
             ),
             parentId=record.parentId,
-            claims=tokens.claims,
+            # A child keeps its family's claims, which include this
+            # bouncer's: the token checker refused the parent otherwise.
+            claims=tokens.claims if parent is None else parent.claims,
             familyId=record.familyId,
             familyIssued=familyStart,
             audience=tuple(audience),

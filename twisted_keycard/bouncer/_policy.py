@@ -22,6 +22,21 @@ def _names(names: Iterable[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+def _checkClaims(
+    instance: object, attribute: object, claims: Mapping[str, str]
+) -> None:
+    """
+    Refuse claims a token cannot carry, when the policy is made rather than
+    at the first login.
+    """
+    for key, value in claims.items():
+        if not key or any(c in key for c in "=\n\0") or any(c in value for c in "\n\0"):
+            raise ValueError(
+                f"bad claim {key!r}: keys are not empty and hold no '=', and"
+                " neither keys nor values hold newlines or NUL"
+            )
+
+
 @attrs.frozen
 class TokenPolicy:
     """
@@ -30,8 +45,11 @@ class TokenPolicy:
 
     @ivar bindAddress: bind each token to the client address it was issued
         to; it is then refused from any other address.
-    @ivar claims: free claims written in every token (the license-server
-        case: vendor, program, version).
+    @ivar claims: free claims written in every token issued after a
+        password login (the license-server case: vendor, program, version),
+        and required of every token presented here: one that lacks a claim
+        or has another value is refused.  A token issued for a token keeps
+        its family's claims.
     @ivar skew: seconds of clock difference tolerated at expiry.
     @ivar audiences: requester names through which every token is accepted
         besides the one it was issued through (applications that share
@@ -43,7 +61,7 @@ class TokenPolicy:
     """
 
     bindAddress: bool = False
-    claims: Mapping[str, str] = attrs.field(factory=dict)
+    claims: Mapping[str, str] = attrs.field(factory=dict, validator=_checkClaims)
     skew: float = DEFAULT_SKEW
     audiences: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
     maxFamilyLifetime: float = attrs.field(
@@ -128,10 +146,21 @@ class Upkeep:
     """
     How often a running bouncer looks after its store.
 
-    @ivar followInterval: seconds between two reads of the revocations (and
-        other changes) other bouncers recorded in a shared store.
+    @ivar followInterval: seconds between two reads of the revocations and
+        the keyring's version (other bouncers' changes to a shared store),
+        and between two renewals of the bouncer's lease.
     @ivar flushInterval: seconds between two flushes of expired entries.
+    @ivar leaseTime: seconds the bouncer's lease on the keycards it holds
+        lasts after each renewal: when a bouncer is killed, its seats and
+        per-avatar places are freed this long after its last renewal.  At
+        least two follow intervals, and longer than the clocks of the
+        bouncers sharing a store differ.
     """
 
-    followInterval: float = 1.0
+    followInterval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     flushInterval: float = 300.0
+    leaseTime: float = 10.0
+
+    def __attrs_post_init__(self) -> None:
+        if not self.leaseTime >= 2 * self.followInterval:
+            raise ValueError("leaseTime must be at least two follow intervals")

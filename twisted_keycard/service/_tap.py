@@ -18,7 +18,13 @@ from twisted_keycard._hashpool import HashPool
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError
-from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, TokenPolicy
+from twisted_keycard.bouncer._policy import (
+    ExchangeLimits,
+    Quota,
+    Throttle,
+    TokenPolicy,
+    Upkeep,
+)
 from twisted_keycard.passwords import PasswordFile
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
@@ -153,6 +159,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             float,
         ],
         [
+            "lease-time",
+            None,
+            10.0,
+            "seconds after which the seats of a bouncer that stopped renewing"
+            " its lease (killed) are freed; at least 2",
+            float,
+        ],
+        [
             "metrics",
             None,
             None,
@@ -185,6 +199,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self["deny"] = []
         self.authNames: list[str] = []
         self["http-trust-proxy"] = []
+        self["claims"] = {}
         namedCoercions(self)
 
     def parseOptions(self, options: Any = None) -> None:
@@ -242,6 +257,19 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         """
         self["http-trust-proxy"].append(cidr)
 
+    def opt_claim(self, claim: str) -> None:
+        """
+        KEY=VALUE written in every token issued after a password login, and
+        required of every token presented (repeatable; license servers:
+        vendor, program, version)
+        """
+        key, equals, value = claim.partition("=")
+        if not equals or not key:
+            raise usage.UsageError(f"--claim takes KEY=VALUE, not {claim!r}")
+        if key in self["claims"]:
+            raise usage.UsageError(f"--claim {key} given twice")
+        self["claims"][key] = value
+
     def postOptions(self) -> None:
         try:
             self.dataDir = DataDir.open(DataDir.default(self["data-dir"]))
@@ -273,9 +301,16 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "requester-timeout",
             "throttle-window",
             "max-family-lifetime",
+            "lease-time",
         ):
             if not (math.isfinite(self[name]) and self[name] > 0):
                 raise usage.UsageError(f"--{name} must be a positive number")
+        try:
+            self.upkeep = Upkeep(leaseTime=self["lease-time"])
+        except ValueError:
+            raise usage.UsageError(
+                "--lease-time must be at least 2 seconds (two renewals)"
+            ) from None
         self.limits = connectionLimits(self)
         self.tokens = None
         if not self["no-tokens"]:
@@ -284,11 +319,17 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 # One service, one audience: its PB and HTTP faces take
                 # each other's tokens.
                 audiences |= {self["requester-name"], httpRequesterName(self)}
-            self.tokens = TokenPolicy(
-                bindAddress=self["bind-tokens"],
-                audiences=audiences,
-                maxFamilyLifetime=self["max-family-lifetime"],
-            )
+            try:
+                self.tokens = TokenPolicy(
+                    bindAddress=self["bind-tokens"],
+                    claims=self["claims"],
+                    audiences=audiences,
+                    maxFamilyLifetime=self["max-family-lifetime"],
+                )
+            except ValueError as e:
+                raise usage.UsageError(f"--claim: {e}") from None
+        elif self["claims"]:
+            raise usage.UsageError("--claim is written in tokens: drop --no-tokens")
         if self["http"] is not None and self["no-tokens"]:
             raise usage.UsageError("--http hands out tokens: drop --no-tokens")
         try:
@@ -420,6 +461,7 @@ def _bouncer(
             options["throttle-address"],
             options["throttle-window"],
         ),
+        upkeep=options.upkeep,
         metrics=metrics,
     )
 

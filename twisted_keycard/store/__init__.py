@@ -1,14 +1,15 @@
 """
 Stores of issued keycards.
 
-Every backend provides L{IKeycardStore} (and the revocation, keyring and
-throttle interfaces) and passes the same contract suite, in the source
+Every backend provides L{IKeycardStore} (and the revocation, keyring,
+throttle and lease interfaces) and passes the same contract suite, in the source
 tree's C{tests/storecontract.py}.
 """
 
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
+    ILeaseStore,
     IRevocationStore,
     IThrottleStore,
 )
@@ -18,6 +19,7 @@ from twisted_keycard.store._records import IssuedKeycard, Revocation
 __all__ = [
     "IKeycardStore",
     "IKeyringStore",
+    "ILeaseStore",
     "IRevocationStore",
     "IThrottleStore",
     "IssuedKeycard",

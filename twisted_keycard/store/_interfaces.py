@@ -1,5 +1,6 @@
 """
-The stores: issued keycards, revocations, failed logins and the keyring.
+The stores: issued keycards, revocations, failed logins, the keyring and
+the bouncers' leases.
 
 Methods here have no C{self}; each docstring says what the returned
 L{Deferred} fires with and how it fails.
@@ -69,7 +70,9 @@ class IKeycardStore(Interface):
         Record a keycard if, atomically, its avatar holds fewer than
         C{maxPerAvatar} keycards and, when C{record.seatPool} is set, that
         pool has fewer than C{poolSize} seats taken.  Only held keycards
-        that have not expired at C{record.issued} count.  C{None} means no
+        that have not expired at C{record.issued} count, and, in a store
+        that keeps leases (L{ILeaseStore}), not those held under a lease
+        that ran out by then: they are released first.  C{None} means no
         limit.
 
         Several processes sharing the store never exceed either limit.
@@ -237,7 +240,58 @@ class IKeyringStore(Interface):
 
     def saveKeyring(keyring: Keyring) -> Deferred[None]:
         """
-        Replace the stored keyring, durably, as one change.
+        Replace the stored keyring, durably, as one change, and change its
+        L{keyringVersion}.
 
         @return: a L{Deferred} firing with C{None} once it is stored.
+        """
+
+    def keyringVersion() -> Deferred[int]:
+        """
+        A number that changes whenever the keyring is saved (by any process
+        sharing the store), cheap to read: bouncers poll it to follow
+        rotations.
+
+        @return: a L{Deferred} firing with the version, C{0} if no keyring
+            was ever saved.
+        """
+
+
+class ILeaseStore(Interface):
+    """
+    Leases of the running bouncers on the keycards they hold.  A bouncer
+    renews its lease while it runs; the keycards held under a lease that
+    ran out (a bouncer killed, or stalled past its lease) are released, so
+    their seats and per-avatar places are free again.
+
+    Leases expire by the clocks of the bouncers that share the store: keep
+    them longer than those clocks differ.
+    """
+
+    def renewLease(holderId: str, when: float, expires: float) -> Deferred[bool]:
+        """
+        Hold lease C{holderId} until C{expires}: take it, or extend it.
+
+        @return: a L{Deferred} firing with C{True} if the lease was on
+            record (even past its expiry, when nobody released its keycards
+            yet), or C{False} if it was not: first use, or it had run out
+            and its keycards were released, so its holder must drop them.
+        """
+
+    def releaseLapsed(when: float) -> Deferred[int]:
+        """
+        Release (as L{IKeycardStore.release} does) every held keycard whose
+        lease ran out at or before C{when}, and forget those leases.
+
+        @return: a L{Deferred} firing with the number of keycards released.
+        """
+
+    def holdUnder(keycardId: str, holderId: str) -> Deferred[IssuedKeycard | None]:
+        """
+        A bouncer took charge of a held keycard (after a requester
+        reconnected to it): hold it under lease C{holderId} from now on.
+
+        @return: a L{Deferred} firing with the updated record, or C{None} if
+            there is none or it is no longer held (its lease ran out, or its
+            client left).
         """

@@ -16,6 +16,7 @@ from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
+    ILeaseStore,
     IRevocationStore,
     IThrottleStore,
 )
@@ -39,12 +40,15 @@ def _unindex(index: dict[str, set[str]], key: str | None, keycardId: str) -> Non
             del index[key]
 
 
-@implementer(IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore)
+@implementer(
+    IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore, ILeaseStore
+)
 @attrs.define
 class MemoryStore:
     """
-    A store of issued keycards, revocations and the keyring, in
-    dictionaries indexed by avatar, requester, parent, family and seat pool.
+    A store of issued keycards, revocations, the keyring and leases, in
+    dictionaries indexed by avatar, requester, parent, family, seat pool
+    and lease.
 
     Nothing survives the process: use it in tests and where a restart may
     forget every issued keycard and revocation.
@@ -60,6 +64,9 @@ class MemoryStore:
     _revocationLog: list[tuple[int, Revocation]] = attrs.field(factory=list)
     _cursor: int = 0
     _keyring: Keyring | None = None
+    _keyringVersion: int = 0
+    _leases: dict[str, float] = attrs.field(factory=dict)
+    _byHolder: dict[str, set[str]] = attrs.field(factory=dict)
     _failures: MemoryFailures = attrs.field(factory=MemoryFailures)
 
     def _indexes(
@@ -71,6 +78,7 @@ class MemoryStore:
             (self._byParent, record.parentId),
             (self._byPool, record.seatPool),
             (self._byFamily, record.familyId),
+            (self._byHolder, record.holderId),
         ]
 
     def add(self, record: IssuedKeycard) -> Deferred[None]:
@@ -89,6 +97,7 @@ class MemoryStore:
         self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
     ) -> Deferred[None]:
         when = record.issued
+        self.releaseLapsed(when)
         if (
             maxPerAvatar is not None
             and self._live(self._byAvatar, record.avatarId, when) >= maxPerAvatar
@@ -232,4 +241,37 @@ class MemoryStore:
 
     def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
         self._keyring = keyring
+        self._keyringVersion += 1
         return succeed(None)
+
+    def keyringVersion(self) -> Deferred[int]:
+        return succeed(self._keyringVersion)
+
+    # Leases
+
+    def renewLease(self, holderId: str, when: float, expires: float) -> Deferred[bool]:
+        held = holderId in self._leases
+        self._leases[holderId] = expires
+        return succeed(held)
+
+    def releaseLapsed(self, when: float) -> Deferred[int]:
+        released = 0
+        for holderId in [h for h, end in self._leases.items() if end <= when]:
+            del self._leases[holderId]
+            for keycardId in self._byHolder.pop(holderId, set()):
+                if self._records[keycardId].held:
+                    self.release(keycardId)
+                    released += 1
+        return succeed(released)
+
+    def holdUnder(
+        self, keycardId: str, holderId: str
+    ) -> Deferred[IssuedKeycard | None]:
+        record = self._records.get(keycardId)
+        if record is None or not record.held:
+            return succeed(None)
+        _unindex(self._byHolder, record.holderId, keycardId)
+        record = attrs.evolve(record, holderId=holderId)
+        self._records[keycardId] = record
+        _index(self._byHolder, holderId, keycardId)
+        return succeed(record)

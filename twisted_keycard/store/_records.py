@@ -29,6 +29,9 @@ class IssuedKeycard:
     @ivar familyId: the keycard id of the password login that started its
         chain of token logins (its own id for a password login); revoking
         any keycard revokes its whole family.
+    @ivar holderId: the lease of the running bouncer that holds it (see
+        L{twisted_keycard.store.ILeaseStore}), if any: when that lease runs
+        out, the keycard is released.
     """
 
     keycardId: str
@@ -44,6 +47,7 @@ class IssuedKeycard:
     seatPool: str | None = None
     held: bool = True
     familyId: str | None = None
+    holderId: str | None = None
 
 
 @attrs.frozen

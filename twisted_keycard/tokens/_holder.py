@@ -27,18 +27,40 @@ class KeyringHolder:
     clock: IReactorTime
     keyring: Keyring | None = None
     _lastReload: float = float("-inf")
+    #: The store's keyring version when C{keyring} was loaded.
+    _version: int | None = None
 
     async def load(self) -> Keyring:
         """
         Load the stored keyring, or make and store one if there is none.
         """
+        # The version first: a keyring saved meanwhile is loaded again at
+        # the next follow, never missed.
+        version = await self.store.keyringVersion()
         keyring = await self.store.loadKeyring()
         if keyring is None:
             keyring = Keyring.generate(self.clock.seconds())
             await self.store.saveKeyring(keyring)
         self.keyring = keyring
+        self._version = version
         self._lastReload = self.clock.seconds()
         return keyring
+
+    async def follow(self) -> bool:
+        """
+        Load the keyring again if it was saved since it was loaded (a
+        rotation, here or by another process), so that this bouncer signs
+        with the new key and ends the old keys' grace by its own clock.
+        One cheap read of the store's keyring version when nothing changed.
+
+        @return: whether it was loaded again.
+        """
+        if self.keyring is None:
+            return False
+        if await self.store.keyringVersion() == self._version:
+            return False
+        await self.load()
+        return True
 
     async def current(self) -> Keyring:
         """
@@ -69,5 +91,7 @@ class KeyringHolder:
         keyring = await self.load()
         rotated, fresh = keyring.rotate(self.clock.seconds(), grace)
         await self.store.saveKeyring(rotated)
+        # The version stays the one before this save: the next follow loads
+        # the keyring again, in case another process saved one meanwhile.
         self.keyring = rotated
         return fresh

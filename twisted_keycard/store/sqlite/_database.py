@@ -2,12 +2,16 @@
 An SQLite database worked in one dedicated thread, so the reactor never
 waits on the disk.  A write is committed (and, with C{synchronous=FULL}, on
 disk) before its L{Deferred} fires.
+
+The thread stops with the reactor (a shutdown trigger) or at L{close}, and
+is a daemon thread: a store nobody closes never keeps the process alive.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from threading import Thread
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -17,6 +21,10 @@ from twisted.python.threadpool import ThreadPool
 from twisted_keycard.store.sqlite._schema import connect
 
 _T = TypeVar("_T")
+
+
+def _daemonThread(*args: Any, **kwargs: Any) -> Thread:
+    return Thread(*args, daemon=True, **kwargs)
 
 
 class Database:
@@ -41,8 +49,47 @@ class Database:
         self.path = path
         self._reactor = reactor
         self._threaded = threaded
-        self._pool = ThreadPool(1, 1, name=f"keycard-sqlite:{path}")
+        self._pool = self._newPool()
+        self._shutdownTrigger: Any = None
         self._connection: sqlite3.Connection | None = None
+
+    def _newPool(self) -> ThreadPool:
+        pool = ThreadPool(1, 1, name=f"keycard-sqlite:{self.path}")
+        pool.threadFactory = _daemonThread  # type: ignore[assignment]
+        return pool
+
+    def _startPool(self) -> None:
+        """
+        Start the thread, and stop it when the reactor shuts down.
+        """
+        if self._pool.joined:
+            self._pool = self._newPool()
+        self._pool.start()
+        self._shutdownTrigger = self._reactor.addSystemEventTrigger(
+            "during", "shutdown", self._stopAtShutdown
+        )
+
+    def _stopAtShutdown(self) -> None:
+        """
+        The reactor is shutting down: close the connection in its thread,
+        after the work already queued, and wait for the thread to end.
+        """
+        self._shutdownTrigger = None
+        if self._pool.started:
+            self._pool.callInThread(self._closeConnection)
+            self._pool.stop()
+
+    def _closeConnection(self, connection: sqlite3.Connection | None = None) -> None:
+        connection = connection or self._connection
+        self._connection = None
+        if connection is not None:
+            connection.close()
+
+    def _stopPool(self) -> None:
+        self._pool.stop()
+        if self._shutdownTrigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
+            self._shutdownTrigger = None
 
     def run(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
         """
@@ -57,7 +104,7 @@ class Database:
         if not self._threaded:
             return maybeDeferred(inThread)
         if not self._pool.started:
-            self._pool.start()
+            self._startPool()
         return deferToThreadPool(self._reactor, self._pool, inThread)
 
     def write(
@@ -98,15 +145,11 @@ class Database:
         if self._connection is None and not self._pool.started:
             return succeed(None)
 
-        def closeConnection(connection: sqlite3.Connection) -> None:
-            connection.close()
-            self._connection = None
-
         def stopThread(result: object) -> object:
-            self._pool.stop()
+            self._stopPool()
             return result
 
-        d = self.run(closeConnection)
+        d = self.run(self._closeConnection)
         if self._pool.started:
             d.addBoth(stopThread)
         return d

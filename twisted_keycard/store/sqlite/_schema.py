@@ -10,8 +10,10 @@ import sqlite3
 from twisted_keycard._secretfiles import createPrivateFile
 from twisted_keycard.store._records import IssuedKeycard
 
-#: 2 added C{keycards.family_id}, 3 the throttle's C{reservations}.
-VERSION = 3
+#: 2 added C{keycards.family_id}; 3 the throttle's C{reservations}; 4 the
+#: bouncers' leases (C{keycards.holder_id}, C{leases}) and C{versions} (of the
+#: keyring).
+VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keycards (
@@ -27,7 +29,8 @@ CREATE TABLE IF NOT EXISTS keycards (
     parent_id TEXT,
     seat_pool TEXT,
     held INTEGER NOT NULL DEFAULT 1,
-    family_id TEXT
+    family_id TEXT,
+    holder_id TEXT
 );
 CREATE INDEX IF NOT EXISTS keycards_avatar ON keycards (avatar_id);
 CREATE INDEX IF NOT EXISTS keycards_requester ON keycards (requester_name);
@@ -62,14 +65,27 @@ CREATE TABLE IF NOT EXISTS keyring (
     created REAL NOT NULL,
     not_after REAL
 );
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    holder_id TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_expires ON leases (expires);
 """
 
-#: Made once C{family_id} exists, in a store of format 1 too.
-FAMILY_INDEX = "CREATE INDEX IF NOT EXISTS keycards_family ON keycards (family_id)"
+#: Made once their columns exist, in a store of an earlier format too.
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS keycards_family ON keycards (family_id)",
+    "CREATE INDEX IF NOT EXISTS keycards_holder ON keycards (holder_id)",
+]
 
 COLUMNS = (
     "keycard_id, avatar_id, requester_name, bouncer_name, keycard_type,"
-    " address, issued, duration, expires, parent_id, seat_pool, held, family_id"
+    " address, issued, duration, expires, parent_id, seat_pool, held, family_id,"
+    " holder_id"
 )
 
 
@@ -99,22 +115,26 @@ def connect(path: str) -> sqlite3.Connection:
     if version < VERSION:
         # Every step is idempotent: processes racing here agree.
         connection.executescript(SCHEMA)
-        _addFamily(connection)
-        connection.execute(FAMILY_INDEX)
+        # Format 1 to 2: keycards gain their family id (NULL for those
+        # issued before, whose kc1 tokens are refused anyway); 3 to 4: the
+        # lease they are held under (NULL: held under none).
+        _addColumn(connection, "family_id")
+        _addColumn(connection, "holder_id")
+        for index in INDEXES:
+            connection.execute(index)
         connection.execute(f"PRAGMA user_version = {VERSION}")
     return connection
 
 
-def _addFamily(connection: sqlite3.Connection) -> None:
+def _addColumn(connection: sqlite3.Connection, name: str) -> None:
     """
-    Format 1 to 2: keycards gain their family id (C{NULL} for those issued
-    before, whose tokens, of format C{kc1}, are refused anyway).
+    Add text column C{name} to the keycards of a store of an earlier format.
     """
     columns = {row[1] for row in connection.execute("PRAGMA table_info(keycards)")}
-    if "family_id" in columns:
+    if name in columns:
         return
     try:
-        connection.execute("ALTER TABLE keycards ADD COLUMN family_id TEXT")
+        connection.execute(f"ALTER TABLE keycards ADD COLUMN {name} TEXT")
     except sqlite3.OperationalError as e:
         if "duplicate column" not in str(e):
             raise
@@ -135,13 +155,15 @@ def toRow(record: IssuedKeycard) -> tuple[object, ...]:
         record.seatPool,
         int(record.held),
         record.familyId,
+        record.holderId,
     )
 
 
 def fromRow(row: tuple[object, ...]) -> IssuedKeycard:
-    *fields, held, familyId = row
+    *fields, held, familyId, holderId = row
     return IssuedKeycard(  # type: ignore[misc]
         *fields,  # type: ignore[arg-type]
         held=bool(held),
         familyId=familyId,  # type: ignore[arg-type]
+        holderId=holderId,  # type: ignore[arg-type]
     )

@@ -19,11 +19,13 @@ from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
+    ILeaseStore,
     IRevocationStore,
     IThrottleStore,
 )
 from twisted_keycard.store._records import IssuedKeycard, Revocation
 from twisted_keycard.store.sqlite import _failures as failures
+from twisted_keycard.store.sqlite import _leases as leases
 from twisted_keycard.store.sqlite._database import Database
 from twisted_keycard.store.sqlite._schema import COLUMNS, fromRow, toRow
 from twisted_keycard.tokens._keyring import Keyring, SigningKey
@@ -36,10 +38,14 @@ BATCH = 500
 _MARKS = ",".join("?" * len(COLUMNS.split(",")))
 
 
-@implementer(IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore)
+@implementer(
+    IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore, ILeaseStore
+)
 class SQLiteStore:
     """
-    A store in an SQLite file.
+    A store in an SQLite file.  Its work runs in a thread of its own,
+    started by the first query, stopped by L{close} or when the reactor
+    shuts down (a daemon thread: it never keeps the process alive).
     """
 
     def __init__(
@@ -85,6 +91,8 @@ class SQLiteStore:
                 "SELECT 1 FROM keycards WHERE keycard_id = ?", (record.keycardId,)
             ).fetchone():
                 raise KeyError(record.keycardId)
+            if maxPerAvatar is not None or poolSize is not None:
+                leases.releaseLapsed(c, record.issued)
             if maxPerAvatar is not None:
                 (held,) = c.execute(
                     "SELECT COUNT(*) FROM keycards"
@@ -327,5 +335,22 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?)",
                 [(k.kid, k.secret, k.created, k.notAfter) for k in keyring.keys],
             )
+            leases.keyringSaved(c)
 
         return self._write(job)
+
+    def keyringVersion(self) -> Deferred[int]:
+        return self._run(leases.keyringVersion)
+
+    # Leases
+
+    def renewLease(self, holderId: str, when: float, expires: float) -> Deferred[bool]:
+        return self._write(lambda c: leases.renewLease(c, holderId, expires))
+
+    def releaseLapsed(self, when: float) -> Deferred[int]:
+        return self._write(lambda c: leases.releaseLapsed(c, when))
+
+    def holdUnder(
+        self, keycardId: str, holderId: str
+    ) -> Deferred[IssuedKeycard | None]:
+        return self._write(lambda c: leases.holdUnder(c, keycardId, holderId))

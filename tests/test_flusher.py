@@ -1,0 +1,136 @@
+"""
+Tests for L{twisted_keycard.bouncer._flusher}: a running bouncer forgets
+failed logins once they leave the throttling window, in every store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_keycard import Bouncer, KeycardRefused, MemoryStore
+from twisted_keycard.bouncer._flusher import Flushed, Flusher
+from twisted_keycard.bouncer._policy import Throttle, Upkeep
+from twisted_keycard.store.sqlite._store import SQLiteStore
+
+from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
+
+if TYPE_CHECKING:
+    _Base = SynchronousTestCase
+else:
+    _Base = object
+
+#: Failed logins, each for another name from another address.
+FAILURES = 300
+WINDOW = 60.0
+FLUSH = 10.0
+
+
+class _FailuresFlushed(_Base):
+    """
+    Failed logins leave the store within a flush interval after they leave
+    the window; mixed into a test case that says how to count them.
+    """
+
+    store: Any
+
+    def makeStore(self) -> Any:
+        raise NotImplementedError()
+
+    def entries(self) -> int:
+        raise NotImplementedError()
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = self.makeStore()
+        self.bouncer = Bouncer(
+            [PassphraseChecker({"alice": "pw"})],
+            self.store,
+            clock=self.clock,
+            throttle=Throttle(perAccount=5, perAddress=5, window=WINDOW),
+            upkeep=Upkeep(flushInterval=FLUSH),
+        )
+
+    def failLogin(self, name: str, address: str) -> None:
+        keycard = PassphraseKeycard(username=name, address=address, requesterName="r")
+        challenged = self.successResultOf(self.bouncer.authenticate(keycard))
+        answered = PassphraseAnswerer(name, "wrong").answer(challenged)
+        self.failureResultOf(self.bouncer.authenticate(answered), KeycardRefused)
+
+    def test_flushedAfterWindow(self) -> None:
+        """
+        Failures for many names leave records that the running bouncer
+        removes, every one, once the window is over; none before.
+        """
+        self.bouncer.startService()
+        self.addCleanup(self.bouncer.stopService)
+        for i in range(FAILURES):
+            self.failLogin(f"user{i}", f"10.0.{i // 250}.{i % 250}")
+        self.assertTrue(self.entries() >= FAILURES)
+        self.clock.advance(WINDOW - FLUSH)
+        self.assertTrue(self.entries() >= FAILURES)
+        self.clock.advance(FLUSH)
+        self.assertEqual(self.entries(), 0)
+
+    def test_recentKept(self) -> None:
+        """
+        A flush forgets only what the window no longer counts: the
+        account stays throttled as before.
+        """
+        for i in range(5):
+            self.failLogin("alice", f"10.0.0.{i}")
+        self.clock.advance(WINDOW - 1)
+        flushed = self.successResultOf(self.bouncer.flush())
+        self.assertEqual(flushed, Flushed())
+        counts = self.successResultOf(
+            self.store.failuresSince(["account:alice"], self.clock.seconds() - WINDOW)
+        )
+        self.assertEqual(counts, {"account:alice": 5})
+        self.clock.advance(1)
+        flushed = self.successResultOf(self.bouncer.flush())
+        self.assertEqual(flushed.failures, 10)
+
+
+class MemoryFailuresFlushedTests(_FailuresFlushed, SynchronousTestCase):
+    def makeStore(self) -> MemoryStore:
+        return MemoryStore()
+
+    def entries(self) -> int:
+        # One collection per name or address tried, and the reservations.
+        failures = self.store._failures
+        return len(failures._failures) + len(failures._reservations)
+
+
+class SQLiteFailuresFlushedTests(_FailuresFlushed, SynchronousTestCase):
+    def makeStore(self) -> SQLiteStore:
+        self.path = self.mktemp()
+        store = SQLiteStore(self.path, threaded=False)
+        self.addCleanup(store.close)
+        return store
+
+    def entries(self) -> int:
+        connection = sqlite3.connect(self.path)
+        try:
+            (rows,) = connection.execute("SELECT COUNT(*) FROM failures").fetchone()
+        finally:
+            connection.close()
+        return int(rows)
+
+
+class FlusherTests(SynchronousTestCase):
+    def test_noWindowNoFailuresFlushed(self) -> None:
+        """
+        A bouncer that does not throttle does not know which failures
+        other bouncers on the store still count, and leaves them.
+        """
+        store = MemoryStore()
+        self.successResultOf(store.recordFailure(["account:alice"], 0.0))
+        clock = Clock()
+        clock.advance(10_000)
+        flusher = Flusher(store, clock, FLUSH)
+        self.assertEqual(self.successResultOf(flusher.flush()), Flushed())
+        counts = self.successResultOf(store.failuresSince(["account:alice"], -1.0))
+        self.assertEqual(counts, {"account:alice": 1})

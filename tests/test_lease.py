@@ -1,0 +1,188 @@
+"""
+Tests for bouncers' leases, with two bouncers on one store and a L{Clock}:
+the seats and per-avatar places of a bouncer that stopped renewing its
+lease (killed) are freed once the lease runs out, and not before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_keycard import Bouncer, MemoryStore
+from twisted_keycard.bouncer import Quota, Upkeep
+from twisted_keycard.bouncer._lease import Lease
+from twisted_keycard.error import QuotaExceeded
+from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.store.sqlite._store import SQLiteStore
+
+from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
+from .test_tokens_bouncer import Requester
+
+if TYPE_CHECKING:
+    _Base = SynchronousTestCase
+else:
+    _Base = object
+
+FOLLOW = 1.0
+LEASE = 5.0
+USERS = {"alice": "pw", "bob": "pw", "carol": "pw"}
+
+
+class _Leases(_Base):
+    """
+    Mixed into a test case whose C{makeStore} gives the shared store.
+    """
+
+    def makeStore(self) -> Any:
+        raise NotImplementedError()
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000.0)
+        self.store = self.makeStore()
+        self.requester = Requester()
+
+    def bouncer(self, name: str, quota: Quota) -> Bouncer:
+        bouncer = Bouncer(
+            [PassphraseChecker(USERS)],
+            self.store,
+            clock=self.clock,
+            name=name,
+            quota=quota,
+            upkeep=Upkeep(followInterval=FOLLOW, leaseTime=LEASE),
+        )
+        bouncer.registerRequester("r1", self.requester)
+        bouncer.startService()
+        self.addCleanup(bouncer.stopService)
+        self.successResultOf(bouncer.started)
+        return bouncer
+
+    def login(self, bouncer: Bouncer, username: str) -> Deferred[Keycard]:
+        first = PassphraseKeycard(
+            username=username, address="192.0.2.1", requesterName="r1"
+        )
+        challenged = self.successResultOf(bouncer.authenticate(first))
+        answered = PassphraseAnswerer(username, "pw").answer(challenged)
+        return bouncer.authenticate(answered)
+
+    def kill(self, bouncer: Bouncer) -> None:
+        """
+        As a SIGKILL leaves it: no more renewals, and records left behind.
+        """
+        bouncer.stopService()
+
+    def test_seatFreedAfterLease(self) -> None:
+        """
+        A killed bouncer's seat stays taken until its lease runs out, then
+        a new client gets it on another bouncer.
+        """
+        pool = Quota(seatPool="licenses", seats=1)
+        one, two = self.bouncer("one", pool), self.bouncer("two", pool)
+        self.successResultOf(self.login(one, "alice"))
+        self.clock.advance(FOLLOW)
+        self.kill(one)
+        self.failureResultOf(self.login(two, "bob"), QuotaExceeded)
+        self.clock.advance(LEASE - FOLLOW)
+        self.failureResultOf(self.login(two, "bob"), QuotaExceeded)
+        self.clock.advance(FOLLOW)
+        self.successResultOf(self.login(two, "bob"))
+        self.failureResultOf(self.login(two, "carol"), QuotaExceeded)
+
+    def test_avatarPlaceFreedAfterLease(self) -> None:
+        """
+        So is an avatar's place, for its next login after a restart.
+        """
+        quota = Quota(maxPerAvatar=1)
+        one = self.bouncer("one", quota)
+        held = self.successResultOf(self.login(one, "alice"))
+        self.kill(one)
+        again = self.bouncer("one", quota)
+        self.failureResultOf(self.login(again, "alice"), QuotaExceeded)
+        self.clock.advance(LEASE)
+        self.successResultOf(self.login(again, "alice"))
+        assert held.id is not None
+        record = self.successResultOf(self.store.get(held.id))
+        self.assertFalse(record.held)
+
+    def test_runningBouncerKeepsSeats(self) -> None:
+        """
+        A running bouncer renews its lease: its seats stay taken.
+        """
+        pool = Quota(seatPool="licenses", seats=1)
+        one, two = self.bouncer("one", pool), self.bouncer("two", pool)
+        self.successResultOf(self.login(one, "alice"))
+        for _ in range(int(3 * LEASE)):
+            self.clock.advance(FOLLOW)
+        self.failureResultOf(self.login(two, "bob"), QuotaExceeded)
+        self.assertEqual(self.requester.expired, [])
+
+    def test_lostLeaseDropsClients(self) -> None:
+        """
+        A bouncer that stalled past its lease, whose keycards were released
+        meanwhile (their seats may be taken again), drops their clients at
+        its next renewal, and holds its new keycards under its lease again.
+        """
+        pool = Quota(seatPool="licenses", seats=2)
+        one, two = self.bouncer("one", pool), self.bouncer("two", pool)
+        held = self.successResultOf(self.login(one, "alice"))
+        follower = one._follower
+        assert follower is not None
+        follower.stop()
+        self.clock.advance(LEASE + FOLLOW)
+        self.successResultOf(self.login(two, "bob"))
+        self.successResultOf(self.login(two, "carol"))
+        self.assertEqual(self.requester.expired, [])
+        follower.start()
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.requester.expired, [held.id])
+        self.assertEqual(one.held, {})
+        self.successResultOf(self.store.flushExpired(0))
+        self.clock.advance(100 * FOLLOW)
+        self.failureResultOf(self.login(one, "alice"), QuotaExceeded)
+
+    def test_adoptedKeepsSeat(self) -> None:
+        """
+        A keycard another bouncer adopts (its requester reconnected there)
+        is held under that bouncer's lease: its seat stays taken after the
+        old lease runs out.  Once released, it is not adopted.
+        """
+        pool = Quota(seatPool="licenses", seats=2)
+        one, two = self.bouncer("one", pool), self.bouncer("two", pool)
+        alice = self.successResultOf(self.login(one, "alice"))
+        bob = self.successResultOf(self.login(one, "bob"))
+        self.kill(one)
+        assert alice.id is not None and bob.id is not None
+        self.assertEqual(self.successResultOf(two.adopt("r1", [alice.id])), 1)
+        self.clock.advance(LEASE)
+        self.successResultOf(self.login(two, "carol"))
+        self.failureResultOf(self.login(two, "bob"), QuotaExceeded)
+        self.assertEqual(self.successResultOf(two.adopt("r1", [bob.id])), 0)
+        self.assertIn(alice.id, two.held)
+        self.assertNotIn(bob.id, two.held)
+
+    def test_leaseIds(self) -> None:
+        """
+        Each bouncer instance has a lease of its own, named after it.
+        """
+        quota = Quota(maxPerAvatar=5)
+        leases = [self.bouncer("one", quota).lease for _ in range(2)]
+        assert all(isinstance(lease, Lease) for lease in leases)
+        ids = [lease.holderId for lease in leases if lease is not None]
+        self.assertEqual(len(set(ids)), 2)
+        self.assertTrue(all(i.startswith("one:") for i in ids))
+
+
+class MemoryLeaseTests(_Leases, SynchronousTestCase):
+    def makeStore(self) -> MemoryStore:
+        return MemoryStore()
+
+
+class SQLiteLeaseTests(_Leases, SynchronousTestCase):
+    def makeStore(self) -> SQLiteStore:
+        store = SQLiteStore(self.mktemp(), threaded=False)
+        self.addCleanup(store.close)
+        return store
