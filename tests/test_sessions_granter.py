@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -395,3 +396,40 @@ class GrantWireTests(SynchronousTestCase):
             TicketLimits(timeout=0)
         with self.assertRaises(ValueError):
             TicketLimits(maxPending=True)
+
+
+class AuditTests(SynchronousTestCase):
+    """
+    The granter's decisions are audit events with stable names.
+    """
+
+    def test_events(self) -> None:
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        tests = GranterTests("test_confirm")
+        tests.setUp()
+        grant = tests.grant()
+        tests.establish(grant)
+        tests.refusedGrant("no such keycard")
+        tests.successResultOf(tests.bouncer.expireKeycardIds([tests.alice]))
+        tests.granter.stop()
+        byName = {
+            e["event"]: e
+            for e in events
+            if str(e.get("event", "")).startswith("session.")
+        }
+        self.assertEqual(
+            sorted(byName),
+            [
+                "session.ended",
+                "session.established",
+                "session.granted",
+                "session.refused",
+            ],
+        )
+        self.assertEqual(byName["session.granted"]["clientName"], "alice")
+        self.assertEqual(byName["session.granted"]["serviceName"], "chat")
+        self.assertEqual(byName["session.established"]["sessionId"], grant.ticketId)
+        self.assertIn("no keycard held", str(byName["session.refused"]["reason"]))
+        self.assertEqual(byName["session.ended"]["sessionIds"], [grant.ticketId])

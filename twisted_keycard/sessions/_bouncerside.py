@@ -22,7 +22,7 @@ from twisted_keycard.error import SessionRefused
 from twisted_keycard.pb._root import peerAddress
 from twisted_keycard.sessions._granter import ServiceRegistration, TicketGranter
 from twisted_keycard.sessions._interfaces import ISessionListener
-from twisted_keycard.sessions._records import SessionGrant, validTicketId
+from twisted_keycard.sessions._records import SessionGrant, validName, validTicketId
 
 #: Session ids one C{ended} call may carry, at most.
 MAX_IDS = 4096
@@ -163,9 +163,9 @@ class SessionPerspective(pb.Avatar):
         A ticket for C{serviceName}, under keycard C{keycardId}, which this
         avatar must hold on this connection's address.
         """
-        if not (isinstance(serviceName, str) and validTicketId(keycardId)):
+        if not (validName(serviceName) and validTicketId(keycardId)):
             raise SessionRefused()
-        assert isinstance(keycardId, str)
+        assert isinstance(keycardId, str) and isinstance(serviceName, str)
         d = self.granter.grant(
             keycardId,
             serviceName,

@@ -189,6 +189,11 @@ class SessionCore:
             self.timer.cancel()
         self.timer = None
         if self.sessionId is not None:
+            self.root.log.info(
+                "session {sessionId} closed",
+                event="session.closed",
+                sessionId=printable(self.sessionId),
+            )
             self.root._untrack(self.sessionId)
             d = self.root.redeemer.ended([self.sessionId])
             d.addErrback(
