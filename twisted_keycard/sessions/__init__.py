@@ -23,9 +23,10 @@ from twisted_keycard.sessions._client import (
     connectSession,
     requestTicket,
 )
-from twisted_keycard.sessions._granter import ServiceRegistration, TicketGranter
+from twisted_keycard.sessions._granter import TicketGranter
 from twisted_keycard.sessions._interfaces import ISessionListener, ITicketRedeemer
 from twisted_keycard.sessions._records import SessionGrant
+from twisted_keycard.sessions._registration import ServiceRegistration
 from twisted_keycard.sessions._remote import RemoteTicketRedeemer
 from twisted_keycard.sessions._root import SessionRoot, SessionServerFactory
 from twisted_keycard.sessions._tickets import TicketLimits

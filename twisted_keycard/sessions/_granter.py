@@ -14,12 +14,10 @@ from typing import TypeVar
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from twisted_keycard._printable import printable, printables
 from twisted_keycard.bouncer._bouncer import Bouncer, newKeycardId
 from twisted_keycard.error import SessionRefused
-from twisted_keycard.sessions._interfaces import ISessionListener, ITicketRedeemer
 from twisted_keycard.sessions._keys import (
     NONCE_BYTES,
     SECRET_BYTES,
@@ -29,6 +27,7 @@ from twisted_keycard.sessions._keys import (
     sessionSecret,
 )
 from twisted_keycard.sessions._records import SessionGrant
+from twisted_keycard.sessions._registration import ServiceRegistration
 from twisted_keycard.sessions._tickets import Ticket, TicketLimits, TicketTable
 
 _T = TypeVar("_T")
@@ -38,55 +37,6 @@ class _Refusal(Exception):
     """
     Why the granter refused, for its log; the peer sees L{SessionRefused}.
     """
-
-
-@implementer(ITicketRedeemer)
-class ServiceRegistration:
-    """
-    One service, as the bouncer knows it: its name (its avatar id, for a
-    service in another process) and the listener it is told of ended
-    sessions through.  Each connection of a service has its own.
-    """
-
-    def __init__(self, granter: TicketGranter, name: str) -> None:
-        self.granter = granter
-        self.name = name
-        self.listener: ISessionListener | None = None
-        self.closed = False
-
-    def listen(self, listener: ISessionListener) -> None:
-        self.listener = listener
-        self.granter._listening(self)
-
-    def redeem(self, ticketId: str) -> Deferred[SessionGrant]:
-        return self.granter._settle(self.granter._redeem, self, ticketId)
-
-    def confirm(
-        self,
-        ticketId: str,
-        clientNonce: bytes,
-        serviceNonce: bytes,
-        confirmation: bytes,
-    ) -> Deferred[None]:
-        return self.granter._settle(
-            self.granter._confirm,
-            self,
-            ticketId,
-            clientNonce,
-            serviceNonce,
-            confirmation,
-        )
-
-    def ended(self, sessionIds: Sequence[str]) -> Deferred[None]:
-        self.granter._ended(self, sessionIds)
-        return succeed(None)
-
-    def close(self) -> None:
-        """
-        The service went: forget its sessions (it ends them itself when it
-        loses the bouncer) and redeem nothing more through this.
-        """
-        self.granter._close(self)
 
 
 class TicketGranter:
