@@ -464,3 +464,13 @@ class RemoteSessionTests(SessionTestsMixin):
         perspective.broker.transport.loseConnection()
         self.world.settle()
         self.assertEnded(session)
+
+    def test_bouncerStops(self) -> None:
+        """
+        A bouncer whose granter stops tells its services to end every
+        session.
+        """
+        session = self.establish()
+        self.world.granter.stopService()
+        self.world.settle()
+        self.assertEnded(session)

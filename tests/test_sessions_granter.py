@@ -273,10 +273,17 @@ class GranterTests(SynchronousTestCase):
         self.refusedGrant(self.alice)
 
     def test_stop(self) -> None:
+        """
+        A granter that stops leaves no timer and tells every service to end
+        its sessions: nothing could revoke them any more.
+        """
+        self.establish(self.grant())
         self.grant()
         self.granter.stop()
         self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), 100)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.assertEqual(self.listener.all, 1)
+        self.assertEqual(self.granter.table.sessionIds(), [])
 
 
 class EndObserverTests(SynchronousTestCase):

@@ -359,6 +359,7 @@ def makeService(options: Options) -> IService:
     granter = TicketGranter(
         bouncer, _reactor(), TicketLimits(timeout=options["ticket-timeout"])
     )
+    granter.setServiceParent(top)
     sessions = TicketGrantingRealm(
         realm, granter, names(options["services"]), options["requester-name"]
     )

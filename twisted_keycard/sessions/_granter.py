@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -39,7 +40,7 @@ class _Refusal(Exception):
     """
 
 
-class TicketGranter:
+class TicketGranter(Service):
     """
     Grants tickets for registered services to clients that hold keycards
     of a L{Bouncer}, in memory (see L{TicketTable}).
@@ -48,7 +49,8 @@ class TicketGranter:
     the client's keycard, avatar and the service's name, is redeemed once
     by that service and confirmed once, within L{TicketLimits.timeout};
     any misuse spends it.  The sessions established end when the client's
-    keycard ends at the bouncer: the service is told.
+    keycard ends at the bouncer: the service is told.  As a service, it
+    L{stop}s when stopped.
     """
 
     log = Logger()
@@ -84,10 +86,22 @@ class TicketGranter:
 
     def stop(self) -> None:
         """
-        Cancel the ticket timer and stop following the bouncer.
+        Stop: cancel the ticket timer, stop following the bouncer, and tell
+        every service to end all its sessions, which could no longer be
+        revoked.
         """
         self.table.stop()
         self.bouncer.removeEndObserver(self._keycardsEnded)
+        registrations = [r for rs in self._services.values() for r in rs]
+        for registration in registrations:
+            registration.close()
+            if registration.listener is not None:
+                registration.listener.endAllSessions()
+
+    def stopService(self) -> Deferred[None] | None:
+        self.stop()
+        result: Deferred[None] | None = super().stopService()
+        return result
 
     def _settle(self, call: Callable[..., _T], *args: object) -> Deferred[_T]:
         try:
