@@ -109,3 +109,18 @@ class MalformedMessage(KeycardError, pb.Error):
     Raised when a PB message from a peer cannot be taken: it names a class
     that may not be received, or its content is malformed.
     """
+
+
+class SessionRefused(KeycardError, pb.Error):
+    """
+    Raised for any refusal in a brokered session's exchange (see
+    L{twisted_keycard.sessions}): a ticket unknown, expired, used, asked
+    for or redeemed by the wrong party, a proof that does not match, a
+    bound reached.  It always carries the same message; the reason goes to
+    the refusing side's log only.
+    """
+
+    MESSAGE = "session refused"
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)

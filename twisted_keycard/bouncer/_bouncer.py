@@ -277,6 +277,20 @@ class Bouncer(Service):
     def unregisterRequester(self, name: str) -> None:
         self._held.unregisterRequester(name)
 
+    def addEndObserver(self, observer: Callable[[list[str]], object]) -> None:
+        """
+        Call C{observer} with the ids of keycards that end: expired,
+        revoked, or removed because their client left (what depends on a
+        keycard, such as a brokered session, ends with it).
+        """
+        self._held.addEndObserver(observer)
+
+    def removeEndObserver(self, observer: Callable[[list[str]], object]) -> None:
+        """
+        Stop calling C{observer}.
+        """
+        self._held.removeEndObserver(observer)
+
     # Exchanges
 
     def authenticate(

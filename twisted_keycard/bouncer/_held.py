@@ -6,7 +6,7 @@ that expire them, and the requesters to tell when they end.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -52,6 +52,7 @@ class HeldKeycards:
         self.records: dict[str, IssuedKeycard] = {}
         self._timers = ExpiryTimers(clock, self._timersExpired)
         self._requesters: dict[str, IRequester] = {}
+        self._endObservers: list[Callable[[list[str]], object]] = []
 
     def registerRequester(self, name: str, requester: IRequester) -> None:
         """
@@ -65,6 +66,27 @@ class HeldKeycards:
 
     def unregisterRequester(self, name: str) -> None:
         self._requesters.pop(name, None)
+
+    def addEndObserver(self, observer: Callable[[list[str]], object]) -> None:
+        """
+        Call C{observer} with the ids of keycards that end here: expired,
+        revoked, or removed because their client left.
+        """
+        self._endObservers.append(observer)
+
+    def removeEndObserver(self, observer: Callable[[list[str]], object]) -> None:
+        """
+        Stop calling C{observer}.
+        """
+        if observer in self._endObservers:
+            self._endObservers.remove(observer)
+
+    def _ended(self, keycardIds: list[str]) -> None:
+        for observer in list(self._endObservers):
+            try:
+                observer(keycardIds)
+            except Exception:
+                self.log.failure("an observer of ended keycards failed")
 
     def hold(self, record: IssuedKeycard) -> None:
         """
@@ -88,6 +110,7 @@ class HeldKeycards:
         """
         self._timers.cancel(keycardId)
         self.records.pop(keycardId, None)
+        self._ended([keycardId])
         if self.keepReleased:
             record = await self.store.release(keycardId)
         else:
@@ -119,6 +142,7 @@ class HeldKeycards:
             holder = held if held is not None else record
             if holder is not None and holder.held:
                 byRequester[holder.requesterName].append(keycardId)
+        self._ended(list(keycardIds))
         for requesterName, ids in byRequester.items():
             self.log.info(
                 "{count} keycard(s) expired via {requesterName}: {keycardIds}",

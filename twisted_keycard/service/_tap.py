@@ -47,6 +47,9 @@ from twisted_keycard.service._stockcheckers import (
     servingKeycards,
     warnPlainPasswords,
 )
+from twisted_keycard.sessions._bouncerside import TicketGrantingRealm
+from twisted_keycard.sessions._granter import TicketGranter
+from twisted_keycard.sessions._tickets import TicketLimits
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokencard import DEFAULT_MAX_FAMILY_LIFETIME
 from twisted_keycard.web._peers import ProxyTrust
@@ -128,6 +131,19 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             None,
             60.0,
             "seconds before a silent requester's keycards expire",
+            float,
+        ],
+        [
+            "services",
+            None,
+            "",
+            "comma-separated avatar ids of services that redeem session tickets",
+        ],
+        [
+            "ticket-timeout",
+            None,
+            5.0,
+            "seconds from a session ticket's grant to its confirmation",
             float,
         ],
         ["max-per-avatar", None, None, "keycards one avatar may hold at once", int],
@@ -299,6 +315,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "duration",
             "challenge-timeout",
             "requester-timeout",
+            "ticket-timeout",
             "throttle-window",
             "max-family-lifetime",
             "lease-time",
@@ -416,7 +433,16 @@ def makeService(options: Options) -> IService:
             checker.maxPasswordBytes = options["max-password-bytes"]
     requesters = names(options["requesters"])
     realm = BouncerRealm(bouncer, requesters, _reactor(), options["requester-timeout"])
-    root = KeycardRoot(bouncer, Portal(realm), requesterName=options["requester-name"])
+    granter = TicketGranter(
+        bouncer, _reactor(), TicketLimits(timeout=options["ticket-timeout"])
+    )
+    granter.setServiceParent(top)
+    sessions = TicketGrantingRealm(
+        realm, granter, names(options["services"]), options["requester-name"]
+    )
+    root = KeycardRoot(
+        bouncer, Portal(sessions), requesterName=options["requester-name"]
+    )
     factory = KeycardServerFactory(root, limits=options.limits, clock=_reactor())
     listener = Listener(endpoint, factory, options["listen"], options["name"])
     listener.setServiceParent(top)
