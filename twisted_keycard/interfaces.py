@@ -2,9 +2,11 @@
 The pluggable roles of twisted-keycard, as zope interfaces, in one place.
 Each is defined beside its role: L{twisted_keycard.keycard} (one kind's
 exchange), L{twisted_keycard.bouncer} (the bouncer and its requesters) and
-L{twisted_keycard.store}.
+L{twisted_keycard.store}; L{IMockSecretTaker}, for checkers whose mock
+challenges must be the same on every bouncer.
 """
 
+from twisted_keycard._mocks import IMockSecretTaker
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.store._interfaces import (
@@ -21,6 +23,7 @@ __all__ = [
     "IExchange",
     "IKeycardStore",
     "IKeyringStore",
+    "IMockSecretTaker",
     "IRequester",
     "IRevocationStore",
     "IThrottleStore",

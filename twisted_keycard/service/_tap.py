@@ -22,6 +22,7 @@ from twisted_keycard.bouncer._policy import ExchangeLimits, Quota, Throttle, Tok
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._datadir import DataDir, NoDataDir
+from twisted_keycard.service._mocksecret import giveMockSecret, storedMockSecret
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
@@ -195,6 +196,8 @@ def makeService(options: Options) -> IService:
     The bouncer, its store and its PB listener, as one service.
     """
     top = MultiService()
+    # Read now: mock challenges are the same on every bouncer of the store.
+    giveMockSecret(options["credCheckers"], storedMockSecret(options.storePath))
     storeService = _Store(options.storePath)
     storeService.setServiceParent(top)
     store: Any = storeService.store

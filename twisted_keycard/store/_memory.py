@@ -6,6 +6,7 @@ tests.
 from __future__ import annotations
 
 import bisect
+import secrets
 from collections import deque
 from collections.abc import Iterable, Sequence
 
@@ -13,6 +14,7 @@ import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from twisted_keycard._mocks import SECRET_BYTES
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
@@ -62,6 +64,7 @@ class MemoryStore:
     _revocationLog: list[tuple[int, Revocation]] = attrs.field(factory=list)
     _cursor: int = 0
     _keyring: Keyring | None = None
+    _mockSecret: bytes | None = attrs.field(default=None, repr=False)
     _failures: dict[str, deque[float]] = attrs.field(factory=dict)
 
     def _indexes(
@@ -236,3 +239,8 @@ class MemoryStore:
     def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
         self._keyring = keyring
         return succeed(None)
+
+    def mockSecret(self) -> Deferred[bytes]:
+        if self._mockSecret is None:
+            self._mockSecret = secrets.token_bytes(SECRET_BYTES)
+        return succeed(self._mockSecret)
