@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from passlib.hash import apr_md5_crypt, bcrypt, sha512_crypt
 from twisted.cred import strcred
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred
@@ -19,11 +21,11 @@ from twisted.spread import pb
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import InsecureTransport, KeycardRefused, KeycardState
+from twisted_keycard._dummyhash import hashShape
 from twisted_keycard.passwords import (
     PasswordAnswerer,
     PasswordFile,
     PasswordKeycard,
-    PasswordTooLong,
     readHashes,
     rewriteHash,
 )
@@ -33,6 +35,23 @@ from ._realm import AvatarRealm
 from ._threads import QueuedThread, inline
 
 DATA = Path(__file__).resolve().parent / "data"
+
+
+class Recording:
+    """
+    Runs calls at once, as L{inline} does, and keeps the hash each password
+    was checked against.
+    """
+
+    def __init__(self) -> None:
+        self.hashes: list[str] = []
+
+    def __call__(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        if getattr(f, "__name__", None) == "verify_and_update":
+            self.hashes.append(args[1])
+        return inline(f, *args)
+
+
 HTPASSWD = ["bcrypt", "apr1", "sha1", "crypt", "sha256", "sha512"]
 SHADOW = ["mk512", "mk256", "ossl6", "ossl5", "osslapr1", "argon"]
 
@@ -77,12 +96,63 @@ class PasswordFileTests(SynchronousTestCase):
     def test_bcryptOver72Bytes(self) -> None:
         """
         htpasswd truncated the 100-byte password to 72 bytes when hashing;
-        we refuse it clearly rather than truncate, and a 72-byte prefix
-        alone is not the password either.
+        we refuse it rather than truncate.  The refusal is a wrong
+        password's, after a bcrypt check against the user's own hash (issue
+        12, item 5: it was another error, at once).
         """
-        checker = self.checker("htpasswd.txt")
-        self.failureResultOf(self.check(checker, "long", "x" * 100), PasswordTooLong)
-        self.failureResultOf(self.check(checker, "bcrypt", "y" * 73), PasswordTooLong)
+        checked = Recording()
+        checker = PasswordFile(DATA / "htpasswd.txt", runInThread=checked)
+        hashes = readHashes((DATA / "htpasswd.txt").read_text())
+        for user, password in [("long", "x" * 100), ("bcrypt", "y" * 73)]:
+            failure = self.failureResultOf(
+                self.check(checker, user, password), KeycardRefused
+            )
+            self.assertEqual(failure.getErrorMessage(), KeycardRefused.MESSAGE)
+            self.assertEqual(checked.hashes[-1], hashes[user])
+
+    def test_unknownUserCostsWhatAUserCosts(self) -> None:
+        """
+        An unknown user's password is checked against a hash in the scheme
+        and with the cost most of the file's hashes have (not any user's
+        hash), made again when the file changes (issue 12, item 5: it was
+        always argon2).
+        """
+        apr1 = apr_md5_crypt.hash("a")
+        bcrypt5 = bcrypt.using(rounds=5, ident="2y").hash("b")
+        sha512 = sha512_crypt.using(rounds=5000, salt_size=8).hash("c")
+        path = Path(self.mktemp())
+        checked = Recording()
+        for lines, expected in [
+            ([apr1, apr1, bcrypt5], apr1),
+            ([bcrypt5, bcrypt5, sha512, "*"], bcrypt5),
+            ([sha512, "!", "!", apr1], sha512),
+        ]:
+            path.write_text("".join(f"u{i}:{h}\n" for i, h in enumerate(lines)))
+            checker = PasswordFile(path, runInThread=checked, clock=Clock())
+            self.failureResultOf(self.check(checker, "nobody", "x"), KeycardRefused)
+            dummy = checked.hashes[-1]
+            context = checker._context
+            self.assertEqual(
+                hashShape(context, dummy), hashShape(context, expected), dummy
+            )
+            self.assertNotIn(dummy, lines)
+        path.write_text(f"u0:{apr1}\n# changed\n")
+        self.failureResultOf(self.check(checker, "nobody", "x"), KeycardRefused)
+        self.assertEqual(
+            hashShape(context, checked.hashes[-1]), hashShape(context, apr1)
+        )
+
+    def test_emptyFileDummy(self) -> None:
+        """
+        With no usable hash in the file, unknown users cost a hash of the
+        default scheme (argon2).
+        """
+        path = Path(self.mktemp())
+        path.write_text("root:*\n")
+        checked = Recording()
+        checker = PasswordFile(path, runInThread=checked)
+        self.failureResultOf(self.check(checker, "root", "x"), KeycardRefused)
+        self.assertTrue(checked.hashes[-1].startswith("$argon2id$"))
 
     def test_rehashWhenOwned(self) -> None:
         path = Path(self.mktemp())

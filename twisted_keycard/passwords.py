@@ -28,8 +28,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_keycard._dummyhash import HashShape, dummyHash
 from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
 from twisted_keycard._fileversion import inReactorThreadPool
+from twisted_keycard._mocks import WithMocks
 from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.error import KeycardRefused, ProtocolError
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
@@ -57,14 +59,6 @@ PASSWORD_LENGTH = 1024
 
 def context(rehashTo: str = "argon2") -> CryptContext:
     return CryptContext(schemes=SCHEMES, default=rehashTo, deprecated="auto")
-
-
-class PasswordTooLong(ProtocolError):
-    """
-    Raised for a password over 72 bytes checked against a bcrypt hash:
-    bcrypt would only look at the first 72 bytes, so it is refused rather
-    than truncated.
-    """
 
 
 @registerKeycard
@@ -201,11 +195,20 @@ class PasswordFile:
         self.owned = owned
         self._context = context(rehashTo)
         self._run = runInThread or inReactorThreadPool
+        self._dummies: dict[HashShape | None, str] = {}
         self._hashes: WatchedEntries[str] = WatchedEntries(
-            {}, self.path, parseHashes, clock=clock, runInThread=self._run
+            {}, self.path, self._parse, clock=clock, runInThread=self._run
         )
         self._writing = Lock()
-        self._dummy = self._context.hash("no one has this password")
+
+    def _parse(self, text: str) -> ParsedEntries[str]:
+        """
+        Parse the file, and hash the dummy for unknown users in the shape of
+        most of its hashes (see L{dummyHash}), in the thread that reads it.
+        """
+        parsed = parseHashes(text)
+        dummy = dummyHash(self._context, parsed.entries.values(), self._dummies)
+        return ParsedEntries(WithMocks(parsed.entries, dummy), parsed.problems)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, PasswordKeycard):
@@ -230,14 +233,17 @@ class PasswordFile:
             # A locked account ("*", "!") or a format we do not take:
             # refused after the same work as an unknown user.
             known = None
-        hashed = known if known is not None else self._dummy
+        current = self._hashes.current()
+        assert isinstance(current, WithMocks)  # read by _parse
+        dummy: str = current.mocks
+        hashed = known if known is not None else dummy
         if (
             self._context.identify(hashed) == "bcrypt"
             and len(password.encode()) > BCRYPT_LIMIT
         ):
-            return fail(
-                PasswordTooLong("a password over 72 bytes cannot match a bcrypt hash")
-            )
+            # bcrypt reads 72 bytes only: refused rather than cut, after
+            # the same work and with the same error as a wrong password.
+            password, known = "", None
         d = self._run(self._context.verify_and_update, password, hashed)
         return d.addCallback(self._checked, username, known)
 
