@@ -16,7 +16,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from twisted_keycard._mocks import mockBytes, mockSubkey, mostCommon
+from twisted_keycard._mocks import WithMocks, mockBytes, mockSubkey, mostCommon
 from twisted_keycard.admin import _operations as admin
 from twisted_keycard.interfaces import IMockSecretTaker
 from twisted_keycard.scram import SCRAMExchange, SCRAMKeycard, SCRAMVerifiers, Verifier
@@ -47,6 +47,21 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(mostCommon([1, 2, 2, 3], 0), 2)
         self.assertEqual(mostCommon([3, 1, 1, 3], 0), 3)
         self.assertEqual(mostCommon([], 7), 7)
+
+    def test_lookUpWithoutException(self) -> None:
+        """
+        Entries with mocks look a name up with their mapping's C{get}: a
+        KeyError raised and caught for unknown names only would make them
+        slower.
+        """
+
+        class GetOnly(dict[str, int]):
+            def __getitem__(self, name: str) -> int:
+                raise AssertionError("looked up by indexing")
+
+        entries = WithMocks(GetOnly(alice=1), None)
+        self.assertEqual(entries.get("alice"), 1)
+        self.assertIsNone(entries.get("mallory"))
 
     def test_takers(self) -> None:
         for checker in [SCRAMVerifiers({}), SRPVerifiers({})]:

@@ -92,6 +92,11 @@ class WithMocks(Mapping[str, _T], Generic[_T, _M]):
     def __getitem__(self, name: str) -> _T:
         return self.entries[name]
 
+    def get(self, name: str, default: _T | None = None) -> _T | None:  # type: ignore[override]
+        # The mapping's own look-up: Mapping.get would raise and catch a
+        # KeyError for an unknown name only, which takes longer.
+        return self.entries.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)
 
