@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_keycard import _sshmockkeys as sshmockkeys
 from twisted_keycard._sshmockkeys import ED25519, KeyKind, MockKeys, keyKind, mockKeyOf
 from twisted_keycard._sshsignature import _rsaInRange
 from twisted_keycard.sshkeys import (
@@ -78,6 +79,21 @@ class MockKeysTests(SynchronousTestCase):
         self.assertEqual(len(self.check("dave", "10.1.2.3").keys), 1)
         self.assertEqual(kinds(self.check("dave", "10.1.2.3")), expected)
 
+    def test_preparedWhenRead(self) -> None:
+        """
+        A login looks nothing up per key: what each name is checked
+        against is prepared when the file is read, so a known name (with
+        one key or five) takes the same steps as an unknown one.
+        """
+
+        def perKey(key: object) -> KeyKind:
+            raise AssertionError("a key's kind looked up at login")
+
+        self.patch(sshmockkeys, "keyKind", perKey)
+        for name in ["alice", "bob", "mallory"]:
+            check = self.check(name)
+            self.assertEqual(len(check.keys) + len(check.padding), 4)
+
     def test_fileReadAgain(self) -> None:
         """
         The counts follow the file when it changes; mock keys of a kind
@@ -117,7 +133,7 @@ class MockKeysTests(SynchronousTestCase):
         """
         A file without keys checks one Ed25519 key, the most common kind.
         """
-        self.assertEqual(MockKeys.of([], {}).counts, {ED25519: 1})
+        self.assertEqual(MockKeys.of({}, {}).counts, {ED25519: 1})
 
     def test_mockKeyKinds(self) -> None:
         for kind in [ED25519, ("ecdsa", 256), ("ecdsa", 384), ("rsa", 3072)]:

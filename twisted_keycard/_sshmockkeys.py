@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -60,52 +60,133 @@ def mockKeyOf(kind: KeyKind) -> PublicKey:
 
 
 @attrs.frozen
+class NameKeys:
+    """
+    What one name's login is checked against, made when the file is read,
+    so that a login does the same few steps for every name, known or not.
+
+    @ivar keys: the name's keys taken from any address.
+    @ivar padding: mock keys, so that with C{keys} and C{restricted} every
+        kind has its count.
+    @ivar restricted: the name's keys with C{from=}, each with a mock key
+        of its kind to check instead when the client's address is not
+        allowed.
+    """
+
+    keys: tuple[PublicKey, ...] = attrs.field(repr=False)
+    padding: tuple[PublicKey, ...] = attrs.field(repr=False)
+    restricted: tuple[tuple[AuthorizedKey, PublicKey], ...] = attrs.field(repr=False)
+
+    def select(self, address: str | None) -> tuple[list[PublicKey], list[PublicKey]]:
+        """
+        The keys whose check counts for a client at C{address}, and the
+        mock keys to check besides them.
+        """
+        keys, padding = list(self.keys), list(self.padding)
+        for line, mock in self.restricted:
+            if line.allows(address):
+                keys.append(line.key)
+            else:
+                padding.append(mock)
+        return keys, padding
+
+
+@attrs.frozen
 class MockKeys:
     """
-    How many keys of each kind every login is checked against, and a mock
-    key of each kind.
+    How many keys of each kind every login is checked against, a mock key
+    of each kind, and what each name's login is checked against.
 
     @ivar counts: by kind, the most keys of that kind one name has (one
         Ed25519 key for a file without keys).
     @ivar keys: by kind, a key nobody holds.
+    @ivar names: by name, its L{NameKeys}.
+    @ivar unknown: the L{NameKeys} of a name not in the file: only mock
+        keys.
     """
 
     counts: Mapping[KeyKind, int]
     keys: Mapping[KeyKind, PublicKey] = attrs.field(repr=False)
+    names: Mapping[str, NameKeys] = attrs.field(repr=False)
+    unknown: NameKeys = attrs.field(repr=False)
 
     @classmethod
     def of(
         cls,
-        lines: Iterable[Sequence[AuthorizedKey]],
+        entries: Mapping[str, Sequence[AuthorizedKey]],
         made: MutableMapping[KeyKind, PublicKey],
     ) -> MockKeys:
         """
-        The counts of a file whose names have C{lines} (C{cert-authority}
-        lines do not count: they check certificates, not signatures).
+        The counts of a file whose names have the lines of C{entries}
+        (C{cert-authority} lines do not count: they check certificates, not
+        signatures).
 
         @param made: mock keys made before, by kind; new ones are added to
             it, so a file read again makes only keys of new kinds.
         """
+        signing = {
+            name: [a for a in lines if not a.certAuthority]
+            for name, lines in entries.items()
+        }
         counts: dict[KeyKind, int] = {}
-        for authorized in lines:
-            found = Counter(keyKind(a.key) for a in authorized if not a.certAuthority)
-            for kind, count in found.items():
+        for lines in signing.values():
+            for kind, count in Counter(keyKind(a.key) for a in lines).items():
                 counts[kind] = max(count, counts.get(kind, 0))
         if not counts:
             counts[ED25519] = 1
         for kind in counts:
             if kind not in made:
                 made[kind] = mockKeyOf(kind)
-        return cls(counts, {kind: made[kind] for kind in counts})
+        keys = {kind: made[kind] for kind in counts}
+        # Names with keys of the same kinds share one padding.
+        paddings: dict[frozenset[tuple[KeyKind, int]], tuple[PublicKey, ...]] = {}
+
+        def nameKeys(lines: Sequence[AuthorizedKey]) -> NameKeys:
+            have = Counter(keyKind(a.key) for a in lines)
+            padding = paddings.setdefault(
+                frozenset(have.items()), tuple(_padding(counts, keys, have))
+            )
+            return NameKeys(
+                tuple(a.key for a in lines if a.fromPatterns is None),
+                padding,
+                tuple(
+                    (a, keys[keyKind(a.key)])
+                    for a in lines
+                    if a.fromPatterns is not None
+                ),
+            )
+
+        return cls(
+            counts,
+            keys,
+            {name: nameKeys(lines) for name, lines in signing.items()},
+            nameKeys(()),
+        )
+
+    def select(
+        self, name: str, address: str | None
+    ) -> tuple[list[PublicKey], list[PublicKey]]:
+        """
+        The keys whose check counts for C{name} from C{address} (none for a
+        name not in the file), and the mock keys to check besides them.
+        """
+        return self.names.get(name, self.unknown).select(address)
 
     def padding(self, keys: Sequence[PublicKey]) -> list[PublicKey]:
         """
         The mock keys to check besides C{keys}, so that every kind has its
         count.
         """
-        have = Counter(keyKind(k) for k in keys)
-        return [
-            mock
-            for kind, mock in self.keys.items()
-            for _ in range(self.counts[kind] - have[kind])
-        ]
+        return _padding(self.counts, self.keys, Counter(keyKind(k) for k in keys))
+
+
+def _padding(
+    counts: Mapping[KeyKind, int],
+    mocks: Mapping[KeyKind, PublicKey],
+    have: Mapping[KeyKind, int],
+) -> list[PublicKey]:
+    return [
+        mock
+        for kind, mock in mocks.items()
+        for _ in range(counts[kind] - have.get(kind, 0))
+    ]

@@ -194,7 +194,7 @@ class SSHKeys:
         self._random = randomBytes
         self._clock = clock
         self._madeMocks: dict[KeyKind, PublicKey] = {}
-        self._mocks = MockKeys.of(self._keys.current().values(), self._madeMocks)
+        self._mocks = MockKeys.of(self._keys.current(), self._madeMocks)
 
     @classmethod
     def fromFile(
@@ -219,7 +219,7 @@ class SSHKeys:
 
     def _parse(self, text: str) -> ParsedEntries[list[AuthorizedKey]]:
         parsed = parseAuthorizedKeys(text)
-        mocks = MockKeys.of(parsed.entries.values(), self._madeMocks)
+        mocks = MockKeys.of(parsed.entries, self._madeMocks)
         return ParsedEntries(WithMocks(parsed.entries, mocks), parsed.problems)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
@@ -239,16 +239,14 @@ class SSHKeys:
                 return fail(ProtocolError(str(e)))
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
         lines = self._keys.get(keycard.name) or []
+        mocks = mocksOf(self._keys.current(), self._mocks)
         if certificate is None:
-            keys = [
-                k.key
-                for k in lines
-                if not k.certAuthority and k.allows(keycard.address)
-            ]
+            # Prepared when the file was read: the same steps for any name.
+            keys, padding = mocks.select(keycard.name, keycard.address)
         else:
             keys = self._certified(certificate, lines, keycard)
-        mocks = mocksOf(self._keys.current(), self._mocks)
-        check = SignatureProofCheck(keys, mocks.padding(keys))
+            padding = mocks.padding(keys)
+        check = SignatureProofCheck(keys, padding)
         return succeed(SSHExchange(keycard.name, nonce, check))
 
     def _certified(
