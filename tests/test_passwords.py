@@ -142,6 +142,30 @@ class PasswordFileTests(SynchronousTestCase):
             hashShape(context, checked.hashes[-1]), hashShape(context, apr1)
         )
 
+    def test_sameStepsForEveryName(self) -> None:
+        """
+        A known user, an unknown one and a locked account have their hash's
+        scheme looked up as many times: the check takes no extra step for a
+        name that exists.
+        """
+        path = Path(self.mktemp())
+        path.write_text(f"alice:{apr_md5_crypt.hash('a')}\nroot:*\n")
+        checker = PasswordFile(path, runInThread=inline, clock=Clock())
+        looked: list[str] = []
+        identify = checker._context.identify
+
+        def counted(hashed: str, *args: Any, **kwargs: Any) -> Any:
+            looked.append(hashed)
+            return identify(hashed, *args, **kwargs)
+
+        self.patch(checker._context, "identify", counted)
+        counts = []
+        for user in ["alice", "nobody", "root"]:
+            looked.clear()
+            self.failureResultOf(self.check(checker, user, "x"), KeycardRefused)
+            counts.append(len(looked))
+        self.assertEqual(counts, [counts[0]] * 3)
+
     def test_emptyFileDummy(self) -> None:
         """
         With no usable hash in the file, unknown users cost a hash of the

@@ -208,7 +208,8 @@ class PasswordFile:
         """
         parsed = parseHashes(text)
         dummy = dummyHash(self._context, parsed.entries.values(), self._dummies)
-        return ParsedEntries(WithMocks(parsed.entries, dummy), parsed.problems)
+        mocks = (dummy, self._context.identify(dummy))
+        return ParsedEntries(WithMocks(parsed.entries, mocks), parsed.problems)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, PasswordKeycard):
@@ -228,19 +229,20 @@ class PasswordFile:
     def _requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         username = _text(credentials.username)
         password = _text(credentials.password)
-        known = self._hashes.get(username)
-        if known is not None and self._context.identify(known, required=False) is None:
-            # A locked account ("*", "!") or a format we do not take:
-            # refused after the same work as an unknown user.
-            known = None
+        found = self._hashes.get(username)
         current = self._hashes.current()
         assert isinstance(current, WithMocks)  # read by _parse
-        dummy: str = current.mocks
-        hashed = known if known is not None else dummy
-        if (
-            self._context.identify(hashed) == "bcrypt"
-            and len(password.encode()) > BCRYPT_LIMIT
-        ):
+        dummy, dummyScheme = current.mocks
+        # The scheme is looked up once for every name, so a known name takes
+        # no step an unknown one does not.
+        hashed = found if found is not None else dummy
+        scheme = self._context.identify(hashed, required=False)
+        known = found if scheme is not None else None
+        if scheme is None:
+            # A locked account ("*", "!") or a format we do not take:
+            # refused after the same work as an unknown user.
+            hashed, scheme = dummy, dummyScheme
+        if scheme == "bcrypt" and len(password.encode()) > BCRYPT_LIMIT:
             # bcrypt reads 72 bytes only: refused rather than cut, after
             # the same work and with the same error as a wrong password.
             password, known = "", None
