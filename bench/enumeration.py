@@ -4,7 +4,10 @@ bouncer service (C{twistd -n keycard-bouncer}, over verified TLS on
 loopback) is asked, in random interleaved order, about a known user with a
 wrong secret and about an unknown user; each round trip is timed, and a
 two-sided Mann-Whitney U test says whether the two samples differ.  The
-refusals are compared too (error class and message).
+refusals are compared too (error class and message), and so are the number
+of rounds and the shape of each challenge (the length of every text field
+the bouncer sent back: a mock salt, iteration count or cost that differs
+shows there).  A table of every case ends the output.
 
     python bench/enumeration.py                # every case, 2,000 samples each
     python bench/enumeration.py --samples 300 --only scram,hmac
@@ -169,6 +172,34 @@ def cases() -> list[Case]:
             lambda: SSHAnswerer(UNKNOWN, other),
         )
     )
+    # Keys of every kind in one file: each name is checked against as many
+    # keys of each kind as the file's largest list of that kind.
+    mixed = {
+        KNOWN: [rsa.generate_private_key(65537, 3072)],
+        "bob": [ed25519.Ed25519PrivateKey.generate() for _ in range(2)],
+        "carol": [ec.generate_private_key(ec.SECP256R1())],
+    }
+    wrongRSA = rsa.generate_private_key(65537, 3072)
+    found.append(
+        Case(
+            "sshkeys-mixed",
+            lambda d: (
+                "sshkeys:"
+                + str(
+                    _write(
+                        d / "authorized_keys",
+                        "".join(
+                            f"{name} {_openssh(k)}\n"
+                            for name, keys in mixed.items()
+                            for k in keys
+                        ),
+                    )
+                )
+            ),
+            lambda: SSHAnswerer(KNOWN, wrongRSA),
+            lambda: SSHAnswerer(UNKNOWN, wrongRSA),
+        )
+    )
     # As the tools write them: htpasswd -m (apr1), htpasswd -B (bcrypt, cost
     # 5), mkpasswd -m sha-512 (5,000 rounds).
     for label, line, wrong in [
@@ -201,11 +232,28 @@ def cases() -> list[Case]:
 @attrs.frozen
 class Outcome:
     """
-    What one exchange took: each round trip in seconds, and the refusal.
+    What one exchange took: each round trip in seconds, the shape of each
+    challenge (see L{shape}), and the refusal.
     """
 
     rounds: list[float]
     refusal: str
+    shapes: tuple[str, ...] = ()
+
+
+def shape(keycard: Any) -> str:
+    """
+    The length of every text field of a keycard the bouncer sent back,
+    which is the same for a known and an unknown name when nothing tells
+    them apart (nonces and salts are random-looking, but as long).
+    """
+    fields = attrs.fields(type(keycard))
+    lengths = [
+        f"{f.name}={len(value)}"
+        for f in fields
+        if isinstance(value := getattr(keycard, f.name), str)
+    ]
+    return " ".join(lengths)
 
 
 async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
@@ -214,6 +262,7 @@ async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
     """
     keycard = answerer.start()
     rounds: list[float] = []
+    shapes: list[str] = []
     for _ in range(4):
         start = time.perf_counter()
         try:
@@ -221,11 +270,13 @@ async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
         except Exception as e:
             rounds.append(time.perf_counter() - start)
             failure = getattr(e, "value", e)
-            return Outcome(rounds, f"{type(failure).__name__}: {failure}")
+            refusal = f"{type(failure).__name__}: {failure}"
+            return Outcome(rounds, refusal, tuple(shapes))
         rounds.append(time.perf_counter() - start)
         keycard = result[0]
         if keycard.state is not KeycardState.REQUESTING:
-            return Outcome(rounds, f"state {keycard.state.name}")
+            return Outcome(rounds, f"state {keycard.state.name}", tuple(shapes))
+        shapes.append(shape(keycard))
         keycard = answerer.answer(keycard)
     raise RuntimeError("more rounds than a login has")
 
@@ -268,6 +319,7 @@ async def measure(
     random.shuffle(order)
     times: dict[bool, list[list[float]]] = {True: [], False: []}
     refusals: dict[bool, set[str]] = {True: set(), False: set()}
+    shapes: dict[bool, set[tuple[str, ...]]] = {True: set(), False: set()}
     warm = [True, False] * 20
     for i, known in enumerate(warm + order):
         # A bouncer drops the client after refusing some kinds (HMAC): each
@@ -278,6 +330,7 @@ async def measure(
         if i >= len(warm):
             times[known].append(outcome.rounds)
             refusals[known].add(outcome.refusal)
+            shapes[known].add(outcome.shapes)
     connection.close()
     result: dict[str, Any] = {"case": case.name, "samples": samples, "rounds": []}
     for n in range(min(len(r) for r in times[True] + times[False])):
@@ -294,6 +347,13 @@ async def measure(
         )
     result["same_refusal"] = refusals[True] == refusals[False]
     result["refusals"] = sorted(refusals[True] | refusals[False])
+    counts = {k: {len(r) for r in times[k]} for k in (True, False)}
+    result["same_rounds"] = counts[True] == counts[False]
+    result["same_shape"] = shapes[True] == shapes[False]
+    result["shapes"] = {
+        "known": sorted(" | ".join(s) for s in shapes[True]),
+        "unknown": sorted(" | ".join(s) for s in shapes[False]),
+    }
     return result
 
 
@@ -408,7 +468,31 @@ def report(result: dict[str, Any]) -> None:
         )
     if not result["same_refusal"]:
         print(f"{result['case']:<26} refusals differ: {result['refusals']}", flush=True)
+    if not result["same_rounds"]:
+        print(f"{result['case']:<26} the number of rounds differs", flush=True)
+    if not result["same_shape"]:
+        print(f"{result['case']:<26} challenges differ: {result['shapes']}", flush=True)
     print(json.dumps(result), flush=True)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """
+    Every case's rounds as a Markdown table.
+    """
+    lines = [
+        "| case | round | known (us) | unknown (us) | p | same refusal, rounds,"
+        " challenge |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in results:
+        same = all(result[k] for k in ("same_refusal", "same_rounds", "same_shape"))
+        for r in result["rounds"]:
+            lines.append(
+                f"| {result['case']} | {r['round']} | {r['known_us']:.1f}"
+                f" | {r['unknown_us']:.1f} | {r['p']:.3g}"
+                f" | {'yes' if same else 'NO'} |"
+            )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -417,7 +501,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated case name prefixes")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
-    run(args.samples, only)
+    results = run(args.samples, only)
+    print(f"\n{args.samples} samples per name and case\n\n{table(results)}")
 
 
 if __name__ == "__main__":

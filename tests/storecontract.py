@@ -346,6 +346,17 @@ class KeyringStoreContract(_StoreContract):
         self.assertEqual(len(seen), 3)
         self.assertNotIn(0, seen)
 
+    def test_mockSecret(self) -> None:
+        """
+        The mock secret is made on first use and the same ever after, and
+        keyring changes leave it alone.
+        """
+        secret = self.resultOf(self.store.mockSecret())
+        self.assertIsInstance(secret, bytes)
+        self.assertEqual(len(secret), 32)
+        self.resultOf(self.store.saveKeyring(Keyring.generate(100.0)))
+        self.assertEqual(self.resultOf(self.store.mockSecret()), secret)
+
 
 class ThrottleStoreContract(_StoreContract):
     """

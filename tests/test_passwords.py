@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from passlib.hash import apr_md5_crypt, bcrypt, sha512_crypt
 from twisted.cred import strcred
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -27,6 +29,7 @@ from twisted_keycard import (
     MemoryStore,
     ProtocolError,
 )
+from twisted_keycard._dummyhash import hashShape
 from twisted_keycard._hashpool import BUSY, HashPool, IHashPool
 from twisted_keycard.bouncer import Throttle
 from twisted_keycard.passwords import (
@@ -44,6 +47,26 @@ from ._realm import AvatarRealm
 from ._threads import QueuedThread, inline
 
 DATA = Path(__file__).resolve().parent / "data"
+
+
+@implementer(IHashPool)
+class Recording:
+    """
+    A hash pool (and a thread) that runs calls at once, as L{inline} does,
+    and keeps the hash each password was checked against.
+    """
+
+    def __init__(self) -> None:
+        self.hashes: list[str] = []
+
+    def __call__(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return inline(f, *args)
+
+    def run(self, key: object, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        self.hashes.append(args[1])
+        return inline(f, *args)
+
+
 HTPASSWD = ["bcrypt", "apr1", "sha1", "crypt", "sha256", "sha512"]
 SHADOW = ["mk512", "mk256", "ossl6", "ossl5", "osslapr1", "argon"]
 
@@ -95,12 +118,93 @@ class PasswordFileTests(SynchronousTestCase):
     def test_bcryptOver72Bytes(self) -> None:
         """
         htpasswd truncated the 100-byte password to 72 bytes when hashing;
-        we refuse it clearly rather than truncate, and a 72-byte prefix
-        alone is not the password either.
+        we refuse it rather than truncate.  The refusal is a wrong
+        password's, after a bcrypt check against the user's own hash (issue
+        12, item 5: it was another error, at once).
         """
-        checker = self.checker("htpasswd.txt")
-        self.failureResultOf(self.check(checker, "long", "x" * 100), PasswordTooLong)
-        self.failureResultOf(self.check(checker, "bcrypt", "y" * 73), PasswordTooLong)
+        checked = Recording()
+        checker = PasswordFile(
+            DATA / "htpasswd.txt", runInThread=checked, hashPool=checked
+        )
+        hashes = readHashes((DATA / "htpasswd.txt").read_text())
+        for user, password in [("long", "x" * 100), ("bcrypt", "y" * 73)]:
+            failure = self.failureResultOf(
+                self.check(checker, user, password), KeycardRefused
+            )
+            self.assertEqual(failure.getErrorMessage(), KeycardRefused.MESSAGE)
+            self.assertEqual(checked.hashes[-1], hashes[user])
+
+    def test_unknownUserCostsWhatAUserCosts(self) -> None:
+        """
+        An unknown user's password is checked against a hash in the scheme
+        and with the cost most of the file's hashes have (not any user's
+        hash), made again when the file changes (issue 12, item 5: it was
+        always argon2).
+        """
+        apr1 = apr_md5_crypt.hash("a")
+        bcrypt5 = bcrypt.using(rounds=5, ident="2y").hash("b")
+        sha512 = sha512_crypt.using(rounds=5000, salt_size=8).hash("c")
+        path = Path(self.mktemp())
+        checked = Recording()
+        for lines, expected in [
+            ([apr1, apr1, bcrypt5], apr1),
+            ([bcrypt5, bcrypt5, sha512, "*"], bcrypt5),
+            ([sha512, "!", "!", apr1], sha512),
+        ]:
+            path.write_text("".join(f"u{i}:{h}\n" for i, h in enumerate(lines)))
+            checker = PasswordFile(
+                path, runInThread=checked, clock=Clock(), hashPool=checked
+            )
+            self.failureResultOf(self.check(checker, "nobody", "x"), KeycardRefused)
+            dummy = checked.hashes[-1]
+            context = checker._context
+            self.assertEqual(
+                hashShape(context, dummy), hashShape(context, expected), dummy
+            )
+            self.assertNotIn(dummy, lines)
+        path.write_text(f"u0:{apr1}\n# changed\n")
+        self.failureResultOf(self.check(checker, "nobody", "x"), KeycardRefused)
+        self.assertEqual(
+            hashShape(context, checked.hashes[-1]), hashShape(context, apr1)
+        )
+
+    def test_sameStepsForEveryName(self) -> None:
+        """
+        A known user, an unknown one and a locked account have their hash's
+        scheme looked up as many times: the check takes no extra step for a
+        name that exists.
+        """
+        path = Path(self.mktemp())
+        path.write_text(f"alice:{apr_md5_crypt.hash('a')}\nroot:*\n")
+        checker = PasswordFile(
+            path, runInThread=inline, clock=Clock(), hashPool=inlinePool()
+        )
+        looked: list[str] = []
+        identify = checker._context.identify
+
+        def counted(hashed: str, *args: Any, **kwargs: Any) -> Any:
+            looked.append(hashed)
+            return identify(hashed, *args, **kwargs)
+
+        self.patch(checker._context, "identify", counted)
+        counts = []
+        for user in ["alice", "nobody", "root"]:
+            looked.clear()
+            self.failureResultOf(self.check(checker, user, "x"), KeycardRefused)
+            counts.append(len(looked))
+        self.assertEqual(counts, [counts[0]] * 3)
+
+    def test_emptyFileDummy(self) -> None:
+        """
+        With no usable hash in the file, unknown users cost a hash of the
+        default scheme (argon2).
+        """
+        path = Path(self.mktemp())
+        path.write_text("root:*\n")
+        checked = Recording()
+        checker = PasswordFile(path, runInThread=checked, hashPool=checked)
+        self.failureResultOf(self.check(checker, "root", "x"), KeycardRefused)
+        self.assertTrue(checked.hashes[-1].startswith("$argon2id$"))
 
     def test_lengthCapBeforeHashing(self) -> None:
         """

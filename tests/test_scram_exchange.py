@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 from base64 import b64decode, b64encode
+from pathlib import Path
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -36,6 +38,7 @@ from twisted_keycard.scram import (
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm
+from ._threads import inline
 
 # RFC 7677, section 3.
 USER, PASSWORD = "user", "pencil"
@@ -225,12 +228,92 @@ class ExchangeTests(SynchronousTestCase):
 
     def test_mockIterations(self) -> None:
         """
-        A mock exchange uses the checker's default iteration count.
+        A mock exchange uses the checker's C{iterations} when given, whatever
+        the verifiers have.
         """
-        checker = SCRAMVerifiers({}, iterations=10000)
+        checker = SCRAMVerifiers(
+            {"alice": Verifier.fromPassword("x", 4096)}, iterations=10000
+        )
         answerer = SCRAMAnswerer("ghost", "x", maxIterations=10000)
         keycard, _ = _primed(checker, answerer)
         self.assertEqual(ServerFirst.parse(keycard.serverFirst).iterations, 10000)
+
+    def test_mockSecretShared(self) -> None:
+        """
+        Two checkers given one mock secret (two bouncers sharing a store,
+        or one bouncer before and after a restart) show the same salt for
+        an unknown name; another secret shows another (issue 12, item 4).
+        """
+
+        def salt(checker: SCRAMVerifiers, name: str = "ghost") -> bytes:
+            keycard, _ = _primed(checker, SCRAMAnswerer(name, "x"))
+            return ServerFirst.parse(keycard.serverFirst).salt
+
+        path = Path(self.mktemp())
+        path.write_text(f"alice:{Verifier.fromPassword('x').toString()}\n")
+        first = SCRAMVerifiers.fromFile(path, clock=Clock(), runInThread=inline)
+        restarted = SCRAMVerifiers.fromFile(path, clock=Clock(), runInThread=inline)
+        self.assertNotEqual(salt(first), salt(restarted))
+        for checker in (first, restarted):
+            checker.setMockSecret(b"s" * 32)
+        self.assertEqual(salt(first), salt(restarted))
+        self.assertEqual(salt(first), salt(SCRAMVerifiers({}, mockKey=b"s" * 32)))
+        self.assertNotEqual(salt(first), salt(first, "trudy"))
+        restarted.setMockSecret(b"t" * 32)
+        self.assertNotEqual(salt(first), salt(restarted))
+        self.assertRaises(ValueError, first.setMockSecret, b"short")
+
+    def test_mockFollowsTheFile(self) -> None:
+        """
+        A mock exchange shows the iteration count and salt length most
+        verifiers of the file have (an imported PostgreSQL verifier with
+        600,000 iterations does not stand out), and follows the file when
+        it changes.
+        """
+
+        def verifier(iterations: int, saltLength: int) -> str:
+            # Made from random keys: no PBKDF2 of 600,000 iterations.
+            return Verifier(
+                iterations, b"s" * saltLength, b"k" * 32, b"v" * 32
+            ).toString()
+
+        path = Path(self.mktemp())
+        path.write_text(
+            f"alice:{verifier(600_000, 24)}\n"
+            f"bob:{verifier(600_000, 24)}\n"
+            f"carol:{verifier(4096, 16)}\n"
+        )
+        checker = SCRAMVerifiers.fromFile(path, clock=Clock(), runInThread=inline)
+
+        def mock() -> ServerFirst:
+            keycard = SCRAMKeycard(clientFirst="n,,n=ghost,r=abc")
+            exchange = self.successResultOf(checker.prime(keycard))
+            assert isinstance(exchange, SCRAMExchange)
+            self.assertFalse(exchange.known)
+            return exchange.serverFirst
+
+        self.assertEqual((mock().iterations, len(mock().salt)), (600_000, 24))
+        path.write_text(f"carol:{verifier(4096, 16)}\n# changed\n")
+        self.assertEqual((mock().iterations, len(mock().salt)), (4096, 16))
+
+    def test_sameWorkForEveryName(self) -> None:
+        """
+        The mock verifier is made for a known name too, so that priming costs
+        the same for every name (issue 12, item 6).
+        """
+        made: list[str] = []
+        mock = self.checker._mock
+
+        def counted(username: str) -> Verifier:
+            made.append(username)
+            return mock(username)
+
+        self.patch(self.checker, "_mock", counted)
+        _, known, _ = self.login("alice", "wrong")
+        _, unknown, _ = self.login("mallory", "wrong")
+        self.assertEqual(made, ["alice", "mallory"])
+        self.assertTrue(known.known)
+        self.assertFalse(unknown.known)
 
     def test_unknownUserRightMockKeysStillRefused(self) -> None:
         """

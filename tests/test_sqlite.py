@@ -117,6 +117,22 @@ class SQLitePersistenceTests(SynchronousTestCase):
         self.assertIn("keycards_family", indexes)
         self.assertIn("keycards_holder", indexes)
 
+    def test_mockSecretKept(self) -> None:
+        """
+        The mock secret is the same for another connection to the file (a
+        restarted or another bouncer) and survives closing it.
+        """
+        path = self.mktemp()
+        first = SQLiteStore(path, threaded=False)
+        other = SQLiteStore(path, threaded=False)
+        self.addCleanup(other.close)
+        secret = self.successResultOf(first.mockSecret())
+        self.assertEqual(self.successResultOf(other.mockSecret()), secret)
+        self.successResultOf(first.close())
+        again = SQLiteStore(path, threaded=False)
+        self.addCleanup(again.close)
+        self.assertEqual(self.successResultOf(again.mockSecret()), secret)
+
     def test_newerFormatRefused(self) -> None:
         path = self.mktemp()
         import sqlite3

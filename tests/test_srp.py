@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_keycard import IAnswerer, IChallenger, KeycardRefused, KeycardState
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
+from twisted_keycard.scram import SCRAMExchange, SCRAMKeycard, SCRAMVerifiers
 from twisted_keycard.srp import (
     GROUP_BYTES,
     PREFIX,
@@ -287,6 +288,57 @@ class SRPScryptTests(SynchronousTestCase):
         mock = self.challenge(checker, SRPAnswerer("mallory", "x")).kdf
         assert mock is not None
         self.assertTrue(mock.startswith("scrypt:1024:8:1:"), mock)
+
+    def test_mockSecretShared(self) -> None:
+        """
+        Two checkers of one file given one mock secret (two bouncers, or a
+        restart) show the same salts for an unknown name; SCRAM, given the
+        same secret, shows another salt (issue 12, item 4).
+        """
+        path = Path(self.mktemp())
+        path.write_text(
+            f"alice:{SRPVerifier.fromPassword('alice', 'a', CHEAP).toString()}\n"
+        )
+        first, restarted = (
+            SRPVerifiers.fromFile(path, clock=Clock(), runInThread=inline)
+            for _ in range(2)
+        )
+
+        def salts(checker: SRPVerifiers) -> tuple[str | None, str | None]:
+            keycard = self.challenge(checker, SRPAnswerer("mallory", "x"))
+            return keycard.salt, keycard.kdf
+
+        self.assertNotEqual(salts(first), salts(restarted))
+        for checker in (first, restarted):
+            checker.setMockSecret(b"s" * 32)
+        self.assertEqual(salts(first), salts(restarted))
+        salt, kdf = salts(first)
+        assert kdf is not None
+        self.assertEqual(kdf.rsplit(":", 1)[0], "scrypt:1024:8:1")
+        scram = SCRAMVerifiers({}, mockKey=b"s" * 32)
+        keycard = SCRAMKeycard(clientFirst="n,,n=mallory,r=abc")
+        exchange = self.successResultOf(scram.prime(keycard))
+        assert isinstance(exchange, SCRAMExchange)
+        self.assertNotEqual(b64encode(exchange.serverFirst.salt).decode(), salt)
+        self.assertRaises(ValueError, first.setMockSecret, b"short")
+
+    def test_sameWorkForEveryName(self) -> None:
+        """
+        The mock verifier is made for a known name too, so that priming costs
+        the same for every name (issue 12, item 6).
+        """
+        checker = SRPVerifiers({"alice": SRPVerifier.fromPassword("alice", "a", CHEAP)})
+        made: list[str] = []
+        mock = checker._mock
+
+        def counted(username: str) -> SRPVerifier:
+            made.append(username)
+            return mock(username)
+
+        self.patch(checker, "_mock", counted)
+        self.challenge(checker, SRPAnswerer("alice", "x"))
+        self.challenge(checker, SRPAnswerer("mallory", "x"))
+        self.assertEqual(made, ["alice", "mallory"])
 
     def test_clientBoundsKDF(self) -> None:
         """

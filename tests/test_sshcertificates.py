@@ -6,6 +6,7 @@ tests/data/make-ssh-certificates.sh).
 
 from __future__ import annotations
 
+from base64 import b64decode, b64encode
 from pathlib import Path
 
 from twisted.internet.task import Clock
@@ -112,6 +113,25 @@ class CertificateTests(SynchronousTestCase):
         self.assertEqual(self.login("good-cert.pub"), "alice")
         self.clock.advance(1)
         self.assertIsNone(self.login("good-cert.pub"))
+
+    def test_signatureCheckedForEveryName(self) -> None:
+        """
+        A certificate's CA signature is checked whether or not the name
+        trusts its signer, so that the check costs the same for a name that
+        does and one that does not exist (issue 12, item 6).
+        """
+        kind, blob, *_ = data("good-cert.pub").split()
+        raw = bytearray(b64decode(blob))
+        raw[-1] ^= 1
+        tampered = f"{kind} {b64encode(bytes(raw)).decode()}"
+        for name in ["alice", "mallory"]:
+            self.events.clear()
+            keycard = SSHKeycard(name=name, certificate=tampered, address="10.1.2.3")
+            self.successResultOf(self.keys.prime(keycard))
+            self.assertEqual(
+                self.reasons(),
+                [f"certificate for {name!r} from 10.1.2.3 refused: bad CA signature"],
+            )
 
     def test_otherName(self) -> None:
         """

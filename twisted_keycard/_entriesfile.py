@@ -187,6 +187,13 @@ class WatchedEntries(Generic[_T]):
         self.ready()
         return self._entries.get(name)
 
+    def current(self) -> Mapping[str, _T]:
+        """
+        The entries of the version in use, as the parse function gave them
+        (so with what it made beside them), without checking the file.
+        """
+        return self._entries
+
     def check(self) -> Deferred[None]:
         """
         Read the file again in a thread (or join the reading under way).

@@ -14,6 +14,7 @@ import attrs
 import srp as _srp
 
 from twisted_keycard._entriesfile import ParsedEntries, parseLines
+from twisted_keycard._mocks import WithMocks
 from twisted_keycard._scrypt import DEFAULT_N, DEFAULT_P, DEFAULT_R, ScryptKDF
 
 #: Verifiers made from the password itself (weaker; still read).
@@ -135,6 +136,16 @@ def parseVerifiers(text: str) -> ParsedEntries[SRPVerifier]:
 
     problems = parseLines(text, add)
     return ParsedEntries(verifiers, problems)
+
+
+def parseWithMockCost(text: str) -> ParsedEntries[SRPVerifier]:
+    """
+    Parse verifier lines (see L{parseVerifiers}), with the scrypt cost of
+    mock exchanges (see L{mockCost}) beside the verifiers.
+    """
+    parsed = parseVerifiers(text)
+    cost = mockCost(parsed.entries.values())
+    return ParsedEntries(WithMocks(parsed.entries, cost), parsed.problems)
 
 
 def readVerifiers(text: str) -> dict[str, SRPVerifier]:

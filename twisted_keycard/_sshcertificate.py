@@ -96,6 +96,13 @@ def certifiedKey(
         signer = _openssh(checkKeyType(certificate.signature_key()))
     except ValueError:
         raise CertificateRefused("not signed by a CA trusted for this name") from None
+    # Checked first, whoever signed: checked only for a trusted signer, it
+    # would take longer for a name that trusts the signer, telling whoever
+    # holds a certificate from that CA which names exist.
+    try:
+        certificate.verify_cert_signature()
+    except (InvalidSignature, UnsupportedAlgorithm):
+        raise CertificateRefused("bad CA signature") from None
     trusted = [
         a
         for a in authorities
@@ -103,10 +110,6 @@ def certifiedKey(
     ]
     if not trusted:
         raise CertificateRefused("not signed by a CA trusted for this name")
-    try:
-        certificate.verify_cert_signature()
-    except (InvalidSignature, UnsupportedAlgorithm):
-        raise CertificateRefused("bad CA signature") from None
     if certificate.type is not SSHCertificateType.USER:
         raise CertificateRefused("not a user certificate")
     if now < certificate.valid_after:

@@ -24,16 +24,40 @@ def signWith(key: PrivateKey, message: bytes) -> bytes:
 
 
 def verifyWith(key: PublicKey, signature: bytes, message: bytes) -> bool:
+    """
+    Whether C{signature} is C{key}'s of C{message}.  The work depends on
+    the key's kind and the signature, never on which key of that kind it
+    is (see L{_rsaInRange}).
+    """
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, message)
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
         else:
+            inRange, signature = _rsaInRange(key, signature)
             key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+            return inRange
     except InvalidSignature:
         return False
     return True
+
+
+def _rsaInRange(key: rsa.RSAPublicKey, signature: bytes) -> tuple[bool, bytes]:
+    """
+    OpenSSL refuses at once a signature not below the key's modulus, so a
+    stranger who knows a user's public key could send one just below it
+    and tell the user's key (checked) from a mock key (refused at once).
+    Such a signature is reduced, checked all the same, and refused.
+
+    @return: whether C{signature} is below the modulus, and the signature
+        to check.
+    """
+    modulus = key.public_numbers().n
+    value = int.from_bytes(signature, "big")
+    if value < modulus:
+        return True, signature
+    return False, (value % modulus).to_bytes(len(signature), "big")
 
 
 def loadPrivateKey(data: bytes, password: bytes | None = None) -> PrivateKey:

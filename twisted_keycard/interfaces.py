@@ -2,9 +2,11 @@
 The pluggable roles of twisted-keycard, as zope interfaces, in one place.
 Each is defined beside its role: L{twisted_keycard.keycard} (one kind's
 exchange), L{twisted_keycard.bouncer} (the bouncer and its requesters) and
-L{twisted_keycard.store}.
+L{twisted_keycard.store}; L{IMockSecretTaker}, for checkers whose mock
+challenges must be the same on every bouncer.
 """
 
+from twisted_keycard._mocks import IMockSecretTaker
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.bouncer._metrics import IBouncerMetrics
 from twisted_keycard.keycard._interfaces import (
@@ -31,6 +33,7 @@ __all__ = [
     "IKeycardStore",
     "IKeyringStore",
     "ILeaseStore",
+    "IMockSecretTaker",
     "IRequester",
     "IRevocationStore",
     "IThrottleStore",

@@ -28,9 +28,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_keycard._dummyhash import HashShape, dummyHash
 from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
 from twisted_keycard._fileversion import inReactorThreadPool
 from twisted_keycard._hashpool import HashPool, IHashPool
+from twisted_keycard._mocks import WithMocks
 from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.error import KeycardRefused, ProtocolError
 from twisted_keycard.keycard._address import addressGroup
@@ -69,9 +71,7 @@ def context(rehashTo: str = "argon2") -> CryptContext:
 class PasswordTooLong(ProtocolError):
     """
     Raised, before any hashing, for a password longer than the checker's
-    cap (L{MAX_PASSWORD_BYTES} by default), or over 72 bytes checked
-    against a bcrypt hash: bcrypt would only look at the first 72 bytes, so
-    it is refused rather than truncated.
+    cap (L{MAX_PASSWORD_BYTES} by default).
     """
 
 
@@ -219,12 +219,22 @@ class PasswordFile:
         self.maxPasswordBytes = maxPasswordBytes
         self._context = context(rehashTo)
         self._run = runInThread or inReactorThreadPool
+        self._dummies: dict[HashShape | None, str] = {}
         self._hashes: WatchedEntries[str] = WatchedEntries(
-            {}, self.path, parseHashes, clock=clock, runInThread=self._run
+            {}, self.path, self._parse, clock=clock, runInThread=self._run
         )
         self._writing = Lock()
         self._hashPool = hashPool
-        self._dummy = self._context.hash("no one has this password")
+
+    def _parse(self, text: str) -> ParsedEntries[str]:
+        """
+        Parse the file, and hash the dummy for unknown users in the shape of
+        most of its hashes (see L{dummyHash}), in the thread that reads it.
+        """
+        parsed = parseHashes(text)
+        dummy = dummyHash(self._context, parsed.entries.values(), self._dummies)
+        mocks = (dummy, self._context.identify(dummy))
+        return ParsedEntries(WithMocks(parsed.entries, mocks), parsed.problems)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, PasswordKeycard):
@@ -265,16 +275,23 @@ class PasswordFile:
             return fail(ProtocolError("the password is not valid text"))
         if length > self.maxPasswordBytes:
             return fail(PasswordTooLong("the password is too long"))
-        known = self._hashes.get(username)
-        if known is not None and self._context.identify(known, required=False) is None:
+        found = self._hashes.get(username)
+        current = self._hashes.current()
+        assert isinstance(current, WithMocks)  # read by _parse
+        dummy, dummyScheme = current.mocks
+        # The scheme is looked up once for every name, so a known name takes
+        # no step an unknown one does not.
+        hashed = found if found is not None else dummy
+        scheme = self._context.identify(hashed, required=False)
+        known = found if scheme is not None else None
+        if scheme is None:
             # A locked account ("*", "!") or a format we do not take:
             # refused after the same work as an unknown user.
-            known = None
-        hashed = known if known is not None else self._dummy
-        if self._context.identify(hashed) == "bcrypt" and length > BCRYPT_LIMIT:
-            return fail(
-                PasswordTooLong("a password over 72 bytes cannot match a bcrypt hash")
-            )
+            hashed, scheme = dummy, dummyScheme
+        if scheme == "bcrypt" and length > BCRYPT_LIMIT:
+            # bcrypt reads 72 bytes only: refused rather than cut, after
+            # the same work and with the same error as a wrong password.
+            password, known = "", None
         key = addressGroup(getattr(credentials, "address", None))
         d = self.hashPool.run(key, self._verify, password, hashed)
         return d.addCallback(self._checked, username, known)

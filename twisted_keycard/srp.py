@@ -16,7 +16,6 @@ two SHA-256 per guess) are still read.  The strcred name is C{srp:FILE}.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from base64 import b64decode
 from collections.abc import Mapping
@@ -30,8 +29,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries
+from twisted_keycard._entriesfile import WatchedEntries
 from twisted_keycard._fileversion import RunInThread
+from twisted_keycard._mocks import IMockSecretTaker, mockBytes, mocksOf, mockSubkey
 from twisted_keycard._scrypt import SALT_BYTES as KDF_SALT_BYTES
 from twisted_keycard._scrypt import ScryptKDF
 from twisted_keycard._srpverifier import (
@@ -43,7 +43,7 @@ from twisted_keycard._srpverifier import (
     SRPVerifier,
     b64,
     mockCost,
-    parseVerifiers,
+    parseWithMockCost,
     readVerifiers,
 )
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
@@ -164,10 +164,14 @@ class SRPExchange:
             keycard.HAMK = b64(self.HAMK)
 
 
-@implementer(ICredentialsChecker, IChallenger)
+@implementer(ICredentialsChecker, IChallenger, IMockSecretTaker)
 class SRPVerifiers:
     """
     Checks SRP keycards against stored verifiers.
+
+    An unknown user gets a mock exchange: salts stable per name (made from
+    the mock secret), the scrypt cost most verifiers have, a verifier
+    nobody has the password of, the same work and the same refusal.
     """
 
     credentialInterfaces = (ISRPExchange,)
@@ -176,9 +180,14 @@ class SRPVerifiers:
     def __init__(
         self, verifiers: Mapping[str, SRPVerifier], *, mockKey: bytes | None = None
     ) -> None:
+        """
+        @param verifiers: verifiers by user name.
+        @param mockKey: the mock secret (see L{setMockSecret}); random by
+            default, so mock salts change when the server restarts.
+        """
         self._verifiers: WatchedEntries[SRPVerifier] = WatchedEntries(verifiers)
         self._mockCost = mockCost(verifiers.values())
-        self._mockKey = mockKey if mockKey is not None else secrets.token_bytes(32)
+        self.setMockSecret(mockKey if mockKey is not None else secrets.token_bytes(32))
         # A verifier for a password nobody knows, used under each unknown
         # user's stable salt: made once, so unknown users cost no more.
         _, self._mockVerifier = _srp.create_salted_verification_key(
@@ -190,34 +199,39 @@ class SRPVerifiers:
         cls,
         path: str | Path,
         *,
+        mockKey: bytes | None = None,
         clock: IReactorTime | None = None,
         runInThread: RunInThread | None = None,
     ) -> SRPVerifiers:
         """
         Read a verifier file; it is read again, in a thread, when it changes
         (see L{WatchedEntries}; C{clock} and C{runInThread} as there).
+        Mock exchanges follow the scrypt cost most of its verifiers have.
 
         @raise OSError: if the file cannot be read.
         """
-        verifiers = cls({})
+        verifiers = cls({}, mockKey=mockKey)
         verifiers._verifiers = WatchedEntries(
-            {}, path, verifiers._parse, clock=clock, runInThread=runInThread
+            {}, path, parseWithMockCost, clock=clock, runInThread=runInThread
         )
         return verifiers
 
-    def _parse(self, text: str) -> ParsedEntries[SRPVerifier]:
-        parsed = parseVerifiers(text)
-        self._mockCost = mockCost(parsed.entries.values())
-        return parsed
+    def setMockSecret(self, secret: bytes) -> None:
+        """
+        Make mock salts from C{secret} from now on: bouncers given the same
+        secret (L{twisted_keycard.store} keeps one) show the same salts for
+        a name.
+
+        @raise ValueError: if C{secret} is shorter than 16 bytes.
+        """
+        self._saltKey = mockSubkey(secret, b"SRP salt")
+        self._kdfSaltKey = mockSubkey(secret, b"SRP scrypt salt")
 
     def _mock(self, username: str) -> SRPVerifier:
-        salt = hmac.digest(self._mockKey, username.encode(), "sha256")[:SALT_BYTES]
-        kdf = None
-        if self._mockCost is not None:
-            kdfSalt = hmac.digest(
-                self._mockKey, b"scrypt\0" + username.encode(), "sha256"
-            )
-            kdf = ScryptKDF(*self._mockCost, kdfSalt[:KDF_SALT_BYTES])
+        cost = mocksOf(self._verifiers.current(), self._mockCost)
+        salt = mockBytes(self._saltKey, username, SALT_BYTES)
+        kdfSalt = mockBytes(self._kdfSaltKey, username, KDF_SALT_BYTES)
+        kdf = None if cost is None else ScryptKDF(*cost, kdfSalt)
         return SRPVerifier(salt, self._mockVerifier, kdf)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
@@ -233,10 +247,11 @@ class SRPVerifiers:
             A = _unb64(keycard.A, "A")
         except ProtocolError as e:
             return fail(e)
-        stored = self._verifiers.get(keycard.username)
-        known = stored is not None
-        if stored is None:
-            stored = self._mock(keycard.username)
+        found = self._verifiers.get(keycard.username)
+        # Made for every name, so a known one costs the same work.
+        mock = self._mock(keycard.username)
+        known = found is not None
+        stored = found if found is not None else mock
         verifier = _srp.Verifier(
             keycard.username,
             stored.salt,

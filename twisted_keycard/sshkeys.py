@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization.ssh import SSHCertificate
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
@@ -38,8 +37,9 @@ from twisted_keycard._authorizedkeys import (
     parseAuthorizedKeys,
     readAuthorizedKeys,
 )
-from twisted_keycard._entriesfile import WatchedEntries
+from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries
 from twisted_keycard._fileversion import RunInThread, globalClock
+from twisted_keycard._mocks import WithMocks, mocksOf
 from twisted_keycard._sshcertificate import (
     CERTIFICATE_LENGTH,
     CertificateRefused,
@@ -47,6 +47,7 @@ from twisted_keycard._sshcertificate import (
     certifiedKey,
     loadCertificate,
 )
+from twisted_keycard._sshmockkeys import KeyKind, MockKeys
 from twisted_keycard._sshsignature import (
     PrivateKey,
     loadPrivateKey,
@@ -128,14 +129,17 @@ class ISSHExchange(IExchange):
 @attrs.frozen
 class SignatureProofCheck:
     """
-    Checks a client's signature against its public keys (one nobody holds
-    for an unknown name: the same refusal as a bad signature).
+    Checks a client's signature against its public keys, and against mock
+    keys nobody holds whose results are not taken, so that every name (an
+    unknown one has no keys) costs the same work and gets the same refusal
+    as a bad signature (see L{twisted_keycard._sshmockkeys}).
     """
 
     label: ClassVar[bytes] = LABEL
     keycardClass: ClassVar[type[SSHKeycard]] = SSHKeycard
 
     keys: Sequence[PublicKey] = attrs.field(repr=False)
+    padding: Sequence[PublicKey] = attrs.field(default=(), repr=False)
 
     def read(self, keycard: Keycard) -> bytes:
         if not isinstance(keycard, SSHKeycard) or keycard.signature is None:
@@ -146,7 +150,11 @@ class SignatureProofCheck:
             raise ProtocolError("signature is not base64") from None
 
     def accepts(self, context: bytes, proof: bytes) -> bool:
-        return any(verifyWith(k, proof, context) for k in self.keys)
+        # Every key is checked, none skipped after a match.
+        good = [verifyWith(k, proof, context) for k in self.keys]
+        for mock in self.padding:
+            verifyWith(mock, proof, context)
+        return any(good)
 
 
 @implementer(ISSHExchange)
@@ -185,11 +193,8 @@ class SSHKeys:
         )
         self._random = randomBytes
         self._clock = clock
-        # An unknown name is checked against a key nobody holds: the same
-        # work and the same refusal as a bad signature.
-        self._mock: list[PublicKey] = [
-            ed25519.Ed25519PrivateKey.generate().public_key()
-        ]
+        self._madeMocks: dict[KeyKind, PublicKey] = {}
+        self._mocks = MockKeys.of(self._keys.current(), self._madeMocks)
 
     @classmethod
     def fromFile(
@@ -208,9 +213,14 @@ class SSHKeys:
         """
         keys = cls({}, clock=clock)
         keys._keys = WatchedEntries(
-            {}, path, parseAuthorizedKeys, clock=clock, runInThread=runInThread
+            {}, path, keys._parse, clock=clock, runInThread=runInThread
         )
         return keys
+
+    def _parse(self, text: str) -> ParsedEntries[list[AuthorizedKey]]:
+        parsed = parseAuthorizedKeys(text)
+        mocks = MockKeys.of(parsed.entries, self._madeMocks)
+        return ParsedEntries(WithMocks(parsed.entries, mocks), parsed.problems)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         """
@@ -229,15 +239,14 @@ class SSHKeys:
                 return fail(ProtocolError(str(e)))
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
         lines = self._keys.get(keycard.name) or []
+        mocks = mocksOf(self._keys.current(), self._mocks)
         if certificate is None:
-            keys = [
-                k.key
-                for k in lines
-                if not k.certAuthority and k.allows(keycard.address)
-            ]
+            # Prepared when the file was read: the same steps for any name.
+            keys, padding = mocks.select(keycard.name, keycard.address)
         else:
             keys = self._certified(certificate, lines, keycard)
-        check = SignatureProofCheck(keys or self._mock)
+            padding = mocks.padding(keys)
+        check = SignatureProofCheck(keys, padding)
         return succeed(SSHExchange(keycard.name, nonce, check))
 
     def _certified(

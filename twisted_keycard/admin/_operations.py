@@ -83,9 +83,12 @@ def init(directory: str, devCert: str | None) -> int:
     keyring = Keyring.generate(time.time())
     outcome: list[object] = []
     store.saveKeyring(keyring).addBoth(outcome.append)
+    # And the secret of mock challenges, shared by the store's bouncers.
+    store.mockSecret().addBoth(outcome.append)
     store.close()
-    if isinstance(outcome[0], Failure):
-        outcome[0].raiseException()
+    for result in outcome:
+        if isinstance(result, Failure):
+            result.raiseException()
     print(
         f"made data directory {data.path} with token signing key {keyring.signing.kid}"
     )

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -17,12 +18,20 @@ from zope.interface import implementer
 
 from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
 from twisted_keycard._fileversion import RunInThread
+from twisted_keycard._mocks import (
+    IMockSecretTaker,
+    WithMocks,
+    mockBytes,
+    mocksOf,
+    mockSubkey,
+    mostCommon,
+)
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.keycard._interfaces import IChallenger, IExchange
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.keycard._selfverifying import requestVerified
 from twisted_keycard.scram._binding import checkOffer
-from twisted_keycard.scram._crypto import KEY_BYTES, hmacSha256
+from twisted_keycard.scram._crypto import KEY_BYTES
 from twisted_keycard.scram._exchange import ISCRAMExchange, SCRAMExchange
 from twisted_keycard.scram._keycard import SCRAMKeycard
 from twisted_keycard.scram._messages import ClientFirst, ServerFirst, b64, checkNonce
@@ -32,15 +41,38 @@ from twisted_keycard.scram._verifier import DEFAULT_ITERATIONS, SALT_BYTES, Veri
 SERVER_NONCE_BYTES = 18
 
 
-@implementer(ICredentialsChecker, IChallenger)
+@attrs.frozen
+class MockShape:
+    """
+    What a mock challenge shows besides its salt: the iteration count and
+    salt length most verifiers of the file have.
+    """
+
+    iterations: int = DEFAULT_ITERATIONS
+    saltLength: int = SALT_BYTES
+
+    @classmethod
+    def of(cls, verifiers: Iterable[Verifier], iterations: int | None) -> MockShape:
+        """
+        The shape most C{verifiers} have (the default for none), with
+        C{iterations} instead of theirs if given.
+        """
+        found = mostCommon(
+            ((v.iterations, len(v.salt)) for v in verifiers),
+            (DEFAULT_ITERATIONS, SALT_BYTES),
+        )
+        return cls(found[0] if iterations is None else iterations, found[1])
+
+
+@implementer(ICredentialsChecker, IChallenger, IMockSecretTaker)
 class SCRAMVerifiers:
     """
     Primes and checks SCRAM-SHA-256 exchanges against stored verifiers.
 
     For an unknown user it primes a mock exchange: a salt stable per user
-    name (from a secret key) and as long as real salts, the default
-    iteration count, the same work at the check, and the same failure as a
-    wrong password.
+    name (made from the mock secret), the iteration count and salt length
+    of most real verifiers, the same work at the priming and at the check,
+    and the same failure as a wrong password.
     """
 
     credentialInterfaces = (ISCRAMExchange,)
@@ -50,26 +82,29 @@ class SCRAMVerifiers:
         self,
         verifiers: Mapping[str, Verifier],
         *,
-        iterations: int = DEFAULT_ITERATIONS,
+        iterations: int | None = None,
         mockKey: bytes | None = None,
         randomBytes: Callable[[int], bytes] = secrets.token_bytes,
         nonceFactory: Callable[[], str] | None = None,
     ) -> None:
         """
         @param verifiers: verifiers by user name.
-        @param iterations: the iteration count of mock exchanges; make it
-            that of most real verifiers.
-        @param mockKey: the secret the mock salts are made from; random by
+        @param iterations: the iteration count of mock exchanges; by
+            default that of most verifiers (of the file, as read now).
+        @param mockKey: the mock secret (see L{setMockSecret}); random by
             default, so mock salts change when the server restarts.
         @param randomBytes: the source of random bytes.
         @param nonceFactory: makes the server's part of the nonce; by
             default base64 of 18 bytes from C{randomBytes}.
         """
         self._verifiers: WatchedEntries[Verifier] = WatchedEntries(verifiers)
-        self.iterations = iterations
-        self._mockKey = mockKey if mockKey is not None else secrets.token_bytes(32)
+        self._iterations = iterations
+        self._shape = MockShape.of(verifiers.values(), iterations)
+        self.setMockSecret(mockKey if mockKey is not None else secrets.token_bytes(32))
         self._random = randomBytes
         self._nonce = nonceFactory or self._randomNonce
+        # A mock exchange's keys: nobody knows them, and it fails anyway.
+        self._mockKeys = (randomBytes(KEY_BYTES), randomBytes(KEY_BYTES))
 
     def __repr__(self) -> str:
         return f"<SCRAMVerifiers of {len(self._verifiers)} users>"
@@ -79,7 +114,7 @@ class SCRAMVerifiers:
         cls,
         path: str | os.PathLike[str],
         *,
-        iterations: int = DEFAULT_ITERATIONS,
+        iterations: int | None = None,
         mockKey: bytes | None = None,
         randomBytes: Callable[[int], bytes] = secrets.token_bytes,
         clock: IReactorTime | None = None,
@@ -89,7 +124,8 @@ class SCRAMVerifiers:
         Read C{name:SCRAM-SHA-256$...} lines (see L{parseVerifiers}).  The
         file is read again, in a thread, when it changes (see
         L{WatchedEntries}; C{clock} and C{runInThread} as there); bad lines
-        are left out and logged.
+        are left out and logged.  Mock exchanges follow the file's most
+        common iteration count and salt length.
 
         @raise OSError: if the file cannot be read.
         @raise ValueError: if it is not UTF-8 text.
@@ -98,20 +134,36 @@ class SCRAMVerifiers:
             {}, iterations=iterations, mockKey=mockKey, randomBytes=randomBytes
         )
         verifiers._verifiers = WatchedEntries(
-            {}, path, parseVerifiers, clock=clock, runInThread=runInThread
+            {}, path, verifiers._parse, clock=clock, runInThread=runInThread
         )
         return verifiers
+
+    def _parse(self, text: str) -> ParsedEntries[Verifier]:
+        parsed = parseVerifiers(text)
+        shape = MockShape.of(parsed.entries.values(), self._iterations)
+        return ParsedEntries(WithMocks(parsed.entries, shape), parsed.problems)
+
+    def setMockSecret(self, secret: bytes) -> None:
+        """
+        Make mock salts from C{secret} from now on: bouncers given the same
+        secret (L{twisted_keycard.store} keeps one) show one salt for a
+        name.
+
+        @raise ValueError: if C{secret} is shorter than 16 bytes.
+        """
+        self._mockKey = mockSubkey(secret, b"SCRAM-SHA-256 salt")
 
     def _randomNonce(self) -> str:
         return b64(self._random(SERVER_NONCE_BYTES))
 
     def _mock(self, username: str) -> Verifier:
-        salt = hmacSha256(self._mockKey, username.encode("utf-8"))[:SALT_BYTES]
+        shape = mocksOf(self._verifiers.current(), self._shape)
+        storedKey, serverKey = self._mockKeys
         return Verifier(
-            iterations=self.iterations,
-            salt=salt,
-            storedKey=self._random(KEY_BYTES),
-            serverKey=self._random(KEY_BYTES),
+            iterations=shape.iterations,
+            salt=mockBytes(self._mockKey, username, shape.saltLength),
+            storedKey=storedKey,
+            serverKey=serverKey,
         )
 
     def verifierFor(self, username: str) -> Deferred[tuple[Verifier, bool]]:
@@ -154,10 +206,11 @@ class SCRAMVerifiers:
                 raise ProtocolError("not a SCRAM keycard")
             first = ClientFirst.parse(keycard.clientFirst)
             checkOffer(first.gs2Header, keycard.channelBindings)
-            verifier = self._verifiers.get(first.username)
-            known = verifier is not None
-            if verifier is None:
-                verifier = self._mock(first.username)
+            found = self._verifiers.get(first.username)
+            # Made for every name, so a known one costs the same work.
+            mock = self._mock(first.username)
+            known = found is not None
+            verifier = found if found is not None else mock
             nonce = checkNonce(first.nonce + self._nonce())
         except Exception as e:
             return fail(e)

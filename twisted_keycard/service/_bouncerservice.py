@@ -17,6 +17,7 @@ from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._policy import TokenPolicy
 from twisted_keycard.scram._server import SCRAMVerifiers
 from twisted_keycard.service._datadir import DataDir
+from twisted_keycard.service._mocksecret import giveMockSecret, storedMockSecret
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 
@@ -59,6 +60,7 @@ class BouncerService(MultiService):
             L{TokenPolicy} unless given, as in the bouncer service.
         @raise twisted_keycard.service.NoDataDir: if C{path} is not a data
             directory.
+        @raise sqlite3.Error: if its store cannot be opened.
         """
         dataDir = DataDir.open(path)
         if checkers is None:
@@ -66,6 +68,9 @@ class BouncerService(MultiService):
                 SCRAMVerifiers.fromFile(dataDir.users, clock=reactor),
             ]
         options.setdefault("tokens", TokenPolicy())
+        checkers = list(checkers)
+        # Mock challenges the same as the bouncer service's on this store.
+        giveMockSecret(checkers, storedMockSecret(str(dataDir.database)))
         store = SQLiteStore(str(dataDir.database), reactor)
         return cls(Bouncer(checkers, store, clock=reactor, **options), store)
 

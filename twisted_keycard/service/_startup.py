@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted_keycard._secretfiles import exposure
 from twisted_keycard.error import KeycardError
 from twisted_keycard.service._endpoints import describeListenError
+from twisted_keycard.service._mocksecret import giveMockSecret, storedMockSecret
 from twisted_keycard.store.sqlite._schema import connect
 
 PROGRAM = "keycard-bouncer"
@@ -158,15 +159,19 @@ class StoreCheck(Service):
     Opens the SQLite store once, in the starting process and before the
     reactor runs, so that a store that cannot be opened (a missing
     directory, a file that is not a database, a newer format) stops the
-    start rather than failing every login.
+    start rather than failing every login; then hands the store's mock
+    secret to the checkers that make mock challenges, before any listener
+    starts (so every bouncer of the store shows one challenge for a name).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, checkers: Iterable[object] = ()) -> None:
         self.path = path
+        self.checkers = list(checkers)
 
     def startService(self) -> None:
         try:
             connect(self.path).close()
+            giveMockSecret(self.checkers, storedMockSecret(self.path))
         except (sqlite3.Error, OSError, ValueError) as e:
             reason = (
                 e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)

@@ -409,7 +409,7 @@ def makeService(options: Options) -> IService:
         raise StartupError(str(e)) from None
     warnPlainPasswords(options["listen"], options["credCheckers"])
     top = MultiService()
-    StoreCheck(options.storePath).setServiceParent(top)
+    StoreCheck(options.storePath, options["credCheckers"]).setServiceParent(top)
     storeService = _Store(options.storePath)
     storeService.setServiceParent(top)
     store: Any = storeService.store

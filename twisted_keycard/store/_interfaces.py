@@ -229,7 +229,7 @@ class IThrottleStore(Interface):
 class IKeyringStore(Interface):
     """
     Where the keyring that signs tokens is kept, so that bouncers sharing a
-    store share it.
+    store share it, and the secret their mock challenges are made from.
     """
 
     def loadKeyring() -> Deferred[Keyring | None]:
@@ -254,6 +254,16 @@ class IKeyringStore(Interface):
 
         @return: a L{Deferred} firing with the version, C{0} if no keyring
             was ever saved.
+        """
+
+    def mockSecret() -> Deferred[bytes]:
+        """
+        The secret that checkers make mock challenges for unknown names from
+        (see L{twisted_keycard.interfaces.IMockSecretTaker}), so that
+        bouncers sharing the store show one challenge for a name; made at
+        random and stored on first use, by whichever bouncer comes first.
+
+        @return: a L{Deferred} firing with the secret (32 bytes).
         """
 
 

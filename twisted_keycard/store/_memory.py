@@ -6,12 +6,14 @@ tests.
 from __future__ import annotations
 
 import bisect
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from twisted_keycard._mocks import SECRET_BYTES
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
@@ -68,6 +70,7 @@ class MemoryStore:
     _leases: dict[str, float] = attrs.field(factory=dict)
     _byHolder: dict[str, set[str]] = attrs.field(factory=dict)
     _failures: MemoryFailures = attrs.field(factory=MemoryFailures)
+    _mockSecret: bytes | None = attrs.field(default=None, repr=False)
 
     def _indexes(
         self, record: IssuedKeycard
@@ -275,3 +278,8 @@ class MemoryStore:
         self._records[keycardId] = record
         _index(self._byHolder, holderId, keycardId)
         return succeed(record)
+
+    def mockSecret(self) -> Deferred[bytes]:
+        if self._mockSecret is None:
+            self._mockSecret = secrets.token_bytes(SECRET_BYTES)
+        return succeed(self._mockSecret)

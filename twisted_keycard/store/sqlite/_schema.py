@@ -82,6 +82,16 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS keycards_holder ON keycards (holder_id)",
 ]
 
+#: Secrets bouncers sharing the store share besides the keyring (the mock
+#: secret); made on first use, so a store made by an earlier version needs
+#: no new format.
+SECRETS = """
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    secret BLOB NOT NULL
+)
+"""
+
 COLUMNS = (
     "keycard_id, avatar_id, requester_name, bouncer_name, keycard_type,"
     " address, issued, duration, expires, parent_id, seat_pool, held, family_id,"

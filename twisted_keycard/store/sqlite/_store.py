@@ -8,6 +8,7 @@ arrive together are answered by one query.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
+from twisted_keycard._mocks import SECRET_BYTES
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
@@ -27,7 +29,7 @@ from twisted_keycard.store._records import IssuedKeycard, Revocation
 from twisted_keycard.store.sqlite import _failures as failures
 from twisted_keycard.store.sqlite import _leases as leases
 from twisted_keycard.store.sqlite._database import Database
-from twisted_keycard.store.sqlite._schema import COLUMNS, fromRow, toRow
+from twisted_keycard.store.sqlite._schema import COLUMNS, SECRETS, fromRow, toRow
 from twisted_keycard.tokens._keyring import Keyring, SigningKey
 
 _T = TypeVar("_T")
@@ -354,3 +356,16 @@ class SQLiteStore:
         self, keycardId: str, holderId: str
     ) -> Deferred[IssuedKeycard | None]:
         return self._write(lambda c: leases.holdUnder(c, keycardId, holderId))
+
+    def mockSecret(self) -> Deferred[bytes]:
+        def job(c: sqlite3.Connection) -> bytes:
+            c.execute(SECRETS)
+            # In one transaction: of processes racing here, the first wins.
+            c.execute(
+                "INSERT OR IGNORE INTO secrets (name, secret) VALUES ('mock', ?)",
+                (secrets.token_bytes(SECRET_BYTES),),
+            )
+            row = c.execute("SELECT secret FROM secrets WHERE name = 'mock'")
+            return bytes(row.fetchone()[0])
+
+        return self._write(job)
