@@ -1,21 +1,40 @@
 """
 The two sides of P1 and P5, each run as its own process.
 
-    python -m bench._pbpeer server ours|stock
-    python -m bench._pbpeer client ours|stock PORT CONCURRENCY new|one COUNT [warm]
+    python -m bench._pbpeer server stock|embedded [LIMITS-JSON]
+    python -m bench._pbpeer client stock|ours PORT CONCURRENCY new|persistent
+        COUNT [barrier]
 
-The server prints its port; the client prints one JSON line: logins, seconds,
-its own CPU seconds, untimed warm-up logins, failures, per-login latencies
-(p50, p99), and round trips per login.
-With C{warm}, the client first logs each user in once, untimed, so that a
-SCRAM client has derived each password's keys (once per password, as any
-long-running SCRAM client does) before the timed logins.
+The server prints its port.  C{embedded} is a L{Bouncer} as a user embeds
+it: a L{MemoryStore}, tokens on (C{TokenPolicy()}), no throttling (the
+default), the default limits except those named in C{LIMITS-JSON}
+(C{{"connection": {...}, "exchange": {...}}}, keywords of
+L{ConnectionLimits} and L{ExchangeLimits}), started as a service, behind a
+L{KeycardRoot} and a L{KeycardServerFactory}.  C{stock} is Twisted's PB
+login with an in-memory checker.
+
+The client logs each user in once, untimed, on a new connection (so that a
+SCRAM client has derived each password's keys, as a long-running client
+has; the stock client alike), then runs COUNT timed logins with
+CONCURRENCY in flight: C{new} opens a connection for each login;
+C{persistent} gives each of the CONCURRENCY workers its own connection,
+kept for L{PER_CONNECTION} logins (the server's default cap on keycards one
+connection holds) and then replaced.  C{ours} logs in as a user's client
+does: C{KeycardClientFactory.login([SCRAMAnswerer(...)])}, asking the server
+its kinds first (the default), with a L{SCRAMKeyCache} per user.
+
+With C{barrier}, the client prints C{ready} after its untimed logins and
+waits for a line on its standard input before timing.  It ends by printing
+one JSON line: logins, failures, seconds, its CPU (ns, from schedstat),
+every login's latency (ms), and the PB requests it sent per timed login
+(each waits for one answer: round trips), counted on its brokers.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-import statistics
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,11 +54,29 @@ from twisted_keycard import (
     KeycardClientFactory,
     KeycardRoot,
     KeycardServerFactory,
+    MemoryStore,
 )
-from twisted_keycard.bouncer import ExchangeLimits
+from twisted_keycard.bouncer import ExchangeLimits, TokenPolicy
+from twisted_keycard.pb import ConnectionLimits
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeyCache, SCRAMVerifiers, Verifier
 
+from ._common import cpuNs
+
 USERS = 100
+
+#: The listen backlog of every server, ours and the peer's alike, so that a
+#: burst of connections measures the servers, not the kernel's accept queue.
+BACKLOG = 1024
+
+#: Logins on one persistent connection: the keycards one connection may
+#: hold by default (a client gives them back only by disconnecting).
+PER_CONNECTION: int = (
+    inspect.signature(KeycardRoot).parameters["maxKeycardsPerConnection"].default
+)
+
+
+#: Seconds a login may take before it counts as failed.
+LOGIN_TIMEOUT = 60.0
 
 
 def user(i: int) -> tuple[str, str]:
@@ -59,29 +96,39 @@ class Realm:
         return pb.IPerspective, Avatar(), lambda: None
 
 
-async def server(reactor: Any, side: str) -> None:
-    if side == "ours":
-        verifiers = SCRAMVerifiers(
-            {user(i)[0]: Verifier.fromPassword(user(i)[1]) for i in range(USERS)}
-        )
-        bouncer = Bouncer(
-            [verifiers],
-            clock=reactor,
-            limits=ExchangeLimits(
-                maxPending=10**6,
-                maxPendingPerAddress=10**6,
-                maxPendingPerConnection=10**6,
-            ),
-        )
-        root = KeycardRoot(bouncer, Portal(Realm()), maxKeycardsPerConnection=10**9)
-        factory: pb.PBServerFactory = KeycardServerFactory(root)
-    else:
-        checker = InMemoryUsernamePasswordDatabaseDontUse(
-            **{user(i)[0]: user(i)[1].encode() for i in range(USERS)}
-        )
-        factory = pb.PBServerFactory(Portal(Realm(), [checker]))
+def embeddedFactory(reactor: Any, limits: dict[str, Any]) -> pb.PBServerFactory:
+    """
+    The embedded configuration, with the defaults but C{limits}; C{reactor}
+    is its clock (the default, in a server process).
+    """
+    verifiers = SCRAMVerifiers(
+        {user(i)[0]: Verifier.fromPassword(user(i)[1]) for i in range(USERS)}
+    )
+    bouncer = Bouncer(
+        [verifiers],
+        MemoryStore(),
+        clock=reactor,
+        tokens=TokenPolicy(),
+        limits=ExchangeLimits(**limits.get("exchange", {})),
+    )
+    bouncer.startService()
+    root = KeycardRoot(bouncer, Portal(Realm()), clock=reactor)
+    return KeycardServerFactory(
+        root, limits=ConnectionLimits(**limits.get("connection", {})), clock=reactor
+    )
+
+
+def stockFactory() -> pb.PBServerFactory:
+    checker = InMemoryUsernamePasswordDatabaseDontUse(
+        **{user(i)[0]: user(i)[1].encode() for i in range(USERS)}
+    )
+    return pb.PBServerFactory(Portal(Realm(), [checker]))
+
+
+async def server(reactor: Any, side: str, limits: dict[str, Any]) -> None:
+    factory = stockFactory() if side == "stock" else embeddedFactory(reactor, limits)
     port = await TCP4ServerEndpoint(
-        reactor, 0, backlog=2048, interface="127.0.0.1"
+        reactor, 0, backlog=BACKLOG, interface="127.0.0.1"
     ).listen(factory)
     print(port.getHost().port, flush=True)
     await Deferred()
@@ -89,8 +136,8 @@ async def server(reactor: Any, side: str) -> None:
 
 class Counter(pb.Broker):
     """
-    Counts the messages this client sends (requests; each waits for one
-    answer, so it is one round trip).
+    Counts the requests this client's brokers send (PB C{message}s; each
+    waits for one answer, so each is a round trip).
     """
 
     sent = 0
@@ -109,6 +156,69 @@ class StockFactory(pb.PBClientFactory):
     protocol = Counter
 
 
+class Client:
+    """
+    One client process's logins.
+    """
+
+    def __init__(self, reactor: Any, side: str, port: int) -> None:
+        self.reactor = reactor
+        self.side = side
+        self.endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60)
+        self.caches = {user(i)[0]: SCRAMKeyCache() for i in range(USERS)}
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+
+    async def connect(self) -> Any:
+        factory = OursFactory() if self.side == "ours" else StockFactory()
+        await self.endpoint.connect(factory)
+        return factory
+
+    async def login(self, factory: Any, i: int) -> None:
+        name, password = user(i)
+        start = time.perf_counter()
+        try:
+            if self.side == "ours":
+                answerer = SCRAMAnswerer(name, password, cache=self.caches[name])
+                d = factory.login([answerer])
+            else:
+                d = factory.login(UsernamePassword(name.encode(), password.encode()))
+            await d.addTimeout(LOGIN_TIMEOUT, self.reactor)
+            self.latencies.append((time.perf_counter() - start) * 1000)
+        except Exception as e:
+            self.failures.append(repr(e)[:200])
+
+    async def newConnection(self, i: int) -> None:
+        try:
+            factory = await self.connect()
+        except Exception as e:
+            self.failures.append(repr(e)[:200])
+            return
+        await self.login(factory, i)
+        factory.disconnect()
+
+    async def worker(self, mode: str, remaining: list[int]) -> None:
+        factory, used = None, 0
+        while remaining:
+            i = remaining.pop()
+            if mode == "new":
+                await self.newConnection(i)
+                continue
+            if factory is None or used == PER_CONNECTION:
+                if factory is not None:
+                    factory.disconnect()
+                try:
+                    factory, used = await self.connect(), 0
+                except Exception as e:
+                    self.failures.append(repr(e)[:200])
+                    factory = None
+                    continue
+            used += 1
+            await self.login(factory, i)
+        if factory is not None:
+            factory.disconnect()
+
+
 async def client(
     reactor: Any,
     side: str,
@@ -116,66 +226,35 @@ async def client(
     concurrency: int,
     mode: str,
     count: int,
-    warm: bool,
+    barrier: bool,
 ) -> None:
-    caches = {user(i)[0]: SCRAMKeyCache() for i in range(USERS)}
-    latencies: list[float] = []
-    failures: list[str] = []
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60)
-    shared: Any = None
-    if mode == "one":
-        shared = OursFactory() if side == "ours" else StockFactory()
-        await endpoint.connect(shared)
+    runner = Client(reactor, side, port)
+    for i in range(USERS):
+        await runner.newConnection(i)
+    warmFailures = runner.failures[:3]
+    runner.latencies.clear()
+    runner.failures.clear()
+    if barrier:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    Counter.sent = 0
     remaining = list(range(count))
-
-    async def login(i: int) -> None:
-        name, password = user(i)
-        factory = shared
-        if factory is None:
-            factory = OursFactory() if side == "ours" else StockFactory()
-            await endpoint.connect(factory)
-        start = time.perf_counter()
-        try:
-            if side == "ours":
-                answerer = SCRAMAnswerer(name, password, cache=caches[name])
-                await factory.login([answerer], askServer=False)
-            else:
-                await factory.login(UsernamePassword(name.encode(), password.encode()))
-            latencies.append(time.perf_counter() - start)
-        except Exception as e:
-            failures.append(repr(e)[:200])
-        if shared is None:
-            factory.disconnect()
-
-    async def worker() -> None:
-        while remaining:
-            await login(remaining.pop())
-
-    if warm:
-        # Untimed: one login per user first, as a long-running client would
-        # have done, so that each SCRAM client has derived its keys once.
-        for i in range(USERS):
-            await login(i)
-        latencies.clear()
-        failures.clear()
-        Counter.sent = 0
-
-    begin, beginCpu = time.perf_counter(), time.process_time()
-    await gatherResults([ensureDeferred(worker()) for _ in range(concurrency)])
+    begin, beginCpu = time.perf_counter(), cpuNs(os.getpid())
+    await gatherResults(
+        [ensureDeferred(runner.worker(mode, remaining)) for _ in range(concurrency)]
+    )
     elapsed = time.perf_counter() - begin
-    cpu = time.process_time() - beginCpu
-    ordered = sorted(latencies) or [0.0]
+    cpu = cpuNs(os.getpid()) - beginCpu
     print(
         json.dumps(
             {
-                "logins": len(latencies),
-                "failures": len(failures),
-                "failureSample": failures[:3],
+                "logins": len(runner.latencies),
+                "failures": len(runner.failures),
+                "failureSample": runner.failures[:3] or warmFailures,
                 "seconds": elapsed,
-                "cpu": cpu,
-                "warmup": USERS if warm else 0,
-                "p50": statistics.median(ordered),
-                "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+                "cpuNs": cpu,
+                "warmup": USERS,
+                "latencies": [round(v, 4) for v in runner.latencies],
                 "roundTrips": Counter.sent / max(1, count),
             }
         ),
@@ -186,7 +265,8 @@ async def client(
 def main(argv: list[str]) -> None:
     role, side = argv[0], argv[1]
     if role == "server":
-        task.react(lambda reactor: ensureDeferred(server(reactor, side)))
+        limits = json.loads(argv[2]) if argv[2:] else {}
+        task.react(lambda reactor: ensureDeferred(server(reactor, side, limits)))
     else:
         port, concurrency, mode, count = (
             int(argv[2]),
@@ -194,10 +274,10 @@ def main(argv: list[str]) -> None:
             argv[4],
             int(argv[5]),
         )
-        warm = argv[6:] == ["warm"]
+        barrier = argv[6:] == ["barrier"]
         task.react(
             lambda reactor: ensureDeferred(
-                client(reactor, side, port, concurrency, mode, count, warm)
+                client(reactor, side, port, concurrency, mode, count, barrier)
             )
         )
 

@@ -5,12 +5,18 @@ not one of its figures.
 
     python bench/login_cost.py [COUNT]
 
-Both sides talk over an in-memory transport (L{twisted.test.iosim}), so
-there are no sockets and no reactor: what is left is the code of the two
-brokers and of the login.  The server's part is the time spent in its
+Ours is P1's embedded configuration (see L{bench._pbpeer}: a L{Bouncer} on
+a L{MemoryStore} with tokens, L{KeycardRoot}, L{KeycardServerFactory}, the
+default limits) and the default client (C{KeycardClientFactory.login},
+asking the server's kinds first).  Both sides talk over an in-memory
+transport (L{twisted.test.iosim}), so there are no sockets and no reactor:
+what is left is the code of the two brokers and of the login.  As in P1's
+persistent layout, a connection carries L{PER_CONNECTION} logins (the
+keycards one connection may hold by default), then closes, and a new one
+is made, for both sides alike.  The server's part is the time spent in its
 broker's C{dataReceived}; the client's part is the rest (its own broker and
-login code, and the in-memory transport, which costs the same for both).
-Each figure is the best of three runs.
+login code, connection set-up, and the in-memory transport, which costs the
+same for both).  Each figure is the best of three runs.
 """
 
 from __future__ import annotations
@@ -22,97 +28,95 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.spread import pb
 from twisted.test.iosim import FakeTransport, connect
 
-from bench._pbpeer import USERS, Realm, user
-from twisted_keycard import (
-    Bouncer,
-    KeycardClientFactory,
-    KeycardRoot,
-    KeycardServerFactory,
-)
-from twisted_keycard.bouncer import ExchangeLimits
-from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeyCache, SCRAMVerifiers, Verifier
+from bench._pbpeer import PER_CONNECTION, USERS, embeddedFactory, stockFactory, user
+from twisted_keycard import KeycardClientFactory
+from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeyCache
+
+SERVER = IPv4Address("TCP", "127.0.0.1", 8800)
+CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
+
+
+class Side:
+    """
+    One side's server factory and a way to log in to it in memory.
+    """
+
+    def __init__(self, side: str) -> None:
+        self.side = side
+        self.server: Any = (
+            embeddedFactory(Clock(), {}) if side == "ours" else stockFactory()
+        )
+        self.caches = {user(i)[0]: SCRAMKeyCache() for i in range(USERS)}
+        self.inServer = 0.0
+
+    def connection(self) -> tuple[Any, Any]:
+        """
+        A new in-memory connection: the client factory and the pump.
+        """
+        client: Any = (
+            KeycardClientFactory() if self.side == "ours" else pb.PBClientFactory()
+        )
+        serverBroker = self.server.buildProtocol(CLIENT)
+        clientBroker = client.buildProtocol(SERVER)
+        received = serverBroker.dataReceived
+
+        def timed(data: bytes) -> None:
+            start = time.perf_counter()
+            received(data)
+            self.inServer += time.perf_counter() - start
+
+        serverBroker.dataReceived = timed
+        pump = connect(
+            serverBroker,
+            FakeTransport(serverBroker, True, SERVER, CLIENT),
+            clientBroker,
+            FakeTransport(clientBroker, False, CLIENT, SERVER),
+        )
+        return client, pump
+
+    def logins(self, first: int, count: int) -> None:
+        client, pump = self.connection()
+        for i in range(first, first + count):
+            name, password = user(i)
+            if self.side == "ours":
+                answerer = SCRAMAnswerer(name, password, cache=self.caches[name])
+                d = client.login([answerer])
+            else:
+                d = client.login(UsernamePassword(name.encode(), password.encode()))
+            pump.flush()
+            results: list[object] = []
+            d.addBoth(results.append)
+            if not (results and isinstance(results[0], pb.RemoteReference)):
+                raise RuntimeError(f"{self.side} login failed: {results}")
+        client.disconnect()
+        pump.flush()
 
 
 def measure(side: str, count: int) -> tuple[float, float]:
     """
     @return: microseconds per login on the server side and in all.
     """
-    server: Any
-    client: Any
-    if side == "ours":
-        verifiers = SCRAMVerifiers(
-            {user(i)[0]: Verifier.fromPassword(user(i)[1]) for i in range(USERS)}
-        )
-        bouncer = Bouncer(
-            [verifiers],
-            clock=Clock(),
-            limits=ExchangeLimits(
-                maxPending=10**6,
-                maxPendingPerAddress=10**6,
-                maxPendingPerConnection=10**6,
-            ),
-        )
-        root = KeycardRoot(bouncer, Portal(Realm()), maxKeycardsPerConnection=10**9)
-        server, client = KeycardServerFactory(root), KeycardClientFactory()
-    else:
-        checker = InMemoryUsernamePasswordDatabaseDontUse(
-            **{user(i)[0]: user(i)[1].encode() for i in range(USERS)}
-        )
-        server = pb.PBServerFactory(Portal(Realm(), [checker]))
-        client = pb.PBClientFactory()
-    serverAddress = IPv4Address("TCP", "127.0.0.1", 8800)
-    clientAddress = IPv4Address("TCP", "127.0.0.1", 40000)
-    serverBroker = server.buildProtocol(clientAddress)
-    clientBroker = client.buildProtocol(serverAddress)
-    inServer = [0.0]
-    received = serverBroker.dataReceived
+    runner = Side(side)
 
-    def timed(data: bytes) -> None:
-        start = time.perf_counter()
-        received(data)
-        inServer[0] += time.perf_counter() - start
+    def logins(total: int) -> None:
+        for first in range(0, total, PER_CONNECTION):
+            runner.logins(first, min(PER_CONNECTION, total - first))
 
-    serverBroker.dataReceived = timed
-    pump = connect(
-        serverBroker,
-        FakeTransport(serverBroker, True, serverAddress, clientAddress),
-        clientBroker,
-        FakeTransport(clientBroker, False, clientAddress, serverAddress),
-    )
-    caches = {user(i)[0]: SCRAMKeyCache() for i in range(USERS)}
-
-    def login(i: int) -> None:
-        name, password = user(i)
-        if side == "ours":
-            answerer = SCRAMAnswerer(name, password, cache=caches[name])
-            d = client.login([answerer], askServer=False)
-        else:
-            d = client.login(UsernamePassword(name.encode(), password.encode()))
-        pump.flush()
-        results: list[object] = []
-        d.addBoth(results.append)
-        if not (results and isinstance(results[0], pb.RemoteReference)):
-            raise RuntimeError(f"{side} login failed: {results}")
-
-    for i in range(3 * USERS):
-        login(i)
+    logins(3 * USERS)
     best: tuple[float, float] | None = None
     for _ in range(3):
-        inServer[0] = 0.0
+        runner.inServer = 0.0
         start = time.perf_counter()
-        for i in range(count):
-            login(i)
+        logins(count)
         total = time.perf_counter() - start
         if best is None or total < best[1]:
-            best = (inServer[0], total)
+            best = (runner.inServer, total)
     assert best is not None
     return best[0] / count * 1e6, best[1] / count * 1e6
 

@@ -1,175 +1,171 @@
 """
-P1: SCRAM keycard logins over PB on loopback, beside Twisted's stock PB
-login (C{PBClientFactory.login} with C{UsernamePassword}, in-memory
-checker), same layout: server and client in separate processes, 1 client
-and 100 logins in flight, a new connection per login and one connection for
-many logins.  Rate, server CPU per login (from /proc), client CPU per login,
-p50/p99 latency and round trips per login: the medians of three runs, each
-of both sides.  Each client process first logs every user in once, untimed
-(both sides alike), so that the SCRAM client has derived each password's
-keys, as a long-running client has.
+P1: SCRAM keycard logins over PB on loopback in two configurations a user
+runs, each beside Twisted's stock PB login in the same layout: server and
+client in separate processes, 1 and 100 logins in flight, a new connection
+per login and persistent connections.
+
+ - P1e, embedded: see L{bench._pbpeer} (a L{Bouncer} on a L{MemoryStore}
+   with tokens, no throttling, behind L{KeycardRoot} and
+   L{KeycardServerFactory});
+ - P1s, service: C{twistd -n keycard-bouncer} on a data directory made by
+   C{keycard init} (see L{bench._servers});
+ - P1r: the PB requests (round trips) one login sends, counted.
+
+Rate, server CPU per login (schedstat, over the timed logins only), client
+CPU per login, p50/p99 latency: medians over the runs.  Within a run the
+three servers run side by side and each layout is measured for all three
+in turn, starting one further along each time.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
+import tempfile
 from pathlib import Path
-from typing import Any
 
-from ._common import Figure
+from ._common import Figure, figure, percentile
+from ._pbpeer import BACKLOG, PER_CONNECTION
+from ._servers import Config, Server, makeDataDir, runClients
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-TICK = os.sysconf("SC_CLK_TCK")
+#: Connections not logged in, per client address: every client here comes
+#: from 127.0.0.1, and at 100 in flight 100 of them are not logged in yet.
+UNAUTHENTICATED = 128
+RAISED = {"connection": {"maxUnauthenticatedPerAddress": UNAUTHENTICATED}}
+
+CONFIGS = {
+    "stock": Config("stock"),
+    "embedded": Config("embedded", RAISED),
+    "service": Config("service", RAISED),
+}
+
+LAYOUTS = [("new", 1), ("new", 100), ("persistent", 1), ("persistent", 100)]
+
+NOTES = [
+    "P1 configurations (server side; ours is logged in to by the default"
+    " client: KeycardClientFactory.login([SCRAMAnswerer(...)]), asking the"
+    " server's kinds first, one SCRAMKeyCache per user, each user logged in"
+    " once untimed):",
+    f"  P1e {CONFIGS['embedded'].tag}: Bouncer([SCRAMVerifiers], MemoryStore(),"
+    " tokens=TokenPolicy()), no throttle (the default), started as a service;"
+    " KeycardRoot and KeycardServerFactory; default limits but"
+    f" maxUnauthenticatedPerAddress={UNAUTHENTICATED} (all clients share"
+    " 127.0.0.1; the default, 16, drops most of 100 new connections)",
+    f"  P1s {CONFIGS['service'].tag}: twistd -n keycard-bouncer --data-dir DIR"
+    " (made by keycard init): SQLite store, tokens, throttling, every default"
+    f" but --max-unauthenticated-per-address={UNAUTHENTICATED}",
+    "  peer: Twisted's PBServerFactory(Portal(realm, [in-memory checker])),"
+    " PBClientFactory.login(UsernamePassword)",
+    "  layouts: 'new conn' opens a connection per login; 'persistent' gives"
+    f" each in-flight client one connection for {PER_CONNECTION} logins (the"
+    " default cap on keycards a connection holds), then a new one; every"
+    f" server listens with backlog {BACKLOG}",
+    "  goals: P1e rate >= 1.0x and server CPU per login <= 1.0x of stock in"
+    " every layout; P1s rate >= 1.0x at 100 in flight; P1r = 2 (stock: 2)",
+]
+
+#: One run's measurements: config name -> layout -> measure -> value.
+Run = dict[str, dict[tuple[str, int], dict[str, float]]]
 
 
-def cpuSeconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def startServer(side: str) -> tuple[subprocess.Popen[str], int]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench._pbpeer", "server", side],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        cwd=ROOT,
-    )
-    assert server.stdout is not None
-    return server, int(server.stdout.readline())
-
-
-def runClients(
-    side: str,
-    port: int,
-    concurrency: int,
-    mode: str,
-    count: int,
-    processes: int = 1,
-    warm: bool = False,
-) -> list[dict[str, Any]]:
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench._pbpeer",
-                "client",
-                side,
-                str(port),
-                str(concurrency),
-                mode,
-                str(count),
-                *(["warm"] if warm else []),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=ENV,
-            cwd=ROOT,
+def measureLayout(
+    server: Server, layout: tuple[str, int], count: int
+) -> dict[str, float]:
+    mode, concurrency = layout
+    client = "stock" if server.config.side == "stock" else "ours"
+    (result,), serverNs = runClients(client, server, concurrency, mode, count)
+    if result["failures"]:
+        raise RuntimeError(
+            f"{server.config.side} {mode} {concurrency}: {result['failures']}"
+            f" failed logins, e.g. {result['failureSample']}\n{server.output()}"
         )
-        for _ in range(processes)
-    ]
-    results = []
-    for child in children:
-        out, _ = child.communicate(timeout=600)
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+    logins = result["logins"]
+    latencies = result["latencies"]
+    return {
+        "rate": logins / result["seconds"],
+        "cpu": serverNs / logins / 1000,
+        "clientCpu": result["cpuNs"] / logins / 1000,
+        "p50": percentile(latencies, 0.50),
+        "p99": percentile(latencies, 0.99),
+        "rtt": result["roundTrips"],
+    }
 
 
-def measure(side: str, count: int) -> dict[tuple[str, int], dict[str, float]]:
-    server, port = startServer(side)
-    figures = {}
+def oneRun(template: Path, count: int, shift: int) -> Run:
+    """
+    Start the three servers, measure every layout on each in turn, stop them.
+    """
+    servers: list[Server] = []
     try:
-        runClients(side, port, 10, "one", 200)  # warm up
-        for mode in ("new", "one"):
-            for concurrency in (1, 100):
-                before = cpuSeconds(server.pid)
-                (result,) = runClients(side, port, concurrency, mode, count, warm=True)
-                cpu = cpuSeconds(server.pid) - before
-                if result["failures"]:
-                    raise RuntimeError(f"{side} {mode} {concurrency}: {result}")
-                figures[(mode, concurrency)] = {
-                    "rate": result["logins"] / result["seconds"],
-                    # The server also served the client's warm-up logins.
-                    "cpu": cpu / (result["logins"] + result["warmup"]) * 1e6,
-                    "clientCpu": result["cpu"] / result["logins"] * 1e6,
-                    "p50": result["p50"] * 1000,
-                    "p99": result["p99"] * 1000,
-                    "rtt": result["roundTrips"],
-                }
+        for config in CONFIGS.values():
+            servers.append(Server(config, template))
+        run: Run = {name: {} for name in CONFIGS}
+        for i, layout in enumerate(LAYOUTS):
+            start = (shift + i) % len(servers)
+            for server in servers[start:] + servers[:start]:
+                name = server.config.side
+                run[name][layout] = measureLayout(server, layout, count)
+        return run
     finally:
-        server.terminate()
-        server.wait()
-    return figures
+        for server in servers:
+            server.stop()
 
 
-def one(
-    id: str, name: str, ours: list[float], peer: list[float], unit: str, higher: bool
-) -> Figure:
-    """
-    Medians of the runs (each run measures both sides); min and max of ours.
-    """
-    o, p = statistics.median(ours), statistics.median(peer)
-    ratio = (o / p if higher else p / o) if p and o else None
-    return Figure(id, name, o, p, unit, ratio, len(ours), min(ours), max(ours))
+def layoutName(layout: tuple[str, int]) -> str:
+    mode, concurrency = layout
+    connections = "new conn" if mode == "new" else "persistent"
+    return f"{connections}, {concurrency} in flight"
 
 
-#: Runs of each layout, alternating ours and the peer's.
-RUNS = 3
+#: The measures held to a ratio of at least 1, and at which in-flight counts.
+GOALS = {("rate", "P1e"): (1, 100), ("cpu", "P1e"): (1, 100), ("rate", "P1s"): (100,)}
+
+MEASURES = [
+    ("rate", "logins/s", "logins/s", True),
+    ("cpu", "server CPU/login", "us", False),
+    ("clientCpu", "client CPU/login", "us", False),
+    ("p50", "p50 latency", "ms", False),
+    ("p99", "p99 latency", "ms", False),
+]
 
 
-def run(quick: bool) -> list[Figure]:
-    count = 400 if quick else 2000
-    ours: list[dict[tuple[str, int], dict[str, float]]] = []
-    stock: list[dict[tuple[str, int], dict[str, float]]] = []
-    for _ in range(RUNS):
-        ours.append(measure("ours", count))
-        stock.append(measure("stock", count))
+def figures(runs: list[Run]) -> list[Figure]:
+    def each(config: str, layout: tuple[str, int], key: str) -> list[float]:
+        return [r[config][layout][key] for r in runs]
 
-    def each(
-        runs: list[dict[tuple[str, int], dict[str, float]]],
-        layout: tuple[str, int],
-        key: str,
-    ) -> list[float]:
-        return [r[layout][key] for r in runs]
-
-    figures = []
-    for mode, concurrency in ours[0]:
-        connections = "new conn/login" if mode == "new" else "one conn"
-        name = f"{connections}, {concurrency} in flight"
-        at = (mode, concurrency)
-        for key, what, unit, higher in (
-            ("rate", "logins/s", "logins/s", True),
-            ("cpu", "server CPU per login", "us", False),
-            ("clientCpu", "client CPU per login", "us", False),
-            ("p50", "p50 latency", "ms", False),
-            ("p99", "p99 latency", "ms", False),
-        ):
-            figures.append(
-                one(
-                    "P1",
-                    f"{what} ({name})",
-                    each(ours, at, key),
-                    each(stock, at, key),
+    result = []
+    for config, id in (("embedded", "P1e"), ("service", "P1s")):
+        for layout in LAYOUTS:
+            for key, what, unit, higher in MEASURES:
+                f = figure(
+                    id,
+                    f"{CONFIGS[config].tag}: {what}, {layoutName(layout)}",
+                    each(config, layout, key),
+                    each("stock", layout, key),
                     unit,
                     higher,
                 )
-            )
-    at = ("one", 1)
-    figures.append(
-        one(
-            "P1",
-            "round trips per login",
-            each(ours, at, "rtt"),
-            each(stock, at, "rtt"),
+                if (key, id) in GOALS and layout[1] in GOALS[key, id]:
+                    f = f.ratioAtLeast(1.0)
+                result.append(f)
+    for config in ("embedded", "service"):
+        ours = [r[config][layout]["rtt"] for r in runs for layout in LAYOUTS]
+        stock = [r["stock"][layout]["rtt"] for r in runs for layout in LAYOUTS]
+        f = figure(
+            "P1r",
+            f"{CONFIGS[config].tag}: PB round trips/login, all layouts",
+            ours,
+            stock,
             "requests",
             False,
         )
-    )
-    return figures
+        result.append(f.held("= 2", statistics.median(ours) == 2))
+    return result
+
+
+def run(quick: bool) -> list[Figure]:
+    count, runs = (400, 1) if quick else (2000, 3)
+    with tempfile.TemporaryDirectory(prefix="keycard-bench-") as tmp:
+        template = Path(tmp) / "data"
+        makeDataDir(template)
+        results = [oneRun(template, count, shift) for shift in range(runs)]
+    return figures(results)

@@ -1,30 +1,63 @@
 """
-P4: memory per active keycard, and the cost of expiring keycards, with 100k
-and 1M keycards held by one bouncer (memory store).  Absolute figures: no
-peer holds keycards.
+P4: memory per held keycard, and the cost of expiring keycards, with a
+smaller and a ten times larger number held by one bouncer, on the memory
+store and on the SQLite store.  Absolute figures: no peer holds keycards.
 
-Keycards are issued through the real path (token keycards, one-shot), and
-expired by the bouncer's own timers, on a Clock.
+Keycards are issued through the bouncer's public path (token keycards
+presented to C{Bouncer.authenticate}, tokens on) and expired by the
+bouncer's own timers, on a L{Clock}; the bouncer is not started as a
+service, so its periodic flush of the store (upkeep, not expiry) stays out
+of the timed step.  On SQLite, each expiry deletes its record in its own
+committed transaction before the requester is told.  Each store and size
+runs in a fresh process, so that resident memory counts only its keycards.
+
+    python -m bench.p4_memory child memory|sqlite COUNT   # one JSON line
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from twisted.internet import task
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from twisted_keycard import Bouncer, IRequester, KeycardState, MemoryStore
 from twisted_keycard.bouncer import TokenPolicy, newKeycardId
+from twisted_keycard.store.sqlite import SQLiteStore
 from twisted_keycard.tokencard import TokenKeycard
-from twisted_keycard.tokens import Keyring, TokenClaims, sign
+from twisted_keycard.tokens import TokenClaims, sign
 
-from ._common import Figure
+from ._common import Figure, single
 
+ROOT = Path(__file__).resolve().parent.parent
 EXPIRED = 1000
+IN_FLIGHT = 100
+SIZES = {
+    ("memory", False): [100_000, 1_000_000],
+    ("memory", True): [20_000, 200_000],
+    ("sqlite", False): [10_000, 100_000],
+    ("sqlite", True): [2_000, 20_000],
+}
+
+NOTES = [
+    "P4: Bouncer([], store, clock=Clock(), tokens=TokenPolicy()) holding"
+    " keycards issued for presented tokens; memory is the growth of the"
+    " process's resident set per keycard; expiry is from the timers firing"
+    f" to the requester told of all {EXPIRED}; SQLite: a file store with its"
+    " defaults (synchronous=FULL), one committed transaction per issue and"
+    " per expiry",
+]
 
 
 def rss() -> int:
@@ -34,105 +67,147 @@ def rss() -> int:
 
 @implementer(IRequester)
 class Requester:
+    """
+    Counts the keycards the bouncer expires; C{done} fires at L{EXPIRED}.
+    """
+
     def __init__(self) -> None:
         self.expired = 0
+        self.done: Deferred[None] = Deferred()
 
     def keycardIds(self) -> list[str]:
         return []
 
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
         self.expired += len(keycardIds)
+        if self.expired >= EXPIRED and not self.done.called:
+            self.done.callback(None)
 
 
-def fill(count: int) -> tuple[float, float]:
+async def hold(store: Any, count: int) -> dict[str, float]:
     """
-    Hold C{count} keycards; return bytes per keycard, and seconds to expire
-    L{EXPIRED} of them.
+    Hold C{count} keycards on C{store}; bytes per keycard, and seconds to
+    expire L{EXPIRED} of them.
     """
     clock = Clock()
     clock.advance(1_800_000_000)
-    store = MemoryStore()
     bouncer = Bouncer([], store, clock=clock, duration=3600, tokens=TokenPolicy())
     requester = Requester()
     bouncer.registerRequester("r", requester)
-    # Not started as a service: its periodic flush of the store (a scan,
-    # every five minutes) is upkeep, not expiry, and would land in the
-    # timed second.
-    keyring = Keyring.generate(clock.seconds())
-    store.saveKeyring(keyring)
     assert bouncer.keys is not None
-    bouncer.keys.keyring = keyring
+    keyring = await bouncer.keys.current()
     now = clock.seconds()
     token = sign(
         TokenClaims(newKeycardId(), "alice", now, now + 7200, "bouncer", "r"),
         keyring.signing,
     )
+
+    async def issue() -> None:
+        keycard = TokenKeycard(presented=token, requesterName="r", address="192.0.2.1")
+        result = await bouncer.authenticate(keycard)
+        assert result.state is KeycardState.AUTHENTICATED
+
+    async def issueMany(n: int) -> None:
+        for start in range(0, n, IN_FLIGHT):
+            batch = min(IN_FLIGHT, n - start)
+            await gatherResults([ensureDeferred(issue()) for _ in range(batch)])
+
     gc.collect()
     before = rss()
-    for i in range(count):
-        if i == EXPIRED:
-            clock.advance(1.0)  # the first EXPIRED expire one second earlier
-        keycard = TokenKeycard(presented=token, requesterName="r", address="192.0.2.1")
-        result = bouncer.authenticate(keycard).result  # synchronous: memory store
-        assert result.state is KeycardState.AUTHENTICATED
+    await issueMany(EXPIRED)
+    clock.advance(1.0)  # the first EXPIRED expire one second earlier
+    await issueMany(count - EXPIRED)
     gc.collect()
     perKeycard = (rss() - before) / count
     clock.advance(3600 - 1.0 - 0.001)
     assert requester.expired == 0
     start = time.perf_counter()
     clock.advance(0.001)  # the bouncer's timers expire the first batch
+    await requester.done
     elapsed = time.perf_counter() - start
     assert requester.expired == EXPIRED, requester.expired
     bouncer.stopService()
-    return perKeycard, elapsed
+    return {"perKeycard": perKeycard, "expire": elapsed}
+
+
+def child(kind: str, count: int) -> None:
+    async def main(reactor: Any) -> None:
+        with tempfile.TemporaryDirectory(prefix="keycard-bench-") as directory:
+            if kind == "memory":
+                result = await hold(MemoryStore(), count)
+            else:
+                path = os.path.join(directory, "keycard.db")
+                store = await SQLiteStore.open(path, reactor)
+                result = await hold(store, count)
+                await store.close()
+                result["disk"] = os.path.getsize(path) / count
+        print(json.dumps(result), flush=True)
+
+    task.react(lambda reactor: ensureDeferred(main(reactor)))
+
+
+def measure(kind: str, count: int) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.p4_memory", "child", kind, str(count)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def label(count: int) -> str:
+    return f"{count // 1_000_000}M" if count >= 1_000_000 else f"{count // 1000}k"
 
 
 def run(quick: bool) -> list[Figure]:
-    sizes = [100_000, 1_000_000] if not quick else [20_000, 200_000]
     figures = []
-    timings = []
-    for size in sizes:
-        perKeycard, elapsed = fill(size)
-        timings.append(elapsed)
-        label = f"{size // 1000}k"
+    for kind, name in (("memory", "memory store"), ("sqlite", "SQLite store")):
+        small, large = SIZES[kind, quick]
+        timings = []
+        for count in (small, large):
+            result = measure(kind, count)
+            timings.append(result["expire"])
+            held = f"{label(count)} held"
+            figures.append(
+                single(
+                    "P4",
+                    f"{name}: memory per held keycard, {held}",
+                    result["perKeycard"],
+                    "bytes",
+                )
+            )
+            if "disk" in result:
+                figures.append(
+                    single(
+                        "P4",
+                        f"{name}: file bytes per keycard issued, {held}",
+                        result["disk"],
+                        "bytes",
+                    )
+                )
+            figures.append(
+                single(
+                    "P4",
+                    f"{name}: expire {EXPIRED} keycards, {held}",
+                    result["expire"] * 1000,
+                    "ms",
+                )
+            )
         figures.append(
-            Figure(
+            single(
                 "P4",
-                f"memory per active keycard, {label} held",
-                perKeycard,
-                None,
-                "bytes",
-                None,
-                1,
-                perKeycard,
-                perKeycard,
+                f"{name}: expiry cost {label(large)}/{label(small)} held"
+                " (O(k): about 1)",
+                timings[1] / timings[0],
+                "x",
             )
         )
-        figures.append(
-            Figure(
-                "P4",
-                f"expire {EXPIRED} keycards with {label} held",
-                elapsed * 1000,
-                None,
-                "ms",
-                None,
-                1,
-                elapsed * 1000,
-                elapsed * 1000,
-            )
-        )
-    figures.append(
-        Figure(
-            "P4",
-            f"expiry cost ratio {sizes[1] // 1000}k/{sizes[0] // 1000}k held"
-            " (O(k): about 1)",
-            timings[1] / timings[0],
-            None,
-            "x",
-            None,
-            1,
-            timings[1] / timings[0],
-            timings[1] / timings[0],
-        )
-    )
     return figures
+
+
+if __name__ == "__main__":
+    child(sys.argv[2], int(sys.argv[3]))

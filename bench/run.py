@@ -1,11 +1,15 @@
 """
-Run the benchmarks: our code and the peer side by side in one run.
+Run the benchmarks: our code and the peers side by side in one run, each
+figure through the public interfaces, in the configuration its row names.
 
-    python bench/run.py            # every figure
-    python bench/run.py --quick    # every figure, shorter
-    python bench/run.py --only P2  # one figure group
+    python bench/run.py              # every figure
+    python bench/run.py --quick      # every figure, shorter
+    python bench/run.py --only P2    # one figure group
+    python bench/run.py --settle 120 # first wait for a quiet machine
 
-Prints a table, then one JSON line per figure.
+Prints each group's configurations and goals, the load on the machine
+around each group (with a warning when the load average was above 0.5),
+the table, then one JSON line per figure and per group's load.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import HEADER, LOAD_LIMIT, LoadWatch, settle  # noqa: E402
+
 #: Figure groups, in order, and the module that measures each.
 GROUPS = {
     "P1": "bench.p1_logins",
@@ -30,9 +36,17 @@ GROUPS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--only", metavar="ID", help="run one group, e.g. P2")
+    parser.add_argument(
+        "--settle",
+        metavar="SECONDS",
+        type=float,
+        default=0.0,
+        help=f"before each group, wait up to SECONDS for the load average to"
+        f" fall to {LOAD_LIMIT} (default: do not wait)",
+    )
     args = parser.parse_args(argv)
     groups = GROUPS
     if args.only:
@@ -42,18 +56,38 @@ def main(argv: list[str] | None = None) -> int:
         groups = {key: GROUPS[key]}
     print(
         f"# {platform.python_implementation()} {platform.python_version()},"
-        f" {platform.machine()}, {platform.system()}"
+        f" {platform.machine()}, {platform.system()}",
+        flush=True,
     )
     figures = []
-    for module in groups.values():
-        figures.extend(importlib.import_module(module).run(args.quick))
-    print(
-        f"{'id':<4} {'measure':<58} {'ours':>14} {'peer':>14} {'unit':<10} {'ratio':>7}"
-    )
+    notes: list[str] = []
+    loads = []
+    for group, name in groups.items():
+        if args.settle:
+            settle(LOAD_LIMIT, args.settle)
+        module = importlib.import_module(name)
+        watch = LoadWatch(group)
+        figures.extend(module.run(args.quick))
+        load = watch.stop()
+        loads.append(load)
+        notes.extend(getattr(module, "NOTES", []))
+        print(load.summary(), flush=True)
+        for warning in load.warnings():
+            print(warning, flush=True)
+    print()
+    for note in notes:
+        print(f"# {note}")
+    for load in loads:
+        print(load.summary())
+        for warning in load.warnings():
+            print(warning)
+    print(HEADER)
     for f in figures:
         print(f.row())
     for f in figures:
         print(f.line())
+    for load in loads:
+        print(load.line())
     return 0
 
 

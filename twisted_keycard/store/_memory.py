@@ -190,12 +190,6 @@ class MemoryStore:
         found = (self._revoked.get(k) for k in keycardIds)
         return succeed([r for r in found if r is not None])
 
-    def isRevokedNow(self, keycardId: str) -> bool:
-        """
-        L{isRevoked} without a L{Deferred}, for the token fast path.
-        """
-        return keycardId in self._revoked
-
     def revokedSince(
         self, cursor: int, limit: int
     ) -> Deferred[tuple[list[Revocation], int]]:
