@@ -56,21 +56,29 @@ async def selectKeycards(
 
 def table(records: Iterable[IssuedKeycard]) -> list[str]:
     """
-    One line per keycard under a header; names come from peers, so they
-    are escaped and cannot rewrite the screen.
+    One line per keycard under a header, in columns as wide as their
+    longest value; names come from peers, so they are escaped and cannot
+    rewrite the screen.
     """
-    lines = [
-        f"{'id':<33} {'avatar':<12} {'requester':<12} {'held':<5}"
-        f" {'issued':<26} expires"
+    header = ["id", "avatar", "requester", "held", "issued", "expires"]
+    rows = [header] + [
+        [
+            printable(r.keycardId),
+            printable(r.avatarId),
+            printable(r.requesterName),
+            "yes" if r.held else "no",
+            isoTime(r.issued),
+            isoTime(r.expires),
+        ]
+        for r in records
     ]
-    for r in records:
-        lines.append(
-            f"{printable(r.keycardId):<33} {printable(r.avatarId):<12}"
-            f" {printable(r.requesterName):<12}"
-            f" {'yes' if r.held else 'no':<5} {isoTime(r.issued):<26}"
-            f" {isoTime(r.expires)}"
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return [
+        " ".join(
+            [*(v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)), row[-1]]
         )
-    return lines
+        for row in rows
+    ]
 
 
 def asJSON(records: Iterable[IssuedKeycard]) -> str:

@@ -24,7 +24,7 @@ from twisted_keycard.hmackeys import HMACAnswerer
 from twisted_keycard.keycard._interfaces import IAnswerer
 from twisted_keycard.passwords import PasswordAnswerer
 from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
-from twisted_keycard.scram import SCRAMAnswerer
+from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
 from twisted_keycard.srp import SRPAnswerer
 from twisted_keycard.sshkeys import SSHAnswerer, loadPrivateKey
 from twisted_keycard.tokencard import TokenAnswerer
@@ -221,7 +221,9 @@ async def _exchange(factory: KeycardClientFactory, answerer: IAnswerer) -> Keyca
         raise ProtocolError("the server's list of keycard kinds is malformed")
     wanted = answerer.keycardClass.keycardType
     if wanted not in offered:
-        takes = ", ".join(printable(kindName(t)) for t in offered) or "none"
+        # SCRAM-SHA-256-PLUS is listed beside SCRAM: no kind of its own.
+        shown = [t for t in offered if t != SCRAMKeycard.channelBoundType]
+        takes = ", ".join(printable(kindName(t)) for t in shown) or "none"
         raise KeycardRefused(
             f"the server takes none of these keycard kinds ({kindName(wanted)});"
             f" it takes: {takes}"
