@@ -46,10 +46,8 @@ MiB = 1024 * 1024
 #: How long a legitimate login may take while an attack is in progress.
 LOGIN_DEADLINE = 1.0
 
+
 #: Password hashes the service runs at once, by default.
-HASH_THREADS = 1
-
-
 class Attacker(ProcessProtocol):
     """
     A L{tests._bouncerattacker} process: its JSON events, and commands to it.
@@ -149,15 +147,11 @@ class AttackTests(TestCase):
         if self.server.proc is not None and self.server.proc.poll() is None:
             self.peak = max(self.peak, self.rss())
 
-    async def assertServerWell(self, hashing: int = 0, **figures: object) -> None:
+    async def assertServerWell(self, **figures: object) -> None:
         """
-        Up, grown less than 64 MiB, and no traceback in its log.  The
-        figures are printed (C{pytest -s} shows them).
-
-        @param hashing: password hashes that may run at once: each may hold
-            the memory of an argon2 hash (64 MiB, the dummy hash unknown
-            users are checked against) while it runs, on top of the 64 MiB;
-            once they are done the growth is under 64 MiB again.
+        Up, grown less than 64 MiB (at the peak and after), and no
+        traceback in its log.  The figures are printed (C{pytest -s} shows
+        them).
         """
         assert self.server.proc is not None
         await sleep(1.0)
@@ -170,8 +164,7 @@ class AttackTests(TestCase):
         )
         self.assertIsNone(self.server.proc.poll(), "the bouncer died")
         growth = self.peak - self.baseline
-        allowed = (64 + 64 * hashing) * MiB
-        self.assertLess(growth, allowed, f"RSS grew by {growth / MiB:.1f} MiB")
+        self.assertLess(growth, 64 * MiB, f"RSS grew by {growth / MiB:.1f} MiB")
         self.assertLess(now - self.baseline, 64 * MiB)
         log = self.server.output()
         self.assertNotIn("Traceback", log)
@@ -353,9 +346,7 @@ class AttackTests(TestCase):
             await burst.ended
             self.assertEqual(sum(counts.values()), 60, counts)
             self.assertLessEqual(counts.get("KeycardRefused", 0), 30, counts)
-            await self.assertServerWell(
-                HASH_THREADS, login=self.loginTimes, counts=counts
-            )
+            await self.assertServerWell(login=self.loginTimes, counts=counts)
 
         return ensureDeferred(go())
 
@@ -394,9 +385,7 @@ class AttackTests(TestCase):
                 self.assertGreater(
                     stopped["counts"].get(outcome, 0), 0, stopped["counts"]
                 )
-            await self.assertServerWell(
-                HASH_THREADS, login=self.loginTimes, counts=stopped["counts"]
-            )
+            await self.assertServerWell(login=self.loginTimes, counts=stopped["counts"])
 
         return ensureDeferred(go())
 
