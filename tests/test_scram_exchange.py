@@ -131,6 +131,33 @@ class ExchangeTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IAnswerer, SCRAMAnswerer("a", "b")))
         self.assertIs(SCRAMAnswerer.keycardClass, SCRAMKeycard)
 
+    def test_utf8Bytes(self) -> None:
+        """
+        A user name and password given as UTF-8 bytes (as twisted.cred's
+        C{UsernamePassword} holds them) log in as the same text does.
+        """
+        checker = SCRAMVerifiers({"zoë": Verifier.fromPassword("sécret")})
+        answerer = SCRAMAnswerer("zoë".encode(), "sécret".encode())
+        self.assertEqual(answerer.username, "zoë")
+        keycard, exchange = _primed(checker, answerer)
+        answerer.answer(keycard)
+        exchange.answer(keycard)
+        self.assertEqual(self.successResultOf(checker.requestAvatarId(exchange)), "zoë")
+
+    def test_notUTF8(self) -> None:
+        """
+        Bytes that are not UTF-8, or neither text nor bytes, are refused by
+        the constructor, with a message that does not repeat them.
+        """
+        for username, password in [
+            (b"\xffalice", "pw"),
+            ("alice", b"\xffpw"),
+            ("alice", 42),
+        ]:
+            with self.assertRaises(ValueError) as caught:
+                SCRAMAnswerer(username, password)  # type: ignore[arg-type]
+            self.assertNotIn("xff", str(caught.exception))
+
     def test_success(self) -> None:
         keycard, exchange, answerer = self.login("alice", "secret")
         self.assertTrue(verifyObject(ISCRAMExchange, exchange))

@@ -19,7 +19,12 @@ from twisted_keycard.error import (
 )
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import Keycard, KeycardState, registerKeycard
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb._client import (
+    KeycardClientFactory,
+    KeycardLogin,
+    keycardLogin,
+)
+from twisted_keycard.pb._clientservice import KeycardClientService
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 from twisted_keycard.store._interfaces import IKeycardStore
 from twisted_keycard.store._memory import MemoryStore
@@ -38,6 +43,7 @@ __all__ = [
     "IssuedKeycard",
     "Keycard",
     "KeycardClientFactory",
+    "KeycardClientService",
     "KeycardDenied",
     "KeycardError",
     "KeycardLogin",
@@ -51,5 +57,6 @@ __all__ = [
     "ServerAuthenticationFailed",
     "TooManyRounds",
     "__version__",
+    "keycardLogin",
     "registerKeycard",
 ]

@@ -42,11 +42,16 @@ class KeycardRefused(KeycardError, UnauthorizedLogin, pb.Error):
         super().__init__(message)
 
 
-class KeycardDenied(KeycardError, LoginDenied, pb.Error):
+class KeycardDenied(KeycardError, UnauthorizedLogin, LoginDenied, pb.Error):
     """
     Raised when a bouncer will not take a keycard right now for a reason the
     requester should know and that helps no attacker: too many logins in
     progress, a quota reached.
+
+    It is an L{UnauthorizedLogin}, so that a client that tries again after
+    a refusal (as Buildbot's worker does, and gives up on anything else)
+    tries again after a denial; and a L{LoginDenied}, as it always was.
+    Code that tells the two apart checks L{KeycardDenied} first.
     """
 
 

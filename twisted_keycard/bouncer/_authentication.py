@@ -90,17 +90,18 @@ class Authentication:
                 result = await self._begin(keycard, attempt, connection)
             else:
                 result = await self._continue(keycard, attempt, connection)
+        except KeycardDenied as e:
+            # Before UnauthorizedLogin, which a denial also is.
+            self.metrics.loginFailed(self._kind(keycard), failureReason(e))
+            self._audit("login.denied", keycard, attempt, str(e))
+            await self._settle(attempt, None, False)
+            raise
         except (Refusal, ProtocolError, UnauthorizedLogin) as e:
             self.metrics.loginFailed(self._kind(keycard), failureReason(e))
             self._audit("login.refused", keycard, attempt, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
             await self._settle(attempt, getattr(keycard, "address", None), True)
             raise KeycardRefused() from None
-        except KeycardDenied as e:
-            self.metrics.loginFailed(self._kind(keycard), failureReason(e))
-            self._audit("login.denied", keycard, attempt, str(e))
-            await self._settle(attempt, None, False)
-            raise
         except Exception:
             # A bug or a failing store: logged here, never sent to the peer.
             self.metrics.loginFailed(self._kind(keycard), "error")

@@ -55,8 +55,6 @@ def failureReason(error: BaseException) -> str:
         return error.reason
     if isinstance(error, ProtocolError):
         return "protocol"
-    if isinstance(error, UnauthorizedLogin):
-        return "credentials"
     if isinstance(error, QuotaExceeded):
         return "quota"
     if isinstance(error, KeycardDenied):
@@ -64,6 +62,8 @@ def failureReason(error: BaseException) -> str:
         if message == TOO_MANY:
             return "throttled"
         return "busy" if message == BUSY else "denied"
+    if isinstance(error, UnauthorizedLogin):
+        return "credentials"
     return "error"
 
 

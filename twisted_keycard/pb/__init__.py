@@ -4,16 +4,25 @@ factory, and the broker both use.
 """
 
 from twisted_keycard.pb._broker import KeycardBroker
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb._client import (
+    KeycardClientFactory,
+    KeycardLogin,
+    keycardLogin,
+)
+from twisted_keycard.pb._clientservice import KeycardClientService
 from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
+from twisted_keycard.pb._portal import portalCheckers
 from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
 
 __all__ = [
     "ConnectionLimits",
     "KeycardBroker",
     "KeycardClientFactory",
+    "KeycardClientService",
     "KeycardLogin",
     "KeycardRoot",
     "KeycardServerFactory",
     "MessageBudget",
+    "keycardLogin",
+    "portalCheckers",
 ]

@@ -41,13 +41,38 @@ _REMOTE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+class _RemoteFailure(Exception):
+    """
+    Carries a server's error that is none of ours (the realm's) through the
+    login coroutine, so that the caller gets the failure PB copied, whose
+    C{check} knows the server's classes by name.
+    """
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.getErrorMessage())
+        self.failure = failure
+
+
 def _localError(failure: Failure) -> Failure:
     """
-    Turn a copied remote keycard error into the local exception class.
+    Turn a copied remote keycard error into the local exception class, and
+    any other copied error into a L{_RemoteFailure}.
     """
     for cls in _REMOTE_ERRORS:
         if failure.check(cls):
             return Failure(cls(failure.getErrorMessage()))
+    if isinstance(failure, pb.CopiedFailure):
+        return Failure(_RemoteFailure(failure))
+    return failure
+
+
+def _remoteFailure(failure: Failure) -> Failure:
+    """
+    The server's own failure, out of its L{_RemoteFailure}.
+    """
+    value = failure.value
+    if isinstance(value, _RemoteFailure):
+        return value.failure
     return failure
 
 
@@ -131,7 +156,7 @@ class KeycardClientFactory(pb.PBClientFactory):
         """
         return Deferred.fromCoroutine(
             self._login(list(answerers), client, askServer, maxRounds)
-        )
+        ).addErrback(_remoteFailure)
 
     async def _login(
         self,
@@ -141,61 +166,113 @@ class KeycardClientFactory(pb.PBClientFactory):
         maxRounds: int,
     ) -> KeycardLogin:
         root: pb.RemoteReference = await self.getRootObject()
-        offered: list[object] | None = None
-        if askServer:
-            offered = await root.callRemote("keycardClasses").addErrback(_localError)
-            answerers = [a for a in answerers if a.keycardClass.keycardType in offered]
-        if not answerers:
-            raise KeycardRefused("the server takes none of these keycard kinds")
-        bindings = {}
-        if any(IChannelBindingAnswerer.providedBy(a) for a in answerers):
-            bindings = channelBindings(root.broker.transport, asServer=False)
-        last: Exception | None = None
-        for answerer in answerers:
-            bound = answerer.keycardClass.channelBoundType
-            serverBinds = None
-            if offered is not None:
-                serverBinds = bound is not None and bound in offered
-            channel = ClientChannel(bindings, serverBinds)
-            try:
-                return await self._exchange(root, answerer, channel, mind, maxRounds)
-            except (KeycardRefused, ProtocolError) as e:
-                last = e
-        assert last is not None
-        raise last
+        return await _login(root, answerers, mind, askServer, maxRounds)
 
-    async def _exchange(
-        self,
-        root: pb.RemoteReference,
-        answerer: IAnswerer,
-        channel: ClientChannel,
-        mind: object,
-        maxRounds: int,
-    ) -> KeycardLogin:
-        keycard: Keycard
-        if IChannelBindingAnswerer.providedBy(answerer):
-            keycard = answerer.startBound(channel)
-        else:
-            keycard = answerer.start()
-        for _ in range(maxRounds + 1):
-            result: Any = await root.callRemote("login", keycard, mind).addErrback(
-                _localError
-            )
-            keycard, perspective = _unpack(result)
-            if keycard.state is KeycardState.AUTHENTICATED:
-                if perspective is None:
-                    raise ProtocolError("authenticated without a perspective")
-                try:
-                    answerer.finish(keycard)
-                except KeycardError:
-                    self.disconnect()
-                    raise
-                return KeycardLogin(perspective, keycard)
-            if keycard.state is not KeycardState.REQUESTING:
-                raise KeycardRefused()
-            keycard = answerer.answer(keycard)
-        self.disconnect()
-        raise TooManyRounds(f"the server asked for more than {maxRounds} rounds")
+
+def keycardLogin(
+    root: pb.RemoteReference,
+    answerers: Sequence[IAnswerer],
+    mind: object = None,
+    *,
+    askServer: bool = True,
+    maxRounds: int = MAX_ROUNDS,
+) -> Deferred[KeycardLogin]:
+    """
+    Log in over a root object you already have (from your own factory, one
+    per connection) with the first keycard kind the server accepts, as
+    L{KeycardClientFactory.login} does.
+
+    @param root: the server's root object (a L{KeycardRoot}'s), for
+        instance C{broker.remoteForName("root")} in a factory's
+        C{clientConnectionMade}.
+    @param answerers: the keycard kinds to try, in order.
+    @param mind: passed to the server's realm.
+    @param askServer: first ask which kinds the server takes, and try only
+        those.
+    @param maxRounds: challenge rounds answered at most per kind; past them
+        the connection is closed.
+    @return: a L{Deferred} firing with a L{KeycardLogin}, or failing with
+        the last kind's error (L{KeycardRefused} when refused,
+        L{KeycardDenied} when denied for now, L{ServerAuthenticationFailed}
+        when the server could not prove itself, which also closes the
+        connection, or an error the server's realm raised, as it is).
+    """
+    return Deferred.fromCoroutine(
+        _login(root, list(answerers), mind, askServer, maxRounds)
+    ).addErrback(_remoteFailure)
+
+
+def _disconnect(root: pb.RemoteReference) -> None:
+    """
+    Close the connection C{root} came on.
+    """
+    transport = root.broker.transport
+    if transport is not None:
+        transport.loseConnection()
+
+
+async def _login(
+    root: pb.RemoteReference,
+    answerers: list[IAnswerer],
+    mind: object,
+    askServer: bool,
+    maxRounds: int,
+) -> KeycardLogin:
+    offered: list[object] | None = None
+    if askServer:
+        offered = await root.callRemote("keycardClasses").addErrback(_localError)
+        answerers = [a for a in answerers if a.keycardClass.keycardType in offered]
+    if not answerers:
+        raise KeycardRefused("the server takes none of these keycard kinds")
+    bindings = {}
+    if any(IChannelBindingAnswerer.providedBy(a) for a in answerers):
+        bindings = channelBindings(root.broker.transport, asServer=False)
+    last: Exception | None = None
+    for answerer in answerers:
+        bound = answerer.keycardClass.channelBoundType
+        serverBinds = None
+        if offered is not None:
+            serverBinds = bound is not None and bound in offered
+        channel = ClientChannel(bindings, serverBinds)
+        try:
+            return await _exchange(root, answerer, channel, mind, maxRounds)
+        except (KeycardRefused, ProtocolError) as e:
+            last = e
+    assert last is not None
+    raise last
+
+
+async def _exchange(
+    root: pb.RemoteReference,
+    answerer: IAnswerer,
+    channel: ClientChannel,
+    mind: object,
+    maxRounds: int,
+) -> KeycardLogin:
+    keycard: Keycard
+    if IChannelBindingAnswerer.providedBy(answerer):
+        keycard = answerer.startBound(channel)
+    else:
+        keycard = answerer.start()
+    for _ in range(maxRounds + 1):
+        result: Any = await root.callRemote("login", keycard, mind).addErrback(
+            _localError
+        )
+        keycard, perspective = _unpack(result)
+        if keycard.state is KeycardState.AUTHENTICATED:
+            if perspective is None:
+                raise ProtocolError("authenticated without a perspective")
+            try:
+                answerer.finish(keycard)
+            except KeycardError:
+                _disconnect(root)
+                raise
+            return KeycardLogin(perspective, keycard)
+        if keycard.state is not KeycardState.REQUESTING:
+            raise KeycardRefused()
+        keycard = answerer.answer(keycard)
+    _disconnect(root)
+    raise TooManyRounds(f"the server asked for more than {maxRounds} rounds")
 
 
 def _unpack(result: object) -> tuple[Keycard, pb.RemoteReference | None]:
@@ -212,4 +289,4 @@ def _unpack(result: object) -> tuple[Keycard, pb.RemoteReference | None]:
     return keycard, perspective
 
 
-__all__ = ["KeycardClientFactory", "KeycardLogin"]
+__all__ = ["KeycardClientFactory", "KeycardLogin", "keycardLogin"]

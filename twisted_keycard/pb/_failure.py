@@ -61,3 +61,15 @@ def describe(error: BaseException) -> str:
     """
     cause = error.__cause__ if error.__cause__ is not None else error
     return f"{type(cause).__name__}: {str(cause)[:ECHO]!r}"
+
+
+def passedOn(error: BaseException) -> Failure:
+    """
+    A failure of C{error} that PB sends to the peer as it is (its class,
+    message and parents) without logging a traceback, as it does for a
+    L{pb.Error}: for an error the application raised on purpose and that
+    was logged once already.
+    """
+    failure = Failure(error)
+    failure.parents = [*failure.parents, reflect.qual(pb.Error)]
+    return failure

@@ -14,6 +14,7 @@ from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.spread import pb
 from twisted.spread.flavors import IPBRoot, NoSuchMethod
 from twisted.spread.interfaces import IJellyable
@@ -32,9 +33,18 @@ from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, Keycard, KeycardSta
 from twisted_keycard.keycard._tls import channelBindings
 from twisted_keycard.pb._broker import REFUSED, KeycardBroker
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
+from twisted_keycard.pb._failure import passedOn
 from twisted_keycard.pb._guard import ConnectionGuard
 from twisted_keycard.pb._limits import ConnectionLimits
+from twisted_keycard.pb._portal import rootFromPortal
 from twisted_keycard.pb._renewal import Renewal, checkRenewEvery
+from twisted_keycard.pb._stocklogin import (
+    KEYCARDS_ONLY,
+    STOCK_METHODS,
+    StockLogin,
+    isStockLogin,
+)
+from twisted_keycard.store._interfaces import IKeycardStore
 
 #: Keycards one connection may hold at once, by default.
 MAX_KEYCARDS_PER_CONNECTION = 16
@@ -83,6 +93,7 @@ class KeycardRoot:
         clock: IReactorTime | None = None,
         renew: bool = True,
         renewEvery: float | None = None,
+        stockLogin: bool = False,
     ) -> None:
         """
         @param bouncer: checks the keycards; it is told to call this root
@@ -90,8 +101,10 @@ class KeycardRoot:
         @param clock: times renewals, and dropping a client after its
             refusal is sent (for keycard kinds that ask for it); the
             bouncer's C{clock} if it has one, else the global reactor.
-        @param portal: the application's portal; only its realm is used,
-            since the bouncer does the checking.
+        @param portal: the application's portal: its realm gives the
+            avatars; its checkers are used only by C{stockLogin} (the
+            bouncer checks keycards; see L{fromPortal} for a bouncer over
+            the portal's checkers).
         @param requesterName: this requester's name, set in every keycard.
         @param renew: renew the keycards of connected clients through the
             bouncer's C{keepAlive}, so that a session ends only when the
@@ -100,6 +113,10 @@ class KeycardRoot:
             ends when its keycard's duration does.
         @param renewEvery: seconds between renewals; C{None} for a third of
             the shortest duration among the held keycards.
+        @param stockLogin: answer a stock PB client's C{login(username)}
+            as PB's own root does, through C{portal}'s checkers (for a
+            migration: old and new clients on one port); by default it is
+            refused with a L{KeycardRefused}.
         @raise ValueError: for a C{renewEvery} that is not a positive
             number.
         """
@@ -110,6 +127,7 @@ class KeycardRoot:
         self.portal = portal
         self.requesterName = requesterName
         self.maxKeycardsPerConnection = maxKeycardsPerConnection
+        self.stockLogin = stockLogin
         self._clock = clock
         #: Keycard ids issued through this root, to the connections holding them.
         self._holders: dict[str, ConnectionInputs] = {}
@@ -122,6 +140,33 @@ class KeycardRoot:
                 bouncer, requesterName, self._reactor, self._holders, renewEvery
             )
         bouncer.registerRequester(requesterName, self)
+
+    @classmethod
+    def fromPortal(
+        cls,
+        portal: Portal,
+        *,
+        clock: IReactorTime,
+        key: bytes | None = None,
+        store: IKeycardStore | None = None,
+        requesterName: str = "requester",
+        bouncerOptions: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> KeycardRoot:
+        """
+        A root over an application's portal, its realm and its checkers,
+        with a bouncer of its own: see L{rootFromPortal}.
+        """
+        return rootFromPortal(
+            cls,
+            portal,
+            clock=clock,
+            key=key,
+            store=store,
+            requesterName=requesterName,
+            bouncerOptions=bouncerOptions,
+            **options,
+        )
 
     def _reactor(self) -> IReactorTime:
         clock = self._clock
@@ -227,23 +272,17 @@ class KeycardRoot:
                 self.portal.realm.requestAvatar, avatarId, mind, pb.IPerspective
             )
             _, avatar, logout = login
-        except KeycardDenied as e:
-            # A refusal the realm means the client to read, as it is.
+        except Exception as e:
+            # The realm's refusal (LoginFailed, pb.Error, Buildbot's
+            # "duplicate worker"...), for the client to read as it is.
             self.log.info(
-                "realm denied avatar {avatarId}: {reason}",
+                "realm refused avatar {avatarId}: {error}",
                 avatarId=printable(result.avatarId),
-                reason=printable(str(e)),
+                error=printable(f"{type(e).__name__}: {e}"),
             )
             inputs.avatarFailed(keycardId)
             self._released()
-            raise
-        except Exception:
-            self.log.failure(
-                "realm refused avatar {avatarId}", avatarId=printable(result.avatarId)
-            )
-            inputs.avatarFailed(keycardId)
-            self._released()
-            raise KeycardRefused() from None
+            raise RealmRefusal(e) from None
         if not inputs.avatarReady(keycardId, logout):
             self._released()
             raise KeycardRefused()
@@ -302,9 +341,18 @@ class _KeycardLogin(pb.Referenceable):
         """
         if message not in _LOGIN_METHODS:
             raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
-        method = getattr(self, "remote_" + message)
         args = broker.unserialize(args)
         kw = broker.unserialize(kw)
+        if isStockLogin(message, args, kw):
+            if not self._root.stockLogin:
+                raise KeycardRefused(KEYCARDS_ONLY)
+            stock = StockLogin(self._root.portal, broker)
+            method = getattr(stock, "remote_" + message)
+            assert isinstance(args, tuple | list)
+            return broker.serialize(method(*args), self.perspective)
+        if message not in _KEYCARD_METHODS:
+            raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
+        method = getattr(self, "remote_" + message)
         try:
             if not isinstance(args, tuple | list) or not isinstance(kw, dict):
                 raise TypeError("arguments that are not a tuple and a dictionary")
@@ -333,13 +381,38 @@ class _KeycardLogin(pb.Referenceable):
 
         @return: a L{Deferred} firing with C{(keycard, None)} while the
             exchange goes on, C{(keycard, perspective)} on success; it fails
-            with L{KeycardRefused} or L{KeycardDenied}.
+            with L{KeycardRefused} or L{KeycardDenied}, or with what the
+            realm raised, sent as it is.
         """
-        return Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
+        d = Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
+        return d.addErrback(_passRealmRefusal)
 
 
-#: The methods a client may call on the root object (C{remote_} + name).
-_LOGIN_METHODS = frozenset(["keycardClasses", "login"])
+class RealmRefusal(Exception):
+    """
+    Carries what the realm raised out of L{KeycardRoot.login}, logged once
+    already, to be sent to the client as it is.
+
+    @ivar error: the realm's error.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _passRealmRefusal(failure: Failure) -> Failure:
+    value = failure.value
+    if isinstance(value, RealmRefusal):
+        return passedOn(value.error)
+    return failure
+
+
+#: The methods of a keycard login (C{remote_} + name).
+_KEYCARD_METHODS = frozenset(["keycardClasses", "login"])
+
+#: The methods a client may call on the root object.
+_LOGIN_METHODS = _KEYCARD_METHODS | STOCK_METHODS
 
 
 class KeycardServerFactory(pb.PBServerFactory):

@@ -8,6 +8,12 @@ messages, so any SCRAM implementation can take either side.
 """
 
 from twisted_keycard.keycard._lifecycle import ExchangeState
+from twisted_keycard.scram._checkpassword import (
+    CheckPasswordSCRAM,
+    IPasswordSCRAMExchange,
+    PasswordSCRAMExchange,
+    SCRAMProof,
+)
 from twisted_keycard.scram._client import SCRAMAnswerer
 from twisted_keycard.scram._exchange import ISCRAMExchange, SCRAMExchange
 from twisted_keycard.scram._keycache import SCRAMKeyCache
@@ -23,15 +29,19 @@ from twisted_keycard.scram._server import SCRAMVerifiers, readVerifiers
 from twisted_keycard.scram._verifier import Verifier
 
 __all__ = [
+    "CheckPasswordSCRAM",
     "ClientFinal",
     "ClientFirst",
     "ExchangeState",
+    "IPasswordSCRAMExchange",
     "ISCRAMExchange",
+    "PasswordSCRAMExchange",
     "SCRAMAnswerer",
     "SCRAMExchange",
     "SCRAMKeyCache",
     "SCRAMKeycard",
     "SCRAMPasswordChecker",
+    "SCRAMProof",
     "SCRAMVerifiers",
     "ServerFinal",
     "ServerFirst",

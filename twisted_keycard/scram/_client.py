@@ -42,6 +42,23 @@ CLIENT_NONCE_BYTES = 24
 MAX_ITERATIONS = 1_000_000
 
 
+def _text(value: object, what: str) -> str:
+    """
+    C{value} as text: a C{str} as it is, C{bytes} decoded as UTF-8.
+
+    @raise ValueError: for bytes that are not UTF-8, or anything else; the
+        message names C{what}, never the value.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"the {what} is not UTF-8") from None
+    raise ValueError(f"the {what} must be str or UTF-8 bytes")
+
+
 @implementer(IChannelBindingAnswerer)
 class SCRAMAnswerer:
     """
@@ -57,8 +74,8 @@ class SCRAMAnswerer:
 
     def __init__(
         self,
-        username: str,
-        password: str,
+        username: str | bytes,
+        password: str | bytes,
         *,
         minIterations: int = DEFAULT_ITERATIONS,
         maxIterations: int = MAX_ITERATIONS,
@@ -68,6 +85,9 @@ class SCRAMAnswerer:
         bindingTypes: Sequence[str] = BINDING_TYPES,
     ) -> None:
         """
+        @param username: the user name; C{bytes} are read as UTF-8.
+        @param password: the password; C{bytes} are read as UTF-8 (as
+            twisted.cred's C{UsernamePassword} holds them).
         @param minIterations: the smallest iteration count accepted.
         @param maxIterations: the largest iteration count accepted.
         @param nonce: a fixed client nonce, for test vectors only; 24 random
@@ -79,9 +99,12 @@ class SCRAMAnswerer:
             C{"disable"}: never bind.
         @param bindingTypes: the channel binding types to use, preferred
             first (C{"tls-exporter"} exists over TLS 1.3 only).
-        @raise ValueError: for a user name SCRAM cannot carry, a bad nonce,
-            or an unknown channel binding mode or type.
+        @raise ValueError: for a user name or password that is not text
+            (nor UTF-8 bytes), a user name SCRAM cannot carry, a bad nonce, or
+            an unknown channel binding mode or type.
         """
+        username = _text(username, "user name")
+        password = _text(password, "password")
         if channelBinding not in MODES:
             raise ValueError(f"channelBinding must be one of {MODES}")
         if not set(bindingTypes) <= set(BINDING_TYPES):

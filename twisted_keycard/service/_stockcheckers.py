@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_keycard.bouncer._composite import CompositePolicy
-from twisted_keycard.error import KeycardRefused, ProtocolError
+from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
 from twisted_keycard.keycard._interfaces import IChallenger, IExchange
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.passwords import (
@@ -116,6 +116,8 @@ def _avatarText(avatarId: object) -> object:
 
 def _refused(failure: Failure) -> Failure:
     failure.trap(UnauthorizedLogin)
+    if failure.check(KeycardDenied):
+        return failure
     return Failure(KeycardRefused())
 
 

@@ -1,0 +1,224 @@
+"""
+A PB client that stays logged in with keycards: it connects, logs in on
+every new connection, and hands the application each new perspective.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import MultiService
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    fail,
+    maybeDeferred,
+    succeed,
+)
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.spread import pb
+
+from twisted_keycard._printable import printable
+from twisted_keycard.error import ServerAuthenticationFailed
+from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.pb._broker import KeycardBroker
+from twisted_keycard.pb._client import MAX_ROUNDS, KeycardLogin, keycardLogin
+
+#: The errors after which the service stops trying: the server could not
+#: prove itself, so it may not be the server at all.
+FATAL = (ServerAuthenticationFailed,)
+
+
+class _LoginFactory(pb.PBClientFactory):
+    """
+    Builds the broker of each connection and starts its login.
+    """
+
+    protocol = KeycardBroker
+
+    def __init__(self, connected: Callable[[pb.Broker], None]) -> None:
+        super().__init__()
+        self._connected = connected
+
+    def clientConnectionMade(self, broker: pb.Broker) -> None:
+        self._connected(broker)
+
+
+class KeycardClientService(MultiService):
+    """
+    Keeps one PB connection to a keycard server logged in.
+
+    On every new connection it logs in with its answerers (see
+    L{keycardLogin}) and calls C{onLogin} with the L{KeycardLogin}.  A
+    refused or denied login, a login that fails otherwise, and a lost
+    connection all lead to a new connection after a delay that grows with
+    each failure in a row (C{retryPolicy}); a server that cannot prove
+    itself (L{ServerAuthenticationFailed}) stops the service's attempts.
+
+    @ivar current: the login of the current connection, if logged in.
+    @ivar stoppedBy: the failure that stopped the attempts, if one did.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        answerers: Sequence[IAnswerer],
+        onLogin: Callable[[KeycardLogin], object] | None = None,
+        mind: object = None,
+        *,
+        retryPolicy: Callable[[int], float] | None = None,
+        clock: IReactorTime | None = None,
+        askServer: bool = True,
+        maxRounds: int = MAX_ROUNDS,
+    ) -> None:
+        """
+        @param endpoint: where the server is.
+        @param answerers: the keycard kinds to log in with, in order.
+        @param onLogin: called with each new L{KeycardLogin}; a failure it
+            returns or raises is logged.
+        @param mind: passed to the server's realm at each login.
+        @param retryPolicy: seconds to wait before the next connection,
+            given the failures in a row (failed connections and failed
+            logins); Twisted's L{backoffPolicy} by default.
+        @param clock: times the retries; the global reactor by default.
+        @param askServer: see L{keycardLogin}.
+        @param maxRounds: see L{keycardLogin}.
+        """
+        super().__init__()
+        self.endpoint = endpoint
+        self.answerers = list(answerers)
+        self.onLogin = onLogin
+        self.mind = mind
+        self.askServer = askServer
+        self.maxRounds = maxRounds
+        self.current: KeycardLogin | None = None
+        self.stoppedBy: Failure | None = None
+        self._policy = retryPolicy if retryPolicy is not None else backoffPolicy()
+        self._failedLogins = 0
+        self._login: Deferred[KeycardLogin] | None = None
+        self._waiting: list[Deferred[KeycardLogin]] = []
+        self._client = ClientService(
+            endpoint,
+            _LoginFactory(self._connected),
+            retryPolicy=self._delay,
+            clock=clock,
+        )
+        self._client.setServiceParent(self)
+
+    def _delay(self, failedConnections: int) -> float:
+        """
+        The wait before the next connection: the policy's, counting failed
+        logins as failed connections.
+        """
+        return self._policy(failedConnections + self._failedLogins)
+
+    def whenLoggedIn(self) -> Deferred[KeycardLogin]:
+        """
+        The current login, or the next one.
+
+        @return: a L{Deferred} firing with a L{KeycardLogin}, or failing
+            with the failure that stopped the service's attempts, or with
+            L{CancelledError} if the service stops first.
+        """
+        if self.current is not None:
+            return succeed(self.current)
+        if self.stoppedBy is not None:
+            return fail(self.stoppedBy)
+        waiting: Deferred[KeycardLogin] = Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+    def _connected(self, broker: pb.Broker) -> None:
+        root = broker.remoteForName("root")
+        login = keycardLogin(
+            root,
+            self.answerers,
+            self.mind,
+            askServer=self.askServer,
+            maxRounds=self.maxRounds,
+        )
+        self._login = login
+        login.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(broker,))
+
+    def _loggedIn(self, login: KeycardLogin) -> None:
+        self._login = None
+        self._failedLogins = 0
+        self.current = login
+        login.perspective.notifyOnDisconnect(lambda _: self._lost(login))
+        self.log.info(
+            "logged in to {endpoint} as {avatarId}",
+            endpoint=repr(self.endpoint),
+            avatarId=printable(login.keycard.avatarId),
+        )
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(login)
+        if self.onLogin is not None:
+            maybeDeferred(self.onLogin, login).addErrback(
+                lambda f: self.log.failure("onLogin failed", f)
+            )
+
+    def _lost(self, login: KeycardLogin) -> None:
+        if self.current is login:
+            self.current = None
+
+    def _loginFailed(self, failure: Failure, broker: pb.Broker) -> None:
+        self._login = None
+        if failure.check(CancelledError):
+            return
+        if failure.check(*FATAL):
+            self.log.error(
+                "{endpoint} could not prove it is the server: {error};"
+                " not trying again",
+                endpoint=repr(self.endpoint),
+                error=printable(failure.getErrorMessage()),
+            )
+            self.stoppedBy = failure
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.errback(failure)
+            self._client.stopService()
+            return
+        self._failedLogins += 1
+        self.log.info(
+            "login to {endpoint} failed ({failures} in a row): {error}",
+            endpoint=repr(self.endpoint),
+            failures=self._failedLogins,
+            error=printable(f"{_errorName(failure)}: {failure.getErrorMessage()}"),
+        )
+        transport = broker.transport
+        if transport is not None:
+            transport.loseConnection()
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop logging in and close the connection; whoever waits for a login
+        gets a L{CancelledError}.
+        """
+        if self._login is not None:
+            self._login.cancel()
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(CancelledError())
+        self.current = None
+        stopped: Deferred[Any] = super().stopService()
+        return stopped
+
+
+def _errorName(failure: Failure) -> str:
+    """
+    The class name of a failure's error, the server's for a copied one.
+    """
+    name = failure.type if isinstance(failure, pb.CopiedFailure) else None
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    if isinstance(name, str):
+        return name.rpartition(".")[2]
+    assert failure.type is not None
+    return failure.type.__name__
