@@ -14,9 +14,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused
 from twisted_keycard.bouncer import ExchangeLimits, Quota
+from twisted_keycard.scram import SCRAMAnswerer, SCRAMVerifiers, Verifier
 from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.testing import KeycardTestServer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
+from ._realm import AvatarRealm
 
 HOSTILE = "eve\r\x1b[31m"
 ESCAPED = "eve\\r\\x1b[31m"
@@ -84,3 +87,23 @@ class AuditTests(SynchronousTestCase):
         self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id], "test"))
         self.assertEqual(len(self.decisions("keycard.revoked")), 1)
         self.assertEqual(len(self.decisions("keycard.expired")), 1)
+
+
+class IssuedOverPBTests(SynchronousTestCase):
+    def test_accountOfAnswer(self) -> None:
+        """
+        The issued line names the account tried even when the last message
+        (a SCRAM client-final, over PB) does not carry the name: the bouncer
+        kept it from the first message.
+        """
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        server = KeycardTestServer.build(
+            [SCRAMVerifiers({"alice": Verifier.fromPassword("secret", 4096)})],
+            AvatarRealm(),
+        )
+        login = server.connect().loginWithKeycard([SCRAMAnswerer("alice", "secret")])
+        self.assertEqual(self.successResultOf(login).keycard.avatarId, "alice")
+        [issued] = [e for e in events if e.get("event") == "login.issued"]
+        self.assertEqual(issued["account"], "alice")

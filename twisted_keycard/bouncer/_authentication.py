@@ -171,7 +171,7 @@ class Authentication:
             keycard.id = keycardId
             if not exchange.challenge(keycard):
                 # One message: checked now, still counted as in progress.
-                return await self._check(keycard, exchange)
+                return await self._check(keycard, exchange, attempt)
             entry.exchange = exchange
             entry.account = attempt.account
             entry.reservation, attempt.reservation = attempt.reservation, None
@@ -205,9 +205,11 @@ class Authentication:
         ) or (entry.connection is not None and entry.connection != connection):
             raise Refusal("keycard id presented by another client", "other-client")
         entry.exchange.answer(keycard)
-        return await self._check(keycard, entry.exchange)
+        return await self._check(keycard, entry.exchange, attempt)
 
-    async def _check(self, keycard: Keycard, exchange: IExchange) -> Keycard:
+    async def _check(
+        self, keycard: Keycard, exchange: IExchange, attempt: _Attempt
+    ) -> Keycard:
         checker = self.challengers.checkerFor(exchange)
         if checker is None:
             raise Refusal("no checker for these credentials", "checker")
@@ -233,7 +235,7 @@ class Authentication:
             event="login.issued",
             keycardId=record.keycardId,
             avatarId=printable(avatarId),
-            account=printable(keycard.account()),
+            account=printable(_account(keycard, attempt)),
             keycardType=printable(record.keycardType),
             requesterName=printable(record.requesterName),
             address=printable(record.address),
