@@ -1,0 +1,350 @@
+"""
+The connections of a Redis store: a small pool for commands and scripts,
+and one subscriber to the store's channel, each reconnected with backoff
+by txredisapi.  A command sent while no connection is up fails at once
+with L{StoreUnavailable}, rather than waiting for Redis to come back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import txredisapi
+from twisted.internet import ssl
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_keycard.error import KeycardError
+from twisted_keycard.store.redis._url import RedisURL
+
+#: Seconds to wait for a reply before the connection is dropped.
+REPLY_TIMEOUT = 5.0
+#: Seconds to wait for a connection to be made.
+CONNECT_TIMEOUT = 5.0
+#: Backoff between reconnection attempts: first and longest, in seconds.
+FIRST_DELAY = 0.1
+MAX_DELAY = 5.0
+
+
+class StoreUnavailable(KeycardError):
+    """
+    Raised (as a failure) when the store cannot be reached: no connection
+    is up, or it was lost before the reply came.
+    """
+
+
+class Script:
+    """
+    A Lua script, run with C{EVALSHA} (and loaded once per connection).
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source.encode("utf-8")
+        self.sha = hashlib.sha1(self.source).hexdigest()  # noqa: S324 - Redis's name
+
+
+def trustRoot(caFile: str | None) -> Any:
+    """
+    The trust roots of a TLS connection to Redis: the certificates of a
+    PEM file, or the system's.
+    """
+    if caFile is None:
+        return ssl.platformTrust()
+    text = Path(caFile).read_bytes()
+    marker = b"-----END CERTIFICATE-----"
+    certificates = [
+        ssl.Certificate.loadPEM(part + marker)
+        for part in text.split(marker)
+        if b"-----BEGIN CERTIFICATE-----" in part
+    ]
+    if not certificates:
+        raise ValueError(f"{caFile} holds no PEM certificate")
+    return ssl.trustRootFromCertificates(certificates)
+
+
+def endpointTo(
+    reactor: Any, url: RedisURL, host: str, port: int
+) -> IStreamClientEndpoint:
+    """
+    A client endpoint to one Redis server of C{url}: TCP, or TLS with the
+    server's certificate checked against C{url.caFile} and C{host}.  An
+    address is connected to as it is; a name is resolved at each attempt.
+    """
+    endpoint: IStreamClientEndpoint
+    if isIPAddress(host):
+        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
+    elif isIPv6Address(host):
+        endpoint = TCP6ClientEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
+    else:
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
+    if url.tls:
+        options = ssl.optionsForClientTLS(host, trustRoot(url.caFile))
+        endpoint = wrapClientTLS(options, endpoint)
+    return endpoint
+
+
+@implementer(IStreamClientEndpoint)
+class SentinelEndpoint:
+    """
+    Connects to the primary that the Sentinels name, asked again at every
+    attempt, so that a reconnection after a failover reaches the new one.
+    """
+
+    def __init__(self, reactor: Any, url: RedisURL, sentinel: Any) -> None:
+        self.reactor = reactor
+        self.url = url
+        self.sentinel = sentinel
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        d: Deferred[Any] = self.sentinel.discover_master(self.url.master)
+        return d.addCallback(
+            lambda address: endpointTo(
+                self.reactor, self.url, address[0], int(address[1])
+            ).connect(factory)
+        )
+
+
+class _Pool(txredisapi.RedisFactory):  # type: ignore[misc]
+    """
+    txredisapi's pool of connections, telling its owner how many are up.
+    """
+
+    def __init__(self, onSize: Callable[[int], None], *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.onSize = onSize
+
+    def addConnection(self, conn: Any) -> None:
+        super().addConnection(conn)
+        self.onSize(self.size)
+
+    def delConnection(self, conn: Any) -> None:
+        super().delConnection(conn)
+        self.onSize(self.size)
+
+
+class _SentinelPool(txredisapi.SentinelConnectionFactory):  # type: ignore[misc]
+    """
+    The same, for the primary that Sentinels name (a connection that finds
+    a replica there, after a failover, is dropped and made again).
+    """
+
+    def __init__(self, onSize: Callable[[int], None], *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.onSize = onSize
+
+    def addConnection(self, conn: Any) -> None:
+        super().addConnection(conn)
+        self.onSize(self.size)
+
+    def delConnection(self, conn: Any) -> None:
+        super().delConnection(conn)
+        self.onSize(self.size)
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
+    """
+    Subscribes to the store's channel once connected (and authenticated),
+    and hands each message, and each new subscription, to the factory's
+    C{onMessage}.
+    """
+
+    def connectionMade(self) -> Deferred[Any]:
+        d: Deferred[Any] = super().connectionMade()
+
+        def subscribe(_: object) -> Any:
+            if not self._ready:
+                return None
+            done = self.subscribe(self.factory.channel)
+            return done.addCallback(lambda _: self.factory.onMessage("subscribed"))
+
+        return d.addCallback(subscribe)
+
+    def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
+        self.factory.onMessage(message)
+
+
+class RedisConnection:
+    """
+    The connections to the Redis of a L{RedisURL}.
+
+    @ivar up: whether a command connection is up.
+    """
+
+    def __init__(
+        self,
+        url: RedisURL,
+        password: str | None,
+        reactor: Any,
+        onChange: Callable[[str], None] = lambda kind: None,
+        onUp: Callable[[], None] = lambda: None,
+        onDown: Callable[[], None] = lambda: None,
+        poolSize: int = 1,
+        replyTimeout: float = REPLY_TIMEOUT,
+    ) -> None:
+        """
+        @param onChange: called with C{"revoked"} or C{"keyring"} when a
+            change is published on the store's channel, and with
+            C{"subscribed"} whenever the subscription is (again) in place,
+            when changes may have been missed.
+        @param onUp: called when the first command connection comes up,
+            and again after every outage.
+        @param onDown: called when the last command connection is lost.
+        @param poolSize: command connections; one by default, which
+            pipelines every command, so that a C{WAIT} follows the writes
+            it waits for.
+        """
+        self.url = url
+        self.up = False
+        self.closed = False
+        self._onUp = onUp
+        self._onDown = onDown
+        self._waiting: list[Deferred[None]] = []
+        self._sentinel: Any = None
+        options = {
+            "charset": "utf-8",
+            "password": password,
+            "replyTimeout": replyTimeout,
+            "convertNumbers": False,
+        }
+        self._pool = self._factory(
+            reactor, self._sized, url.db, poolSize, options, txredisapi.RedisProtocol
+        )
+        subscriberOptions = {**options, "replyTimeout": None}
+        self._subscriber = self._factory(
+            reactor, lambda size: None, None, 1, subscriberOptions, _Subscriber
+        )
+        self._subscriber.channel = url.channel
+        self._subscriber.onMessage = onChange
+        self._endpoints = [
+            (self._pool, self._endpoint(reactor)),
+            (self._subscriber, self._endpoint(reactor)),
+        ]
+
+    def _factory(
+        self,
+        reactor: Any,
+        onSize: Callable[[int], None],
+        db: int | None,
+        size: int,
+        options: dict[str, Any],
+        protocol: type,
+    ) -> Any:
+        if self.url.master is None:
+            factory = _Pool(onSize, None, db, size, isLazy=True, **options)
+        else:
+            if self._sentinel is None:
+                self._sentinel = txredisapi.Sentinel(list(self.url.hosts))
+            factory = _SentinelPool(
+                onSize,
+                sentinel_manager=self._sentinel,
+                service_name=self.url.master,
+                is_master=True,
+                uuid=None,
+                dbid=db,
+                poolsize=size,
+                isLazy=True,
+                **options,
+            )
+        if protocol is not txredisapi.RedisProtocol:
+            factory.protocol = protocol
+        factory.initialDelay = FIRST_DELAY
+        factory.maxDelay = MAX_DELAY
+        return factory
+
+    def _endpoint(self, reactor: Any) -> IStreamClientEndpoint:
+        if self.url.master is None:
+            host, port = self.url.hosts[0]
+            return endpointTo(reactor, self.url, host, port)
+        return SentinelEndpoint(reactor, self.url, self._sentinel)
+
+    def start(self) -> None:
+        """
+        Start connecting (and reconnecting, with backoff, after an outage).
+        """
+        for factory, endpoint in self._endpoints:
+            factory.startConnecting(endpoint)
+
+    def _sized(self, size: int) -> None:
+        wasUp, self.up = self.up, size > 0
+        if self.up and not wasUp:
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(None)
+            self._onUp()
+        elif wasUp and not self.up and not self.closed:
+            self._onDown()
+
+    def whenUp(self) -> Deferred[None]:
+        """
+        @return: a L{Deferred} firing once a command connection is up.
+        """
+        if self.up:
+            return Deferred.fromCoroutine(_nothing())
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def execute(self, *args: object) -> Deferred[Any]:
+        """
+        Send one command.
+
+        @return: a L{Deferred} firing with its reply, or failing with
+            L{StoreUnavailable} when Redis cannot be reached, or with
+            C{txredisapi.ResponseError} for an error reply.
+        """
+        if not self.up:
+            return fail(StoreUnavailable("the Redis store is unreachable"))
+        d: Deferred[Any] = self._pool.handler.execute_command(*args)
+        return d.addErrback(_unavailable)
+
+    def run(self, script: Script, args: Sequence[object]) -> Deferred[Any]:
+        """
+        Run a script: C{EVALSHA}, and C{EVAL} where Redis does not know it
+        yet (a new connection, or after a restart).
+        """
+        d = self.execute("EVALSHA", script.sha, 0, *args)
+
+        def unknown(failure: Failure) -> Any:
+            failure.trap(txredisapi.ResponseError)
+            if not str(failure.value).startswith("NOSCRIPT"):
+                return failure
+            return self.execute("EVAL", script.source, 0, *args)
+
+        return d.addErrback(unknown)
+
+    def close(self) -> Deferred[None]:
+        """
+        Close every connection and stop reconnecting.
+        """
+        self.closed = True
+        stops = [factory.disconnect() for factory, _ in self._endpoints]
+        if self._sentinel is not None:
+            stops.append(self._sentinel.disconnect())
+        for d in self._waiting:
+            d.errback(StoreUnavailable("the Redis store was closed"))
+        self._waiting = []
+        return gatherResults(stops, consumeErrors=True).addCallback(lambda _: None)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _unavailable(failure: Failure) -> Failure:
+    if failure.check(txredisapi.ConnectionError):
+        raise StoreUnavailable(
+            f"the Redis store is unreachable: {failure.getErrorMessage()}"
+        )
+    return failure
