@@ -1,8 +1,9 @@
 """
 The connections of a Redis store: a small pool for commands and scripts,
 and one subscriber to the store's channel, each reconnected with backoff
-by txredisapi.  A command sent while no connection is up fails at once
-with L{StoreUnavailable}, rather than waiting for Redis to come back.
+by txredisapi.  A command sent during an outage fails at once with
+L{StoreUnavailable}, rather than waiting for Redis to come back; one sent
+before the first connection waits for it (a few seconds at most).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import txredisapi
 from twisted.internet import ssl
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -208,6 +209,8 @@ class RedisConnection:
         self.url = url
         self.up = False
         self.closed = False
+        self._everUp = False
+        self._reactor = reactor
         self._onUp = onUp
         self._onDown = onDown
         self._waiting: list[Deferred[None]] = []
@@ -279,6 +282,7 @@ class RedisConnection:
     def _sized(self, size: int) -> None:
         wasUp, self.up = self.up, size > 0
         if self.up and not wasUp:
+            self._everUp = True
             waiting, self._waiting = self._waiting, []
             for d in waiting:
                 d.callback(None)
@@ -292,7 +296,7 @@ class RedisConnection:
         """
         if self.up:
             return Deferred.fromCoroutine(_nothing())
-        d: Deferred[None] = Deferred()
+        d: Deferred[None] = Deferred(lambda d: self._waiting.remove(d))
         self._waiting.append(d)
         return d
 
@@ -305,7 +309,22 @@ class RedisConnection:
             C{txredisapi.ResponseError} for an error reply.
         """
         if not self.up:
-            return fail(StoreUnavailable("the Redis store is unreachable"))
+            if self._everUp or self.closed:
+                return fail(StoreUnavailable("the Redis store is unreachable"))
+            # Still connecting: a starting bouncer's first reads wait.
+            waiting = self.whenUp()
+            late = self._reactor.callLater(CONNECT_TIMEOUT, waiting.cancel)
+
+            def connected(_: None) -> Deferred[Any]:
+                if late.active():
+                    late.cancel()
+                return self.execute(*args)
+
+            def never(failure: Failure) -> Failure:
+                failure.trap(CancelledError)
+                raise StoreUnavailable("the Redis store is unreachable")
+
+            return waiting.addCallbacks(connected, never)
         d: Deferred[Any] = self._pool.handler.execute_command(*args)
         return d.addErrback(_unavailable)
 

@@ -230,8 +230,7 @@ class RedisStore:
         @return: what to warn about Redis's durability settings, one line
             each (see L{settingsWarnings}).
         """
-        config: dict[str, str] | None = {}
-        assert config is not None
+        config: dict[str, str] = {}
         try:
             for name in NAMES:
                 config.update(
@@ -240,7 +239,7 @@ class RedisStore:
         except StoreUnavailable:
             raise
         except Exception:
-            config = None
+            return settingsWarnings(None)
         return settingsWarnings(config)
 
     def _run(self, name: str, *args: object) -> Deferred[Any]:
