@@ -57,28 +57,45 @@ class RedisServer:
     C{directory}.
     """
 
-    def __init__(self, directory: Path, *options: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *options: str,
+        host: str = "127.0.0.1",
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """
+        @param tls: the certificate and key files to serve TLS with (and
+            no plain TCP).
+        """
         self.binary = requireRedis()
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = freePort()
         self.options = list(options)
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        scheme = "redis" if self.tls is None else "rediss"
+        return f"{scheme}://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         """
         Start the server and wait until it accepts connections.
         """
+        ports = ["--port", str(self.port)]
+        if self.tls is not None:
+            certificate, key = self.tls
+            ports = ["--port", "0", "--tls-port", str(self.port)]
+            ports += ["--tls-cert-file", str(certificate), "--tls-key-file", str(key)]
+            ports += ["--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(self.port),
+                *ports,
                 "--bind",
                 self.host,
                 "--dir",

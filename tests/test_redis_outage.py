@@ -19,6 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store import Revocation
+from twisted_keycard.store._changes import RECONNECTED
 from twisted_keycard.store.redis import RedisStore, StoreUnavailable
 
 from ._procs import waitFor
@@ -118,7 +119,8 @@ class OutageTests(TestCase):
         """
         While Redis is down, revocation checks fail (or say "not revoked"
         on a store that accepts tokens then), seats are refused, and issue
-        records are queued, then written in order once it is back.
+        records are queued, then written in order once it is back; its
+        subscribers hear that it is back.
         """
 
         def now(keycardId: str, **kw: Any) -> Any:
@@ -129,6 +131,8 @@ class OutageTests(TestCase):
             store = await self.open()
             lenient = await self.open(tokensWhenDown="accept")
             await store.add(now("gone"))
+            heard: list[str] = []
+            store.subscribe(heard.append)
             self.server.kill()
             await waitFor(
                 lambda: not store.reachable and not lenient.reachable, "the outage"
@@ -146,6 +150,8 @@ class OutageTests(TestCase):
             await store.add(now("k2"))
             await self.restart(store, lenient)
             await waitFor(lambda: not len(store._queue), "the queued writes")
+            # Notices were missed meanwhile: followers read from their cursor.
+            await waitFor(lambda: RECONNECTED in heard, "the notice of reconnection")
             self.assertEqual(
                 [r.keycardId for r in await lenient.byAvatar("alice")], ["k1", "k2"]
             )

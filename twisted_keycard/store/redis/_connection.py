@@ -16,7 +16,13 @@ from typing import Any
 import txredisapi
 from twisted.internet import ssl
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    fail,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -130,6 +136,11 @@ class _Pool(txredisapi.RedisFactory):  # type: ignore[misc]
         super().addConnection(conn)
         self.onSize(self.size)
 
+    def stopTrying(self) -> Deferred[None]:
+        # txredisapi gives up after a failed AUTH or SELECT, even one cut
+        # short by a restarting server: keep trying, with backoff.
+        return succeed(None)
+
     def delConnection(self, conn: Any) -> None:
         super().delConnection(conn)
         self.onSize(self.size)
@@ -148,6 +159,11 @@ class _SentinelPool(txredisapi.SentinelConnectionFactory):  # type: ignore[misc]
     def addConnection(self, conn: Any) -> None:
         super().addConnection(conn)
         self.onSize(self.size)
+
+    def stopTrying(self) -> Deferred[None]:
+        # txredisapi gives up after a failed AUTH or SELECT, even one cut
+        # short by a restarting server: keep trying, with backoff.
+        return succeed(None)
 
     def delConnection(self, conn: Any) -> None:
         super().delConnection(conn)
@@ -168,7 +184,7 @@ class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
             if not self._ready:
                 return None
             done = self.subscribe(self.factory.channel)
-            return done.addCallback(lambda _: self.factory.onMessage("subscribed"))
+            return done.addCallback(lambda _: self.factory.subscribed(self))
 
         return d.addCallback(subscribe)
 
@@ -181,6 +197,8 @@ class RedisConnection:
     The connections to the Redis of a L{RedisURL}.
 
     @ivar up: whether a command connection is up.
+    @ivar listening: whether the subscription to the store's channel is in
+        place.
     """
 
     def __init__(
@@ -230,6 +248,8 @@ class RedisConnection:
         )
         self._subscriber.channel = url.channel
         self._subscriber.onMessage = onChange
+        self._subscriber.subscribed = self._subscribed
+        self.listening = False
         self._endpoints = [
             (self._pool, self._endpoint(reactor)),
             (self._subscriber, self._endpoint(reactor)),
@@ -264,6 +284,9 @@ class RedisConnection:
             factory.protocol = protocol
         factory.initialDelay = FIRST_DELAY
         factory.maxDelay = MAX_DELAY
+        # A failed first connection is reported there too; the store logs
+        # its outages itself.
+        factory.deferred.addErrback(lambda f: None)
         return factory
 
     def _endpoint(self, reactor: Any) -> IStreamClientEndpoint:
@@ -278,6 +301,15 @@ class RedisConnection:
         """
         for factory, endpoint in self._endpoints:
             factory.startConnecting(endpoint)
+
+    def _subscribed(self, protocol: Any) -> None:
+        self.listening = True
+
+        def lost(_: object) -> None:
+            self.listening = False
+
+        protocol.whenDisconnected().addCallback(lost)
+        self._subscriber.onMessage("subscribed")
 
     def _sized(self, size: int) -> None:
         wasUp, self.up = self.up, size > 0

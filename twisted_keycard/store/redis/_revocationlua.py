@@ -45,6 +45,9 @@ for i = 5, #ARGV, 5 do
     redis.call('HSET', key, 'e', expires, 'at', at, 'why', why)
     redis.call('EXPIRE', key, ttl)
     redis.call('ZADD', P .. 'rev:expiry', expires, id)
+    if redis.call('TTL', P .. 'rev:expiry') < tonumber(ttl) then
+      redis.call('EXPIRE', P .. 'rev:expiry', ttl)
+    end
     redis.call('XADD', P .. 'rev:log', '*', 'k', id, 'e', expires, 'at', at, 'why', why)
   end
 end

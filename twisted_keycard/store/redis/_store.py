@@ -225,11 +225,21 @@ class RedisStore:
         """
         return self._connection.up
 
-    async def checkSettings(self) -> list[str]:
+    @property
+    def listening(self) -> bool:
         """
-        @return: what to warn about Redis's durability settings, one line
-            each (see L{settingsWarnings}).
+        Whether this store hears the changes other processes publish.
         """
+        return self._connection.listening
+
+    def checkSettings(self) -> Deferred[list[str]]:
+        """
+        @return: a L{Deferred} firing with what to warn about Redis's
+            durability settings, one line each (see L{settingsWarnings}).
+        """
+        return Deferred.fromCoroutine(self._checkSettings())
+
+    async def _checkSettings(self) -> list[str]:
         config: dict[str, str] = {}
         try:
             for name in NAMES:
