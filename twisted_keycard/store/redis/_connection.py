@@ -141,6 +141,10 @@ class _Pool(txredisapi.RedisFactory):  # type: ignore[misc]
         # short by a restarting server: keep trying, with backoff.
         return succeed(None)
 
+    def connectionError(self, why: str) -> None:
+        super().connectionError(why)
+        self.onError(why)
+
     def delConnection(self, conn: Any) -> None:
         super().delConnection(conn)
         self.onSize(self.size)
@@ -165,6 +169,10 @@ class _SentinelPool(txredisapi.SentinelConnectionFactory):  # type: ignore[misc]
         # short by a restarting server: keep trying, with backoff.
         return succeed(None)
 
+    def connectionError(self, why: str) -> None:
+        super().connectionError(why)
+        self.onError(why)
+
     def delConnection(self, conn: Any) -> None:
         super().delConnection(conn)
         self.onSize(self.size)
@@ -186,7 +194,11 @@ class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
             done = self.subscribe(self.factory.channel)
             return done.addCallback(lambda _: self.factory.subscribed(self))
 
-        return d.addCallback(subscribe)
+        def lost(failure: Failure) -> None:
+            # Lost before it was subscribed: the next connection subscribes.
+            failure.trap(txredisapi.ConnectionError)
+
+        return d.addCallback(subscribe).addErrback(lost)
 
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
         self.factory.onMessage(message)
@@ -287,6 +299,7 @@ class RedisConnection:
         # A failed first connection is reported there too; the store logs
         # its outages itself.
         factory.deferred.addErrback(lambda f: None)
+        factory.onError = self._refused
         return factory
 
     def _endpoint(self, reactor: Any) -> IStreamClientEndpoint:
@@ -301,6 +314,17 @@ class RedisConnection:
         """
         for factory, endpoint in self._endpoints:
             factory.startConnecting(endpoint)
+
+    def _refused(self, why: str) -> None:
+        """
+        Redis refused a connection (AUTH, SELECT): those waiting for one
+        fail now, with the reason, rather than at their timeout.
+        """
+        reason = why.removeprefix("Redis error: ")
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if not d.called:
+                d.errback(StoreUnavailable(f"the Redis store refused us: {reason}"))
 
     def _subscribed(self, protocol: Any) -> None:
         self.listening = True
@@ -317,7 +341,8 @@ class RedisConnection:
             self._everUp = True
             waiting, self._waiting = self._waiting, []
             for d in waiting:
-                d.callback(None)
+                if not d.called:
+                    d.callback(None)
             self._onUp()
         elif wasUp and not self.up and not self.closed:
             self._onDown()
@@ -331,6 +356,27 @@ class RedisConnection:
         d: Deferred[None] = Deferred(lambda d: self._waiting.remove(d))
         self._waiting.append(d)
         return d
+
+    def connected(self) -> Deferred[None]:
+        """
+        @return: a L{Deferred} firing once a command connection is up, or
+            failing with L{StoreUnavailable} when the first attempt to make
+            one fails (Redis refuses the connection, or the password).
+        """
+        up = self.whenUp()
+        if self.up:
+            return up
+        # The first attempt of txredisapi's pool (a ClientService).
+        attempt = self._pool.slots[0].service.whenConnected(failAfterFailures=1)
+
+        def failed(failure: Failure) -> None:
+            if not up.called:
+                up.errback(StoreUnavailable(failure.getErrorMessage()))
+
+        # Not from inside the ClientService's state change: whoever waits
+        # may well close the connections.
+        attempt.addErrback(lambda f: self._reactor.callLater(0, failed, f))
+        return up
 
     def execute(self, *args: object) -> Deferred[Any]:
         """
@@ -384,7 +430,8 @@ class RedisConnection:
         if self._sentinel is not None:
             stops.append(self._sentinel.disconnect())
         for d in self._waiting:
-            d.errback(StoreUnavailable("the Redis store was closed"))
+            if not d.called:
+                d.errback(StoreUnavailable("the Redis store was closed"))
         self._waiting = []
         return gatherResults(stops, consumeErrors=True).addCallback(lambda _: None)
 

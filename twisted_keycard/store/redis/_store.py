@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -180,13 +180,16 @@ class RedisStore:
         return Deferred.fromCoroutine(store._opened(reactor, timeout))
 
     async def _opened(self, reactor: Any, timeout: float) -> RedisStore:
-        up = self._connection.whenUp()
+        up = self._connection.connected()
         late = reactor.callLater(timeout, up.cancel)
         try:
             await up
-        except Exception:
+        except Exception as e:
             await self.close()
-            raise StoreUnavailable(f"cannot reach the Redis store {self.url}") from None
+            reason = "" if isinstance(e, CancelledError) else f": {e}"
+            raise StoreUnavailable(
+                f"cannot reach the Redis store {self.url}{reason}"
+            ) from None
         finally:
             if late.active():
                 late.cancel()
