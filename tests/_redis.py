@@ -63,10 +63,13 @@ class RedisServer:
         *options: str,
         host: str = "127.0.0.1",
         tls: tuple[Path, Path] | None = None,
+        monitor: tuple[str, int] | None = None,
     ) -> None:
         """
         @param tls: the certificate and key files to serve TLS with (and
             no plain TCP).
+        @param monitor: run a Sentinel that watches the primary at this
+            address, as C{main}.
         """
         self.binary = requireRedis()
         self.directory = directory
@@ -75,6 +78,7 @@ class RedisServer:
         self.port = freePort()
         self.options = list(options)
         self.tls = tls
+        self.monitor = monitor
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,6 +96,17 @@ class RedisServer:
             ports = ["--port", "0", "--tls-port", str(self.port)]
             ports += ["--tls-cert-file", str(certificate), "--tls-key-file", str(key)]
             ports += ["--tls-auth-clients", "no"]
+        ready = b"Ready to accept connections"
+        if self.monitor is not None:
+            config = self.directory / "sentinel.conf"
+            host, port = self.monitor
+            config.write_text(
+                f"sentinel monitor main {host} {port} 1\n"
+                "sentinel down-after-milliseconds main 500\n"
+                "sentinel failover-timeout main 2000\n"
+            )
+            ports = [str(config), "--sentinel", *ports]
+            ready = b"+monitor master"
         self.proc = subprocess.Popen(
             [
                 self.binary,
@@ -109,7 +124,7 @@ class RedisServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        self._waitForLine(b"Ready to accept connections")
+        self._waitForLine(ready)
 
     def _waitForLine(self, wanted: bytes) -> None:
         assert self.proc is not None and self.proc.stdout is not None

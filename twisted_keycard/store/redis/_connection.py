@@ -40,6 +40,8 @@ from twisted_keycard.store.redis._url import RedisURL
 REPLY_TIMEOUT = 5.0
 #: Seconds to wait for a connection to be made.
 CONNECT_TIMEOUT = 5.0
+#: Seconds to wait for a Sentinel to name a primary that is up.
+SENTINEL_TIMEOUT = 2.0
 #: Backoff between reconnection attempts: first and longest, in seconds.
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0
@@ -281,6 +283,8 @@ class RedisConnection:
         else:
             if self._sentinel is None:
                 self._sentinel = txredisapi.Sentinel(list(self.url.hosts))
+                # Asked again at each attempt: a failover shows sooner.
+                self._sentinel.discovery_timeout = SENTINEL_TIMEOUT
             factory = _SentinelPool(
                 onSize,
                 sentinel_manager=self._sentinel,
