@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from twisted.internet.defer import gatherResults
 from twisted.internet.task import Clock
 
 from twisted_keycard.store import Revocation
@@ -97,6 +98,19 @@ class RedisKeysTests(RedisTestCase):
         spin(two.revoke([Revocation("k2", 200.0, 100.0)]))
         spin(one.isRevoked("k2"))
         self.assertEqual(heard, [])
+
+    def test_checksTogether(self) -> None:
+        """
+        Revocation checks made together are answered together, each right.
+        """
+        store = self.openStore()
+        revoked = [f"r{i}" for i in range(600)]
+        spin(store.revoke([Revocation(k, 200.0, 100.0) for k in revoked]))
+        asked = []
+        for i, keycardId in enumerate(revoked):
+            asked += [keycardId, f"n{i}"]
+        answers = spin(gatherResults([store.isRevoked(k) for k in asked]))
+        self.assertEqual(answers, [k.startswith("r") for k in asked])
 
     def test_waitForReplicas(self) -> None:
         """

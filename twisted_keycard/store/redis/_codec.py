@@ -14,6 +14,10 @@ from typing import Any
 from twisted_keycard.store._records import IssuedKeycard, Revocation
 from twisted_keycard.tokens._keyring import Keyring, SigningKey
 
+#: Seconds Redis keeps what ended past its end, since the clocks of the
+#: bouncers sharing it differ.
+GRACE = 60.0
+
 #: Longest TTL a key gets, in seconds (ten years): a bound for absurd
 #: expiries.
 MAX_TTL = 10 * 365 * 86400

@@ -10,36 +10,31 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import txredisapi
-from twisted.internet import ssl
-from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
     fail,
     gatherResults,
-    succeed,
-)
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from twisted_keycard.error import KeycardError
+from twisted_keycard.store.redis._endpoints import (
+    CONNECT_TIMEOUT,
+    SentinelEndpoint,
+    endpointTo,
+)
+from twisted_keycard.store.redis._factories import Pool, SentinelPool, Subscriber
 from twisted_keycard.store.redis._url import RedisURL
 
 #: Seconds to wait for a reply before the connection is dropped.
 REPLY_TIMEOUT = 5.0
-#: Seconds to wait for a connection to be made.
-CONNECT_TIMEOUT = 5.0
+#: Entries a flushing script removes at most, so that Redis never stalls.
+FLUSH_BATCH = 1000
 #: Seconds to wait for a Sentinel to name a primary that is up.
 SENTINEL_TIMEOUT = 2.0
 #: Backoff between reconnection attempts: first and longest, in seconds.
@@ -62,148 +57,6 @@ class Script:
     def __init__(self, source: str) -> None:
         self.source = source.encode("utf-8")
         self.sha = hashlib.sha1(self.source).hexdigest()  # noqa: S324 - Redis's name
-
-
-def trustRoot(caFile: str | None) -> Any:
-    """
-    The trust roots of a TLS connection to Redis: the certificates of a
-    PEM file, or the system's.
-    """
-    if caFile is None:
-        return ssl.platformTrust()
-    text = Path(caFile).read_bytes()
-    marker = b"-----END CERTIFICATE-----"
-    certificates = [
-        ssl.Certificate.loadPEM(part + marker)
-        for part in text.split(marker)
-        if b"-----BEGIN CERTIFICATE-----" in part
-    ]
-    if not certificates:
-        raise ValueError(f"{caFile} holds no PEM certificate")
-    return ssl.trustRootFromCertificates(certificates)
-
-
-def endpointTo(
-    reactor: Any, url: RedisURL, host: str, port: int
-) -> IStreamClientEndpoint:
-    """
-    A client endpoint to one Redis server of C{url}: TCP, or TLS with the
-    server's certificate checked against C{url.caFile} and C{host}.  An
-    address is connected to as it is; a name is resolved at each attempt.
-    """
-    endpoint: IStreamClientEndpoint
-    if isIPAddress(host):
-        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
-    elif isIPv6Address(host):
-        endpoint = TCP6ClientEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
-    else:
-        endpoint = HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
-    if url.tls:
-        options = ssl.optionsForClientTLS(host, trustRoot(url.caFile))
-        endpoint = wrapClientTLS(options, endpoint)
-    return endpoint
-
-
-@implementer(IStreamClientEndpoint)
-class SentinelEndpoint:
-    """
-    Connects to the primary that the Sentinels name, asked again at every
-    attempt, so that a reconnection after a failover reaches the new one.
-    """
-
-    def __init__(self, reactor: Any, url: RedisURL, sentinel: Any) -> None:
-        self.reactor = reactor
-        self.url = url
-        self.sentinel = sentinel
-
-    def connect(self, factory: Any) -> Deferred[Any]:
-        d: Deferred[Any] = self.sentinel.discover_master(self.url.master)
-        return d.addCallback(
-            lambda address: endpointTo(
-                self.reactor, self.url, address[0], int(address[1])
-            ).connect(factory)
-        )
-
-
-class _Pool(txredisapi.RedisFactory):  # type: ignore[misc]
-    """
-    txredisapi's pool of connections, telling its owner how many are up.
-    """
-
-    def __init__(self, onSize: Callable[[int], None], *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
-        self.onSize = onSize
-
-    def addConnection(self, conn: Any) -> None:
-        super().addConnection(conn)
-        self.onSize(self.size)
-
-    def stopTrying(self) -> Deferred[None]:
-        # txredisapi gives up after a failed AUTH or SELECT, even one cut
-        # short by a restarting server: keep trying, with backoff.
-        return succeed(None)
-
-    def connectionError(self, why: str) -> None:
-        super().connectionError(why)
-        self.onError(why)
-
-    def delConnection(self, conn: Any) -> None:
-        super().delConnection(conn)
-        self.onSize(self.size)
-
-
-class _SentinelPool(txredisapi.SentinelConnectionFactory):  # type: ignore[misc]
-    """
-    The same, for the primary that Sentinels name (a connection that finds
-    a replica there, after a failover, is dropped and made again).
-    """
-
-    def __init__(self, onSize: Callable[[int], None], *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
-        self.onSize = onSize
-
-    def addConnection(self, conn: Any) -> None:
-        super().addConnection(conn)
-        self.onSize(self.size)
-
-    def stopTrying(self) -> Deferred[None]:
-        # txredisapi gives up after a failed AUTH or SELECT, even one cut
-        # short by a restarting server: keep trying, with backoff.
-        return succeed(None)
-
-    def connectionError(self, why: str) -> None:
-        super().connectionError(why)
-        self.onError(why)
-
-    def delConnection(self, conn: Any) -> None:
-        super().delConnection(conn)
-        self.onSize(self.size)
-
-
-class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
-    """
-    Subscribes to the store's channel once connected (and authenticated),
-    and hands each message, and each new subscription, to the factory's
-    C{onMessage}.
-    """
-
-    def connectionMade(self) -> Deferred[Any]:
-        d: Deferred[Any] = super().connectionMade()
-
-        def subscribe(_: object) -> Any:
-            if not self._ready:
-                return None
-            done = self.subscribe(self.factory.channel)
-            return done.addCallback(lambda _: self.factory.subscribed(self))
-
-        def lost(failure: Failure) -> None:
-            # Lost before it was subscribed: the next connection subscribes.
-            failure.trap(txredisapi.ConnectionError)
-
-        return d.addCallback(subscribe).addErrback(lost)
-
-    def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
-        self.factory.onMessage(message)
 
 
 class RedisConnection:
@@ -258,7 +111,7 @@ class RedisConnection:
         )
         subscriberOptions = {**options, "replyTimeout": None}
         self._subscriber = self._factory(
-            reactor, lambda size: None, None, 1, subscriberOptions, _Subscriber
+            reactor, lambda size: None, None, 1, subscriberOptions, Subscriber
         )
         self._subscriber.channel = url.channel
         self._subscriber.onMessage = onChange
@@ -279,13 +132,13 @@ class RedisConnection:
         protocol: type,
     ) -> Any:
         if self.url.master is None:
-            factory = _Pool(onSize, None, db, size, isLazy=True, **options)
+            factory = Pool(onSize, None, db, size, isLazy=True, **options)
         else:
             if self._sentinel is None:
                 self._sentinel = txredisapi.Sentinel(list(self.url.hosts))
                 # Asked again at each attempt: a failover shows sooner.
                 self._sentinel.discovery_timeout = SENTINEL_TIMEOUT
-            factory = _SentinelPool(
+            factory = SentinelPool(
                 onSize,
                 sentinel_manager=self._sentinel,
                 service_name=self.url.master,
@@ -450,3 +303,24 @@ def _unavailable(failure: Failure) -> Failure:
             f"the Redis store is unreachable: {failure.getErrorMessage()}"
         )
     return failure
+
+
+def inBatches(flushOnce: Callable[[], Deferred[Any]]) -> Deferred[int]:
+    """
+    Run a flushing script until it has less than L{FLUSH_BATCH} left to
+    look at.  It answers C{[removed, looked at]}, or how many it removed
+    (and looked at).
+
+    @return: a L{Deferred} firing with how many were removed in all.
+    """
+
+    async def flush() -> int:
+        removed = 0
+        while True:
+            outcome = await flushOnce()
+            done, seen = outcome if isinstance(outcome, list) else (outcome, outcome)
+            removed += int(done)
+            if int(seen) < FLUSH_BATCH:
+                return removed
+
+    return Deferred.fromCoroutine(flush())

@@ -58,6 +58,17 @@ return added
 """
 )
 
+#: ARGV: prefix, then ids.  Returns those that are revoked.
+REVOKED = """
+local found = {}
+for i = 2, #ARGV do
+  if redis.call('EXISTS', ARGV[1] .. 'rev:' .. ARGV[i]) == 1 then
+    table.insert(found, ARGV[i])
+  end
+end
+return found
+"""
+
 #: ARGV: prefix, then ids.  Returns {id, expiry, time revoked, reason} for
 #: each id that is revoked.
 REVOCATIONS_OF = """

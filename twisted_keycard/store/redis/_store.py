@@ -12,19 +12,15 @@ keyring saves are published, so that other bouncers read them at once
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_keycard._mocks import SECRET_BYTES
-from twisted_keycard.error import KeycardError, QuotaExceeded
 from twisted_keycard.store._changes import KEYRING, RECONNECTED, REVOKED, IStoreChanges
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
@@ -34,64 +30,22 @@ from twisted_keycard.store._interfaces import (
     IThrottleStore,
 )
 from twisted_keycard.store._records import IssuedKeycard, Revocation
-from twisted_keycard.store.redis import _keycardlua as kc
-from twisted_keycard.store.redis import _revocationlua as rev
-from twisted_keycard.store.redis._codec import (
-    fromFields,
-    keyFields,
-    keyringFrom,
-    number,
-    pairsToDict,
-    recordFields,
-    revocationArgs,
-    revocationFrom,
-    ttl,
-)
+from twisted_keycard.store.redis._codec import number, pairsToDict
 from twisted_keycard.store.redis._connection import (
     REPLY_TIMEOUT,
     RedisConnection,
-    Script,
     StoreUnavailable,
 )
+from twisted_keycard.store.redis._keycards import RedisKeycards
 from twisted_keycard.store.redis._queue import QUEUE_LIMIT, WriteQueue
+from twisted_keycard.store.redis._revocations import RedisRevocations
 from twisted_keycard.store.redis._settings import NAMES, settingsWarnings
-from twisted_keycard.store.redis._throttle import FLUSH_BATCH, RedisFailures
+from twisted_keycard.store.redis._throttle import RedisFailures
 from twisted_keycard.store.redis._url import RedisURL, parseRedisURL
 from twisted_keycard.tokens._keyring import Keyring
 
-#: Seconds Redis keeps a record past its expiry (clocks of bouncers differ).
-GRACE = 60.0
-#: Seconds Redis keeps the leases after their last renewal.
-LEASES_KEPT = 7 * 86400.0
 #: Seconds failed logins are kept by default: the longest throttling window.
 FAILURES_KEPT = 86400.0
-
-_SCRIPTS = {
-    name: Script(getattr(module, name))
-    for module, names in (
-        (kc, ["ADD", "REMOVE", "RELEASE", "RENEW", "SELECT", "FLUSH_EXPIRED"]),
-        (kc, ["COUNT", "RENEW_LEASE", "RELEASE_LAPSED", "HOLD_UNDER"]),
-        (rev, ["REVOKE", "REVOCATIONS_OF", "FLUSH_REVOCATIONS", "SAVE_KEYRING"]),
-        (rev, ["MOCK_SECRET"]),
-    )
-    for name in names
-}
-
-
-def _cursor(streamId: str) -> int:
-    milliseconds, _, sequence = streamId.partition("-")
-    return int(milliseconds) << 32 | int(sequence)
-
-
-def _streamId(cursor: int) -> str:
-    return f"{cursor >> 32}-{cursor & 0xFFFFFFFF}"
-
-
-class ReplicasBehind(KeycardError):
-    """
-    Raised when fewer replicas than configured confirmed a revocation in
-    time: the primary has it, but a failover could lose it.
-    """
 
 
 @implementer(
@@ -159,6 +113,12 @@ class RedisStore:
         )
         self._failures = RedisFailures(
             self._connection, self._prefix, self.clock, failuresKept, self._queue
+        )
+        self._keycards = RedisKeycards(
+            self._connection, self._prefix, self.clock, self._write
+        )
+        self._revocations = RedisRevocations(
+            self._connection, self.url, self.clock, tokensWhenDown
         )
         self._wasUp = False
         self._connection.start()
@@ -255,9 +215,6 @@ class RedisStore:
             return settingsWarnings(None)
         return settingsWarnings(config)
 
-    def _run(self, name: str, *args: object) -> Deferred[Any]:
-        return self._connection.run(_SCRIPTS[name], [self._prefix, *args])
-
     def _write(self, what: str, write: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """
         Write now, or queue the write while Redis is unreachable (or queued
@@ -273,182 +230,90 @@ class RedisStore:
 
         return write().addErrback(lost)
 
-    def _now(self) -> float:
-        return self.clock.seconds()
-
-    # Issued keycards
-
-    def _adding(
-        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
-    ) -> Callable[[], Deferred[None]]:
-        def write() -> Deferred[None]:
-            now = self._now()
-            d = self._run(
-                "ADD",
-                ttl(record.expires, now, GRACE),
-                "" if maxPerAvatar is None else str(maxPerAvatar),
-                "" if poolSize is None else str(poolSize),
-                number(record.issued),
-                number(now - GRACE),
-                *recordFields(record),
-            )
-            return d.addCallback(self._added, record)
-
-        return write
-
-    @staticmethod
-    def _added(outcome: str, record: IssuedKeycard) -> None:
-        if outcome == "duplicate":
-            raise KeyError(record.keycardId)
-        if outcome == "avatar":
-            raise QuotaExceeded("too many keycards for this avatar")
-        if outcome == "pool":
-            raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
+    # Issued keycards and leases: see RedisKeycards.
 
     def add(self, record: IssuedKeycard) -> Deferred[None]:
-        return self._write(
-            f"the record of keycard {record.keycardId}",
-            self._adding(record, None, None),
-        )
+        return self._keycards.add(record)
 
     def addWithin(
         self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
     ) -> Deferred[None]:
-        if maxPerAvatar is None and poolSize is None:
-            return self.add(record)
-        # Never queued: a seat counted without Redis could be over-granted.
-        return self._adding(record, maxPerAvatar, poolSize)()
+        return self._keycards.addWithin(record, maxPerAvatar, poolSize)
 
     def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        d = self._connection.execute(
-            "HMGET", f"{self._prefix}kc:{keycardId}", *kc.FIELDS
-        )
-        return d.addCallback(fromFields)
+        return self._keycards.get(keycardId)
 
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._write(
-            f"the removal of keycard {keycardId}",
-            lambda: self._run("REMOVE", keycardId).addCallback(fromFields),
-        )
+        return self._keycards.remove(keycardId)
 
     def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._write(
-            f"the release of keycard {keycardId}",
-            lambda: self._run("RELEASE", keycardId).addCallback(fromFields),
-        )
+        return self._keycards.release(keycardId)
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
-        d = self._run(
-            "RENEW", keycardId, number(expires), ttl(expires, self._now(), GRACE)
-        )
-        return d.addCallback(fromFields)
-
-    def _select(
-        self, index: str, low: str = "-inf", high: str = "+inf"
-    ) -> Deferred[list[IssuedKeycard]]:
-        d = self._run("SELECT", index, low, high)
-        return d.addCallback(
-            lambda rows: sorted(
-                (r for r in map(fromFields, rows) if r is not None),
-                key=lambda r: r.keycardId,
-            )
-        )
+        return self._keycards.renew(keycardId, expires)
 
     def byAvatar(self, avatarId: str) -> Deferred[list[IssuedKeycard]]:
-        return self._select(f"ix:a:{avatarId}")
+        return self._keycards.select(f"ix:a:{avatarId}")
 
     def byRequester(self, requesterName: str) -> Deferred[list[IssuedKeycard]]:
-        return self._select(f"ix:r:{requesterName}")
+        return self._keycards.select(f"ix:r:{requesterName}")
 
     def byParent(self, parentId: str) -> Deferred[list[IssuedKeycard]]:
-        return self._select(f"ix:p:{parentId}")
+        return self._keycards.select(f"ix:p:{parentId}")
 
     def byFamily(self, familyId: str) -> Deferred[list[IssuedKeycard]]:
-        return self._select(f"ix:f:{familyId}")
+        return self._keycards.select(f"ix:f:{familyId}")
 
     def expiredBefore(self, when: float) -> Deferred[list[IssuedKeycard]]:
-        return self._select("kc:expiry", "-inf", number(when))
+        return self._keycards.select("kc:expiry", "-inf", number(when))
 
     def flushExpired(self, when: float) -> Deferred[int]:
-        return self._flushing("FLUSH_EXPIRED", when)
-
-    def _flushing(self, script: str, when: float) -> Deferred[int]:
-        async def flush() -> int:
-            removed = 0
-            while True:
-                outcome = await self._run(script, number(when), str(FLUSH_BATCH))
-                done, seen = outcome if isinstance(outcome, list) else (outcome,) * 2
-                removed += int(done)
-                if int(seen) < FLUSH_BATCH:
-                    return removed
-
-        return Deferred.fromCoroutine(flush())
+        return self._keycards.flushExpired(when)
 
     def count(self) -> Deferred[int]:
-        return self._run("COUNT", number(self._now() - GRACE)).addCallback(int)
+        return self._keycards.count()
 
-    # Revocations
+    def renewLease(self, holderId: str, when: float, expires: float) -> Deferred[bool]:
+        return self._keycards.renewLease(holderId, expires)
+
+    def releaseLapsed(self, when: float) -> Deferred[int]:
+        return self._keycards.releaseLapsed(when)
+
+    def holdUnder(
+        self, keycardId: str, holderId: str
+    ) -> Deferred[IssuedKeycard | None]:
+        return self._keycards.holdUnder(keycardId, holderId)
+
+    # Revocations and the keyring: see RedisRevocations.
 
     def revoke(self, revocations: Sequence[Revocation]) -> Deferred[int]:
-        if not revocations:
-            return succeed(0)
-        now = self._now()
-        args: list[object] = [self.url.channel, number(now), number(now - GRACE)]
-        for revocation in revocations:
-            args += revocationArgs(revocation, now, GRACE)
-        return Deferred.fromCoroutine(self._revoke(args))
-
-    async def _revoke(self, args: list[object]) -> int:
-        added = int(await self._run("REVOKE", *args))
-        wanted = self.url.replicas
-        if wanted:
-            milliseconds = int(self.url.replicaTimeout * 1000)
-            confirmed = int(
-                await self._connection.execute("WAIT", wanted, milliseconds)
-            )
-            if confirmed < wanted:
-                raise ReplicasBehind(
-                    f"the revocation reached {confirmed} of {wanted} Redis"
-                    f" replicas in {self.url.replicaTimeout:g}s"
-                )
-        return added
+        return self._revocations.revoke(revocations)
 
     def isRevoked(self, keycardId: str) -> Deferred[bool]:
-        if self.tokensWhenDown == "accept" and not self._connection.up:
-            return succeed(False)
-        d = self._connection.execute("EXISTS", f"{self._prefix}rev:{keycardId}")
-        return d.addCallback(lambda found: bool(int(found)))
+        return self._revocations.isRevoked(keycardId)
 
     def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
-        if not keycardIds or (
-            self.tokensWhenDown == "accept" and not self._connection.up
-        ):
-            return succeed([])
-        d = self._run("REVOCATIONS_OF", *keycardIds)
-        return d.addCallback(
-            lambda rows: [
-                Revocation(k, float(e), float(at), why) for k, e, at, why in rows
-            ]
-        )
+        return self._revocations.revocationsOf(keycardIds)
 
     def revokedSince(
         self, cursor: int, limit: int
     ) -> Deferred[tuple[list[Revocation], int]]:
-        start = "-" if cursor <= 0 else f"({_streamId(cursor)}"
-        d = self._connection.execute(
-            "XRANGE", f"{self._prefix}rev:log", start, "+", "COUNT", limit
-        )
-
-        def read(entries: list[Any]) -> tuple[list[Revocation], int]:
-            if not entries:
-                return [], max(cursor, 0)
-            found = [revocationFrom(pairsToDict(fields)) for _, fields in entries]
-            return found, _cursor(entries[-1][0])
-
-        return d.addCallback(read)
+        return self._revocations.revokedSince(cursor, limit)
 
     def flushRevocations(self, when: float) -> Deferred[int]:
-        return self._flushing("FLUSH_REVOCATIONS", when)
+        return self._revocations.flushRevocations(when)
+
+    def loadKeyring(self) -> Deferred[Keyring | None]:
+        return self._revocations.loadKeyring()
+
+    def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
+        return self._revocations.saveKeyring(keyring)
+
+    def keyringVersion(self) -> Deferred[int]:
+        return self._revocations.keyringVersion()
+
+    def mockSecret(self) -> Deferred[bytes]:
+        return self._revocations.mockSecret()
 
     # Failed logins
 
@@ -470,39 +335,6 @@ class RedisStore:
 
     def flushFailures(self, before: float) -> Deferred[int]:
         return self._failures.flushFailures(before)
-
-    # Keyring
-
-    def loadKeyring(self) -> Deferred[Keyring | None]:
-        d = self._connection.execute("HGETALL", f"{self._prefix}keyring")
-        return d.addCallback(lambda values: keyringFrom(pairsToDict(values)))
-
-    def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
-        d = self._run("SAVE_KEYRING", self.url.channel, *keyFields(keyring))
-        return d.addCallback(lambda _: None)
-
-    def keyringVersion(self) -> Deferred[int]:
-        d = self._connection.execute("GET", f"{self._prefix}keyring:version")
-        return d.addCallback(lambda version: int(version or 0))
-
-    def mockSecret(self) -> Deferred[bytes]:
-        fresh = base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
-        return self._run("MOCK_SECRET", fresh).addCallback(base64.b64decode)
-
-    # Leases
-
-    def renewLease(self, holderId: str, when: float, expires: float) -> Deferred[bool]:
-        keep = ttl(expires, self._now(), LEASES_KEPT)
-        d = self._run("RENEW_LEASE", holderId, number(expires), keep)
-        return d.addCallback(lambda known: bool(int(known)))
-
-    def releaseLapsed(self, when: float) -> Deferred[int]:
-        return self._run("RELEASE_LAPSED", number(when)).addCallback(int)
-
-    def holdUnder(
-        self, keycardId: str, holderId: str
-    ) -> Deferred[IssuedKeycard | None]:
-        return self._run("HOLD_UNDER", keycardId, holderId).addCallback(fromFields)
 
     # Changes
 

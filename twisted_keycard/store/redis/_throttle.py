@@ -21,14 +21,12 @@ from twisted_keycard.store._memoryfailures import MemoryFailures
 from twisted_keycard.store.redis import _throttlelua as lua
 from twisted_keycard.store.redis._codec import number
 from twisted_keycard.store.redis._connection import (
+    FLUSH_BATCH,
     RedisConnection,
     Script,
     StoreUnavailable,
 )
 from twisted_keycard.store.redis._queue import WriteQueue
-
-#: Entries flushed by one script, at most, so that Redis never stalls.
-FLUSH_BATCH = 1000
 
 _RECORD = Script(lua.RECORD_FAILURE)
 _SINCE = Script(lua.FAILURES_SINCE)
