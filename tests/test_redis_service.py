@@ -13,13 +13,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_keycard.service import DataDir, Options
+from twisted_keycard.service._bouncerservice import BouncerService
 from twisted_keycard.service._stores import PASSWORD_ENVIRONMENT, storePassword
+from twisted_keycard.store.redis import RedisStore
 
 from ._procs import ENV, ROOT, TIMEOUT, TWISTD, freePort, keycard
-from ._redis import RedisServer
+from ._redis import RedisServer, reactor
 
 
 class RedisOptionsTests(SynchronousTestCase):
@@ -202,6 +205,38 @@ class RedisStartupTests(TestCase):
             **{PASSWORD_ENVIRONMENT: "wrong"},
         )
         self.assertOneLine(started, "keycard-bouncer: ", "WRONGPASS")
+
+
+@pytest.mark.integration
+class EmbeddedRedisTests(TestCase):
+    def test_fromDataDir(self) -> Deferred[None]:
+        """
+        An application embedding the bouncer of a data directory made on a
+        Redis store runs it on that store, with its keyring.
+        """
+        directory = Path(self.mktemp()).resolve()
+        server = RedisServer(directory / "redis")
+        server.start()
+        self.addCleanup(server.stop)
+        data = directory / "data"
+        made = keycard("init", str(data), "--store", server.url)
+        self.assertEqual(made.returncode, 0, made.stderr)
+
+        async def go() -> None:
+            service = BouncerService.fromDataDir(data, reactor, name="embedded")
+            self.assertIsInstance(service.store, RedisStore)
+            service.startService()
+            await service.bouncer.started
+            keys = service.bouncer.keys
+            assert keys is not None and keys.keyring is not None
+            self.assertIn(keys.keyring.signing.kid, made.stdout)
+            # The flush the bouncer started with is done once this one is:
+            # commands are answered in order.
+            await service.bouncer.flush()
+            await service.stopService()
+            self.assertTrue(service.store._connection.closed)
+
+        return ensureDeferred(go())
 
 
 def keycardCommand() -> list[str]:

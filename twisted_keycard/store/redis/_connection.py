@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 import txredisapi
@@ -280,8 +281,16 @@ class RedisConnection:
 
     def close(self) -> Deferred[None]:
         """
-        Close every connection and stop reconnecting.
+        Close every connection and stop reconnecting, once the commands
+        already sent are answered (they are answered in order: a last
+        C{PING} comes back after them).
         """
+        return Deferred.fromCoroutine(self._close())
+
+    async def _close(self) -> None:
+        if self.up and not self.closed:
+            with suppress(Exception):
+                await self.execute("PING")
         self.closed = True
         stops = [factory.disconnect() for factory, _ in self._endpoints]
         if self._sentinel is not None:
@@ -290,7 +299,7 @@ class RedisConnection:
             if not d.called:
                 d.errback(StoreUnavailable("the Redis store was closed"))
         self._waiting = []
-        return gatherResults(stops, consumeErrors=True).addCallback(lambda _: None)
+        await gatherResults(stops, consumeErrors=True)
 
 
 async def _nothing() -> None:
