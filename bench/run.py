@@ -32,6 +32,7 @@ GROUPS = {
     "P3": "bench.p3_revocations",
     "P4": "bench.p4_memory",
     "P5": "bench.p5_many",
+    "P6": "bench.p6_redis",
 }
 
 

@@ -130,7 +130,7 @@ class BouncerServiceTests(SynchronousTestCase):
         self.assertEqual(service.bouncer.name, "embedded")
         self.assertIs(service.bouncer.parent, service)
         closed: list[bool] = []
-        service.store.close = lambda: closed.append(True)  # type: ignore[method-assign,assignment,return-value]
+        service.store.close = lambda: closed.append(True)
         service.startService()
         self.assertTrue(service.bouncer.running)
         stopped = service.stopService()

@@ -53,7 +53,12 @@ def readPassword(prompt: str = "Password: ") -> str:
 def run(args: argparse.Namespace) -> int:
     command = args.command
     if command == "init":
-        return admin.init(args.directory or str(DataDir.default()), args.dev_cert)
+        return admin.init(
+            args.directory or str(DataDir.default()),
+            args.dev_cert,
+            args.store,
+            args.store_password_file,
+        )
     if command == "login":
         if bool(args.user) == bool(args.token_file):
             raise CommandError("give either USER or --token-file FILE")

@@ -40,6 +40,8 @@ from twisted_keycard.keycard._interfaces import IAnswerer
 from twisted_keycard.service._datadir import DataDir
 from twisted_keycard.service._devcert import makeDevCertificate
 from twisted_keycard.service._endpoints import clientEndpoint
+from twisted_keycard.service._stores import openStore, sqlitePath, storePassword
+from twisted_keycard.store.redis._url import isRedisURL, parseRedisURL
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokens._holder import KeyringHolder
 from twisted_keycard.tokens._keyring import Keyring
@@ -76,21 +78,35 @@ def runReactor(main: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     return result
 
 
-def init(directory: str, devCert: str | None) -> int:
-    data = DataDir.create(directory)
-    # No reactor yet: the store's work runs inline, so results are ready.
-    store = SQLiteStore(str(data.database), threaded=False)
-    keyring = Keyring.generate(time.time())
-    outcome: list[object] = []
-    store.saveKeyring(keyring).addBoth(outcome.append)
-    # And the secret of mock challenges, shared by the store's bouncers.
-    store.mockSecret().addBoth(outcome.append)
-    store.close()
-    for result in outcome:
-        if isinstance(result, Failure):
-            result.raiseException()
+def init(
+    directory: str,
+    devCert: str | None,
+    store: str | None = None,
+    storePasswordFile: str | None = None,
+) -> int:
+    """
+    Make a data directory, and its store's keyring and mock secret (a Redis
+    store that has them already, made for another host, keeps them).
+    """
+    if store is not None and isRedisURL(store):
+        parseRedisURL(store)
+        keyring = runReactor(lambda reactor: _initRedis(store, storePasswordFile))
+        data = DataDir.create(directory, store, storePasswordFile)
+        where = f" on the store {parseRedisURL(store)},"
+    else:
+        if store is not None:
+            sqlitePath(store)
+            raise KeycardError(
+                "a SQLite store is the data directory's keycard.db: drop --store"
+            )
+        if storePasswordFile is not None:
+            raise KeycardError("--store-password-file is for a Redis --store")
+        data = DataDir.create(directory)
+        keyring = _initSQLite(data)
+        where = ""
     print(
-        f"made data directory {data.path} with token signing key {keyring.signing.kid}"
+        f"made data directory {data.path}{where} with token signing key"
+        f" {keyring.signing.kid}"
     )
     if devCert:
         trust = data.tls / "trust" / "ca.pem"
@@ -102,6 +118,35 @@ def init(directory: str, devCert: str | None) -> int:
         )
     print(f"add a user with: keycard user add --data-dir {data.path} NAME")
     return EXIT_OK
+
+
+def _initSQLite(data: DataDir) -> Keyring:
+    # No reactor yet: the store's work runs inline, so results are ready.
+    store = SQLiteStore(str(data.database), threaded=False)
+    keyring = Keyring.generate(time.time())
+    outcome: list[object] = []
+    store.saveKeyring(keyring).addBoth(outcome.append)
+    # And the secret of mock challenges, shared by the store's bouncers.
+    store.mockSecret().addBoth(outcome.append)
+    store.close()
+    for result in outcome:
+        if isinstance(result, Failure):
+            result.raiseException()
+    return keyring
+
+
+async def _initRedis(url: str, passwordFile: str | None) -> Keyring:
+    from twisted.internet import reactor
+
+    store = await openStore(url, reactor, storePassword(passwordFile))
+    try:
+        keyring = await KeyringHolder(store, reactor).load()
+        await store.mockSecret()
+        for warning in await store.checkSettings():
+            print(f"keycard: warning: {warning}", file=sys.stderr)
+        return keyring
+    finally:
+        await store.close()
 
 
 def userAdd(data: DataDir, name: str, password: str) -> int:
@@ -119,7 +164,7 @@ def userRemove(data: DataDir, name: str) -> int:
         raise KeycardError(f"no user {printable(name)}")
     print(f"removed user {printable(name)}")
 
-    async def job(store: SQLiteStore) -> str:
+    async def job(store: Any) -> str:
         from twisted.internet import reactor
 
         return await _keycards.revokeUser(store, reactor, name)
@@ -136,9 +181,15 @@ def userList(data: DataDir) -> int:
 
 
 async def _withStore(
-    data: DataDir, job: Callable[[SQLiteStore], Coroutine[Any, Any, _T]]
+    data: DataDir, job: Callable[[Any], Coroutine[Any, Any, _T]]
 ) -> _T:
-    store = await SQLiteStore.open(str(data.database))
+    """
+    Run C{job} on the data directory's store (the SQLite file, or the
+    Redis store given to C{keycard init --store}), then close it.
+    """
+    from twisted.internet import reactor
+
+    store = await openStore(data.store, reactor, storePassword(data.storePasswordFile))
     try:
         return await job(store)
     finally:
@@ -156,7 +207,7 @@ def listKeycards(
     table or as JSON.
     """
 
-    async def job(store: SQLiteStore) -> int:
+    async def job(store: Any) -> int:
         records = await _keycards.selectKeycards(store, avatar, requester)
         if json:
             print(_keycards.asJSON(records))
@@ -180,7 +231,7 @@ def revoke(
     L{EXIT_NO_MATCH} when nothing on record matches.
     """
 
-    async def job(store: SQLiteStore) -> int:
+    async def job(store: Any) -> int:
         from twisted.internet import reactor
 
         outcome = await _keycards.revokeMatching(
@@ -206,7 +257,7 @@ def rotateKeys(data: DataDir, grace: float | None) -> int:
     if grace is not None and not (math.isfinite(grace) and grace >= 0):
         raise ValueError("--grace takes a number of seconds, 0 or more")
 
-    async def job(store: SQLiteStore) -> int:
+    async def job(store: Any) -> int:
         from twisted.internet import reactor
 
         holder = KeyringHolder(store, reactor)

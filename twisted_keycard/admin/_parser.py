@@ -76,6 +76,20 @@ def parser() -> argparse.ArgumentParser:
         help="where (default: $KEYCARD_DATA_DIR, else ./keycard-data)",
     )
     init.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep keycards, revocations and keys in this store, shared by every"
+        " bouncer and command on DIR: redis://HOST:PORT/DB, rediss://...?ca=FILE,"
+        " redis+sentinel://H1:P1,H2:P2/MASTER/DB, with ?prefix=P"
+        " (default: sqlite:DIR/keycard.db)",
+    )
+    init.add_argument(
+        "--store-password-file",
+        metavar="FILE",
+        help="the file whose first line is the Redis store's password (its path"
+        " is kept in DIR; default: $KEYCARD_REDIS_PASSWORD)",
+    )
+    init.add_argument(
         "--dev-cert",
         metavar="HOSTNAME",
         help="also make a self-signed TLS certificate for HOSTNAME (development only)",

@@ -53,6 +53,7 @@ from twisted_keycard.bouncer._policy import (
 from twisted_keycard.bouncer._revoker import Revoker
 from twisted_keycard.bouncer._throttle import Throttler
 from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.store._changes import IStoreChanges
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
@@ -227,6 +228,7 @@ class Bouncer(Service):
             )
         self._revocations: RevocationFollower | None = None
         self._follower: Follower | None = None
+        self._unsubscribe: Callable[[], None] = lambda: None
         self._flusher = Flusher(
             self.store,
             clock,
@@ -435,11 +437,18 @@ class Bouncer(Service):
         if not self.running:
             return
         if steps:
-            self._follower = Follower(self.clock, self.upkeep.followInterval, steps)
-            self._follower.start()
+            follower = self._follower = Follower(
+                self.clock, self.upkeep.followInterval, steps
+            )
+            follower.start()
+            if IStoreChanges.providedBy(self.store):
+                # Pushed changes are read at once, not at the next interval.
+                self._unsubscribe = self.store.subscribe(lambda kind: follower.wake())
         self._flusher.start()
 
     def stopService(self) -> Deferred[None] | None:
+        self._unsubscribe()
+        self._unsubscribe = lambda: None
         if self._follower is not None:
             self._follower.stop()
             self._follower = None

@@ -85,6 +85,8 @@ class Follower:
     interval: float
     steps: list[tuple[str, Callable[[], Awaitable[object]]]]
     _loop: LoopingCall | None = None
+    _ticking: bool = False
+    _again: bool = False
     log = Logger()
 
     def start(self) -> None:
@@ -93,11 +95,32 @@ class Follower:
         loop.start(self.interval, now=False)
 
     async def tick(self) -> None:
-        for what, step in self.steps:
-            try:
-                await step()
-            except Exception:
-                self.log.failure("{what} failed", what=what)
+        """
+        Run the steps.  Called while they run, it runs them once more after,
+        never two at once.
+        """
+        if self._ticking:
+            self._again = True
+            return
+        self._ticking = self._again = True
+        try:
+            while self._again:
+                self._again = False
+                for what, step in self.steps:
+                    try:
+                        await step()
+                    except Exception:
+                        self.log.failure("{what} failed", what=what)
+        finally:
+            self._ticking = False
+
+    def wake(self) -> None:
+        """
+        Run the steps now, not at the next interval: the store pushed a
+        change (see L{twisted_keycard.store.IStoreChanges}).
+        """
+        if self._loop is not None:
+            Deferred.fromCoroutine(self.tick())
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:

@@ -18,14 +18,19 @@ from twisted_keycard.bouncer._policy import TokenPolicy
 from twisted_keycard.scram._server import SCRAMVerifiers
 from twisted_keycard.service._datadir import DataDir
 from twisted_keycard.service._mocksecret import giveMockSecret, storedMockSecret
+from twisted_keycard.service._stores import sqlitePath, storePassword
+from twisted_keycard.store.redis._blocking import startupCheck
+from twisted_keycard.store.redis._store import RedisStore
+from twisted_keycard.store.redis._url import isRedisURL, parseRedisURL
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 
 class BouncerService(MultiService):
     """
-    A L{Bouncer} and its L{SQLiteStore}, which it alone closes: starting
-    the service starts the bouncer; stopping it stops the bouncer, then
-    closes the store and stops its thread.  Set it as the child of an
+    A L{Bouncer} and its store (an L{SQLiteStore}, or a C{RedisStore}),
+    which it alone closes: starting the service starts the bouncer;
+    stopping it stops the bouncer, then closes the store (and stops its
+    thread, or its connections).  Set it as the child of an
     application (or start and stop it yourself) and hand C{bouncer} to a
     L{twisted_keycard.KeycardRoot}.
 
@@ -33,10 +38,10 @@ class BouncerService(MultiService):
     @ivar store: its store.
     """
 
-    def __init__(self, bouncer: Bouncer, store: SQLiteStore) -> None:
+    def __init__(self, bouncer: Bouncer, store: SQLiteStore | RedisStore) -> None:
         super().__init__()
         self.bouncer = bouncer
-        self.store = store
+        self.store: Any = store
         bouncer.setServiceParent(self)
 
     @classmethod
@@ -60,7 +65,9 @@ class BouncerService(MultiService):
             L{TokenPolicy} unless given, as in the bouncer service.
         @raise twisted_keycard.service.NoDataDir: if C{path} is not a data
             directory.
-        @raise sqlite3.Error: if its store cannot be opened.
+        @raise sqlite3.Error: if its SQLite store cannot be opened.
+        @raise OSError: if its Redis store cannot be reached (see
+            L{twisted_keycard.store.redis}).
         """
         dataDir = DataDir.open(path)
         if checkers is None:
@@ -69,9 +76,19 @@ class BouncerService(MultiService):
             ]
         options.setdefault("tokens", TokenPolicy())
         checkers = list(checkers)
+        store: Any
+        if isRedisURL(dataDir.store):
+            # A data directory made with keycard init --store redis://...
+            url = parseRedisURL(dataDir.store)
+            password = storePassword(dataDir.storePasswordFile)
+            secret, _ = startupCheck(url, password)
+            store = RedisStore(url, reactor, password=password)
+        else:
+            path = sqlitePath(dataDir.store)
+            secret = storedMockSecret(path)
+            store = SQLiteStore(path, reactor)
         # Mock challenges the same as the bouncer service's on this store.
-        giveMockSecret(checkers, storedMockSecret(str(dataDir.database)))
-        store = SQLiteStore(str(dataDir.database), reactor)
+        giveMockSecret(checkers, secret)
         return cls(Bouncer(checkers, store, clock=reactor, **options), store)
 
     def stopService(self) -> Deferred[None]:

@@ -5,7 +5,8 @@ the users' SCRAM verifiers, and TLS material.
 
 Layout::
 
-    DIR/keycard.json       marker and format version
+    DIR/keycard.json       marker, format version, and the store's URL when
+                           it is not the SQLite file (a Redis store)
     DIR/keycard.db         the SQLite store (back it up)
     DIR/users.scram        name:SCRAM-SHA-256$... lines (mode 0600)
     DIR/tls/server.pem     certificate and key for ssl:/tls: listeners
@@ -49,6 +50,30 @@ class DataDir:
     def database(self) -> Path:
         return self.path / "keycard.db"
 
+    def _config(self) -> dict[str, object]:
+        info = json.loads(self.marker.read_text())
+        assert isinstance(info, dict)
+        return info
+
+    @property
+    def store(self) -> str:
+        """
+        The store's URL: the one given to C{keycard init --store}, else
+        C{sqlite:DIR/keycard.db}.
+        """
+        store = self._config().get("store")
+        return store if isinstance(store, str) else f"sqlite:{self.database}"
+
+    @property
+    def storePasswordFile(self) -> str | None:
+        """
+        The file holding the store's password (given to C{keycard init
+        --store-password-file}), if any; the password itself is never
+        kept here.
+        """
+        path = self._config().get("storePasswordFile")
+        return path if isinstance(path, str) else None
+
     @property
     def users(self) -> Path:
         return self.path / "users.scram"
@@ -87,11 +112,18 @@ class DataDir:
         return directory
 
     @classmethod
-    def create(cls, path: str | Path) -> DataDir:
+    def create(
+        cls,
+        path: str | Path,
+        store: str | None = None,
+        storePasswordFile: str | None = None,
+    ) -> DataDir:
         """
         Make a new data directory (mode 0700, whatever the umask) with an
         empty users file (mode 0600).
 
+        @param store: the URL of its store, when not the SQLite file.
+        @param storePasswordFile: the file holding that store's password.
         @raise NoDataDir: if C{path} already holds one.
         """
         directory = cls(Path(path))
@@ -99,5 +131,10 @@ class DataDir:
             raise NoDataDir(f"{path} is already a keycard data directory")
         makePrivateDirectory(directory.path)
         createPrivateFile(directory.users)
-        directory.marker.write_text(json.dumps({"format": FORMAT}) + "\n")
+        info: dict[str, object] = {"format": FORMAT}
+        if store is not None:
+            info["store"] = store
+        if storePasswordFile is not None:
+            info["storePasswordFile"] = str(Path(storePasswordFile).resolve())
+        directory.marker.write_text(json.dumps(info) + "\n")
         return directory

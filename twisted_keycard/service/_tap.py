@@ -47,9 +47,17 @@ from twisted_keycard.service._stockcheckers import (
     servingKeycards,
     warnPlainPasswords,
 )
+from twisted_keycard.service._stores import (
+    RedisCheck,
+    StoreService,
+    sqlitePath,
+    storePassword,
+)
 from twisted_keycard.sessions._bouncerside import TicketGrantingRealm
 from twisted_keycard.sessions._granter import TicketGranter
 from twisted_keycard.sessions._tickets import TicketLimits
+from twisted_keycard.store.redis._store import FAILURES_KEPT, RedisStore
+from twisted_keycard.store.redis._url import RedisURL, isRedisURL, parseRedisURL
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokencard import DEFAULT_MAX_FAMILY_LIFETIME
 from twisted_keycard.web._peers import ProxyTrust
@@ -71,7 +79,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         "Run a keycard bouncer: clients log in over Perspective Broker with "
         "keycards (SCRAM-SHA-256, tokens, ...), checked against the data "
         "directory's users (or any --auth checker) and recorded in its "
-        "SQLite store.  Make a data directory with: keycard init DIR"
+        "store (SQLite, or Redis for bouncers on several hosts).  Make a data "
+        "directory with: keycard init DIR [--store redis://HOST:PORT/DB]"
     )
     optParameters = [
         [
@@ -86,7 +95,28 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             DEFAULT_LISTEN,
             "endpoint to listen on (any Twisted server endpoint)",
         ],
-        ["store", None, None, "sqlite:PATH [default: the data directory's keycard.db]"],
+        [
+            "store",
+            None,
+            None,
+            "sqlite:PATH, redis://HOST:PORT/DB, rediss://HOST:PORT/DB?ca=FILE or"
+            " redis+sentinel://H1:P1,H2:P2/MASTER/DB, with ?prefix=P [default: the"
+            " data directory's store, keycard.db unless keycard init --store]",
+        ],
+        [
+            "store-password-file",
+            None,
+            None,
+            "file whose first line is the Redis store's password [default: the"
+            " data directory's, else $KEYCARD_REDIS_PASSWORD]",
+        ],
+        [
+            "tokens-when-store-down",
+            None,
+            "refuse",
+            "refuse or accept token logins while the Redis store is"
+            " unreachable (their revocations cannot be checked)",
+        ],
         [
             "name",
             None,
@@ -286,20 +316,46 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             raise usage.UsageError(f"--claim {key} given twice")
         self["claims"][key] = value
 
+    def _store(self) -> list[Path]:
+        """
+        Read C{--store} (or the data directory's store) and its password.
+
+        @return: the files that hold the store's secrets.
+        """
+        store = self["store"] or self.dataDir.store
+        self.storePath: str | None = None
+        self.redisURL: RedisURL | None = None
+        self.storePassword: str | None = None
+        if self["tokens-when-store-down"] not in ("refuse", "accept"):
+            raise usage.UsageError("--tokens-when-store-down takes refuse or accept")
+        if not isRedisURL(store):
+            try:
+                path = self.storePath = sqlitePath(store)
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
+            return [Path(path + end) for end in ("", "-wal", "-shm")]
+        try:
+            self.redisURL = parseRedisURL(store)
+        except ValueError as e:
+            raise usage.UsageError(f"bad --store: {e}") from None
+        passwordFile = self["store-password-file"]
+        if passwordFile is None and not self["store"]:
+            passwordFile = self.dataDir.storePasswordFile
+        try:
+            self.storePassword = storePassword(passwordFile)
+        except (OSError, ValueError) as e:
+            reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else e
+            raise usage.UsageError(
+                f"cannot read the store's password file: {reason}"
+            ) from None
+        return [] if passwordFile is None else [Path(passwordFile)]
+
     def postOptions(self) -> None:
         try:
             self.dataDir = DataDir.open(DataDir.default(self["data-dir"]))
         except NoDataDir as e:
             raise usage.UsageError(str(e)) from None
-        store = self["store"] or f"sqlite:{self.dataDir.database}"
-        kind, _, path = store.partition(":")
-        if kind != "sqlite" or not path:
-            raise usage.UsageError(f"unknown store {store!r}; use sqlite:PATH")
-        self.storePath = path
-        secrets = [
-            self.dataDir.path,
-            *(Path(path + end) for end in ("", "-wal", "-shm")),
-        ]
+        secrets = [self.dataDir.path, *self._store()]
         if not self.get("credCheckers"):
             self.opt_auth(f"scram:{self.dataDir.users}")
             secrets.append(self.dataDir.users)
@@ -409,10 +465,25 @@ def makeService(options: Options) -> IService:
         raise StartupError(str(e)) from None
     warnPlainPasswords(options["listen"], options["credCheckers"])
     top = MultiService()
-    StoreCheck(options.storePath, options["credCheckers"]).setServiceParent(top)
-    storeService = _Store(options.storePath)
-    storeService.setServiceParent(top)
-    store: Any = storeService.store
+    store: Any
+    if options.redisURL is not None:
+        RedisCheck(
+            options.redisURL, options.storePassword, options["credCheckers"]
+        ).setServiceParent(top)
+        store = RedisStore(
+            options.redisURL,
+            _reactor(),
+            password=options.storePassword,
+            tokensWhenDown=options["tokens-when-store-down"],
+            failuresKept=max(options["throttle-window"], FAILURES_KEPT),
+        )
+        StoreService(store).setServiceParent(top)
+    else:
+        assert options.storePath is not None
+        StoreCheck(options.storePath, options["credCheckers"]).setServiceParent(top)
+        storeService = _Store(options.storePath)
+        storeService.setServiceParent(top)
+        store = storeService.store
     metrics = None
     if options["metrics"] is not None:
         metrics, store = serveMetrics(

@@ -6,6 +6,7 @@ throttle and lease interfaces) and passes the same contract suite, in the source
 tree's C{tests/storecontract.py}.
 """
 
+from twisted_keycard.store._changes import IStoreChanges
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
@@ -21,6 +22,7 @@ __all__ = [
     "IKeyringStore",
     "ILeaseStore",
     "IRevocationStore",
+    "IStoreChanges",
     "IThrottleStore",
     "IssuedKeycard",
     "MemoryStore",

@@ -1,0 +1,245 @@
+"""
+Tests for the Redis store in the bouncer service and the keycard command:
+C{--store} and the data directory's store URL, the password from a file or
+the environment (never the command line), and one-line failures when
+Redis cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from twisted_keycard.service import DataDir, Options
+from twisted_keycard.service._bouncerservice import BouncerService
+from twisted_keycard.service._stores import PASSWORD_ENVIRONMENT, storePassword
+from twisted_keycard.store.redis import RedisStore
+
+from ._procs import ENV, ROOT, TIMEOUT, TWISTD, freePort, keycard
+from ._redis import RedisServer, reactor
+
+
+class RedisOptionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.data = DataDir.create(Path(self.mktemp()) / "data")
+
+    def parse(self, *args: str) -> Options:
+        options = Options()
+        options.parseOptions(["--data-dir", str(self.data.path), *args])
+        return options
+
+    def refused(self, *args: str) -> str:
+        with self.assertRaises(SystemExit) as caught:
+            self.parse(*args)
+        line = str(caught.exception.code)
+        self.assertTrue(line.startswith("keycard-bouncer: "), line)
+        return line
+
+    def test_redisStore(self) -> None:
+        options = self.parse("--store", "redis://127.0.0.1:6390/1?prefix=a:")
+        assert options.redisURL is not None
+        self.assertEqual(options.redisURL.db, 1)
+        self.assertEqual(options.redisURL.prefix, "a:")
+        self.assertIsNone(options.storePath)
+
+    def test_sqliteStill(self) -> None:
+        options = self.parse()
+        self.assertEqual(options.storePath, str(self.data.database))
+        self.assertIsNone(options.redisURL)
+
+    def test_dataDirStore(self) -> None:
+        """
+        The store given to C{keycard init --store} is the default, with its
+        password file.
+        """
+        path = Path(self.mktemp())
+        path.write_text("from the file\n")
+        path.chmod(0o600)
+        data = DataDir.create(
+            Path(self.mktemp()) / "data", "redis://10.0.0.1/3", str(path)
+        )
+        self.assertEqual(
+            json.loads(data.marker.read_text()),
+            {
+                "format": 1,
+                "store": "redis://10.0.0.1/3",
+                "storePasswordFile": str(path.resolve()),
+            },
+        )
+        options = Options()
+        options.parseOptions(["--data-dir", str(data.path)])
+        assert options.redisURL is not None
+        self.assertEqual(options.redisURL.hosts, (("10.0.0.1", 6379),))
+        self.assertEqual(options.storePassword, "from the file")
+
+    def test_refused(self) -> None:
+        for args, words in [
+            (("--store", "redis://:pw@host/0"), "takes no user or password"),
+            (("--store", "redis://host/0?x=1"), "unknown Redis URL option"),
+            (("--store", "mongodb://host"), "unknown store"),
+            (
+                ("--store", "redis://host/0", "--store-password-file", "/no/such"),
+                "cannot read the store's password file: no such file",
+            ),
+            (("--tokens-when-store-down", "maybe"), "refuse or accept"),
+        ]:
+            with self.subTest(args=args):
+                self.assertIn(words, self.refused(*args))
+
+    def test_passwordFromEnvironment(self) -> None:
+        self.patch(os, "environ", {**os.environ, PASSWORD_ENVIRONMENT: "env pw"})
+        self.assertEqual(storePassword(None), "env pw")
+        options = self.parse("--store", "redis://host/0")
+        self.assertEqual(options.storePassword, "env pw")
+
+    def test_exposedPasswordFile(self) -> None:
+        path = Path(self.mktemp())
+        path.write_text("pw\n")
+        path.chmod(0o644)
+        line = self.refused(
+            "--store", "redis://host/0", "--store-password-file", str(path)
+        )
+        self.assertIn("open to other users", line)
+
+
+@pytest.mark.integration
+class RedisStartupTests(TestCase):
+    """
+    The bouncer and the keycard command fail with one line when Redis
+    cannot be reached or refuses them.
+    """
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+
+    def execute(self, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            env={**ENV, **env},
+            cwd=ROOT,
+            timeout=TIMEOUT * 2,
+            check=False,
+        )
+
+    def assertOneLine(
+        self, result: subprocess.CompletedProcess[str], start: str, words: str
+    ) -> None:
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0, output)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertTrue(lines[0].startswith(start), lines[0])
+        self.assertIn(words, lines[0])
+        self.assertNotIn("Traceback", output)
+
+    def test_unreachable(self) -> None:
+        nowhere = f"redis://127.0.0.1:{freePort()}/0"
+        init = self.execute(
+            [
+                *keycardCommand(),
+                "init",
+                str(self.dir / "data"),
+                "--store",
+                nowhere,
+            ]
+        )
+        self.assertOneLine(init, "keycard: ", "cannot reach the Redis store")
+        self.assertFalse((self.dir / "data").exists())
+        made = keycard("init", str(self.dir / "local"))
+        self.assertEqual(made.returncode, 0, made.stderr)
+        started = self.execute(
+            [
+                TWISTD,
+                "-n",
+                "--pidfile=",
+                "keycard-bouncer",
+                "--data-dir",
+                str(self.dir / "local"),
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--store",
+                nowhere,
+            ]
+        )
+        self.assertOneLine(
+            started, "keycard-bouncer: ", f"cannot open the store {nowhere}"
+        )
+
+    def test_wrongPassword(self) -> None:
+        server = RedisServer(self.dir / "redis", "--requirepass", "right")
+        server.start()
+        self.addCleanup(server.stop)
+        data = str(self.dir / "data")
+        init = self.execute(
+            [*keycardCommand(), "init", data, "--store", server.url],
+            **{PASSWORD_ENVIRONMENT: "right"},
+        )
+        self.assertEqual(init.returncode, 0, init.stderr)
+        self.assertIn("appendonly no", init.stderr)
+        listed = self.execute(
+            [*keycardCommand(), "list", "--data-dir", data],
+            **{PASSWORD_ENVIRONMENT: "wrong"},
+        )
+        self.assertOneLine(listed, "keycard: ", "WRONGPASS")
+        self.assertNotIn("wrong", listed.stderr)
+        started = self.execute(
+            [
+                TWISTD,
+                "-n",
+                "--pidfile=",
+                "keycard-bouncer",
+                "--data-dir",
+                data,
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+            ],
+            **{PASSWORD_ENVIRONMENT: "wrong"},
+        )
+        self.assertOneLine(started, "keycard-bouncer: ", "WRONGPASS")
+
+
+@pytest.mark.integration
+class EmbeddedRedisTests(TestCase):
+    def test_fromDataDir(self) -> Deferred[None]:
+        """
+        An application embedding the bouncer of a data directory made on a
+        Redis store runs it on that store, with its keyring.
+        """
+        directory = Path(self.mktemp()).resolve()
+        server = RedisServer(directory / "redis")
+        server.start()
+        self.addCleanup(server.stop)
+        data = directory / "data"
+        made = keycard("init", str(data), "--store", server.url)
+        self.assertEqual(made.returncode, 0, made.stderr)
+
+        async def go() -> None:
+            service = BouncerService.fromDataDir(data, reactor, name="embedded")
+            self.assertIsInstance(service.store, RedisStore)
+            service.startService()
+            await service.bouncer.started
+            keys = service.bouncer.keys
+            assert keys is not None and keys.keyring is not None
+            self.assertIn(keys.keyring.signing.kid, made.stdout)
+            # The flush the bouncer started with is done once this one is:
+            # commands are answered in order.
+            await service.bouncer.flush()
+            await service.stopService()
+            self.assertTrue(service.store._connection.closed)
+
+        return ensureDeferred(go())
+
+
+def keycardCommand() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "twisted_keycard.admin"]
