@@ -15,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.passwords import PasswordFile
 from twisted_keycard.service._datadir import DataDir
-from twisted_keycard.service._tap import Options, makeService
+from twisted_keycard.service._tap import makeService
+from twisted_keycard.service._tapoptions import Options
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -11,7 +11,8 @@ from twisted_keycard.service._datadir import DataDir, NoDataDir
 from twisted_keycard.service._devcert import makeDevCertificate
 from twisted_keycard.service._startup import StartupError
 from twisted_keycard.service._stockcheckers import PasswordChallenger
-from twisted_keycard.service._tap import Options, makeService
+from twisted_keycard.service._tap import makeService
+from twisted_keycard.service._tapoptions import Options
 
 __all__ = [
     "BouncerService",
