@@ -31,6 +31,7 @@ from twisted_keycard import (
 )
 from twisted_keycard._dummyhash import hashShape
 from twisted_keycard._hashpool import BUSY, HashPool, IHashPool
+from twisted_keycard._htpasswdfile import readHashes, rewriteHash
 from twisted_keycard.bouncer import Throttle
 from twisted_keycard.passwords import (
     PasswordAnswerer,
@@ -38,8 +39,6 @@ from twisted_keycard.passwords import (
     PasswordFile,
     PasswordKeycard,
     PasswordTooLong,
-    readHashes,
-    rewriteHash,
 )
 from twisted_keycard.testing import KeycardTestServer
 

@@ -19,7 +19,6 @@ from threading import Lock
 from typing import Any
 
 import attrs
-from passlib.context import CryptContext
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.internet.defer import Deferred, fail, succeed
@@ -29,11 +28,15 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_keycard._dummyhash import HashShape, dummyHash
-from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
+from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries
 from twisted_keycard._fileversion import inReactorThreadPool
 from twisted_keycard._hashpool import HashPool, IHashPool
+from twisted_keycard._htpasswdfile import (
+    context,
+    parseHashes,
+    rewriteHash,
+)
 from twisted_keycard._mocks import WithMocks
-from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.error import KeycardRefused, ProtocolError
 from twisted_keycard.keycard._address import addressGroup
 from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
@@ -44,17 +47,6 @@ from twisted_keycard.keycard._keycard import (
     wireField,
 )
 
-#: Schemes verified, and the one passwords are rehashed to on login.
-SCHEMES = [
-    "argon2",
-    "bcrypt",
-    "sha512_crypt",
-    "sha256_crypt",
-    "apr_md5_crypt",
-    "md5_crypt",
-    "ldap_sha1",
-    "des_crypt",
-]
 BCRYPT_LIMIT = 72
 PASSWORD_LENGTH = 1024
 
@@ -62,10 +54,6 @@ PASSWORD_LENGTH = 1024
 #: before any hashing, since sha-crypt and md5-crypt cost grows with the
 #: length (a 1024-byte password costs several times a short one).
 MAX_PASSWORD_BYTES = 256
-
-
-def context(rehashTo: str = "argon2") -> CryptContext:
-    return CryptContext(schemes=SCHEMES, default=rehashTo, deprecated="auto")
 
 
 class PasswordTooLong(ProtocolError):
@@ -125,54 +113,6 @@ class PasswordExchange:
         """
         Nothing to prove back.
         """
-
-
-def parseHashes(text: str) -> ParsedEntries[str]:
-    """
-    C{name:hash} lines (htpasswd), or C{name:hash:...} (shadow), leaving out
-    bad lines.
-
-    @return: the hashes, and a problem naming the line number of each bad
-        line.
-    """
-    hashes = {}
-
-    def add(line: str) -> None:
-        name, sep, rest = line.partition(":")
-        hashed = rest.split(":", 1)[0]
-        if not sep or not name or not hashed:
-            raise ValueError("expected name:hash")
-        hashes[name] = hashed
-
-    problems = parseLines(text, add)
-    return ParsedEntries(hashes, problems)
-
-
-def readHashes(text: str) -> dict[str, str]:
-    """
-    C{name:hash} lines (htpasswd), or C{name:hash:...} (shadow).
-
-    @raise ValueError: naming the line number of a bad line.
-    """
-    return parseHashes(text).strict()
-
-
-def rewriteHash(path: Path, username: str, old: str, updated: str, lock: Lock) -> None:
-    """
-    Replace one user's hash in the file, if it is still C{old} (an
-    administrator may have changed it since), keeping every other line, and
-    write the file atomically (see L{writePrivateFile}).  Blocking: run it in a
-    thread.
-    """
-    with lock:
-        out = []
-        for line in path.read_text("utf-8").splitlines():
-            name, sep, rest = line.partition(":")
-            if sep and name == username and rest.split(":", 1)[0] == old:
-                tail = rest.split(":", 1)[1:] if ":" in rest else []
-                line = ":".join([name, updated, *tail])
-            out.append(line)
-        writePrivateFile(path, ("\n".join(out) + "\n").encode("utf-8"))
 
 
 def _text(value: bytes | str) -> str:
