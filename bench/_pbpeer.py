@@ -20,8 +20,8 @@ CONCURRENCY in flight: C{new} opens a connection for each login;
 C{persistent} gives each of the CONCURRENCY workers its own connection,
 kept for L{PER_CONNECTION} logins (the server's default cap on keycards one
 connection holds) and then replaced.  C{ours} logs in as a user's client
-does: C{KeycardClientFactory.login([SCRAMAnswerer(...)])}, asking the server
-its kinds first (the default), with a L{SCRAMKeyCache} per user.
+does: C{KeycardClientFactory.login([SCRAMAnswerer(...)])} (the defaults: no
+call to ask the server's kinds), with a L{SCRAMKeyCache} per user.
 
 Real clients come from many hosts, and a server limits what one address
 may do (connections not logged in, exchanges in progress, failed logins,

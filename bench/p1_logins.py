@@ -38,8 +38,8 @@ LAYOUTS = [("new", 1), ("new", 100), ("persistent", 1), ("persistent", 100)]
 
 NOTES = [
     "P1 configurations (server side; ours is logged in to by the default"
-    " client: KeycardClientFactory.login([SCRAMAnswerer(...)]), asking the"
-    " server's kinds first, one SCRAMKeyCache per user, each user logged in"
+    " client: KeycardClientFactory.login([SCRAMAnswerer(...)]), its defaults,"
+    " one SCRAMKeyCache per user, each user logged in"
     " once untimed):",
     f"  P1e {CONFIGS['embedded'].tag}: Bouncer([SCRAMVerifiers], MemoryStore(),"
     " tokens=TokenPolicy()), no throttle (the default), started as a service;"

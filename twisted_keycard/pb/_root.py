@@ -186,11 +186,40 @@ class KeycardRoot:
             connection.inputs.connectionLost()
             self._released()
 
+    def kindsFor(self, broker: pb.Broker) -> list[str]:
+        """
+        The type tags of the keycards the bouncer takes, in its order; over
+        TLS, each kind that binds its exchange to the channel is followed by
+        its C{channelBoundType}.
+        """
+        bound = self._bindingsOf(broker) is not None
+        tags = []
+        for cls in self.bouncer.keycardClasses:
+            tags.append(cls.keycardType)
+            if bound and cls.channelBoundType is not None:
+                tags.append(cls.channelBoundType)
+        return tags
+
+    def _takes(self, broker: pb.Broker, keycard: Keycard) -> bool:
+        """
+        Whether the first message of an exchange can go to the bouncer: its
+        kind is one the bouncer takes, and if it binds to the channel, this
+        connection can give the binding data.
+        """
+        kind = keycard.keycardType
+        if not any(cls.keycardType == kind for cls in self.bouncer.keycardClasses):
+            return False
+        return not keycard.bindsChannel() or self._bindingsOf(broker) is not None
+
     async def login(self, broker: pb.Broker, keycard: object, mind: object) -> Any:
         connection = self._connectionFor(broker)
         if not isinstance(keycard, Keycard):
             self._note(broker, "refused a login with no keycard from {peer}")
             raise KeycardRefused()
+        if keycard.id is None and not self._takes(broker, keycard):
+            # The client learns the kinds from this answer, not from a
+            # round trip of its own (see KeycardClientFactory.login).
+            return (None, self.kindsFor(broker))
         if connection.core.keycardCount() >= self.maxKeycardsPerConnection:
             raise KeycardDenied("too many keycards on this connection")
         if keycard.carriesSecret() and not ISSLTransport.providedBy(broker.transport):
@@ -315,25 +344,21 @@ class _KeycardLogin(pb.Referenceable):
 
     def remote_keycardClasses(self) -> list[str]:
         """
-        The type tags of the keycards the bouncer takes, in its order; over
-        TLS, each kind that binds its exchange to the channel is followed by
-        its C{channelBoundType}.
+        The type tags of the keycards the bouncer takes (see
+        L{KeycardRoot.kindsFor}), for clients that ask before they log in.
         """
-        bound = self._root._bindingsOf(self._broker) is not None
-        tags = []
-        for cls in self._root.bouncer.keycardClasses:
-            tags.append(cls.keycardType)
-            if bound and cls.channelBoundType is not None:
-                tags.append(cls.channelBoundType)
-        return tags
+        return self._root.kindsFor(self._broker)
 
     def remote_login(self, keycard: object, mind: object) -> Deferred[Any]:
         """
         One message of a keycard exchange.
 
         @return: a L{Deferred} firing with C{(keycard, None)} while the
-            exchange goes on, C{(keycard, perspective)} on success; it fails
-            with L{KeycardRefused} or L{KeycardDenied}.
+            exchange goes on, C{(keycard, perspective)} on success, and
+            C{(None, kinds)} for a first message the bouncer cannot take
+            (a kind it does not take, or channel binding this connection
+            cannot give), C{kinds} as L{KeycardRoot.kindsFor} lists them;
+            it fails with L{KeycardRefused} or L{KeycardDenied}.
         """
         return Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
 
