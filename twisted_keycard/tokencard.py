@@ -239,7 +239,14 @@ class TokenChecker:
             raise ProtocolError("expired token")
         if now >= claims.familyStart + self.maxFamilyLifetime:
             raise ProtocolError("token family past its lifetime")
-        if not self._forRequester(claims, exchange.requesterName):
+        audiences = claims.audiences
+        if (
+            exchange.requesterName not in audiences
+            if audiences
+            else exchange.requesterName is not None
+        ):
+            # A token is taken through one of its audiences, or through no
+            # requester when it has none.
             raise ProtocolError("token not for this requester")
         if claims.address is not None and (
             exchange.address is None
@@ -252,22 +259,14 @@ class TokenChecker:
             raise ProtocolError("token claims differ from this bouncer's")
 
     @staticmethod
-    def _forRequester(claims: TokenClaims, requesterName: str | None) -> bool:
-        """
-        Whether a token may be presented through C{requesterName}: one of
-        its audiences, or no requester for a token that has none.
-        """
-        if claims.audiences:
-            return requesterName in claims.audiences
-        return requesterName is None
-
-    @staticmethod
     def _checkMarks(claims: TokenClaims, marks: list[Revocation]) -> None:
         """
         Refuse a token whose parent or family is revoked, or that was
         issued to a revoked avatar or through a revoked requester before
         the revocation; C{marks} are the revocations of L{_markKeys}.
         """
+        if not marks:
+            return
         family = FAMILY + claims.family
         for revocation in marks:
             if revocation.keycardId == claims.parentId:
@@ -284,9 +283,10 @@ def _markKeys(claims: TokenClaims) -> list[str]:
     The revocations that may reach a token besides its own id: its
     avatar's, its family's, its requester's and its parent's.
     """
-    keys = [f"avatar:{claims.avatarId}", FAMILY + claims.family]
+    family = claims.familyId or claims.keycardId
+    keys = ["avatar:" + claims.avatarId, FAMILY + family]
     if claims.requesterName is not None:
-        keys.append(f"requester:{claims.requesterName}")
+        keys.append("requester:" + claims.requesterName)
     if claims.parentId is not None:
         keys.append(claims.parentId)
     return keys

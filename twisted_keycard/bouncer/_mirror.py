@@ -104,10 +104,11 @@ class RevocationMirror:
         L{IRevocationStore.revocationsOf}.
         """
         revoked = self._revoked
+        if revoked.keys().isdisjoint(keys):
+            return []
         found = []
         for key in keys:
-            if key in revoked:
-                revocation = self._inForce(key)
-                if revocation is not None:
-                    found.append(revocation)
+            revocation = self._inForce(key)
+            if revocation is not None:
+                found.append(revocation)
         return found
