@@ -27,7 +27,7 @@ class RevocationMirror:
     """
     The revocations in force, by keycard id or mark (C{avatar:...},
     C{requester:...}, C{family:...}), each kept until C{grace} seconds past
-    its expiry, when whatever it refuses has expired anyway; about 250
+    its expiry, when whatever it refuses has expired anyway; about 300
     bytes each.
 
     Like a store, it keeps the later expiry of an id revoked twice.
