@@ -329,7 +329,8 @@ class _KeycardLogin(pb.Referenceable):
         is a L{MalformedMessage} with a fixed message: no traceback in the
         log, no line that repeats the arguments.
         """
-        if message not in _LOGIN_METHODS:
+        arity = _LOGIN_METHODS.get(message)
+        if arity is None:
             raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
         method = getattr(self, "remote_" + message)
         args = broker.unserialize(args)
@@ -337,7 +338,9 @@ class _KeycardLogin(pb.Referenceable):
         try:
             if not isinstance(args, tuple | list) or not isinstance(kw, dict):
                 raise TypeError("arguments that are not a tuple and a dictionary")
-            signature(method).bind(*args, **kw)
+            if kw or len(args) != arity:
+                # Not the plain positional call: let the signature judge.
+                signature(method).bind(*args, **kw)
         except TypeError as e:
             raise MalformedMessage(REFUSED) from e
         return broker.serialize(method(*args, **kw), self.perspective)
@@ -363,8 +366,9 @@ class _KeycardLogin(pb.Referenceable):
         return Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
 
 
-#: The methods a client may call on the root object (C{remote_} + name).
-_LOGIN_METHODS = frozenset(["keycardClasses", "login"])
+#: The methods a client may call on the root object (C{remote_} + name),
+#: and how many arguments each takes.
+_LOGIN_METHODS = {"keycardClasses": 0, "login": 2}
 
 
 class KeycardServerFactory(pb.PBServerFactory):
