@@ -53,7 +53,7 @@ class Figure:
         if self.goal is not None:
             goal = f"{self.goal}: {'met' if self.met else 'MISSED'}"
         return (
-            f"{self.id:<4} {self.name:<84} {self.ours:>12,.1f} {peer:>12}"
+            f"{self.id:<4} {self.name:<96} {self.ours:>12,.1f} {peer:>12}"
             f" {self.unit:<9} {ratio:>6}  {goal}"
         ).rstrip()
 
@@ -72,7 +72,7 @@ class Figure:
 
 
 HEADER = (
-    f"{'id':<4} {'measure':<84} {'ours':>12} {'peer':>12} {'unit':<9}"
+    f"{'id':<4} {'measure':<96} {'ours':>12} {'peer':>12} {'unit':<9}"
     f" {'ratio':>6}  goal"
 )
 

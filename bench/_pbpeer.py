@@ -3,7 +3,7 @@ The two sides of P1 and P5, each run as its own process.
 
     python -m bench._pbpeer server stock|embedded [LIMITS-JSON]
     python -m bench._pbpeer client stock|ours PORT CONCURRENCY new|persistent
-        COUNT [barrier]
+        COUNT FIRST [barrier]
 
 The server prints its port.  C{embedded} is a L{Bouncer} as a user embeds
 it: a L{MemoryStore}, tokens on (C{TokenPolicy()}), no throttling (the
@@ -20,8 +20,15 @@ CONCURRENCY in flight: C{new} opens a connection for each login;
 C{persistent} gives each of the CONCURRENCY workers its own connection,
 kept for L{PER_CONNECTION} logins (the server's default cap on keycards one
 connection holds) and then replaced.  C{ours} logs in as a user's client
-does: C{KeycardClientFactory.login([SCRAMAnswerer(...)])}, asking the server
-its kinds first (the default), with a L{SCRAMKeyCache} per user.
+does: C{KeycardClientFactory.login([SCRAMAnswerer(...)])} (the defaults: no
+call to ask the server's kinds), with a L{SCRAMKeyCache} per user.
+
+Real clients come from many hosts, and a server limits what one address
+may do (connections not logged in, exchanges in progress, failed logins,
+which count logins in progress): so the client spreads its workers over
+loopback source addresses, L{PER_ADDRESS} workers each, from
+C{127.0.0.FIRST} on (see L{sourceAddress}), binding each connection's
+socket; its untimed logins come from C{127.0.0.FIRST}.
 
 With C{barrier}, the client prints C{ready} after its untimed logins and
 waits for a line on its standard input before timing.  It ends by printing
@@ -73,6 +80,34 @@ BACKLOG = 1024
 PER_CONNECTION: int = (
     inspect.signature(KeycardRoot).parameters["maxKeycardsPerConnection"].default
 )
+
+
+#: In-flight workers that share one loopback source address: under every
+#: per-address default of the service (16 connections not logged in, 100
+#: exchanges in progress, 30 failed logins, counted from a login's start).
+PER_ADDRESS = 10
+
+#: The source address of the first worker of the first client process
+#: (127.0.0.1 is left to whatever else talks to the server).
+FIRST_SOURCE = 2
+
+
+def sourceAddress(first: int, worker: int) -> str:
+    """
+    The loopback address worker number C{worker} connects from, when the
+    client's first worker connects from C{127.0.0.first}.
+    """
+    n = first + worker // PER_ADDRESS
+    if not FIRST_SOURCE <= n <= 254:
+        raise ValueError(f"no loopback source address 127.0.0.{n}")
+    return f"127.0.0.{n}"
+
+
+def addressesFor(workers: int) -> int:
+    """
+    The source addresses C{workers} in-flight workers take.
+    """
+    return -(-workers // PER_ADDRESS)
 
 
 #: Seconds a login may take before it counts as failed.
@@ -161,17 +196,22 @@ class Client:
     One client process's logins.
     """
 
-    def __init__(self, reactor: Any, side: str, port: int) -> None:
+    def __init__(self, reactor: Any, side: str, port: int, first: int) -> None:
         self.reactor = reactor
         self.side = side
-        self.endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60)
+        self.port = port
+        self.first = first
         self.caches = {user(i)[0]: SCRAMKeyCache() for i in range(USERS)}
         self.latencies: list[float] = []
         self.failures: list[str] = []
 
-    async def connect(self) -> Any:
+    async def connect(self, worker: int) -> Any:
         factory = OursFactory() if self.side == "ours" else StockFactory()
-        await self.endpoint.connect(factory)
+        source = sourceAddress(self.first, worker)
+        endpoint = TCP4ClientEndpoint(
+            self.reactor, "127.0.0.1", self.port, timeout=60, bindAddress=(source, 0)
+        )
+        await endpoint.connect(factory)
         return factory
 
     async def login(self, factory: Any, i: int) -> None:
@@ -188,27 +228,27 @@ class Client:
         except Exception as e:
             self.failures.append(repr(e)[:200])
 
-    async def newConnection(self, i: int) -> None:
+    async def newConnection(self, worker: int, i: int) -> None:
         try:
-            factory = await self.connect()
+            factory = await self.connect(worker)
         except Exception as e:
             self.failures.append(repr(e)[:200])
             return
         await self.login(factory, i)
         factory.disconnect()
 
-    async def worker(self, mode: str, remaining: list[int]) -> None:
+    async def worker(self, worker: int, mode: str, remaining: list[int]) -> None:
         factory, used = None, 0
         while remaining:
             i = remaining.pop()
             if mode == "new":
-                await self.newConnection(i)
+                await self.newConnection(worker, i)
                 continue
             if factory is None or used == PER_CONNECTION:
                 if factory is not None:
                     factory.disconnect()
                 try:
-                    factory, used = await self.connect(), 0
+                    factory, used = await self.connect(worker), 0
                 except Exception as e:
                     self.failures.append(repr(e)[:200])
                     factory = None
@@ -226,11 +266,12 @@ async def client(
     concurrency: int,
     mode: str,
     count: int,
+    first: int,
     barrier: bool,
 ) -> None:
-    runner = Client(reactor, side, port)
+    runner = Client(reactor, side, port, first)
     for i in range(USERS):
-        await runner.newConnection(i)
+        await runner.newConnection(0, i)
     warmFailures = runner.failures[:3]
     runner.latencies.clear()
     runner.failures.clear()
@@ -241,7 +282,10 @@ async def client(
     remaining = list(range(count))
     begin, beginCpu = time.perf_counter(), cpuNs(os.getpid())
     await gatherResults(
-        [ensureDeferred(runner.worker(mode, remaining)) for _ in range(concurrency)]
+        [
+            ensureDeferred(runner.worker(worker, mode, remaining))
+            for worker in range(concurrency)
+        ]
     )
     elapsed = time.perf_counter() - begin
     cpu = cpuNs(os.getpid()) - beginCpu
@@ -268,16 +312,17 @@ def main(argv: list[str]) -> None:
         limits = json.loads(argv[2]) if argv[2:] else {}
         task.react(lambda reactor: ensureDeferred(server(reactor, side, limits)))
     else:
-        port, concurrency, mode, count = (
+        port, concurrency, mode, count, first = (
             int(argv[2]),
             int(argv[3]),
             argv[4],
             int(argv[5]),
+            int(argv[6]),
         )
-        barrier = argv[6:] == ["barrier"]
+        barrier = argv[7:] == ["barrier"]
         task.react(
             lambda reactor: ensureDeferred(
-                client(reactor, side, port, concurrency, mode, count, barrier)
+                client(reactor, side, port, concurrency, mode, count, first, barrier)
             )
         )
 

@@ -25,7 +25,7 @@ import attrs
 from twisted_keycard.scram import Verifier
 
 from ._common import cpuNs
-from ._pbpeer import BACKLOG, USERS, user
+from ._pbpeer import BACKLOG, FIRST_SOURCE, USERS, addressesFor, user
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -124,6 +124,7 @@ class Server:
     def __init__(self, config: Config, template: Path | None) -> None:
         self.config = config
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._keepLog = False
         if config.side == "service":
             assert template is not None
             self._startService(template)
@@ -152,31 +153,35 @@ class Server:
         self._tmp = tempfile.TemporaryDirectory(prefix="keycard-bench-")
         data = Path(self._tmp.name) / "data"
         shutil.copytree(template, data)
-        self.log = Path(self._tmp.name) / "twistd.log"
+        # The service's log goes to a file of its own, never to the
+        # benchmark's output; it is kept when something failed.
+        fd, name = tempfile.mkstemp(prefix="keycard-bench-twistd-", suffix=".log")
+        os.close(fd)
+        self.log = Path(name)
         options = [
             f"{OPTIONS[section, name]}={value}"
             for section, part in self.config.raised.items()
             for name, value in part.items()
         ]
-        with open(self.log, "w") as out:
-            self.process = subprocess.Popen(
-                [
-                    str(TWISTD),
-                    "-n",
-                    "--pidfile=",
-                    "keycard-bouncer",
-                    "--data-dir",
-                    str(data),
-                    "--listen",
-                    f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}",
-                    *options,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=ENV,
-                cwd=ROOT,
-            )
+        self.process = subprocess.Popen(
+            [
+                str(TWISTD),
+                "-n",
+                "--pidfile=",
+                f"--logfile={self.log}",
+                "keycard-bouncer",
+                "--data-dir",
+                str(data),
+                "--listen",
+                f"tcp:0:interface=127.0.0.1:backlog={BACKLOG}",
+                *options,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=ENV,
+            cwd=ROOT,
+        )
         self.port = self._waitForPort()
 
     def _waitForPort(self) -> int:
@@ -189,17 +194,23 @@ class Server:
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
+        note = self.logNote()
         self.stop()
-        raise RuntimeError(f"the bouncer service did not start:\n{self.output()}")
+        raise RuntimeError(f"the bouncer service did not start; {note}")
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def output(self) -> str:
-        if self._tmp is None or not self.log.exists():
+    def logNote(self) -> str:
+        """
+        Where the service's log is, kept past L{stop} from now on; empty
+        for a server that is not the service.
+        """
+        if self._tmp is None:
             return ""
-        return self.log.read_text()[-4000:]
+        self._keepLog = True
+        return f"the service's log: {self.log}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -214,6 +225,8 @@ class Server:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+            if not self._keepLog:
+                self.log.unlink(missing_ok=True)
 
 
 def runClients(
@@ -226,7 +239,9 @@ def runClients(
 ) -> tuple[list[dict[str, Any]], float]:
     """
     Run client processes (C{ours} or C{stock}) against C{server}: they all
-    log in untimed first, then start their timed logins together.
+    log in untimed first, then start their timed logins together.  Each
+    process's workers connect from loopback addresses of their own (see
+    L{bench._pbpeer.sourceAddress}), from 127.0.0.2 on.
 
     @return: each process's result, and the server's CPU nanoseconds
         during the timed logins.
@@ -243,6 +258,7 @@ def runClients(
                 str(concurrency),
                 mode,
                 str(count),
+                str(FIRST_SOURCE + process * addressesFor(concurrency)),
                 "barrier",
             ],
             stdin=subprocess.PIPE,
@@ -251,7 +267,7 @@ def runClients(
             env=ENV,
             cwd=ROOT,
         )
-        for _ in range(processes)
+        for process in range(processes)
     ]
     try:
         for child in children:

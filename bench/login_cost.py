@@ -8,7 +8,7 @@ not one of its figures.
 Ours is P1's embedded configuration (see L{bench._pbpeer}: a L{Bouncer} on
 a L{MemoryStore} with tokens, L{KeycardRoot}, L{KeycardServerFactory}, the
 default limits) and the default client (C{KeycardClientFactory.login},
-asking the server's kinds first).  Both sides talk over an in-memory
+with its defaults).  Both sides talk over an in-memory
 transport (L{twisted.test.iosim}), so there are no sockets and no reactor:
 what is left is the code of the two brokers and of the login.  As in P1's
 persistent layout, a connection carries L{PER_CONNECTION} logins (the

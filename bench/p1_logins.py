@@ -24,35 +24,34 @@ import tempfile
 from pathlib import Path
 
 from ._common import Figure, figure, percentile
-from ._pbpeer import BACKLOG, PER_CONNECTION
+from ._pbpeer import BACKLOG, PER_ADDRESS, PER_CONNECTION, addressesFor
 from ._servers import Config, Server, makeDataDir, runClients
 
-#: Connections not logged in, per client address: every client here comes
-#: from 127.0.0.1, and at 100 in flight 100 of them are not logged in yet.
-UNAUTHENTICATED = 128
-RAISED = {"connection": {"maxUnauthenticatedPerAddress": UNAUTHENTICATED}}
-
+#: Every limit at its default: the clients come from many addresses.
 CONFIGS = {
     "stock": Config("stock"),
-    "embedded": Config("embedded", RAISED),
-    "service": Config("service", RAISED),
+    "embedded": Config("embedded"),
+    "service": Config("service"),
 }
 
 LAYOUTS = [("new", 1), ("new", 100), ("persistent", 1), ("persistent", 100)]
 
 NOTES = [
     "P1 configurations (server side; ours is logged in to by the default"
-    " client: KeycardClientFactory.login([SCRAMAnswerer(...)]), asking the"
-    " server's kinds first, one SCRAMKeyCache per user, each user logged in"
+    " client: KeycardClientFactory.login([SCRAMAnswerer(...)]), its defaults,"
+    " one SCRAMKeyCache per user, each user logged in"
     " once untimed):",
     f"  P1e {CONFIGS['embedded'].tag}: Bouncer([SCRAMVerifiers], MemoryStore(),"
     " tokens=TokenPolicy()), no throttle (the default), started as a service;"
-    " KeycardRoot and KeycardServerFactory; default limits but"
-    f" maxUnauthenticatedPerAddress={UNAUTHENTICATED} (all clients share"
-    " 127.0.0.1; the default, 16, drops most of 100 new connections)",
+    " KeycardRoot and KeycardServerFactory; every limit at its default",
     f"  P1s {CONFIGS['service'].tag}: twistd -n keycard-bouncer --data-dir DIR"
-    " (made by keycard init): SQLite store, tokens, throttling, every default"
-    f" but --max-unauthenticated-per-address={UNAUTHENTICATED}",
+    " (made by keycard init): SQLite store, tokens, throttling, every default",
+    "  clients: as real clients come from many hosts, each in-flight client"
+    " binds its socket to a loopback source address, at most"
+    f" {PER_ADDRESS} per address (127.0.0.2, 127.0.0.3, ...; stock alike): under"
+    " the defaults per address (16 connections not logged in, 100 exchanges"
+    " in progress, the service's 30 failed logins, which count logins in"
+    " progress) and per connection (4 exchanges in progress; 1 here)",
     "  peer: Twisted's PBServerFactory(Portal(realm, [in-memory checker])),"
     " PBClientFactory.login(UsernamePassword)",
     "  layouts: 'new conn' opens a connection per login; 'persistent' gives"
@@ -76,7 +75,7 @@ def measureLayout(
     if result["failures"]:
         raise RuntimeError(
             f"{server.config.side} {mode} {concurrency}: {result['failures']}"
-            f" failed logins, e.g. {result['failureSample']}\n{server.output()}"
+            f" failed logins, e.g. {result['failureSample']}; {server.logNote()}"
         )
     logins = result["logins"]
     latencies = result["latencies"]
@@ -113,7 +112,9 @@ def oneRun(template: Path, count: int, shift: int) -> Run:
 def layoutName(layout: tuple[str, int]) -> str:
     mode, concurrency = layout
     connections = "new conn" if mode == "new" else "persistent"
-    return f"{connections}, {concurrency} in flight"
+    addresses = addressesFor(concurrency)
+    sources = "1 address" if addresses == 1 else f"{addresses} addresses"
+    return f"{connections}, {concurrency} in flight from {sources}"
 
 
 #: The measures held to a ratio of at least 1, and at which in-flight counts.

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Sequence
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -276,6 +277,29 @@ class BouncerTests(SynchronousTestCase):
         self.assertEqual(count, 1)
         self.assertEqual(self.requester.expired, [[first.id]])
         self.assertEqual(self.successResultOf(self.store.count()), 1)
+
+    def test_expiryRemovesAtOnce(self) -> None:
+        """
+        Expiring several keycards asks the store to remove them all before
+        any removal is done, so a store that commits writes in groups
+        deletes them in one transaction.
+        """
+        ids = [str(self.login().id) for _ in range(3)]
+        asked: list[tuple[str, Deferred[object]]] = []
+
+        class Deferring:
+            def remove(self, keycardId: str) -> Deferred[object]:
+                d: Deferred[object] = Deferred()
+                asked.append((keycardId, d))
+                return d
+
+        self.patch(self.bouncer._held, "store", Deferring())
+        expired = self.bouncer.expireKeycardIds(ids)
+        self.assertEqual([k for k, _ in asked], ids)
+        self.assertNoResult(expired)
+        for _, d in asked:
+            d.callback(None)
+        self.assertEqual(self.successResultOf(expired), 3)
 
     def test_keepAlive(self) -> None:
         keycard = self.login()

@@ -6,6 +6,7 @@ Tests for logging in with keycards over PB, in memory
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import LogEvent, globalLogPublisher
@@ -19,6 +20,9 @@ from twisted_keycard import (
     KeycardState,
     MalformedMessage,
 )
+from twisted_keycard.error import ProtocolError
+from twisted_keycard.pb._root import _KeycardLogin
+from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
@@ -106,15 +110,99 @@ class PBLoginTests(SynchronousTestCase):
             self.call(self.connection, perspective.callRemote("whoami")), "alice"
         )
 
+    def recordCalls(self) -> list[str]:
+        """
+        Record the names of the methods clients call on the root object.
+        """
+        seen: list[str] = []
+        original = _KeycardLogin.remoteMessageReceived
+
+        def recording(
+            this: _KeycardLogin, broker: pb.Broker, message: str, *args: Any
+        ) -> object:
+            seen.append(message)
+            return original(this, broker, message, *args)
+
+        self.patch(_KeycardLogin, "remoteMessageReceived", recording)
+        return seen
+
+    def test_twoRoundTrips(self) -> None:
+        """
+        A two-message exchange costs two calls: the client does not ask
+        the server's kinds first.
+        """
+        seen = self.recordCalls()
+        d = self.connection.login([PassphraseAnswerer("alice", "wonderland")])
+        self.successResultOf(d)
+        self.assertEqual(seen, ["login", "login"])
+
+    def test_kindsAnswer(self) -> None:
+        """
+        A first message of a kind the server does not take is answered
+        with the kinds it takes, not refused: the client goes on with the
+        next kind it has that the server listed, on the same connection,
+        and the bouncer never sees the first.
+        """
+        seen = self.recordCalls()
+        answerers = [
+            SCRAMAnswerer("alice", "wonderland"),
+            PassphraseAnswerer("alice", "wonderland"),
+        ]
+        self.successResultOf(self.connection.login(answerers))
+        self.assertEqual(seen, ["login"] * 3)
+        self.assertEqual(
+            [e.get("event") for e in self.events if e.get("event")], ["login.issued"]
+        )
+
+    def test_kindsOnce(self) -> None:
+        """
+        The client takes the server's kinds once: a server that answers
+        every first message with them ends the login with a
+        L{ProtocolError}, after two calls.
+        """
+        seen = self.recordCalls()
+        self.patch(self.server.root, "_takes", lambda broker, keycard: False)
+        d = self.connection.login([PassphraseAnswerer("alice", "wonderland")])
+        self.assertIn("again", self.failureResultOf(d, ProtocolError).getErrorMessage())
+        self.assertEqual(seen, ["login", "login"])
+
+    def test_malformedKinds(self) -> None:
+        """
+        Kinds that are not a list of strings are a L{ProtocolError}.
+        """
+        self.patch(self.server.root, "_takes", lambda broker, keycard: False)
+        self.patch(self.server.root, "kindsFor", lambda broker: [1, 2])
+        d = self.connection.login([PassphraseAnswerer("alice", "wonderland")])
+        self.failureResultOf(d, ProtocolError)
+
     def test_askServer(self) -> None:
         """
-        Asking first, the client skips kinds the server does not take.
+        Asking first (one call more), the client skips kinds the server
+        does not take.
+        """
+        seen = self.recordCalls()
+        answerers = [
+            SCRAMAnswerer("alice", "wonderland"),
+            PassphraseAnswerer("alice", "wonderland"),
+        ]
+        d = self.connection.login(answerers, askServer=True)
+        self.successResultOf(d)
+        self.assertEqual(seen, ["keycardClasses", "login", "login"])
+
+    def test_serverTakesNone(self) -> None:
+        """
+        Asked or not, a client whose kinds the server does not take is
+        refused with a message that says so.
         """
         server = KeycardTestServer.build([], self.realm)
-        d = server.connect().login([PassphraseAnswerer("alice", "wonderland")])
-        self.assertIn(
-            "none of these", self.failureResultOf(d, KeycardRefused).getErrorMessage()
-        )
+        for askServer in (False, True):
+            d = server.connect().login(
+                [PassphraseAnswerer("alice", "wonderland")], askServer=askServer
+            )
+            self.assertIn(
+                "none of these",
+                self.failureResultOf(d, KeycardRefused).getErrorMessage(),
+            )
 
     def test_disconnectRemovesKeycard(self) -> None:
         """

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.spread import banana, pb
@@ -344,3 +345,34 @@ class LimitsTests(SynchronousTestCase):
         self.clock.advance(3600)
         self.assertFalse(transport.disconnecting)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class NoDelayTransport(StringTransport):
+    """
+    A transport that records C{setTcpNoDelay}, as a TCP transport takes it.
+    """
+
+    noDelay: bool | None = None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+
+class NoDelayTests(SynchronousTestCase):
+    def test_bothSides(self) -> None:
+        """
+        Server and client brokers turn Nagle's algorithm off on TCP, so an
+        answer written a reactor turn after a small message is not held
+        back until the peer acknowledges it; a transport without the
+        option (in memory, UNIX) is left as it is.
+        """
+        server = KeycardServerFactory(pb.Root(), clock=Clock())
+        for factory in [server, KeycardClientFactory()]:
+            broker = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+            assert broker is not None
+            transport = NoDelayTransport()
+            broker.makeConnection(transport)
+            self.assertIs(transport.noDelay, True)
+        plain = KeycardClientFactory().buildProtocol(None)
+        plain.makeConnection(StringTransport())
+        self.assertTrue(plain.connected)

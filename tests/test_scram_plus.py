@@ -12,6 +12,7 @@ from base64 import b64encode
 from typing import Any
 
 from twisted.cred.portal import Portal
+from twisted.internet.defer import succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test.iosim import ConnectionCompleter, IOPump
@@ -27,6 +28,7 @@ from twisted_keycard.keycard import (
     ClientChannel,
     channelBindings,
 )
+from twisted_keycard.pb import _client
 from twisted_keycard.pb._root import _KeycardLogin
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.scram import (
@@ -303,7 +305,51 @@ class TLSLoginTests(SynchronousTestCase):
             return [tag for tag in listed(self) if tag != PLUS]
 
         self.patch(_KeycardLogin, "remote_keycardClasses", hidden)
+        d = self.connect().loginWithKeycard(
+            [SCRAMAnswerer("alice", "secret")], askServer=True
+        )
+        self.failureResultOf(d, KeycardRefused)
+        self.assertEqual(self.headers, ["y,,"])
+
+    def test_kindsAnswerForged(self) -> None:
+        """
+        A man in the middle who answers the client's bound first message
+        with the server's kinds, PLUS left out, makes the client send C{y}
+        next, which the server, able to bind, refuses.
+        """
+        real = _KeycardLogin.remote_login
+        forged: list[list[str]] = []
+
+        def forging(self: _KeycardLogin, keycard: Any, mind: object) -> Any:
+            if not forged:
+                kinds = [t for t in self._root.kindsFor(self._broker) if t != PLUS]
+                forged.append(kinds)
+                return succeed((None, kinds))
+            return real(self, keycard, mind)
+
+        self.patch(_KeycardLogin, "remote_login", forging)
         self.failureResultOf(self.login(self.connect()), KeycardRefused)
+        self.assertEqual(forged, [["twisted_keycard.scram-sha-256"]])
+        self.assertEqual(self.headers, ["y,,"])
+
+    def test_behindTLSTerminator(self) -> None:
+        """
+        A client on TLS whose requester has none (a proxy ends the TLS)
+        binds first; the requester, without binding data, answers with its
+        kinds, PLUS left out, and the client logs in with C{y}.
+        """
+        self.patch(_client, "channelBindings", lambda transport, asServer: dict(BOTH))
+        seen: list[str] = []
+        real = _KeycardLogin.remote_login
+
+        def recording(self: _KeycardLogin, keycard: Any, mind: object) -> Any:
+            if keycard.id is None:
+                seen.append(keycard.clientFirst.partition("n=")[0])
+            return real(self, keycard, mind)
+
+        self.patch(_KeycardLogin, "remote_login", recording)
+        self.successResultOf(self.login(self.server.connect()))
+        self.assertEqual(seen, ["p=tls-exporter,,", "y,,"])
         self.assertEqual(self.headers, ["y,,"])
 
 

@@ -372,6 +372,13 @@ class ManInTheMiddleTests(SynchronousTestCase):
             relay.flush()
             self.failureResultOf(d, InsecureTransport)
             self.assertNotIn(b"bcrypt-pw", relay.fromClient)
+            self.assertNotIn(b"twisted_keycard.password", relay.fromClient)
+            # The relay got as far as reading the client's plaintext.
+            d = relay.factory.login(
+                [PasswordAnswerer("bcrypt", "bcrypt-pw")], askServer=True
+            )
+            relay.flush()
+            self.failureResultOf(d, InsecureTransport)
             self.assertIn(b"keycardClasses", relay.fromClient)
 
     def test_tokenNeverReachesRelay(self) -> None:

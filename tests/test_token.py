@@ -178,6 +178,21 @@ class TokenTests(SynchronousTestCase):
                 self.assertMalformed(good[:-1] + alphabet[last + extra])
         self.assertEqual(tried, {2, 4})
 
+    def test_padding(self) -> None:
+        """
+        A body with base64 padding, or an C{=} anywhere in it, is refused:
+        one token, one spelling.
+        """
+        for length in range(1, 5):
+            good = sign(claims(avatarId="a" * length), self.keyring.signing)
+            body = good.rsplit(".", 1)[1]
+            padded = good + "=" * (-len(body) % 4)
+            if padded != good:
+                self.assertMalformed(padded)
+            self.assertMalformed(good + "=")
+            self.assertMalformed(good[:-5] + "=" + good[-4:])
+            self.assertMalformed(good[:-2] + "==")
+
     def test_unknownFlags(self) -> None:
         good = sign(claims(), self.keyring.signing)
         self.assertMalformed(

@@ -41,6 +41,14 @@ def printable(text: object, limit: int = LIMIT) -> str:
         return "-"
     if not isinstance(text, str):
         text = str(text)
+    if (
+        type(text) is str
+        and len(text) <= limit
+        and text.isprintable()
+        and "\\" not in text
+    ):
+        # Nothing to escape: the common case, checked in C.
+        return text
     shown = "".join(_escape(c) for c in text[:limit])
     if len(text) > limit:
         shown += f"...[+{len(text) - limit}]"

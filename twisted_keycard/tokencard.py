@@ -6,11 +6,11 @@ that shares the keyring and the stores.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -25,6 +25,7 @@ from twisted_keycard.keycard._keycard import (
     wireField,
 )
 from twisted_keycard.store._interfaces import IRevocationStore
+from twisted_keycard.store._records import Revocation
 from twisted_keycard.tokens._format import (
     BadSignature,
     MalformedToken,
@@ -33,7 +34,10 @@ from twisted_keycard.tokens._format import (
     verify,
 )
 from twisted_keycard.tokens._holder import KeyringHolder
-from twisted_keycard.tokens._keyring import UnknownKey
+from twisted_keycard.tokens._keyring import Keyring, UnknownKey
+
+if TYPE_CHECKING:
+    from twisted_keycard.bouncer._mirror import RevocationMirror
 
 #: Seconds of clock difference between bouncers tolerated at expiry.
 DEFAULT_SKEW = 5.0
@@ -130,9 +134,16 @@ class TokenChecker:
     audience (the requester it is presented through), address binding,
     claims.
 
+    With a C{mirror} of the revocations in force (a running bouncer's; see
+    L{RevocationMirror<twisted_keycard.bouncer._mirror.RevocationMirror>})
+    and the keyring loaded, a check is answered at once, with no store
+    round trip; otherwise the revocations are read from the store.
+
     @ivar claims: the claims every token must carry, with these values (a
         bouncer's L{TokenPolicy.claims<twisted_keycard.bouncer.TokenPolicy>}):
         a token that lacks one, or has another value, is refused.
+    @ivar mirror: the revocations in force, kept up to date by whoever set
+        it; C{None} to ask the store.
     """
 
     revocations: IRevocationStore
@@ -141,6 +152,7 @@ class TokenChecker:
     skew: float = DEFAULT_SKEW
     maxFamilyLifetime: float = DEFAULT_MAX_FAMILY_LIFETIME
     claims: Mapping[str, str] = attrs.field(factory=dict)
+    mirror: RevocationMirror | None = None
     credentialInterfaces = (ITokenExchange,)
     keycardClasses = (TokenKeycard,)
     log = Logger()
@@ -153,7 +165,40 @@ class TokenChecker:
         )
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
-        return Deferred.fromCoroutine(self._check(credentials))
+        mirror = self.mirror
+        keyring = self.keys.keyring
+        if mirror is None or keyring is None:
+            return Deferred.fromCoroutine(self._check(credentials))
+        try:
+            claims = self._verifyNow(credentials, mirror, keyring)
+        except UnknownKey as e:
+            if e.kid is None:
+                return fail(ProtocolError(str(e)))
+            # Another bouncer may have rotated the keys: the slow path
+            # reloads the keyring, rate-limited.
+            return Deferred.fromCoroutine(self._check(credentials))
+        except (MalformedToken, BadSignature, ProtocolError) as e:
+            return fail(ProtocolError(str(e)))
+        except Exception:
+            return fail()
+        credentials.parentToken = claims
+        return succeed(claims.avatarId)
+
+    def _verifyNow(
+        self, exchange: TokenExchange, mirror: RevocationMirror, keyring: Keyring
+    ) -> TokenClaims:
+        """
+        The whole check, with the revocations of C{mirror}.
+        """
+        token = exchange.token
+        keycardId = keycardIdOf(token)
+        if mirror.isRevoked(keycardId):
+            raise ProtocolError("revoked token")
+        now = self.clock.seconds()
+        claims = verify(token, keyring, now, keycardId)
+        self._checkMarks(claims, mirror.revocationsOf(_markKeys(claims)))
+        self._checkClaims(claims, exchange, now)
+        return claims
 
     async def _check(self, exchange: TokenExchange) -> str:
         try:
@@ -178,40 +223,52 @@ class TokenChecker:
             # Another bouncer may have rotated the keys: reload, rate-limited.
             keyring = await self.keys.reloadFor(e.kid)
             claims = verify(token, keyring, now, keycardId)
-        await self._checkMarks(claims)
+        marks = await self.revocations.revocationsOf(_markKeys(claims))
+        self._checkMarks(claims, marks)
+        self._checkClaims(claims, exchange, now)
+        return claims
+
+    def _checkClaims(
+        self, claims: TokenClaims, exchange: TokenExchange, now: float
+    ) -> None:
+        """
+        The checks of what a token says: expiry, family lifetime, audience,
+        address binding, claims.
+        """
         if now > claims.expires + self.skew:
             raise ProtocolError("expired token")
         if now >= claims.familyStart + self.maxFamilyLifetime:
             raise ProtocolError("token family past its lifetime")
-        if not self._forRequester(claims, exchange.requesterName):
+        audiences = claims.audiences
+        if (
+            exchange.requesterName not in audiences
+            if audiences
+            else exchange.requesterName is not None
+        ):
+            # A token is taken through one of its audiences, or through no
+            # requester when it has none.
             raise ProtocolError("token not for this requester")
         if claims.address is not None and (
             exchange.address is None
             or normalizeAddress(claims.address) != normalizeAddress(exchange.address)
         ):
             raise ProtocolError("token presented from another address")
-        if any(claims.claims.get(k) != v for k, v in self.claims.items()):
+        if self.claims and any(
+            claims.claims.get(k) != v for k, v in self.claims.items()
+        ):
             raise ProtocolError("token claims differ from this bouncer's")
-        return claims
 
     @staticmethod
-    def _forRequester(claims: TokenClaims, requesterName: str | None) -> bool:
+    def _checkMarks(claims: TokenClaims, marks: list[Revocation]) -> None:
         """
-        Whether a token may be presented through C{requesterName}: one of
-        its audiences, or no requester for a token that has none.
+        Refuse a token whose parent or family is revoked, or that was
+        issued to a revoked avatar or through a revoked requester before
+        the revocation; C{marks} are the revocations of L{_markKeys}.
         """
-        if claims.audiences:
-            return requesterName in claims.audiences
-        return requesterName is None
-
-    async def _checkMarks(self, claims: TokenClaims) -> None:
+        if not marks:
+            return
         family = FAMILY + claims.family
-        keys = [f"avatar:{claims.avatarId}", family]
-        if claims.requesterName is not None:
-            keys.append(f"requester:{claims.requesterName}")
-        if claims.parentId is not None:
-            keys.append(claims.parentId)
-        for revocation in await self.revocations.revocationsOf(keys):
+        for revocation in marks:
             if revocation.keycardId == claims.parentId:
                 raise ProtocolError("parent keycard revoked")
             if revocation.keycardId == family:
@@ -219,3 +276,17 @@ class TokenChecker:
                 raise ProtocolError("token family revoked")
             if revocation.revokedAt >= claims.issued:
                 raise ProtocolError(f"revoked by {revocation.keycardId.split(':')[0]}")
+
+
+def _markKeys(claims: TokenClaims) -> list[str]:
+    """
+    The revocations that may reach a token besides its own id: its
+    avatar's, its family's, its requester's and its parent's.
+    """
+    family = claims.familyId or claims.keycardId
+    keys = ["avatar:" + claims.avatarId, FAMILY + family]
+    if claims.requesterName is not None:
+        keys.append("requester:" + claims.requesterName)
+    if claims.parentId is not None:
+        keys.append(claims.parentId)
+    return keys

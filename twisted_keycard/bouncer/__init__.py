@@ -6,7 +6,9 @@ and tokens, and expires and revokes them; with its policies.
 from twisted_keycard.bouncer._bouncer import Bouncer, newKeycardId
 from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
 from twisted_keycard.bouncer._expression import ExpressionError, parse
+from twisted_keycard.bouncer._follower import RevocationFollower
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.bouncer._mirror import RevocationMirror
 from twisted_keycard.bouncer._policy import (
     ExchangeLimits,
     Quota,
@@ -25,6 +27,8 @@ __all__ = [
     "IBouncer",
     "IRequester",
     "Quota",
+    "RevocationFollower",
+    "RevocationMirror",
     "Revoker",
     "Throttle",
     "TokenPolicy",

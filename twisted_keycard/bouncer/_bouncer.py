@@ -42,6 +42,7 @@ from twisted_keycard.bouncer._metrics import (
     NoMetrics,
     kindName,
 )
+from twisted_keycard.bouncer._mirror import RevocationMirror
 from twisted_keycard.bouncer._pending import PendingExchanges
 from twisted_keycard.bouncer._policy import (
     ExchangeLimits,
@@ -169,6 +170,7 @@ class Bouncer(Service):
             throttler = Throttler(self.store, clock, throttle)
         checkers = list(checkers)
         self.keys: KeyringHolder | None = None
+        self._tokenChecker: TokenChecker | None = None
         if tokens is not None:
             if not (
                 IKeyringStore.providedBy(self.store)
@@ -176,16 +178,15 @@ class Bouncer(Service):
             ):
                 raise ValueError("tokens need a store that keeps keys and revocations")
             self.keys = KeyringHolder(self.store, clock)
-            checkers.append(
-                TokenChecker(
-                    self.store,
-                    self.keys,
-                    clock,
-                    skew=tokens.skew,
-                    maxFamilyLifetime=tokens.maxFamilyLifetime,
-                    claims=tokens.claims,
-                )
+            self._tokenChecker = TokenChecker(
+                self.store,
+                self.keys,
+                clock,
+                skew=tokens.skew,
+                maxFamilyLifetime=tokens.maxFamilyLifetime,
+                claims=tokens.claims,
             )
+            checkers.append(self._tokenChecker)
         challengers = Challengers(checkers)
         self.keycardClasses = challengers.keycardClasses
         self._held = HeldKeycards(self.store, clock, keepReleased=tokens is not None)
@@ -222,9 +223,16 @@ class Bouncer(Service):
         )
         self._pending.onDrop = self._authentication.dropped
         self._revoker: Revoker | None = None
+        #: The revocations in force, read from the store while running.
+        self._mirror: RevocationMirror | None = None
         if IRevocationStore.providedBy(self.store):
+            self._mirror = RevocationMirror(clock, tokens.skew if tokens else 0.0)
             self._revoker = Revoker(
-                self.store, clock, self._tokenLifetime(), self._expireRevoked
+                self.store,
+                clock,
+                self._tokenLifetime(),
+                self._expireRevoked,
+                self._mirror,
             )
         self._revocations: RevocationFollower | None = None
         self._follower: Follower | None = None
@@ -424,10 +432,14 @@ class Bouncer(Service):
             await self.keys.current()
         if IRevocationStore.providedBy(self.store):
             revocations = RevocationFollower(
-                self.store, self.clock, self._revokedElsewhere
+                self.store, self.clock, self._revokedElsewhere, mirror=self._mirror
             )
             await revocations.catchUp()
             self._revocations = revocations
+            if self._tokenChecker is not None and self.running:
+                # Every revocation in force is read: tokens are checked in
+                # memory from now on (see RevocationMirror).
+                self._tokenChecker.mirror = self._mirror
             steps.append(("following revocations", revocations.poll))
         if self.keys is not None:
             steps.append(("following the keyring", self.keys.follow))
@@ -449,6 +461,9 @@ class Bouncer(Service):
     def stopService(self) -> Deferred[None] | None:
         self._unsubscribe()
         self._unsubscribe = lambda: None
+        if self._tokenChecker is not None:
+            # No longer followed, the mirror would grow stale.
+            self._tokenChecker.mirror = None
         if self._follower is not None:
             self._follower.stop()
             self._follower = None

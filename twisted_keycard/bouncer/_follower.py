@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from twisted_keycard.bouncer._mirror import RevocationMirror
 from twisted_keycard.store._interfaces import IRevocationStore
 from twisted_keycard.store._records import Revocation
 
@@ -26,7 +27,8 @@ class RevocationFollower:
     """
     Polls a revocation store for revocations recorded after the last one
     seen (by the store's cursor, a row id for SQLite) and hands them to
-    C{onRevoked}.
+    C{onRevoked}, and every batch read, empty or not, to the C{mirror} of
+    the revocations in force.
 
     @ivar polledAt: when the store was last read in full, or C{None}.
     """
@@ -36,16 +38,20 @@ class RevocationFollower:
     onRevoked: Callable[[list[Revocation]], Awaitable[object]]
     cursor: int = 0
     polledAt: float | None = None
+    mirror: RevocationMirror | None = None
 
     async def catchUp(self) -> None:
         """
-        Skip every revocation already recorded: a starting bouncer holds no
-        keycard they could concern.
+        Read every revocation already recorded into the mirror, without
+        handing them to C{onRevoked}: a starting bouncer holds no keycard
+        they could concern, but the tokens they refuse may be presented.
         """
         while True:
             batch, self.cursor = await self.store.revokedSince(
                 self.cursor, FOLLOW_BATCH
             )
+            if self.mirror is not None:
+                self.mirror.update(batch)
             if len(batch) < FOLLOW_BATCH:
                 self.polledAt = self.clock.seconds()
                 return
@@ -62,6 +68,8 @@ class RevocationFollower:
                 self.cursor, FOLLOW_BATCH
             )
             seen += len(batch)
+            if self.mirror is not None:
+                self.mirror.update(batch)
             if batch:
                 await self.onRevoked(batch)
             if len(batch) < FOLLOW_BATCH:

@@ -135,13 +135,22 @@ class HeldKeycards:
         @return: how many of them a client held.
         """
         byRequester: dict[str | None, list[str]] = defaultdict(list)
+        # Every removal is asked for at once, so that a store that commits
+        # in groups deletes them all in one transaction.
+        removals = []
         for keycardId in keycardIds:
             self._timers.cancel(keycardId)
             held = self.records.pop(keycardId, None)
-            record = await self.store.remove(keycardId)
-            holder = held if held is not None else record
-            if holder is not None and holder.held:
-                byRequester[holder.requesterName].append(keycardId)
+            removals.append((keycardId, held, self.store.remove(keycardId)))
+        try:
+            for keycardId, held, removal in removals:
+                record = await removal
+                holder = held if held is not None else record
+                if holder is not None and holder.held:
+                    byRequester[holder.requesterName].append(keycardId)
+        finally:
+            for _, _, removal in removals:
+                removal.addErrback(lambda f: None)
         self._ended(list(keycardIds))
         for requesterName, ids in byRequester.items():
             self.log.info(

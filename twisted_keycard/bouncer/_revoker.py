@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from twisted_keycard._printable import printable, printables
+from twisted_keycard.bouncer._mirror import RevocationMirror
 from twisted_keycard.store._interfaces import IKeycardStore, IRevocationStore
 from twisted_keycard.store._records import IssuedKeycard, Revocation
 from twisted_keycard.tokencard import FAMILY
@@ -81,6 +82,7 @@ class Revoker:
         clock: IReactorTime,
         tokenLifetime: float,
         onRevoked: Callable[[list[str]], Awaitable[object]] = _nobodyHolds,
+        mirror: RevocationMirror | None = None,
     ) -> None:
         """
         @param store: must also provide L{IRevocationStore}.
@@ -88,6 +90,9 @@ class Revoker:
             (duration and clock skew): how long to keep the revocation of a
             keycard with no record.
         @param onRevoked: called with the ids revoked, once they are durable.
+        @param mirror: the revocations in force of the bouncer this revoker
+            works for, given each revocation once it is durable, so that
+            the bouncer refuses its tokens at once.
         @raise ValueError: if the store keeps no revocations.
         """
         if not IRevocationStore.providedBy(store):
@@ -96,6 +101,7 @@ class Revoker:
         self.clock = clock
         self.tokenLifetime = tokenLifetime
         self.onRevoked = onRevoked
+        self.mirror = mirror
 
     def revokeKeycardIds(
         self, keycardIds: Sequence[str], reason: str = ""
@@ -168,6 +174,8 @@ class Revoker:
             keycardIds, families, now, self.tokenLifetime, reason
         )
         await store.revoke(revocations + marks)
+        if self.mirror is not None:
+            self.mirror.update(revocations + marks)
         reached = {r.keycardId: r for r in records}
         for members in families.values():
             reached.update((r.keycardId, r) for r in members)

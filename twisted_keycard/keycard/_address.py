@@ -6,12 +6,18 @@ rules, limits and tokens compare like with like.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 #: The prefix length that groups IPv6 addresses as one client (a site's
 #: /64 is one subscriber's, as one IPv4 address is).
 IPV6_GROUP = 64
 
+#: Addresses whose forms are remembered: a client's address is read at
+#: every message, and parsing it is most of the cost.
+CACHED = 4096
 
+
+@lru_cache(maxsize=CACHED)
 def normalizeAddress(host: str) -> str:
     """
     The canonical text of an IP address: an IPv4-mapped IPv6 address (as a
@@ -28,6 +34,7 @@ def normalizeAddress(host: str) -> str:
     return str(ip)
 
 
+@lru_cache(maxsize=CACHED)
 def addressGroup(address: str | None) -> str | None:
     """
     The group a client address is counted in for per-address limits: the

@@ -153,6 +153,14 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         """
         return None
 
+    def bindsChannel(self) -> bool:
+        """
+        Whether this message binds its exchange to the TLS channel (for
+        kinds with a C{channelBoundType}): a requester that cannot give the
+        binding data answers a first message that does with its kinds.
+        """
+        return False
+
     def getTypeToCopy(self) -> bytes:
         return self.keycardType.encode("ascii")
 

@@ -120,7 +120,7 @@ class KeycardClientFactory(pb.PBClientFactory):
         answerers: Sequence[IAnswerer],
         client: object = None,
         *,
-        askServer: bool = True,
+        askServer: bool = False,
         maxRounds: int = MAX_ROUNDS,
     ) -> Deferred[pb.RemoteReference]:
         """
@@ -129,10 +129,15 @@ class KeycardClientFactory(pb.PBClientFactory):
         (L{IChannelBindingAnswerer}) is told the connection's channel
         binding data and whether the server said it binds that kind.
 
+        The first kind is sent at once: a server that does not take it (or
+        cannot bind it to the channel) answers with the kinds it takes, and
+        the client goes on with the first of its own that the server
+        listed, so a login costs no round trip of its own to learn them.
+
         @param answerers: the keycard kinds to try, in order.
         @param client: the mind, passed to the server's realm.
-        @param askServer: first ask which kinds the server takes, and try
-            only those.
+        @param askServer: first ask which kinds the server takes
+            (C{keycardClasses}, one round trip more), and try only those.
         @param maxRounds: challenge rounds answered at most per kind.
         @return: a L{Deferred} firing with the perspective, or failing with
             the last kind's error (L{KeycardRefused} when refused).
@@ -147,7 +152,7 @@ class KeycardClientFactory(pb.PBClientFactory):
         answerers: Sequence[IAnswerer],
         client: object = None,
         *,
-        askServer: bool = True,
+        askServer: bool = False,
         maxRounds: int = MAX_ROUNDS,
     ) -> Deferred[KeycardLogin]:
         """
@@ -174,21 +179,22 @@ def keycardLogin(
     answerers: Sequence[IAnswerer],
     mind: object = None,
     *,
-    askServer: bool = True,
+    askServer: bool = False,
     maxRounds: int = MAX_ROUNDS,
 ) -> Deferred[KeycardLogin]:
     """
     Log in over a root object you already have (from your own factory, one
     per connection) with the first keycard kind the server accepts, as
-    L{KeycardClientFactory.login} does.
+    L{KeycardClientFactory.login} does: the first kind is sent at once, and
+    a server that does not take it answers with the kinds it takes.
 
     @param root: the server's root object (a L{KeycardRoot}'s), for
         instance C{broker.remoteForName("root")} in a factory's
         C{clientConnectionMade}.
     @param answerers: the keycard kinds to try, in order.
     @param mind: passed to the server's realm.
-    @param askServer: first ask which kinds the server takes, and try only
-        those.
+    @param askServer: first ask which kinds the server takes
+        (C{keycardClasses}, one round trip more), and try only those.
     @param maxRounds: challenge rounds answered at most per kind; past them
         the connection is closed.
     @return: a L{Deferred} firing with a L{KeycardLogin}, or failing with
@@ -218,27 +224,41 @@ async def _login(
     askServer: bool,
     maxRounds: int,
 ) -> KeycardLogin:
-    offered: list[object] | None = None
+    offered: list[str] | None = None
     if askServer:
-        offered = await root.callRemote("keycardClasses").addErrback(_localError)
-        answerers = [a for a in answerers if a.keycardClass.keycardType in offered]
-    if not answerers:
-        raise KeycardRefused("the server takes none of these keycard kinds")
+        offered = _kinds(
+            await root.callRemote("keycardClasses").addErrback(_localError)
+        )
     bindings = {}
     if any(IChannelBindingAnswerer.providedBy(a) for a in answerers):
         bindings = channelBindings(root.broker.transport, asServer=False)
     last: Exception | None = None
-    for answerer in answerers:
-        bound = answerer.keycardClass.channelBoundType
+    # Each answerer once, and the one the server answered with its kinds
+    # once more: the kinds are learned at most once.
+    index = 0
+    while index < len(answerers):
+        answerer = answerers[index]
+        kind = answerer.keycardClass
+        if offered is not None and kind.keycardType not in offered:
+            index += 1
+            continue
         serverBinds = None
         if offered is not None:
+            bound = kind.channelBoundType
             serverBinds = bound is not None and bound in offered
         channel = ClientChannel(bindings, serverBinds)
         try:
             return await _exchange(root, answerer, channel, mind, maxRounds)
+        except _ServerKinds as e:
+            if offered is None:
+                offered = e.kinds
+                continue
+            last = ProtocolError("the server sent its keycard kinds again")
         except (KeycardRefused, ProtocolError) as e:
             last = e
-    assert last is not None
+        index += 1
+    if last is None:
+        raise KeycardRefused("the server takes none of these keycard kinds")
     raise last
 
 
@@ -254,11 +274,11 @@ async def _exchange(
         keycard = answerer.startBound(channel)
     else:
         keycard = answerer.start()
-    for _ in range(maxRounds + 1):
+    for round in range(maxRounds + 1):
         result: Any = await root.callRemote("login", keycard, mind).addErrback(
             _localError
         )
-        keycard, perspective = _unpack(result)
+        keycard, perspective = _unpack(result, first=round == 0)
         if keycard.state is KeycardState.AUTHENTICATED:
             if perspective is None:
                 raise ProtocolError("authenticated without a perspective")
@@ -275,13 +295,46 @@ async def _exchange(
     raise TooManyRounds(f"the server asked for more than {maxRounds} rounds")
 
 
-def _unpack(result: object) -> tuple[Keycard, pb.RemoteReference | None]:
+class _ServerKinds(Exception):
+    """
+    The server answered a first message with the keycard kinds it takes.
+    """
+
+    def __init__(self, kinds: list[str]) -> None:
+        super().__init__("the server answered with its keycard kinds")
+        self.kinds = kinds
+
+
+#: Kinds a server lists, at most (each kind and its channel-bound tag).
+MAX_KINDS = 256
+
+
+def _kinds(value: object) -> list[str]:
+    """
+    Check the shape of a server's list of keycard kinds.
+    """
+    if not (
+        isinstance(value, list | tuple)
+        and len(value) <= MAX_KINDS
+        and all(isinstance(tag, str) for tag in value)
+    ):
+        raise ProtocolError("the server's list of keycard kinds is malformed")
+    return list(value)
+
+
+def _unpack(result: object, first: bool) -> tuple[Keycard, pb.RemoteReference | None]:
     """
     Check the shape of the server's answer to C{login}.
+
+    @param first: whether it answers an exchange's first message, which
+        the server may answer with its kinds.
+    @raise _ServerKinds: for C{(None, kinds)} to a first message.
     """
     if not (isinstance(result, tuple | list) and len(result) == 2):
         raise ProtocolError("malformed login answer")
     keycard, perspective = result
+    if keycard is None and first:
+        raise _ServerKinds(_kinds(perspective))
     if not isinstance(keycard, Keycard):
         raise ProtocolError("login answer holds no keycard")
     if perspective is not None and not isinstance(perspective, pb.RemoteReference):

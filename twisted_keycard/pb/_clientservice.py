@@ -74,7 +74,7 @@ class KeycardClientService(MultiService):
         *,
         retryPolicy: Callable[[int], float] | None = None,
         clock: IReactorTime | None = None,
-        askServer: bool = True,
+        askServer: bool = False,
         maxRounds: int = MAX_ROUNDS,
     ) -> None:
         """

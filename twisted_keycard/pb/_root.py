@@ -231,11 +231,40 @@ class KeycardRoot:
             connection.inputs.connectionLost()
             self._released()
 
+    def kindsFor(self, broker: pb.Broker) -> list[str]:
+        """
+        The type tags of the keycards the bouncer takes, in its order; over
+        TLS, each kind that binds its exchange to the channel is followed by
+        its C{channelBoundType}.
+        """
+        bound = self._bindingsOf(broker) is not None
+        tags = []
+        for cls in self.bouncer.keycardClasses:
+            tags.append(cls.keycardType)
+            if bound and cls.channelBoundType is not None:
+                tags.append(cls.channelBoundType)
+        return tags
+
+    def _takes(self, broker: pb.Broker, keycard: Keycard) -> bool:
+        """
+        Whether the first message of an exchange can go to the bouncer: its
+        kind is one the bouncer takes, and if it binds to the channel, this
+        connection can give the binding data.
+        """
+        kind = keycard.keycardType
+        if not any(cls.keycardType == kind for cls in self.bouncer.keycardClasses):
+            return False
+        return not keycard.bindsChannel() or self._bindingsOf(broker) is not None
+
     async def login(self, broker: pb.Broker, keycard: object, mind: object) -> Any:
         connection = self._connectionFor(broker)
         if not isinstance(keycard, Keycard):
             self._note(broker, "refused a login with no keycard from {peer}")
             raise KeycardRefused()
+        if keycard.id is None and not self._takes(broker, keycard):
+            # The client learns the kinds from this answer, not from a
+            # round trip of its own (see KeycardClientFactory.login).
+            return (None, self.kindsFor(broker))
         if connection.core.keycardCount() >= self.maxKeycardsPerConnection:
             raise KeycardDenied("too many keycards on this connection")
         if keycard.carriesSecret() and not ISSLTransport.providedBy(broker.transport):
@@ -350,39 +379,38 @@ class _KeycardLogin(pb.Referenceable):
             method = getattr(stock, "remote_" + message)
             assert isinstance(args, tuple | list)
             return broker.serialize(method(*args), self.perspective)
-        if message not in _KEYCARD_METHODS:
+        arity = _KEYCARD_METHODS.get(message)
+        if arity is None:
             raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
         method = getattr(self, "remote_" + message)
         try:
             if not isinstance(args, tuple | list) or not isinstance(kw, dict):
                 raise TypeError("arguments that are not a tuple and a dictionary")
-            signature(method).bind(*args, **kw)
+            if kw or len(args) != arity:
+                # Not the plain positional call: let the signature judge.
+                signature(method).bind(*args, **kw)
         except TypeError as e:
             raise MalformedMessage(REFUSED) from e
         return broker.serialize(method(*args, **kw), self.perspective)
 
     def remote_keycardClasses(self) -> list[str]:
         """
-        The type tags of the keycards the bouncer takes, in its order; over
-        TLS, each kind that binds its exchange to the channel is followed by
-        its C{channelBoundType}.
+        The type tags of the keycards the bouncer takes (see
+        L{KeycardRoot.kindsFor}), for clients that ask before they log in.
         """
-        bound = self._root._bindingsOf(self._broker) is not None
-        tags = []
-        for cls in self._root.bouncer.keycardClasses:
-            tags.append(cls.keycardType)
-            if bound and cls.channelBoundType is not None:
-                tags.append(cls.channelBoundType)
-        return tags
+        return self._root.kindsFor(self._broker)
 
     def remote_login(self, keycard: object, mind: object) -> Deferred[Any]:
         """
         One message of a keycard exchange.
 
         @return: a L{Deferred} firing with C{(keycard, None)} while the
-            exchange goes on, C{(keycard, perspective)} on success; it fails
-            with L{KeycardRefused} or L{KeycardDenied}, or with what the
-            realm raised, sent as it is.
+            exchange goes on, C{(keycard, perspective)} on success, and
+            C{(None, kinds)} for a first message the bouncer cannot take
+            (a kind it does not take, or channel binding this connection
+            cannot give), C{kinds} as L{KeycardRoot.kindsFor} lists them;
+            it fails with L{KeycardRefused} or L{KeycardDenied}, or with
+            what the realm raised, sent as it is.
         """
         d = Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
         return d.addErrback(_passRealmRefusal)
@@ -408,11 +436,12 @@ def _passRealmRefusal(failure: Failure) -> Failure:
     return failure
 
 
-#: The methods of a keycard login (C{remote_} + name).
-_KEYCARD_METHODS = frozenset(["keycardClasses", "login"])
+#: The methods of a keycard login (C{remote_} + name), and how many
+#: arguments each takes.
+_KEYCARD_METHODS = {"keycardClasses": 0, "login": 2}
 
 #: The methods a client may call on the root object.
-_LOGIN_METHODS = _KEYCARD_METHODS | STOCK_METHODS
+_LOGIN_METHODS = frozenset(_KEYCARD_METHODS) | STOCK_METHODS
 
 
 class KeycardServerFactory(pb.PBServerFactory):

@@ -35,6 +35,12 @@ class SCRAMKeycard(Keycard):
     clientFinal: str | None = wireField(str, MAX_MESSAGE, setBy="client")
     serverFinal: str | None = wireField(str, MAX_MESSAGE, setBy="bouncer")
 
+    def bindsChannel(self) -> bool:
+        """
+        Whether the client-first message asks for channel binding (C{p=}).
+        """
+        return self.clientFirst is not None and self.clientFirst.startswith("p=")
+
     def account(self) -> str | None:
         """
         The user name in the client-first message, if it parses.

@@ -89,10 +89,13 @@ def checkUserName(name: str) -> str:
         L{MAX_NAME} characters.
     @raise ProtocolError: otherwise.
     """
-    try:
-        prepared: str | None = saslprep(name, "user name")
-    except ValueError:
-        prepared = None
+    prepared: str | None = name
+    if not (name.isascii() and name.isprintable()):
+        # SASLprep leaves printable ASCII as it is: only the rest is asked.
+        try:
+            prepared = saslprep(name, "user name")
+        except ValueError:
+            prepared = None
     if prepared != name:
         raise ProtocolError(
             "a user name may not hold control, bidi or display-changing"

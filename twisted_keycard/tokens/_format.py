@@ -66,7 +66,13 @@ _SEXTET = {
     )
 }
 #: The bits of the last character that encode nothing, by length modulo 4.
-_SPARE = {0: 0, 2: 0b1111, 3: 0b11}
+_SPARE = {0: 0, 1: 0, 2: 0b1111, 3: 0b11}
+#: The padding that completes an unpadded body, by its length modulo 4.
+_PADDING = [b"", b"===", b"==", b"="]
+_HEADER_SIZE = _HEADER.size
+#: Bytes of the shortest body: the fixed header and the MAC.
+_SHORTEST = _HEADER_SIZE + MAC_BYTES
+_UNKNOWN_FLAGS = ~(_REQUESTER | _ADDRESS | _PARENT | _CLAIMS)
 
 
 class MalformedToken(KeycardError):
@@ -197,8 +203,7 @@ def sign(claims: TokenClaims, key: SigningKey) -> str:
         round(claims.expires * 1000),
         round(claims.familyStart * 1000),
     ) + "\0".join(texts).encode("utf-8")
-    signed = f"{_PREFIX}{claims.keycardId}.".encode("ascii")
-    mac = hmac.digest(key.secret, signed + record, "sha256")
+    mac = key.mac(f"{_PREFIX}{claims.keycardId}.".encode("ascii"), record)
     body = urlsafe_b64encode(record + mac).rstrip(b"=").decode("ascii")
     token = f"{_PREFIX}{claims.keycardId}.{body}"
     if len(token) > MAX_TOKEN:
@@ -215,12 +220,12 @@ def keycardIdOf(token: object) -> str:
     """
     if not isinstance(token, str) or len(token) > MAX_TOKEN or not token.isascii():
         raise MalformedToken("a token is an ASCII string of at most 4096 characters")
-    if token.startswith(_RETIRED):
-        raise MalformedToken(
-            "kc1 tokens (no family, audience or family start) are no longer"
-            " accepted: log in with a password"
-        )
     if not token.startswith(_PREFIX):
+        if token.startswith(_RETIRED):
+            raise MalformedToken(
+                "kc1 tokens (no family, audience or family start) are no longer"
+                " accepted: log in with a password"
+            )
         raise MalformedToken(f"not a {VERSION} token")
     end = token.find(".", len(_PREFIX))
     keycardId = token[len(_PREFIX) : end]
@@ -248,55 +253,59 @@ def verify(
     assert isinstance(token, str)
     cut = len(_PREFIX) + len(keycardId) + 1
     encoded = token[cut:].encode("ascii").translate(_FROM_URLSAFE)
-    if b"=" in encoded:
+    if encoded.endswith(b"="):
+        # Strict decoding refuses "=" anywhere but in the padding added
+        # below: so the body is unpadded.
         raise MalformedToken("token body is not unpadded base64url")
+    size = len(encoded)
     try:
-        raw = binascii.a2b_base64(
-            encoded + b"=" * (-len(encoded) % 4), strict_mode=True
-        )
+        raw = binascii.a2b_base64(encoded + _PADDING[size % 4], strict_mode=True)
     except (binascii.Error, ValueError):
         raise MalformedToken("token body is not base64url") from None
-    if len(raw) < _HEADER.size + MAC_BYTES:
+    if len(raw) < _SHORTEST:
         raise MalformedToken("truncated token")
-    if _SPARE[len(encoded) % 4] & _SEXTET[encoded[-1]]:
+    if _SPARE[size % 4] & _SEXTET[encoded[-1]]:
         # The spare bits of the last character: one token, one spelling.
         raise MalformedToken("token body is not canonical base64url")
-    record, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    record = raw[:-MAC_BYTES]
     flags, audienceCount, issued, expires, familyIssued = _HEADER.unpack_from(record)
-    if flags & ~(_REQUESTER | _ADDRESS | _PARENT | _CLAIMS):
+    if flags & _UNKNOWN_FLAGS:
         raise MalformedToken("unknown token flags")
-    kidEnd = record.find(b"\0", _HEADER.size)
+    kidEnd = record.find(b"\0", _HEADER_SIZE)
     if kidEnd < 0:
         raise MalformedToken("truncated token")
     try:
-        kid = record[_HEADER.size : kidEnd].decode("ascii")
+        kid = record[_HEADER_SIZE:kidEnd].decode("ascii")
     except UnicodeDecodeError:
         raise MalformedToken("malformed key id") from None
     key = keyring.verifying(kid, now)
-    signed = token[:cut].encode("ascii") + record
-    if not hmac.compare_digest(hmac.digest(key.secret, signed, "sha256"), mac):
+    if not hmac.compare_digest(
+        key.mac(token[:cut].encode("ascii"), record), raw[-MAC_BYTES:]
+    ):
         raise BadSignature("bad token signature")
     try:
         texts = record[kidEnd + 1 :].decode("utf-8").split("\0")
     except UnicodeDecodeError:
         raise MalformedToken("token text is not UTF-8") from None
-    if len(texts) != 3 + audienceCount + _PRESENT[flags]:
+    optional = 3 + audienceCount
+    if len(texts) != optional + _PRESENT[flags]:
         raise MalformedToken("wrong number of token fields")
     familyId = texts[2]
     if not _ID.match(familyId):
         raise MalformedToken("malformed family id")
-    audience = tuple(texts[3 : 3 + audienceCount])
-    it = iter(texts[3 + audienceCount :])
-    requesterName = next(it) if flags & _REQUESTER else None
-    address = next(it) if flags & _ADDRESS else None
-    parentId = next(it) if flags & _PARENT else None
-    claimText = next(it) if flags & _CLAIMS else None
+    requesterName = address = parentId = None
     claims: dict[str, str] = {}
-    for line in claimText.split("\n") if claimText else ():
-        name, sep, value = line.partition("=")
-        if not sep:
-            raise MalformedToken("malformed token claim")
-        claims[name] = value
+    if flags:
+        it = iter(texts[optional:])
+        requesterName = next(it) if flags & _REQUESTER else None
+        address = next(it) if flags & _ADDRESS else None
+        parentId = next(it) if flags & _PARENT else None
+        text = next(it) if flags & _CLAIMS else None
+        for line in text.split("\n") if text else ():
+            name, sep, value = line.partition("=")
+            if not sep:
+                raise MalformedToken("malformed token claim")
+            claims[name] = value
     return TokenClaims(
         keycardId,
         texts[0],
@@ -310,5 +319,5 @@ def verify(
         kid,
         familyId,
         familyIssued / 1000,
-        audience,
+        tuple(texts[3:optional]),
     )

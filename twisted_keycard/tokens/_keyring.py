@@ -8,8 +8,10 @@ rotation) and are then dropped.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -21,6 +23,12 @@ SECRET_BYTES = 32
 
 #: Length of a key id.
 KID_LENGTH = 8
+
+#: SHA-256's block size, and HMAC's pads: each key byte XORed with 0x36
+#: (inner) and 0x5C (outer).
+_BLOCK = 64
+_INNER = bytes(b ^ 0x36 for b in range(256))
+_OUTER = bytes(b ^ 0x5C for b in range(256))
 
 
 class UnknownKey(KeycardError):
@@ -56,6 +64,38 @@ class SigningKey:
     secret: bytes = attrs.field(repr=False)
     created: float
     notAfter: float | None = None
+    #: The SHA-256 states of HMAC's inner and outer pads (RFC 2104), each
+    #: copied for a MAC: the key's two blocks are hashed once, not at every
+    #: token.
+    _pads: tuple[Any, Any] = attrs.field(init=False, repr=False, eq=False)
+
+    @_pads.default
+    def _padStates(self) -> tuple[Any, Any]:
+        """
+        HMAC's key, padded to a block (hashed first if longer), XORed with
+        each pad, and hashed.
+        """
+        key = self.secret
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        return (
+            hashlib.sha256(key.translate(_INNER)),
+            hashlib.sha256(key.translate(_OUTER)),
+        )
+
+    def mac(self, first: bytes, second: bytes = b"") -> bytes:
+        """
+        The HMAC-SHA256 of C{first} followed by C{second} under this key.
+        """
+        inner, outer = self._pads
+        state = inner.copy()
+        state.update(first)
+        state.update(second)
+        final = outer.copy()
+        final.update(state.digest())
+        digest: bytes = final.digest()
+        return digest
 
     @classmethod
     def generate(cls, now: float) -> SigningKey:

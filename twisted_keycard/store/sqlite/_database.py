@@ -3,6 +3,12 @@ An SQLite database worked in one dedicated thread, so the reactor never
 waits on the disk.  A write is committed (and, with C{synchronous=FULL}, on
 disk) before its L{Deferred} fires.
 
+Writes are committed in groups: those made in one reactor turn, and those
+made while an earlier group is being committed, share one transaction, so
+that many logins at once pay one disk flush, not one each.  Each write
+runs in a savepoint of its own: one that fails is undone alone, and fails
+alone.  A read is run after every write made before it.
+
 The thread stops with the reactor (a shutdown trigger) or at L{close}, and
 is a daemon thread: a store nobody closes never keeps the process alive.
 """
@@ -14,13 +20,69 @@ from collections.abc import Callable
 from threading import Thread
 from typing import Any, TypeVar
 
+import attrs
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from twisted_keycard.store.sqlite._schema import connect
 
 _T = TypeVar("_T")
+
+
+@attrs.define
+class _Write:
+    """
+    A write waiting for its group's commit.
+    """
+
+    job: Callable[[sqlite3.Connection], Any]
+    durable: bool
+    done: Deferred[Any] = attrs.Factory(Deferred)
+
+
+def _commit(
+    connection: sqlite3.Connection, group: list[_Write]
+) -> list[Failure | object]:
+    """
+    Run a group of writes in one immediate transaction, each in a savepoint
+    (undone alone if it fails), and commit; with C{synchronous=FULL} if any
+    of them is durable.
+
+    @return: each write's result, or its L{Failure}.
+    @raise Exception: if the transaction itself fails (begin or commit):
+        then no write of the group is kept.
+    """
+    durable = any(write.durable for write in group)
+    if not durable:
+        connection.execute("PRAGMA synchronous = NORMAL")
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        outcomes: list[Failure | object] = []
+        try:
+            for write in group:
+                connection.execute("SAVEPOINT write")
+                try:
+                    outcomes.append(write.job(connection))
+                except Exception:
+                    outcomes.append(Failure())  # type: ignore[no-untyped-call]
+                    connection.execute("ROLLBACK TO write")
+                connection.execute("RELEASE write")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        try:
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+    finally:
+        if not durable:
+            connection.execute("PRAGMA synchronous = FULL")
+    return outcomes
 
 
 def _daemonThread(*args: Any, **kwargs: Any) -> Thread:
@@ -52,6 +114,12 @@ class Database:
         self._pool = self._newPool()
         self._shutdownTrigger: Any = None
         self._connection: sqlite3.Connection | None = None
+        #: Writes not yet sent to the thread, in order.
+        self._writes: list[_Write] = []
+        #: The call that sends them at the end of this reactor turn.
+        self._turnEnd: IDelayedCall | None = None
+        #: Groups of writes sent to the thread and not yet answered.
+        self._committing = 0
 
     def _newPool(self) -> ThreadPool:
         pool = ThreadPool(1, 1, name=f"keycard-sqlite:{self.path}")
@@ -75,6 +143,7 @@ class Database:
         after the work already queued, and wait for the thread to end.
         """
         self._shutdownTrigger = None
+        self._submit()
         if self._pool.started:
             self._pool.callInThread(self._closeConnection)
             self._pool.stop()
@@ -93,9 +162,13 @@ class Database:
 
     def run(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
         """
-        Run C{job} with the connection, in the database's thread.
+        Run C{job} with the connection, in the database's thread, after the
+        writes made before it.
         """
+        self._submit()
+        return self._queue(job)
 
+    def _queue(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
         def inThread() -> _T:
             if self._connection is None:
                 self._connection = connect(self.path)
@@ -111,32 +184,57 @@ class Database:
         self, job: Callable[[sqlite3.Connection], _T], *, durable: bool = True
     ) -> Deferred[_T]:
         """
-        Run C{job} in one immediate transaction, committed before the
-        result is delivered.
+        Run C{job} in a transaction, committed before the result is
+        delivered; other writes may share the transaction (see the module's
+        docstring), each in its own savepoint.
 
         @param durable: wait for the disk at the commit (C{synchronous=FULL});
             C{False} for data a power failure may lose (counts of failed
-            logins), which then costs no disk flush: the commit is still
-            atomic and seen at once by other processes.
+            logins), which then costs no disk flush unless a durable write
+            shares the commit: the commit is still atomic and seen at once
+            by other processes.
         """
+        write = _Write(job, durable)
+        self._writes.append(write)
+        if not self._threaded:
+            self._submit()
+        elif self._turnEnd is None and not self._committing:
+            self._turnEnd = self._reactor.callLater(0, self._submit)
+        return write.done
 
-        def transaction(connection: sqlite3.Connection) -> _T:
-            if not durable:
-                connection.execute("PRAGMA synchronous = NORMAL")
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    result = job(connection)
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
-            finally:
-                if not durable:
-                    connection.execute("PRAGMA synchronous = FULL")
-            return result
+    def _submit(self) -> None:
+        """
+        Send the writes made so far to the database's thread, as one group.
+        """
+        if self._turnEnd is not None:
+            if self._turnEnd.active():
+                self._turnEnd.cancel()
+            self._turnEnd = None
+        if not self._writes:
+            return
+        group, self._writes = self._writes, []
+        self._committing += 1
+        d = self._queue(lambda c: _commit(c, group))
+        d.addBoth(self._committed, group)
 
-        return self.run(transaction)
+    def _committed(
+        self, outcomes: list[Failure | object] | Failure, group: list[_Write]
+    ) -> None:
+        """
+        A group's transaction ended: answer each of its writes, then send
+        the writes made meanwhile (at the end of this turn, with whatever
+        the answers lead to).
+        """
+        self._committing -= 1
+        if isinstance(outcomes, Failure):
+            outcomes = [outcomes] * len(group)
+        for write, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, Failure):
+                write.done.errback(outcome)
+            else:
+                write.done.callback(outcome)
+        if self._writes and self._turnEnd is None and not self._committing:
+            self._turnEnd = self._reactor.callLater(0, self._submit)
 
     def close(self) -> Deferred[None]:
         """

@@ -2,8 +2,9 @@
 The SQLite store: issued keycards, revocations and the keyring in one file,
 the embedded default.  Several bouncer processes may share the file.
 
-Database work runs in the L{Database}'s own thread; revocation checks that
-arrive together are answered by one query.
+Database work runs in the L{Database}'s own thread; writes made together
+are committed in one transaction (each on disk before it is answered), and
+revocation checks that arrive together are answered by one query.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ class SQLiteStore:
     """
     A store in an SQLite file.  Its work runs in a thread of its own,
     started by the first query, stopped by L{close} or when the reactor
-    shuts down (a daemon thread: it never keeps the process alive).
+    shuts down (a daemon thread: it never keeps the process alive).  The
+    writes of one reactor turn, and those made while earlier ones commit,
+    share one transaction and one disk flush; each is answered once it is
+    on disk.
     """
 
     def __init__(

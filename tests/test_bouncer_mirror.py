@@ -1,0 +1,221 @@
+"""
+Tests for the revocations a running bouncer keeps in memory
+(L{twisted_keycard.bouncer._mirror.RevocationMirror}) and for token checks
+answered from them, with no store round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_keycard import MemoryStore
+from twisted_keycard.bouncer._mirror import BUCKET, RevocationMirror
+from twisted_keycard.error import ProtocolError
+from twisted_keycard.store import Revocation
+from twisted_keycard.tokencard import TokenChecker, TokenExchange
+from twisted_keycard.tokens import Keyring, KeyringHolder, TokenClaims, sign
+
+from .test_tokens_bouncer import START, TokenLogins
+
+
+class RevocationMirrorTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.mirror = RevocationMirror(self.clock, grace=5.0)
+
+    def test_lookUps(self) -> None:
+        """
+        It answers as a store would: by id, and the revocations of several
+        keys (marks too) in one look-up.
+        """
+        mark = Revocation("avatar:alice", START + 100, START - 1)
+        self.mirror.update([Revocation("k1", START + 100, START), mark])
+        self.assertTrue(self.mirror.isRevoked("k1"))
+        self.assertFalse(self.mirror.isRevoked("k2"))
+        self.assertEqual(
+            self.mirror.revocationsOf(["k2", "avatar:alice", "family:f"]), [mark]
+        )
+
+    def test_laterExpiryKept(self) -> None:
+        """
+        Revoked twice, an id keeps the later expiry, as in a store.
+        """
+        late = Revocation("k1", START + 200, START)
+        self.mirror.update([late])
+        self.mirror.update([Revocation("k1", START + 100, START + 1)])
+        self.assertEqual(self.mirror.revocationsOf(["k1"]), [late])
+        later = Revocation("k1", START + 300, START + 2)
+        self.mirror.update([later])
+        self.assertEqual(self.mirror.revocationsOf(["k1"]), [later])
+
+    def test_boundedByExpiry(self) -> None:
+        """
+        A revocation stays in force until its expiry and the grace have
+        passed; then it is forgotten, at an update (a follower's poll).
+        """
+        self.mirror.update(
+            [Revocation("k1", START + 10, START), Revocation("k2", START + 1e4, START)]
+        )
+        self.clock.advance(15)
+        self.assertTrue(self.mirror.isRevoked("k1"))
+        self.clock.advance(1)
+        self.assertFalse(self.mirror.isRevoked("k1"))
+        self.assertEqual(self.mirror.revocationsOf(["k1"]), [])
+        self.assertEqual(len(self.mirror), 2)
+        self.clock.advance(2 * BUCKET)
+        self.mirror.update([])
+        self.assertEqual(len(self.mirror), 1)
+        self.assertTrue(self.mirror.isRevoked("k2"))
+
+    def test_reRevokedNotPurged(self) -> None:
+        """
+        An id revoked again with a later expiry outlives the purge of its
+        first expiry.
+        """
+        self.mirror.update([Revocation("k1", START + 10, START)])
+        self.mirror.update([Revocation("k1", START + 1e4, START + 1)])
+        self.clock.advance(3 * BUCKET)
+        self.mirror.update([])
+        self.assertTrue(self.mirror.isRevoked("k1"))
+
+
+class Unreadable(MemoryStore):
+    """
+    A memory store whose revocations cannot be read: a check that asks it
+    fails.
+    """
+
+    def isRevoked(self, keycardId: str) -> Deferred[bool]:
+        return fail(RuntimeError("the store was asked"))
+
+    def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
+        return fail(RuntimeError("the store was asked"))
+
+
+class MirroredCheckTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.store = Unreadable()
+        self.keyring = Keyring.generate(START)
+        self.store.saveKeyring(self.keyring)
+        self.keys = KeyringHolder(self.store, self.clock)
+        self.successResultOf(Deferred.fromCoroutine(self.keys.load()))
+        self.mirror = RevocationMirror(self.clock)
+        self.checker = TokenChecker(self.store, self.keys, self.clock)
+        self.checker.mirror = self.mirror
+
+    def token(self, keycardId: str = "k1", **claims: Any) -> TokenExchange:
+        values: dict[str, Any] = {
+            "keycardId": keycardId,
+            "avatarId": "alice",
+            "issued": START,
+            "expires": START + 60,
+            "bouncerName": "b1",
+            "requesterName": "r1",
+        }
+        values.update(claims)
+        token = sign(TokenClaims(**values), self.keyring.signing)
+        return TokenExchange(token, "192.0.2.1", "r1")
+
+    def test_noStoreRoundTrip(self) -> None:
+        """
+        With a mirror and the keyring loaded, a check is answered at once,
+        without the store.
+        """
+        exchange = self.token()
+        self.assertEqual(
+            self.successResultOf(self.checker.requestAvatarId(exchange)), "alice"
+        )
+        assert exchange.parentToken is not None
+        self.assertEqual(exchange.parentToken.keycardId, "k1")
+
+    def test_refusedByMirror(self) -> None:
+        """
+        Revocations by id, by family, and by avatar for tokens issued
+        before it, all refused from the mirror.
+        """
+        self.mirror.update(
+            [
+                Revocation("k1", START + 100, START),
+                Revocation("family:k2", START + 100, START),
+                Revocation("avatar:bob", START + 100, START + 1),
+            ]
+        )
+        for exchange, why in [
+            (self.token("k1"), "revoked token"),
+            (self.token("k2"), "family revoked"),
+            (self.token("k3", avatarId="bob"), "revoked by avatar"),
+        ]:
+            failure = self.failureResultOf(
+                self.checker.requestAvatarId(exchange), ProtocolError
+            )
+            self.assertIn(why, failure.getErrorMessage())
+        later = self.token("k4", avatarId="bob", issued=START + 2)
+        self.assertEqual(
+            self.successResultOf(self.checker.requestAvatarId(later)), "bob"
+        )
+
+    def test_malformed(self) -> None:
+        exchange = TokenExchange("kc2.nonsense", "192.0.2.1", "r1")
+        self.failureResultOf(self.checker.requestAvatarId(exchange), ProtocolError)
+
+    def test_withoutMirrorAsksStore(self) -> None:
+        """
+        Without a mirror the store is asked.
+        """
+        self.checker.mirror = None
+        failure = self.failureResultOf(self.checker.requestAvatarId(self.token()))
+        self.assertIn("the store was asked", failure.getErrorMessage())
+
+
+class BouncerMirrorTests(TokenLogins):
+    def test_startsCaughtUp(self) -> None:
+        """
+        A bouncer started on a store that already holds revocations refuses
+        their tokens from its mirror: it read every revocation in force,
+        not only those after a cursor.
+        """
+        keycard = self.login()
+        assert keycard.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id]))
+        other = self.makeBouncer("b2")
+        checker = other._tokenChecker
+        assert checker is not None
+        self.assertIs(checker.mirror, other._mirror)
+        checker.revocations = Unreadable()
+        self.refused(keycard.token, other)
+
+    def test_windowElsewhere(self) -> None:
+        """
+        A revocation made through another bouncer takes effect here at this
+        bouncer's next poll of the store (the follow interval); one made
+        here, at once.
+        """
+        other = self.makeBouncer("b2")
+        first, second = self.login(), self.login()
+        assert first.id is not None and second.id is not None
+        self.successResultOf(other.revokeKeycardIds([first.id]))
+        self.refused(first.token, other)
+        self.present(first.token)
+        self.clock.advance(1.0)
+        self.refused(first.token)
+        self.successResultOf(self.bouncer.revokeKeycardIds([second.id]))
+        self.refused(second.token)
+
+    def test_stoppedAsksStore(self) -> None:
+        """
+        A stopped bouncer, no longer following the store, checks tokens
+        against the store again.
+        """
+        checker = self.bouncer._tokenChecker
+        assert checker is not None
+        self.assertIsNotNone(checker.mirror)
+        self.bouncer.stopService()
+        self.assertIsNone(checker.mirror)
