@@ -149,7 +149,10 @@ async def revokeMatching(
         count = await revoker.revokeRequester(requester, reason)
         what = f"every keycard and token issued through {what}"
     return Outcome(
-        [f"revoked {what} ({count} keycard(s) on record); refused from now on"]
+        [
+            f"revoked {what} ({count} keycard(s) on record); running bouncers"
+            " refuse them within a second"
+        ]
     )
 
 
