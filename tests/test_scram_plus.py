@@ -29,7 +29,7 @@ from twisted_keycard.keycard import (
     channelBindings,
 )
 from twisted_keycard.pb import _client
-from twisted_keycard.pb._root import _KeycardLogin
+from twisted_keycard.pb._rootobject import _KeycardLogin
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.scram import (
     SCRAMAnswerer,

@@ -25,7 +25,8 @@ from twisted_keycard.pb._client import (
     keycardLogin,
 )
 from twisted_keycard.pb._clientservice import KeycardClientService
-from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+from twisted_keycard.pb._root import KeycardRoot
+from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.store._interfaces import IKeycardStore
 from twisted_keycard.store._memory import MemoryStore
 from twisted_keycard.store._records import IssuedKeycard

@@ -12,7 +12,8 @@ from twisted_keycard.pb._client import (
 from twisted_keycard.pb._clientservice import KeycardClientService
 from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
 from twisted_keycard.pb._portal import portalCheckers
-from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+from twisted_keycard.pb._root import KeycardRoot
+from twisted_keycard.pb._serverfactory import KeycardServerFactory
 
 __all__ = [
     "ConnectionLimits",
