@@ -23,7 +23,7 @@ from twisted.spread.flavors import IPBRoot
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
 from twisted_keycard.pb._client import KeycardClientFactory
-from twisted_keycard.pb._root import KeycardServerFactory
+from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.testing import KeycardTestConnection
 
 SERVER = IPv4Address("TCP", "127.0.0.1", 8800)

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard.bouncer._composite import networks, within
 from twisted_keycard.keycard._address import addressGroup, normalizeAddress
-from twisted_keycard.pb._root import peerAddress
+from twisted_keycard.pb._peer import peerAddress
 
 
 class NormalizeTests(SynchronousTestCase):

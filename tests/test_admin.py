@@ -45,7 +45,8 @@ from twisted_keycard.admin._login import (
 )
 from twisted_keycard.admin._parser import parser
 from twisted_keycard.hmackeys import HMACAnswerer
-from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+from twisted_keycard.pb._root import KeycardRoot
+from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.service._endpoints import clientEndpoint
 from twisted_keycard.service._stockcheckers import PasswordChallenger

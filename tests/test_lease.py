@@ -129,7 +129,7 @@ class _Leases(_Base):
         pool = Quota(seatPool="licenses", seats=2)
         one, two = self.bouncer("one", pool), self.bouncer("two", pool)
         held = self.successResultOf(self.login(one, "alice"))
-        follower = one._follower
+        follower = one._upkeep.follower
         assert follower is not None
         follower.stop()
         self.clock.advance(LEASE + FOLLOW)

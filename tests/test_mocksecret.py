@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_keycard._mocks import WithMocks, mockBytes, mockSubkey, mostCommon
-from twisted_keycard.admin import _operations as admin
+from twisted_keycard.admin import _init as admin
 from twisted_keycard.interfaces import IMockSecretTaker
 from twisted_keycard.scram import SCRAMExchange, SCRAMKeycard, SCRAMVerifiers, Verifier
 from twisted_keycard.service._startup import StoreCheck

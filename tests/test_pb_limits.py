@@ -27,7 +27,7 @@ from twisted_keycard.pb._limits import (
     ConnectionLimits,
     MessageBudget,
 )
-from twisted_keycard.pb._root import KeycardServerFactory
+from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker

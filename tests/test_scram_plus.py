@@ -28,8 +28,8 @@ from twisted_keycard.keycard import (
     ClientChannel,
     channelBindings,
 )
-from twisted_keycard.pb import _client
-from twisted_keycard.pb._root import _KeycardLogin
+from twisted_keycard.pb import _login
+from twisted_keycard.pb._rootobject import _KeycardLogin
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.scram import (
     SCRAMAnswerer,
@@ -338,7 +338,7 @@ class TLSLoginTests(SynchronousTestCase):
         binds first; the requester, without binding data, answers with its
         kinds, PLUS left out, and the client logs in with C{y}.
         """
-        self.patch(_client, "channelBindings", lambda transport, asServer: dict(BOTH))
+        self.patch(_login, "channelBindings", lambda transport, asServer: dict(BOTH))
         seen: list[str] = []
         real = _KeycardLogin.remote_login
 

@@ -25,7 +25,7 @@ from twisted_keycard._secretfiles import (
     makePrivateDirectory,
     writePrivateFile,
 )
-from twisted_keycard.admin import _operations as admin
+from twisted_keycard.admin import _init as admin
 from twisted_keycard.admin._users import addUser
 from twisted_keycard.passwords import PasswordFile
 from twisted_keycard.store import Revocation

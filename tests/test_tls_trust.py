@@ -26,7 +26,7 @@ from zope.interface import directlyProvides, implementer
 from twisted_keycard import IAnswerer, InsecureTransport, Keycard
 from twisted_keycard._hashpool import HashPool
 from twisted_keycard.admin import _cli, _operations
-from twisted_keycard.admin._operations import checkEndpoint
+from twisted_keycard.admin._endpointcheck import checkEndpoint
 from twisted_keycard.bouncer import TokenPolicy
 from twisted_keycard.error import InvalidKeycard, KeycardError
 from twisted_keycard.keycard import (

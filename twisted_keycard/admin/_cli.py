@@ -22,6 +22,7 @@ from service_identity import VerificationError
 from twisted.internet.error import ConnectError, ConnectionLost
 
 from twisted_keycard.admin import _operations as admin
+from twisted_keycard.admin._init import init
 from twisted_keycard.admin._parser import parser
 from twisted_keycard.error import KeycardError
 from twisted_keycard.service._datadir import DataDir
@@ -53,7 +54,7 @@ def readPassword(prompt: str = "Password: ") -> str:
 def run(args: argparse.Namespace) -> int:
     command = args.command
     if command == "init":
-        return admin.init(
+        return init(
             args.directory or str(DataDir.default()),
             args.dev_cert,
             args.store,

@@ -23,7 +23,8 @@ from twisted_keycard.error import KeycardError, KeycardRefused, ProtocolError
 from twisted_keycard.hmackeys import HMACAnswerer
 from twisted_keycard.keycard._interfaces import IAnswerer
 from twisted_keycard.passwords import PasswordAnswerer
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb._client import KeycardClientFactory
+from twisted_keycard.pb._login import KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
 from twisted_keycard.srp import SRPAnswerer
 from twisted_keycard.sshkeys import SSHAnswerer, loadPrivateKey

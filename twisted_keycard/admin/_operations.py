@@ -1,5 +1,6 @@
 """
-The operations behind the C{keycard} command, as a Python API.
+The operations behind the C{keycard} command, as a Python API (C{keycard
+init} is in L{twisted_keycard.admin._init}).
 
 Each function takes what the command line gave, does the job (running the
 reactor where it needs Twisted), prints what the user should see, and
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from twisted_keycard._isotime import isoTime as when
 from twisted_keycard._printable import printable
 from twisted_keycard._secretfiles import writePrivateFile
 from twisted_keycard.admin import _keycards
+from twisted_keycard.admin._endpointcheck import checkEndpoint
 from twisted_keycard.admin._login import (
     DEFAULT_TIMEOUT,
     ReadSecret,
@@ -38,13 +39,9 @@ from twisted_keycard.error import (
 )
 from twisted_keycard.keycard._interfaces import IAnswerer
 from twisted_keycard.service._datadir import DataDir
-from twisted_keycard.service._devcert import makeDevCertificate
 from twisted_keycard.service._endpoints import clientEndpoint
-from twisted_keycard.service._stores import openStore, sqlitePath, storePassword
-from twisted_keycard.store.redis._url import isRedisURL, parseRedisURL
-from twisted_keycard.store.sqlite._store import SQLiteStore
+from twisted_keycard.service._stores import openStore, storePassword
 from twisted_keycard.tokens._holder import KeyringHolder
-from twisted_keycard.tokens._keyring import Keyring
 
 _T = TypeVar("_T")
 
@@ -76,77 +73,6 @@ def runReactor(main: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     if isinstance(result, Failure):
         result.raiseException()
     return result
-
-
-def init(
-    directory: str,
-    devCert: str | None,
-    store: str | None = None,
-    storePasswordFile: str | None = None,
-) -> int:
-    """
-    Make a data directory, and its store's keyring and mock secret (a Redis
-    store that has them already, made for another host, keeps them).
-    """
-    if store is not None and isRedisURL(store):
-        parseRedisURL(store)
-        keyring = runReactor(lambda reactor: _initRedis(store, storePasswordFile))
-        data = DataDir.create(directory, store, storePasswordFile)
-        where = f" on the store {parseRedisURL(store)},"
-    else:
-        if store is not None:
-            sqlitePath(store)
-            raise KeycardError(
-                "a SQLite store is the data directory's keycard.db: drop --store"
-            )
-        if storePasswordFile is not None:
-            raise KeycardError("--store-password-file is for a Redis --store")
-        data = DataDir.create(directory)
-        keyring = _initSQLite(data)
-        where = ""
-    print(
-        f"made data directory {data.path}{where} with token signing key"
-        f" {keyring.signing.kid}"
-    )
-    if devCert:
-        trust = data.tls / "trust" / "ca.pem"
-        makeDevCertificate(devCert, data.certificate, trust)
-        print(
-            f"made a SELF-SIGNED certificate for {devCert}, for development only:\n"
-            f"  server: ssl:8800:interface=127.0.0.1:privateKey={data.certificate}\n"
-            f"  client: tls:{devCert}:8800:trustRoots={trust.parent}"
-        )
-    print(f"add a user with: keycard user add --data-dir {data.path} NAME")
-    return EXIT_OK
-
-
-def _initSQLite(data: DataDir) -> Keyring:
-    # No reactor yet: the store's work runs inline, so results are ready.
-    store = SQLiteStore(str(data.database), threaded=False)
-    keyring = Keyring.generate(time.time())
-    outcome: list[object] = []
-    store.saveKeyring(keyring).addBoth(outcome.append)
-    # And the secret of mock challenges, shared by the store's bouncers.
-    store.mockSecret().addBoth(outcome.append)
-    store.close()
-    for result in outcome:
-        if isinstance(result, Failure):
-            result.raiseException()
-    return keyring
-
-
-async def _initRedis(url: str, passwordFile: str | None) -> Keyring:
-    from twisted.internet import reactor
-
-    store = await openStore(url, reactor, storePassword(passwordFile))
-    try:
-        keyring = await KeyringHolder(store, reactor).load()
-        await store.mockSecret()
-        for warning in await store.checkSettings():
-            print(f"keycard: warning: {warning}", file=sys.stderr)
-        return keyring
-    finally:
-        await store.close()
 
 
 def userAdd(data: DataDir, name: str, password: str) -> int:
@@ -267,43 +193,6 @@ def rotateKeys(data: DataDir, grace: float | None) -> int:
 
     result: int = runReactor(lambda reactor: _withStore(data, job))
     return result
-
-
-def _endpointParts(description: str) -> list[str]:
-    """
-    The C{:}-separated parts of an endpoint description, with Twisted's
-    backslash escapes undone.
-    """
-    parts, current, escaped = [], "", False
-    for char in description:
-        if escaped or char not in "\\:":
-            current += char
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        else:
-            parts.append(current)
-            current = ""
-    parts.append(current)
-    return parts
-
-
-def checkEndpoint(endpoint: str) -> None:
-    """
-    Refuse a client endpoint whose TLS would not check the server: an
-    C{ssl:} endpoint without C{hostname=} checks no host name (and, without
-    C{caCertsDir=}, no certificate at all), so a man in the middle would
-    see the login.
-
-    @raise KeycardError: saying what to use instead.
-    """
-    parts = _endpointParts(endpoint)
-    options = {part.partition("=")[0] for part in parts[1:] if "=" in part}
-    if parts[0].lower() == "ssl" and "hostname" not in options:
-        raise KeycardError(
-            "ssl: does not check the server's certificate; "
-            "connect with tls:HOST:PORT:trustRoots=DIR"
-        )
 
 
 def login(

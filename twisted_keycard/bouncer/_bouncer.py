@@ -2,16 +2,15 @@
 The in-process bouncer: challenges keycards, hands them to checkers, issues
 keycard ids and expires them.  It composes the parts that do each job:
 L{Challengers}, L{PendingExchanges}, L{Throttler}, L{Issuer},
-L{HeldKeycards}, L{Revoker}, and, while it runs as a service, a
-L{Follower} (of revocations, the keyring and its L{Lease}) and a
-L{Flusher}.
+L{HeldKeycards}, L{Revoker}, and, while it runs as a service, its
+L{ServiceUpkeep} (a L{Follower} of revocations, the keyring and its
+L{Lease}, and a L{Flusher}).
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import (
-    Awaitable,
     Callable,
     Collection,
     Hashable,
@@ -30,8 +29,7 @@ from zope.interface import implementer
 from twisted_keycard.bouncer._authentication import Authentication
 from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._composite import CompositePolicy
-from twisted_keycard.bouncer._flusher import Flushed, Flusher
-from twisted_keycard.bouncer._follower import Follower, RevocationFollower
+from twisted_keycard.bouncer._flusher import Flushed
 from twisted_keycard.bouncer._held import HeldKeycards
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.bouncer._issuer import Issuer
@@ -52,9 +50,9 @@ from twisted_keycard.bouncer._policy import (
     Upkeep,
 )
 from twisted_keycard.bouncer._revoker import Revoker
+from twisted_keycard.bouncer._serviceupkeep import ServiceUpkeep
 from twisted_keycard.bouncer._throttle import Throttler
 from twisted_keycard.keycard._keycard import Keycard
-from twisted_keycard.store._changes import IStoreChanges
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
@@ -234,14 +232,17 @@ class Bouncer(Service):
                 self._expireRevoked,
                 self._mirror,
             )
-        self._revocations: RevocationFollower | None = None
-        self._follower: Follower | None = None
-        self._unsubscribe: Callable[[], None] = lambda: None
-        self._flusher = Flusher(
+        self._upkeep = ServiceUpkeep(
             self.store,
             clock,
-            upkeep.flushInterval,
-            throttle.window if throttle is not None else None,
+            upkeep,
+            keys=self.keys,
+            lease=self.lease,
+            mirror=self._mirror,
+            tokenChecker=self._tokenChecker,
+            revokedElsewhere=self._revokedElsewhere,
+            throttleWindow=throttle.window if throttle is not None else None,
+            running=lambda: bool(self.running),
         )
         self.started: Deferred[None] = succeed(None)
         self.metrics.watch(
@@ -249,19 +250,13 @@ class Bouncer(Service):
                 kinds=[kindName(c.keycardType) for c in self.keycardClasses],
                 held=lambda: len(self._held.records),
                 pending=self._pendingCount,
-                followLag=self._followLag,
+                followLag=self._upkeep.followLag,
             )
         )
 
     def _pendingCount(self) -> int:
         self._pending.purge()
         return len(self._pending)
-
-    def _followLag(self) -> float | None:
-        follower = self._revocations
-        if self._follower is None or follower is None or follower.polledAt is None:
-            return None
-        return self.clock.seconds() - follower.polledAt
 
     def _underLease(self) -> list[str]:
         lease = self.lease
@@ -419,55 +414,15 @@ class Bouncer(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self.started = Deferred.fromCoroutine(self._start())
+        self.started = Deferred.fromCoroutine(self._upkeep.start())
         self.started.addErrback(
             lambda f: self.log.failure(
                 "bouncer {name} failed to start", f, name=self.name
             )
         )
 
-    async def _start(self) -> None:
-        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
-        if self.keys is not None:
-            await self.keys.current()
-        if IRevocationStore.providedBy(self.store):
-            revocations = RevocationFollower(
-                self.store, self.clock, self._revokedElsewhere, mirror=self._mirror
-            )
-            await revocations.catchUp()
-            self._revocations = revocations
-            if self._tokenChecker is not None and self.running:
-                # Every revocation in force is read: tokens are checked in
-                # memory from now on (see RevocationMirror).
-                self._tokenChecker.mirror = self._mirror
-            steps.append(("following revocations", revocations.poll))
-        if self.keys is not None:
-            steps.append(("following the keyring", self.keys.follow))
-        if self.lease is not None:
-            await self.lease.renew()
-            steps.append(("renewing the lease", self.lease.renew))
-        if not self.running:
-            return
-        if steps:
-            follower = self._follower = Follower(
-                self.clock, self.upkeep.followInterval, steps
-            )
-            follower.start()
-            if IStoreChanges.providedBy(self.store):
-                # Pushed changes are read at once, not at the next interval.
-                self._unsubscribe = self.store.subscribe(lambda kind: follower.wake())
-        self._flusher.start()
-
     def stopService(self) -> Deferred[None] | None:
-        self._unsubscribe()
-        self._unsubscribe = lambda: None
-        if self._tokenChecker is not None:
-            # No longer followed, the mirror would grow stale.
-            self._tokenChecker.mirror = None
-        if self._follower is not None:
-            self._follower.stop()
-            self._follower = None
-        self._flusher.stop()
+        self._upkeep.stop()
         self._held.stop()
         result: Deferred[None] | None = super().stopService()  # type: ignore[no-untyped-call]
         return result
@@ -479,4 +434,4 @@ class Bouncer(Service):
 
         @return: a L{Deferred} firing with what was removed.
         """
-        return self._flusher.flush()
+        return self._upkeep.flusher.flush()

@@ -18,7 +18,8 @@ from twisted.logger import Logger
 
 from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
 from twisted_keycard.pb._portal import portalCheckers
-from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+from twisted_keycard.pb._root import KeycardRoot
+from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.service._bouncerservice import BouncerService
 from twisted_keycard.service._datadir import DataDir
 

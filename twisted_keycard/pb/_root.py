@@ -6,64 +6,32 @@ keycards to a bouncer and logs clients in through a twisted.cred realm.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from inspect import signature
 from typing import Any
 
-import attrs
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.spread import pb
-from twisted.spread.flavors import IPBRoot, NoSuchMethod
+from twisted.spread.flavors import IPBRoot
 from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.error import (
-    InsecureTransport,
-    KeycardDenied,
-    KeycardRefused,
-    MalformedMessage,
-)
-from twisted_keycard.keycard._address import normalizeAddress
-from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, Keycard, KeycardState
+from twisted_keycard.error import InsecureTransport, KeycardDenied, KeycardRefused
+from twisted_keycard.keycard._keycard import Keycard, KeycardState
 from twisted_keycard.keycard._tls import channelBindings
-from twisted_keycard.pb._broker import REFUSED, KeycardBroker
+from twisted_keycard.pb._broker import KeycardBroker
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
-from twisted_keycard.pb._failure import passedOn
-from twisted_keycard.pb._guard import ConnectionGuard
-from twisted_keycard.pb._limits import ConnectionLimits
+from twisted_keycard.pb._peer import peerAddress
 from twisted_keycard.pb._portal import rootFromPortal
 from twisted_keycard.pb._renewal import Renewal, checkRenewEvery
-from twisted_keycard.pb._stocklogin import (
-    KEYCARDS_ONLY,
-    STOCK_METHODS,
-    StockLogin,
-    isStockLogin,
-)
+from twisted_keycard.pb._rootobject import RealmRefusal, _KeycardLogin
 from twisted_keycard.store._interfaces import IKeycardStore
 
 #: Keycards one connection may hold at once, by default.
 MAX_KEYCARDS_PER_CONNECTION = 16
-
-
-def peerAddress(broker: pb.Broker) -> str | None:
-    """
-    The client's address as this side of the connection sees it: the host
-    of an IP peer (normalized: an IPv4 peer of a dual-stack listener is its
-    IPv4 address), else a bounded string form of the peer address.
-    """
-    transport = broker.transport
-    if transport is None:
-        return None
-    peer = transport.getPeer()
-    host = getattr(peer, "host", None)
-    if isinstance(host, str):
-        return normalizeAddress(host)[:ADDRESS_LENGTH]
-    return str(peer)[:ADDRESS_LENGTH]
 
 
 @implementer(IPBRoot, IRequester)
@@ -348,158 +316,3 @@ class KeycardRoot:
             if connection is not None:
                 connection.expire(keycardId)
         self._released()
-
-
-class _KeycardLogin(pb.Referenceable):
-    """
-    The root object one client sees.
-    """
-
-    def __init__(self, root: KeycardRoot, broker: pb.Broker) -> None:
-        self._root = root
-        self._broker = broker
-
-    def remoteMessageReceived(
-        self, broker: pb.Broker, message: str, args: object, kw: object
-    ) -> object:
-        """
-        Call C{remote_keycardClasses} or C{remote_login} for the peer, after
-        checking the name and the arguments, so that a stranger's bad call
-        is a L{MalformedMessage} with a fixed message: no traceback in the
-        log, no line that repeats the arguments.
-        """
-        if message not in _LOGIN_METHODS:
-            raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
-        args = broker.unserialize(args)
-        kw = broker.unserialize(kw)
-        if isStockLogin(message, args, kw):
-            if not self._root.stockLogin:
-                raise KeycardRefused(KEYCARDS_ONLY)
-            stock = StockLogin(self._root.portal, broker)
-            method = getattr(stock, "remote_" + message)
-            assert isinstance(args, tuple | list)
-            return broker.serialize(method(*args), self.perspective)
-        arity = _KEYCARD_METHODS.get(message)
-        if arity is None:
-            raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
-        method = getattr(self, "remote_" + message)
-        try:
-            if not isinstance(args, tuple | list) or not isinstance(kw, dict):
-                raise TypeError("arguments that are not a tuple and a dictionary")
-            if kw or len(args) != arity:
-                # Not the plain positional call: let the signature judge.
-                signature(method).bind(*args, **kw)
-        except TypeError as e:
-            raise MalformedMessage(REFUSED) from e
-        return broker.serialize(method(*args, **kw), self.perspective)
-
-    def remote_keycardClasses(self) -> list[str]:
-        """
-        The type tags of the keycards the bouncer takes (see
-        L{KeycardRoot.kindsFor}), for clients that ask before they log in.
-        """
-        return self._root.kindsFor(self._broker)
-
-    def remote_login(self, keycard: object, mind: object) -> Deferred[Any]:
-        """
-        One message of a keycard exchange.
-
-        @return: a L{Deferred} firing with C{(keycard, None)} while the
-            exchange goes on, C{(keycard, perspective)} on success, and
-            C{(None, kinds)} for a first message the bouncer cannot take
-            (a kind it does not take, or channel binding this connection
-            cannot give), C{kinds} as L{KeycardRoot.kindsFor} lists them;
-            it fails with L{KeycardRefused} or L{KeycardDenied}, or with
-            what the realm raised, sent as it is.
-        """
-        d = Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
-        return d.addErrback(_passRealmRefusal)
-
-
-class RealmRefusal(Exception):
-    """
-    Carries what the realm raised out of L{KeycardRoot.login}, logged once
-    already, to be sent to the client as it is.
-
-    @ivar error: the realm's error.
-    """
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-def _passRealmRefusal(failure: Failure) -> Failure:
-    value = failure.value
-    if isinstance(value, RealmRefusal):
-        return passedOn(value.error)
-    return failure
-
-
-#: The methods of a keycard login (C{remote_} + name), and how many
-#: arguments each takes.
-_KEYCARD_METHODS = {"keycardClasses": 0, "login": 2}
-
-#: The methods a client may call on the root object.
-_LOGIN_METHODS = frozenset(_KEYCARD_METHODS) | STOCK_METHODS
-
-
-class KeycardServerFactory(pb.PBServerFactory):
-    """
-    A L{pb.PBServerFactory} whose brokers bound what a stranger may cost
-    the server (see L{ConnectionLimits}: a login deadline, caps on
-    connections not logged in, a budget for each message) and answer
-    malformed messages without a logged traceback.
-
-    A connection counts as logged in once L{KeycardRoot} gives it a
-    keycard; a root of another kind calls L{KeycardBroker.loggedIn} on the
-    connection's broker when its client has logged in, or the connection
-    stays a stranger's, dropped at the login deadline.
-    """
-
-    protocol = KeycardBroker
-
-    def __init__(
-        self,
-        root: IPBRoot,
-        maxMessage: int | None = None,
-        *,
-        limits: ConnectionLimits = ConnectionLimits(),  # noqa: B008 - frozen
-        clock: IReactorTime | None = None,
-    ) -> None:
-        """
-        @param maxMessage: bytes of one message after login, at most: a
-            shorthand for the C{bytes} of C{limits.budget}; it also lowers
-            the login budget's if smaller.
-        @param limits: the limits on each connection.
-        @param clock: times the deadlines; the global reactor if C{None}.
-        """
-        super().__init__(root)
-        if maxMessage is not None:
-            limits = attrs.evolve(
-                limits,
-                budget=attrs.evolve(limits.budget, bytes=maxMessage),
-                loginBudget=attrs.evolve(
-                    limits.loginBudget,
-                    bytes=min(maxMessage, limits.loginBudget.bytes),
-                ),
-            )
-        self.maxMessage = maxMessage
-        self.limits = limits
-        if clock is None:
-            from twisted.internet import reactor  # the outermost default
-
-            clock = reactor
-        self.guard = ConnectionGuard(limits, clock)
-
-    def buildProtocol(self, addr: object) -> KeycardBroker | None:
-        """
-        A broker for a new connection, or C{None} to close it at once when
-        the limits on strangers refuse it.
-        """
-        group = self.guard.admit(addr)
-        if group is None:
-            return None
-        broker: KeycardBroker = super().buildProtocol(addr)
-        self.guard.track(broker, group)
-        return broker

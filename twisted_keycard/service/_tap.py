@@ -18,7 +18,8 @@ from twisted_keycard.bouncer._policy import (
     Throttle,
 )
 from twisted_keycard.passwords import PasswordFile
-from twisted_keycard.pb._root import KeycardRoot, KeycardServerFactory
+from twisted_keycard.pb._root import KeycardRoot
+from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
 from twisted_keycard.service._endpoints import EndpointError, serverEndpoint
 from twisted_keycard.service._httpservice import passwordCheckers, serveHTTP

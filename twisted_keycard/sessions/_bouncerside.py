@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import SessionRefused
-from twisted_keycard.pb._root import peerAddress
+from twisted_keycard.pb._peer import peerAddress
 from twisted_keycard.sessions._granter import TicketGranter
 from twisted_keycard.sessions._interfaces import ISessionListener
 from twisted_keycard.sessions._records import SessionGrant, validName, validTicketId

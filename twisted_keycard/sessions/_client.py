@@ -16,7 +16,8 @@ from twisted.python.failure import Failure
 from twisted.spread import pb
 
 from twisted_keycard.error import ServerAuthenticationFailed, SessionRefused
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb._client import KeycardClientFactory
+from twisted_keycard.pb._login import KeycardLogin
 from twisted_keycard.sessions._broker import SessionBroker
 from twisted_keycard.sessions._keys import (
     MAC_BYTES,

@@ -24,7 +24,7 @@ from twisted_keycard._printable import printable
 from twisted_keycard.error import SessionRefused
 from twisted_keycard.pb._failure import describe
 from twisted_keycard.pb._limits import ConnectionLimits
-from twisted_keycard.pb._root import KeycardServerFactory
+from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.sessions._broker import SessionBroker
 from twisted_keycard.sessions._connection import (
     Pending,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from twisted_keycard.store.redis._connection import StoreUnavailable
 
@@ -65,6 +67,21 @@ class WriteQueue:
             )
         self._writes.append((what, write))
         return succeed(None)
+
+    def writeOrQueue(self, up: bool, what: str, write: Write) -> Deferred[Any]:
+        """
+        Write now, or queue the write while Redis is unreachable (C{up} is
+        false, or the write fails with L{StoreUnavailable}) or queued writes
+        are still being sent, so that writes land in order.
+        """
+        if not up or len(self) or self.draining:
+            return self.add(what, write)
+
+        def lost(failure: Failure) -> Deferred[None]:
+            failure.trap(StoreUnavailable)
+            return self.add(what, write)
+
+        return write().addErrback(lost)
 
     async def drain(self) -> int:
         """

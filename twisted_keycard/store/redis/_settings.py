@@ -1,11 +1,14 @@
 """
 The Redis settings that durability needs, checked when a bouncer starts:
-what to warn about in the server's C{CONFIG GET} answers.
+what to warn about in the server's C{CONFIG GET} answers, and reading them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from twisted_keycard.store.redis._codec import pairsToDict
+from twisted_keycard.store.redis._connection import RedisConnection, StoreUnavailable
 
 #: The settings read.
 NAMES = ("appendonly", "appendfsync", "maxmemory-policy")
@@ -48,3 +51,21 @@ def settingsWarnings(config: Mapping[str, str] | None) -> list[str]:
             " maxmemory-policy noeviction"
         )
     return warnings
+
+
+async def checkSettings(connection: RedisConnection) -> list[str]:
+    """
+    Read the settings L{NAMES} from the server over C{connection}: what to
+    warn about them (see L{settingsWarnings}).
+
+    @raise StoreUnavailable: if Redis is unreachable.
+    """
+    config: dict[str, str] = {}
+    try:
+        for name in NAMES:
+            config.update(pairsToDict(await connection.execute("CONFIG", "GET", name)))
+    except StoreUnavailable:
+        raise
+    except Exception:
+        return settingsWarnings(None)
+    return settingsWarnings(config)

@@ -18,10 +18,9 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_keycard.store._changes import KEYRING, RECONNECTED, REVOKED, IStoreChanges
+from twisted_keycard.store._changes import IStoreChanges
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
@@ -30,7 +29,7 @@ from twisted_keycard.store._interfaces import (
     IThrottleStore,
 )
 from twisted_keycard.store._records import IssuedKeycard, Revocation
-from twisted_keycard.store.redis._codec import number, pairsToDict
+from twisted_keycard.store.redis._codec import number
 from twisted_keycard.store.redis._connection import (
     REPLY_TIMEOUT,
     RedisConnection,
@@ -39,7 +38,8 @@ from twisted_keycard.store.redis._connection import (
 from twisted_keycard.store.redis._keycards import RedisKeycards
 from twisted_keycard.store.redis._queue import QUEUE_LIMIT, WriteQueue
 from twisted_keycard.store.redis._revocations import RedisRevocations
-from twisted_keycard.store.redis._settings import NAMES, settingsWarnings
+from twisted_keycard.store.redis._settings import checkSettings
+from twisted_keycard.store.redis._subscribers import Subscribers
 from twisted_keycard.store.redis._throttle import RedisFailures
 from twisted_keycard.store.redis._url import RedisURL, parseRedisURL
 from twisted_keycard.tokens._keyring import Keyring
@@ -100,13 +100,13 @@ class RedisStore:
         self.clock: IReactorTime = clock if clock is not None else reactor
         self.tokensWhenDown = tokensWhenDown
         self._prefix = self.url.prefix
-        self._subscribers: list[Callable[[str], object]] = []
+        self._subscribers = Subscribers(self.log)
         self._queue = WriteQueue(queueLimit)
         self._connection = RedisConnection(
             self.url,
             password,
             reactor,
-            onChange=self._changed,
+            onChange=self._subscribers.changed,
             onUp=self._up,
             onDown=self._down,
             replyTimeout=replyTimeout,
@@ -200,35 +200,14 @@ class RedisStore:
         @return: a L{Deferred} firing with what to warn about Redis's
             durability settings, one line each (see L{settingsWarnings}).
         """
-        return Deferred.fromCoroutine(self._checkSettings())
-
-    async def _checkSettings(self) -> list[str]:
-        config: dict[str, str] = {}
-        try:
-            for name in NAMES:
-                config.update(
-                    pairsToDict(await self._connection.execute("CONFIG", "GET", name))
-                )
-        except StoreUnavailable:
-            raise
-        except Exception:
-            return settingsWarnings(None)
-        return settingsWarnings(config)
+        return Deferred.fromCoroutine(checkSettings(self._connection))
 
     def _write(self, what: str, write: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """
         Write now, or queue the write while Redis is unreachable (or queued
         writes are still being sent, so that writes land in order).
         """
-        queue = self._queue
-        if not self._connection.up or len(queue) or queue.draining:
-            return queue.add(what, write)
-
-        def lost(failure: Failure) -> Deferred[None]:
-            failure.trap(StoreUnavailable)
-            return queue.add(what, write)
-
-        return write().addErrback(lost)
+        return self._queue.writeOrQueue(self._connection.up, what, write)
 
     # Issued keycards and leases: see RedisKeycards.
 
@@ -339,18 +318,4 @@ class RedisStore:
     # Changes
 
     def subscribe(self, callback: Callable[[str], object]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def cancel() -> None:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
-
-        return cancel
-
-    def _changed(self, kind: str) -> None:
-        notice = {"revoked": REVOKED, "keyring": KEYRING}.get(kind, RECONNECTED)
-        for callback in list(self._subscribers):
-            try:
-                callback(notice)
-            except Exception:
-                self.log.failure("a store change subscriber failed")
+        return self._subscribers.subscribe(callback)

@@ -4,12 +4,13 @@ the embedded default.  Several bouncer processes may share the file.
 
 Database work runs in the L{Database}'s own thread; writes made together
 are committed in one transaction (each on disk before it is answered), and
-revocation checks that arrive together are answered by one query.
+revocation checks that arrive together are answered by one query.  The SQL
+of each interface is in a module of its own (C{_keycards}, C{_revocations},
+C{_failures}, C{_secrets}, C{_leases}).
 """
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -17,8 +18,6 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from twisted_keycard._mocks import SECRET_BYTES
-from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
@@ -28,17 +27,14 @@ from twisted_keycard.store._interfaces import (
 )
 from twisted_keycard.store._records import IssuedKeycard, Revocation
 from twisted_keycard.store.sqlite import _failures as failures
+from twisted_keycard.store.sqlite import _keycards, _revocations, _secrets
 from twisted_keycard.store.sqlite import _leases as leases
 from twisted_keycard.store.sqlite._database import Database
-from twisted_keycard.store.sqlite._schema import COLUMNS, SECRETS, fromRow, toRow
-from twisted_keycard.tokens._keyring import Keyring, SigningKey
+from twisted_keycard.store.sqlite._revocations import RevocationChecks
+from twisted_keycard.store.sqlite._schema import COLUMNS, fromRow
+from twisted_keycard.tokens._keyring import Keyring
 
 _T = TypeVar("_T")
-
-#: Revocation checks answered by one query, at most.
-BATCH = 500
-
-_MARKS = ",".join("?" * len(COLUMNS.split(",")))
 
 
 @implementer(
@@ -67,8 +63,7 @@ class SQLiteStore:
         self._db = Database(path, reactor, threaded=threaded)
         self._run = self._db.run
         self._write = self._db.write
-        self._waiting: dict[str, list[Deferred[bool]]] = {}
-        self._checking = False
+        self._checks = RevocationChecks(self._db)
 
     @classmethod
     def open(cls, path: str, reactor: Any = None) -> Deferred[SQLiteStore]:
@@ -92,35 +87,9 @@ class SQLiteStore:
     def addWithin(
         self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
     ) -> Deferred[None]:
-        def job(c: sqlite3.Connection) -> None:
-            if c.execute(
-                "SELECT 1 FROM keycards WHERE keycard_id = ?", (record.keycardId,)
-            ).fetchone():
-                raise KeyError(record.keycardId)
-            if maxPerAvatar is not None or poolSize is not None:
-                leases.releaseLapsed(c, record.issued)
-            if maxPerAvatar is not None:
-                (held,) = c.execute(
-                    "SELECT COUNT(*) FROM keycards"
-                    " WHERE avatar_id = ? AND held = 1 AND expires > ?",
-                    (record.avatarId, record.issued),
-                ).fetchone()
-                if held >= maxPerAvatar:
-                    raise QuotaExceeded("too many keycards for this avatar")
-            if poolSize is not None and record.seatPool is not None:
-                (taken,) = c.execute(
-                    "SELECT COUNT(*) FROM keycards"
-                    " WHERE seat_pool = ? AND held = 1 AND expires > ?",
-                    (record.seatPool, record.issued),
-                ).fetchone()
-                if taken >= poolSize:
-                    raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
-            c.execute(
-                f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})",
-                toRow(record),
-            )
-
-        return self._write(job)
+        return self._write(
+            lambda c: _keycards.addWithin(c, record, maxPerAvatar, poolSize)
+        )
 
     def _select(
         self, where: str, args: tuple[object, ...]
@@ -133,42 +102,13 @@ class SQLiteStore:
         return d.addCallback(lambda rows: rows[0] if rows else None)
 
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        def job(c: sqlite3.Connection) -> IssuedKeycard | None:
-            row = c.execute(
-                f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
-            ).fetchone()
-            if row is None:
-                return None
-            c.execute("DELETE FROM keycards WHERE keycard_id = ?", (keycardId,))
-            return fromRow(row)
-
-        return self._write(job)
+        return self._write(lambda c: _keycards.remove(c, keycardId))
 
     def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        def job(c: sqlite3.Connection) -> IssuedKeycard | None:
-            c.execute(
-                "UPDATE keycards SET held = 0, seat_pool = NULL WHERE keycard_id = ?",
-                (keycardId,),
-            )
-            row = c.execute(
-                f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
-            ).fetchone()
-            return None if row is None else fromRow(row)
-
-        return self._write(job)
+        return self._write(lambda c: _keycards.release(c, keycardId))
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
-        def job(c: sqlite3.Connection) -> IssuedKeycard | None:
-            c.execute(
-                "UPDATE keycards SET expires = ? WHERE keycard_id = ?",
-                (expires, keycardId),
-            )
-            row = c.execute(
-                f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
-            ).fetchone()
-            return None if row is None else fromRow(row)
-
-        return self._write(job)
+        return self._write(lambda c: _keycards.renew(c, keycardId, expires))
 
     def byAvatar(self, avatarId: str) -> Deferred[list[IssuedKeycard]]:
         return self._select("avatar_id = ?", (avatarId,))
@@ -200,62 +140,10 @@ class SQLiteStore:
     # Revocations
 
     def revoke(self, revocations: Sequence[Revocation]) -> Deferred[int]:
-        def job(c: sqlite3.Connection) -> int:
-            added = 0
-            for r in revocations:
-                known = c.execute(
-                    "SELECT expires FROM revocations WHERE keycard_id = ?",
-                    (r.keycardId,),
-                ).fetchone()
-                if known is None:
-                    added += 1
-                elif known[0] >= r.expires:
-                    continue
-                else:
-                    # Delete and insert, so followers see it again at a new seq.
-                    c.execute(
-                        "DELETE FROM revocations WHERE keycard_id = ?", (r.keycardId,)
-                    )
-                c.execute(
-                    "INSERT INTO revocations (keycard_id, expires, revoked_at, reason)"
-                    " VALUES (?, ?, ?, ?)",
-                    (r.keycardId, r.expires, r.revokedAt, r.reason),
-                )
-            return added
-
-        return self._write(job)
+        return self._write(lambda c: _revocations.revoke(c, revocations))
 
     def isRevoked(self, keycardId: str) -> Deferred[bool]:
-        """
-        Checks that arrive while a query runs wait for the next one, which
-        answers them all.
-        """
-        d: Deferred[bool] = Deferred()
-        self._waiting.setdefault(keycardId, []).append(d)
-        if not self._checking:
-            self._checkWaiting()
-        return d
-
-    def _checkWaiting(self) -> None:
-        ids = list(self._waiting)[:BATCH]
-        waiters = {k: self._waiting.pop(k) for k in ids}
-        self._checking = True
-        marks = ",".join("?" * len(ids))
-        sql = f"SELECT keycard_id FROM revocations WHERE keycard_id IN ({marks})"
-
-        def answer(found: set[str] | Any) -> None:
-            self._checking = False
-            for keycardId, ds in waiters.items():
-                for d in ds:
-                    if isinstance(found, set):
-                        d.callback(keycardId in found)
-                    else:
-                        d.errback(found)
-            if self._waiting:
-                self._checkWaiting()
-
-        d = self._run(lambda c: {row[0] for row in c.execute(sql, ids)})
-        d.addBoth(answer)
+        return self._checks.isRevoked(keycardId)
 
     def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
         ids = list(keycardIds)
@@ -269,17 +157,7 @@ class SQLiteStore:
     def revokedSince(
         self, cursor: int, limit: int
     ) -> Deferred[tuple[list[Revocation], int]]:
-        def job(c: sqlite3.Connection) -> tuple[list[Revocation], int]:
-            rows = c.execute(
-                "SELECT seq, keycard_id, expires, revoked_at, reason FROM revocations"
-                " WHERE seq > ? ORDER BY seq LIMIT ?",
-                (cursor, limit),
-            ).fetchall()
-            if not rows:
-                return [], cursor
-            return [Revocation(*row[1:]) for row in rows], rows[-1][0]
-
-        return self._run(job)
+        return self._run(lambda c: _revocations.revokedSince(c, cursor, limit))
 
     def flushRevocations(self, when: float) -> Deferred[int]:
         return self._write(
@@ -321,29 +199,10 @@ class SQLiteStore:
     # Keyring
 
     def loadKeyring(self) -> Deferred[Keyring | None]:
-        def job(c: sqlite3.Connection) -> Keyring | None:
-            rows = c.execute(
-                "SELECT kid, secret, created, not_after FROM keyring"
-            ).fetchall()
-            if not rows:
-                return None
-            return Keyring.fromKeys(
-                SigningKey(k, bytes(s), cr, na) for k, s, cr, na in rows
-            )
-
-        return self._run(job)
+        return self._run(_secrets.loadKeyring)
 
     def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
-        def job(c: sqlite3.Connection) -> None:
-            c.execute("DELETE FROM keyring")
-            c.executemany(
-                "INSERT INTO keyring (kid, secret, created, not_after)"
-                " VALUES (?, ?, ?, ?)",
-                [(k.kid, k.secret, k.created, k.notAfter) for k in keyring.keys],
-            )
-            leases.keyringSaved(c)
-
-        return self._write(job)
+        return self._write(lambda c: _secrets.saveKeyring(c, keyring))
 
     def keyringVersion(self) -> Deferred[int]:
         return self._run(leases.keyringVersion)
@@ -362,14 +221,4 @@ class SQLiteStore:
         return self._write(lambda c: leases.holdUnder(c, keycardId, holderId))
 
     def mockSecret(self) -> Deferred[bytes]:
-        def job(c: sqlite3.Connection) -> bytes:
-            c.execute(SECRETS)
-            # In one transaction: of processes racing here, the first wins.
-            c.execute(
-                "INSERT OR IGNORE INTO secrets (name, secret) VALUES ('mock', ?)",
-                (secrets.token_bytes(SECRET_BYTES),),
-            )
-            row = c.execute("SELECT secret FROM secrets WHERE name = 'mock'")
-            return bytes(row.fetchone()[0])
-
-        return self._write(job)
+        return self._write(_secrets.mockSecret)
