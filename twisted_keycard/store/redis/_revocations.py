@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from twisted_keycard._mocks import SECRET_BYTES
 from twisted_keycard.error import KeycardError
+from twisted_keycard.store._batched import BatchedLookups
 from twisted_keycard.store._records import Revocation
 from twisted_keycard.store.redis import _revocationlua as rev
 from twisted_keycard.store.redis._codec import (
@@ -87,8 +88,7 @@ class RedisRevocations:
         self._prefix = url.prefix
         self._clock = clock
         self.tokensWhenDown = tokensWhenDown
-        self._waiting: dict[str, list[Deferred[bool]]] = {}
-        self._checking = False
+        self._checks = BatchedLookups(self._revokedOf, CHECK_BATCH)
 
     def _run(self, name: str, *args: object) -> Deferred[Any]:
         return self._connection.run(_SCRIPTS[name], [self._prefix, *args])
@@ -127,43 +127,29 @@ class RedisRevocations:
         """
         if self.tokensWhenDown == "accept" and not self._connection.up:
             return succeed(False)
-        d: Deferred[bool] = Deferred()
-        self._waiting.setdefault(keycardId, []).append(d)
-        if not self._checking:
-            self._checkWaiting()
-        return d
+        return self._checks.lookUp(keycardId)
 
-    def _checkWaiting(self) -> None:
-        ids = list(self._waiting)[:CHECK_BATCH]
-        waiters = {k: self._waiting.pop(k) for k in ids}
-        self._checking = True
+    def _revokedOf(self, ids: list[str]) -> Deferred[set[str]]:
+        """
+        Those of C{ids} that are revoked, with one command.
+        """
+        d: Deferred[set[str]]
         if len(ids) == 1:
-            d = self._connection.execute("EXISTS", f"{self._prefix}rev:{ids[0]}")
-            d.addCallback(lambda found: set(ids) if int(found) else set())
+            exists = self._connection.execute("EXISTS", f"{self._prefix}rev:{ids[0]}")
+            d = exists.addCallback(lambda found: set(ids) if int(found) else set())
         else:
             d = self._run("REVOKED", *ids).addCallback(set)
+        return d.addErrback(self._acceptsNow)
 
-        def answer(found: set[str] | Failure) -> None:
-            self._checking = False
-            if isinstance(found, Failure) and self._acceptsNow(found):
-                found = set()
-            for keycardId, ds in waiters.items():
-                for waiter in ds:
-                    if isinstance(found, set):
-                        waiter.callback(keycardId in found)
-                    else:
-                        waiter.errback(found)
-            if self._waiting:
-                self._checkWaiting()
-
-        d.addBoth(answer)
-
-    def _acceptsNow(self, failure: Failure) -> bool:
+    def _acceptsNow(self, failure: Failure) -> set[str]:
         """
-        Whether a check that failed because Redis was lost answers "not
-        revoked" (C{tokensWhenDown="accept"}).
+        A check that failed because Redis was lost answers "not revoked"
+        when C{tokensWhenDown="accept"}; any other failure stays.
         """
-        return self.tokensWhenDown == "accept" and bool(failure.check(StoreUnavailable))
+        if self.tokensWhenDown != "accept":
+            failure.raiseException()
+        failure.trap(StoreUnavailable)
+        return set()
 
     def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
         if not keycardIds or (

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from twisted_keycard.store._batched import BatchedLookups
 from twisted_keycard.store._records import Revocation
 from twisted_keycard.store.sqlite._database import Database
 
@@ -54,45 +54,15 @@ def revokedSince(
     return [Revocation(*row[1:]) for row in rows], rows[-1][0]
 
 
-class RevocationChecks:
+def revocationChecks(db: Database) -> BatchedLookups:
     """
-    Answers revocation checks in batches: those that arrive while a query
-    runs wait for the next one, of at most L{BATCH} ids.
+    Revocation checks that arrive together, answered by one query of at
+    most L{BATCH} ids in the store's thread.
     """
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._waiting: dict[str, list[Deferred[bool]]] = {}
-        self._checking = False
-
-    def isRevoked(self, keycardId: str) -> Deferred[bool]:
-        """
-        Whether C{keycardId} is revoked.  Checks that arrive while a query
-        runs wait for the next one, which answers them all.
-        """
-        d: Deferred[bool] = Deferred()
-        self._waiting.setdefault(keycardId, []).append(d)
-        if not self._checking:
-            self._checkWaiting()
-        return d
-
-    def _checkWaiting(self) -> None:
-        ids = list(self._waiting)[:BATCH]
-        waiters = {k: self._waiting.pop(k) for k in ids}
-        self._checking = True
+    def query(ids: list[str]) -> Deferred[set[str]]:
         marks = ",".join("?" * len(ids))
         sql = f"SELECT keycard_id FROM revocations WHERE keycard_id IN ({marks})"
+        return db.run(lambda c: {row[0] for row in c.execute(sql, ids)})
 
-        def answer(found: set[str] | Any) -> None:
-            self._checking = False
-            for keycardId, ds in waiters.items():
-                for d in ds:
-                    if isinstance(found, set):
-                        d.callback(keycardId in found)
-                    else:
-                        d.errback(found)
-            if self._waiting:
-                self._checkWaiting()
-
-        d = self._db.run(lambda c: {row[0] for row in c.execute(sql, ids)})
-        d.addBoth(answer)
+    return BatchedLookups(query, BATCH)

@@ -30,7 +30,7 @@ from twisted_keycard.store.sqlite import _failures as failures
 from twisted_keycard.store.sqlite import _keycards, _revocations, _secrets
 from twisted_keycard.store.sqlite import _leases as leases
 from twisted_keycard.store.sqlite._database import Database
-from twisted_keycard.store.sqlite._revocations import RevocationChecks
+from twisted_keycard.store.sqlite._revocations import revocationChecks
 from twisted_keycard.store.sqlite._schema import COLUMNS, fromRow
 from twisted_keycard.tokens._keyring import Keyring
 
@@ -63,7 +63,7 @@ class SQLiteStore:
         self._db = Database(path, reactor, threaded=threaded)
         self._run = self._db.run
         self._write = self._db.write
-        self._checks = RevocationChecks(self._db)
+        self._checks = revocationChecks(self._db)
 
     @classmethod
     def open(cls, path: str, reactor: Any = None) -> Deferred[SQLiteStore]:
@@ -143,7 +143,7 @@ class SQLiteStore:
         return self._write(lambda c: _revocations.revoke(c, revocations))
 
     def isRevoked(self, keycardId: str) -> Deferred[bool]:
-        return self._checks.isRevoked(keycardId)
+        return self._checks.lookUp(keycardId)
 
     def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
         ids = list(keycardIds)
