@@ -243,6 +243,21 @@ class TokenTests(SynchronousTestCase):
         token = sign(claims(), Keyring.generate(NOW).signing)
         self.assertRaises(UnknownKey, verify, token, self.keyring, NOW)
 
+    def test_malformedRecord(self) -> None:
+        """
+        A record whose key id is not ASCII, whose text is not UTF-8, or that
+        has a field too many or too few is malformed, whatever its MAC.
+        """
+        good = sign(claims(requesterName="app1"), self.keyring.signing)
+        kid = self.keyring.signing.kid.encode()
+        for change in [
+            lambda raw: raw.replace(kid, "é".encode() + kid[2:], 1),
+            lambda raw: raw.replace(b"alice", b"al\xffce", 1),
+            lambda raw: raw.replace(b"alice", b"al\0ce", 1),
+            lambda raw: raw.replace(b"\0app1", b"", 1),
+        ]:
+            self.assertMalformed(reencode(good, change))
+
     def test_noNul(self) -> None:
         self.assertRaises(
             ValueError, sign, claims(avatarId="a\0b"), self.keyring.signing
