@@ -193,6 +193,22 @@ class TokenTests(SynchronousTestCase):
             self.assertMalformed(good[:-5] + "=" + good[-4:])
             self.assertMalformed(good[:-2] + "==")
 
+    def test_standardAlphabet(self) -> None:
+        """
+        A body spelled with the standard base64 alphabet's C{+} or C{/} in
+        place of base64url's C{-} or C{_} is refused: one token, one
+        spelling.
+        """
+        tried = set()
+        for length in range(1, 40):
+            good = sign(claims(avatarId="a" * length), self.keyring.signing)
+            head, body = good.rsplit(".", 1)
+            for urlsafe, standard in (("-", "+"), ("_", "/")):
+                if urlsafe in body:
+                    tried.add(standard)
+                    self.assertMalformed(f"{head}.{body.replace(urlsafe, standard, 1)}")
+        self.assertEqual(tried, {"+", "/"})
+
     def test_unknownFlags(self) -> None:
         good = sign(claims(), self.keyring.signing)
         self.assertMalformed(

@@ -61,7 +61,10 @@ _HEAD = re.compile(r"kc2\.([A-Za-z0-9_-]{1,64})\.")
 _REQUESTER, _ADDRESS, _PARENT, _CLAIMS = 1, 2, 4, 8
 #: How many optional fields each flags value announces.
 _PRESENT = [bin(flags).count("1") for flags in range(16)]
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+#: base64url to the standard alphabet; the standard alphabet's own C{+}
+#: and C{/}, and C{=}, to C{*}, which strict decoding refuses: a body is
+#: unpadded base64url, with one spelling.
+_FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/***")
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 #: The bits of the last character that encode nothing, by length modulo 4.
 _SPARE = [0, 0, 0b1111, 0b11]
@@ -266,15 +269,11 @@ def verify(
     data = token.encode("ascii")
     cut = _PREFIX_LENGTH + len(keycardId)
     encoded = data[cut:].translate(_FROM_URLSAFE)
-    if encoded.endswith(b"="):
-        # Strict decoding refuses "=" anywhere but in the padding added
-        # below: so the body is unpadded.
-        raise MalformedToken("token body is not unpadded base64url")
     size = len(encoded)
     try:
         raw = binascii.a2b_base64(encoded + _PADDING[size % 4], strict_mode=True)
     except (binascii.Error, ValueError):
-        raise MalformedToken("token body is not base64url") from None
+        raise MalformedToken("token body is not unpadded base64url") from None
     if len(raw) < _SHORTEST:
         raise MalformedToken("truncated token")
     if encoded[-1] in _NONCANONICAL[size % 4]:
@@ -306,12 +305,19 @@ def verify(
     requesterName = address = parentId = None
     claims: Mapping[str, str] = _NO_CLAIMS
     if flags:
-        it = iter(texts[optional:])
-        requesterName = next(it) if flags & _REQUESTER else None
-        address = next(it) if flags & _ADDRESS else None
-        parentId = next(it) if flags & _PARENT else None
+        # The optional fields in order, each present as its flag says.
+        at = optional
+        if flags & _REQUESTER:
+            requesterName = texts[at]
+            at += 1
+        if flags & _ADDRESS:
+            address = texts[at]
+            at += 1
+        if flags & _PARENT:
+            parentId = texts[at]
+            at += 1
         if flags & _CLAIMS:
-            claims = _decodeClaims(next(it))
+            claims = _decodeClaims(texts[at])
     # The fields in TokenClaims' order, without its generated __new__.
     return _newClaims(
         TokenClaims,
