@@ -176,9 +176,14 @@ class TokenChecker:
                 raise ProtocolError("revoked token")
             now = self.clock.seconds()
             claims = verify(token, keyring, now, keycardId)
-            marks = mirror.revocationsOf(_markKeys(claims))
-            if marks:
-                self._checkMarks(claims, marks)
+            if mirror.marks:
+                marks = mirror.revocationsOf(_markKeys(claims))
+                if marks:
+                    self._checkMarks(claims, marks)
+            elif claims.parentId is not None and mirror.isRevoked(claims.parentId):
+                # No marks held: of a token's marks, only its parent can be
+                # revoked.
+                raise ProtocolError("parent keycard revoked")
             self._checkClaims(claims, credentials, now)
         except UnknownKey as e:
             if e.kid is None:
