@@ -35,7 +35,6 @@ import binascii
 import hmac
 import re
 import struct
-from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
@@ -65,6 +64,7 @@ _PRESENT = [bin(flags).count("1") for flags in range(16)]
 #: and C{/}, and C{=}, to C{*}, which strict decoding refuses: a body is
 #: unpadded base64url, with one spelling.
 _FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/***")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 #: The bits of the last character that encode nothing, by length modulo 4.
 _SPARE = [0, 0, 0b1111, 0b11]
@@ -160,12 +160,6 @@ class TokenClaims(NamedTuple):
         return () if self.requesterName is None else (self.requesterName,)
 
 
-def _field(text: str) -> str:
-    if "\0" in text:
-        raise ValueError("token fields may not hold NUL")
-    return text
-
-
 def _encodeClaims(claims: Mapping[str, str]) -> str:
     for key, value in claims.items():
         if "=" in key or "\n" in key or "\n" in value:
@@ -182,38 +176,41 @@ def sign(claims: TokenClaims, key: SigningKey) -> str:
     @raise ValueError: if a field cannot be encoded, or the token would be
         longer than L{MAX_TOKEN}.
     """
-    if not _ID.match(claims.keycardId) or not _ID.match(claims.family):
+    keycardId = claims.keycardId
+    family = claims.family
+    if not _ID.match(keycardId) or not _ID.match(family):
         raise ValueError("keycard and family ids must be 1-64 base64url characters")
     audiences = claims.audiences
     if len(audiences) > MAX_AUDIENCES:
         raise ValueError(f"a token has at most {MAX_AUDIENCES} audiences")
     flags = 0
-    texts = [
-        key.kid,
-        _field(claims.avatarId),
-        _field(claims.bouncerName),
-        claims.family,
-        *map(_field, audiences),
-    ]
-    for bit, value in (
-        (_REQUESTER, claims.requesterName),
-        (_ADDRESS, claims.address),
-        (_PARENT, claims.parentId),
-        (_CLAIMS, _encodeClaims(claims.claims) if claims.claims else None),
-    ):
-        if value is not None:
-            flags |= bit
-            texts.append(_field(value))
+    texts = [key.kid, claims.avatarId, claims.bouncerName, family, *audiences]
+    if claims.requesterName is not None:
+        flags |= _REQUESTER
+        texts.append(claims.requesterName)
+    if claims.address is not None:
+        flags |= _ADDRESS
+        texts.append(claims.address)
+    if claims.parentId is not None:
+        flags |= _PARENT
+        texts.append(claims.parentId)
+    if claims.claims:
+        flags |= _CLAIMS
+        texts.append(_encodeClaims(claims.claims))
+    text = "\0".join(texts)
+    if text.count("\0") != len(texts) - 1:
+        raise ValueError("token fields may not hold NUL")
     record = _HEADER.pack(
         flags,
         len(audiences),
         round(claims.issued * 1000),
         round(claims.expires * 1000),
         round(claims.familyStart * 1000),
-    ) + "\0".join(texts).encode("utf-8")
-    mac = key.mac(f"{_PREFIX}{claims.keycardId}.".encode("ascii"), record)
-    body = urlsafe_b64encode(record + mac).rstrip(b"=").decode("ascii")
-    token = f"{_PREFIX}{claims.keycardId}.{body}"
+    ) + text.encode("utf-8")
+    head = f"{_PREFIX}{keycardId}."
+    mac = key.mac(head.encode("ascii"), record)
+    body = binascii.b2a_base64(record + mac, newline=False).translate(_TO_URLSAFE)
+    token = head + body.rstrip(b"=").decode("ascii")
     if len(token) > MAX_TOKEN:
         raise ValueError(f"a token is at most {MAX_TOKEN} characters")
     return token
