@@ -42,6 +42,25 @@ class RevocationMirrorTests(SynchronousTestCase):
             self.mirror.revocationsOf(["k2", "avatar:alice", "family:f"]), [mark]
         )
 
+    def test_marksCounted(self) -> None:
+        """
+        It counts the marks it holds, not the ids, each once, until the
+        purge forgets them.
+        """
+        self.mirror.update(
+            [
+                Revocation("k1", START + 10, START),
+                Revocation("avatar:alice", START + 10, START),
+                Revocation("family:f", START + 1e4, START),
+            ]
+        )
+        self.mirror.update([Revocation("avatar:alice", START + 20, START + 1)])
+        self.assertEqual(self.mirror.marks, 2)
+        self.clock.advance(3 * BUCKET)
+        self.mirror.update([])
+        self.assertEqual(self.mirror.marks, 1)
+        self.assertEqual(len(self.mirror), 1)
+
     def test_laterExpiryKept(self) -> None:
         """
         Revoked twice, an id keeps the later expiry, as in a store.
@@ -161,6 +180,25 @@ class MirroredCheckTests(SynchronousTestCase):
         self.assertEqual(
             self.successResultOf(self.checker.requestAvatarId(later)), "bob"
         )
+
+    def test_parentRevoked(self) -> None:
+        """
+        A token whose parent keycard is revoked is refused from the mirror,
+        whether or not the mirror holds any marks.
+        """
+        self.mirror.update([Revocation("p1", START + 100, START)])
+        for marks in ([], [Revocation("avatar:bob", START + 100, START)]):
+            self.mirror.update(marks)
+            failure = self.failureResultOf(
+                self.checker.requestAvatarId(self.token("k5", parentId="p1")),
+                ProtocolError,
+            )
+            self.assertIn("parent keycard revoked", failure.getErrorMessage())
+            exchange = self.token("k6", parentId="p2")
+            self.assertEqual(
+                self.successResultOf(self.checker.requestAvatarId(exchange)),
+                "alice",
+            )
 
     def test_malformed(self) -> None:
         exchange = TokenExchange("kc2.nonsense", "192.0.2.1", "r1")

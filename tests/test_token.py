@@ -193,6 +193,22 @@ class TokenTests(SynchronousTestCase):
             self.assertMalformed(good[:-5] + "=" + good[-4:])
             self.assertMalformed(good[:-2] + "==")
 
+    def test_standardAlphabet(self) -> None:
+        """
+        A body spelled with the standard base64 alphabet's C{+} or C{/} in
+        place of base64url's C{-} or C{_} is refused: one token, one
+        spelling.
+        """
+        tried = set()
+        for length in range(1, 40):
+            good = sign(claims(avatarId="a" * length), self.keyring.signing)
+            head, body = good.rsplit(".", 1)
+            for urlsafe, standard in (("-", "+"), ("_", "/")):
+                if urlsafe in body:
+                    tried.add(standard)
+                    self.assertMalformed(f"{head}.{body.replace(urlsafe, standard, 1)}")
+        self.assertEqual(tried, {"+", "/"})
+
     def test_unknownFlags(self) -> None:
         good = sign(claims(), self.keyring.signing)
         self.assertMalformed(
@@ -242,6 +258,21 @@ class TokenTests(SynchronousTestCase):
     def test_unknownKid(self) -> None:
         token = sign(claims(), Keyring.generate(NOW).signing)
         self.assertRaises(UnknownKey, verify, token, self.keyring, NOW)
+
+    def test_malformedRecord(self) -> None:
+        """
+        A record whose key id is not ASCII, whose text is not UTF-8, or that
+        has a field too many or too few is malformed, whatever its MAC.
+        """
+        good = sign(claims(requesterName="app1"), self.keyring.signing)
+        kid = self.keyring.signing.kid.encode()
+        for change in [
+            lambda raw: raw.replace(kid, "é".encode() + kid[2:], 1),
+            lambda raw: raw.replace(b"alice", b"al\xffce", 1),
+            lambda raw: raw.replace(b"alice", b"al\0ce", 1),
+            lambda raw: raw.replace(b"\0app1", b"", 1),
+        ]:
+            self.assertMalformed(reencode(good, change))
 
     def test_noNul(self) -> None:
         self.assertRaises(

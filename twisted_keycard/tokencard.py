@@ -34,7 +34,7 @@ from twisted_keycard.tokens._format import (
     verify,
 )
 from twisted_keycard.tokens._holder import KeyringHolder
-from twisted_keycard.tokens._keyring import Keyring, UnknownKey
+from twisted_keycard.tokens._keyring import UnknownKey
 
 if TYPE_CHECKING:
     from twisted_keycard.bouncer._mirror import RevocationMirror
@@ -170,7 +170,21 @@ class TokenChecker:
         if mirror is None or keyring is None:
             return Deferred.fromCoroutine(self._check(credentials))
         try:
-            claims = self._verifyNow(credentials, mirror, keyring)
+            token = credentials.token
+            keycardId = keycardIdOf(token)
+            if mirror.isRevoked(keycardId):
+                raise ProtocolError("revoked token")
+            now = self.clock.seconds()
+            claims = verify(token, keyring, now, keycardId)
+            if mirror.marks:
+                marks = mirror.revocationsOf(_markKeys(claims))
+                if marks:
+                    self._checkMarks(claims, marks)
+            elif claims.parentId is not None and mirror.isRevoked(claims.parentId):
+                # No marks held: of a token's marks, only its parent can be
+                # revoked.
+                raise ProtocolError("parent keycard revoked")
+            self._checkClaims(claims, credentials, now)
         except UnknownKey as e:
             if e.kid is None:
                 return fail(ProtocolError(str(e)))
@@ -183,22 +197,6 @@ class TokenChecker:
             return fail()
         credentials.parentToken = claims
         return succeed(claims.avatarId)
-
-    def _verifyNow(
-        self, exchange: TokenExchange, mirror: RevocationMirror, keyring: Keyring
-    ) -> TokenClaims:
-        """
-        The whole check, with the revocations of C{mirror}.
-        """
-        token = exchange.token
-        keycardId = keycardIdOf(token)
-        if mirror.isRevoked(keycardId):
-            raise ProtocolError("revoked token")
-        now = self.clock.seconds()
-        claims = verify(token, keyring, now, keycardId)
-        self._checkMarks(claims, mirror.revocationsOf(_markKeys(claims)))
-        self._checkClaims(claims, exchange, now)
-        return claims
 
     async def _check(self, exchange: TokenExchange) -> str:
         try:
@@ -224,7 +222,8 @@ class TokenChecker:
             keyring = await self.keys.reloadFor(e.kid)
             claims = verify(token, keyring, now, keycardId)
         marks = await self.revocations.revocationsOf(_markKeys(claims))
-        self._checkMarks(claims, marks)
+        if marks:
+            self._checkMarks(claims, marks)
         self._checkClaims(claims, exchange, now)
         return claims
 
@@ -237,9 +236,15 @@ class TokenChecker:
         """
         if now > claims.expires + self.skew:
             raise ProtocolError("expired token")
-        if now >= claims.familyStart + self.maxFamilyLifetime:
+        # The fields, not TokenClaims' properties, where verify sets them.
+        familyStart = claims.familyIssued
+        if familyStart is None:
+            familyStart = claims.issued
+        if now >= familyStart + self.maxFamilyLifetime:
             raise ProtocolError("token family past its lifetime")
-        audiences = claims.audiences
+        audiences = claims.audience
+        if audiences is None:
+            audiences = claims.audiences
         if (
             exchange.requesterName not in audiences
             if audiences
@@ -265,8 +270,6 @@ class TokenChecker:
         issued to a revoked avatar or through a revoked requester before
         the revocation; C{marks} are the revocations of L{_markKeys}.
         """
-        if not marks:
-            return
         family = FAMILY + claims.family
         for revocation in marks:
             if revocation.keycardId == claims.parentId:

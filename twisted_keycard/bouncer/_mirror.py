@@ -31,6 +31,10 @@ class RevocationMirror:
     bytes each.
 
     Like a store, it keeps the later expiry of an id revoked twice.
+
+    @ivar marks: how many of the revocations it holds are marks (their key
+        has a colon) rather than keycard ids: while there are none, a token
+        check need not look its marks up.
     """
 
     def __init__(self, clock: IReactorTime, grace: float = 0.0) -> None:
@@ -45,6 +49,7 @@ class RevocationMirror:
         #: Ids by the bucket of their expiry, for the purge.
         self._expiring: dict[int, list[str]] = {}
         self._purged = float("-inf")
+        self.marks = 0
 
     def __len__(self) -> int:
         return len(self._revoked)
@@ -60,8 +65,11 @@ class RevocationMirror:
         for revocation in revocations:
             key = revocation.keycardId
             known = revoked.get(key)
-            if known is not None and known.expires >= revocation.expires:
-                continue
+            if known is not None:
+                if known.expires >= revocation.expires:
+                    continue
+            elif ":" in key:
+                self.marks += 1
             revoked[key] = revocation
             bucket = int(revocation.expires // BUCKET)
             expiring.setdefault(bucket, []).append(key)
@@ -83,6 +91,8 @@ class RevocationMirror:
                 revocation = revoked.get(key)
                 if revocation is not None and revocation.expires < cutoff:
                     del revoked[key]
+                    if ":" in key:
+                        self.marks -= 1
 
     def _inForce(self, key: str) -> Revocation | None:
         revocation = self._revoked.get(key)

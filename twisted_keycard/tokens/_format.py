@@ -35,16 +35,17 @@ import binascii
 import hmac
 import re
 import struct
-from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
 from twisted_keycard.error import KeycardError
-from twisted_keycard.tokens._keyring import Keyring, SigningKey
+from twisted_keycard.tokens._keyring import Keyring, SigningKey, UnknownKey
 
 VERSION = "kc2"
 _PREFIX = VERSION + "."
+#: Characters before a token's body, less its keycard id: C{kc2.} and C{.}.
+_PREFIX_LENGTH = len(_PREFIX) + 1
 #: The prefix of the format before families and audiences, now refused.
 _RETIRED = "kc1."
 MAX_TOKEN = 4096
@@ -53,26 +54,33 @@ MAC_BYTES = 32
 MAX_AUDIENCES = 255
 _HEADER = struct.Struct(">BBQQQ")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+#: A token's start: its version and keycard id, in one match.
+_HEAD = re.compile(r"kc2\.([A-Za-z0-9_-]{1,64})\.")
 
 _REQUESTER, _ADDRESS, _PARENT, _CLAIMS = 1, 2, 4, 8
 #: How many optional fields each flags value announces.
 _PRESENT = [bin(flags).count("1") for flags in range(16)]
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
-#: The value of each (standard alphabet) base64 character.
-_SEXTET = {
-    c: i
-    for i, c in enumerate(
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    )
-}
+#: base64url to the standard alphabet; the standard alphabet's own C{+}
+#: and C{/}, and C{=}, to C{*}, which strict decoding refuses: a body is
+#: unpadded base64url, with one spelling.
+_FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/***")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 #: The bits of the last character that encode nothing, by length modulo 4.
-_SPARE = {0: 0, 1: 0, 2: 0b1111, 3: 0b11}
+_SPARE = [0, 0, 0b1111, 0b11]
+#: The (standard alphabet) last characters that set a spare bit, by length
+#: modulo 4: a body ending in one has another, canonical, spelling.
+_NONCANONICAL = [
+    frozenset(c for i, c in enumerate(_ALPHABET) if i & spare) for spare in _SPARE
+]
 #: The padding that completes an unpadded body, by its length modulo 4.
 _PADDING = [b"", b"===", b"==", b"="]
 _HEADER_SIZE = _HEADER.size
 #: Bytes of the shortest body: the fixed header and the MAC.
 _SHORTEST = _HEADER_SIZE + MAC_BYTES
 _UNKNOWN_FLAGS = ~(_REQUESTER | _ADDRESS | _PARENT | _CLAIMS)
+_NO_CLAIMS: Mapping[str, str] = MappingProxyType({})
+_newClaims = tuple.__new__
 
 
 class MalformedToken(KeycardError):
@@ -152,12 +160,6 @@ class TokenClaims(NamedTuple):
         return () if self.requesterName is None else (self.requesterName,)
 
 
-def _field(text: str) -> str:
-    if "\0" in text:
-        raise ValueError("token fields may not hold NUL")
-    return text
-
-
 def _encodeClaims(claims: Mapping[str, str]) -> str:
     for key, value in claims.items():
         if "=" in key or "\n" in key or "\n" in value:
@@ -174,38 +176,41 @@ def sign(claims: TokenClaims, key: SigningKey) -> str:
     @raise ValueError: if a field cannot be encoded, or the token would be
         longer than L{MAX_TOKEN}.
     """
-    if not _ID.match(claims.keycardId) or not _ID.match(claims.family):
+    keycardId = claims.keycardId
+    family = claims.family
+    if not _ID.match(keycardId) or not _ID.match(family):
         raise ValueError("keycard and family ids must be 1-64 base64url characters")
     audiences = claims.audiences
     if len(audiences) > MAX_AUDIENCES:
         raise ValueError(f"a token has at most {MAX_AUDIENCES} audiences")
     flags = 0
-    texts = [
-        key.kid,
-        _field(claims.avatarId),
-        _field(claims.bouncerName),
-        claims.family,
-        *map(_field, audiences),
-    ]
-    for bit, value in (
-        (_REQUESTER, claims.requesterName),
-        (_ADDRESS, claims.address),
-        (_PARENT, claims.parentId),
-        (_CLAIMS, _encodeClaims(claims.claims) if claims.claims else None),
-    ):
-        if value is not None:
-            flags |= bit
-            texts.append(_field(value))
+    texts = [key.kid, claims.avatarId, claims.bouncerName, family, *audiences]
+    if claims.requesterName is not None:
+        flags |= _REQUESTER
+        texts.append(claims.requesterName)
+    if claims.address is not None:
+        flags |= _ADDRESS
+        texts.append(claims.address)
+    if claims.parentId is not None:
+        flags |= _PARENT
+        texts.append(claims.parentId)
+    if claims.claims:
+        flags |= _CLAIMS
+        texts.append(_encodeClaims(claims.claims))
+    text = "\0".join(texts)
+    if text.count("\0") != len(texts) - 1:
+        raise ValueError("token fields may not hold NUL")
     record = _HEADER.pack(
         flags,
         len(audiences),
         round(claims.issued * 1000),
         round(claims.expires * 1000),
         round(claims.familyStart * 1000),
-    ) + "\0".join(texts).encode("utf-8")
-    mac = key.mac(f"{_PREFIX}{claims.keycardId}.".encode("ascii"), record)
-    body = urlsafe_b64encode(record + mac).rstrip(b"=").decode("ascii")
-    token = f"{_PREFIX}{claims.keycardId}.{body}"
+    ) + text.encode("utf-8")
+    head = f"{_PREFIX}{keycardId}."
+    mac = key.mac(head.encode("ascii"), record)
+    body = binascii.b2a_base64(record + mac, newline=False).translate(_TO_URLSAFE)
+    token = head + body.rstrip(b"=").decode("ascii")
     if len(token) > MAX_TOKEN:
         raise ValueError(f"a token is at most {MAX_TOKEN} characters")
     return token
@@ -220,18 +225,24 @@ def keycardIdOf(token: object) -> str:
     """
     if not isinstance(token, str) or len(token) > MAX_TOKEN or not token.isascii():
         raise MalformedToken("a token is an ASCII string of at most 4096 characters")
+    head = _HEAD.match(token)
+    if head is None:
+        raise _malformedHead(token)
+    return head[1]
+
+
+def _malformedHead(token: str) -> MalformedToken:
+    """
+    Why C{token}, which L{_HEAD} does not match, is refused.
+    """
+    if token.startswith(_RETIRED):
+        return MalformedToken(
+            "kc1 tokens (no family, audience or family start) are no longer"
+            " accepted: log in with a password"
+        )
     if not token.startswith(_PREFIX):
-        if token.startswith(_RETIRED):
-            raise MalformedToken(
-                "kc1 tokens (no family, audience or family start) are no longer"
-                " accepted: log in with a password"
-            )
-        raise MalformedToken(f"not a {VERSION} token")
-    end = token.find(".", len(_PREFIX))
-    keycardId = token[len(_PREFIX) : end]
-    if end < 0 or not _ID.match(keycardId):
-        raise MalformedToken("malformed keycard id")
-    return keycardId
+        return MalformedToken(f"not a {VERSION} token")
+    return MalformedToken("malformed keycard id")
 
 
 def verify(
@@ -251,73 +262,90 @@ def verify(
     if keycardId is None:
         keycardId = keycardIdOf(token)
     assert isinstance(token, str)
-    cut = len(_PREFIX) + len(keycardId) + 1
-    encoded = token[cut:].encode("ascii").translate(_FROM_URLSAFE)
-    if encoded.endswith(b"="):
-        # Strict decoding refuses "=" anywhere but in the padding added
-        # below: so the body is unpadded.
-        raise MalformedToken("token body is not unpadded base64url")
+    # keycardIdOf checked that the token is ASCII.
+    data = token.encode("ascii")
+    cut = _PREFIX_LENGTH + len(keycardId)
+    encoded = data[cut:].translate(_FROM_URLSAFE)
     size = len(encoded)
     try:
         raw = binascii.a2b_base64(encoded + _PADDING[size % 4], strict_mode=True)
     except (binascii.Error, ValueError):
-        raise MalformedToken("token body is not base64url") from None
+        raise MalformedToken("token body is not unpadded base64url") from None
     if len(raw) < _SHORTEST:
         raise MalformedToken("truncated token")
-    if _SPARE[size % 4] & _SEXTET[encoded[-1]]:
+    if encoded[-1] in _NONCANONICAL[size % 4]:
         # The spare bits of the last character: one token, one spelling.
         raise MalformedToken("token body is not canonical base64url")
     record = raw[:-MAC_BYTES]
     flags, audienceCount, issued, expires, familyIssued = _HEADER.unpack_from(record)
     if flags & _UNKNOWN_FLAGS:
         raise MalformedToken("unknown token flags")
-    kidEnd = record.find(b"\0", _HEADER_SIZE)
-    if kidEnd < 0:
-        raise MalformedToken("truncated token")
     try:
-        kid = record[_HEADER_SIZE:kidEnd].decode("ascii")
-    except UnicodeDecodeError:
-        raise MalformedToken("malformed key id") from None
-    key = keyring.verifying(kid, now)
-    if not hmac.compare_digest(
-        key.mac(token[:cut].encode("ascii"), record), raw[-MAC_BYTES:]
-    ):
-        raise BadSignature("bad token signature")
-    try:
-        texts = record[kidEnd + 1 :].decode("utf-8").split("\0")
+        texts = record[_HEADER_SIZE:].decode("utf-8").split("\0")
     except UnicodeDecodeError:
         raise MalformedToken("token text is not UTF-8") from None
-    optional = 3 + audienceCount
+    optional = 4 + audienceCount
     if len(texts) != optional + _PRESENT[flags]:
         raise MalformedToken("wrong number of token fields")
-    familyId = texts[2]
+    kid = texts[0]
+    try:
+        key = keyring.verifying(kid, now)
+    except UnknownKey:
+        if not kid.isascii():
+            raise MalformedToken("malformed key id") from None
+        raise
+    if not hmac.compare_digest(key.mac(data[:cut], record), raw[-MAC_BYTES:]):
+        raise BadSignature("bad token signature")
+    familyId = texts[3]
     if not _ID.match(familyId):
         raise MalformedToken("malformed family id")
     requesterName = address = parentId = None
-    claims: dict[str, str] = {}
+    claims: Mapping[str, str] = _NO_CLAIMS
     if flags:
-        it = iter(texts[optional:])
-        requesterName = next(it) if flags & _REQUESTER else None
-        address = next(it) if flags & _ADDRESS else None
-        parentId = next(it) if flags & _PARENT else None
-        text = next(it) if flags & _CLAIMS else None
-        for line in text.split("\n") if text else ():
-            name, sep, value = line.partition("=")
-            if not sep:
-                raise MalformedToken("malformed token claim")
-            claims[name] = value
-    return TokenClaims(
-        keycardId,
-        texts[0],
-        issued / 1000,
-        expires / 1000,
-        texts[1],
-        requesterName,
-        address,
-        parentId,
-        claims,
-        kid,
-        familyId,
-        familyIssued / 1000,
-        tuple(texts[3:optional]),
+        # The optional fields in order, each present as its flag says.
+        at = optional
+        if flags & _REQUESTER:
+            requesterName = texts[at]
+            at += 1
+        if flags & _ADDRESS:
+            address = texts[at]
+            at += 1
+        if flags & _PARENT:
+            parentId = texts[at]
+            at += 1
+        if flags & _CLAIMS:
+            claims = _decodeClaims(texts[at])
+    # The fields in TokenClaims' order, without its generated __new__.
+    return _newClaims(
+        TokenClaims,
+        (
+            keycardId,
+            texts[1],
+            issued / 1000,
+            expires / 1000,
+            texts[2],
+            requesterName,
+            address,
+            parentId,
+            claims,
+            kid,
+            familyId,
+            familyIssued / 1000,
+            tuple(texts[4:optional]) if audienceCount else (),
+        ),
     )
+
+
+def _decodeClaims(text: str) -> dict[str, str]:
+    """
+    The claims of a token, from their C{key=value} lines.
+
+    @raise MalformedToken: if a line has no C{=}.
+    """
+    claims = {}
+    for line in text.split("\n") if text else ():
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise MalformedToken("malformed token claim")
+        claims[name] = value
+    return claims

@@ -118,11 +118,15 @@ class Keyring:
     """
 
     keys: tuple[SigningKey, ...]
+    #: The keys by key id, for L{verifying}.
+    _byKid: dict[str, SigningKey] = attrs.field(init=False, repr=False, eq=False)
 
-    def __attrs_post_init__(self) -> None:
-        kids = [k.kid for k in self.keys]
-        if len(set(kids)) != len(kids):
+    @_byKid.default
+    def _indexKeys(self) -> dict[str, SigningKey]:
+        byKid = {k.kid: k for k in self.keys}
+        if len(byKid) != len(self.keys):
             raise ValueError("two keys share a key id")
+        return byKid
 
     @classmethod
     def fromKeys(cls, keys: Iterable[SigningKey]) -> Keyring:
@@ -153,12 +157,10 @@ class Keyring:
 
         @raise UnknownKey: if there is no such key or its grace has ended.
         """
-        for key in self.keys:
-            if key.kid == kid:
-                if key.validAt(now):
-                    return key
-                break
-        raise UnknownKey("unknown or retired key", kid)
+        key = self._byKid.get(kid)
+        if key is None or (key.notAfter is not None and now > key.notAfter):
+            raise UnknownKey("unknown or retired key", kid)
+        return key
 
     def rotate(self, now: float, grace: float) -> tuple[Keyring, SigningKey]:
         """
