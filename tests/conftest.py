@@ -1,0 +1,22 @@
+"""
+pytest runs the tests as trial does: inside a directory of their own,
+C{_trial_temp.pytest} at the top of the checkout, emptied at the start of
+every run, so that the directories C{TestCase.mktemp} makes (named after
+each test) stay out of the checkout and do not pile up from run to run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+TEMP = Path(__file__).resolve().parent.parent / "_trial_temp.pytest"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    shutil.rmtree(TEMP, ignore_errors=True)
+    TEMP.mkdir()
+    os.chdir(TEMP)
