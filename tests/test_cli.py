@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from twisted.trial.unittest import TestCase
 
 from twisted_keycard.srp import SRPVerifier
 
-from ._procs import bouncer, freePort, keycard, started
+from ._procs import ENV, TIMEOUT, bouncer, freePort, keycard, started
 
 PASSWORD = "correct horse battery staple"
 
@@ -259,3 +261,29 @@ class KeycardCommandTests(TestCase):
         self.assertIn(
             "server: ssl:8800:interface=127.0.0.1:privateKey=", self.initOutput
         )
+
+
+@pytest.mark.integration
+class ReaderGoneTests(TestCase):
+    def test_quietWhenTheReaderHasGone(self) -> None:
+        """
+        When whoever reads the command's output has gone (C{keycard ... |
+        head -1}), the command stops quietly: no "Broken pipe" line.
+        """
+        directory = Path(self.mktemp()).resolve()
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "twisted_keycard.admin", "init", str(directory)],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=ENV,
+                timeout=TIMEOUT,
+                check=False,
+            )
+        finally:
+            os.close(write)
+        self.assertEqual(done.stderr, "")
+        self.assertEqual(done.returncode, 2)

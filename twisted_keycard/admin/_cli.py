@@ -98,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
+    except BrokenPipeError:
+        # Whoever read the output has gone (`| head`): stop quietly, as
+        # other command-line tools do, with nothing more written to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (CommandError, KeycardError, ValueError, OSError) as e:
         print(f"keycard: {e}", file=sys.stderr)
     except ConnectError as e:
