@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.scram import ClientFinal, ClientFirst, ServerFinal, ServerFirst
+from twisted_keycard.scram._keycard import SCRAMKeycard
 from twisted_keycard.scram._messages import (
     MAX_MESSAGE,
     MAX_NONCE,
@@ -312,3 +313,43 @@ class HelperTests(SynchronousTestCase):
                 f"c=biws,r={SERVER_NONCE}"
             ).encode(),
         )
+
+
+class ParsedClientFirstTests(SynchronousTestCase):
+    """
+    L{SCRAMKeycard.parsedClientFirst} parses the client-first message once
+    for the text the keycard holds, for the account and the exchange alike.
+    """
+
+    def test_parsedOnce(self) -> None:
+        """
+        Asked twice for the same text, the keycard parses it once.
+        """
+        keycard = SCRAMKeycard(clientFirst=f"n,,n=user,r={NONCE}")
+        calls: list[object] = []
+        parse = ClientFirst.parse
+
+        def counting(text: object) -> ClientFirst:
+            calls.append(text)
+            return parse(text)
+
+        self.patch(ClientFirst, "parse", staticmethod(counting))
+        self.assertEqual(keycard.account(), "user")
+        self.assertEqual(keycard.parsedClientFirst().nonce, NONCE)
+        self.assertEqual(len(calls), 1)
+
+    def test_newText(self) -> None:
+        """
+        A keycard whose client-first message changes is parsed again: the
+        answer is always that of the text it holds, and a malformed one
+        raises L{ProtocolError} every time.
+        """
+        keycard = SCRAMKeycard(clientFirst=f"n,,n=user,r={NONCE}")
+        self.assertEqual(keycard.parsedClientFirst().username, "user")
+        keycard.clientFirst = f"n,,n=other,r={NONCE}"
+        self.assertEqual(keycard.parsedClientFirst().username, "other")
+        self.assertEqual(keycard.account(), "other")
+        keycard.clientFirst = "n,,x"
+        self.assertRaises(ProtocolError, keycard.parsedClientFirst)
+        self.assertRaises(ProtocolError, keycard.parsedClientFirst)
+        self.assertIsNone(keycard.account())

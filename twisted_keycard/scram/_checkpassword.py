@@ -32,7 +32,7 @@ from twisted_keycard.scram._binding import checkOffer
 from twisted_keycard.scram._crypto import KEY_BYTES
 from twisted_keycard.scram._exchange import SCRAMExchange
 from twisted_keycard.scram._keycard import SCRAMKeycard
-from twisted_keycard.scram._messages import ClientFirst, ServerFirst, b64, checkNonce
+from twisted_keycard.scram._messages import ServerFirst, b64, checkNonce
 from twisted_keycard.scram._server import SERVER_NONCE_BYTES
 from twisted_keycard.scram._verifier import DEFAULT_ITERATIONS, SALT_BYTES, Verifier
 
@@ -214,7 +214,7 @@ class CheckPasswordSCRAM:
         try:
             if not isinstance(keycard, SCRAMKeycard):
                 raise ProtocolError("not a SCRAM keycard")
-            first = ClientFirst.parse(keycard.clientFirst)
+            first = keycard.parsedClientFirst()
             checkOffer(first.gs2Header, keycard.channelBindings)
             salt = mockBytes(self._saltKey, first.username, SALT_BYTES)
             nonce = checkNonce(first.nonce + b64(self._random(SERVER_NONCE_BYTES)))

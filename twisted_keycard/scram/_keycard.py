@@ -46,6 +46,22 @@ class SCRAMKeycard(Keycard):
         The user name in the client-first message, if it parses.
         """
         try:
-            return ClientFirst.parse(self.clientFirst).username
+            return self.parsedClientFirst().username
         except ProtocolError:
             return None
+
+    def parsedClientFirst(self) -> ClientFirst:
+        """
+        The client-first message parsed, once for the text it holds: the
+        bouncer reads it for the account and again to start the exchange.
+
+        @raise ProtocolError: if it does not parse.
+        """
+        text = self.clientFirst
+        parsed = self.__dict__.get("_parsedFirst")
+        if parsed is not None and parsed[0] is text:
+            first: ClientFirst = parsed[1]
+            return first
+        first = ClientFirst.parse(text)
+        self.__dict__["_parsedFirst"] = (text, first)
+        return first

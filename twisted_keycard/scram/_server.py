@@ -34,7 +34,7 @@ from twisted_keycard.scram._binding import checkOffer
 from twisted_keycard.scram._crypto import KEY_BYTES
 from twisted_keycard.scram._exchange import ISCRAMExchange, SCRAMExchange
 from twisted_keycard.scram._keycard import SCRAMKeycard
-from twisted_keycard.scram._messages import ClientFirst, ServerFirst, b64, checkNonce
+from twisted_keycard.scram._messages import ServerFirst, b64, checkNonce
 from twisted_keycard.scram._verifier import DEFAULT_ITERATIONS, SALT_BYTES, Verifier
 
 #: Random bytes the server adds to the client's nonce.
@@ -204,7 +204,7 @@ class SCRAMVerifiers:
         try:
             if not isinstance(keycard, SCRAMKeycard):
                 raise ProtocolError("not a SCRAM keycard")
-            first = ClientFirst.parse(keycard.clientFirst)
+            first = keycard.parsedClientFirst()
             checkOffer(first.gs2Header, keycard.channelBindings)
             found = self._verifiers.get(first.username)
             # Made for every name, so a known one costs the same work.
