@@ -165,7 +165,10 @@ class BuildbotTests(TestCase):
         w1 = self.worker("w1", "pass1")
         await waitFor(lambda: master.count("Worker w1 attached to b"), "w1")
         self.assertIn("issued to w1 via buildbot", master.output())
-        self.assertIn("Connected to buildmaster; worker is ready", w1.output())
+        # The worker logs its side a moment after the master has attached it.
+        await waitFor(
+            lambda: w1.count("Connected to buildmaster; worker is ready"), "w1 ready"
+        )
 
         # A wrong password is refused and tried again; the worker stays up.
         w2 = self.worker("w2", "wrong")
