@@ -41,32 +41,11 @@ class Pool(txredisapi.RedisFactory):  # type: ignore[misc]
         self.onSize(self.size)
 
 
-class SentinelPool(txredisapi.SentinelConnectionFactory):  # type: ignore[misc]
+class SentinelPool(Pool, txredisapi.SentinelConnectionFactory):  # type: ignore[misc]
     """
     The same, for the primary that Sentinels name (a connection that finds
     a replica there, after a failover, is dropped and made again).
     """
-
-    def __init__(self, onSize: Callable[[int], None], *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
-        self.onSize = onSize
-
-    def addConnection(self, conn: Any) -> None:
-        super().addConnection(conn)
-        self.onSize(self.size)
-
-    def stopTrying(self) -> Deferred[None]:
-        # txredisapi gives up after a failed AUTH or SELECT, even one cut
-        # short by a restarting server: keep trying, with backoff.
-        return succeed(None)
-
-    def connectionError(self, why: str) -> None:
-        super().connectionError(why)
-        self.onError(why)
-
-    def delConnection(self, conn: Any) -> None:
-        super().delConnection(conn)
-        self.onSize(self.size)
 
 
 class Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
