@@ -11,8 +11,12 @@ import math
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -282,3 +286,24 @@ def settle(limit: float, timeout: float) -> float:
     while os.getloadavg()[0] > limit and time.monotonic() < deadline:
         time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
     return os.getloadavg()[0]
+
+
+#: The checkout, on the children's path.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def inChild(module: str, *args: str) -> Any:
+    """
+    Run C{python -m MODULE child ARGS} (a fresh process, so that one
+    group's memory and threads do not weigh on the next) and return the
+    JSON value its last line prints.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", module, "child", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -23,11 +23,9 @@ from __future__ import annotations
 import hmac
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 import itsdangerous
@@ -41,9 +39,8 @@ from twisted_keycard.store.sqlite import SQLiteStore
 from twisted_keycard.tokencard import DEFAULT_SKEW, TokenChecker, TokenExchange
 from twisted_keycard.tokens import Keyring, KeyringHolder, TokenClaims, sign
 
-from ._common import Figure, asyncRate, figure, interleaved, rate
+from ._common import Figure, asyncRate, figure, inChild, interleaved, rate
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKENS = 1000
 REVOKED = 10_000
 IN_FLIGHT = 100
@@ -208,21 +205,7 @@ def child(quick: bool) -> None:
 
 
 def run(quick: bool) -> list[Figure]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.p2_tokens",
-            "child",
-            "quick" if quick else "full",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    r = json.loads(done.stdout.strip().splitlines()[-1])
+    r = inChild("bench.p2_tokens", "quick" if quick else "full")
     check = "requestAvatarId"
     return [
         figure(

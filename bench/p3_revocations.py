@@ -24,11 +24,9 @@ import json
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import task
@@ -38,9 +36,8 @@ from twisted_keycard.bouncer import RevocationFollower, RevocationMirror, newKey
 from twisted_keycard.store import MemoryStore, Revocation
 from twisted_keycard.store.sqlite import SQLiteStore
 
-from ._common import Figure, asyncRate, figure, interleaved, rate, single
+from ._common import Figure, asyncRate, figure, inChild, interleaved, rate, single
 
-ROOT = Path(__file__).resolve().parent.parent
 PROBES = 10_000
 FILL = 100_000
 
@@ -168,21 +165,7 @@ def child(quick: bool) -> None:
 
 
 def run(quick: bool) -> list[Figure]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.p3_revocations",
-            "child",
-            "quick" if quick else "full",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = inChild("bench.p3_revocations", "quick" if quick else "full")
     count, r = out["count"], out["results"]
     label = "1M" if count == 1_000_000 else f"{count // 1000}k"
     bouncers = figure(

@@ -19,12 +19,10 @@ from __future__ import annotations
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import task
@@ -38,9 +36,8 @@ from twisted_keycard.store.sqlite import SQLiteStore
 from twisted_keycard.tokencard import TokenKeycard
 from twisted_keycard.tokens import TokenClaims, sign
 
-from ._common import Figure, single
+from ._common import Figure, inChild, single
 
-ROOT = Path(__file__).resolve().parent.parent
 EXPIRED = 1000
 IN_FLIGHT = 100
 SIZES = {
@@ -147,15 +144,7 @@ def child(kind: str, count: int) -> None:
 
 
 def measure(kind: str, count: int) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.p4_memory", "child", kind, str(count)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = inChild("bench.p4_memory", kind, str(count))
     return result
 
 

@@ -49,7 +49,15 @@ from twisted_keycard.tokencard import TokenAnswerer, TokenChecker, TokenExchange
 from twisted_keycard.tokens import Keyring, TokenClaims, sign
 from twisted_keycard.tokens._holder import KeyringHolder
 
-from ._common import Figure, asyncRate, figure, interleaved, percentile, single
+from ._common import (
+    Figure,
+    asyncRate,
+    figure,
+    inChild,
+    interleaved,
+    percentile,
+    single,
+)
 from .p2_tokens import bouncersChecker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,15 +316,7 @@ def child(quick: bool) -> None:
 
 
 def run(quick: bool) -> list[Figure]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.p6_redis", "child", "quick" if quick else "full"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-        env=ENV,
-    )
-    r = json.loads(done.stdout.strip().splitlines()[-1])
+    r = inChild("bench.p6_redis", "quick" if quick else "full")
     token = figure(
         "P6",
         "Redis: TokenChecker.requestAvatarId, a running bouncer's (mirror;"
