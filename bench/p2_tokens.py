@@ -36,8 +36,15 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted_keycard.bouncer import RevocationFollower, RevocationMirror, newKeycardId
 from twisted_keycard.store import MemoryStore, Revocation
 from twisted_keycard.store.sqlite import SQLiteStore
-from twisted_keycard.tokencard import DEFAULT_SKEW, TokenChecker, TokenExchange
-from twisted_keycard.tokens import Keyring, KeyringHolder, TokenClaims, sign
+from twisted_keycard.tokens import (
+    DEFAULT_SKEW,
+    Keyring,
+    KeyringHolder,
+    TokenChecker,
+    TokenClaims,
+    TokenExchange,
+    sign,
+)
 
 from ._common import Figure, asyncRate, figure, inChild, interleaved, rate
 

@@ -33,8 +33,7 @@ from zope.interface import implementer
 from twisted_keycard import Bouncer, IRequester, KeycardState, MemoryStore
 from twisted_keycard.bouncer import TokenPolicy, newKeycardId
 from twisted_keycard.store.sqlite import SQLiteStore
-from twisted_keycard.tokencard import TokenKeycard
-from twisted_keycard.tokens import TokenClaims, sign
+from twisted_keycard.tokens import TokenClaims, TokenKeycard, sign
 
 from ._common import Figure, inChild, single
 

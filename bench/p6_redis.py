@@ -40,14 +40,20 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from twisted_keycard import KeycardClientFactory
-from twisted_keycard.admin._keycards import revokeMatching
+from twisted_keycard.admin._operations import revokeMatching
 from twisted_keycard.bouncer import newKeycardId
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.store import Revocation
 from twisted_keycard.store.redis import RedisStore
-from twisted_keycard.tokencard import TokenAnswerer, TokenChecker, TokenExchange
-from twisted_keycard.tokens import Keyring, TokenClaims, sign
-from twisted_keycard.tokens._holder import KeyringHolder
+from twisted_keycard.tokens import (
+    Keyring,
+    TokenAnswerer,
+    TokenChecker,
+    TokenClaims,
+    TokenExchange,
+    sign,
+)
+from twisted_keycard.tokens._tokens import KeyringHolder
 
 from ._common import (
     Figure,

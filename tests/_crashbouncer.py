@@ -15,10 +15,10 @@ from twisted.internet.defer import ensureDeferred
 
 from twisted_keycard import Bouncer, KeycardState
 from twisted_keycard.bouncer._bouncer import newKeycardId
-from twisted_keycard.bouncer._policy import TokenPolicy
+from twisted_keycard.bouncer._settings import TokenPolicy
 from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.tokencard import TokenKeycard
-from twisted_keycard.tokens._format import TokenClaims, sign
+from twisted_keycard.tokens import TokenKeycard
+from twisted_keycard.tokens._tokens import TokenClaims, sign
 
 
 async def main(reactor: Any, path: str) -> None:

@@ -20,7 +20,7 @@ from twisted_keycard.store import (
     IThrottleStore,
     Revocation,
 )
-from twisted_keycard.tokens._keyring import Keyring
+from twisted_keycard.tokens._tokens import Keyring
 
 if TYPE_CHECKING:
     from twisted.trial.unittest import SynchronousTestCase

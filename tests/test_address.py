@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.keycard._address}: one text per client host, so
+Tests for L{twisted_keycard.keycard._keycard}: one text per client host, so
 that an IPv4 client of a dual-stack listener meets the IPv4 rules.
 """
 
@@ -11,8 +11,8 @@ from twisted.spread import pb
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard.bouncer._composite import networks, within
-from twisted_keycard.keycard._address import addressGroup, normalizeAddress
-from twisted_keycard.pb._peer import peerAddress
+from twisted_keycard.keycard._keycard import addressGroup, normalizeAddress
+from twisted_keycard.pb._root import peerAddress
 
 
 class NormalizeTests(SynchronousTestCase):

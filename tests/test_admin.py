@@ -29,13 +29,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from twisted_keycard import KeycardRefused
-from twisted_keycard.admin._keycards import (
-    asJSON,
-    revokeMatching,
-    revokeUser,
-    selectKeycards,
-    table,
-)
+from twisted_keycard.admin._cli import parser
 from twisted_keycard.admin._login import (
     LoginFailed,
     answererFor,
@@ -43,16 +37,22 @@ from twisted_keycard.admin._login import (
     logIn,
     tokenAnswerer,
 )
-from twisted_keycard.admin._parser import parser
+from twisted_keycard.admin._operations import (
+    asJSON,
+    revokeMatching,
+    revokeUser,
+    selectKeycards,
+    table,
+)
 from twisted_keycard.hmackeys import HMACAnswerer
 from twisted_keycard.pb._root import KeycardRoot
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.scram import SCRAMAnswerer
-from twisted_keycard.service._endpoints import clientEndpoint
-from twisted_keycard.service._stockcheckers import PasswordChallenger
+from twisted_keycard.service._checkers import PasswordChallenger
+from twisted_keycard.service._startup import clientEndpoint
 from twisted_keycard.sshkeys import SSHAnswerer
+from twisted_keycard.store._interfaces import IssuedKeycard
 from twisted_keycard.store._memory import MemoryStore
-from twisted_keycard.store._records import IssuedKeycard
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm

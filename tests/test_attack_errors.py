@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 MAX_LOG_LINES = 200
 
 #: The bouncer's lines about keycards it refused (one per decision).
-DECISIONS = ("_authentication.Authentication#", "_throttle.Throttler#")
+DECISIONS = ("_login.Authentication#", "_login.Throttler#")
 
 
 class QuietErrorTests(AttackCase):

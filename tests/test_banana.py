@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.pb._banana}: the linear decoder gives exactly the
+Tests for L{twisted_keycard.pb._broker}: the linear decoder gives exactly the
 items and errors of Twisted's own banana decoder.
 """
 
@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.spread import banana
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.pb._banana import (
+from twisted_keycard.pb._broker import (
     MAX_DEPTH,
     LinearDecoder,
     MalformedBanana,

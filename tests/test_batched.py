@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.store._batched}.
+Tests for L{twisted_keycard.store._interfaces}.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.store._batched import BatchedLookups
+from twisted_keycard.store._interfaces import BatchedLookups
 
 
 class BatchedLookupsTests(SynchronousTestCase):

@@ -1,6 +1,6 @@
 """
 Tests for the revocations a running bouncer keeps in memory
-(L{twisted_keycard.bouncer._mirror.RevocationMirror}) and for token checks
+(L{twisted_keycard.bouncer._revocation.RevocationMirror}) and for token checks
 answered from them, with no store round trip.
 """
 
@@ -14,11 +14,17 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import MemoryStore
-from twisted_keycard.bouncer._mirror import BUCKET, RevocationMirror
+from twisted_keycard.bouncer._revocation import BUCKET, RevocationMirror
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.store import Revocation
-from twisted_keycard.tokencard import TokenChecker, TokenExchange
-from twisted_keycard.tokens import Keyring, KeyringHolder, TokenClaims, sign
+from twisted_keycard.tokens import (
+    Keyring,
+    KeyringHolder,
+    TokenChecker,
+    TokenClaims,
+    TokenExchange,
+    sign,
+)
 
 from .test_tokens_bouncer import START, TokenLogins
 

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.bouncer._expression} and
+Tests for L{twisted_keycard.bouncer._composite} and
 L{twisted_keycard.bouncer._composite}:
 parsing with Python's precedence, short-circuit, errors that point at the
 position, address rules (IPv4 and IPv6), and re-evaluation in a bouncer.
@@ -13,9 +13,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardRefused
-from twisted_keycard.bouncer._composite import KINDS, AddressRule, CompositePolicy
-from twisted_keycard.bouncer._expression import (
+from twisted_keycard.bouncer._composite import (
+    KINDS,
+    AddressRule,
     And,
+    CompositePolicy,
     ExpressionError,
     Name,
     Not,

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard._entriesfile}: entries files read again by
+Tests for L{twisted_keycard._files}: entries files read again by
 content, in a thread, keeping the last good version.
 """
 
@@ -12,14 +12,14 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard import _entriesfile, _fileversion
-from twisted_keycard._entriesfile import (
+from twisted_keycard import _files
+from twisted_keycard._files import (
     CHECK_INTERVAL,
     ParsedEntries,
     WatchedEntries,
     parseLines,
+    writePrivateFile,
 )
-from twisted_keycard._secretfiles import writePrivateFile
 
 from ._threads import QueuedThread, inline
 
@@ -95,8 +95,7 @@ class WatchedEntriesTests(SynchronousTestCase):
         interval, and the change found by its hash.
         """
         stamp = (1, 2, 3, 4, 5)
-        self.patch(_entriesfile, "fileStamp", lambda path: stamp)
-        self.patch(_fileversion, "fileStamp", lambda path: stamp)
+        self.patch(_files, "fileStamp", lambda path: stamp)
         entries = self.watch()
         self.path.write_text("alice:1111\nbob:9999\n")
         self.clock.advance(CHECK_INTERVAL - 1)
@@ -123,7 +122,7 @@ class WatchedEntriesTests(SynchronousTestCase):
         writePrivateFile(self.path, b"bob:9999\n")
         self.assertEqual(entries.get("alice"), 1111)
         self.assertEqual(entries.get("bob"), 2222)
-        self.assertEqual(thread.calls, [_fileversion.checkVersion])
+        self.assertEqual(thread.calls, [_files.checkVersion])
         self.assertEqual(len(parsed), 1)
         thread.runAll()
         self.assertEqual(len(parsed), 2)
@@ -223,7 +222,7 @@ class WatchedEntriesTests(SynchronousTestCase):
         self.path.write_text("x\n" * 1000)
         self.watch()
         logged = self.logged()
-        self.assertEqual(len(logged), _entriesfile.MAX_LOGGED_PROBLEMS + 1)
+        self.assertEqual(len(logged), _files.MAX_LOGGED_PROBLEMS + 1)
         self.assertIn("980 more bad lines", logged[-1])
 
     def test_unreadableKeepsLastGood(self) -> None:

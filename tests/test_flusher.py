@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.bouncer._flusher}: a running bouncer forgets
+Tests for L{twisted_keycard.bouncer._upkeep}: a running bouncer forgets
 failed logins once they leave the throttling window, in every store.
 """
 
@@ -12,8 +12,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardRefused, MemoryStore
-from twisted_keycard.bouncer._flusher import Flushed, Flusher
-from twisted_keycard.bouncer._policy import Throttle, Upkeep
+from twisted_keycard.bouncer._settings import Throttle, Upkeep
+from twisted_keycard.bouncer._upkeep import Flushed, Flusher
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard

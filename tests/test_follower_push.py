@@ -16,10 +16,10 @@ from zope.interface import implementer
 
 from twisted_keycard import Bouncer, MemoryStore
 from twisted_keycard.bouncer import Upkeep
-from twisted_keycard.bouncer._follower import Follower
-from twisted_keycard.bouncer._revoker import Revoker
+from twisted_keycard.bouncer._revocation import Revoker
+from twisted_keycard.bouncer._upkeep import Follower
 from twisted_keycard.store import IStoreChanges
-from twisted_keycard.store._changes import REVOKED
+from twisted_keycard.store._interfaces import REVOKED
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 from .test_tokens_bouncer import Requester

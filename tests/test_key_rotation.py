@@ -16,8 +16,7 @@ from twisted_keycard import Bouncer, KeycardRefused, MemoryStore
 from twisted_keycard.bouncer import TokenPolicy, Upkeep
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.tokencard import TokenKeycard
-from twisted_keycard.tokens import KeyringHolder, verify
+from twisted_keycard.tokens import KeyringHolder, TokenKeycard, verify
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 

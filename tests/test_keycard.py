@@ -304,7 +304,7 @@ class KeycardWireTests(SynchronousTestCase):
         import twisted_keycard.scram
         import twisted_keycard.srp
         import twisted_keycard.sshkeys
-        import twisted_keycard.tokencard  # noqa: F401 - each registers its kind
+        import twisted_keycard.tokens  # noqa: F401 - each registers its kind
 
         classes = [
             cls

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, MemoryStore
 from twisted_keycard.bouncer import Quota, Upkeep
-from twisted_keycard.bouncer._lease import Lease
+from twisted_keycard.bouncer._held import Lease
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store.sqlite._store import SQLiteStore

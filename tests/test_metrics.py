@@ -23,7 +23,7 @@ from twisted_keycard.bouncer import (
     Revoker,
     Throttle,
 )
-from twisted_keycard.bouncer._metrics import REASONS, failureReason
+from twisted_keycard.bouncer._interfaces import REASONS, failureReason
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.metrics import (
     IBouncerMetrics,

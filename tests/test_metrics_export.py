@@ -20,7 +20,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_keycard import MemoryStore
 from twisted_keycard.metrics import MetricsPage, metricsSite, timedStore
-from twisted_keycard.service._metricsservice import serveMetrics
+from twisted_keycard.service._services import serveMetrics
 from twisted_keycard.service._startup import StartupError
 from twisted_keycard.store import (
     IKeycardStore,

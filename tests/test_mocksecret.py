@@ -18,12 +18,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_keycard._mocks import WithMocks, mockBytes, mockSubkey, mostCommon
-from twisted_keycard.admin import _init as admin
+from twisted_keycard.admin import _operations as admin
 from twisted_keycard.interfaces import IMockSecretTaker
 from twisted_keycard.scram import SCRAMExchange, SCRAMKeycard, SCRAMVerifiers, Verifier
 from twisted_keycard.service._startup import StoreCheck
-from twisted_keycard.service._tap import makeService
-from twisted_keycard.service._tapoptions import Options
+from twisted_keycard.service._tap import Options, makeService
 from twisted_keycard.srp import SRPVerifiers
 from twisted_keycard.store import MemoryStore
 

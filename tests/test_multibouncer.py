@@ -21,10 +21,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from twisted_keycard import KeycardClientFactory, KeycardDenied, KeycardRefused
-from twisted_keycard.pb._login import KeycardLogin
+from twisted_keycard.pb._client import KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.tokencard import TokenAnswerer
+from twisted_keycard.tokens import TokenAnswerer
 
 from ._procs import (
     ENV,
@@ -208,8 +208,8 @@ class MultiBouncerTests(BouncerProcesses):
             child.stderr.close()
             self.assertEqual(len(revoked), 20)
             from twisted_keycard import Bouncer
-            from twisted_keycard.bouncer._policy import TokenPolicy
-            from twisted_keycard.tokencard import TokenKeycard
+            from twisted_keycard.bouncer._settings import TokenPolicy
+            from twisted_keycard.tokens import TokenKeycard
 
             store = await SQLiteStore.open(path)
             self.addCleanup(store.close)

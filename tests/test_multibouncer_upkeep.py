@@ -22,11 +22,10 @@ from twisted_keycard import (
     KeycardDenied,
     KeycardRefused,
 )
-from twisted_keycard.pb._login import KeycardLogin
+from twisted_keycard.pb._client import KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.tokencard import TokenAnswerer
-from twisted_keycard.tokens import UnknownKey, verify
+from twisted_keycard.tokens import TokenAnswerer, UnknownKey, verify
 
 from ._procs import keycard, reactor
 from .test_multibouncer import PASSWORD, BouncerProcesses

@@ -29,9 +29,7 @@ from twisted_keycard import (
     MemoryStore,
     ProtocolError,
 )
-from twisted_keycard._dummyhash import hashShape
 from twisted_keycard._hashpool import BUSY, HashPool, IHashPool
-from twisted_keycard._htpasswdfile import readHashes, rewriteHash
 from twisted_keycard.bouncer import Throttle
 from twisted_keycard.passwords import (
     PasswordAnswerer,
@@ -39,6 +37,9 @@ from twisted_keycard.passwords import (
     PasswordFile,
     PasswordKeycard,
     PasswordTooLong,
+    hashShape,
+    readHashes,
+    rewriteHash,
 )
 from twisted_keycard.testing import KeycardTestServer
 

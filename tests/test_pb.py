@@ -21,7 +21,7 @@ from twisted_keycard import (
     MalformedMessage,
 )
 from twisted_keycard.error import ProtocolError
-from twisted_keycard.pb._rootobject import _KeycardLogin
+from twisted_keycard.pb._root import _KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
 

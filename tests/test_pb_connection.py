@@ -20,7 +20,7 @@ from zope.interface import Interface, implementer
 
 from twisted_keycard import KeycardDenied, KeycardRefused
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
-from twisted_keycard.pb._guard import ConnectionGuard
+from twisted_keycard.pb._serverfactory import ConnectionGuard
 from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker

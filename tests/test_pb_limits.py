@@ -18,16 +18,15 @@ from twisted.spread import banana, pb
 from twisted.test.iosim import FakeTransport, connect
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.pb._broker import KeycardBroker
-from twisted_keycard.pb._client import KeycardClientFactory
-from twisted_keycard.pb._guard import ConnectionGuard
-from twisted_keycard.pb._limits import (
+from twisted_keycard.pb._broker import (
     LOGIN_BUDGET,
     SESSION_BUDGET,
     ConnectionLimits,
+    KeycardBroker,
     MessageBudget,
 )
-from twisted_keycard.pb._serverfactory import KeycardServerFactory
+from twisted_keycard.pb._client import KeycardClientFactory
+from twisted_keycard.pb._serverfactory import ConnectionGuard, KeycardServerFactory
 from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker

@@ -14,7 +14,7 @@ from twisted.spread import pb
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import KeycardDenied, KeycardRefused, MalformedMessage
-from twisted_keycard.bouncer._policy import Throttle
+from twisted_keycard.bouncer._settings import Throttle
 from twisted_keycard.pb._broker import REFUSED
 from twisted_keycard.testing import KeycardTestServer
 

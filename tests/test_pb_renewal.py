@@ -15,7 +15,7 @@ from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRoot, MemoryStore
-from twisted_keycard.pb._renewal import Renewal
+from twisted_keycard.pb._root import Renewal
 from twisted_keycard.testing import (
     KeycardTestConnection,
     KeycardTestServer,

@@ -1,6 +1,6 @@
 """
 Tests for the bouncer's exchanges in progress
-(L{twisted_keycard.bouncer._pending}): bounded per connection, per address
+(L{twisted_keycard.bouncer._login}): bounded per connection, per address
 group and in all, fair among address groups, and ended with their
 connection, alone, through a L{Bouncer}, and through a L{KeycardRoot}.
 """
@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
 from twisted_keycard.bouncer import ExchangeLimits
-from twisted_keycard.bouncer._pending import (
+from twisted_keycard.bouncer._login import (
     PendingExchange,
     PendingExchanges,
     _GroupSizes,

@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import KeycardDenied, KeycardRefused, KeycardState
 from twisted_keycard._printable import LIMIT, printable
-from twisted_keycard.admin._users import checkName
-from twisted_keycard.bouncer._policy import Throttle
+from twisted_keycard.admin._operations import checkName
+from twisted_keycard.bouncer._settings import Throttle
 from twisted_keycard.hmackeys import HMACAnswerer, HMACKeys
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.store import IssuedKeycard

@@ -23,9 +23,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from twisted_keycard import KeycardClientFactory, KeycardDenied, KeycardRefused
-from twisted_keycard.pb._login import KeycardLogin
+from twisted_keycard.pb._client import KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
-from twisted_keycard.tokencard import TokenAnswerer
+from twisted_keycard.tokens import TokenAnswerer
 
 from ._procs import Process, bouncer, freePort, keycard, reactor, started, waitFor
 from ._redis import RedisServer

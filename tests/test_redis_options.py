@@ -16,7 +16,7 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.task import Clock
 
 from twisted_keycard.store import Revocation
-from twisted_keycard.store._changes import KEYRING, REVOKED
+from twisted_keycard.store._interfaces import KEYRING, REVOKED
 from twisted_keycard.store.redis import (
     RedisStore,
     ReplicasBehind,
@@ -24,7 +24,7 @@ from twisted_keycard.store.redis import (
     parseRedisURL,
 )
 from twisted_keycard.store.redis._blocking import RedisReplyError, startupCheck
-from twisted_keycard.tokens._keyring import Keyring
+from twisted_keycard.tokens._tokens import Keyring
 
 from ._redis import RedisServer, reactor, spin
 from ._tls import makeCertificate

@@ -19,7 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store import Revocation
-from twisted_keycard.store._changes import RECONNECTED
+from twisted_keycard.store._interfaces import RECONNECTED
 from twisted_keycard.store.redis import RedisStore, StoreUnavailable
 
 from ._procs import waitFor

@@ -17,8 +17,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_keycard.service import DataDir, Options
-from twisted_keycard.service._bouncerservice import BouncerService
-from twisted_keycard.service._stores import PASSWORD_ENVIRONMENT, storePassword
+from twisted_keycard.service._services import BouncerService
+from twisted_keycard.service._startup import PASSWORD_ENVIRONMENT, storePassword
 from twisted_keycard.store.redis import RedisStore
 
 from ._procs import ENV, ROOT, TIMEOUT, TWISTD, freePort, keycard

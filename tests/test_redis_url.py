@@ -8,9 +8,9 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard.store.redis import RedisURL, isRedisURL, parseRedisURL
-from twisted_keycard.store.redis._codec import MAX_TTL, ttl
-from twisted_keycard.store.redis._revocations import _cursor, _streamId
-from twisted_keycard.store.redis._settings import settingsWarnings
+from twisted_keycard.store.redis._connection import settingsWarnings
+from twisted_keycard.store.redis._lua import MAX_TTL, ttl
+from twisted_keycard.store.redis._store import _cursor, _streamId
 
 
 class URLTests(SynchronousTestCase):

@@ -22,7 +22,7 @@ from twisted_keycard import (
     KeycardServerFactory,
     MemoryStore,
 )
-from twisted_keycard.bouncer._revoker import Revoker
+from twisted_keycard.bouncer._revocation import Revoker
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.remote._bouncerside import BouncerPerspective
 from twisted_keycard.testing import KeycardTestConnection, connectToRoot

@@ -12,10 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.scram import ClientFinal, ClientFirst, ServerFinal, ServerFirst
-from twisted_keycard.scram._keycard import SCRAMKeycard
 from twisted_keycard.scram._messages import (
     MAX_MESSAGE,
     MAX_NONCE,
+    SCRAMKeycard,
     authMessage,
     escapeName,
     unb64,

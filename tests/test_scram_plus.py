@@ -1,6 +1,6 @@
 """
 Tests for SCRAM-SHA-256-PLUS, SCRAM bound to the TLS channel
-(L{twisted_keycard.scram._binding}): the GS2 header each side chooses and
+(L{twisted_keycard.scram._messages}): the GS2 header each side chooses and
 accepts, exchanges with fixed binding data, and logins over real TLS in
 memory, through a relay, with the PLUS listing hidden, and through a remote
 bouncer.
@@ -28,8 +28,8 @@ from twisted_keycard.keycard import (
     ClientChannel,
     channelBindings,
 )
-from twisted_keycard.pb import _login
-from twisted_keycard.pb._rootobject import _KeycardLogin
+from twisted_keycard.pb import _client as _login
+from twisted_keycard.pb._root import _KeycardLogin
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.scram import (
     SCRAMAnswerer,
@@ -37,7 +37,7 @@ from twisted_keycard.scram import (
     SCRAMVerifiers,
     Verifier,
 )
-from twisted_keycard.scram._binding import (
+from twisted_keycard.scram._messages import (
     bindingAttribute,
     checkOffer,
     clientHeader,

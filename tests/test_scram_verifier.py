@@ -18,7 +18,7 @@ from twisted_keycard.scram import (
     Verifier,
     readVerifiers,
 )
-from twisted_keycard.scram._crypto import hmacSha256, saltedPassword, sha256
+from twisted_keycard.scram._messages import hmacSha256, saltedPassword, sha256
 
 from ._threads import QueuedThread, inline
 

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard._secretfiles} and for every writer of secrets
+Tests for L{twisted_keycard._files} and for every writer of secrets
 that uses it: data directory, SQLite store, users file, development
 certificate, rewritten password files.  Each runs under umask 022 (what
 twistd keeps) and 000 (the widest).
@@ -18,15 +18,15 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard._hashpool import HashPool
-from twisted_keycard._secretfiles import (
+from twisted_keycard._files import (
     createPrivateFile,
     exposure,
     makePrivateDirectory,
     writePrivateFile,
 )
-from twisted_keycard.admin import _init as admin
-from twisted_keycard.admin._users import addUser
+from twisted_keycard._hashpool import HashPool
+from twisted_keycard.admin import _operations as admin
+from twisted_keycard.admin._operations import addUser
 from twisted_keycard.passwords import PasswordFile
 from twisted_keycard.store import Revocation
 from twisted_keycard.store.sqlite._store import SQLiteStore

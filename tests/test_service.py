@@ -7,19 +7,37 @@ the README, with real TLS.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_keycard.bouncer._policy import TokenPolicy
-from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
+from twisted_keycard.bouncer._settings import TokenPolicy
+from twisted_keycard.pb._broker import ConnectionLimits, MessageBudget
 from twisted_keycard.service import DataDir, Options
 
 from ._procs import ENV, ROOT, TWISTD, bouncer, freePort, keycard, started
 
 PASSWORD = "correct horse battery staple"
+
+#: Seconds a running bouncer may take to follow a revocation written by the
+#: keycard command: its follow interval (one second), with room to spare.
+FOLLOW = 5.0
+
+
+def refusedSoon(*args: str) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{keycard login ARGS} until it is refused, as it is once the bouncer
+    has read the revocation (within its follow interval), for at most
+    L{FOLLOW} seconds; the last run.
+    """
+    deadline = time.monotonic() + FOLLOW
+    while True:
+        result = keycard("login", *args)
+        if result.returncode != 0 or time.monotonic() > deadline:
+            return result
 
 
 @pytest.mark.integration
@@ -70,7 +88,7 @@ class ServiceTests(TestCase):
             self.assertEqual(again.returncode, 0, again.stderr)
             revoke = keycard("revoke", "--data-dir", str(self.data), keycardId)
             self.assertEqual(revoke.returncode, 0, revoke.stderr)
-            refused = keycard("login", "--connect", connect, "--token-file", str(token))
+            refused = refusedSoon("--connect", connect, "--token-file", str(token))
             self.assertEqual(refused.returncode, 1)
             self.assertEqual(refused.stdout.strip(), "keycard: login refused")
             wrong = keycard("login", "--connect", connect, "alice", stdin="wrong\n")
@@ -95,7 +113,7 @@ class ServiceTests(TestCase):
                 stdin=PASSWORD + "\n",
             )
             keycard("revoke", "--data-dir", str(self.data), "--avatar", "alice")
-            refused = keycard("login", "--connect", connect, "--token-file", str(token))
+            refused = refusedSoon("--connect", connect, "--token-file", str(token))
             self.assertEqual(refused.returncode, 1)
             fresh = keycard(
                 "login", "--connect", connect, "alice", stdin=PASSWORD + "\n"

@@ -21,7 +21,7 @@ from twisted_keycard.sessions import (
     TicketGranter,
     TicketLimits,
 )
-from twisted_keycard.sessions._keys import SessionKeys, Transcript, sessionSecret
+from twisted_keycard.sessions._interfaces import SessionKeys, Transcript, sessionSecret
 from twisted_keycard.testing import KeycardTestServer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker

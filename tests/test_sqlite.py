@@ -21,9 +21,9 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_keycard.store import Revocation
-from twisted_keycard.store.sqlite._schema import COLUMNS, SCHEMA, VERSION, toRow
+from twisted_keycard.store.sqlite._database import COLUMNS, SCHEMA, VERSION, toRow
 from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.tokens._keyring import Keyring
+from twisted_keycard.tokens._tokens import Keyring
 
 from .storecontract import (
     KeycardStoreContract,

@@ -16,7 +16,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_keycard import IAnswerer, IChallenger, KeycardRefused, KeycardState
-from twisted_keycard._authorizedkeys import splitOptions
 from twisted_keycard.sshkeys import (
     PrivateKey,
     SSHAnswerer,
@@ -26,6 +25,7 @@ from twisted_keycard.sshkeys import (
     loadPrivateKey,
     readAuthorizedKeys,
 )
+from twisted_keycard.sshkeys._authorizedkeys import splitOptions
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm

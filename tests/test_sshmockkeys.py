@@ -1,5 +1,5 @@
 """
-Tests for the sshkeys checker's mock keys (L{twisted_keycard._sshmockkeys}):
+Tests for the sshkeys checker's mock keys (L{twisted_keycard.sshkeys._keys}):
 every name, known or not, is checked against as many keys of each kind as
 the file's largest key list of that kind, and only its own keys count
 (issue 12, item 6).
@@ -14,9 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard import _sshmockkeys as sshmockkeys
-from twisted_keycard._sshmockkeys import ED25519, KeyKind, MockKeys, keyKind, mockKeyOf
-from twisted_keycard._sshsignature import _rsaInRange
 from twisted_keycard.sshkeys import (
     PrivateKey,
     SignatureProofCheck,
@@ -26,6 +23,15 @@ from twisted_keycard.sshkeys import (
     readAuthorizedKeys,
     signWith,
     verifyWith,
+)
+from twisted_keycard.sshkeys import _keys as sshmockkeys
+from twisted_keycard.sshkeys._keys import (
+    ED25519,
+    KeyKind,
+    MockKeys,
+    _rsaInRange,
+    keyKind,
+    mockKeyOf,
 )
 
 from ._threads import inline

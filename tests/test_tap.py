@@ -30,22 +30,20 @@ from zope.interface.verify import verifyObject
 from twisted_keycard import Bouncer, IChallenger, KeycardRefused, KeycardState
 from twisted_keycard.passwords import PasswordKeycard
 from twisted_keycard.service import DataDir, Options, makeService
-from twisted_keycard.service._checkerfactories import plainHelp
-from twisted_keycard.service._endpoints import (
-    EndpointError,
-    clientEndpoint,
-    serverEndpoint,
+from twisted_keycard.service._checkers import (
+    PasswordChallenger,
+    plainHelp,
+    warnPlainPasswords,
 )
 from twisted_keycard.service._startup import (
+    EndpointError,
     Listener,
     StartupError,
     StoreCheck,
+    clientEndpoint,
     describeAddress,
     exitHook,
-)
-from twisted_keycard.service._stockcheckers import (
-    PasswordChallenger,
-    warnPlainPasswords,
+    serverEndpoint,
 )
 from twisted_keycard.store._memory import MemoryStore
 

@@ -15,8 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.passwords import PasswordFile
 from twisted_keycard.service._datadir import DataDir
-from twisted_keycard.service._tap import makeService
-from twisted_keycard.service._tapoptions import Options
+from twisted_keycard.service._tap import Options, makeService
 
 DATA = Path(__file__).resolve().parent / "data"
 

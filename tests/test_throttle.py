@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
 from twisted_keycard._hashpool import HashPool
-from twisted_keycard.bouncer._policy import ExchangeLimits, Throttle
+from twisted_keycard.bouncer._settings import ExchangeLimits, Throttle
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.passwords import PasswordFile, PasswordKeycard
 

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.bouncer._timers.ExpiryTimers}.
+Tests for L{twisted_keycard.bouncer._held.ExpiryTimers}.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.bouncer._timers import ExpiryTimers
+from twisted_keycard.bouncer._held import ExpiryTimers
 
 
 class ExpiryTimersTests(SynchronousTestCase):

@@ -34,8 +34,8 @@ from twisted_keycard import (
 from twisted_keycard.bouncer import TokenPolicy
 from twisted_keycard.passwords import PasswordAnswerer, PasswordFile
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMVerifiers, Verifier
-from twisted_keycard.service._devcert import makeDevCertificate
-from twisted_keycard.tokencard import TokenAnswerer
+from twisted_keycard.service._datadir import makeDevCertificate
+from twisted_keycard.tokens import TokenAnswerer
 
 from ._procs import reactor
 from ._realm import AvatarRealm

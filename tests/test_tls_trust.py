@@ -2,7 +2,7 @@
 Tests for trust in the other end of a TLS connection: only TLS whose server
 the client verified counts for keycards that must not be seen
 (L{twisted_keycard.keycard._tls}), the channel binding data each end
-computes (L{twisted_keycard.keycard._channel}), what the requester records,
+computes (L{twisted_keycard.keycard._tls}), what the requester records,
 and C{keycard login} refusing an C{ssl:} endpoint that checks nothing.
 All over real TLS in memory: no sockets.
 """
@@ -26,7 +26,7 @@ from zope.interface import directlyProvides, implementer
 from twisted_keycard import IAnswerer, InsecureTransport, Keycard
 from twisted_keycard._hashpool import HashPool
 from twisted_keycard.admin import _cli, _operations
-from twisted_keycard.admin._endpointcheck import checkEndpoint
+from twisted_keycard.admin._login import checkEndpoint
 from twisted_keycard.bouncer import TokenPolicy
 from twisted_keycard.error import InvalidKeycard, KeycardError
 from twisted_keycard.keycard import (
@@ -35,7 +35,7 @@ from twisted_keycard.keycard import (
     channelBindings,
     serverVerified,
 )
-from twisted_keycard.keycard._channel import (
+from twisted_keycard.keycard._tls import (
     endPointHash,
     formatBindings,
     parseBindings,
@@ -43,7 +43,7 @@ from twisted_keycard.keycard._channel import (
 from twisted_keycard.passwords import PasswordAnswerer, PasswordFile
 from twisted_keycard.scram import SCRAMKeycard, SCRAMVerifiers
 from twisted_keycard.testing import KeycardTestServer
-from twisted_keycard.tokencard import TokenAnswerer
+from twisted_keycard.tokens import TokenAnswerer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 from ._realm import AvatarRealm
@@ -463,7 +463,7 @@ class LoginCommandTests(SynchronousTestCase):
         ]:
             stderr = io.StringIO()
             self.patch(sys, "stderr", stderr)
-            self.assertEqual(_cli.main(argv), _cli.EXIT_ERROR)
+            self.assertEqual(_cli.main(argv), _operations.EXIT_ERROR)
             lines = stderr.getvalue().splitlines()
             self.assertEqual(len(lines), 1, lines)
             self.assertIn("connect with tls:HOST:PORT:trustRoots=DIR", lines[0])

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.tokens._format} and L{twisted_keycard.tokens._keyring}.
+Tests for L{twisted_keycard.tokens._tokens} and L{twisted_keycard.tokens._tokens}.
 """
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.tokens._format import (
+from twisted_keycard.tokens._tokens import (
     BadSignature,
+    Keyring,
     MalformedToken,
+    SigningKey,
     TokenClaims,
+    UnknownKey,
     keycardIdOf,
     sign,
     verify,
 )
-from twisted_keycard.tokens._keyring import Keyring, SigningKey, UnknownKey
 
 NOW = 1_800_000_000.0
 

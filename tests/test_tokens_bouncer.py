@@ -23,8 +23,7 @@ from twisted_keycard import (
 from twisted_keycard.bouncer import Quota, Revoker, TokenPolicy
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.keycard._keycard import Keycard
-from twisted_keycard.tokencard import TokenKeycard
-from twisted_keycard.tokens import verify
+from twisted_keycard.tokens import TokenKeycard, verify
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 

@@ -23,8 +23,7 @@ from twisted.spread.test import test_pbfailure as twistedFailure
 from twisted.trial.reporter import TestResult
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.pb._banana import LinearDecoder
-from twisted_keycard.pb._broker import KeycardBroker
+from twisted_keycard.pb._broker import KeycardBroker, LinearDecoder
 
 # Banana
 

@@ -16,8 +16,13 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.web import KeycardSite, ProxyTrust, SiteLimits
-from twisted_keycard.web._headers import challenge, parseAuthorization
-from twisted_keycard.web._schemes import decodeBasic, decodeData, tokenExpires
+from twisted_keycard.web._http import (
+    challenge,
+    decodeBasic,
+    decodeData,
+    parseAuthorization,
+    tokenExpires,
+)
 
 
 class HeaderTests(SynchronousTestCase):

@@ -17,16 +17,14 @@ from twisted_keycard.error import (
     ServerAuthenticationFailed,
     TooManyRounds,
 )
-from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._exchange import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import Keycard, KeycardState, registerKeycard
-from twisted_keycard.pb._client import KeycardClientFactory
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin, keycardLogin
 from twisted_keycard.pb._clientservice import KeycardClientService
-from twisted_keycard.pb._login import KeycardLogin, keycardLogin
 from twisted_keycard.pb._root import KeycardRoot
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
-from twisted_keycard.store._interfaces import IKeycardStore
+from twisted_keycard.store._interfaces import IKeycardStore, IssuedKeycard
 from twisted_keycard.store._memory import MemoryStore
-from twisted_keycard.store._records import IssuedKeycard
 
 __all__ = [
     "Bouncer",

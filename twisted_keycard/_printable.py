@@ -1,12 +1,12 @@
 """
-Peer-supplied text made safe for a log line or a terminal: a user name
-holding a carriage return, an ANSI or OSC escape, a NUL or a bidi override
-could otherwise forge or hide log lines, or rewrite an operator's screen.
+Text and times as an operator reads them: peer-supplied text made safe for
+a log line or a terminal, and times in ISO 8601, UTC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 #: Characters of the text kept at most; the rest is counted, not shown.
 LIMIT = 200
@@ -60,3 +60,13 @@ def printables(texts: Iterable[object], limit: int = LIMIT) -> list[str]:
     L{printable} of each of C{texts}.
     """
     return [printable(text, limit) for text in texts]
+
+
+def isoTime(seconds: float) -> str:
+    """
+    A POSIX time as an ISO 8601 UTC string, to the second:
+    C{2025-01-31T12:00:00+00:00}.
+    """
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(
+        timespec="seconds"
+    )

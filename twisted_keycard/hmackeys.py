@@ -24,18 +24,27 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
-from twisted_keycard._fileversion import RunInThread
+from twisted_keycard._files import (
+    ParsedEntries,
+    RunInThread,
+    WatchedEntries,
+    parseLines,
+)
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._exchange import (
+    IAnswerer,
+    IChallenger,
+    IExchange,
+    NonceExchange,
+    exchangeContext,
+    requestVerified,
+)
 from twisted_keycard.keycard._keycard import (
     NAME_LENGTH,
     Keycard,
     registerKeycard,
     wireField,
 )
-from twisted_keycard.keycard._nonceexchange import NonceExchange, exchangeContext
-from twisted_keycard.keycard._selfverifying import requestVerified
 
 #: What every MAC starts with, so a MAC made here means nothing elsewhere.
 LABEL = b"twisted-keycard hmac v1"

@@ -7,9 +7,8 @@ challenges must be the same on every bouncer.
 """
 
 from twisted_keycard._mocks import IMockSecretTaker
-from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.bouncer._metrics import IBouncerMetrics
-from twisted_keycard.keycard._interfaces import (
+from twisted_keycard.bouncer._interfaces import IBouncer, IBouncerMetrics, IRequester
+from twisted_keycard.keycard._exchange import (
     IAnswerer,
     IChallenger,
     IChannelBindingAnswerer,

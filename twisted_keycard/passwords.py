@@ -1,24 +1,21 @@
 """
 Password files, for requesters that receive a password themselves (an HTTP
-Basic front end behind TLS, a terminal prompt): Apache htpasswd files in
-every format Apache's C{htpasswd} writes (bcrypt C{$2y$}, C{$apr1$},
-C{{SHA}}, crypt, C{$5$}/C{$6$}), sha-crypt lines as in C{/etc/shadow}, and
-argon2id PHC strings, all verified by libpass, bcrypt and argon2-cffi.
-
-L{PasswordFile} is a twisted.cred checker for the standard
-L{IUsernamePassword} credentials, so any Twisted server can use it, and for
-L{PasswordKeycard}, a keycard that carries a password and so is never sent
-over PB without TLS.  The strcred name is C{htpasswd:FILE}.
+guard taking Basic credentials over TLS): the password keycard, Apache
+C{htpasswd} and C{/etc/shadow} files (bcrypt, argon2, SHA-crypt, through
+libpass), and the hash an unknown user's password is checked against so
+that the refusal takes as long as any other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterable, MutableMapping
 from pathlib import Path
 from threading import Lock
 from typing import Any
 
 import attrs
+from passlib.context import CryptContext
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.internet.defer import Deferred, fail, succeed
@@ -27,25 +24,149 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_keycard._dummyhash import HashShape, dummyHash
-from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries
-from twisted_keycard._fileversion import inReactorThreadPool
-from twisted_keycard._hashpool import HashPool, IHashPool
-from twisted_keycard._htpasswdfile import (
-    context,
-    parseHashes,
-    rewriteHash,
+from twisted_keycard._files import (
+    ParsedEntries,
+    WatchedEntries,
+    inReactorThreadPool,
+    parseLines,
+    writePrivateFile,
 )
-from twisted_keycard._mocks import WithMocks
+from twisted_keycard._hashpool import HashPool, IHashPool
+from twisted_keycard._mocks import WithMocks, mostCommon
 from twisted_keycard.error import KeycardRefused, ProtocolError
-from twisted_keycard.keycard._address import addressGroup
-from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._exchange import IAnswerer, IChallenger, IExchange
 from twisted_keycard.keycard._keycard import (
     NAME_LENGTH,
     Keycard,
+    addressGroup,
     registerKeycard,
     wireField,
 )
+
+#: Schemes verified, and the one passwords are rehashed to on login.
+SCHEMES = [
+    "argon2",
+    "bcrypt",
+    "sha512_crypt",
+    "sha256_crypt",
+    "apr_md5_crypt",
+    "md5_crypt",
+    "ldap_sha1",
+    "des_crypt",
+]
+
+
+def context(rehashTo: str = "argon2") -> CryptContext:
+    return CryptContext(schemes=SCHEMES, default=rehashTo, deprecated="auto")
+
+
+def parseHashes(text: str) -> ParsedEntries[str]:
+    """
+    C{name:hash} lines (htpasswd), or C{name:hash:...} (shadow), leaving out
+    bad lines.
+
+    @return: the hashes, and a problem naming the line number of each bad
+        line.
+    """
+    hashes = {}
+
+    def add(line: str) -> None:
+        name, sep, rest = line.partition(":")
+        hashed = rest.split(":", 1)[0]
+        if not sep or not name or not hashed:
+            raise ValueError("expected name:hash")
+        hashes[name] = hashed
+
+    problems = parseLines(text, add)
+    return ParsedEntries(hashes, problems)
+
+
+def readHashes(text: str) -> dict[str, str]:
+    """
+    C{name:hash} lines (htpasswd), or C{name:hash:...} (shadow).
+
+    @raise ValueError: naming the line number of a bad line.
+    """
+    return parseHashes(text).strict()
+
+
+def rewriteHash(path: Path, username: str, old: str, updated: str, lock: Lock) -> None:
+    """
+    Replace one user's hash in the file, if it is still C{old} (an
+    administrator may have changed it since), keeping every other line, and
+    write the file atomically (see L{writePrivateFile}).  Blocking: run it in a
+    thread.
+    """
+    with lock:
+        out = []
+        for line in path.read_text("utf-8").splitlines():
+            name, sep, rest = line.partition(":")
+            if sep and name == username and rest.split(":", 1)[0] == old:
+                tail = rest.split(":", 1)[1:] if ":" in rest else []
+                line = ":".join([name, updated, *tail])
+            out.append(line)
+        writePrivateFile(path, ("\n".join(out) + "\n").encode("utf-8"))
+
+
+#: A scheme and its settings (rounds, ident, memory, salt and digest sizes).
+HashShape = tuple[str, tuple[tuple[str, object], ...]]
+
+#: Settings read from a hash as they are, when its scheme has them.
+_SETTINGS = ("rounds", "ident", "memory_cost", "parallelism", "type")
+
+
+def hashShape(context: CryptContext, hashed: str) -> HashShape | None:
+    """
+    The scheme and settings of C{hashed}, or C{None} if C{context} does not
+    take it (a locked account, a malformed hash).
+    """
+    scheme = context.identify(hashed, required=False)
+    if scheme is None:
+        return None
+    handler = context.handler(scheme)
+    try:
+        parsed = handler.from_string(hashed)
+    except (ValueError, TypeError):
+        return None
+    kwds = handler.setting_kwds
+    settings = {name: getattr(parsed, name) for name in _SETTINGS if name in kwds}
+    if "salt_size" in kwds and parsed.salt:
+        settings["salt_size"] = len(parsed.salt)
+    if "digest_size" in kwds and parsed.checksum:
+        settings["digest_size"] = len(parsed.checksum)
+    return scheme, tuple(sorted(settings.items()))
+
+
+def dummyHash(
+    context: CryptContext,
+    hashes: Iterable[str],
+    made: MutableMapping[HashShape | None, str],
+) -> str:
+    """
+    A hash of a random password in the shape most of C{hashes} have (the
+    context's default scheme when none is taken).  Slow: run it where a
+    hash may be computed.
+
+    @param made: dummy hashes made before, by shape; a new one is added,
+        so a file read again costs a hash only when its shape changed.
+    """
+    shape = mostCommon((s for h in hashes if (s := hashShape(context, h))), None)
+    if shape not in made:
+        made[shape] = _hashIn(context, shape, secrets.token_hex(16))
+    return made[shape]
+
+
+def _hashIn(context: CryptContext, shape: HashShape | None, password: str) -> str:
+    if shape is not None:
+        scheme, settings = shape
+        try:
+            hashed: str = context.handler(scheme).using(**dict(settings)).hash(password)
+            return hashed
+        except (ValueError, TypeError):
+            pass  # settings the scheme reads but will not write
+    default: str = context.hash(password)
+    return default
+
 
 BCRYPT_LIMIT = 72
 PASSWORD_LENGTH = 1024

@@ -1,24 +1,18 @@
 """
 SRP-6a keycards (a PAKE, with the maintained C{srp} library): a passive
-eavesdropper who records the whole exchange, even without TLS, cannot mount
-an offline dictionary attack on the password (SCRAM and Twisted's MD5 login
-both allow one).  The server stores a verifier, not a password equivalent;
-both sides prove themselves; an unknown user gets a mock exchange that
-cannot be told from a real one.
-
-Verifier files hold C{name:SRP-SHA256-2048-SCRYPT$N:r:p$<base64 scrypt
-salt>$<base64 salt>$<base64 verifier>} lines: the password goes through
-scrypt before SRP's C{x}, so a stolen verifier costs one scrypt per guess;
-the challenge tells the client the scrypt cost and salt.  Older
-C{name:SRP-SHA256-2048$<base64 salt>$<base64 verifier>} lines (no scrypt,
-two SHA-256 per guess) are still read.  The strcred name is C{srp:FILE}.
+eavesdropper learns nothing it can check a password guess against, and the
+server keeps a verifier, not the password.  Verifiers as files hold them
+(the password stretched by scrypt first, with its cost and salt), and the
+scrypt parameters themselves.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from base64 import b64decode
-from collections.abc import Mapping
+from base64 import b64decode, b64encode
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,33 +23,34 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import WatchedEntries
-from twisted_keycard._fileversion import RunInThread
-from twisted_keycard._mocks import IMockSecretTaker, mockBytes, mocksOf, mockSubkey
-from twisted_keycard._scrypt import SALT_BYTES as KDF_SALT_BYTES
-from twisted_keycard._scrypt import ScryptKDF
-from twisted_keycard._srpverifier import (
-    GROUP,
-    HASH,
-    PREFIX,
-    SALT_BYTES,
-    SCRYPT_PREFIX,
-    SRPVerifier,
-    b64,
-    mockCost,
-    parseWithMockCost,
-    readVerifiers,
+from twisted_keycard._files import (
+    ParsedEntries,
+    RunInThread,
+    WatchedEntries,
+    parseLines,
+)
+from twisted_keycard._mocks import (
+    IMockSecretTaker,
+    WithMocks,
+    mockBytes,
+    mocksOf,
+    mockSubkey,
 )
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._interfaces import IAnswerer, IChallenger, IExchange
+from twisted_keycard.keycard._exchange import (
+    ExchangeLifecycle,
+    ExchangeStep,
+    IAnswerer,
+    IChallenger,
+    IExchange,
+    requestVerified,
+)
 from twisted_keycard.keycard._keycard import (
     NAME_LENGTH,
     Keycard,
     registerKeycard,
     wireField,
 )
-from twisted_keycard.keycard._lifecycle import ExchangeLifecycle, ExchangeStep
-from twisted_keycard.keycard._selfverifying import requestVerified
 
 __all__ = [
     "PREFIX",
@@ -68,6 +63,252 @@ __all__ = [
     "ScryptKDF",
     "readVerifiers",
 ]
+
+
+#: The default cost: OWASP's scrypt setting with 32 MiB (N=2^15, r=8, p=3).
+DEFAULT_N, DEFAULT_R, DEFAULT_P = 2**15, 8, 3
+KDF_SALT_BYTES = 16
+#: The largest cost accepted from a file or a server: far above the default,
+#: far below what would keep a client busy for minutes or out of memory.
+MAX_N, MAX_R, MAX_P = 2**20, 32, 16
+MAX_MEMORY = 256 * 2**20
+MAX_WORK = 2**24
+#: The derived password's length.
+LENGTH = 32
+WIRE_NAME = "scrypt"
+
+
+@attrs.frozen
+class ScryptKDF:
+    """
+    A cost (C{n}, C{r}, C{p}) and a salt: what a client needs, besides the
+    password, to derive the password SRP uses.
+    """
+
+    n: int
+    r: int
+    p: int
+    salt: bytes
+
+    def __attrs_post_init__(self) -> None:
+        if not (2 <= self.n <= MAX_N and self.n & (self.n - 1) == 0):
+            raise ValueError(f"scrypt N is a power of 2 from 2 to {MAX_N}")
+        if not (1 <= self.r <= MAX_R and 1 <= self.p <= MAX_P):
+            raise ValueError(f"scrypt r is 1 to {MAX_R}, p 1 to {MAX_P}")
+        if self.memory() > MAX_MEMORY or self.n * self.r * self.p > MAX_WORK:
+            raise ValueError("scrypt cost is too high")
+        if not 8 <= len(self.salt) <= 64:
+            raise ValueError("scrypt salt has 8 to 64 bytes")
+
+    @classmethod
+    def generate(
+        cls, n: int = DEFAULT_N, r: int = DEFAULT_R, p: int = DEFAULT_P
+    ) -> ScryptKDF:
+        """
+        This cost with a new random salt.
+        """
+        return cls(n, r, p, secrets.token_bytes(KDF_SALT_BYTES))
+
+    def memory(self) -> int:
+        """
+        The bytes scrypt needs with this cost.
+        """
+        return 128 * self.r * (self.n + self.p + 2)
+
+    def derive(self, password: str) -> bytes:
+        """
+        The slow password: scrypt of its UTF-8 bytes.
+        """
+        return hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=self.salt,
+            n=self.n,
+            r=self.r,
+            p=self.p,
+            maxmem=self.memory() + 2**20,
+            dklen=LENGTH,
+        )
+
+    def cost(self) -> str:
+        """
+        C{N:r:p}, as verifier files write it.
+        """
+        return f"{self.n}:{self.r}:{self.p}"
+
+    @classmethod
+    def fromCost(cls, cost: str, salt: bytes) -> ScryptKDF:
+        """
+        @raise ValueError: if C{cost} is not C{N:r:p} within the bounds.
+        """
+        parts = cost.split(":")
+        if len(parts) != 3 or not all(
+            p.isascii() and p.isdigit() and len(p) < 10 for p in parts
+        ):
+            raise ValueError("scrypt cost is N:r:p")
+        n, r, p = (int(part) for part in parts)
+        return cls(n, r, p, salt)
+
+    def toWire(self) -> str:
+        """
+        C{scrypt:N:r:p:base64 salt}, the challenge field that tells the
+        client how to derive its password.
+        """
+        salt = b64encode(self.salt).decode("ascii")
+        return f"{WIRE_NAME}:{self.cost()}:{salt}"
+
+    @classmethod
+    def fromWire(cls, text: str) -> ScryptKDF:
+        """
+        @raise ValueError: if C{text} is not such a field within the bounds.
+        """
+        name, _, rest = text.partition(":")
+        cost, _, salt = rest.rpartition(":")
+        if name != WIRE_NAME:
+            raise ValueError(f"unknown password derivation {name[:16]!r}")
+        try:
+            raw = b64decode(salt, validate=True)
+        except ValueError:
+            raise ValueError("scrypt salt is not base64") from None
+        return cls.fromCost(cost, raw)
+
+
+#: Verifiers made from the password itself (weaker; still read).
+PREFIX = "SRP-SHA256-2048"
+#: Verifiers made from the password's scrypt (the default).
+SCRYPT_PREFIX = "SRP-SHA256-2048-SCRYPT"
+HASH, GROUP = _srp.SHA256, _srp.NG_2048
+SALT_BYTES = 16
+
+
+def b64(data: bytes) -> str:
+    return b64encode(data).decode("ascii")
+
+
+@attrs.frozen
+class SRPVerifier:
+    """
+    What the server keeps: a salt and a verifier, no password equivalent,
+    and the scrypt cost and salt the password went through (C{None} for an
+    older, weaker verifier).
+    """
+
+    salt: bytes
+    verifier: bytes = attrs.field(repr=False)
+    kdf: ScryptKDF | None = None
+
+    @classmethod
+    def fromPassword(
+        cls, username: str, password: str, kdf: ScryptKDF | None = None
+    ) -> SRPVerifier:
+        """
+        A verifier of the password's scrypt, with C{kdf} (default: the
+        default cost and a new salt).
+        """
+        kdf = kdf if kdf is not None else ScryptKDF.generate()
+        return cls._make(username, kdf.derive(password), kdf)
+
+    @classmethod
+    def withoutKDF(cls, username: str, password: str) -> SRPVerifier:
+        """
+        An older verifier, of the password itself: cheap to attack if
+        stolen.  Only for peers that cannot derive a password yet.
+        """
+        return cls._make(username, password.encode("utf-8"), None)
+
+    @classmethod
+    def _make(cls, username: str, secret: bytes, kdf: ScryptKDF | None) -> SRPVerifier:
+        for _ in range(64):
+            salt, verifier = _srp.create_salted_verification_key(
+                username, secret, hash_alg=HASH, ng_type=GROUP, salt_len=SALT_BYTES
+            )
+            # The library drops leading zero bytes; mock salts have them all.
+            if len(salt) == SALT_BYTES:
+                return cls(salt, verifier, kdf)
+        raise RuntimeError("no full-length SRP salt in 64 tries")
+
+    @classmethod
+    def fromString(cls, text: str) -> SRPVerifier:
+        """
+        @raise ValueError: if C{text} is not such a verifier.
+        """
+        parts = text.strip().split("$")
+        try:
+            if parts[0] == SCRYPT_PREFIX and len(parts) == 5:
+                kdf = ScryptKDF.fromCost(parts[1], b64decode(parts[2], validate=True))
+                return cls(_unb64Stored(parts[3]), _unb64Stored(parts[4]), kdf)
+            if parts[0] == PREFIX and len(parts) == 3:
+                return cls(_unb64Stored(parts[1]), _unb64Stored(parts[2]))
+        except ValueError:
+            pass
+        raise ValueError(f"not an {SCRYPT_PREFIX} or {PREFIX} verifier")
+
+    def toString(self) -> str:
+        end = f"{b64(self.salt)}${b64(self.verifier)}"
+        if self.kdf is None:
+            return f"{PREFIX}${end}"
+        kdf = self.kdf
+        return f"{SCRYPT_PREFIX}${kdf.cost()}${b64(kdf.salt)}${end}"
+
+
+def _unb64Stored(text: str) -> bytes:
+    return b64decode(text, validate=True)
+
+
+def mockCost(verifiers: Iterable[SRPVerifier]) -> tuple[int, int, int] | None:
+    """
+    The scrypt cost most C{verifiers} have (C{None}: most have none), which
+    mock exchanges show so that unknown users look like known ones; the
+    default cost when there are no verifiers.
+    """
+    costs = Counter(
+        None if v.kdf is None else (v.kdf.n, v.kdf.r, v.kdf.p) for v in verifiers
+    )
+    if not costs:
+        return (DEFAULT_N, DEFAULT_R, DEFAULT_P)
+    return costs.most_common(1)[0][0]
+
+
+def parseVerifiers(text: str) -> ParsedEntries[SRPVerifier]:
+    """
+    Parse verifier lines, leaving out bad ones.
+
+    @return: the verifiers, and a problem naming the line number of each
+        bad line.
+    """
+    verifiers = {}
+
+    def add(line: str) -> None:
+        name, sep, rest = line.partition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            verifiers[name] = SRPVerifier.fromString(rest)
+        except ValueError:
+            raise ValueError(
+                f"expected name:{SCRYPT_PREFIX}$N:r:p$kdfsalt$salt$verifier,"
+                f" or name:{PREFIX}$salt$verifier"
+            ) from None
+
+    problems = parseLines(text, add)
+    return ParsedEntries(verifiers, problems)
+
+
+def parseWithMockCost(text: str) -> ParsedEntries[SRPVerifier]:
+    """
+    Parse verifier lines (see L{parseVerifiers}), with the scrypt cost of
+    mock exchanges (see L{mockCost}) beside the verifiers.
+    """
+    parsed = parseVerifiers(text)
+    cost = mockCost(parsed.entries.values())
+    return ParsedEntries(WithMocks(parsed.entries, cost), parsed.problems)
+
+
+def readVerifiers(text: str) -> dict[str, SRPVerifier]:
+    """
+    @raise ValueError: naming the line number of a bad line.
+    """
+    return parseVerifiers(text).strict()
+
 
 #: Bytes of a number of the 2048-bit group; B is sent padded to it (RFC 5054
 #: pads too), so its length says nothing.
@@ -277,7 +518,7 @@ class SRPAnswerer:
     """
     The client side: the password never leaves it, and it checks the
     server's proof.  When the challenge names a password derivation
-    (scrypt, with a cost within L{twisted_keycard._scrypt}'s bounds), the
+    (scrypt, with a cost within L{twisted_keycard.srp}'s bounds), the
     password goes through it first.
     """
 

@@ -28,9 +28,8 @@ from twisted.spread.flavors import IPBRoot
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
 from twisted_keycard.bouncer._bouncer import Bouncer
-from twisted_keycard.keycard._interfaces import IAnswerer
-from twisted_keycard.pb._client import KeycardClientFactory
-from twisted_keycard.pb._login import KeycardLogin
+from twisted_keycard.keycard._exchange import IAnswerer
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
 from twisted_keycard.pb._root import KeycardRoot
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.store._interfaces import IKeycardStore

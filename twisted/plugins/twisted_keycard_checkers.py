@@ -4,7 +4,7 @@ C{--auth hmac:FILE}, C{--auth sshkeys:FILE}, C{--auth htpasswd:FILE},
 C{--auth srp:FILE}.
 """
 
-from twisted_keycard.service._checkerfactories import (
+from twisted_keycard.service._checkers import (
     HMACCheckerFactory,
     HtpasswdCheckerFactory,
     SCRAMCheckerFactory,

@@ -1,34 +1,229 @@
 """
-The C{keycard} command: make and administer a data directory, and log in
-to a bouncer from the command line.
-
-Every subcommand that works on a data directory takes C{--data-dir DIR}
-(default C{$KEYCARD_DATA_DIR}, else C{./keycard-data}), the directory the
-bouncer service uses, so they act on a running bouncer's store.  Errors are
-one line on standard error and a non-zero exit status.
+The C{keycard} command: make and administer a data directory, and log in;
+its arguments, every one with its help, and errors of one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import math
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet.error import ConnectError, ConnectionLost
 
+from twisted_keycard._version import __version__
 from twisted_keycard.admin import _operations as admin
-from twisted_keycard.admin._init import init
-from twisted_keycard.admin._parser import parser
+from twisted_keycard.admin._login import DEFAULT_TIMEOUT, KINDS
+from twisted_keycard.admin._operations import EXIT_ERROR, init
 from twisted_keycard.error import KeycardError
 from twisted_keycard.service._datadir import DataDir
 
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    An argument parser whose errors are one line, as every other error of
+    the command is.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: {message} (see: {self.prog} --help)\n")
+
+
+def seconds(minimum: float, inclusive: bool) -> Callable[[str], float]:
+    """
+    An argument type: a finite number of seconds, at least (or, unless
+    C{inclusive}, over) C{minimum}.
+    """
+    bound = f"{minimum:g} or more" if inclusive else f"over {minimum:g}"
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if (
+            not math.isfinite(value)
+            or value < minimum
+            or (value == minimum and not inclusive)
+        ):
+            raise argparse.ArgumentTypeError(
+                f"takes a number of seconds, {bound}, not {text!r}"
+            )
+        return value
+
+    return convert
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog="keycard",
+        description="Administer a keycard bouncer and log in to it.",
+        epilog="Exit status: 0 done, 1 refused (or nothing matched), 2 error.",
+    )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = top.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    def dataDir(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir",
+            metavar="DIR",
+            help="data directory (default: $KEYCARD_DATA_DIR, else ./keycard-data)",
+        )
+
+    init = sub.add_parser("init", help="make a data directory")
+    init.add_argument(
+        "directory",
+        metavar="DIR",
+        nargs="?",
+        help="where (default: $KEYCARD_DATA_DIR, else ./keycard-data)",
+    )
+    init.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep keycards, revocations and keys in this store, shared by every"
+        " bouncer and command on DIR: redis://HOST:PORT/DB, rediss://...?ca=FILE,"
+        " redis+sentinel://H1:P1,H2:P2/MASTER/DB, with ?prefix=P"
+        " (default: sqlite:DIR/keycard.db)",
+    )
+    init.add_argument(
+        "--store-password-file",
+        metavar="FILE",
+        help="the file whose first line is the Redis store's password (its path"
+        " is kept in DIR; default: $KEYCARD_REDIS_PASSWORD)",
+    )
+    init.add_argument(
+        "--dev-cert",
+        metavar="HOSTNAME",
+        help="also make a self-signed TLS certificate for HOSTNAME (development only)",
+    )
+
+    user = sub.add_parser("user", help="add, remove or list users")
+    users = user.add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    for name, text, nameHelp in [
+        ("add", "add a user (or set a new password)", "the user's name"),
+        (
+            "remove",
+            "remove a user and revoke their keycards and tokens",
+            "the user to remove",
+        ),
+    ]:
+        p = users.add_parser(name, help=text, description=text)
+        p.add_argument("name", metavar="NAME", help=nameHelp)
+        dataDir(p)
+    dataDir(users.add_parser("list", help="list users"))
+
+    login = sub.add_parser(
+        "login",
+        help="log in to a bouncer",
+        description="Log in to a bouncer and print the keycard issued."
+        " Passwords and passphrases are read from the terminal, or from the"
+        " first line of standard input when it is not one.",
+    )
+    login.add_argument("user", metavar="USER", nargs="?", help="the name to log in as")
+    login.add_argument(
+        "--connect",
+        metavar="ENDPOINT",
+        required=True,
+        help="client endpoint: tcp:HOST:PORT, or tls:HOST:PORT:trustRoots=DIR"
+        " (ssl: without hostname= is refused: it does not check the server)",
+    )
+    login.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="scram",
+        help="keycard kind to log in with (default: scram); hmac and sshkey"
+        " need --key-file; password only over TLS",
+    )
+    login.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="the HMAC key (base64, or the name:key line) or the SSH private"
+        " key (OpenSSH or PEM) to log in with; mode 0600",
+    )
+    login.add_argument(
+        "--certificate",
+        metavar="FILE",
+        help="with --kind sshkey: the key's OpenSSH certificate (KEY-cert.pub)",
+    )
+    login.add_argument(
+        "--save-token", metavar="FILE", help="write the token to FILE (mode 0600)"
+    )
+    login.add_argument(
+        "--token-file", metavar="FILE", help="log in with a saved token, not USER"
+    )
+    login.add_argument(
+        "--timeout",
+        type=seconds(0, inclusive=False),
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds to wait for the connection, then for the login"
+        f" (default: {DEFAULT_TIMEOUT:g})",
+    )
+
+    listing = sub.add_parser("list", help="list issued keycards")
+    listing.add_argument(
+        "--json", action="store_true", help="print a JSON array (times in ISO 8601)"
+    )
+    listing.add_argument("--avatar", metavar="NAME", help="only those of avatar NAME")
+    listing.add_argument(
+        "--requester", metavar="NAME", help="only those issued through NAME"
+    )
+    dataDir(listing)
+
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke keycards and their tokens",
+        description="Revoke keycards and their tokens: every bouncer on the"
+        " store refuses them and drops their clients.  Exits 1 when nothing on"
+        " record matches.",
+    )
+    what = revoke.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "keycardId", metavar="ID", nargs="?", help="the keycard id to revoke"
+    )
+    what.add_argument(
+        "--avatar", metavar="NAME", help="revoke every keycard of avatar NAME"
+    )
+    what.add_argument(
+        "--requester",
+        metavar="NAME",
+        help="revoke every keycard issued through requester NAME",
+    )
+    revoke.add_argument(
+        "--reason",
+        default="revoked by an administrator",
+        help="why, for the audit log (default: %(default)s)",
+    )
+    dataDir(revoke)
+
+    keys = sub.add_parser("keys", help="manage the token signing keys")
+    keyActions = keys.add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    rotate = keyActions.add_parser("rotate", help="make a new signing key")
+    rotate.add_argument(
+        "--grace",
+        type=seconds(0, inclusive=True),
+        metavar="SECONDS",
+        help="seconds the old keys still verify (default: 3600)",
+    )
+    dataDir(rotate)
+    return top
+
+
 EXIT_REFUSED = admin.EXIT_REFUSED
-EXIT_ERROR = admin.EXIT_ERROR
 
 
 class CommandError(Exception):
@@ -140,9 +335,6 @@ def entry() -> Any:
     """
     os.umask(0o077)
     sys.exit(main())
-
-
-__all__ = ["main"]
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """
-The parts of C{keycard login}: an answerer for every keycard kind a
-bouncer can serve, read from the user's password, key file or token file;
-and the login itself, with a deadline for the connection and another for
-the server's answers, so that a wrong endpoint never hangs.
+The parts of C{keycard login}: an answerer for every keycard kind a user
+can log in with, and the check of its C{--connect} endpoint.
 """
 
 from __future__ import annotations
@@ -17,18 +15,17 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.python.failure import Failure
 
+from twisted_keycard._files import exposure
 from twisted_keycard._printable import printable
-from twisted_keycard._secretfiles import exposure
 from twisted_keycard.error import KeycardError, KeycardRefused, ProtocolError
 from twisted_keycard.hmackeys import HMACAnswerer
-from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.keycard._exchange import IAnswerer
 from twisted_keycard.passwords import PasswordAnswerer
-from twisted_keycard.pb._client import KeycardClientFactory
-from twisted_keycard.pb._login import KeycardLogin
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
 from twisted_keycard.srp import SRPAnswerer
-from twisted_keycard.sshkeys import SSHAnswerer, loadPrivateKey
-from twisted_keycard.tokencard import TokenAnswerer
+from twisted_keycard.sshkeys._keys import SSHAnswerer, loadPrivateKey
+from twisted_keycard.tokens._checker import TokenAnswerer
 
 #: Seconds to wait for the connection, then for the login's answers.
 DEFAULT_TIMEOUT = 30.0
@@ -230,3 +227,40 @@ async def _exchange(factory: KeycardClientFactory, answerer: IAnswerer) -> Keyca
             f" it takes: {takes}"
         )
     return await factory.loginWithKeycard([answerer], askServer=False)
+
+
+def _endpointParts(description: str) -> list[str]:
+    """
+    The C{:}-separated parts of an endpoint description, with Twisted's
+    backslash escapes undone.
+    """
+    parts, current, escaped = [], "", False
+    for char in description:
+        if escaped or char not in "\\:":
+            current += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            parts.append(current)
+            current = ""
+    parts.append(current)
+    return parts
+
+
+def checkEndpoint(endpoint: str) -> None:
+    """
+    Refuse a client endpoint whose TLS would not check the server: an
+    C{ssl:} endpoint without C{hostname=} checks no host name (and, without
+    C{caCertsDir=}, no certificate at all), so a man in the middle would
+    see the login.
+
+    @raise KeycardError: saying what to use instead.
+    """
+    parts = _endpointParts(endpoint)
+    options = {part.partition("=")[0] for part in parts[1:] if "=" in part}
+    if parts[0].lower() == "ssl" and "hostname" not in options:
+        raise KeycardError(
+            "ssl: does not check the server's certificate; "
+            "connect with tls:HOST:PORT:trustRoots=DIR"
+        )

@@ -1,47 +1,276 @@
 """
-The operations behind the C{keycard} command, as a Python API (C{keycard
-init} is in L{twisted_keycard.admin._init}).
-
-Each function takes what the command line gave, does the job (running the
-reactor where it needs Twisted), prints what the user should see, and
-returns the exit status.
+The operations behind the C{keycard} command, as a Python API: C{keycard
+init}, the users file, listing and revoking keycards.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from twisted_keycard._isotime import isoTime as when
-from twisted_keycard._printable import printable
-from twisted_keycard._secretfiles import writePrivateFile
-from twisted_keycard.admin import _keycards
-from twisted_keycard.admin._endpointcheck import checkEndpoint
+from twisted_keycard._files import writePrivateFile
+from twisted_keycard._printable import isoTime, printable
+from twisted_keycard._printable import isoTime as when
 from twisted_keycard.admin._login import (
     DEFAULT_TIMEOUT,
     ReadSecret,
     answererFor,
+    checkEndpoint,
     logIn,
     tokenAnswerer,
 )
-from twisted_keycard.admin._users import addUser, checkName, readUsers, removeUser
+from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
+from twisted_keycard.bouncer._revocation import Revoker
+from twisted_keycard.bouncer._settings import TokenPolicy
 from twisted_keycard.error import (
     InsecureTransport,
     KeycardDenied,
     KeycardError,
     KeycardRefused,
+    ProtocolError,
     ServerAuthenticationFailed,
 )
-from twisted_keycard.keycard._interfaces import IAnswerer
-from twisted_keycard.service._datadir import DataDir
-from twisted_keycard.service._endpoints import clientEndpoint
-from twisted_keycard.service._stores import openStore, storePassword
-from twisted_keycard.tokens._holder import KeyringHolder
+from twisted_keycard.keycard._exchange import IAnswerer
+from twisted_keycard.scram import Verifier
+from twisted_keycard.scram._messages import checkUserName
+from twisted_keycard.service._datadir import DataDir, makeDevCertificate
+from twisted_keycard.service._startup import (
+    clientEndpoint,
+    openStore,
+    sqlitePath,
+    storePassword,
+)
+from twisted_keycard.store._interfaces import (
+    IKeycardStore,
+    IRevocationStore,
+    IssuedKeycard,
+)
+from twisted_keycard.store.redis._connection import isRedisURL, parseRedisURL
+from twisted_keycard.store.sqlite._store import SQLiteStore
+from twisted_keycard.tokens._tokens import Keyring, KeyringHolder
+
+#: As long as a token issued now by a bouncer with the defaults can live.
+TOKEN_LIFETIME = DEFAULT_DURATION + TokenPolicy().skew
+
+
+@attrs.frozen
+class Outcome:
+    """
+    What a command found: the lines to print, and whether it matched
+    anything (else the command exits with status 1).
+    """
+
+    lines: list[str]
+    matched: bool = True
+
+
+async def selectKeycards(
+    store: IKeycardStore, avatar: str | None = None, requester: str | None = None
+) -> list[IssuedKeycard]:
+    """
+    The keycards on record, oldest first, of C{avatar} and through
+    C{requester} when given.
+    """
+    if avatar is not None:
+        records = await store.byAvatar(avatar)
+    elif requester is not None:
+        records = await store.byRequester(requester)
+    else:
+        records = await store.expiredBefore(float("inf"))
+    if requester is not None:
+        records = [r for r in records if r.requesterName == requester]
+    return sorted(records, key=lambda r: (r.issued, r.keycardId))
+
+
+def table(records: Iterable[IssuedKeycard]) -> list[str]:
+    """
+    One line per keycard under a header, in columns as wide as their
+    longest value; names come from peers, so they are escaped and cannot
+    rewrite the screen.
+    """
+    header = ["id", "avatar", "requester", "held", "issued", "expires"]
+    rows = [header] + [
+        [
+            printable(r.keycardId),
+            printable(r.avatarId),
+            printable(r.requesterName),
+            "yes" if r.held else "no",
+            isoTime(r.issued),
+            isoTime(r.expires),
+        ]
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return [
+        " ".join(
+            [*(v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)), row[-1]]
+        )
+        for row in rows
+    ]
+
+
+def asJSON(records: Iterable[IssuedKeycard]) -> str:
+    """
+    The keycards as a JSON array, one object per keycard, times in ISO
+    8601; JSON's escapes keep control characters off the screen.
+    """
+    return json.dumps(
+        [
+            {
+                "id": r.keycardId,
+                "avatar": r.avatarId,
+                "requester": r.requesterName,
+                "bouncer": r.bouncerName,
+                "kind": r.keycardType,
+                "address": r.address,
+                "held": r.held,
+                "issued": isoTime(r.issued),
+                "expires": isoTime(r.expires),
+                "parent": r.parentId,
+                "seatPool": r.seatPool,
+            }
+            for r in records
+        ],
+        indent=2,
+    )
+
+
+def _revoker(store: Any, clock: IReactorTime) -> Revoker:
+    return Revoker(store, clock, TOKEN_LIFETIME)
+
+
+async def revokeMatching(
+    store: IKeycardStore,
+    clock: IReactorTime,
+    keycardId: str | None,
+    avatar: str | None,
+    requester: str | None,
+    reason: str,
+) -> Outcome:
+    """
+    Revoke one keycard, or every keycard and token of an avatar or issued
+    through a requester; when nothing on record matches, revoke nothing
+    and say so (a mistyped id or name would otherwise look revoked).
+    """
+    revoker = _revoker(store, clock)
+    if keycardId is not None:
+        what = f"keycard {printable(keycardId)}"
+        if await store.get(keycardId) is None:
+            assert IRevocationStore.providedBy(store)
+            if await store.isRevoked(keycardId):
+                return Outcome([f"{what} is already revoked"])
+            return Outcome([f"no {what} on record: nothing revoked"], matched=False)
+        count = await revoker.revokeKeycardIds([keycardId], reason)
+    elif avatar is not None:
+        what = f"avatar {printable(avatar)}"
+        if not await store.byAvatar(avatar):
+            return Outcome([f"no keycard of {what} on record: nothing revoked"], False)
+        count = await revoker.revokeAvatar(avatar, reason)
+        what = f"every keycard and token of {what}"
+    else:
+        assert requester is not None
+        what = f"requester {printable(requester)}"
+        if not await store.byRequester(requester):
+            return Outcome(
+                [f"no keycard issued through {what} on record: nothing revoked"], False
+            )
+        count = await revoker.revokeRequester(requester, reason)
+        what = f"every keycard and token issued through {what}"
+    return Outcome(
+        [
+            f"revoked {what} ({count} keycard(s) on record); running bouncers"
+            " refuse them within a second"
+        ]
+    )
+
+
+async def revokeUser(store: IKeycardStore, clock: IReactorTime, name: str) -> str:
+    """
+    Revoke every keycard and token of a removed user, so that a token they
+    saved no longer logs them in.
+
+    @return: the line that says so.
+    """
+    count = await _revoker(store, clock).revokeAvatar(name, "user removed")
+    shown = printable(name)
+    if count:
+        return f"revoked the {count} keycard(s) and every token of {shown}"
+    return f"{shown} held no keycard; any token of theirs is revoked too"
+
+
+NAME_LIMIT = 256
+
+
+def checkName(name: str) -> str:
+    """
+    @raise ValueError: for a name that cannot be a user name: one the file
+        cannot hold, or one SCRAM would refuse (L{checkUserName}), which
+        also keeps escapes and bidi overrides out of logs and listings.
+    """
+    if not name or len(name) > NAME_LIMIT:
+        raise ValueError(f"a user name has 1 to {NAME_LIMIT} characters")
+    if any(c in name for c in ":\n\r\0") or name != name.strip():
+        raise ValueError("a user name may not hold ':', line breaks or edge spaces")
+    try:
+        return checkUserName(name)
+    except ProtocolError as e:
+        raise ValueError(str(e)) from None
+
+
+def readUsers(path: Path) -> dict[str, str]:
+    """
+    The users and their verifier strings, in file order.
+    """
+    users: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, _, verifier = line.partition(":")
+        users[name] = verifier
+    return users
+
+
+def writeUsers(path: Path, users: dict[str, str]) -> None:
+    """
+    Replace the users file atomically (write, fsync, rename), mode 0600.
+    """
+    text = "".join(f"{name}:{verifier}\n" for name, verifier in users.items())
+    writePrivateFile(path, text.encode("utf-8"))
+
+
+def addUser(path: Path, name: str, password: str, iterations: int = 4096) -> bool:
+    """
+    Add a user, or replace their verifier.
+
+    @return: whether the user is new.
+    """
+    users = readUsers(path)
+    new = checkName(name) not in users
+    users[name] = Verifier.fromPassword(password, iterations=iterations).toString()
+    writeUsers(path, users)
+    return new
+
+
+def removeUser(path: Path, name: str) -> bool:
+    """
+    @return: whether there was such a user.
+    """
+    users = readUsers(path)
+    if users.pop(name, None) is None:
+        return False
+    writeUsers(path, users)
+    return True
+
 
 _T = TypeVar("_T")
 
@@ -93,7 +322,7 @@ def userRemove(data: DataDir, name: str) -> int:
     async def job(store: Any) -> str:
         from twisted.internet import reactor
 
-        return await _keycards.revokeUser(store, reactor, name)
+        return await revokeUser(store, reactor, name)
 
     print(runReactor(lambda reactor: _withStore(data, job)))
     return EXIT_OK
@@ -134,11 +363,11 @@ def listKeycards(
     """
 
     async def job(store: Any) -> int:
-        records = await _keycards.selectKeycards(store, avatar, requester)
+        records = await selectKeycards(store, avatar, requester)
         if json:
-            print(_keycards.asJSON(records))
+            print(asJSON(records))
         else:
-            print("\n".join(_keycards.table(records)))
+            print("\n".join(table(records)))
         return EXIT_OK
 
     result: int = runReactor(lambda reactor: _withStore(data, job))
@@ -160,7 +389,7 @@ def revoke(
     async def job(store: Any) -> int:
         from twisted.internet import reactor
 
-        outcome = await _keycards.revokeMatching(
+        outcome = await revokeMatching(
             store, reactor, keycardId, avatar, requester, reason
         )
         if not outcome.matched:
@@ -258,3 +487,74 @@ def login(
         print("keycard: the server could not prove its identity")
         return EXIT_REFUSED
     return result
+
+
+def init(
+    directory: str,
+    devCert: str | None,
+    store: str | None = None,
+    storePasswordFile: str | None = None,
+) -> int:
+    """
+    Make a data directory, and its store's keyring and mock secret (a Redis
+    store that has them already, made for another host, keeps them).
+    """
+    if store is not None and isRedisURL(store):
+        parseRedisURL(store)
+        keyring = runReactor(lambda reactor: _initRedis(store, storePasswordFile))
+        data = DataDir.create(directory, store, storePasswordFile)
+        where = f" on the store {parseRedisURL(store)},"
+    else:
+        if store is not None:
+            sqlitePath(store)
+            raise KeycardError(
+                "a SQLite store is the data directory's keycard.db: drop --store"
+            )
+        if storePasswordFile is not None:
+            raise KeycardError("--store-password-file is for a Redis --store")
+        data = DataDir.create(directory)
+        keyring = _initSQLite(data)
+        where = ""
+    print(
+        f"made data directory {data.path}{where} with token signing key"
+        f" {keyring.signing.kid}"
+    )
+    if devCert:
+        trust = data.tls / "trust" / "ca.pem"
+        makeDevCertificate(devCert, data.certificate, trust)
+        print(
+            f"made a SELF-SIGNED certificate for {devCert}, for development only:\n"
+            f"  server: ssl:8800:interface=127.0.0.1:privateKey={data.certificate}\n"
+            f"  client: tls:{devCert}:8800:trustRoots={trust.parent}"
+        )
+    print(f"add a user with: keycard user add --data-dir {data.path} NAME")
+    return EXIT_OK
+
+
+def _initSQLite(data: DataDir) -> Keyring:
+    # No reactor yet: the store's work runs inline, so results are ready.
+    store = SQLiteStore(str(data.database), threaded=False)
+    keyring = Keyring.generate(time.time())
+    outcome: list[object] = []
+    store.saveKeyring(keyring).addBoth(outcome.append)
+    # And the secret of mock challenges, shared by the store's bouncers.
+    store.mockSecret().addBoth(outcome.append)
+    store.close()
+    for result in outcome:
+        if isinstance(result, Failure):
+            result.raiseException()
+    return keyring
+
+
+async def _initRedis(url: str, passwordFile: str | None) -> Keyring:
+    from twisted.internet import reactor
+
+    store = await openStore(url, reactor, storePassword(passwordFile))
+    try:
+        keyring = await KeyringHolder(store, reactor).load()
+        await store.mockSecret()
+        for warning in await store.checkSettings():
+            print(f"keycard: warning: {warning}", file=sys.stderr)
+        return keyring
+    finally:
+        await store.close()

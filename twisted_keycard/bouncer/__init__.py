@@ -4,19 +4,22 @@ and tokens, and expires and revokes them; with its policies.
 """
 
 from twisted_keycard.bouncer._bouncer import Bouncer, newKeycardId
-from twisted_keycard.bouncer._composite import AddressRule, CompositePolicy
-from twisted_keycard.bouncer._expression import ExpressionError, parse
-from twisted_keycard.bouncer._follower import RevocationFollower
+from twisted_keycard.bouncer._composite import (
+    AddressRule,
+    CompositePolicy,
+    ExpressionError,
+    parse,
+)
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.bouncer._mirror import RevocationMirror
-from twisted_keycard.bouncer._policy import (
+from twisted_keycard.bouncer._revocation import RevocationMirror, Revoker
+from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
     Quota,
     Throttle,
     TokenPolicy,
     Upkeep,
 )
-from twisted_keycard.bouncer._revoker import Revoker
+from twisted_keycard.bouncer._upkeep import RevocationFollower
 
 __all__ = [
     "AddressRule",

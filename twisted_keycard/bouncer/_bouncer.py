@@ -26,44 +26,45 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_keycard.bouncer._authentication import Authentication
-from twisted_keycard.bouncer._challengers import Challengers
 from twisted_keycard.bouncer._composite import CompositePolicy
-from twisted_keycard.bouncer._flusher import Flushed
-from twisted_keycard.bouncer._held import HeldKeycards
-from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.bouncer._issuer import Issuer
-from twisted_keycard.bouncer._lease import Lease, newHolderId
-from twisted_keycard.bouncer._metrics import (
+from twisted_keycard.bouncer._held import HeldKeycards, Lease, newHolderId
+from twisted_keycard.bouncer._interfaces import (
     BouncerGauges,
+    IBouncer,
     IBouncerMetrics,
+    IRequester,
     NoMetrics,
     kindName,
 )
-from twisted_keycard.bouncer._mirror import RevocationMirror
-from twisted_keycard.bouncer._pending import PendingExchanges
-from twisted_keycard.bouncer._policy import (
+from twisted_keycard.bouncer._login import (
+    Authentication,
+    Challengers,
+    Issuer,
+    PendingExchanges,
+    Throttler,
+)
+from twisted_keycard.bouncer._revocation import RevocationMirror, Revoker
+from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
     Quota,
     Throttle,
     TokenPolicy,
     Upkeep,
 )
-from twisted_keycard.bouncer._revoker import Revoker
-from twisted_keycard.bouncer._serviceupkeep import ServiceUpkeep
-from twisted_keycard.bouncer._throttle import Throttler
+from twisted_keycard.bouncer._upkeep import Flushed, ServiceUpkeep
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    IssuedKeycard,
     IThrottleStore,
+    Revocation,
 )
 from twisted_keycard.store._memory import MemoryStore
-from twisted_keycard.store._records import IssuedKeycard, Revocation
-from twisted_keycard.tokencard import TokenChecker
-from twisted_keycard.tokens._holder import KeyringHolder
+from twisted_keycard.tokens import TokenChecker
+from twisted_keycard.tokens._tokens import KeyringHolder
 
 #: Bytes of randomness in a keycard id (192 bits).
 ID_BYTES = 24

@@ -1,25 +1,191 @@
 """
-The keycards a bouncer issued that clients hold: their records, the timers
-that expire them, and the requesters to tell when they end.
+The keycards a bouncer issued that clients hold: their records, one timer
+for the earliest expiry, the requesters to tell when they end, and the
+lease under which a running bouncer holds them, so that the seats of a
+killed bouncer are freed.
 """
 
 from __future__ import annotations
 
+import heapq
+import secrets
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 
+import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from twisted_keycard._printable import printable, printables
 from twisted_keycard.bouncer._interfaces import IRequester
-from twisted_keycard.bouncer._lease import Lease
-from twisted_keycard.bouncer._revoker import AVATAR, REQUESTER
-from twisted_keycard.bouncer._timers import ExpiryTimers
-from twisted_keycard.store._interfaces import IKeycardStore
-from twisted_keycard.store._records import IssuedKeycard, Revocation
-from twisted_keycard.tokencard import FAMILY
+from twisted_keycard.bouncer._revocation import AVATAR, REQUESTER
+from twisted_keycard.store._interfaces import (
+    IKeycardStore,
+    ILeaseStore,
+    IssuedKeycard,
+    Revocation,
+)
+from twisted_keycard.tokens._checker import FAMILY
+
+#: Rebuild the heap when it holds this many times more entries than live
+#: timers (renewed and cancelled timers leave stale entries behind).
+_STALE_FACTOR = 2
+_STALE_SLACK = 64
+
+
+@attrs.define
+class ExpiryTimers:
+    """
+    Calls C{expire} with a list of ids whose time has come.
+
+    @ivar clock: the reactor's time.
+    @ivar expire: called with the ids that expired at one time.
+    """
+
+    clock: IReactorTime
+    expire: Callable[[list[str]], object]
+    _when: dict[str, float] = attrs.field(factory=dict)
+    _heap: list[tuple[float, str]] = attrs.field(factory=list)
+    _call: IDelayedCall | None = None
+    _armedFor: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._when)
+
+    def __contains__(self, keycardId: object) -> bool:
+        return keycardId in self._when
+
+    def schedule(self, keycardId: str, when: float) -> None:
+        """
+        Expire C{keycardId} at POSIX time C{when}, replacing any earlier
+        schedule for it.
+        """
+        self._when[keycardId] = when
+        heapq.heappush(self._heap, (when, keycardId))
+        if len(self._heap) > _STALE_FACTOR * len(self._when) + _STALE_SLACK:
+            self._heap = [(w, k) for k, w in self._when.items()]
+            heapq.heapify(self._heap)
+        self._arm()
+
+    def cancel(self, keycardId: str) -> bool:
+        """
+        Forget the timer of C{keycardId}.
+
+        @return: whether it had one.
+        """
+        found = self._when.pop(keycardId, None) is not None
+        if not self._when:
+            self._heap.clear()
+            self._arm()
+        return found
+
+    def stop(self) -> None:
+        """
+        Cancel every timer; nothing expires after this.
+        """
+        self._when.clear()
+        self._heap.clear()
+        self._arm()
+
+    def _arm(self) -> None:
+        heap = self._heap
+        while heap and self._when.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        first = heap[0][0] if heap else None
+        if self._call is not None:
+            if first == self._armedFor:
+                return
+            self._call.cancel()
+            self._call = None
+        self._armedFor = first
+        if first is not None:
+            delay = max(0.0, first - self.clock.seconds())
+            self._call = self.clock.callLater(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._call = None
+        self._armedFor = None
+        now = self.clock.seconds()
+        due: list[str] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, keycardId = heapq.heappop(heap)
+            if self._when.get(keycardId) == when:
+                del self._when[keycardId]
+                due.append(keycardId)
+        self._arm()
+        if due:
+            self.expire(due)
+
+
+def newHolderId(bouncerName: str) -> str:
+    """
+    A lease id for one bouncer instance: its name, for the operator, and
+    randomness, so that two processes (or a restart) never share one.
+    """
+    return f"{bouncerName}:{secrets.token_urlsafe(12)}"
+
+
+@attrs.define
+class Lease:
+    """
+    The lease, in an L{ILeaseStore}, under which a bouncer holds the
+    keycards it issues or adopts while it runs.  Each renewal extends it by
+    C{leaseTime} and releases the keycards of other bouncers' leases that
+    ran out.
+
+    @ivar holderId: the lease's id, unique to this bouncer instance.
+    @ivar holding: the ids of the keycards held under the lease.
+    @ivar onLost: called with those ids when the lease was lost (this
+        bouncer stalled past it and another released its keycards, whose
+        seats may be taken again): their clients must be dropped.
+    @ivar active: whether the lease was taken.
+    """
+
+    store: ILeaseStore
+    clock: IReactorTime
+    holderId: str
+    leaseTime: float
+    holding: Callable[[], Collection[str]]
+    onLost: Callable[[list[str]], Awaitable[object]]
+    active: bool = False
+    log = Logger()
+
+    @property
+    def heldBy(self) -> str | None:
+        """
+        The lease id to record in keycards held from now on, once taken.
+        """
+        return self.holderId if self.active else None
+
+    async def renew(self) -> int:
+        """
+        Take or extend the lease, then release the keycards of lapsed ones.
+
+        @return: how many keycards of lapsed leases were released.
+        """
+        held = list(self.holding())
+        now = self.clock.seconds()
+        onRecord = await self.store.renewLease(self.holderId, now, now + self.leaseTime)
+        if self.active and not onRecord and held:
+            self.log.error(
+                "lease {holderId} ran out and its keycards were released:"
+                " dropping their {count} client(s)",
+                holderId=printable(self.holderId),
+                count=len(held),
+                event="lease.lost",
+            )
+            await self.onLost(held)
+        self.active = True
+        released = await self.store.releaseLapsed(now)
+        if released:
+            self.log.info(
+                "released {count} keycard(s) held under leases that ran out",
+                count=released,
+                event="lease.released",
+            )
+        return released
 
 
 class HeldKeycards:

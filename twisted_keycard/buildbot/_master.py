@@ -17,11 +17,10 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
-from twisted_keycard.pb._portal import portalCheckers
-from twisted_keycard.pb._root import KeycardRoot
+from twisted_keycard.pb._root import KeycardRoot, portalCheckers
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
-from twisted_keycard.service._bouncerservice import BouncerService
 from twisted_keycard.service._datadir import DataDir
+from twisted_keycard.service._services import BouncerService
 
 #: The requester name of the master's PB ports, for C{keycard revoke
 #: --requester}.

@@ -15,7 +15,7 @@ from buildbot_worker.pb import Worker
 from twisted.internet.defer import Deferred
 from twisted.spread import pb
 
-from twisted_keycard.pb._login import KeycardLogin, keycardLogin
+from twisted_keycard.pb._client import KeycardLogin, keycardLogin
 from twisted_keycard.scram._client import SCRAMAnswerer
 
 

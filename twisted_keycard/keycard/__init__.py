@@ -5,13 +5,11 @@ their exchanges on the bouncer, and what each end knows of the TLS under
 them (whether the server was verified, channel binding data).
 """
 
-from twisted_keycard.keycard._channel import (
-    BINDING_TYPES,
-    TLS_EXPORTER,
-    TLS_SERVER_END_POINT,
-    ClientChannel,
+from twisted_keycard.keycard._exchange import (
+    ExchangeLifecycle,
+    ExchangeState,
+    ExchangeStep,
 )
-from twisted_keycard.keycard._fields import wireField
 from twisted_keycard.keycard._keycard import (
     ADDRESS_LENGTH,
     ID_LENGTH,
@@ -21,13 +19,16 @@ from twisted_keycard.keycard._keycard import (
     KeycardState,
     keycardClassFor,
     registerKeycard,
+    wireField,
 )
-from twisted_keycard.keycard._lifecycle import (
-    ExchangeLifecycle,
-    ExchangeState,
-    ExchangeStep,
+from twisted_keycard.keycard._tls import (
+    BINDING_TYPES,
+    TLS_EXPORTER,
+    TLS_SERVER_END_POINT,
+    ClientChannel,
+    channelBindings,
+    serverVerified,
 )
-from twisted_keycard.keycard._tls import channelBindings, serverVerified
 
 __all__ = [
     "ADDRESS_LENGTH",

@@ -1,5 +1,7 @@
 """
-A bouncer's metrics as Prometheus collectors, in a registry of its own.
+A bouncer's metrics as Prometheus collectors, in a registry of its own; a
+proxy that times the calls made to a store; and serving the registry over
+twisted.web for Prometheus to scrape.
 """
 
 from __future__ import annotations
@@ -7,20 +9,90 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from zope.interface import implementer
+from prometheus_client.exposition import choose_encoder
+from twisted.internet.defer import Deferred
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from zope.interface import directlyProvides, implementer, providedBy
+from zope.interface.interface import Method
 
-from twisted_keycard.bouncer._metrics import (
+from twisted_keycard.bouncer._interfaces import (
     REASONS,
     RESULTS,
     BouncerGauges,
     IBouncerMetrics,
 )
-from twisted_keycard.metrics._timing import timedStore
 
 _S = TypeVar("_S")
+_T = TypeVar("_T")
+
+
+def timedStore(
+    store: _S, observe: Callable[[str, float], None], timer: Callable[[], float]
+) -> _S:
+    """
+    A proxy of C{store} that provides the same interfaces and reports, for
+    each call of a method of those interfaces, the method's name and the
+    seconds from the call until its L{Deferred} fired (with a result or a
+    failure).  Other attributes are the store's own.
+
+    @param observe: called with the method's name and the seconds taken.
+    @param timer: the time in seconds, read before and after each call.
+    """
+    return cast(_S, _TimedStore(store, observe, timer))
+
+
+class _TimedStore:
+    """
+    See L{timedStore}.
+    """
+
+    def __init__(
+        self,
+        store: object,
+        observe: Callable[[str, float], None],
+        timer: Callable[[], float],
+    ) -> None:
+        provided = providedBy(store)
+        self._store = store
+        self._observe = observe
+        self._timer = timer
+        self._methods = {
+            name
+            for interface in provided.flattened()
+            for name, description in interface.namesAndDescriptions(all=True)
+            if isinstance(description, Method)
+        }
+        directlyProvides(self, provided)
+
+    def __repr__(self) -> str:
+        return f"<timed {self._store!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if name not in self._methods or not callable(attribute):
+            return attribute
+        return self._timing(name, attribute)
+
+    def _timing(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: object, **kwargs: object) -> Any:
+            start = self._timer()
+            result = method(*args, **kwargs)
+            if isinstance(result, Deferred):
+
+                def done(outcome: _T) -> _T:
+                    self._observe(name, self._timer() - start)
+                    return outcome
+
+                result.addBoth(done)
+            return result
+
+        return call
+
 
 #: Buckets of the delay between a revocation's recording and its reading,
 #: around the default follow interval of one second.
@@ -150,3 +222,48 @@ class PrometheusMetrics:
         in the C{keycard_store_seconds} histogram.
         """
         return timedStore(store, self.storeCall, self.timer)
+
+
+class MetricsPage(Resource):
+    """
+    A registry's metrics in the format the scraper asks for (Prometheus
+    text, or OpenMetrics).  Collected on the reactor thread, where the
+    bouncer's gauges may be read.
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        accept = request.getHeader(b"accept")
+        encoder, contentType = choose_encoder(
+            accept.decode("latin-1") if accept else ""
+        )
+        request.setHeader(  # type: ignore[no-untyped-call]
+            b"content-type", contentType.encode("ascii")
+        )
+        return encoder(self.registry)
+
+
+class _QuietSite(Site):
+    """
+    A site that writes no access log line: a scrape every few seconds would
+    fill the bouncer's log.
+    """
+
+    def log(self, request: http.Request) -> None:
+        pass
+
+
+def metricsSite(registry: CollectorRegistry) -> Site:
+    """
+    A site serving C{registry} at C{/metrics}, as Prometheus expects.
+    """
+    root = Resource()  # type: ignore[no-untyped-call]
+    root.putChild(b"metrics", MetricsPage(registry))
+    site = _QuietSite(root)  # type: ignore[no-untyped-call]
+    site.noisy = False
+    return site

@@ -3,13 +3,10 @@ Perspective Broker with keycards: the requester's root object, the client's
 factory, and the broker both use.
 """
 
-from twisted_keycard.pb._broker import KeycardBroker
-from twisted_keycard.pb._client import KeycardClientFactory
+from twisted_keycard.pb._broker import ConnectionLimits, KeycardBroker, MessageBudget
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin, keycardLogin
 from twisted_keycard.pb._clientservice import KeycardClientService
-from twisted_keycard.pb._limits import ConnectionLimits, MessageBudget
-from twisted_keycard.pb._login import KeycardLogin, keycardLogin
-from twisted_keycard.pb._portal import portalCheckers
-from twisted_keycard.pb._root import KeycardRoot
+from twisted_keycard.pb._root import KeycardRoot, portalCheckers
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 
 __all__ = [

@@ -1,30 +1,507 @@
 """
-A PB broker that bounds what a peer can make it hold, keeps its log quiet
-about peers that send garbage, and tells a peer nothing of its internals
-when a call fails.
+A PB broker that bounds what a peer can make it hold, keeps its log quiet,
+and decodes banana in time that grows with the bytes received; the limits
+on what a stranger's connection may cost before it logs in, as values; and
+failures as the broker tells them to its peer: the error's class and
+message, and nothing of the server's internals.
 """
 
 from __future__ import annotations
 
+import re
+import struct
+from collections.abc import Callable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger, LogLevel
+from twisted.python import reflect
 from twisted.python.failure import Failure
-from twisted.spread import pb
+from twisted.spread import banana, pb
 from twisted.spread.banana import BananaError
 from twisted.spread.jelly import Jellyable
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import InvalidKeycard, MalformedMessage
-from twisted_keycard.pb._banana import LinearDecoder
-from twisted_keycard.pb._failure import ECHO, SentFailure, describe
-from twisted_keycard.pb._limits import SESSION_BUDGET, MessageBudget, groupOf
+from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, addressGroup
 
 if TYPE_CHECKING:
-    from twisted_keycard.pb._guard import ConnectionGuard
+    from twisted_keycard.pb._serverfactory import ConnectionGuard
+
+
+_HEADER = re.compile(rb"[\x80-\xff]")
+
+#: Lists open inside one another at most.  PB's unjelly recurses a few
+#: frames per level, so anything deeper fails there anyway; the bound keeps
+#: a peer from making a broker hold one open list per two bytes it sends.
+MAX_DEPTH = 512
+
+
+class MalformedBanana(banana.BananaError, NotImplementedError):
+    """
+    Bytes that are not banana, or not allowed here.  (Twisted's decoder
+    raises L{NotImplementedError} for some of these, so this is one too.)
+    """
+
+
+class OverBudget(banana.BananaError):
+    """
+    A message that would decode to more items, or take more bytes, than its
+    receiver's budget for one message allows.  Raised as soon as a header
+    announces it, before anything is built.
+    """
+
+
+_LIST = banana.LIST[0]
+_INT = banana.INT[0]
+_STRING = banana.STRING[0]
+_NEG = banana.NEG[0]
+_FLOAT = banana.FLOAT[0]
+_LONGINT = banana.LONGINT[0]
+_LONGNEG = banana.LONGNEG[0]
+_VOCAB = banana.VOCAB[0]
+
+
+def _number(digits: bytes | bytearray) -> int:
+    """
+    The integer a banana header's base-128 digits (least significant first)
+    stand for.
+    """
+    value = 0
+    for digit in reversed(digits):
+        value = (value << 7) | digit
+    return value
+
+
+def _header(num: int, kind: int, out: bytearray) -> None:
+    """
+    Append a banana header: C{num} in base-128 digits, least significant
+    first (one zero digit for zero), then the type byte.
+    """
+    if num < 0x80:
+        out.append(num)
+    else:
+        while num:
+            out.append(num & 0x7F)
+            num >>= 7
+    out.append(kind)
+
+
+def _encodeInto(
+    coder: banana.Banana, obj: object, out: bytearray, symbols: dict[bytes, int] | None
+) -> None:
+    """
+    Append the banana form of C{obj}, as L{banana.Banana._encode} writes it.
+    """
+    kind = type(obj)
+    if kind is bytes:
+        assert isinstance(obj, bytes)
+        symbol = None if symbols is None else symbols.get(obj)
+        if symbol is not None:
+            _header(symbol, _VOCAB, out)
+            return
+        size = len(obj)
+        if size > banana.SIZE_LIMIT:
+            raise banana.BananaError(f"byte string is too long to send ({size})")
+        if size < 0x80:
+            out.append(size)
+            out.append(_STRING)
+        else:
+            _header(size, _STRING, out)
+        out += obj
+    elif kind is list or kind is tuple:
+        assert isinstance(obj, list | tuple)
+        if len(obj) > banana.SIZE_LIMIT:
+            raise banana.BananaError(f"list/tuple is too long to send ({len(obj)})")
+        _header(len(obj), _LIST, out)
+        for element in obj:
+            _encodeInto(coder, element, out, symbols)
+    elif kind is int and isinstance(obj, int) and 0 <= obj < 0x80:
+        out.append(obj)
+        out.append(_INT)
+    else:
+        _encodeOther(coder, obj, out, symbols)
+
+
+def _encodeOther(
+    coder: banana.Banana, obj: object, out: bytearray, symbols: dict[bytes, int] | None
+) -> None:
+    """
+    L{_encodeInto} for subclasses, other ints and floats.
+    """
+    if isinstance(obj, list | tuple):
+        if len(obj) > banana.SIZE_LIMIT:
+            raise banana.BananaError(f"list/tuple is too long to send ({len(obj)})")
+        _header(len(obj), _LIST, out)
+        for element in obj:
+            _encodeInto(coder, element, out, symbols)
+    elif isinstance(obj, bytes):
+        _encodeInto(coder, bytes(obj), out, symbols)
+    elif isinstance(obj, int):
+        if 0 <= obj <= 0x7FFFFFFF:
+            _header(obj, _INT, out)
+        elif obj < coder._smallestLongInt or obj > coder._largestLongInt:
+            raise banana.BananaError(f"int is too large to send ({obj})")
+        elif obj < -0x80000000:
+            _header(-obj, _LONGNEG, out)
+        elif obj < 0:
+            _header(-obj, _NEG, out)
+        else:
+            _header(obj, _LONGINT, out)
+    elif isinstance(obj, float):
+        out.append(_FLOAT)
+        out += struct.pack("!d", obj)
+    else:
+        raise banana.BananaError(
+            f"Banana cannot send {type(obj).__module__}.{type(obj).__qualname__}"
+            f" objects: {obj!r}"
+        )
+
+
+class LinearDecoder(banana.Banana):
+    """
+    A L{banana.Banana} with a decoder linear in the bytes received, and a
+    faster encoder.
+
+    Items and limits are those of L{banana.Banana.dataReceived}: at most
+    C{prefixLimit} header bytes, strings and lists of at most
+    L{banana.SIZE_LIMIT}, vocabulary only in the C{pb} dialect; and lists
+    nested at most L{maxDepth} deep.  Every refusal is a
+    L{banana.BananaError} (L{MalformedBanana} where Twisted's decoder
+    raises L{NotImplementedError} or L{KeyError}, L{OverBudget} for a
+    message over L{maxObjects} or L{maxMessage}).
+
+    A message is one top-level item (a PB command), with everything inside
+    it.  Its items are counted when their list's header arrives, so a
+    header that announces more items than the budget has left, or more
+    than the bytes the message has left could hold (each item takes at
+    least one), is refused before any of them is built.
+
+    @ivar maxMessage: bytes one message may take, at most; C{None} for no
+        bound but banana's own.
+    @ivar maxObjects: items one message may decode to, at most (the
+        message itself, and every item of every list in it); C{None} for
+        no bound.
+    @ivar maxDepth: lists open inside one another, at most.
+    """
+
+    maxMessage: int | None = None
+    maxObjects: int | None = None
+    maxDepth = MAX_DEPTH
+    _pending: bytearray | None = None
+    _offset = 0
+    _decoding = False
+    #: Bytes dropped from the front of the buffer, in all, so that
+    #: C{_base + offset} is a position in everything received.
+    _base = 0
+    #: Where the message being decoded began, in everything received.
+    _messageStart = 0
+    #: Items of the message being decoded, counted so far.
+    _objects = 1
+
+    @property
+    def pendingBytes(self) -> int:
+        """
+        Bytes received and not yet decoded into an item.
+        """
+        return 0 if self._pending is None else len(self._pending) - self._offset
+
+    def sendEncoded(self, obj: object) -> None:
+        out = bytearray()
+        symbols = self.outgoingSymbols if self.currentDialect == b"pb" else None
+        _encodeInto(self, obj, out, symbols)
+        transport: Any = self.transport
+        transport.write(bytes(out))
+
+    def dataReceived(self, chunk: bytes) -> None:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = bytearray()
+        pending += chunk
+        if self._decoding:
+            # An item's handler fed us more: the running loop decodes it.
+            return
+        self._decoding = True
+        try:
+            self._decode(pending)
+        finally:
+            # Even if an item's handler raised, what was decoded is gone.
+            self._decoding = False
+            del pending[: self._offset]
+            self._base += self._offset
+            self._offset = 0
+
+    def _decode(self, pending: bytearray) -> None:
+        stack: list[tuple[int, list[Any]]] = self.listStack
+        deliver: Callable[[Any], None] = self.callExpressionReceived
+        prefixLimit = self.prefixLimit
+        assert prefixLimit is not None, "set by connectionMade"
+        sizeLimit = banana.SIZE_LIMIT
+        maxMessage = self.maxMessage
+        maxObjects = self.maxObjects
+        maxDepth = self.maxDepth
+        while self._offset < len(pending):
+            end = len(pending)
+            start = self._offset
+            # Most headers are one digit or none: read those directly.
+            first = pending[start]
+            if first & 0x80:
+                at, num = start, 0
+            elif start + 1 < end and pending[start + 1] & 0x80:
+                at, num = start + 1, first
+            else:
+                stop = min(end, start + prefixLimit + 1)
+                header = _HEADER.search(pending, start, stop)
+                if header is None:
+                    if end - start > prefixLimit:
+                        raise banana.BananaError(
+                            f"Security precaution: more than {prefixLimit}"
+                            " bytes of prefix"
+                        )
+                    return
+                at = header.start()
+                num = _number(pending[start:at])
+            kind = pending[at]
+            rest = at + 1
+            item: Any
+            if kind == _STRING:
+                if num > sizeLimit:
+                    raise banana.BananaError("Security precaution: String too long.")
+                if maxMessage is not None and num > self._bytesLeft(maxMessage, rest):
+                    raise OverBudget(f"a string of {num} bytes in a message")
+                if end - rest < num:
+                    return
+                self._offset = rest + num
+                item = bytes(pending[rest : rest + num])
+            elif kind == _LIST:
+                if num > sizeLimit:
+                    raise banana.BananaError("Security precaution: List too long.")
+                self._offset = rest
+                if num:
+                    if len(stack) >= maxDepth:
+                        raise MalformedBanana(
+                            f"Security precaution: lists nested over {maxDepth} deep"
+                        )
+                    self._objects += num
+                    if maxObjects is not None and self._objects > maxObjects:
+                        raise OverBudget(f"a message of more than {maxObjects} items")
+                    if maxMessage is not None and num > self._bytesLeft(
+                        maxMessage, rest
+                    ):
+                        raise OverBudget(f"a list of {num} items in a message")
+                    stack.append((num, []))
+                    continue
+                item = []
+            elif kind in (_INT, _LONGINT):
+                self._offset = rest
+                item = num
+            elif kind in (_NEG, _LONGNEG):
+                self._offset = rest
+                item = -num
+            elif kind == _VOCAB:
+                self._offset = rest
+                item = self.incomingVocabulary.get(num)
+                if item is None:
+                    raise MalformedBanana(f"Unknown vocabulary number {num}")
+                if self.currentDialect != b"pb":
+                    raise MalformedBanana(f"Invalid item for pb protocol {item!r}")
+            elif kind == _FLOAT:
+                if end - rest < 8:
+                    return
+                self._offset = rest + 8
+                item = struct.unpack("!d", pending[rest : rest + 8])[0]
+            else:
+                raise MalformedBanana(f"Invalid Type Byte {bytes([kind])!r}")
+            # Put the item in its list; a list it completes goes in the one
+            # above, and a whole expression to the broker.
+            while stack:
+                count, items = stack[-1]
+                items.append(item)
+                if len(items) != count:
+                    break
+                stack.pop()
+                item = items
+            else:
+                self._objects = 1
+                self._messageStart = self._base + self._offset
+                deliver(item)
+
+    def _bytesLeft(self, maxMessage: int, position: int) -> int:
+        """
+        The bytes the message being decoded may still take, after the
+        header that ends at C{position} in the buffer.
+        """
+        return maxMessage - (self._base + position - self._messageStart)
+
+
+#: Characters of a peer's error text repeated in a log line, at most.
+ECHO = 100
+
+
+class SentFailure(pb.CopyableFailure):
+    """
+    A failure as a L{KeycardBroker} sends it: what a L{pb.CopiedFailure}
+    needs and nothing else.
+    """
+
+    @classmethod
+    def of(cls, fail: Failure, text: str | None, unsafe: bool) -> SentFailure:
+        """
+        What to send of C{fail}: its message, or C{text} instead; its
+        traceback only if C{unsafe} (the factory's C{unsafeTracebacks}).
+        """
+        sent: SentFailure = cls.__new__(cls)
+        sent.__dict__.update(
+            type=fail.type,
+            value=str(fail.value) if text is None else text,
+            _parents=list(fail.parents),
+            traceback=fail.getTraceback() if unsafe else "Traceback unavailable\n",
+        )
+        return sent
+
+    def getTypeToCopy(self) -> bytes:
+        return reflect.qual(pb.CopyableFailure).encode("utf-8")
+
+    def getStateToCopy(self) -> dict[str, object]:
+        failureType = self.__dict__["type"]
+        return {
+            "type": failureType
+            if isinstance(failureType, bytes)
+            else reflect.qual(failureType).encode("utf-8"),
+            "value": self.__dict__["value"],
+            "parents": self.__dict__["_parents"],
+            "traceback": self.__dict__["traceback"],
+            "tb": None,
+            "frames": [],
+            "stack": [],
+            "captureVars": False,
+            "pickled": 1,
+        }
+
+
+def describe(error: BaseException) -> str:
+    """
+    One bounded line about an error a peer caused, for the log: the error
+    it caused (the cause of a L{MalformedMessage}, say), class and text.
+    """
+    cause = error.__cause__ if error.__cause__ is not None else error
+    return f"{type(cause).__name__}: {str(cause)[:ECHO]!r}"
+
+
+def passedOn(error: BaseException) -> Failure:
+    """
+    A failure of C{error} that PB sends to the peer as it is (its class,
+    message and parents) without logging a traceback, as it does for a
+    L{pb.Error}: for an error the application raised on purpose and that
+    was logged once already.
+    """
+    failure = Failure(error)
+    failure.parents = [*failure.parents, reflect.qual(pb.Error)]
+    return failure
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """
+    An attrs validator: a positive number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
+
+
+def _positiveOrNone(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    """
+    An attrs validator: a positive number, or C{None} for no limit.
+    """
+    if value is not None:
+        _positive(instance, attribute, value)
+
+
+@attrs.frozen
+class MessageBudget:
+    """
+    What one PB message may cost the broker that receives it.
+
+    @ivar bytes: bytes on the wire.
+    @ivar objects: items it decodes to: the message, and every item of
+        every list in it.
+    @ivar depth: lists open inside one another.
+    """
+
+    bytes: int = attrs.field(validator=_positive)
+    objects: int = attrs.field(validator=_positive)
+    depth: int = attrs.field(validator=_positive)
+
+
+#: A keycard login message decodes to 16 items, 4 lists deep, in well
+#: under 20 KiB (a keycard's state is at most 16 KiB): 64 times the items,
+#: 8 times the depth, 3 times the bytes.
+LOGIN_BUDGET = MessageBudget(bytes=64 * 1024, objects=1024, depth=32)
+
+#: After login: PB's own bounds (1 MiB, lists nested 512 deep), and items
+#: enough for a requester's list of 65,536 keycard ids.
+SESSION_BUDGET = MessageBudget(bytes=1024 * 1024, objects=131_072, depth=MAX_DEPTH)
+
+
+@attrs.frozen
+class ConnectionLimits:
+    """
+    Limits on the connections of one C{KeycardServerFactory}.
+
+    A connection is I{logged in} once it holds a keycard (see
+    C{ClientConnection}); until then it is a stranger's.
+
+    @ivar loginTimeout: seconds a connection has to log in before it is
+        dropped; C{None} for no deadline.
+    @ivar idleTimeout: seconds a logged-in connection may stay silent
+        before it is closed; C{None} (the default) for never, since PB has
+        no keepalive and a logged-in client may rightly say nothing for
+        hours (its keycard's expiry ends it anyway).
+    @ivar maxUnauthenticated: connections not logged in, at most, in all.  When
+        full, a new connection closes the oldest one of the client address
+        that holds the most, if that address holds at least as many as the
+        newcomer's would; else the newcomer is closed.
+    @ivar maxUnauthenticatedPerAddress: connections not logged in, at most, per
+        client address (an IPv4 address, or an IPv6 /64).
+    @ivar loginMessages: messages a connection may send before it logs in
+        (a login takes a few); C{None} for no bound.
+    @ivar loginBudget: the L{MessageBudget} of each message before login.
+    @ivar budget: the L{MessageBudget} of each message after login.
+    @ivar logLines: lines about refused messages and dropped connections
+        logged per client address and L{logWindow}, at most; the rest are
+        counted, and the count is logged with the next line allowed.
+    @ivar logWindow: seconds of that window.
+    """
+
+    loginTimeout: float | None = attrs.field(default=10.0, validator=_positiveOrNone)
+    idleTimeout: float | None = attrs.field(default=None, validator=_positiveOrNone)
+    maxUnauthenticated: int | None = attrs.field(default=512, validator=_positiveOrNone)
+    maxUnauthenticatedPerAddress: int | None = attrs.field(
+        default=16, validator=_positiveOrNone
+    )
+    loginMessages: int | None = attrs.field(default=32, validator=_positiveOrNone)
+    loginBudget: MessageBudget = LOGIN_BUDGET
+    budget: MessageBudget = SESSION_BUDGET
+    logLines: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    logWindow: float = attrs.field(default=60.0, validator=_positive)
+
+
+def groupOf(address: object) -> str:
+    """
+    The client address group of an L{IAddress}: its host's L{addressGroup}
+    for an IP address, else a bounded text form of the address.
+    """
+    host = getattr(address, "host", None)
+    if isinstance(host, str):
+        group = addressGroup(host)
+        assert group is not None
+        return group[:ADDRESS_LENGTH]
+    return str(address)[:ADDRESS_LENGTH]
+
 
 #: Bytes a peer may send towards one message at most, by default.
 MAX_MESSAGE = SESSION_BUDGET.bytes

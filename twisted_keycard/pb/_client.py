@@ -1,24 +1,265 @@
 """
 The client side of a PB login with keycards: a L{pb.PBClientFactory} that
-runs the login (see L{keycardLogin}) over the root object it gets.
+logs in with answerers, and the login it runs over a server's root object,
+each answerer's kind in turn, answering challenges in a bounded loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.spread import pb
 
-from twisted_keycard.keycard._interfaces import IAnswerer
-from twisted_keycard.pb._broker import KeycardBroker
-from twisted_keycard.pb._login import (
-    MAX_ROUNDS,
-    KeycardLogin,
-    _login,
-    _remoteFailure,
+from twisted_keycard.error import (
+    InsecureTransport,
+    InvalidKeycard,
+    KeycardDenied,
+    KeycardError,
+    KeycardRefused,
+    MalformedMessage,
+    ProtocolError,
+    TooManyRounds,
 )
+from twisted_keycard.keycard._exchange import IAnswerer, IChannelBindingAnswerer
+from twisted_keycard.keycard._keycard import Keycard, KeycardState
+from twisted_keycard.keycard._tls import ClientChannel, channelBindings
+from twisted_keycard.pb._broker import KeycardBroker
+
+__all__ = ["KeycardClientFactory", "KeycardLogin", "keycardLogin"]
+
+
+#: Challenge rounds a client answers at most in one exchange, by default.
+MAX_ROUNDS = 4
+
+#: Errors a server may send that are turned back into local exceptions.
+_REMOTE_ERRORS: tuple[type[Exception], ...] = (
+    KeycardRefused,
+    KeycardDenied,
+    InvalidKeycard,
+    MalformedMessage,
+    InsecureTransport,
+)
+
+
+class _RemoteFailure(Exception):
+    """
+    Carries a server's error that is none of ours (the realm's) through the
+    login coroutine, so that the caller gets the failure PB copied, whose
+    C{check} knows the server's classes by name.
+    """
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.getErrorMessage())
+        self.failure = failure
+
+
+def _localError(failure: Failure) -> Failure:
+    """
+    Turn a copied remote keycard error into the local exception class, and
+    any other copied error into a L{_RemoteFailure}.
+    """
+    for cls in _REMOTE_ERRORS:
+        if failure.check(cls):
+            return Failure(cls(failure.getErrorMessage()))
+    if isinstance(failure, pb.CopiedFailure):
+        return Failure(_RemoteFailure(failure))
+    return failure
+
+
+def _remoteFailure(failure: Failure) -> Failure:
+    """
+    The server's own failure, out of its L{_RemoteFailure}.
+    """
+    value = failure.value
+    if isinstance(value, _RemoteFailure):
+        return value.failure
+    return failure
+
+
+@attrs.frozen
+class KeycardLogin:
+    """
+    The result of a successful login.
+
+    @ivar perspective: the avatar's L{pb.RemoteReference}.
+    @ivar keycard: the AUTHENTICATED keycard: its C{id}, C{avatarId},
+        C{expires}.
+    """
+
+    perspective: pb.RemoteReference
+    keycard: Keycard
+
+
+def keycardLogin(
+    root: pb.RemoteReference,
+    answerers: Sequence[IAnswerer],
+    mind: object = None,
+    *,
+    askServer: bool = False,
+    maxRounds: int = MAX_ROUNDS,
+) -> Deferred[KeycardLogin]:
+    """
+    Log in over a root object you already have (from your own factory, one
+    per connection) with the first keycard kind the server accepts, as
+    L{KeycardClientFactory.login} does: the first kind is sent at once, and
+    a server that does not take it answers with the kinds it takes.
+
+    @param root: the server's root object (a L{KeycardRoot}'s), for
+        instance C{broker.remoteForName("root")} in a factory's
+        C{clientConnectionMade}.
+    @param answerers: the keycard kinds to try, in order.
+    @param mind: passed to the server's realm.
+    @param askServer: first ask which kinds the server takes
+        (C{keycardClasses}, one round trip more), and try only those.
+    @param maxRounds: challenge rounds answered at most per kind; past them
+        the connection is closed.
+    @return: a L{Deferred} firing with a L{KeycardLogin}, or failing with
+        the last kind's error (L{KeycardRefused} when refused,
+        L{KeycardDenied} when denied for now, L{ServerAuthenticationFailed}
+        when the server could not prove itself, which also closes the
+        connection, or an error the server's realm raised, as it is).
+    """
+    return Deferred.fromCoroutine(
+        _login(root, list(answerers), mind, askServer, maxRounds)
+    ).addErrback(_remoteFailure)
+
+
+def _disconnect(root: pb.RemoteReference) -> None:
+    """
+    Close the connection C{root} came on.
+    """
+    transport = root.broker.transport
+    if transport is not None:
+        transport.loseConnection()
+
+
+async def _login(
+    root: pb.RemoteReference,
+    answerers: list[IAnswerer],
+    mind: object,
+    askServer: bool,
+    maxRounds: int,
+) -> KeycardLogin:
+    offered: list[str] | None = None
+    if askServer:
+        offered = _kinds(
+            await root.callRemote("keycardClasses").addErrback(_localError)
+        )
+    bindings = {}
+    if any(IChannelBindingAnswerer.providedBy(a) for a in answerers):
+        bindings = channelBindings(root.broker.transport, asServer=False)
+    last: Exception | None = None
+    # Each answerer once, and the one the server answered with its kinds
+    # once more: the kinds are learned at most once.
+    index = 0
+    while index < len(answerers):
+        answerer = answerers[index]
+        kind = answerer.keycardClass
+        if offered is not None and kind.keycardType not in offered:
+            index += 1
+            continue
+        serverBinds = None
+        if offered is not None:
+            bound = kind.channelBoundType
+            serverBinds = bound is not None and bound in offered
+        channel = ClientChannel(bindings, serverBinds)
+        try:
+            return await _exchange(root, answerer, channel, mind, maxRounds)
+        except _ServerKinds as e:
+            if offered is None:
+                offered = e.kinds
+                continue
+            last = ProtocolError("the server sent its keycard kinds again")
+        except (KeycardRefused, ProtocolError) as e:
+            last = e
+        index += 1
+    if last is None:
+        raise KeycardRefused("the server takes none of these keycard kinds")
+    raise last
+
+
+async def _exchange(
+    root: pb.RemoteReference,
+    answerer: IAnswerer,
+    channel: ClientChannel,
+    mind: object,
+    maxRounds: int,
+) -> KeycardLogin:
+    keycard: Keycard
+    if IChannelBindingAnswerer.providedBy(answerer):
+        keycard = answerer.startBound(channel)
+    else:
+        keycard = answerer.start()
+    for round in range(maxRounds + 1):
+        result: Any = await root.callRemote("login", keycard, mind).addErrback(
+            _localError
+        )
+        keycard, perspective = _unpack(result, first=round == 0)
+        if keycard.state is KeycardState.AUTHENTICATED:
+            if perspective is None:
+                raise ProtocolError("authenticated without a perspective")
+            try:
+                answerer.finish(keycard)
+            except KeycardError:
+                _disconnect(root)
+                raise
+            return KeycardLogin(perspective, keycard)
+        if keycard.state is not KeycardState.REQUESTING:
+            raise KeycardRefused()
+        keycard = answerer.answer(keycard)
+    _disconnect(root)
+    raise TooManyRounds(f"the server asked for more than {maxRounds} rounds")
+
+
+class _ServerKinds(Exception):
+    """
+    The server answered a first message with the keycard kinds it takes.
+    """
+
+    def __init__(self, kinds: list[str]) -> None:
+        super().__init__("the server answered with its keycard kinds")
+        self.kinds = kinds
+
+
+#: Kinds a server lists, at most (each kind and its channel-bound tag).
+MAX_KINDS = 256
+
+
+def _kinds(value: object) -> list[str]:
+    """
+    Check the shape of a server's list of keycard kinds.
+    """
+    if not (
+        isinstance(value, list | tuple)
+        and len(value) <= MAX_KINDS
+        and all(isinstance(tag, str) for tag in value)
+    ):
+        raise ProtocolError("the server's list of keycard kinds is malformed")
+    return list(value)
+
+
+def _unpack(result: object, first: bool) -> tuple[Keycard, pb.RemoteReference | None]:
+    """
+    Check the shape of the server's answer to C{login}.
+
+    @param first: whether it answers an exchange's first message, which
+        the server may answer with its kinds.
+    @raise _ServerKinds: for C{(None, kinds)} to a first message.
+    """
+    if not (isinstance(result, tuple | list) and len(result) == 2):
+        raise ProtocolError("malformed login answer")
+    keycard, perspective = result
+    if keycard is None and first:
+        raise _ServerKinds(_kinds(perspective))
+    if not isinstance(keycard, Keycard):
+        raise ProtocolError("login answer holds no keycard")
+    if perspective is not None and not isinstance(perspective, pb.RemoteReference):
+        raise ProtocolError("login answer holds no perspective")
+    return keycard, perspective
 
 
 class KeycardClientFactory(pb.PBClientFactory):
@@ -103,6 +344,3 @@ class KeycardClientFactory(pb.PBClientFactory):
     ) -> KeycardLogin:
         root: pb.RemoteReference = await self.getRootObject()
         return await _login(root, answerers, mind, askServer, maxRounds)
-
-
-__all__ = ["KeycardClientFactory"]

@@ -24,9 +24,9 @@ from twisted.spread import pb
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import ServerAuthenticationFailed
-from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.keycard._exchange import IAnswerer
 from twisted_keycard.pb._broker import KeycardBroker
-from twisted_keycard.pb._login import MAX_ROUNDS, KeycardLogin, keycardLogin
+from twisted_keycard.pb._client import MAX_ROUNDS, KeycardLogin, keycardLogin
 
 #: The errors after which the service stops trying: the server could not
 #: prove itself, so it may not be the server at all.

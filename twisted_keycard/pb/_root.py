@@ -1,34 +1,439 @@
 """
-The server side of a PB login with keycards: a PB root that forwards
-keycards to a bouncer and logs clients in through a twisted.cred realm.
+The server side of a PB login with keycards: a PB root that forwards each
+client's keycards to a bouncer and logs it in through the application's
+portal; the root object each client sees; renewal of its clients' keycards;
+a root over an application's own portal; and PB's stock login on the same
+port, for a migration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from inspect import signature
+from typing import Any, TypeVar
 
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IReactorTime, ISSLTransport
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.spread import pb
-from twisted.spread.flavors import IPBRoot
+from twisted.spread.flavors import IPBRoot, NoSuchMethod
 from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
+from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.error import InsecureTransport, KeycardDenied, KeycardRefused
-from twisted_keycard.keycard._keycard import Keycard, KeycardState
+from twisted_keycard.error import (
+    InsecureTransport,
+    KeycardDenied,
+    KeycardRefused,
+    MalformedMessage,
+)
+from twisted_keycard.keycard._exchange import IChallenger
+from twisted_keycard.keycard._keycard import (
+    ADDRESS_LENGTH,
+    Keycard,
+    KeycardState,
+    normalizeAddress,
+)
 from twisted_keycard.keycard._tls import channelBindings
-from twisted_keycard.pb._broker import KeycardBroker
+from twisted_keycard.pb._broker import REFUSED, KeycardBroker, passedOn
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
-from twisted_keycard.pb._peer import peerAddress
-from twisted_keycard.pb._portal import rootFromPortal
-from twisted_keycard.pb._renewal import Renewal, checkRenewEvery
-from twisted_keycard.pb._rootobject import RealmRefusal, _KeycardLogin
+from twisted_keycard.scram._password import CheckPasswordSCRAM
 from twisted_keycard.store._interfaces import IKeycardStore
+from twisted_keycard.store._memory import MemoryStore
+
+
+def peerAddress(broker: pb.Broker) -> str | None:
+    """
+    The client's address as this side of the connection sees it: the host
+    of an IP peer (normalized: an IPv4 peer of a dual-stack listener is its
+    IPv4 address), else a bounded string form of the peer address.
+    """
+    transport = broker.transport
+    if transport is None:
+        return None
+    peer = transport.getPeer()
+    host = getattr(peer, "host", None)
+    if isinstance(host, str):
+        return normalizeAddress(host)[:ADDRESS_LENGTH]
+    return str(peer)[:ADDRESS_LENGTH]
+
+
+_R = TypeVar("_R", bound="KeycardRoot")
+
+
+def portalCheckers(
+    portal: Portal, *, key: bytes | None = None
+) -> list[ICredentialsChecker]:
+    """
+    The checkers of C{portal} a bouncer can use: those that are keycard
+    challengers already, as they are, and the one for
+    L{IUsernamePassword} behind a L{CheckPasswordSCRAM}.
+
+    @param key: the server key the SCRAM salts are made from (see
+        L{CheckPasswordSCRAM}).
+    @raise ValueError: if the portal has none of these.
+    """
+    found: list[ICredentialsChecker] = []
+    for checker in portal.checkers.values():
+        if IChallenger.providedBy(checker) and checker not in found:
+            found.append(checker)
+    passwords = portal.checkers.get(IUsernamePassword)
+    if passwords is not None and not IChallenger.providedBy(passwords):
+        found.append(CheckPasswordSCRAM(passwords, key=key))
+    if not found:
+        raise ValueError(
+            "the portal has no checker of keycards nor of IUsernamePassword"
+        )
+    return found
+
+
+def rootFromPortal(
+    rootClass: type[_R],
+    portal: Portal,
+    *,
+    clock: IReactorTime,
+    key: bytes | None = None,
+    store: IKeycardStore | None = None,
+    requesterName: str = "requester",
+    bouncerOptions: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> _R:
+    """
+    A root over an application's portal, with a bouncer of its own built
+    from the portal's checkers (see L{portalCheckers}).
+
+    @param clock: the bouncer's and the root's clock.
+    @param key: the server key the SCRAM salts are made from; random by
+        default, or the mock secret of a store that keeps one when it is
+        handed to the checkers.
+    @param store: the bouncer's store; a L{MemoryStore} by default.
+    @param bouncerOptions: further keyword arguments for L{Bouncer}
+        (C{duration}, C{maxLifetime}, C{throttle}, ...).
+    @param options: further keyword arguments for the root
+        (C{renewEvery}, C{stockLogin}, ...).
+    @raise ValueError: if the portal has no checker a bouncer can use.
+    """
+    bouncer = Bouncer(
+        portalCheckers(portal, key=key),
+        store if store is not None else MemoryStore(),
+        clock=clock,
+        **dict(bouncerOptions or {}),
+    )
+    return rootClass(bouncer, portal, requesterName, clock=clock, **options)
+
+
+#: What a stock PB client is told when the root takes keycards only.
+KEYCARDS_ONLY = "this server takes keycards only"
+
+#: The methods of PB's own root object.
+STOCK_METHODS = frozenset(["login", "loginAnonymous"])
+
+
+def isStockLogin(message: str, args: object, kw: object) -> bool:
+    """
+    Whether a call on the root object is PB's own login rather than a
+    keycard's: C{loginAnonymous(mind)}, or C{login(username)} with a name
+    and nothing else.
+    """
+    if message == "loginAnonymous":
+        return True
+    return (
+        message == "login"
+        and isinstance(args, tuple | list)
+        and len(args) == 1
+        and isinstance(args[0], bytes | str)
+        and not kw
+    )
+
+
+def _refused(failure: Failure) -> Failure:
+    """
+    A wrong password as a L{KeycardRefused}: an L{UnauthorizedLogin} that
+    PB sends without logging a traceback.
+    """
+    failure.trap(UnauthorizedLogin)
+    if failure.check(KeycardRefused, KeycardDenied):
+        return failure
+    return Failure(KeycardRefused())
+
+
+class _LoggedIn:
+    """
+    What the stock login does once the portal gives an avatar: what PB's
+    own does, and tell a L{KeycardBroker} that its client logged in, so it
+    is no longer a stranger (see L{twisted_keycard.ConnectionLimits}).
+    """
+
+    broker: pb.Broker
+
+    def _cbLogin(self, result: Any) -> Any:
+        avatar = super()._cbLogin(result)  # type: ignore[misc]
+        if isinstance(self.broker, KeycardBroker):
+            self.broker.loggedIn()
+        return avatar
+
+
+class _StockChallenger(_LoggedIn, pb._PortalAuthChallenger):
+    """
+    PB's check of the response to its challenge, through the portal's
+    checkers; a refusal is sent as a L{KeycardRefused}.
+    """
+
+    def remote_respond(self, response: bytes, mind: object) -> Deferred[Any]:
+        d: Deferred[Any] = super().remote_respond(response, mind)
+        return d.addErrback(_refused)
+
+
+class StockLogin(_LoggedIn, pb._PortalWrapper):
+    """
+    PB's own root object for one connection, over the application's portal
+    and its checkers.
+    """
+
+    def __init__(self, portal: Portal, broker: pb.Broker) -> None:
+        super().__init__(portal, broker)
+
+    def remote_login(self, username: bytes) -> tuple[bytes, _StockChallenger]:
+        challenge: bytes = pb.challenge()
+        return challenge, _StockChallenger(
+            self.portal, self.broker, username, challenge
+        )
+
+    def remote_loginAnonymous(self, mind: object) -> Deferred[Any]:
+        d: Deferred[Any] = super().remote_loginAnonymous(mind)
+        return d.addErrback(_refused)
+
+
+class _KeycardLogin(pb.Referenceable):
+    """
+    The root object one client sees.
+    """
+
+    def __init__(self, root: KeycardRoot, broker: pb.Broker) -> None:
+        self._root = root
+        self._broker = broker
+
+    def remoteMessageReceived(
+        self, broker: pb.Broker, message: str, args: object, kw: object
+    ) -> object:
+        """
+        Call C{remote_keycardClasses} or C{remote_login} for the peer, after
+        checking the name and the arguments, so that a stranger's bad call
+        is a L{MalformedMessage} with a fixed message: no traceback in the
+        log, no line that repeats the arguments.
+        """
+        if message not in _LOGIN_METHODS:
+            raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
+        args = broker.unserialize(args)
+        kw = broker.unserialize(kw)
+        if isStockLogin(message, args, kw):
+            if not self._root.stockLogin:
+                raise KeycardRefused(KEYCARDS_ONLY)
+            stock = StockLogin(self._root.portal, broker)
+            method = getattr(stock, "remote_" + message)
+            assert isinstance(args, tuple | list)
+            return broker.serialize(method(*args), self.perspective)
+        arity = _KEYCARD_METHODS.get(message)
+        if arity is None:
+            raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
+        method = getattr(self, "remote_" + message)
+        try:
+            if not isinstance(args, tuple | list) or not isinstance(kw, dict):
+                raise TypeError("arguments that are not a tuple and a dictionary")
+            if kw or len(args) != arity:
+                # Not the plain positional call: let the signature judge.
+                signature(method).bind(*args, **kw)
+        except TypeError as e:
+            raise MalformedMessage(REFUSED) from e
+        return broker.serialize(method(*args, **kw), self.perspective)
+
+    def remote_keycardClasses(self) -> list[str]:
+        """
+        The type tags of the keycards the bouncer takes (see
+        L{KeycardRoot.kindsFor}), for clients that ask before they log in.
+        """
+        return self._root.kindsFor(self._broker)
+
+    def remote_login(self, keycard: object, mind: object) -> Deferred[Any]:
+        """
+        One message of a keycard exchange.
+
+        @return: a L{Deferred} firing with C{(keycard, None)} while the
+            exchange goes on, C{(keycard, perspective)} on success, and
+            C{(None, kinds)} for a first message the bouncer cannot take
+            (a kind it does not take, or channel binding this connection
+            cannot give), C{kinds} as L{KeycardRoot.kindsFor} lists them;
+            it fails with L{KeycardRefused} or L{KeycardDenied}, or with
+            what the realm raised, sent as it is.
+        """
+        d = Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
+        return d.addErrback(_passRealmRefusal)
+
+
+class RealmRefusal(Exception):
+    """
+    Carries what the realm raised out of L{KeycardRoot.login}, logged once
+    already, to be sent to the client as it is.
+
+    @ivar error: the realm's error.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _passRealmRefusal(failure: Failure) -> Failure:
+    value = failure.value
+    if isinstance(value, RealmRefusal):
+        return passedOn(value.error)
+    return failure
+
+
+#: The methods of a keycard login (C{remote_} + name), and how many
+#: arguments each takes.
+_KEYCARD_METHODS = {"keycardClasses": 0, "login": 2}
+
+#: The methods a client may call on the root object.
+_LOGIN_METHODS = frozenset(_KEYCARD_METHODS) | STOCK_METHODS
+
+
+#: The part of the shortest held keycard's duration between two renewals,
+#: by default: a keycard renewed late by a slow bouncer still has two
+#: thirds of its duration left.
+RENEW_FRACTION = 1 / 3
+
+
+def checkRenewEvery(renewEvery: float | None) -> None:
+    """
+    @raise ValueError: unless C{renewEvery} is C{None} or a positive, finite
+        number of seconds.
+    """
+    if renewEvery is not None and not (math.isfinite(renewEvery) and renewEvery > 0):
+        raise ValueError("renewEvery must be a positive number of seconds")
+
+
+class Renewal:
+    """
+    Renews, every C{every} seconds (by default a third of the shortest
+    duration among them), every keycard that a requester's clients hold.
+    Its one timer runs only while a keycard is held.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        bouncer: IBouncer,
+        requesterName: str,
+        clock: Callable[[], IReactorTime],
+        held: Collection[str],
+        every: float | None = None,
+    ) -> None:
+        """
+        @param clock: gives the clock that times renewals, when first
+            needed.
+        @param held: the ids of the keycards the clients hold, kept up to
+            date by the requester.
+        @param every: seconds between renewals; C{None} for a third of the
+            shortest duration the bouncer gave the held keycards.
+        """
+        checkRenewEvery(every)
+        self._bouncer = bouncer
+        self._requesterName = requesterName
+        self._clock = clock
+        self._held = held
+        self._every = every
+        #: The durations of the held keycards, by id (pruned at each renewal).
+        self._durations: dict[str, float] = {}
+        #: The shortest duration of a held keycard, as last known.
+        self._shortest: float | None = None
+        self._call: IDelayedCall | None = None
+        self._renewing = False
+
+    def period(self) -> float | None:
+        """
+        Seconds from one renewal to the next; C{None} when no held keycard
+        has a known duration.
+        """
+        if self._every is not None:
+            return self._every
+        if self._shortest is None:
+            return None
+        return self._shortest * RENEW_FRACTION
+
+    def issued(self, keycardId: str, duration: float | None) -> None:
+        """
+        A client was given keycard C{keycardId}, valid for C{duration}
+        seconds: renew it while the client holds it.
+        """
+        if duration is not None and math.isfinite(duration) and duration > 0:
+            self._durations[keycardId] = duration
+            if self._shortest is None or duration < self._shortest:
+                self._shortest = duration
+        self._schedule()
+
+    def released(self) -> None:
+        """
+        Keycards left their clients: once none is held, stop the timer.
+        """
+        if self._held:
+            return
+        self._durations.clear()
+        self._shortest = None
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _schedule(self) -> None:
+        """
+        Set the timer for the next renewal, or bring it forward for a
+        keycard with a shorter duration.
+        """
+        period = self.period()
+        if period is None or self._renewing or not self._held:
+            return
+        clock = self._clock()
+        if self._call is not None:
+            if self._call.getTime() <= clock.seconds() + period:
+                return
+            self._call.cancel()
+        self._call = clock.callLater(period, self._tick)
+
+    def _tick(self) -> None:
+        self._call = None
+        held = list(self._held)
+        if not held:
+            return
+        # Forget the durations of keycards no longer held.
+        self._durations = {k: self._durations[k] for k in held if k in self._durations}
+        self._shortest = min(self._durations.values(), default=None)
+        self._renewing = True
+        Deferred.fromCoroutine(self._renew(held))
+
+    async def _renew(self, keycardIds: list[str]) -> None:
+        try:
+            await self._bouncer.keepAlive(self._requesterName, keycardIds)
+        except Exception as e:
+            # The keycards keep the rest of their duration; the next
+            # renewal may reach the bouncer.
+            self.log.warn(
+                "could not renew {count} keycard(s): {error}",
+                count=len(keycardIds),
+                error=printable(str(e)),
+            )
+        finally:
+            self._renewing = False
+            self._schedule()
+
 
 #: Keycards one connection may hold at once, by default.
 MAX_KEYCARDS_PER_CONNECTION = 16

@@ -24,12 +24,15 @@ from zope.interface import implementer
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._bouncer import Bouncer
 from twisted_keycard.bouncer._interfaces import IRequester
-from twisted_keycard.bouncer._revoker import AVATAR, REQUESTER
+from twisted_keycard.bouncer._revocation import AVATAR, REQUESTER
 from twisted_keycard.error import KeycardDenied, KeycardRefused
 from twisted_keycard.keycard._keycard import Keycard
-from twisted_keycard.store._interfaces import IKeycardStore, IRevocationStore
-from twisted_keycard.store._records import IssuedKeycard
-from twisted_keycard.tokencard import FAMILY
+from twisted_keycard.store._interfaces import (
+    IKeycardStore,
+    IRevocationStore,
+    IssuedKeycard,
+)
+from twisted_keycard.tokens import FAMILY
 
 #: Keycard ids one keepAlive or adopt call may carry, at most.
 MAX_IDS = 65_536

@@ -20,10 +20,9 @@ from zope.interface import implementer
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
 from twisted_keycard.error import KeycardDenied
-from twisted_keycard.keycard._interfaces import IAnswerer
+from twisted_keycard.keycard._exchange import IAnswerer
 from twisted_keycard.keycard._keycard import Keycard, keycardClassFor
-from twisted_keycard.pb._client import KeycardClientFactory
-from twisted_keycard.pb._login import _localError
+from twisted_keycard.pb._client import KeycardClientFactory, _localError
 from twisted_keycard.remote._bouncerside import MAX_IDS
 
 #: Keycard ids sent in one keepAlive, adopt or removal call: well under the

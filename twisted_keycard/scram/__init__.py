@@ -7,26 +7,29 @@ signature, so the login is mutual.  The keycard carries the standard SCRAM
 messages, so any SCRAM implementation can take either side.
 """
 
-from twisted_keycard.keycard._lifecycle import ExchangeState
-from twisted_keycard.scram._checkpassword import (
-    CheckPasswordSCRAM,
-    IPasswordSCRAMExchange,
-    PasswordSCRAMExchange,
-    SCRAMProof,
-)
-from twisted_keycard.scram._client import SCRAMAnswerer
-from twisted_keycard.scram._exchange import ISCRAMExchange, SCRAMExchange
-from twisted_keycard.scram._keycache import SCRAMKeyCache
-from twisted_keycard.scram._keycard import SCRAMKeycard
+from twisted_keycard.keycard._exchange import ExchangeState
+from twisted_keycard.scram._client import SCRAMAnswerer, SCRAMKeyCache
 from twisted_keycard.scram._messages import (
     ClientFinal,
     ClientFirst,
+    SCRAMKeycard,
     ServerFinal,
     ServerFirst,
 )
-from twisted_keycard.scram._password import SCRAMPasswordChecker
-from twisted_keycard.scram._server import SCRAMVerifiers, readVerifiers
-from twisted_keycard.scram._verifier import Verifier
+from twisted_keycard.scram._password import (
+    CheckPasswordSCRAM,
+    IPasswordSCRAMExchange,
+    PasswordSCRAMExchange,
+    SCRAMPasswordChecker,
+    SCRAMProof,
+)
+from twisted_keycard.scram._server import (
+    ISCRAMExchange,
+    SCRAMExchange,
+    SCRAMVerifiers,
+    Verifier,
+    readVerifiers,
+)
 
 __all__ = [
     "CheckPasswordSCRAM",

@@ -1,5 +1,7 @@
 """
-The client's side of SCRAM-SHA-256.
+The client's side of SCRAM-SHA-256: the answerer, and its cache of the keys
+derived from one password (RFC 5802, section 5.1), so that a client that
+logs in again does not pay for the key derivation again.
 """
 
 from __future__ import annotations
@@ -11,28 +13,70 @@ from collections.abc import Sequence
 from zope.interface import implementer
 
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._channel import BINDING_TYPES, ClientChannel
-from twisted_keycard.keycard._interfaces import IChannelBindingAnswerer
+from twisted_keycard.keycard._exchange import IChannelBindingAnswerer
 from twisted_keycard.keycard._keycard import Keycard
-from twisted_keycard.scram._binding import (
+from twisted_keycard.keycard._tls import BINDING_TYPES, ClientChannel
+from twisted_keycard.scram._messages import (
     MODES,
     PREFER,
-    bindingAttribute,
-    clientHeader,
-)
-from twisted_keycard.scram._crypto import hmacSha256, sha256, xor
-from twisted_keycard.scram._keycache import SCRAMKeyCache
-from twisted_keycard.scram._keycard import SCRAMKeycard
-from twisted_keycard.scram._messages import (
     ClientFirst,
+    SCRAMKeycard,
     ServerFinal,
     ServerFirst,
     authMessage,
     b64,
+    bindingAttribute,
     checkNonce,
     checkUserName,
+    clientHeader,
+    clientKey,
+    hmacSha256,
+    saltedPassword,
+    serverKey,
+    sha256,
+    xor,
 )
-from twisted_keycard.scram._verifier import DEFAULT_ITERATIONS
+from twisted_keycard.scram._server import DEFAULT_ITERATIONS
+
+#: Salts whose keys a L{SCRAMKeyCache} remembers, at most.
+CACHE_SIZE = 16
+
+
+class SCRAMKeyCache:
+    """
+    Remembers the client and server keys derived from a password for a salt
+    and iteration count, the oldest forgotten first.  Share one among the
+    answerers of one password; keep it as secret as the password.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        """
+        @param size: how many salts to remember, at least 1.
+        """
+        if size < 1:
+            raise ValueError("a key cache holds at least one entry")
+        self._size = size
+        self._keys: dict[tuple[bytes, int], tuple[bytes, bytes]] = {}
+
+    def __repr__(self) -> str:
+        return f"<SCRAMKeyCache of {len(self._keys)}>"
+
+    def keys(self, password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
+        """
+        The client key and the server key of C{password} for this salt and
+        iteration count.
+
+        @raise ValueError: if SASLprep refuses the password.
+        """
+        found = self._keys.get((salt, iterations))
+        if found is None:
+            salted = saltedPassword(password, salt, iterations)
+            found = clientKey(salted), serverKey(salted)
+            if len(self._keys) >= self._size:
+                self._keys.pop(next(iter(self._keys)))
+            self._keys[(salt, iterations)] = found
+        return found
+
 
 #: Random bytes in the client's nonce.
 CLIENT_NONCE_BYTES = 24
@@ -66,7 +110,7 @@ class SCRAMAnswerer:
     and checks the server's signature, so the login is mutual.  It refuses
     a challenge that does not extend its nonce or asks for an absurd
     iteration count.  Over TLS it binds the exchange to the connection
-    (SCRAM-SHA-256-PLUS, see L{twisted_keycard.scram._binding}), so a relay
+    (SCRAM-SHA-256-PLUS, see L{twisted_keycard.scram._messages}), so a relay
     in between is caught.
     """
 

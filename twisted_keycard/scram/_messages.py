@@ -1,25 +1,187 @@
 """
-The four SCRAM messages of RFC 5802, section 7, parsed strictly and
-formatted.
-
-Parsing refuses anything this implementation does not speak (channel
-binding types other than C{tls-exporter} and C{tls-server-end-point},
-authorization identities, extensions) and anything over a length
-limit, with a L{ProtocolError} whose message is short and echoes nothing a
-peer sent, except the text of a server's C{e=} error, which is checked first.
+The SCRAM-SHA-256 keycard and the four messages of RFC 5802, section 7,
+parsed strictly and written canonically; the key derivations of section 3;
+and channel binding (section 6): the GS2 header a client chooses and the
+data a server compares.
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 import re
+from collections.abc import Mapping, Sequence
 
 import attrs
 from passlib.utils import saslprep
 
 from twisted_keycard.error import ProtocolError
-from twisted_keycard.scram._binding import gs2Header
-from twisted_keycard.scram._crypto import KEY_BYTES
+from twisted_keycard.keycard._keycard import Keycard, registerKeycard, wireField
+from twisted_keycard.keycard._tls import BINDING_TYPES, ClientChannel
+
+#: Bytes in a SHA-256 digest, so in every SCRAM-SHA-256 key and proof.
+KEY_BYTES = 32
+
+
+def saltedPassword(password: str, salt: bytes, iterations: int) -> bytes:
+    """
+    C{Hi(Normalize(password), salt, i)}: PBKDF2-HMAC-SHA256 of the
+    SASLprep'd password.
+
+    @raise ValueError: if the password has characters SASLprep prohibits.
+    """
+    normal = saslprep(password).encode("utf-8")
+    return hashlib.pbkdf2_hmac("sha256", normal, salt, iterations)
+
+
+def hmacSha256(key: bytes, message: bytes) -> bytes:
+    """
+    C{HMAC(key, message)} with SHA-256.
+    """
+    return hmac.digest(key, message, "sha256")
+
+
+def sha256(data: bytes) -> bytes:
+    """
+    C{H(data)}.
+    """
+    return hashlib.sha256(data).digest()
+
+
+def clientKey(salted: bytes) -> bytes:
+    """
+    C{ClientKey := HMAC(SaltedPassword, "Client Key")}.
+    """
+    return hmacSha256(salted, b"Client Key")
+
+
+def serverKey(salted: bytes) -> bytes:
+    """
+    C{ServerKey := HMAC(SaltedPassword, "Server Key")}.
+    """
+    return hmacSha256(salted, b"Server Key")
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    """
+    The exclusive or of two strings of the same length.
+
+    @raise ValueError: if their lengths differ.
+    """
+    if len(a) != len(b):
+        raise ValueError("xor of strings of different lengths")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+#: The client does not bind.
+NO_BINDING = "n,,"
+#: The client could bind, but thinks the server cannot.
+NOT_OFFERED = "y,,"
+
+#: A client's channel binding modes, as libpq's C{channel_binding}: bind
+#: when the server can, insist on binding, never bind.
+PREFER = "prefer"
+REQUIRE = "require"
+DISABLE = "disable"
+MODES = (PREFER, REQUIRE, DISABLE)
+
+_CB_NAME = re.compile(r"[A-Za-z0-9.-]+\Z")
+
+
+def gs2Header(flag: str) -> str:
+    """
+    The GS2 header of a client-first message from its first part, C{n},
+    C{y} or C{p=<type>}, without authorization identity.
+
+    @raise ProtocolError: for a malformed flag or a binding type this
+        implementation does not compute.
+    """
+    if flag.startswith("p="):
+        kind = flag[2:]
+        if not _CB_NAME.match(kind):
+            raise ProtocolError("malformed GS2 header")
+        if kind not in BINDING_TYPES:
+            raise ProtocolError("channel binding type not supported")
+    elif flag not in ("n", "y"):
+        raise ProtocolError("malformed GS2 header")
+    return f"{flag},,"
+
+
+def bindingType(header: str) -> str | None:
+    """
+    The channel binding type a GS2 header asks for, if any.
+    """
+    if header.startswith("p="):
+        return header[2:].partition(",")[0]
+    return None
+
+
+def bindingAttribute(header: str, data: bytes = b"") -> str:
+    """
+    The C{c=} attribute: base64 of the GS2 header followed by the binding
+    data (none unless the header is C{p=...}).
+    """
+    return binascii.b2a_base64(header.encode("ascii") + data, newline=False).decode()
+
+
+def clientHeader(
+    channel: ClientChannel | None, mode: str, types: Sequence[str]
+) -> tuple[str, bytes]:
+    """
+    What a client sends over a connection: its GS2 header and the data its
+    C{c=} attribute binds to.
+
+    @param channel: the connection; C{None} when unknown (no binding).
+    @param mode: one of L{MODES}.
+    @param types: the binding types the client uses, preferred first.
+    @raise ProtocolError: in mode L{REQUIRE}, when it cannot bind.
+    """
+    bindings = channel.bindings if channel is not None and mode != DISABLE else {}
+    usable = [kind for kind in types if kind in bindings]
+    if not usable:
+        header = NO_BINDING
+    elif channel is not None and channel.serverBinds is False:
+        header = NOT_OFFERED
+    else:
+        return f"p={usable[0]},,", bindings[usable[0]]
+    if mode == REQUIRE:
+        raise ProtocolError("channel binding is required but cannot be used here")
+    return header, b""
+
+
+def checkOffer(header: str, bindings: Mapping[str, bytes] | None) -> None:
+    """
+    The server's check of a client-first GS2 header against the channel
+    binding data its requester gave (RFC 5802, section 6).
+
+    @raise ProtocolError: for a binding type this connection cannot give,
+        or for C{y} when it can bind (the client was told it cannot: a
+        downgrade).
+    """
+    kind = bindingType(header)
+    if kind is not None and kind not in (bindings or {}):
+        raise ProtocolError("channel binding type not available on this connection")
+    if header == NOT_OFFERED and bindings:
+        raise ProtocolError("channel binding downgrade: the server can bind")
+
+
+def serverBinding(header: str, bindings: Mapping[str, bytes] | None) -> str:
+    """
+    The C{c=} attribute the server expects in the client-final message, from
+    the binding data of the connection the message came on.
+
+    @raise ProtocolError: if the header asks for a binding that connection
+        cannot give.
+    """
+    kind = bindingType(header)
+    if kind is None:
+        return bindingAttribute(header)
+    data = (bindings or {}).get(kind)
+    if data is None:
+        raise ProtocolError("channel binding type not available on this connection")
+    return bindingAttribute(header, data)
+
 
 #: Characters at most in a nonce (the client's, or the combined one).
 MAX_NONCE = 256
@@ -154,7 +316,7 @@ class ClientFirst:
     The client's first message: C{n,,n=<saslname>,r=<nonce>}.
 
     @ivar gs2Header: the GS2 header: C{n,,}, C{y,,} or C{p=<type>,,}
-        (see L{twisted_keycard.scram._binding}).
+        (see L{twisted_keycard.scram._messages}).
     @ivar username: the user name, unescaped.
     @ivar nonce: the client's nonce.
     """
@@ -316,3 +478,59 @@ def authMessage(first: ClientFirst, serverFirst: ServerFirst, final: str) -> byt
     client-final-message-without-proof}, the text both sides sign.
     """
     return ",".join([first.bare, serverFirst.format(), final]).encode("utf-8")
+
+
+@registerKeycard
+@attrs.define(slots=False, eq=False, kw_only=True)
+class SCRAMKeycard(Keycard):
+    """
+    A keycard whose fields carry the standard SCRAM-SHA-256 messages of
+    RFC 5802, so any SCRAM implementation can answer.  It never carries a
+    password.  Over TLS a requester lists C{channelBoundType} after it: the
+    bouncer then checks channel binding (SCRAM-SHA-256-PLUS) against the
+    C{channelBindings} the requester records.
+
+    @ivar clientFirst: the client-first message (GS2 header included).
+    @ivar serverFirst: the server-first message.
+    @ivar clientFinal: the client-final message.
+    @ivar serverFinal: the server-final message.
+    """
+
+    keycardType = "twisted_keycard.scram-sha-256"
+    channelBoundType = "twisted_keycard.scram-sha-256-plus"
+
+    clientFirst: str | None = wireField(str, MAX_MESSAGE, setBy="client")
+    serverFirst: str | None = wireField(str, MAX_MESSAGE, setBy="bouncer")
+    clientFinal: str | None = wireField(str, MAX_MESSAGE, setBy="client")
+    serverFinal: str | None = wireField(str, MAX_MESSAGE, setBy="bouncer")
+
+    def bindsChannel(self) -> bool:
+        """
+        Whether the client-first message asks for channel binding (C{p=}).
+        """
+        return self.clientFirst is not None and self.clientFirst.startswith("p=")
+
+    def account(self) -> str | None:
+        """
+        The user name in the client-first message, if it parses.
+        """
+        try:
+            return self.parsedClientFirst().username
+        except ProtocolError:
+            return None
+
+    def parsedClientFirst(self) -> ClientFirst:
+        """
+        The client-first message parsed, once for the text it holds: the
+        bouncer reads it for the account and again to start the exchange.
+
+        @raise ProtocolError: if it does not parse.
+        """
+        text = self.clientFirst
+        parsed = self.__dict__.get("_parsedFirst")
+        if parsed is not None and parsed[0] is text:
+            first: ClientFirst = parsed[1]
+            return first
+        first = ClientFirst.parse(text)
+        self.__dict__["_parsedFirst"] = (text, first)
+        return first

@@ -1,11 +1,15 @@
 """
-The bouncer's side of SCRAM-SHA-256: a twisted.cred checker that also
-primes the challenge, from verifiers in PostgreSQL's format.
+The bouncer's side of SCRAM-SHA-256: what a server keeps of a password (a
+verifier, in PostgreSQL's format), one exchange with what it sent kept on
+its side, and a twisted.cred checker that holds the verifiers and also
+primes the exchanges, mock ones for unknown users.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -16,8 +20,12 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from twisted_keycard._entriesfile import ParsedEntries, WatchedEntries, parseLines
-from twisted_keycard._fileversion import RunInThread
+from twisted_keycard._files import (
+    ParsedEntries,
+    RunInThread,
+    WatchedEntries,
+    parseLines,
+)
 from twisted_keycard._mocks import (
     IMockSecretTaker,
     WithMocks,
@@ -27,15 +35,264 @@ from twisted_keycard._mocks import (
     mostCommon,
 )
 from twisted_keycard.error import ProtocolError
-from twisted_keycard.keycard._interfaces import IChallenger, IExchange
+from twisted_keycard.keycard._exchange import (
+    ExchangeLifecycle,
+    ExchangeState,
+    ExchangeStep,
+    IChallenger,
+    IExchange,
+    requestVerified,
+)
 from twisted_keycard.keycard._keycard import Keycard
-from twisted_keycard.keycard._selfverifying import requestVerified
-from twisted_keycard.scram._binding import checkOffer
-from twisted_keycard.scram._crypto import KEY_BYTES
-from twisted_keycard.scram._exchange import ISCRAMExchange, SCRAMExchange
-from twisted_keycard.scram._keycard import SCRAMKeycard
-from twisted_keycard.scram._messages import ServerFirst, b64, checkNonce
-from twisted_keycard.scram._verifier import DEFAULT_ITERATIONS, SALT_BYTES, Verifier
+from twisted_keycard.scram._messages import (
+    KEY_BYTES,
+    ClientFinal,
+    ClientFirst,
+    SCRAMKeycard,
+    ServerFinal,
+    ServerFirst,
+    authMessage,
+    b64,
+    checkNonce,
+    checkOffer,
+    clientKey,
+    hmacSha256,
+    saltedPassword,
+    serverBinding,
+    serverKey,
+    sha256,
+    unb64,
+    xor,
+)
+
+MECHANISM = "SCRAM-SHA-256"
+DEFAULT_ITERATIONS = 4096
+SALT_BYTES = 16
+
+_FORMAT = f"{MECHANISM}$<iterations>:<salt>$<StoredKey>:<ServerKey>"
+_VERIFIER = re.compile(
+    re.escape(MECHANISM) + r"\$([1-9][0-9]{0,9}):([^$:]*)\$([^$:]*):([^$:]*)\Z"
+)
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be positive")
+
+
+def _nonEmpty(
+    instance: object, attribute: attrs.Attribute[bytes], value: bytes
+) -> None:
+    if not value:
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _key(instance: object, attribute: attrs.Attribute[bytes], value: bytes) -> None:
+    if len(value) != KEY_BYTES:
+        raise ValueError(f"{attribute.name} must be {KEY_BYTES} bytes")
+
+
+@attrs.frozen
+class Verifier:
+    """
+    What the server keeps of a password: enough to check a proof and to sign
+    its own answer, but not enough to log in.
+
+    @ivar iterations: the PBKDF2 iteration count.
+    @ivar salt: the salt.
+    @ivar storedKey: C{H(ClientKey)}.
+    @ivar serverKey: C{HMAC(SaltedPassword, "Server Key")}.
+    """
+
+    iterations: int = attrs.field(
+        validator=[attrs.validators.instance_of(int), _positive]
+    )
+    salt: bytes = attrs.field(
+        validator=[attrs.validators.instance_of(bytes), _nonEmpty]
+    )
+    storedKey: bytes = attrs.field(
+        repr=False, validator=[attrs.validators.instance_of(bytes), _key]
+    )
+    serverKey: bytes = attrs.field(
+        repr=False, validator=[attrs.validators.instance_of(bytes), _key]
+    )
+
+    @classmethod
+    def fromPassword(
+        cls,
+        password: str,
+        iterations: int = DEFAULT_ITERATIONS,
+        salt: bytes | None = None,
+    ) -> Verifier:
+        """
+        Make a verifier from a password, with a fresh random 16-byte salt
+        unless one is given.
+
+        @raise ValueError: for a non-positive iteration count, an empty salt,
+            or a password SASLprep refuses.
+        """
+        if iterations < 1:
+            raise ValueError("iterations must be positive")
+        if salt is None:
+            salt = secrets.token_bytes(SALT_BYTES)
+        elif not salt:
+            raise ValueError("salt must not be empty")
+        salted = saltedPassword(password, salt, iterations)
+        return cls(
+            iterations=iterations,
+            salt=salt,
+            storedKey=sha256(clientKey(salted)),
+            serverKey=serverKey(salted),
+        )
+
+    @classmethod
+    def fromString(cls, text: str) -> Verifier:
+        """
+        Read C{SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>}, the
+        base64 fields as PostgreSQL writes them.
+
+        @raise ValueError: if C{text} is not such a verifier; the message
+            says what is wrong without repeating C{text}.
+        """
+        match = _VERIFIER.match(text.strip())
+        if match is None:
+            raise ValueError(f"not a SCRAM-SHA-256 verifier (expected {_FORMAT})")
+        iterations, salt, stored, server = match.groups()
+        try:
+            return cls(
+                iterations=int(iterations),
+                salt=unb64(salt, "the salt"),
+                storedKey=unb64(stored, "StoredKey"),
+                serverKey=unb64(server, "ServerKey"),
+            )
+        except (ProtocolError, ValueError) as e:
+            raise ValueError(f"bad SCRAM-SHA-256 verifier: {e}") from None
+
+    def toString(self) -> str:
+        """
+        This verifier in PostgreSQL's format.
+        """
+        return (
+            f"{MECHANISM}${self.iterations}:{b64(self.salt)}"
+            f"${b64(self.storedKey)}:{b64(self.serverKey)}"
+        )
+
+
+class ISCRAMExchange(IExchange):
+    """
+    A SCRAM-SHA-256 exchange on the bouncer's side: the credentials a
+    L{twisted_keycard.scram.SCRAMVerifiers} checks.
+    """
+
+
+def _scram(keycard: Keycard) -> SCRAMKeycard:
+    if not isinstance(keycard, SCRAMKeycard):
+        raise ProtocolError("not a SCRAM keycard")
+    return keycard
+
+
+@implementer(ISCRAMExchange)
+@attrs.define(eq=False)
+class SCRAMExchange:
+    """
+    Everything the bouncer sent and must compare later.  Nothing the client
+    sends after its first message replaces any of it.
+
+    @ivar first: the client's first message, as the bouncer parsed it.
+    @ivar serverFirst: the challenge.
+    @ivar verifier: the user's verifier, or random keys for a mock exchange.
+    @ivar known: whether the user exists; a mock exchange does the same work
+        and then fails.
+    @ivar lifecycle: the guard that takes each step once, in order.
+    """
+
+    first: ClientFirst
+    serverFirst: ServerFirst
+    verifier: Verifier = attrs.field(repr=False)
+    known: bool = attrs.field(repr=False)
+    lifecycle: ExchangeLifecycle = attrs.field(factory=ExchangeLifecycle, init=False)
+    _final: ClientFinal | None = attrs.field(default=None, repr=False)
+    _serverSignature: bytes | None = attrs.field(default=None, repr=False)
+
+    @property
+    def state(self) -> ExchangeState:
+        """
+        Where the exchange is: an L{ExchangeState}.
+        """
+        return self.lifecycle.state
+
+    @property
+    def username(self) -> str:
+        """
+        The user name the client gave.
+        """
+        return self.first.username
+
+    def challenge(self, keycard: Keycard) -> bool:
+        """
+        Write the server-first message into the keycard.
+
+        @return: C{True}: the client must answer.
+        """
+        with self.lifecycle.step(ExchangeStep.CHALLENGE):
+            _scram(keycard).serverFirst = self.serverFirst.format()
+        return True
+
+    def answer(self, keycard: Keycard) -> None:
+        """
+        Take the client-final message, the only field the client wrote that
+        is read from the keycard; the channel binding data it must carry
+        comes from the requester (C{channelBindings}), for the connection
+        this message came on.
+
+        @raise ProtocolError: if it is malformed, out of order, for another
+            exchange (its nonce differs), or bound to another channel than
+            the requester's (a relay in between).
+        """
+        with self.lifecycle.step(ExchangeStep.ANSWER):
+            final = ClientFinal.parse(_scram(keycard).clientFinal)
+            binding = serverBinding(self.first.gs2Header, keycard.channelBindings)
+            if not hmac.compare_digest(final.channelBinding, binding):
+                raise ProtocolError("channel binding does not match")
+            if not hmac.compare_digest(final.nonce, self.serverFirst.nonce):
+                raise ProtocolError("nonce does not match")
+            self._final = final
+
+    def verify(self) -> bool:
+        """
+        Check the client's proof against the stored key, once.  The same
+        work is done for a mock exchange, which then fails.
+
+        @return: whether the proof is right and the user exists.
+        @raise ProtocolError: if the exchange is not answered, or was
+            checked already.
+        """
+        return self.lifecycle.verify(self._check)
+
+    def _check(self) -> bool:
+        assert self._final is not None
+        message = authMessage(self.first, self.serverFirst, self._final.withoutProof)
+        signature = hmacSha256(self.verifier.storedKey, message)
+        recovered = sha256(xor(self._final.proof, signature))
+        good = hmac.compare_digest(recovered, self.verifier.storedKey)
+        if not (good and self.known):
+            return False
+        self._serverSignature = hmacSha256(self.verifier.serverKey, message)
+        return True
+
+    def conclude(self, keycard: Keycard) -> None:
+        """
+        Write the server-final message (the server's signature) into the
+        keycard, after a successful check.
+
+        @raise ProtocolError: if the check did not succeed, or the exchange
+            was concluded already.
+        """
+        with self.lifecycle.step(ExchangeStep.CONCLUDE):
+            assert self._serverSignature is not None
+            final = ServerFinal(signature=self._serverSignature)
+            _scram(keycard).serverFinal = final.format()
+
 
 #: Random bytes the server adds to the client's nonce.
 SERVER_NONCE_BYTES = 18

@@ -6,13 +6,11 @@ L{BouncerService}, a data directory's bouncer and store as one service for
 applications that embed it.
 """
 
-from twisted_keycard.service._bouncerservice import BouncerService
-from twisted_keycard.service._datadir import DataDir, NoDataDir
-from twisted_keycard.service._devcert import makeDevCertificate
+from twisted_keycard.service._checkers import PasswordChallenger
+from twisted_keycard.service._datadir import DataDir, NoDataDir, makeDevCertificate
+from twisted_keycard.service._services import BouncerService
 from twisted_keycard.service._startup import StartupError
-from twisted_keycard.service._stockcheckers import PasswordChallenger
-from twisted_keycard.service._tap import makeService
-from twisted_keycard.service._tapoptions import Options
+from twisted_keycard.service._tap import Options, makeService
 
 __all__ = [
     "BouncerService",

@@ -1,26 +1,26 @@
 """
 The data directory shared by the bouncer service and the C{keycard}
-command: configuration, the SQLite store (keycards, revocations, keyring),
-the users' SCRAM verifiers, and TLS material.
-
-Layout::
-
-    DIR/keycard.json       marker, format version, and the store's URL when
-                           it is not the SQLite file (a Redis store)
-    DIR/keycard.db         the SQLite store (back it up)
-    DIR/users.scram        name:SCRAM-SHA-256$... lines (mode 0600)
-    DIR/tls/server.pem     certificate and key for ssl:/tls: listeners
+command, and a self-signed certificate for development.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from pathlib import Path
 
 import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from twisted_keycard._secretfiles import createPrivateFile, makePrivateDirectory
+from twisted_keycard._files import (
+    createPrivateFile,
+    makePrivateDirectory,
+    writePrivateFile,
+)
 from twisted_keycard.error import KeycardError
 
 ENVIRONMENT = "KEYCARD_DATA_DIR"
@@ -138,3 +138,41 @@ class DataDir:
             info["storePasswordFile"] = str(Path(storePasswordFile).resolve())
         directory.marker.write_text(json.dumps(info) + "\n")
         return directory
+
+
+VALID_DAYS = 365
+
+
+def makeDevCertificate(hostname: str, serverPem: Path, trustPem: Path) -> None:
+    """
+    Write a new self-signed certificate for C{hostname}: key and certificate
+    to C{serverPem} (mode 0600, in a directory of mode 0700) for the server,
+    certificate alone to C{trustPem} for clients to trust.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certPem = certificate.public_bytes(serialization.Encoding.PEM)
+    keyPem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    makePrivateDirectory(serverPem.parent)
+    writePrivateFile(serverPem, keyPem + certPem)
+    trustPem.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    trustPem.write_bytes(certPem)

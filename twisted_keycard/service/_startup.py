@@ -1,17 +1,14 @@
 """
-How the bouncer service fails to start: one line and a non-zero exit, never
-a traceback or a usage dump, and before twistd reports a daemon started, so
-that C{twistd keycard-bouncer} (daemonized or not) exits non-zero.
-
-Failures found while the options are read raise C{SystemExit} with the
-line.  Those found later, while twistd builds and starts the service (a
-port in use, a store that cannot open), raise L{StartupError}, which twistd
-lets through (removing its pid file and telling a waiting daemon parent),
-and which the hook set by L{installExitHook} prints as one line.
+How the bouncer service starts, and fails to start: its listeners on
+endpoint strings parsed with errors an operator can act on, its store
+opened from the data directory or a URL, the mock secret handed to its
+checkers, and one line and a non-zero exit for anything wrong.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
@@ -21,15 +18,150 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.filepath import UnlistableError
 
-from twisted_keycard._secretfiles import exposure
+from twisted_keycard._files import exposure
+from twisted_keycard._mocks import IMockSecretTaker
 from twisted_keycard.error import KeycardError
-from twisted_keycard.service._endpoints import describeListenError
-from twisted_keycard.service._mocksecret import giveMockSecret, storedMockSecret
-from twisted_keycard.store.sqlite._schema import connect
+from twisted_keycard.store.redis._blocking import RedisReplyError, startupCheck
+from twisted_keycard.store.redis._connection import RedisURL, isRedisURL
+from twisted_keycard.store.redis._store import RedisStore
+from twisted_keycard.store.sqlite._database import connect
+from twisted_keycard.store.sqlite._store import SQLiteStore
+
+SERVER_EXAMPLES = "tcp:PORT[:interface=ADDRESS], ssl:PORT:privateKey=FILE, unix:PATH"
+CLIENT_EXAMPLES = "tcp:HOST:PORT, tls:HOST:PORT:trustRoots=DIR, unix:PATH"
+
+_UNKNOWN_TYPE = re.compile(r"Unknown endpoint type: '(.*)'")
+_NOT_A_NUMBER = re.compile(r"invalid literal for int\(\) with base 10: (.*)")
+_MISSING = re.compile(r"missing \d+ required positional argument[s]?: (.*)")
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(.*)'")
+
+
+class EndpointError(KeycardError):
+    """
+    Raised for an endpoint string that names no usable endpoint; the
+    message is one line naming the string and what is wrong with it.
+    """
+
+
+def _parameter(description: str, name: str) -> str | None:
+    for part in description.split(":"):
+        key, sep, value = part.partition("=")
+        if sep and key == name:
+            return value
+    return None
+
+
+def _reason(error: BaseException, description: str, examples: str) -> str:
+    text = str(error)
+    if isinstance(error, ValueError) and (m := _UNKNOWN_TYPE.search(text)):
+        return f"unknown endpoint type {m.group(1)!r} (use {examples})"
+    if isinstance(error, ValueError) and (m := _NOT_A_NUMBER.search(text)):
+        return f"{m.group(1)} is not a number"
+    if isinstance(error, TypeError) and (m := _MISSING.search(text)):
+        missing = m.group(1).replace("'", "")
+        if "port" in missing:
+            return f"no port given (use {examples})"
+        return f"missing {missing} (use {examples})"
+    if isinstance(error, TypeError) and (m := _UNEXPECTED.search(text)):
+        return f"unknown parameter {m.group(1)!r}"
+    if isinstance(error, UnlistableError):
+        roots = _parameter(description, "trustRoots")
+        return f"trustRoots={roots} is not a directory of PEM certificates"
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror.lower()}"
+    first = text.splitlines()[0] if text else ""
+    return first or type(error).__name__
+
+
+def serverEndpoint(
+    reactor: Any, description: str, option: str = "--listen"
+) -> IStreamServerEndpoint:
+    """
+    The server endpoint C{description} names, given as C{option}.
+
+    @raise EndpointError: for a string that names none, or one whose key or
+        certificate files cannot be read.
+    """
+    try:
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
+    except Exception as e:
+        raise EndpointError(
+            f"bad {option} {description!r}: {_reason(e, description, SERVER_EXAMPLES)}"
+        ) from None
+    return endpoint
+
+
+def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
+    """
+    The client endpoint C{description} names.
+
+    @raise EndpointError: for a string that names none, or whose trust
+        roots cannot be read.
+    """
+    try:
+        endpoint: IStreamClientEndpoint = clientFromString(reactor, description)
+    except Exception as e:
+        raise EndpointError(
+            f"bad --connect {description!r}: {_reason(e, description, CLIENT_EXAMPLES)}"
+        ) from None
+    return endpoint
+
+
+def describeListenError(error: CannotListenError) -> str:
+    """
+    One line for a port that could not be listened on: the address and the
+    system's reason (C{address already in use}, C{permission denied}).
+    """
+    host = error.interface or "*"
+    address = f"[{host}]" if ":" in host else host
+    cause = error.socketError
+    if isinstance(cause, OSError) and cause.strerror:
+        why = cause.strerror.lower()
+    else:
+        why = str(cause) or "unknown reason"
+    return f"cannot listen on {address}:{error.port}: {why}"
+
+
+def storedMockSecret(path: str) -> bytes:
+    """
+    The mock secret of the SQLite store at C{path}, made and stored there
+    if it has none.  Blocking: for startup, before the reactor runs.
+
+    @raise sqlite3.Error: if the store cannot be read or written.
+    @raise ValueError: if it has a format this version cannot read.
+    """
+    store = SQLiteStore(path, threaded=False)
+    outcome: list[bytes | Failure] = []
+    store.mockSecret().addBoth(outcome.append)
+    store.close()
+    result = outcome[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    assert isinstance(result, bytes)
+    return result
+
+
+def giveMockSecret(checkers: Iterable[object], secret: bytes) -> None:
+    """
+    Hand C{secret} to every checker that makes mock challenges from one.
+    """
+    for checker in checkers:
+        if IMockSecretTaker.providedBy(checker):
+            IMockSecretTaker(checker).setMockSecret(secret)
+
 
 PROGRAM = "keycard-bouncer"
 
@@ -198,3 +330,94 @@ def refuseExposed(paths: list[Path]) -> None:
                 " users; make it 0600 (directories 0700), or start with"
                 " --insecure-permissions"
             )
+
+
+#: Where the Redis store's password is read from without a password file.
+PASSWORD_ENVIRONMENT = "KEYCARD_REDIS_PASSWORD"  # noqa: S105 - a name
+
+STORE_EXAMPLES = "sqlite:PATH, redis://HOST:PORT/DB, rediss://..., redis+sentinel://..."
+
+
+def storePassword(passwordFile: str | None) -> str | None:
+    """
+    The Redis store's password: the first line of C{passwordFile}, else
+    C{$KEYCARD_REDIS_PASSWORD}, else none.
+
+    @raise OSError: if the file cannot be read.
+    @raise ValueError: if it is empty.
+    """
+    if passwordFile is not None:
+        lines = Path(passwordFile).read_text().splitlines()
+        if not lines or not lines[0]:
+            raise ValueError(f"{passwordFile} holds no password")
+        return lines[0]
+    return os.environ.get(PASSWORD_ENVIRONMENT) or None
+
+
+def sqlitePath(url: str) -> str:
+    """
+    The file of a C{sqlite:PATH} store URL.
+
+    @raise ValueError: for a URL that names no store this version knows.
+    """
+    kind, _, path = url.partition(":")
+    if kind != "sqlite" or not path:
+        raise ValueError(f"unknown store {url!r}; use {STORE_EXAMPLES}")
+    return path
+
+
+async def openStore(url: str, reactor: Any, password: str | None = None) -> Any:
+    """
+    Open the store at C{url}, for the C{keycard} command.
+
+    @raise ValueError: for a URL that names no store.
+    @raise twisted_keycard.store.redis.StoreUnavailable: if Redis cannot be
+        reached.
+    """
+    if isRedisURL(url):
+        return await RedisStore.open(url, reactor, password=password)
+    return await SQLiteStore.open(sqlitePath(url), reactor)
+
+
+class RedisCheck(Service):
+    """
+    Reaches the Redis store once, in the starting process and before the
+    reactor runs, so that a store that cannot be reached (or refuses the
+    password) stops the start with one line; hands its mock secret to the
+    checkers before any listener starts, and warns about Redis settings
+    that lose revocations in a crash.
+    """
+
+    def __init__(
+        self, url: RedisURL, password: str | None, checkers: Iterable[object] = ()
+    ) -> None:
+        self.url = url
+        self.password = password
+        self.checkers = list(checkers)
+
+    def startService(self) -> None:
+        try:
+            secret, warnings = startupCheck(self.url, self.password)
+        except (OSError, RedisReplyError, ValueError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            message = f"cannot open the store {self.url}: {reason}"
+            log.critical("{message}", message=message, event="bouncer.failed")
+            raise StartupError(message) from None
+        giveMockSecret(self.checkers, secret)
+        for warning in warnings:
+            log.warn("{warning}", warning=warning, event="store.settings")
+        super().startService()
+
+
+class StoreService(Service):
+    """
+    Closes a store when the service stops.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        closed: Deferred[None] = self.store.close()
+        return closed

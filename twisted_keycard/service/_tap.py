@@ -1,50 +1,601 @@
 """
-The bouncer service for twistd: C{twistd -n keycard-bouncer --data-dir DIR}.
+The bouncer service for twistd: C{twistd -n keycard-bouncer --data-dir
+DIR}; its options (name, default, help), checked as a whole so that a bad
+one is one line that names it.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.application.service import IService, MultiService, Service
+from twisted.cred import strcred
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
+from twisted.python import usage
 
 from twisted_keycard._hashpool import HashPool
 from twisted_keycard.bouncer._bouncer import Bouncer
-from twisted_keycard.bouncer._policy import (
+from twisted_keycard.bouncer._composite import (
+    AddressRule,
+    CompositePolicy,
+    ExpressionError,
+)
+from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
     Quota,
     Throttle,
+    TokenPolicy,
+    Upkeep,
 )
 from twisted_keycard.passwords import PasswordFile
+from twisted_keycard.pb._broker import ConnectionLimits, MessageBudget
 from twisted_keycard.pb._root import KeycardRoot
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.remote._bouncerside import BouncerRealm
-from twisted_keycard.service._endpoints import EndpointError, serverEndpoint
-from twisted_keycard.service._httpservice import passwordCheckers, serveHTTP
-from twisted_keycard.service._metricsservice import serveMetrics
-from twisted_keycard.service._startup import (
-    Listener,
-    StartupError,
-    StoreCheck,
-    installExitHook,
-)
-from twisted_keycard.service._stockcheckers import (
+from twisted_keycard.service._checkers import (
+    checkPolicyKinds,
+    servingKeycards,
     warnPlainPasswords,
 )
-from twisted_keycard.service._stores import (
+from twisted_keycard.service._datadir import DataDir, NoDataDir
+from twisted_keycard.service._services import passwordCheckers, serveHTTP, serveMetrics
+from twisted_keycard.service._startup import (
+    PROGRAM,
+    EndpointError,
+    Listener,
     RedisCheck,
+    StartupError,
+    StoreCheck,
     StoreService,
+    installExitHook,
+    refuseExposed,
+    serverEndpoint,
+    sqlitePath,
+    storePassword,
 )
-from twisted_keycard.service._tapoptions import Options, httpRequesterName, names
 from twisted_keycard.sessions._bouncerside import TicketGrantingRealm
-from twisted_keycard.sessions._granter import TicketGranter
-from twisted_keycard.sessions._tickets import TicketLimits
+from twisted_keycard.sessions._granter import TicketGranter, TicketLimits
+from twisted_keycard.store.redis._connection import RedisURL, isRedisURL, parseRedisURL
 from twisted_keycard.store.redis._store import FAILURES_KEPT, RedisStore
 from twisted_keycard.store.sqlite._store import SQLiteStore
+from twisted_keycard.tokens._checker import DEFAULT_MAX_FAMILY_LIFETIME
+from twisted_keycard.web._http import ProxyTrust
 
 __all__ = ["Options", "makeService"]
+
+
+_KINDS = {float: "a number", int: "a whole number"}
+
+
+class _NamedCoercion(usage.CoerceParameter):
+    """
+    Converts an option's value, and says which option and what it takes
+    when the value does not convert (twisted's message names neither).
+    """
+
+    def dispatch(self, parameterName: str, value: str | None) -> None:
+        try:
+            super().dispatch(parameterName, value)
+        except usage.UsageError:
+            if value is None:
+                raise
+            kind = _KINDS.get(self.coerce, "another value")
+            raise usage.UsageError(
+                f"--{parameterName} takes {kind}, not {value!r}"
+            ) from None
+
+
+def namedCoercions(options: usage.Options) -> None:
+    """
+    Make the typed parameters of C{options} name themselves in their
+    errors.
+    """
+    dispatch: dict[str, Any] = options._dispatch
+    for name, handler in dispatch.items():
+        if type(handler) is usage.CoerceParameter:
+            dispatch[name] = _NamedCoercion(options, handler.coerce)
+
+
+def oneLine(error: BaseException) -> str:
+    """
+    The first line of an error's message (a policy's parse error adds the
+    expression and a pointer below, without which its first line ends with
+    a colon); a file error names the file.
+    """
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror.lower()}"
+    lines = str(error).strip().splitlines()
+    if not lines:
+        return type(error).__name__
+    return lines[0].rstrip(":") if len(lines) > 1 else lines[0]
+
+
+#: The library's defaults, which the options' defaults repeat.
+LIMITS = ConnectionLimits()
+_IN, _OUT = LIMITS.loginBudget, LIMITS.budget
+
+#: twistd options (name, short, default, help, type), as C{optParameters}.
+CONNECTION_OPTIONS: list[list[Any]] = [
+    ["login-timeout", None, LIMITS.loginTimeout, "seconds to log in (0: none)", float],
+    [
+        "idle-timeout",
+        None,
+        0.0,
+        "seconds a logged-in client may be silent (0: any)",
+        float,
+    ],
+    [
+        "max-unauthenticated",
+        None,
+        LIMITS.maxUnauthenticated,
+        "clients not logged in",
+        int,
+    ],
+    [
+        "max-unauthenticated-per-address",
+        None,
+        LIMITS.maxUnauthenticatedPerAddress,
+        "connections not logged in per client address (IPv6: per /64)",
+        int,
+    ],
+    [
+        "login-messages",
+        None,
+        LIMITS.loginMessages,
+        "messages a client sends to log in",
+        int,
+    ],
+    ["login-message-bytes", None, _IN.bytes, "bytes of a message before login", int],
+    [
+        "login-message-objects",
+        None,
+        _IN.objects,
+        "items of a message before login",
+        int,
+    ],
+    [
+        "login-message-depth",
+        None,
+        _IN.depth,
+        "lists nested in a message before login",
+        int,
+    ],
+    ["max-message-bytes", None, _OUT.bytes, "bytes of a message after login", int],
+    ["max-message-objects", None, _OUT.objects, "items of a message after login", int],
+    [
+        "log-lines",
+        None,
+        LIMITS.logLines,
+        "refusals logged per address and minute",
+        int,
+    ],
+]
+
+
+def connectionLimits(options: Mapping[str, Any]) -> ConnectionLimits:
+    """
+    The L{ConnectionLimits} the options ask for.
+
+    @raise usage.UsageError: for limits that do not make sense.
+    """
+    try:
+        return ConnectionLimits(
+            loginTimeout=options["login-timeout"] or None,
+            idleTimeout=options["idle-timeout"] or None,
+            maxUnauthenticated=options["max-unauthenticated"],
+            maxUnauthenticatedPerAddress=options["max-unauthenticated-per-address"],
+            loginMessages=options["login-messages"],
+            loginBudget=MessageBudget(
+                bytes=options["login-message-bytes"],
+                objects=options["login-message-objects"],
+                depth=options["login-message-depth"],
+            ),
+            budget=attrs.evolve(
+                LIMITS.budget,
+                bytes=options["max-message-bytes"],
+                objects=options["max-message-objects"],
+            ),
+            logLines=options["log-lines"],
+        )
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
+
+
+DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
+
+#: The requester name of the service's own listener: the same on every
+#: bouncer, so that a token issued by one is accepted by the others.
+DEFAULT_REQUESTER_NAME = "keycard-bouncer"
+
+PARAMETERS: list[list[Any]] = [
+    [
+        "data-dir",
+        "d",
+        None,
+        "data directory [default: $KEYCARD_DATA_DIR, else ./keycard-data]",
+    ],
+    [
+        "listen",
+        "l",
+        DEFAULT_LISTEN,
+        "endpoint to listen on (any Twisted server endpoint)",
+    ],
+    [
+        "store",
+        None,
+        None,
+        "sqlite:PATH, redis://HOST:PORT/DB, rediss://HOST:PORT/DB?ca=FILE or"
+        " redis+sentinel://H1:P1,H2:P2/MASTER/DB, with ?prefix=P [default: the"
+        " data directory's store, keycard.db unless keycard init --store]",
+    ],
+    [
+        "store-password-file",
+        None,
+        None,
+        "file whose first line is the Redis store's password [default: the"
+        " data directory's, else $KEYCARD_REDIS_PASSWORD]",
+    ],
+    [
+        "tokens-when-store-down",
+        None,
+        "refuse",
+        "refuse or accept token logins while the Redis store is"
+        " unreachable (their revocations cannot be checked)",
+    ],
+    [
+        "name",
+        None,
+        "bouncer",
+        "this bouncer's name, written in keycards and tokens",
+    ],
+    [
+        "requester-name",
+        None,
+        DEFAULT_REQUESTER_NAME,
+        "the requester name of this service's own listener, where its"
+        " tokens are accepted: bouncers that take each other's tokens share it",
+    ],
+    ["duration", None, 3600.0, "seconds a keycard and its token are valid", float],
+    ["challenge-timeout", None, 30.0, "seconds a client has to answer", float],
+    ["max-pending", None, 10_000, "logins in progress at most", int],
+    ["max-pending-per-address", None, 100, "logins in progress per address", int],
+    [
+        "max-pending-per-connection",
+        None,
+        4,
+        "logins in progress per client connection",
+        int,
+    ],
+    ["hash-threads", None, 1, "password hashes computed at once", int],
+    ["hash-queue", None, 16, "password hashes waiting, at most", int],
+    [
+        "max-password-bytes",
+        None,
+        256,
+        "longer passwords are refused before hashing",
+        int,
+    ],
+    [
+        "requesters",
+        None,
+        "",
+        "comma-separated avatar ids that may act as requesters",
+    ],
+    [
+        "requester-timeout",
+        None,
+        60.0,
+        "seconds before a silent requester's keycards expire",
+        float,
+    ],
+    [
+        "services",
+        None,
+        "",
+        "comma-separated avatar ids of services that redeem session tickets",
+    ],
+    [
+        "ticket-timeout",
+        None,
+        5.0,
+        "seconds from a session ticket's grant to its confirmation",
+        float,
+    ],
+    ["max-per-avatar", None, None, "keycards one avatar may hold at once", int],
+    [
+        "seat-pool",
+        None,
+        None,
+        "name of the seat pool every keycard takes a seat of",
+    ],
+    ["seats", None, None, "size of that seat pool", int],
+    ["policy", None, None, "expression over algorithms, e.g. 'scram and address'"],
+    ["throttle-account", None, 100, "failed logins per account per window", int],
+    ["throttle-address", None, 30, "failed logins per address per window", int],
+    ["throttle-window", None, 3600.0, "seconds of the throttling window", float],
+    *CONNECTION_OPTIONS,
+    [
+        "token-audiences",
+        None,
+        "",
+        "comma-separated requester names that take every token, besides"
+        " the one it was issued through",
+    ],
+    [
+        "max-family-lifetime",
+        None,
+        DEFAULT_MAX_FAMILY_LIFETIME,
+        "seconds after a password login past which the tokens of its"
+        " chain of token logins are refused",
+        float,
+    ],
+    [
+        "lease-time",
+        None,
+        10.0,
+        "seconds after which the seats of a bouncer that stopped renewing"
+        " its lease (killed) are freed; at least 2",
+        float,
+    ],
+    [
+        "metrics",
+        None,
+        None,
+        "endpoint serving Prometheus metrics at /metrics, e.g."
+        " tcp:9800:interface=127.0.0.1 [default: none]",
+    ],
+    [
+        "http",
+        None,
+        None,
+        "endpoint of the HTTP face: POST /token, GET /whoami, POST /logout,"
+        " /login (e.g. ssl:8443:privateKey=DIR/tls/server.pem)",
+    ],
+]
+FLAGS: list[list[Any]] = [
+    ["no-tokens", None, "do not issue tokens"],
+    ["bind-tokens", None, "bind tokens to the client address they were issued to"],
+    ["no-throttle", None, "do not throttle failed logins"],
+    [
+        "insecure-permissions",
+        None,
+        "start even if the data directory, store or users file is"
+        " readable by other users",
+    ],
+]
+
+
+class Options(usage.Options, strcred.AuthOptionMixin):
+    """
+    Options of C{twistd keycard-bouncer}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run a keycard bouncer: clients log in over Perspective Broker with "
+        "keycards (SCRAM-SHA-256, tokens, ...), checked against the data "
+        "directory's users (or any --auth checker) and recorded in its "
+        "store (SQLite, or Redis for bouncers on several hosts).  Make a data "
+        "directory with: keycard init DIR [--store redis://HOST:PORT/DB]"
+    )
+    optParameters = PARAMETERS
+    optFlags = FLAGS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["allow"] = []
+        self["deny"] = []
+        self.authNames: list[str] = []
+        self["http-trust-proxy"] = []
+        self["claims"] = {}
+        namedCoercions(self)
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse the options; a bad one stops twistd with one line (twistd
+        would print the whole usage and the error after it).
+
+        @raise SystemExit: naming what is wrong.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            hint = " (see --help)" if "not recognized" in str(e) else ""
+            raise SystemExit(f"{PROGRAM}: {oneLine(e)}{hint}") from None
+
+    def opt_auth(self, description: str) -> None:
+        """
+        checker to log in against (repeatable): scram:FILE, srp:FILE,
+        hmac:FILE, sshkeys:FILE, htpasswd:FILE, or any twisted.cred checker
+        of user names and passwords (memory:..., file:FILE, unix), served
+        through password keycards, over TLS only [default: the data
+        directory's users]; --help-auth lists them
+        """
+        try:
+            self.addChecker(strcred.makeChecker(description))
+        except strcred.InvalidAuthType:
+            raise usage.UsageError(
+                f"unknown --auth type in {description!r}; --help-auth lists them"
+            ) from None
+        except Exception as e:
+            raise usage.UsageError(
+                f"bad --auth {description!r}: {oneLine(e)}"
+            ) from None
+        self.authNames.append(description)
+
+    # usage.Options prints an option's docstring as it is: one line.
+    opt_auth.__doc__ = " ".join((opt_auth.__doc__ or "").split())
+
+    def opt_allow(self, cidr: str) -> None:
+        """
+        network the 'address' algorithm allows (repeatable; IPv4 or IPv6)
+        """
+        self["allow"].append(cidr)
+
+    def opt_deny(self, cidr: str) -> None:
+        """
+        network the 'address' algorithm denies (repeatable)
+        """
+        self["deny"].append(cidr)
+
+    def opt_http_trust_proxy(self, cidr: str) -> None:
+        """
+        network of reverse proxies whose X-Forwarded-For and
+        X-Forwarded-Proto the HTTP face believes (repeatable)
+        """
+        self["http-trust-proxy"].append(cidr)
+
+    def opt_claim(self, claim: str) -> None:
+        """
+        KEY=VALUE written in every token issued after a password login, and
+        required of every token presented (repeatable; license servers:
+        vendor, program, version)
+        """
+        key, equals, value = claim.partition("=")
+        if not equals or not key:
+            raise usage.UsageError(f"--claim takes KEY=VALUE, not {claim!r}")
+        if key in self["claims"]:
+            raise usage.UsageError(f"--claim {key} given twice")
+        self["claims"][key] = value
+
+    def _store(self) -> list[Path]:
+        """
+        Read C{--store} (or the data directory's store) and its password.
+
+        @return: the files that hold the store's secrets.
+        """
+        store = self["store"] or self.dataDir.store
+        self.storePath: str | None = None
+        self.redisURL: RedisURL | None = None
+        self.storePassword: str | None = None
+        if self["tokens-when-store-down"] not in ("refuse", "accept"):
+            raise usage.UsageError("--tokens-when-store-down takes refuse or accept")
+        if not isRedisURL(store):
+            try:
+                path = self.storePath = sqlitePath(store)
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
+            return [Path(path + end) for end in ("", "-wal", "-shm")]
+        try:
+            self.redisURL = parseRedisURL(store)
+        except ValueError as e:
+            raise usage.UsageError(f"bad --store: {e}") from None
+        passwordFile = self["store-password-file"]
+        if passwordFile is None and not self["store"]:
+            passwordFile = self.dataDir.storePasswordFile
+        try:
+            self.storePassword = storePassword(passwordFile)
+        except (OSError, ValueError) as e:
+            reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else e
+            raise usage.UsageError(
+                f"cannot read the store's password file: {reason}"
+            ) from None
+        return [] if passwordFile is None else [Path(passwordFile)]
+
+    def postOptions(self) -> None:
+        try:
+            self.dataDir = DataDir.open(DataDir.default(self["data-dir"]))
+        except NoDataDir as e:
+            raise usage.UsageError(str(e)) from None
+        secrets = [self.dataDir.path, *self._store()]
+        if not self.get("credCheckers"):
+            self.opt_auth(f"scram:{self.dataDir.users}")
+            secrets.append(self.dataDir.users)
+        try:
+            self["credCheckers"] = servingKeycards(self["credCheckers"], self.authNames)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        if not self["insecure-permissions"]:
+            refuseExposed(secrets)
+        if (self["seat-pool"] is None) != (self["seats"] is None):
+            raise usage.UsageError("--seat-pool and --seats go together")
+        for name in (
+            "duration",
+            "challenge-timeout",
+            "requester-timeout",
+            "ticket-timeout",
+            "throttle-window",
+            "max-family-lifetime",
+            "lease-time",
+        ):
+            if not (math.isfinite(self[name]) and self[name] > 0):
+                raise usage.UsageError(f"--{name} must be a positive number")
+        try:
+            self.upkeep = Upkeep(leaseTime=self["lease-time"])
+        except ValueError:
+            raise usage.UsageError(
+                "--lease-time must be at least 2 seconds (two renewals)"
+            ) from None
+        self.limits = connectionLimits(self)
+        self.tokens = None
+        if not self["no-tokens"]:
+            audiences = names(self["token-audiences"])
+            if self["http"] is not None:
+                # One service, one audience: its PB and HTTP faces take
+                # each other's tokens.
+                audiences |= {self["requester-name"], httpRequesterName(self)}
+            try:
+                self.tokens = TokenPolicy(
+                    bindAddress=self["bind-tokens"],
+                    claims=self["claims"],
+                    audiences=audiences,
+                    maxFamilyLifetime=self["max-family-lifetime"],
+                )
+            except ValueError as e:
+                raise usage.UsageError(f"--claim: {e}") from None
+        elif self["claims"]:
+            raise usage.UsageError("--claim is written in tokens: drop --no-tokens")
+        if self["http"] is not None and self["no-tokens"]:
+            raise usage.UsageError("--http hands out tokens: drop --no-tokens")
+        try:
+            self.proxies = ProxyTrust(self["http-trust-proxy"])
+        except ValueError as e:
+            raise usage.UsageError(f"--http-trust-proxy: {e}") from None
+        for name, least in (
+            ("max-pending-per-connection", 1),
+            ("hash-threads", 1),
+            ("hash-queue", 0),
+            ("max-password-bytes", 1),
+        ):
+            if self[name] < least:
+                raise usage.UsageError(f"--{name} must be at least {least}")
+        self.policy = None
+        try:
+            rule = AddressRule.fromStrings(self["allow"], self["deny"])
+        except ValueError as e:
+            raise usage.UsageError(f"bad --allow or --deny: {e}") from None
+        if self["policy"] is not None:
+            try:
+                self.policy = CompositePolicy(self["policy"], address=rule)
+            except ExpressionError as e:
+                raise usage.UsageError(f"bad --policy: {oneLine(e)}") from None
+            try:
+                checkPolicyKinds(
+                    self.policy, self["credCheckers"], not self["no-tokens"]
+                )
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
+
+
+def httpRequesterName(options: Any) -> str:
+    """
+    The requester name of the service's HTTP face: its own, so that the
+    bouncer tells each face about its own clients.
+    """
+    return f"{options['requester-name']}/http"
+
+
+def names(text: str) -> set[str]:
+    """
+    The names in a comma-separated list.
+    """
+    return {n.strip() for n in text.split(",") if n.strip()}
 
 
 class _Store(Service):

@@ -16,20 +16,28 @@ from twisted_keycard.sessions._bouncerside import (
     SessionPerspective,
     TicketGrantingRealm,
 )
-from twisted_keycard.sessions._broker import SessionBroker
 from twisted_keycard.sessions._client import (
     Session,
     SessionClientFactory,
     connectSession,
     requestTicket,
 )
-from twisted_keycard.sessions._granter import TicketGranter
-from twisted_keycard.sessions._interfaces import ISessionListener, ITicketRedeemer
-from twisted_keycard.sessions._records import SessionGrant
-from twisted_keycard.sessions._registration import ServiceRegistration
-from twisted_keycard.sessions._remote import RemoteTicketRedeemer
-from twisted_keycard.sessions._root import SessionRoot, SessionServerFactory
-from twisted_keycard.sessions._tickets import TicketLimits
+from twisted_keycard.sessions._granter import (
+    ServiceRegistration,
+    TicketGranter,
+    TicketLimits,
+)
+from twisted_keycard.sessions._interfaces import (
+    ISessionListener,
+    ITicketRedeemer,
+    SessionGrant,
+)
+from twisted_keycard.sessions._service import (
+    RemoteTicketRedeemer,
+    SessionBroker,
+    SessionRoot,
+    SessionServerFactory,
+)
 
 __all__ = [
     "ISessionListener",

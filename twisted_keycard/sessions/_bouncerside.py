@@ -19,11 +19,14 @@ from zope.interface import implementer
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import SessionRefused
-from twisted_keycard.pb._peer import peerAddress
-from twisted_keycard.sessions._granter import TicketGranter
-from twisted_keycard.sessions._interfaces import ISessionListener
-from twisted_keycard.sessions._records import SessionGrant, validName, validTicketId
-from twisted_keycard.sessions._registration import ServiceRegistration
+from twisted_keycard.pb._root import peerAddress
+from twisted_keycard.sessions._granter import ServiceRegistration, TicketGranter
+from twisted_keycard.sessions._interfaces import (
+    ISessionListener,
+    SessionGrant,
+    validName,
+    validTicketId,
+)
 
 #: Session ids one C{ended} call may carry, at most.
 MAX_IDS = 4096

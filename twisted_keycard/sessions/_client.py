@@ -16,17 +16,16 @@ from twisted.python.failure import Failure
 from twisted.spread import pb
 
 from twisted_keycard.error import ServerAuthenticationFailed, SessionRefused
-from twisted_keycard.pb._client import KeycardClientFactory
-from twisted_keycard.pb._login import KeycardLogin
-from twisted_keycard.sessions._broker import SessionBroker
-from twisted_keycard.sessions._keys import (
+from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.sessions._interfaces import (
     MAC_BYTES,
     NONCE_BYTES,
+    SessionGrant,
     SessionKeys,
     Transcript,
     matches,
 )
-from twisted_keycard.sessions._records import SessionGrant
+from twisted_keycard.sessions._service import SessionBroker
 
 
 def _refused(failure: Failure) -> Failure:

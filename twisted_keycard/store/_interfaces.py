@@ -1,22 +1,21 @@
 """
 The stores: issued keycards, revocations, failed logins, the keyring and
-the bouncers' leases.
-
-Methods here have no C{self}; each docstring says what the returned
-L{Deferred} fires with and how it fails.
+leases, as interfaces with the records they keep; the optional push of a
+shared store; and lookups that arrive together answered by one query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import attrs
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import Interface
 
 if TYPE_CHECKING:
-    from twisted_keycard.store._records import IssuedKeycard, Revocation
-    from twisted_keycard.tokens._keyring import Keyring
+    from twisted_keycard.tokens._tokens import Keyring
 
 
 class IKeycardStore(Interface):
@@ -305,3 +304,139 @@ class ILeaseStore(Interface):
             there is none or it is no longer held (its lease ran out, or its
             client left).
         """
+
+
+@attrs.frozen
+class IssuedKeycard:
+    """
+    What a store knows about one issued keycard.
+
+    @ivar keycardId: the id the bouncer issued.
+    @ivar avatarId: the avatar the checker authenticated.
+    @ivar requesterName: the requester the keycard came through.
+    @ivar bouncerName: the bouncer that issued it.
+    @ivar keycardType: the keycard's type tag on the wire.
+    @ivar address: the client's address as the requester saw it, if known.
+    @ivar issued: POSIX time of issue.
+    @ivar duration: seconds of validity granted at each issue or renewal.
+    @ivar expires: POSIX time at which it expires.
+    @ivar parentId: the keycard whose token this one was issued for, if
+        any; revoking a parent revokes its children.
+    @ivar seatPool: the seat pool this keycard holds a seat of, if any.
+    @ivar held: whether a client holds it now; a released keycard is kept
+        while its token is valid, but counts against no quota.
+    @ivar familyId: the keycard id of the password login that started its
+        chain of token logins (its own id for a password login); revoking
+        any keycard revokes its whole family.
+    @ivar holderId: the lease of the running bouncer that holds it (see
+        L{twisted_keycard.store.ILeaseStore}), if any: when that lease runs
+        out, the keycard is released.
+    """
+
+    keycardId: str
+    avatarId: str
+    requesterName: str | None
+    bouncerName: str
+    keycardType: str
+    address: str | None
+    issued: float
+    duration: float
+    expires: float
+    parentId: str | None = None
+    seatPool: str | None = None
+    held: bool = True
+    familyId: str | None = None
+    holderId: str | None = None
+
+
+@attrs.frozen
+class Revocation:
+    """
+    A revoked keycard id, refused until C{expires}, when it would have
+    expired anyway.
+
+    @ivar keycardId: the revoked id.
+    @ivar expires: POSIX time after which the revocation may be flushed.
+    @ivar revokedAt: POSIX time of the revocation.
+    @ivar reason: a short text for the audit log.
+    """
+
+    keycardId: str
+    expires: float
+    revokedAt: float
+    reason: str = ""
+
+
+#: What a change notice names.
+REVOKED = "revoked"
+KEYRING = "keyring"
+#: The store (re)connected: changes may have been missed meanwhile.
+RECONNECTED = "reconnected"
+
+
+class IStoreChanges(Interface):
+    """
+    A store that publishes its changes (revocations, keyring saves) to
+    every process using it.  Notices carry no data: a process reads what
+    changed as it does when it polls (L{IRevocationStore.revokedSince},
+    L{IKeyringStore.keyringVersion}), so a notice lost or repeated changes
+    nothing but the delay.
+    """
+
+    def subscribe(callback: Callable[[str], object]) -> Callable[[], None]:
+        """
+        Call C{callback} with L{REVOKED} or L{KEYRING} when any process
+        changes those, and with L{RECONNECTED} once notices flow again
+        after the store was unreachable (notices were missed meanwhile).
+
+        @return: a function that cancels the subscription.
+        """
+
+
+class BatchedLookups:
+    """
+    Answers "is this key in the set?" in batches: lookups that arrive while
+    a query runs wait for the next one, of at most C{batch} keys, which
+    answers them all.  A failed query fails every lookup it answers.
+    """
+
+    def __init__(
+        self, query: Callable[[list[str]], Deferred[set[str]]], batch: int
+    ) -> None:
+        """
+        @param query: given distinct keys, fires with those that are in the
+            set.
+        @param batch: keys one query asks for, at most.
+        """
+        self._query = query
+        self._batch = batch
+        self._waiting: dict[str, list[Deferred[bool]]] = {}
+        self._querying = False
+
+    def lookUp(self, key: str) -> Deferred[bool]:
+        """
+        Whether C{key} is in the set.
+        """
+        d: Deferred[bool] = Deferred()
+        self._waiting.setdefault(key, []).append(d)
+        if not self._querying:
+            self._queryWaiting()
+        return d
+
+    def _queryWaiting(self) -> None:
+        keys = list(self._waiting)[: self._batch]
+        waiters = {k: self._waiting.pop(k) for k in keys}
+        self._querying = True
+
+        def answer(found: set[str] | Failure) -> None:
+            self._querying = False
+            for key, ds in waiters.items():
+                for d in ds:
+                    if isinstance(found, Failure):
+                        d.errback(found)
+                    else:
+                        d.callback(key in found)
+            if self._waiting:
+                self._queryWaiting()
+
+        self._query(keys).addBoth(answer)

@@ -1,25 +1,46 @@
 """
-Signed tokens and the keyring that signs them.
+Signed tokens, the keyring that signs them, and the token keycard that logs
+in again with one.
 """
 
-from twisted_keycard.tokens._format import (
+from twisted_keycard.tokens._checker import (
+    DEFAULT_MAX_FAMILY_LIFETIME,
+    DEFAULT_SKEW,
+    FAMILY,
+    ITokenExchange,
+    TokenAnswerer,
+    TokenChecker,
+    TokenExchange,
+    TokenKeycard,
+)
+from twisted_keycard.tokens._tokens import (
     BadSignature,
+    Keyring,
+    KeyringHolder,
     MalformedToken,
+    SigningKey,
     TokenClaims,
+    UnknownKey,
     keycardIdOf,
     sign,
     verify,
 )
-from twisted_keycard.tokens._holder import KeyringHolder
-from twisted_keycard.tokens._keyring import Keyring, SigningKey, UnknownKey
 
 __all__ = [
+    "DEFAULT_MAX_FAMILY_LIFETIME",
+    "DEFAULT_SKEW",
+    "FAMILY",
     "BadSignature",
+    "ITokenExchange",
     "Keyring",
     "KeyringHolder",
     "MalformedToken",
     "SigningKey",
+    "TokenAnswerer",
+    "TokenChecker",
     "TokenClaims",
+    "TokenExchange",
+    "TokenKeycard",
     "UnknownKey",
     "keycardIdOf",
     "sign",

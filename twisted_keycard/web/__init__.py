@@ -10,15 +10,16 @@ may carry, and L{KeycardHTTPClient} is the client side on treq.
 """
 
 from twisted_keycard.web._client import KeycardHTTPClient, TokenGrant
-from twisted_keycard.web._forms import LoginPage, LogoutPage
-from twisted_keycard.web._guard import KeycardGuard
-from twisted_keycard.web._klein import protect
-from twisted_keycard.web._options import GuardOptions, WebLogin
-from twisted_keycard.web._peers import ProxyTrust
-from twisted_keycard.web._refusals import WebRefusal
-from twisted_keycard.web._resources import GuardedResource
+from twisted_keycard.web._guard import GuardedResource, KeycardGuard, protect
+from twisted_keycard.web._http import GuardOptions, ProxyTrust, WebLogin, WebRefusal
+from twisted_keycard.web._pages import (
+    LoginPage,
+    LogoutPage,
+    TokenPage,
+    WhoamiPage,
+    httpFace,
+)
 from twisted_keycard.web._site import KeycardSite, SiteLimits
-from twisted_keycard.web._tokenapi import TokenPage, WhoamiPage, httpFace
 
 __all__ = [
     "GuardOptions",

@@ -21,10 +21,8 @@ from twisted_keycard.error import (
     ProtocolError,
     ServerAuthenticationFailed,
 )
-from twisted_keycard.scram._client import SCRAMAnswerer
-from twisted_keycard.scram._keycache import SCRAMKeyCache
-from twisted_keycard.web._headers import BEARER, SCRAM, parseParams
-from twisted_keycard.web._schemes import decodeData, encodeData
+from twisted_keycard.scram._client import SCRAMAnswerer, SCRAMKeyCache
+from twisted_keycard.web._http import BEARER, SCRAM, decodeData, encodeData, parseParams
 
 
 @attrs.frozen

@@ -1,63 +1,292 @@
 """
 The web guard: a requester that checks each HTTP request's credentials
-with a bouncer (Bearer tokens, Basic over TLS, SCRAM over HTTP, cookie
-sessions), and holds the keycards it was issued until the bouncer ends them.
+with the bouncer, holds what it issues (cookie sessions, cached
+credentials) until the bouncer ends it, and the resources and Klein routes
+behind it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
+import attrs
+from twisted.cred.error import LoginFailed
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.util import DeferredResource
 from zope.interface import implementer
 
+from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.error import KeycardError, ProtocolError
+from twisted_keycard.error import KeycardDenied, KeycardError, ProtocolError
 from twisted_keycard.keycard._keycard import Keycard, KeycardState
-from twisted_keycard.scram._keycard import SCRAMKeycard
-from twisted_keycard.tokencard import TokenKeycard
-from twisted_keycard.tokens._format import keycardIdOf
-from twisted_keycard.web._challenges import Answers
-from twisted_keycard.web._csrf import (
-    changesState,
-    fromAnotherSite,
-    submittedToken,
-    tokensMatch,
-)
-from twisted_keycard.web._headers import (
+from twisted_keycard.scram._messages import SCRAMKeycard
+from twisted_keycard.tokens._checker import TokenKeycard
+from twisted_keycard.tokens._tokens import keycardIdOf
+from twisted_keycard.web._http import (
     BASIC,
     BEARER,
-    SCRAM,
-    Credentials,
-    challenge,
-    parseAuthorization,
-)
-from twisted_keycard.web._link import BouncerLink
-from twisted_keycard.web._logins import HeldLogin, HeldLogins
-from twisted_keycard.web._options import (
     CSRF_FIELD,
     CSRF_HEADER,
+    NEEDS_TLS,
+    SCRAM,
     SESSION,
+    Answers,
+    Credentials,
     GuardOptions,
     WebLogin,
-)
-from twisted_keycard.web._refusals import (
-    NEEDS_TLS,
-    forbidden,
-    unauthorized,
-)
-from twisted_keycard.web._schemes import (
+    WebRefusal,
+    challenge,
+    changesState,
     decodeBasic,
     encodeData,
+    forbidden,
+    fromAnotherSite,
     keycardFrom,
+    parseAuthorization,
     passwordKeycard,
     scramKeycard,
+    submittedToken,
+    throttled,
     tokenExpires,
+    tokensMatch,
+    unauthorized,
+    unavailable,
 )
+
+
+class BouncerLink:
+    """
+    Hands keycards from HTTP requests to a bouncer.
+
+    @ivar inFlight: the keycards of requests in progress that end with them.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        bouncer: IBouncer,
+        requesterName: str,
+        options: GuardOptions,
+        answers: Answers,
+    ) -> None:
+        self.bouncer = bouncer
+        self.requesterName = requesterName
+        self.options = options
+        self.answers = answers
+        self.inFlight: set[str] = set()
+
+    async def ask(
+        self, request: IRequest, keycard: Keycard, bearerError: bool = False
+    ) -> Keycard:
+        """
+        Hand a keycard from C{request} to the bouncer.
+
+        @raise WebRefusal: a 401 if it is refused, a 429 if the bouncer will
+            not take it now, a 503 if the bouncer failed.
+        """
+        keycard.address = self.options.proxies.clientAddress(request)
+        keycard.requesterName = self.requesterName
+        keycard.channelBindings = None
+        try:
+            result = await self.bouncer.authenticate(keycard)
+        except KeycardDenied as e:
+            raise throttled(self.options.retryAfter, str(e)) from None
+        except LoginFailed:
+            raise self.answers.unauthorized(request, bearerError=bearerError) from None
+        except Exception:
+            self.log.failure(
+                "the bouncer failed a keycard from {address}",
+                address=printable(keycard.address),
+            )
+            raise unavailable(self.options.retryAfter) from None
+        if result.state is KeycardState.AUTHENTICATED and (
+            result.id is None or result.avatarId is None
+        ):
+            raise unavailable(self.options.retryAfter)
+        return result
+
+    def oneShot(self, request: IRequest, issued: Keycard, scheme: str) -> WebLogin:
+        """
+        A login whose keycard is removed when the request ends.
+        """
+        keycardId = issued.id
+        assert keycardId is not None and issued.avatarId is not None
+        self.inFlight.add(keycardId)
+
+        def ended(result: object) -> None:
+            self.inFlight.discard(keycardId)
+            self.remove(keycardId)
+
+        finishing: Any = request
+        finishing.notifyFinish().addBoth(ended)
+        return WebLogin(
+            issued.avatarId,
+            keycardId,
+            scheme,
+            issued.expires,
+            token=issued.token,
+            oneShot=True,
+        )
+
+    def remove(self, keycardId: str) -> None:
+        d = self.bouncer.removeKeycardId(keycardId)
+        d.addErrback(lambda f: self.log.failure("removing a keycard failed", f))
+
+
+#: Random bytes in a session cookie and in a CSRF token.
+SECRET_BYTES = 32
+
+
+@attrs.define(eq=False)
+class HeldLogin:
+    """
+    A keycard the guard holds for a client.
+
+    @ivar keycardId: the keycard's id.
+    @ivar avatarId: its avatar.
+    @ivar expires: POSIX time after which it no longer counts, whatever the
+        bouncer says.
+    @ivar csrfToken: for a session, the token its state-changing requests
+        must carry; C{None} otherwise.
+    @ivar tokenId: for a Bearer login, the keycard id of the token
+        presented (the parent of C{keycardId}).
+    """
+
+    keycardId: str
+    avatarId: str
+    expires: float
+    csrfToken: str | None = attrs.field(default=None, repr=False)
+    tokenId: str | None = None
+
+
+class _Table:
+    """
+    Held logins by key, least recently used first, at most C{size}.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a table holds at least one login")
+        self.size = size
+        self.entries: OrderedDict[bytes, HeldLogin] = OrderedDict()
+
+    def get(self, key: bytes) -> HeldLogin | None:
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+        return entry
+
+    def put(self, key: bytes, entry: HeldLogin) -> list[HeldLogin]:
+        """
+        @return: the entries pushed out to make room.
+        """
+        pushed = []
+        old = self.entries.pop(key, None)
+        if old is not None:
+            pushed.append(old)
+        while len(self.entries) >= self.size:
+            pushed.append(self.entries.popitem(last=False)[1])
+        self.entries[key] = entry
+        return pushed
+
+
+class HeldLogins:
+    """
+    The guard's sessions (by the SHA-256 of their cookie, so the table holds
+    no cookie) and cached credentials (by an HMAC under a key of this
+    process, so it holds no token or password), with an index by keycard id.
+
+    @ivar onDropped: called with each login pushed out of a full table (its
+        keycard should be removed from the bouncer).
+    """
+
+    def __init__(
+        self,
+        maxSessions: int,
+        maxCached: int,
+        onDropped: Callable[[HeldLogin], object],
+    ) -> None:
+        self._sessions = _Table(maxSessions)
+        self._cached = _Table(maxCached)
+        self._byId: dict[str, tuple[_Table, bytes]] = {}
+        self._key = secrets.token_bytes(SECRET_BYTES)
+        self.onDropped = onDropped
+
+    def __len__(self) -> int:
+        return len(self._byId)
+
+    def keycardIds(self) -> list[str]:
+        return list(self._byId)
+
+    @staticmethod
+    def sessionKey(cookie: str) -> bytes:
+        return hashlib.sha256(cookie.encode("utf-8")).digest()
+
+    def credentialKey(self, *parts: str) -> bytes:
+        """
+        The key of cached credentials: an HMAC of C{parts}, which must
+        include everything the keycard depends on (the client address).
+        """
+        data = b"\0".join(p.encode("utf-8", "surrogatepass") for p in parts)
+        return hmac.digest(self._key, data, "sha256")
+
+    def newSession(self, keycardId: str, avatarId: str, expires: float) -> str:
+        """
+        Hold a session for a keycard.
+
+        @return: the cookie value that names it.
+        """
+        cookie = secrets.token_urlsafe(SECRET_BYTES)
+        login = HeldLogin(
+            keycardId, avatarId, expires, secrets.token_urlsafe(SECRET_BYTES)
+        )
+        self._put(self._sessions, self.sessionKey(cookie), login)
+        return cookie
+
+    def session(self, cookie: str) -> HeldLogin | None:
+        return self._sessions.get(self.sessionKey(cookie))
+
+    def cache(self, key: bytes, login: HeldLogin) -> None:
+        self._put(self._cached, key, login)
+
+    def cached(self, key: bytes) -> HeldLogin | None:
+        return self._cached.get(key)
+
+    def _put(self, table: _Table, key: bytes, login: HeldLogin) -> None:
+        for pushed in table.put(key, login):
+            self._byId.pop(pushed.keycardId, None)
+            self.onDropped(pushed)
+        self._byId[login.keycardId] = (table, key)
+
+    def drop(self, keycardIds: Iterable[str]) -> list[HeldLogin]:
+        """
+        Forget the logins of these keycards (ended by the bouncer, or by a
+        logout).
+
+        @return: the logins forgotten.
+        """
+        dropped = []
+        for keycardId in keycardIds:
+            found = self._byId.pop(keycardId, None)
+            if found is not None:
+                table, key = found
+                login = table.entries.pop(key, None)
+                if login is not None:
+                    dropped.append(login)
+        return dropped
 
 
 @implementer(IRequester)
@@ -307,3 +536,140 @@ def _earliest(issued: float | None, stated: float | None) -> float:
     """
     known = [e for e in (issued, stated) if e is not None]
     return min(known) if known else float("inf")
+
+
+log = Logger()
+
+
+def renderLater(
+    request: IRequest, render: Callable[[], Coroutine[Any, Any, bytes]]
+) -> int:
+    """
+    Render C{request} with the body C{render()} returns: a L{WebRefusal} it
+    raises is rendered instead, anything else is a logged 500.
+
+    @return: C{NOT_DONE_YET}, for a resource's C{render} to return.
+    """
+    finished: list[object] = []
+    finishing: Any = request
+    finishing.notifyFinish().addBoth(finished.append)
+
+    def write(body: bytes) -> None:
+        if not finished:
+            request.write(body)
+            request.finish()
+
+    def failed(failure: Any) -> None:
+        if failure.check(WebRefusal):
+            write(failure.value.render(request))
+            return
+        log.failure("rendering a guarded request failed", failure)
+        if not finished:
+            request.setResponseCode(500)
+            write(b"internal error\n")
+
+    Deferred.fromCoroutine(render()).addCallbacks(write, failed)
+    return NOT_DONE_YET
+
+
+@implementer(IResource)
+class GuardedResource:
+    """
+    An L{IResource} that checks every request with a L{KeycardGuard} and
+    then serves the avatar resource the portal's realm gives for the
+    avatar id (the interface asked is L{IResource}, the C{mind} is the
+    L{WebLogin}), calling the realm's logout when the request ends.  A
+    refusal is rendered instead (401, 403, 429, 503).
+
+    It takes no path segment: put it in a tree where the avatar's own
+    resources should be.
+    """
+
+    isLeaf = False
+
+    def __init__(self, guard: KeycardGuard, portal: Portal) -> None:
+        self.guard = guard
+        self.portal = portal
+
+    def render(self, request: IRequest) -> Any:
+        return self._avatarResource(request).render(request)
+
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
+        # Transparent, as twisted.web.guard's wrapper: the avatar resource
+        # gets the segment.
+        request.postpath.insert(0, request.prepath.pop())
+        return self._avatarResource(request)
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        raise NotImplementedError("the realm gives the children")
+
+    def _avatarResource(self, request: IRequest) -> IResource:
+        return DeferredResource(Deferred.fromCoroutine(self._avatar(request)))
+
+    async def _avatar(self, request: IRequest) -> IResource:
+        try:
+            login = await self.guard.authenticate(request)
+        except WebRefusal as refusal:
+            return refusal.resource()
+        # twisted.cred types avatar ids as bytes; ours are text.
+        avatarId: Any = login.avatarId
+        try:
+            answer: Any = await maybeDeferred(
+                self.portal.realm.requestAvatar, avatarId, login, IResource
+            )
+            _, avatar, logout = answer
+        except Exception:
+            log.failure(
+                "realm refused avatar {avatarId}", avatarId=printable(login.avatarId)
+            )
+            return WebRefusal(500, b"internal error\n").resource()
+        finishing: Any = request
+        finishing.notifyFinish().addBoth(lambda _: logout())
+        resource: IResource = avatar
+        return resource
+
+
+def protect(guard: KeycardGuard) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """
+    Decorate a Klein route (below C{@app.route}) so that it runs only for
+    requests the guard lets in, with the login as the keyword argument
+    C{login}; a refusal (401, 403, 429, 503) is rendered instead::
+
+        @app.route("/reports")
+        @protect(guard)
+        def reports(request, login):
+            return f"hello, {login.avatarId}"
+
+    The route may be a method (C{self, request, ...}) or a function, and
+    may return anything Klein takes (text, a resource, a Deferred, a
+    coroutine).
+    """
+
+    def decorate(route: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(route)
+        def guarded(*args: Any, **kwargs: Any) -> Deferred[Any]:
+            request = _requestIn(args)
+
+            async def run() -> Any:
+                try:
+                    login = await guard.authenticate(request)
+                except WebRefusal as refusal:
+                    return refusal.render(request)
+                result = route(*args, login=login, **kwargs)
+                if isinstance(result, Deferred) or hasattr(result, "__await__"):
+                    result = await result
+                return result
+
+            return ensureDeferred(run())
+
+        return guarded
+
+    return decorate
+
+
+def _requestIn(args: tuple[Any, ...]) -> IRequest:
+    for arg in args[:2]:
+        if IRequest.providedBy(arg):
+            request: IRequest = arg
+            return request
+    raise TypeError("protect() decorates a Klein route taking the request")

@@ -3,10 +3,13 @@ The Redis store, for bouncers on several hosts sharing one Redis (or
 Valkey): C{--store redis://HOST:PORT/DB}.
 """
 
-from twisted_keycard.store.redis._connection import StoreUnavailable
-from twisted_keycard.store.redis._revocations import ReplicasBehind
-from twisted_keycard.store.redis._store import RedisStore
-from twisted_keycard.store.redis._url import RedisURL, isRedisURL, parseRedisURL
+from twisted_keycard.store.redis._connection import (
+    RedisURL,
+    StoreUnavailable,
+    isRedisURL,
+    parseRedisURL,
+)
+from twisted_keycard.store.redis._store import RedisStore, ReplicasBehind
 
 __all__ = [
     "RedisStore",

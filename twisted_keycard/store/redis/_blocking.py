@@ -14,9 +14,8 @@ import ssl
 from typing import Any
 
 from twisted_keycard._mocks import SECRET_BYTES
-from twisted_keycard.store.redis._revocationlua import MOCK_SECRET
-from twisted_keycard.store.redis._settings import NAMES, settingsWarnings
-from twisted_keycard.store.redis._url import RedisURL
+from twisted_keycard.store.redis._connection import NAMES, RedisURL, settingsWarnings
+from twisted_keycard.store.redis._lua import MOCK_SECRET
 
 #: Seconds to wait for a connection or a reply.
 TIMEOUT = 5.0

@@ -1,48 +1,627 @@
 """
 The Redis store: issued keycards, revocations, the keyring, leases and
-failed logins in one Redis (or Valkey), shared by bouncers on many hosts.
-
-What several bouncers race on (seat pools, per-avatar caps, reservations,
-leases, revocations) is changed by Lua scripts, atomically.  Every key
-expires by itself (a revocation when the keycard would have expired), so
-the flush methods only clear what has already ended.  Revocations and
-keyring saves are published, so that other bouncers read them at once
-(L{IStoreChanges}).
+failed logins in one Redis (or one master under Sentinel), shared by
+bouncers on several hosts; its push to subscribers, and the writes that
+wait while Redis is unreachable.
 """
 
 from __future__ import annotations
 
+import base64
+import secrets
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+import attrs
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_keycard.store._changes import IStoreChanges
+from twisted_keycard._mocks import SECRET_BYTES
+from twisted_keycard.error import KeycardError, QuotaExceeded
 from twisted_keycard.store._interfaces import (
+    KEYRING,
+    RECONNECTED,
+    REVOKED,
+    BatchedLookups,
     IKeycardStore,
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    IssuedKeycard,
+    IStoreChanges,
     IThrottleStore,
+    Revocation,
 )
-from twisted_keycard.store._records import IssuedKeycard, Revocation
-from twisted_keycard.store.redis._codec import number
+from twisted_keycard.store._memory import MemoryFailures
+from twisted_keycard.store.redis import _lua as kc
+from twisted_keycard.store.redis import _lua as lua
+from twisted_keycard.store.redis import _lua as rev
 from twisted_keycard.store.redis._connection import (
+    FLUSH_BATCH,
     REPLY_TIMEOUT,
     RedisConnection,
+    RedisURL,
+    Script,
     StoreUnavailable,
+    checkSettings,
+    inBatches,
+    parseRedisURL,
 )
-from twisted_keycard.store.redis._keycards import RedisKeycards
-from twisted_keycard.store.redis._queue import QUEUE_LIMIT, WriteQueue
-from twisted_keycard.store.redis._revocations import RedisRevocations
-from twisted_keycard.store.redis._settings import checkSettings
-from twisted_keycard.store.redis._subscribers import Subscribers
-from twisted_keycard.store.redis._throttle import RedisFailures
-from twisted_keycard.store.redis._url import RedisURL, parseRedisURL
-from twisted_keycard.tokens._keyring import Keyring
+from twisted_keycard.store.redis._lua import (
+    GRACE,
+    fromFields,
+    keyFields,
+    keyringFrom,
+    number,
+    pairsToDict,
+    recordFields,
+    revocationArgs,
+    revocationFrom,
+    ttl,
+)
+from twisted_keycard.tokens._tokens import Keyring
+
+#: Seconds Redis keeps the leases after their last renewal.
+LEASES_KEPT = 7 * 86400.0
+
+_KEYCARD_SCRIPTS = {
+    name: Script(getattr(kc, name))
+    for name in [
+        "ADD", "REMOVE", "RELEASE", "RENEW", "SELECT", "FLUSH_EXPIRED",
+        "COUNT", "RENEW_LEASE", "RELEASE_LAPSED", "HOLD_UNDER",
+    ]
+}  # fmt: skip
+
+#: Queue a write while Redis is unreachable, or send it: see RedisStore.
+Write = Callable[[str, Callable[[], Deferred[Any]]], Deferred[Any]]
+
+
+class RedisKeycards:
+    """
+    Issued keycards and leases, in Redis.  Expiries (and so TTLs) are
+    counted by C{clock}.
+    """
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        prefix: str,
+        clock: IReactorTime,
+        write: Write,
+    ) -> None:
+        """
+        @param write: sends a write, or queues it while Redis is
+            unreachable (see L{RedisStore}).
+        """
+        self._connection = connection
+        self._prefix = prefix
+        self._clock = clock
+        self._write = write
+
+    def _run(self, name: str, *args: object) -> Deferred[Any]:
+        return self._connection.run(_KEYCARD_SCRIPTS[name], [self._prefix, *args])
+
+    def _now(self) -> float:
+        return self._clock.seconds()
+
+    def _adding(
+        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+    ) -> Callable[[], Deferred[None]]:
+        def write() -> Deferred[None]:
+            now = self._now()
+            d = self._run(
+                "ADD",
+                ttl(record.expires, now, GRACE),
+                "" if maxPerAvatar is None else str(maxPerAvatar),
+                "" if poolSize is None else str(poolSize),
+                number(record.issued),
+                number(now - GRACE),
+                *recordFields(record),
+            )
+            return d.addCallback(self._added, record)
+
+        return write
+
+    @staticmethod
+    def _added(outcome: str, record: IssuedKeycard) -> None:
+        if outcome == "duplicate":
+            raise KeyError(record.keycardId)
+        if outcome == "avatar":
+            raise QuotaExceeded("too many keycards for this avatar")
+        if outcome == "pool":
+            raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
+
+    def add(self, record: IssuedKeycard) -> Deferred[None]:
+        return self._write(
+            f"the record of keycard {record.keycardId}",
+            self._adding(record, None, None),
+        )
+
+    def addWithin(
+        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+    ) -> Deferred[None]:
+        if maxPerAvatar is None and poolSize is None:
+            return self.add(record)
+        # Never queued: a seat counted without Redis could be over-granted.
+        return self._adding(record, maxPerAvatar, poolSize)()
+
+    def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        d = self._connection.execute(
+            "HMGET", f"{self._prefix}kc:{keycardId}", *kc.FIELDS
+        )
+        return d.addCallback(fromFields)
+
+    def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        return self._write(
+            f"the removal of keycard {keycardId}",
+            lambda: self._run("REMOVE", keycardId).addCallback(fromFields),
+        )
+
+    def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        return self._write(
+            f"the release of keycard {keycardId}",
+            lambda: self._run("RELEASE", keycardId).addCallback(fromFields),
+        )
+
+    def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
+        d = self._run(
+            "RENEW", keycardId, number(expires), ttl(expires, self._now(), GRACE)
+        )
+        return d.addCallback(fromFields)
+
+    def select(
+        self, index: str, low: str = "-inf", high: str = "+inf"
+    ) -> Deferred[list[IssuedKeycard]]:
+        d = self._run("SELECT", index, low, high)
+        return d.addCallback(
+            lambda rows: sorted(
+                (r for r in map(fromFields, rows) if r is not None),
+                key=lambda r: r.keycardId,
+            )
+        )
+
+    def flushExpired(self, when: float) -> Deferred[int]:
+        return inBatches(
+            lambda: self._run("FLUSH_EXPIRED", number(when), str(FLUSH_BATCH))
+        )
+
+    def count(self) -> Deferred[int]:
+        return self._run("COUNT", number(self._now() - GRACE)).addCallback(int)
+
+    def renewLease(self, holderId: str, expires: float) -> Deferred[bool]:
+        keep = ttl(expires, self._now(), LEASES_KEPT)
+        d = self._run("RENEW_LEASE", holderId, number(expires), keep)
+        return d.addCallback(lambda known: bool(int(known)))
+
+    def releaseLapsed(self, when: float) -> Deferred[int]:
+        return self._run("RELEASE_LAPSED", number(when)).addCallback(int)
+
+    def holdUnder(
+        self, keycardId: str, holderId: str
+    ) -> Deferred[IssuedKeycard | None]:
+        return self._run("HOLD_UNDER", keycardId, holderId).addCallback(fromFields)
+
+
+#: Revocation checks answered by one script, at most.
+CHECK_BATCH = 500
+
+_REVOCATION_SCRIPTS = {
+    name: Script(getattr(rev, name))
+    for name in [
+        "REVOKE", "REVOKED", "REVOCATIONS_OF", "FLUSH_REVOCATIONS",
+        "SAVE_KEYRING", "MOCK_SECRET",
+    ]
+}  # fmt: skip
+
+
+def _cursor(streamId: str) -> int:
+    milliseconds, _, sequence = streamId.partition("-")
+    return int(milliseconds) << 32 | int(sequence)
+
+
+def _streamId(cursor: int) -> str:
+    return f"{cursor >> 32}-{cursor & 0xFFFFFFFF}"
+
+
+class ReplicasBehind(KeycardError):
+    """
+    Raised when fewer replicas than configured confirmed a revocation in
+    time: the primary has it, but a failover could lose it.
+    """
+
+
+class RedisRevocations:
+    """
+    Revocations, the keyring and the mock secret, in Redis.
+    """
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        url: RedisURL,
+        clock: IReactorTime,
+        tokensWhenDown: str,
+    ) -> None:
+        self._connection = connection
+        self.url = url
+        self._prefix = url.prefix
+        self._clock = clock
+        self.tokensWhenDown = tokensWhenDown
+        self._checks = BatchedLookups(self._revokedOf, CHECK_BATCH)
+
+    def _run(self, name: str, *args: object) -> Deferred[Any]:
+        return self._connection.run(_REVOCATION_SCRIPTS[name], [self._prefix, *args])
+
+    def _now(self) -> float:
+        return self._clock.seconds()
+
+    def revoke(self, revocations: Sequence[Revocation]) -> Deferred[int]:
+        if not revocations:
+            return succeed(0)
+        now = self._now()
+        args: list[object] = [self.url.channel, number(now), number(now - GRACE)]
+        for revocation in revocations:
+            args += revocationArgs(revocation, now, GRACE)
+        return Deferred.fromCoroutine(self._revoke(args))
+
+    async def _revoke(self, args: list[object]) -> int:
+        added = int(await self._run("REVOKE", *args))
+        wanted = self.url.replicas
+        if wanted:
+            milliseconds = int(self.url.replicaTimeout * 1000)
+            confirmed = int(
+                await self._connection.execute("WAIT", wanted, milliseconds)
+            )
+            if confirmed < wanted:
+                raise ReplicasBehind(
+                    f"the revocation reached {confirmed} of {wanted} Redis"
+                    f" replicas in {self.url.replicaTimeout:g}s"
+                )
+        return added
+
+    def isRevoked(self, keycardId: str) -> Deferred[bool]:
+        """
+        Checks that arrive while one runs wait for the next, which answers
+        them all with one script.
+        """
+        if self.tokensWhenDown == "accept" and not self._connection.up:
+            return succeed(False)
+        return self._checks.lookUp(keycardId)
+
+    def _revokedOf(self, ids: list[str]) -> Deferred[set[str]]:
+        """
+        Those of C{ids} that are revoked, with one command.
+        """
+        d: Deferred[set[str]]
+        if len(ids) == 1:
+            exists = self._connection.execute("EXISTS", f"{self._prefix}rev:{ids[0]}")
+            d = exists.addCallback(lambda found: set(ids) if int(found) else set())
+        else:
+            d = self._run("REVOKED", *ids).addCallback(set)
+        return d.addErrback(self._acceptsNow)
+
+    def _acceptsNow(self, failure: Failure) -> set[str]:
+        """
+        A check that failed because Redis was lost answers "not revoked"
+        when C{tokensWhenDown="accept"}; any other failure stays.
+        """
+        if self.tokensWhenDown != "accept":
+            failure.raiseException()
+        failure.trap(StoreUnavailable)
+        return set()
+
+    def revocationsOf(self, keycardIds: Sequence[str]) -> Deferred[list[Revocation]]:
+        if not keycardIds or (
+            self.tokensWhenDown == "accept" and not self._connection.up
+        ):
+            return succeed([])
+        d = self._run("REVOCATIONS_OF", *keycardIds)
+        return d.addCallback(
+            lambda rows: [
+                Revocation(k, float(e), float(at), why) for k, e, at, why in rows
+            ]
+        )
+
+    def revokedSince(
+        self, cursor: int, limit: int
+    ) -> Deferred[tuple[list[Revocation], int]]:
+        start = "-" if cursor <= 0 else f"({_streamId(cursor)}"
+        d = self._connection.execute(
+            "XRANGE", f"{self._prefix}rev:log", start, "+", "COUNT", limit
+        )
+
+        def read(entries: list[Any]) -> tuple[list[Revocation], int]:
+            if not entries:
+                return [], max(cursor, 0)
+            found = [revocationFrom(pairsToDict(fields)) for _, fields in entries]
+            return found, _cursor(entries[-1][0])
+
+        return d.addCallback(read)
+
+    def flushRevocations(self, when: float) -> Deferred[int]:
+        return inBatches(
+            lambda: self._run("FLUSH_REVOCATIONS", number(when), str(FLUSH_BATCH))
+        )
+
+    def loadKeyring(self) -> Deferred[Keyring | None]:
+        d = self._connection.execute("HGETALL", f"{self._prefix}keyring")
+        return d.addCallback(lambda values: keyringFrom(pairsToDict(values)))
+
+    def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
+        d = self._run("SAVE_KEYRING", self.url.channel, *keyFields(keyring))
+        return d.addCallback(lambda _: None)
+
+    def keyringVersion(self) -> Deferred[int]:
+        d = self._connection.execute("GET", f"{self._prefix}keyring:version")
+        return d.addCallback(lambda version: int(version or 0))
+
+    def mockSecret(self) -> Deferred[bytes]:
+        fresh = base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+        return self._run("MOCK_SECRET", fresh).addCallback(base64.b64decode)
+
+
+class Subscribers:
+    """
+    The callbacks of L{IStoreChanges.subscribe}, called with each change
+    the store's connection hears.
+    """
+
+    def __init__(self, log: Logger) -> None:
+        """
+        @param log: the store's, where a failing subscriber is logged.
+        """
+        self.log = log
+        self._callbacks: list[Callable[[str], object]] = []
+
+    def subscribe(self, callback: Callable[[str], object]) -> Callable[[], None]:
+        """
+        Call C{callback} with each change; see L{IStoreChanges.subscribe}.
+
+        @return: a function that stops the calls.
+        """
+        self._callbacks.append(callback)
+
+        def cancel() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return cancel
+
+    def changed(self, kind: str) -> None:
+        """
+        Tell every subscriber of a change the connection heard: C{kind} is
+        C{"revoked"}, C{"keyring"}, or anything else for a reconnection.
+        """
+        notice = {"revoked": REVOKED, "keyring": KEYRING}.get(kind, RECONNECTED)
+        for callback in list(self._callbacks):
+            try:
+                callback(notice)
+            except Exception:
+                self.log.failure("a store change subscriber failed")
+
+
+#: Writes queued at most while Redis is unreachable.
+QUEUE_LIMIT = 10_000
+
+QueuedWrite = Callable[[], Deferred[object]]
+
+
+@attrs.define
+class WriteQueue:
+    """
+    Writes waiting for Redis, oldest first.
+
+    @ivar limit: how many may wait; past that, a write fails with
+        L{StoreUnavailable}.
+    @ivar draining: whether queued writes are being sent: writes made
+        meanwhile are queued behind them, so that they land in order.
+    """
+
+    limit: int = QUEUE_LIMIT
+    draining: bool = False
+    _writes: deque[tuple[str, QueuedWrite]] = attrs.field(factory=deque)
+    log = Logger()
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def add(self, what: str, write: QueuedWrite) -> Deferred[None]:
+        """
+        Queue C{write}, described as C{what} for the log.
+
+        @return: a L{Deferred} firing at once with C{None}, or failing with
+            L{StoreUnavailable} when the queue is full.
+        """
+        if len(self._writes) >= self.limit:
+            self.log.error(
+                "the Redis store is unreachable and {count} writes wait:"
+                " refusing {what}",
+                count=len(self._writes),
+                what=what,
+                event="store.queue.full",
+            )
+            return fail(StoreUnavailable("the Redis store is unreachable"))
+        if not self._writes and not self.draining:
+            self.log.warn(
+                "the Redis store is unreachable: queueing {what} and later writes",
+                what=what,
+                event="store.queue.started",
+            )
+        self._writes.append((what, write))
+        return succeed(None)
+
+    def writeOrQueue(self, up: bool, what: str, write: QueuedWrite) -> Deferred[Any]:
+        """
+        Write now, or queue the write while Redis is unreachable (C{up} is
+        false, or the write fails with L{StoreUnavailable}) or queued writes
+        are still being sent, so that writes land in order.
+        """
+        if not up or len(self) or self.draining:
+            return self.add(what, write)
+
+        def lost(failure: Failure) -> Deferred[None]:
+            failure.trap(StoreUnavailable)
+            return self.add(what, write)
+
+        return write().addErrback(lost)
+
+    async def drain(self) -> int:
+        """
+        Send the queued writes in order.  One that fails for another reason
+        than Redis being unreachable (a keycard recorded meanwhile) is
+        logged and dropped; if Redis is lost again, the rest stay queued.
+
+        @return: how many were sent.
+        """
+        if self.draining:
+            return 0
+        self.draining = True
+        sent = 0
+        try:
+            while self._writes:
+                what, write = self._writes[0]
+                try:
+                    await write()
+                except StoreUnavailable:
+                    return sent
+                except Exception:
+                    self.log.failure("a queued write ({what}) failed", what=what)
+                self._writes.popleft()
+                sent += 1
+        finally:
+            self.draining = False
+        if sent:
+            self.log.info(
+                "the Redis store is back: wrote {count} queued writes",
+                count=sent,
+                event="store.queue.drained",
+            )
+        return sent
+
+
+_RECORD = Script(lua.RECORD_FAILURE)
+_SINCE = Script(lua.FAILURES_SINCE)
+_RESERVE = Script(lua.RESERVE)
+_SETTLE = Script(lua.SETTLE)
+_FLUSH = Script(lua.FLUSH_FAILURES)
+
+
+class RedisFailures:
+    """
+    Counts of failed logins in Redis, kept C{keep} seconds (the longest
+    throttling window of the bouncers sharing it).
+    """
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        prefix: str,
+        clock: IReactorTime,
+        keep: float,
+        queue: WriteQueue,
+    ) -> None:
+        self._connection = connection
+        self._prefix = prefix
+        self._clock = clock
+        self._keep = keep
+        self._queue = queue
+        self._local = MemoryFailures()
+        self._localReservations: dict[str, tuple[tuple[str, ...], float]] = {}
+
+    def _ttlAndCutoff(self) -> list[str]:
+        now = self._clock.seconds()
+        return [str(int(self._keep) + 1), number(now - self._keep)]
+
+    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
+        keys = list(keys)
+        return self._write("a failed login", self._recording(keys, when))
+
+    def _recording(self, keys: list[str], when: float) -> Any:
+        def write() -> Deferred[Any]:
+            args = [self._prefix, number(when), secrets.token_hex(8)]
+            return self._connection.run(_RECORD, [*args, *self._ttlAndCutoff(), *keys])
+
+        return write
+
+    def _write(self, what: str, write: Any) -> Deferred[None]:
+        if not self._connection.up or len(self._queue) or self._queue.draining:
+            return self._queue.add(what, write)
+        d: Deferred[Any] = write()
+
+        def lost(failure: Failure) -> Deferred[None]:
+            failure.trap(StoreUnavailable)
+            return self._queue.add(what, write)
+
+        return d.addCallbacks(lambda _: None, lost)
+
+    def failuresSince(
+        self, keys: Sequence[str], since: float
+    ) -> Deferred[dict[str, int]]:
+        keys = list(keys)
+        d = self._connection.run(_SINCE, [self._prefix, number(since), *keys])
+        return d.addCallback(lambda counts: dict(zip(keys, counts, strict=True)))
+
+    def reserve(
+        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
+    ) -> Deferred[bool]:
+        if not self._connection.up:
+            return succeed(self._reserveHere(reservationId, limits, since, when))
+        args = [self._prefix, reservationId, number(since), number(when)]
+        args.append(str(int(self._keep) + 1))
+        for key, limit in limits.items():
+            args += [key, str(limit)]
+        d = self._connection.run(_RESERVE, args)
+
+        def lost(failure: Failure) -> bool:
+            failure.trap(StoreUnavailable)
+            return self._reserveHere(reservationId, limits, since, when)
+
+        return d.addCallbacks(lambda taken: bool(taken), lost)
+
+    def _reserveHere(
+        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
+    ) -> bool:
+        taken = self._local.reserve(reservationId, limits, since, when)
+        if taken:
+            self._localReservations[reservationId] = (tuple(limits), when)
+        return taken
+
+    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
+        local = self._localReservations.pop(reservationId, None)
+        if local is not None:
+            self._local.settle(reservationId, failed)
+            if not failed:
+                return succeed(None)
+            keys, when = local
+            return self._write("a failed login", self._recording(list(keys), when))
+
+        def write() -> Deferred[Any]:
+            args = [self._prefix, reservationId, "1" if failed else "0"]
+            args += [secrets.token_hex(8), *self._ttlAndCutoff()]
+            return self._connection.run(_SETTLE, args)
+
+        return self._write("a settled login", write)
+
+    def flushFailures(self, before: float) -> Deferred[int]:
+        return Deferred.fromCoroutine(self._flush(before))
+
+    async def _flush(self, before: float) -> int:
+        forgotten = self._local.flush(before)
+        for reservationId, (_, when) in list(self._localReservations.items()):
+            if when <= before:
+                del self._localReservations[reservationId]
+        while True:
+            done, seen = await self._connection.run(
+                _FLUSH, [self._prefix, number(before), str(FLUSH_BATCH)]
+            )
+            forgotten += int(done)
+            if int(seen) < FLUSH_BATCH:
+                return forgotten
+
 
 #: Seconds failed logins are kept by default: the longest throttling window.
 FAILURES_KEPT = 86400.0

@@ -1,16 +1,18 @@
 """
-The SQLite store: issued keycards, revocations and the keyring in one file,
-the embedded default.  Several bouncer processes may share the file.
+The SQLite store: issued keycards, revocations, failed logins, leases and
+the keyring in one file, the embedded default.  Several bouncer processes
+may share the file.
 
 Database work runs in the L{Database}'s own thread; writes made together
 are committed in one transaction (each on disk before it is answered), and
 revocation checks that arrive together are answered by one query.  The SQL
-of each interface is in a module of its own (C{_keycards}, C{_revocations},
-C{_failures}, C{_secrets}, C{_leases}).
+of each interface is a group of functions here, each run inside the
+database's thread.
 """
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -18,21 +20,299 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
+from twisted_keycard._mocks import SECRET_BYTES
+from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
+    BatchedLookups,
     IKeycardStore,
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    IssuedKeycard,
     IThrottleStore,
+    Revocation,
 )
-from twisted_keycard.store._records import IssuedKeycard, Revocation
-from twisted_keycard.store.sqlite import _failures as failures
-from twisted_keycard.store.sqlite import _keycards, _revocations, _secrets
-from twisted_keycard.store.sqlite import _leases as leases
-from twisted_keycard.store.sqlite._database import Database
-from twisted_keycard.store.sqlite._revocations import revocationChecks
-from twisted_keycard.store.sqlite._schema import COLUMNS, fromRow
-from twisted_keycard.tokens._keyring import Keyring
+from twisted_keycard.store.sqlite._database import (
+    COLUMNS,
+    SECRETS,
+    Database,
+    fromRow,
+    toRow,
+)
+from twisted_keycard.tokens._tokens import Keyring, SigningKey
+
+
+def recordFailure(c: sqlite3.Connection, keys: Sequence[str], when: float) -> None:
+    c.executemany(
+        "INSERT INTO failures (key, at) VALUES (?, ?)", [(k, when) for k in keys]
+    )
+
+
+def failuresSince(
+    c: sqlite3.Connection, keys: Sequence[str], since: float
+) -> dict[str, int]:
+    return {
+        k: c.execute(
+            "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (k, since)
+        ).fetchone()[0]
+        for k in keys
+    }
+
+
+def reserve(
+    c: sqlite3.Connection,
+    reservationId: str,
+    limits: Mapping[str, int],
+    since: float,
+    when: float,
+) -> bool:
+    """
+    Run inside a write transaction (see L{Database.write}).
+    """
+    for key, limit in limits.items():
+        (failures,) = c.execute(
+            "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (key, since)
+        ).fetchone()
+        (reserved,) = c.execute(
+            "SELECT COUNT(*) FROM reservations WHERE key = ? AND at > ?", (key, since)
+        ).fetchone()
+        if failures + reserved >= limit:
+            return False
+    c.executemany(
+        "INSERT INTO reservations (id, key, at) VALUES (?, ?, ?)",
+        [(reservationId, key, when) for key in limits],
+    )
+    return True
+
+
+def settle(c: sqlite3.Connection, reservationId: str, failed: bool) -> None:
+    """
+    Run inside a write transaction (see L{Database.write}).
+    """
+    if failed:
+        c.execute(
+            "INSERT INTO failures (key, at) SELECT key, at FROM reservations"
+            " WHERE id = ?",
+            (reservationId,),
+        )
+    c.execute("DELETE FROM reservations WHERE id = ?", (reservationId,))
+
+
+def flushFailures(c: sqlite3.Connection, before: float) -> int:
+    """
+    Run inside a write transaction (see L{Database.write}).
+    """
+    failures = c.execute("DELETE FROM failures WHERE at <= ?", (before,)).rowcount
+    reserved = c.execute("DELETE FROM reservations WHERE at <= ?", (before,)).rowcount
+    return int(failures + reserved)
+
+
+def renewLease(c: sqlite3.Connection, holderId: str, expires: float) -> bool:
+    held = c.execute("SELECT 1 FROM leases WHERE holder_id = ?", (holderId,)).fetchone()
+    c.execute(
+        "INSERT OR REPLACE INTO leases (holder_id, expires) VALUES (?, ?)",
+        (holderId, expires),
+    )
+    return held is not None
+
+
+def releaseLapsed(c: sqlite3.Connection, when: float) -> int:
+    lapsed = [
+        row[0]
+        for row in c.execute("SELECT holder_id FROM leases WHERE expires <= ?", (when,))
+    ]
+    released = 0
+    for holderId in lapsed:
+        released += c.execute(
+            "UPDATE keycards SET held = 0, seat_pool = NULL"
+            " WHERE holder_id = ? AND held = 1",
+            (holderId,),
+        ).rowcount
+        c.execute("DELETE FROM leases WHERE holder_id = ?", (holderId,))
+    return released
+
+
+def holdUnder(
+    c: sqlite3.Connection, keycardId: str, holderId: str
+) -> IssuedKeycard | None:
+    changed = c.execute(
+        "UPDATE keycards SET holder_id = ? WHERE keycard_id = ? AND held = 1",
+        (holderId, keycardId),
+    ).rowcount
+    if not changed:
+        return None
+    row = c.execute(
+        f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?",
+        (keycardId,),
+    ).fetchone()
+    return fromRow(row)
+
+
+def keyringSaved(c: sqlite3.Connection) -> None:
+    """
+    Change the keyring's version, in the transaction that saves it.
+    """
+    if not c.execute(
+        "UPDATE versions SET version = version + 1 WHERE name = 'keyring'"
+    ).rowcount:
+        c.execute("INSERT INTO versions (name, version) VALUES ('keyring', 1)")
+
+
+def keyringVersion(c: sqlite3.Connection) -> int:
+    row = c.execute("SELECT version FROM versions WHERE name = 'keyring'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+_MARKS = ",".join("?" * len(COLUMNS.split(",")))
+
+
+def addWithin(
+    c: sqlite3.Connection,
+    record: IssuedKeycard,
+    maxPerAvatar: int | None,
+    poolSize: int | None,
+) -> None:
+    if c.execute(
+        "SELECT 1 FROM keycards WHERE keycard_id = ?", (record.keycardId,)
+    ).fetchone():
+        raise KeyError(record.keycardId)
+    if maxPerAvatar is not None or poolSize is not None:
+        releaseLapsed(c, record.issued)
+    if maxPerAvatar is not None:
+        (held,) = c.execute(
+            "SELECT COUNT(*) FROM keycards"
+            " WHERE avatar_id = ? AND held = 1 AND expires > ?",
+            (record.avatarId, record.issued),
+        ).fetchone()
+        if held >= maxPerAvatar:
+            raise QuotaExceeded("too many keycards for this avatar")
+    if poolSize is not None and record.seatPool is not None:
+        (taken,) = c.execute(
+            "SELECT COUNT(*) FROM keycards"
+            " WHERE seat_pool = ? AND held = 1 AND expires > ?",
+            (record.seatPool, record.issued),
+        ).fetchone()
+        if taken >= poolSize:
+            raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
+    c.execute(
+        f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})",
+        toRow(record),
+    )
+
+
+def remove(c: sqlite3.Connection, keycardId: str) -> IssuedKeycard | None:
+    row = c.execute(
+        f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
+    ).fetchone()
+    if row is None:
+        return None
+    c.execute("DELETE FROM keycards WHERE keycard_id = ?", (keycardId,))
+    return fromRow(row)
+
+
+def release(c: sqlite3.Connection, keycardId: str) -> IssuedKeycard | None:
+    c.execute(
+        "UPDATE keycards SET held = 0, seat_pool = NULL WHERE keycard_id = ?",
+        (keycardId,),
+    )
+    row = c.execute(
+        f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
+    ).fetchone()
+    return None if row is None else fromRow(row)
+
+
+def renew(
+    c: sqlite3.Connection, keycardId: str, expires: float
+) -> IssuedKeycard | None:
+    c.execute(
+        "UPDATE keycards SET expires = ? WHERE keycard_id = ?",
+        (expires, keycardId),
+    )
+    row = c.execute(
+        f"SELECT {COLUMNS} FROM keycards WHERE keycard_id = ?", (keycardId,)
+    ).fetchone()
+    return None if row is None else fromRow(row)
+
+
+#: Revocation checks answered by one query, at most.
+BATCH = 500
+
+
+def revoke(c: sqlite3.Connection, revocations: Sequence[Revocation]) -> int:
+    added = 0
+    for r in revocations:
+        known = c.execute(
+            "SELECT expires FROM revocations WHERE keycard_id = ?",
+            (r.keycardId,),
+        ).fetchone()
+        if known is None:
+            added += 1
+        elif known[0] >= r.expires:
+            continue
+        else:
+            # Delete and insert, so followers see it again at a new seq.
+            c.execute("DELETE FROM revocations WHERE keycard_id = ?", (r.keycardId,))
+        c.execute(
+            "INSERT INTO revocations (keycard_id, expires, revoked_at, reason)"
+            " VALUES (?, ?, ?, ?)",
+            (r.keycardId, r.expires, r.revokedAt, r.reason),
+        )
+    return added
+
+
+def revokedSince(
+    c: sqlite3.Connection, cursor: int, limit: int
+) -> tuple[list[Revocation], int]:
+    rows = c.execute(
+        "SELECT seq, keycard_id, expires, revoked_at, reason FROM revocations"
+        " WHERE seq > ? ORDER BY seq LIMIT ?",
+        (cursor, limit),
+    ).fetchall()
+    if not rows:
+        return [], cursor
+    return [Revocation(*row[1:]) for row in rows], rows[-1][0]
+
+
+def revocationChecks(db: Database) -> BatchedLookups:
+    """
+    Revocation checks that arrive together, answered by one query of at
+    most L{BATCH} ids in the store's thread.
+    """
+
+    def query(ids: list[str]) -> Deferred[set[str]]:
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT keycard_id FROM revocations WHERE keycard_id IN ({marks})"
+        return db.run(lambda c: {row[0] for row in c.execute(sql, ids)})
+
+    return BatchedLookups(query, BATCH)
+
+
+def loadKeyring(c: sqlite3.Connection) -> Keyring | None:
+    rows = c.execute("SELECT kid, secret, created, not_after FROM keyring").fetchall()
+    if not rows:
+        return None
+    return Keyring.fromKeys(SigningKey(k, bytes(s), cr, na) for k, s, cr, na in rows)
+
+
+def saveKeyring(c: sqlite3.Connection, keyring: Keyring) -> None:
+    c.execute("DELETE FROM keyring")
+    c.executemany(
+        "INSERT INTO keyring (kid, secret, created, not_after) VALUES (?, ?, ?, ?)",
+        [(k.kid, k.secret, k.created, k.notAfter) for k in keyring.keys],
+    )
+    keyringSaved(c)
+
+
+def mockSecret(c: sqlite3.Connection) -> bytes:
+    c.execute(SECRETS)
+    # In one transaction: of processes racing here, the first wins.
+    c.execute(
+        "INSERT OR IGNORE INTO secrets (name, secret) VALUES ('mock', ?)",
+        (secrets.token_bytes(SECRET_BYTES),),
+    )
+    row = c.execute("SELECT secret FROM secrets WHERE name = 'mock'")
+    return bytes(row.fetchone()[0])
+
 
 _T = TypeVar("_T")
 
@@ -87,9 +367,7 @@ class SQLiteStore:
     def addWithin(
         self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
     ) -> Deferred[None]:
-        return self._write(
-            lambda c: _keycards.addWithin(c, record, maxPerAvatar, poolSize)
-        )
+        return self._write(lambda c: addWithin(c, record, maxPerAvatar, poolSize))
 
     def _select(
         self, where: str, args: tuple[object, ...]
@@ -102,13 +380,13 @@ class SQLiteStore:
         return d.addCallback(lambda rows: rows[0] if rows else None)
 
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._write(lambda c: _keycards.remove(c, keycardId))
+        return self._write(lambda c: remove(c, keycardId))
 
     def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._write(lambda c: _keycards.release(c, keycardId))
+        return self._write(lambda c: release(c, keycardId))
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
-        return self._write(lambda c: _keycards.renew(c, keycardId, expires))
+        return self._write(lambda c: renew(c, keycardId, expires))
 
     def byAvatar(self, avatarId: str) -> Deferred[list[IssuedKeycard]]:
         return self._select("avatar_id = ?", (avatarId,))
@@ -140,7 +418,7 @@ class SQLiteStore:
     # Revocations
 
     def revoke(self, revocations: Sequence[Revocation]) -> Deferred[int]:
-        return self._write(lambda c: _revocations.revoke(c, revocations))
+        return self._write(lambda c: revoke(c, revocations))
 
     def isRevoked(self, keycardId: str) -> Deferred[bool]:
         return self._checks.lookUp(keycardId)
@@ -157,7 +435,7 @@ class SQLiteStore:
     def revokedSince(
         self, cursor: int, limit: int
     ) -> Deferred[tuple[list[Revocation], int]]:
-        return self._run(lambda c: _revocations.revokedSince(c, cursor, limit))
+        return self._run(lambda c: revokedSince(c, cursor, limit))
 
     def flushRevocations(self, when: float) -> Deferred[int]:
         return self._write(
@@ -176,49 +454,49 @@ class SQLiteStore:
         return self._db.write(job, durable=False)
 
     def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        return self._throttleWrite(lambda c: failures.recordFailure(c, keys, when))
+        return self._throttleWrite(lambda c: recordFailure(c, keys, when))
 
     def failuresSince(
         self, keys: Sequence[str], since: float
     ) -> Deferred[dict[str, int]]:
-        return self._run(lambda c: failures.failuresSince(c, keys, since))
+        return self._run(lambda c: failuresSince(c, keys, since))
 
     def reserve(
         self, reservationId: str, limits: Mapping[str, int], since: float, when: float
     ) -> Deferred[bool]:
         return self._throttleWrite(
-            lambda c: failures.reserve(c, reservationId, limits, since, when)
+            lambda c: reserve(c, reservationId, limits, since, when)
         )
 
     def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-        return self._throttleWrite(lambda c: failures.settle(c, reservationId, failed))
+        return self._throttleWrite(lambda c: settle(c, reservationId, failed))
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        return self._throttleWrite(lambda c: failures.flushFailures(c, before))
+        return self._throttleWrite(lambda c: flushFailures(c, before))
 
     # Keyring
 
     def loadKeyring(self) -> Deferred[Keyring | None]:
-        return self._run(_secrets.loadKeyring)
+        return self._run(loadKeyring)
 
     def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
-        return self._write(lambda c: _secrets.saveKeyring(c, keyring))
+        return self._write(lambda c: saveKeyring(c, keyring))
 
     def keyringVersion(self) -> Deferred[int]:
-        return self._run(leases.keyringVersion)
+        return self._run(keyringVersion)
 
     # Leases
 
     def renewLease(self, holderId: str, when: float, expires: float) -> Deferred[bool]:
-        return self._write(lambda c: leases.renewLease(c, holderId, expires))
+        return self._write(lambda c: renewLease(c, holderId, expires))
 
     def releaseLapsed(self, when: float) -> Deferred[int]:
-        return self._write(lambda c: leases.releaseLapsed(c, when))
+        return self._write(lambda c: releaseLapsed(c, when))
 
     def holdUnder(
         self, keycardId: str, holderId: str
     ) -> Deferred[IssuedKeycard | None]:
-        return self._write(lambda c: leases.holdUnder(c, keycardId, holderId))
+        return self._write(lambda c: holdUnder(c, keycardId, holderId))
 
     def mockSecret(self) -> Deferred[bytes]:
-        return self._write(_secrets.mockSecret)
+        return self._write(mockSecret)

@@ -1,0 +1,746 @@
+"""
+The bouncer's login steps: one keycard message through its exchange,
+refused or throttled, begun (primed and challenged), continued (answered),
+checked, and on success issued and held; the challengers of each keycard
+class, the table of exchanges in progress, the throttle and the issuer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+
+import attrs
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from twisted_keycard._printable import isoTime, printable
+from twisted_keycard.bouncer._composite import CompositePolicy
+from twisted_keycard.bouncer._held import HeldKeycards, Lease
+from twisted_keycard.bouncer._interfaces import (
+    BUSY,
+    TOO_MANY,
+    IBouncerMetrics,
+    NoMetrics,
+    Refusal,
+    failureReason,
+    kindName,
+)
+from twisted_keycard.bouncer._settings import (
+    ExchangeLimits,
+    Quota,
+    Throttle,
+    TokenPolicy,
+)
+from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
+from twisted_keycard.keycard._exchange import IChallenger, IExchange
+from twisted_keycard.keycard._keycard import (
+    Keycard,
+    KeycardState,
+    addressGroup,
+    normalizeAddress,
+)
+from twisted_keycard.store._interfaces import (
+    IKeycardStore,
+    IssuedKeycard,
+    IThrottleStore,
+)
+from twisted_keycard.tokens._tokens import KeyringHolder, TokenClaims, sign
+
+
+class Challengers:
+    """
+    Checkers by the credentials they check, challengers by keycard type.
+
+    @ivar keycardClasses: the keycard classes taken, in the checkers' order.
+    """
+
+    def __init__(self, checkers: Iterable[ICredentialsChecker]) -> None:
+        """
+        @raise ValueError: if two challengers claim one keycard class.
+        """
+        self.checkers = list(checkers)
+        self._byType: dict[str, IChallenger] = {}
+        classes: list[type[Keycard]] = []
+        for checker in self.checkers:
+            if not IChallenger.providedBy(checker):
+                continue
+            for cls in checker.keycardClasses:
+                if cls.keycardType in self._byType:
+                    raise ValueError(f"two challengers for {cls.keycardType}")
+                self._byType[cls.keycardType] = checker
+                classes.append(cls)
+        self.keycardClasses = tuple(classes)
+
+    def takes(self, keycardType: str) -> bool:
+        return keycardType in self._byType
+
+    def challenger(self, keycardType: str) -> IChallenger:
+        """
+        @raise KeyError: for a keycard type not taken.
+        """
+        return self._byType[keycardType]
+
+    def checkerFor(self, exchange: IExchange) -> ICredentialsChecker | None:
+        """
+        The first checker for credentials such as C{exchange}, if any.
+        """
+        for checker in self.checkers:
+            for iface in checker.credentialInterfaces:
+                if iface.providedBy(exchange):
+                    return checker
+        return None
+
+
+def keys(account: str | None, address: str | None) -> list[str]:
+    """
+    The keys failures are counted under: the account, and the client's
+    address group (an IPv4 address, or an IPv6 /64).
+    """
+    found = []
+    if account is not None:
+        found.append(f"account:{account}")
+    group = addressGroup(address)
+    if group is not None:
+        found.append(f"address:{group}")
+    return found
+
+
+@attrs.define(eq=False)
+class Reservation:
+    """
+    One login in progress, counted as a failure until it is settled.
+
+    @ivar id: the reservation's id in the store.
+    @ivar settled: whether it was settled (it is settled once).
+    """
+
+    id: str
+    settled: bool = False
+
+
+@attrs.define
+class Throttler:
+    """
+    Applies a L{Throttle} with counts kept in an L{IThrottleStore}.
+    """
+
+    store: IThrottleStore
+    clock: IReactorTime
+    limits: Throttle
+    log = Logger()
+
+    def _limits(self, account: str | None, address: str | None) -> dict[str, int]:
+        limits = {}
+        for key in keys(account, address):
+            isAccount = key.startswith("account:")
+            limits[key] = (
+                self.limits.perAccount if isAccount else self.limits.perAddress
+            )
+        return limits
+
+    async def reserve(
+        self, account: str | None, address: str | None
+    ) -> Reservation | None:
+        """
+        Count a login that starts now against the account and the address.
+
+        @return: the reservation to settle when the login ends, or C{None}
+            if there is nothing to count it against.
+        @raise KeycardDenied: if the account or the address is at its limit
+            in the current window, counting the logins in progress.
+        """
+        limits = self._limits(account, address)
+        if not limits:
+            return None
+        reservation = Reservation(secrets.token_hex(16))
+        now = self.clock.seconds()
+        taken = await self.store.reserve(
+            reservation.id, limits, now - self.limits.window, now
+        )
+        if not taken:
+            self.log.info(
+                "throttled a login for {account} from {address}",
+                account=printable(account),
+                address=printable(address),
+            )
+            raise KeycardDenied(TOO_MANY)
+        return reservation
+
+    async def settle(self, reservation: Reservation, failed: bool) -> None:
+        """
+        End a login: a failure stays counted, a success is forgotten.  A
+        reservation is settled once; later calls do nothing.
+        """
+        if reservation.settled:
+            return
+        reservation.settled = True
+        await self.store.settle(reservation.id, failed)
+
+    def abandoned(self, reservation: Reservation) -> None:
+        """
+        Settle as a failure the reservation of an exchange left unanswered,
+        without waiting: from code that cannot wait.
+        """
+        if reservation.settled:
+            return
+        reservation.settled = True
+        self.store.settle(reservation.id, True).addErrback(
+            lambda f: self.log.failure("settling an abandoned login failed", f)
+        )
+
+    async def failed(self, account: str | None, address: str | None) -> None:
+        """
+        Count one failure against the account and the address, for a
+        refusal that had no reservation.
+        """
+        wanted = keys(account, address)
+        if wanted:
+            await self.store.recordFailure(wanted, self.clock.seconds())
+
+
+@attrs.define(eq=False)
+class PendingExchange:
+    """
+    One exchange in progress, with what its answer must match: the keycard's
+    class, the client's address, the requester and the connection.
+
+    @ivar exchange: set once the challenge is sent and the bouncer waits for
+        the answer; C{None} while the first message is being handled.
+    @ivar reservation: the throttle's reservation, held by the table while
+        the bouncer waits for the answer.
+    """
+
+    keycardType: str
+    address: str | None
+    requesterName: str | None
+    connection: Hashable | None
+    deadline: float
+    group: str | None = None
+    exchange: IExchange | None = None
+    account: str | None = None
+    reservation: Reservation | None = None
+
+
+@attrs.define
+class _GroupSizes:
+    """
+    The number of entries of each address group, with the largest group
+    found in constant time (sizes change by one at a time).
+    """
+
+    _sizes: dict[str | None, int] = attrs.field(factory=dict)
+    _bySize: dict[int, dict[str | None, None]] = attrs.field(factory=dict)
+    _largest: int = 0
+
+    def __getitem__(self, group: str | None) -> int:
+        return self._sizes.get(group, 0)
+
+    def add(self, group: str | None, change: int) -> None:
+        old = self._sizes.get(group, 0)
+        new = old + change
+        if old:
+            bucket = self._bySize[old]
+            del bucket[group]
+            if not bucket:
+                del self._bySize[old]
+        if new:
+            self._sizes[group] = new
+            self._bySize.setdefault(new, {})[group] = None
+        else:
+            del self._sizes[group]
+        if new > self._largest:
+            self._largest = new
+        while self._largest and self._largest not in self._bySize:
+            self._largest -= 1
+
+    def largest(self) -> tuple[str | None, int]:
+        """
+        A group of the largest size, and that size (C{0} when empty).
+        """
+        if not self._largest:
+            return None, 0
+        return next(iter(self._bySize[self._largest])), self._largest
+
+
+@attrs.define
+class PendingExchanges:
+    """
+    Exchanges in progress, by keycard id.
+
+    Entries are kept in the order they were made, and all live equally long,
+    so the oldest are at the front: L{purge} drops the expired ones in time
+    proportional to their number, with no timer.
+
+    @ivar onDrop: called with each entry dropped before it was taken: timed
+        out, abandoned by its connection, or giving its place to another
+        address group.
+    """
+
+    clock: IReactorTime
+    limits: ExchangeLimits
+    onDrop: Callable[[PendingExchange], object] = lambda entry: None
+    _entries: OrderedDict[str, PendingExchange] = attrs.field(factory=OrderedDict)
+    _byGroup: dict[str | None, OrderedDict[str, None]] = attrs.field(factory=dict)
+    _byConnection: dict[Hashable, dict[str, None]] = attrs.field(factory=dict)
+    _sizes: _GroupSizes = attrs.field(factory=_GroupSizes)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, keycardId: object) -> bool:
+        return keycardId in self._entries
+
+    def onConnection(self, connection: Hashable) -> int:
+        """
+        The number of exchanges in progress on C{connection}.
+        """
+        return len(self._byConnection.get(connection, ()))
+
+    def reserve(
+        self,
+        keycardId: str,
+        keycardType: str,
+        address: str | None,
+        requesterName: str | None,
+        connection: Hashable | None = None,
+    ) -> PendingExchange:
+        """
+        Take a place for a new exchange, when the table is full the place of
+        the oldest exchange of the largest address group, if that group is
+        larger than this client's.
+
+        @raise KeycardDenied: if there are too many exchanges in progress on
+            this connection, from this address group, or in all.
+        """
+        self.purge()
+        limits = self.limits
+        group = addressGroup(address)
+        if (
+            connection is not None
+            and self.onConnection(connection) >= limits.maxPendingPerConnection
+        ) or self._sizes[group] >= limits.maxPendingPerAddress:
+            raise KeycardDenied(BUSY)
+        if len(self._entries) >= limits.maxPending:
+            largest, size = self._sizes.largest()
+            if self._sizes[group] >= size:
+                raise KeycardDenied(BUSY)
+            oldest = next(iter(self._byGroup[largest]))
+            self._drop(oldest)
+        entry = PendingExchange(
+            keycardType,
+            address,
+            requesterName,
+            connection,
+            self.clock.seconds() + limits.timeout,
+            group,
+        )
+        self._entries[keycardId] = entry
+        self._byGroup.setdefault(group, OrderedDict())[keycardId] = None
+        self._sizes.add(group, 1)
+        if connection is not None:
+            self._byConnection.setdefault(connection, {})[keycardId] = None
+        return entry
+
+    def take(self, keycardId: str) -> PendingExchange | None:
+        """
+        Remove and return the exchange for this id, if it is there and has
+        not expired.  An exchange can be taken only once.
+        """
+        self.purge()
+        entry = self._entries.pop(keycardId, None)
+        if entry is not None:
+            self._release(keycardId, entry)
+        return entry
+
+    def abandon(self, connection: Hashable) -> int:
+        """
+        Drop the exchanges in progress on a connection that is gone.
+
+        @return: the number dropped.
+        """
+        ids = list(self._byConnection.get(connection, ()))
+        for keycardId in ids:
+            self._drop(keycardId)
+        return len(ids)
+
+    def purge(self) -> None:
+        """
+        Drop the exchanges whose time is up.
+        """
+        now = self.clock.seconds()
+        entries = self._entries
+        while entries:
+            keycardId, entry = next(iter(entries.items()))
+            if entry.deadline > now:
+                break
+            self._drop(keycardId)
+
+    def _drop(self, keycardId: str) -> None:
+        entry = self._entries.pop(keycardId)
+        self._release(keycardId, entry)
+        self.onDrop(entry)
+
+    def _release(self, keycardId: str, entry: PendingExchange) -> None:
+        group = self._byGroup[entry.group]
+        del group[keycardId]
+        if not group:
+            del self._byGroup[entry.group]
+        self._sizes.add(entry.group, -1)
+        if entry.connection is not None:
+            ids = self._byConnection[entry.connection]
+            del ids[keycardId]
+            if not ids:
+                del self._byConnection[entry.connection]
+
+
+@attrs.define
+class Issuer:
+    """
+    Makes and records the issued keycard for a successful exchange.
+
+    @ivar keys: the keyring to sign tokens with, when C{tokens} is set.
+    @ivar lease: the running bouncer's lease, recorded in the keycards it
+        issues.
+    """
+
+    store: IKeycardStore
+    clock: IReactorTime
+    bouncerName: str
+    duration: float
+    tokens: TokenPolicy | None = None
+    keys: KeyringHolder | None = None
+    quota: Quota | None = None
+    policy: CompositePolicy | None = None
+    lease: Lease | None = None
+
+    async def issue(
+        self, keycard: Keycard, avatarId: str, parent: TokenClaims | None = None
+    ) -> tuple[IssuedKeycard, str | None]:
+        """
+        Record C{keycard} (its id, type, address and requester set) as
+        issued to C{avatarId}: in the family of C{parent}, the token it was
+        issued for, or starting its own family.
+
+        @return: the record and the token, if tokens are issued.
+        @raise Refusal: if the policy refuses it.
+        @raise twisted_keycard.error.QuotaExceeded: if no seat is left.
+        """
+        assert keycard.id is not None
+        now = self.clock.seconds()
+        quota = self.quota
+        record = IssuedKeycard(
+            keycardId=keycard.id,
+            avatarId=avatarId,
+            requesterName=keycard.requesterName,
+            bouncerName=self.bouncerName,
+            keycardType=keycard.keycardType,
+            address=keycard.address,
+            issued=now,
+            duration=self.duration,
+            expires=now + self.duration,
+            parentId=None if parent is None else parent.keycardId,
+            seatPool=quota.seatPool if quota is not None else None,
+            familyId=keycard.id if parent is None else parent.family,
+            holderId=None if self.lease is None else self.lease.heldBy,
+        )
+        if self.policy is not None and not self.policy.allows(record):
+            raise Refusal(f"refused by the policy {self.policy.text!r}", "policy")
+        token = await self._token(record, parent)
+        if quota is None:
+            await self.store.add(record)
+        else:
+            await self.store.addWithin(record, quota.maxPerAvatar, quota.seats)
+        return record, token
+
+    async def _token(
+        self, record: IssuedKeycard, parent: TokenClaims | None
+    ) -> str | None:
+        tokens = self.tokens
+        if tokens is None or self.keys is None:
+            return None
+        keyring = await self.keys.current()
+        familyStart = record.issued if parent is None else parent.familyStart
+        # The requester it came through first, then the configured ones.
+        audience = [] if record.requesterName is None else [record.requesterName]
+        audience += sorted(tokens.audiences.difference(audience))
+        claims = TokenClaims(
+            keycardId=record.keycardId,
+            avatarId=record.avatarId,
+            issued=record.issued,
+            # A chain of token logins ends with its family's lifetime.
+            expires=min(record.expires, familyStart + tokens.maxFamilyLifetime),
+            bouncerName=self.bouncerName,
+            requesterName=record.requesterName,
+            address=(
+                normalizeAddress(record.address)
+                if tokens.bindAddress and record.address is not None
+                else None
+            ),
+            parentId=record.parentId,
+            # A child keeps its family's claims, which include this
+            # bouncer's: the token checker refused the parent otherwise.
+            claims=tokens.claims if parent is None else parent.claims,
+            familyId=record.familyId,
+            familyIssued=familyStart,
+            audience=tuple(audience),
+        )
+        return sign(claims, keyring.signing)
+
+
+@attrs.define
+class _Attempt:
+    """
+    What one message of an exchange is about, for throttling.
+
+    @ivar reservation: the throttle's reservation while this message owns
+        it, to settle when the message is handled.
+    """
+
+    account: str | None = None
+    reservation: Reservation | None = None
+
+
+@attrs.define
+class Authentication:
+    """
+    The bouncer's handling of keycard messages, from the parts that keep
+    its state.
+
+    @ivar bouncerName: set in every keycard checked.
+    @ivar newId: makes keycard ids.
+    @ivar metrics: told each login's outcome.
+    """
+
+    bouncerName: str
+    challengers: Challengers
+    pending: PendingExchanges
+    throttler: Throttler | None
+    issuer: Issuer
+    held: HeldKeycards
+    newId: Callable[[], str]
+    metrics: IBouncerMetrics = attrs.field(factory=NoMetrics)
+    log = Logger()
+
+    async def authenticate(
+        self, keycard: Keycard, connection: Hashable | None = None
+    ) -> Keycard:
+        """
+        Take one message of an exchange (see L{IBouncer.authenticate}).
+        """
+        attempt = _Attempt()
+        try:
+            if not isinstance(keycard, Keycard):
+                raise Refusal("not a keycard", "kind")
+            if not self.challengers.takes(keycard.keycardType):
+                raise Refusal("keycard class not taken here", "kind")
+            if keycard.state is not KeycardState.REQUESTING:
+                raise Refusal(f"keycard sent in state {keycard.state.name}", "state")
+            # Whatever the client claims in the fields the bouncer sets is
+            # dropped before anything reads it.
+            keycard.avatarId = keycard.token = None
+            keycard.duration = keycard.expires = None
+            keycard.bouncerName = self.bouncerName
+            if keycard.id is None:
+                result = await self._begin(keycard, attempt, connection)
+            else:
+                result = await self._continue(keycard, attempt, connection)
+        except KeycardDenied as e:
+            # Before UnauthorizedLogin, which a denial also is.
+            self.metrics.loginFailed(self._kind(keycard), failureReason(e))
+            self._audit("login.denied", keycard, attempt, str(e))
+            await self._settle(attempt, None, False)
+            raise
+        except (Refusal, ProtocolError, UnauthorizedLogin) as e:
+            self.metrics.loginFailed(self._kind(keycard), failureReason(e))
+            self._audit("login.refused", keycard, attempt, str(e) or type(e).__name__)
+            keycard.state = KeycardState.REFUSED
+            await self._settle(attempt, getattr(keycard, "address", None), True)
+            raise KeycardRefused() from None
+        except Exception:
+            # A bug or a failing store: logged here, never sent to the peer.
+            self.metrics.loginFailed(self._kind(keycard), "error")
+            self.log.failure("checking a keycard failed")
+            await self._settle(attempt, None, False)
+            raise KeycardDenied("the bouncer failed; try again later") from None
+        await self._settle(attempt, None, False)
+        return result
+
+    async def _settle(
+        self, attempt: _Attempt, address: str | None, failed: bool
+    ) -> None:
+        """
+        Count the end of a message's work with the throttle: settle the
+        reservation it owns, or count a refusal that had none.  A failing
+        store is logged, never sent to the peer.
+        """
+        throttler = self.throttler
+        if throttler is None:
+            return
+        try:
+            if attempt.reservation is not None:
+                await throttler.settle(attempt.reservation, failed)
+            elif failed:
+                await throttler.failed(attempt.account, address)
+        except Exception:
+            self.log.failure("counting a login with the throttle failed")
+
+    def dropped(self, entry: PendingExchange) -> None:
+        """
+        An exchange was dropped unanswered (timed out, abandoned by its
+        connection, or pushed out by another address group): a failure.
+        """
+        if self.throttler is not None and entry.reservation is not None:
+            self.throttler.abandoned(entry.reservation)
+
+    def abandon(self, connection: Hashable) -> None:
+        """
+        The connection is gone: drop its exchanges in progress.
+        """
+        self.pending.abandon(connection)
+
+    async def _begin(
+        self, keycard: Keycard, attempt: _Attempt, connection: Hashable | None
+    ) -> Keycard:
+        attempt.account = keycard.account()
+        keycardId = self.newId()
+        # The place is taken before anything waits, so that exchanges of a
+        # connection count against its limit from their first message.
+        entry = self.pending.reserve(
+            keycardId,
+            keycard.keycardType,
+            keycard.address,
+            keycard.requesterName,
+            connection,
+        )
+        waiting = False
+        try:
+            if self.throttler is not None:
+                attempt.reservation = await self.throttler.reserve(
+                    attempt.account, keycard.address
+                )
+                self._stillPending(keycardId)
+            challenger = self.challengers.challenger(keycard.keycardType)
+            exchange: IExchange = await maybeDeferred(challenger.prime, keycard)
+            self._stillPending(keycardId)
+            keycard.id = keycardId
+            if not exchange.challenge(keycard):
+                # One message: checked now, still counted as in progress.
+                return await self._check(keycard, exchange, attempt)
+            entry.exchange = exchange
+            entry.account = attempt.account
+            entry.reservation, attempt.reservation = attempt.reservation, None
+            waiting = True
+            return keycard
+        finally:
+            if not waiting:
+                self.pending.take(keycardId)
+
+    def _stillPending(self, keycardId: str) -> None:
+        """
+        @raise Refusal: if the exchange was dropped while the bouncer waited
+            (its connection went, or another address group took its place).
+        """
+        if keycardId not in self.pending:
+            raise Refusal("exchange dropped before its challenge was sent", "busy")
+
+    async def _continue(
+        self, keycard: Keycard, attempt: _Attempt, connection: Hashable | None
+    ) -> Keycard:
+        assert keycard.id is not None
+        entry = self.pending.take(keycard.id)
+        if entry is None or entry.exchange is None:
+            raise Refusal("unknown, used or expired keycard id", "unknown-id")
+        attempt.account = entry.account
+        attempt.reservation = entry.reservation
+        if (entry.keycardType, entry.address, entry.requesterName) != (
+            keycard.keycardType,
+            keycard.address,
+            keycard.requesterName,
+        ) or (entry.connection is not None and entry.connection != connection):
+            raise Refusal("keycard id presented by another client", "other-client")
+        entry.exchange.answer(keycard)
+        return await self._check(keycard, entry.exchange, attempt)
+
+    async def _check(
+        self, keycard: Keycard, exchange: IExchange, attempt: _Attempt
+    ) -> Keycard:
+        checker = self.challengers.checkerFor(exchange)
+        if checker is None:
+            raise Refusal("no checker for these credentials", "checker")
+        checked: object = await maybeDeferred(checker.requestAvatarId, exchange)
+        avatarId = checked.decode("utf-8") if isinstance(checked, bytes) else checked
+        if not isinstance(avatarId, str):
+            raise Refusal("checker gave no avatar id", "checker")
+        exchange.conclude(keycard)
+        parent = getattr(exchange, "parentToken", None)
+        if not isinstance(parent, TokenClaims):
+            parent = None
+        record, token = await self.issuer.issue(keycard, avatarId, parent)
+        self.held.hold(record)
+        keycard.state = KeycardState.AUTHENTICATED
+        keycard.avatarId = avatarId
+        keycard.duration = record.duration
+        keycard.expires = record.expires
+        keycard.token = token
+        self.metrics.loginSucceeded(self._kind(keycard))
+        self.log.info(
+            "keycard {keycardId} issued to {avatarId} via {requesterName}"
+            " from {address} ({keycardType} for {account}), expires {expires}",
+            event="login.issued",
+            keycardId=record.keycardId,
+            avatarId=printable(avatarId),
+            account=printable(_account(keycard, attempt)),
+            keycardType=printable(record.keycardType),
+            requesterName=printable(record.requesterName),
+            address=printable(record.address),
+            expires=isoTime(record.expires),
+        )
+        return keycard
+
+    def _kind(self, keycard: object) -> str:
+        """
+        The keycard's type, for the metrics, if this bouncer takes it; else
+        C{"other"}, so that a peer cannot make up labels.
+        """
+        if isinstance(keycard, Keycard) and self.challengers.takes(keycard.keycardType):
+            return kindName(keycard.keycardType)
+        return "other"
+
+    def _audit(
+        self, event: str, keycard: object, attempt: _Attempt, reason: str
+    ) -> None:
+        """
+        Log a refusal or a denial: its stable C{event} name, the reason,
+        and the account tried, kind, requester and address, all escaped.
+        """
+        verb = "refused" if event == "login.refused" else "denied"
+        self.log.info(
+            "keycard " + verb + ": {reason} ({keycardType} for {account}"
+            " via {requesterName} from {address})",
+            event=event,
+            reason=printable(reason),
+            account=printable(_account(keycard, attempt)),
+            keycardType=printable(
+                getattr(keycard, "keycardType", type(keycard).__name__)
+            ),
+            requesterName=printable(getattr(keycard, "requesterName", None)),
+            address=printable(getattr(keycard, "address", None)),
+        )
+
+
+def _account(keycard: object, attempt: _Attempt) -> str | None:
+    """
+    The account a refused message tried: the exchange's, or else the one
+    the keycard names.
+    """
+    if attempt.account is not None or not isinstance(keycard, Keycard):
+        return attempt.account
+    try:
+        return keycard.account()
+    except Exception:
+        return None

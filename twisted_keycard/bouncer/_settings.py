@@ -1,0 +1,166 @@
+"""
+A bouncer's settings, as values: what it grants on success beyond the
+keycard (tokens, quotas), its throttle, the limits on exchanges in
+progress, and the rhythm of its upkeep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from twisted_keycard.tokens._checker import DEFAULT_MAX_FAMILY_LIFETIME, DEFAULT_SKEW
+
+_count = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+_positive = attrs.validators.optional(
+    [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+)
+
+
+def _names(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(names)
+
+
+def _checkClaims(
+    instance: object, attribute: object, claims: Mapping[str, str]
+) -> None:
+    """
+    Refuse claims a token cannot carry, when the policy is made rather than
+    at the first login.
+    """
+    for key, value in claims.items():
+        if not key or any(c in key for c in "=\n\0") or any(c in value for c in "\n\0"):
+            raise ValueError(
+                f"bad claim {key!r}: keys are not empty and hold no '=', and"
+                " neither keys nor values hold newlines or NUL"
+            )
+
+
+@attrs.frozen
+class TokenPolicy:
+    """
+    Issue a signed token with every keycard, for logging in again without a
+    password (see L{twisted_keycard.tokens}).
+
+    @ivar bindAddress: bind each token to the client address it was issued
+        to; it is then refused from any other address.
+    @ivar claims: free claims written in every token issued after a
+        password login (the license-server case: vendor, program, version),
+        and required of every token presented here: one that lacks a claim
+        or has another value is refused.  A token issued for a token keeps
+        its family's claims.
+    @ivar skew: seconds of clock difference tolerated at expiry.
+    @ivar audiences: requester names through which every token is accepted
+        besides the one it was issued through (applications that share
+        logins); by default a token is accepted only through its own.
+    @ivar maxFamilyLifetime: seconds after a password login past which no
+        token of its family (the chain of token logins it started) is
+        accepted, and which no token of it outlives; then the client logs
+        in with its password again.
+    """
+
+    bindAddress: bool = False
+    claims: Mapping[str, str] = attrs.field(factory=dict, validator=_checkClaims)
+    skew: float = DEFAULT_SKEW
+    audiences: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    maxFamilyLifetime: float = attrs.field(
+        default=DEFAULT_MAX_FAMILY_LIFETIME, validator=attrs.validators.gt(0)
+    )
+
+
+@attrs.frozen
+class Quota:
+    """
+    Limits on keycards held at once, counted atomically in the store, so
+    several bouncers on one store never grant more.
+
+    @ivar maxPerAvatar: keycards one avatar may hold at once.
+    @ivar seatPool: the pool every keycard of this bouncer takes a seat of.
+    @ivar seats: the size of that pool.
+    """
+
+    maxPerAvatar: int | None = attrs.field(default=None, validator=_positive)
+    seatPool: str | None = None
+    seats: int | None = attrs.field(default=None, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.seatPool is None) != (self.seats is None):
+            raise ValueError("seatPool and seats go together")
+
+
+@attrs.frozen
+class Throttle:
+    """
+    Limits on failed logins in a sliding window, per account and per client
+    address group, counted in the store so bouncers sharing it share the
+    counts.  Past a limit, logins are refused before any expensive check,
+    the same for known and unknown accounts.
+
+    A login counts as a failure from its first message until it succeeds
+    (a reservation, settled then), so logins started together cannot all be
+    checked.  An exchange left unanswered, or abandoned by its connection,
+    stays a failure.  A success unlocks nothing: failures stay counted until
+    they leave the window, whoever succeeds meanwhile.
+
+    @ivar perAccount: failures per account per window, at most.
+    @ivar perAddress: failures per client address group (an IPv4 address,
+        or an IPv6 /64) per window, at most.
+    @ivar window: the window, in seconds.
+    """
+
+    perAccount: int = attrs.field(default=100, validator=_count)
+    perAddress: int = attrs.field(default=30, validator=_count)
+    window: float = 3600.0
+
+
+@attrs.frozen
+class ExchangeLimits:
+    """
+    Limits on exchanges in progress (from a keycard's first message until
+    its check ends, or its challenge times out unanswered), so that clients
+    who never answer cannot hold the bouncer's memory or its slots.
+
+    When all C{maxPending} places are taken, a new exchange from a client
+    address group with fewer exchanges in progress than the largest group
+    takes the place of that group's oldest exchange: one address range
+    cannot take every place, whatever its number of connections.
+
+    @ivar timeout: seconds a client has to answer a challenge.
+    @ivar maxPending: exchanges in progress at most, in all.
+    @ivar maxPendingPerAddress: exchanges in progress at most from one
+        client address group (an IPv4 address, or an IPv6 /64).
+    @ivar maxPendingPerConnection: exchanges in progress at most on one
+        client connection, for requesters that say which connection a
+        keycard came on (L{IBouncer.authenticate}'s C{connection}).
+    """
+
+    timeout: float = 30.0
+    maxPending: int = attrs.field(default=10_000, validator=_count)
+    maxPendingPerAddress: int = attrs.field(default=100, validator=_count)
+    maxPendingPerConnection: int = attrs.field(default=4, validator=_count)
+
+
+@attrs.frozen
+class Upkeep:
+    """
+    How often a running bouncer looks after its store.
+
+    @ivar followInterval: seconds between two reads of the revocations and
+        the keyring's version (other bouncers' changes to a shared store),
+        and between two renewals of the bouncer's lease.
+    @ivar flushInterval: seconds between two flushes of expired entries.
+    @ivar leaseTime: seconds the bouncer's lease on the keycards it holds
+        lasts after each renewal: when a bouncer is killed, its seats and
+        per-avatar places are freed this long after its last renewal.  At
+        least two follow intervals, and longer than the clocks of the
+        bouncers sharing a store differ.
+    """
+
+    followInterval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    flushInterval: float = 300.0
+    leaseTime: float = 10.0
+
+    def __attrs_post_init__(self) -> None:
+        if not self.leaseTime >= 2 * self.followInterval:
+            raise ValueError("leaseTime must be at least two follow intervals")

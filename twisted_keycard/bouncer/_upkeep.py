@@ -1,0 +1,337 @@
+"""
+What a bouncer does while it runs as a service: load the keyring, follow
+the revocations and key rotations other processes write to a shared store,
+renew its lease, and flush expired entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from twisted_keycard.bouncer._held import Lease
+from twisted_keycard.bouncer._revocation import RevocationMirror
+from twisted_keycard.bouncer._settings import Upkeep
+from twisted_keycard.store._interfaces import (
+    IKeycardStore,
+    IRevocationStore,
+    IStoreChanges,
+    IThrottleStore,
+    Revocation,
+)
+from twisted_keycard.tokens._checker import TokenChecker
+from twisted_keycard.tokens._tokens import KeyringHolder
+
+#: Revocations read from the store in one poll, at most.
+FOLLOW_BATCH = 1000
+
+
+@attrs.define
+class RevocationFollower:
+    """
+    Polls a revocation store for revocations recorded after the last one
+    seen (by the store's cursor, a row id for SQLite) and hands them to
+    C{onRevoked}, and every batch read, empty or not, to the C{mirror} of
+    the revocations in force.
+
+    @ivar polledAt: when the store was last read in full, or C{None}.
+    """
+
+    store: IRevocationStore
+    clock: IReactorTime
+    onRevoked: Callable[[list[Revocation]], Awaitable[object]]
+    cursor: int = 0
+    polledAt: float | None = None
+    mirror: RevocationMirror | None = None
+
+    async def catchUp(self) -> None:
+        """
+        Read every revocation already recorded into the mirror, without
+        handing them to C{onRevoked}: a starting bouncer holds no keycard
+        they could concern, but the tokens they refuse may be presented.
+        """
+        while True:
+            batch, self.cursor = await self.store.revokedSince(
+                self.cursor, FOLLOW_BATCH
+            )
+            if self.mirror is not None:
+                self.mirror.update(batch)
+            if len(batch) < FOLLOW_BATCH:
+                self.polledAt = self.clock.seconds()
+                return
+
+    async def poll(self) -> int:
+        """
+        Read and hand over the revocations recorded since the last poll.
+
+        @return: how many were read.
+        """
+        seen = 0
+        while True:
+            batch, self.cursor = await self.store.revokedSince(
+                self.cursor, FOLLOW_BATCH
+            )
+            seen += len(batch)
+            if self.mirror is not None:
+                self.mirror.update(batch)
+            if batch:
+                await self.onRevoked(batch)
+            if len(batch) < FOLLOW_BATCH:
+                self.polledAt = self.clock.seconds()
+                return seen
+
+
+@attrs.define
+class Follower:
+    """
+    Runs the steps that follow a shared store (read the revocations, the
+    keyring's version, renew the lease), in order, every C{interval}
+    seconds while started.  A step that fails is logged; the next ones
+    still run.
+
+    @ivar steps: what each step does, as a failure would name it, and the
+        step.
+    """
+
+    clock: IReactorTime
+    interval: float
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]]
+    _loop: LoopingCall | None = None
+    _ticking: bool = False
+    _again: bool = False
+    log = Logger()
+
+    def start(self) -> None:
+        loop = self._loop = LoopingCall(lambda: Deferred.fromCoroutine(self.tick()))
+        loop.clock = self.clock
+        loop.start(self.interval, now=False)
+
+    async def tick(self) -> None:
+        """
+        Run the steps.  Called while they run, it runs them once more after,
+        never two at once.
+        """
+        if self._ticking:
+            self._again = True
+            return
+        self._ticking = self._again = True
+        try:
+            while self._again:
+                self._again = False
+                for what, step in self.steps:
+                    try:
+                        await step()
+                    except Exception:
+                        self.log.failure("{what} failed", what=what)
+        finally:
+            self._ticking = False
+
+    def wake(self) -> None:
+        """
+        Run the steps now, not at the next interval: the store pushed a
+        change (see L{twisted_keycard.store.IStoreChanges}).
+        """
+        if self._loop is not None:
+            Deferred.fromCoroutine(self.tick())
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+
+@attrs.frozen
+class Flushed:
+    """
+    What one flush removed.
+
+    @ivar keycards: expired keycard records.
+    @ivar revocations: revocations past their expiry.
+    @ivar failures: failed-login records older than the throttling window.
+    """
+
+    keycards: int = 0
+    revocations: int = 0
+    failures: int = 0
+
+
+class Flusher:
+    """
+    Removes the expired entries of a store now and every C{interval}
+    seconds while started.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IKeycardStore,
+        clock: IReactorTime,
+        interval: float,
+        failureWindow: float | None = None,
+    ) -> None:
+        """
+        @param failureWindow: the throttling window: failed logins older
+            than this are no longer counted, and are forgotten; C{None}
+            when this bouncer does not throttle (and so does not know which
+            failures still count).
+        """
+        self.store = store
+        self.clock = clock
+        self.interval = interval
+        self.failureWindow = failureWindow
+        self._loop: LoopingCall | None = None
+
+    def start(self) -> None:
+        loop = self._loop = LoopingCall(self._flushLogged)
+        loop.clock = self.clock
+        loop.start(self.interval, now=True)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def _flushLogged(self) -> Deferred[None]:
+        d = self.flush()
+        d.addErrback(lambda f: self.log.failure("flushing the store failed", f))
+        return d.addCallback(lambda _: None)
+
+    def flush(self) -> Deferred[Flushed]:
+        """
+        Remove expired keycards and revocations, and failed logins older
+        than the throttling window, from the store.
+
+        @return: a L{Deferred} firing with what was removed.
+        """
+        return Deferred.fromCoroutine(self._flush())
+
+    async def _flush(self) -> Flushed:
+        now = self.clock.seconds()
+        keycards = await self.store.flushExpired(now)
+        revocations = failures = 0
+        if IRevocationStore.providedBy(self.store):
+            revocations = await self.store.flushRevocations(now)
+        if self.failureWindow is not None and IThrottleStore.providedBy(self.store):
+            failures = await self.store.flushFailures(now - self.failureWindow)
+        flushed = Flushed(keycards, revocations, failures)
+        if flushed != Flushed():
+            self.log.info(
+                "flushed {keycards} expired keycard(s), {revocations}"
+                " revocation(s), {failures} failed login(s)",
+                keycards=keycards,
+                revocations=revocations,
+                failures=failures,
+            )
+        return flushed
+
+
+class ServiceUpkeep:
+    """
+    The upkeep of a running bouncer: a L{Follower} of its revocations (a
+    L{RevocationFollower}), keyring and L{Lease}, woken at once by a store
+    that pushes its changes (L{IStoreChanges}), and a L{Flusher}.
+
+    @ivar flusher: removes expired entries from the store.
+    @ivar follower: follows the store while the bouncer runs.
+    @ivar revocations: reads the revocations other bouncers write, once
+        started.
+    """
+
+    def __init__(
+        self,
+        store: IKeycardStore,
+        clock: IReactorTime,
+        upkeep: Upkeep,
+        *,
+        keys: KeyringHolder | None,
+        lease: Lease | None,
+        mirror: RevocationMirror | None,
+        tokenChecker: TokenChecker | None,
+        revokedElsewhere: Callable[[list[Revocation]], Awaitable[None]],
+        throttleWindow: float | None,
+        running: Callable[[], bool],
+    ) -> None:
+        """
+        @param revokedElsewhere: called with each batch of revocations read.
+        @param throttleWindow: how long failed logins are kept, if counted.
+        @param running: whether the bouncer still runs, asked once the
+            first reads are done.
+        """
+        self.store = store
+        self.clock = clock
+        self._upkeep = upkeep
+        self.keys = keys
+        self.lease = lease
+        self._mirror = mirror
+        self._tokenChecker = tokenChecker
+        self._revokedElsewhere = revokedElsewhere
+        self._running = running
+        self.revocations: RevocationFollower | None = None
+        self.follower: Follower | None = None
+        self._unsubscribe: Callable[[], None] = lambda: None
+        self.flusher = Flusher(store, clock, upkeep.flushInterval, throttleWindow)
+
+    def followLag(self) -> float | None:
+        """
+        Seconds since the revocations were last read, while followed.
+        """
+        follower = self.revocations
+        if self.follower is None or follower is None or follower.polledAt is None:
+            return None
+        return self.clock.seconds() - follower.polledAt
+
+    async def start(self) -> None:
+        """
+        Load the keyring, read every revocation in force and renew the lease,
+        then, if the bouncer still runs, follow and flush the store.
+        """
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        if self.keys is not None:
+            await self.keys.current()
+        if IRevocationStore.providedBy(self.store):
+            revocations = RevocationFollower(
+                self.store, self.clock, self._revokedElsewhere, mirror=self._mirror
+            )
+            await revocations.catchUp()
+            self.revocations = revocations
+            if self._tokenChecker is not None and self._running():
+                # Every revocation in force is read: tokens are checked in
+                # memory from now on (see RevocationMirror).
+                self._tokenChecker.mirror = self._mirror
+            steps.append(("following revocations", revocations.poll))
+        if self.keys is not None:
+            steps.append(("following the keyring", self.keys.follow))
+        if self.lease is not None:
+            await self.lease.renew()
+            steps.append(("renewing the lease", self.lease.renew))
+        if not self._running():
+            return
+        if steps:
+            follower = self.follower = Follower(
+                self.clock, self._upkeep.followInterval, steps
+            )
+            follower.start()
+            if IStoreChanges.providedBy(self.store):
+                # Pushed changes are read at once, not at the next interval.
+                self._unsubscribe = self.store.subscribe(lambda kind: follower.wake())
+        self.flusher.start()
+
+    def stop(self) -> None:
+        """
+        Stop following and flushing the store.
+        """
+        self._unsubscribe()
+        self._unsubscribe = lambda: None
+        if self._tokenChecker is not None:
+            # No longer followed, the mirror would grow stale.
+            self._tokenChecker.mirror = None
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        self.flusher.stop()

@@ -1,0 +1,57 @@
+"""
+Public-key signature keycards, SSH style: the bouncer sends a nonce, the
+client signs it (with the exchange's context) with its private key, and the
+bouncer checks the signature against the client's keys in OpenSSH
+C{authorized_keys} format (Ed25519, ECDSA, RSA).  No shared secret is kept
+on the server.
+
+Key files hold C{name [options] ssh-ed25519 AAAA... [comment]} lines: an
+OpenSSH C{authorized_keys} line prefixed by the avatar name it logs in as,
+with the options described in L{twisted_keycard.sshkeys._authorizedkeys}
+(C{from=}, C{cert-authority}, C{principals=}, and session options taken as
+no-ops).  A client may present an OpenSSH user certificate signed by a CA
+that a C{cert-authority} line trusts for its name (see
+L{twisted_keycard.sshkeys._authorizedkeys}).  The strcred name is C{sshkeys:FILE}.
+"""
+
+from twisted_keycard.sshkeys._authorizedkeys import (
+    MIN_RSA_BITS,
+    AuthorizedKey,
+    PublicKey,
+    parseAuthorizedKeys,
+    readAuthorizedKeys,
+)
+from twisted_keycard.sshkeys._keys import (
+    LABEL,
+    ISSHExchange,
+    PrivateKey,
+    SignatureProofCheck,
+    SSHAnswerer,
+    SSHExchange,
+    SSHKeycard,
+    SSHKeys,
+    context,
+    loadPrivateKey,
+    signWith,
+    verifyWith,
+)
+
+__all__ = [
+    "LABEL",
+    "MIN_RSA_BITS",
+    "AuthorizedKey",
+    "ISSHExchange",
+    "PrivateKey",
+    "PublicKey",
+    "SSHAnswerer",
+    "SSHExchange",
+    "SSHKeycard",
+    "SSHKeys",
+    "SignatureProofCheck",
+    "context",
+    "loadPrivateKey",
+    "parseAuthorizedKeys",
+    "readAuthorizedKeys",
+    "signWith",
+    "verifyWith",
+]

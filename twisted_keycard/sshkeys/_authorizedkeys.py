@@ -1,0 +1,435 @@
+"""
+The lines of the sshkeys checker's keys file: C{name [options] keytype
+base64 [comment]}, as OpenSSH's C{authorized_keys} has them, the
+C{from="..."} patterns of their options matched against a client's
+address, and OpenSSH user certificates checked against a trusted
+certificate authority.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+
+import attrs
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization.ssh import (
+    SSHCertificate,
+    SSHCertificateType,
+    load_ssh_public_identity,
+)
+
+from twisted_keycard._files import ParsedEntries, parseLines
+from twisted_keycard.keycard._keycard import normalizeAddress
+
+_IPV4_GLOB = re.compile(r"[0-9.*?]+")
+_IPV6_GLOB = re.compile(r"[0-9a-fA-F.:*?]*:[0-9a-fA-F.:*?]*")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@attrs.frozen
+class AddressPattern:
+    """
+    One pattern of a C{from=} list: a network (an address is a network of
+    one), or a C{*}/C{?} wildcard over an address's text.
+    """
+
+    negated: bool
+    network: Network | None = None
+    glob: re.Pattern[str] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AddressPattern:
+        """
+        @raise ValueError: for a host name (it cannot be checked without
+            DNS), a network with host bits set, or anything else.
+        """
+        negated = text.startswith("!")
+        pattern = text[1:] if negated else text
+        if not pattern:
+            raise ValueError("from= has an empty pattern")
+        if "*" in pattern or "?" in pattern:
+            if not (_IPV4_GLOB.fullmatch(pattern) or _IPV6_GLOB.fullmatch(pattern)):
+                raise _hostName(pattern)
+            regex = "".join(
+                {"*": ".*", "?": "."}.get(c, re.escape(c)) for c in pattern.lower()
+            )
+            return cls(negated, glob=re.compile(regex))
+        try:
+            return cls(negated, network=ipaddress.ip_network(pattern))
+        except ValueError:
+            pass
+        try:
+            ipaddress.ip_network(pattern, strict=False)
+        except ValueError:
+            raise _hostName(pattern) from None
+        raise ValueError(f"from= network {pattern!r} has host bits set")
+
+    def matches(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if self.network is not None:
+            return ip.version == self.network.version and ip in self.network
+        assert self.glob is not None
+        return self.glob.fullmatch(str(ip)) is not None
+
+
+def _hostName(pattern: str) -> ValueError:
+    return ValueError(
+        f"from= pattern {pattern!r} is not an address or network"
+        " (host names cannot be checked without DNS)"
+    )
+
+
+@attrs.frozen
+class AddressPatterns:
+    """
+    A C{from=} list, matched as OpenSSH does: an address matches when a
+    pattern matches it and no negated (C{!}) pattern does.  Only IP
+    addresses are matched; a client without one matches nothing.
+    """
+
+    patterns: tuple[AddressPattern, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> AddressPatterns:
+        """
+        @raise ValueError: for a pattern that is not taken (see
+            L{AddressPattern.parse}).
+        """
+        return cls(tuple(AddressPattern.parse(p.strip()) for p in text.split(",")))
+
+    def matches(self, address: str | None) -> bool:
+        if address is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(normalizeAddress(address))
+        except ValueError:
+            return False
+        found = [p.negated for p in self.patterns if p.matches(ip)]
+        return bool(found) and not any(found)
+
+
+MIN_RSA_BITS = 2048
+
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+#: How a certificate's key type ends.
+CERT_SUFFIX = "-cert-v01@openssh.com"
+
+#: Key types OpenSSH writes, to tell a line's key from its options.
+KEY_TYPES = frozenset(
+    {
+        "ssh-ed25519",
+        "ssh-ed448",
+        "ssh-rsa",
+        "ssh-dss",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
+
+#: Options that only limit an SSH session: accepted, and meaningless here.
+SESSION_OPTIONS = frozenset(
+    {
+        "restrict",
+        *(
+            prefix + name
+            for prefix in ("", "no-")
+            for name in (
+                "pty",
+                "port-forwarding",
+                "agent-forwarding",
+                "x11-forwarding",
+                "user-rc",
+            )
+        ),
+    }
+)
+
+_OPTION_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+@attrs.frozen
+class AuthorizedKey:
+    """
+    One line of a keys file.
+
+    @ivar key: the public key (a CA's, for C{cert-authority}).
+    @ivar certAuthority: the key certifies other keys for this name.
+    @ivar principals: the principals a certificate must name one of, if
+        not the avatar name.
+    @ivar fromPatterns: the client addresses the line is limited to.
+    """
+
+    key: PublicKey
+    certAuthority: bool = False
+    principals: tuple[str, ...] | None = None
+    fromPatterns: AddressPatterns | None = None
+
+    def allows(self, address: str | None) -> bool:
+        """
+        Whether the line holds for a client at C{address}.
+        """
+        return self.fromPatterns is None or self.fromPatterns.matches(address)
+
+
+def splitOptions(text: str) -> tuple[list[tuple[str, str | None]], str]:
+    """
+    Split OpenSSH options off the start of C{text}.
+
+    @return: the options as (lower-case name, value or C{None}) and the
+        rest of the text.
+    @raise ValueError: for options that do not parse.
+    """
+    options: list[tuple[str, str | None]] = []
+    i, end = 0, len(text)
+    while True:
+        match = _OPTION_NAME.match(text, i)
+        if match is None:
+            raise ValueError("expected options or a key type after the name")
+        name, i = match.group().lower(), match.end()
+        value = None
+        if text.startswith('="', i):
+            i, chars = i + 2, []
+            while not text.startswith('"', i):
+                if i >= end:
+                    raise ValueError(f"option {name}: no closing quote")
+                step = 2 if text.startswith('\\"', i) else 1
+                chars.append(text[i + step - 1])
+                i += step
+            value, i = "".join(chars), i + 1
+        elif text.startswith("=", i):
+            raise ValueError(f"option {name}: its value must be in double quotes")
+        options.append((name, value))
+        if text.startswith(",", i):
+            i += 1
+        elif i < end and text[i] in " \t":
+            return options, text[i:].strip()
+        else:
+            raise ValueError("expected a key after the options")
+
+
+def readOptions(options: list[tuple[str, str | None]], key: PublicKey) -> AuthorizedKey:
+    """
+    @raise ValueError: for an option not taken, one given twice, one that
+        lacks its value or has one it should not.
+    """
+    values: dict[str, str | None] = {}
+    for name, value in options:
+        if name in values:
+            raise ValueError(f"option {name} is given twice")
+        values[name] = value
+        wantsValue = name in ("from", "principals")
+        if name not in SESSION_OPTIONS and name != "cert-authority" and not wantsValue:
+            raise ValueError(f"option {name} is not supported here")
+        if wantsValue and value is None:
+            raise ValueError(f'option {name} needs a value: {name}="..."')
+        if not wantsValue and value is not None:
+            raise ValueError(f"option {name} takes no value")
+    certAuthority = "cert-authority" in values
+    principals = values.get("principals")
+    if principals is not None and not certAuthority:
+        raise ValueError("option principals goes with cert-authority")
+    fromText = values.get("from")
+    return AuthorizedKey(
+        key,
+        certAuthority=certAuthority,
+        principals=None if principals is None else tuple(principals.split(",")),
+        fromPatterns=None if fromText is None else AddressPatterns.parse(fromText),
+    )
+
+
+def checkKeyType(key: object) -> PublicKey:
+    """
+    @raise ValueError: for a key that is not Ed25519, ECDSA or RSA of at
+        least L{MIN_RSA_BITS} bits.
+    """
+    if not isinstance(
+        key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+    ):
+        raise ValueError("only Ed25519, ECDSA and RSA keys are taken")
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise ValueError(f"RSA keys need at least {MIN_RSA_BITS} bits")
+    return key
+
+
+def parseLine(line: str) -> tuple[str, AuthorizedKey]:
+    """
+    Read one line of a keys file.
+
+    @return: the avatar name and what the line authorizes.
+    @raise ValueError: saying what is wrong, never quoting the key.
+    """
+    name, _, rest = line.strip().partition(" ")
+    options: list[tuple[str, str | None]] = []
+    first = rest.split(None, 1)[0] if rest.strip() else ""
+    if first and first not in KEY_TYPES and not first.endswith(CERT_SUFFIX):
+        options, rest = splitOptions(rest.strip())
+    rest = rest.strip()
+    if not rest:
+        raise ValueError("expected name and an OpenSSH public key")
+    if rest.split(None, 1)[0].endswith(CERT_SUFFIX):
+        raise ValueError(
+            "a certificate is not a key: trust its CA with a cert-authority line"
+        )
+    try:
+        key = serialization.load_ssh_public_key(rest.encode())
+    except (ValueError, TypeError, IndexError):
+        raise ValueError("expected name and an OpenSSH public key") from None
+    except UnsupportedAlgorithm:
+        raise ValueError("only Ed25519, ECDSA and RSA keys are taken") from None
+    return name, readOptions(options, checkKeyType(key))
+
+
+def parseAuthorizedKeys(text: str) -> ParsedEntries[list[AuthorizedKey]]:
+    """
+    Parse C{name [options] keytype base64 [comment]} lines, leaving out bad
+    ones.
+
+    @return: the lines by name, and a problem naming the line number of
+        each bad line and what is wrong with it.
+    """
+    keys: dict[str, list[AuthorizedKey]] = {}
+
+    def add(line: str) -> None:
+        name, authorized = parseLine(line)
+        keys.setdefault(name, []).append(authorized)
+
+    problems = parseLines(text, add)
+    return ParsedEntries(keys, problems)
+
+
+def readAuthorizedKeys(text: str) -> dict[str, list[AuthorizedKey]]:
+    """
+    Parse C{name [options] keytype base64 [comment]} lines.
+
+    @raise ValueError: naming the line number of a bad line.
+    """
+    return parseAuthorizedKeys(text).strict()
+
+
+#: Characters of a certificate line a keycard may carry, at most.
+CERTIFICATE_LENGTH = 8192
+
+
+class CertificateRefused(Exception):
+    """
+    Raised when a certificate does not hold for a login; the message says
+    why, for the server's log only.
+    """
+
+
+def loadCertificate(text: str | bytes) -> SSHCertificate:
+    """
+    Read a certificate in OpenSSH's one-line format (C{ssh-keygen -s}
+    writes it to C{*-cert.pub}).
+
+    @raise ValueError: for anything else.
+    """
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        certificate = load_ssh_public_identity(data.strip())
+    except (ValueError, TypeError, IndexError, UnsupportedAlgorithm):
+        raise ValueError("not an OpenSSH certificate") from None
+    if not isinstance(certificate, SSHCertificate):
+        raise ValueError(f"not an OpenSSH certificate (*{CERT_SUFFIX})")
+    return certificate
+
+
+def certificateOf(text: str | bytes, key: PublicKey) -> str:
+    """
+    A certificate of C{key}, in one-line form without its comment.
+
+    @raise ValueError: if C{text} is not a certificate of C{key}.
+    """
+    certificate = loadCertificate(text)
+    if _openssh(checkKeyType(certificate.public_key())) != _openssh(key):
+        raise ValueError("the certificate is not one of this key")
+    return certificate.public_bytes().decode("ascii")
+
+
+def _openssh(key: PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+
+
+def certifiedKey(
+    certificate: SSHCertificate,
+    authorities: Sequence[AuthorizedKey],
+    name: str,
+    address: str | None,
+    now: float,
+) -> PublicKey:
+    """
+    The key a certificate certifies for logging in as C{name} from
+    C{address} at time C{now}.
+
+    @param authorities: the name's lines; only C{cert-authority} lines whose
+        C{from=} allows C{address} count.
+    @raise CertificateRefused: if the certificate is not signed by one of
+        them, not a valid user certificate for C{name} now, or has a
+        critical option not taken.
+    """
+    try:
+        signer = _openssh(checkKeyType(certificate.signature_key()))
+    except ValueError:
+        raise CertificateRefused("not signed by a CA trusted for this name") from None
+    # Checked first, whoever signed: checked only for a trusted signer, it
+    # would take longer for a name that trusts the signer, telling whoever
+    # holds a certificate from that CA which names exist.
+    try:
+        certificate.verify_cert_signature()
+    except (InvalidSignature, UnsupportedAlgorithm):
+        raise CertificateRefused("bad CA signature") from None
+    trusted = [
+        a
+        for a in authorities
+        if a.certAuthority and a.allows(address) and _openssh(a.key) == signer
+    ]
+    if not trusted:
+        raise CertificateRefused("not signed by a CA trusted for this name")
+    if certificate.type is not SSHCertificateType.USER:
+        raise CertificateRefused("not a user certificate")
+    if now < certificate.valid_after:
+        raise CertificateRefused("not valid yet")
+    if now >= certificate.valid_before:
+        raise CertificateRefused("expired")
+    named = set(certificate.valid_principals)
+    if not any(
+        p.encode("utf-8") in named for a in trusted for p in a.principals or (name,)
+    ):
+        raise CertificateRefused("no principal allowed here")
+    for option, value in certificate.critical_options.items():
+        if option != b"source-address":
+            raise CertificateRefused("critical option not supported")
+        if not _sourceAllows(value, address):
+            raise CertificateRefused("source-address does not allow the client")
+    try:
+        return checkKeyType(certificate.public_key())
+    except ValueError as e:
+        raise CertificateRefused(str(e)) from None
+
+
+def _sourceAllows(value: bytes, address: str | None) -> bool:
+    """
+    Whether C{source-address}'s comma-separated networks hold C{address};
+    one that does not parse holds none.
+    """
+    if address is None:
+        return False
+    try:
+        ip = ipaddress.ip_address(normalizeAddress(address))
+        networks = [
+            ipaddress.ip_network(n.strip(), strict=False)
+            for n in value.decode("ascii").split(",")
+        ]
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in networks)

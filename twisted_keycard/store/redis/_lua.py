@@ -1,0 +1,583 @@
+"""
+The Lua scripts that keep issued keycards, leases, revocations, the
+keyring and failed logins in Redis, each run atomically, and the records as
+the scripts read and write them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from twisted_keycard.store._interfaces import IssuedKeycard, Revocation
+from twisted_keycard.tokens._tokens import Keyring, SigningKey
+
+#: Seconds Redis keeps what ended past its end, since the clocks of the
+#: bouncers sharing it differ.
+GRACE = 60.0
+
+#: Longest TTL a key gets, in seconds (ten years): a bound for absurd
+#: expiries.
+MAX_TTL = 10 * 365 * 86400
+
+_OPTIONAL = (
+    ("r", "requesterName"),
+    ("ad", "address"),
+    ("p", "parentId"),
+    ("s", "seatPool"),
+    ("f", "familyId"),
+    ("l", "holderId"),
+)
+
+
+def number(value: float) -> str:
+    """
+    A float as text that Redis and Python read back exactly.
+    """
+    return repr(float(value))
+
+
+def ttl(expires: float, now: float, grace: float) -> int:
+    """
+    Seconds for Redis to keep what ends at C{expires}, by a clock that
+    reads C{now}: until then and C{grace} more, at least a second.
+    """
+    seconds = expires - now + grace
+    if not math.isfinite(seconds):
+        return MAX_TTL if seconds > 0 else 1
+    return max(1, min(MAX_TTL, math.ceil(seconds)))
+
+
+def recordFields(record: IssuedKeycard) -> list[str]:
+    """
+    The field names and values of a keycard's hash, in pairs.
+    """
+    fields = [
+        "id",
+        record.keycardId,
+        "a",
+        record.avatarId,
+        "b",
+        record.bouncerName,
+        "t",
+        record.keycardType,
+        "i",
+        number(record.issued),
+        "d",
+        number(record.duration),
+        "e",
+        number(record.expires),
+        "h",
+        "1" if record.held else "0",
+    ]
+    for name, attribute in _OPTIONAL:
+        value = getattr(record, attribute)
+        if value is not None:
+            fields += [name, value]
+    return fields
+
+
+def fromFields(values: Sequence[Any] | None) -> IssuedKeycard | None:
+    """
+    The record a script returned (its fields in L{FIELDS} order), or
+    C{None} for none.
+    """
+    if not values or values[0] is None:
+        return None
+    (keycardId, a, r, b, t, ad, i, d, e, p, s, h, f, holder) = values
+    return IssuedKeycard(
+        keycardId=keycardId,
+        avatarId=a,
+        requesterName=r,
+        bouncerName=b,
+        keycardType=t,
+        address=ad,
+        issued=float(i),
+        duration=float(d),
+        expires=float(e),
+        parentId=p,
+        seatPool=s,
+        held=h == "1",
+        familyId=f,
+        holderId=holder,
+    )
+
+
+def revocationArgs(revocation: Revocation, now: float, grace: float) -> list[str]:
+    return [
+        revocation.keycardId,
+        number(revocation.expires),
+        number(revocation.revokedAt),
+        revocation.reason,
+        str(ttl(revocation.expires, now, grace)),
+    ]
+
+
+def revocationFrom(fields: dict[str, str]) -> Revocation:
+    return Revocation(
+        fields["k"], float(fields["e"]), float(fields["at"]), fields.get("why", "")
+    )
+
+
+def keyFields(keyring: Keyring) -> list[str]:
+    """
+    The keyring's hash: each key id and its key in JSON.
+    """
+    fields = []
+    for key in keyring.keys:
+        fields += [
+            key.kid,
+            json.dumps(
+                {
+                    "secret": base64.b64encode(key.secret).decode("ascii"),
+                    "created": key.created,
+                    "notAfter": key.notAfter,
+                }
+            ),
+        ]
+    return fields
+
+
+def keyringFrom(fields: dict[str, str]) -> Keyring | None:
+    if not fields:
+        return None
+    keys = []
+    for kid, text in fields.items():
+        key = json.loads(text)
+        keys.append(
+            SigningKey(
+                kid, base64.b64decode(key["secret"]), key["created"], key["notAfter"]
+            )
+        )
+    return Keyring.fromKeys(keys)
+
+
+def pairsToDict(values: Sequence[Any]) -> dict[str, Any]:
+    """
+    A flat C{[name, value, ...]} reply as a dictionary.
+    """
+    return dict(zip(values[::2], values[1::2], strict=True))
+
+
+#: The fields of a keycard's hash, in the order scripts return them.
+FIELDS = ("id", "a", "r", "b", "t", "ad", "i", "d", "e", "p", "s", "h", "f", "l")
+
+PRELUDE = """
+local P = ARGV[1]
+local FIELDS = {FIELD_NAMES}
+local function extend(key, ttl)
+  if redis.call('TTL', key) < tonumber(ttl) then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+local function load(id)
+  local values = redis.call('HMGET', P .. 'kc:' .. id, unpack(FIELDS))
+  local r = {}
+  for i, name in ipairs(FIELDS) do r[name] = values[i] end
+  return r, values
+end
+local function indexKeys(r)
+  local keys = {P .. 'kc:expiry', P .. 'ix:a:' .. r.a}
+  if r.r then table.insert(keys, P .. 'ix:r:' .. r.r) end
+  if r.p then table.insert(keys, P .. 'ix:p:' .. r.p) end
+  if r.f then table.insert(keys, P .. 'ix:f:' .. r.f) end
+  if r.l then table.insert(keys, P .. 'ix:l:' .. r.l) end
+  if r.h == '1' then
+    table.insert(keys, P .. 'ix:ha:' .. r.a)
+    if r.s then table.insert(keys, P .. 'ix:s:' .. r.s) end
+  end
+  return keys
+end
+local function index(r, ttl, cutoff)
+  for _, key in ipairs(indexKeys(r)) do
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+    redis.call('ZADD', key, r.e, r.id)
+    extend(key, ttl)
+  end
+end
+local function remove(id)
+  local r, values = load(id)
+  if not r.id then
+    redis.call('ZREM', P .. 'kc:expiry', id)
+    return false
+  end
+  for _, key in ipairs(indexKeys(r)) do redis.call('ZREM', key, id) end
+  redis.call('DEL', P .. 'kc:' .. id)
+  return values
+end
+local function release(id)
+  local r = load(id)
+  if r.id and r.h == '1' then
+    redis.call('ZREM', P .. 'ix:ha:' .. r.a, id)
+    if r.s then redis.call('ZREM', P .. 'ix:s:' .. r.s, id) end
+    redis.call('HSET', P .. 'kc:' .. id, 'h', '0')
+    redis.call('HDEL', P .. 'kc:' .. id, 's')
+    return true
+  end
+  return false
+end
+local function releaseLapsed(when)
+  local released = 0
+  for _, holder in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', when)) do
+    local key = P .. 'ix:l:' .. holder
+    for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+      if release(id) then released = released + 1 end
+    end
+    redis.call('DEL', key)
+    redis.call('ZREM', P .. 'leases', holder)
+  end
+  return released
+end
+""".replace("FIELD_NAMES", ", ".join(f"'{f}'" for f in FIELDS))
+
+#: ARGV: prefix, TTL, cap per avatar or '', pool size or '', issue time,
+#: index cutoff, then the record's fields and values.  Returns C{ok},
+#: C{duplicate}, C{avatar} or C{pool}.
+ADD = (
+    PRELUDE
+    + """
+local ttl, perAvatar, poolSize, when, cutoff = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local r = {}
+for i = 7, #ARGV, 2 do r[ARGV[i]] = ARGV[i + 1] end
+local key = P .. 'kc:' .. r.id
+if redis.call('EXISTS', key) == 1 then return 'duplicate' end
+if perAvatar ~= '' or poolSize ~= '' then
+  releaseLapsed(when)
+  if perAvatar ~= '' and
+     redis.call('ZCOUNT', P .. 'ix:ha:' .. r.a, '(' .. when, '+inf') >= tonumber(perAvatar) then
+    return 'avatar'
+  end
+  if poolSize ~= '' and r.s and
+     redis.call('ZCOUNT', P .. 'ix:s:' .. r.s, '(' .. when, '+inf') >= tonumber(poolSize) then
+    return 'pool'
+  end
+end
+local fields = {}
+for i = 7, #ARGV do table.insert(fields, ARGV[i]) end
+redis.call('HSET', key, unpack(fields))
+redis.call('EXPIRE', key, ttl)
+index(r, ttl, cutoff)
+return 'ok'
+"""
+)
+
+#: ARGV: prefix, id.  Returns the removed record's fields, or nil.
+REMOVE = PRELUDE + "return remove(ARGV[2])"
+
+#: ARGV: prefix, id.  Returns the record's fields after, or nil.
+RELEASE = (
+    PRELUDE
+    + """
+release(ARGV[2])
+local r, values = load(ARGV[2])
+if not r.id then return false end
+return values
+"""
+)
+
+#: ARGV: prefix, id, new expiry, TTL.  Returns the record's fields, or nil.
+RENEW = (
+    PRELUDE
+    + """
+local id, expires, ttl = ARGV[2], ARGV[3], ARGV[4]
+local r = load(id)
+if not r.id then return false end
+redis.call('HSET', P .. 'kc:' .. id, 'e', expires)
+redis.call('EXPIRE', P .. 'kc:' .. id, ttl)
+for _, key in ipairs(indexKeys(r)) do
+  redis.call('ZADD', key, expires, id)
+  extend(key, ttl)
+end
+local _, values = load(id)
+return values
+"""
+)
+
+#: ARGV: prefix, index key (after the prefix), min score, max score.
+#: Returns the fields of each record in the index within those scores,
+#: forgetting ids whose record expired.
+SELECT = (
+    PRELUDE
+    + """
+local index = P .. ARGV[2]
+local found = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, ARGV[3], ARGV[4])) do
+  local r, values = load(id)
+  if r.id then table.insert(found, values) else redis.call('ZREM', index, id) end
+end
+return found
+"""
+)
+
+#: ARGV: prefix, time, most to remove.  Returns {removed, looked at}.
+FLUSH_EXPIRED = (
+    PRELUDE
+    + """
+local ids = redis.call('ZRANGEBYSCORE', P .. 'kc:expiry', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+local removed = 0
+for _, id in ipairs(ids) do
+  if remove(id) then removed = removed + 1 end
+end
+return {removed, #ids}
+"""
+)
+
+#: ARGV: prefix, cutoff (entries expired then are gone).  Returns the count.
+COUNT = (
+    PRELUDE
+    + """
+redis.call('ZREMRANGEBYSCORE', P .. 'kc:expiry', '-inf', ARGV[2])
+return redis.call('ZCARD', P .. 'kc:expiry')
+"""
+)
+
+#: ARGV: prefix, holder, end of the lease, TTL.  Returns 1 if it was on
+#: record.
+RENEW_LEASE = (
+    PRELUDE
+    + """
+local known = redis.call('ZSCORE', P .. 'leases', ARGV[2])
+redis.call('ZADD', P .. 'leases', ARGV[3], ARGV[2])
+extend(P .. 'leases', ARGV[4])
+if known then return 1 end
+return 0
+"""
+)
+
+#: ARGV: prefix, time.  Returns how many keycards were released.
+RELEASE_LAPSED = PRELUDE + "return releaseLapsed(ARGV[2])"
+
+#: ARGV: prefix, id, holder.  Returns the record's fields, or nil when it
+#: is not held.
+HOLD_UNDER = (
+    PRELUDE
+    + """
+local id, holder = ARGV[2], ARGV[3]
+local r = load(id)
+if not r.id or r.h ~= '1' then return false end
+if r.l then redis.call('ZREM', P .. 'ix:l:' .. r.l, id) end
+redis.call('HSET', P .. 'kc:' .. id, 'l', holder)
+local key = P .. 'ix:l:' .. holder
+redis.call('ZADD', key, r.e, id)
+extend(key, redis.call('TTL', P .. 'kc:' .. id))
+local _, values = load(id)
+return values
+"""
+)
+
+
+_REVOCATION_PRELUDE = """
+local P = ARGV[1]
+local function trimLog(now)
+  local dead = {}
+  for _, entry in ipairs(redis.call('XRANGE', P .. 'rev:log', '-', '+', 'COUNT', 100)) do
+    local fields, expires = entry[2], nil
+    for i = 1, #fields, 2 do
+      if fields[i] == 'e' then expires = fields[i + 1] end
+    end
+    if tonumber(expires) > tonumber(now) then break end
+    table.insert(dead, entry[1])
+  end
+  if #dead > 0 then redis.call('XDEL', P .. 'rev:log', unpack(dead)) end
+end
+"""
+
+#: ARGV: prefix, channel, time, cutoff, then id, expiry, time revoked,
+#: reason and TTL of each revocation.  Returns how many ids were new.
+REVOKE = (
+    _REVOCATION_PRELUDE
+    + """
+local channel, now, cutoff = ARGV[2], ARGV[3], ARGV[4]
+local added, written = 0, 0
+for i = 5, #ARGV, 5 do
+  local id, expires, at, why, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local key = P .. 'rev:' .. id
+  local known = redis.call('HGET', key, 'e')
+  if not known or tonumber(known) < tonumber(expires) then
+    if not known then added = added + 1 end
+    written = written + 1
+    redis.call('HSET', key, 'e', expires, 'at', at, 'why', why)
+    redis.call('EXPIRE', key, ttl)
+    redis.call('ZADD', P .. 'rev:expiry', expires, id)
+    if redis.call('TTL', P .. 'rev:expiry') < tonumber(ttl) then
+      redis.call('EXPIRE', P .. 'rev:expiry', ttl)
+    end
+    redis.call('XADD', P .. 'rev:log', '*', 'k', id, 'e', expires, 'at', at, 'why', why)
+  end
+end
+redis.call('ZREMRANGEBYSCORE', P .. 'rev:expiry', '-inf', cutoff)
+trimLog(now)
+if written > 0 then redis.call('PUBLISH', channel, 'revoked') end
+return added
+"""
+)
+
+#: ARGV: prefix, then ids.  Returns those that are revoked.
+REVOKED = """
+local found = {}
+for i = 2, #ARGV do
+  if redis.call('EXISTS', ARGV[1] .. 'rev:' .. ARGV[i]) == 1 then
+    table.insert(found, ARGV[i])
+  end
+end
+return found
+"""
+
+#: ARGV: prefix, then ids.  Returns {id, expiry, time revoked, reason} for
+#: each id that is revoked.
+REVOCATIONS_OF = """
+local P = ARGV[1]
+local found = {}
+for i = 2, #ARGV do
+  local values = redis.call('HMGET', P .. 'rev:' .. ARGV[i], 'e', 'at', 'why')
+  if values[1] then
+    table.insert(found, {ARGV[i], values[1], values[2], values[3]})
+  end
+end
+return found
+"""
+
+#: ARGV: prefix, time, most to remove.  Returns {removed}.
+FLUSH_REVOCATIONS = (
+    _REVOCATION_PRELUDE
+    + """
+local ids = redis.call('ZRANGEBYSCORE', P .. 'rev:expiry', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(ids) do
+  redis.call('DEL', P .. 'rev:' .. id)
+  redis.call('ZREM', P .. 'rev:expiry', id)
+end
+trimLog(ARGV[2])
+return #ids
+"""
+)
+
+#: ARGV: prefix, channel, then each key's id and JSON.
+SAVE_KEYRING = """
+local P = ARGV[1]
+redis.call('DEL', P .. 'keyring')
+local fields = {}
+for i = 3, #ARGV do table.insert(fields, ARGV[i]) end
+redis.call('HSET', P .. 'keyring', unpack(fields))
+redis.call('INCR', P .. 'keyring:version')
+redis.call('PUBLISH', ARGV[2], 'keyring')
+return 1
+"""
+
+#: ARGV: prefix, a fresh secret.  Returns the stored secret: the first
+#: one written by any process.
+MOCK_SECRET = """
+redis.call('SET', ARGV[1] .. 'mock', ARGV[2], 'NX')
+return redis.call('GET', ARGV[1] .. 'mock')
+"""
+
+
+_THROTTLE_PRELUDE = """
+local P = ARGV[1]
+local function extend(key, ttl)
+  if redis.call('TTL', key) < tonumber(ttl) then redis.call('EXPIRE', key, ttl) end
+end
+local function fail(key, when, id, ttl, cutoff)
+  local k = P .. 'fail:' .. key
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', cutoff)
+  redis.call('ZADD', k, when, id)
+  redis.call('ZADD', P .. 'fail:all', when, key .. '\\0' .. id)
+  extend(k, ttl)
+  extend(P .. 'fail:all', ttl)
+end
+local function unreserve(id)
+  local values = redis.call('HGETALL', P .. 'resv:' .. id)
+  if #values == 0 then return nil end
+  local r = {}
+  for i = 1, #values, 2 do r[values[i]] = values[i + 1] end
+  local keys = {}
+  for i = 1, tonumber(r.n) do
+    table.insert(keys, r[tostring(i)])
+    redis.call('ZREM', P .. 'held:' .. r[tostring(i)], id)
+  end
+  redis.call('ZREM', P .. 'resv:all', id)
+  redis.call('DEL', P .. 'resv:' .. id)
+  return keys, r.w
+end
+"""
+
+#: ARGV: prefix, time, a unique id, TTL, cutoff, then the keys.
+RECORD_FAILURE = (
+    _THROTTLE_PRELUDE
+    + """
+for i = 6, #ARGV do fail(ARGV[i], ARGV[2], ARGV[3] .. ':' .. i, ARGV[4], ARGV[5]) end
+return 1
+"""
+)
+
+#: ARGV: prefix, since, then the keys.  Returns each key's count.
+FAILURES_SINCE = """
+local counts = {}
+for i = 3, #ARGV do
+  table.insert(counts, redis.call('ZCOUNT', ARGV[1] .. 'fail:' .. ARGV[i], '(' .. ARGV[2], '+inf'))
+end
+return counts
+"""
+
+#: ARGV: prefix, reservation id, since, time, TTL, then each key and its
+#: limit.  Returns 1 if reserved, 0 if a key is at its limit.
+RESERVE = (
+    _THROTTLE_PRELUDE
+    + """
+local id, since, when, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+for i = 6, #ARGV, 2 do
+  local taken = redis.call('ZCOUNT', P .. 'fail:' .. ARGV[i], '(' .. since, '+inf')
+    + redis.call('ZCOUNT', P .. 'held:' .. ARGV[i], '(' .. since, '+inf')
+  if taken >= tonumber(ARGV[i + 1]) then return 0 end
+end
+local fields, n = {'w', when}, 0
+for i = 6, #ARGV, 2 do
+  n = n + 1
+  table.insert(fields, tostring(n))
+  table.insert(fields, ARGV[i])
+  local held = P .. 'held:' .. ARGV[i]
+  redis.call('ZADD', held, when, id)
+  extend(held, ttl)
+end
+table.insert(fields, 'n')
+table.insert(fields, tostring(n))
+redis.call('HSET', P .. 'resv:' .. id, unpack(fields))
+redis.call('EXPIRE', P .. 'resv:' .. id, ttl)
+redis.call('ZADD', P .. 'resv:all', when, id)
+extend(P .. 'resv:all', ttl)
+return 1
+"""
+)
+
+#: ARGV: prefix, reservation id, '1' if failed, a unique id, TTL, cutoff.
+SETTLE = (
+    _THROTTLE_PRELUDE
+    + """
+local keys, when = unreserve(ARGV[2])
+if keys and ARGV[3] == '1' then
+  for i, key in ipairs(keys) do fail(key, when, ARGV[4] .. ':' .. i, ARGV[5], ARGV[6]) end
+end
+return 1
+"""
+)
+
+#: ARGV: prefix, time, most to forget.  Returns {forgotten, looked at}.
+FLUSH_FAILURES = (
+    _THROTTLE_PRELUDE
+    + """
+local before, limit = ARGV[2], ARGV[3]
+local members = redis.call('ZRANGEBYSCORE', P .. 'fail:all', '-inf', before, 'LIMIT', 0, limit)
+for _, member in ipairs(members) do
+  local cut = #member - string.find(string.reverse(member), '\\0', 1, true) + 1
+  redis.call('ZREM', P .. 'fail:' .. string.sub(member, 1, cut - 1), string.sub(member, cut + 1))
+  redis.call('ZREM', P .. 'fail:all', member)
+end
+local ids = redis.call('ZRANGEBYSCORE', P .. 'resv:all', '-inf', before, 'LIMIT', 0, limit)
+for _, id in ipairs(ids) do
+  if not unreserve(id) then redis.call('ZREM', P .. 'resv:all', id) end
+end
+return {#members + #ids, #members + #ids}
+"""
+)
