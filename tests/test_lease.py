@@ -164,6 +164,40 @@ class _Leases(_Base):
         self.assertIn(alice.id, two.held)
         self.assertNotIn(bob.id, two.held)
 
+    def test_loginWaitsForLease(self) -> None:
+        """
+        A login that arrives while the bouncer is still taking its lease
+        waits for it, so that its keycard is held under the lease (and its
+        seat freed if the bouncer is killed).
+        """
+        renewal: Deferred[bool] = Deferred()
+        storeClass = type(self.store)
+        renewLease = storeClass.renewLease
+        self.patch(storeClass, "renewLease", lambda *args: renewal)
+        bouncer = Bouncer(
+            [PassphraseChecker(USERS)],
+            self.store,
+            clock=self.clock,
+            name="one",
+            quota=Quota(seatPool="p", seats=1),
+            upkeep=Upkeep(followInterval=FOLLOW, leaseTime=LEASE),
+        )
+        bouncer.registerRequester("r1", self.requester)
+        bouncer.startService()
+        self.addCleanup(bouncer.stopService)
+        first = PassphraseKeycard(username="alice", address="192.0.2.1")
+        first.requesterName = "r1"
+        pending = bouncer.authenticate(first)
+        self.assertNoResult(pending)
+        self.patch(storeClass, "renewLease", renewLease)
+        renewal.callback(False)
+        self.successResultOf(bouncer.started)
+        challenged = self.successResultOf(pending)
+        answered = PassphraseAnswerer("alice", "pw").answer(challenged)
+        issued = self.successResultOf(bouncer.authenticate(answered))
+        assert bouncer.lease is not None and issued.id is not None
+        self.assertEqual(bouncer.held[issued.id].holderId, bouncer.lease.holderId)
+
     def test_leaseIds(self) -> None:
         """
         Each bouncer instance has a lease of its own, named after it.

@@ -302,9 +302,32 @@ class Bouncer(Service):
     def authenticate(
         self, keycard: Keycard, connection: Hashable | None = None
     ) -> Deferred[Keycard]:
-        return Deferred.fromCoroutine(
-            self._authentication.authenticate(keycard, connection)
-        )
+        """
+        See L{IBouncer.authenticate}.  A message that arrives while the
+        running bouncer is still starting (reading the keyring and the
+        revocations in force, taking its lease) waits until it has started,
+        so that nothing is issued outside its lease or checked against
+        revocations not yet read.
+        """
+        if self.started.called:
+            return Deferred.fromCoroutine(
+                self._authentication.authenticate(keycard, connection)
+            )
+        return Deferred.fromCoroutine(self._afterStart(keycard, connection))
+
+    async def _afterStart(
+        self, keycard: Keycard, connection: Hashable | None
+    ) -> Keycard:
+        started: Deferred[None] = Deferred()
+
+        def ended(result: object) -> object:
+            # Either way: a failed start is logged by startService.
+            started.callback(None)
+            return result
+
+        self.started.addBoth(ended)
+        await started
+        return await self._authentication.authenticate(keycard, connection)
 
     def connectionLost(self, connection: Hashable) -> None:
         self._authentication.abandon(connection)
