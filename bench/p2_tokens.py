@@ -33,13 +33,14 @@ import jwt
 from twisted.internet import task
 from twisted.internet.defer import ensureDeferred, gatherResults
 
-from twisted_keycard.bouncer import RevocationFollower, RevocationMirror, newKeycardId
+from twisted_keycard.bouncer import RevocationFollower, newKeycardId
 from twisted_keycard.store import MemoryStore, Revocation
 from twisted_keycard.store.sqlite import SQLiteStore
 from twisted_keycard.tokens import (
     DEFAULT_SKEW,
     Keyring,
     KeyringHolder,
+    RevocationMirror,
     TokenChecker,
     TokenClaims,
     TokenExchange,

@@ -32,9 +32,10 @@ from typing import Any
 from twisted.internet import task
 from twisted.internet.defer import ensureDeferred, gatherResults
 
-from twisted_keycard.bouncer import RevocationFollower, RevocationMirror, newKeycardId
+from twisted_keycard.bouncer import RevocationFollower, newKeycardId
 from twisted_keycard.store import MemoryStore, Revocation
 from twisted_keycard.store.sqlite import SQLiteStore
+from twisted_keycard.tokens import RevocationMirror
 
 from ._common import Figure, asyncRate, figure, inChild, interleaved, rate, single
 

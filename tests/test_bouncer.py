@@ -230,7 +230,7 @@ class BouncerTests(SynchronousTestCase):
             self.first(address=f"10.0.1.{i}")
         keycard = PassphraseKeycard(username="alice", address="10.0.1.0")
         self.failureResultOf(self.bouncer.authenticate(keycard), KeycardDenied)
-        self.assertEqual(len(self.bouncer._pending), 5)
+        self.assertEqual(len(self.bouncer._authentication.pending), 5)
 
     def test_finishedExchangeFreesItsPlace(self) -> None:
         for _ in range(10):

@@ -13,8 +13,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard import MemoryStore
-from twisted_keycard.bouncer._revocation import BUCKET, RevocationMirror
+from twisted_keycard import Bouncer, MemoryStore
 from twisted_keycard.error import ProtocolError
 from twisted_keycard.store import Revocation
 from twisted_keycard.tokens import (
@@ -23,8 +22,10 @@ from twisted_keycard.tokens import (
     TokenChecker,
     TokenClaims,
     TokenExchange,
+    TokenKeycard,
     sign,
 )
+from twisted_keycard.tokens._checker import BUCKET, RevocationMirror
 
 from .test_tokens_bouncer import START, TokenLogins
 
@@ -133,8 +134,10 @@ class MirroredCheckTests(SynchronousTestCase):
         self.keys = KeyringHolder(self.store, self.clock)
         self.successResultOf(Deferred.fromCoroutine(self.keys.load()))
         self.mirror = RevocationMirror(self.clock)
-        self.checker = TokenChecker(self.store, self.keys, self.clock)
-        self.checker.mirror = self.mirror
+        self.mirror.followed = True
+        self.checker = TokenChecker(
+            self.store, self.keys, self.clock, mirror=self.mirror
+        )
 
     def token(self, keycardId: str = "k1", **claims: Any) -> TokenExchange:
         values: dict[str, Any] = {
@@ -151,8 +154,8 @@ class MirroredCheckTests(SynchronousTestCase):
 
     def test_noStoreRoundTrip(self) -> None:
         """
-        With a mirror and the keyring loaded, a check is answered at once,
-        without the store.
+        With a followed mirror and the keyring loaded, a check is answered
+        at once, without the store.
         """
         exchange = self.token()
         self.assertEqual(
@@ -214,9 +217,28 @@ class MirroredCheckTests(SynchronousTestCase):
         """
         Without a mirror the store is asked.
         """
-        self.checker.mirror = None
+        checker = TokenChecker(self.store, self.keys, self.clock)
+        failure = self.failureResultOf(checker.requestAvatarId(self.token()))
+        self.assertIn("the store was asked", failure.getErrorMessage())
+
+    def test_unfollowedMirrorAsksStore(self) -> None:
+        """
+        A mirror not (or no longer) followed may lack revocations: the
+        store is asked.
+        """
+        self.mirror.followed = False
         failure = self.failureResultOf(self.checker.requestAvatarId(self.token()))
         self.assertIn("the store was asked", failure.getErrorMessage())
+
+
+def tokenChecker(bouncer: Bouncer) -> TokenChecker:
+    """
+    The checker of C{bouncer}'s token keycards.
+    """
+    challengers = bouncer._authentication.challengers
+    checker = challengers.challenger(TokenKeycard.keycardType)
+    assert isinstance(checker, TokenChecker)
+    return checker
 
 
 class BouncerMirrorTests(TokenLogins):
@@ -230,9 +252,9 @@ class BouncerMirrorTests(TokenLogins):
         assert keycard.id is not None
         self.successResultOf(self.bouncer.revokeKeycardIds([keycard.id]))
         other = self.makeBouncer("b2")
-        checker = other._tokenChecker
-        assert checker is not None
-        self.assertIs(checker.mirror, other._mirror)
+        checker = tokenChecker(other)
+        assert checker.mirror is not None
+        self.assertTrue(checker.mirror.followed)
         checker.revocations = Unreadable()
         self.refused(keycard.token, other)
 
@@ -258,8 +280,8 @@ class BouncerMirrorTests(TokenLogins):
         A stopped bouncer, no longer following the store, checks tokens
         against the store again.
         """
-        checker = self.bouncer._tokenChecker
-        assert checker is not None
-        self.assertIsNotNone(checker.mirror)
+        checker = tokenChecker(self.bouncer)
+        assert checker.mirror is not None
+        self.assertTrue(checker.mirror.followed)
         self.bouncer.stopService()
-        self.assertIsNone(checker.mirror)
+        self.assertFalse(checker.mirror.followed)

@@ -276,7 +276,7 @@ class PBLoginTests(SynchronousTestCase):
         self.assertTrue(failure.check(InvalidKeycard))
         self.assertIn("isAdmin", failure.getErrorMessage())
         self.assertEqual(self.flushLoggedErrors(), [])
-        self.assertEqual(self.server.bouncer._pending.__len__(), 0)
+        self.assertEqual(self.server.bouncer._authentication.pending.__len__(), 0)
 
     def test_oversizedField(self) -> None:
         keycard = PassphraseKeycard(username="a" * 65)

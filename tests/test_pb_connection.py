@@ -241,7 +241,7 @@ class LateAvatarTests(SynchronousTestCase):
             self.server.root.login(self.connection.serverBroker, keycard, None)
         )
         self.failureResultOf(d, KeycardRefused)
-        self.assertEqual(len(self.server.bouncer._pending), 0)
+        self.assertEqual(len(self.server.bouncer._authentication.pending), 0)
 
 
 class ConnectionMachineTests(SynchronousTestCase):

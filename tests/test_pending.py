@@ -201,7 +201,7 @@ class BouncerConnectionTests(SynchronousTestCase):
         challenged = self.first("c1")
         self.first("c1")
         self.bouncer.connectionLost("c1")
-        self.assertEqual(len(self.bouncer._pending), 0)
+        self.assertEqual(len(self.bouncer._authentication.pending), 0)
         answered = PassphraseAnswerer("alice", "pw").answer(challenged)
         self.failureResultOf(self.bouncer.authenticate(answered, "c1"), KeycardRefused)
 
@@ -218,7 +218,7 @@ class BouncerConnectionTests(SynchronousTestCase):
         answered = PassphraseAnswerer("alice", "pw").answer(challenged)
         result = self.successResultOf(self.bouncer.authenticate(answered, "c1"))
         self.assertEqual(result.avatarId, "alice")
-        self.assertEqual(self.bouncer._pending.onConnection("c1"), 0)
+        self.assertEqual(self.bouncer._authentication.pending.onConnection("c1"), 0)
 
 
 class RootConnectionTests(SynchronousTestCase):
@@ -243,9 +243,9 @@ class RootConnectionTests(SynchronousTestCase):
         self.successResultOf(calls[0])
         self.successResultOf(calls[1])
         self.failureResultOf(calls[2], KeycardDenied)
-        self.assertEqual(len(server.bouncer._pending), 2)
+        self.assertEqual(len(server.bouncer._authentication.pending), 2)
         connection.disconnect()
-        self.assertEqual(len(server.bouncer._pending), 0)
+        self.assertEqual(len(server.bouncer._authentication.pending), 0)
         again = server.connect()
         login = again.login([PassphraseAnswerer("alice", "pw")])
         self.assertIsNotNone(self.successResultOf(login))

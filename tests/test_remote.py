@@ -462,10 +462,10 @@ class RemoteBouncerTests(SynchronousTestCase):
         connection = self.client()
         for d in self.firstMessages(connection, 2):
             self.successResultOf(d)
-        self.assertEqual(len(self.bouncer._pending), 2)
+        self.assertEqual(len(self.bouncer._authentication.pending), 2)
         connection.disconnect()
         self.flush(connection)
-        self.assertEqual(len(self.bouncer._pending), 0)
+        self.assertEqual(len(self.bouncer._authentication.pending), 0)
         self.assertEqual(self.remote._connections, {})
 
     def test_badToken(self) -> None:

@@ -35,7 +35,7 @@ class TapLimitsTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         bouncer, _ = self.service()
-        limits = bouncer._pending.limits
+        limits = bouncer._authentication.pending.limits
         self.assertEqual(
             (
                 limits.maxPending,
@@ -57,7 +57,9 @@ class TapLimitsTests(SynchronousTestCase):
             "--max-password-bytes=100",
             f"--auth=htpasswd:{DATA / 'htpasswd.txt'}",
         )
-        self.assertEqual(bouncer._pending.limits.maxPendingPerConnection, 2)
+        self.assertEqual(
+            bouncer._authentication.pending.limits.maxPendingPerConnection, 2
+        )
         [checker] = options["credCheckers"]
         assert isinstance(checker, PasswordFile)
         pool: Any = checker.hashPool

@@ -4,8 +4,7 @@ processes.
 """
 
 from twisted_keycard._version import __version__
-from twisted_keycard.bouncer._bouncer import Bouncer
-from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.bouncer import Bouncer, IBouncer, IRequester
 from twisted_keycard.error import (
     InsecureTransport,
     InvalidKeycard,
@@ -17,14 +16,23 @@ from twisted_keycard.error import (
     ServerAuthenticationFailed,
     TooManyRounds,
 )
-from twisted_keycard.keycard._exchange import IAnswerer, IChallenger, IExchange
-from twisted_keycard.keycard._keycard import Keycard, KeycardState, registerKeycard
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin, keycardLogin
-from twisted_keycard.pb._clientservice import KeycardClientService
-from twisted_keycard.pb._root import KeycardRoot
-from twisted_keycard.pb._serverfactory import KeycardServerFactory
-from twisted_keycard.store._interfaces import IKeycardStore, IssuedKeycard
-from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.keycard import (
+    IAnswerer,
+    IChallenger,
+    IExchange,
+    Keycard,
+    KeycardState,
+    registerKeycard,
+)
+from twisted_keycard.pb import (
+    KeycardClientFactory,
+    KeycardClientService,
+    KeycardLogin,
+    KeycardRoot,
+    KeycardServerFactory,
+    keycardLogin,
+)
+from twisted_keycard.store import IKeycardStore, IssuedKeycard, MemoryStore
 
 __all__ = [
     "Bouncer",

@@ -31,18 +31,16 @@ from twisted_keycard._files import (
     parseLines,
 )
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._exchange import (
+from twisted_keycard.keycard import (
+    NAME_LENGTH,
     IAnswerer,
     IChallenger,
     IExchange,
+    Keycard,
     NonceExchange,
     exchangeContext,
-    requestVerified,
-)
-from twisted_keycard.keycard._keycard import (
-    NAME_LENGTH,
-    Keycard,
     registerKeycard,
+    requestVerified,
     wireField,
 )
 

@@ -7,14 +7,14 @@ challenges must be the same on every bouncer.
 """
 
 from twisted_keycard._mocks import IMockSecretTaker
-from twisted_keycard.bouncer._interfaces import IBouncer, IBouncerMetrics, IRequester
-from twisted_keycard.keycard._exchange import (
+from twisted_keycard.bouncer import IBouncer, IBouncerMetrics, IRequester
+from twisted_keycard.keycard import (
     IAnswerer,
     IChallenger,
     IChannelBindingAnswerer,
     IExchange,
 )
-from twisted_keycard.store._interfaces import (
+from twisted_keycard.store import (
     IKeycardStore,
     IKeyringStore,
     ILeaseStore,

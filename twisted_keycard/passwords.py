@@ -34,9 +34,11 @@ from twisted_keycard._files import (
 from twisted_keycard._hashpool import HashPool, IHashPool
 from twisted_keycard._mocks import WithMocks, mostCommon
 from twisted_keycard.error import KeycardRefused, ProtocolError
-from twisted_keycard.keycard._exchange import IAnswerer, IChallenger, IExchange
-from twisted_keycard.keycard._keycard import (
+from twisted_keycard.keycard import (
     NAME_LENGTH,
+    IAnswerer,
+    IChallenger,
+    IExchange,
     Keycard,
     addressGroup,
     registerKeycard,

@@ -37,18 +37,16 @@ from twisted_keycard._mocks import (
     mockSubkey,
 )
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._exchange import (
+from twisted_keycard.keycard import (
+    NAME_LENGTH,
     ExchangeLifecycle,
     ExchangeStep,
     IAnswerer,
     IChallenger,
     IExchange,
-    requestVerified,
-)
-from twisted_keycard.keycard._keycard import (
-    NAME_LENGTH,
     Keycard,
     registerKeycard,
+    requestVerified,
     wireField,
 )
 

@@ -27,13 +27,15 @@ from twisted.spread import pb
 from twisted.spread.flavors import IPBRoot
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
-from twisted_keycard.bouncer._bouncer import Bouncer
-from twisted_keycard.keycard._exchange import IAnswerer
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
-from twisted_keycard.pb._root import KeycardRoot
-from twisted_keycard.pb._serverfactory import KeycardServerFactory
-from twisted_keycard.store._interfaces import IKeycardStore
-from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.bouncer import Bouncer
+from twisted_keycard.keycard import IAnswerer
+from twisted_keycard.pb import (
+    KeycardClientFactory,
+    KeycardLogin,
+    KeycardRoot,
+    KeycardServerFactory,
+)
+from twisted_keycard.store import IKeycardStore, MemoryStore
 
 __all__ = ["KeycardTestConnection", "KeycardTestServer", "connectToRoot"]
 

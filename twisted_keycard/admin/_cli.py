@@ -22,7 +22,7 @@ from twisted_keycard.admin import _operations as admin
 from twisted_keycard.admin._login import DEFAULT_TIMEOUT, KINDS
 from twisted_keycard.admin._operations import EXIT_ERROR, init
 from twisted_keycard.error import KeycardError
-from twisted_keycard.service._datadir import DataDir
+from twisted_keycard.service import DataDir
 
 __all__ = ["main"]
 

@@ -19,13 +19,13 @@ from twisted_keycard._files import exposure
 from twisted_keycard._printable import printable
 from twisted_keycard.error import KeycardError, KeycardRefused, ProtocolError
 from twisted_keycard.hmackeys import HMACAnswerer
-from twisted_keycard.keycard._exchange import IAnswerer
+from twisted_keycard.keycard import IAnswerer
 from twisted_keycard.passwords import PasswordAnswerer
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb import KeycardClientFactory, KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
 from twisted_keycard.srp import SRPAnswerer
-from twisted_keycard.sshkeys._keys import SSHAnswerer, loadPrivateKey
-from twisted_keycard.tokens._checker import TokenAnswerer
+from twisted_keycard.sshkeys import SSHAnswerer, loadPrivateKey
+from twisted_keycard.tokens import TokenAnswerer
 
 #: Seconds to wait for the connection, then for the login's answers.
 DEFAULT_TIMEOUT = 30.0

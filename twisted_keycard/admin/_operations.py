@@ -29,9 +29,7 @@ from twisted_keycard.admin._login import (
     logIn,
     tokenAnswerer,
 )
-from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
-from twisted_keycard.bouncer._revocation import Revoker
-from twisted_keycard.bouncer._settings import TokenPolicy
+from twisted_keycard.bouncer import DEFAULT_DURATION, Revoker, TokenPolicy
 from twisted_keycard.error import (
     InsecureTransport,
     KeycardDenied,
@@ -40,24 +38,24 @@ from twisted_keycard.error import (
     ProtocolError,
     ServerAuthenticationFailed,
 )
-from twisted_keycard.keycard._exchange import IAnswerer
-from twisted_keycard.scram import Verifier
-from twisted_keycard.scram._messages import checkUserName
-from twisted_keycard.service._datadir import DataDir, makeDevCertificate
-from twisted_keycard.service._startup import (
+from twisted_keycard.keycard import IAnswerer
+from twisted_keycard.scram import Verifier, checkUserName
+from twisted_keycard.service import (
+    DataDir,
     clientEndpoint,
+    makeDevCertificate,
     openStore,
     sqlitePath,
     storePassword,
 )
-from twisted_keycard.store._interfaces import (
+from twisted_keycard.store import (
     IKeycardStore,
     IRevocationStore,
     IssuedKeycard,
 )
-from twisted_keycard.store.redis._connection import isRedisURL, parseRedisURL
-from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.tokens._tokens import Keyring, KeyringHolder
+from twisted_keycard.store.redis import isRedisURL, parseRedisURL
+from twisted_keycard.store.sqlite import SQLiteStore
+from twisted_keycard.tokens import Keyring, KeyringHolder
 
 #: As long as a token issued now by a bouncer with the defaults can live.
 TOKEN_LIFETIME = DEFAULT_DURATION + TokenPolicy().skew

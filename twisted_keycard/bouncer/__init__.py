@@ -3,15 +3,28 @@ The bouncer: challenges keycards, hands them to checkers, issues keycard ids
 and tokens, and expires and revokes them; with its policies.
 """
 
-from twisted_keycard.bouncer._bouncer import Bouncer, newKeycardId
+from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION, Bouncer, newKeycardId
 from twisted_keycard.bouncer._composite import (
     AddressRule,
     CompositePolicy,
     ExpressionError,
     parse,
 )
-from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
-from twisted_keycard.bouncer._revocation import RevocationMirror, Revoker
+from twisted_keycard.bouncer._held import ExpiryTimers
+from twisted_keycard.bouncer._interfaces import (
+    REASONS,
+    RESULTS,
+    BouncerGauges,
+    IBouncer,
+    IBouncerMetrics,
+    IRequester,
+    NoMetrics,
+)
+from twisted_keycard.bouncer._revocation import (
+    AVATAR,
+    REQUESTER,
+    Revoker,
+)
 from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
     Quota,
@@ -22,16 +35,24 @@ from twisted_keycard.bouncer._settings import (
 from twisted_keycard.bouncer._upkeep import RevocationFollower
 
 __all__ = [
+    "AVATAR",
+    "DEFAULT_DURATION",
+    "REASONS",
+    "REQUESTER",
+    "RESULTS",
     "AddressRule",
     "Bouncer",
+    "BouncerGauges",
     "CompositePolicy",
     "ExchangeLimits",
+    "ExpiryTimers",
     "ExpressionError",
     "IBouncer",
+    "IBouncerMetrics",
     "IRequester",
+    "NoMetrics",
     "Quota",
     "RevocationFollower",
-    "RevocationMirror",
     "Revoker",
     "Throttle",
     "TokenPolicy",

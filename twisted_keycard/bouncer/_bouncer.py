@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_keycard.bouncer._composite import CompositePolicy
-from twisted_keycard.bouncer._held import HeldKeycards, Lease, newHolderId
+from twisted_keycard.bouncer._held import HeldKeycards, newHolderId
 from twisted_keycard.bouncer._interfaces import (
     BouncerGauges,
     IBouncer,
@@ -40,10 +40,9 @@ from twisted_keycard.bouncer._login import (
     Authentication,
     Challengers,
     Issuer,
-    PendingExchanges,
     Throttler,
 )
-from twisted_keycard.bouncer._revocation import RevocationMirror, Revoker
+from twisted_keycard.bouncer._revocation import Revoker
 from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
     Quota,
@@ -52,19 +51,17 @@ from twisted_keycard.bouncer._settings import (
     Upkeep,
 )
 from twisted_keycard.bouncer._upkeep import Flushed, ServiceUpkeep
-from twisted_keycard.keycard._keycard import Keycard
-from twisted_keycard.store._interfaces import (
+from twisted_keycard.keycard import Keycard
+from twisted_keycard.store import (
     IKeycardStore,
     IKeyringStore,
-    ILeaseStore,
     IRevocationStore,
     IssuedKeycard,
     IThrottleStore,
+    MemoryStore,
     Revocation,
 )
-from twisted_keycard.store._memory import MemoryStore
-from twisted_keycard.tokens import TokenChecker
-from twisted_keycard.tokens._tokens import KeyringHolder
+from twisted_keycard.tokens import KeyringHolder, RevocationMirror, TokenChecker
 
 #: Bytes of randomness in a keycard id (192 bits).
 ID_BYTES = 24
@@ -169,7 +166,11 @@ class Bouncer(Service):
             throttler = Throttler(self.store, clock, throttle)
         checkers = list(checkers)
         self.keys: KeyringHolder | None = None
-        self._tokenChecker: TokenChecker | None = None
+        #: The revocations in force, read from the store while running, and
+        #: the one place the token checker and the revoker look them up.
+        self._mirror: RevocationMirror | None = None
+        if IRevocationStore.providedBy(self.store):
+            self._mirror = RevocationMirror(clock, tokens.skew if tokens else 0.0)
         if tokens is not None:
             if not (
                 IKeyringStore.providedBy(self.store)
@@ -177,33 +178,32 @@ class Bouncer(Service):
             ):
                 raise ValueError("tokens need a store that keeps keys and revocations")
             self.keys = KeyringHolder(self.store, clock)
-            self._tokenChecker = TokenChecker(
-                self.store,
-                self.keys,
-                clock,
-                skew=tokens.skew,
-                maxFamilyLifetime=tokens.maxFamilyLifetime,
-                claims=tokens.claims,
+            checkers.append(
+                TokenChecker(
+                    self.store,
+                    self.keys,
+                    clock,
+                    skew=tokens.skew,
+                    maxFamilyLifetime=tokens.maxFamilyLifetime,
+                    claims=tokens.claims,
+                    mirror=self._mirror,
+                )
             )
-            checkers.append(self._tokenChecker)
         challengers = Challengers(checkers)
         self.keycardClasses = challengers.keycardClasses
-        self._held = HeldKeycards(self.store, clock, keepReleased=tokens is not None)
-        self.lease: Lease | None = None
-        if ILeaseStore.providedBy(self.store):
-            self.lease = self._held.lease = Lease(
-                self.store,
-                clock,
-                newHolderId(name),
-                upkeep.leaseTime,
-                self._underLease,
-                self._held.expire,
-            )
-        self._pending = PendingExchanges(clock, limits)
+        self._held = HeldKeycards(
+            self.store,
+            clock,
+            keepReleased=tokens is not None,
+            leaseId=newHolderId(name),
+            leaseTime=upkeep.leaseTime,
+        )
+        self.lease = self._held.lease
         self._authentication = Authentication(
             name,
             challengers,
-            self._pending,
+            clock,
+            limits,
             throttler,
             Issuer(
                 self.store,
@@ -220,12 +220,8 @@ class Bouncer(Service):
             newId,
             self.metrics,
         )
-        self._pending.onDrop = self._authentication.dropped
         self._revoker: Revoker | None = None
-        #: The revocations in force, read from the store while running.
-        self._mirror: RevocationMirror | None = None
-        if IRevocationStore.providedBy(self.store):
-            self._mirror = RevocationMirror(clock, tokens.skew if tokens else 0.0)
+        if self._mirror is not None:
             self._revoker = Revoker(
                 self.store,
                 clock,
@@ -240,7 +236,6 @@ class Bouncer(Service):
             keys=self.keys,
             lease=self.lease,
             mirror=self._mirror,
-            tokenChecker=self._tokenChecker,
             revokedElsewhere=self._revokedElsewhere,
             throttleWindow=throttle.window if throttle is not None else None,
             running=lambda: bool(self.running),
@@ -256,13 +251,9 @@ class Bouncer(Service):
         )
 
     def _pendingCount(self) -> int:
-        self._pending.purge()
-        return len(self._pending)
-
-    def _underLease(self) -> list[str]:
-        lease = self.lease
-        assert lease is not None
-        return [k for k, r in self.held.items() if r.holderId == lease.holderId]
+        pending = self._authentication.pending
+        pending.purge()
+        return len(pending)
 
     @property
     def held(self) -> dict[str, IssuedKeycard]:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 import attrs
 
 from twisted_keycard.error import KeycardError
-from twisted_keycard.keycard._keycard import normalizeAddress
-from twisted_keycard.store._interfaces import IssuedKeycard
+from twisted_keycard.keycard import normalizeAddress
+from twisted_keycard.store import IssuedKeycard
 
 _TOKEN = re.compile(r"\s*(?:(?P<paren>[()])|(?P<word>[A-Za-z0-9_.:/\-\[\]]+))")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*(?::\S+)?\Z")

@@ -20,13 +20,13 @@ from twisted.logger import Logger
 from twisted_keycard._printable import printable, printables
 from twisted_keycard.bouncer._interfaces import IRequester
 from twisted_keycard.bouncer._revocation import AVATAR, REQUESTER
-from twisted_keycard.store._interfaces import (
+from twisted_keycard.store import (
     IKeycardStore,
     ILeaseStore,
     IssuedKeycard,
     Revocation,
 )
-from twisted_keycard.tokens._checker import FAMILY
+from twisted_keycard.tokens import FAMILY
 
 #: Rebuild the heap when it holds this many times more entries than live
 #: timers (renewed and cancelled timers leave stale entries behind).
@@ -202,23 +202,45 @@ class HeldKeycards:
     log = Logger()
 
     def __init__(
-        self, store: IKeycardStore, clock: IReactorTime, *, keepReleased: bool
+        self,
+        store: IKeycardStore,
+        clock: IReactorTime,
+        *,
+        keepReleased: bool,
+        leaseId: str | None = None,
+        leaseTime: float = 0.0,
     ) -> None:
         """
         @param keepReleased: on removal, keep the store's record (marked as
             no longer held) rather than delete it, because its token stays
             valid and the record says which avatar it belongs to.
+        @param leaseId: the id of the lease under which the running bouncer
+            holds its keycards, in a store that keeps leases (see
+            L{ILeaseStore}); C{None} for none.
+        @param leaseTime: how long the lease lasts past each renewal.
         """
         self.store = store
         self.clock = clock
         self.keepReleased = keepReleased
-        #: The running bouncer's lease, under which adopted keycards are
-        #: held; set by the bouncer.
+        #: The running bouncer's lease, under which issued and adopted
+        #: keycards are held.
         self.lease: Lease | None = None
+        if leaseId is not None and ILeaseStore.providedBy(store):
+            self.lease = Lease(
+                store, clock, leaseId, leaseTime, self._underLease, self.expire
+            )
         self.records: dict[str, IssuedKeycard] = {}
         self._timers = ExpiryTimers(clock, self._timersExpired)
         self._requesters: dict[str, IRequester] = {}
         self._endObservers: list[Callable[[list[str]], object]] = []
+
+    def _underLease(self) -> list[str]:
+        """
+        The ids of the keycards held under this bouncer's lease.
+        """
+        assert self.lease is not None
+        holderId = self.lease.holderId
+        return [k for k, r in self.records.items() if r.holderId == holderId]
 
     def registerRequester(self, name: str, requester: IRequester) -> None:
         """

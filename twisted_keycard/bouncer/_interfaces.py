@@ -17,7 +17,7 @@ from zope.interface import Attribute, Interface, implementer
 from twisted_keycard.error import KeycardDenied, ProtocolError, QuotaExceeded
 
 if TYPE_CHECKING:
-    from twisted_keycard.keycard._keycard import Keycard
+    from twisted_keycard.keycard import Keycard
 
 
 class Refusal(Exception):

@@ -37,19 +37,20 @@ from twisted_keycard.bouncer._settings import (
     TokenPolicy,
 )
 from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
-from twisted_keycard.keycard._exchange import IChallenger, IExchange
-from twisted_keycard.keycard._keycard import (
+from twisted_keycard.keycard import (
+    IChallenger,
+    IExchange,
     Keycard,
     KeycardState,
     addressGroup,
     normalizeAddress,
 )
-from twisted_keycard.store._interfaces import (
+from twisted_keycard.store import (
     IKeycardStore,
     IssuedKeycard,
     IThrottleStore,
 )
-from twisted_keycard.tokens._tokens import KeyringHolder, TokenClaims, sign
+from twisted_keycard.tokens import KeyringHolder, TokenClaims, sign
 
 
 class Challengers:
@@ -518,13 +519,19 @@ class Authentication:
 
     bouncerName: str
     challengers: Challengers
-    pending: PendingExchanges
+    clock: IReactorTime
+    limits: ExchangeLimits
     throttler: Throttler | None
     issuer: Issuer
     held: HeldKeycards
     newId: Callable[[], str]
     metrics: IBouncerMetrics = attrs.field(factory=NoMetrics)
+    #: The exchanges in progress; one dropped unanswered counts as failed.
+    pending: PendingExchanges = attrs.field(init=False)
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self.pending = PendingExchanges(self.clock, self.limits, onDrop=self.dropped)
 
     async def authenticate(
         self, keycard: Keycard, connection: Hashable | None = None

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from twisted_keycard.tokens._checker import DEFAULT_MAX_FAMILY_LIFETIME, DEFAULT_SKEW
+from twisted_keycard.tokens import DEFAULT_MAX_FAMILY_LIFETIME, DEFAULT_SKEW
 
 _count = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 _positive = attrs.validators.optional(

@@ -15,17 +15,15 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from twisted_keycard.bouncer._held import Lease
-from twisted_keycard.bouncer._revocation import RevocationMirror
 from twisted_keycard.bouncer._settings import Upkeep
-from twisted_keycard.store._interfaces import (
+from twisted_keycard.store import (
     IKeycardStore,
     IRevocationStore,
     IStoreChanges,
     IThrottleStore,
     Revocation,
 )
-from twisted_keycard.tokens._checker import TokenChecker
-from twisted_keycard.tokens._tokens import KeyringHolder
+from twisted_keycard.tokens import KeyringHolder, RevocationMirror
 
 #: Revocations read from the store in one poll, at most.
 FOLLOW_BATCH = 1000
@@ -252,7 +250,6 @@ class ServiceUpkeep:
         keys: KeyringHolder | None,
         lease: Lease | None,
         mirror: RevocationMirror | None,
-        tokenChecker: TokenChecker | None,
         revokedElsewhere: Callable[[list[Revocation]], Awaitable[None]],
         throttleWindow: float | None,
         running: Callable[[], bool],
@@ -269,7 +266,6 @@ class ServiceUpkeep:
         self.keys = keys
         self.lease = lease
         self._mirror = mirror
-        self._tokenChecker = tokenChecker
         self._revokedElsewhere = revokedElsewhere
         self._running = running
         self.revocations: RevocationFollower | None = None
@@ -300,10 +296,10 @@ class ServiceUpkeep:
             )
             await revocations.catchUp()
             self.revocations = revocations
-            if self._tokenChecker is not None and self._running():
-                # Every revocation in force is read: tokens are checked in
-                # memory from now on (see RevocationMirror).
-                self._tokenChecker.mirror = self._mirror
+            if self._mirror is not None and self._running():
+                # Every revocation in force is read, and followed from now
+                # on: tokens are checked in memory (see RevocationMirror).
+                self._mirror.followed = True
             steps.append(("following revocations", revocations.poll))
         if self.keys is not None:
             steps.append(("following the keyring", self.keys.follow))
@@ -328,9 +324,9 @@ class ServiceUpkeep:
         """
         self._unsubscribe()
         self._unsubscribe = lambda: None
-        if self._tokenChecker is not None:
+        if self._mirror is not None:
             # No longer followed, the mirror would grow stale.
-            self._tokenChecker.mirror = None
+            self._mirror.followed = False
         if self.follower is not None:
             self.follower.stop()
             self.follower = None

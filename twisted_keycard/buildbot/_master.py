@@ -16,11 +16,9 @@ from buildbot.worker.protocols.manager.pb import Dispatcher
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
-from twisted_keycard.bouncer._bouncer import DEFAULT_DURATION
-from twisted_keycard.pb._root import KeycardRoot, portalCheckers
-from twisted_keycard.pb._serverfactory import KeycardServerFactory
-from twisted_keycard.service._datadir import DataDir
-from twisted_keycard.service._services import BouncerService
+from twisted_keycard.bouncer import DEFAULT_DURATION
+from twisted_keycard.pb import KeycardRoot, KeycardServerFactory, portalCheckers
+from twisted_keycard.service import BouncerService, DataDir
 
 #: The requester name of the master's PB ports, for C{keycard revoke
 #: --requester}.

@@ -15,8 +15,8 @@ from buildbot_worker.pb import Worker
 from twisted.internet.defer import Deferred
 from twisted.spread import pb
 
-from twisted_keycard.pb._client import KeycardLogin, keycardLogin
-from twisted_keycard.scram._client import SCRAMAnswerer
+from twisted_keycard.pb import KeycardLogin, keycardLogin
+from twisted_keycard.scram import SCRAMAnswerer
 
 
 def _findWorker(namespace: Mapping[str, object]) -> Any:

@@ -3,7 +3,7 @@ Prometheus metrics of a bouncer: what it decides, what it holds, and how
 long its store takes, served over twisted.web.
 """
 
-from twisted_keycard.bouncer._interfaces import (
+from twisted_keycard.bouncer import (
     BouncerGauges,
     IBouncerMetrics,
     NoMetrics,

@@ -20,7 +20,7 @@ from twisted.web.server import Request, Site
 from zope.interface import directlyProvides, implementer, providedBy
 from zope.interface.interface import Method
 
-from twisted_keycard.bouncer._interfaces import (
+from twisted_keycard.bouncer import (
     REASONS,
     RESULTS,
     BouncerGauges,

@@ -3,10 +3,22 @@ Perspective Broker with keycards: the requester's root object, the client's
 factory, and the broker both use.
 """
 
-from twisted_keycard.pb._broker import ConnectionLimits, KeycardBroker, MessageBudget
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin, keycardLogin
+from twisted_keycard.pb._broker import (
+    ConnectionLimits,
+    KeycardBroker,
+    LinearDecoder,
+    MessageBudget,
+    describe,
+    encodeInto,
+)
+from twisted_keycard.pb._client import (
+    KeycardClientFactory,
+    KeycardLogin,
+    keycardLogin,
+    localError,
+)
 from twisted_keycard.pb._clientservice import KeycardClientService
-from twisted_keycard.pb._root import KeycardRoot, portalCheckers
+from twisted_keycard.pb._root import KeycardRoot, peerAddress, portalCheckers
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 
 __all__ = [
@@ -17,7 +29,12 @@ __all__ = [
     "KeycardLogin",
     "KeycardRoot",
     "KeycardServerFactory",
+    "LinearDecoder",
     "MessageBudget",
+    "describe",
+    "encodeInto",
     "keycardLogin",
+    "localError",
+    "peerAddress",
     "portalCheckers",
 ]

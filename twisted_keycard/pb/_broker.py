@@ -26,7 +26,7 @@ from twisted.spread.jelly import Jellyable
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import InvalidKeycard, MalformedMessage
-from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, addressGroup
+from twisted_keycard.keycard import ADDRESS_LENGTH, addressGroup
 
 if TYPE_CHECKING:
     from twisted_keycard.pb._serverfactory import ConnectionGuard
@@ -90,7 +90,7 @@ def _header(num: int, kind: int, out: bytearray) -> None:
     out.append(kind)
 
 
-def _encodeInto(
+def encodeInto(
     coder: banana.Banana, obj: object, out: bytearray, symbols: dict[bytes, int] | None
 ) -> None:
     """
@@ -118,7 +118,7 @@ def _encodeInto(
             raise banana.BananaError(f"list/tuple is too long to send ({len(obj)})")
         _header(len(obj), _LIST, out)
         for element in obj:
-            _encodeInto(coder, element, out, symbols)
+            encodeInto(coder, element, out, symbols)
     elif kind is int and isinstance(obj, int) and 0 <= obj < 0x80:
         out.append(obj)
         out.append(_INT)
@@ -130,16 +130,16 @@ def _encodeOther(
     coder: banana.Banana, obj: object, out: bytearray, symbols: dict[bytes, int] | None
 ) -> None:
     """
-    L{_encodeInto} for subclasses, other ints and floats.
+    L{encodeInto} for subclasses, other ints and floats.
     """
     if isinstance(obj, list | tuple):
         if len(obj) > banana.SIZE_LIMIT:
             raise banana.BananaError(f"list/tuple is too long to send ({len(obj)})")
         _header(len(obj), _LIST, out)
         for element in obj:
-            _encodeInto(coder, element, out, symbols)
+            encodeInto(coder, element, out, symbols)
     elif isinstance(obj, bytes):
-        _encodeInto(coder, bytes(obj), out, symbols)
+        encodeInto(coder, bytes(obj), out, symbols)
     elif isinstance(obj, int):
         if 0 <= obj <= 0x7FFFFFFF:
             _header(obj, _INT, out)
@@ -212,7 +212,7 @@ class LinearDecoder(banana.Banana):
     def sendEncoded(self, obj: object) -> None:
         out = bytearray()
         symbols = self.outgoingSymbols if self.currentDialect == b"pb" else None
-        _encodeInto(self, obj, out, symbols)
+        encodeInto(self, obj, out, symbols)
         transport: Any = self.transport
         transport.write(bytes(out))
 

@@ -24,9 +24,14 @@ from twisted_keycard.error import (
     ProtocolError,
     TooManyRounds,
 )
-from twisted_keycard.keycard._exchange import IAnswerer, IChannelBindingAnswerer
-from twisted_keycard.keycard._keycard import Keycard, KeycardState
-from twisted_keycard.keycard._tls import ClientChannel, channelBindings
+from twisted_keycard.keycard import (
+    ClientChannel,
+    IAnswerer,
+    IChannelBindingAnswerer,
+    Keycard,
+    KeycardState,
+    channelBindings,
+)
 from twisted_keycard.pb._broker import KeycardBroker
 
 __all__ = ["KeycardClientFactory", "KeycardLogin", "keycardLogin"]
@@ -57,7 +62,7 @@ class _RemoteFailure(Exception):
         self.failure = failure
 
 
-def _localError(failure: Failure) -> Failure:
+def localError(failure: Failure) -> Failure:
     """
     Turn a copied remote keycard error into the local exception class, and
     any other copied error into a L{_RemoteFailure}.
@@ -146,9 +151,7 @@ async def _login(
 ) -> KeycardLogin:
     offered: list[str] | None = None
     if askServer:
-        offered = _kinds(
-            await root.callRemote("keycardClasses").addErrback(_localError)
-        )
+        offered = _kinds(await root.callRemote("keycardClasses").addErrback(localError))
     bindings = {}
     if any(IChannelBindingAnswerer.providedBy(a) for a in answerers):
         bindings = channelBindings(root.broker.transport, asServer=False)
@@ -196,7 +199,7 @@ async def _exchange(
         keycard = answerer.start()
     for round in range(maxRounds + 1):
         result: Any = await root.callRemote("login", keycard, mind).addErrback(
-            _localError
+            localError
         )
         keycard, perspective = _unpack(result, first=round == 0)
         if keycard.state is KeycardState.AUTHENTICATED:

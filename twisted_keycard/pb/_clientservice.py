@@ -24,7 +24,7 @@ from twisted.spread import pb
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import ServerAuthenticationFailed
-from twisted_keycard.keycard._exchange import IAnswerer
+from twisted_keycard.keycard import IAnswerer
 from twisted_keycard.pb._broker import KeycardBroker
 from twisted_keycard.pb._client import MAX_ROUNDS, KeycardLogin, keycardLogin
 

@@ -45,7 +45,7 @@ from twisted.python.failure import Failure
 from twisted.spread import pb
 
 from twisted_keycard._printable import printable
-from twisted_keycard.bouncer._interfaces import IBouncer
+from twisted_keycard.bouncer import IBouncer
 from twisted_keycard.pb._broker import KeycardBroker
 
 #: What a realm gives to log an avatar out.

@@ -27,27 +27,25 @@ from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
-from twisted_keycard.bouncer._bouncer import Bouncer
-from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.bouncer import Bouncer, IBouncer, IRequester
 from twisted_keycard.error import (
     InsecureTransport,
     KeycardDenied,
     KeycardRefused,
     MalformedMessage,
 )
-from twisted_keycard.keycard._exchange import IChallenger
-from twisted_keycard.keycard._keycard import (
+from twisted_keycard.keycard import (
     ADDRESS_LENGTH,
+    IChallenger,
     Keycard,
     KeycardState,
+    channelBindings,
     normalizeAddress,
 )
-from twisted_keycard.keycard._tls import channelBindings
 from twisted_keycard.pb._broker import REFUSED, KeycardBroker, passedOn
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
-from twisted_keycard.scram._password import CheckPasswordSCRAM
-from twisted_keycard.store._interfaces import IKeycardStore
-from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.scram import CheckPasswordSCRAM
+from twisted_keycard.store import IKeycardStore, MemoryStore
 
 
 def peerAddress(broker: pb.Broker) -> str | None:

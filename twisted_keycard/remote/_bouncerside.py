@@ -22,12 +22,10 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
-from twisted_keycard.bouncer._bouncer import Bouncer
-from twisted_keycard.bouncer._interfaces import IRequester
-from twisted_keycard.bouncer._revocation import AVATAR, REQUESTER
+from twisted_keycard.bouncer import AVATAR, REQUESTER, Bouncer, IRequester
 from twisted_keycard.error import KeycardDenied, KeycardRefused
-from twisted_keycard.keycard._keycard import Keycard
-from twisted_keycard.store._interfaces import (
+from twisted_keycard.keycard import Keycard
+from twisted_keycard.store import (
     IKeycardStore,
     IRevocationStore,
     IssuedKeycard,

@@ -18,11 +18,10 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
-from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.bouncer import IBouncer, IRequester
 from twisted_keycard.error import KeycardDenied
-from twisted_keycard.keycard._exchange import IAnswerer
-from twisted_keycard.keycard._keycard import Keycard, keycardClassFor
-from twisted_keycard.pb._client import KeycardClientFactory, _localError
+from twisted_keycard.keycard import IAnswerer, Keycard, keycardClassFor
+from twisted_keycard.pb import KeycardClientFactory, localError
 from twisted_keycard.remote._bouncerside import MAX_IDS
 
 #: Keycard ids sent in one keepAlive, adopt or removal call: well under the
@@ -184,7 +183,7 @@ class RemoteBouncer:
         if perspective is None or perspective.broker.disconnected:
             self._perspective = None
             raise KeycardDenied("the bouncer is unreachable; try again later")
-        return await perspective.callRemote(method, *args).addErrback(_localError)
+        return await perspective.callRemote(method, *args).addErrback(localError)
 
     def authenticate(
         self, keycard: Keycard, connection: Hashable | None = None

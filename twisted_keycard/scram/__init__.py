@@ -7,7 +7,7 @@ signature, so the login is mutual.  The keycard carries the standard SCRAM
 messages, so any SCRAM implementation can take either side.
 """
 
-from twisted_keycard.keycard._exchange import ExchangeState
+from twisted_keycard.keycard import ExchangeState
 from twisted_keycard.scram._client import SCRAMAnswerer, SCRAMKeyCache
 from twisted_keycard.scram._messages import (
     ClientFinal,
@@ -15,6 +15,8 @@ from twisted_keycard.scram._messages import (
     SCRAMKeycard,
     ServerFinal,
     ServerFirst,
+    b64,
+    checkUserName,
 )
 from twisted_keycard.scram._password import (
     CheckPasswordSCRAM,
@@ -49,5 +51,7 @@ __all__ = [
     "ServerFinal",
     "ServerFirst",
     "Verifier",
+    "b64",
+    "checkUserName",
     "readVerifiers",
 ]

@@ -13,9 +13,12 @@ from collections.abc import Sequence
 from zope.interface import implementer
 
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._exchange import IChannelBindingAnswerer
-from twisted_keycard.keycard._keycard import Keycard
-from twisted_keycard.keycard._tls import BINDING_TYPES, ClientChannel
+from twisted_keycard.keycard import (
+    BINDING_TYPES,
+    ClientChannel,
+    IChannelBindingAnswerer,
+    Keycard,
+)
 from twisted_keycard.scram._messages import (
     MODES,
     PREFER,

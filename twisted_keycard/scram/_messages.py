@@ -17,8 +17,13 @@ import attrs
 from passlib.utils import saslprep
 
 from twisted_keycard.error import ProtocolError
-from twisted_keycard.keycard._keycard import Keycard, registerKeycard, wireField
-from twisted_keycard.keycard._tls import BINDING_TYPES, ClientChannel
+from twisted_keycard.keycard import (
+    BINDING_TYPES,
+    ClientChannel,
+    Keycard,
+    registerKeycard,
+    wireField,
+)
 
 #: Bytes in a SHA-256 digest, so in every SCRAM-SHA-256 key and proof.
 KEY_BYTES = 32

@@ -23,8 +23,7 @@ from zope.interface import implementer
 from twisted_keycard._files import RunInThread, inReactorThreadPool
 from twisted_keycard._mocks import IMockSecretTaker, mockBytes, mockSubkey
 from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
-from twisted_keycard.keycard._exchange import IChallenger, IExchange
-from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.keycard import IChallenger, IExchange, Keycard
 from twisted_keycard.passwords import (
     IPasswordExchange,
     PasswordExchange,

@@ -35,15 +35,15 @@ from twisted_keycard._mocks import (
     mostCommon,
 )
 from twisted_keycard.error import ProtocolError
-from twisted_keycard.keycard._exchange import (
+from twisted_keycard.keycard import (
     ExchangeLifecycle,
     ExchangeState,
     ExchangeStep,
     IChallenger,
     IExchange,
+    Keycard,
     requestVerified,
 )
-from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.scram._messages import (
     KEY_BYTES,
     ClientFinal,

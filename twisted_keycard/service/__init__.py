@@ -9,7 +9,13 @@ applications that embed it.
 from twisted_keycard.service._checkers import PasswordChallenger
 from twisted_keycard.service._datadir import DataDir, NoDataDir, makeDevCertificate
 from twisted_keycard.service._services import BouncerService
-from twisted_keycard.service._startup import StartupError
+from twisted_keycard.service._startup import (
+    StartupError,
+    clientEndpoint,
+    openStore,
+    sqlitePath,
+    storePassword,
+)
 from twisted_keycard.service._tap import Options, makeService
 
 __all__ = [
@@ -19,6 +25,10 @@ __all__ = [
     "Options",
     "PasswordChallenger",
     "StartupError",
+    "clientEndpoint",
     "makeDevCertificate",
     "makeService",
+    "openStore",
+    "sqlitePath",
+    "storePassword",
 ]

@@ -22,11 +22,10 @@ from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_keycard.bouncer._composite import CompositePolicy
+from twisted_keycard.bouncer import CompositePolicy
 from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
 from twisted_keycard.hmackeys import HMACKeys, IHMACExchange
-from twisted_keycard.keycard._exchange import IChallenger, IExchange
-from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.keycard import IChallenger, IExchange, Keycard
 from twisted_keycard.passwords import (
     IPasswordExchange,
     PasswordExchange,
@@ -35,8 +34,8 @@ from twisted_keycard.passwords import (
 )
 from twisted_keycard.scram import ISCRAMExchange, SCRAMVerifiers
 from twisted_keycard.srp import ISRPExchange, SRPVerifiers
-from twisted_keycard.sshkeys._keys import ISSHExchange, SSHKeys
-from twisted_keycard.tokens._checker import TokenKeycard
+from twisted_keycard.sshkeys import ISSHExchange, SSHKeys
+from twisted_keycard.tokens import TokenKeycard
 
 _MARKUP = re.compile(r"\b[BCILU]\{([^{}]*)\}")
 

@@ -14,13 +14,10 @@ from twisted.application.service import MultiService
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred
 
-from twisted_keycard.bouncer._bouncer import Bouncer
-from twisted_keycard.bouncer._interfaces import IBouncer
-from twisted_keycard.bouncer._settings import TokenPolicy
-from twisted_keycard.metrics._prometheus import PrometheusMetrics, metricsSite
+from twisted_keycard.bouncer import Bouncer, IBouncer, TokenPolicy
+from twisted_keycard.metrics import PrometheusMetrics, metricsSite
 from twisted_keycard.passwords import PasswordKeycard
-from twisted_keycard.scram._password import SCRAMPasswordChecker
-from twisted_keycard.scram._server import SCRAMVerifiers
+from twisted_keycard.scram import SCRAMPasswordChecker, SCRAMVerifiers
 from twisted_keycard.service._datadir import DataDir
 from twisted_keycard.service._startup import (
     EndpointError,
@@ -32,14 +29,20 @@ from twisted_keycard.service._startup import (
     storedMockSecret,
     storePassword,
 )
-from twisted_keycard.store.redis._blocking import startupCheck
-from twisted_keycard.store.redis._connection import isRedisURL, parseRedisURL
-from twisted_keycard.store.redis._store import RedisStore
-from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.web._guard import KeycardGuard
-from twisted_keycard.web._http import GuardOptions, ProxyTrust
-from twisted_keycard.web._pages import httpFace
-from twisted_keycard.web._site import KeycardSite
+from twisted_keycard.store.redis import (
+    RedisStore,
+    isRedisURL,
+    parseRedisURL,
+    startupCheck,
+)
+from twisted_keycard.store.sqlite import SQLiteStore
+from twisted_keycard.web import (
+    GuardOptions,
+    KeycardGuard,
+    KeycardSite,
+    ProxyTrust,
+    httpFace,
+)
 
 
 class BouncerService(MultiService):

@@ -33,11 +33,14 @@ from twisted.python.filepath import UnlistableError
 from twisted_keycard._files import exposure
 from twisted_keycard._mocks import IMockSecretTaker
 from twisted_keycard.error import KeycardError
-from twisted_keycard.store.redis._blocking import RedisReplyError, startupCheck
-from twisted_keycard.store.redis._connection import RedisURL, isRedisURL
-from twisted_keycard.store.redis._store import RedisStore
-from twisted_keycard.store.sqlite._database import connect
-from twisted_keycard.store.sqlite._store import SQLiteStore
+from twisted_keycard.store.redis import (
+    RedisReplyError,
+    RedisStore,
+    RedisURL,
+    isRedisURL,
+    startupCheck,
+)
+from twisted_keycard.store.sqlite import SQLiteStore, connect
 
 SERVER_EXAMPLES = "tcp:PORT[:interface=ADDRESS], ssl:PORT:privateKey=FILE, unix:PATH"
 CLIENT_EXAMPLES = "tcp:HOST:PORT, tls:HOST:PORT:trustRoots=DIR, unix:PATH"

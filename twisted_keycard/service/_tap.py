@@ -19,24 +19,25 @@ from twisted.internet.defer import Deferred
 from twisted.python import usage
 
 from twisted_keycard._hashpool import HashPool
-from twisted_keycard.bouncer._bouncer import Bouncer
-from twisted_keycard.bouncer._composite import (
+from twisted_keycard.bouncer import (
     AddressRule,
+    Bouncer,
     CompositePolicy,
-    ExpressionError,
-)
-from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
+    ExpressionError,
     Quota,
     Throttle,
     TokenPolicy,
     Upkeep,
 )
 from twisted_keycard.passwords import PasswordFile
-from twisted_keycard.pb._broker import ConnectionLimits, MessageBudget
-from twisted_keycard.pb._root import KeycardRoot
-from twisted_keycard.pb._serverfactory import KeycardServerFactory
-from twisted_keycard.remote._bouncerside import BouncerRealm
+from twisted_keycard.pb import (
+    ConnectionLimits,
+    KeycardRoot,
+    KeycardServerFactory,
+    MessageBudget,
+)
+from twisted_keycard.remote import BouncerRealm
 from twisted_keycard.service._checkers import (
     checkPolicyKinds,
     servingKeycards,
@@ -58,13 +59,17 @@ from twisted_keycard.service._startup import (
     sqlitePath,
     storePassword,
 )
-from twisted_keycard.sessions._bouncerside import TicketGrantingRealm
-from twisted_keycard.sessions._granter import TicketGranter, TicketLimits
-from twisted_keycard.store.redis._connection import RedisURL, isRedisURL, parseRedisURL
-from twisted_keycard.store.redis._store import FAILURES_KEPT, RedisStore
-from twisted_keycard.store.sqlite._store import SQLiteStore
-from twisted_keycard.tokens._checker import DEFAULT_MAX_FAMILY_LIFETIME
-from twisted_keycard.web._http import ProxyTrust
+from twisted_keycard.sessions import TicketGranter, TicketGrantingRealm, TicketLimits
+from twisted_keycard.store.redis import (
+    FAILURES_KEPT,
+    RedisStore,
+    RedisURL,
+    isRedisURL,
+    parseRedisURL,
+)
+from twisted_keycard.store.sqlite import SQLiteStore
+from twisted_keycard.tokens import DEFAULT_MAX_FAMILY_LIFETIME
+from twisted_keycard.web import ProxyTrust
 
 __all__ = ["Options", "makeService"]
 

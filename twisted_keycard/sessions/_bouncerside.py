@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import SessionRefused
-from twisted_keycard.pb._root import peerAddress
+from twisted_keycard.pb import peerAddress
 from twisted_keycard.sessions._granter import ServiceRegistration, TicketGranter
 from twisted_keycard.sessions._interfaces import (
     ISessionListener,

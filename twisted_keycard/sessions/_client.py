@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.spread import pb
 
 from twisted_keycard.error import ServerAuthenticationFailed, SessionRefused
-from twisted_keycard.pb._client import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb import KeycardClientFactory, KeycardLogin
 from twisted_keycard.sessions._interfaces import (
     MAC_BYTES,
     NONCE_BYTES,

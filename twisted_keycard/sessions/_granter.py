@@ -20,8 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable, printables
-from twisted_keycard.bouncer._bouncer import Bouncer, newKeycardId
-from twisted_keycard.bouncer._held import ExpiryTimers
+from twisted_keycard.bouncer import Bouncer, ExpiryTimers, newKeycardId
 from twisted_keycard.error import SessionRefused
 from twisted_keycard.sessions._interfaces import (
     NONCE_BYTES,

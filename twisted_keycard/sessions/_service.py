@@ -32,16 +32,16 @@ from zope.interface import implementer
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import SessionRefused
-from twisted_keycard.keycard._exchange import IAnswerer
-from twisted_keycard.pb._broker import (
+from twisted_keycard.keycard import IAnswerer
+from twisted_keycard.pb import (
     ConnectionLimits,
     KeycardBroker,
+    KeycardClientFactory,
+    KeycardServerFactory,
     LinearDecoder,
-    _encodeInto,
     describe,
+    encodeInto,
 )
-from twisted_keycard.pb._client import KeycardClientFactory
-from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.sessions._interfaces import (
     MAC_BYTES,
     NONCE_BYTES,
@@ -140,7 +140,7 @@ class SessionBroker(KeycardBroker):
             super().sendEncoded(obj)
             return
         out = bytearray()
-        _encodeInto(self, obj, out, self.outgoingSymbols)
+        encodeInto(self, obj, out, self.outgoingSymbols)
         payload = bytes(out)
         sequence = seal.sent
         seal.sent += 1

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization.ssh import (
 )
 
 from twisted_keycard._files import ParsedEntries, parseLines
-from twisted_keycard.keycard._keycard import normalizeAddress
+from twisted_keycard.keycard import normalizeAddress
 
 _IPV4_GLOB = re.compile(r"[0-9.*?]+")
 _IPV6_GLOB = re.compile(r"[0-9a-fA-F.:*?]*:[0-9a-fA-F.:*?]*")

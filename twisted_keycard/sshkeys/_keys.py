@@ -35,18 +35,16 @@ from twisted_keycard._files import (
 )
 from twisted_keycard._mocks import WithMocks, mocksOf
 from twisted_keycard.error import ProtocolError, ServerAuthenticationFailed
-from twisted_keycard.keycard._exchange import (
+from twisted_keycard.keycard import (
+    NAME_LENGTH,
     IAnswerer,
     IChallenger,
     IExchange,
+    Keycard,
     NonceExchange,
     exchangeContext,
-    requestVerified,
-)
-from twisted_keycard.keycard._keycard import (
-    NAME_LENGTH,
-    Keycard,
     registerKeycard,
+    requestVerified,
     wireField,
 )
 from twisted_keycard.sshkeys._authorizedkeys import (

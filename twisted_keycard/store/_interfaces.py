@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface
 
 if TYPE_CHECKING:
-    from twisted_keycard.tokens._tokens import Keyring
+    from twisted_keycard.tokens import Keyring
 
 
 class IKeycardStore(Interface):

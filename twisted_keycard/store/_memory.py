@@ -26,7 +26,7 @@ from twisted_keycard.store._interfaces import (
     IThrottleStore,
     Revocation,
 )
-from twisted_keycard.tokens._tokens import Keyring
+from twisted_keycard.tokens import Keyring
 
 #: Failures kept per key, at most: no limit is set higher.
 FAILURES_KEPT = 10_000

@@ -7,8 +7,8 @@ the revocations in force.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
@@ -18,15 +18,16 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_keycard.error import ProtocolError
-from twisted_keycard.keycard._exchange import IAnswerer, IChallenger, IExchange
-from twisted_keycard.keycard._keycard import (
+from twisted_keycard.keycard import (
     TOKEN_LENGTH,
+    IAnswerer,
+    IChallenger,
+    IExchange,
     Keycard,
     normalizeAddress,
     registerKeycard,
     wireField,
 )
-from twisted_keycard.store._interfaces import IRevocationStore, Revocation
 from twisted_keycard.tokens._tokens import (
     BadSignature,
     KeyringHolder,
@@ -37,10 +38,6 @@ from twisted_keycard.tokens._tokens import (
     verify,
 )
 
-if TYPE_CHECKING:
-    from twisted_keycard.bouncer._revocation import RevocationMirror
-
-
 #: Seconds of clock difference between bouncers tolerated at expiry.
 DEFAULT_SKEW = 5.0
 
@@ -49,6 +46,165 @@ DEFAULT_MAX_FAMILY_LIFETIME = 24 * 3600.0
 
 #: The prefix of the marks that revoke a whole family of tokens.
 FAMILY = "family:"
+
+
+class RevocationRecord(Protocol):
+    """
+    One revocation in force, as a store keeps it (see
+    L{twisted_keycard.store.Revocation}).
+    """
+
+    @property
+    def keycardId(self) -> str:
+        """
+        The keycard id, or mark (C{avatar:NAME}, C{family:ID}, ...), revoked.
+        """
+
+    @property
+    def expires(self) -> float:
+        """
+        When whatever it refuses has expired anyway.
+        """
+
+    @property
+    def revokedAt(self) -> float:
+        """
+        When it was recorded.
+        """
+
+
+class RevocationStore(Protocol):
+    """
+    What a L{TokenChecker} asks a store of revocations (see
+    L{twisted_keycard.store.IRevocationStore}) when it has no followed
+    L{RevocationMirror}.
+    """
+
+    def isRevoked(self, keycardId: str) -> Awaitable[bool]:
+        """
+        Whether C{keycardId} is revoked.
+        """
+
+    def revocationsOf(
+        self, keys: Sequence[str]
+    ) -> Awaitable[Sequence[RevocationRecord]]:
+        """
+        The revocations in force among C{keys}.
+        """
+
+
+#: Seconds of expiry time that share one bucket of the purge.
+BUCKET = 60.0
+
+
+class RevocationMirror:
+    """
+    The revocations in force, by keycard id or mark (C{avatar:...},
+    C{requester:...}, C{family:...}), each kept until C{grace} seconds past
+    its expiry, when whatever it refuses has expired anyway; about 300
+    bytes each.
+
+    Like a store, it keeps the later expiry of an id revoked twice.
+
+    A running bouncer makes one, hands it to its L{TokenChecker} and its
+    revoker, and fills it from its store: it holds every revocation in
+    force once L{followed} is set, and a token is then checked against it
+    alone.
+
+    @ivar marks: how many of the revocations it holds are marks (their key
+        has a colon) rather than keycard ids: while there are none, a token
+        check need not look its marks up.
+    @ivar followed: whether it holds every revocation in force, read from
+        the store and kept up to date by whoever follows the store (a
+        running bouncer); while it does not, checks ask the store.
+    """
+
+    def __init__(self, clock: IReactorTime, grace: float = 0.0) -> None:
+        """
+        @param clock: tells when a revocation has expired.
+        @param grace: seconds a revocation is kept past its expiry (the
+            clock skew tolerated at a token's expiry).
+        """
+        self.clock = clock
+        self.grace = grace
+        self._revoked: dict[str, RevocationRecord] = {}
+        #: Ids by the bucket of their expiry, for the purge.
+        self._expiring: dict[int, list[str]] = {}
+        self._purged = float("-inf")
+        self.marks = 0
+        self.followed = False
+
+    def __len__(self) -> int:
+        return len(self._revoked)
+
+    def update(self, revocations: Iterable[RevocationRecord]) -> None:
+        """
+        Take revocations read from the store or just recorded in it (a
+        follower calls this with each batch it reads, empty ones too), and
+        forget those past their expiry.
+        """
+        revoked = self._revoked
+        expiring = self._expiring
+        for revocation in revocations:
+            key = revocation.keycardId
+            known = revoked.get(key)
+            if known is not None:
+                if known.expires >= revocation.expires:
+                    continue
+            elif ":" in key:
+                self.marks += 1
+            revoked[key] = revocation
+            bucket = int(revocation.expires // BUCKET)
+            expiring.setdefault(bucket, []).append(key)
+        self._purge()
+
+    def _purge(self) -> None:
+        """
+        Forget the revocations whose expiry, plus the grace, has passed, a
+        bucket at a time.
+        """
+        cutoff = self.clock.seconds() - self.grace
+        last = int(cutoff // BUCKET) - 1
+        if last <= self._purged:
+            return
+        self._purged = last
+        revoked = self._revoked
+        for bucket in [b for b in self._expiring if b <= last]:
+            for key in self._expiring.pop(bucket):
+                revocation = revoked.get(key)
+                if revocation is not None and revocation.expires < cutoff:
+                    del revoked[key]
+                    if ":" in key:
+                        self.marks -= 1
+
+    def _inForce(self, key: str) -> RevocationRecord | None:
+        revocation = self._revoked.get(key)
+        if revocation is None:
+            return None
+        if revocation.expires + self.grace < self.clock.seconds():
+            return None
+        return revocation
+
+    def isRevoked(self, keycardId: str) -> bool:
+        """
+        Whether C{keycardId} is revoked, as L{IRevocationStore.isRevoked}.
+        """
+        return keycardId in self._revoked and self._inForce(keycardId) is not None
+
+    def revocationsOf(self, keys: Sequence[str]) -> list[RevocationRecord]:
+        """
+        The revocations in force of C{keys}, as
+        L{IRevocationStore.revocationsOf}.
+        """
+        revoked = self._revoked
+        if revoked.keys().isdisjoint(keys):
+            return []
+        found = []
+        for key in keys:
+            revocation = self._inForce(key)
+            if revocation is not None:
+                found.append(revocation)
+        return found
 
 
 @registerKeycard
@@ -136,19 +292,19 @@ class TokenChecker:
     audience (the requester it is presented through), address binding,
     claims.
 
-    With a C{mirror} of the revocations in force (a running bouncer's; see
-    L{RevocationMirror<twisted_keycard.bouncer._revocation.RevocationMirror>})
-    and the keyring loaded, a check is answered at once, with no store
-    round trip; otherwise the revocations are read from the store.
+    With a C{mirror} of the revocations in force that is followed (a
+    running bouncer's; see L{RevocationMirror}) and the keyring loaded, a
+    check is answered at once, with no store round trip; otherwise the
+    revocations are read from the store.
 
     @ivar claims: the claims every token must carry, with these values (a
         bouncer's L{TokenPolicy.claims<twisted_keycard.bouncer.TokenPolicy>}):
         a token that lacks one, or has another value, is refused.
-    @ivar mirror: the revocations in force, kept up to date by whoever set
-        it; C{None} to ask the store.
+    @ivar mirror: the revocations in force, used while it is followed;
+        C{None} to always ask the store.
     """
 
-    revocations: IRevocationStore
+    revocations: RevocationStore
     keys: KeyringHolder
     clock: IReactorTime
     skew: float = DEFAULT_SKEW
@@ -169,7 +325,7 @@ class TokenChecker:
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         mirror = self.mirror
         keyring = self.keys.keyring
-        if mirror is None or keyring is None:
+        if mirror is None or not mirror.followed or keyring is None:
             return Deferred.fromCoroutine(self._check(credentials))
         try:
             token = credentials.token
@@ -266,7 +422,7 @@ class TokenChecker:
             raise ProtocolError("token claims differ from this bouncer's")
 
     @staticmethod
-    def _checkMarks(claims: TokenClaims, marks: list[Revocation]) -> None:
+    def _checkMarks(claims: TokenClaims, marks: Sequence[RevocationRecord]) -> None:
         """
         Refuse a token whose parent or family is revoked, or that was
         issued to a revoked avatar or through a revoked requester before

@@ -13,15 +13,14 @@ import hmac
 import re
 import secrets
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from twisted_keycard.error import KeycardError
-from twisted_keycard.store._interfaces import IKeyringStore
 
 #: Bytes of secret in a signing key (256 bits, the size of an HMAC-SHA256
 #: block's worth of entropy we need).
@@ -498,14 +497,36 @@ def _decodeClaims(text: str) -> dict[str, str]:
 RELOAD_INTERVAL = 5.0
 
 
+class KeyringStore(Protocol):
+    """
+    Where a L{KeyringHolder} keeps the keyring: a store's
+    L{IKeyringStore<twisted_keycard.store.IKeyringStore>}.
+    """
+
+    def loadKeyring(self) -> Awaitable[Keyring | None]:
+        """
+        The stored keyring, if any.
+        """
+
+    def saveKeyring(self, keyring: Keyring) -> Awaitable[None]:
+        """
+        Store C{keyring} in place of the stored one.
+        """
+
+    def keyringVersion(self) -> Awaitable[int]:
+        """
+        A number that changes whenever the keyring is saved.
+        """
+
+
 @attrs.define
 class KeyringHolder:
     """
     Holds the current L{Keyring}, loaded from (and on first use created in)
-    an L{IKeyringStore}.
+    a store (L{KeyringStore}).
     """
 
-    store: IKeyringStore
+    store: KeyringStore
     clock: IReactorTime
     keyring: Keyring | None = None
     _lastReload: float = float("-inf")

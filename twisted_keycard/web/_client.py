@@ -21,7 +21,7 @@ from twisted_keycard.error import (
     ProtocolError,
     ServerAuthenticationFailed,
 )
-from twisted_keycard.scram._client import SCRAMAnswerer, SCRAMKeyCache
+from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeyCache
 from twisted_keycard.web._http import BEARER, SCRAM, decodeData, encodeData, parseParams
 
 

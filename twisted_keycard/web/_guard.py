@@ -28,12 +28,11 @@ from twisted.web.util import DeferredResource
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
-from twisted_keycard.bouncer._interfaces import IBouncer, IRequester
+from twisted_keycard.bouncer import IBouncer, IRequester
 from twisted_keycard.error import KeycardDenied, KeycardError, ProtocolError
-from twisted_keycard.keycard._keycard import Keycard, KeycardState
-from twisted_keycard.scram._messages import SCRAMKeycard
-from twisted_keycard.tokens._checker import TokenKeycard
-from twisted_keycard.tokens._tokens import keycardIdOf
+from twisted_keycard.keycard import Keycard, KeycardState
+from twisted_keycard.scram import SCRAMKeycard
+from twisted_keycard.tokens import TokenKeycard, keycardIdOf
 from twisted_keycard.web._http import (
     BASIC,
     BEARER,

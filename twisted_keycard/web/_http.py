@@ -23,10 +23,10 @@ from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from twisted_keycard.error import InvalidKeycard, KeycardError, ProtocolError
-from twisted_keycard.keycard._keycard import ADDRESS_LENGTH, Keycard, normalizeAddress
+from twisted_keycard.keycard import ADDRESS_LENGTH, Keycard, normalizeAddress
 from twisted_keycard.passwords import PasswordKeycard
-from twisted_keycard.scram._messages import SCRAMKeycard, b64
-from twisted_keycard.tokens._tokens import MAC_BYTES, keycardIdOf
+from twisted_keycard.scram import SCRAMKeycard, b64
+from twisted_keycard.tokens import MAC_BYTES, keycardIdOf
 
 #: The schemes the guard speaks, as written in its challenges.
 BEARER = "Bearer"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted_keycard.store._interfaces import IssuedKeycard, Revocation
-from twisted_keycard.tokens._tokens import Keyring, SigningKey
+from twisted_keycard.tokens import Keyring, SigningKey
 
 #: Seconds Redis keeps what ended past its end, since the clocks of the
 #: bouncers sharing it differ.

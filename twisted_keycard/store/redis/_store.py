@@ -63,7 +63,7 @@ from twisted_keycard.store.redis._lua import (
     revocationFrom,
     ttl,
 )
-from twisted_keycard.tokens._tokens import Keyring
+from twisted_keycard.tokens import Keyring
 
 #: Seconds Redis keeps the leases after their last renewal.
 LEASES_KEPT = 7 * 86400.0

@@ -39,7 +39,7 @@ from twisted_keycard.store.sqlite._database import (
     fromRow,
     toRow,
 )
-from twisted_keycard.tokens._tokens import Keyring, SigningKey
+from twisted_keycard.tokens import Keyring, SigningKey
 
 
 def recordFailure(c: sqlite3.Connection, keys: Sequence[str], when: float) -> None:
