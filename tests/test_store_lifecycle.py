@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ class ThreadlessReactor(Clock):
         super().__init__()
         self.triggers: dict[int, tuple[str, str, Callable[[], None]]] = {}
         self.delivered: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._arrived = threading.Condition()
 
     def addSystemEventTrigger(
         self, phase: str, event: str, f: Callable[[], None]
@@ -52,7 +54,20 @@ class ThreadlessReactor(Clock):
         del self.triggers[key]
 
     def callFromThread(self, f: Callable[..., Any], *args: Any) -> None:
-        self.delivered.append((f, args))
+        with self._arrived:
+            self.delivered.append((f, args))
+            self._arrived.notify_all()
+
+    def waitForDeliveries(self, count: int) -> None:
+        """
+        Wait until the database's thread has handed over C{count} results,
+        for at most L{EXIT_DEADLINE} seconds.
+        """
+        with self._arrived:
+            arrived = self._arrived.wait_for(
+                lambda: len(self.delivered) >= count, EXIT_DEADLINE
+            )
+        assert arrived, f"{len(self.delivered)} of {count} results handed over"
 
     def deliver(self) -> None:
         while self.delivered:
@@ -100,8 +115,10 @@ class DatabaseThreadTests(SynchronousTestCase):
         """
         d, thread = self.started()
         closed = self.database.close()
-        thread.join(EXIT_DEADLINE)
+        # The thread stops once the close's result is delivered here.
+        self.reactor.waitForDeliveries(2)
         self.reactor.deliver()
+        thread.join(EXIT_DEADLINE)
         self.successResultOf(d)
         self.successResultOf(closed)
         self.assertFalse(thread.is_alive())
