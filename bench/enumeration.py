@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,9 @@ from twisted.internet.endpoints import clientFromString
 from twisted.internet.task import react
 from twisted.spread.pb import DeadReferenceError, PBConnectionLost
 
-from twisted_keycard import IAnswerer, KeycardClientFactory, KeycardState
+from twisted_keycard import IAnswerer, KeycardClientFactory
 from twisted_keycard.hmackeys import HMACAnswerer
+from twisted_keycard.keycard import Step
 from twisted_keycard.passwords import PasswordAnswerer
 from twisted_keycard.scram import SCRAMAnswerer, Verifier
 from twisted_keycard.srp import SRPAnswerer, SRPVerifier
@@ -242,19 +243,17 @@ class Outcome:
     shapes: tuple[str, ...] = ()
 
 
-def shape(keycard: Any) -> str:
+def shape(values: Sequence[Any]) -> str:
     """
-    The length of every text field of a keycard the bouncer sent back,
-    which is the same for a known and an unknown name when nothing tells
-    them apart (nonces and salts are random-looking, but as long).
+    The length of every value of a challenge the bouncer sent (keycard
+    protocol 2), which is the same for a known and an unknown name when
+    nothing tells them apart (nonces and salts are random-looking, but as
+    long); other values by their type.
     """
-    fields = attrs.fields(type(keycard))
-    lengths = [
-        f"{f.name}={len(value)}"
-        for f in fields
-        if isinstance(value := getattr(keycard, f.name), str)
-    ]
-    return " ".join(lengths)
+    return " ".join(
+        str(len(value)) if isinstance(value, bytes) else type(value).__name__
+        for value in values
+    )
 
 
 async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
@@ -264,10 +263,12 @@ async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
     keycard = answerer.start()
     rounds: list[float] = []
     shapes: list[str] = []
+    message = keycard.message(Step.FIRST)
+    call = root.callRemote("login", keycard.kind.encode(), 0, None, *message)
     for _ in range(4):
         start = time.perf_counter()
         try:
-            result = await root.callRemote("login", keycard, None)
+            result = await call
         except (DeadReferenceError, PBConnectionLost):
             # Not a refusal: the measurement would time a closed connection.
             raise
@@ -277,11 +278,13 @@ async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
             refusal = f"{type(failure).__name__}: {failure}"
             return Outcome(rounds, refusal, tuple(shapes))
         rounds.append(time.perf_counter() - start)
-        keycard = result[0]
-        if keycard.state is not KeycardState.REQUESTING:
-            return Outcome(rounds, f"state {keycard.state.name}", tuple(shapes))
-        shapes.append(shape(keycard))
+        if result[0] != b"challenge":
+            return Outcome(rounds, f"answered {result[0]!r}", tuple(shapes))
+        shapes.append(shape(result[2:]))
+        keycard.takeMessage(Step.CHALLENGE, result[2:])
         keycard = answerer.answer(keycard)
+        message = keycard.message(Step.ANSWER)
+        call = root.callRemote("answer", result[1], *message)
     raise RuntimeError("more rounds than a login has")
 
 

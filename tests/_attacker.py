@@ -466,15 +466,43 @@ def _randomState(rng: random.Random) -> bytes:
     )
 
 
+#: The kinds a first message of keycard protocol 2 names.
+KINDS = tuple(tag.removeprefix(b"twisted_keycard.") for tag in KEYCARD_TYPES)
+
+
+def loneSurrogateFirst(rng: random.Random) -> list[Item]:
+    """
+    The arguments of a protocol 2 first message of a random kind whose user
+    name holds a lone surrogate (U+D800 as CESU-8 writes it: bytes that are
+    not UTF-8).
+    """
+    name = b"al\xed\xa0\x80ice"
+    kind = rng.choice(KINDS)
+    value = b"n,,n=" + name + b",r=" + _text(rng, 24) if kind == KINDS[0] else name
+    return [kind, 0, [b"None"], value]
+
+
+def randomFirst(rng: random.Random) -> list[Item]:
+    """
+    The arguments of a protocol 2 first message of a real or made-up kind,
+    random flags, and random values.
+    """
+    kind = rng.choice([*KINDS, _text(rng, 12), b""])
+    values = [randomJelly(rng) for _ in range(rng.randrange(5))]
+    return [kind, rng.choice([0, 1, 3, -1, 2**40]), [b"None"], *values]
+
+
 def hostileCalls(rng: random.Random) -> Iterator[bytes]:
     """
     The calls of issue 11's item 6: unknown methods, wrong arguments,
-    unregistered classes, a lone surrogate in a user name.
+    unregistered classes, a lone surrogate in a user name; first messages
+    and answers of keycard protocol 2 with made-up kinds, exchange numbers
+    and values; and protocol 1's C{login(keycard, mind)}.
     """
     requestID = 0
     while True:
         requestID += 1
-        kind = rng.randrange(6)
+        kind = rng.randrange(9)
         if kind == 0:
             yield call(requestID, b"remote_" + _text(rng, 8), [])
         elif kind == 1:
@@ -489,6 +517,13 @@ def hostileCalls(rng: random.Random) -> Iterator[bytes]:
             yield call(requestID, b"login", [loneSurrogateKeycard(rng), [b"None"]])
         elif kind == 4:
             yield call(requestID, _badName(rng), [])
+        elif kind == 5:
+            yield call(requestID, b"login", loneSurrogateFirst(rng))
+        elif kind == 6:
+            yield call(requestID, b"login", randomFirst(rng))
+        elif kind == 7:
+            values = [randomJelly(rng) for _ in range(rng.randrange(4))]
+            yield call(requestID, b"answer", [rng.randrange(-2, 20), *values])
         else:
             yield call(requestID, b"login", [randomJelly(rng), randomJelly(rng)])
 

@@ -36,9 +36,10 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.spread import pb
 
-from twisted_keycard import Keycard, KeycardClientFactory, KeycardState
+from twisted_keycard import KeycardClientFactory
+from twisted_keycard.keycard import Keycard, Step
 from twisted_keycard.passwords import PasswordKeycard
-from twisted_keycard.scram import SCRAMAnswerer
+from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
 
 #: Connections opened at once.
 BATCH = 25
@@ -60,9 +61,17 @@ def outcome(result: object) -> str:
         if name in ("KeycardDenied", "QuotaExceeded"):
             return f"denied: {result.getErrorMessage()}"
         return name
-    if isinstance(result, list | tuple) and result and isinstance(result[0], Keycard):
-        return result[0].state.name.lower()
+    if isinstance(result, list | tuple) and result:
+        tag = result[0]
+        if tag == b"challenge":
+            return "requesting"
+        if tag == b"logged_in":
+            return "authenticated"
     return "other"
+
+
+#: The kind of a SCRAM first message.
+SCRAM = SCRAMKeycard.kind.encode()
 
 
 class Attack:
@@ -126,7 +135,9 @@ class Attack:
         if not self.running or root.broker.disconnected:
             return
         self.inFlight += 1
-        d = root.callRemote("login", self.keycard(), None)
+        keycard = self.keycard()
+        message = keycard.message(Step.FIRST)
+        d = root.callRemote("login", keycard.kind.encode(), 0, None, *message)
         d.addBoth(self.answered, root)
 
     def answered(self, result: object, root: pb.RemoteReference) -> None:
@@ -175,18 +186,23 @@ class Attack:
         await self.connect()
         answerers = [SCRAMAnswerer(options.user, "wrong") for _ in range(options.wrong)]
         answerers.append(SCRAMAnswerer(options.user, options.password))
+        keycards = [a.start() for a in answerers]
         started = [
-            self.roots[i % len(self.roots)].callRemote("login", a.start(), None)
-            for i, a in enumerate(answerers)
+            self.roots[i % len(self.roots)].callRemote(
+                "login", SCRAM, 0, None, *k.message(Step.FIRST)
+            )
+            for i, k in enumerate(keycards)
         ]
         firsts = await defer.DeferredList(started, consumeErrors=True)
         answers = []
         for i, (ok, result) in enumerate(firsts):
             self.counts[f"first: {outcome(result)}"] += 1
-            if ok and result[0].state is KeycardState.REQUESTING:
-                keycard = answerers[i].answer(result[0])
+            if ok and result[0] == b"challenge":
+                keycards[i].takeMessage(Step.CHALLENGE, result[2:])
+                keycard = answerers[i].answer(keycards[i])
                 root = self.roots[i % len(self.roots)]
-                answers.append((i, root.callRemote("login", keycard, None)))
+                message = keycard.message(Step.ANSWER)
+                answers.append((i, root.callRemote("answer", result[1], *message)))
         right = len(answerers) - 1
         results = await defer.DeferredList([d for _, d in answers], consumeErrors=True)
         rightAccepted = False

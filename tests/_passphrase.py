@@ -9,15 +9,17 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.spread import pb
 from zope.interface import implementer
 
 from twisted_keycard import IAnswerer, IChallenger, IExchange, Keycard, registerKeycard
 from twisted_keycard.error import KeycardRefused, ProtocolError
-from twisted_keycard.keycard._keycard import wireField
+from twisted_keycard.keycard import Step, wireField
 
 
 @registerKeycard
@@ -111,3 +113,18 @@ class PassphraseAnswerer:
 
     def finish(self, keycard: Keycard) -> None:
         self.finished = True
+
+
+def sendFirst(
+    root: pb.RemoteReference, keycard: Keycard, flags: int = 0, mind: object = None
+) -> Deferred[Any]:
+    """
+    Send C{keycard}'s first message to a requester's root object, as a
+    client does (keycard protocol 2): the answer is C{(b"challenge",
+    exchange, ...)} or C{(b"logged_in", perspective, ...)}.
+    """
+    message = keycard.message(Step.FIRST)
+    sent: Deferred[Any] = root.callRemote(
+        "login", keycard.kind.encode(), flags, mind, *message
+    )
+    return sent

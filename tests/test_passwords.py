@@ -17,7 +17,6 @@ from twisted.cred import strcred
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
-from twisted.spread import pb
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -441,14 +440,11 @@ class PasswordKeycardTests(SynchronousTestCase):
         server = KeycardTestServer.build([checker], AvatarRealm())
         connection = server.connect()
 
-        class Careless(PasswordKeycard):
-            def jellyFor(self, jellier: Any) -> Any:
-                return pb.Copyable.jellyFor(self, jellier)
-
         root = connection.factory.getRootObject()
         connection.flush()
+        kind = PasswordKeycard.kind.encode()
         d = self.successResultOf(root).callRemote(
-            "login", Careless(username="sha512", password="sha512-pw"), None
+            "login", kind, 0, None, b"sha512", b"sha512-pw"
         )
         connection.flush()
         self.assertTrue(self.failureResultOf(d).check(InsecureTransport))

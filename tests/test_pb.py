@@ -5,7 +5,6 @@ Tests for logging in with keycards over PB, in memory
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -27,6 +26,9 @@ from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 from ._realm import AvatarRealm
+
+#: The kind of the test keycards, as a first message names it.
+KIND = PassphraseKeycard.kind.encode()
 
 
 class PBLoginTests(SynchronousTestCase):
@@ -128,13 +130,13 @@ class PBLoginTests(SynchronousTestCase):
 
     def test_twoRoundTrips(self) -> None:
         """
-        A two-message exchange costs two calls: the client does not ask
-        the server's kinds first.
+        A two-message exchange costs two calls, C{login} and C{answer}: the
+        client does not ask the server's kinds first.
         """
         seen = self.recordCalls()
         d = self.connection.login([PassphraseAnswerer("alice", "wonderland")])
         self.successResultOf(d)
-        self.assertEqual(seen, ["login", "login"])
+        self.assertEqual(seen, ["login", "answer"])
 
     def test_kindsAnswer(self) -> None:
         """
@@ -149,7 +151,7 @@ class PBLoginTests(SynchronousTestCase):
             PassphraseAnswerer("alice", "wonderland"),
         ]
         self.successResultOf(self.connection.login(answerers))
-        self.assertEqual(seen, ["login"] * 3)
+        self.assertEqual(seen, ["login", "login", "answer"])
         self.assertEqual(
             [e.get("event") for e in self.events if e.get("event")], ["login.issued"]
         )
@@ -161,7 +163,7 @@ class PBLoginTests(SynchronousTestCase):
         L{ProtocolError}, after two calls.
         """
         seen = self.recordCalls()
-        self.patch(self.server.root, "_takes", lambda broker, keycard: False)
+        self.patch(self.server.root, "_kindClass", lambda kind: None)
         d = self.connection.login([PassphraseAnswerer("alice", "wonderland")])
         self.assertIn("again", self.failureResultOf(d, ProtocolError).getErrorMessage())
         self.assertEqual(seen, ["login", "login"])
@@ -170,7 +172,7 @@ class PBLoginTests(SynchronousTestCase):
         """
         Kinds that are not a list of strings are a L{ProtocolError}.
         """
-        self.patch(self.server.root, "_takes", lambda broker, keycard: False)
+        self.patch(self.server.root, "_kindClass", lambda kind: None)
         self.patch(self.server.root, "kindsFor", lambda broker: [1, 2])
         d = self.connection.login([PassphraseAnswerer("alice", "wonderland")])
         self.failureResultOf(d, ProtocolError)
@@ -187,7 +189,7 @@ class PBLoginTests(SynchronousTestCase):
         ]
         d = self.connection.login(answerers, askServer=True)
         self.successResultOf(d)
-        self.assertEqual(seen, ["keycardClasses", "login", "login"])
+        self.assertEqual(seen, ["keycardClasses", "login", "answer"])
 
     def test_serverTakesNone(self) -> None:
         """
@@ -251,54 +253,72 @@ class PBLoginTests(SynchronousTestCase):
         self.connection.flush()
         self.assertFalse(self.connection.connected)
 
-    def sendRaw(self, keycard: object) -> Deferred[object]:
+    def sendRaw(self, *args: object, method: str = "login") -> Deferred[object]:
         d: Deferred[object] = self.connection.factory.getRootObject()
         self.connection.flush()
         root = self.successResultOf(d)
         assert isinstance(root, pb.RemoteReference)
-        result: Deferred[object] = root.callRemote("login", keycard, None)
+        result: Deferred[object] = root.callRemote(method, *args)
         self.connection.flush()
         return result
 
-    def test_extraField(self) -> None:
+    def test_extraValue(self) -> None:
         """
-        A keycard with a field its class does not declare is refused before
-        the bouncer sees it, with no traceback in the server's log.
+        A first message with more values than its kind's first step has
+        fields is refused before the bouncer sees it, with no traceback in
+        the server's log.
         """
-
-        class Extra(PassphraseKeycard):
-            def stateToward(self, towardBouncer: bool | None) -> bytes:
-                state = json.loads(super().stateToward(towardBouncer))
-                return json.dumps({**state, "isAdmin": 1}).encode()
-
-        keycard = Extra(username="alice")
-        failure = self.failureResultOf(self.sendRaw(keycard))
+        failure = self.failureResultOf(
+            self.sendRaw(KIND, 0, None, b"alice", b"r", b"isAdmin")
+        )
         self.assertTrue(failure.check(InvalidKeycard))
-        self.assertIn("isAdmin", failure.getErrorMessage())
+        self.assertIn("at most 2 values", failure.getErrorMessage())
         self.assertEqual(self.flushLoggedErrors(), [])
-        self.assertEqual(self.server.bouncer._authentication.pending.__len__(), 0)
+        self.assertEqual(len(self.server.bouncer._authentication.pending), 0)
 
     def test_oversizedField(self) -> None:
-        keycard = PassphraseKeycard(username="a" * 65)
-        failure = self.failureResultOf(self.sendRaw(keycard))
+        failure = self.failureResultOf(self.sendRaw(KIND, 0, None, b"a" * 65))
         self.assertTrue(failure.check(InvalidKeycard))
         self.assertIn("longer than 64", failure.getErrorMessage())
 
     def test_wrongType(self) -> None:
-        keycard = PassphraseKeycard(username="alice")
-        keycard.username = 7  # type: ignore[assignment]
-        failure = self.failureResultOf(self.sendRaw(keycard))
+        failure = self.failureResultOf(self.sendRaw(KIND, 0, None, 7))
         self.assertTrue(failure.check(InvalidKeycard))
 
-    def test_notAKeycard(self) -> None:
-        failure = self.failureResultOf(self.sendRaw("alice"))
+    def test_notAKind(self) -> None:
+        """
+        A kind that is not a byte string, or flags that are not an integer,
+        are refused quietly.
+        """
+        for args in [(7, 0, None), (KIND, "0", None), (KIND, 0)]:
+            failure = self.failureResultOf(self.sendRaw(*args))
+            self.assertTrue(failure.check(MalformedMessage))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_answerToNoExchange(self) -> None:
+        """
+        An answer to an exchange number the connection was not given is
+        refused.
+        """
+        failure = self.failureResultOf(self.sendRaw(7, b"x", method="answer"))
         self.assertTrue(failure.check(KeycardRefused))
+
+    def test_protocolOne(self) -> None:
+        """
+        A client of keycard protocol 1 (C{login(keycard, mind)}) is told in
+        so many words to upgrade.
+        """
+        failure = self.failureResultOf(
+            self.sendRaw(PassphraseKeycard(username="alice"), None)
+        )
+        self.assertTrue(failure.check(KeycardRefused))
+        self.assertIn("keycard protocol 2", failure.getErrorMessage())
 
     def test_unregisteredClass(self) -> None:
         """
         An object of a class PB may not receive is refused quietly.
         """
-        failure = self.failureResultOf(self.sendRaw(pb.Copyable()))
+        failure = self.failureResultOf(self.sendRaw(KIND, 0, pb.Copyable()))
         self.assertTrue(failure.check(MalformedMessage))
         self.assertEqual(self.flushLoggedErrors(), [])
 

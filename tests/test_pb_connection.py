@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import Interface, implementer
 
 from twisted_keycard import KeycardDenied, KeycardRefused
+from twisted_keycard.keycard import Step
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
 from twisted_keycard.pb._serverfactory import ConnectionGuard
 from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
@@ -237,8 +238,12 @@ class LateAvatarTests(SynchronousTestCase):
         self.successResultOf(first)
         self.successResultOf(self.server.bouncer.expireKeycardIds([keycardId]))
         keycard = PassphraseAnswerer("alice", "wonderland").start()
-        d = Deferred.fromCoroutine(
-            self.server.root.login(self.connection.serverBroker, keycard, None)
+        d = self.server.root.login(
+            self.connection.serverBroker,
+            keycard.kind.encode(),
+            0,
+            None,
+            keycard.message(Step.FIRST),
         )
         self.failureResultOf(d, KeycardRefused)
         self.assertEqual(len(self.server.bouncer._authentication.pending), 0)

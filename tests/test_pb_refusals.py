@@ -25,16 +25,12 @@ from ._realm import AvatarRealm
 LEAKS = (b"_frames", b"count", b".py", b"site-packages", b"Traceback (most")
 
 
-class LoneSurrogateKeycard(PassphraseKeycard):
-    """
-    A keycard whose user name holds a lone surrogate, as a hostile client
-    can write it in JSON.
-    """
+#: The kind of the test keycards, as a first message names it.
+KIND = PassphraseKeycard.kind.encode()
 
-    def stateToward(self, towardBouncer: bool | None) -> bytes:
-        if self.response is None:
-            return b'{"username":"al\\ud800ice"}'
-        return f'{{"id":"{self.id}","response":"{self.response}"}}'.encode()
+#: A user name holding a lone surrogate (U+D800 as CESU-8 writes it), as a
+#: hostile client can send it: bytes that are not UTF-8.
+LONE_SURROGATE = b"al\xed\xa0\x80ice"
 
 
 class RefusalTests(SynchronousTestCase):
@@ -107,7 +103,7 @@ class RefusalTests(SynchronousTestCase):
         """
         self.assertRefused(self.call("login", "a", "b", "c" * 1000))
         self.assertRefused(self.call("keycardClasses", 1))
-        self.assertRefused(self.call("login", PassphraseKeycard(), spy=1))
+        self.assertRefused(self.call("login", KIND, 0, None, spy=1))
         self.assertQuiet(3)
         self.assertNotIn("c" * 200, str(self.events))
 
@@ -142,14 +138,15 @@ class RefusalTests(SynchronousTestCase):
         """
         for _ in range(3):
             first = self.successResultOf(
-                self.call("login", LoneSurrogateKeycard(), None)
+                self.call("login", KIND, 0, None, LONE_SURROGATE)
             )
-            keycard, perspective = first
-            self.assertIsNone(perspective)
-            keycard.response = "00" * 32
-            self.failureResultOf(self.call("login", keycard, None), KeycardRefused)
+            tag, exchange = first[:2]
+            self.assertEqual(tag, b"challenge")
+            self.failureResultOf(
+                self.call("answer", exchange, None, b"00" * 32), KeycardRefused
+            )
         self.failureResultOf(
-            self.call("login", LoneSurrogateKeycard(), None), KeycardDenied
+            self.call("login", KIND, 0, None, LONE_SURROGATE), KeycardDenied
         )
         self.assertQuiet(lines=0)
 

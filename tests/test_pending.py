@@ -19,7 +19,12 @@ from twisted_keycard.bouncer._login import (
 )
 from twisted_keycard.testing import KeycardTestServer
 
-from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
+from ._passphrase import (
+    PassphraseAnswerer,
+    PassphraseChecker,
+    PassphraseKeycard,
+    sendFirst,
+)
 from ._realm import AvatarRealm
 
 
@@ -235,10 +240,7 @@ class RootConnectionTests(SynchronousTestCase):
         )
         connection = server.connect()
         root = self.successResultOf(connection.factory.getRootObject())
-        calls = [
-            root.callRemote("login", PassphraseKeycard(username="alice"), None)
-            for _ in range(3)
-        ]
+        calls = [sendFirst(root, PassphraseKeycard(username="alice")) for _ in range(3)]
         connection.flush()
         self.successResultOf(calls[0])
         self.successResultOf(calls[1])

@@ -27,7 +27,12 @@ from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.remote._bouncerside import BouncerPerspective
 from twisted_keycard.testing import KeycardTestConnection, connectToRoot
 
-from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
+from ._passphrase import (
+    PassphraseAnswerer,
+    PassphraseChecker,
+    PassphraseKeycard,
+    sendFirst,
+)
 from ._realm import AvatarRealm
 
 PORT = 4321
@@ -439,8 +444,7 @@ class RemoteBouncerTests(SynchronousTestCase):
         self.flush(connection)
         login = self.successResultOf(root)
         calls = [
-            login.callRemote("login", PassphraseKeycard(username="alice"), None)
-            for _ in range(count)
+            sendFirst(login, PassphraseKeycard(username="alice")) for _ in range(count)
         ]
         self.flush(connection)
         return calls

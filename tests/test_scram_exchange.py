@@ -6,7 +6,6 @@ refusal, and the keycard's fields on the wire.
 
 from __future__ import annotations
 
-import json
 import re
 from base64 import b64decode, b64encode
 from pathlib import Path
@@ -52,7 +51,7 @@ CLIENT_FINAL = f"c=biws,r={SERVER_NONCE},p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz
 SERVER_FINAL = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 
 #: The shape of a server-first message from L{SCRAMVerifiers}.
-SHAPE = re.compile(r"r=[A-Za-z0-9+/]{32}[A-Za-z0-9+/]{24},s=[A-Za-z0-9+/]{22}==,i=4096")
+SHAPE = re.compile(r"r=[A-Za-z0-9+/]{24}[A-Za-z0-9+/]{20},s=[A-Za-z0-9+/]{22}==,i=4096")
 
 
 def _primed(
@@ -171,8 +170,8 @@ class ExchangeTests(SynchronousTestCase):
 
     def test_nonces(self) -> None:
         """
-        The client nonce is 24 random bytes, new each time; the server adds
-        18 more.
+        The client nonce is 18 random bytes, new each time; the server adds
+        15 more.
         """
         answerer = SCRAMAnswerer("alice", "secret")
         keycard, exchange = _primed(self.checker, answerer)
@@ -180,10 +179,10 @@ class ExchangeTests(SynchronousTestCase):
         assert keycard.clientFirst and again.clientFirst
         self.assertNotEqual(keycard.clientFirst, again.clientFirst)
         nonce = keycard.clientFirst.split(",r=")[1]
-        self.assertEqual(len(b64decode(nonce)), 24)
+        self.assertEqual(len(b64decode(nonce)), 18)
         serverNonce = exchange.serverFirst.nonce
         self.assertTrue(serverNonce.startswith(nonce))
-        self.assertEqual(len(b64decode(serverNonce[len(nonce) :])), 18)
+        self.assertEqual(len(b64decode(serverNonce[len(nonce) :])), 15)
 
     def test_randomBytesInjected(self) -> None:
         """
@@ -194,7 +193,7 @@ class ExchangeTests(SynchronousTestCase):
             checker.prime(SCRAMKeycard(clientFirst="n,,n=u,r=abc"))
         )
         assert isinstance(exchange, SCRAMExchange)
-        self.assertEqual(exchange.serverFirst.nonce, "abc" + "A" * 24)
+        self.assertEqual(exchange.serverFirst.nonce, "abc" + "A" * 20)
 
     def test_keycardHasNoPassword(self) -> None:
         keycard, exchange, _ = self.login("alice", "hunter2-secret")
@@ -406,7 +405,8 @@ class ExchangeTests(SynchronousTestCase):
         answerer = SCRAMAnswerer("alice", "secret")
         keycard, exchange = _primed(self.checker, answerer)
         first = ServerFirst.parse(keycard.serverFirst)
-        client = first.nonce[:32]
+        assert keycard.clientFirst is not None
+        client = first.nonce[: len(keycard.clientFirst.split(",r=")[1])]
         for nonce in ["!" + first.nonce[1:], client]:
             keycard.serverFirst = ServerFirst(nonce, first.salt, 4096).format()
             self.assertRaises(ProtocolError, answerer.answer, keycard)
@@ -639,57 +639,108 @@ class KeycardTests(SynchronousTestCase):
 
 class WireTests(SynchronousTestCase):
     """
-    What a SCRAM login puts on the wire: each message carries only what the
-    other side needs (docs/protocol.rst, "A worked example").
+    What a SCRAM login puts on the wire (keycard protocol 2): each message
+    carries only the parts of the RFC 5802 messages the other side cannot
+    rebuild (docs/protocol.rst, "A worked example"), with RFC 7677's
+    example exchange.
     """
 
-    def test_fieldsOnTheWire(self) -> None:
+    def record(self, server: KeycardTestServer) -> list[tuple[Any, ...]]:
+        """
+        Record each call the client makes on the root, and each answer.
+        """
+        seen: list[tuple[Any, ...]] = []
+        root = server.root
+        for name in ("login", "answer"):
+            original = getattr(root, name)
+
+            def call(*args: Any, original: Any = original, name: str = name) -> Any:
+                seen.append((name, *args[1:]))
+
+                def answered(result: Any) -> Any:
+                    seen.append(result)
+                    return result
+
+                return original(*args).addCallback(answered)
+
+            self.patch(root, name, call)
+        return seen
+
+    def test_messagesOnTheWire(self) -> None:
         verifier = Verifier.fromPassword(PASSWORD, 4096, SALT)
-        server = KeycardTestServer.build(
-            [SCRAMVerifiers({USER: verifier})], AvatarRealm(), requesterName="chat"
-        )
+        checker = SCRAMVerifiers({USER: verifier}, nonceFactory=lambda: SERVER_PART)
+        server = KeycardTestServer.build([checker], AvatarRealm(), requesterName="chat")
         connection = server.connect(clientHost="192.0.2.7")
-        sent: dict[str, list[set[str]]] = {"client": [], "server": []}
-
-        def record(side: str, broker: Any) -> None:
-            original = broker.expressionReceived
-
-            def received(expression: Any) -> None:
-                for item in expression[1:]:
-                    # [b"tuple", [tag, state], ...] holds a keycard.
-                    if isinstance(item, list) and item[:1] == [b"tuple"] and item[1:]:
-                        copy = item[1]
-                        if isinstance(copy, list) and copy[0].startswith(b"twisted_"):
-                            sent[side].append(set(json.loads(copy[1])))
-                original(expression)
-
-            broker.expressionReceived = received
-
-        record("client", connection.serverBroker)
-        record("server", connection.clientBroker)
-        answerer = SCRAMAnswerer(USER, PASSWORD, nonce=CLIENT_NONCE)
-        login = self.successResultOf(connection.loginWithKeycard([answerer]))
-        self.assertEqual(login.keycard.avatarId, USER)
+        seen = self.record(server)
+        cache = SCRAMKeyCache()
+        answerer = SCRAMAnswerer(USER, PASSWORD, nonce=CLIENT_NONCE, cache=cache)
+        perspective = self.successResultOf(connection.login([answerer]))
+        proof = b64decode(CLIENT_FINAL.rpartition("p=")[2])
+        signature = b64decode(SERVER_FINAL[2:])
         self.assertEqual(
-            sent["client"],
-            [{"clientFirst"}, {"id", "requesterName", "clientFinal"}],
-        )
-        self.assertEqual(
-            sent["server"],
+            seen,
             [
-                {"id", "requesterName", "bouncerName", "serverFirst"},
-                {
-                    "id",
-                    "state",
-                    "avatarId",
-                    "requesterName",
-                    "bouncerName",
-                    "duration",
-                    "expires",
-                    "serverFinal",
-                },
+                ("login", b"scram-sha-256", 0, None, (CLIENT_FIRST.encode(),)),
+                (b"challenge", 1, SERVER_PART.encode(), SALT, 4096),
+                ("answer", 1, (proof,)),
+                (b"logged_in", seen[3][1], signature),
             ],
         )
-        # The requester kept the address it saw; it was not sent back.
-        assert login.keycard.id is not None
-        self.assertEqual(server.bouncer.held[login.keycard.id].address, "192.0.2.7")
+        self.assertIsNotNone(perspective)
+        # The address the requester saw is kept on its side, never sent.
+        [record] = server.bouncer.held.values()
+        self.assertEqual(record.address, "192.0.2.7")
+
+    def test_knownSaltNotSentAgain(self) -> None:
+        """
+        A client that names the salt and iteration count it derived its
+        keys with last gets neither again if they are still the user's;
+        asked for details, it gets them after the proof.
+        """
+        verifier = Verifier.fromPassword(PASSWORD, 4096, SALT)
+        checker = SCRAMVerifiers({USER: verifier}, nonceFactory=lambda: SERVER_PART)
+        server = KeycardTestServer.build([checker], AvatarRealm(), requesterName="chat")
+        connection = server.connect()
+        cache = SCRAMKeyCache()
+        self.successResultOf(
+            connection.login([SCRAMAnswerer(USER, PASSWORD, cache=cache)])
+        )
+        seen = self.record(server)
+        answerer = SCRAMAnswerer(USER, PASSWORD, nonce=CLIENT_NONCE, cache=cache)
+        login = self.successResultOf(connection.loginWithKeycard([answerer]))
+        first = (
+            "login",
+            b"scram-sha-256",
+            3,
+            None,
+            (CLIENT_FIRST.encode(), SALT, 4096),
+        )
+        self.assertEqual(seen[:2], [first, (b"challenge", 2, SERVER_PART.encode())])
+        keycard = login.keycard
+        assert keycard.id is not None and keycard.expires is not None
+        details = (
+            keycard.id.encode(),
+            USER.encode(),
+            keycard.expires,
+            None,
+            b"chat",
+            b"bouncer",
+        )
+        self.assertEqual(seen[3][-1], details)
+        self.assertEqual(keycard.avatarId, USER)
+
+    def test_staleSaltSentAgain(self) -> None:
+        """
+        A salt the client names that is not the user's (the password was
+        changed) gets the user's salt and iteration count.
+        """
+        verifier = Verifier.fromPassword(PASSWORD, 4096, SALT)
+        checker = SCRAMVerifiers({USER: verifier}, nonceFactory=lambda: SERVER_PART)
+        server = KeycardTestServer.build([checker], AvatarRealm())
+        connection = server.connect()
+        cache = SCRAMKeyCache()
+        cache.keys(PASSWORD, b"an old salt", 8192)
+        seen = self.record(server)
+        answerer = SCRAMAnswerer(USER, PASSWORD, nonce=CLIENT_NONCE, cache=cache)
+        self.successResultOf(connection.login([answerer]))
+        self.assertEqual(seen[1], (b"challenge", 1, SERVER_PART.encode(), SALT, 4096))

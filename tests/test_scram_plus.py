@@ -29,7 +29,6 @@ from twisted_keycard.keycard import (
     channelBindings,
 )
 from twisted_keycard.pb import _client as _login
-from twisted_keycard.pb._root import _KeycardLogin
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.scram import (
     SCRAMAnswerer,
@@ -52,7 +51,7 @@ from ._tls import Identity, ManInTheMiddle, connectTLS, unverified
 EXPORTER = b"\x11" * 32
 END_POINT = b"\x22" * 32
 BOTH = {TLS_EXPORTER: EXPORTER, TLS_SERVER_END_POINT: END_POINT}
-PLUS = "twisted_keycard.scram-sha-256-plus"
+PLUS = "scram-sha-256-plus"
 
 
 class GS2HeaderTests(SynchronousTestCase):
@@ -290,8 +289,8 @@ class TLSLoginTests(SynchronousTestCase):
         d = relay.factory.login([SCRAMAnswerer("alice", "secret")])
         relay.flush()
         self.failureResultOf(d, KeycardRefused)
+        # The client bound its proof to its connection, the relay's.
         self.assertIn(b"p=tls-exporter,,n=alice", relay.fromClient)
-        self.assertIn(b"c=", relay.fromClient)
 
     def test_plusListingHidden(self) -> None:
         """
@@ -299,12 +298,12 @@ class TLSLoginTests(SynchronousTestCase):
         listing makes the client send C{y}, which the server, able to bind,
         refuses (RFC 5802's downgrade protection).
         """
-        listed = _KeycardLogin.remote_keycardClasses
+        listed = self.server.root.kindsFor
 
-        def hidden(self: _KeycardLogin) -> list[str]:
-            return [tag for tag in listed(self) if tag != PLUS]
+        def hidden(broker: Any) -> list[str]:
+            return [kind for kind in listed(broker) if kind != PLUS]
 
-        self.patch(_KeycardLogin, "remote_keycardClasses", hidden)
+        self.patch(self.server.root, "kindsFor", hidden)
         d = self.connect().loginWithKeycard(
             [SCRAMAnswerer("alice", "secret")], askServer=True
         )
@@ -317,19 +316,20 @@ class TLSLoginTests(SynchronousTestCase):
         with the server's kinds, PLUS left out, makes the client send C{y}
         next, which the server, able to bind, refuses.
         """
-        real = _KeycardLogin.remote_login
+        root = self.server.root
+        real = root.login
         forged: list[list[str]] = []
 
-        def forging(self: _KeycardLogin, keycard: Any, mind: object) -> Any:
+        def forging(broker: Any, *args: Any) -> Any:
             if not forged:
-                kinds = [t for t in self._root.kindsFor(self._broker) if t != PLUS]
+                kinds = [kind for kind in root.kindsFor(broker) if kind != PLUS]
                 forged.append(kinds)
-                return succeed((None, kinds))
-            return real(self, keycard, mind)
+                return succeed((b"kinds", kinds))
+            return real(broker, *args)
 
-        self.patch(_KeycardLogin, "remote_login", forging)
+        self.patch(root, "login", forging)
         self.failureResultOf(self.login(self.connect()), KeycardRefused)
-        self.assertEqual(forged, [["twisted_keycard.scram-sha-256"]])
+        self.assertEqual(forged, [["scram-sha-256"]])
         self.assertEqual(self.headers, ["y,,"])
 
     def test_behindTLSTerminator(self) -> None:
@@ -340,14 +340,16 @@ class TLSLoginTests(SynchronousTestCase):
         """
         self.patch(_login, "channelBindings", lambda transport, asServer: dict(BOTH))
         seen: list[str] = []
-        real = _KeycardLogin.remote_login
+        root = self.server.root
+        real = root.login
 
-        def recording(self: _KeycardLogin, keycard: Any, mind: object) -> Any:
-            if keycard.id is None:
-                seen.append(keycard.clientFirst.partition("n=")[0])
-            return real(self, keycard, mind)
+        def recording(
+            broker: Any, kind: bytes, flags: int, mind: Any, message: Any
+        ) -> Any:
+            seen.append(message[0].decode().partition("n=")[0])
+            return real(broker, kind, flags, mind, message)
 
-        self.patch(_KeycardLogin, "remote_login", recording)
+        self.patch(root, "login", recording)
         self.successResultOf(self.login(self.server.connect()))
         self.assertEqual(seen, ["p=tls-exporter,,", "y,,"])
         self.assertEqual(self.headers, ["y,,"])

@@ -305,10 +305,10 @@ class RequesterTests(SynchronousTestCase):
         tls = connectTLS(
             server.root, self.identity.serverOptions(), unverified(), server.clock
         )
-        expected = [PassphraseKeycard.keycardType, SCRAMKeycard.keycardType]
+        expected = [PassphraseKeycard.kind, SCRAMKeycard.kind]
         for connection, tags in [
             (plain, expected),
-            (tls, [*expected, "twisted_keycard.scram-sha-256-plus"]),
+            (tls, [*expected, "scram-sha-256-plus"]),
         ]:
             root = self.successResultOf(connection.factory.getRootObject())
             d = root.callRemote("keycardClasses")

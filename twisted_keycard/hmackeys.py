@@ -38,6 +38,7 @@ from twisted_keycard.keycard import (
     IExchange,
     Keycard,
     NonceExchange,
+    WireSteps,
     exchangeContext,
     registerKeycard,
     requestVerified,
@@ -63,6 +64,10 @@ class HMACKeycard(Keycard):
 
     keycardType = "twisted_keycard.hmac-sha256"
     dropOnRefusal = True
+    # The client signs the keycard id and the requester with the nonce.
+    steps = WireSteps(
+        first=("name",), challenge=("id", "requesterName", "nonce"), answer=("mac",)
+    )
 
     name: str | None = wireField(str, NAME_LENGTH, setBy="client")
     nonce: str | None = wireField(str, 64, setBy="bouncer")

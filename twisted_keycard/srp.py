@@ -45,6 +45,7 @@ from twisted_keycard.keycard import (
     IChallenger,
     IExchange,
     Keycard,
+    WireSteps,
     registerKeycard,
     requestVerified,
     wireField,
@@ -326,6 +327,12 @@ class SRPKeycard(Keycard):
     """
 
     keycardType = "twisted_keycard.srp-6a"
+    steps = WireSteps(
+        first=("username", "A"),
+        challenge=("salt", "kdf", "B"),
+        answer=("M",),
+        proof=("HAMK",),
+    )
 
     username: str | None = wireField(str, NAME_LENGTH, setBy="client")
     A: str | None = wireField(str, FIELD, setBy="client")

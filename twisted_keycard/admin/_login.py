@@ -19,7 +19,7 @@ from twisted_keycard._files import exposure
 from twisted_keycard._printable import printable
 from twisted_keycard.error import KeycardError, KeycardRefused, ProtocolError
 from twisted_keycard.hmackeys import HMACAnswerer
-from twisted_keycard.keycard import IAnswerer
+from twisted_keycard.keycard import IAnswerer, kindName
 from twisted_keycard.passwords import PasswordAnswerer
 from twisted_keycard.pb import KeycardClientFactory, KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
@@ -39,7 +39,7 @@ PASSWORD_KINDS = {
 KEY_KINDS = {"hmac": HMACAnswerer, "sshkey": SSHAnswerer}
 KINDS = [*PASSWORD_KINDS, *KEY_KINDS]
 _ANSWERERS: dict[str, Any] = {**PASSWORD_KINDS, **KEY_KINDS, "token": TokenAnswerer}
-_NAMES = {cls.keycardClass.keycardType: name for name, cls in _ANSWERERS.items()}
+_NAMES = {cls.keycardClass.kind: name for name, cls in _ANSWERERS.items()}
 
 
 class LoginFailed(KeycardError):
@@ -52,11 +52,11 @@ class LoginFailed(KeycardError):
 ReadSecret = Callable[[str], str]
 
 
-def kindName(keycardType: str) -> str:
+def optionName(kind: str) -> str:
     """
-    The C{--kind} name of a keycard type, or the type itself.
+    The C{--kind} name of a keycard kind, or the kind itself.
     """
-    return _NAMES.get(keycardType, keycardType)
+    return _NAMES.get(kind, kind)
 
 
 def readPrivate(path: str, what: str) -> bytes:
@@ -217,13 +217,14 @@ async def _exchange(factory: KeycardClientFactory, answerer: IAnswerer) -> Keyca
         isinstance(offered, list | tuple) and all(isinstance(t, str) for t in offered)
     ):
         raise ProtocolError("the server's list of keycard kinds is malformed")
-    wanted = answerer.keycardClass.keycardType
+    wanted = answerer.keycardClass.kind
     if wanted not in offered:
         # SCRAM-SHA-256-PLUS is listed beside SCRAM: no kind of its own.
-        shown = [t for t in offered if t != SCRAMKeycard.channelBoundType]
-        takes = ", ".join(printable(kindName(t)) for t in shown) or "none"
+        bound = kindName(SCRAMKeycard.channelBoundType or "")
+        shown = [kind for kind in offered if kind != bound]
+        takes = ", ".join(printable(optionName(kind)) for kind in shown) or "none"
         raise KeycardRefused(
-            f"the server takes none of these keycard kinds ({kindName(wanted)});"
+            f"the server takes none of these keycard kinds ({optionName(wanted)});"
             f" it takes: {takes}"
         )
     return await factory.loginWithKeycard([answerer], askServer=False)

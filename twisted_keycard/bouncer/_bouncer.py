@@ -34,7 +34,6 @@ from twisted_keycard.bouncer._interfaces import (
     IBouncerMetrics,
     IRequester,
     NoMetrics,
-    kindName,
 )
 from twisted_keycard.bouncer._login import (
     Authentication,
@@ -243,7 +242,7 @@ class Bouncer(Service):
         self.started: Deferred[None] = succeed(None)
         self.metrics.watch(
             BouncerGauges(
-                kinds=[kindName(c.keycardType) for c in self.keycardClasses],
+                kinds=[c.kind for c in self.keycardClasses],
                 held=lambda: len(self._held.records),
                 pending=self._pendingCount,
                 followLag=self._upkeep.followLag,

@@ -63,13 +63,6 @@ REASONS = {
 RESULTS = ("success", "refused", "denied", "error")
 
 
-def kindName(keycardType: str) -> str:
-    """
-    How metrics name a keycard type: this library's without its prefix.
-    """
-    return keycardType.removeprefix("twisted_keycard.")
-
-
 def failureReason(error: BaseException) -> str:
     """
     The reason, a key of L{REASONS}, for an error that ended a login.

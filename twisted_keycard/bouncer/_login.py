@@ -28,7 +28,6 @@ from twisted_keycard.bouncer._interfaces import (
     NoMetrics,
     Refusal,
     failureReason,
-    kindName,
 )
 from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
@@ -715,7 +714,7 @@ class Authentication:
         C{"other"}, so that a peer cannot make up labels.
         """
         if isinstance(keycard, Keycard) and self.challengers.takes(keycard.keycardType):
-            return kindName(keycard.keycardType)
+            return keycard.kind
         return "other"
 
     def _audit(

@@ -19,7 +19,7 @@ import json
 import math
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
@@ -97,6 +97,28 @@ class Wire:
         if towardBouncer is None or self.setBy is None:
             return True
         return (self.setBy != "bouncer") is towardBouncer
+
+    def toPB(self, value: object) -> object:
+        """
+        The form of a set value in a protocol 2 message (see L{Step}): its
+        wire form, text as UTF-8 bytes.
+        """
+        encoded = self.encode(value)
+        return encoded.encode("utf-8") if type(encoded) is str else encoded
+
+    def fromPB(self, name: str, value: object) -> object:
+        """
+        Check a value received in a protocol 2 message and return its local
+        form: text arrives as UTF-8 bytes (a C{str} is taken too).  Bytes
+        that are not UTF-8 are read with U+FFFD in place of each bad
+        sequence, as L{validText} does for a lone surrogate: valid text
+        that no real account has, refused and counted as any other.
+
+        @raise InvalidKeycard: as L{check}.
+        """
+        if type(value) is bytes and self.kind is str:
+            value = value.decode("utf-8", "replace")
+        return self.check(name, value)
 
     def check(self, name: str, value: object) -> object:
         """
@@ -312,6 +334,40 @@ ADDRESS_LENGTH = 128
 TOKEN_LENGTH = 4096
 
 
+class Step(enum.Enum):
+    """
+    The messages of one exchange as a client and a requester exchange them
+    (keycard protocol 2, see C{docs/protocol.rst}), in order: the client's
+    L{FIRST} message, the bouncer's L{CHALLENGE}s and the client's
+    L{ANSWER}s to them, and the bouncer's L{PROOF} on success.  Each carries
+    only the fields its step needs, as a flat tuple of PB's own types.
+    """
+
+    FIRST = "first"
+    CHALLENGE = "challenge"
+    ANSWER = "answer"
+    PROOF = "proof"
+
+
+@attrs.frozen
+class WireSteps:
+    """
+    The fields a keycard kind sends at each L{Step}, in order.  A value
+    left unset is sent as C{None}; trailing C{None}s are left out.
+    """
+
+    first: tuple[str, ...] = ()
+    challenge: tuple[str, ...] = ()
+    answer: tuple[str, ...] = ()
+    proof: tuple[str, ...] = ()
+
+    def of(self, step: Step) -> tuple[str, ...]:
+        """
+        The fields of C{step}.
+        """
+        return getattr(self, step.value)  # type: ignore[no-any-return]
+
+
 class KeycardState(enum.Enum):
     """
     Where a keycard is in its exchange.
@@ -369,11 +425,19 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         C{keycardType} in C{keycardClasses()} when it gives the bouncer the
         connection's channel binding data, for kinds whose exchange binds
         to it (SCRAM-SHA-256-PLUS).
+    @cvar kind: the kind's name in protocol 2 messages: C{keycardType}
+        without its C{twisted_keycard.} prefix (set by L{registerKeycard}).
+    @cvar steps: the fields each L{Step} carries; C{None} (the default)
+        for the kind's own fields by who writes them: the client's in its
+        first message and its answers, the bouncer's in its challenges and
+        its proof.
     """
 
     keycardType: ClassVar[str] = "twisted_keycard.Keycard"
+    kind: ClassVar[str] = "Keycard"
     bearer: ClassVar[bool] = False
     channelBoundType: ClassVar[str | None] = None
+    steps: ClassVar[WireSteps | None] = None
 
     id: str | None = wireField(str, ID_LENGTH)
     state: KeycardState = wireField(
@@ -419,6 +483,55 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         binding data answers a first message that does with its kinds.
         """
         return False
+
+    def message(self, step: Step) -> tuple[object, ...]:
+        """
+        What this side sends at C{step}: the step's fields (see L{steps}),
+        each in its PB form, trailing unset ones left out.
+        """
+        values = [
+            None if (value := getattr(self, name)) is None else wire.toPB(value)
+            for name, wire in _stepFields(type(self), step)
+        ]
+        while values and values[-1] is None:
+            values.pop()
+        return tuple(values)
+
+    def takeMessage(self, step: Step, values: object) -> None:
+        """
+        Take what the other side sent at C{step}: every field of the step,
+        checked, those left out unset; nothing else is read.
+
+        @raise InvalidKeycard: for values that are not a sequence, more
+            values than the step has fields, or a bad value; the keycard
+            is then left as it was.
+        """
+        fields = _stepFields(type(self), step)
+        if type(values) not in (tuple, list):
+            raise InvalidKeycard(f"a {step.value} message is a sequence")
+        assert isinstance(values, tuple | list)
+        if len(values) > len(fields):
+            raise InvalidKeycard(
+                f"a {self.kind} {step.value} message has at most {len(fields)} values"
+            )
+        checked = [
+            (name, None if i >= len(values) else wire.fromPB(name, values[i]))
+            for i, (name, wire) in enumerate(fields)
+        ]
+        for name, value in checked:
+            setattr(self, name, value)
+
+    def adopt(self, answered: Keycard) -> None:
+        """
+        Take what a bouncer wrote into C{answered}, its copy of this keycard
+        (a remote bouncer answers with a new object): the id, the state and
+        every field the bouncer writes.
+        """
+        if answered is self:
+            return
+        for name, wire in self.wireFields().items():
+            if wire.setBy == "bouncer" or name in ("id", "state"):
+                setattr(self, name, getattr(answered, name))
 
     def getTypeToCopy(self) -> bytes:
         return self.keycardType.encode("ascii")
@@ -550,6 +663,41 @@ def _secrets(cls: type[Keycard], towardBouncer: bool | None) -> list[str]:
     return found
 
 
+_stepFieldsByClass: dict[tuple[type, Step], list[tuple[str, Wire]]] = {}
+
+#: The fields every keycard has, which protocol 2 never sends as a kind's.
+_COMMON = frozenset(attrs.fields_dict(Keycard))
+
+
+def _stepFields(cls: type[Keycard], step: Step) -> list[tuple[str, Wire]]:
+    """
+    The fields of C{cls} sent at C{step}, with their L{Wire}s.
+    """
+    key = (cls, step)
+    found = _stepFieldsByClass.get(key)
+    if found is None:
+        wires = cls.wireFields()
+        if cls.steps is not None:
+            names: Iterable[str] = cls.steps.of(step)
+        else:
+            writer = "client" if step in (Step.FIRST, Step.ANSWER) else "bouncer"
+            names = [
+                name
+                for name, wire in wires.items()
+                if name not in _COMMON and wire.setBy == writer
+            ]
+        found = _stepFieldsByClass[key] = [(name, wires[name]) for name in names]
+    return found
+
+
+def kindName(keycardType: str) -> str:
+    """
+    The kind a keycard type tag names in protocol 2 messages and in
+    metrics: this library's tags without their C{twisted_keycard.} prefix.
+    """
+    return keycardType.removeprefix("twisted_keycard.")
+
+
 _K = TypeVar("_K", bound=type[Keycard])
 
 
@@ -570,6 +718,7 @@ def registerKeycard(cls: _K) -> _K:
     if existing is not None and existing.__qualname__ != cls.__qualname__:
         raise ValueError(f"keycard type {tag!r} is taken by {existing!r}")
     _registry[tag] = cls
+    cls.kind = kindName(tag)
     pb.setUnjellyableForClass(tag.encode("ascii"), cls)
     return cls
 

@@ -30,9 +30,13 @@ from twisted_keycard.keycard import (
     IChannelBindingAnswerer,
     Keycard,
     KeycardState,
+    Step,
     channelBindings,
+    checkSendable,
+    kindName,
 )
 from twisted_keycard.pb._broker import KeycardBroker
+from twisted_keycard.pb._root import CHALLENGE, DETAILS, KINDS, LOGGED_IN, TOKEN
 
 __all__ = ["KeycardClientFactory", "KeycardLogin", "keycardLogin"]
 
@@ -129,7 +133,7 @@ def keycardLogin(
         connection, or an error the server's realm raised, as it is).
     """
     return Deferred.fromCoroutine(
-        _login(root, list(answerers), mind, askServer, maxRounds)
+        _login(root, list(answerers), mind, askServer, maxRounds, DETAILS | TOKEN)
     ).addErrback(_remoteFailure)
 
 
@@ -148,6 +152,7 @@ async def _login(
     mind: object,
     askServer: bool,
     maxRounds: int,
+    flags: int,
 ) -> KeycardLogin:
     offered: list[str] | None = None
     if askServer:
@@ -162,16 +167,16 @@ async def _login(
     while index < len(answerers):
         answerer = answerers[index]
         kind = answerer.keycardClass
-        if offered is not None and kind.keycardType not in offered:
+        if offered is not None and kind.kind not in offered:
             index += 1
             continue
         serverBinds = None
         if offered is not None:
             bound = kind.channelBoundType
-            serverBinds = bound is not None and bound in offered
+            serverBinds = bound is not None and kindName(bound) in offered
         channel = ClientChannel(bindings, serverBinds)
         try:
-            return await _exchange(root, answerer, channel, mind, maxRounds)
+            return await _exchange(root, answerer, channel, mind, maxRounds, flags)
         except _ServerKinds as e:
             if offered is None:
                 offered = e.kinds
@@ -191,31 +196,80 @@ async def _exchange(
     channel: ClientChannel,
     mind: object,
     maxRounds: int,
+    flags: int,
 ) -> KeycardLogin:
+    """
+    One exchange of the answerer's kind (keycard protocol 2): the first
+    message, then an answer to each challenge, at most C{maxRounds}.
+    """
     keycard: Keycard
     if IChannelBindingAnswerer.providedBy(answerer):
         keycard = answerer.startBound(channel)
     else:
         keycard = answerer.start()
+    transport = root.broker.transport
+    checkSendable(keycard, transport, True)
+    kind = keycard.kind.encode("utf-8")
+    message = keycard.message(Step.FIRST)
+    call = root.callRemote("login", kind, flags, mind, *message)
     for round in range(maxRounds + 1):
-        result: Any = await root.callRemote("login", keycard, mind).addErrback(
-            localError
-        )
-        keycard, perspective = _unpack(result, first=round == 0)
-        if keycard.state is KeycardState.AUTHENTICATED:
-            if perspective is None:
-                raise ProtocolError("authenticated without a perspective")
-            try:
-                answerer.finish(keycard)
-            except KeycardError:
-                _disconnect(root)
-                raise
-            return KeycardLogin(perspective, keycard)
-        if keycard.state is not KeycardState.REQUESTING:
-            raise KeycardRefused()
+        answer = _unpack(await call.addErrback(localError), first=round == 0)
+        if answer[0] == LOGGED_IN:
+            return _loggedIn(root, answerer, keycard, answer, bool(flags))
+        if round == maxRounds:
+            break
+        _take(keycard, Step.CHALLENGE, answer[2:])
+        keycard.state = KeycardState.REQUESTING
         keycard = answerer.answer(keycard)
+        checkSendable(keycard, transport, True)
+        message = keycard.message(Step.ANSWER)
+        call = root.callRemote("answer", answer[1], *message)
     _disconnect(root)
     raise TooManyRounds(f"the server asked for more than {maxRounds} rounds")
+
+
+def _loggedIn(
+    root: pb.RemoteReference,
+    answerer: IAnswerer,
+    keycard: Keycard,
+    answer: tuple[Any, ...],
+    withDetails: bool,
+) -> KeycardLogin:
+    """
+    The server's answer on success: check its proof, and take the details
+    it sent last (the keycard's id, avatar id, expiry and token) if asked.
+    """
+    perspective, proof = answer[1], answer[2:]
+    if withDetails:
+        if not proof:
+            raise ProtocolError("malformed login answer: no keycard details")
+        (
+            keycard.id,
+            keycard.avatarId,
+            keycard.expires,
+            keycard.token,
+            keycard.requesterName,
+            keycard.bouncerName,
+        ) = _details(proof[-1])
+        proof = proof[:-1]
+    _take(keycard, Step.PROOF, proof)
+    keycard.state = KeycardState.AUTHENTICATED
+    try:
+        answerer.finish(keycard)
+    except KeycardError:
+        _disconnect(root)
+        raise
+    return KeycardLogin(perspective, keycard)
+
+
+def _take(keycard: Keycard, step: Step, values: tuple[Any, ...]) -> None:
+    """
+    Take the server's message, as a L{ProtocolError} if it is malformed.
+    """
+    try:
+        keycard.takeMessage(step, values)
+    except InvalidKeycard as e:
+        raise ProtocolError(f"malformed {step.value}: {e}") from None
 
 
 class _ServerKinds(Exception):
@@ -228,7 +282,7 @@ class _ServerKinds(Exception):
         self.kinds = kinds
 
 
-#: Kinds a server lists, at most (each kind and its channel-bound tag).
+#: Kinds a server lists, at most (each kind and its channel-bound one).
 MAX_KINDS = 256
 
 
@@ -239,30 +293,64 @@ def _kinds(value: object) -> list[str]:
     if not (
         isinstance(value, list | tuple)
         and len(value) <= MAX_KINDS
-        and all(isinstance(tag, str) for tag in value)
+        and all(isinstance(kind, str) for kind in value)
     ):
         raise ProtocolError("the server's list of keycard kinds is malformed")
     return list(value)
 
 
-def _unpack(result: object, first: bool) -> tuple[Keycard, pb.RemoteReference | None]:
+def _details(
+    value: object,
+) -> tuple[str, str, float, str | None, str | None, str | None]:
     """
-    Check the shape of the server's answer to C{login}.
+    Check the details a server sent with its answer on success: the
+    keycard's id, avatar id, expiry, token, requester and bouncer.
+    """
+    if not (isinstance(value, tuple | list) and len(value) == 6):
+        raise ProtocolError("malformed keycard details")
+    keycardId, avatarId, expires, token, requesterName, bouncerName = value
+    texts = (keycardId, avatarId, token, requesterName, bouncerName)
+    if type(expires) not in (int, float) or not all(
+        text is None or type(text) is bytes for text in texts
+    ):
+        raise ProtocolError("malformed keycard details")
+    if keycardId is None or avatarId is None:
+        raise ProtocolError("malformed keycard details")
+    try:
+        return (
+            keycardId.decode("ascii"),
+            avatarId.decode("utf-8"),
+            float(expires),
+            None if token is None else token.decode("ascii"),
+            None if requesterName is None else requesterName.decode("utf-8"),
+            None if bouncerName is None else bouncerName.decode("utf-8"),
+        )
+    except UnicodeDecodeError:
+        raise ProtocolError("malformed keycard details") from None
+
+
+def _unpack(result: object, first: bool) -> tuple[Any, ...]:
+    """
+    Check the shape of the server's answer to C{login} or C{answer}.
 
     @param first: whether it answers an exchange's first message, which
         the server may answer with its kinds.
-    @raise _ServerKinds: for C{(None, kinds)} to a first message.
+    @return: C{(CHALLENGE, exchange, *challenge)} or C{(LOGGED_IN,
+        perspective, *proof[, details])}.
+    @raise _ServerKinds: for C{(KINDS, kinds)} to a first message.
     """
-    if not (isinstance(result, tuple | list) and len(result) == 2):
+    if not (isinstance(result, tuple | list) and result):
         raise ProtocolError("malformed login answer")
-    keycard, perspective = result
-    if keycard is None and first:
-        raise _ServerKinds(_kinds(perspective))
-    if not isinstance(keycard, Keycard):
-        raise ProtocolError("login answer holds no keycard")
-    if perspective is not None and not isinstance(perspective, pb.RemoteReference):
-        raise ProtocolError("login answer holds no perspective")
-    return keycard, perspective
+    tag = result[0]
+    if tag == KINDS and first and len(result) == 2:
+        raise _ServerKinds(_kinds(result[1]))
+    if tag == CHALLENGE and len(result) >= 2 and type(result[1]) is int:
+        return tuple(result)
+    if tag == LOGGED_IN and len(result) >= 2:
+        if not isinstance(result[1], pb.RemoteReference):
+            raise ProtocolError("login answer holds no perspective")
+        return tuple(result)
+    raise ProtocolError("malformed login answer")
 
 
 class KeycardClientFactory(pb.PBClientFactory):
@@ -317,9 +405,9 @@ class KeycardClientFactory(pb.PBClientFactory):
         @return: a L{Deferred} firing with the perspective, or failing with
             the last kind's error (L{KeycardRefused} when refused).
         """
-        d = self.loginWithKeycard(
-            answerers, client, askServer=askServer, maxRounds=maxRounds
-        )
+        d = Deferred.fromCoroutine(
+            self._login(list(answerers), client, askServer, maxRounds, 0)
+        ).addErrback(_remoteFailure)
         return d.addCallback(lambda result: result.perspective)
 
     def loginWithKeycard(
@@ -332,10 +420,11 @@ class KeycardClientFactory(pb.PBClientFactory):
     ) -> Deferred[KeycardLogin]:
         """
         Like L{login}, but fires with a L{KeycardLogin} that also holds the
-        authenticated keycard.
+        authenticated keycard: its id, avatar id, expiry and token, which
+        the server sends only when asked (L{login} does not ask).
         """
         return Deferred.fromCoroutine(
-            self._login(list(answerers), client, askServer, maxRounds)
+            self._login(list(answerers), client, askServer, maxRounds, DETAILS | TOKEN)
         ).addErrback(_remoteFailure)
 
     async def _login(
@@ -344,6 +433,7 @@ class KeycardClientFactory(pb.PBClientFactory):
         mind: object,
         askServer: bool,
         maxRounds: int,
+        flags: int,
     ) -> KeycardLogin:
         root: pb.RemoteReference = await self.getRootObject()
-        return await _login(root, answerers, mind, askServer, maxRounds)
+        return await _login(root, answerers, mind, askServer, maxRounds, flags)

@@ -46,6 +46,7 @@ from twisted.spread import pb
 
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer import IBouncer
+from twisted_keycard.keycard import Keycard
 from twisted_keycard.pb._broker import KeycardBroker
 
 #: What a realm gives to log an avatar out.
@@ -128,6 +129,10 @@ class ConnectionCore:
     @ivar producing: the keycards whose avatars the realm is producing.
     @ivar held: the logouts of the avatars the client holds, by keycard id.
     @ivar expired: the keycards the bouncer expired, not to be removed again.
+    @ivar exchanges: the exchanges waiting for the client's answer, by the
+        number the client was given: the keycard kept on this side, the
+        client's mind and the flags of its first message.
+    @ivar nextExchange: the number the last exchange was given.
     """
 
     broker: pb.Broker
@@ -138,6 +143,8 @@ class ConnectionCore:
     producing: set[str] = field(default_factory=set)
     held: dict[str, Logout] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)
+    exchanges: dict[int, tuple[Keycard, object, int]] = field(default_factory=dict)
+    nextExchange: int = 0
 
     def keycardCount(self) -> int:
         """

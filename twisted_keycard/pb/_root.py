@@ -8,13 +8,18 @@ port, for a migration.
 
 from __future__ import annotations
 
+import hmac
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from inspect import signature
+from hashlib import md5
 from typing import Any, TypeVar
 
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import (
+    Anonymous,
+    IUsernameHashedPassword,
+    IUsernamePassword,
+)
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -39,6 +44,7 @@ from twisted_keycard.keycard import (
     IChallenger,
     Keycard,
     KeycardState,
+    Step,
     channelBindings,
     normalizeAddress,
 )
@@ -131,8 +137,29 @@ def rootFromPortal(
 #: What a stock PB client is told when the root takes keycards only.
 KEYCARDS_ONLY = "this server takes keycards only"
 
+#: What a client of keycard protocol 1 (C{login(keycard, mind)}) is told.
+PROTOCOL_1 = (
+    "this server speaks keycard protocol 2: upgrade the client to"
+    " twisted-keycard 0.2 or later"
+)
+
 #: The methods of PB's own root object.
 STOCK_METHODS = frozenset(["login", "loginAnonymous"])
+
+#: The first element of each answer of protocol 2 (see L{KeycardRoot.login}):
+#: PB sends these words in two bytes each.
+CHALLENGE = b"challenge"
+LOGGED_IN = b"logged_in"
+KINDS = b"kinds"
+
+#: Flags a client sets in its first message, for what it wants back on
+#: success beyond the perspective and the kind's proof.
+DETAILS = 1  # the keycard's id, avatar id and expiry
+TOKEN = 2  # and the token, if the bouncer issues them
+
+#: Exchanges one connection may have waiting for its answer at once; a new
+#: one pushes out the oldest (which its bouncer has likely expired).
+MAX_EXCHANGES_PER_CONNECTION = 8
 
 
 def isStockLogin(message: str, args: object, kw: object) -> bool:
@@ -163,51 +190,84 @@ def _refused(failure: Failure) -> Failure:
     return Failure(KeycardRefused())
 
 
-class _LoggedIn:
+def _stockAvatar(broker: pb.Broker, login: Any) -> Any:
     """
-    What the stock login does once the portal gives an avatar: what PB's
-    own does, and tell a L{KeycardBroker} that its client logged in, so it
-    is no longer a stranger (see L{twisted_keycard.ConnectionLimits}).
+    What a stock login answers once the portal gives an avatar, as PB's own
+    does: a referenceable avatar, logged out once when the connection ends;
+    and the client is no longer a stranger to a L{KeycardBroker}.
+    """
+    _, avatar, logout = login
+    if not IJellyable.providedBy(avatar):
+        avatar = pb.AsReferenceable(avatar, "perspective")
+    once = [logout]
+
+    def logoutOnce() -> None:
+        if once:
+            once.pop()()
+
+    broker._localCleanup[avatar.processUniqueID()] = logoutOnce
+    broker.notifyOnDisconnect(logoutOnce)
+    if isinstance(broker, KeycardBroker):
+        broker.loggedIn()
+    return avatar
+
+
+@implementer(IUsernameHashedPassword, pb.IUsernameMD5Password)
+class _StockChallenge(pb.Referenceable):
+    """
+    PB's own challenge and response (an MD5 of the password's MD5 and a
+    random challenge), checked by the portal's checkers; a refusal is sent
+    as a L{KeycardRefused}.
     """
 
-    broker: pb.Broker
-
-    def _cbLogin(self, result: Any) -> Any:
-        avatar = super()._cbLogin(result)  # type: ignore[misc]
-        if isinstance(self.broker, KeycardBroker):
-            self.broker.loggedIn()
-        return avatar
-
-
-class _StockChallenger(_LoggedIn, pb._PortalAuthChallenger):
-    """
-    PB's check of the response to its challenge, through the portal's
-    checkers; a refusal is sent as a L{KeycardRefused}.
-    """
+    def __init__(
+        self, portal: Portal, broker: pb.Broker, username: bytes, challenge: bytes
+    ) -> None:
+        self.portal = portal
+        self.broker = broker
+        self.username = username
+        self.challenge = challenge
+        self.response = b""
 
     def remote_respond(self, response: bytes, mind: object) -> Deferred[Any]:
-        d: Deferred[Any] = super().remote_respond(response, mind)
-        return d.addErrback(_refused)
-
-
-class StockLogin(_LoggedIn, pb._PortalWrapper):
-    """
-    PB's own root object for one connection, over the application's portal
-    and its checkers.
-    """
-
-    def __init__(self, portal: Portal, broker: pb.Broker) -> None:
-        super().__init__(portal, broker)
-
-    def remote_login(self, username: bytes) -> tuple[bytes, _StockChallenger]:
-        challenge: bytes = pb.challenge()
-        return challenge, _StockChallenger(
-            self.portal, self.broker, username, challenge
+        self.response = response
+        d = self.portal.login(self, mind, pb.IPerspective)
+        return d.addCallback(lambda login: _stockAvatar(self.broker, login)).addErrback(
+            _refused
         )
 
-    def remote_loginAnonymous(self, mind: object) -> Deferred[Any]:
-        d: Deferred[Any] = super().remote_loginAnonymous(mind)
-        return d.addErrback(_refused)
+    # MD5 is stock PB's own protocol, kept for the clients of a migration.
+
+    def checkPassword(self, password: bytes) -> bool:
+        return self.checkMD5Password(md5(password).digest())  # noqa: S324
+
+    def checkMD5Password(self, md5Password: bytes) -> bool:
+        correct = md5(md5Password + self.challenge).digest()  # noqa: S324
+        return hmac.compare_digest(self.response, correct)
+
+
+def _stockLogin(
+    portal: Portal, broker: pb.Broker, message: str, args: Sequence[Any]
+) -> Any:
+    """
+    PB's own root object's C{login(username)} or C{loginAnonymous(mind)},
+    over the application's portal and its checkers.
+    """
+    if message == "loginAnonymous":
+        (mind,) = args
+        d = portal.login(Anonymous(), mind, pb.IPerspective)
+        return d.addCallback(lambda login: _stockAvatar(broker, login)).addErrback(
+            _refused
+        )
+    (username,) = args
+    if isinstance(username, str):
+        username = username.encode("utf-8")
+    challenge: bytes = pb.challenge()
+    return challenge, _StockChallenge(portal, broker, username, challenge)
+
+
+def _utf8(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("utf-8")
 
 
 class _KeycardLogin(pb.Referenceable):
@@ -223,10 +283,12 @@ class _KeycardLogin(pb.Referenceable):
         self, broker: pb.Broker, message: str, args: object, kw: object
     ) -> object:
         """
-        Call C{remote_keycardClasses} or C{remote_login} for the peer, after
-        checking the name and the arguments, so that a stranger's bad call
-        is a L{MalformedMessage} with a fixed message: no traceback in the
-        log, no line that repeats the arguments.
+        Take C{keycardClasses()}, C{login(kind, flags, mind, *message)} or
+        C{answer(exchange, *message)} (see L{KeycardRoot.login}), or PB's
+        own login when the root allows it, after checking the name and the
+        shape of the arguments, so that a stranger's bad call is a
+        L{MalformedMessage} with a fixed message: no traceback in the log,
+        no line that repeats the arguments.
         """
         if message not in _LOGIN_METHODS:
             raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
@@ -235,45 +297,28 @@ class _KeycardLogin(pb.Referenceable):
         if isStockLogin(message, args, kw):
             if not self._root.stockLogin:
                 raise KeycardRefused(KEYCARDS_ONLY)
-            stock = StockLogin(self._root.portal, broker)
-            method = getattr(stock, "remote_" + message)
             assert isinstance(args, tuple | list)
-            return broker.serialize(method(*args), self.perspective)
-        arity = _KEYCARD_METHODS.get(message)
-        if arity is None:
-            raise MalformedMessage(REFUSED) from NoSuchMethod(repr(message[:40]))
-        method = getattr(self, "remote_" + message)
-        try:
-            if not isinstance(args, tuple | list) or not isinstance(kw, dict):
-                raise TypeError("arguments that are not a tuple and a dictionary")
-            if kw or len(args) != arity:
-                # Not the plain positional call: let the signature judge.
-                signature(method).bind(*args, **kw)
-        except TypeError as e:
-            raise MalformedMessage(REFUSED) from e
-        return broker.serialize(method(*args, **kw), self.perspective)
-
-    def remote_keycardClasses(self) -> list[str]:
-        """
-        The type tags of the keycards the bouncer takes (see
-        L{KeycardRoot.kindsFor}), for clients that ask before they log in.
-        """
-        return self._root.kindsFor(self._broker)
-
-    def remote_login(self, keycard: object, mind: object) -> Deferred[Any]:
-        """
-        One message of a keycard exchange.
-
-        @return: a L{Deferred} firing with C{(keycard, None)} while the
-            exchange goes on, C{(keycard, perspective)} on success, and
-            C{(None, kinds)} for a first message the bouncer cannot take
-            (a kind it does not take, or channel binding this connection
-            cannot give), C{kinds} as L{KeycardRoot.kindsFor} lists them;
-            it fails with L{KeycardRefused} or L{KeycardDenied}, or with
-            what the realm raised, sent as it is.
-        """
-        d = Deferred.fromCoroutine(self._root.login(self._broker, keycard, mind))
-        return d.addErrback(_passRealmRefusal)
+            return broker.serialize(
+                _stockLogin(self._root.portal, broker, message, args), self.perspective
+            )
+        if kw or type(args) not in (tuple, list):
+            raise MalformedMessage(REFUSED)
+        assert isinstance(args, tuple | list)
+        root = self._root
+        if message == "keycardClasses" and not args:
+            result: object = root.kindsFor(broker)
+        elif message == "login" and len(args) >= 3:
+            kind, flags, mind = args[:3]
+            if type(kind) is not bytes or type(flags) is not int:
+                raise MalformedMessage(REFUSED)
+            result = root.login(broker, kind, flags, mind, args[3:])
+        elif message == "answer" and args and type(args[0]) is int:
+            result = root.answer(broker, args[0], args[1:])
+        elif message == "login" and len(args) == 2 and isinstance(args[0], Keycard):
+            raise KeycardRefused(PROTOCOL_1)
+        else:
+            raise MalformedMessage(REFUSED)
+        return broker.serialize(result, self.perspective)
 
 
 class RealmRefusal(Exception):
@@ -296,12 +341,8 @@ def _passRealmRefusal(failure: Failure) -> Failure:
     return failure
 
 
-#: The methods of a keycard login (C{remote_} + name), and how many
-#: arguments each takes.
-_KEYCARD_METHODS = {"keycardClasses": 0, "login": 2}
-
 #: The methods a client may call on the root object.
-_LOGIN_METHODS = frozenset(_KEYCARD_METHODS) | STOCK_METHODS
+_LOGIN_METHODS = frozenset(["keycardClasses", "login", "answer"]) | STOCK_METHODS
 
 
 #: The part of the shortest held keycard's duration between two renewals,
@@ -505,6 +546,9 @@ class KeycardRoot:
         self._connections: dict[pb.Broker, ClientConnection] = {}
         #: The channel binding data of TLS connections, once computed.
         self._bindings: dict[pb.Broker, Mapping[str, bytes]] = {}
+        #: The bouncer's keycard classes by kind, for the classes below.
+        self._kinds: dict[bytes, type[Keycard]] = {}
+        self._kindsOf: Sequence[type[Keycard]] | None = None
         self._renewal: Renewal | None = None
         if renew:
             self._renewal = Renewal(
@@ -604,49 +648,127 @@ class KeycardRoot:
 
     def kindsFor(self, broker: pb.Broker) -> list[str]:
         """
-        The type tags of the keycards the bouncer takes, in its order; over
-        TLS, each kind that binds its exchange to the channel is followed by
-        its C{channelBoundType}.
+        The kinds of keycards the bouncer takes (each class's C{kind}), in
+        its order; over TLS, each kind that binds its exchange to the
+        channel is followed by the kind of its C{channelBoundType}.
         """
         bound = self._bindingsOf(broker) is not None
-        tags = []
+        kinds = []
         for cls in self.bouncer.keycardClasses:
-            tags.append(cls.keycardType)
+            kinds.append(cls.kind)
             if bound and cls.channelBoundType is not None:
-                tags.append(cls.channelBoundType)
-        return tags
+                kinds.append(cls.channelBoundType.removeprefix("twisted_keycard."))
+        return kinds
 
-    def _takes(self, broker: pb.Broker, keycard: Keycard) -> bool:
+    def _kindClass(self, kind: bytes) -> type[Keycard] | None:
         """
-        Whether the first message of an exchange can go to the bouncer: its
-        kind is one the bouncer takes, and if it binds to the channel, this
-        connection can give the binding data.
+        The class of the keycards of C{kind} the bouncer takes, if any.
         """
-        kind = keycard.keycardType
-        if not any(cls.keycardType == kind for cls in self.bouncer.keycardClasses):
-            return False
-        return not keycard.bindsChannel() or self._bindingsOf(broker) is not None
+        classes = self.bouncer.keycardClasses
+        if self._kindsOf is not classes:
+            self._kinds = {cls.kind.encode("utf-8"): cls for cls in classes}
+            self._kindsOf = classes
+        return self._kinds.get(kind)
 
-    async def login(self, broker: pb.Broker, keycard: object, mind: object) -> Any:
+    def login(
+        self,
+        broker: pb.Broker,
+        kind: bytes,
+        flags: int,
+        mind: object,
+        message: Sequence[object],
+    ) -> Deferred[Any]:
+        """
+        A client's first message of an exchange of C{kind}: the kind's
+        L{Step.FIRST} values.  C{flags} asks for more than the perspective
+        on success (L{DETAILS}, L{TOKEN}); C{mind} is passed to the realm
+        on success, whichever message ends the exchange.
+
+        @return: a L{Deferred} firing with C{(CHALLENGE, exchange,
+            *challenge)} while the exchange goes on (the client answers
+            with L{answer}), C{(LOGGED_IN, perspective, *proof)} on success,
+            followed by C{details} when C{flags} asks for them (C{(keycard
+            id, avatar id, expiry, token or None, requester name, bouncer
+            name)}), and C{(KINDS, kinds)}
+            for a first message the bouncer cannot take (a kind it does not
+            take, or channel binding this connection cannot give), C{kinds}
+            as L{kindsFor} lists them; it
+            fails with L{KeycardRefused}, L{KeycardDenied} or
+            L{InvalidKeycard}, or with what the realm raised, sent as it is.
+        """
+        return Deferred.fromCoroutine(
+            self._first(broker, kind, flags, mind, message)
+        ).addErrback(_passRealmRefusal)
+
+    def answer(
+        self, broker: pb.Broker, exchange: int, message: Sequence[object]
+    ) -> Deferred[Any]:
+        """
+        A client's answer to the challenge of its exchange number
+        C{exchange}: the kind's L{Step.ANSWER} values.
+
+        @return: as L{login}, but never C{KINDS}.
+        """
+        return Deferred.fromCoroutine(
+            self._answer(broker, exchange, message)
+        ).addErrback(_passRealmRefusal)
+
+    async def _first(
+        self,
+        broker: pb.Broker,
+        kind: bytes,
+        flags: int,
+        mind: object,
+        message: Sequence[object],
+    ) -> Any:
         connection = self._connectionFor(broker)
-        if not isinstance(keycard, Keycard):
-            self._note(broker, "refused a login with no keycard from {peer}")
-            raise KeycardRefused()
-        if keycard.id is None and not self._takes(broker, keycard):
+        cls = self._kindClass(kind)
+        if cls is None:
             # The client learns the kinds from this answer, not from a
             # round trip of its own (see KeycardClientFactory.login).
-            return (None, self.kindsFor(broker))
+            return (KINDS, self.kindsFor(broker))
+        keycard = cls()
+        keycard.takeMessage(Step.FIRST, message)
+        bindings = self._bindingsOf(broker)
+        if keycard.bindsChannel() and bindings is None:
+            return (KINDS, self.kindsFor(broker))
         if connection.core.keycardCount() >= self.maxKeycardsPerConnection:
             raise KeycardDenied("too many keycards on this connection")
         if keycard.carriesSecret() and not ISSLTransport.providedBy(broker.transport):
             self._note(broker, "refused a keycard with a secret over TCP from {peer}")
             raise InsecureTransport(f"{type(keycard).__name__} needs TLS")
+        keycard.address = peerAddress(broker)
+        keycard.requesterName = self.requesterName
+        keycard.channelBindings = bindings
+        return await self._round(broker, connection, keycard, mind, flags)
+
+    async def _answer(
+        self, broker: pb.Broker, exchange: int, message: Sequence[object]
+    ) -> Any:
+        connection = self._connectionFor(broker)
+        waiting = connection.core.exchanges.pop(exchange, None)
+        if waiting is None:
+            self._note(broker, "refused an answer to no exchange from {peer}")
+            raise KeycardRefused()
+        keycard, mind, flags = waiting
+        keycard.takeMessage(Step.ANSWER, message)
+        return await self._round(broker, connection, keycard, mind, flags)
+
+    async def _round(
+        self,
+        broker: pb.Broker,
+        connection: ClientConnection,
+        keycard: Keycard,
+        mind: object,
+        flags: int,
+    ) -> Any:
+        """
+        Hand one message of an exchange to the bouncer, and answer the
+        client with the challenge, or with the avatar from the realm.
+        """
         inputs = connection.inputs
         if not inputs.beginLogin():
             raise KeycardRefused()
-        keycard.address = peerAddress(broker)
-        keycard.requesterName = self.requesterName
-        keycard.channelBindings = self._bindingsOf(broker)
         try:
             result: Keycard = await self.bouncer.authenticate(keycard, broker)
         except BaseException as e:
@@ -656,18 +778,24 @@ class KeycardRoot:
             ):
                 self._dropSoon(broker)
             raise
-        if result.state is not KeycardState.AUTHENTICATED:
+        keycard.adopt(result)
+        if keycard.state is not KeycardState.AUTHENTICATED:
             inputs.loginEnded()
-            return (result, None)
-        keycardId = result.id
-        assert keycardId is not None and result.avatarId is not None
+            exchanges = connection.core.exchanges
+            if len(exchanges) >= MAX_EXCHANGES_PER_CONNECTION:
+                del exchanges[next(iter(exchanges))]
+            number = connection.core.nextExchange = connection.core.nextExchange + 1
+            exchanges[number] = (keycard, mind, flags)
+            return (CHALLENGE, number, *keycard.message(Step.CHALLENGE))
+        keycardId = keycard.id
+        assert keycardId is not None and keycard.avatarId is not None
         if not inputs.keycardIssued(keycardId):
             raise KeycardRefused()
         if self._renewal is not None:
-            self._renewal.issued(keycardId, result.duration)
+            self._renewal.issued(keycardId, keycard.duration)
         try:
             # twisted.cred types avatar ids as bytes; ours are text.
-            avatarId: Any = result.avatarId
+            avatarId: Any = keycard.avatarId
             login: Any = await maybeDeferred(
                 self.portal.realm.requestAvatar, avatarId, mind, pb.IPerspective
             )
@@ -677,7 +805,7 @@ class KeycardRoot:
             # "duplicate worker"...), for the client to read as it is.
             self.log.info(
                 "realm refused avatar {avatarId}: {error}",
-                avatarId=printable(result.avatarId),
+                avatarId=printable(keycard.avatarId),
                 error=printable(f"{type(e).__name__}: {e}"),
             )
             inputs.avatarFailed(keycardId)
@@ -688,7 +816,19 @@ class KeycardRoot:
             raise KeycardRefused()
         if not IJellyable.providedBy(avatar):
             avatar = pb.AsReferenceable(avatar, "perspective")
-        return (result, avatar)
+        proof = keycard.message(Step.PROOF)
+        if not flags & (DETAILS | TOKEN):
+            return (LOGGED_IN, avatar, *proof)
+        token = keycard.token if flags & TOKEN else None
+        details = (
+            keycardId.encode("ascii"),
+            keycard.avatarId.encode("utf-8"),
+            keycard.expires,
+            None if token is None else token.encode("ascii"),
+            _utf8(keycard.requesterName),
+            _utf8(keycard.bouncerName),
+        )
+        return (LOGGED_IN, avatar, *proof, details)
 
     def _dropSoon(self, broker: pb.Broker) -> None:
         """

@@ -60,6 +60,10 @@ class SCRAMKeyCache:
             raise ValueError("a key cache holds at least one entry")
         self._size = size
         self._keys: dict[tuple[bytes, int], tuple[bytes, bytes]] = {}
+        #: The salt and iteration count keys were last asked for, which a
+        #: client names in its next first message (see
+        #: L{SCRAMKeycard.saltHint}).
+        self.lastUsed: tuple[bytes, int] | None = None
 
     def __repr__(self) -> str:
         return f"<SCRAMKeyCache of {len(self._keys)}>"
@@ -78,11 +82,12 @@ class SCRAMKeyCache:
             if len(self._keys) >= self._size:
                 self._keys.pop(next(iter(self._keys)))
             self._keys[(salt, iterations)] = found
+        self.lastUsed = (salt, iterations)
         return found
 
 
-#: Random bytes in the client's nonce.
-CLIENT_NONCE_BYTES = 24
+#: Random bytes in the client's nonce (144 bits, 24 characters of base64).
+CLIENT_NONCE_BYTES = 18
 
 #: The largest iteration count accepted by default: far above what servers
 #: use, far below what would keep the client busy for minutes.
@@ -137,7 +142,7 @@ class SCRAMAnswerer:
             twisted.cred's C{UsernamePassword} holds them).
         @param minIterations: the smallest iteration count accepted.
         @param maxIterations: the largest iteration count accepted.
-        @param nonce: a fixed client nonce, for test vectors only; 24 random
+        @param nonce: a fixed client nonce, for test vectors only; 18 random
             bytes in base64 by default, new for each exchange.
         @param cache: keys derived earlier from this same password; a new
             answerer with its own cache by default.
@@ -204,7 +209,9 @@ class SCRAMAnswerer:
         self._first = ClientFirst(header, self.username, nonce)
         self._bindingData = data
         self._expected = None
-        return SCRAMKeycard(clientFirst=self._first.format())
+        return SCRAMKeycard(
+            clientFirst=self._first.format(), saltHint=self._cache.lastUsed
+        )
 
     def answer(self, keycard: Keycard) -> Keycard:
         """

@@ -16,11 +16,12 @@ from collections.abc import Mapping, Sequence
 import attrs
 from passlib.utils import saslprep
 
-from twisted_keycard.error import ProtocolError
+from twisted_keycard.error import InvalidKeycard, ProtocolError
 from twisted_keycard.keycard import (
     BINDING_TYPES,
     ClientChannel,
     Keycard,
+    Step,
     registerKeycard,
     wireField,
 )
@@ -196,6 +197,10 @@ MAX_NAME = 256
 MAX_MESSAGE = 1024
 #: Characters at most of a server's error repeated in an exception.
 MAX_ERROR = 64
+#: Bytes at most of a salt on the wire (a verifier's salt is usually 16).
+MAX_SALT = 128
+#: The largest iteration count a message may carry.
+MAX_COUNT = 2**31 - 1
 
 _NONCE = re.compile(r"[\x21-\x2b\x2d-\x7e]+\Z")
 _SASLNAME = re.compile(r"(?:[^\x00-\x1f\x7f,=]|=2C|=3D)+\Z")
@@ -489,16 +494,28 @@ def authMessage(first: ClientFirst, serverFirst: ServerFirst, final: str) -> byt
 @attrs.define(slots=False, eq=False, kw_only=True)
 class SCRAMKeycard(Keycard):
     """
-    A keycard whose fields carry the standard SCRAM-SHA-256 messages of
-    RFC 5802, so any SCRAM implementation can answer.  It never carries a
-    password.  Over TLS a requester lists C{channelBoundType} after it: the
-    bouncer then checks channel binding (SCRAM-SHA-256-PLUS) against the
-    C{channelBindings} the requester records.
+    A keycard whose fields hold the standard SCRAM-SHA-256 messages of
+    RFC 5802, so any SCRAM implementation can take either side.  It never
+    carries a password.  Over TLS a requester lists C{channelBoundType}
+    after it: the bouncer then checks channel binding (SCRAM-SHA-256-PLUS)
+    against the C{channelBindings} the requester records.
+
+    Over PB (protocol 2, see L{Step}) only the parts of each message the
+    other side cannot rebuild travel: the client-first message; the
+    server's part of the nonce, and the salt and iteration count unless the
+    client named them as known (C{saltHint}); the client's proof; the
+    server's signature.  Each side rebuilds the RFC 5802 texts, so the
+    AuthMessage both sign is the standard one.
 
     @ivar clientFirst: the client-first message (GS2 header included).
     @ivar serverFirst: the server-first message.
     @ivar clientFinal: the client-final message.
     @ivar serverFinal: the server-final message.
+    @ivar saltHint: the salt and iteration count the client derived its
+        keys with last (from its L{SCRAMKeyCache
+        <twisted_keycard.scram.SCRAMKeyCache>}), named in its first message
+        so that a server whose verifier has them need not send them again;
+        not a wire field of the keycard itself.
     """
 
     keycardType = "twisted_keycard.scram-sha-256"
@@ -508,6 +525,7 @@ class SCRAMKeycard(Keycard):
     serverFirst: str | None = wireField(str, MAX_MESSAGE, setBy="bouncer")
     clientFinal: str | None = wireField(str, MAX_MESSAGE, setBy="client")
     serverFinal: str | None = wireField(str, MAX_MESSAGE, setBy="bouncer")
+    saltHint: tuple[bytes, int] | None = attrs.field(default=None, repr=False)
 
     def bindsChannel(self) -> bool:
         """
@@ -539,3 +557,137 @@ class SCRAMKeycard(Keycard):
         first = ClientFirst.parse(text)
         self.__dict__["_parsedFirst"] = (text, first)
         return first
+
+    def setServerFirst(self, message: ServerFirst) -> None:
+        """
+        Write the server-first message, keeping it parsed for L{message}.
+        """
+        text = self.serverFirst = message.format()
+        self.__dict__["_parsedServerFirst"] = (text, message)
+
+    def parsedServerFirst(self) -> ServerFirst:
+        """
+        The server-first message parsed, once for the text it holds.
+
+        @raise ProtocolError: if it does not parse.
+        """
+        text = self.serverFirst
+        parsed = self.__dict__.get("_parsedServerFirst")
+        if parsed is not None and parsed[0] is text:
+            serverFirst: ServerFirst = parsed[1]
+            return serverFirst
+        serverFirst = ServerFirst.parse(text)
+        self.__dict__["_parsedServerFirst"] = (text, serverFirst)
+        return serverFirst
+
+    def message(self, step: Step) -> tuple[object, ...]:
+        """
+        What this side sends at C{step}: C{(client-first[, salt,
+        iterations])}; C{(nonce suffix[, salt, iterations])}; C{(proof,)};
+        C{(signature,)}.
+
+        @raise ProtocolError: if the message of the step is missing or
+            malformed.
+        """
+        if step is Step.FIRST:
+            if self.clientFirst is None:
+                raise ProtocolError("no client-first message")
+            first = self.clientFirst.encode("utf-8")
+            hint = self.saltHint
+            return (first,) if hint is None else (first, *hint)
+        if step is Step.CHALLENGE:
+            serverFirst = self.parsedServerFirst()
+            suffix = serverFirst.nonce[len(self.parsedClientFirst().nonce) :]
+            known = (serverFirst.salt, serverFirst.iterations)
+            if known == self.saltHint:
+                return (suffix.encode("ascii"),)
+            return (suffix.encode("ascii"), *known)
+        if step is Step.ANSWER:
+            return (ClientFinal.parse(self.clientFinal).proof,)
+        signature = ServerFinal.parse(self.serverFinal).signature
+        return () if signature is None else (signature,)
+
+    def takeMessage(self, step: Step, values: object) -> None:
+        """
+        Take what the other side sent at C{step} (see L{message}) and
+        rebuild the RFC 5802 message it stands for.
+
+        @raise InvalidKeycard: for values of the wrong number, type or
+            size.
+        """
+        if type(values) not in (tuple, list):
+            raise InvalidKeycard(f"a {step.value} message is a sequence")
+        assert isinstance(values, tuple | list)
+        try:
+            if step is Step.FIRST:
+                self._takeFirst(*values)
+            elif step is Step.CHALLENGE:
+                self._takeChallenge(*values)
+            elif step is Step.ANSWER:
+                self._takeAnswer(*values)
+            else:
+                self._takeProof(*values)
+        except TypeError:
+            raise InvalidKeycard(
+                f"a SCRAM {step.value} message has the wrong number of values"
+            ) from None
+
+    def _takeFirst(
+        self, first: object, salt: object = None, iterations: object = None
+    ) -> None:
+        text = self.wireFields()["clientFirst"].fromPB("clientFirst", first)
+        hint = None
+        if salt is not None or iterations is not None:
+            hint = (_salt(salt), _count(iterations))
+        self.clientFirst = text  # type: ignore[assignment]
+        self.saltHint = hint
+
+    def _takeChallenge(
+        self, suffix: object, salt: object = None, iterations: object = None
+    ) -> None:
+        if type(suffix) is not bytes or not 0 < len(suffix) <= MAX_NONCE:
+            raise InvalidKeycard("the server's nonce is not 1 to 256 bytes")
+        if salt is None and iterations is None:
+            if self.saltHint is None:
+                raise InvalidKeycard("the server left out a salt it was not told")
+            known = self.saltHint
+        else:
+            known = (_salt(salt), _count(iterations))
+        try:
+            nonce = self.parsedClientFirst().nonce + suffix.decode("ascii")
+        except (ProtocolError, UnicodeDecodeError):
+            raise InvalidKeycard("the server's nonce is not printable") from None
+        self.serverFirst = f"r={nonce},s={b64(known[0])},i={known[1]}"
+
+    def _takeAnswer(self, proof: object) -> None:
+        if type(proof) is not bytes or len(proof) != KEY_BYTES:
+            raise InvalidKeycard("the proof is not 32 bytes")
+        try:
+            header = self.parsedClientFirst().gs2Header
+            nonce = self.parsedServerFirst().nonce
+        except ProtocolError:
+            raise InvalidKeycard("no exchange to answer") from None
+        kind = bindingType(header)
+        data = b"" if kind is None else (self.channelBindings or {}).get(kind, b"")
+        binding = bindingAttribute(header, data)
+        self.clientFinal = f"c={binding},r={nonce},p={b64(proof)}"
+
+    def _takeProof(self, signature: object = None) -> None:
+        if signature is None:
+            self.serverFinal = None
+            return
+        if type(signature) is not bytes or len(signature) != KEY_BYTES:
+            raise InvalidKeycard("the server signature is not 32 bytes")
+        self.serverFinal = "v=" + b64(signature)
+
+
+def _salt(value: object) -> bytes:
+    if type(value) is not bytes or not 0 < len(value) <= MAX_SALT:
+        raise InvalidKeycard(f"a salt is 1 to {MAX_SALT} bytes")
+    return value
+
+
+def _count(value: object) -> int:
+    if type(value) is not int or not 0 < value <= MAX_COUNT:
+        raise InvalidKeycard("an iteration count is a positive 32-bit integer")
+    return value

@@ -235,7 +235,7 @@ class SCRAMExchange:
         @return: C{True}: the client must answer.
         """
         with self.lifecycle.step(ExchangeStep.CHALLENGE):
-            _scram(keycard).serverFirst = self.serverFirst.format()
+            _scram(keycard).setServerFirst(self.serverFirst)
         return True
 
     def answer(self, keycard: Keycard) -> None:
@@ -294,8 +294,9 @@ class SCRAMExchange:
             _scram(keycard).serverFinal = final.format()
 
 
-#: Random bytes the server adds to the client's nonce.
-SERVER_NONCE_BYTES = 18
+#: Random bytes the server adds to the client's nonce (120 bits, 20
+#: characters of base64).
+SERVER_NONCE_BYTES = 15
 
 
 @attrs.frozen

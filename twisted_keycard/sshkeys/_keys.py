@@ -42,6 +42,7 @@ from twisted_keycard.keycard import (
     IExchange,
     Keycard,
     NonceExchange,
+    WireSteps,
     exchangeContext,
     registerKeycard,
     requestVerified,
@@ -314,6 +315,12 @@ class SSHKeycard(Keycard):
     """
 
     keycardType = "twisted_keycard.ssh-signature"
+    # The client signs the keycard id and the requester with the nonce.
+    steps = WireSteps(
+        first=("name", "certificate"),
+        challenge=("id", "requesterName", "nonce"),
+        answer=("signature",),
+    )
 
     name: str | None = wireField(str, NAME_LENGTH, setBy="client")
     nonce: str | None = wireField(str, 64, setBy="bouncer")
