@@ -127,7 +127,7 @@ def figures(runs: list[Run]) -> list[Figure]:
     def each(config: str, layout: tuple[str, int], key: str) -> list[float]:
         return [r[config][layout][key] for r in runs]
 
-    tag = f"token re-login, {CONFIGS['embedded'].tag}, verified TLS"
+    tag = "token login, verified TLS"
     result = []
     for layout in LAYOUTS:
         for key, what, unit, higher in MEASURES:
