@@ -260,16 +260,12 @@ class Client:
 
 
 async def client(
-    reactor: Any,
-    side: str,
-    port: int,
-    concurrency: int,
-    mode: str,
-    count: int,
-    first: int,
-    barrier: bool,
+    runner: Client, concurrency: int, mode: str, count: int, barrier: bool
 ) -> None:
-    runner = Client(reactor, side, port, first)
+    """
+    Log every user in once, untimed, on a connection each, then run
+    C{count} timed logins as the layout says and print their JSON line.
+    """
     for i in range(USERS):
         await runner.newConnection(0, i)
     warmFailures = runner.failures[:3]
@@ -322,7 +318,13 @@ def main(argv: list[str]) -> None:
         barrier = argv[7:] == ["barrier"]
         task.react(
             lambda reactor: ensureDeferred(
-                client(reactor, side, port, concurrency, mode, count, first, barrier)
+                client(
+                    Client(reactor, side, port, first),
+                    concurrency,
+                    mode,
+                    count,
+                    barrier,
+                )
             )
         )
 

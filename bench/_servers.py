@@ -121,6 +121,9 @@ class Server:
     One running server process: its pid and port.
     """
 
+    #: The module that runs a peer server, and its arguments after the side.
+    peer = "bench._pbpeer"
+
     def __init__(self, config: Config, template: Path | None) -> None:
         self.config = config
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -136,10 +139,10 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "bench._pbpeer",
+                self.peer,
                 "server",
                 self.config.side,
-                json.dumps(self.config.raised),
+                *self.peerArguments(),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -148,6 +151,12 @@ class Server:
         )
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
+
+    def peerArguments(self) -> list[str]:
+        """
+        The peer server's arguments after its side: the raised limits.
+        """
+        return [json.dumps(self.config.raised)]
 
     def _startService(self, template: Path) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="keycard-bench-")
@@ -236,12 +245,17 @@ def runClients(
     mode: str,
     count: int,
     processes: int = 1,
+    peer: str = "bench._pbpeer",
+    extra: tuple[str, ...] = (),
 ) -> tuple[list[dict[str, Any]], float]:
     """
     Run client processes (C{ours} or C{stock}) against C{server}: they all
     log in untimed first, then start their timed logins together.  Each
     process's workers connect from loopback addresses of their own (see
     L{bench._pbpeer.sourceAddress}), from 127.0.0.2 on.
+
+    @param peer: the module that runs a client (L{bench._pbpeer}, or
+        L{bench._tlspeer}, which takes C{extra} arguments too).
 
     @return: each process's result, and the server's CPU nanoseconds
         during the timed logins.
@@ -251,7 +265,7 @@ def runClients(
             [
                 sys.executable,
                 "-m",
-                "bench._pbpeer",
+                peer,
                 "client",
                 side,
                 str(server.port),
@@ -259,6 +273,7 @@ def runClients(
                 mode,
                 str(count),
                 str(FIRST_SOURCE + process * addressesFor(concurrency)),
+                *extra,
                 "barrier",
             ],
             stdin=subprocess.PIPE,

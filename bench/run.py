@@ -4,7 +4,7 @@ figure through the public interfaces, in the configuration its row names.
 
     python bench/run.py              # every figure
     python bench/run.py --quick      # every figure, shorter
-    python bench/run.py --only P2    # one figure group
+    python bench/run.py --only P2    # one figure group (any case: p1t)
     python bench/run.py --settle 120 # first wait for a quiet machine
 
 Prints each group's configurations and goals, the load on the machine
@@ -28,11 +28,13 @@ from bench._common import HEADER, LOAD_LIMIT, LoadWatch, settle  # noqa: E402
 #: Figure groups, in order, and the module that measures each.
 GROUPS = {
     "P1": "bench.p1_logins",
+    "P1t": "bench.p1t_tokens",
     "P2": "bench.p2_tokens",
     "P3": "bench.p3_revocations",
     "P4": "bench.p4_memory",
     "P5": "bench.p5_many",
     "P6": "bench.p6_redis",
+    "P7": "bench.login_weight",
 }
 
 
@@ -51,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     groups = GROUPS
     if args.only:
-        key = args.only.upper()
-        if key not in GROUPS:
+        keys = [key for key in GROUPS if key.upper() == args.only.upper()]
+        if not keys:
             parser.error(f"unknown figure {args.only!r}; known: {', '.join(GROUPS)}")
-        groups = {key: GROUPS[key]}
+        groups = {keys[0]: GROUPS[keys[0]]}
     print(
         f"# {platform.python_implementation()} {platform.python_version()},"
         f" {platform.machine()}, {platform.system()}",
