@@ -277,7 +277,6 @@ class ConnectionMachineTests(SynchronousTestCase):
         return lambda: self.loggedOut.append(keycardId)
 
     def holdKeycard(self, keycardId: str) -> None:
-        self.assertTrue(self.inputs.beginLogin())
         self.assertTrue(self.inputs.keycardIssued(keycardId))
         self.assertTrue(self.inputs.avatarReady(keycardId, self.logout(keycardId)))
 
@@ -294,19 +293,17 @@ class ConnectionMachineTests(SynchronousTestCase):
         self.assertEqual(self.loggedOut, ["k1", "k2"])
         self.assertEqual(self.removed, ["k1", "k2"])
         self.assertEqual(self.holders, {})
-        self.assertFalse(self.inputs.beginLogin())
+        self.assertTrue(self.connection.core.closing)
 
-    def test_challengeThenIdle(self) -> None:
+    def test_nothingHeldNothingRemoved(self) -> None:
         """
-        A login that only sends a challenge back leaves nothing held, and
-        the connection may begin again.
+        A connection that held nothing (its exchanges never ended with a
+        keycard) removes nothing when it goes, and is then closing.
         """
-        self.assertTrue(self.inputs.beginLogin())
-        self.inputs.loginEnded()
-        self.assertEqual(self.connection.core.inFlight, 0)
-        self.assertTrue(self.inputs.beginLogin())
+        self.assertFalse(self.connection.core.closing)
         self.inputs.connectionLost()
         self.assertEqual(self.removed, [])
+        self.assertTrue(self.connection.core.closing)
 
     def test_expiredNotRemovedAgain(self) -> None:
         """
@@ -319,7 +316,7 @@ class ConnectionMachineTests(SynchronousTestCase):
         self.inputs.expire("k1")
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(list(self.holders), ["k2"])
-        self.assertFalse(self.inputs.beginLogin())
+        self.assertTrue(self.connection.core.closing)
         self.inputs.connectionLost()
         self.assertEqual(self.loggedOut, ["k1", "k2"])
         self.assertEqual(self.removed, ["k2"])
@@ -340,7 +337,6 @@ class ConnectionMachineTests(SynchronousTestCase):
         """
         A logout that raises is logged, and its keycard is still removed.
         """
-        self.assertTrue(self.inputs.beginLogin())
         self.assertTrue(self.inputs.keycardIssued("k1"))
 
         def logout() -> None:

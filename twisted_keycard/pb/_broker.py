@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -94,36 +94,49 @@ def encodeInto(
     coder: banana.Banana, obj: object, out: bytearray, symbols: dict[bytes, int] | None
 ) -> None:
     """
-    Append the banana form of C{obj}, as L{banana.Banana._encode} writes it.
+    Append the banana form of C{obj}, as L{banana.Banana._encode} writes it:
+    byte strings, small integers and lists are written here, a list's items
+    in turn (with a stack, not a call per item), anything else by
+    L{_encodeOther}.
     """
-    kind = type(obj)
-    if kind is bytes:
-        assert isinstance(obj, bytes)
-        symbol = None if symbols is None else symbols.get(obj)
-        if symbol is not None:
-            _header(symbol, _VOCAB, out)
-            return
-        size = len(obj)
-        if size > banana.SIZE_LIMIT:
-            raise banana.BananaError(f"byte string is too long to send ({size})")
-        if size < 0x80:
-            out.append(size)
-            out.append(_STRING)
+    stack: list[Iterator[Any]] = [iter((obj,))]
+    while stack:
+        for item in stack[-1]:
+            kind = type(item)
+            if kind is bytes:
+                symbol = None if symbols is None else symbols.get(item)
+                if symbol is not None:
+                    _header(symbol, _VOCAB, out)
+                    continue
+                size = len(item)
+                if size < 0x80:
+                    out.append(size)
+                    out.append(_STRING)
+                elif size > banana.SIZE_LIMIT:
+                    raise banana.BananaError(
+                        f"byte string is too long to send ({size})"
+                    )
+                else:
+                    _header(size, _STRING, out)
+                out += item
+            elif kind is list or kind is tuple:
+                size = len(item)
+                if size < 0x80:
+                    out.append(size)
+                    out.append(_LIST)
+                elif size > banana.SIZE_LIMIT:
+                    raise banana.BananaError(f"list/tuple is too long to send ({size})")
+                else:
+                    _header(size, _LIST, out)
+                stack.append(iter(item))
+                break
+            elif kind is int and 0 <= item < 0x80:
+                out.append(item)
+                out.append(_INT)
+            else:
+                _encodeOther(coder, item, out, symbols)
         else:
-            _header(size, _STRING, out)
-        out += obj
-    elif kind is list or kind is tuple:
-        assert isinstance(obj, list | tuple)
-        if len(obj) > banana.SIZE_LIMIT:
-            raise banana.BananaError(f"list/tuple is too long to send ({len(obj)})")
-        _header(len(obj), _LIST, out)
-        for element in obj:
-            encodeInto(coder, element, out, symbols)
-    elif kind is int and isinstance(obj, int) and 0 <= obj < 0x80:
-        out.append(obj)
-        out.append(_INT)
-    else:
-        _encodeOther(coder, obj, out, symbols)
+            stack.pop()
 
 
 def _encodeOther(
@@ -270,7 +283,9 @@ class LinearDecoder(banana.Banana):
             if kind == _STRING:
                 if num > sizeLimit:
                     raise banana.BananaError("Security precaution: String too long.")
-                if maxMessage is not None and num > self._bytesLeft(maxMessage, rest):
+                if maxMessage is not None and num > maxMessage - (
+                    self._base + rest - self._messageStart
+                ):
                     raise OverBudget(f"a string of {num} bytes in a message")
                 if end - rest < num:
                     return
@@ -288,8 +303,8 @@ class LinearDecoder(banana.Banana):
                     self._objects += num
                     if maxObjects is not None and self._objects > maxObjects:
                         raise OverBudget(f"a message of more than {maxObjects} items")
-                    if maxMessage is not None and num > self._bytesLeft(
-                        maxMessage, rest
+                    if maxMessage is not None and num > maxMessage - (
+                        self._base + rest - self._messageStart
                     ):
                         raise OverBudget(f"a list of {num} items in a message")
                     stack.append((num, []))
@@ -328,13 +343,6 @@ class LinearDecoder(banana.Banana):
                 self._objects = 1
                 self._messageStart = self._base + self._offset
                 deliver(item)
-
-    def _bytesLeft(self, maxMessage: int, position: int) -> int:
-        """
-        The bytes the message being decoded may still take, after the
-        header that ends at C{position} in the buffer.
-        """
-        return maxMessage - (self._base + position - self._messageStart)
 
 
 #: Characters of a peer's error text repeated in a log line, at most.

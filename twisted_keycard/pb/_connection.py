@@ -5,11 +5,9 @@ avatar that arrives after the client has gone or been told to go.
 
 States:
 
-  - B{connected}: no login under way, no keycard held.
-  - B{exchanging}: at least one C{login} call is under way, with the
-    bouncer checking a keycard or the realm producing an avatar.
-  - B{logged in}: the client holds at least one keycard, and no login is
-    under way.
+  - B{connected}: no keycard held (one may be on its way: issued by the
+    bouncer, its avatar being produced by the realm).
+  - B{logged in}: the client holds at least one keycard.
   - B{expiring}: the bouncer expired a keycard the client holds (or one
     whose avatar is on its way); the connection is being closed.
   - B{gone}: the connection is lost; the bouncer drops its exchanges in
@@ -18,18 +16,18 @@ States:
 
 Transitions (inputs are the methods of L{ConnectionInputs}):
 
-  - connected, logged in --beginLogin--> exchanging;
-  - exchanging loops on the steps of its logins, and once none is under way
-    goes --_idle--> connected or --_holding--> logged in;
-  - exchanging, logged in --expire--> expiring, closing the transport;
-  - connected, exchanging, logged in, expiring --connectionLost--> gone;
-  - expiring and gone loop on the other inputs: C{beginLogin} and
-    C{keycardIssued} answer C{False}, and an avatar that arrives is logged
-    out and its keycard removed at once.
+  - connected, logged in loop on C{keycardIssued} and C{avatarFailed};
+  - connected, logged in --avatarReady--> logged in;
+  - connected, logged in --expire--> expiring, closing the transport;
+  - connected, logged in, expiring --connectionLost--> gone;
+  - expiring and gone loop on the other inputs: C{keycardIssued} answers
+    C{False}, and an avatar that arrives is logged out and its keycard
+    removed at once.
 
-Each C{login} call that C{beginLogin} admits ends with exactly one of
-C{loginEnded}, C{avatarReady}, C{avatarFailed}, or C{keycardIssued}
-answering C{False}.
+A login takes two inputs, once its keycard is issued: C{keycardIssued},
+then C{avatarReady} or C{avatarFailed}.  The rounds of an exchange before
+it take none; the root reads L{ConnectionCore.closing} to refuse them on a
+connection that is going.
 """
 
 from __future__ import annotations
@@ -58,26 +56,12 @@ class ConnectionInputs(Protocol):
     The events in the life of one client connection.
     """
 
-    def beginLogin(self) -> bool:
-        """
-        A C{login} call starts.
-
-        @return: C{False} if the connection is going, and the call must be
-            refused without asking the bouncer.
-        """
-
-    def loginEnded(self) -> None:
-        """
-        A C{login} call ended without a keycard to hold: a challenge sent
-        back, a refusal, a failing bouncer.
-        """
-
     def keycardIssued(self, keycardId: str) -> bool:
         """
         The bouncer issued keycard C{keycardId}; the realm is asked next.
 
         @return: C{False} if the connection is going: the keycard is removed
-            from the bouncer, and the C{login} call is over.
+            from the bouncer, and the login is over.
         """
 
     def avatarReady(self, keycardId: str, logout: Logout) -> bool:
@@ -106,16 +90,6 @@ class ConnectionInputs(Protocol):
         The connection is gone: log out and remove what it held.
         """
 
-    def _idle(self) -> None:
-        """
-        The last login under way ended, and nothing is held.
-        """
-
-    def _holding(self) -> None:
-        """
-        The last login under way ended, and keycards are held.
-        """
-
 
 @dataclass
 class ConnectionCore:
@@ -125,7 +99,8 @@ class ConnectionCore:
     @ivar holders: the root's map from keycard ids to the connections that
         hold them, shared by every connection of one root; a keycard is in
         it from its issue until its removal or expiry.
-    @ivar inFlight: the C{login} calls under way, while exchanging.
+    @ivar closing: whether the connection is going (expiring or gone): no
+        new exchange is started on it.
     @ivar producing: the keycards whose avatars the realm is producing.
     @ivar held: the logouts of the avatars the client holds, by keycard id.
     @ivar expired: the keycards the bouncer expired, not to be removed again.
@@ -139,7 +114,7 @@ class ConnectionCore:
     bouncer: IBouncer
     holders: dict[str, ConnectionInputs]
     log: Logger
-    inFlight: int = 0
+    closing: bool = False
     producing: set[str] = field(default_factory=set)
     held: dict[str, Logout] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)
@@ -208,75 +183,52 @@ class ConnectionCore:
 def _makeMachine() -> Callable[[ConnectionCore], ConnectionInputs]:
     machine = TypeMachineBuilder(ConnectionInputs, ConnectionCore)
     Connected = machine.state("Connected")
-    Exchanging = machine.state("Exchanging")
     LoggedIn = machine.state("LoggedIn")
     Expiring = machine.state("Expiring")
     Gone = machine.state("Gone")
 
-    def settle(c: ConnectionInputs, s: ConnectionCore) -> None:
-        # One login ended: leave exchanging once none is under way.
-        s.inFlight -= 1
-        if s.inFlight == 0:
-            (c._holding if s.held else c._idle)()
-
-    Exchanging.upon(ConnectionInputs._idle).to(Connected).returns(None)
-    Exchanging.upon(ConnectionInputs._holding).to(LoggedIn).returns(None)
-
-    @Connected.upon(ConnectionInputs.beginLogin).to(Exchanging)
-    @LoggedIn.upon(ConnectionInputs.beginLogin).to(Exchanging)
-    @Exchanging.upon(ConnectionInputs.beginLogin).loop()
-    def begin(c: ConnectionInputs, s: ConnectionCore) -> bool:
-        s.inFlight += 1
-        return True
-
-    @Exchanging.upon(ConnectionInputs.loginEnded).loop()
-    def ended(c: ConnectionInputs, s: ConnectionCore) -> None:
-        settle(c, s)
-
-    @Exchanging.upon(ConnectionInputs.keycardIssued).loop()
+    @Connected.upon(ConnectionInputs.keycardIssued).loop()
+    @LoggedIn.upon(ConnectionInputs.keycardIssued).loop()
     def issued(c: ConnectionInputs, s: ConnectionCore, keycardId: str) -> bool:
         s.producing.add(keycardId)
         s.holders[keycardId] = c
         return True
 
-    @Exchanging.upon(ConnectionInputs.avatarReady).loop()
+    @Connected.upon(ConnectionInputs.avatarReady).to(LoggedIn)
+    @LoggedIn.upon(ConnectionInputs.avatarReady).loop()
     def ready(
         c: ConnectionInputs, s: ConnectionCore, keycardId: str, logout: Logout
     ) -> bool:
         s.producing.discard(keycardId)
         s.held[keycardId] = logout
         s.loggedIn()
-        settle(c, s)
         return True
 
-    @Exchanging.upon(ConnectionInputs.avatarFailed).loop()
+    @Connected.upon(ConnectionInputs.avatarFailed).loop()
+    @LoggedIn.upon(ConnectionInputs.avatarFailed).loop()
     def failed(c: ConnectionInputs, s: ConnectionCore, keycardId: str) -> None:
         s.release(keycardId, None)
-        settle(c, s)
 
-    @Exchanging.upon(ConnectionInputs.expire).to(Expiring)
+    @Connected.upon(ConnectionInputs.expire).to(Expiring)
     @LoggedIn.upon(ConnectionInputs.expire).to(Expiring)
     def expire(c: ConnectionInputs, s: ConnectionCore, keycardId: str) -> None:
+        s.closing = True
         s.expired.add(keycardId)
         s.holders.pop(keycardId, None)
         s.drop(keycardId)
 
     @Connected.upon(ConnectionInputs.connectionLost).to(Gone)
-    @Exchanging.upon(ConnectionInputs.connectionLost).to(Gone)
     @LoggedIn.upon(ConnectionInputs.connectionLost).to(Gone)
     @Expiring.upon(ConnectionInputs.connectionLost).to(Gone)
     def lost(c: ConnectionInputs, s: ConnectionCore) -> None:
+        s.closing = True
+        s.exchanges.clear()
         s.bouncer.connectionLost(s.broker)
         held, s.held = s.held, {}
         for keycardId, logout in held.items():
             s.release(keycardId, logout)
 
-    # Going or gone: nothing new starts, and what arrives late is undone.
-
-    @Expiring.upon(ConnectionInputs.beginLogin).loop()
-    @Gone.upon(ConnectionInputs.beginLogin).loop()
-    def refuse(c: ConnectionInputs, s: ConnectionCore) -> bool:
-        return False
+    # Going or gone: what arrives late is undone.
 
     @Expiring.upon(ConnectionInputs.keycardIssued).loop()
     @Gone.upon(ConnectionInputs.keycardIssued).loop()
@@ -303,8 +255,6 @@ def _makeMachine() -> Callable[[ConnectionCore], ConnectionInputs]:
         s.expired.add(keycardId)
         s.holders.pop(keycardId, None)
 
-    Expiring.upon(ConnectionInputs.loginEnded).loop().returns(None)
-    Gone.upon(ConnectionInputs.loginEnded).loop().returns(None)
     Gone.upon(ConnectionInputs.connectionLost).loop().returns(None)
 
     return machine.build()

@@ -766,21 +766,17 @@ class KeycardRoot:
         Hand one message of an exchange to the bouncer, and answer the
         client with the challenge, or with the avatar from the realm.
         """
-        inputs = connection.inputs
-        if not inputs.beginLogin():
+        if connection.core.closing:
             raise KeycardRefused()
         try:
             result: Keycard = await self.bouncer.authenticate(keycard, broker)
-        except BaseException as e:
-            inputs.loginEnded()
-            if isinstance(e, KeycardRefused) and getattr(
-                type(keycard), "dropOnRefusal", False
-            ):
+        except KeycardRefused:
+            if getattr(type(keycard), "dropOnRefusal", False):
                 self._dropSoon(broker)
             raise
         keycard.adopt(result)
+        inputs = connection.inputs
         if keycard.state is not KeycardState.AUTHENTICATED:
-            inputs.loginEnded()
             exchanges = connection.core.exchanges
             if len(exchanges) >= MAX_EXCHANGES_PER_CONNECTION:
                 del exchanges[next(iter(exchanges))]
