@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from twisted_keycard import KeycardClientFactory, KeycardDenied
-from twisted_keycard.keycard._exchange import IAnswerer
+from twisted_keycard.keycard._keycard import IAnswerer
 from twisted_keycard.passwords import PasswordAnswerer
 from twisted_keycard.scram import SCRAMAnswerer
 

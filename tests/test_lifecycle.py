@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_keycard.keycard._exchange}: every multi-step kind
+Tests for L{twisted_keycard.keycard._keycard}: every multi-step kind
 (SCRAM, SRP, HMAC, signatures) takes challenge, answer, verify and conclude
 once each, in that order, and refuses a step out of order with the same
 error.  L{ExchangeLifecycleContract} runs once per kind.
@@ -15,12 +15,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard.error import ExchangeOutOfOrder, KeycardRefused, ProtocolError
 from twisted_keycard.hmackeys import HMACAnswerer, HMACKeycard, HMACKeys
-from twisted_keycard.keycard._exchange import (
+from twisted_keycard.keycard._keycard import (
     ExchangeLifecycle,
     ExchangeState,
     ExchangeStep,
+    Keycard,
 )
-from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.scram import (
     SCRAMAnswerer,
     SCRAMExchange,

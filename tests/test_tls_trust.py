@@ -1,8 +1,8 @@
 """
 Tests for trust in the other end of a TLS connection: only TLS whose server
 the client verified counts for keycards that must not be seen
-(L{twisted_keycard.keycard._tls}), the channel binding data each end
-computes (L{twisted_keycard.keycard._tls}), what the requester records,
+(L{twisted_keycard.keycard._keycard}), the channel binding data each end
+computes (L{twisted_keycard.keycard._keycard}), what the requester records,
 and C{keycard login} refusing an C{ssl:} endpoint that checks nothing.
 All over real TLS in memory: no sockets.
 """
@@ -35,7 +35,7 @@ from twisted_keycard.keycard import (
     channelBindings,
     serverVerified,
 )
-from twisted_keycard.keycard._tls import (
+from twisted_keycard.keycard._keycard import (
     endPointHash,
     formatBindings,
     parseBindings,

@@ -5,7 +5,15 @@ their exchanges on the bouncer, and what each end knows of the TLS under
 them (whether the server was verified, channel binding data).
 """
 
-from twisted_keycard.keycard._exchange import (
+from twisted_keycard.keycard._keycard import (
+    ADDRESS_LENGTH,
+    BINDING_TYPES,
+    ID_LENGTH,
+    NAME_LENGTH,
+    TLS_EXPORTER,
+    TLS_SERVER_END_POINT,
+    TOKEN_LENGTH,
+    ClientChannel,
     ExchangeLifecycle,
     ExchangeState,
     ExchangeStep,
@@ -13,34 +21,22 @@ from twisted_keycard.keycard._exchange import (
     IChallenger,
     IChannelBindingAnswerer,
     IExchange,
-    NonceExchange,
-    exchangeContext,
-    requestVerified,
-)
-from twisted_keycard.keycard._keycard import (
-    ADDRESS_LENGTH,
-    ID_LENGTH,
-    NAME_LENGTH,
-    TOKEN_LENGTH,
     Keycard,
     KeycardState,
+    NonceExchange,
     Step,
     WireSteps,
     addressGroup,
+    channelBindings,
+    checkSendable,
+    exchangeContext,
     keycardClassFor,
     kindName,
     normalizeAddress,
     registerKeycard,
-    wireField,
-)
-from twisted_keycard.keycard._tls import (
-    BINDING_TYPES,
-    TLS_EXPORTER,
-    TLS_SERVER_END_POINT,
-    ClientChannel,
-    channelBindings,
-    checkSendable,
+    requestVerified,
     serverVerified,
+    wireField,
 )
 
 __all__ = [

@@ -1,50 +1,272 @@
 """
-Keycards: credentials that travel between processes over Perspective Broker.
+Keycards: credentials that travel between processes over Perspective Broker,
+and their exchanges.
 
 A keycard is sent by a client, completed by a requester (which sets the
 address it came from and its own name), challenged and checked by a bouncer,
-and sent back.  Each subclass is the contract of one exchange.
-
-A keycard received over PB is always a new object, built only from the
-fields its class declares with L{wireField}, each checked (type, length)
-before anything reads it; client addresses are kept in one text form per
+and sent back.  Each subclass is the contract of one exchange.  Between a
+client and a requester (keycard protocol 2) each message of an exchange
+carries only the fields of its L{Step}, checked (type, length) before
+anything reads them; a keycard that travels whole (to a bouncer in another
+process) is always a new object, built only from the fields its class
+declares with L{wireField}.  Client addresses are kept in one text form per
 host, so that rules, limits and tokens compare like with like.
+
+The interfaces of one kind are here too: the exchange (L{IExchange}), the
+challenger that primes it and the client's answerer.  Every multi-step
+exchange holds one L{ExchangeLifecycle}; the nonce exchanges (HMAC,
+signatures) share one implementation, L{NonceExchange}.  And what one end
+of a connection knows of the TLS under it: whether a client checked the
+server's certificate, and the connection's channel binding data (RFC 5056).
 """
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import enum
 import ipaddress
 import json
 import math
 import re
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import (
+    verify_certificate_hostname,
+    verify_certificate_ip_address,
+)
 from twisted.cred.credentials import ICredentials
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import ISSLTransport
 from twisted.spread import pb
-from zope.interface import implementer
+from zope.interface import Attribute, Interface, implementer
 
-from twisted_keycard.error import InvalidKeycard
-from twisted_keycard.keycard._tls import (
-    BINDINGS_LENGTH,
-    checkSendable,
-    formatBindings,
-    parseBindings,
+from twisted_keycard.error import (
+    ExchangeOutOfOrder,
+    InsecureTransport,
+    InvalidKeycard,
+    KeycardRefused,
+    ProtocolError,
 )
 
-__all__ = [
-    "Keycard",
-    "KeycardState",
-    "Wire",
-    "keycardClassFor",
-    "registerKeycard",
-    "wireField",
-]
+#: RFC 9266: the TLS 1.3 exporter, label C{EXPORTER-Channel-Binding}, an
+#: empty context, 32 bytes.
+TLS_EXPORTER = "tls-exporter"
+#: RFC 5929: a hash of the server's certificate.
+TLS_SERVER_END_POINT = "tls-server-end-point"
+#: The types this library computes, in a client's order of preference.
+BINDING_TYPES = (TLS_EXPORTER, TLS_SERVER_END_POINT)
+
+EXPORTER_LABEL = b"EXPORTER-Channel-Binding"
+EXPORTER_BYTES = 32
+
+#: Bytes of one binding at most (a SHA-512 certificate hash).
+MAX_BINDING_BYTES = 64
+#: Characters of the wire form at most.
+BINDINGS_LENGTH = 256
+
+
+def endPointHash(certificate: x509.Certificate) -> bytes | None:
+    """
+    The C{tls-server-end-point} data of a server certificate (RFC 5929,
+    section 4.1): its DER form hashed with the hash of its signature
+    algorithm, SHA-256 in place of MD5 or SHA-1.
+
+    @return: the hash, or C{None} when the signature algorithm has no single
+        hash (Ed25519, Ed448), for which RFC 5929 defines no binding.
+    """
+    try:
+        algorithm = certificate.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    if algorithm is None:
+        return None
+    if isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(certificate.public_bytes(Encoding.DER))
+    return digest.finalize()
+
+
+def formatBindings(bindings: Mapping[str, bytes]) -> str:
+    """
+    The wire form of channel bindings: C{type=base64} items joined by
+    C{","}, in the order of L{BINDING_TYPES}.
+    """
+    return ",".join(
+        f"{kind}={binascii.b2a_base64(bindings[kind], newline=False).decode()}"
+        for kind in BINDING_TYPES
+        if kind in bindings
+    )
+
+
+def parseBindings(text: str) -> Mapping[str, bytes]:
+    """
+    Read the wire form of channel bindings (see L{formatBindings}).
+
+    @raise ValueError: for an unknown or repeated type, or data that is not
+        canonical base64 of 1 to L{MAX_BINDING_BYTES} bytes.
+    """
+    bindings: dict[str, bytes] = {}
+    for item in text.split(","):
+        kind, sep, encoded = item.partition("=")
+        if not sep or kind not in BINDING_TYPES or kind in bindings:
+            raise ValueError("unknown or repeated channel binding type")
+        try:
+            data = binascii.a2b_base64(encoded, strict_mode=True)
+        except binascii.Error:
+            raise ValueError("channel binding data is not base64") from None
+        canonical = binascii.b2a_base64(data, newline=False).decode()
+        if canonical != encoded or not 0 < len(data) <= MAX_BINDING_BYTES:
+            raise ValueError("channel binding data is not canonical")
+        bindings[kind] = data
+    return bindings
+
+
+@attrs.frozen
+class ClientChannel:
+    """
+    What a client knows of the connection it logs in over, for an exchange
+    that can bind to it.
+
+    @ivar bindings: the channel binding data of this connection, by type;
+        empty without TLS.
+    @ivar serverBinds: whether the server said it binds this kind of
+        exchange to the channel (it listed the kind's C{channelBoundType});
+        C{None} when the client did not ask.
+    """
+
+    bindings: Mapping[str, bytes] = attrs.field(factory=dict, repr=False)
+    serverBinds: bool | None = None
+
+
+#: The one TLS version whose exporter RFC 9266 binds to.
+_TLS13 = "TLSv1.3"
+
+
+def tlsConnection(transport: object) -> Any:
+    """
+    The pyOpenSSL connection under a TLS transport, or C{None} for a
+    transport without TLS.
+    """
+    if transport is None or not ISSLTransport.providedBy(transport):
+        return None
+    getHandle = getattr(transport, "getHandle", None)
+    if getHandle is None:
+        return None
+    handle = getHandle()
+    return handle if hasattr(handle, "get_verify_mode") else None
+
+
+def serverVerified(transport: object) -> bool:
+    """
+    Whether the client end of a connection checked the server: the
+    connection is TLS, OpenSSL was told to verify the peer (C{VERIFY_PEER},
+    so the handshake fails on a certificate chain its trust roots do not
+    vouch for), and the server's certificate names the host the client
+    asked for: the name it sent in SNI, or, for a host given as an IP
+    address (no SNI), the address it is connected to.  The name is checked
+    again here, so options that verify the chain but not the name (Twisted's
+    C{ssl:} client endpoint without C{hostname=}) do not count.
+
+    This is what Twisted's C{tls:} endpoint and C{optionsForClientTLS} do.
+    """
+    connection = tlsConnection(transport)
+    if connection is None:
+        return False
+    if not connection.get_verify_mode() & SSL.VERIFY_PEER:
+        return False
+    peer = connection.get_peer_certificate()
+    if peer is None:
+        return False
+    certificate = peer.to_cryptography()
+    name = connection.get_servername()
+    try:
+        if name:
+            verify_certificate_hostname(certificate, name.decode("ascii"))
+        else:
+            host = getattr(transport.getPeer(), "host", None)  # type: ignore[attr-defined]
+            if not isinstance(host, str):
+                return False
+            verify_certificate_ip_address(certificate, host)
+    except (CertificateError, VerificationError, ValueError, UnicodeError):
+        return False
+    return True
+
+
+def channelBindings(transport: object, *, asServer: bool) -> dict[str, bytes]:
+    """
+    The channel binding data of a TLS connection, as this end computes it:
+    C{tls-server-end-point} from the server's certificate (this end's own as
+    the server, the peer's as the client) when its signature algorithm
+    defines one, and C{tls-exporter} over TLS 1.3.
+
+    @return: the data by type; empty without TLS or before the handshake.
+    """
+    connection = tlsConnection(transport)
+    if connection is None:
+        return {}
+    bindings: dict[str, bytes] = {}
+    certificate = (
+        connection.get_certificate() if asServer else connection.get_peer_certificate()
+    )
+    if certificate is not None:
+        endPoint = endPointHash(certificate.to_cryptography())
+        if endPoint is not None:
+            bindings[TLS_SERVER_END_POINT] = endPoint
+    if connection.get_protocol_version_name() == _TLS13:
+        # Fails only before the handshake: no exporter yet.
+        with contextlib.suppress(SSL.Error):
+            bindings[TLS_EXPORTER] = connection.export_keying_material(
+                EXPORTER_LABEL, EXPORTER_BYTES, b""
+            )
+    return bindings
+
+
+#: How a refusal to send over unverified TLS ends.
+_VERIFY = (
+    "needs TLS that verifies the server's certificate and host name"
+    " (tls:HOST:PORT:trustRoots=DIR, or optionsForClientTLS)"
+)
+
+
+def checkSendable(keycard: Keycard, transport: object, towardBouncer: bool) -> None:
+    """
+    Refuse to send a keycard where a man in the middle could read what it
+    must not show: toward the bouncer, a secret field only over TLS whose
+    server the client verified (see L{serverVerified}), and a C{bearer}
+    keycard not over TLS left unverified (plain TCP is a visible choice;
+    unverified TLS only looks safe); toward the client, a secret field only
+    over TLS.
+
+    @raise InsecureTransport: if it may not be sent over C{transport}.
+    """
+    name = type(keycard).__name__
+    if not towardBouncer:
+        if keycard.carriesSecret(False) and not ISSLTransport.providedBy(transport):
+            raise InsecureTransport(f"{name} carries a secret and needs TLS")
+        return
+    if keycard.carriesSecret(True):
+        if not serverVerified(transport):
+            raise InsecureTransport(f"{name} carries a secret and {_VERIFY}")
+    elif (
+        keycard.bearer
+        and ISSLTransport.providedBy(transport)
+        and not serverVerified(transport)
+    ):
+        raise InsecureTransport(f"{name} is a bearer credential and {_VERIFY}")
 
 
 WIRE = "twisted_keycard.wire"
@@ -414,7 +636,7 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         transport's peer; never taken from a client.
     @ivar token: a signed token, set by the bouncer on success.
     @ivar channelBindings: the channel binding data of the TLS connection
-        the keycard came on, by type (see L{twisted_keycard.keycard._tls}),
+        the keycard came on, by type (see L{twisted_keycard.keycard._keycard}),
         set by the requester from its own side of the connection; never
         taken from a client.
 
@@ -766,3 +988,356 @@ def addressGroup(address: str | None) -> str | None:
     if ip.version == 6:
         return str(ipaddress.ip_network(f"{ip}/{IPV6_GROUP}", strict=False))
     return normal
+
+
+class IExchange(ICredentials):
+    """
+    The bouncer's side of one exchange: the challenge it sent and everything
+    it must compare later.  It never leaves the bouncer.  Once answered it is
+    the credentials handed to a L{twisted.cred.checkers.ICredentialsChecker}.
+    """
+
+    def challenge(keycard: Keycard) -> bool:
+        """
+        Write the challenge into the keycard about to go back to the client.
+
+        @return: C{True} if the client must answer before the check, C{False}
+            if the keycard already holds everything and can be checked now.
+        """
+
+    def answer(keycard: Keycard) -> None:
+        """
+        Take the client's answer from the keycard it sent back.  Only the
+        answer fields are read; everything else comes from this object.
+
+        @raise twisted_keycard.error.ProtocolError: if the answer is malformed
+            or does not belong to this exchange.
+        """
+
+    def conclude(keycard: Keycard) -> None:
+        """
+        After a successful check, write the bouncer's own proof (if the
+        exchange has one) into the keycard about to go back to the client.
+        """
+
+
+class IChallenger(Interface):
+    """
+    Starts exchanges for some keycard classes.  Usually the same object as
+    the checker, because building a challenge needs the stored data (SCRAM
+    needs the salt and the iteration count).
+    """
+
+    keycardClasses = Attribute(
+        "The keycard classes this challenger starts exchanges for: a tuple."
+    )
+
+    def prime(keycard: Keycard) -> Deferred[IExchange]:
+        """
+        Start an exchange for the first keycard of a client.
+
+        For an unknown user this primes a mock exchange that cannot be told
+        from a real one and fails at the check.
+
+        @return: a L{Deferred} firing with an L{IExchange}, or failing with
+            L{twisted_keycard.error.ProtocolError} if the keycard is
+            malformed.
+        """
+
+
+class IAnswerer(Interface):
+    """
+    The client's side of one keycard kind: makes the first keycard, answers
+    challenges, and checks the server's proof.
+    """
+
+    keycardClass = Attribute("The keycard class this answerer produces.")
+
+    def start() -> Keycard:
+        """
+        @return: the first keycard of an exchange.
+        """
+
+    def answer(keycard: Keycard) -> Keycard:
+        """
+        Answer a challenge.
+
+        @param keycard: the keycard the server sent back, REQUESTING.
+        @return: the keycard to send back.
+        @raise twisted_keycard.error.ProtocolError: for a malformed or
+            unacceptable challenge.
+        """
+
+    def finish(keycard: Keycard) -> None:
+        """
+        Check the server's proof in the AUTHENTICATED keycard.
+
+        @raise twisted_keycard.error.ServerAuthenticationFailed: if the
+            server did not prove its identity.
+        """
+
+
+class IChannelBindingAnswerer(IAnswerer):
+    """
+    An answerer whose exchange can bind to the TLS connection it runs over
+    (SCRAM-SHA-256-PLUS), so that a relay between client and server is
+    caught.  A client that knows the connection calls L{startBound} in
+    place of C{start}.
+    """
+
+    def startBound(channel: ClientChannel) -> Keycard:
+        """
+        Begin an exchange over a connection.
+
+        @param channel: the connection's channel binding data, and whether
+            the server said it binds this kind.
+        @return: the first keycard of the exchange.
+        @raise twisted_keycard.error.ProtocolError: if the answerer insists
+            on a binding this connection cannot give.
+        """
+
+
+class ExchangeState(enum.Enum):
+    """
+    Where an exchange is.  Each step is taken once, in order; a step that
+    fails, a verification that does not succeed, and any step out of order
+    leave the exchange L{SPENT}.
+    """
+
+    PRIMED = "primed"
+    CHALLENGED = "challenged"
+    ANSWERED = "answered"
+    SUCCEEDED = "succeeded"
+    CONCLUDED = "concluded"
+    SPENT = "spent"
+
+
+class ExchangeStep(enum.Enum):
+    """
+    The steps of an exchange, named as its methods are.
+    """
+
+    CHALLENGE = "challenge"
+    ANSWER = "answer"
+    VERIFY = "verify"
+    CONCLUDE = "conclude"
+
+
+#: The state each step starts from, and the state it leaves when it succeeds.
+_ORDER = {
+    ExchangeStep.CHALLENGE: (ExchangeState.PRIMED, ExchangeState.CHALLENGED),
+    ExchangeStep.ANSWER: (ExchangeState.CHALLENGED, ExchangeState.ANSWERED),
+    ExchangeStep.VERIFY: (ExchangeState.ANSWERED, ExchangeState.SUCCEEDED),
+    ExchangeStep.CONCLUDE: (ExchangeState.SUCCEEDED, ExchangeState.CONCLUDED),
+}
+
+
+@attrs.define
+class ExchangeLifecycle:
+    """
+    The guard every multi-step exchange holds: it lets each step run once,
+    in order, and spends the exchange on anything else.
+
+    @ivar state: an L{ExchangeState}.
+    """
+
+    state: ExchangeState = ExchangeState.PRIMED
+
+    def _begin(self, step: ExchangeStep) -> None:
+        # Spent until the step succeeds, so a step that raises leaves it so.
+        current, self.state = self.state, ExchangeState.SPENT
+        if current is not _ORDER[step][0]:
+            raise ExchangeOutOfOrder(step.value)
+
+    @contextmanager
+    def step(self, step: ExchangeStep) -> Iterator[None]:
+        """
+        Run the body as C{step}; the exchange moves on if it returns and
+        stays spent if it raises.  Not for L{ExchangeStep.VERIFY}: see
+        L{verify}.
+
+        @raise ExchangeOutOfOrder: if C{step} is not the next one.
+        @raise ValueError: for L{ExchangeStep.VERIFY}, whose outcome is not
+            whether its body raises.
+        """
+        if step is ExchangeStep.VERIFY:
+            raise ValueError("verify with ExchangeLifecycle.verify")
+        self._begin(step)
+        yield
+        self.state = _ORDER[step][1]
+
+    def verify(self, check: Callable[[], bool]) -> bool:
+        """
+        Take the verify step: run C{check} once.
+
+        @return: what C{check} returns; the exchange may be concluded only
+            if it is C{True}, and is spent otherwise.
+        @raise ExchangeOutOfOrder: if the exchange is not answered, or was
+            verified already.
+        """
+        self._begin(ExchangeStep.VERIFY)
+        if not check():
+            return False
+        self.state = ExchangeState.SUCCEEDED
+        return True
+
+
+def exchangeContext(
+    label: bytes, name: str, nonce: str, keycardId: str, requesterName: str | None
+) -> bytes:
+    """
+    What a client proves: the label, the nonce, the keycard id, the
+    requester and the client's name, NUL-separated, so a proof made for one
+    exchange is worth nothing in another.  Only the name (last) comes from
+    the client; the other parts hold no NUL, so no two contexts read alike.
+    """
+    parts = [label, nonce.encode(), keycardId.encode(), (requesterName or "").encode()]
+    return b"\0".join([*parts, name.encode("utf-8")])
+
+
+class NonceKeycard(Protocol):
+    """
+    The fields a nonce exchange's challenge reads and writes.
+    """
+
+    id: str | None
+    requesterName: str | None
+    nonce: str | None
+
+
+class ProofCheck(Protocol):
+    """
+    What one kind of nonce exchange takes as the client's proof, and how it
+    checks it (with the client's key, or one nobody holds for an unknown
+    name, so the refusal is the same).
+    """
+
+    @property
+    def label(self) -> bytes:
+        """
+        What every context of this kind starts with (see L{exchangeContext}).
+        """
+
+    @property
+    def keycardClass(self) -> type[NonceKeycard]:
+        """
+        The keycard class of this kind.
+        """
+
+    def read(self, keycard: Keycard) -> bytes:
+        """
+        @return: the proof in the keycard the client sent back.
+        @raise ProtocolError: if there is none, or it is malformed.
+        """
+
+    def accepts(self, context: bytes, proof: bytes) -> bool:
+        """
+        @return: whether C{proof} proves C{context} for a known client.
+        """
+
+
+@attrs.define(eq=False)
+class NonceExchange:
+    """
+    One nonce exchange, every step under an L{ExchangeLifecycle}.  Each
+    kind subclasses it only to declare its exchange interface.
+
+    @ivar name: the client's name, which selects its key.
+    @ivar nonce: the challenge (base64).
+    @ivar check: how the client's proof is read and checked.
+    @ivar context: what the client must prove, fixed by the challenge.
+    @ivar proof: the client's proof, once answered.
+    @ivar lifecycle: the guard that takes each step once, in order.
+    """
+
+    name: str
+    nonce: str
+    check: ProofCheck = attrs.field(repr=False)
+    context: bytes = attrs.field(default=b"", init=False, repr=False)
+    proof: bytes | None = attrs.field(default=None, init=False, repr=False)
+    lifecycle: ExchangeLifecycle = attrs.field(factory=ExchangeLifecycle, init=False)
+
+    def challenge(self, keycard: Keycard) -> bool:
+        """
+        Write the nonce into the keycard and bind it to the keycard's id and
+        requester.
+
+        @return: C{True}: the client must answer.
+        """
+        with self.lifecycle.step(ExchangeStep.CHALLENGE):
+            if not isinstance(keycard, self.check.keycardClass) or keycard.id is None:
+                raise ProtocolError("no keycard id to bind the nonce to")
+            keycard.nonce = self.nonce
+            self.context = exchangeContext(
+                self.check.label,
+                self.name,
+                self.nonce,
+                keycard.id,
+                keycard.requesterName,
+            )
+        return True
+
+    def answer(self, keycard: Keycard) -> None:
+        """
+        Take the client's proof, the only field read back.
+
+        @raise ProtocolError: if it is missing, malformed or out of order.
+        """
+        with self.lifecycle.step(ExchangeStep.ANSWER):
+            self.proof = self.check.read(keycard)
+
+    def verify(self) -> bool:
+        """
+        Check the client's proof, once.
+
+        @return: whether it proves the context for a known client.
+        @raise ProtocolError: if the exchange is not answered, or was
+            checked already.
+        """
+        return self.lifecycle.verify(self._check)
+
+    def _check(self) -> bool:
+        assert self.proof is not None
+        return self.check.accepts(self.context, self.proof)
+
+    def conclude(self, keycard: Keycard) -> None:
+        """
+        Write nothing: there is no proof back, the client trusts the server
+        through TLS.  Taken only after a successful check, once.
+        """
+        with self.lifecycle.step(ExchangeStep.CONCLUDE):
+            return
+
+
+class SelfChecking(Protocol):
+    def verify(self) -> bool:
+        """
+        Check the client's answer, once.
+
+        @raise twisted_keycard.error.ExchangeOutOfOrder: if there is no
+            answer, or it was checked.
+        """
+
+
+_E = TypeVar("_E", bound=SelfChecking)
+
+
+def requestVerified(
+    credentials: object, kind: type[_E], avatarId: Callable[[_E], str]
+) -> Deferred[Any]:
+    """
+    What C{requestAvatarId} answers for an exchange of class C{kind}.
+
+    @return: a L{Deferred} firing with C{avatarId(credentials)} when it
+        verifies, or failing with L{KeycardRefused} for a wrong answer or
+        other credentials, or with the
+        L{twisted_keycard.error.ExchangeOutOfOrder} of an exchange not
+        answered or checked already.
+    """
+    if not isinstance(credentials, kind):
+        return fail(KeycardRefused())
+    try:
+        good = credentials.verify()
+    except ProtocolError as e:
+        return fail(e)
+    return succeed(avatarId(credentials)) if good else fail(KeycardRefused())
