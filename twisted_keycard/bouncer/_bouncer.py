@@ -217,7 +217,7 @@ class Bouncer(Service):
             ),
             self._held,
             newId,
-            self.metrics,
+            metrics,
         )
         self._revoker: Revoker | None = None
         if self._mirror is not None:

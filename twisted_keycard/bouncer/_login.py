@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from datetime import datetime, timezone
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
@@ -18,14 +19,13 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from twisted_keycard._printable import isoTime, printable
+from twisted_keycard._printable import LIMIT, printable
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._held import HeldKeycards, Lease
 from twisted_keycard.bouncer._interfaces import (
     BUSY,
     TOO_MANY,
     IBouncerMetrics,
-    NoMetrics,
     Refusal,
     failureReason,
 )
@@ -524,7 +524,7 @@ class Authentication:
     issuer: Issuer
     held: HeldKeycards
     newId: Callable[[], str]
-    metrics: IBouncerMetrics = attrs.field(factory=NoMetrics)
+    metrics: IBouncerMetrics | None = None
     #: The exchanges in progress; one dropped unanswered counts as failed.
     pending: PendingExchanges = attrs.field(init=False)
     log = Logger()
@@ -557,19 +557,22 @@ class Authentication:
                 result = await self._continue(keycard, attempt, connection)
         except KeycardDenied as e:
             # Before UnauthorizedLogin, which a denial also is.
-            self.metrics.loginFailed(self._kind(keycard), failureReason(e))
+            if self.metrics is not None:
+                self.metrics.loginFailed(self._kind(keycard), failureReason(e))
             self._audit("login.denied", keycard, attempt, str(e))
             await self._settle(attempt, None, False)
             raise
         except (Refusal, ProtocolError, UnauthorizedLogin) as e:
-            self.metrics.loginFailed(self._kind(keycard), failureReason(e))
+            if self.metrics is not None:
+                self.metrics.loginFailed(self._kind(keycard), failureReason(e))
             self._audit("login.refused", keycard, attempt, str(e) or type(e).__name__)
             keycard.state = KeycardState.REFUSED
             await self._settle(attempt, getattr(keycard, "address", None), True)
             raise KeycardRefused() from None
         except Exception:
             # A bug or a failing store: logged here, never sent to the peer.
-            self.metrics.loginFailed(self._kind(keycard), "error")
+            if self.metrics is not None:
+                self.metrics.loginFailed(self._kind(keycard), "error")
             self.log.failure("checking a keycard failed")
             await self._settle(attempt, None, False)
             raise KeycardDenied("the bouncer failed; try again later") from None
@@ -693,18 +696,30 @@ class Authentication:
         keycard.duration = record.duration
         keycard.expires = record.expires
         keycard.token = token
-        self.metrics.loginSucceeded(self._kind(keycard))
+        if self.metrics is not None:
+            self.metrics.loginSucceeded(self._kind(keycard))
+        # One line per login, written once here with every peer-supplied
+        # value escaped; the same values travel as the event's fields.
+        expires = datetime.fromtimestamp(record.expires, timezone.utc).isoformat(
+            timespec="seconds"
+        )
+        avatar = _shown(avatarId)
+        account = _shown(_account(keycard, attempt))
+        requester = _shown(record.requesterName)
+        address = _shown(record.address)
         self.log.info(
-            "keycard {keycardId} issued to {avatarId} via {requesterName}"
-            " from {address} ({keycardType} for {account}), expires {expires}",
+            "{line}",
+            line=f"keycard {record.keycardId} issued to {avatar} via {requester}"
+            f" from {address} ({record.keycardType} for {account}),"
+            f" expires {expires}",
             event="login.issued",
             keycardId=record.keycardId,
-            avatarId=printable(avatarId),
-            account=printable(_account(keycard, attempt)),
-            keycardType=printable(record.keycardType),
-            requesterName=printable(record.requesterName),
-            address=printable(record.address),
-            expires=isoTime(record.expires),
+            avatarId=avatar,
+            account=account,
+            keycardType=record.keycardType,
+            requesterName=requester,
+            address=address,
+            expires=expires,
         )
         return keycard
 
@@ -737,6 +752,18 @@ class Authentication:
             requesterName=printable(getattr(keycard, "requesterName", None)),
             address=printable(getattr(keycard, "address", None)),
         )
+
+
+def _shown(text: str | None) -> str:
+    """
+    C{text} as L{printable} shows it, without a call there in the common
+    case (short, printable, no backslash).
+    """
+    if text is None:
+        return "-"
+    if len(text) <= LIMIT and text.isprintable() and "\\" not in text:
+        return text
+    return printable(text)
 
 
 def _account(keycard: object, attempt: _Attempt) -> str | None:

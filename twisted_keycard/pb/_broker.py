@@ -556,6 +556,7 @@ class KeycardBroker(pb.Broker, LinearDecoder):
     guard: ConnectionGuard | None = None
     _pendingBytes = 0
     _dropped = False
+    _loggedIn = False
 
     def useBudget(
         self, budget: MessageBudget, messages: int | None, *, quiet: bool
@@ -587,16 +588,18 @@ class KeycardBroker(pb.Broker, LinearDecoder):
     def loggedIn(self) -> None:
         """
         The peer holds a keycard now: its guard lifts the limits on
-        strangers.
+        strangers (once; a later login changes nothing).
         """
-        if self.guard is not None:
+        if self.guard is not None and not self._loggedIn:
+            self._loggedIn = True
             self.guard.loggedIn(self)
 
     def dataReceived(self, chunk: bytes) -> None:
         if self._dropped:
             return
-        if self.guard is not None:
-            self.guard.received(self)
+        guard = self.guard
+        if guard is not None and guard.watchesIdle:
+            guard.received(self)
         self._pendingBytes += len(chunk)
         if self._pendingBytes > self.maxMessage:
             self.drop(

@@ -60,6 +60,9 @@ class ConnectionGuard:
 
     def __init__(self, limits: ConnectionLimits, clock: IReactorTime) -> None:
         self.limits = limits
+        #: Whether brokers tell L{received} of every message (only when
+        #: logged-in connections have an idle timeout).
+        self.watchesIdle = limits.idleTimeout is not None
         self._clock = clock
         self._entries: dict[KeycardBroker, _Entry] = {}
         #: Connections not logged in, by client address, oldest first.
@@ -154,10 +157,9 @@ class ConnectionGuard:
         """
         C{broker} received bytes: it is not idle.
         """
-        if self.limits.idleTimeout is not None:
-            entry = self._entries.get(broker)
-            if entry is not None:
-                entry.lastReceived = self._clock.seconds()
+        entry = self._entries.get(broker)
+        if entry is not None:
+            entry.lastReceived = self._clock.seconds()
 
     def lost(self, broker: KeycardBroker) -> None:
         """
