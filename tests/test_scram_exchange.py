@@ -34,6 +34,7 @@ from twisted_keycard.scram import (
     ServerFirst,
     Verifier,
 )
+from twisted_keycard.scram import _server as scramServer
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm
@@ -324,17 +325,17 @@ class ExchangeTests(SynchronousTestCase):
 
     def test_sameWorkForEveryName(self) -> None:
         """
-        The mock verifier is made for a known name too, so that priming costs
+        The mock salt is made for a known name too, so that priming costs
         the same for every name (issue 12, item 6).
         """
         made: list[str] = []
-        mock = self.checker._mock
+        mockBytes = scramServer.mockBytes  # type: ignore[attr-defined]
 
-        def counted(username: str) -> Verifier:
+        def counted(key: bytes, username: str, length: int) -> bytes:
             made.append(username)
-            return mock(username)
+            return mockBytes(key, username, length)
 
-        self.patch(self.checker, "_mock", counted)
+        self.patch(scramServer, "mockBytes", counted)
         _, known, _ = self.login("alice", "wrong")
         _, unknown, _ = self.login("mallory", "wrong")
         self.assertEqual(made, ["alice", "mallory"])

@@ -111,6 +111,23 @@ class TokenLogins(SynchronousTestCase):
 
 
 class TokenBouncerTests(TokenLogins):
+    def test_noTokenUnwanted(self) -> None:
+        """
+        A requester that will not pass a token on (C{wantsToken=0}, a PB
+        client that did not ask) gets none: none is signed, and the keycard
+        is issued and held as any other.
+        """
+        first = PassphraseKeycard(
+            username="alice", address="192.0.2.1", requesterName="r1", wantsToken=0
+        )
+        challenged = self.successResultOf(self.bouncer.authenticate(first))
+        answered = PassphraseAnswerer("alice", "wonderland").answer(challenged)
+        keycard = self.successResultOf(self.bouncer.authenticate(answered))
+        self.assertIs(keycard.state, KeycardState.AUTHENTICATED)
+        self.assertIsNone(keycard.token)
+        self.assertIn(keycard.id, self.bouncer.held)
+        self.assertIsNotNone(self.login().token)
+
     def test_tokenIssued(self) -> None:
         keycard = self.login()
         assert keycard.token is not None

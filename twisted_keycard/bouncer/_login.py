@@ -426,7 +426,8 @@ class Issuer:
         issued to C{avatarId}: in the family of C{parent}, the token it was
         issued for, or starting its own family.
 
-        @return: the record and the token, if tokens are issued.
+        @return: the record and the token, if tokens are issued and the
+            keycard's requester wants it.
         @raise Refusal: if the policy refuses it.
         @raise twisted_keycard.error.QuotaExceeded: if no seat is left.
         """
@@ -450,7 +451,7 @@ class Issuer:
         )
         if self.policy is not None and not self.policy.allows(record):
             raise Refusal(f"refused by the policy {self.policy.text!r}", "policy")
-        token = await self._token(record, parent)
+        token = await self._token(record, parent) if keycard.wantsToken else None
         if quota is None:
             await self.store.add(record)
         else:

@@ -683,6 +683,7 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         encode=formatBindings,
         decode=parseBindings,
     )
+    wantsToken: int = wireField(int, default=1, setBy="requester")
 
     @classmethod
     def wireFields(cls) -> Mapping[str, Wire]:

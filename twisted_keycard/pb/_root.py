@@ -740,6 +740,8 @@ class KeycardRoot:
         keycard.address = peerAddress(broker)
         keycard.requesterName = self.requesterName
         keycard.channelBindings = bindings
+        # A token is signed only for a client that asked for it.
+        keycard.wantsToken = 1 if flags & TOKEN else 0
         return await self._round(broker, connection, keycard, mind, flags)
 
     async def _answer(
@@ -815,7 +817,7 @@ class KeycardRoot:
         proof = keycard.message(Step.PROOF)
         if not flags & (DETAILS | TOKEN):
             return (LOGGED_IN, avatar, *proof)
-        token = keycard.token if flags & TOKEN else None
+        token = keycard.token
         details = (
             keycardId.encode("ascii"),
             keycard.avatarId.encode("utf-8"),

@@ -22,10 +22,9 @@ from twisted_keycard.keycard import (
 from twisted_keycard.scram._messages import (
     MODES,
     PREFER,
+    ClientFinal,
     ClientFirst,
     SCRAMKeycard,
-    ServerFinal,
-    ServerFirst,
     authMessage,
     b64,
     bindingAttribute,
@@ -209,9 +208,9 @@ class SCRAMAnswerer:
         self._first = ClientFirst(header, self.username, nonce)
         self._bindingData = data
         self._expected = None
-        return SCRAMKeycard(
-            clientFirst=self._first.format(), saltHint=self._cache.lastUsed
-        )
+        keycard = SCRAMKeycard(saltHint=self._cache.lastUsed)
+        keycard.setClientFirst(self._first)
+        return keycard
 
     def answer(self, keycard: Keycard) -> Keycard:
         """
@@ -227,7 +226,7 @@ class SCRAMAnswerer:
             raise ProtocolError("no SCRAM challenge expected")
         if not isinstance(keycard, SCRAMKeycard):
             raise ProtocolError("not a SCRAM keycard")
-        serverFirst = ServerFirst.parse(keycard.serverFirst)
+        serverFirst = keycard.parsedServerFirst()
         nonce = serverFirst.nonce
         if not nonce.startswith(first.nonce) or len(nonce) <= len(first.nonce):
             raise ProtocolError("the server's nonce does not extend ours")
@@ -244,10 +243,11 @@ class SCRAMAnswerer:
             raise ProtocolError("the password has characters SCRAM refuses") from None
         binding = bindingAttribute(first.gs2Header, self._bindingData)
         withoutProof = f"c={binding},r={nonce}"
-        message = authMessage(first, serverFirst, withoutProof)
+        assert keycard.serverFirst is not None
+        message = authMessage(first, keycard.serverFirst, withoutProof)
         proof = xor(key, hmacSha256(sha256(key), message))
         self._expected = hmacSha256(server, message)
-        keycard.clientFinal = f"{withoutProof},p={b64(proof)}"
+        keycard.setClientFinal(ClientFinal(binding, nonce, proof))
         return keycard
 
     def finish(self, keycard: Keycard) -> None:
@@ -264,7 +264,7 @@ class SCRAMAnswerer:
         if keycard.serverFinal is None:
             raise ServerAuthenticationFailed("the server sent no signature")
         try:
-            final = ServerFinal.parse(keycard.serverFinal)
+            final = keycard.parsedServerFinal()
         except ProtocolError as e:
             raise ServerAuthenticationFailed(str(e)) from None
         if final.signature is None:

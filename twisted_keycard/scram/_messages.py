@@ -11,7 +11,8 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import attrs
 from passlib.utils import saslprep
@@ -482,12 +483,22 @@ class ServerFinal:
         return cls(signature=signature)
 
 
-def authMessage(first: ClientFirst, serverFirst: ServerFirst, final: str) -> bytes:
+def authMessage(
+    first: ClientFirst, serverFirst: ServerFirst | str, final: str
+) -> bytes:
     """
     C{AuthMessage := client-first-message-bare "," server-first-message ","
     client-final-message-without-proof}, the text both sides sign.
+
+    @param serverFirst: the server-first message, or its text as sent.
     """
-    return ",".join([first.bare, serverFirst.format(), final]).encode("utf-8")
+    if not isinstance(serverFirst, str):
+        serverFirst = serverFirst.format()
+    return f"{first.bare},{serverFirst},{final}".encode()
+
+
+_M = TypeVar("_M")
+_Message = ClientFirst | ServerFirst | ClientFinal | ServerFinal
 
 
 @registerKeycard
@@ -542,43 +553,86 @@ class SCRAMKeycard(Keycard):
         except ProtocolError:
             return None
 
-    def parsedClientFirst(self) -> ClientFirst:
+    def _parsed(self, name: str, parse: Callable[[object], _M]) -> _M:
         """
-        The client-first message parsed, once for the text it holds: the
-        bouncer reads it for the account and again to start the exchange.
+        The message of field C{name}, parsed once for the text it holds.
 
         @raise ProtocolError: if it does not parse.
         """
-        text = self.clientFirst
-        parsed = self.__dict__.get("_parsedFirst")
-        if parsed is not None and parsed[0] is text:
-            first: ClientFirst = parsed[1]
-            return first
-        first = ClientFirst.parse(text)
-        self.__dict__["_parsedFirst"] = (text, first)
-        return first
+        text = getattr(self, name)
+        cached = self.__dict__.get("_parsed_" + name)
+        if cached is not None and cached[0] is text:
+            found: _M = cached[1]
+            return found
+        message = parse(text)
+        self.__dict__["_parsed_" + name] = (text, message)
+        return message
 
-    def setServerFirst(self, message: ServerFirst) -> None:
+    def _set(self, name: str, message: _Message, text: str | None = None) -> None:
         """
-        Write the server-first message, keeping it parsed for L{message}.
+        Write a message into field C{name}, keeping it parsed.
         """
-        text = self.serverFirst = message.format()
-        self.__dict__["_parsedServerFirst"] = (text, message)
+        if text is None:
+            text = message.format()
+        setattr(self, name, text)
+        self.__dict__["_parsed_" + name] = (text, message)
+
+    def parsedClientFirst(self) -> ClientFirst:
+        """
+        The client-first message, parsed once for the text it holds (the
+        bouncer reads it for the account and again to start the exchange).
+
+        @raise ProtocolError: if it does not parse.
+        """
+        return self._parsed("clientFirst", ClientFirst.parse)
 
     def parsedServerFirst(self) -> ServerFirst:
         """
-        The server-first message parsed, once for the text it holds.
+        The server-first message, parsed once for the text it holds.
 
         @raise ProtocolError: if it does not parse.
         """
-        text = self.serverFirst
-        parsed = self.__dict__.get("_parsedServerFirst")
-        if parsed is not None and parsed[0] is text:
-            serverFirst: ServerFirst = parsed[1]
-            return serverFirst
-        serverFirst = ServerFirst.parse(text)
-        self.__dict__["_parsedServerFirst"] = (text, serverFirst)
-        return serverFirst
+        return self._parsed("serverFirst", ServerFirst.parse)
+
+    def parsedClientFinal(self) -> ClientFinal:
+        """
+        The client-final message, parsed once for the text it holds.
+
+        @raise ProtocolError: if it does not parse.
+        """
+        return self._parsed("clientFinal", ClientFinal.parse)
+
+    def parsedServerFinal(self) -> ServerFinal:
+        """
+        The server-final message, parsed once for the text it holds.
+
+        @raise ProtocolError: if it does not parse.
+        """
+        return self._parsed("serverFinal", ServerFinal.parse)
+
+    def setClientFirst(self, message: ClientFirst) -> None:
+        """
+        Write the client-first message, keeping it parsed.
+        """
+        self._set("clientFirst", message)
+
+    def setServerFirst(self, message: ServerFirst) -> None:
+        """
+        Write the server-first message, keeping it parsed.
+        """
+        self._set("serverFirst", message)
+
+    def setClientFinal(self, message: ClientFinal) -> None:
+        """
+        Write the client-final message, keeping it parsed.
+        """
+        self._set("clientFinal", message)
+
+    def setServerFinal(self, message: ServerFinal) -> None:
+        """
+        Write the server-final message, keeping it parsed.
+        """
+        self._set("serverFinal", message)
 
     def message(self, step: Step) -> tuple[object, ...]:
         """
@@ -603,8 +657,8 @@ class SCRAMKeycard(Keycard):
                 return (suffix.encode("ascii"),)
             return (suffix.encode("ascii"), *known)
         if step is Step.ANSWER:
-            return (ClientFinal.parse(self.clientFinal).proof,)
-        signature = ServerFinal.parse(self.serverFinal).signature
+            return (self.parsedClientFinal().proof,)
+        signature = self.parsedServerFinal().signature
         return () if signature is None else (signature,)
 
     def takeMessage(self, step: Step, values: object) -> None:
@@ -654,10 +708,10 @@ class SCRAMKeycard(Keycard):
         else:
             known = (_salt(salt), _count(iterations))
         try:
-            nonce = self.parsedClientFirst().nonce + suffix.decode("ascii")
+            nonce = checkNonce(self.parsedClientFirst().nonce + suffix.decode("ascii"))
         except (ProtocolError, UnicodeDecodeError):
             raise InvalidKeycard("the server's nonce is not printable") from None
-        self.serverFirst = f"r={nonce},s={b64(known[0])},i={known[1]}"
+        self.setServerFirst(ServerFirst(nonce, known[0], known[1]))
 
     def _takeAnswer(self, proof: object) -> None:
         if type(proof) is not bytes or len(proof) != KEY_BYTES:
@@ -669,8 +723,7 @@ class SCRAMKeycard(Keycard):
             raise InvalidKeycard("no exchange to answer") from None
         kind = bindingType(header)
         data = b"" if kind is None else (self.channelBindings or {}).get(kind, b"")
-        binding = bindingAttribute(header, data)
-        self.clientFinal = f"c={binding},r={nonce},p={b64(proof)}"
+        self.setClientFinal(ClientFinal(bindingAttribute(header, data), nonce, proof))
 
     def _takeProof(self, signature: object = None) -> None:
         if signature is None:
@@ -678,7 +731,7 @@ class SCRAMKeycard(Keycard):
             return
         if type(signature) is not bytes or len(signature) != KEY_BYTES:
             raise InvalidKeycard("the server signature is not 32 bytes")
-        self.serverFinal = "v=" + b64(signature)
+        self.setServerFinal(ServerFinal(signature=signature))
 
 
 def _salt(value: object) -> bytes:

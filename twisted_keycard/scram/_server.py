@@ -212,6 +212,7 @@ class SCRAMExchange:
     known: bool = attrs.field(repr=False)
     lifecycle: ExchangeLifecycle = attrs.field(factory=ExchangeLifecycle, init=False)
     _final: ClientFinal | None = attrs.field(default=None, repr=False)
+    _serverFirstText: str | None = attrs.field(default=None, repr=False)
     _serverSignature: bytes | None = attrs.field(default=None, repr=False)
 
     @property
@@ -235,7 +236,9 @@ class SCRAMExchange:
         @return: C{True}: the client must answer.
         """
         with self.lifecycle.step(ExchangeStep.CHALLENGE):
-            _scram(keycard).setServerFirst(self.serverFirst)
+            scram = _scram(keycard)
+            scram.setServerFirst(self.serverFirst)
+            self._serverFirstText = scram.serverFirst
         return True
 
     def answer(self, keycard: Keycard) -> None:
@@ -250,7 +253,7 @@ class SCRAMExchange:
             the requester's (a relay in between).
         """
         with self.lifecycle.step(ExchangeStep.ANSWER):
-            final = ClientFinal.parse(_scram(keycard).clientFinal)
+            final = _scram(keycard).parsedClientFinal()
             binding = serverBinding(self.first.gs2Header, keycard.channelBindings)
             if not hmac.compare_digest(final.channelBinding, binding):
                 raise ProtocolError("channel binding does not match")
@@ -271,7 +274,8 @@ class SCRAMExchange:
 
     def _check(self) -> bool:
         assert self._final is not None
-        message = authMessage(self.first, self.serverFirst, self._final.withoutProof)
+        serverFirst = self._serverFirstText or self.serverFirst
+        message = authMessage(self.first, serverFirst, self._final.withoutProof)
         signature = hmacSha256(self.verifier.storedKey, message)
         recovered = sha256(xor(self._final.proof, signature))
         good = hmac.compare_digest(recovered, self.verifier.storedKey)
@@ -290,8 +294,7 @@ class SCRAMExchange:
         """
         with self.lifecycle.step(ExchangeStep.CONCLUDE):
             assert self._serverSignature is not None
-            final = ServerFinal(signature=self._serverSignature)
-            _scram(keycard).serverFinal = final.format()
+            _scram(keycard).setServerFinal(ServerFinal(signature=self._serverSignature))
 
 
 #: Random bytes the server adds to the client's nonce (120 bits, 20
@@ -363,6 +366,15 @@ class SCRAMVerifiers:
         self._nonce = nonceFactory or self._randomNonce
         # A mock exchange's keys: nobody knows them, and it fails anyway.
         self._mockKeys = (randomBytes(KEY_BYTES), randomBytes(KEY_BYTES))
+        #: The verifier of every mock exchange: its keys are the mock keys,
+        #: its salt and iteration count are not used (the challenge shows
+        #: the name's mock salt and the shape's count).
+        self._mockVerifier = Verifier(
+            iterations=DEFAULT_ITERATIONS,
+            salt=bytes(SALT_BYTES),
+            storedKey=self._mockKeys[0],
+            serverKey=self._mockKeys[1],
+        )
 
     def __repr__(self) -> str:
         return f"<SCRAMVerifiers of {len(self._verifiers)} users>"
@@ -466,14 +478,16 @@ class SCRAMVerifiers:
             checkOffer(first.gs2Header, keycard.channelBindings)
             found = self._verifiers.get(first.username)
             # Made for every name, so a known one costs the same work.
-            mock = self._mock(first.username)
-            known = found is not None
-            verifier = found if found is not None else mock
+            shape = mocksOf(self._verifiers.current(), self._shape)
+            salt = mockBytes(self._mockKey, first.username, shape.saltLength)
             nonce = checkNonce(first.nonce + self._nonce())
         except Exception as e:
             return fail(e)
-        serverFirst = ServerFirst(nonce, verifier.salt, verifier.iterations)
-        return succeed(SCRAMExchange(first, serverFirst, verifier, known))
+        if found is None:
+            serverFirst = ServerFirst(nonce, salt, shape.iterations)
+            return succeed(SCRAMExchange(first, serverFirst, self._mockVerifier, False))
+        serverFirst = ServerFirst(nonce, found.salt, found.iterations)
+        return succeed(SCRAMExchange(first, serverFirst, found, True))
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         """
