@@ -3,7 +3,7 @@ The CPU cost of one login with both sides in one process, split into server
 and client, ours beside Twisted's stock PB login; a tool for profiling P1,
 not one of its figures.
 
-    python bench/login_cost.py [COUNT]
+    python bench/login_cost.py [COUNT]   # logins per batch, 160 by default
 
 Ours is P1's embedded configuration (see L{bench._pbpeer}: a L{Bouncer} on
 a L{MemoryStore} with tokens, L{KeycardRoot}, L{KeycardServerFactory}, the
@@ -16,11 +16,15 @@ keycards one connection may hold by default), then closes, and a new one
 is made, for both sides alike.  The server's part is the time spent in its
 broker's C{dataReceived}; the client's part is the rest (its own broker and
 login code, connection set-up, and the in-memory transport, which costs the
-same for both).  Each figure is the best of three runs.
+same for both).  Times are the thread's CPU time (C{time.thread_time}),
+not the wall clock, so that other processes on the machine do not count.
+The two sides run in turn, in interleaved batches; each figure is the
+median of the batches.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -67,9 +71,9 @@ class Side:
         received = serverBroker.dataReceived
 
         def timed(data: bytes) -> None:
-            start = time.perf_counter()
+            start = time.thread_time()
             received(data)
-            self.inServer += time.perf_counter() - start
+            self.inServer += time.thread_time() - start
 
         serverBroker.dataReceived = timed
         pump = connect(
@@ -98,34 +102,44 @@ class Side:
         pump.flush()
 
 
-def measure(side: str, count: int) -> tuple[float, float]:
+def measure(count: int, batches: int = 21) -> dict[str, tuple[float, float]]:
     """
-    @return: microseconds per login on the server side and in all.
-    """
-    runner = Side(side)
+    Both sides in turn, in C{batches} interleaved batches of C{count}
+    logins each, so that a machine busy with something else weighs on
+    both alike.
 
-    def logins(total: int) -> None:
+    @return: for each side, the median microseconds per login on the
+        server side and in all.
+    """
+    runners = {side: Side(side) for side in ("ours", "stock")}
+
+    def logins(runner: Side, total: int) -> None:
         for first in range(0, total, PER_CONNECTION):
             runner.logins(first, min(PER_CONNECTION, total - first))
 
-    logins(3 * USERS)
-    best: tuple[float, float] | None = None
-    for _ in range(3):
-        runner.inServer = 0.0
-        start = time.perf_counter()
-        logins(count)
-        total = time.perf_counter() - start
-        if best is None or total < best[1]:
-            best = (runner.inServer, total)
-    assert best is not None
-    return best[0] / count * 1e6, best[1] / count * 1e6
+    for runner in runners.values():
+        logins(runner, 3 * USERS)
+    seen: dict[str, list[tuple[float, float]]] = {side: [] for side in runners}
+    for _ in range(batches):
+        for side, runner in runners.items():
+            runner.inServer = 0.0
+            start = time.thread_time()
+            logins(runner, count)
+            total = time.thread_time() - start
+            seen[side].append((runner.inServer / count, total / count))
+    return {
+        side: (
+            statistics.median(s for s, _ in found) * 1e6,
+            statistics.median(t for _, t in found) * 1e6,
+        )
+        for side, found in seen.items()
+    }
 
 
 def main(argv: list[str]) -> None:
-    count = int(argv[0]) if argv else 3000
+    count = int(argv[0]) if argv else 160
     print(f"{'side':<6} {'server us':>10} {'client us':>10} {'total us':>10}")
-    for side in ("ours", "stock"):
-        server, total = measure(side, count)
+    for side, (server, total) in measure(count).items():
         print(f"{side:<6} {server:>10.0f} {total - server:>10.0f} {total:>10.0f}")
 
 

@@ -249,8 +249,17 @@ class WatchedEntries(Generic[_T]):
             interval then runs in the background), else once the file has
             been read again in a thread; it never fails.
         """
+        waiting = self.pending()
+        return succeed(None) if waiting is None else waiting
+
+    def pending(self) -> Deferred[None] | None:
+        """
+        What to wait for before the version in use is the file as it is
+        now, as L{ready}, but C{None} when there is nothing to wait for (the
+        common case, with no L{Deferred} made).
+        """
         if self._path is None:
-            return succeed(None)
+            return None
         try:
             stamp: Stamp | None = fileStamp(self._path)
         except OSError:
@@ -259,7 +268,7 @@ class WatchedEntries(Generic[_T]):
             return self.check()
         if not self._checking and self._now() >= self._checkedAt + self._interval:
             self.check()
-        return succeed(None)
+        return None
 
     def get(self, name: str) -> _T | None:
         """
@@ -267,7 +276,7 @@ class WatchedEntries(Generic[_T]):
         file that looks changed is read again in the background (see
         L{ready}).
         """
-        self.ready()
+        self.pending()
         return self._entries.get(name)
 
     def current(self) -> Mapping[str, _T]:

@@ -12,7 +12,7 @@ comments and blank lines are skipped.  The strcred name is C{hmac:FILE}.
 from __future__ import annotations
 
 import hmac
-import secrets
+import os
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -171,7 +171,7 @@ class HMACKeys:
         self,
         keys: Mapping[str, bytes],
         *,
-        randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+        randomBytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._keys: WatchedEntries[bytes] = WatchedEntries(keys)
         self._random = randomBytes
@@ -204,7 +204,10 @@ class HMACKeys:
         """
         Start an exchange, once a changed key file is read again.
         """
-        return self._keys.ready().addCallback(lambda _: self._prime(keycard))
+        waiting = self._keys.pending()
+        if waiting is None:
+            return self._prime(keycard)
+        return waiting.addCallback(lambda _: self._prime(keycard))
 
     def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, HMACKeycard) or not keycard.name:

@@ -484,7 +484,10 @@ class SRPVerifiers:
         """
         Start an exchange, once a changed verifier file is read again.
         """
-        return self._verifiers.ready().addCallback(lambda _: self._prime(keycard))
+        waiting = self._verifiers.pending()
+        if waiting is None:
+            return self._prime(keycard)
+        return waiting.addCallback(lambda _: self._prime(keycard))
 
     def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SRPKeycard) or not keycard.username:

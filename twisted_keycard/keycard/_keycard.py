@@ -30,8 +30,7 @@ import json
 import math
 import re
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -788,10 +787,10 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         Whether a field declared secret (a password) is set, among the
         fields sent in this direction (see L{stateToward}).
         """
-        return any(
-            getattr(self, name) is not None
-            for name in _secrets(type(self), towardBouncer)
-        )
+        names = _secretsByClass.get((type(self), towardBouncer))
+        if names is None:
+            names = _secrets(type(self), towardBouncer)
+        return bool(names) and any(getattr(self, name) is not None for name in names)
 
     def jellyFor(self, jellier: Any) -> Any:
         """
@@ -1124,12 +1123,13 @@ class ExchangeStep(enum.Enum):
     CONCLUDE = "conclude"
 
 
-#: The state each step starts from, and the state it leaves when it succeeds.
+#: The state each step starts from, and the state it leaves when it
+#: succeeds, by the step's value (an enum member's hash is a Python call).
 _ORDER = {
-    ExchangeStep.CHALLENGE: (ExchangeState.PRIMED, ExchangeState.CHALLENGED),
-    ExchangeStep.ANSWER: (ExchangeState.CHALLENGED, ExchangeState.ANSWERED),
-    ExchangeStep.VERIFY: (ExchangeState.ANSWERED, ExchangeState.SUCCEEDED),
-    ExchangeStep.CONCLUDE: (ExchangeState.SUCCEEDED, ExchangeState.CONCLUDED),
+    ExchangeStep.CHALLENGE._value_: (ExchangeState.PRIMED, ExchangeState.CHALLENGED),
+    ExchangeStep.ANSWER._value_: (ExchangeState.CHALLENGED, ExchangeState.ANSWERED),
+    ExchangeStep.VERIFY._value_: (ExchangeState.ANSWERED, ExchangeState.SUCCEEDED),
+    ExchangeStep.CONCLUDE._value_: (ExchangeState.SUCCEEDED, ExchangeState.CONCLUDED),
 }
 
 
@@ -1143,19 +1143,22 @@ class ExchangeLifecycle:
     """
 
     state: ExchangeState = ExchangeState.PRIMED
+    #: The state the step under way leaves when its body returns.
+    _next: ExchangeState = attrs.field(default=ExchangeState.SPENT, repr=False)
 
-    def _begin(self, step: ExchangeStep) -> None:
+    def _begin(self, step: ExchangeStep) -> ExchangeState:
         # Spent until the step succeeds, so a step that raises leaves it so.
         current, self.state = self.state, ExchangeState.SPENT
-        if current is not _ORDER[step][0]:
-            raise ExchangeOutOfOrder(step.value)
+        start, end = _ORDER[step._value_]
+        if current is not start:
+            raise ExchangeOutOfOrder(step._value_)
+        return end
 
-    @contextmanager
-    def step(self, step: ExchangeStep) -> Iterator[None]:
+    def step(self, step: ExchangeStep) -> ExchangeLifecycle:
         """
-        Run the body as C{step}; the exchange moves on if it returns and
-        stays spent if it raises.  Not for L{ExchangeStep.VERIFY}: see
-        L{verify}.
+        Run the body of a C{with} statement as C{step}; the exchange moves
+        on if it returns and stays spent if it raises.  Not for
+        L{ExchangeStep.VERIFY}: see L{verify}.
 
         @raise ExchangeOutOfOrder: if C{step} is not the next one.
         @raise ValueError: for L{ExchangeStep.VERIFY}, whose outcome is not
@@ -1163,9 +1166,15 @@ class ExchangeLifecycle:
         """
         if step is ExchangeStep.VERIFY:
             raise ValueError("verify with ExchangeLifecycle.verify")
-        self._begin(step)
-        yield
-        self.state = _ORDER[step][1]
+        self._next = self._begin(step)
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        if kind is None:
+            self.state = self._next
 
     def verify(self, check: Callable[[], bool]) -> bool:
         """

@@ -256,93 +256,113 @@ class LinearDecoder(banana.Banana):
         maxMessage = self.maxMessage
         maxObjects = self.maxObjects
         maxDepth = self.maxDepth
-        while self._offset < len(pending):
-            end = len(pending)
-            start = self._offset
-            # Most headers are one digit or none: read those directly.
-            first = pending[start]
-            if first & 0x80:
-                at, num = start, 0
-            elif start + 1 < end and pending[start + 1] & 0x80:
-                at, num = start + 1, first
-            else:
-                stop = min(end, start + prefixLimit + 1)
-                header = _HEADER.search(pending, start, stop)
-                if header is None:
-                    if end - start > prefixLimit:
+        # Positions in the buffer, kept in locals and written back at the
+        # end (and before each message is delivered, whose handler may
+        # raise).
+        base = self._base
+        offset = self._offset
+        objects = self._objects
+        messageStart = self._messageStart - base
+        end = len(pending)
+        try:
+            while offset < end:
+                start = offset
+                # Most headers are one digit or none: read those directly.
+                first = pending[start]
+                if first & 0x80:
+                    at, num = start, 0
+                elif start + 1 < end and pending[start + 1] & 0x80:
+                    at, num = start + 1, first
+                else:
+                    stop = min(end, start + prefixLimit + 1)
+                    header = _HEADER.search(pending, start, stop)
+                    if header is None:
+                        if end - start > prefixLimit:
+                            raise banana.BananaError(
+                                f"Security precaution: more than {prefixLimit}"
+                                " bytes of prefix"
+                            )
+                        return
+                    at = header.start()
+                    num = _number(pending[start:at])
+                kind = pending[at]
+                rest = at + 1
+                item: Any
+                if kind == _STRING:
+                    if num > sizeLimit:
                         raise banana.BananaError(
-                            f"Security precaution: more than {prefixLimit}"
-                            " bytes of prefix"
+                            "Security precaution: String too long."
                         )
-                    return
-                at = header.start()
-                num = _number(pending[start:at])
-            kind = pending[at]
-            rest = at + 1
-            item: Any
-            if kind == _STRING:
-                if num > sizeLimit:
-                    raise banana.BananaError("Security precaution: String too long.")
-                if maxMessage is not None and num > maxMessage - (
-                    self._base + rest - self._messageStart
-                ):
-                    raise OverBudget(f"a string of {num} bytes in a message")
-                if end - rest < num:
-                    return
-                self._offset = rest + num
-                item = bytes(pending[rest : rest + num])
-            elif kind == _LIST:
-                if num > sizeLimit:
-                    raise banana.BananaError("Security precaution: List too long.")
-                self._offset = rest
-                if num:
-                    if len(stack) >= maxDepth:
-                        raise MalformedBanana(
-                            f"Security precaution: lists nested over {maxDepth} deep"
-                        )
-                    self._objects += num
-                    if maxObjects is not None and self._objects > maxObjects:
-                        raise OverBudget(f"a message of more than {maxObjects} items")
                     if maxMessage is not None and num > maxMessage - (
-                        self._base + rest - self._messageStart
+                        rest - messageStart
                     ):
-                        raise OverBudget(f"a list of {num} items in a message")
-                    stack.append((num, []))
-                    continue
-                item = []
-            elif kind in (_INT, _LONGINT):
-                self._offset = rest
-                item = num
-            elif kind in (_NEG, _LONGNEG):
-                self._offset = rest
-                item = -num
-            elif kind == _VOCAB:
-                self._offset = rest
-                item = self.incomingVocabulary.get(num)
-                if item is None:
-                    raise MalformedBanana(f"Unknown vocabulary number {num}")
-                if self.currentDialect != b"pb":
-                    raise MalformedBanana(f"Invalid item for pb protocol {item!r}")
-            elif kind == _FLOAT:
-                if end - rest < 8:
-                    return
-                self._offset = rest + 8
-                item = struct.unpack("!d", pending[rest : rest + 8])[0]
-            else:
-                raise MalformedBanana(f"Invalid Type Byte {bytes([kind])!r}")
-            # Put the item in its list; a list it completes goes in the one
-            # above, and a whole expression to the broker.
-            while stack:
-                count, items = stack[-1]
-                items.append(item)
-                if len(items) != count:
-                    break
-                stack.pop()
-                item = items
-            else:
-                self._objects = 1
-                self._messageStart = self._base + self._offset
-                deliver(item)
+                        raise OverBudget(f"a string of {num} bytes in a message")
+                    if end - rest < num:
+                        return
+                    offset = rest + num
+                    item = bytes(pending[rest:offset])
+                elif kind == _LIST:
+                    if num > sizeLimit:
+                        raise banana.BananaError("Security precaution: List too long.")
+                    offset = rest
+                    if num:
+                        if len(stack) >= maxDepth:
+                            raise MalformedBanana(
+                                "Security precaution: lists nested over"
+                                f" {maxDepth} deep"
+                            )
+                        objects += num
+                        if maxObjects is not None and objects > maxObjects:
+                            raise OverBudget(
+                                f"a message of more than {maxObjects} items"
+                            )
+                        if maxMessage is not None and num > maxMessage - (
+                            rest - messageStart
+                        ):
+                            raise OverBudget(f"a list of {num} items in a message")
+                        stack.append((num, []))
+                        continue
+                    item = []
+                elif kind in (_INT, _LONGINT):
+                    offset = rest
+                    item = num
+                elif kind == _VOCAB:
+                    offset = rest
+                    item = self.incomingVocabulary.get(num)
+                    if item is None:
+                        raise MalformedBanana(f"Unknown vocabulary number {num}")
+                    if self.currentDialect != b"pb":
+                        raise MalformedBanana(f"Invalid item for pb protocol {item!r}")
+                elif kind in (_NEG, _LONGNEG):
+                    offset = rest
+                    item = -num
+                elif kind == _FLOAT:
+                    if end - rest < 8:
+                        return
+                    offset = rest + 8
+                    item = struct.unpack("!d", pending[rest:offset])[0]
+                else:
+                    raise MalformedBanana(f"Invalid Type Byte {bytes([kind])!r}")
+                # Put the item in its list; a list it completes goes in the
+                # one above, and a whole expression to the broker.
+                while stack:
+                    count, items = stack[-1]
+                    items.append(item)
+                    if len(items) != count:
+                        break
+                    stack.pop()
+                    item = items
+                else:
+                    objects = 1
+                    messageStart = offset
+                    self._offset = offset
+                    deliver(item)
+                    # Its handler may have fed more bytes in.
+                    end = len(pending)
+        finally:
+            self._offset = offset
+            self._objects = objects
+            self._messageStart = base + messageStart
 
 
 #: Characters of a peer's error text repeated in a log line, at most.
@@ -517,6 +537,10 @@ MAX_MESSAGE = SESSION_BUDGET.bytes
 #: What a peer is told when its message is refused before login.
 REFUSED = "message refused"
 
+#: The jelly of C{None} and of an empty dictionary.
+_NONE = [b"None"]
+_EMPTY = [b"dictionary"]
+
 #: What a peer is told of a failure that is not a L{pb.Error}, before login.
 FAILED = "request failed"
 
@@ -685,11 +709,60 @@ class KeycardBroker(pb.Broker, LinearDecoder):
             return
         self.guard.note(groupOf(peer), format, level, peer=printable(host), **fields)
 
+    def serialize(
+        self,
+        object: Any,
+        perspective: object = None,
+        method: object = None,
+        args: object = None,
+        kw: object = None,
+    ) -> Any:
+        """
+        The jelly of C{object}; a tuple of byte strings, integers, floats
+        and C{None}s (what a keycard login sends), and an empty dictionary,
+        are written here as jelly writes them, without its machinery.
+        """
+        kind = type(object)
+        if kind is tuple:
+            flat: list[object] = [b"tuple"]
+            for item in object:
+                itemKind = type(item)
+                if itemKind is bytes or itemKind is int or itemKind is float:
+                    flat.append(item)
+                elif item is None:
+                    flat.append(_NONE)
+                else:
+                    break
+            else:
+                return flat
+        elif kind is dict and not object:
+            return _EMPTY
+        return super().serialize(object, perspective, method, args, kw)
+
     def unserialize(self, sexp: object, perspective: object = None) -> object:
         """
-        Turn anything a peer's message makes unjelly fail on into a
-        L{MalformedMessage}, which PB sends back without logging a traceback.
+        The object C{sexp} is the jelly of.  A tuple of byte strings,
+        integers, floats and C{None}s, and an empty dictionary, are read
+        here as unjelly reads them.  Anything a peer's message makes unjelly
+        fail on is a L{MalformedMessage}, which PB sends back without
+        logging a traceback.
         """
+        if type(sexp) is list and sexp:
+            tag = sexp[0]
+            if tag == b"tuple":
+                items: list[object] = []
+                for item in sexp[1:]:
+                    itemKind = type(item)
+                    if itemKind is bytes or itemKind is int or itemKind is float:
+                        items.append(item)
+                    elif item == _NONE:
+                        items.append(None)
+                    else:
+                        break
+                else:
+                    return tuple(items)
+            elif tag == b"dictionary" and len(sexp) == 1:
+                return {}
         try:
             return super().unserialize(sexp, perspective)
         except (InvalidKeycard, MalformedMessage):

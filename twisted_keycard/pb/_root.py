@@ -631,13 +631,14 @@ class KeycardRoot:
         """
         bindings = self._bindings.get(broker)
         if bindings is None:
-            found = channelBindings(broker.transport, asServer=True)
-            if not found:
-                return None
-            bindings = found
-            if broker in self._connections:
+            transport = broker.transport
+            bindings = channelBindings(transport, asServer=True)
+            # Without TLS there never will be any; with it, once the
+            # handshake is done.
+            known = bindings or not ISSLTransport.providedBy(transport)
+            if known and broker in self._connections:
                 self._bindings[broker] = bindings
-        return bindings
+        return bindings or None
 
     def _clientGone(self, broker: pb.Broker) -> None:
         self._bindings.pop(broker, None)

@@ -7,8 +7,8 @@ logs in again does not pay for the key derivation again.
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections.abc import Sequence
+from os import urandom
 
 from zope.interface import implementer
 
@@ -204,7 +204,7 @@ class SCRAMAnswerer:
         header, data = clientHeader(channel, self.channelBinding, self.bindingTypes)
         nonce = self._nonce
         if nonce is None:
-            nonce = b64(secrets.token_bytes(CLIENT_NONCE_BYTES))
+            nonce = b64(urandom(CLIENT_NONCE_BYTES))
         self._first = ClientFirst(header, self.username, nonce)
         self._bindingData = data
         self._expected = None

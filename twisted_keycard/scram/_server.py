@@ -345,7 +345,7 @@ class SCRAMVerifiers:
         *,
         iterations: int | None = None,
         mockKey: bytes | None = None,
-        randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+        randomBytes: Callable[[int], bytes] = os.urandom,
         nonceFactory: Callable[[], str] | None = None,
     ) -> None:
         """
@@ -356,7 +356,8 @@ class SCRAMVerifiers:
             default, so mock salts change when the server restarts.
         @param randomBytes: the source of random bytes.
         @param nonceFactory: makes the server's part of the nonce; by
-            default base64 of 18 bytes from C{randomBytes}.
+            default base64 of L{SERVER_NONCE_BYTES} bytes from
+            C{randomBytes}.
         """
         self._verifiers: WatchedEntries[Verifier] = WatchedEntries(verifiers)
         self._iterations = iterations
@@ -386,7 +387,7 @@ class SCRAMVerifiers:
         *,
         iterations: int | None = None,
         mockKey: bytes | None = None,
-        randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+        randomBytes: Callable[[int], bytes] = os.urandom,
         clock: IReactorTime | None = None,
         runInThread: RunInThread | None = None,
     ) -> SCRAMVerifiers:
@@ -460,7 +461,10 @@ class SCRAMVerifiers:
         Start an exchange, once a changed verifiers file is read again
         (see L{_prime}).
         """
-        return self._verifiers.ready().addCallback(lambda _: self._prime(keycard))
+        waiting = self._verifiers.pending()
+        if waiting is None:
+            return self._prime(keycard)
+        return waiting.addCallback(lambda _: self._prime(keycard))
 
     def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         """

@@ -9,6 +9,7 @@ like any other.
 
 from __future__ import annotations
 
+import os
 import secrets
 from base64 import b64decode, b64encode
 from collections import Counter
@@ -397,7 +398,7 @@ class SSHKeys:
         self,
         keys: Mapping[str, Sequence[PublicKey | AuthorizedKey]],
         *,
-        randomBytes: Callable[[int], bytes] = secrets.token_bytes,
+        randomBytes: Callable[[int], bytes] = os.urandom,
         clock: IReactorTime | None = None,
     ) -> None:
         """
@@ -444,7 +445,10 @@ class SSHKeys:
         """
         Start an exchange, once a changed keys file is read again.
         """
-        return self._keys.ready().addCallback(lambda _: self._prime(keycard))
+        waiting = self._keys.pending()
+        if waiting is None:
+            return self._prime(keycard)
+        return waiting.addCallback(lambda _: self._prime(keycard))
 
     def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SSHKeycard) or not keycard.name:
