@@ -33,6 +33,7 @@ GROUPS = {
     "P4": "bench.p4_memory",
     "P5": "bench.p5_many",
     "P6": "bench.p6_redis",
+    "P8": "bench.scram_compare",
 }
 
 
