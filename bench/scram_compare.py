@@ -666,6 +666,7 @@ def _stack(line: str) -> tuple[list[str], int]:
 
 #: Kinds of work, by the function or file (first match wins).
 KINDS = [
+    ("the bench's own loop (not the library)", ("(bench/",)),
     (
         "HMAC-SHA-256 and SHA-256 (C, through hmac.digest and hashlib)",
         ("(hmac.py)", "sha256 (", "xor (", "hmacSha256 (", "mockBytes ("),
