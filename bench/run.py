@@ -35,6 +35,7 @@ GROUPS = {
     "P5": "bench.p5_many",
     "P6": "bench.p6_redis",
     "P7": "bench.login_weight",
+    "P8": "bench.scram_compare",
 }
 
 
