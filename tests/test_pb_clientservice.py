@@ -26,8 +26,10 @@ from twisted_keycard import (
     ServerAuthenticationFailed,
     keycardLogin,
 )
+from twisted_keycard.bouncer import TokenPolicy
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMVerifiers, Verifier
 from twisted_keycard.testing import KeycardTestServer
+from twisted_keycard.tokens import TokenKeycard
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker
 from ._realm import AvatarRealm
@@ -134,12 +136,18 @@ class ClientServiceTests(SynchronousTestCase):
         self.delays: list[int] = []
 
     def build(
-        self, password: str = "wonderland", realm: AvatarRealm | None = None
+        self,
+        password: str = "wonderland",
+        realm: AvatarRealm | None = None,
+        tokens: TokenPolicy | None = None,
+        reuseToken: bool = True,
     ) -> tuple[KeycardClientService, MemoryEndpoint, list[KeycardLogin]]:
+        self.checker = PassphraseChecker({"alice": "wonderland"})
         self.server = KeycardTestServer.build(
-            [PassphraseChecker({"alice": "wonderland"})],
+            [self.checker],
             realm if realm is not None else self.realm,
             duration=60.0,
+            tokens=tokens,
         )
         endpoint = MemoryEndpoint(self.server)
         logins: list[KeycardLogin] = []
@@ -149,6 +157,7 @@ class ClientServiceTests(SynchronousTestCase):
             logins.append,
             retryPolicy=self.policy,
             clock=self.server.clock,
+            reuseToken=reuseToken,
         )
         return service, endpoint, logins
 
@@ -201,6 +210,67 @@ class ClientServiceTests(SynchronousTestCase):
         self.assertIsNot(first.perspective, second.perspective)
         self.assertNotEqual(first.keycard.id, second.keycard.id)
         self.assertIs(service.current, second)
+        self.stop(service, endpoint)
+
+    def test_reconnectsWithToken(self) -> None:
+        """
+        After a lost connection the service logs in again with the token
+        the server issued with the last keycard: no passphrase is checked,
+        and the new keycard is a child of the last one.
+        """
+        service, endpoint, logins = self.build(tokens=TokenPolicy())
+        service.startService()
+        endpoint.flush()
+        self.assertEqual(self.checker.checked, 1)
+        endpoint.dropAll()
+        self.server.clock.advance(10)
+        endpoint.flush()
+        first, second = logins
+        self.assertIsInstance(second.keycard, TokenKeycard)
+        self.assertEqual(second.keycard.avatarId, "alice")
+        self.assertNotEqual(first.keycard.id, second.keycard.id)
+        self.assertEqual(self.checker.checked, 1)
+        whoami = second.perspective.callRemote("whoami")
+        endpoint.flush()
+        self.assertEqual(self.successResultOf(whoami), "alice")
+        self.stop(service, endpoint)
+
+    def test_refusedTokenFallsBack(self) -> None:
+        """
+        A token the server refuses (its keycard revoked) is followed, on
+        the same connection, by the answerers; the refusal is not counted
+        as a failed login.
+        """
+        service, endpoint, logins = self.build(tokens=TokenPolicy())
+        service.startService()
+        endpoint.flush()
+        [first] = logins
+        assert first.keycard.id is not None
+        self.successResultOf(self.server.bouncer.revokeKeycardIds([first.keycard.id]))
+        endpoint.flush()
+        self.assertIsNone(service.current)
+        self.server.clock.advance(10)
+        endpoint.flush()
+        self.assertEqual(len(endpoint.pumps), 2)
+        second = logins[1]
+        self.assertNotIsInstance(second.keycard, TokenKeycard)
+        self.assertEqual(self.checker.checked, 2)
+        self.assertEqual(self.delays, [1])
+        self.stop(service, endpoint)
+
+    def test_noTokenReuse(self) -> None:
+        """
+        With C{reuseToken=False} every connection logs in with the
+        answerers.
+        """
+        service, endpoint, logins = self.build(tokens=TokenPolicy(), reuseToken=False)
+        service.startService()
+        endpoint.flush()
+        endpoint.dropAll()
+        self.server.clock.advance(10)
+        endpoint.flush()
+        self.assertEqual(len(logins), 2)
+        self.assertEqual(self.checker.checked, 2)
         self.stop(service, endpoint)
 
     def test_refusedRetriesWithGrowingDelay(self) -> None:

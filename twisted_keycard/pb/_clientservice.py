@@ -17,16 +17,21 @@ from twisted.internet.defer import (
     maybeDeferred,
     succeed,
 )
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IReactorTime,
+    ISSLTransport,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.spread import pb
 
 from twisted_keycard._printable import printable
 from twisted_keycard.error import ServerAuthenticationFailed
-from twisted_keycard.keycard import IAnswerer
+from twisted_keycard.keycard import IAnswerer, serverVerified
 from twisted_keycard.pb._broker import KeycardBroker
 from twisted_keycard.pb._client import MAX_ROUNDS, KeycardLogin, keycardLogin
+from twisted_keycard.tokens import TokenAnswerer
 
 #: The errors after which the service stops trying: the server could not
 #: prove itself, so it may not be the server at all.
@@ -59,6 +64,14 @@ class KeycardClientService(MultiService):
     each failure in a row (C{retryPolicy}); a server that cannot prove
     itself (L{ServerAuthenticationFailed}) stops the service's attempts.
 
+    When the server issued a token with the last keycard, the next
+    connection presents it first (C{reuseToken}): one round trip and no
+    password work on either side.  A token the server refuses (expired,
+    revoked, or signed by a retired key) is forgotten and the answerers
+    follow on the same connection.  Over TLS the token is presented only
+    to a server the client verified (L{serverVerified}); over a connection
+    without TLS, only where it came in clear too.
+
     @ivar current: the login of the current connection, if logged in.
     @ivar stoppedBy: the failure that stopped the attempts, if one did.
     """
@@ -76,6 +89,7 @@ class KeycardClientService(MultiService):
         clock: IReactorTime | None = None,
         askServer: bool = False,
         maxRounds: int = MAX_ROUNDS,
+        reuseToken: bool = True,
     ) -> None:
         """
         @param endpoint: where the server is.
@@ -89,6 +103,9 @@ class KeycardClientService(MultiService):
         @param clock: times the retries; the global reactor by default.
         @param askServer: see L{keycardLogin}.
         @param maxRounds: see L{keycardLogin}.
+        @param reuseToken: log in again with the token of the last login,
+            when the server issued one (the default), before the
+            answerers.
         """
         super().__init__()
         self.endpoint = endpoint
@@ -97,6 +114,9 @@ class KeycardClientService(MultiService):
         self.mind = mind
         self.askServer = askServer
         self.maxRounds = maxRounds
+        self.reuseToken = reuseToken
+        #: The token of the last login, and whether it came over TLS.
+        self._token: tuple[str, bool] | None = None
         self.current: KeycardLogin | None = None
         self.stoppedBy: Failure | None = None
         self._policy = retryPolicy if retryPolicy is not None else backoffPolicy()
@@ -136,9 +156,13 @@ class KeycardClientService(MultiService):
 
     def _connected(self, broker: pb.Broker) -> None:
         root = broker.remoteForName("root")
+        answerers = self.answerers
+        token = self._token
+        if token is not None and self._mayPresent(token[1], broker.transport):
+            answerers = [TokenAnswerer(token[0]), *answerers]
         login = keycardLogin(
             root,
-            self.answerers,
+            answerers,
             self.mind,
             askServer=self.askServer,
             maxRounds=self.maxRounds,
@@ -146,10 +170,27 @@ class KeycardClientService(MultiService):
         self._login = login
         login.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(broker,))
 
+    @staticmethod
+    def _mayPresent(overTLS: bool, transport: object) -> bool:
+        """
+        Whether a token may be presented on C{transport}: over TLS to a
+        server the client verified, and without TLS only a token that came
+        without TLS (so one an eavesdropper could read already).
+        """
+        if ISSLTransport.providedBy(transport):
+            return serverVerified(transport)
+        return not overTLS
+
     def _loggedIn(self, login: KeycardLogin) -> None:
         self._login = None
         self._failedLogins = 0
         self.current = login
+        token = login.keycard.token
+        if self.reuseToken and token is not None:
+            transport = login.perspective.broker.transport
+            self._token = (token, ISSLTransport.providedBy(transport))
+        else:
+            self._token = None
         login.perspective.notifyOnDisconnect(lambda _: self._lost(login))
         self.log.info(
             "logged in to {endpoint} as {avatarId}",
@@ -170,6 +211,7 @@ class KeycardClientService(MultiService):
 
     def _loginFailed(self, failure: Failure, broker: pb.Broker) -> None:
         self._login = None
+        self._token = None
         if failure.check(CancelledError):
             return
         if failure.check(*FATAL):
