@@ -36,10 +36,20 @@ class Recording(banana.Banana):
         self.items.append(item)
 
 
-class LinearRecording(LinearDecoder, Recording):
+class LinearRecording(LinearDecoder):
     """
     The linear decoder, keeping what it decodes.
     """
+
+    def __init__(self) -> None:
+        super().__init__(isClient=1)
+        self.items: list[Any] = []
+        self.transport = StringTransport()
+        self.connectionMade()
+        self.currentDialect = b"pb"
+
+    def expressionReceived(self, item: Any) -> None:
+        self.items.append(item)
 
 
 def encode(*items: Any) -> bytes:
@@ -106,7 +116,7 @@ class LinearDecoderTests(SynchronousTestCase):
             self.assertEqual(len(ours.items), len(items))
             self.assertEqual(ours.pendingBytes, 0)
 
-    def sent(self, coder: Recording, item: Any) -> bytes:
+    def sent(self, coder: banana.Banana, item: Any) -> bytes:
         transport = StringTransport()
         coder.transport = transport
         coder.sendEncoded(item)

@@ -1,8 +1,8 @@
 """
 Twisted's own banana and Perspective Broker test cases, run against the
 project's codec: L{LinearDecoder} for banana, L{KeycardBroker} for every
-broker PB's factories build; and a check that L{KeycardBroker}'s method
-order keeps the decoder in place.
+broker PB's factories build; and a check that those brokers decode with
+our L{BananaDecoder}.
 
 Each class below is one of Twisted's, with our class swapped in, so a new
 Twisted release tests our decoder with whatever cases it adds.  Left out:
@@ -23,7 +23,7 @@ from twisted.spread.test import test_pbfailure as twistedFailure
 from twisted.trial.reporter import TestResult
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.pb._broker import KeycardBroker, LinearDecoder
+from twisted_keycard.pb import BananaDecoder, KeycardBroker, LinearDecoder
 
 # Banana
 
@@ -167,75 +167,39 @@ class SwappedInTests(SynchronousTestCase):
         ]:
             self.assertIsInstance(factory.buildProtocol(None), KeycardBroker)
 
-    def test_bytesGoThroughLinearDecoder(self) -> None:
+    def test_bytesGoThroughBananaDecoder(self) -> None:
         """
         In a Twisted PB test run here, both brokers decode what they receive
-        with L{LinearDecoder}.
+        with a L{BananaDecoder} of their own, and write with
+        L{KeycardBroker.sendEncoded}.
         """
         decoders: set[int] = set()
-        original = LinearDecoder.dataReceived
+        senders: set[int] = set()
+        feed = BananaDecoder.feed
+        send = KeycardBroker.sendEncoded
 
-        def dataReceived(decoder: LinearDecoder, chunk: bytes) -> None:
-            self.assertIsInstance(decoder, KeycardBroker)
-            decoders.add(id(decoder))
-            original(decoder, chunk)
+        def fed(decoder: BananaDecoder, chunk: bytes) -> None:
+            self.assertIsInstance(decoder.protocol, KeycardBroker)
+            decoders.add(id(decoder.protocol))
+            feed(decoder, chunk)
 
-        self.patch(LinearDecoder, "dataReceived", dataReceived)
+        def sent(broker: KeycardBroker, obj: object) -> None:
+            senders.add(id(broker))
+            send(broker, obj)
+
+        self.patch(BananaDecoder, "feed", fed)
+        self.patch(KeycardBroker, "sendEncoded", sent)
         result = TestResult()
         NewStyleTests("test_newStyle").run(result)
         self.assertTrue(result.wasSuccessful(), result.errors + result.failures)
         self.assertEqual(len(decoders), 2)
+        self.assertEqual(senders, decoders)
 
-
-# The broker's method order
-
-
-def shadowed(broker: type, decoder: type = LinearDecoder) -> dict[str, type]:
-    """
-    The attributes C{decoder} defines that C{broker} finds elsewhere first,
-    each mapped to the class it finds it in.
-
-    C{broker}'s own definitions are allowed (they call C{super()}), so the
-    search starts after C{broker}: each name must next be found in
-    C{decoder}, or part of the decoder is switched off.
-    """
-    found = {}
-    for name in vars(decoder):
-        if name.startswith("__") and name.endswith("__"):
-            continue
-        owner = next(cls for cls in broker.__mro__[1:] if name in vars(cls))
-        if owner is not decoder:
-            found[name] = owner
-    return found
-
-
-class MethodOrderTests(SynchronousTestCase):
-    """
-    A Twisted release that adds one of L{LinearDecoder}'s methods to
-    L{pb.Broker} cannot silently switch our decoder off.
-    """
-
-    def test_decoderReached(self) -> None:
+    def test_ownCodec(self) -> None:
         """
-        Every attribute L{LinearDecoder} defines is L{KeycardBroker}'s or,
-        after it, L{LinearDecoder}'s.
+        L{KeycardBroker} defines the banana methods it replaces itself, so
+        no method a Twisted release adds to L{pb.Broker} or
+        L{banana.Banana} can come before them.
         """
-        self.assertIn("dataReceived", vars(LinearDecoder))
-        self.assertIn("sendEncoded", vars(LinearDecoder))
-        self.assertEqual(shadowed(KeycardBroker), {})
-
-    def test_overrideFound(self) -> None:
-        """
-        A C{dataReceived} added to the broker class before the decoder in the
-        method order is found.
-        """
-
-        class UpgradedBroker(pb.Broker):
-            def dataReceived(self, chunk: bytes) -> None:
-                pass
-
-        class Broker(UpgradedBroker, LinearDecoder):
-            def dataReceived(self, chunk: bytes) -> None:
-                super().dataReceived(chunk)
-
-        self.assertEqual(shadowed(Broker), {"dataReceived": UpgradedBroker})
+        for name in ["dataReceived", "sendEncoded"]:
+            self.assertIn(name, vars(KeycardBroker))

@@ -4,7 +4,9 @@ factory, and the broker both use.
 """
 
 from twisted_keycard.pb._broker import (
+    BananaDecoder,
     ConnectionLimits,
+    Decoding,
     KeycardBroker,
     LinearDecoder,
     MessageBudget,
@@ -22,7 +24,9 @@ from twisted_keycard.pb._root import KeycardRoot, peerAddress, portalCheckers
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 
 __all__ = [
+    "BananaDecoder",
     "ConnectionLimits",
+    "Decoding",
     "KeycardBroker",
     "KeycardClientFactory",
     "KeycardClientService",

@@ -12,7 +12,7 @@ import re
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -174,24 +174,10 @@ def _encodeOther(
         )
 
 
-class LinearDecoder(banana.Banana):
+class Decoding(Protocol):
     """
-    A L{banana.Banana} with a decoder linear in the bytes received, and a
-    faster encoder.
-
-    Items and limits are those of L{banana.Banana.dataReceived}: at most
-    C{prefixLimit} header bytes, strings and lists of at most
-    L{banana.SIZE_LIMIT}, vocabulary only in the C{pb} dialect; and lists
-    nested at most L{maxDepth} deep.  Every refusal is a
-    L{banana.BananaError} (L{MalformedBanana} where Twisted's decoder
-    raises L{NotImplementedError} or L{KeyError}, L{OverBudget} for a
-    message over L{maxObjects} or L{maxMessage}).
-
-    A message is one top-level item (a PB command), with everything inside
-    it.  Its items are counted when their list's header arrives, so a
-    header that announces more items than the budget has left, or more
-    than the bytes the message has left could hold (each item takes at
-    least one), is refused before any of them is built.
+    What a L{BananaDecoder} reads of the protocol it decodes for: banana's
+    own state and handler, and the limits on one message.
 
     @ivar maxMessage: bytes one message may take, at most; C{None} for no
         bound but banana's own.
@@ -201,38 +187,80 @@ class LinearDecoder(banana.Banana):
     @ivar maxDepth: lists open inside one another, at most.
     """
 
-    maxMessage: int | None = None
-    maxObjects: int | None = None
-    maxDepth = MAX_DEPTH
-    _pending: bytearray | None = None
-    _offset = 0
-    _decoding = False
-    #: Bytes dropped from the front of the buffer, in all, so that
-    #: C{_base + offset} is a position in everything received.
-    _base = 0
-    #: Where the message being decoded began, in everything received.
-    _messageStart = 0
-    #: Items of the message being decoded, counted so far.
-    _objects = 1
+    listStack: list[Any]
+    prefixLimit: int | None
+    incomingVocabulary: dict[int, bytes]
+    currentDialect: bytes | None
+
+    @property
+    def maxMessage(self) -> int | None: ...
+    @property
+    def maxObjects(self) -> int | None: ...
+    @property
+    def maxDepth(self) -> int: ...
+
+    def callExpressionReceived(self, obj: Any) -> None: ...
+
+
+class BananaDecoder:
+    """
+    Decodes the bytes one banana protocol receives, in time linear in
+    them (Twisted's decoder copies the rest of its buffer after each item).
+
+    Items and limits are those of L{banana.Banana.dataReceived}: at most
+    C{prefixLimit} header bytes, strings and lists of at most
+    L{banana.SIZE_LIMIT}, vocabulary only in the C{pb} dialect; and the
+    protocol's own limits on one message (see L{Decoding}), read at each
+    call.  Every refusal is a L{banana.BananaError} (L{MalformedBanana}
+    where Twisted's decoder raises L{NotImplementedError} or L{KeyError},
+    L{OverBudget} for a message over C{maxObjects} or C{maxMessage}).
+
+    A message is one top-level item (a PB command), with everything inside
+    it.  Its items are counted when their list's header arrives, so a
+    header that announces more items than the budget has left, or more
+    than the bytes the message has left could hold (each item takes at
+    least one), is refused before any of them is built.  Each whole
+    message goes to the protocol's C{callExpressionReceived}.
+    """
+
+    __slots__ = (
+        "_base",
+        "_decoding",
+        "_messageStart",
+        "_objects",
+        "_offset",
+        "_pending",
+        "protocol",
+    )
+
+    def __init__(self, protocol: Decoding) -> None:
+        self.protocol = protocol
+        self._pending = bytearray()
+        self._offset = 0
+        self._decoding = False
+        #: Bytes dropped from the front of the buffer, in all, so that
+        #: C{_base + offset} is a position in everything received.
+        self._base = 0
+        #: Where the message being decoded began, in everything received.
+        self._messageStart = 0
+        #: Items of the message being decoded, counted so far.
+        self._objects = 1
 
     @property
     def pendingBytes(self) -> int:
         """
         Bytes received and not yet decoded into an item.
         """
-        return 0 if self._pending is None else len(self._pending) - self._offset
+        return len(self._pending) - self._offset
 
-    def sendEncoded(self, obj: object) -> None:
-        out = bytearray()
-        symbols = self.outgoingSymbols if self.currentDialect == b"pb" else None
-        encodeInto(self, obj, out, symbols)
-        transport: Any = self.transport
-        transport.write(bytes(out))
+    def feed(self, chunk: bytes) -> None:
+        """
+        Decode C{chunk}, after what was received before it.
 
-    def dataReceived(self, chunk: bytes) -> None:
+        @raise banana.BananaError: for bytes that are not banana, or over a
+            limit.
+        """
         pending = self._pending
-        if pending is None:
-            pending = self._pending = bytearray()
         pending += chunk
         if self._decoding:
             # An item's handler fed us more: the running loop decodes it.
@@ -248,14 +276,15 @@ class LinearDecoder(banana.Banana):
             self._offset = 0
 
     def _decode(self, pending: bytearray) -> None:
-        stack: list[tuple[int, list[Any]]] = self.listStack
-        deliver: Callable[[Any], None] = self.callExpressionReceived
-        prefixLimit = self.prefixLimit
+        protocol = self.protocol
+        stack: list[tuple[int, list[Any]]] = protocol.listStack
+        deliver: Callable[[Any], None] = protocol.callExpressionReceived
+        prefixLimit = protocol.prefixLimit
         assert prefixLimit is not None, "set by connectionMade"
         sizeLimit = banana.SIZE_LIMIT
-        maxMessage = self.maxMessage
-        maxObjects = self.maxObjects
-        maxDepth = self.maxDepth
+        maxMessage = protocol.maxMessage
+        maxObjects = protocol.maxObjects
+        maxDepth = protocol.maxDepth
         # Positions in the buffer, kept in locals and written back at the
         # end (and before each message is delivered, whose handler may
         # raise).
@@ -328,10 +357,10 @@ class LinearDecoder(banana.Banana):
                     item = num
                 elif kind == _VOCAB:
                     offset = rest
-                    item = self.incomingVocabulary.get(num)
+                    item = protocol.incomingVocabulary.get(num)
                     if item is None:
                         raise MalformedBanana(f"Unknown vocabulary number {num}")
-                    if self.currentDialect != b"pb":
+                    if protocol.currentDialect != b"pb":
                         raise MalformedBanana(f"Invalid item for pb protocol {item!r}")
                 elif kind in (_NEG, _LONGNEG):
                     offset = rest
@@ -363,6 +392,50 @@ class LinearDecoder(banana.Banana):
             self._offset = offset
             self._objects = objects
             self._messageStart = base + messageStart
+
+
+def sendEncoded(coder: banana.Banana, obj: object) -> None:
+    """
+    Write C{obj} to C{coder}'s transport in one piece, encoded by
+    L{encodeInto} (with the vocabulary of the C{pb} dialect, once chosen).
+    """
+    out = bytearray()
+    symbols = coder.outgoingSymbols if coder.currentDialect == b"pb" else None
+    encodeInto(coder, obj, out, symbols)
+    transport: Any = coder.transport
+    transport.write(bytes(out))
+
+
+class LinearDecoder(banana.Banana):
+    """
+    A L{banana.Banana} that decodes with a L{BananaDecoder} and encodes
+    with L{encodeInto}.
+
+    @ivar maxMessage: see L{Decoding}.
+    @ivar maxObjects: see L{Decoding}.
+    @ivar maxDepth: see L{Decoding}.
+    """
+
+    maxMessage: int | None = None
+    maxObjects: int | None = None
+    maxDepth = MAX_DEPTH
+
+    def __init__(self, isClient: int = 1) -> None:
+        super().__init__(isClient)
+        self.decoder = BananaDecoder(self)
+
+    @property
+    def pendingBytes(self) -> int:
+        """
+        Bytes received and not yet decoded into an item.
+        """
+        return self.decoder.pendingBytes
+
+    def sendEncoded(self, obj: object) -> None:
+        sendEncoded(self, obj)
+
+    def dataReceived(self, chunk: bytes) -> None:
+        self.decoder.feed(chunk)
 
 
 #: Characters of a peer's error text repeated in a log line, at most.
@@ -545,10 +618,10 @@ _EMPTY = [b"dictionary"]
 FAILED = "request failed"
 
 
-class KeycardBroker(pb.Broker, LinearDecoder):
+class KeycardBroker(pb.Broker):
     """
-    A L{pb.Broker} that decodes in time linear in the bytes received (see
-    L{LinearDecoder}) and:
+    A L{pb.Broker} that decodes in time linear in the bytes received (with
+    a L{BananaDecoder}), encodes with L{encodeInto}, and:
 
       - drops a peer whose one message grows past L{maxMessage} bytes or
         L{maxObjects} items (counted as their list headers arrive), who
@@ -581,6 +654,20 @@ class KeycardBroker(pb.Broker, LinearDecoder):
     _pendingBytes = 0
     _dropped = False
     _loggedIn = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.decoder = BananaDecoder(self)
+
+    @property
+    def pendingBytes(self) -> int:
+        """
+        Bytes received and not yet decoded into an item.
+        """
+        return self.decoder.pendingBytes
+
+    def sendEncoded(self, obj: object) -> None:
+        sendEncoded(self, obj)
 
     def useBudget(
         self, budget: MessageBudget, messages: int | None, *, quiet: bool
@@ -631,7 +718,7 @@ class KeycardBroker(pb.Broker, LinearDecoder):
             )
             return
         try:
-            super().dataReceived(chunk)
+            self.decoder.feed(chunk)
         except BananaError as e:
             # Bytes that are not banana: one line, not a reactor traceback.
             self.drop("dropping {peer}: {error}", error=printable(str(e)))

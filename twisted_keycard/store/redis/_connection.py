@@ -45,11 +45,31 @@ from twisted_keycard.store.redis._lua import pairsToDict
 class Pool(txredisapi.RedisFactory):  # type: ignore[misc]
     """
     txredisapi's pool of connections, telling its owner how many are up.
+
+    For the primary that Sentinels name (C{primary}), each connection asks
+    its server's role first and drops a replica (after a failover), as
+    txredisapi's C{SentinelConnectionFactory} does, and the first retry
+    after a lost connection comes at once: the endpoint asks the Sentinels
+    again, and a new address is the likely reason it was lost.
+
+    @ivar is_master: whether the connections must reach a primary
+        (txredisapi's C{SentinelRedisProtocol} reads it).
     """
 
-    def __init__(self, onSize: Callable[[int], None], *a: Any, **kw: Any) -> None:
+    def __init__(
+        self, onSize: Callable[[int], None], *a: Any, primary: bool = False, **kw: Any
+    ) -> None:
         super().__init__(*a, **kw)
         self.onSize = onSize
+        self.is_master = primary
+        if primary:
+            self.protocol = txredisapi.SentinelRedisProtocol
+
+    def retryDelay(self, attempt: int) -> float:
+        if self.is_master and attempt <= 1:
+            return 0.0
+        delay: float = super().retryDelay(attempt)
+        return delay
 
     def addConnection(self, conn: Any) -> None:
         super().addConnection(conn)
@@ -67,13 +87,6 @@ class Pool(txredisapi.RedisFactory):  # type: ignore[misc]
     def delConnection(self, conn: Any) -> None:
         super().delConnection(conn)
         self.onSize(self.size)
-
-
-class SentinelPool(Pool, txredisapi.SentinelConnectionFactory):  # type: ignore[misc]
-    """
-    The same, for the primary that Sentinels name (a connection that finds
-    a replica there, after a failover, is dropped and made again).
-    """
 
 
 class Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
@@ -420,17 +433,7 @@ class RedisConnection:
                 self._sentinel = txredisapi.Sentinel(list(self.url.hosts))
                 # Asked again at each attempt: a failover shows sooner.
                 self._sentinel.discovery_timeout = SENTINEL_TIMEOUT
-            factory = SentinelPool(
-                onSize,
-                sentinel_manager=self._sentinel,
-                service_name=self.url.master,
-                is_master=True,
-                uuid=None,
-                dbid=db,
-                poolsize=size,
-                isLazy=True,
-                **options,
-            )
+            factory = Pool(onSize, None, db, size, isLazy=True, primary=True, **options)
         if protocol is not txredisapi.RedisProtocol:
             factory.protocol = protocol
         factory.initialDelay = FIRST_DELAY
