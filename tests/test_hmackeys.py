@@ -20,7 +20,7 @@ from twisted_keycard.hmackeys import (
     HMACExchange,
     HMACKeycard,
     HMACKeys,
-    readKeys,
+    parseKeys,
 )
 from twisted_keycard.testing import KeycardTestServer
 
@@ -111,7 +111,7 @@ class HMACExchangeTests(SynchronousTestCase):
     def test_keyFile(self) -> None:
         encoded = b64encode(KEY).decode()
         self.assertEqual(
-            readKeys(f"# sensors\nsensor-1:{encoded}\n\n"), {"sensor-1": KEY}
+            parseKeys(f"# sensors\nsensor-1:{encoded}\n\n").strict(), {"sensor-1": KEY}
         )
         for bad in [
             "sensor-1",
@@ -119,7 +119,9 @@ class HMACExchangeTests(SynchronousTestCase):
             "s:not base64!",
             f"s:{b64encode(b'short').decode()}",
         ]:
-            error = self.assertRaises(ValueError, readKeys, f"ok:{encoded}\n{bad}\n")
+            error = self.assertRaises(
+                ValueError, lambda t: parseKeys(t).strict(), f"ok:{encoded}\n{bad}\n"
+            )
             self.assertIn("line 2", str(error))
             self.assertNotIn(encoded, str(error))
 

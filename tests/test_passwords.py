@@ -37,7 +37,7 @@ from twisted_keycard.passwords import (
     PasswordKeycard,
     PasswordTooLong,
     hashShape,
-    readHashes,
+    parseHashes,
     rewriteHash,
 )
 from twisted_keycard.testing import KeycardTestServer
@@ -125,7 +125,7 @@ class PasswordFileTests(SynchronousTestCase):
         checker = PasswordFile(
             DATA / "htpasswd.txt", runInThread=checked, hashPool=checked
         )
-        hashes = readHashes((DATA / "htpasswd.txt").read_text())
+        hashes = parseHashes((DATA / "htpasswd.txt").read_text()).strict()
         for user, password in [("long", "x" * 100), ("bcrypt", "y" * 73)]:
             failure = self.failureResultOf(
                 self.check(checker, user, password), KeycardRefused
@@ -293,10 +293,11 @@ class PasswordFileTests(SynchronousTestCase):
             path, owned=True, hashPool=inlinePool(), runInThread=inline
         )
         self.successResultOf(self.check(checker, "apr1", "apr1-pw"))
-        hashes = readHashes(path.read_text())
+        hashes = parseHashes(path.read_text()).strict()
         self.assertTrue(hashes["apr1"].startswith("$argon2id$"), hashes["apr1"])
         self.assertEqual(
-            hashes["sha1"], readHashes((DATA / "htpasswd.txt").read_text())["sha1"]
+            hashes["sha1"],
+            parseHashes((DATA / "htpasswd.txt").read_text()).strict()["sha1"],
         )
         again = PasswordFile(path, hashPool=inlinePool())
         self.successResultOf(self.check(again, "apr1", "apr1-pw"))
@@ -325,7 +326,9 @@ class PasswordFileTests(SynchronousTestCase):
         thread.runAll()
         self.assertNotEqual(os.stat(path).st_ino, inode)
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
-        self.assertTrue(readHashes(path.read_text())["apr1"].startswith("$argon2id$"))
+        self.assertTrue(
+            parseHashes(path.read_text()).strict()["apr1"].startswith("$argon2id$")
+        )
 
     def test_rehashKeepsNewerHash(self) -> None:
         """
@@ -388,7 +391,7 @@ class PasswordFileTests(SynchronousTestCase):
         """
         Whole /etc/shadow lines (with their ageing fields) are read too.
         """
-        mk512 = readHashes((DATA / "shadow-like.txt").read_text())["mk512"]
+        mk512 = parseHashes((DATA / "shadow-like.txt").read_text()).strict()["mk512"]
         path = Path(self.mktemp())
         path.write_text(
             f"root:*:19000:0:99999:7:::\nmk512:{mk512}:19000:0:99999:7:::\n"
@@ -400,7 +403,9 @@ class PasswordFileTests(SynchronousTestCase):
         self.failureResultOf(self.check(checker, "root", ""), KeycardRefused)
 
     def test_badFile(self) -> None:
-        error = self.assertRaises(ValueError, readHashes, "alice:$6$x\nbob\n")
+        error = self.assertRaises(
+            ValueError, lambda t: parseHashes(t).strict(), "alice:$6$x\nbob\n"
+        )
         self.assertIn("line 2", str(error))
 
     def test_strcred(self) -> None:

@@ -111,15 +111,6 @@ def parseKeys(text: str) -> ParsedEntries[bytes]:
     return ParsedEntries(keys, problems)
 
 
-def readKeys(text: str) -> dict[str, bytes]:
-    """
-    Parse a key file.
-
-    @raise ValueError: naming the line number of a bad line, never its key.
-    """
-    return parseKeys(text).strict()
-
-
 class IHMACExchange(IExchange):
     """
     An HMAC exchange on the bouncer's side.

@@ -83,15 +83,6 @@ def parseHashes(text: str) -> ParsedEntries[str]:
     return ParsedEntries(hashes, problems)
 
 
-def readHashes(text: str) -> dict[str, str]:
-    """
-    C{name:hash} lines (htpasswd), or C{name:hash:...} (shadow).
-
-    @raise ValueError: naming the line number of a bad line.
-    """
-    return parseHashes(text).strict()
-
-
 def rewriteHash(path: Path, username: str, old: str, updated: str, lock: Lock) -> None:
     """
     Replace one user's hash in the file, if it is still C{old} (an

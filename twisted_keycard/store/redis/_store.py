@@ -699,7 +699,6 @@ class RedisStore:
         self._revocations = RedisRevocations(
             self._connection, self.url, self.clock, tokensWhenDown
         )
-        self._wasUp = False
         self._connection.start()
 
     def __repr__(self) -> str:
@@ -747,7 +746,6 @@ class RedisStore:
             url=str(self.url),
             event="store.connected",
         )
-        self._wasUp = True
         if len(self._queue):
             Deferred.fromCoroutine(self._queue.drain())
 
