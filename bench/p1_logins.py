@@ -58,8 +58,10 @@ NOTES = [
     f" each in-flight client one connection for {PER_CONNECTION} logins (the"
     " default cap on keycards a connection holds), then a new one; every"
     f" server listens with backlog {BACKLOG}",
-    "  goals: P1e rate >= 1.0x and server CPU per login <= 1.0x of stock in"
-    " every layout; P1s rate >= 1.0x at 100 in flight; P1r = 2 (stock: 2)",
+    "  goals (ratio = ours/stock for rates, stock/ours for CPU): P1e rate"
+    " >= 0.8x stock and server CPU per login <= 1.5x stock (ratio >= 0.667)"
+    " in every layout; P1s rate >= 0.5x at 1 in flight and >= 0.8x at 100;"
+    " P1r = 2 (stock: 2)",
 ]
 
 #: One run's measurements: config name -> layout -> measure -> value.
@@ -117,8 +119,13 @@ def layoutName(layout: tuple[str, int]) -> str:
     return f"{connections}, {concurrency} in flight from {sources}"
 
 
-#: The measures held to a ratio of at least 1, and at which in-flight counts.
-GOALS = {("rate", "P1e"): (1, 100), ("cpu", "P1e"): (1, 100), ("rate", "P1s"): (100,)}
+#: The least ratio each measure is held to, by figure and in-flight count
+#: (issue 22): CPU's ratio is stock's over ours, so 1.5x stock's is 1/1.5.
+GOALS = {
+    ("rate", "P1e"): {1: 0.8, 100: 0.8},
+    ("cpu", "P1e"): {1: 1 / 1.5, 100: 1 / 1.5},
+    ("rate", "P1s"): {1: 0.5, 100: 0.8},
+}
 
 MEASURES = [
     ("rate", "logins/s", "logins/s", True),
@@ -145,8 +152,9 @@ def figures(runs: list[Run]) -> list[Figure]:
                     unit,
                     higher,
                 )
-                if (key, id) in GOALS and layout[1] in GOALS[key, id]:
-                    f = f.ratioAtLeast(1.0)
+                least = GOALS.get((key, id), {}).get(layout[1])
+                if least is not None:
+                    f = f.ratioAtLeast(round(least, 3))
                 result.append(f)
     for config in ("embedded", "service"):
         ours = [r[config][layout]["rtt"] for r in runs for layout in LAYOUTS]
