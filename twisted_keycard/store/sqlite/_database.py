@@ -19,12 +19,13 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from twisted_keycard._files import createPrivateFile
-from twisted_keycard.store._interfaces import IssuedKeycard
+from twisted_keycard.store._interfaces import FAILED, IssuedKeycard
 
 #: 2 added C{keycards.family_id}; 3 the throttle's C{reservations}; 4 the
 #: bouncers' leases (C{keycards.holder_id}, C{leases}) and C{versions} (of the
-#: keyring).
-VERSION = 4
+#: keyring); 5 the C{throttle_log} in place of C{failures} and
+#: C{reservations} (their rows moved into it).
+VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keycards (
@@ -56,20 +57,15 @@ CREATE TABLE IF NOT EXISTS revocations (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revocations_expires ON revocations (expires);
-CREATE TABLE IF NOT EXISTS failures (
+-- Read from a cursor (seq) and flushed from its head (the oldest seq
+-- first): no index but the primary key.
+CREATE TABLE IF NOT EXISTS throttle_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
     key TEXT NOT NULL,
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    kind TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS failures_key ON failures (key, at);
-CREATE INDEX IF NOT EXISTS failures_at ON failures (at);
-CREATE TABLE IF NOT EXISTS reservations (
-    id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS reservations_id ON reservations (id);
-CREATE INDEX IF NOT EXISTS reservations_key ON reservations (key, at);
-CREATE INDEX IF NOT EXISTS reservations_at ON reservations (at);
 CREATE TABLE IF NOT EXISTS keyring (
     kid TEXT PRIMARY KEY,
     secret BLOB NOT NULL,
@@ -134,17 +130,58 @@ def connect(path: str) -> sqlite3.Connection:
             f"{path} has store format {version}; this version reads {VERSION}"
         )
     if version < VERSION:
-        # Every step is idempotent: processes racing here agree.
-        connection.executescript(SCHEMA)
-        # Format 1 to 2: keycards gain their family id (NULL for those
-        # issued before, whose kc1 tokens are refused anyway); 3 to 4: the
-        # lease they are held under (NULL: held under none).
-        _addColumn(connection, "family_id")
-        _addColumn(connection, "holder_id")
-        for index in INDEXES:
-            connection.execute(index)
-        connection.execute(f"PRAGMA user_version = {VERSION}")
+        _upgrade(connection)
     return connection
+
+
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """
+    Make the schema, or bring a store of an earlier format to this one, in
+    one transaction: processes racing here wait for the first, then find
+    nothing left to do.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version < VERSION:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            # Format 1 to 2: keycards gain their family id (NULL for those
+            # issued before, whose kc1 tokens are refused anyway); 3 to 4:
+            # the lease they are held under (NULL: held under none).
+            _addColumn(connection, "family_id")
+            _addColumn(connection, "holder_id")
+            for index in INDEXES:
+                connection.execute(index)
+            _moveThrottleCounts(connection)
+            connection.execute(f"PRAGMA user_version = {VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _moveThrottleCounts(connection: sqlite3.Connection) -> None:
+    """
+    Format 4 to 5: the failures counted, and the logins still in progress
+    (failures unless they succeed), become failed events of the throttle
+    log, so that a bouncer started on the upgraded store counts them.
+    """
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    old = [table for table in ("failures", "reservations") if table in tables]
+    if not old:
+        return
+    # Table names from the constant list above.
+    rows = " UNION ALL ".join(f"SELECT key, at FROM {t}" for t in old)  # noqa: S608
+    connection.execute(
+        "INSERT INTO throttle_log (source, key, at, kind)"  # noqa: S608
+        f" SELECT '', key, at, ? FROM ({rows}) ORDER BY at",
+        (FAILED,),
+    )
+    for table in old:
+        connection.execute(f"DROP TABLE {table}")
 
 
 def _addColumn(connection: sqlite3.Connection, name: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -31,6 +31,8 @@ from twisted_keycard.store._interfaces import (
     IssuedKeycard,
     IThrottleStore,
     Revocation,
+    ThrottleEvent,
+    ThrottleShare,
 )
 from twisted_keycard.store.sqlite._database import (
     COLUMNS,
@@ -42,69 +44,49 @@ from twisted_keycard.store.sqlite._database import (
 from twisted_keycard.tokens import Keyring, SigningKey
 
 
-def recordFailure(c: sqlite3.Connection, keys: Sequence[str], when: float) -> None:
-    c.executemany(
-        "INSERT INTO failures (key, at) VALUES (?, ?)", [(k, when) for k in keys]
-    )
-
-
-def failuresSince(
-    c: sqlite3.Connection, keys: Sequence[str], since: float
-) -> dict[str, int]:
-    return {
-        k: c.execute(
-            "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (k, since)
-        ).fetchone()[0]
-        for k in keys
-    }
-
-
-def reserve(
-    c: sqlite3.Connection,
-    reservationId: str,
-    limits: Mapping[str, int],
-    since: float,
-    when: float,
-) -> bool:
+def appendThrottle(
+    c: sqlite3.Connection, source: str, events: Sequence[ThrottleEvent]
+) -> None:
     """
     Run inside a write transaction (see L{Database.write}).
     """
-    for key, limit in limits.items():
-        (failures,) = c.execute(
-            "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (key, since)
-        ).fetchone()
-        (reserved,) = c.execute(
-            "SELECT COUNT(*) FROM reservations WHERE key = ? AND at > ?", (key, since)
-        ).fetchone()
-        if failures + reserved >= limit:
-            return False
     c.executemany(
-        "INSERT INTO reservations (id, key, at) VALUES (?, ?, ?)",
-        [(reservationId, key, when) for key in limits],
+        "INSERT INTO throttle_log (source, key, at, kind) VALUES (?, ?, ?, ?)",
+        [(source, e.key, e.at, e.kind) for e in events],
     )
-    return True
 
 
-def settle(c: sqlite3.Connection, reservationId: str, failed: bool) -> None:
+def readThrottle(
+    c: sqlite3.Connection, source: str, cursor: int, limit: int
+) -> ThrottleShare:
+    if limit <= 0:
+        return ThrottleShare([], cursor)
+    rows = c.execute(
+        "SELECT seq, source, key, at, kind FROM throttle_log"
+        " WHERE seq > ? ORDER BY seq LIMIT ?",
+        (cursor, limit),
+    ).fetchall()
+    return ThrottleShare(
+        [ThrottleEvent(k, at, kind) for _, s, k, at, kind in rows if s != source],
+        rows[-1][0] if rows else max(cursor, 0),
+        len(rows) == limit,
+    )
+
+
+def flushThrottle(c: sqlite3.Connection, before: float) -> int:
     """
-    Run inside a write transaction (see L{Database.write}).
+    Forget the events at the head of the log up to the first one dated
+    after C{before}: found in the order of the primary key, in time
+    proportional to the number forgotten.  Run inside a write transaction.
     """
-    if failed:
-        c.execute(
-            "INSERT INTO failures (key, at) SELECT key, at FROM reservations"
-            " WHERE id = ?",
-            (reservationId,),
+    row = c.execute(
+        "SELECT seq FROM throttle_log WHERE at > ? ORDER BY seq LIMIT 1", (before,)
+    ).fetchone()
+    if row is None:
+        return int(
+            c.execute("DELETE FROM throttle_log WHERE at <= ?", (before,)).rowcount
         )
-    c.execute("DELETE FROM reservations WHERE id = ?", (reservationId,))
-
-
-def flushFailures(c: sqlite3.Connection, before: float) -> int:
-    """
-    Run inside a write transaction (see L{Database.write}).
-    """
-    failures = c.execute("DELETE FROM failures WHERE at <= ?", (before,)).rowcount
-    reserved = c.execute("DELETE FROM reservations WHERE at <= ?", (before,)).rowcount
-    return int(failures + reserved)
+    return int(c.execute("DELETE FROM throttle_log WHERE seq < ?", (row[0],)).rowcount)
 
 
 def renewLease(c: sqlite3.Connection, holderId: str, expires: float) -> bool:
@@ -448,31 +430,24 @@ class SQLiteStore:
 
     # Failed logins
 
-    def _throttleWrite(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
-        # Counts of failed logins need no disk flush at each commit: losing
-        # the last ones in a power failure only forgets some failures.
-        return self._db.write(job, durable=False)
+    def shareThrottle(
+        self, source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> Deferred[ThrottleShare]:
+        events = list(events)
+        if not events:
+            # Nothing to write: read without the write lock.
+            return self._run(lambda c: readThrottle(c, source, cursor, limit))
 
-    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        return self._throttleWrite(lambda c: recordFailure(c, keys, when))
+        def share(c: sqlite3.Connection) -> ThrottleShare:
+            appendThrottle(c, source, events)
+            return readThrottle(c, source, cursor, limit)
 
-    def failuresSince(
-        self, keys: Sequence[str], since: float
-    ) -> Deferred[dict[str, int]]:
-        return self._run(lambda c: failuresSince(c, keys, since))
-
-    def reserve(
-        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> Deferred[bool]:
-        return self._throttleWrite(
-            lambda c: reserve(c, reservationId, limits, since, when)
-        )
-
-    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-        return self._throttleWrite(lambda c: settle(c, reservationId, failed))
+        # Throttle events need no disk flush at each commit: a power
+        # failure may forget the last ones, which only forgets some counts.
+        return self._db.write(share, durable=False)
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        return self._throttleWrite(lambda c: flushFailures(c, before))
+        return self._db.write(lambda c: flushThrottle(c, before), durable=False)
 
     # Keyring
 
