@@ -110,7 +110,9 @@ def connect(path: str) -> sqlite3.Connection:
     """
     Open the database: autocommit (transactions are explicit), WAL so that
     readers never wait for a writer, synchronous=FULL so a commit is on
-    disk before it returns, and a busy timeout for other processes' locks.
+    disk before it returns (lowered to NORMAL for a group of writes none of
+    which is durable, see L{Database.write}), and a busy timeout for other
+    processes' locks.
     A new file is made with mode 0600 before SQLite opens it, whatever the
     umask: it holds the token signing keys.  SQLite gives its C{-wal} and
     C{-shm} files the database file's mode.
@@ -387,10 +389,11 @@ class Database:
         docstring), each in its own savepoint.
 
         @param durable: wait for the disk at the commit (C{synchronous=FULL});
-            C{False} for data a power failure may lose (counts of failed
-            logins), which then costs no disk flush unless a durable write
-            shares the commit: the commit is still atomic and seen at once
-            by other processes.
+            C{False} for data a power failure may lose (keycards issued
+            with no quota, counts of failed logins), which then costs no
+            disk flush unless a durable write shares the commit: the commit
+            is still atomic, seen at once by other processes, and kept
+            through a crash of the process (it is in the WAL file).
         """
         write = _Write(job, durable)
         self._writes.append(write)

@@ -4,7 +4,8 @@ the keyring in one file, the embedded default.  Several bouncer processes
 may share the file.
 
 Database work runs in the L{Database}'s own thread; writes made together
-are committed in one transaction (each on disk before it is answered), and
+are committed in one transaction (each answered once committed: on disk
+for those a power failure must not undo, see L{SQLiteStore}), and
 revocation checks that arrive together are answered by one query.  The SQL
 of each interface is a group of functions here, each run inside the
 database's thread.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -309,7 +310,16 @@ class SQLiteStore:
     shuts down (a daemon thread: it never keeps the process alive).  The
     writes of one reactor turn, and those made while earlier ones commit,
     share one transaction and one disk flush; each is answered once it is
-    on disk.
+    committed.
+
+    Every write survives a crash of the process once answered.  Seat
+    grants, renewals, revocations, the keyring, the mock secret and the
+    lease a keycard is held under are on disk then too
+    (C{synchronous=FULL}); the rest (keycards issued with no quota,
+    removals and releases, lease renewals, throttle events, flushes) waits
+    for no disk flush (C{NORMAL}, in WAL mode): a power failure may undo
+    the last of them, which only logs clients in again, keeps a seat taken
+    a little longer, or forgets some failed logins.
     """
 
     def __init__(
@@ -324,8 +334,15 @@ class SQLiteStore:
         self.path = path
         self._db = Database(path, reactor, threaded=threaded)
         self._run = self._db.run
+        # Durable writes (synchronous=FULL: on disk when answered) for what
+        # a power failure must not undo; light ones (NORMAL: in the WAL,
+        # which a process crash does not lose, but a power failure may) for
+        # what it may: see the table in docs/stores.rst.
         self._write = self._db.write
         self._checks = revocationChecks(self._db)
+
+    def _light(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
+        return self._db.write(job, durable=False)
 
     @classmethod
     def open(cls, path: str, reactor: Any = None) -> Deferred[SQLiteStore]:
@@ -349,7 +366,13 @@ class SQLiteStore:
     def addWithin(
         self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
     ) -> Deferred[None]:
-        return self._write(lambda c: addWithin(c, record, maxPerAvatar, poolSize))
+        job = lambda c: addWithin(c, record, maxPerAvatar, poolSize)  # noqa: E731
+        if maxPerAvatar is None and poolSize is None and record.seatPool is None:
+            # A keycard lost to a power failure only means that its client
+            # logs in again.
+            return self._light(job)
+        # A seat grant lost to a power failure would grant the seat twice.
+        return self._write(job)
 
     def _select(
         self, where: str, args: tuple[object, ...]
@@ -362,12 +385,15 @@ class SQLiteStore:
         return d.addCallback(lambda rows: rows[0] if rows else None)
 
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._write(lambda c: remove(c, keycardId))
+        # Lost, the record comes back as it was: its seat stays taken
+        # until it expires or its lease lapses (fewer seats, never more).
+        return self._light(lambda c: remove(c, keycardId))
 
     def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._write(lambda c: release(c, keycardId))
+        return self._light(lambda c: release(c, keycardId))
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
+        # Lost, an earlier expiry could free a seat its client still holds.
         return self._write(lambda c: renew(c, keycardId, expires))
 
     def byAvatar(self, avatarId: str) -> Deferred[list[IssuedKeycard]]:
@@ -420,7 +446,8 @@ class SQLiteStore:
         return self._run(lambda c: revokedSince(c, cursor, limit))
 
     def flushRevocations(self, when: float) -> Deferred[int]:
-        return self._write(
+        # Lost, the flush is done again.
+        return self._light(
             lambda c: (
                 c.execute(
                     "DELETE FROM revocations WHERE expires <= ?", (when,)
@@ -442,12 +469,11 @@ class SQLiteStore:
             appendThrottle(c, source, events)
             return readThrottle(c, source, cursor, limit)
 
-        # Throttle events need no disk flush at each commit: a power
-        # failure may forget the last ones, which only forgets some counts.
-        return self._db.write(share, durable=False)
+        # A power failure may forget the last ones: some failures.
+        return self._light(share)
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        return self._db.write(lambda c: flushThrottle(c, before), durable=False)
+        return self._light(lambda c: flushThrottle(c, before))
 
     # Keyring
 
@@ -463,10 +489,13 @@ class SQLiteStore:
     # Leases
 
     def renewLease(self, holderId: str, when: float, expires: float) -> Deferred[bool]:
-        return self._write(lambda c: renewLease(c, holderId, expires))
+        # Lost, the lease looks older: a power failure stopped every bouncer
+        # of this host, whose leases lapse anyway.
+        return self._light(lambda c: renewLease(c, holderId, expires))
 
     def releaseLapsed(self, when: float) -> Deferred[int]:
-        return self._write(lambda c: releaseLapsed(c, when))
+        # Lost, the keycards stay held until the next release.
+        return self._light(lambda c: releaseLapsed(c, when))
 
     def holdUnder(
         self, keycardId: str, holderId: str
