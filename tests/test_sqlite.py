@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_keycard.store import Revocation, ThrottleEvent
-from twisted_keycard.store.sqlite._database import COLUMNS, SCHEMA, VERSION, toRow
+from twisted_keycard.store.sqlite._database import COLUMNS, VERSION, toRow
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokens._tokens import Keyring
 
@@ -82,7 +82,7 @@ class SQLitePersistenceTests(SynchronousTestCase):
 
         path = self.mktemp()
         connection = sqlite3.connect(path)
-        schema = SCHEMA.replace(",\n    family_id TEXT,\n    holder_id TEXT\n", "\n")
+        schema = FORMAT_4.replace(",\n    family_id TEXT,\n    holder_id TEXT\n", "\n")
         schema = schema[: schema.index("CREATE TABLE IF NOT EXISTS versions")]
         self.assertNotIn("family_id", schema)
         connection.executescript(schema)
@@ -113,9 +113,7 @@ class SQLitePersistenceTests(SynchronousTestCase):
         self.assertEqual(
             connection.execute("PRAGMA user_version").fetchone(), (VERSION,)
         )
-        indexes = [row[1] for row in connection.execute("PRAGMA index_list(keycards)")]
-        self.assertIn("keycards_family", indexes)
-        self.assertIn("keycards_holder", indexes)
+        self.assertEqual(keycardIndexes(connection), INDEXES)
 
     def test_mockSecretKept(self) -> None:
         """
@@ -209,6 +207,124 @@ CREATE INDEX IF NOT EXISTS keycards_family ON keycards (family_id);
 CREATE INDEX IF NOT EXISTS keycards_holder ON keycards (holder_id);
 PRAGMA user_version = 4;
 """
+
+
+#: The indexes of the keycards table (besides its primary key's).
+INDEXES = {"keycards_avatar", "keycards_seats", "keycards_family"}
+
+
+def keycardIndexes(connection: sqlite3.Connection) -> set[str]:
+    rows = connection.execute("PRAGMA index_list(keycards)")
+    return {row[1] for row in rows if not row[1].startswith("sqlite_autoindex")}
+
+
+class SQLiteIndexTests(SynchronousTestCase):
+    """
+    The keycards table has the indexes the login path and the revocation
+    path need, and no more; a store made by the previous version drops the
+    others and keeps working.
+    """
+
+    def plan(self, store: SQLiteStore, sql: str, *args: object) -> str:
+        rows = self.successResultOf(
+            store._db.run(
+                lambda c: c.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
+            )
+        )
+        return " / ".join(str(row[-1]) for row in rows)
+
+    def test_new(self) -> None:
+        path = self.mktemp()
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        self.successResultOf(store.count())
+        connection = sqlite3.connect(path)
+        self.addCleanup(connection.close)
+        self.assertEqual(keycardIndexes(connection), INDEXES)
+
+    def test_loginPathIndexed(self) -> None:
+        """
+        The counts under a cap per avatar and a seat pool, and a family's
+        members, are indexed look-ups (the pool's index is partial).
+        """
+        store = SQLiteStore(self.mktemp(), threaded=False)
+        self.addCleanup(store.close)
+        self.successResultOf(store.count())
+        self.assertIn(
+            "keycards_avatar",
+            self.plan(
+                store,
+                "SELECT COUNT(*) FROM keycards"
+                " WHERE avatar_id = ? AND held = 1 AND expires > ?",
+                "a",
+                1.0,
+            ),
+        )
+        self.assertIn(
+            "keycards_seats",
+            self.plan(
+                store,
+                "SELECT COUNT(*) FROM keycards"
+                " WHERE seat_pool = ? AND held = 1 AND expires > ?",
+                "p",
+                1.0,
+            ),
+        )
+        self.assertIn(
+            "keycards_family",
+            self.plan(store, "SELECT * FROM keycards WHERE family_id = ?", "f"),
+        )
+
+    def test_format4(self) -> None:
+        """
+        A store made by the previous version (format 4, seven indexes on
+        keycards) loses the four no query needs, its partial seat index
+        replaces the full one, and every query still answers.
+        """
+        path = self.mktemp()
+        connection = sqlite3.connect(path)
+        connection.executescript(FORMAT_4)
+        marks = ",".join("?" * len(COLUMNS.split(",")))
+        rows = [
+            record("k1", requesterName="r1", parentId="p", familyId="f", holderId="b1"),
+            record("k2", seatPool="pool", familyId="f", holderId="b1", expires=90.0),
+        ]
+        connection.executemany(
+            f"INSERT INTO keycards ({COLUMNS}) VALUES ({marks})",  # noqa: S608
+            [toRow(r) for r in rows],
+        )
+        connection.execute(
+            "INSERT INTO leases (holder_id, expires) VALUES ('b1', 50.0)"
+        )
+        connection.commit()
+        self.assertEqual(len(keycardIndexes(connection)), 7)
+        connection.close()
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        self.assertEqual(self.successResultOf(store.get("k1")), rows[0])
+        self.assertEqual(
+            [r.keycardId for r in self.successResultOf(store.byRequester("r1"))],
+            ["k1", "k2"],
+        )
+        self.assertEqual(
+            [r.keycardId for r in self.successResultOf(store.byParent("p"))], ["k1"]
+        )
+        self.assertEqual(
+            [r.keycardId for r in self.successResultOf(store.byFamily("f"))],
+            ["k1", "k2"],
+        )
+        self.assertEqual(self.successResultOf(store.releaseLapsed(60.0)), 2)
+        self.assertEqual(self.successResultOf(store.flushExpired(100.0)), 1)
+        self.assertEqual(
+            [r.keycardId for r in self.successResultOf(store.byAvatar("alice"))],
+            ["k1"],
+        )
+        connection = sqlite3.connect(path)
+        self.addCleanup(connection.close)
+        self.assertEqual(keycardIndexes(connection), INDEXES)
+        self.assertEqual(
+            connection.execute("PRAGMA user_version").fetchone(), (VERSION,)
+        )
 
 
 class SQLiteThrottleLogTests(SynchronousTestCase):

@@ -24,10 +24,20 @@ from twisted_keycard.store._interfaces import FAILED, IssuedKeycard
 #: 2 added C{keycards.family_id}; 3 the throttle's C{reservations}; 4 the
 #: bouncers' leases (C{keycards.holder_id}, C{leases}) and C{versions} (of the
 #: keyring); 5 the C{throttle_log} in place of C{failures} and
-#: C{reservations} (their rows moved into it).
+#: C{reservations} (their rows moved into it), and three indexes on
+#: C{keycards} instead of seven (L{DROPPED}).
 VERSION = 5
 
+#: Every index of C{keycards} costs each keycard issued a write: it has
+#: those that a query on the login path, or a bounded look-up on the
+#: revocation path, needs.  The other queries (by requester, by parent, by
+#: expiry, by lease) read the whole table, in the store's thread: listing
+#: and revoking by requester, a requester gone silent, revoking a keycard
+#: whose record expired, the flush every few minutes (which reads before
+#: it takes the write lock), and the release of a lapsed lease's keycards.
 SCHEMA = """
+-- Found by id (the primary key) on the login path: the record written,
+-- then read, renewed, released or removed one at a time.
 CREATE TABLE IF NOT EXISTS keycards (
     keycard_id TEXT PRIMARY KEY,
     avatar_id TEXT NOT NULL,
@@ -44,11 +54,13 @@ CREATE TABLE IF NOT EXISTS keycards (
     family_id TEXT,
     holder_id TEXT
 );
+-- The keycards an avatar holds: counted on the login path under a cap per
+-- avatar (--max-per-avatar), and looked up to revoke an avatar.
 CREATE INDEX IF NOT EXISTS keycards_avatar ON keycards (avatar_id);
-CREATE INDEX IF NOT EXISTS keycards_requester ON keycards (requester_name);
-CREATE INDEX IF NOT EXISTS keycards_parent ON keycards (parent_id);
-CREATE INDEX IF NOT EXISTS keycards_pool ON keycards (seat_pool);
-CREATE INDEX IF NOT EXISTS keycards_expires ON keycards (expires);
+-- The seats taken of a pool: counted on the login path with seat pools.
+-- Partial: a keycard that takes no seat (the default) costs it nothing.
+CREATE INDEX IF NOT EXISTS keycards_seats ON keycards (seat_pool)
+    WHERE seat_pool IS NOT NULL;
 CREATE TABLE IF NOT EXISTS revocations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     keycard_id TEXT NOT NULL UNIQUE,
@@ -85,8 +97,19 @@ CREATE INDEX IF NOT EXISTS leases_expires ON leases (expires);
 
 #: Made once their columns exist, in a store of an earlier format too.
 INDEXES = [
+    # The members of a family: looked up at every revocation (revoking a
+    # keycard revokes its whole family).
     "CREATE INDEX IF NOT EXISTS keycards_family ON keycards (family_id)",
-    "CREATE INDEX IF NOT EXISTS keycards_holder ON keycards (holder_id)",
+]
+
+#: The indexes of earlier formats no query needs often enough to pay for:
+#: dropped when a store of an earlier format is opened.
+DROPPED = [
+    "keycards_requester",
+    "keycards_parent",
+    "keycards_pool",
+    "keycards_expires",
+    "keycards_holder",
 ]
 
 #: Secrets bouncers sharing the store share besides the keyring (the mock
@@ -156,6 +179,8 @@ def _upgrade(connection: sqlite3.Connection) -> None:
             _addColumn(connection, "holder_id")
             for index in INDEXES:
                 connection.execute(index)
+            for name in DROPPED:
+                connection.execute(f"DROP INDEX IF EXISTS {name}")
             _moveThrottleCounts(connection)
             connection.execute(f"PRAGMA user_version = {VERSION}")
         connection.execute("COMMIT")
