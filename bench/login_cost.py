@@ -3,12 +3,16 @@ The CPU cost of one login with both sides in one process, split into server
 and client, ours beside Twisted's stock PB login; a tool for profiling P1,
 not one of its figures.
 
-    python bench/login_cost.py [COUNT]
+    python bench/login_cost.py [COUNT [SIDE...]]   # sides: ours, service, stock
 
 Ours is P1's embedded configuration (see L{bench._pbpeer}: a L{Bouncer} on
 a L{MemoryStore} with tokens, L{KeycardRoot}, L{KeycardServerFactory}, the
 default limits) and the default client (C{KeycardClientFactory.login},
-with its defaults).  Both sides talk over an in-memory
+with its defaults).  C{service} is the bouncer service's store and
+throttle on it: an L{SQLiteStore} (WAL) whose work runs inline, in the
+server's time, not in its thread (each write a transaction of its own: no
+group commit), and C{Throttle()}, the service's default; the CPU of its
+thread is counted as well as the time.  Both sides talk over an in-memory
 transport (L{twisted.test.iosim}), so there are no sockets and no reactor:
 what is left is the code of the two brokers and of the login.  As in P1's
 persistent layout, a connection carries L{PER_CONNECTION} logins (the
@@ -22,6 +26,7 @@ same for both).  Each figure is the best of three runs.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,9 @@ from twisted.test.iosim import FakeTransport, connect
 
 from bench._pbpeer import PER_CONNECTION, USERS, embeddedFactory, stockFactory, user
 from twisted_keycard import KeycardClientFactory
+from twisted_keycard.bouncer import Throttle
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeyCache
+from twisted_keycard.store.sqlite import SQLiteStore
 
 SERVER = IPv4Address("TCP", "127.0.0.1", 8800)
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -49,29 +56,43 @@ class Side:
 
     def __init__(self, side: str) -> None:
         self.side = side
-        self.server: Any = (
-            embeddedFactory(Clock(), {}) if side == "ours" else stockFactory()
-        )
+        self.server: Any
+        if side == "stock":
+            self.server = stockFactory()
+        elif side == "service":
+            path = tempfile.mkdtemp(prefix="keycard-cost-") + "/keycard.db"
+            store = SQLiteStore(path, threaded=False)
+            self.server = embeddedFactory(Clock(), {}, store, throttle=Throttle())
+        else:
+            self.server = embeddedFactory(Clock(), {})
         self.caches = {user(i)[0]: SCRAMKeyCache() for i in range(USERS)}
         self.inServer = 0.0
+        self.serverCpu = 0.0
 
     def connection(self) -> tuple[Any, Any]:
         """
         A new in-memory connection: the client factory and the pump.
         """
         client: Any = (
-            KeycardClientFactory() if self.side == "ours" else pb.PBClientFactory()
+            KeycardClientFactory() if self.side != "stock" else pb.PBClientFactory()
         )
         serverBroker = self.server.buildProtocol(CLIENT)
         clientBroker = client.buildProtocol(SERVER)
-        received = serverBroker.dataReceived
 
-        def timed(data: bytes) -> None:
-            start = time.perf_counter()
-            received(data)
-            self.inServer += time.perf_counter() - start
+        def timed(method: Any) -> Any:
+            def call(*args: Any) -> Any:
+                start, cpu = time.perf_counter(), time.thread_time()
+                try:
+                    return method(*args)
+                finally:
+                    self.inServer += time.perf_counter() - start
+                    self.serverCpu += time.thread_time() - cpu
 
-        serverBroker.dataReceived = timed
+            return call
+
+        # The logins, and the end of the connection (its keycards released).
+        serverBroker.dataReceived = timed(serverBroker.dataReceived)
+        serverBroker.connectionLost = timed(serverBroker.connectionLost)
         pump = connect(
             serverBroker,
             FakeTransport(serverBroker, True, SERVER, CLIENT),
@@ -84,7 +105,7 @@ class Side:
         client, pump = self.connection()
         for i in range(first, first + count):
             name, password = user(i)
-            if self.side == "ours":
+            if self.side != "stock":
                 answerer = SCRAMAnswerer(name, password, cache=self.caches[name])
                 d = client.login([answerer])
             else:
@@ -98,9 +119,10 @@ class Side:
         pump.flush()
 
 
-def measure(side: str, count: int) -> tuple[float, float]:
+def measure(side: str, count: int) -> tuple[float, float, float]:
     """
-    @return: microseconds per login on the server side and in all.
+    @return: microseconds per login on the server side, the server's CPU
+        of them, and in all.
     """
     runner = Side(side)
 
@@ -109,24 +131,31 @@ def measure(side: str, count: int) -> tuple[float, float]:
             runner.logins(first, min(PER_CONNECTION, total - first))
 
     logins(3 * USERS)
-    best: tuple[float, float] | None = None
+    best: tuple[float, float, float] | None = None
     for _ in range(3):
-        runner.inServer = 0.0
+        runner.inServer = runner.serverCpu = 0.0
         start = time.perf_counter()
         logins(count)
         total = time.perf_counter() - start
-        if best is None or total < best[1]:
-            best = (runner.inServer, total)
+        if best is None or total < best[2]:
+            best = (runner.inServer, runner.serverCpu, total)
     assert best is not None
-    return best[0] / count * 1e6, best[1] / count * 1e6
+    return best[0] / count * 1e6, best[1] / count * 1e6, best[2] / count * 1e6
 
 
 def main(argv: list[str]) -> None:
     count = int(argv[0]) if argv else 3000
-    print(f"{'side':<6} {'server us':>10} {'client us':>10} {'total us':>10}")
-    for side in ("ours", "stock"):
-        server, total = measure(side, count)
-        print(f"{side:<6} {server:>10.0f} {total - server:>10.0f} {total:>10.0f}")
+    sides = argv[1:] or ["ours", "stock"]
+    print(
+        f"{'side':<8} {'server us':>10} {'server CPU us':>14} {'client us':>10}"
+        f" {'total us':>10}"
+    )
+    for side in sides:
+        server, cpu, total = measure(side, count)
+        print(
+            f"{side:<8} {server:>10.0f} {cpu:>14.0f} {total - server:>10.0f}"
+            f" {total:>10.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -256,6 +256,10 @@ def fromRow(row: tuple[object, ...]) -> IssuedKeycard:
 
 _T = TypeVar("_T")
 
+#: Runs a call in the database's thread, and fires with its result: one
+#: trip to the thread (see L{Database}'s C{runner}).
+Runner = Callable[[Callable[[], Any]], Deferred[Any]]
+
 
 @attrs.define
 class _Write:
@@ -321,13 +325,22 @@ class Database:
     """
 
     def __init__(
-        self, path: str, reactor: Any = None, *, threaded: bool = True
+        self,
+        path: str,
+        reactor: Any = None,
+        *,
+        threaded: bool = True,
+        runner: Runner | None = None,
     ) -> None:
         """
         @param path: the database file; made if missing.
         @param reactor: the reactor the results are delivered in.
         @param threaded: run database work in its own thread (the default);
-            C{False} runs it in the caller's thread, for tests only.
+            C{False} runs it in the caller's thread, each write at once, for
+            tests only.
+        @param runner: for tests, runs each trip to the database's thread in
+            place of the thread (writes are grouped by reactor turn as with
+            the thread).
         """
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -336,6 +349,7 @@ class Database:
         self.path = path
         self._reactor = reactor
         self._threaded = threaded
+        self._runner = runner
         self._pool = self._newPool()
         self._shutdownTrigger: Any = None
         self._connection: sqlite3.Connection | None = None
@@ -399,6 +413,8 @@ class Database:
                 self._connection = connect(self.path)
             return job(self._connection)
 
+        if self._runner is not None:
+            return self._runner(inThread)
         if not self._threaded:
             return maybeDeferred(inThread)
         if not self._pool.started:

@@ -39,6 +39,7 @@ from twisted_keycard.store.sqlite._database import (
     COLUMNS,
     SECRETS,
     Database,
+    Runner,
     fromRow,
     toRow,
 )
@@ -342,16 +343,23 @@ class SQLiteStore:
     """
 
     def __init__(
-        self, path: str, reactor: Any = None, *, threaded: bool = True
+        self,
+        path: str,
+        reactor: Any = None,
+        *,
+        threaded: bool = True,
+        runner: Runner | None = None,
     ) -> None:
         """
         @param path: the database file; made if missing.
         @param reactor: the reactor the results are delivered in.
         @param threaded: run database work in its own thread (the default);
             C{False} runs it in the caller's thread, for tests only.
+        @param runner: for tests, runs each trip to the database's thread
+            (see L{Database}).
         """
         self.path = path
-        self._db = Database(path, reactor, threaded=threaded)
+        self._db = Database(path, reactor, threaded=threaded, runner=runner)
         self._run = self._db.run
         # Durable writes (synchronous=FULL: on disk when answered) for what
         # a power failure must not undo; light ones (NORMAL: in the WAL,
