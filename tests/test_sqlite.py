@@ -342,11 +342,11 @@ class SQLiteThrottleLogTests(SynchronousTestCase):
         shared = self.successResultOf(two.shareThrottle("two", [], 0, 10))
         self.assertEqual(shared.events, failed)
 
-    def test_throttleWritesLeaveDurability(self) -> None:
+    def test_durableAfterFailedLight(self) -> None:
         """
-        Throttle events are written without a disk flush; the connection is
-        back to C{synchronous=FULL} for everything else, even after a
-        failing write.
+        Throttle events are written without a disk flush; a durable write
+        after them, even after a failing light one, commits with
+        C{synchronous=FULL}.
         """
         store = SQLiteStore(self.mktemp(), threaded=False)
         self.addCleanup(store.close)
@@ -356,9 +356,10 @@ class SQLiteThrottleLogTests(SynchronousTestCase):
             store._db.write(lambda c: c.execute("no such statement"), durable=False),
             sqlite3.OperationalError,
         )
-        connection = store._db._connection
-        assert connection is not None
-        self.assertEqual(connection.execute("PRAGMA synchronous").fetchone(), (2,))
+        level = store._db.write(
+            lambda c: c.execute("PRAGMA synchronous").fetchone()[0], durable=True
+        )
+        self.assertEqual(self.successResultOf(level), 2)
 
     def test_countsFromFormat4(self) -> None:
         """

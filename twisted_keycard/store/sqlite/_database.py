@@ -272,46 +272,72 @@ class _Write:
     done: Deferred[Any] = attrs.Factory(Deferred)
 
 
-def _commit(
-    connection: sqlite3.Connection, group: list[_Write]
-) -> list[Failure | object]:
+@attrs.define
+class _Connection:
     """
-    Run a group of writes in one immediate transaction, each in a savepoint
-    (undone alone if it fails), and commit; with C{synchronous=FULL} if any
-    of them is durable.
+    The database's connection, in its thread, and the C{synchronous} level
+    it is at (set only when a group needs another).
+    """
 
-    @return: each write's result, or its L{Failure}.
-    @raise Exception: if the transaction itself fails (begin or commit):
-        then no write of the group is kept.
-    """
-    durable = any(write.durable for write in group)
-    if not durable:
-        connection.execute("PRAGMA synchronous = NORMAL")
-    try:
+    connection: sqlite3.Connection
+    synchronous: str = "FULL"
+
+    def commit(self, group: list[_Write]) -> list[Failure | object]:
+        """
+        Run a group of writes in one immediate transaction, each in a
+        savepoint (undone alone if it fails) when there are several, and
+        commit; with C{synchronous=FULL} if any of them is durable, else
+        C{NORMAL}.
+
+        @return: each write's result, or its L{Failure}.
+        @raise Exception: if the transaction itself fails (begin or
+            commit): then no write of the group is kept.
+        """
+        connection = self.connection
+        wanted = "FULL" if any(write.durable for write in group) else "NORMAL"
+        if wanted != self.synchronous:
+            connection.execute(f"PRAGMA synchronous = {wanted}")
+            self.synchronous = wanted
         connection.execute("BEGIN IMMEDIATE")
-        outcomes: list[Failure | object] = []
         try:
-            for write in group:
-                connection.execute("SAVEPOINT write")
-                try:
-                    outcomes.append(write.job(connection))
-                except Exception:
-                    outcomes.append(Failure())  # type: ignore[no-untyped-call]
-                    connection.execute("ROLLBACK TO write")
-                connection.execute("RELEASE write")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        try:
-            connection.execute("COMMIT")
+            if len(group) == 1:
+                outcomes = [_alone(connection, group[0])]
+            else:
+                outcomes = [_inSavepoint(connection, write) for write in group]
+            if connection.in_transaction:
+                connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-    finally:
-        if not durable:
-            connection.execute("PRAGMA synchronous = FULL")
-    return outcomes
+        return outcomes
+
+
+def _alone(connection: sqlite3.Connection, write: _Write) -> Failure | object:
+    """
+    Run the one write of a transaction: if it fails, the transaction is
+    rolled back (all of it is the write's).
+    """
+    try:
+        outcome: Failure | object = write.job(connection)
+    except Exception:
+        outcome = Failure()  # type: ignore[no-untyped-call]
+        connection.execute("ROLLBACK")
+    return outcome
+
+
+def _inSavepoint(connection: sqlite3.Connection, write: _Write) -> Failure | object:
+    """
+    Run one write of a group in a savepoint, undone alone if it fails.
+    """
+    connection.execute("SAVEPOINT write")
+    try:
+        outcome: Failure | object = write.job(connection)
+    except Exception:
+        outcome = Failure()  # type: ignore[no-untyped-call]
+        connection.execute("ROLLBACK TO write")
+    connection.execute("RELEASE write")
+    return outcome
 
 
 def _daemonThread(*args: Any, **kwargs: Any) -> Thread:
@@ -353,6 +379,8 @@ class Database:
         self._pool = self._newPool()
         self._shutdownTrigger: Any = None
         self._connection: sqlite3.Connection | None = None
+        #: The connection with its level, for the writes (in the thread).
+        self._writing: _Connection | None = None
         #: Writes not yet sent to the thread, in order.
         self._writes: list[_Write] = []
         #: The call that sends them at the end of this reactor turn.
@@ -389,7 +417,7 @@ class Database:
 
     def _closeConnection(self, connection: sqlite3.Connection | None = None) -> None:
         connection = connection or self._connection
-        self._connection = None
+        self._connection = self._writing = None
         if connection is not None:
             connection.close()
 
@@ -456,8 +484,20 @@ class Database:
             return
         group, self._writes = self._writes, []
         self._committing += 1
-        d = self._queue(lambda c: _commit(c, group))
+        d = self._queue(lambda c: self._commit(c, group))
         d.addBoth(self._committed, group)
+
+    def _commit(
+        self, connection: sqlite3.Connection, group: list[_Write]
+    ) -> list[Failure | object]:
+        """
+        Commit C{group}, in the database's thread.
+        """
+        writing = self._writing
+        if writing is None or writing.connection is not connection:
+            # A new connection is at synchronous=FULL (see connect).
+            writing = self._writing = _Connection(connection)
+        return writing.commit(group)
 
     def _committed(
         self, outcomes: list[Failure | object] | Failure, group: list[_Write]

@@ -156,10 +156,6 @@ def addWithin(
     maxPerAvatar: int | None,
     poolSize: int | None,
 ) -> None:
-    if c.execute(
-        "SELECT 1 FROM keycards WHERE keycard_id = ?", (record.keycardId,)
-    ).fetchone():
-        raise KeyError(record.keycardId)
     if maxPerAvatar is not None or poolSize is not None:
         releaseLapsed(c, record.issued)
     if maxPerAvatar is not None:
@@ -178,10 +174,12 @@ def addWithin(
         ).fetchone()
         if taken >= poolSize:
             raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
-    c.execute(
-        f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})",
-        toRow(record),
-    )
+    try:
+        c.execute(f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})", toRow(record))
+    except sqlite3.IntegrityError as e:
+        if "keycards.keycard_id" in str(e):
+            raise KeyError(record.keycardId) from None
+        raise
 
 
 def remove(c: sqlite3.Connection, keycardId: str) -> IssuedKeycard | None:
