@@ -327,8 +327,8 @@ class SQLiteStore:
     started by the first query, stopped by L{close} or when the reactor
     shuts down (a daemon thread: it never keeps the process alive).  The
     writes of one reactor turn, and those made while earlier ones commit,
-    share one transaction and one disk flush; each is answered once it is
-    committed.
+    share one transaction and at most one disk flush; each is answered once
+    it is committed.
 
     Every write survives a crash of the process once answered.  Seat
     grants, renewals, revocations, the keyring, the mock secret and the
@@ -391,7 +391,9 @@ class SQLiteStore:
     def addWithin(
         self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
     ) -> Deferred[None]:
-        job = lambda c: addWithin(c, record, maxPerAvatar, poolSize)  # noqa: E731
+        def job(c: sqlite3.Connection) -> None:
+            addWithin(c, record, maxPerAvatar, poolSize)
+
         if maxPerAvatar is None and poolSize is None and record.seatPool is None:
             # A keycard lost to a power failure only means that its client
             # logs in again.
