@@ -444,6 +444,19 @@ class SharedThrottleTests(SynchronousTestCase):
         self.clock.advance(WINDOW)
         self.assertEqual(self.count(again), 0)
 
+    def test_restartCountsOnce(self) -> None:
+        """
+        A bouncer stopped and started again reads only what it had not
+        read: the others' failures count once.
+        """
+        one, two = self.bouncer("one"), self.bouncer("two")
+        self.failLogin(one)
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.count(two), 1)
+        self.successResultOf(two.stopService())
+        two.startService()
+        self.assertEqual(self.count(two), 1)
+
     def test_stopSendsTheRest(self) -> None:
         """
         A bouncer that stops sends what it has not sent yet: failures, and

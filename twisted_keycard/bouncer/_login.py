@@ -408,12 +408,12 @@ class Throttler:
 
     async def start(self) -> None:
         """
-        Start sharing: read every event the store keeps (the failures of
-        the window, of other bouncers and of this one's earlier runs), then
-        keep what changes here for L{share}.
+        Start sharing: read the events the store keeps that this throttler
+        has not read (at the first start, the failures of the window, of
+        other bouncers and of this one's earlier runs), then keep what
+        changes here for L{share}.
         """
         self._started = True
-        self._cursor = 0
         await self.share()
 
     async def share(self) -> int:
