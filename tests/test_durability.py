@@ -57,17 +57,14 @@ class PowerFailureTests(SynchronousTestCase):
         original = Database.write
 
         def write(
-            db: Database,
-            job: Callable[[sqlite3.Connection], Any],
-            *,
-            durable: bool = True,
+            db: Database, job: Callable[[sqlite3.Connection], Any], **kw: Any
         ) -> Deferred[Any]:
             def recorded(c: sqlite3.Connection) -> Any:
                 result = job(c)
                 self.levels.append(c.execute("PRAGMA synchronous").fetchone()[0])
                 return result
 
-            return original(db, recorded, durable=durable)
+            return original(db, recorded, **kw)
 
         self.patch(Database, "write", write)
         self.store = SQLiteStore(self.mktemp(), threaded=False)

@@ -1,7 +1,8 @@
 """
 Trips to the SQLite store's thread on the bouncer service's login path,
 counted with a runner in place of the thread (no timing): at most one per
-login with the service's defaults (SQLite, tokens, throttling).
+login with the service's defaults (SQLite, tokens, throttling), the
+release of the keycard of a client gone included.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from twisted_keycard.bouncer import Bouncer
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.service import DataDir, Options, _tap
 from twisted_keycard.store.sqlite import SQLiteStore
+from twisted_keycard.store.sqlite._database import LATER
 
 
 class ServiceTripsTests(SynchronousTestCase):
@@ -80,6 +82,31 @@ class ServiceTripsTests(SynchronousTestCase):
         before = len(self.trips)
         self.failureResultOf(self.login("wrong"))
         self.assertEqual(len(self.trips), before)
+
+    def test_releaseRidesWithNextLogin(self) -> None:
+        """
+        The release of a keycard whose client left waits a moment for the
+        next write: with the next login's record, one trip for both.  With
+        no other write, it goes alone within L{LATER} seconds.
+        """
+        keycardId = self.successResultOf(self.login()).id
+        assert keycardId is not None
+        before = len(self.trips)
+        removed = self.bouncer.removeKeycardId(keycardId)
+        self.clock.advance(0)
+        self.assertNoResult(removed)
+        self.successResultOf(self.login())
+        self.assertTrue(self.successResultOf(removed))
+        self.assertEqual(len(self.trips) - before, 1)
+        record = self.successResultOf(self.store.get(keycardId))
+        self.assertFalse(record is None or record.held)
+        keycardId = self.successResultOf(self.login()).id
+        assert keycardId is not None
+        removed = self.bouncer.removeKeycardId(keycardId)
+        before = len(self.trips)
+        self.clock.advance(LATER)
+        self.assertTrue(self.successResultOf(removed))
+        self.assertEqual(len(self.trips) - before, 1)
 
     def test_throttleSharedOncePerInterval(self) -> None:
         """

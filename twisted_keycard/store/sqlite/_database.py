@@ -260,6 +260,10 @@ _T = TypeVar("_T")
 #: trip to the thread (see L{Database}'s C{runner}).
 Runner = Callable[[Callable[[], Any]], Deferred[Any]]
 
+#: Seconds a write that is not prompt may wait for another to share its
+#: transaction (and its trip to the database's thread).
+LATER = 0.01
+
 
 @attrs.define
 class _Write:
@@ -269,6 +273,7 @@ class _Write:
 
     job: Callable[[sqlite3.Connection], Any]
     durable: bool
+    prompt: bool = True
     done: Deferred[Any] = attrs.Factory(Deferred)
 
 
@@ -450,7 +455,11 @@ class Database:
         return deferToThreadPool(self._reactor, self._pool, inThread)
 
     def write(
-        self, job: Callable[[sqlite3.Connection], _T], *, durable: bool = True
+        self,
+        job: Callable[[sqlite3.Connection], _T],
+        *,
+        durable: bool = True,
+        prompt: bool = True,
     ) -> Deferred[_T]:
         """
         Run C{job} in a transaction, committed before the result is
@@ -463,14 +472,30 @@ class Database:
             disk flush unless a durable write shares the commit: the commit
             is still atomic, seen at once by other processes, and kept
             through a crash of the process (it is in the WAL file).
+        @param prompt: send it to the thread at the end of this reactor
+            turn; C{False} for a write nobody waits on (a client gone),
+            which waits up to L{LATER} seconds for another write to share
+            its transaction and its trip to the thread.
         """
-        write = _Write(job, durable)
+        write = _Write(job, durable, prompt)
         self._writes.append(write)
         if not self._threaded:
             self._submit()
-        elif self._turnEnd is None and not self._committing:
-            self._turnEnd = self._reactor.callLater(0, self._submit)
+        elif not self._committing:
+            self._sendWithin(0.0 if prompt else LATER)
         return write.done
+
+    def _sendWithin(self, delay: float) -> None:
+        """
+        Send the writes made so far in C{delay} seconds, or sooner if they
+        are already to be sent sooner.
+        """
+        call = self._turnEnd
+        if call is not None and call.active():
+            if call.getTime() <= self._reactor.seconds() + delay:
+                return
+            call.cancel()
+        self._turnEnd = self._reactor.callLater(delay, self._submit)
 
     def _submit(self) -> None:
         """
@@ -515,8 +540,9 @@ class Database:
                 write.done.errback(outcome)
             else:
                 write.done.callback(outcome)
-        if self._writes and self._turnEnd is None and not self._committing:
-            self._turnEnd = self._reactor.callLater(0, self._submit)
+        if self._writes and not self._committing:
+            prompt = any(write.prompt for write in self._writes)
+            self._sendWithin(0.0 if prompt else LATER)
 
     def close(self) -> Deferred[None]:
         """

@@ -337,7 +337,9 @@ class SQLiteStore:
     removals and releases, lease renewals, throttle events, flushes) waits
     for no disk flush (C{NORMAL}, in WAL mode): a power failure may undo
     the last of them, which only logs clients in again, keeps a seat taken
-    a little longer, or forgets some failed logins.
+    a little longer, or forgets some failed logins.  The release or removal
+    of a keycard waits up to C{LATER} (10 ms) for another write to share
+    its transaction: its client is gone, nobody waits on it.
     """
 
     def __init__(
@@ -366,8 +368,10 @@ class SQLiteStore:
         self._write = self._db.write
         self._checks = revocationChecks(self._db)
 
-    def _light(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
-        return self._db.write(job, durable=False)
+    def _light(
+        self, job: Callable[[sqlite3.Connection], _T], prompt: bool = True
+    ) -> Deferred[_T]:
+        return self._db.write(job, durable=False, prompt=prompt)
 
     @classmethod
     def open(cls, path: str, reactor: Any = None) -> Deferred[SQLiteStore]:
@@ -414,10 +418,11 @@ class SQLiteStore:
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         # Lost, the record comes back as it was: its seat stays taken
         # until it expires or its lease lapses (fewer seats, never more).
-        return self._light(lambda c: remove(c, keycardId))
+        # Its client is gone: it may wait a moment for the next write.
+        return self._light(lambda c: remove(c, keycardId), prompt=False)
 
     def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._light(lambda c: release(c, keycardId))
+        return self._light(lambda c: release(c, keycardId), prompt=False)
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
         # Lost, an earlier expiry could free a seat its client still holds.
