@@ -199,7 +199,10 @@ class IThrottleStore(Interface):
 
     def flushFailures(before: float) -> Deferred[int]:
         """
-        Forget the events dated at or before C{before}.
+        Forget the events dated at or before C{before}: no longer counted
+        by any bouncer whose window is at most as long.  A store that
+        forgets from the oldest written on may keep one written after a
+        newer one until the next flush.
 
         @return: a L{Deferred} firing with the number forgotten.
         """
