@@ -60,8 +60,9 @@ class Side:
         if side == "stock":
             self.server = stockFactory()
         elif side == "service":
-            path = tempfile.mkdtemp(prefix="keycard-cost-") + "/keycard.db"
-            store = SQLiteStore(path, threaded=False)
+            # Removed with the runner, at the latest when the process ends.
+            self._tmp = tempfile.TemporaryDirectory(prefix="keycard-cost-")
+            store = SQLiteStore(self._tmp.name + "/keycard.db", threaded=False)
             self.server = embeddedFactory(Clock(), {}, store, throttle=Throttle())
         else:
             self.server = embeddedFactory(Clock(), {})
