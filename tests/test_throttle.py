@@ -307,8 +307,8 @@ class _Flaky(MemoryStore):
 class SharedThrottleTests(SynchronousTestCase):
     """
     Bouncers on one store decide from their own counts and share them every
-    follow interval: what fails on one counts on the others an interval
-    later.
+    follow interval: what fails on one counts on the others within two
+    intervals.
     """
 
     def setUp(self) -> None:
@@ -317,13 +317,13 @@ class SharedThrottleTests(SynchronousTestCase):
         self.store = _Flaky()
         self.checker = PassphraseChecker({"alice": "pw", "bob": "pw"})
 
-    def bouncer(self, name: str, perAccount: int = 5) -> Bouncer:
+    def bouncer(self, name: str) -> Bouncer:
         bouncer = Bouncer(
             [self.checker],
             self.store,
             clock=self.clock,
             name=name,
-            throttle=Throttle(perAccount=perAccount, perAddress=100, window=WINDOW),
+            throttle=Throttle(perAccount=5, perAddress=100, window=WINDOW),
             limits=ExchangeLimits(maxPendingPerConnection=100),
         )
         bouncer.startService()
@@ -348,8 +348,8 @@ class SharedThrottleTests(SynchronousTestCase):
 
     def test_failuresCountElsewhere(self) -> None:
         """
-        Failures on one bouncer count on the other after a follow interval,
-        and the limit applies to the sum.
+        Failures on one bouncer count on the other within two follow
+        intervals, and the limit applies to the sum.
         """
         one, two = self.bouncer("one"), self.bouncer("two")
         for _ in range(3):
