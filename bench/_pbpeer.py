@@ -131,20 +131,25 @@ class Realm:
         return pb.IPerspective, Avatar(), lambda: None
 
 
-def embeddedFactory(reactor: Any, limits: dict[str, Any]) -> pb.PBServerFactory:
+def embeddedFactory(
+    reactor: Any, limits: dict[str, Any], store: Any = None, **options: Any
+) -> pb.PBServerFactory:
     """
     The embedded configuration, with the defaults but C{limits}; C{reactor}
-    is its clock (the default, in a server process).
+    is its clock (the default, in a server process).  C{store} (a
+    L{MemoryStore} by default) and C{options} (L{Bouncer}'s keywords) make
+    it another configuration.
     """
     verifiers = SCRAMVerifiers(
         {user(i)[0]: Verifier.fromPassword(user(i)[1]) for i in range(USERS)}
     )
     bouncer = Bouncer(
         [verifiers],
-        MemoryStore(),
+        MemoryStore() if store is None else store,
         clock=reactor,
         tokens=TokenPolicy(),
         limits=ExchangeLimits(**limits.get("exchange", {})),
+        **options,
     )
     bouncer.startService()
     root = KeycardRoot(bouncer, Portal(Realm()), clock=reactor)

@@ -3,22 +3,28 @@ The CPU cost of one login with both sides in one process, split into server
 and client, ours beside Twisted's stock PB login; a tool for profiling P1,
 not one of its figures.
 
-    python bench/login_cost.py [COUNT]   # logins per batch, 160 by default
+    python bench/login_cost.py [COUNT [SIDE...]]   # sides: ours, service, stock
 
-Ours is P1's embedded configuration (see L{bench._pbpeer}: a L{Bouncer} on
-a L{MemoryStore} with tokens, L{KeycardRoot}, L{KeycardServerFactory}, the
+C{COUNT} is the logins per batch, 160 by default.  C{ours} is P1's
+embedded configuration (see L{bench._pbpeer}: a L{Bouncer} on a
+L{MemoryStore} with tokens, L{KeycardRoot}, L{KeycardServerFactory}, the
 default limits) and the default client (C{KeycardClientFactory.login},
-with its defaults).  Both sides talk over an in-memory
+with its defaults).  C{service} is the bouncer service's store and
+throttle on it: an L{SQLiteStore} (WAL) whose work runs inline, in the
+server's time, not in its thread (each write a transaction of its own: no
+group commit), and C{Throttle()}, the service's default.  Both sides talk
+over an in-memory
 transport (L{twisted.test.iosim}), so there are no sockets and no reactor:
 what is left is the code of the two brokers and of the login.  As in P1's
 persistent layout, a connection carries L{PER_CONNECTION} logins (the
 keycards one connection may hold by default), then closes, and a new one
 is made, for both sides alike.  The server's part is the time spent in its
-broker's C{dataReceived}; the client's part is the rest (its own broker and
+broker's C{dataReceived} and C{connectionLost} (which releases the
+connection's keycards); the client's part is the rest (its own broker and
 login code, connection set-up, and the in-memory transport, which costs the
 same for both).  Times are the thread's CPU time (C{time.thread_time}),
 not the wall clock, so that other processes on the machine do not count.
-The two sides run in turn, in interleaved batches; each figure is the
+The sides run in turn, in interleaved batches; each figure is the
 median of the batches.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +47,9 @@ from twisted.test.iosim import FakeTransport, connect
 
 from bench._pbpeer import PER_CONNECTION, USERS, embeddedFactory, stockFactory, user
 from twisted_keycard import KeycardClientFactory
+from twisted_keycard.bouncer import Throttle
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeyCache
+from twisted_keycard.store.sqlite import SQLiteStore
 
 SERVER = IPv4Address("TCP", "127.0.0.1", 8800)
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -53,9 +62,18 @@ class Side:
 
     def __init__(self, side: str) -> None:
         self.side = side
-        self.server: Any = (
-            embeddedFactory(Clock(), {}) if side == "ours" else stockFactory()
-        )
+        self.server: Any
+        if side == "stock":
+            self.server = stockFactory()
+        elif side == "service":
+            # Removed with the runner, at the latest when the process ends.
+            self._tmp = tempfile.TemporaryDirectory(prefix="keycard-cost-")
+            store = SQLiteStore(self._tmp.name + "/keycard.db", threaded=False)
+            self.server = embeddedFactory(Clock(), {}, store, throttle=Throttle())
+        elif side == "ours":
+            self.server = embeddedFactory(Clock(), {})
+        else:
+            raise SystemExit(f"unknown side {side!r}: ours, service or stock")
         self.caches = {user(i)[0]: SCRAMKeyCache() for i in range(USERS)}
         self.inServer = 0.0
 
@@ -64,18 +82,24 @@ class Side:
         A new in-memory connection: the client factory and the pump.
         """
         client: Any = (
-            KeycardClientFactory() if self.side == "ours" else pb.PBClientFactory()
+            KeycardClientFactory() if self.side != "stock" else pb.PBClientFactory()
         )
         serverBroker = self.server.buildProtocol(CLIENT)
         clientBroker = client.buildProtocol(SERVER)
-        received = serverBroker.dataReceived
 
-        def timed(data: bytes) -> None:
-            start = time.thread_time()
-            received(data)
-            self.inServer += time.thread_time() - start
+        def timed(method: Any) -> Any:
+            def call(*args: Any) -> Any:
+                start = time.thread_time()
+                try:
+                    return method(*args)
+                finally:
+                    self.inServer += time.thread_time() - start
 
-        serverBroker.dataReceived = timed
+            return call
+
+        # The logins, and the end of the connection (its keycards released).
+        serverBroker.dataReceived = timed(serverBroker.dataReceived)
+        serverBroker.connectionLost = timed(serverBroker.connectionLost)
         pump = connect(
             serverBroker,
             FakeTransport(serverBroker, True, SERVER, CLIENT),
@@ -88,7 +112,7 @@ class Side:
         client, pump = self.connection()
         for i in range(first, first + count):
             name, password = user(i)
-            if self.side == "ours":
+            if self.side != "stock":
                 answerer = SCRAMAnswerer(name, password, cache=self.caches[name])
                 d = client.login([answerer])
             else:
@@ -102,16 +126,18 @@ class Side:
         pump.flush()
 
 
-def measure(count: int, batches: int = 21) -> dict[str, tuple[float, float]]:
+def measure(
+    count: int, sides: list[str], batches: int = 21
+) -> dict[str, tuple[float, float]]:
     """
-    Both sides in turn, in C{batches} interleaved batches of C{count}
+    The sides in turn, in C{batches} interleaved batches of C{count}
     logins each, so that a machine busy with something else weighs on
-    both alike.
+    all alike.
 
     @return: for each side, the median microseconds per login on the
         server side and in all.
     """
-    runners = {side: Side(side) for side in ("ours", "stock")}
+    runners = {side: Side(side) for side in sides}
 
     def logins(runner: Side, total: int) -> None:
         for first in range(0, total, PER_CONNECTION):
@@ -138,9 +164,10 @@ def measure(count: int, batches: int = 21) -> dict[str, tuple[float, float]]:
 
 def main(argv: list[str]) -> None:
     count = int(argv[0]) if argv else 160
-    print(f"{'side':<6} {'server us':>10} {'client us':>10} {'total us':>10}")
-    for side, (server, total) in measure(count).items():
-        print(f"{side:<6} {server:>10.0f} {total - server:>10.0f} {total:>10.0f}")
+    sides = argv[1:] or ["ours", "stock"]
+    print(f"{'side':<8} {'server us':>10} {'client us':>10} {'total us':>10}")
+    for side, (server, total) in measure(count, sides).items():
+        print(f"{side:<8} {server:>10.0f} {total - server:>10.0f} {total:>10.0f}")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,16 @@ from zope.interface.verify import verifyObject
 from twisted_keycard import IKeycardStore, IssuedKeycard
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store import (
+    FAILED,
+    STARTED,
+    SUCCEEDED,
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
     IThrottleStore,
     Revocation,
+    ThrottleEvent,
+    ThrottleShare,
 )
 from twisted_keycard.tokens._tokens import Keyring
 
@@ -360,107 +365,80 @@ class KeyringStoreContract(_StoreContract):
 
 class ThrottleStoreContract(_StoreContract):
     """
-    Tests that every store of failed-login counts must pass.
+    Tests that every store of throttle events must pass.
     """
+
+    def share(
+        self,
+        source: str,
+        events: list[ThrottleEvent],
+        cursor: int = 0,
+        limit: int = 100,
+    ) -> ThrottleShare:
+        shared = self.resultOf(self.store.shareThrottle(source, events, cursor, limit))
+        self.assertIsInstance(shared, ThrottleShare)
+        return shared  # type: ignore[no-any-return]
 
     def test_throttleInterface(self) -> None:
         self.assertTrue(verifyObject(IThrottleStore, self.store))
 
-    def test_countsInWindow(self) -> None:
-        for when in (100.0, 110.0, 120.0):
-            self.resultOf(
-                self.store.recordFailure(["account:alice", "address:a"], when)
-            )
-        self.resultOf(self.store.recordFailure(["address:a"], 130.0))
-        counts = self.resultOf(
-            self.store.failuresSince(
-                ["account:alice", "address:a", "account:bob"], 105.0
-            )
-        )
-        self.assertEqual(counts, {"account:alice": 2, "address:a": 3, "account:bob": 0})
+    def test_othersEvents(self) -> None:
+        """
+        A source reads what the others wrote, in order, exactly as written,
+        and never its own; its cursor moves past both.
+        """
+        first = [
+            ThrottleEvent("account:alice", 100.25, FAILED),
+            ThrottleEvent("address:192.0.2.1", 1234567890.123456, STARTED),
+        ]
+        own = self.share("a", first)
+        self.assertEqual((own.events, own.more), ([], False))
+        self.assertGreater(own.cursor, 0)
+        b = self.share("b", [])
+        self.assertEqual((b.events, b.more), (first, False))
+        self.assertEqual(b.cursor, own.cursor)
+        b2 = self.share("b", [ThrottleEvent("account:bob", 101.0)], b.cursor)
+        self.assertEqual(b2.events, [])
+        self.assertGreater(b2.cursor, b.cursor)
+        later = [ThrottleEvent("address:192.0.2.1", 1234567890.123456, SUCCEEDED)]
+        a = self.share("a", later, own.cursor)
+        self.assertEqual(a.events, [ThrottleEvent("account:bob", 101.0, FAILED)])
+        self.assertEqual(self.share("b", [], b2.cursor).events, later)
+        self.assertEqual(self.share("a", [], a.cursor), ThrottleShare([], a.cursor))
+
+    def test_limit(self) -> None:
+        """
+        A read stops at its limit and says so; the next one goes on from
+        its cursor.  A limit of 0 writes without reading.
+        """
+        for i in range(3):
+            self.share("a", [ThrottleEvent("account:alice", 100.0 + i)], limit=0)
+        one = self.share("b", [], 0, limit=2)
+        self.assertEqual([e.at for e in one.events], [100.0, 101.0])
+        self.assertTrue(one.more)
+        two = self.share("b", [], one.cursor, limit=2)
+        self.assertEqual([e.at for e in two.events], [102.0])
+        self.assertFalse(two.more)
+        self.assertEqual(self.share("b", [], 0, limit=0), ThrottleShare([], 0))
+
+    def test_emptyLog(self) -> None:
+        self.assertEqual(self.share("a", []), ThrottleShare([], 0))
 
     def test_flushFailures(self) -> None:
-        self.resultOf(self.store.recordFailure(["account:alice"], 100.0))
-        self.resultOf(self.store.recordFailure(["account:alice"], 200.0))
+        """
+        Events dated at or before the time given are forgotten.
+        """
+        self.share("a", [ThrottleEvent("account:alice", 100.0)])
+        self.share("a", [ThrottleEvent("account:alice", 200.0)])
         self.assertEqual(self.resultOf(self.store.flushFailures(150.0)), 1)
-        counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
-        self.assertEqual(counts, {"account:alice": 1})
-
-    def test_reserveBelowLimit(self) -> None:
-        """
-        A reservation is taken while failures and reservations in the
-        window are below every key's limit, and counts like a failure.
-        """
-        limits = {"account:alice": 3, "address:a": 10}
-        self.resultOf(self.store.recordFailure(["account:alice"], 100.0))
-        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 50.0, 110.0)))
-        self.assertTrue(self.resultOf(self.store.reserve("r2", limits, 50.0, 111.0)))
-        self.assertFalse(self.resultOf(self.store.reserve("r3", limits, 50.0, 112.0)))
-        # Refused: nothing recorded for the address either.
-        self.assertTrue(
-            self.resultOf(self.store.reserve("r4", {"address:a": 3}, 50.0, 113.0))
-        )
-        self.assertFalse(
-            self.resultOf(self.store.reserve("r5", {"address:a": 3}, 50.0, 113.0))
-        )
-
-    def test_reserveWindow(self) -> None:
-        """
-        Failures and reservations at or before C{since} do not count.
-        """
-        limits = {"account:alice": 1}
-        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 50.0, 100.0)))
-        self.assertFalse(self.resultOf(self.store.reserve("r2", limits, 99.0, 101.0)))
-        self.assertTrue(self.resultOf(self.store.reserve("r3", limits, 100.0, 101.0)))
-
-    def test_settleSuccess(self) -> None:
-        """
-        A reservation settled as a success is forgotten.
-        """
-        limits = {"account:alice": 1}
-        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 0.0, 100.0)))
-        self.resultOf(self.store.settle("r1", False))
-        self.assertTrue(self.resultOf(self.store.reserve("r2", limits, 0.0, 101.0)))
-        counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
-        self.assertEqual(counts, {"account:alice": 0})
-
-    def test_settleFailure(self) -> None:
-        """
-        A reservation settled as a failure becomes a failure of each of its
-        keys, dated when it was reserved; settling again changes nothing.
-        """
-        limits = {"account:alice": 5, "address:a": 5}
-        self.resultOf(self.store.recordFailure(["account:alice"], 200.0))
-        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 0.0, 100.0)))
-        self.resultOf(self.store.settle("r1", True))
-        self.resultOf(self.store.settle("r1", True))
-        self.resultOf(self.store.settle("r1", False))
-        keys = ["account:alice", "address:a"]
         self.assertEqual(
-            self.resultOf(self.store.failuresSince(keys, 0.0)),
-            {"account:alice": 2, "address:a": 1},
+            self.share("b", []).events, [ThrottleEvent("account:alice", 200.0)]
         )
-        self.assertEqual(
-            self.resultOf(self.store.failuresSince(keys, 100.0)),
-            {"account:alice": 1, "address:a": 0},
-        )
+        self.assertEqual(self.resultOf(self.store.flushFailures(200.0)), 1)
+        self.assertEqual(self.share("b", []).events, [])
 
-    def test_settleUnknown(self) -> None:
-        self.resultOf(self.store.settle("nobody", True))
-        counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
-        self.assertEqual(counts, {"account:alice": 0})
-
-    def test_flushReservations(self) -> None:
-        """
-        An unsettled reservation is forgotten with the failures of its time.
-        """
-        limits = {"account:alice": 1}
-        self.assertTrue(self.resultOf(self.store.reserve("r1", limits, 0.0, 100.0)))
-        self.assertEqual(self.resultOf(self.store.flushFailures(100.0)), 1)
-        self.assertTrue(self.resultOf(self.store.reserve("r2", limits, 0.0, 101.0)))
-        self.resultOf(self.store.settle("r1", True))
-        counts = self.resultOf(self.store.failuresSince(["account:alice"], 0.0))
-        self.assertEqual(counts, {"account:alice": 0})
+    def test_badKind(self) -> None:
+        self.assertRaises(ValueError, ThrottleEvent, "account:alice", 1.0, "maybe")
 
 
 class LeaseStoreContract(_StoreContract):

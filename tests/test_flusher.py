@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard import Bouncer, KeycardRefused, MemoryStore
+from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
 from twisted_keycard.bouncer._settings import Throttle, Upkeep
 from twisted_keycard.bouncer._upkeep import Flushed, Flusher
+from twisted_keycard.store import ThrottleEvent
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
@@ -27,6 +28,8 @@ else:
 FAILURES = 300
 WINDOW = 60.0
 FLUSH = 10.0
+#: The follow interval: throttle counts are shared at each.
+FOLLOW = Upkeep().followInterval
 
 
 class _FailuresFlushed(_Base):
@@ -62,15 +65,17 @@ class _FailuresFlushed(_Base):
 
     def test_flushedAfterWindow(self) -> None:
         """
-        Failures for many names leave records that the running bouncer
-        removes, every one, once the window is over; none before.
+        Failures for many names leave records (once shared, at the next
+        follow interval) that the running bouncer removes, every one, once
+        the window is over; none before.
         """
         self.bouncer.startService()
         self.addCleanup(self.bouncer.stopService)
         for i in range(FAILURES):
             self.failLogin(f"user{i}", f"10.0.{i // 250}.{i % 250}")
+        self.clock.advance(FOLLOW)
         self.assertTrue(self.entries() >= FAILURES)
-        self.clock.advance(WINDOW - FLUSH)
+        self.clock.advance(WINDOW - FLUSH - FOLLOW)
         self.assertTrue(self.entries() >= FAILURES)
         self.clock.advance(FLUSH)
         self.assertEqual(self.entries(), 0)
@@ -80,18 +85,27 @@ class _FailuresFlushed(_Base):
         A flush forgets only what the window no longer counts: the
         account stays throttled as before.
         """
+        self.bouncer = Bouncer(
+            [PassphraseChecker({"alice": "pw"})],
+            self.store,
+            clock=self.clock,
+            throttle=Throttle(perAccount=5, perAddress=5, window=WINDOW),
+            upkeep=Upkeep(flushInterval=10 * WINDOW),
+        )
+        self.bouncer.startService()
+        self.addCleanup(self.bouncer.stopService)
         for i in range(5):
             self.failLogin("alice", f"10.0.0.{i}")
         self.clock.advance(WINDOW - 1)
         flushed = self.successResultOf(self.bouncer.flush())
         self.assertEqual(flushed, Flushed())
-        counts = self.successResultOf(
-            self.store.failuresSince(["account:alice"], self.clock.seconds() - WINDOW)
-        )
-        self.assertEqual(counts, {"account:alice": 5})
+        self.assertEqual(self.entries(), 10)
+        keycard = PassphraseKeycard(username="alice", address="10.0.1.1")
+        self.failureResultOf(self.bouncer.authenticate(keycard), KeycardDenied)
         self.clock.advance(1)
         flushed = self.successResultOf(self.bouncer.flush())
         self.assertEqual(flushed.failures, 10)
+        self.assertEqual(self.entries(), 0)
 
 
 class MemoryFailuresFlushedTests(_FailuresFlushed, SynchronousTestCase):
@@ -99,9 +113,9 @@ class MemoryFailuresFlushedTests(_FailuresFlushed, SynchronousTestCase):
         return MemoryStore()
 
     def entries(self) -> int:
-        # One collection per name or address tried, and the reservations.
-        failures = self.store._failures
-        return len(failures._failures) + len(failures._reservations)
+        return len(
+            self.successResultOf(self.store.shareThrottle("t", [], 0, 10**6)).events
+        )
 
 
 class SQLiteFailuresFlushedTests(_FailuresFlushed, SynchronousTestCase):
@@ -114,7 +128,7 @@ class SQLiteFailuresFlushedTests(_FailuresFlushed, SynchronousTestCase):
     def entries(self) -> int:
         connection = sqlite3.connect(self.path)
         try:
-            (rows,) = connection.execute("SELECT COUNT(*) FROM failures").fetchone()
+            (rows,) = connection.execute("SELECT COUNT(*) FROM throttle_log").fetchone()
         finally:
             connection.close()
         return int(rows)
@@ -127,10 +141,11 @@ class FlusherTests(SynchronousTestCase):
         other bouncers on the store still count, and leaves them.
         """
         store = MemoryStore()
-        self.successResultOf(store.recordFailure(["account:alice"], 0.0))
+        failed = [ThrottleEvent("account:alice", 0.0)]
+        self.successResultOf(store.shareThrottle("b", failed, 0, 0))
         clock = Clock()
         clock.advance(10_000)
         flusher = Flusher(store, clock, FLUSH)
         self.assertEqual(self.successResultOf(flusher.flush()), Flushed())
-        counts = self.successResultOf(store.failuresSince(["account:alice"], -1.0))
-        self.assertEqual(counts, {"account:alice": 1})
+        shared = self.successResultOf(store.shareThrottle("a", [], 0, 10))
+        self.assertEqual(shared.events, failed)

@@ -5,7 +5,7 @@ what C{twistd keycard-bouncer --metrics} adds, with no sockets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -28,6 +28,8 @@ from twisted_keycard.store import (
     IRevocationStore,
     IssuedKeycard,
     IThrottleStore,
+    ThrottleEvent,
+    ThrottleShare,
 )
 
 from .test_metrics import KIND, Harness
@@ -49,27 +51,16 @@ class SlowStore(MemoryStore):
 @implementer(IThrottleStore)
 class CountsOnly:
     """
-    A store that only counts failures.
+    A store that only keeps throttle counts.
     """
 
-    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        return succeed(None)
-
-    def failuresSince(
-        self, keys: Sequence[str], since: float
-    ) -> Deferred[dict[str, int]]:
-        return succeed(dict.fromkeys(keys, 0))
+    def shareThrottle(
+        self, source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> Deferred[ThrottleShare]:
+        return succeed(ThrottleShare([], cursor))
 
     def flushFailures(self, before: float) -> Deferred[int]:
         return succeed(0)
-
-    def reserve(
-        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> Deferred[bool]:
-        return succeed(True)
-
-    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-        return succeed(None)
 
 
 class TimedStoreTests(SynchronousTestCase):

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from twisted.internet.defer import gatherResults
 from twisted.internet.task import Clock
 
-from twisted_keycard.store import Revocation
+from twisted_keycard.store import Revocation, ThrottleEvent
 from twisted_keycard.store._interfaces import KEYRING, REVOKED
 from twisted_keycard.store.redis import (
     RedisStore,
@@ -53,8 +53,7 @@ class RedisKeysTests(RedisTestCase):
         spin(store.add(record("k1", holderId="b1", parentId="p", familyId="f")))
         spin(store.addWithin(record("k2", seatPool="pool", issued=1000.0), 5, 5))
         spin(store.revoke([Revocation("k1", 4600.0, 1000.0, "test")]))
-        spin(store.recordFailure(["account:alice"], 1000.0))
-        spin(store.reserve("r1", {"address:a": 5}, 900.0, 1000.0))
+        spin(store.shareThrottle("b1", [ThrottleEvent("account:alice", 1000.0)], 0, 0))
         keys = self.server.cli("--scan", "--pattern", f"{prefix}*").split()
         self.assertGreater(len(keys), 15)
         for key in keys:

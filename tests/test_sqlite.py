@@ -20,8 +20,8 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_keycard.store import Revocation
-from twisted_keycard.store.sqlite._database import COLUMNS, SCHEMA, VERSION, toRow
+from twisted_keycard.store import Revocation, ThrottleEvent
+from twisted_keycard.store.sqlite._database import COLUMNS, VERSION, toRow
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokens._tokens import Keyring
 
@@ -82,7 +82,7 @@ class SQLitePersistenceTests(SynchronousTestCase):
 
         path = self.mktemp()
         connection = sqlite3.connect(path)
-        schema = SCHEMA.replace(",\n    family_id TEXT,\n    holder_id TEXT\n", "\n")
+        schema = FORMAT_4.replace(",\n    family_id TEXT,\n    holder_id TEXT\n", "\n")
         schema = schema[: schema.index("CREATE TABLE IF NOT EXISTS versions")]
         self.assertNotIn("family_id", schema)
         connection.executescript(schema)
@@ -113,9 +113,7 @@ class SQLitePersistenceTests(SynchronousTestCase):
         self.assertEqual(
             connection.execute("PRAGMA user_version").fetchone(), (VERSION,)
         )
-        indexes = [row[1] for row in connection.execute("PRAGMA index_list(keycards)")]
-        self.assertIn("keycards_family", indexes)
-        self.assertIn("keycards_holder", indexes)
+        self.assertEqual(keycardIndexes(connection), INDEXES)
 
     def test_mockSecretKept(self) -> None:
         """
@@ -145,64 +143,260 @@ class SQLitePersistenceTests(SynchronousTestCase):
         self.assertIn("format 99", failure.getErrorMessage())
 
 
-class SQLiteReservationTests(SynchronousTestCase):
-    def test_sharedReservations(self) -> None:
+#: The schema of format 4, as the previous version made it.
+FORMAT_4 = """
+CREATE TABLE IF NOT EXISTS keycards (
+    keycard_id TEXT PRIMARY KEY,
+    avatar_id TEXT NOT NULL,
+    requester_name TEXT,
+    bouncer_name TEXT NOT NULL,
+    keycard_type TEXT NOT NULL,
+    address TEXT,
+    issued REAL NOT NULL,
+    duration REAL NOT NULL,
+    expires REAL NOT NULL,
+    parent_id TEXT,
+    seat_pool TEXT,
+    held INTEGER NOT NULL DEFAULT 1,
+    family_id TEXT,
+    holder_id TEXT
+);
+CREATE INDEX IF NOT EXISTS keycards_avatar ON keycards (avatar_id);
+CREATE INDEX IF NOT EXISTS keycards_requester ON keycards (requester_name);
+CREATE INDEX IF NOT EXISTS keycards_parent ON keycards (parent_id);
+CREATE INDEX IF NOT EXISTS keycards_pool ON keycards (seat_pool);
+CREATE INDEX IF NOT EXISTS keycards_expires ON keycards (expires);
+CREATE TABLE IF NOT EXISTS revocations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    keycard_id TEXT NOT NULL UNIQUE,
+    expires REAL NOT NULL,
+    revoked_at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revocations_expires ON revocations (expires);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_key ON failures (key, at);
+CREATE INDEX IF NOT EXISTS failures_at ON failures (at);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reservations_id ON reservations (id);
+CREATE INDEX IF NOT EXISTS reservations_key ON reservations (key, at);
+CREATE INDEX IF NOT EXISTS reservations_at ON reservations (at);
+CREATE TABLE IF NOT EXISTS keyring (
+    kid TEXT PRIMARY KEY,
+    secret BLOB NOT NULL,
+    created REAL NOT NULL,
+    not_after REAL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    holder_id TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_expires ON leases (expires);
+CREATE INDEX IF NOT EXISTS keycards_family ON keycards (family_id);
+CREATE INDEX IF NOT EXISTS keycards_holder ON keycards (holder_id);
+PRAGMA user_version = 4;
+"""
+
+
+#: The indexes of the keycards table (besides its primary key's).
+INDEXES = {"keycards_avatar", "keycards_seats", "keycards_family"}
+
+
+def keycardIndexes(connection: sqlite3.Connection) -> set[str]:
+    rows = connection.execute("PRAGMA index_list(keycards)")
+    return {row[1] for row in rows if not row[1].startswith("sqlite_autoindex")}
+
+
+class SQLiteIndexTests(SynchronousTestCase):
+    """
+    The keycards table has the indexes the login path and the revocation
+    path need, and no more; a store made by the previous version drops the
+    others and keeps working.
+    """
+
+    def plan(self, store: SQLiteStore, sql: str, *args: object) -> str:
+        rows = self.successResultOf(
+            store._db.run(
+                lambda c: c.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
+            )
+        )
+        return " / ".join(str(row[-1]) for row in rows)
+
+    def test_new(self) -> None:
+        path = self.mktemp()
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        self.successResultOf(store.count())
+        connection = sqlite3.connect(path)
+        self.addCleanup(connection.close)
+        self.assertEqual(keycardIndexes(connection), INDEXES)
+
+    def test_loginPathIndexed(self) -> None:
         """
-        Two stores on one file (two bouncers) share the reservations: what
-        one reserved counts against the other's limits.
+        The counts under a cap per avatar and a seat pool, and a family's
+        members, are indexed look-ups (the pool's index is partial).
+        """
+        store = SQLiteStore(self.mktemp(), threaded=False)
+        self.addCleanup(store.close)
+        self.successResultOf(store.count())
+        self.assertIn(
+            "keycards_avatar",
+            self.plan(
+                store,
+                "SELECT COUNT(*) FROM keycards"
+                " WHERE avatar_id = ? AND held = 1 AND expires > ?",
+                "a",
+                1.0,
+            ),
+        )
+        self.assertIn(
+            "keycards_seats",
+            self.plan(
+                store,
+                "SELECT COUNT(*) FROM keycards"
+                " WHERE seat_pool = ? AND held = 1 AND expires > ?",
+                "p",
+                1.0,
+            ),
+        )
+        self.assertIn(
+            "keycards_family",
+            self.plan(store, "SELECT * FROM keycards WHERE family_id = ?", "f"),
+        )
+
+    def test_format4(self) -> None:
+        """
+        A store made by the previous version (format 4, seven indexes on
+        keycards) loses the four no query needs, its partial seat index
+        replaces the full one, and every query still answers.
+        """
+        path = self.mktemp()
+        connection = sqlite3.connect(path)
+        connection.executescript(FORMAT_4)
+        marks = ",".join("?" * len(COLUMNS.split(",")))
+        rows = [
+            record("k1", requesterName="r1", parentId="p", familyId="f", holderId="b1"),
+            record("k2", seatPool="pool", familyId="f", holderId="b1", expires=90.0),
+        ]
+        connection.executemany(
+            f"INSERT INTO keycards ({COLUMNS}) VALUES ({marks})",  # noqa: S608
+            [toRow(r) for r in rows],
+        )
+        connection.execute(
+            "INSERT INTO leases (holder_id, expires) VALUES ('b1', 50.0)"
+        )
+        connection.commit()
+        self.assertEqual(len(keycardIndexes(connection)), 7)
+        connection.close()
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        self.assertEqual(self.successResultOf(store.get("k1")), rows[0])
+        self.assertEqual(
+            [r.keycardId for r in self.successResultOf(store.byRequester("r1"))],
+            ["k1", "k2"],
+        )
+        self.assertEqual(
+            [r.keycardId for r in self.successResultOf(store.byParent("p"))], ["k1"]
+        )
+        self.assertEqual(
+            [r.keycardId for r in self.successResultOf(store.byFamily("f"))],
+            ["k1", "k2"],
+        )
+        self.assertEqual(self.successResultOf(store.releaseLapsed(60.0)), 2)
+        self.assertEqual(self.successResultOf(store.flushExpired(100.0)), 1)
+        self.assertEqual(
+            [r.keycardId for r in self.successResultOf(store.byAvatar("alice"))],
+            ["k1"],
+        )
+        connection = sqlite3.connect(path)
+        self.addCleanup(connection.close)
+        self.assertEqual(keycardIndexes(connection), INDEXES)
+        self.assertEqual(
+            connection.execute("PRAGMA user_version").fetchone(), (VERSION,)
+        )
+
+
+class SQLiteThrottleLogTests(SynchronousTestCase):
+    def test_sharedLog(self) -> None:
+        """
+        Two stores on one file (two bouncers) share the throttle log.
         """
         path = self.mktemp()
         one = SQLiteStore(path, threaded=False)
         two = SQLiteStore(path, threaded=False)
         self.addCleanup(one.close)
         self.addCleanup(two.close)
-        limits = {"account:alice": 3}
-        for i in range(2):
-            self.assertTrue(
-                self.successResultOf(one.reserve(f"one{i}", limits, 0.0, 100.0))
-            )
-        self.assertTrue(self.successResultOf(two.reserve("two0", limits, 0.0, 100.0)))
-        self.assertFalse(self.successResultOf(two.reserve("two1", limits, 0.0, 100.0)))
-        self.successResultOf(one.settle("one0", False))
-        self.assertTrue(self.successResultOf(two.reserve("two2", limits, 0.0, 100.0)))
+        failed = [ThrottleEvent("account:alice", 100.0)]
+        self.successResultOf(one.shareThrottle("one", failed, 0, 0))
+        shared = self.successResultOf(two.shareThrottle("two", [], 0, 10))
+        self.assertEqual(shared.events, failed)
 
-    def test_throttleWritesLeaveDurability(self) -> None:
+    def test_durableAfterFailedLight(self) -> None:
         """
-        Throttle counts are written without a disk flush; the connection is
-        back to C{synchronous=FULL} for everything else, even after a
-        failing write.
+        Throttle events are written without a disk flush; a durable write
+        after them, even after a failing light one, commits with
+        C{synchronous=FULL}.
         """
         store = SQLiteStore(self.mktemp(), threaded=False)
         self.addCleanup(store.close)
-        self.assertTrue(
-            self.successResultOf(store.reserve("r1", {"account:a": 1}, 0.0, 1.0))
-        )
+        failed = [ThrottleEvent("account:alice", 100.0)]
+        self.successResultOf(store.shareThrottle("one", failed, 0, 10))
         self.failureResultOf(
-            store._throttleWrite(lambda c: c.execute("no such statement")),
+            store._db.write(lambda c: c.execute("no such statement"), durable=False),
             sqlite3.OperationalError,
         )
-        connection = store._db._connection
-        assert connection is not None
-        self.assertEqual(connection.execute("PRAGMA synchronous").fetchone(), (2,))
+        level = store._db.write(
+            lambda c: c.execute("PRAGMA synchronous").fetchone()[0], durable=True
+        )
+        self.assertEqual(self.successResultOf(level), 2)
 
-    def test_upgradeFromFormat1(self) -> None:
+    def test_countsFromFormat4(self) -> None:
         """
-        A store made by the previous version (format 1, no reservations)
-        gets its reservations table when opened.
+        The failures and the logins in progress of a store of format 4
+        become failed events of the throttle log, and their tables go.
         """
         path = self.mktemp()
-        made = SQLiteStore(path, threaded=False)
-        self.successResultOf(made.recordFailure(["account:alice"], 100.0))
-        self.successResultOf(made.close())
         connection = sqlite3.connect(path)
-        connection.execute("DROP TABLE reservations")
-        connection.execute("PRAGMA user_version = 1")
+        connection.executescript(FORMAT_4)
+        connection.executemany(
+            "INSERT INTO failures (key, at) VALUES (?, ?)",
+            [("account:alice", 100.0), ("address:a", 100.0)],
+        )
+        connection.execute(
+            "INSERT INTO reservations (id, key, at) VALUES (?, ?, ?)",
+            ("r1", "account:alice", 90.0),
+        )
+        connection.commit()
         connection.close()
         store = SQLiteStore(path, threaded=False)
         self.addCleanup(store.close)
-        limits = {"account:alice": 2}
-        self.assertTrue(self.successResultOf(store.reserve("r1", limits, 0.0, 101.0)))
-        self.assertFalse(self.successResultOf(store.reserve("r2", limits, 0.0, 102.0)))
+        shared = self.successResultOf(store.shareThrottle("one", [], 0, 10))
+        self.assertEqual(
+            shared.events,
+            [
+                ThrottleEvent("account:alice", 90.0),
+                ThrottleEvent("account:alice", 100.0),
+                ThrottleEvent("address:a", 100.0),
+            ],
+        )
+        tables = self.successResultOf(
+            store._db.run(
+                lambda c: {r[0] for r in c.execute("SELECT name FROM sqlite_master")}
+            )
+        )
+        self.assertNotIn("failures", tables)
+        self.assertNotIn("reservations", tables)
 
 
 class SQLiteThreadedTests(TestCase):
@@ -243,7 +437,7 @@ REVOKER = """
     from twisted.internet import task
     from twisted.internet.defer import ensureDeferred
     from twisted_keycard.store.sqlite._store import SQLiteStore
-    from twisted_keycard.store import Revocation
+    from twisted_keycard.store import Revocation, ThrottleEvent
 
     async def main(reactor):
         store = await SQLiteStore.open(sys.argv[1])
@@ -284,20 +478,18 @@ CLAIMER = """
 """
 
 
-RESERVER = """
+APPENDER = """
     import sys
     from twisted.internet import task
     from twisted.internet.defer import ensureDeferred
+    from twisted_keycard.store import ThrottleEvent
     from twisted_keycard.store.sqlite._store import SQLiteStore
 
     async def main(reactor):
         store = await SQLiteStore.open(sys.argv[1])
-        taken = 0
         for i in range(40):
-            limits = {"account:alice": 7, f"address:{sys.argv[2]}": 100}
-            if await store.reserve(f"{sys.argv[2]}-{i}", limits, 0.0, 100.0):
-                taken += 1
-        print(taken, flush=True)
+            event = ThrottleEvent(f"account:{sys.argv[2]}", 100.0 + i)
+            await store.shareThrottle(sys.argv[2], [event], 0, 0)
         await store.close()
 
     task.react(lambda r: ensureDeferred(main(r)))
@@ -357,19 +549,22 @@ class SQLiteProcessTests(SynchronousTestCase):
                 len(self.successResultOf(store.byAvatar(f"avatar-{avatar}"))), 4
             )
 
-    def test_reservationsNeverOverTaken(self) -> None:
+    def test_throttleLogShared(self) -> None:
         """
-        Two processes racing to reserve logins of one account with a limit
-        of 7 never take more than 7 in all.
+        Two processes appending to the throttle log at once: a reader sees
+        every event of each, in the order each wrote them.
         """
         path = self.mktemp()
         made = SQLiteStore(path, threaded=False)
         self.successResultOf(made.count())
         self.successResultOf(made.close())
-        children = [runChild(RESERVER, path, name) for name in ("one", "two")]
-        taken = []
+        children = [runChild(APPENDER, path, name) for name in ("one", "two")]
         for child in children:
-            out, err = child.communicate(timeout=60)
+            _, err = child.communicate(timeout=60)
             self.assertEqual(child.returncode, 0, err)
-            taken.append(int(out))
-        self.assertEqual(sum(taken), 7)
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        shared = self.successResultOf(store.shareThrottle("reader", [], 0, 1000))
+        for name in ("one", "two"):
+            times = [e.at for e in shared.events if e.key == f"account:{name}"]
+            self.assertEqual(times, [100.0 + i for i in range(40)])

@@ -160,19 +160,41 @@ class GroupCommitTests(SynchronousTestCase):
     def test_durability(self) -> None:
         """
         A group commits with C{synchronous=FULL} when any of its writes is
-        durable, else with C{NORMAL}; the connection is left at C{FULL}.
+        durable, else with C{NORMAL}; the level is set only when it
+        changes.
         """
+
+        def level() -> int:
+            d = self.database.run(lambda c: c.execute("PRAGMA synchronous").fetchone())
+            return int(self.settle(d)[0])
+
+        self.assertEqual(level(), 2)
         self.settle(self.insert(1, durable=False))
         self.assertIn("PRAGMA synchronous = NORMAL", self.statements)
+        self.assertEqual(level(), 1)
         del self.statements[:]
-        writes = [self.insert(2, durable=False), self.insert(3)]
+        self.settle(self.insert(2, durable=False))
+        self.assertEqual(
+            [s for s in self.statements if s.startswith("PRAGMA synchronous =")], []
+        )
+        writes = [self.insert(3, durable=False), self.insert(4)]
         for d in writes:
             self.settle(d)
-        self.assertNotIn("PRAGMA synchronous = NORMAL", self.statements)
-        level = self.database.run(
-            lambda c: c.execute("PRAGMA synchronous").fetchone()[0]
-        )
-        self.assertEqual(self.settle(level), 2)
+        self.assertIn("PRAGMA synchronous = FULL", self.statements)
+        self.assertEqual(level(), 2)
+
+    def test_oneWriteNoSavepoint(self) -> None:
+        """
+        A group of one write needs no savepoint: if it fails, the whole
+        transaction is undone, and the next write commits.
+        """
+        self.settle(self.insert(1))
+        self.assertNotIn("SAVEPOINT write", self.statements)
+        failed = self.insert(1)
+        self.assertIsInstance(self.settle(failed).value, sqlite3.IntegrityError)
+        self.assertEqual(self.settle(self.insert(2)), 2)
+        rows = self.database.run(lambda c: c.execute("SELECT n FROM t").fetchall())
+        self.assertEqual(self.settle(rows), [(1,), (2,)])
 
 
 class UnthreadedTests(SynchronousTestCase):

@@ -4,7 +4,9 @@ Tests for throttling failed logins in the bouncer, with a L{Clock}.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
@@ -12,13 +14,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
 from twisted_keycard._hashpool import HashPool
+from twisted_keycard.bouncer import Throttler, Upkeep, _login
 from twisted_keycard.bouncer._settings import ExchangeLimits, Throttle
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.passwords import PasswordFile, PasswordKeycard
+from twisted_keycard.store import ThrottleEvent, ThrottleShare
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 
 DATA = Path(__file__).resolve().parent / "data"
+WINDOW = 600.0
+#: The follow interval: throttle counts are shared at each.
+FOLLOW = Upkeep().followInterval
 
 
 class ThrottleTests(SynchronousTestCase):
@@ -136,8 +143,8 @@ class ReservationTests(SynchronousTestCase):
         )
 
     def failures(self, key: str) -> int:
-        counts = self.successResultOf(self.store.failuresSince([key], 0.0))
-        return int(counts[key])
+        assert self.bouncer.throttler is not None
+        return self.bouncer.throttler.count(key)
 
     def test_parallelStarts(self) -> None:
         """
@@ -219,11 +226,9 @@ class ReservationTests(SynchronousTestCase):
         self.successResultOf(bouncer.authenticate(first, connection))
         second = PassphraseKeycard(username="bob", address="10.0.0.1")
         self.failureResultOf(bouncer.authenticate(second, connection), KeycardDenied)
-        self.assertEqual(self.failures("account:bob"), 0)
-        self.assertEqual(
-            self.successResultOf(self.store.failuresSince(["address:10.0.0.1"], 0.0)),
-            {"address:10.0.0.1": 0},
-        )
+        assert bouncer.throttler is not None
+        self.assertEqual(bouncer.throttler.count("account:bob"), 1)
+        self.assertEqual(bouncer.throttler.count("address:10.0.0.1"), 1)
 
     def test_successUnlocksNothing(self) -> None:
         """
@@ -239,28 +244,6 @@ class ReservationTests(SynchronousTestCase):
         challenged = self.successResultOf(self.start("alice", "10.0.0.5"))
         self.failureResultOf(self.answer(challenged, "wrong"), KeycardRefused)
         self.failureResultOf(self.start("alice", "10.0.9.9"), KeycardDenied)
-
-    def test_settleFailureLogged(self) -> None:
-        """
-        A store that fails to settle a reservation is logged; the client
-        gets the refusal it would have got.
-        """
-
-        class Failing(MemoryStore):
-            def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-                return fail(RuntimeError("disk on fire"))
-
-        bouncer = Bouncer(
-            [self.checker],
-            Failing(),
-            clock=self.clock,
-            throttle=Throttle(),
-        )
-        first = PassphraseKeycard(username="alice", address="10.0.0.1")
-        challenged = self.successResultOf(bouncer.authenticate(first))
-        answered = PassphraseAnswerer("alice", "wrong").answer(challenged)
-        self.failureResultOf(bouncer.authenticate(answered), KeycardRefused)
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 class PasswordReservationTests(SynchronousTestCase):
@@ -304,3 +287,268 @@ class PasswordReservationTests(SynchronousTestCase):
         self.assertEqual(len(denied), 30)
         for d in denied:
             self.failureResultOf(d, KeycardDenied)
+
+
+class _Flaky(MemoryStore):
+    """
+    A memory store whose throttle log can be made unreachable.
+    """
+
+    down = False
+
+    def shareThrottle(
+        self, source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> Deferred[ThrottleShare]:
+        if self.down:
+            return fail(ConnectionError("store unreachable"))
+        return super().shareThrottle(source, events, cursor, limit)
+
+
+class SharedThrottleTests(SynchronousTestCase):
+    """
+    Bouncers on one store decide from their own counts and share them every
+    follow interval: what fails on one counts on the others within two
+    intervals.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.store = _Flaky()
+        self.checker = PassphraseChecker({"alice": "pw", "bob": "pw"})
+
+    def bouncer(self, name: str) -> Bouncer:
+        bouncer = Bouncer(
+            [self.checker],
+            self.store,
+            clock=self.clock,
+            name=name,
+            throttle=Throttle(perAccount=5, perAddress=100, window=WINDOW),
+            limits=ExchangeLimits(maxPendingPerConnection=100),
+        )
+        bouncer.startService()
+        self.addCleanup(bouncer.stopService)
+        return bouncer
+
+    def start(self, bouncer: Bouncer, username: str = "alice") -> Deferred[Keycard]:
+        first = PassphraseKeycard(username=username, address="10.0.0.1")
+        return bouncer.authenticate(first)
+
+    def answer(self, bouncer: Bouncer, challenged: Keycard, secret: str) -> Any:
+        answered = PassphraseAnswerer("alice", secret).answer(challenged)
+        return bouncer.authenticate(answered)
+
+    def failLogin(self, bouncer: Bouncer) -> None:
+        challenged = self.successResultOf(self.start(bouncer))
+        self.failureResultOf(self.answer(bouncer, challenged, "wrong"), KeycardRefused)
+
+    def count(self, bouncer: Bouncer, key: str = "account:alice") -> int:
+        assert bouncer.throttler is not None
+        return bouncer.throttler.count(key)
+
+    def test_failuresCountElsewhere(self) -> None:
+        """
+        Failures on one bouncer count on the other within two follow
+        intervals, and the limit applies to the sum.
+        """
+        one, two = self.bouncer("one"), self.bouncer("two")
+        for _ in range(3):
+            self.failLogin(one)
+        self.assertEqual((self.count(one), self.count(two)), (3, 0))
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.count(two), 3)
+        self.failLogin(two)
+        self.failLogin(two)
+        self.failureResultOf(self.start(two), KeycardDenied)
+        # One shares before two: it reads two's events at its next share.
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.count(one), 3)
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.count(one), 5)
+        self.failureResultOf(self.start(one), KeycardDenied)
+        self.successResultOf(self.start(one, "bob"))
+
+    def test_inProgressCountsElsewhere(self) -> None:
+        """
+        Logins in progress at a share count as failures on the others until
+        they succeed.
+        """
+        one, two = self.bouncer("one"), self.bouncer("two")
+        challenged = [self.successResultOf(self.start(one)) for _ in range(5)]
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.count(two), 5)
+        self.failureResultOf(self.start(two), KeycardDenied)
+        for keycard in challenged:
+            self.successResultOf(self.answer(one, keycard, "pw"))
+        self.assertEqual(self.count(one), 0)
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.count(two), 0)
+        self.successResultOf(self.start(two))
+
+    def test_startedThenFailed(self) -> None:
+        """
+        A login sent as started that then fails counts once on the others,
+        until it leaves the window.
+        """
+        one, two = self.bouncer("one"), self.bouncer("two")
+        challenged = self.successResultOf(self.start(one))
+        self.clock.advance(FOLLOW)
+        self.failureResultOf(self.answer(one, challenged, "wrong"), KeycardRefused)
+        self.clock.advance(FOLLOW)
+        self.assertEqual((self.count(one), self.count(two)), (1, 1))
+        self.clock.advance(WINDOW - 2 * FOLLOW)
+        self.assertEqual((self.count(one), self.count(two)), (0, 0))
+
+    def test_spreadOverBouncers(self) -> None:
+        """
+        An attacker who spreads one burst over three bouncers before they
+        share is checked at most three times the limit, then refused by
+        every one until the failures leave the window.
+        """
+        bouncers = [self.bouncer(f"b{i}") for i in range(3)]
+        checked = self.checker.checked
+        results = [self.start(b) for _ in range(10) for b in bouncers]
+        challenged = [
+            (b, d.result)
+            for b, d in zip(bouncers * 10, results, strict=True)
+            if isinstance(d.result, Keycard)
+        ]
+        for d in results:
+            if not isinstance(d.result, Keycard):
+                self.failureResultOf(d, KeycardDenied)
+        self.assertEqual(len(challenged), 3 * 5)
+        for bouncer, keycard in challenged:
+            self.failureResultOf(self.answer(bouncer, keycard, "wrong"), KeycardRefused)
+        self.assertEqual(self.checker.checked - checked, 15)
+        self.clock.advance(2 * FOLLOW)
+        for bouncer in bouncers:
+            # The newest failures up to the limit are kept: enough.
+            self.assertEqual(self.count(bouncer), 5)
+            self.failureResultOf(self.start(bouncer), KeycardDenied)
+        self.clock.advance(WINDOW)
+        for bouncer in bouncers:
+            self.successResultOf(self.start(bouncer))
+
+    def test_startReadsWindow(self) -> None:
+        """
+        A bouncer that starts counts the failures of the window the store
+        keeps, its own earlier runs' included.
+        """
+        one = self.bouncer("one")
+        for _ in range(4):
+            self.failLogin(one)
+        self.clock.advance(FOLLOW)
+        self.successResultOf(one.stopService())
+        again = self.bouncer("one")
+        self.assertEqual(self.count(again), 4)
+        self.clock.advance(WINDOW)
+        self.assertEqual(self.count(again), 0)
+
+    def test_restartCountsOnce(self) -> None:
+        """
+        A bouncer stopped and started again reads only what it had not
+        read: the others' failures count once.
+        """
+        one, two = self.bouncer("one"), self.bouncer("two")
+        self.failLogin(one)
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.count(two), 1)
+        self.successResultOf(two.stopService())
+        two.startService()
+        self.assertEqual(self.count(two), 1)
+
+    def test_stopSendsTheRest(self) -> None:
+        """
+        A bouncer that stops sends what it has not sent yet: failures, and
+        the logins in progress (as started: failures unless withdrawn).
+        """
+        one = self.bouncer("one")
+        self.failLogin(one)
+        self.failLogin(one)
+        self.successResultOf(self.start(one))
+        self.successResultOf(one.stopService())
+        two = self.bouncer("two")
+        self.assertEqual(self.count(two), 3)
+
+    def test_storeDownKeepsEvents(self) -> None:
+        """
+        While the store fails, the events are kept (the newest
+        L{UNSHARED_KEPT}), the failure is logged, and they are sent once it
+        is back.
+        """
+        self.patch(_login, "UNSHARED_KEPT", 6)
+        one, two = self.bouncer("one"), self.bouncer("two")
+        self.store.down = True
+        for _ in range(3):
+            self.failLogin(one)
+        self.clock.advance(FOLLOW)
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 2)
+        for _ in range(2):
+            self.failLogin(one)
+        self.store.down = False
+        self.clock.advance(FOLLOW)
+        # Two events a failure (account and address): the last three.
+        self.assertEqual(self.count(two), 3)
+        self.assertEqual(self.count(one), 5)
+
+
+class ThrottleMemoryTests(SynchronousTestCase):
+    """
+    The counts a bouncer keeps are bounded: a flood of names or addresses
+    makes it forget the keys that count the least.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.throttler = Throttler(
+            MemoryStore(), self.clock, Throttle(perAccount=10, maxKeys=50, window=60.0)
+        )
+
+    def failed(self, account: str | None, address: str | None = None) -> None:
+        self.successResultOf(
+            Deferred.fromCoroutine(self.throttler.failed(account, address))
+        )
+
+    def test_keysBounded(self) -> None:
+        for i in range(1000):
+            self.failed(f"user{i}", f"10.0.{i // 250}.{i % 250}")
+        self.assertEqual(len(self.throttler), 50)
+
+    def test_floodKeepsHeavy(self) -> None:
+        """
+        An account near its limit is kept through a flood of names that
+        each failed once.
+        """
+        for _ in range(9):
+            self.failed("alice")
+        for i in range(10_000):
+            self.failed(f"user{i}")
+        self.assertEqual(self.throttler.count("account:alice"), 9)
+        self.assertEqual(len(self.throttler), 50)
+
+    def test_failuresCapped(self) -> None:
+        """
+        A key keeps as many failures as its limit, the newest: enough to
+        refuse, no more.
+        """
+        for _ in range(100):
+            self.clock.advance(0.1)
+            self.failed("alice")
+        self.assertEqual(self.throttler.count("account:alice"), 10)
+        self.clock.advance(59.0)
+        self.assertEqual(self.throttler.count("account:alice"), 10)
+
+    def test_forgottenWhenEmpty(self) -> None:
+        """
+        Keys whose failures all left the window are forgotten at the next
+        share.
+        """
+        for i in range(20):
+            self.failed(f"user{i}")
+        self.clock.advance(30)
+        self.failed("alice")
+        self.clock.advance(31)
+        self.successResultOf(Deferred.fromCoroutine(self.throttler.share()))
+        self.assertEqual(len(self.throttler), 1)
+        self.assertEqual(self.throttler.count("account:alice"), 1)

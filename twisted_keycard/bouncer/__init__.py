@@ -20,6 +20,7 @@ from twisted_keycard.bouncer._interfaces import (
     IRequester,
     NoMetrics,
 )
+from twisted_keycard.bouncer._login import Throttler
 from twisted_keycard.bouncer._revocation import (
     AVATAR,
     REQUESTER,
@@ -55,6 +56,7 @@ __all__ = [
     "RevocationFollower",
     "Revoker",
     "Throttle",
+    "Throttler",
     "TokenPolicy",
     "Upkeep",
     "newKeycardId",

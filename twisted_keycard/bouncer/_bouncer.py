@@ -102,6 +102,8 @@ class Bouncer(Service):
     @ivar keys: the keyring holder, when the bouncer issues tokens.
     @ivar lease: the L{Lease} under which the running bouncer holds its
         keycards, when the store keeps leases (L{ILeaseStore}).
+    @ivar throttler: the L{Throttler} that counts failed logins, when the
+        bouncer throttles them.
     """
 
     log = Logger()
@@ -164,11 +166,15 @@ class Bouncer(Service):
         self.tokens = tokens
         self.upkeep = upkeep
         self.metrics = metrics if metrics is not None else NoMetrics()
+        #: This bouncer instance's name in the store: its lease, and the
+        #: source of the throttle counts it shares.
+        instance = newHolderId(name)
         throttler = None
         if throttle is not None:
             if not IThrottleStore.providedBy(self.store):
                 raise ValueError("throttling needs a store that counts failures")
-            throttler = Throttler(self.store, clock, throttle)
+            throttler = Throttler(self.store, clock, throttle, source=instance)
+        self.throttler = throttler
         checkers = list(checkers)
         self.keys: KeyringHolder | None = None
         #: The revocations in force, read from the store while running, and
@@ -200,7 +206,7 @@ class Bouncer(Service):
             self.store,
             clock,
             keepReleased=tokens is not None,
-            leaseId=newHolderId(name),
+            leaseId=instance,
             leaseTime=upkeep.leaseTime,
         )
         self.lease = self._held.lease
@@ -242,7 +248,7 @@ class Bouncer(Service):
             lease=self.lease,
             mirror=self._mirror,
             revokedElsewhere=self._revokedElsewhere,
-            throttleWindow=throttle.window if throttle is not None else None,
+            throttler=throttler,
             running=lambda: bool(self.running),
         )
         self.started: Deferred[None] = succeed(None)
@@ -441,11 +447,17 @@ class Bouncer(Service):
             )
         )
 
-    def stopService(self) -> Deferred[None] | None:
-        self._upkeep.stop()
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop following and flushing the store and expiring keycards.
+
+        @return: a L{Deferred} firing once the store has the throttle
+            counts not sent yet.
+        """
+        sent = self._upkeep.stop()
         self._held.stop()
-        result: Deferred[None] | None = super().stopService()  # type: ignore[no-untyped-call]
-        return result
+        super().stopService()  # type: ignore[no-untyped-call]
+        return sent
 
     def flush(self) -> Deferred[Flushed]:
         """

@@ -7,6 +7,8 @@ class, the table of exchanges in progress, the throttle and the issuer.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -45,9 +47,13 @@ from twisted_keycard.keycard import (
     normalizeAddress,
 )
 from twisted_keycard.store import (
+    FAILED,
+    STARTED,
+    SUCCEEDED,
     IKeycardStore,
     IssuedKeycard,
     IThrottleStore,
+    ThrottleEvent,
 )
 from twisted_keycard.tokens import KeyringHolder, TokenClaims, sign
 
@@ -115,33 +121,126 @@ class Reservation:
     """
     One login in progress, counted as a failure until it is settled.
 
-    @ivar id: the reservation's id in the store.
+    @ivar keys: the keys it counts against.
+    @ivar at: when it started.
     @ivar settled: whether it was settled (it is settled once).
+    @ivar shared: whether it was sent to the store as started.
     """
 
-    id: str
+    keys: tuple[str, ...]
+    at: float
     settled: bool = False
+    shared: bool = False
+
+
+@attrs.define
+class _Counts:
+    """
+    What counts against one key: failed logins and logins in progress, each
+    as the time it started, oldest first.
+
+    @ivar failures: failed logins, here and on other bouncers; the newest
+        ones only, as many as the key's limit (a count at the limit needs
+        no more).
+    @ivar pending: logins in progress here, and on other bouncers until
+        they say it succeeded.
+    """
+
+    failures: list[float] = attrs.Factory(list)
+    pending: list[float] = attrs.Factory(list)
+
+    def count(self, since: float) -> int:
+        """
+        Forget what started at or before C{since}, and count the rest.
+        """
+        for times in (self.failures, self.pending):
+            if times and times[0] <= since:
+                del times[: bisect.bisect_right(times, since)]
+        return len(self.failures) + len(self.pending)
+
+    def fail(self, at: float, kept: int) -> None:
+        bisect.insort(self.failures, at)
+        if len(self.failures) > kept:
+            del self.failures[0]
+
+    def end(self, at: float) -> None:
+        """
+        A login in progress that started at C{at} ended: stop counting it.
+        """
+        pending = self.pending
+        i = bisect.bisect_left(pending, at)
+        if i < len(pending) and pending[i] == at:
+            del pending[i]
+
+
+#: Entries of the store's throttle log read in one round trip, at most.
+SHARE_BATCH = 10_000
+
+#: Events a bouncer keeps to send at most, while the store is unreachable.
+UNSHARED_KEPT = 100_000
+
+#: Keys looked at to choose one to forget when the counts are full.
+EVICTION_SAMPLE = 16
 
 
 @attrs.define
 class Throttler:
     """
-    Applies a L{Throttle} with counts kept in an L{IThrottleStore}.
+    Applies a L{Throttle}: decides from counts kept in memory, per account
+    and per address group, in sliding windows, and shares them with the
+    bouncers on its store through the store's log (L{IThrottleStore}).
+
+    While started (the bouncer runs as a service), L{share} sends what
+    changed here since the last batch and adds what the others wrote, every
+    follow interval: a login that fails here counts on the others once this
+    bouncer, then each of them, has shared (within two intervals).  A login
+    in progress at a batch is sent as started (a failure on the others
+    until it succeeds), so that an exchange held open counts everywhere
+    too.
+
+    At most C{limits.maxKeys} keys are counted: past that, the key that
+    counts the fewest of a few least recently used is forgotten here (the
+    store still has its events).
+
+    @ivar source: this bouncer's name in the store's log, unique to it.
     """
 
     store: IThrottleStore
     clock: IReactorTime
     limits: Throttle
+    source: str = attrs.field(factory=lambda: secrets.token_urlsafe(12))
+    _counts: OrderedDict[str, _Counts] = attrs.field(factory=OrderedDict, init=False)
+    #: Events to send at the next share, oldest first.
+    _unshared: list[ThrottleEvent] = attrs.field(factory=list, init=False)
+    #: Logins in progress not sent yet: sent as started if still in progress
+    #: at the next share; if they end first, only a failure is sent.
+    _fresh: dict[Reservation, None] = attrs.field(factory=dict, init=False)
+    _cursor: int = attrs.field(default=0, init=False)
+    _started: bool = attrs.field(default=False, init=False)
+    _sharing: bool = attrs.field(default=False, init=False)
+    _dropping: bool = attrs.field(default=False, init=False)
     log = Logger()
 
-    def _limits(self, account: str | None, address: str | None) -> dict[str, int]:
-        limits = {}
-        for key in keys(account, address):
-            isAccount = key.startswith("account:")
-            limits[key] = (
-                self.limits.perAccount if isAccount else self.limits.perAddress
-            )
-        return limits
+    def __len__(self) -> int:
+        """
+        The number of keys (accounts, address groups) counted in memory.
+        """
+        return len(self._counts)
+
+    def _limit(self, key: str) -> int:
+        if key.startswith("account:"):
+            return self.limits.perAccount
+        return self.limits.perAddress
+
+    def count(self, key: str) -> int:
+        """
+        The failed logins and logins in progress counted against C{key}
+        (C{account:NAME}, C{address:GROUP}) in the window now.
+        """
+        counts = self._counts.get(key)
+        if counts is None:
+            return 0
+        return counts.count(self.clock.seconds() - self.limits.window)
 
     async def reserve(
         self, account: str | None, address: str | None
@@ -154,21 +253,25 @@ class Throttler:
         @raise KeycardDenied: if the account or the address is at its limit
             in the current window, counting the logins in progress.
         """
-        limits = self._limits(account, address)
-        if not limits:
+        wanted = keys(account, address)
+        if not wanted:
             return None
-        reservation = Reservation(secrets.token_hex(16))
         now = self.clock.seconds()
-        taken = await self.store.reserve(
-            reservation.id, limits, now - self.limits.window, now
-        )
-        if not taken:
-            self.log.info(
-                "throttled a login for {account} from {address}",
-                account=printable(account),
-                address=printable(address),
-            )
-            raise KeycardDenied(TOO_MANY)
+        since = now - self.limits.window
+        for key in wanted:
+            counts = self._counts.get(key)
+            if counts is not None and counts.count(since) >= self._limit(key):
+                self.log.info(
+                    "throttled a login for {account} from {address}",
+                    account=printable(account),
+                    address=printable(address),
+                )
+                raise KeycardDenied(TOO_MANY)
+        reservation = Reservation(tuple(wanted), now)
+        for key in wanted:
+            bisect.insort(self._touch(key).pending, now)
+        if self._started:
+            self._fresh[reservation] = None
         return reservation
 
     async def settle(self, reservation: Reservation, failed: bool) -> None:
@@ -176,31 +279,194 @@ class Throttler:
         End a login: a failure stays counted, a success is forgotten.  A
         reservation is settled once; later calls do nothing.
         """
-        if reservation.settled:
-            return
-        reservation.settled = True
-        await self.store.settle(reservation.id, failed)
+        self._settle(reservation, failed)
 
     def abandoned(self, reservation: Reservation) -> None:
         """
         Settle as a failure the reservation of an exchange left unanswered,
         without waiting: from code that cannot wait.
         """
-        if reservation.settled:
-            return
-        reservation.settled = True
-        self.store.settle(reservation.id, True).addErrback(
-            lambda f: self.log.failure("settling an abandoned login failed", f)
-        )
+        self._settle(reservation, True)
 
     async def failed(self, account: str | None, address: str | None) -> None:
         """
         Count one failure against the account and the address, for a
         refusal that had no reservation.
         """
-        wanted = keys(account, address)
-        if wanted:
-            await self.store.recordFailure(wanted, self.clock.seconds())
+        now = self.clock.seconds()
+        for key in keys(account, address):
+            self._touch(key).fail(now, self._limit(key))
+            self._send(ThrottleEvent(key, now, FAILED))
+
+    def _settle(self, reservation: Reservation, failed: bool) -> None:
+        if reservation.settled:
+            return
+        reservation.settled = True
+        self._fresh.pop(reservation, None)
+        for key in reservation.keys:
+            counts = self._counts.get(key)
+            if counts is not None:
+                counts.end(reservation.at)
+            if failed:
+                self._touch(key).fail(reservation.at, self._limit(key))
+            # Sent as started and failed, it counts as a failure on the
+            # others already, until it leaves the window.
+            if failed and not reservation.shared:
+                self._send(ThrottleEvent(key, reservation.at, FAILED))
+            elif reservation.shared and not failed:
+                self._send(ThrottleEvent(key, reservation.at, SUCCEEDED))
+
+    def _touch(self, key: str) -> _Counts:
+        """
+        The counts of C{key}, made if need be, now the most recently used.
+        """
+        counts = self._counts.get(key)
+        if counts is None:
+            if len(self._counts) >= self.limits.maxKeys:
+                self._evict()
+            counts = self._counts[key] = _Counts()
+        else:
+            self._counts.move_to_end(key)
+        return counts
+
+    def _evict(self) -> None:
+        """
+        Forget the key that counts the fewest (the least recently used of
+        those) among the least recently used few: one key of a flood of
+        new names goes before an account near its limit.
+        """
+        since = self.clock.seconds() - self.limits.window
+        sample = itertools.islice(self._counts.items(), EVICTION_SAMPLE)
+        key, _ = min(sample, key=lambda item: item[1].count(since))
+        del self._counts[key]
+
+    def _sweep(self) -> None:
+        """
+        Forget the least recently used keys with nothing left in the
+        window, up to the first one that still counts something.
+        """
+        since = self.clock.seconds() - self.limits.window
+        counts = self._counts
+        while counts:
+            key, first = next(iter(counts.items()))
+            if first.count(since):
+                return
+            del counts[key]
+
+    def _send(self, event: ThrottleEvent) -> None:
+        """
+        Keep C{event} for the next share, while started; the oldest are
+        dropped past L{UNSHARED_KEPT} (the store is unreachable).
+        """
+        if not self._started:
+            return
+        unshared = self._unshared
+        unshared.append(event)
+        if len(unshared) > UNSHARED_KEPT:
+            del unshared[: len(unshared) - UNSHARED_KEPT]
+            if not self._dropping:
+                self._dropping = True
+                self.log.warn(
+                    "the store has not taken the throttle counts for a while:"
+                    " keeping the newest {kept} failed logins to send",
+                    kept=UNSHARED_KEPT,
+                    event="throttle.unshared",
+                )
+
+    def _takeUnshared(self) -> list[ThrottleEvent]:
+        """
+        The events to send now: those kept, and the logins in progress not
+        sent yet, as started; those that left the window are dropped.
+        """
+        events, self._unshared = self._unshared, []
+        for reservation in self._fresh:
+            reservation.shared = True
+            events.extend(
+                ThrottleEvent(key, reservation.at, STARTED) for key in reservation.keys
+            )
+        self._fresh.clear()
+        since = self.clock.seconds() - self.limits.window
+        return [event for event in events if event.at > since]
+
+    def _add(self, events: Iterable[ThrottleEvent]) -> None:
+        """
+        Count what other bouncers sent.
+        """
+        since = self.clock.seconds() - self.limits.window
+        for event in events:
+            if event.kind == SUCCEEDED:
+                counts = self._counts.get(event.key)
+                if counts is not None:
+                    counts.end(event.at)
+            elif event.at > since:
+                counts = self._touch(event.key)
+                if event.kind == FAILED:
+                    counts.fail(event.at, self._limit(event.key))
+                else:
+                    bisect.insort(counts.pending, event.at)
+
+    async def start(self) -> None:
+        """
+        Start sharing: read the events the store keeps that this throttler
+        has not read (at the first start, the failures of the window, of
+        other bouncers and of this one's earlier runs), then keep what
+        changes here for L{share}.
+        """
+        self._started = True
+        await self.share()
+
+    async def share(self) -> int:
+        """
+        One batch: send what changed here since the last one, and add what
+        the other bouncers sent since (reading until the log is read).  If
+        the store fails, what was to be sent is kept for the next batch.
+        A call while one runs does nothing.
+
+        @return: the number of other bouncers' events read.
+        """
+        if self._sharing:
+            return 0
+        self._sharing = True
+        try:
+            events = self._takeUnshared()
+            read = 0
+            while True:
+                try:
+                    shared = await self.store.shareThrottle(
+                        self.source, events, self._cursor, SHARE_BATCH
+                    )
+                except Exception:
+                    self._unshared[:0] = events
+                    raise
+                events = []
+                self._dropping = False
+                self._cursor = shared.cursor
+                self._add(shared.events)
+                read += len(shared.events)
+                if not shared.more:
+                    break
+            self._sweep()
+            return read
+        finally:
+            self._sharing = False
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop sharing: send what changed since the last batch (logins in
+        progress as started), and keep nothing more to send.
+
+        @return: a L{Deferred} firing once the store has it (a failure is
+            logged).
+        """
+        events = self._takeUnshared() if self._started else []
+        self._started = False
+        if not events:
+            return succeed(None)
+        d = self.store.shareThrottle(self.source, events, self._cursor, 0)
+        d.addErrback(
+            lambda f: self.log.failure("sending the last throttle counts failed", f)
+        )
+        return d.addCallback(lambda _: None)
 
 
 @attrs.define(eq=False)

@@ -93,9 +93,8 @@ class Quota:
 class Throttle:
     """
     Limits on failed logins in a sliding window, per account and per client
-    address group, counted in the store so bouncers sharing it share the
-    counts.  Past a limit, logins are refused before any expensive check,
-    the same for known and unknown accounts.
+    address group.  Past a limit, logins are refused before any expensive
+    check, the same for known and unknown accounts.
 
     A login counts as a failure from its first message until it succeeds
     (a reservation, settled then), so logins started together cannot all be
@@ -103,15 +102,25 @@ class Throttle:
     stays a failure.  A success unlocks nothing: failures stay counted until
     they leave the window, whoever succeeds meanwhile.
 
+    Each bouncer decides from counts in its own memory.  While it runs as a
+    service, it trades them with the other bouncers on its store every
+    follow interval (L{Upkeep.followInterval}, a second): what fails on one
+    counts on the others within about two intervals, and a bouncer that
+    starts reads the failures of the window from the store.
+
     @ivar perAccount: failures per account per window, at most.
     @ivar perAddress: failures per client address group (an IPv4 address,
         or an IPv6 /64) per window, at most.
     @ivar window: the window, in seconds.
+    @ivar maxKeys: accounts and address groups counted in memory at most;
+        past it, of the least recently used few, the one that counts the
+        fewest failures is forgotten (by this bouncer only).
     """
 
     perAccount: int = attrs.field(default=100, validator=_count)
     perAddress: int = attrs.field(default=30, validator=_count)
     window: float = 3600.0
+    maxKeys: int = attrs.field(default=100_000, validator=_count)
 
 
 @attrs.frozen

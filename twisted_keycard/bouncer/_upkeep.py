@@ -1,7 +1,7 @@
 """
 What a bouncer does while it runs as a service: load the keyring, follow
 the revocations and key rotations other processes write to a shared store,
-renew its lease, and flush expired entries.
+renew its lease, share its throttle counts, and flush expired entries.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from twisted_keycard.bouncer._held import Lease
+from twisted_keycard.bouncer._login import Throttler
 from twisted_keycard.bouncer._settings import Upkeep
 from twisted_keycard.store import (
     IKeycardStore,
@@ -251,12 +252,13 @@ class ServiceUpkeep:
         lease: Lease | None,
         mirror: RevocationMirror | None,
         revokedElsewhere: Callable[[list[Revocation]], Awaitable[None]],
-        throttleWindow: float | None,
+        throttler: Throttler | None,
         running: Callable[[], bool],
     ) -> None:
         """
         @param revokedElsewhere: called with each batch of revocations read.
-        @param throttleWindow: how long failed logins are kept, if counted.
+        @param throttler: the bouncer's throttle, if it has one: it shares
+            its counts at each follow interval.
         @param running: whether the bouncer still runs, asked once the
             first reads are done.
         """
@@ -268,10 +270,16 @@ class ServiceUpkeep:
         self._mirror = mirror
         self._revokedElsewhere = revokedElsewhere
         self._running = running
+        self.throttler = throttler
         self.revocations: RevocationFollower | None = None
         self.follower: Follower | None = None
         self._unsubscribe: Callable[[], None] = lambda: None
-        self.flusher = Flusher(store, clock, upkeep.flushInterval, throttleWindow)
+        self.flusher = Flusher(
+            store,
+            clock,
+            upkeep.flushInterval,
+            throttler.limits.window if throttler is not None else None,
+        )
 
     def followLag(self) -> float | None:
         """
@@ -306,7 +314,13 @@ class ServiceUpkeep:
         if self.lease is not None:
             await self.lease.renew()
             steps.append(("renewing the lease", self.lease.renew))
+        if self.throttler is not None:
+            await self.throttler.start()
+            steps.append(("sharing the throttle counts", self.throttler.share))
         if not self._running():
+            if self.throttler is not None:
+                # Stopped while starting: nothing would share what it keeps.
+                await self.throttler.stop()
             return
         if steps:
             follower = self.follower = Follower(
@@ -318,9 +332,12 @@ class ServiceUpkeep:
                 self._unsubscribe = self.store.subscribe(lambda kind: follower.wake())
         self.flusher.start()
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
         """
-        Stop following and flushing the store.
+        Stop following and flushing the store, and send the throttle counts
+        not sent yet.
+
+        @return: a L{Deferred} firing once the store has them.
         """
         self._unsubscribe()
         self._unsubscribe = lambda: None
@@ -331,3 +348,6 @@ class ServiceUpkeep:
             self.follower.stop()
             self.follower = None
         self.flusher.stop()
+        if self.throttler is None:
+            return succeed(None)
+        return self.throttler.stop()

@@ -7,6 +7,9 @@ tree's C{tests/storecontract.py}.
 """
 
 from twisted_keycard.store._interfaces import (
+    FAILED,
+    STARTED,
+    SUCCEEDED,
     IKeycardStore,
     IKeyringStore,
     ILeaseStore,
@@ -15,10 +18,15 @@ from twisted_keycard.store._interfaces import (
     IStoreChanges,
     IThrottleStore,
     Revocation,
+    ThrottleEvent,
+    ThrottleShare,
 )
 from twisted_keycard.store._memory import MemoryStore
 
 __all__ = [
+    "FAILED",
+    "STARTED",
+    "SUCCEEDED",
     "IKeycardStore",
     "IKeyringStore",
     "ILeaseStore",
@@ -28,4 +36,6 @@ __all__ = [
     "IssuedKeycard",
     "MemoryStore",
     "Revocation",
+    "ThrottleEvent",
+    "ThrottleShare",
 ]

@@ -6,7 +6,7 @@ shared store; and lookups that arrive together answered by one query.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -175,51 +175,34 @@ class IRevocationStore(Interface):
 
 class IThrottleStore(Interface):
     """
-    Counts of failed logins, per account and per address, shared by the
-    bouncers on a store, and the reservations of logins in progress, which
-    count as failures until they are settled.
+    The log of throttle events (failed logins and logins in progress, per
+    account and per address) through which the bouncers sharing a store
+    share their counts.  Each bouncer counts in its own memory and trades
+    its new events for the others' in batches (see
+    L{twisted_keycard.bouncer.Throttle}); the store only keeps the log.
     """
 
-    def recordFailure(keys: Sequence[str], when: float) -> Deferred[None]:
+    def shareThrottle(
+        source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> Deferred[ThrottleShare]:
         """
-        Record one failure at C{when} for each key (C{account:NAME},
-        C{address:HOST}).
-        """
+        In one round trip: append C{events}, written by the bouncer
+        C{source}, to the log; then read the events other sources appended
+        after C{cursor}, oldest first, from at most C{limit} entries of the
+        log (an entry holds one event, or the events of one call).  With a
+        C{limit} of 0 nothing is read.  Start with cursor C{0}; pass back
+        the cursor returned.
 
-    def failuresSince(keys: Sequence[str], since: float) -> Deferred[dict[str, int]]:
-        """
-        @return: a L{Deferred} firing with the number of failures recorded
-            after C{since}, for each key; reservations are not included.
-        """
-
-    def reserve(
-        reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> Deferred[bool]:
-        """
-        Atomically, even for several processes sharing the store: count, for
-        each key of C{limits}, the failures and the unsettled reservations
-        recorded after C{since}; if every count is below its key's limit,
-        record reservation C{reservationId} at C{when} for every key.
-
-        An unsettled reservation counts as a failure until L{settle}, or
-        until it is older than any window (see L{flushFailures}).
-
-        @return: a L{Deferred} firing with C{True} if the reservation was
-            recorded, C{False} (and nothing recorded) if a key is at its
-            limit.
-        """
-
-    def settle(reservationId: str, failed: bool) -> Deferred[None]:
-        """
-        End a reservation: if C{failed}, it becomes a failure of each of its
-        keys, dated when it was reserved; otherwise it is forgotten.  An
-        unknown or settled id is ignored.
+        @return: a L{Deferred} firing with a L{ThrottleShare}; or failing,
+            and then no event was appended.
         """
 
     def flushFailures(before: float) -> Deferred[int]:
         """
-        Forget the failures, and the unsettled reservations, recorded at or
-        before C{before}.
+        Forget the events dated at or before C{before}: no longer counted
+        by any bouncer whose window is at most as long.  A store that
+        forgets from the oldest written on may keep one written after a
+        newer one until the next flush.
 
         @return: a L{Deferred} firing with the number forgotten.
         """
@@ -365,6 +348,50 @@ class Revocation:
     expires: float
     revokedAt: float
     reason: str = ""
+
+
+#: The kinds of L{ThrottleEvent}.
+FAILED = "failed"
+STARTED = "started"
+SUCCEEDED = "succeeded"
+
+
+@attrs.frozen
+class ThrottleEvent:
+    """
+    One change to the failed logins counted against a key, as bouncers
+    share them.
+
+    @ivar key: what it counts against: C{account:NAME} or
+        C{address:GROUP}.
+    @ivar at: POSIX time the login started, by its bouncer's clock.
+    @ivar kind: L{FAILED}, a failed login; L{STARTED}, a login in
+        progress, which counts as a failure until a L{SUCCEEDED} event of
+        the same key and time withdraws it (a bouncer that dies never
+        withdraws its logins in progress: they stay failures); or
+        L{SUCCEEDED}.
+    """
+
+    key: str
+    at: float
+    kind: str = attrs.field(
+        default=FAILED, validator=attrs.validators.in_((FAILED, STARTED, SUCCEEDED))
+    )
+
+
+@attrs.frozen
+class ThrottleShare:
+    """
+    What L{IThrottleStore.shareThrottle} read.
+
+    @ivar events: the other sources' events, oldest first.
+    @ivar cursor: where the next read starts.
+    @ivar more: whether the read stopped at its limit: more may wait.
+    """
+
+    events: list[ThrottleEvent]
+    cursor: int
+    more: bool = False
 
 
 #: What a change notice names.

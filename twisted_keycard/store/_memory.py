@@ -1,15 +1,13 @@
 """
 A store of issued keycards that lives in memory: for one process, and for
-tests.  Failed logins and the reservations of logins in progress are kept
-the same way.
+tests.  The log of throttle events is kept the same way.
 """
 
 from __future__ import annotations
 
 import bisect
 import secrets
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -25,83 +23,44 @@ from twisted_keycard.store._interfaces import (
     IssuedKeycard,
     IThrottleStore,
     Revocation,
+    ThrottleEvent,
+    ThrottleShare,
 )
 from twisted_keycard.tokens import Keyring
 
-#: Failures kept per key, at most: no limit is set higher.
-FAILURES_KEPT = 10_000
-
 
 @attrs.define
-class MemoryFailures:
+class MemoryThrottleLog:
     """
-    Times of failures by key, oldest first, and unsettled reservations.
+    The log of throttle events, in order, each with its sequence number and
+    source.
     """
 
-    _failures: dict[str, deque[float]] = attrs.field(factory=dict)
-    _reservations: dict[str, tuple[Sequence[str], float]] = attrs.field(factory=dict)
-    _reservedByKey: dict[str, dict[str, float]] = attrs.field(factory=dict)
+    _entries: list[tuple[int, str, ThrottleEvent]] = attrs.field(factory=list)
+    _last: int = 0
 
-    def record(self, keys: Sequence[str], when: float) -> None:
-        for key in keys:
-            times = self._failures.setdefault(key, deque(maxlen=FAILURES_KEPT))
-            if times and times[-1] > when:
-                # A settled reservation is dated when it was made: keep the
-                # times in order.
-                if len(times) == times.maxlen:
-                    times.popleft()
-                times.insert(bisect.bisect_right(times, when), when)
-            else:
-                times.append(when)
-
-    def since(self, key: str, since: float) -> int:
-        times = self._failures.get(key, ())
-        return len(times) - bisect.bisect_right(times, since)
-
-    def reservedSince(self, key: str, since: float) -> int:
-        return sum(1 for t in self._reservedByKey.get(key, {}).values() if t > since)
-
-    def reserve(
-        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> bool:
-        for key, limit in limits.items():
-            if self.since(key, since) + self.reservedSince(key, since) >= limit:
-                return False
-        self._reservations[reservationId] = (tuple(limits), when)
-        for key in limits:
-            self._reservedByKey.setdefault(key, {})[reservationId] = when
-        return True
-
-    def settle(self, reservationId: str, failed: bool) -> None:
-        found = self._reservations.pop(reservationId, None)
-        if found is None:
-            return
-        keys, when = found
-        self._unreserve(reservationId, keys)
-        if failed:
-            self.record(keys, when)
-
-    def _unreserve(self, reservationId: str, keys: Sequence[str]) -> None:
-        for key in keys:
-            reserved = self._reservedByKey[key]
-            del reserved[reservationId]
-            if not reserved:
-                del self._reservedByKey[key]
+    def share(
+        self, source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> ThrottleShare:
+        entries = self._entries
+        for event in events:
+            self._last += 1
+            entries.append((self._last, source, event))
+        if limit <= 0:
+            return ThrottleShare([], cursor)
+        start = bisect.bisect_right(entries, cursor, key=lambda entry: entry[0])
+        read = entries[start : start + limit]
+        return ThrottleShare(
+            [event for _, writer, event in read if writer != source],
+            read[-1][0] if read else max(cursor, 0),
+            len(read) == limit,
+        )
 
     def flush(self, before: float) -> int:
-        forgotten = 0
-        for key in list(self._failures):
-            times = self._failures[key]
-            while times and times[0] <= before:
-                times.popleft()
-                forgotten += 1
-            if not times:
-                del self._failures[key]
-        old = [r for r, (_, when) in self._reservations.items() if when <= before]
-        for reservationId in old:
-            keys, _ = self._reservations.pop(reservationId)
-            self._unreserve(reservationId, keys)
-        return forgotten + len(old)
+        kept = [entry for entry in self._entries if entry[2].at > before]
+        forgotten = len(self._entries) - len(kept)
+        self._entries = kept
+        return forgotten
 
 
 def _index(index: dict[str, set[str]], key: str | None, keycardId: str) -> None:
@@ -146,7 +105,7 @@ class MemoryStore:
     _keyringVersion: int = 0
     _leases: dict[str, float] = attrs.field(factory=dict)
     _byHolder: dict[str, set[str]] = attrs.field(factory=dict)
-    _failures: MemoryFailures = attrs.field(factory=MemoryFailures)
+    _throttleLog: MemoryThrottleLog = attrs.field(factory=MemoryThrottleLog)
     _mockSecret: bytes | None = attrs.field(default=None, repr=False)
 
     def _indexes(
@@ -287,26 +246,13 @@ class MemoryStore:
 
     # Failed logins
 
-    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        self._failures.record(keys, when)
-        return succeed(None)
-
-    def failuresSince(
-        self, keys: Sequence[str], since: float
-    ) -> Deferred[dict[str, int]]:
-        return succeed({key: self._failures.since(key, since) for key in keys})
-
-    def reserve(
-        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> Deferred[bool]:
-        return succeed(self._failures.reserve(reservationId, limits, since, when))
-
-    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-        self._failures.settle(reservationId, failed)
-        return succeed(None)
+    def shareThrottle(
+        self, source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> Deferred[ThrottleShare]:
+        return succeed(self._throttleLog.share(source, events, cursor, limit))
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        return succeed(self._failures.flush(before))
+        return succeed(self._throttleLog.flush(before))
 
     # Keyring
 

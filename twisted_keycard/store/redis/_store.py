@@ -8,9 +8,10 @@ wait while Redis is unreachable.
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -35,8 +36,9 @@ from twisted_keycard.store._interfaces import (
     IStoreChanges,
     IThrottleStore,
     Revocation,
+    ThrottleEvent,
+    ThrottleShare,
 )
-from twisted_keycard.store._memory import MemoryFailures
 from twisted_keycard.store.redis import _lua as kc
 from twisted_keycard.store.redis import _lua as lua
 from twisted_keycard.store.redis import _lua as rev
@@ -503,124 +505,58 @@ class WriteQueue:
         return sent
 
 
-_RECORD = Script(lua.RECORD_FAILURE)
-_SINCE = Script(lua.FAILURES_SINCE)
-_RESERVE = Script(lua.RESERVE)
-_SETTLE = Script(lua.SETTLE)
-_FLUSH = Script(lua.FLUSH_FAILURES)
+_SHARE = Script(lua.SHARE_THROTTLE)
+_FLUSH = Script(lua.FLUSH_THROTTLE)
+
+#: Entries (one per call that wrote events) the throttle log keeps at most:
+#: a bouncer writes about one a second.
+THROTTLE_ENTRIES = 100_000
 
 
-class RedisFailures:
+class RedisThrottleLog:
     """
-    Counts of failed logins in Redis, kept C{keep} seconds (the longest
-    throttling window of the bouncers sharing it).
+    The log of throttle events in Redis, a stream kept C{keep} seconds
+    after its last write (the longest throttling window of the bouncers
+    sharing it), of at most L{THROTTLE_ENTRIES} entries.  While Redis is
+    unreachable, a share fails and its bouncer keeps its events to send
+    again.
     """
 
-    def __init__(
-        self,
-        connection: RedisConnection,
-        prefix: str,
-        clock: IReactorTime,
-        keep: float,
-        queue: WriteQueue,
-    ) -> None:
+    def __init__(self, connection: RedisConnection, prefix: str, keep: float) -> None:
         self._connection = connection
         self._prefix = prefix
-        self._clock = clock
         self._keep = keep
-        self._queue = queue
-        self._local = MemoryFailures()
-        self._localReservations: dict[str, tuple[tuple[str, ...], float]] = {}
 
-    def _ttlAndCutoff(self) -> list[str]:
-        now = self._clock.seconds()
-        return [str(int(self._keep) + 1), number(now - self._keep)]
+    def share(
+        self, source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> Deferred[ThrottleShare]:
+        start = "-" if cursor <= 0 else f"({_streamId(cursor)}"
+        args = [self._prefix, source, start, str(max(limit, 0))]
+        args += [str(int(self._keep) + 1), str(THROTTLE_ENTRIES)]
+        if events:
+            latest = max(event.at for event in events)
+            packed = [[e.key, e.at, e.kind] for e in events]
+            args += [number(latest), json.dumps(packed, separators=(",", ":"))]
+        d = self._connection.run(_SHARE, args)
 
-    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        keys = list(keys)
-        return self._write("a failed login", self._recording(keys, when))
+        def read(result: list[Any]) -> ThrottleShare:
+            last, count, *entries = result
+            found = [
+                ThrottleEvent(key, float(at), kind)
+                for entry in entries
+                for key, at, kind in json.loads(entry)
+            ]
+            newCursor = _cursor(last) if last else max(cursor, 0)
+            return ThrottleShare(found, newCursor, limit > 0 and int(count) >= limit)
 
-    def _recording(self, keys: list[str], when: float) -> Any:
-        def write() -> Deferred[Any]:
-            args = [self._prefix, number(when), secrets.token_hex(8)]
-            return self._connection.run(_RECORD, [*args, *self._ttlAndCutoff(), *keys])
+        return d.addCallback(read)
 
-        return write
-
-    def _write(self, what: str, write: Any) -> Deferred[None]:
-        if not self._connection.up or len(self._queue) or self._queue.draining:
-            return self._queue.add(what, write)
-        d: Deferred[Any] = write()
-
-        def lost(failure: Failure) -> Deferred[None]:
-            failure.trap(StoreUnavailable)
-            return self._queue.add(what, write)
-
-        return d.addCallbacks(lambda _: None, lost)
-
-    def failuresSince(
-        self, keys: Sequence[str], since: float
-    ) -> Deferred[dict[str, int]]:
-        keys = list(keys)
-        d = self._connection.run(_SINCE, [self._prefix, number(since), *keys])
-        return d.addCallback(lambda counts: dict(zip(keys, counts, strict=True)))
-
-    def reserve(
-        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> Deferred[bool]:
-        if not self._connection.up:
-            return succeed(self._reserveHere(reservationId, limits, since, when))
-        args = [self._prefix, reservationId, number(since), number(when)]
-        args.append(str(int(self._keep) + 1))
-        for key, limit in limits.items():
-            args += [key, str(limit)]
-        d = self._connection.run(_RESERVE, args)
-
-        def lost(failure: Failure) -> bool:
-            failure.trap(StoreUnavailable)
-            return self._reserveHere(reservationId, limits, since, when)
-
-        return d.addCallbacks(lambda taken: bool(taken), lost)
-
-    def _reserveHere(
-        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> bool:
-        taken = self._local.reserve(reservationId, limits, since, when)
-        if taken:
-            self._localReservations[reservationId] = (tuple(limits), when)
-        return taken
-
-    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-        local = self._localReservations.pop(reservationId, None)
-        if local is not None:
-            self._local.settle(reservationId, failed)
-            if not failed:
-                return succeed(None)
-            keys, when = local
-            return self._write("a failed login", self._recording(list(keys), when))
-
-        def write() -> Deferred[Any]:
-            args = [self._prefix, reservationId, "1" if failed else "0"]
-            args += [secrets.token_hex(8), *self._ttlAndCutoff()]
-            return self._connection.run(_SETTLE, args)
-
-        return self._write("a settled login", write)
-
-    def flushFailures(self, before: float) -> Deferred[int]:
-        return Deferred.fromCoroutine(self._flush(before))
-
-    async def _flush(self, before: float) -> int:
-        forgotten = self._local.flush(before)
-        for reservationId, (_, when) in list(self._localReservations.items()):
-            if when <= before:
-                del self._localReservations[reservationId]
-        while True:
-            done, seen = await self._connection.run(
+    def flush(self, before: float) -> Deferred[int]:
+        return inBatches(
+            lambda: self._connection.run(
                 _FLUSH, [self._prefix, number(before), str(FLUSH_BATCH)]
             )
-            forgotten += int(done)
-            if int(seen) < FLUSH_BATCH:
-                return forgotten
+        )
 
 
 #: Seconds failed logins are kept by default: the longest throttling window.
@@ -642,9 +578,10 @@ class RedisStore:
 
     While Redis is unreachable, revocation checks fail (so token logins are
     refused) unless C{tokensWhenDown} is C{"accept"}; the records of
-    keycards issued without a quota, their removals and failed-login counts
-    are queued (up to C{queueLimit}) and written once it is back; every
-    other call fails with L{StoreUnavailable}.
+    keycards issued without a quota and their removals are queued (up to
+    C{queueLimit}) and written once it is back; every other call fails with
+    L{StoreUnavailable} (a bouncer keeps its throttle events, and sends
+    them again).
     """
 
     log = Logger()
@@ -690,9 +627,7 @@ class RedisStore:
             onDown=self._down,
             replyTimeout=replyTimeout,
         )
-        self._failures = RedisFailures(
-            self._connection, self._prefix, self.clock, failuresKept, self._queue
-        )
+        self._throttle = RedisThrottleLog(self._connection, self._prefix, failuresKept)
         self._keycards = RedisKeycards(
             self._connection, self._prefix, self.clock, self._write
         )
@@ -873,24 +808,13 @@ class RedisStore:
 
     # Failed logins
 
-    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        return self._failures.recordFailure(keys, when)
-
-    def failuresSince(
-        self, keys: Sequence[str], since: float
-    ) -> Deferred[dict[str, int]]:
-        return self._failures.failuresSince(keys, since)
-
-    def reserve(
-        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> Deferred[bool]:
-        return self._failures.reserve(reservationId, limits, since, when)
-
-    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-        return self._failures.settle(reservationId, failed)
+    def shareThrottle(
+        self, source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> Deferred[ThrottleShare]:
+        return self._throttle.share(source, events, cursor, limit)
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        return self._failures.flushFailures(before)
+        return self._throttle.flush(before)
 
     # Changes
 

@@ -19,14 +19,25 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from twisted_keycard._files import createPrivateFile
-from twisted_keycard.store._interfaces import IssuedKeycard
+from twisted_keycard.store._interfaces import FAILED, IssuedKeycard
 
 #: 2 added C{keycards.family_id}; 3 the throttle's C{reservations}; 4 the
 #: bouncers' leases (C{keycards.holder_id}, C{leases}) and C{versions} (of the
-#: keyring).
-VERSION = 4
+#: keyring); 5 the C{throttle_log} in place of C{failures} and
+#: C{reservations} (their rows moved into it), and three indexes on
+#: C{keycards} instead of seven (L{DROPPED}).
+VERSION = 5
 
+#: Every index of C{keycards} costs each keycard issued a write: it has
+#: those that a query on the login path, or a bounded look-up on the
+#: revocation path, needs.  The other queries (by requester, by parent, by
+#: expiry, by lease) read the whole table, in the store's thread: listing
+#: and revoking by requester, a requester gone silent, revoking a keycard
+#: whose record expired, the flush every few minutes (which reads before
+#: it takes the write lock), and the release of a lapsed lease's keycards.
 SCHEMA = """
+-- Found by id (the primary key) on the login path: the record written,
+-- then read, renewed, released or removed one at a time.
 CREATE TABLE IF NOT EXISTS keycards (
     keycard_id TEXT PRIMARY KEY,
     avatar_id TEXT NOT NULL,
@@ -43,11 +54,13 @@ CREATE TABLE IF NOT EXISTS keycards (
     family_id TEXT,
     holder_id TEXT
 );
+-- The keycards an avatar holds: counted on the login path under a cap per
+-- avatar (--max-per-avatar), and looked up to revoke an avatar.
 CREATE INDEX IF NOT EXISTS keycards_avatar ON keycards (avatar_id);
-CREATE INDEX IF NOT EXISTS keycards_requester ON keycards (requester_name);
-CREATE INDEX IF NOT EXISTS keycards_parent ON keycards (parent_id);
-CREATE INDEX IF NOT EXISTS keycards_pool ON keycards (seat_pool);
-CREATE INDEX IF NOT EXISTS keycards_expires ON keycards (expires);
+-- The seats taken of a pool: counted on the login path with seat pools.
+-- Partial: a keycard that takes no seat (the default) costs it nothing.
+CREATE INDEX IF NOT EXISTS keycards_seats ON keycards (seat_pool)
+    WHERE seat_pool IS NOT NULL;
 CREATE TABLE IF NOT EXISTS revocations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     keycard_id TEXT NOT NULL UNIQUE,
@@ -56,20 +69,15 @@ CREATE TABLE IF NOT EXISTS revocations (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revocations_expires ON revocations (expires);
-CREATE TABLE IF NOT EXISTS failures (
+-- Read from a cursor (seq) and flushed from its head (the oldest seq
+-- first): no index but the primary key.
+CREATE TABLE IF NOT EXISTS throttle_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
     key TEXT NOT NULL,
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    kind TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS failures_key ON failures (key, at);
-CREATE INDEX IF NOT EXISTS failures_at ON failures (at);
-CREATE TABLE IF NOT EXISTS reservations (
-    id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS reservations_id ON reservations (id);
-CREATE INDEX IF NOT EXISTS reservations_key ON reservations (key, at);
-CREATE INDEX IF NOT EXISTS reservations_at ON reservations (at);
 CREATE TABLE IF NOT EXISTS keyring (
     kid TEXT PRIMARY KEY,
     secret BLOB NOT NULL,
@@ -89,8 +97,19 @@ CREATE INDEX IF NOT EXISTS leases_expires ON leases (expires);
 
 #: Made once their columns exist, in a store of an earlier format too.
 INDEXES = [
+    # The members of a family: looked up at every revocation (revoking a
+    # keycard revokes its whole family).
     "CREATE INDEX IF NOT EXISTS keycards_family ON keycards (family_id)",
-    "CREATE INDEX IF NOT EXISTS keycards_holder ON keycards (holder_id)",
+]
+
+#: The indexes of earlier formats no query needs often enough to pay for:
+#: dropped when a store of an earlier format is opened.
+DROPPED = [
+    "keycards_requester",
+    "keycards_parent",
+    "keycards_pool",
+    "keycards_expires",
+    "keycards_holder",
 ]
 
 #: Secrets bouncers sharing the store share besides the keyring (the mock
@@ -114,7 +133,9 @@ def connect(path: str) -> sqlite3.Connection:
     """
     Open the database: autocommit (transactions are explicit), WAL so that
     readers never wait for a writer, synchronous=FULL so a commit is on
-    disk before it returns, and a busy timeout for other processes' locks.
+    disk before it returns (lowered to NORMAL for a group of writes none of
+    which is durable, see L{Database.write}), and a busy timeout for other
+    processes' locks.
     A new file is made with mode 0600 before SQLite opens it, whatever the
     umask: it holds the token signing keys.  SQLite gives its C{-wal} and
     C{-shm} files the database file's mode.
@@ -134,17 +155,60 @@ def connect(path: str) -> sqlite3.Connection:
             f"{path} has store format {version}; this version reads {VERSION}"
         )
     if version < VERSION:
-        # Every step is idempotent: processes racing here agree.
-        connection.executescript(SCHEMA)
-        # Format 1 to 2: keycards gain their family id (NULL for those
-        # issued before, whose kc1 tokens are refused anyway); 3 to 4: the
-        # lease they are held under (NULL: held under none).
-        _addColumn(connection, "family_id")
-        _addColumn(connection, "holder_id")
-        for index in INDEXES:
-            connection.execute(index)
-        connection.execute(f"PRAGMA user_version = {VERSION}")
+        _upgrade(connection)
     return connection
+
+
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """
+    Make the schema, or bring a store of an earlier format to this one, in
+    one transaction: processes racing here wait for the first, then find
+    nothing left to do.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version < VERSION:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            # Format 1 to 2: keycards gain their family id (NULL for those
+            # issued before, whose kc1 tokens are refused anyway); 3 to 4:
+            # the lease they are held under (NULL: held under none).
+            _addColumn(connection, "family_id")
+            _addColumn(connection, "holder_id")
+            for index in INDEXES:
+                connection.execute(index)
+            for name in DROPPED:
+                connection.execute(f"DROP INDEX IF EXISTS {name}")
+            _moveThrottleCounts(connection)
+            connection.execute(f"PRAGMA user_version = {VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _moveThrottleCounts(connection: sqlite3.Connection) -> None:
+    """
+    Format 4 to 5: the failures counted, and the logins still in progress
+    (failures unless they succeed), become failed events of the throttle
+    log, so that a bouncer started on the upgraded store counts them.
+    """
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    old = [table for table in ("failures", "reservations") if table in tables]
+    if not old:
+        return
+    # Table names from the constant list above.
+    rows = " UNION ALL ".join(f"SELECT key, at FROM {t}" for t in old)  # noqa: S608
+    connection.execute(
+        "INSERT INTO throttle_log (source, key, at, kind)"  # noqa: S608
+        f" SELECT '', key, at, ? FROM ({rows}) ORDER BY at",
+        (FAILED,),
+    )
+    for table in old:
+        connection.execute(f"DROP TABLE {table}")
 
 
 def _addColumn(connection: sqlite3.Connection, name: str) -> None:
@@ -192,6 +256,14 @@ def fromRow(row: tuple[object, ...]) -> IssuedKeycard:
 
 _T = TypeVar("_T")
 
+#: Runs a call in the database's thread, and fires with its result: one
+#: trip to the thread (see L{Database}'s C{runner}).
+Runner = Callable[[Callable[[], Any]], Deferred[Any]]
+
+#: Seconds a write that is not prompt may wait for another to share its
+#: transaction (and its trip to the database's thread).
+LATER = 0.01
+
 
 @attrs.define
 class _Write:
@@ -201,49 +273,76 @@ class _Write:
 
     job: Callable[[sqlite3.Connection], Any]
     durable: bool
+    prompt: bool = True
     done: Deferred[Any] = attrs.Factory(Deferred)
 
 
-def _commit(
-    connection: sqlite3.Connection, group: list[_Write]
-) -> list[Failure | object]:
+@attrs.define
+class _Connection:
     """
-    Run a group of writes in one immediate transaction, each in a savepoint
-    (undone alone if it fails), and commit; with C{synchronous=FULL} if any
-    of them is durable.
+    The database's connection, in its thread, and the C{synchronous} level
+    it is at (set only when a group needs another).
+    """
 
-    @return: each write's result, or its L{Failure}.
-    @raise Exception: if the transaction itself fails (begin or commit):
-        then no write of the group is kept.
-    """
-    durable = any(write.durable for write in group)
-    if not durable:
-        connection.execute("PRAGMA synchronous = NORMAL")
-    try:
+    connection: sqlite3.Connection
+    synchronous: str = "FULL"
+
+    def commit(self, group: list[_Write]) -> list[Failure | object]:
+        """
+        Run a group of writes in one immediate transaction, each in a
+        savepoint (undone alone if it fails) when there are several, and
+        commit; with C{synchronous=FULL} if any of them is durable, else
+        C{NORMAL}.
+
+        @return: each write's result, or its L{Failure}.
+        @raise Exception: if the transaction itself fails (begin or
+            commit): then no write of the group is kept.
+        """
+        connection = self.connection
+        wanted = "FULL" if any(write.durable for write in group) else "NORMAL"
+        if wanted != self.synchronous:
+            connection.execute(f"PRAGMA synchronous = {wanted}")
+            self.synchronous = wanted
         connection.execute("BEGIN IMMEDIATE")
-        outcomes: list[Failure | object] = []
         try:
-            for write in group:
-                connection.execute("SAVEPOINT write")
-                try:
-                    outcomes.append(write.job(connection))
-                except Exception:
-                    outcomes.append(Failure())  # type: ignore[no-untyped-call]
-                    connection.execute("ROLLBACK TO write")
-                connection.execute("RELEASE write")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        try:
-            connection.execute("COMMIT")
+            if len(group) == 1:
+                outcomes = [_alone(connection, group[0])]
+            else:
+                outcomes = [_inSavepoint(connection, write) for write in group]
+            if connection.in_transaction:
+                connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-    finally:
-        if not durable:
-            connection.execute("PRAGMA synchronous = FULL")
-    return outcomes
+        return outcomes
+
+
+def _alone(connection: sqlite3.Connection, write: _Write) -> Failure | object:
+    """
+    Run the one write of a transaction: if it fails, the transaction is
+    rolled back (all of it is the write's).
+    """
+    try:
+        outcome: Failure | object = write.job(connection)
+    except Exception:
+        outcome = Failure()  # type: ignore[no-untyped-call]
+        connection.execute("ROLLBACK")
+    return outcome
+
+
+def _inSavepoint(connection: sqlite3.Connection, write: _Write) -> Failure | object:
+    """
+    Run one write of a group in a savepoint, undone alone if it fails.
+    """
+    connection.execute("SAVEPOINT write")
+    try:
+        outcome: Failure | object = write.job(connection)
+    except Exception:
+        outcome = Failure()  # type: ignore[no-untyped-call]
+        connection.execute("ROLLBACK TO write")
+    connection.execute("RELEASE write")
+    return outcome
 
 
 def _daemonThread(*args: Any, **kwargs: Any) -> Thread:
@@ -257,13 +356,22 @@ class Database:
     """
 
     def __init__(
-        self, path: str, reactor: Any = None, *, threaded: bool = True
+        self,
+        path: str,
+        reactor: Any = None,
+        *,
+        threaded: bool = True,
+        runner: Runner | None = None,
     ) -> None:
         """
         @param path: the database file; made if missing.
         @param reactor: the reactor the results are delivered in.
         @param threaded: run database work in its own thread (the default);
-            C{False} runs it in the caller's thread, for tests only.
+            C{False} runs it in the caller's thread, each write at once, for
+            tests only.
+        @param runner: for tests, runs each trip to the database's thread in
+            place of the thread (writes are grouped by reactor turn as with
+            the thread).
         """
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -272,9 +380,12 @@ class Database:
         self.path = path
         self._reactor = reactor
         self._threaded = threaded
+        self._runner = runner
         self._pool = self._newPool()
         self._shutdownTrigger: Any = None
         self._connection: sqlite3.Connection | None = None
+        #: The connection with its level, for the writes (in the thread).
+        self._writing: _Connection | None = None
         #: Writes not yet sent to the thread, in order.
         self._writes: list[_Write] = []
         #: The call that sends them at the end of this reactor turn.
@@ -311,7 +422,7 @@ class Database:
 
     def _closeConnection(self, connection: sqlite3.Connection | None = None) -> None:
         connection = connection or self._connection
-        self._connection = None
+        self._connection = self._writing = None
         if connection is not None:
             connection.close()
 
@@ -335,6 +446,8 @@ class Database:
                 self._connection = connect(self.path)
             return job(self._connection)
 
+        if self._runner is not None:
+            return self._runner(inThread)
         if not self._threaded:
             return maybeDeferred(inThread)
         if not self._pool.started:
@@ -342,7 +455,11 @@ class Database:
         return deferToThreadPool(self._reactor, self._pool, inThread)
 
     def write(
-        self, job: Callable[[sqlite3.Connection], _T], *, durable: bool = True
+        self,
+        job: Callable[[sqlite3.Connection], _T],
+        *,
+        durable: bool = True,
+        prompt: bool = True,
     ) -> Deferred[_T]:
         """
         Run C{job} in a transaction, committed before the result is
@@ -350,18 +467,35 @@ class Database:
         docstring), each in its own savepoint.
 
         @param durable: wait for the disk at the commit (C{synchronous=FULL});
-            C{False} for data a power failure may lose (counts of failed
-            logins), which then costs no disk flush unless a durable write
-            shares the commit: the commit is still atomic and seen at once
-            by other processes.
+            C{False} for data a power failure may lose (keycards issued
+            with no quota, counts of failed logins), which then costs no
+            disk flush unless a durable write shares the commit: the commit
+            is still atomic, seen at once by other processes, and kept
+            through a crash of the process (it is in the WAL file).
+        @param prompt: send it to the thread at the end of this reactor
+            turn; C{False} for a write nobody waits on (a client gone),
+            which waits up to L{LATER} seconds for another write to share
+            its transaction and its trip to the thread.
         """
-        write = _Write(job, durable)
+        write = _Write(job, durable, prompt)
         self._writes.append(write)
         if not self._threaded:
             self._submit()
-        elif self._turnEnd is None and not self._committing:
-            self._turnEnd = self._reactor.callLater(0, self._submit)
+        elif not self._committing:
+            self._sendWithin(0.0 if prompt else LATER)
         return write.done
+
+    def _sendWithin(self, delay: float) -> None:
+        """
+        Send the writes made so far in C{delay} seconds, or sooner if they
+        are already to be sent sooner.
+        """
+        call = self._turnEnd
+        if call is not None and call.active():
+            if call.getTime() <= self._reactor.seconds() + delay:
+                return
+            call.cancel()
+        self._turnEnd = self._reactor.callLater(delay, self._submit)
 
     def _submit(self) -> None:
         """
@@ -375,8 +509,20 @@ class Database:
             return
         group, self._writes = self._writes, []
         self._committing += 1
-        d = self._queue(lambda c: _commit(c, group))
+        d = self._queue(lambda c: self._commit(c, group))
         d.addBoth(self._committed, group)
+
+    def _commit(
+        self, connection: sqlite3.Connection, group: list[_Write]
+    ) -> list[Failure | object]:
+        """
+        Commit C{group}, in the database's thread.
+        """
+        writing = self._writing
+        if writing is None or writing.connection is not connection:
+            # A new connection is at synchronous=FULL (see connect).
+            writing = self._writing = _Connection(connection)
+        return writing.commit(group)
 
     def _committed(
         self, outcomes: list[Failure | object] | Failure, group: list[_Write]
@@ -394,8 +540,9 @@ class Database:
                 write.done.errback(outcome)
             else:
                 write.done.callback(outcome)
-        if self._writes and self._turnEnd is None and not self._committing:
-            self._turnEnd = self._reactor.callLater(0, self._submit)
+        if self._writes and not self._committing:
+            prompt = any(write.prompt for write in self._writes)
+            self._sendWithin(0.0 if prompt else LATER)
 
     def close(self) -> Deferred[None]:
         """

@@ -4,7 +4,8 @@ the keyring in one file, the embedded default.  Several bouncer processes
 may share the file.
 
 Database work runs in the L{Database}'s own thread; writes made together
-are committed in one transaction (each on disk before it is answered), and
+are committed in one transaction (each answered once committed: on disk
+for those a power failure must not undo, see L{SQLiteStore}), and
 revocation checks that arrive together are answered by one query.  The SQL
 of each interface is a group of functions here, each run inside the
 database's thread.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -31,80 +32,63 @@ from twisted_keycard.store._interfaces import (
     IssuedKeycard,
     IThrottleStore,
     Revocation,
+    ThrottleEvent,
+    ThrottleShare,
 )
 from twisted_keycard.store.sqlite._database import (
     COLUMNS,
     SECRETS,
     Database,
+    Runner,
     fromRow,
     toRow,
 )
 from twisted_keycard.tokens import Keyring, SigningKey
 
 
-def recordFailure(c: sqlite3.Connection, keys: Sequence[str], when: float) -> None:
-    c.executemany(
-        "INSERT INTO failures (key, at) VALUES (?, ?)", [(k, when) for k in keys]
-    )
-
-
-def failuresSince(
-    c: sqlite3.Connection, keys: Sequence[str], since: float
-) -> dict[str, int]:
-    return {
-        k: c.execute(
-            "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (k, since)
-        ).fetchone()[0]
-        for k in keys
-    }
-
-
-def reserve(
-    c: sqlite3.Connection,
-    reservationId: str,
-    limits: Mapping[str, int],
-    since: float,
-    when: float,
-) -> bool:
+def appendThrottle(
+    c: sqlite3.Connection, source: str, events: Sequence[ThrottleEvent]
+) -> None:
     """
     Run inside a write transaction (see L{Database.write}).
     """
-    for key, limit in limits.items():
-        (failures,) = c.execute(
-            "SELECT COUNT(*) FROM failures WHERE key = ? AND at > ?", (key, since)
-        ).fetchone()
-        (reserved,) = c.execute(
-            "SELECT COUNT(*) FROM reservations WHERE key = ? AND at > ?", (key, since)
-        ).fetchone()
-        if failures + reserved >= limit:
-            return False
     c.executemany(
-        "INSERT INTO reservations (id, key, at) VALUES (?, ?, ?)",
-        [(reservationId, key, when) for key in limits],
+        "INSERT INTO throttle_log (source, key, at, kind) VALUES (?, ?, ?, ?)",
+        [(source, e.key, e.at, e.kind) for e in events],
     )
-    return True
 
 
-def settle(c: sqlite3.Connection, reservationId: str, failed: bool) -> None:
+def readThrottle(
+    c: sqlite3.Connection, source: str, cursor: int, limit: int
+) -> ThrottleShare:
+    if limit <= 0:
+        return ThrottleShare([], cursor)
+    rows = c.execute(
+        "SELECT seq, source, key, at, kind FROM throttle_log"
+        " WHERE seq > ? ORDER BY seq LIMIT ?",
+        (cursor, limit),
+    ).fetchall()
+    return ThrottleShare(
+        [ThrottleEvent(k, at, kind) for _, s, k, at, kind in rows if s != source],
+        rows[-1][0] if rows else max(cursor, 0),
+        len(rows) == limit,
+    )
+
+
+def flushThrottle(c: sqlite3.Connection, before: float) -> int:
     """
-    Run inside a write transaction (see L{Database.write}).
+    Forget the events at the head of the log up to the first one dated
+    after C{before}: found in the order of the primary key, in time
+    proportional to the number forgotten.  Run inside a write transaction.
     """
-    if failed:
-        c.execute(
-            "INSERT INTO failures (key, at) SELECT key, at FROM reservations"
-            " WHERE id = ?",
-            (reservationId,),
+    row = c.execute(
+        "SELECT seq FROM throttle_log WHERE at > ? ORDER BY seq LIMIT 1", (before,)
+    ).fetchone()
+    if row is None:
+        return int(
+            c.execute("DELETE FROM throttle_log WHERE at <= ?", (before,)).rowcount
         )
-    c.execute("DELETE FROM reservations WHERE id = ?", (reservationId,))
-
-
-def flushFailures(c: sqlite3.Connection, before: float) -> int:
-    """
-    Run inside a write transaction (see L{Database.write}).
-    """
-    failures = c.execute("DELETE FROM failures WHERE at <= ?", (before,)).rowcount
-    reserved = c.execute("DELETE FROM reservations WHERE at <= ?", (before,)).rowcount
-    return int(failures + reserved)
+    return int(c.execute("DELETE FROM throttle_log WHERE seq < ?", (row[0],)).rowcount)
 
 
 def renewLease(c: sqlite3.Connection, holderId: str, expires: float) -> bool:
@@ -172,10 +156,6 @@ def addWithin(
     maxPerAvatar: int | None,
     poolSize: int | None,
 ) -> None:
-    if c.execute(
-        "SELECT 1 FROM keycards WHERE keycard_id = ?", (record.keycardId,)
-    ).fetchone():
-        raise KeyError(record.keycardId)
     if maxPerAvatar is not None or poolSize is not None:
         releaseLapsed(c, record.issued)
     if maxPerAvatar is not None:
@@ -194,10 +174,12 @@ def addWithin(
         ).fetchone()
         if taken >= poolSize:
             raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
-    c.execute(
-        f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})",
-        toRow(record),
-    )
+    try:
+        c.execute(f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})", toRow(record))
+    except sqlite3.IntegrityError as e:
+        if "keycards.keycard_id" in str(e):
+            raise KeyError(record.keycardId) from None
+        raise
 
 
 def remove(c: sqlite3.Connection, keycardId: str) -> IssuedKeycard | None:
@@ -208,6 +190,25 @@ def remove(c: sqlite3.Connection, keycardId: str) -> IssuedKeycard | None:
         return None
     c.execute("DELETE FROM keycards WHERE keycard_id = ?", (keycardId,))
     return fromRow(row)
+
+
+def expiredIds(c: sqlite3.Connection, when: float) -> list[str]:
+    rows = c.execute("SELECT keycard_id FROM keycards WHERE expires <= ?", (when,))
+    return [row[0] for row in rows]
+
+
+def removeExpired(c: sqlite3.Connection, keycardIds: list[str], when: float) -> int:
+    """
+    Remove those of C{keycardIds} still expired at C{when} (not renewed
+    meanwhile).  Run inside a write transaction.
+    """
+    removed = 0
+    for keycardId in keycardIds:
+        removed += c.execute(
+            "DELETE FROM keycards WHERE keycard_id = ? AND expires <= ?",
+            (keycardId, when),
+        ).rowcount
+    return removed
 
 
 def release(c: sqlite3.Connection, keycardId: str) -> IssuedKeycard | None:
@@ -326,24 +327,51 @@ class SQLiteStore:
     started by the first query, stopped by L{close} or when the reactor
     shuts down (a daemon thread: it never keeps the process alive).  The
     writes of one reactor turn, and those made while earlier ones commit,
-    share one transaction and one disk flush; each is answered once it is
-    on disk.
+    share one transaction and at most one disk flush; each is answered once
+    it is committed.
+
+    Every write survives a crash of the process once answered.  Seat
+    grants, renewals, revocations, the keyring, the mock secret and the
+    lease a keycard is held under are on disk then too
+    (C{synchronous=FULL}); the rest (keycards issued with no quota,
+    removals and releases, lease renewals, throttle events, flushes) waits
+    for no disk flush (C{NORMAL}, in WAL mode): a power failure may undo
+    the last of them, which only logs clients in again, keeps a seat taken
+    a little longer, or forgets some failed logins.  The release or removal
+    of a keycard waits up to C{LATER} (10 ms) for another write to share
+    its transaction: its client is gone, nobody waits on it.
     """
 
     def __init__(
-        self, path: str, reactor: Any = None, *, threaded: bool = True
+        self,
+        path: str,
+        reactor: Any = None,
+        *,
+        threaded: bool = True,
+        runner: Runner | None = None,
     ) -> None:
         """
         @param path: the database file; made if missing.
         @param reactor: the reactor the results are delivered in.
         @param threaded: run database work in its own thread (the default);
             C{False} runs it in the caller's thread, for tests only.
+        @param runner: for tests, runs each trip to the database's thread
+            (see L{Database}).
         """
         self.path = path
-        self._db = Database(path, reactor, threaded=threaded)
+        self._db = Database(path, reactor, threaded=threaded, runner=runner)
         self._run = self._db.run
+        # Durable writes (synchronous=FULL: on disk when answered) for what
+        # a power failure must not undo; light ones (NORMAL: in the WAL,
+        # which a process crash does not lose, but a power failure may) for
+        # what it may: see the table in docs/stores.rst.
         self._write = self._db.write
         self._checks = revocationChecks(self._db)
+
+    def _light(
+        self, job: Callable[[sqlite3.Connection], _T], prompt: bool = True
+    ) -> Deferred[_T]:
+        return self._db.write(job, durable=False, prompt=prompt)
 
     @classmethod
     def open(cls, path: str, reactor: Any = None) -> Deferred[SQLiteStore]:
@@ -367,7 +395,15 @@ class SQLiteStore:
     def addWithin(
         self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
     ) -> Deferred[None]:
-        return self._write(lambda c: addWithin(c, record, maxPerAvatar, poolSize))
+        def job(c: sqlite3.Connection) -> None:
+            addWithin(c, record, maxPerAvatar, poolSize)
+
+        if maxPerAvatar is None and poolSize is None and record.seatPool is None:
+            # A keycard lost to a power failure only means that its client
+            # logs in again.
+            return self._light(job)
+        # A seat grant lost to a power failure would grant the seat twice.
+        return self._write(job)
 
     def _select(
         self, where: str, args: tuple[object, ...]
@@ -380,12 +416,16 @@ class SQLiteStore:
         return d.addCallback(lambda rows: rows[0] if rows else None)
 
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._write(lambda c: remove(c, keycardId))
+        # Lost, the record comes back as it was: its seat stays taken
+        # until it expires or its lease lapses (fewer seats, never more).
+        # Its client is gone: it may wait a moment for the next write.
+        return self._light(lambda c: remove(c, keycardId), prompt=False)
 
     def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
-        return self._write(lambda c: release(c, keycardId))
+        return self._light(lambda c: release(c, keycardId), prompt=False)
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
+        # Lost, an earlier expiry could free a seat its client still holds.
         return self._write(lambda c: renew(c, keycardId, expires))
 
     def byAvatar(self, avatarId: str) -> Deferred[list[IssuedKeycard]]:
@@ -404,11 +444,17 @@ class SQLiteStore:
         return self._select("expires <= ?", (when,))
 
     def flushExpired(self, when: float) -> Deferred[int]:
-        return self._write(
-            lambda c: (
-                c.execute("DELETE FROM keycards WHERE expires <= ?", (when,)).rowcount
-            )
-        )
+        return Deferred.fromCoroutine(self._flushExpired(when))
+
+    async def _flushExpired(self, when: float) -> int:
+        # The table is read without an index on expiry, and without the
+        # write lock (WAL: other processes keep writing meanwhile); then
+        # what expired is removed by id.
+        expired = await self._run(lambda c: expiredIds(c, when))
+        if not expired:
+            return 0
+        # Lost, the flush is done again.
+        return await self._light(lambda c: removeExpired(c, expired, when))
 
     def count(self) -> Deferred[int]:
         return self._run(
@@ -438,7 +484,8 @@ class SQLiteStore:
         return self._run(lambda c: revokedSince(c, cursor, limit))
 
     def flushRevocations(self, when: float) -> Deferred[int]:
-        return self._write(
+        # Lost, the flush is done again.
+        return self._light(
             lambda c: (
                 c.execute(
                     "DELETE FROM revocations WHERE expires <= ?", (when,)
@@ -448,31 +495,23 @@ class SQLiteStore:
 
     # Failed logins
 
-    def _throttleWrite(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
-        # Counts of failed logins need no disk flush at each commit: losing
-        # the last ones in a power failure only forgets some failures.
-        return self._db.write(job, durable=False)
+    def shareThrottle(
+        self, source: str, events: Sequence[ThrottleEvent], cursor: int, limit: int
+    ) -> Deferred[ThrottleShare]:
+        events = list(events)
+        if not events:
+            # Nothing to write: read without the write lock.
+            return self._run(lambda c: readThrottle(c, source, cursor, limit))
 
-    def recordFailure(self, keys: Sequence[str], when: float) -> Deferred[None]:
-        return self._throttleWrite(lambda c: recordFailure(c, keys, when))
+        def share(c: sqlite3.Connection) -> ThrottleShare:
+            appendThrottle(c, source, events)
+            return readThrottle(c, source, cursor, limit)
 
-    def failuresSince(
-        self, keys: Sequence[str], since: float
-    ) -> Deferred[dict[str, int]]:
-        return self._run(lambda c: failuresSince(c, keys, since))
-
-    def reserve(
-        self, reservationId: str, limits: Mapping[str, int], since: float, when: float
-    ) -> Deferred[bool]:
-        return self._throttleWrite(
-            lambda c: reserve(c, reservationId, limits, since, when)
-        )
-
-    def settle(self, reservationId: str, failed: bool) -> Deferred[None]:
-        return self._throttleWrite(lambda c: settle(c, reservationId, failed))
+        # A power failure may forget the last ones: some failures.
+        return self._light(share)
 
     def flushFailures(self, before: float) -> Deferred[int]:
-        return self._throttleWrite(lambda c: flushFailures(c, before))
+        return self._light(lambda c: flushThrottle(c, before))
 
     # Keyring
 
@@ -488,10 +527,13 @@ class SQLiteStore:
     # Leases
 
     def renewLease(self, holderId: str, when: float, expires: float) -> Deferred[bool]:
-        return self._write(lambda c: renewLease(c, holderId, expires))
+        # Lost, the lease looks older: a power failure stopped every bouncer
+        # of this host, whose leases lapse anyway.
+        return self._light(lambda c: renewLease(c, holderId, expires))
 
     def releaseLapsed(self, when: float) -> Deferred[int]:
-        return self._write(lambda c: releaseLapsed(c, when))
+        # Lost, the keycards stay held until the next release.
+        return self._light(lambda c: releaseLapsed(c, when))
 
     def holdUnder(
         self, keycardId: str, holderId: str
