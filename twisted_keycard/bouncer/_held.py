@@ -292,7 +292,8 @@ class HeldKeycards:
     async def remove(self, keycardId: str) -> bool:
         """
         The client left: forget the keycard, and release or delete its
-        record.
+        record.  No line is logged: a login's one audit line is its
+        C{login.issued}, and a client's leaving is no decision.
 
         @return: whether the store had it.
         """
@@ -303,12 +304,6 @@ class HeldKeycards:
             record = await self.store.release(keycardId)
         else:
             record = await self.store.remove(keycardId)
-        if record is not None:
-            self.log.info(
-                "keycard {keycardId} removed",
-                event="keycard.removed",
-                keycardId=printable(keycardId),
-            )
         return record is not None
 
     def _timersExpired(self, keycardIds: list[str]) -> None:
