@@ -4,6 +4,7 @@ and client, ours beside Twisted's stock PB login; a tool for profiling P1,
 not one of its figures.
 
     python bench/login_cost.py [COUNT [SIDE...]]   # sides: ours, service, stock
+    python bench/login_cost.py --trace [SIDE...]   # the server's work, counted
 
 C{COUNT} is the logins per batch, 160 by default.  C{ours} is P1's
 embedded configuration (see L{bench._pbpeer}: a L{Bouncer} on a
@@ -22,7 +23,9 @@ is made, for both sides alike.  The server's part is the time spent in its
 broker's C{dataReceived} and C{connectionLost} (which releases the
 connection's keycards); the client's part is the rest (its own broker and
 login code, connection set-up, and the in-memory transport, which costs the
-same for both).  Times are the thread's CPU time (C{time.thread_time}),
+same for both).  With C{--trace}, the server's part is counted instead of
+timed, with C{sys.settrace}: its Python opcodes, calls, and distinct
+functions per login.  Times are the thread's CPU time (C{time.thread_time}),
 not the wall clock, so that other processes on the machine do not count.
 The sides run in turn, in interleaved batches; each figure is the
 median of the batches.
@@ -76,6 +79,8 @@ class Side:
             raise SystemExit(f"unknown side {side!r}: ours, service or stock")
         self.caches = {user(i)[0]: SCRAMKeyCache() for i in range(USERS)}
         self.inServer = 0.0
+        #: Set by L{trace}: the server's part runs under it.
+        self.tracer: Any = None
 
     def connection(self) -> tuple[Any, Any]:
         """
@@ -89,11 +94,14 @@ class Side:
 
         def timed(method: Any) -> Any:
             def call(*args: Any) -> Any:
+                if self.tracer is not None:
+                    sys.settrace(self.tracer)
                 start = time.thread_time()
                 try:
                     return method(*args)
                 finally:
                     self.inServer += time.thread_time() - start
+                    sys.settrace(None)
 
             return call
 
@@ -162,7 +170,54 @@ def measure(
     }
 
 
+def trace(sides: list[str], count: int = 160) -> dict[str, tuple[float, float, int]]:
+    """
+    Count the server's work: after the same untimed logins as L{measure},
+    C{count} logins run with the server's part traced.
+
+    @return: for each side, the Python opcodes and calls per login, and
+        the distinct Python functions the server ran.
+    """
+    result = {}
+    for side in sides:
+        runner = Side(side)
+        for first in range(0, 3 * USERS, PER_CONNECTION):
+            runner.logins(first, PER_CONNECTION)
+        counts = {"opcode": 0, "call": 0}
+        functions: set[Any] = set()
+
+        def tracer(
+            frame: Any,
+            event: str,
+            arg: object,
+            counts: dict[str, int] = counts,
+            functions: set[Any] = functions,
+        ) -> Any:
+            if event in counts:
+                counts[event] += 1
+            if event == "call":
+                functions.add(frame.f_code)
+                frame.f_trace_opcodes = True
+            return tracer
+
+        runner.tracer = tracer
+        for first in range(0, count, PER_CONNECTION):
+            runner.logins(first, min(PER_CONNECTION, count - first))
+        result[side] = (
+            counts["opcode"] / count,
+            counts["call"] / count,
+            len(functions),
+        )
+    return result
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--trace"]:
+        sides = argv[1:] or ["ours", "stock"]
+        print(f"{'side':<8} {'opcodes':>10} {'calls':>8} {'functions':>10}")
+        for side, (opcodes, calls, functions) in trace(sides).items():
+            print(f"{side:<8} {opcodes:>10.0f} {calls:>8.0f} {functions:>10}")
+        return
     count = int(argv[0]) if argv else 160
     sides = argv[1:] or ["ours", "stock"]
     print(f"{'side':<8} {'server us':>10} {'client us':>10} {'total us':>10}")
