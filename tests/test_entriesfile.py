@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -37,6 +38,23 @@ def parseNumbers(text: str) -> ParsedEntries[int]:
         numbers[name] = int(value)
 
     return ParsedEntries(numbers, parseLines(text, add))
+
+
+def lookup(entries: WatchedEntries[int], name: str) -> int | None:
+    """
+    Look C{name} up as a checker does within L{WatchedEntries.whenCurrent}
+    when nothing waits: the file checked (a changed one read again in the
+    background), then the version in use read.
+    """
+    entries.pending()
+    return entries.current().get(name)
+
+
+def whenRead(entries: WatchedEntries[int]) -> Deferred[None]:
+    """
+    Fires once the version in use is the file as it is now.
+    """
+    return entries.whenCurrent(lambda: succeed(None))
 
 
 class WatchedEntriesTests(SynchronousTestCase):
@@ -74,7 +92,7 @@ class WatchedEntriesTests(SynchronousTestCase):
         os.replace(other, self.path)
         self.assertEqual(os.stat(self.path).st_size, before.st_size)
         self.assertEqual(os.stat(self.path).st_mtime_ns, before.st_mtime_ns)
-        self.assertEqual(entries.get("bob"), 9999)
+        self.assertEqual(lookup(entries, "bob"), 9999)
 
     def test_sameSizeSameTimeInPlace(self) -> None:
         """
@@ -86,7 +104,7 @@ class WatchedEntriesTests(SynchronousTestCase):
         with open(self.path, "r+") as f:
             f.write("alice:1111\nbob:9999\n")
         os.utime(self.path, ns=(before.st_atime_ns, before.st_mtime_ns))
-        self.assertEqual(entries.get("bob"), 9999)
+        self.assertEqual(lookup(entries, "bob"), 9999)
 
     def test_sameStampContentChecked(self) -> None:
         """
@@ -99,9 +117,9 @@ class WatchedEntriesTests(SynchronousTestCase):
         entries = self.watch()
         self.path.write_text("alice:1111\nbob:9999\n")
         self.clock.advance(CHECK_INTERVAL - 1)
-        self.assertEqual(entries.get("bob"), 2222)
+        self.assertEqual(lookup(entries, "bob"), 2222)
         self.clock.advance(1)
-        self.assertEqual(entries.get("bob"), 9999)
+        self.assertEqual(lookup(entries, "bob"), 9999)
 
     def test_readInThread(self) -> None:
         """
@@ -120,44 +138,44 @@ class WatchedEntriesTests(SynchronousTestCase):
         )
         self.assertEqual(len(parsed), 1)
         writePrivateFile(self.path, b"bob:9999\n")
-        self.assertEqual(entries.get("alice"), 1111)
-        self.assertEqual(entries.get("bob"), 2222)
+        self.assertEqual(lookup(entries, "alice"), 1111)
+        self.assertEqual(lookup(entries, "bob"), 2222)
         self.assertEqual(thread.calls, [_files.checkVersion])
         self.assertEqual(len(parsed), 1)
         thread.runAll()
         self.assertEqual(len(parsed), 2)
-        self.assertIsNone(entries.get("alice"))
-        self.assertEqual(entries.get("bob"), 9999)
+        self.assertIsNone(lookup(entries, "alice"))
+        self.assertEqual(lookup(entries, "bob"), 9999)
         self.assertEqual(thread.calls, [])
 
     def test_readyWaitsForChange(self) -> None:
         """
-        L{WatchedEntries.ready} waits for the reading of a file whose
+        L{WatchedEntries.whenCurrent} waits for the reading of a file whose
         C{stat} changed, so no look-up after it gets the version known to
         be old.
         """
         thread = QueuedThread()
         entries = self.watch(thread)
-        self.successResultOf(entries.ready())
+        self.successResultOf(whenRead(entries))
         writePrivateFile(self.path, b"bob:9999\n")
-        ready = entries.ready()
+        ready = whenRead(entries)
         self.assertNoResult(ready)
         thread.runAll()
         self.successResultOf(ready)
-        self.assertEqual(entries.get("bob"), 9999)
+        self.assertEqual(lookup(entries, "bob"), 9999)
 
     def test_readyIntervalDoesNotWait(self) -> None:
         """
         A content check due only by the interval runs in the background:
-        L{WatchedEntries.ready} does not wait for it.
+        L{WatchedEntries.whenCurrent} does not wait for it.
         """
         thread = QueuedThread()
         entries = self.watch(thread)
         self.clock.advance(CHECK_INTERVAL)
-        self.successResultOf(entries.ready())
+        self.successResultOf(whenRead(entries))
         self.assertEqual(len(thread.calls), 1)
         thread.runAll()
-        self.successResultOf(entries.ready())
+        self.successResultOf(whenRead(entries))
         self.assertEqual(thread.calls, [])
 
     def test_unchangedNotRead(self) -> None:
@@ -167,7 +185,7 @@ class WatchedEntriesTests(SynchronousTestCase):
         thread = QueuedThread()
         entries = self.watch(thread)
         for _ in range(3):
-            self.assertEqual(entries.get("alice"), 1111)
+            self.assertEqual(lookup(entries, "alice"), 1111)
             self.clock.advance(1)
         self.assertEqual(thread.calls, [])
 
@@ -185,7 +203,7 @@ class WatchedEntriesTests(SynchronousTestCase):
             {}, self.path, parse, clock=self.clock, runInThread=inline
         )
         os.utime(self.path, ns=(1, 1))
-        self.assertEqual(entries.get("alice"), 1111)
+        self.assertEqual(lookup(entries, "alice"), 1111)
         self.assertEqual(len(parsed), 1)
 
     def test_badLineSkipped(self) -> None:
@@ -195,11 +213,11 @@ class WatchedEntriesTests(SynchronousTestCase):
         """
         entries = self.watch()
         writePrivateFile(self.path, b"alice:1111\nbob:s3cret-not-a-number\ncarol:3\n")
-        self.assertEqual(entries.get("carol"), 3)
-        self.assertIsNone(entries.get("bob"))
-        self.assertEqual(entries.get("alice"), 1111)
+        self.assertEqual(lookup(entries, "carol"), 3)
+        self.assertIsNone(lookup(entries, "bob"))
+        self.assertEqual(lookup(entries, "alice"), 1111)
         self.clock.advance(CHECK_INTERVAL)
-        entries.get("alice")
+        lookup(entries, "alice")
         [line] = self.logged()
         self.assertIn("line 2: expected name:number", line)
         self.assertIn(str(self.path), line)
@@ -212,7 +230,7 @@ class WatchedEntriesTests(SynchronousTestCase):
         """
         self.path.write_text("alice:1111\nbob:oops\n")
         entries = self.watch()
-        self.assertEqual(entries.get("alice"), 1111)
+        self.assertEqual(lookup(entries, "alice"), 1111)
         self.assertEqual(len(self.logged()), 1)
 
     def test_manyBadLinesBounded(self) -> None:
@@ -233,18 +251,18 @@ class WatchedEntriesTests(SynchronousTestCase):
         entries = self.watch()
         self.path.unlink()
         for _ in range(3):
-            self.assertEqual(entries.get("alice"), 1111)
+            self.assertEqual(lookup(entries, "alice"), 1111)
             self.clock.advance(CHECK_INTERVAL)
         self.path.write_bytes(b"alice:\xff\n")
         for _ in range(3):
-            self.assertEqual(entries.get("alice"), 1111)
+            self.assertEqual(lookup(entries, "alice"), 1111)
             self.clock.advance(CHECK_INTERVAL)
         logged = self.logged()
         self.assertEqual(len(logged), 2, logged)
         self.assertIn("cannot be read (No such file or directory)", logged[0])
         self.assertIn("is not UTF-8 text", logged[1])
         self.path.write_text("alice:5\n")
-        self.assertEqual(entries.get("alice"), 5)
+        self.assertEqual(lookup(entries, "alice"), 5)
 
     def test_missingAtStartup(self) -> None:
         """
@@ -267,14 +285,14 @@ class WatchedEntriesTests(SynchronousTestCase):
         thread.runAll()
         self.successResultOf(first)
         self.successResultOf(second)
-        self.assertEqual(entries.get("alice"), 7)
+        self.assertEqual(lookup(entries, "alice"), 7)
 
     def test_inMemory(self) -> None:
         """
         Entries given in memory are served as they are.
         """
         entries = WatchedEntries({"alice": 1})
-        self.assertEqual((entries.get("alice"), len(entries)), (1, 1))
+        self.assertEqual((lookup(entries, "alice"), len(entries)), (1, 1))
         self.successResultOf(entries.check())
 
 

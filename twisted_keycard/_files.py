@@ -126,6 +126,7 @@ def globalClock() -> IReactorTime:
 
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 #: Seconds after which a look-up has the file's content checked again even
 #: though its C{stat} did not change (a rewrite within one timestamp tick).
@@ -240,23 +241,14 @@ class WatchedEntries(Generic[_T]):
     def _now(self) -> float:
         return (self._clock or globalClock()).seconds()
 
-    def ready(self) -> Deferred[None]:
-        """
-        Wait, if need be, until the version in use is the file as it is now.
-
-        @return: a L{Deferred} that fires with C{None} at once when the
-            file's C{stat} did not change (a content check due after the
-            interval then runs in the background), else once the file has
-            been read again in a thread; it never fails.
-        """
-        waiting = self.pending()
-        return succeed(None) if waiting is None else waiting
-
     def pending(self) -> Deferred[None] | None:
         """
         What to wait for before the version in use is the file as it is
-        now, as L{ready}, but C{None} when there is nothing to wait for (the
-        common case, with no L{Deferred} made).
+        now: C{None} when the file's C{stat} did not change (the common
+        case, with no L{Deferred} made; a content check due after the
+        interval then runs in the background), else a L{Deferred} that
+        fires with C{None} once the file has been read again in a thread
+        (it never fails).
         """
         if self._path is None:
             return None
@@ -270,14 +262,20 @@ class WatchedEntries(Generic[_T]):
             self.check()
         return None
 
-    def get(self, name: str) -> _T | None:
+    def whenCurrent(self, then: Callable[[], Deferred[_R]]) -> Deferred[_R]:
         """
-        The entry for C{name} in the version in use, without waiting; a
-        file that looks changed is read again in the background (see
-        L{ready}).
+        Call C{then} once the version in use is the file as it is now: at
+        once when the file's C{stat} did not change (the common case: one
+        C{stat}, no L{Deferred} of our own), else once it has been read
+        again.  C{then} reads the entries with L{current}, which checks
+        nothing more.
+
+        @return: what C{then} returns.
         """
-        self.pending()
-        return self._entries.get(name)
+        waiting = self.pending()
+        if waiting is None:
+            return then()
+        return waiting.addCallback(lambda _: then())
 
     def current(self) -> Mapping[str, _T]:
         """

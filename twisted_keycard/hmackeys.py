@@ -195,15 +195,12 @@ class HMACKeys:
         """
         Start an exchange, once a changed key file is read again.
         """
-        waiting = self._keys.pending()
-        if waiting is None:
-            return self._prime(keycard)
-        return waiting.addCallback(lambda _: self._prime(keycard))
+        return self._keys.whenCurrent(lambda: self._prime(keycard))
 
     def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, HMACKeycard) or not keycard.name:
             return fail(ProtocolError("no client name"))
-        key = self._keys.get(keycard.name)
+        key = self._keys.current().get(keycard.name)
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
         if key is None:
             check = HMACProofCheck(self._random(32), known=False)

@@ -316,9 +316,7 @@ class PasswordFile:
         """
         Check a password, once a changed file is read again.
         """
-        return self._hashes.ready().addCallback(
-            lambda _: self._requestAvatarId(credentials)
-        )
+        return self._hashes.whenCurrent(lambda: self._requestAvatarId(credentials))
 
     def _requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         username = _text(credentials.username)
@@ -329,7 +327,7 @@ class PasswordFile:
             return fail(ProtocolError("the password is not valid text"))
         if length > self.maxPasswordBytes:
             return fail(PasswordTooLong("the password is too long"))
-        found = self._hashes.get(username)
+        found = self._hashes.current().get(username)
         current = self._hashes.current()
         assert isinstance(current, WithMocks)  # read by _parse
         dummy, dummyScheme = current.mocks

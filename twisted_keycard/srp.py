@@ -484,10 +484,7 @@ class SRPVerifiers:
         """
         Start an exchange, once a changed verifier file is read again.
         """
-        waiting = self._verifiers.pending()
-        if waiting is None:
-            return self._prime(keycard)
-        return waiting.addCallback(lambda _: self._prime(keycard))
+        return self._verifiers.whenCurrent(lambda: self._prime(keycard))
 
     def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SRPKeycard) or not keycard.username:
@@ -496,7 +493,7 @@ class SRPVerifiers:
             A = _unb64(keycard.A, "A")
         except ProtocolError as e:
             return fail(e)
-        found = self._verifiers.get(keycard.username)
+        found = self._verifiers.current().get(keycard.username)
         # Made for every name, so a known one costs the same work.
         mock = self._mock(keycard.username)
         known = found is not None

@@ -448,23 +448,20 @@ class SCRAMVerifiers:
             (same salt length and iteration count, random keys) and C{False}.
         """
 
-        def found(_: object) -> tuple[Verifier, bool]:
-            verifier = self._verifiers.get(username)
+        def found() -> Deferred[tuple[Verifier, bool]]:
+            verifier = self._verifiers.current().get(username)
             if verifier is None:
-                return self._mock(username), False
-            return verifier, True
+                return succeed((self._mock(username), False))
+            return succeed((verifier, True))
 
-        return self._verifiers.ready().addCallback(found)
+        return self._verifiers.whenCurrent(found)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         """
         Start an exchange, once a changed verifiers file is read again
         (see L{_prime}).
         """
-        waiting = self._verifiers.pending()
-        if waiting is None:
-            return self._prime(keycard)
-        return waiting.addCallback(lambda _: self._prime(keycard))
+        return self._verifiers.whenCurrent(lambda: self._prime(keycard))
 
     def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         """
@@ -480,7 +477,6 @@ class SCRAMVerifiers:
                 raise ProtocolError("not a SCRAM keycard")
             first = keycard.parsedClientFirst()
             checkOffer(first.gs2Header, keycard.channelBindings)
-            # prime() checked the file already: one stat per login.
             found = self._verifiers.current().get(first.username)
             # Made for every name, so a known one costs the same work.
             shape = mocksOf(self._verifiers.current(), self._shape)

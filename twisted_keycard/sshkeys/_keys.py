@@ -445,10 +445,7 @@ class SSHKeys:
         """
         Start an exchange, once a changed keys file is read again.
         """
-        waiting = self._keys.pending()
-        if waiting is None:
-            return self._prime(keycard)
-        return waiting.addCallback(lambda _: self._prime(keycard))
+        return self._keys.whenCurrent(lambda: self._prime(keycard))
 
     def _prime(self, keycard: Keycard) -> Deferred[IExchange]:
         if not isinstance(keycard, SSHKeycard) or not keycard.name:
@@ -460,7 +457,7 @@ class SSHKeys:
             except ValueError as e:
                 return fail(ProtocolError(str(e)))
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
-        lines = self._keys.get(keycard.name) or []
+        lines = self._keys.current().get(keycard.name) or []
         mocks = mocksOf(self._keys.current(), self._mocks)
         if certificate is None:
             # Prepared when the file was read: the same steps for any name.
