@@ -215,6 +215,22 @@ class PasswordExchange:
     password: str = attrs.field(repr=False)
     address: str | None = None
 
+    @classmethod
+    def of(cls, keycard: Keycard) -> Deferred[IExchange]:
+        """
+        The exchange of a password keycard: what every password checker's
+        C{prime} does.
+
+        @return: a L{Deferred} firing with the exchange, or failing with
+            L{ProtocolError} for another keycard or one without a name or
+            a password.
+        """
+        if not isinstance(keycard, PasswordKeycard):
+            return fail(ProtocolError("not a password keycard"))
+        if keycard.username is None or keycard.password is None:
+            return fail(ProtocolError("no user name or password"))
+        return succeed(cls(keycard.username, keycard.password, keycard.address))
+
     def challenge(self, keycard: Keycard) -> bool:
         if isinstance(keycard, PasswordKeycard):
             keycard.password = None  # never sent back
@@ -291,13 +307,7 @@ class PasswordFile:
         return ParsedEntries(WithMocks(parsed.entries, mocks), parsed.problems)
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
-        if not isinstance(keycard, PasswordKeycard):
-            return fail(ProtocolError("not a password keycard"))
-        if keycard.username is None or keycard.password is None:
-            return fail(ProtocolError("no user name or password"))
-        return succeed(
-            PasswordExchange(keycard.username, keycard.password, keycard.address)
-        )
+        return PasswordExchange.of(keycard)
 
     @property
     def hashPool(self) -> IHashPool:

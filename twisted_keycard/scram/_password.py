@@ -102,11 +102,7 @@ class SCRAMPasswordChecker:
         return f"<SCRAMPasswordChecker of {self.verifiers!r}>"
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
-        if not isinstance(keycard, PasswordKeycard):
-            return fail(ProtocolError("not a password keycard"))
-        if keycard.username is None or keycard.password is None:
-            return fail(ProtocolError("no user name or password"))
-        return succeed(PasswordExchange(keycard.username, keycard.password))
+        return PasswordExchange.of(keycard)
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         """

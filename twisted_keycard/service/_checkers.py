@@ -16,14 +16,14 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.strcred import ICheckerFactory
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_keycard.bouncer import CompositePolicy
-from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
+from twisted_keycard.error import KeycardDenied, KeycardRefused
 from twisted_keycard.hmackeys import HMACKeys, IHMACExchange
 from twisted_keycard.keycard import IChallenger, IExchange, Keycard
 from twisted_keycard.passwords import (
@@ -207,11 +207,7 @@ class PasswordChallenger:
         return f"<PasswordChallenger for {type(self.checker).__name__}>"
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
-        if not isinstance(keycard, PasswordKeycard):
-            return fail(ProtocolError("not a password keycard"))
-        if keycard.username is None or keycard.password is None:
-            return fail(ProtocolError("no user name or password"))
-        return succeed(PasswordExchange(keycard.username, keycard.password))
+        return PasswordExchange.of(keycard)
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         """
