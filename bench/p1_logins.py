@@ -22,6 +22,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ._common import Figure, figure, percentile
 from ._pbpeer import BACKLOG, PER_ADDRESS, PER_CONNECTION, addressesFor
@@ -79,6 +80,15 @@ def measureLayout(
             f"{server.config.side} {mode} {concurrency}: {result['failures']}"
             f" failed logins, e.g. {result['failureSample']}; {server.logNote()}"
         )
+    return measures(result, serverNs)
+
+
+def measures(result: dict[str, Any], serverNs: float) -> dict[str, float]:
+    """
+    A layout's measures from a client process's result and the server's
+    CPU nanoseconds meanwhile: rate, CPU per login on each side, p50 and
+    p99 latency, round trips per login.
+    """
     logins = result["logins"]
     latencies = result["latencies"]
     return {

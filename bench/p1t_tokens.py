@@ -25,11 +25,11 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from ._common import Figure, figure, percentile
+from ._common import Figure, figure
 from ._pbpeer import PER_ADDRESS, PER_CONNECTION
 from ._servers import Config, Server, runClients
 from ._tlspeer import HOSTNAME, makeCertificates
-from .p1_logins import LAYOUTS, MEASURES, Run, layoutName
+from .p1_logins import LAYOUTS, MEASURES, Run, layoutName, measures
 
 CONFIGS = {"stock": Config("stock"), "embedded": Config("embedded")}
 
@@ -92,16 +92,7 @@ def measureLayout(
             f"{server.config.side} over TLS, {mode} {concurrency}:"
             f" {result['failures']} failed logins, e.g. {result['failureSample']}"
         )
-    logins = result["logins"]
-    latencies = result["latencies"]
-    return {
-        "rate": logins / result["seconds"],
-        "cpu": serverNs / logins / 1000,
-        "clientCpu": result["cpuNs"] / logins / 1000,
-        "p50": percentile(latencies, 0.50),
-        "p99": percentile(latencies, 0.99),
-        "rtt": result["roundTrips"],
-    }
+    return measures(result, serverNs)
 
 
 def oneRun(certs: Path, count: int, shift: int) -> Run:
