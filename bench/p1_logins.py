@@ -41,7 +41,8 @@ NOTES = [
     "P1 configurations (server side; ours is logged in to by the default"
     " client: KeycardClientFactory.login([SCRAMAnswerer(...)]), its defaults,"
     " one SCRAMKeyCache per user, each user logged in"
-    " once untimed):",
+    " once untimed; login() asks for no token, so the bouncer's tokens"
+    " are on but none is signed: loginWithKeycard() would ask for one):",
     f"  P1e {CONFIGS['embedded'].tag}: Bouncer([SCRAMVerifiers], MemoryStore(),"
     " tokens=TokenPolicy()), no throttle (the default), started as a service;"
     " KeycardRoot and KeycardServerFactory; every limit at its default",

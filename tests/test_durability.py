@@ -201,10 +201,10 @@ class _CrashRows(_Base):
         """
 
     def open(self) -> Any:
-        raise NotImplementedError()
+        raise NotImplementedError("each store's test case opens its store")
 
     def wait(self, d: Deferred[Any]) -> Any:
-        raise NotImplementedError()
+        raise NotImplementedError("each store's test case says how to wait")
 
     def crashAfter(self, what: str) -> Any:
         """

@@ -308,7 +308,7 @@ class _RefusalResource:
         return self
 
     def putChild(self, path: bytes, child: IResource) -> None:
-        raise NotImplementedError()
+        raise NotImplementedError("a refusal has no children")
 
     def render(self, request: IRequest) -> bytes:
         return self._refusal.render(request)
