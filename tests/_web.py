@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from twisted_keycard import Bouncer, MemoryStore
 from twisted_keycard.bouncer import ExchangeLimits, Throttle, TokenPolicy, Upkeep
+from twisted_keycard.passwords import HashPool
 from twisted_keycard.scram import SCRAMPasswordChecker, SCRAMVerifiers, Verifier
 from twisted_keycard.web import (
     GuardedResource,
@@ -45,6 +46,13 @@ def inline(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
     Runs a blocking call at once: the unit tests' thread pool.
     """
     return maybeDeferred(f, *args)
+
+
+def inlinePool() -> HashPool:
+    """
+    A hash pool that runs each hash at once, in the caller's thread.
+    """
+    return HashPool(runner=maybeDeferred)
 
 
 class Avatar(Resource):
@@ -114,14 +122,19 @@ def makeBouncer(
     duration: float = 600.0,
     throttle: Throttle | None = None,
     upkeep: Upkeep = Upkeep(),  # noqa: B008 - frozen
-    runInThread: Callable[..., Deferred[Any]] | None = inline,
+    realThreads: bool = False,
 ) -> Bouncer:
     users = {"alice": PASSWORD} if users is None else users
     verifiers = SCRAMVerifiers(
         {name: Verifier.fromPassword(pw) for name, pw in users.items()}
     )
     return Bouncer(
-        [verifiers, SCRAMPasswordChecker(verifiers, runInThread=runInThread)],
+        [
+            verifiers,
+            SCRAMPasswordChecker(
+                verifiers, hashPool=None if realThreads else inlinePool()
+            ),
+        ],
         store if store is not None else MemoryStore(),
         clock=clock,
         duration=duration,

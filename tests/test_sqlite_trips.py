@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_keycard import Keycard, KeycardState
 from twisted_keycard.admin._operations import addUser
 from twisted_keycard.bouncer import Bouncer
+from twisted_keycard.passwords import HashPool
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.service import DataDir, Options, _tap
 from twisted_keycard.store.sqlite import SQLiteStore
@@ -41,7 +42,9 @@ class ServiceTripsTests(SynchronousTestCase):
         self.addCleanup(store.close)
         # What twistd keycard-bouncer makes with its defaults, on this store.
         self.patch(_tap, "_reactor", lambda: self.clock)
-        self.bouncer: Bouncer = _tap._bouncer(options, store, None, None)
+        self.bouncer: Bouncer = _tap._bouncer(
+            options, store, None, None, HashPool(runner=maybeDeferred)
+        )
         self.assertIsNotNone(self.bouncer.throttler)
         self.assertIsNotNone(self.bouncer.tokens)
         self.bouncer.startService()

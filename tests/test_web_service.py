@@ -7,10 +7,12 @@ login, and a C{keycard revoke} reaching the next request.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionP
 
 from twisted_keycard.web import KeycardHTTPClient
 
+from ._attack import LOGIN_DEADLINE
 from ._procs import TIMEOUT, bouncer, freePort, keycard, started, waitFor
 
 reactor: Any = _reactor
@@ -62,7 +65,7 @@ class HTTPFaceCase(TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.trust = self.data / "tls" / "trust" / "ca.pem"
 
-    async def startService(self) -> str:
+    async def startService(self, *options: str) -> str:
         port, httpPort = freePort(), freePort()
         pem = self.data / "tls" / "server.pem"
         process = bouncer(
@@ -71,6 +74,7 @@ class HTTPFaceCase(TestCase):
             self.dir / "bouncer.log",
             "--http",
             f"ssl:{httpPort}:interface=127.0.0.1:privateKey={pem}",
+            *options,
         )
         self.addCleanup(process.stop)
         await started(process, port)
@@ -156,5 +160,63 @@ class CurlTests(HTTPFaceCase):
             body = json.loads(await treq.content(response))
             self.assertEqual((body["avatarId"], body["scheme"]), ("alice", "Bearer"))
             self.assertEqual(grant.avatarId, "alice")
+
+        return ensureDeferred(go())
+
+
+@pytest.mark.integration
+class BasicFloodTests(HTTPFaceCase):
+    """
+    Wrong Basic passwords by the thousand, at once, from one address: their
+    PBKDF2 runs in the service's bounded hash pool, so the flood is denied
+    past the pool's queue (429) and a real login from another address is
+    checked at once (issue 23: in the reactor's unbounded thread pool, a
+    real login took 2.4 s behind 3,000 failures).
+    """
+
+    def test_floodDeniedRealLoginServed(self) -> Deferred[None]:
+        async def go() -> None:
+            # No throttle: the hash pool alone bounds the flood.
+            base = await self.startService("--no-throttle")
+            curl = needTool("curl")
+            url = base + "/token"
+            each = [arg for _ in range(3000) for arg in ("-o", "/dev/null", url)]
+            flood = subprocess.Popen(
+                [
+                    *(curl, "-s", "--no-progress-meter", "--cacert", str(self.trust)),
+                    *("-Z", "--parallel-max", "300", "-u", "alice:wrong", "-X", "POST"),
+                    *("-w", "%{http_code}\\n", *each),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            self.addCleanup(flood.kill)
+            time.sleep(1.0)
+            self.assertIsNone(flood.poll(), "the flood ended before the login")
+            login = subprocess.run(
+                [
+                    *(curl, "-s", "--cacert", str(self.trust)),
+                    *("--interface", "127.0.0.2", "-u", f"alice:{PASSWORD}"),
+                    *("-X", "POST", "-w", "\\n%{http_code} %{time_total}", url),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+            body, _, status = login.stdout.rpartition("\n")
+            code, seconds = status.split()
+            self.assertEqual(code, "200", login.stdout)
+            self.assertEqual(json.loads(body)["avatarId"], "alice")
+            self.assertLess(float(seconds), LOGIN_DEADLINE)
+            self.assertIsNone(flood.poll(), "the flood ended before the login")
+            out, _ = flood.communicate(timeout=TIMEOUT * 4)
+            codes = collections.Counter(out.split())
+            self.assertEqual(sum(codes.values()), 3000)
+            self.assertEqual(set(codes) - {"401", "429"}, set(), codes)
+            # Most are denied at once, unhashed: the pool holds 17.
+            self.assertGreater(codes["429"], codes["401"], codes)
+            self.assertNotIn("Traceback", self.process.output())
 
         return ensureDeferred(go())

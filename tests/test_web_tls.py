@@ -82,7 +82,7 @@ class TLSGuardTests(TestCase):
             reactor,
             self.store,
             upkeep=Upkeep(followInterval=0.2),
-            runInThread=None,
+            realThreads=True,
             **bouncerOptions,
         )
         self.bouncer.startService()

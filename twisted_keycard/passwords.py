@@ -31,7 +31,8 @@ from twisted_keycard._files import (
     parseLines,
     writePrivateFile,
 )
-from twisted_keycard._hashpool import HashPool, IHashPool
+from twisted_keycard._hashpool import HashPool as HashPool
+from twisted_keycard._hashpool import IHashPool as IHashPool
 from twisted_keycard._mocks import WithMocks, mostCommon
 from twisted_keycard.error import KeycardRefused, ProtocolError
 from twisted_keycard.keycard import (

@@ -20,10 +20,10 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_keycard._files import RunInThread, inReactorThreadPool
+from twisted_keycard._hashpool import HashPool, IHashPool
 from twisted_keycard._mocks import IMockSecretTaker, mockBytes, mockSubkey
 from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
-from twisted_keycard.keycard import IChallenger, IExchange, Keycard
+from twisted_keycard.keycard import IChallenger, IExchange, Keycard, addressGroup
 from twisted_keycard.passwords import (
     IPasswordExchange,
     PasswordExchange,
@@ -78,7 +78,9 @@ class SCRAMPasswordChecker:
 
     An unknown user is checked against the mock verifier the SCRAM
     exchange would use (same salt length and iteration count), with the
-    same PBKDF2 work and the same refusal as a wrong password.
+    same PBKDF2 work and the same refusal as a wrong password.  The PBKDF2
+    runs in a L{HashPool}, bounded and shared fairly among address groups,
+    as L{twisted_keycard.passwords.PasswordFile}'s hashes do.
     """
 
     credentialInterfaces = (IUsernamePassword, IPasswordExchange)
@@ -88,18 +90,31 @@ class SCRAMPasswordChecker:
         self,
         verifiers: SCRAMVerifiers,
         *,
-        runInThread: RunInThread | None = None,
+        hashPool: IHashPool | None = None,
     ) -> None:
         """
         @param verifiers: the verifiers, also used for SCRAM logins.
-        @param runInThread: runs the PBKDF2 off the reactor thread; the
-            global reactor's thread pool by default.
+        @param hashPool: runs the PBKDF2 off the reactor thread, bounded;
+            by default a L{HashPool} of its own on the global reactor.
         """
         self.verifiers = verifiers
-        self._run = runInThread or inReactorThreadPool
+        self._hashPool = hashPool
 
     def __repr__(self) -> str:
         return f"<SCRAMPasswordChecker of {self.verifiers!r}>"
+
+    @property
+    def hashPool(self) -> IHashPool:
+        """
+        The pool the PBKDF2 runs in; set it to share one among checkers.
+        """
+        if self._hashPool is None:
+            self._hashPool = HashPool()
+        return self._hashPool
+
+    @hashPool.setter
+    def hashPool(self, pool: IHashPool) -> None:
+        self._hashPool = pool
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         return PasswordExchange.of(keycard)
@@ -107,7 +122,8 @@ class SCRAMPasswordChecker:
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         """
         @return: a L{Deferred} firing with the user name, or failing with
-            L{KeycardRefused} for a wrong password or an unknown user.
+            L{KeycardRefused} for a wrong password or an unknown user, or
+            with L{KeycardDenied} at once when the hash pool is full.
         """
         return Deferred.fromCoroutine(self._check(credentials))
 
@@ -115,7 +131,8 @@ class SCRAMPasswordChecker:
         username = _text(credentials.username)
         password = _text(credentials.password)
         verifier, known = await self.verifiers.verifierFor(username)
-        good = await self._run(storedKeyMatches, password, verifier)
+        key = addressGroup(getattr(credentials, "address", None))
+        good = await self.hashPool.run(key, storedKeyMatches, password, verifier)
         if not (good and known):
             raise KeycardRefused()
         return username

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 
 from twisted_keycard.bouncer import Bouncer, IBouncer, TokenPolicy
 from twisted_keycard.metrics import PrometheusMetrics, metricsSite
-from twisted_keycard.passwords import PasswordKeycard
+from twisted_keycard.passwords import IHashPool, PasswordKeycard
 from twisted_keycard.scram import SCRAMPasswordChecker, SCRAMVerifiers
 from twisted_keycard.service._datadir import DataDir
 from twisted_keycard.service._startup import (
@@ -116,17 +116,20 @@ class BouncerService(MultiService):
         return stopped.addBoth(lambda _: self.store.close())
 
 
-def passwordCheckers(checkers: list[ICredentialsChecker]) -> list[ICredentialsChecker]:
+def passwordCheckers(
+    checkers: list[ICredentialsChecker], hashes: IHashPool
+) -> list[ICredentialsChecker]:
     """
     What lets the HTTP face check plain passwords (Basic, the login form):
     nothing if a checker already takes password keycards (htpasswd:),
-    else the first SCRAM verifiers file, checking passwords itself.
+    else the first SCRAM verifiers file, checking passwords itself, its
+    PBKDF2 in the service's pool of slow hashes, C{hashes}.
     """
     if any(PasswordKeycard in getattr(c, "keycardClasses", ()) for c in checkers):
         return []
     for checker in checkers:
         if isinstance(checker, SCRAMVerifiers):
-            return [SCRAMPasswordChecker(checker)]
+            return [SCRAMPasswordChecker(checker, hashPool=hashes)]
     return []
 
 

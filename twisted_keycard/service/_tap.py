@@ -660,12 +660,14 @@ def makeService(options: Options) -> IService:
     quota = None
     if options["max-per-avatar"] is not None or options["seat-pool"] is not None:
         quota = Quota(options["max-per-avatar"], options["seat-pool"], options["seats"])
+    # One pool for every slow hash: password files, and the PBKDF2 of the
+    # HTTP face's Basic and form logins against SCRAM verifiers.
+    hashes = HashPool(_reactor(), options["hash-threads"], options["hash-queue"])
     try:
-        bouncer = _bouncer(options, store, quota, metrics)
+        bouncer = _bouncer(options, store, quota, metrics, hashes)
     except ValueError as e:
         raise StartupError(f"cannot make the bouncer: {e}") from None
     bouncer.setServiceParent(top)
-    hashes = HashPool(_reactor(), options["hash-threads"], options["hash-queue"])
     for checker in options["credCheckers"]:
         if isinstance(checker, PasswordFile):
             checker.hashPool = hashes
@@ -699,11 +701,11 @@ def makeService(options: Options) -> IService:
 
 
 def _bouncer(
-    options: Options, store: Any, quota: Quota | None, metrics: Any
+    options: Options, store: Any, quota: Quota | None, metrics: Any, hashes: HashPool
 ) -> Bouncer:
     checkers = list(options["credCheckers"])
     if options["http"] is not None:
-        checkers.extend(passwordCheckers(checkers))
+        checkers.extend(passwordCheckers(checkers, hashes))
     return Bouncer(
         checkers,
         store,
