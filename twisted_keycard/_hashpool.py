@@ -133,7 +133,9 @@ class HashPool:
         runner: Runner | None = None,
     ) -> None:
         """
-        @param reactor: delivers results; the global reactor if C{None}.
+        @param reactor: delivers results; the global reactor if C{None},
+            looked up when the first hash runs (so a pool made before a
+            program installs its reactor uses that one).
         @param threads: hashes computed at once, at least 1.
         @param queued: hashes waiting for a thread, at most.
         @param runner: runs one call off the reactor thread; by default a
@@ -142,15 +144,10 @@ class HashPool:
         """
         if threads < 1 or queued < 0:
             raise ValueError("a hash pool needs a thread and a queue of 0 or more")
-        if runner is None:
-            if reactor is None:
-                from twisted.internet import reactor as globalReactor
-
-                reactor = globalReactor
-            runner = _ThreadRunner(reactor, threads)
+        self._reactor = reactor
         self.threads = threads
         self.queued = queued
-        self._runner = runner
+        self._runner: Runner | None = runner
         self._order = itertools.count()
         self._running: dict[Hashable, int] = {}
         #: Hashes started for each key in the pool, since it came.
@@ -224,6 +221,11 @@ class HashPool:
         self._runningCount += 1
         self._running[job.key] = self._running.get(job.key, 0) + 1
         self._started[job.key] = self._started.get(job.key, 0) + 1
+        if self._runner is None:
+            reactor = self._reactor
+            if reactor is None:
+                from twisted.internet import reactor
+            self._runner = _ThreadRunner(reactor, self.threads)
         d = self._runner(job.call)
         d.addBoth(self._finished, job)
 

@@ -295,7 +295,8 @@ class PasswordFile:
             {}, self.path, self._parse, clock=clock, runInThread=self._run
         )
         self._writing = Lock()
-        self._hashPool = hashPool
+        #: The pool the hashes run in; set it to share one among checkers.
+        self.hashPool: IHashPool = HashPool() if hashPool is None else hashPool
 
     def _parse(self, text: str) -> ParsedEntries[str]:
         """
@@ -309,19 +310,6 @@ class PasswordFile:
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         return PasswordExchange.of(keycard)
-
-    @property
-    def hashPool(self) -> IHashPool:
-        """
-        The pool the hashes run in; set it to share one among checkers.
-        """
-        if self._hashPool is None:
-            self._hashPool = HashPool()
-        return self._hashPool
-
-    @hashPool.setter
-    def hashPool(self, pool: IHashPool) -> None:
-        self._hashPool = pool
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         """

@@ -98,23 +98,11 @@ class SCRAMPasswordChecker:
             by default a L{HashPool} of its own on the global reactor.
         """
         self.verifiers = verifiers
-        self._hashPool = hashPool
+        #: The pool the PBKDF2 runs in; set it to share one among checkers.
+        self.hashPool: IHashPool = HashPool() if hashPool is None else hashPool
 
     def __repr__(self) -> str:
         return f"<SCRAMPasswordChecker of {self.verifiers!r}>"
-
-    @property
-    def hashPool(self) -> IHashPool:
-        """
-        The pool the PBKDF2 runs in; set it to share one among checkers.
-        """
-        if self._hashPool is None:
-            self._hashPool = HashPool()
-        return self._hashPool
-
-    @hashPool.setter
-    def hashPool(self, pool: IHashPool) -> None:
-        self._hashPool = pool
 
     def prime(self, keycard: Keycard) -> Deferred[IExchange]:
         return PasswordExchange.of(keycard)
