@@ -35,6 +35,7 @@ from twisted_keycard.service._checkers import (
     plainHelp,
     warnPlainPasswords,
 )
+from twisted_keycard.service._services import warnExposedFaces
 from twisted_keycard.service._startup import (
     EndpointError,
     Listener,
@@ -46,6 +47,7 @@ from twisted_keycard.service._startup import (
     serverEndpoint,
 )
 from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.web import ProxyTrust
 
 
 class OptionsTests(SynchronousTestCase):
@@ -161,6 +163,37 @@ class StockCheckerTests(SynchronousTestCase):
         [event] = events
         self.assertEqual(event["event"], "bouncer.warning")
         self.assertIn("no one can log in with a password", event["log_format"])
+
+    def test_exposedFaces(self) -> None:
+        """
+        A plain-HTTP face with no TLS proxy trusted, and metrics on plain
+        TCP bound to more than loopback, are named at the start (issue 23).
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        quiet = [
+            ("ssl:8443:privateKey=k.pem", "tcp:9100:interface=127.0.0.1", ()),
+            (
+                "tcp:8080:interface=127.0.0.1",
+                "tcp6:9100:interface=\\:\\:1",
+                ("::1/128",),
+            ),
+            (None, "tcp:9100:interface=localhost", ()),
+            (None, "ssl:9100:privateKey=k.pem", ()),
+            ("unix:/run/keycard.sock", "unix:/run/metrics.sock", ()),
+        ]
+        for http, metrics, proxies in quiet:
+            warnExposedFaces(http, metrics, ProxyTrust(proxies))
+        self.assertEqual(events, [])
+        warnExposedFaces("tcp:8080", None, ProxyTrust())
+        warnExposedFaces(None, "tcp:9100", ProxyTrust())
+        warnExposedFaces(None, "tcp:9100:interface=0.0.0.0", ProxyTrust())
+        warnExposedFaces(None, "9100", ProxyTrust())
+        self.assertEqual([e["event"] for e in events], ["bouncer.warning"] * 4)
+        self.assertIn("Bearer tokens and session cookies", events[0]["log_format"])
+        for event in events[1:]:
+            self.assertIn("more than loopback", event["log_format"])
 
     def login(self, checker: Any, name: str, password: str) -> Deferred[Any]:
         bouncer = Bouncer([PasswordChallenger(checker)], MemoryStore(), clock=Clock())

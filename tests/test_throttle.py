@@ -16,6 +16,7 @@ from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
 from twisted_keycard._hashpool import HashPool
 from twisted_keycard.bouncer import Throttler, Upkeep, _login
 from twisted_keycard.bouncer._settings import ExchangeLimits, Throttle
+from twisted_keycard.error import Throttled
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.passwords import PasswordFile, PasswordKeycard
 from twisted_keycard.store import ThrottleEvent, ThrottleShare
@@ -89,6 +90,31 @@ class ThrottleTests(SynchronousTestCase):
         self.wrongPassword("alice", "10.0.0.3")
         self.failureResultOf(self.attempt("alice", "pw", "10.0.0.4"), KeycardDenied)
         self.clock.advance(30.001)
+        self.successResultOf(self.attempt("alice", "pw", "10.0.0.4"))
+
+    def test_retryAfter(self) -> None:
+        """
+        A throttled login is told when the window lets it in again, at the
+        latest: when the failure that must leave it does, the later of the
+        account's and the address group's.
+        """
+        self.wrongPassword("alice", "10.0.0.1")
+        self.clock.advance(10)
+        self.wrongPassword("alice", "10.0.0.2")
+        self.clock.advance(10)
+        self.wrongPassword("alice", "10.0.0.3")
+        self.clock.advance(5)
+        failure = self.failureResultOf(
+            self.attempt("alice", "pw", "10.0.0.4"), Throttled
+        )
+        self.assertEqual(failure.value.retryAfter, 35.0)
+        for name in ["a", "b", "c", "d", "e"]:
+            self.wrongPassword(name, "10.0.0.9")
+        failure = self.failureResultOf(
+            self.attempt("alice", "pw", "10.0.0.9"), Throttled
+        )
+        self.assertEqual(failure.value.retryAfter, 60.0)
+        self.clock.advance(35)
         self.successResultOf(self.attempt("alice", "pw", "10.0.0.4"))
 
     def test_perAddress(self) -> None:

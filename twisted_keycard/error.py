@@ -55,6 +55,23 @@ class KeycardDenied(KeycardError, UnauthorizedLogin, LoginDenied, pb.Error):
     """
 
 
+class Throttled(KeycardDenied):
+    """
+    Raised when a bouncer's throttle refuses a login: too many failed
+    logins (logins in progress counted) for the account or the client's
+    address group in the throttle's window.
+
+    @ivar retryAfter: seconds until enough of those leave the window for a
+        login to be counted again, at the latest (a login in progress that
+        succeeds frees its place sooner); C{None} where it is not known (a
+        copy received over PB).
+    """
+
+    def __init__(self, message: str, retryAfter: float | None = None) -> None:
+        super().__init__(message)
+        self.retryAfter = retryAfter
+
+
 class QuotaExceeded(KeycardDenied):
     """
     Raised when a keycard would exceed its avatar's cap on concurrent

@@ -37,7 +37,12 @@ from twisted_keycard.bouncer._settings import (
     Throttle,
     TokenPolicy,
 )
-from twisted_keycard.error import KeycardDenied, KeycardRefused, ProtocolError
+from twisted_keycard.error import (
+    KeycardDenied,
+    KeycardRefused,
+    ProtocolError,
+    Throttled,
+)
 from twisted_keycard.keycard import (
     IChallenger,
     IExchange,
@@ -158,6 +163,15 @@ class _Counts:
                 del times[: bisect.bisect_right(times, since)]
         return len(self.failures) + len(self.pending)
 
+    def freeAt(self, limit: int) -> float:
+        """
+        When, at the latest, fewer than C{limit} of what is counted now will
+        have started after the window's start: the start time of the one
+        that must leave the window for a login to be counted again.
+        """
+        times = sorted(self.failures + self.pending)
+        return times[max(0, len(times) - limit)]
+
     def fail(self, at: float, kept: int) -> None:
         bisect.insort(self.failures, at)
         if len(self.failures) > kept:
@@ -250,23 +264,29 @@ class Throttler:
 
         @return: the reservation to settle when the login ends, or C{None}
             if there is nothing to count it against.
-        @raise KeycardDenied: if the account or the address is at its limit
-            in the current window, counting the logins in progress.
+        @raise Throttled: if the account or the address is at its limit in
+            the current window, counting the logins in progress; its
+            C{retryAfter} says when that ends at the latest.
         """
         wanted = keys(account, address)
         if not wanted:
             return None
         now = self.clock.seconds()
         since = now - self.limits.window
+        freeAt = None
         for key in wanted:
             counts = self._counts.get(key)
-            if counts is not None and counts.count(since) >= self._limit(key):
-                self.log.info(
-                    "throttled a login for {account} from {address}",
-                    account=printable(account),
-                    address=printable(address),
-                )
-                raise KeycardDenied(TOO_MANY)
+            limit = self._limit(key)
+            if counts is not None and counts.count(since) >= limit:
+                at = counts.freeAt(limit) + self.limits.window
+                freeAt = at if freeAt is None else max(freeAt, at)
+        if freeAt is not None:
+            self.log.info(
+                "throttled a login for {account} from {address}",
+                account=printable(account),
+                address=printable(address),
+            )
+            raise Throttled(TOO_MANY, retryAfter=freeAt - now)
         reservation = Reservation(tuple(wanted), now)
         for key in wanted:
             bisect.insort(self._touch(key).pending, now)

@@ -5,6 +5,8 @@ its HTTP face (C{--http}) and its metrics (C{--metrics}).
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from twisted.application.service import MultiService
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from twisted_keycard.bouncer import Bouncer, IBouncer, TokenPolicy
 from twisted_keycard.metrics import PrometheusMetrics, metricsSite
@@ -131,6 +134,62 @@ def passwordCheckers(
         if isinstance(checker, SCRAMVerifiers):
             return [SCRAMPasswordChecker(checker, hashPool=hashes)]
     return []
+
+
+log = Logger()
+
+
+def _plainTCP(description: str) -> bool:
+    """
+    Whether a server endpoint string listens on TCP without TLS.
+    """
+    return description.startswith(("tcp:", "tcp6:")) or description.isdigit()
+
+
+def _loopbackOnly(description: str) -> bool:
+    """
+    Whether a TCP server endpoint string binds only a loopback address
+    (its C{interface=}; none binds every interface).
+    """
+    found = re.search(r"(?:^|:)interface=((?:\\.|[^:])*)", description)
+    if found is None:
+        return False
+    interface = re.sub(r"\\(.)", r"\1", found.group(1))
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
+def warnExposedFaces(
+    http: str | None, metrics: str | None, proxies: ProxyTrust
+) -> None:
+    """
+    Log a warning for a face that serves in clear what an eavesdropper
+    could use: an HTTP face on plain TCP with no TLS-terminating proxy
+    trusted (Bearer tokens and session cookies cross it as they are, and
+    are good until they expire), and metrics on plain TCP bound to more
+    than loopback (anyone who reaches the port reads them).
+    """
+    if http is not None and _plainTCP(http) and not proxies.networks:
+        log.warn(
+            "--http {endpoint} is plain HTTP: Bearer tokens and session cookies"
+            " cross it in clear, and whoever sees one can use it until it"
+            " expires; serve it with ssl:, or behind a TLS proxy"
+            " (--http-trust-proxy)",
+            endpoint=http,
+            event="bouncer.warning",
+        )
+    if metrics is not None and _plainTCP(metrics) and not _loopbackOnly(metrics):
+        log.warn(
+            "--metrics {endpoint} is plain HTTP on more than loopback: anyone who"
+            " reaches it reads the bouncer's metrics; add interface=127.0.0.1,"
+            " or serve it with ssl:",
+            endpoint=metrics,
+            event="bouncer.warning",
+        )
 
 
 def serveHTTP(

@@ -44,7 +44,12 @@ from twisted_keycard.service._checkers import (
     warnPlainPasswords,
 )
 from twisted_keycard.service._datadir import DataDir, NoDataDir
-from twisted_keycard.service._services import passwordCheckers, serveHTTP, serveMetrics
+from twisted_keycard.service._services import (
+    passwordCheckers,
+    serveHTTP,
+    serveMetrics,
+    warnExposedFaces,
+)
 from twisted_keycard.service._startup import (
     PROGRAM,
     EndpointError,
@@ -632,6 +637,7 @@ def makeService(options: Options) -> IService:
     except EndpointError as e:
         raise StartupError(str(e)) from None
     warnPlainPasswords(options["listen"], options["credCheckers"])
+    warnExposedFaces(options["http"], options["metrics"], options.proxies)
     top = MultiService()
     store: Any
     if options.redisURL is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -102,7 +103,11 @@ class BouncerLink:
         try:
             result = await self.bouncer.authenticate(keycard)
         except KeycardDenied as e:
-            raise throttled(self.options.retryAfter, str(e)) from None
+            # The throttle says when its window lets a login in again; other
+            # denials (a busy bouncer, a quota) are worth a try sooner.
+            later = getattr(e, "retryAfter", None)
+            wait = self.options.retryAfter if later is None else math.ceil(later)
+            raise throttled(max(1, wait), str(e)) from None
         except LoginFailed:
             raise self.answers.unauthorized(request, bearerError=bearerError) from None
         except Exception:

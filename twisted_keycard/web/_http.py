@@ -506,8 +506,10 @@ class GuardOptions:
         the least recently used.
     @ivar maxCached: Bearer and Basic logins held at once, so that repeated
         credentials do not cost a check each; the same rule.
-    @ivar retryAfter: seconds the C{Retry-After} of a 429 (throttled) or a
-        503 (bouncer unavailable) says.
+    @ivar retryAfter: seconds the C{Retry-After} of a 503 (bouncer
+        unavailable) says, and of a 429 for a denial other than the
+        throttle's (a busy bouncer, a full hash pool, a quota).  A 429 from
+        the throttle says when its window lets a login be counted again.
     @ivar cookieName: the session cookie's name.
     @ivar proxies: the reverse proxies whose forwarding headers count.
     """
