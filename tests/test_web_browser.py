@@ -116,3 +116,43 @@ class BrowserTests(HTTPFaceCase):
             self.assertNotIn("alice", browser.find_element(By.TAG_NAME, "body").text)
 
         return ensureDeferred(go())
+
+    def test_loginThenLogout(self) -> Deferred[None]:
+        """
+        The browser logs in at C{/login} with no C{next}, lands on C{/},
+        which sends it back to C{/login}, showing its login; its Log out
+        button ends the session and the keycard (issue 23: a browser could
+        not log out on the service's face).
+        """
+        from selenium.webdriver.common.by import By
+
+        browserTools()
+
+        async def go() -> None:
+            base = await self.startService()
+            browser = self.browser(self.dir / "profile")
+            browser.get(base + "/login")
+            browser.find_element(By.ID, "username").send_keys("alice")
+            browser.find_element(By.ID, "password").send_keys(PASSWORD)
+            browser.find_element(By.ID, "submit").click()
+            await waitFor(
+                lambda: bool(browser.find_elements(By.ID, "logout")), "logged in"
+            )
+            self.assertEqual(urlparse(browser.current_url).path, "/login")
+            self.assertEqual(browser.find_element(By.ID, "avatar").text, "alice")
+            data = ("--data-dir", str(self.data))
+            listing = keycard("list", *data, "--json", "--avatar", "alice")
+            [entry] = json.loads(listing.stdout)
+            self.assertTrue(entry["held"], entry)
+            browser.find_element(By.ID, "logout").click()
+            await waitFor(
+                lambda: bool(browser.find_elements(By.ID, "username")), "logged out"
+            )
+            browser.get(base + "/whoami")
+            self.assertIn("Login required", browser.page_source)
+            # Its keycard is no longer held by the HTTP face.
+            listing = keycard("list", *data, "--json", "--avatar", "alice")
+            [entry] = json.loads(listing.stdout)
+            self.assertFalse(entry["held"], entry)
+
+        return ensureDeferred(go())

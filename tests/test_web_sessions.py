@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from twisted_keycard.web import GuardOptions
+from treq.testing import RequestTraversalAgent
+
+from twisted_keycard.web import GuardOptions, httpFace
 
 from ._web import PASSWORD, Reply
 from .test_web_guard import APP, GuardTestCase
@@ -200,6 +202,57 @@ class SessionLifeTests(SessionTestCase):
         self.assertEqual((reply.code, reply.header("Location")), (303, ["/login"]))
         self.assertEqual(self.app.bouncer.held, {})
         self.assertEqual(self.get(**self.withCookie(session)).code, 401)
+
+    def test_logoutFromLoginPage(self) -> None:
+        """
+        With a C{logoutPath}, the login page shows a browser with a session
+        whose it is, and a form that logs it out with the session's CSRF
+        token (issue 23: the service's face exposed no token, so a browser
+        could not log out).
+        """
+        self.app = self.makeApp(GuardOptions(loginPath="/login", logoutPath="/logout"))
+        session = self.session()
+        page = self.fetch("GET", LOGIN, self.withCookie(session))
+        self.assertEqual(page.code, 200)
+        self.assertIn(b'<strong id="avatar">alice</strong>', page.body)
+        match = re.search(
+            rb'<form method="post" action="/logout">\s*'
+            rb'<input type="hidden" name="csrf" value="([^"]+)">',
+            page.body,
+        )
+        assert match is not None, page.body
+        self.assertEqual(match.group(1).decode(), self.csrfOf(session))
+        body = urlencode({"csrf": match.group(1).decode()}).encode()
+        headers = self.withCookie(session, **FORM)
+        reply = self.fetch("POST", "https://example.com/logout", headers, body)
+        self.assertEqual((reply.code, reply.header("Location")), (303, ["/login"]))
+        self.assertEqual(self.app.bouncer.held, {})
+        again = self.fetch("GET", LOGIN, self.withCookie(session))
+        self.assertIn(b'id="username"', again.body)
+        self.assertNotIn(b"alice", again.body)
+
+    def test_loginPageWithoutLogoutPath(self) -> None:
+        """
+        Without a C{logoutPath}, a browser with a session gets the form.
+        """
+        session = self.session()
+        page = self.fetch("GET", LOGIN, self.withCookie(session))
+        self.assertIn(b'id="username"', page.body)
+
+    def test_httpFaceHome(self) -> None:
+        """
+        The service's HTTP face sends a browser at C{/} (where a login with
+        no other C{next} lands) to C{/login}.
+        """
+        agent = RequestTraversalAgent(httpFace(self.app.guard))
+        d = agent.request(b"GET", b"https://example.com/")
+        agent.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 303)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/login"])
+        d = agent.request(b"GET", b"https://example.com/nothing")
+        agent.flush()
+        self.assertEqual(self.successResultOf(d).code, 404)
 
     def test_logoutNeedsToken(self) -> None:
         session = self.session()

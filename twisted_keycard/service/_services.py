@@ -214,7 +214,7 @@ def serveHTTP(
         bouncer,
         clock=reactor,
         requesterName=requesterName,
-        options=GuardOptions(loginPath="/login", proxies=proxies),
+        options=GuardOptions(loginPath="/login", logoutPath="/logout", proxies=proxies),
     )
     site = KeycardSite(httpFace(guard))
     Listener(

@@ -369,9 +369,8 @@ class KeycardGuard:
     async def _authenticate(self, request: IRequest, cached: bool) -> WebLogin:
         header = request.getHeader(b"authorization")
         if header is None:
-            cookie = request.getCookie(self.options.cookieName.encode("ascii"))
-            if cached and cookie is not None:
-                return self._session(request, cookie)
+            if cached:
+                return self._session(request)
             raise self.unauthorized(request)
         try:
             credentials = parseAuthorization(header)
@@ -385,17 +384,18 @@ class KeycardGuard:
             return await self._scram(request, credentials)
         raise self.unauthorized(request)
 
-    def _session(self, request: IRequest, cookie: bytes) -> WebLogin:
+    def session(self, request: IRequest) -> WebLogin | None:
+        """
+        The cookie session of C{request}, if it has a current one, with no
+        CSRF check: for pages that only show it (the login page shows a
+        logged-in browser its way out).
+        """
+        cookie = request.getCookie(self.options.cookieName.encode("ascii"))
+        if cookie is None:
+            return None
         held = self.held.session(cookie.decode("ascii", "replace"))
         if held is None or not self._current(held):
-            raise self.unauthorized(request)
-        if changesState(request):
-            secure = self.options.proxies.isSecure(request)
-            submitted = submittedToken(request, CSRF_FIELD, CSRF_HEADER)
-            if fromAnotherSite(request, secure) or not tokensMatch(
-                held.csrfToken, submitted
-            ):
-                raise forbidden("missing or wrong CSRF token")
+            return None
         return WebLogin(
             held.avatarId,
             held.keycardId,
@@ -403,6 +403,19 @@ class KeycardGuard:
             held.expires,
             csrfToken=held.csrfToken,
         )
+
+    def _session(self, request: IRequest) -> WebLogin:
+        login = self.session(request)
+        if login is None:
+            raise self.unauthorized(request)
+        if changesState(request):
+            secure = self.options.proxies.isSecure(request)
+            submitted = submittedToken(request, CSRF_FIELD, CSRF_HEADER)
+            if fromAnotherSite(request, secure) or not tokensMatch(
+                login.csrfToken, submitted
+            ):
+                raise forbidden("missing or wrong CSRF token")
+        return login
 
     def _current(self, held: HeldLogin) -> bool:
         """

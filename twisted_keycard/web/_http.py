@@ -502,6 +502,9 @@ class GuardOptions:
         browsers show their own password prompt on a 401.
     @ivar loginPath: where the login form (L{LoginPage}) is mounted, if
         there is one: a 401 to a browser then links to it.
+    @ivar logoutPath: where L{LogoutPage} is mounted, if it is: the login
+        page then shows a browser that has a session whose it is, and a
+        button that logs it out.
     @ivar maxSessions: cookie sessions held at once; a new one pushes out
         the least recently used.
     @ivar maxCached: Bearer and Basic logins held at once, so that repeated
@@ -519,6 +522,7 @@ class GuardOptions:
         default=(BEARER, SCRAM, BASIC), converter=tuple, validator=_schemes
     )
     loginPath: str | None = None
+    logoutPath: str | None = None
     maxSessions: int = attrs.field(default=10_000, validator=_count)
     maxCached: int = attrs.field(default=10_000, validator=_count)
     retryAfter: int = attrs.field(default=60, validator=_count)

@@ -20,6 +20,7 @@ from twisted_keycard.web._http import (
     CSRF_FIELD,
     NEEDS_TLS,
     SESSION,
+    WebLogin,
     WebRefusal,
     forbidden,
     fromAnotherSite,
@@ -47,6 +48,15 @@ _PAGE = """<!DOCTYPE html>
 </form></body></html>
 """
 REFUSED = '<p id="refused">Login refused.</p>'
+_LOGGED_IN = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Logged in</title></head>
+<body><h1>Logged in</h1>
+<p>Logged in as <strong id="avatar">{avatar}</strong>.</p>
+<form method="post" action="{action}">
+<input type="hidden" name="{field}" value="{csrf}">
+<p><button id="logout" type="submit">Log out</button></p>
+</form></body></html>
+"""
 
 
 def _arg(request: IRequest, name: bytes, limit: int = MAX_NEXT) -> str:
@@ -66,10 +76,13 @@ def safeNext(target: str) -> str:
 
 class LoginPage(Resource):
     """
-    C{GET}: the login form (HTTPS only).  C{POST}: check the user name and
-    password with the guard's bouncer; on success hold a session, set its
-    cookie and redirect (303) to C{next}; on refusal a 401 with the form
-    again, the same bytes whatever was wrong.
+    C{GET}: the login form (HTTPS only); to a browser with a session, when
+    the guard's options name a C{logoutPath}, the avatar it is logged in
+    as and a button that logs it out (C{POST} to that path, with the
+    session's CSRF token).  C{POST}: check the user name and password with
+    the guard's bouncer; on success hold a session, set its cookie and
+    redirect (303) to C{next}; on refusal a 401 with the form again, the
+    same bytes whatever was wrong.
     """
 
     isLeaf = True
@@ -79,8 +92,13 @@ class LoginPage(Resource):
         self.guard = guard
 
     def render_GET(self, request: IRequest) -> bytes:
-        if not self.guard.options.proxies.isSecure(request):
+        options = self.guard.options
+        if not options.proxies.isSecure(request):
             return forbidden(NEEDS_TLS.decode().strip()).render(request)
+        if options.logoutPath is not None:
+            session = self.guard.session(request)
+            if session is not None:
+                return self._loggedIn(request, options.logoutPath, session)
         csrf = self._loginCookie(request)
         if csrf is None:
             csrf = secrets.token_urlsafe(32)
@@ -129,6 +147,18 @@ class LoginPage(Resource):
         if value is None or not 20 <= len(value) <= 64:
             return None
         return value.decode("ascii", "replace")
+
+    def _loggedIn(self, request: IRequest, logoutPath: str, login: WebLogin) -> bytes:
+        assert login.csrfToken is not None, "a session has one"
+        page = _LOGGED_IN.format(
+            avatar=escape(login.avatarId),
+            action=escape(logoutPath),
+            field=CSRF_FIELD,
+            csrf=escape(login.csrfToken),
+        )
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return page.encode("utf-8")
 
     def _page(
         self,
@@ -276,12 +306,36 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+class _Home(Resource):
+    """
+    The HTTP face's C{/}: a browser sent there (after logging in, with no
+    other C{next}) goes on to the login page, which shows its login.
+    """
+
+    def __init__(self, loginPath: str) -> None:
+        super().__init__()
+        self.loginPath = loginPath
+
+    def getChild(self, path: bytes, request: IRequest) -> Resource:
+        if path == b"":
+            return self
+        return super().getChild(path, request)
+
+    def render_GET(self, request: IRequest) -> bytes:
+        request.setResponseCode(303)
+        request.setHeader(b"location", self.loginPath.encode("utf-8"))
+        request.setHeader(b"cache-control", b"no-store")
+        return b""
+
+
 def httpFace(guard: KeycardGuard) -> Resource:
     """
     The resource tree of the service's HTTP face: C{/token}, C{/whoami},
-    C{/logout} and C{/login}.
+    C{/logout} and C{/login}, and C{/} sending browsers to C{/login}.  The
+    guard's options should name C{/login} and C{/logout} as its
+    C{loginPath} and C{logoutPath}.
     """
-    root = Resource()
+    root = _Home("/login")
     root.putChild(b"token", TokenPage(guard))
     root.putChild(b"whoami", WhoamiPage(guard))
     root.putChild(b"logout", LogoutPage(guard))
