@@ -71,6 +71,19 @@ class BrowserTests(HTTPFaceCase):
         browser.set_page_load_timeout(30)
         return browser
 
+    def logIn(self, url: str) -> Any:
+        """
+        A new browser that fills in and sends the login form at C{url}.
+        """
+        from selenium.webdriver.common.by import By
+
+        browser = self.browser(self.dir / "profile")
+        browser.get(url)
+        browser.find_element(By.ID, "username").send_keys("alice")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "submit").click()
+        return browser
+
     def test_loginThenRevoked(self) -> Deferred[None]:
         """
         The browser logs in through the form and reads /whoami with its
@@ -84,11 +97,7 @@ class BrowserTests(HTTPFaceCase):
 
         async def go() -> None:
             base = await self.startService()
-            browser = self.browser(self.dir / "profile")
-            browser.get(base + "/login?next=/whoami")
-            browser.find_element(By.ID, "username").send_keys("alice")
-            browser.find_element(By.ID, "password").send_keys(PASSWORD)
-            browser.find_element(By.ID, "submit").click()
+            browser = self.logIn(base + "/login?next=/whoami")
             await waitFor(
                 lambda: urlparse(browser.current_url).path == "/whoami", "whoami"
             )
@@ -130,11 +139,7 @@ class BrowserTests(HTTPFaceCase):
 
         async def go() -> None:
             base = await self.startService()
-            browser = self.browser(self.dir / "profile")
-            browser.get(base + "/login")
-            browser.find_element(By.ID, "username").send_keys("alice")
-            browser.find_element(By.ID, "password").send_keys(PASSWORD)
-            browser.find_element(By.ID, "submit").click()
+            browser = self.logIn(base + "/login")
             await waitFor(
                 lambda: bool(browser.find_elements(By.ID, "logout")), "logged in"
             )
