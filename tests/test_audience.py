@@ -65,6 +65,7 @@ from twisted_keycard.web import GuardOptions, KeycardGuard, httpFace
 
 from ._realm import AvatarRealm
 from .test_sessions_granter import Listener
+from .test_tokens_bouncer import TokenLogins
 
 START = 1_800_000_000.0
 NOT_FOR_HERE = "token not for this requester"
@@ -486,3 +487,40 @@ class OperatorAudienceTests(ServiceFaces):
             ),
             self.log,
         )
+
+
+class HeldAudienceTests(TokenLogins):
+    """
+    L{Bouncer.audienceOf}: the audience of each keycard a client holds,
+    kept while it is held and no longer.
+    """
+
+    def test_keptWhileHeld(self) -> None:
+        """
+        A keycard's audience is its token's, whether or not a token was
+        asked for, and is forgotten when it is removed or expires.
+        """
+        bouncer = self.makeBouncer(
+            "faces", tokens=TokenPolicy(groups=[{"r1", "r1/tickets"}])
+        )
+        removed = self.login(bouncer)
+        expired = self.login(bouncer)
+        assert removed.id is not None and expired.id is not None
+        self.assertEqual(bouncer.audienceOf(removed.id), ("r1", "r1/tickets"))
+        self.successResultOf(bouncer.removeKeycardId(removed.id))
+        self.assertEqual(bouncer.audienceOf(removed.id), ())
+        self.clock.advance(61)
+        self.assertNotIn(expired.id, bouncer.held)
+        self.assertEqual(bouncer.audienceOf(expired.id), ())
+        self.assertEqual(bouncer._held._audiences, {})
+
+    def test_withoutTokens(self) -> None:
+        """
+        A bouncer that issues no tokens gives each keycard its requester
+        as audience.
+        """
+        bouncer = self.makeBouncer("plain", tokens=None)
+        keycard = self.login(bouncer)
+        assert keycard.id is not None
+        self.assertEqual(bouncer.audienceOf(keycard.id), ("r1",))
+        self.assertEqual(bouncer.audienceOf("unknown"), ())
