@@ -183,6 +183,10 @@ class ServiceTests(TestCase):
         self.assertIn("cannot connect", refused.stderr)
 
 
+#: The audience group of the service's own faces, by default.
+FACES = [{"keycard-bouncer", "keycard-bouncer/http", "keycard-bouncer/tickets"}]
+
+
 class OptionsTests(SynchronousTestCase):
     """
     The token options of C{twistd keycard-bouncer}, parsed.
@@ -195,7 +199,11 @@ class OptionsTests(SynchronousTestCase):
         return options
 
     def test_tokenDefaults(self) -> None:
-        self.assertEqual(self.parse().tokens, TokenPolicy())
+        """
+        By default tokens are issued, and the service's own faces (PB,
+        HTTP, ticket granting) take each other's tokens.
+        """
+        self.assertEqual(self.parse().tokens, TokenPolicy(groups=FACES))
         self.assertIsNone(self.parse("--no-tokens").tokens)
 
     def test_tokenAudiencesAndLifetime(self) -> None:
@@ -209,9 +217,37 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(
             options.tokens,
             TokenPolicy(
-                bindAddress=True, audiences={"app1", "app2"}, maxFamilyLifetime=600
+                bindAddress=True,
+                audiences={"app1", "app2"},
+                maxFamilyLifetime=600,
+                groups=FACES,
             ),
         )
+
+    def test_faceNamesFollowRequesterName(self) -> None:
+        """
+        The faces' audience names are the service's requester name, and
+        that name with C{/http} and C{/tickets}.
+        """
+        options = self.parse("--requester-name", "b")
+        assert options.tokens is not None
+        self.assertEqual(options.tokens.groups, ({"b", "b/http", "b/tickets"},))
+
+    def test_requesterNamedAsAFace(self) -> None:
+        """
+        A requester may not take the name of one of the service's faces:
+        the tokens issued through it would be taken there.
+        """
+        for name in ("keycard-bouncer", "keycard-bouncer/tickets"):
+            error = self.assertRaises(
+                SystemExit, self.parse, "--requesters", f"app1,{name}"
+            )
+            self.assertEqual(
+                str(error),
+                f"keycard-bouncer: --requesters {name}: that is the name of one"
+                " of this service's own faces; a requester under it would issue"
+                " tokens taken there",
+            )
 
     def test_familyLifetimePositive(self) -> None:
         error = self.assertRaises(SystemExit, self.parse, "--max-family-lifetime", "0")

@@ -14,6 +14,8 @@ from twisted_keycard import Bouncer
 from twisted_keycard.bouncer import TokenPolicy, Upkeep
 from twisted_keycard.service import DataDir, Options, makeService
 
+from .test_service import FACES
+
 
 class ClaimOptionTests(SynchronousTestCase):
     def parse(self, *arguments: str) -> Options:
@@ -39,9 +41,11 @@ class ClaimOptionTests(SynchronousTestCase):
         )
         self.assertEqual(
             options.tokens,
-            TokenPolicy(claims={"program": "flux", "expr": "a=b", "tier": ""}),
+            TokenPolicy(
+                claims={"program": "flux", "expr": "a=b", "tier": ""}, groups=FACES
+            ),
         )
-        self.assertEqual(self.parse().tokens, TokenPolicy())
+        self.assertEqual(self.parse().tokens, TokenPolicy(groups=FACES))
 
     def test_badClaims(self) -> None:
         """

@@ -273,6 +273,19 @@ class Bouncer(Service):
         """
         return self._held.records
 
+    def audienceOf(self, keycardId: str) -> tuple[str, ...]:
+        """
+        The audience of a keycard this bouncer issued and a client holds:
+        the requester names its token is taken through, as written in it
+        (or as it would be, had none been asked for).  A face that is no
+        requester of its own, such as ticket granting, takes a keycard
+        only when its name is among them.
+
+        @return: the names; none for a keycard not held, or adopted from
+            another bouncer.
+        """
+        return self._held.audienceOf(keycardId)
+
     def _tokenLifetime(self) -> float:
         skew = self.tokens.skew if self.tokens is not None else 0.0
         return self.duration + skew

@@ -230,6 +230,8 @@ class HeldKeycards:
                 store, clock, leaseId, leaseTime, self._underLease, self.expire
             )
         self.records: dict[str, IssuedKeycard] = {}
+        #: The audience of each keycard issued here (see L{audienceOf}).
+        self._audiences: dict[str, tuple[str, ...]] = {}
         self._timers = ExpiryTimers(clock, self._timersExpired)
         self._requesters: dict[str, IRequester] = {}
         self._endObservers: list[Callable[[list[str]], object]] = []
@@ -276,12 +278,30 @@ class HeldKeycards:
             except Exception:
                 self.log.failure("an observer of ended keycards failed")
 
-    def hold(self, record: IssuedKeycard) -> None:
+    def hold(
+        self, record: IssuedKeycard, audience: tuple[str, ...] | None = None
+    ) -> None:
         """
         Hold a keycard until its record's expiry.
+
+        @param audience: for a keycard issued here, the names its token is
+            taken through (written in it, or that would be if it had one);
+            C{None} for one adopted.
         """
         self.records[record.keycardId] = record
+        if audience is not None:
+            self._audiences[record.keycardId] = audience
         self._timers.schedule(record.keycardId, record.expires)
+
+    def audienceOf(self, keycardId: str) -> tuple[str, ...]:
+        """
+        The audience of a held keycard issued here: the names its token is
+        taken through.  Empty for one not held, or adopted from another
+        bouncer.
+        """
+        if keycardId not in self.records:
+            return ()
+        return self._audiences.get(keycardId, ())
 
     def stop(self) -> None:
         """
@@ -299,6 +319,7 @@ class HeldKeycards:
         """
         self._timers.cancel(keycardId)
         self.records.pop(keycardId, None)
+        self._audiences.pop(keycardId, None)
         self._ended([keycardId])
         if self.keepReleased:
             record = await self.store.release(keycardId)
@@ -324,6 +345,7 @@ class HeldKeycards:
         for keycardId in keycardIds:
             self._timers.cancel(keycardId)
             held = self.records.pop(keycardId, None)
+            self._audiences.pop(keycardId, None)
             removals.append((keycardId, held, self.store.remove(keycardId)))
         try:
             for keycardId, held, removal in removals:

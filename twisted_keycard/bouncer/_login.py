@@ -752,9 +752,6 @@ class Issuer:
             return None
         keyring = await self.keys.current()
         familyStart = record.issued if parent is None else parent.familyStart
-        # The requester it came through first, then the configured ones.
-        audience = [] if record.requesterName is None else [record.requesterName]
-        audience += sorted(tokens.audiences.difference(audience))
         claims = TokenClaims(
             keycardId=record.keycardId,
             avatarId=record.avatarId,
@@ -774,9 +771,26 @@ class Issuer:
             claims=tokens.claims if parent is None else parent.claims,
             familyId=record.familyId,
             familyIssued=familyStart,
-            audience=tuple(audience),
+            audience=self.audience(record, parent),
         )
         return sign(claims, keyring.signing)
+
+    def audience(
+        self, record: IssuedKeycard, parent: TokenClaims | None
+    ) -> tuple[str, ...]:
+        """
+        The names through which the token of C{record} is taken, whether or
+        not one is signed (see L{TokenPolicy.audienceFor}): the requester it
+        came through first, then the configured ones; for a token issued
+        for C{parent}, no name that token did not have.  Without tokens,
+        its requester alone.
+        """
+        tokens = self.tokens
+        if tokens is None:
+            return () if record.requesterName is None else (record.requesterName,)
+        return tokens.audienceFor(
+            record.requesterName, None if parent is None else parent.audiences
+        )
 
 
 @attrs.define
@@ -977,7 +991,7 @@ class Authentication:
         if not isinstance(parent, TokenClaims):
             parent = None
         record, token = await self.issuer.issue(keycard, avatarId, parent)
-        self.held.hold(record)
+        self.held.hold(record, self.issuer.audience(record, parent))
         keycard.state = KeycardState.AUTHENTICATED
         keycard.avatarId = avatarId
         keycard.duration = record.duration

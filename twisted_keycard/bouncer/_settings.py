@@ -6,7 +6,7 @@ progress, and the rhythm of its upkeep.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -20,6 +20,23 @@ _positive = attrs.validators.optional(
 
 def _names(names: Iterable[str]) -> frozenset[str]:
     return frozenset(names)
+
+
+def _groups(groups: Iterable[Iterable[str]]) -> tuple[frozenset[str], ...]:
+    """
+    Groups of requester names, each a frozen set.
+
+    @raise TypeError: for a bare string, which would be a group of its
+        letters.
+    """
+    if isinstance(groups, str):
+        raise TypeError("groups is a sequence of sets of names, not a string")
+    made = []
+    for group in groups:
+        if isinstance(group, str):
+            raise TypeError("each group is a set of names, not a string")
+        made.append(frozenset(group))
+    return tuple(made)
 
 
 def _checkClaims(
@@ -54,6 +71,11 @@ class TokenPolicy:
     @ivar audiences: requester names through which every token is accepted
         besides the one it was issued through (applications that share
         logins); by default a token is accepted only through its own.
+    @ivar groups: groups of requester names that take each other's tokens:
+        a token issued through a name of a group is also accepted through
+        the group's other names, and a token issued through any other
+        requester is not (the bouncer service's own faces are one group:
+        its PB face, its HTTP face and its ticket granting).
     @ivar maxFamilyLifetime: seconds after a password login past which no
         token of its family (the chain of token logins it started) is
         accepted, and which no token of it outlives; then the client logs
@@ -67,6 +89,29 @@ class TokenPolicy:
     maxFamilyLifetime: float = attrs.field(
         default=DEFAULT_MAX_FAMILY_LIFETIME, validator=attrs.validators.gt(0)
     )
+    groups: tuple[frozenset[str], ...] = attrs.field(default=(), converter=_groups)
+
+    def audienceFor(
+        self, requesterName: str | None, parent: Sequence[str] | None = None
+    ) -> tuple[str, ...]:
+        """
+        The audience written in a token issued through C{requesterName}:
+        that requester first, then the names of L{audiences} and of every
+        group of L{groups} it belongs to.
+
+        @param parent: for a token issued for another token, that token's
+            audience: the new one names no more than it did, so a chain of
+            token logins never reaches a face its first token did not.
+        """
+        names = [] if requesterName is None else [requesterName]
+        extra = set(self.audiences)
+        for group in self.groups:
+            if requesterName in group:
+                extra |= group
+        audience = names + sorted(extra.difference(names))
+        if parent is not None:
+            audience = [name for name in audience if name in parent]
+        return tuple(audience)
 
 
 @attrs.frozen

@@ -545,22 +545,27 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self.limits = connectionLimits(self)
         self.tokens = None
         if not self["no-tokens"]:
-            audiences = names(self["token-audiences"])
-            if self["http"] is not None:
-                # One service, one audience: its PB and HTTP faces take
-                # each other's tokens.
-                audiences |= {self["requester-name"], httpRequesterName(self)}
             try:
                 self.tokens = TokenPolicy(
                     bindAddress=self["bind-tokens"],
                     claims=self["claims"],
-                    audiences=audiences,
+                    audiences=names(self["token-audiences"]),
                     maxFamilyLifetime=self["max-family-lifetime"],
+                    # The service's own faces take each other's tokens, and
+                    # no application requester's.
+                    groups=[faceNames(self)],
                 )
             except ValueError as e:
                 raise usage.UsageError(f"--claim: {e}") from None
         elif self["claims"]:
             raise usage.UsageError("--claim is written in tokens: drop --no-tokens")
+        faces = sorted(names(self["requesters"]) & faceNames(self))
+        if faces:
+            raise usage.UsageError(
+                f"--requesters {faces[0]}: that is the name of one of this"
+                " service's own faces; a requester under it would issue"
+                " tokens taken there"
+            )
         if self["http"] is not None and self["no-tokens"]:
             raise usage.UsageError("--http hands out tokens: drop --no-tokens")
         try:
@@ -599,6 +604,30 @@ def httpRequesterName(options: Any) -> str:
     bouncer tells each face about its own clients.
     """
     return f"{options['requester-name']}/http"
+
+
+def ticketsAudienceName(options: Any) -> str:
+    """
+    The audience name of the service's ticket granting (brokered
+    sessions): a ticket is granted only for a keycard whose token names it.
+    """
+    return f"{options['requester-name']}/tickets"
+
+
+def faceNames(options: Any) -> frozenset[str]:
+    """
+    The audience names of the service's own faces: its PB face (the
+    requester name), its HTTP face and its ticket granting.  A token issued
+    at one is taken at the others; a token issued through an application
+    requester names none of them.
+    """
+    return frozenset(
+        {
+            options["requester-name"],
+            httpRequesterName(options),
+            ticketsAudienceName(options),
+        }
+    )
 
 
 def names(text: str) -> set[str]:
@@ -685,7 +714,11 @@ def makeService(options: Options) -> IService:
     )
     granter.setServiceParent(top)
     sessions = TicketGrantingRealm(
-        realm, granter, names(options["services"]), options["requester-name"]
+        realm,
+        granter,
+        names(options["services"]),
+        options["requester-name"],
+        ticketsAudienceName(options),
     )
     root = KeycardRoot(
         bouncer, Portal(sessions), requesterName=options["requester-name"]

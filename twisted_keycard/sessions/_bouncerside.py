@@ -78,16 +78,22 @@ class TicketGrantingRealm:
         granter: TicketGranter,
         services: Collection[str],
         requesterName: str | None = None,
+        audience: str | None = None,
     ) -> None:
         """
         @param requesterName: the name of the requester in front of this
             realm (the service's C{--requester-name}): a client asks for
             tickets with a keycard issued through it only.
+        @param audience: the audience name of ticket granting (the
+            service's C{NAME/tickets}): a client asks for tickets with a
+            keycard whose audience names it only (see
+            L{TicketGranter.grant}); C{None} not to check.
         """
         self.realm = realm
         self.granter = granter
         self.services = frozenset(services)
         self.requesterName = requesterName
+        self.audience = audience
 
     def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> Any:
         d = maybeDeferred(self.realm.requestAvatar, avatarId, mind, *interfaces)
@@ -101,7 +107,12 @@ class TicketGrantingRealm:
             if isinstance(mind, pb.RemoteReference):
                 registration.listen(_RemoteListener(mind))
         perspective = SessionPerspective(
-            inner, self.granter, avatarId, registration, self.requesterName
+            inner,
+            self.granter,
+            avatarId,
+            registration,
+            self.requesterName,
+            self.audience,
         )
 
         def out() -> None:
@@ -126,12 +137,14 @@ class SessionPerspective(pb.Avatar):
         avatarId: str,
         registration: ServiceRegistration | None,
         requesterName: str | None,
+        audience: str | None = None,
     ) -> None:
         self.inner = inner
         self.granter = granter
         self.avatarId = avatarId
         self.registration = registration
         self.requesterName = requesterName
+        self.audience = audience
 
     def perspectiveMessageReceived(
         self, broker: pb.Broker, message: str, args: object, kw: object
@@ -176,6 +189,7 @@ class SessionPerspective(pb.Avatar):
             avatarId=self.avatarId,
             requesterName=self.requesterName,
             address=peerAddress(broker),
+            audience=self.audience,
         )
         return d.addCallback(SessionGrant.toWire)
 

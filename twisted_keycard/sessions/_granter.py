@@ -376,6 +376,7 @@ class TicketGranter(Service):
         avatarId: str,
         requesterName: str | None = None,
         address: str | None = None,
+        audience: str | None = None,
     ) -> Deferred[SessionGrant]:
         """
         A ticket for the client that holds keycard C{keycardId} to present
@@ -386,11 +387,21 @@ class TicketGranter(Service):
             through this requester.
         @param address: if given, the keycard must have been issued to a
             client at this address.
+        @param audience: if given, the name of the ticket granting face:
+            the keycard's audience (L{Bouncer.audienceOf}) must name it, so
+            that a keycard got with a token not meant for ticket granting
+            gets no ticket.
         @return: a L{Deferred} firing with the L{SessionGrant}, or failing
             with L{SessionRefused}.
         """
         return self._settle(
-            self._grant, keycardId, serviceName, avatarId, requesterName, address
+            self._grant,
+            keycardId,
+            serviceName,
+            avatarId,
+            requesterName,
+            address,
+            audience,
         )
 
     def _grant(
@@ -400,6 +411,7 @@ class TicketGranter(Service):
         avatarId: str,
         requesterName: str | None,
         address: str | None,
+        audience: str | None = None,
     ) -> SessionGrant:
         now = self.clock.seconds()
         record = self.bouncer.held.get(keycardId)
@@ -412,6 +424,11 @@ class TicketGranter(Service):
             raise _Refusal(f"ticket asked by {who} with another avatar's keycard")
         if address is not None and record.address not in (None, address):
             raise _Refusal(f"ticket asked by {who} from another address")
+        if audience is not None and audience not in self.bouncer.audienceOf(keycardId):
+            raise _Refusal(
+                f"ticket asked by {who} with a keycard whose token is not"
+                f" for {printable(audience)}"
+            )
         if not any(r.listener is not None for r in self._services.get(serviceName, ())):
             raise _Refusal(f"ticket asked by {who}, which is not connected")
         if not self.table.room(keycardId):
