@@ -16,7 +16,7 @@ from typing import Any
 import treq
 from treq.testing import RequestTraversalAgent
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -64,6 +64,7 @@ from twisted_keycard.tokens import (
 from twisted_keycard.web import GuardOptions, KeycardGuard, httpFace
 
 from ._realm import AvatarRealm
+from ._web import inlinePool
 from .test_sessions_granter import Listener
 from .test_tokens_bouncer import TokenLogins
 
@@ -278,7 +279,7 @@ class ServiceFaces(SynchronousTestCase):
             {name: Verifier.fromPassword(pw) for name, pw in PASSWORDS.items()}
         )
         self.bouncer = Bouncer(
-            [verifiers, SCRAMPasswordChecker(verifiers, runInThread=_inline)],
+            [verifiers, SCRAMPasswordChecker(verifiers, hashPool=inlinePool())],
             MemoryStore(),
             clock=self.reactor,
             duration=600.0,
@@ -418,13 +419,6 @@ class ServiceFaces(SynchronousTestCase):
         assert keys is not None
         keyring = self.successResultOf(Deferred.fromCoroutine(keys.current()))
         return verify(token, keyring, self.reactor.seconds()).audiences
-
-
-def _inline(f: Any, *args: Any) -> Deferred[Any]:
-    """
-    Runs a password check at once: the unit tests' thread pool.
-    """
-    return maybeDeferred(f, *args)
 
 
 class FacePairTests(ServiceFaces):
