@@ -20,8 +20,8 @@ from twisted_keycard import (
     MalformedMessage,
 )
 from twisted_keycard.error import ProtocolError
-from twisted_keycard.pb._root import _KeycardLogin
-from twisted_keycard.scram import SCRAMAnswerer
+from twisted_keycard.pb._root import NOT_READY, _KeycardLogin
+from twisted_keycard.scram import SCRAMAnswerer, SCRAMVerifiers
 from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
@@ -196,7 +196,7 @@ class PBLoginTests(SynchronousTestCase):
         Asked or not, a client whose kinds the server does not take is
         refused with a message that says so.
         """
-        server = KeycardTestServer.build([], self.realm)
+        server = KeycardTestServer.build([SCRAMVerifiers({})], self.realm)
         for askServer in (False, True):
             d = server.connect().login(
                 [PassphraseAnswerer("alice", "wonderland")], askServer=askServer
@@ -205,6 +205,19 @@ class PBLoginTests(SynchronousTestCase):
                 "none of these",
                 self.failureResultOf(d, KeycardRefused).getErrorMessage(),
             )
+
+    def test_bouncerTakesNoKindYet(self) -> None:
+        """
+        A bouncer that takes no kind at all yet (a remote bouncer not
+        reached) has the client told to try again later.
+        """
+        server = KeycardTestServer.build([], self.realm)
+        for askServer in (False, True):
+            d = server.connect().login(
+                [PassphraseAnswerer("alice", "wonderland")], askServer=askServer
+            )
+            failure = self.failureResultOf(d, KeycardDenied)
+            self.assertEqual(failure.getErrorMessage(), NOT_READY)
 
     def test_disconnectRemovesKeycard(self) -> None:
         """

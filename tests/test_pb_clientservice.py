@@ -27,6 +27,7 @@ from twisted_keycard import (
     keycardLogin,
 )
 from twisted_keycard.bouncer import TokenPolicy
+from twisted_keycard.pb import reconnectPolicy
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMVerifiers, Verifier
 from twisted_keycard.testing import KeycardTestServer
 from twisted_keycard.tokens import TokenKeycard
@@ -378,3 +379,42 @@ class ServerProofTests(SynchronousTestCase):
         self.assertEqual([c for c in server.clock.getDelayedCalls() if c.active()], [])
         self.assertEqual(len(endpoint.pumps), 1)
         self.successResultOf(service.stopService())
+
+
+class ReconnectPolicyTests(SynchronousTestCase):
+    def test_capped(self) -> None:
+        """
+        The default wait starts at a quarter of a second and doubles, up to
+        five seconds, plus at most a second of jitter (Twisted's default
+        grows to a minute).
+        """
+        policy = reconnectPolicy()
+        for attempt, base in [(0, 0.25), (1, 0.5), (4, 4.0), (5, 5.0), (60, 5.0)]:
+            for _ in range(20):
+                delay = policy(attempt)
+                self.assertGreaterEqual(delay, base)
+                self.assertLessEqual(delay, base + 1.0)
+        self.assertLessEqual(reconnectPolicy(maxDelay=1.0)(100), 2.0)
+
+    def test_badDelays(self) -> None:
+        for maxDelay, initialDelay in [(0.0, 0.25), (5.0, 0.0), (1.0, 2.0)]:
+            self.assertRaises(ValueError, reconnectPolicy, maxDelay, initialDelay)
+
+    def test_serviceDefault(self) -> None:
+        """
+        L{KeycardClientService} waits by that policy unless given another.
+        """
+        server = KeycardTestServer.build(
+            [PassphraseChecker({"alice": "wonderland"})], AvatarRealm()
+        )
+        clock = server.clock
+        endpoint = MemoryEndpoint(server, refuse=True)
+        service = KeycardClientService(
+            endpoint, [PassphraseAnswerer("alice", "x")], clock=clock
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        for _ in range(30):
+            [delayed] = clock.getDelayedCalls()
+            self.assertLessEqual(delayed.getTime() - clock.seconds(), 6.0)
+            clock.advance(delayed.getTime() - clock.seconds())

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
@@ -23,6 +23,7 @@ from twisted_keycard import (
     MemoryStore,
 )
 from twisted_keycard.bouncer._revocation import Revoker
+from twisted_keycard.pb._root import NOT_READY
 from twisted_keycard.remote import BouncerRealm, RemoteBouncer
 from twisted_keycard.remote._bouncerside import BouncerPerspective
 from twisted_keycard.testing import KeycardTestConnection, connectToRoot
@@ -132,6 +133,79 @@ class RemoteBouncerTests(SynchronousTestCase):
         self.assertEqual(remote.keycardClasses, ())
         d = remote.keepAlive("mallory", [])
         self.failureResultOf(d, KeycardDenied)
+
+    def newRemote(self) -> RemoteBouncer:
+        """
+        The requester again, with the default reconnection policy, not
+        connected yet (the first one stopped: the bouncer takes one
+        connection per requester).
+        """
+        self.remote.stopService()
+        self.flush()
+        self.pumps.clear()
+        remote = RemoteBouncer(
+            TCP4ClientEndpoint(self.reactor, "127.0.0.1", PORT),
+            [PassphraseAnswerer("req1", SECRETS["req1"])],
+            clock=self.reactor,
+        )
+        remote.startService()
+        self.addCleanup(remote.stopService)
+        return remote
+
+    def test_notReachableYet(self) -> None:
+        """
+        Before the requester first reaches its bouncer, a client is told
+        to try again later, not that its kinds are not taken (issue 24);
+        C{whenConnected} fires once it has logged in.
+        """
+        remote = self.newRemote()
+        root = KeycardRoot(remote, Portal(self.realm), "req1")
+        connection = connectToRoot(root, self.reactor)
+        self.flush(connection)
+        d = connection.factory.login([PassphraseAnswerer("alice", "wonderland")])
+        self.flush(connection)
+        failure = self.failureResultOf(d, KeycardDenied)
+        self.assertEqual(failure.getErrorMessage(), NOT_READY)
+        connected = remote.whenConnected()
+        self.assertNoResult(connected)
+        self.completeConnection()
+        self.assertIsNone(self.successResultOf(connected))
+        self.assertIsNone(self.successResultOf(remote.whenConnected()))
+        d = connection.factory.login([PassphraseAnswerer("alice", "wonderland")])
+        self.flush(connection)
+        self.successResultOf(d)
+
+    def test_stopWhileLoggingIn(self) -> None:
+        """
+        Stopping while the requester logs in is quiet (issue 24: Automat's
+        C{NoTransition}), and whoever waits in C{whenConnected} gets a
+        L{CancelledError}.
+        """
+        remote = self.newRemote()
+        connected = remote.whenConnected()
+        # Connected, and the login's first message not delivered yet.
+        pump = ConnectionCompleter(self.reactor).succeedOnce(greet=False)
+        assert pump is not None
+        stopped = remote.stopService()
+        self.failureResultOf(connected, CancelledError)
+        pump.pump()
+        self.successResultOf(stopped)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_backInSeconds(self) -> None:
+        """
+        By default a requester tries again within a few seconds, however
+        long its bouncer was away (Twisted's default waits up to a minute).
+        """
+        remote = self.newRemote()
+        for _ in range(30):
+            before = set(self.reactor.getDelayedCalls())
+            ConnectionCompleter(self.reactor).failOnce()
+            [delayed] = set(self.reactor.getDelayedCalls()) - before
+            self.assertLessEqual(delayed.getTime() - self.reactor.seconds(), 6.0)
+            self.reactor.advance(delayed.getTime() - self.reactor.seconds())
+        self.completeConnection()
+        self.successResultOf(remote.whenConnected())
 
     def test_refusedLoginBacksOff(self) -> None:
         """

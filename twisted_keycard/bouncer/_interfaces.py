@@ -191,7 +191,11 @@ class IBouncer(Interface):
     """
 
     name = Attribute("The bouncer's name, set in the keycards it checks.")
-    keycardClasses = Attribute("The keycard classes this bouncer takes: a tuple.")
+    keycardClasses = Attribute(
+        "The keycard classes this bouncer takes: a tuple; empty while it"
+        " cannot tell (a remote bouncer not reached yet), when a"
+        " KeycardRoot denies logins as not reachable yet."
+    )
 
     def authenticate(
         keycard: Keycard, connection: Hashable | None = None

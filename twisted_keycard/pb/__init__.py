@@ -19,7 +19,7 @@ from twisted_keycard.pb._client import (
     keycardLogin,
     localError,
 )
-from twisted_keycard.pb._clientservice import KeycardClientService
+from twisted_keycard.pb._clientservice import KeycardClientService, reconnectPolicy
 from twisted_keycard.pb._root import KeycardRoot, peerAddress, portalCheckers
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 
@@ -41,4 +41,5 @@ __all__ = [
     "localError",
     "peerAddress",
     "portalCheckers",
+    "reconnectPolicy",
 ]

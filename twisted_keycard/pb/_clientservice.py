@@ -37,6 +37,29 @@ from twisted_keycard.tokens import TokenAnswerer
 #: prove itself, so it may not be the server at all.
 FATAL = (ServerAuthenticationFailed,)
 
+#: The longest wait between two connection attempts by default, in
+#: seconds (before jitter): a server back from an outage sees its clients
+#: again within seconds, where Twisted's default waits up to a minute.
+MAX_RETRY_DELAY = 5.0
+
+
+def reconnectPolicy(
+    maxDelay: float = MAX_RETRY_DELAY, initialDelay: float = 0.25
+) -> Callable[[int], float]:
+    """
+    The wait before each new connection: C{initialDelay} doubled at each
+    failure in a row, up to C{maxDelay}, plus a random jitter of up to a
+    second, so that the clients of a server that comes back do not all
+    connect in the same instant.  The default of L{KeycardClientService}
+    and L{twisted_keycard.remote.RemoteBouncer}.
+
+    @raise ValueError: unless both delays are positive and C{initialDelay}
+        is at most C{maxDelay}.
+    """
+    if not 0 < initialDelay <= maxDelay:
+        raise ValueError("the delays must be positive, the initial one the smaller")
+    return backoffPolicy(initialDelay=initialDelay, maxDelay=maxDelay, factor=2.0)
+
 
 class _LoginFactory(pb.PBClientFactory):
     """
@@ -99,7 +122,8 @@ class KeycardClientService(MultiService):
         @param mind: passed to the server's realm at each login.
         @param retryPolicy: seconds to wait before the next connection,
             given the failures in a row (failed connections and failed
-            logins); Twisted's L{backoffPolicy} by default.
+            logins); L{reconnectPolicy()} by default (at most 5 s and a
+            second of jitter).
         @param clock: times the retries; the global reactor by default.
         @param askServer: see L{keycardLogin}.
         @param maxRounds: see L{keycardLogin}.
@@ -119,7 +143,7 @@ class KeycardClientService(MultiService):
         self._token: tuple[str, bool] | None = None
         self.current: KeycardLogin | None = None
         self.stoppedBy: Failure | None = None
-        self._policy = retryPolicy if retryPolicy is not None else backoffPolicy()
+        self._policy = retryPolicy if retryPolicy is not None else reconnectPolicy()
         self._failedLogins = 0
         self._login: Deferred[KeycardLogin] | None = None
         self._waiting: list[Deferred[KeycardLogin]] = []

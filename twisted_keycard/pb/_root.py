@@ -342,6 +342,9 @@ def _passRealmRefusal(failure: Failure) -> Failure:
 
 
 #: The methods a client may call on the root object.
+#: Why a login is denied while the bouncer takes no kind yet.
+NOT_READY = "the bouncer is not reachable yet; try again later"
+
 _LOGIN_METHODS = frozenset(["keycardClasses", "login", "answer"]) | STOCK_METHODS
 
 
@@ -652,10 +655,19 @@ class KeycardRoot:
         The kinds of keycards the bouncer takes (each class's C{kind}), in
         its order; over TLS, each kind that binds its exchange to the
         channel is followed by the kind of its C{channelBoundType}.
+
+        @raise KeycardDenied: if the bouncer takes no kind at all yet (a
+            L{twisted_keycard.remote.RemoteBouncer} that has not reached its
+            bouncer), so that a client is told to try again rather than that
+            its kinds are not taken.
         """
+        classes = self.bouncer.keycardClasses
+        if not classes:
+            # A remote bouncer not reached yet: it has told no kinds.
+            raise KeycardDenied(NOT_READY)
         bound = self._bindingsOf(broker) is not None
         kinds = []
-        for cls in self.bouncer.keycardClasses:
+        for cls in classes:
             kinds.append(cls.kind)
             if bound and cls.channelBoundType is not None:
                 kinds.append(cls.channelBoundType.removeprefix("twisted_keycard."))

@@ -10,8 +10,8 @@ import secrets
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, succeed
+from twisted.application.internet import ClientService
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.spread import pb
@@ -21,7 +21,7 @@ from twisted_keycard._printable import printable
 from twisted_keycard.bouncer import IBouncer, IRequester
 from twisted_keycard.error import KeycardDenied
 from twisted_keycard.keycard import IAnswerer, Keycard, keycardClassFor
-from twisted_keycard.pb import KeycardClientFactory, localError
+from twisted_keycard.pb import KeycardClientFactory, localError, reconnectPolicy
 from twisted_keycard.remote._bouncerside import MAX_IDS
 
 #: Keycard ids sent in one keepAlive, adopt or removal call: well under the
@@ -60,6 +60,12 @@ class RemoteBouncer:
     Its own keycard is renewed by the service's listener (a L{KeycardRoot})
     while its connection lives, within the service bouncer's C{maxLifetime}.
 
+    It waits at most a few seconds between attempts (L{reconnectPolicy}),
+    so it is back within seconds of its bouncer.  Until it has logged in
+    once it knows no keycard kinds, and a L{KeycardRoot} on it denies
+    logins ("the bouncer is not reachable yet"); after that, while the
+    bouncer is away, they are denied as unreachable.
+
     @ivar clock: the clock the requester's L{KeycardRoot} times renewals
         with, unless it is given one.
     """
@@ -81,7 +87,10 @@ class RemoteBouncer:
         self._answerers = list(answerers)
         self._requesters: dict[str, IRequester] = {}
         self._factory = KeycardClientFactory()
-        self._retryPolicy = retryPolicy if retryPolicy is not None else backoffPolicy()
+        self._retryPolicy = (
+            retryPolicy if retryPolicy is not None else reconnectPolicy()
+        )
+        self._whenConnected: list[Deferred[None]] = []
         #: Logins refused or failed in a row, for the backoff.
         self._failedLogins = 0
         self._service = ClientService(
@@ -102,8 +111,31 @@ class RemoteBouncer:
         self._service.startService()
 
     def stopService(self) -> Deferred[None]:
-        d: Deferred[None] = self._service.stopService()
-        return d
+        """
+        Stop connecting, close the connection, and fail whoever waits in
+        L{whenConnected} with L{CancelledError}; safe at any moment,
+        logging in included.
+        """
+        waiting, self._whenConnected = self._whenConnected, []
+        for d in waiting:
+            d.errback(CancelledError())
+        stopped: Deferred[None] = self._service.stopService()
+        return stopped
+
+    def whenConnected(self) -> Deferred[None]:
+        """
+        Fire when the requester is logged in to the bouncer and has offered
+        it its clients' keycards: at once if it is now, else at the next
+        login.
+
+        @return: a L{Deferred} firing with C{None}, or failing with
+            L{CancelledError} if the service stops first.
+        """
+        if self._perspective is not None and not self._perspective.broker.disconnected:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+        self._whenConnected.append(waiting)
+        return waiting
 
     def _retryDelay(self, attempt: int) -> float:
         """
@@ -124,6 +156,10 @@ class RemoteBouncer:
         """
         try:
             await self._loginAndResync()
+        except CancelledError:
+            # Stopped while logging in: the ClientService closes the
+            # connection; a login that "succeeded" would restart it.
+            raise
         except Exception as e:
             self._failedLogins += 1
             self.log.warn(
@@ -159,6 +195,9 @@ class RemoteBouncer:
             # Expired or revoked while this requester was away.
             self._expired(refused)
         await self._removeLeft(perspective)
+        waiting, self._whenConnected = self._whenConnected, []
+        for d in waiting:
+            d.callback(None)
 
     def _heldIds(self) -> list[str]:
         return list(
