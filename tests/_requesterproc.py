@@ -2,7 +2,9 @@
 A requester process for integration tests: a PB server whose clients'
 keycards are checked by a remote bouncer service.
 
-    python tests/_requesterproc.py BOUNCER_PORT LISTEN_PORT NAME  (password on stdin)
+    python tests/_requesterproc.py BOUNCER_PORT LISTEN_PORT NAME [default]
+    (password on stdin; C{default}: the default reconnection policy, not a
+    fast one for tests)
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ class Realm:
         return pb.IPerspective, Chatter(avatarId), lambda: None
 
 
-async def main(reactor: Any, bouncerPort: int, listenPort: int, name: str) -> None:
+async def main(
+    reactor: Any, bouncerPort: int, listenPort: int, name: str, default: bool
+) -> None:
     password = sys.stdin.readline().strip()
     remote = RemoteBouncer(
         TCP4ClientEndpoint(reactor, "127.0.0.1", bouncerPort),
         [SCRAMAnswerer(name, password)],
         clock=reactor,
-        retryPolicy=lambda attempt: min(0.2 * 2**attempt, 1.0),
+        retryPolicy=None if default else lambda attempt: min(0.2 * 2**attempt, 1.0),
     )
     root = KeycardRoot(remote, Portal(Realm()), requesterName=name)
     remote.startService()
@@ -60,6 +64,9 @@ async def main(reactor: Any, bouncerPort: int, listenPort: int, name: str) -> No
 if __name__ == "__main__":
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     bouncerPort, listenPort, name = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    default = sys.argv[4:] == ["default"]
     task.react(
-        lambda reactor: ensureDeferred(main(reactor, bouncerPort, listenPort, name))
+        lambda reactor: ensureDeferred(
+            main(reactor, bouncerPort, listenPort, name, default)
+        )
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from twisted_keycard import KeycardClientFactory, KeycardLogin
+from twisted_keycard import KeycardClientFactory, KeycardDenied, KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
 
 from ._procs import ENV, ROOT, bouncer, freePort, keycard, reactor, started, waitFor
@@ -30,6 +31,10 @@ PASSWORD = "alice's password"
 
 # Slow: runs the bouncer and a requester as processes.
 pytestmark = pytest.mark.integration
+
+
+def _listening(log: Path) -> bool:
+    return log.exists() and "LISTENING" in log.read_text()
 
 
 class RemoteProcessTests(TestCase):
@@ -60,7 +65,7 @@ class RemoteProcessTests(TestCase):
         return base, data, port
 
     def requester(
-        self, log: Path, bouncerPort: int
+        self, log: Path, bouncerPort: int, *extra: str
     ) -> tuple[subprocess.Popen[str], int]:
         """
         Start a requester process named C{chat}, logging to C{log}.
@@ -77,6 +82,7 @@ class RemoteProcessTests(TestCase):
                 str(bouncerPort),
                 str(port),
                 "chat",
+                *extra,
             ],
             stdin=subprocess.PIPE,
             stdout=out,
@@ -144,6 +150,48 @@ class RemoteProcessTests(TestCase):
             revoked = keycard("revoke", "--data-dir", str(data), "--", login.keycard.id)
             self.assertEqual(revoked.returncode, 0, revoked.stderr)
             await waitFor(lambda: lost, "the client to be dropped")
+
+        return ensureDeferred(go())
+
+    def test_backWithinSeconds(self) -> Deferred[None]:
+        """
+        A requester started before its bouncer tells a client to try again
+        later (not that its kinds are not taken), and with the default
+        reconnection policy it is back within seconds of its bouncer after
+        a long outage (issue 24: 17.6 s after a 37 s outage, Twisted's
+        default backoff).
+        """
+
+        async def go() -> None:
+            base, _, bouncerPort = await self.setUpService()
+            self.service.stop()
+            _, requesterPort = self.requester(
+                base / "requester.log", bouncerPort, "default"
+            )
+            factory = KeycardClientFactory()
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", requesterPort)
+            await waitFor(lambda: _listening(base / "requester.log"), "requester")
+            broker: Any = await endpoint.connect(factory)
+            self.addCleanup(broker.transport.loseConnection)
+            with self.assertRaises(KeycardDenied) as refused:
+                await factory.loginWithKeycard([SCRAMAnswerer("alice", PASSWORD)])
+            self.assertEqual(
+                str(refused.exception),
+                "the bouncer is not reachable yet; try again later",
+            )
+            # An outage long enough for the backoff to reach its cap.
+            await deferLater(reactor, 20, lambda: None)
+            await started(self.service, bouncerPort)
+            back = time.monotonic()
+            await waitFor(
+                lambda: (
+                    "connected to the bouncer" in (base / "requester.log").read_text()
+                ),
+                "the requester to reconnect",
+            )
+            self.assertLess(time.monotonic() - back, 7.0)
+            login, _ = await self.client(requesterPort)
+            self.assertEqual(login.keycard.avatarId, "alice")
 
         return ensureDeferred(go())
 

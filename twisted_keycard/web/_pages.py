@@ -319,7 +319,8 @@ class _Home(Resource):
     def getChild(self, path: bytes, request: IRequest) -> Resource:
         if path == b"":
             return self
-        return super().getChild(path, request)
+        child: Resource = super().getChild(path, request)
+        return child
 
     def render_GET(self, request: IRequest) -> bytes:
         request.setResponseCode(303)
