@@ -385,16 +385,16 @@ class ReconnectPolicyTests(SynchronousTestCase):
     def test_capped(self) -> None:
         """
         The default wait starts at a quarter of a second and doubles, up to
-        five seconds, plus at most a second of jitter (Twisted's default
-        grows to a minute).
+        three seconds, plus at most half a second of jitter (Twisted's
+        default grows to a minute).
         """
         policy = reconnectPolicy()
-        for attempt, base in [(0, 0.25), (1, 0.5), (4, 4.0), (5, 5.0), (60, 5.0)]:
+        for attempt, base in [(0, 0.25), (1, 0.5), (3, 2.0), (4, 3.0), (60, 3.0)]:
             for _ in range(20):
                 delay = policy(attempt)
                 self.assertGreaterEqual(delay, base)
-                self.assertLessEqual(delay, base + 1.0)
-        self.assertLessEqual(reconnectPolicy(maxDelay=1.0)(100), 2.0)
+                self.assertLessEqual(delay, base + 0.5)
+        self.assertLessEqual(reconnectPolicy(maxDelay=1.0)(100), 1.5)
 
     def test_badDelays(self) -> None:
         for maxDelay, initialDelay in [(0.0, 0.25), (5.0, 0.0), (1.0, 2.0)]:
@@ -416,5 +416,5 @@ class ReconnectPolicyTests(SynchronousTestCase):
         self.addCleanup(service.stopService)
         for _ in range(30):
             [delayed] = clock.getDelayedCalls()
-            self.assertLessEqual(delayed.getTime() - clock.seconds(), 6.0)
+            self.assertLessEqual(delayed.getTime() - clock.seconds(), 3.5)
             clock.advance(delayed.getTime() - clock.seconds())

@@ -202,7 +202,7 @@ class RemoteBouncerTests(SynchronousTestCase):
             before = set(self.reactor.getDelayedCalls())
             ConnectionCompleter(self.reactor).failOnce()
             [delayed] = set(self.reactor.getDelayedCalls()) - before
-            self.assertLessEqual(delayed.getTime() - self.reactor.seconds(), 6.0)
+            self.assertLessEqual(delayed.getTime() - self.reactor.seconds(), 3.5)
             self.reactor.advance(delayed.getTime() - self.reactor.seconds())
         self.completeConnection()
         self.successResultOf(remote.whenConnected())

@@ -5,6 +5,7 @@ every new connection, and hands the application each new perspective.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ FATAL = (ServerAuthenticationFailed,)
 #: The longest wait between two connection attempts by default, in
 #: seconds (before jitter): a server back from an outage sees its clients
 #: again within seconds, where Twisted's default waits up to a minute.
-MAX_RETRY_DELAY = 5.0
+MAX_RETRY_DELAY = 3.0
 
 
 def reconnectPolicy(
@@ -48,8 +49,8 @@ def reconnectPolicy(
 ) -> Callable[[int], float]:
     """
     The wait before each new connection: C{initialDelay} doubled at each
-    failure in a row, up to C{maxDelay}, plus a random jitter of up to a
-    second, so that the clients of a server that comes back do not all
+    failure in a row, up to C{maxDelay}, plus a random jitter of up to half
+    a second, so that the clients of a server that comes back do not all
     connect in the same instant.  The default of L{KeycardClientService}
     and L{twisted_keycard.remote.RemoteBouncer}.
 
@@ -58,7 +59,12 @@ def reconnectPolicy(
     """
     if not 0 < initialDelay <= maxDelay:
         raise ValueError("the delays must be positive, the initial one the smaller")
-    return backoffPolicy(initialDelay=initialDelay, maxDelay=maxDelay, factor=2.0)
+    return backoffPolicy(
+        initialDelay=initialDelay,
+        maxDelay=maxDelay,
+        factor=2.0,
+        jitter=lambda: random.uniform(0, 0.5),
+    )
 
 
 class _LoginFactory(pb.PBClientFactory):
@@ -122,8 +128,8 @@ class KeycardClientService(MultiService):
         @param mind: passed to the server's realm at each login.
         @param retryPolicy: seconds to wait before the next connection,
             given the failures in a row (failed connections and failed
-            logins); L{reconnectPolicy()} by default (at most 5 s and a
-            second of jitter).
+            logins); L{reconnectPolicy()} by default (at most 3 s and half
+            a second of jitter).
         @param clock: times the retries; the global reactor by default.
         @param askServer: see L{keycardLogin}.
         @param maxRounds: see L{keycardLogin}.
