@@ -63,7 +63,7 @@ def reconnectPolicy(
         initialDelay=initialDelay,
         maxDelay=maxDelay,
         factor=2.0,
-        jitter=lambda: random.uniform(0, 0.5),
+        jitter=lambda: random.uniform(0, 0.5),  # noqa: S311 - a delay, not a secret
     )
 
 
