@@ -24,8 +24,9 @@ Modes:
   - C{slowloris}: HTTP connections that send their request head one byte
     every C{--interval} seconds, never finishing it.
   - C{longline}: one HTTP request whose header line is C{--line-bytes}
-    long; the statistics say what the server answered and whether, and
-    after how long, it closed the connection.
+    long (and never ends, with C{--unterminated}); the statistics say
+    what the server answered and whether, and after how long, it closed
+    the connection.
 
 C{idle} with C{--unfinished N}: the first N connections send a PB greeting
 and the first bytes of a message, never the rest.
@@ -320,10 +321,11 @@ class Attack:
         peer = self.connect(0)
         assert peer is not None
         start = time.monotonic()
+        end = b"" if self.args.unterminated else b"\r\n\r\n"
         peer.send(
             b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Long: "
             + b"a" * self.args.line_bytes
-            + b"\r\n\r\n"
+            + end
         )
         print("ready", flush=True)
         while self.running() and peer.drain(0.05):
@@ -666,6 +668,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--unfinished", type=int, default=0)
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--line-bytes", type=int, default=17 * 1024)
+    p.add_argument("--unterminated", action="store_true", help="no CRLF after it")
     return p
 
 
