@@ -565,9 +565,11 @@ class ConnectionLimits:
     @ivar maxUnauthenticated: connections not logged in, at most, in all.  When
         full, a new connection closes the oldest one of the client address
         that holds the most, if that address holds at least as many as the
-        newcomer's would; else the newcomer is closed.
+        newcomer's would; else the newcomer is refused, and told so.
     @ivar maxUnauthenticatedPerAddress: connections not logged in, at most, per
-        client address (an IPv4 address, or an IPv6 /64).
+        client address (an IPv4 address, or an IPv6 /64); a new one from an
+        address at its cap closes that address's oldest.  (Both caps are
+        applied by a C{ConnectionBudget}, which faces may share.)
     @ivar loginMessages: messages a connection may send before it logs in
         (a login takes a few); C{None} for no bound.
     @ivar loginBudget: the L{MessageBudget} of each message before login.
