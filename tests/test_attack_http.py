@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 
 from twisted_keycard.pb import TOO_MANY, ConnectionLimits
 
-from ._attack import PASSWORD, AttackCase, openSockets
+from ._attack import PASSWORD, TRACEBACK_MARKERS, AttackCase, openSockets
 from ._procs import Process, freePort, keycard, waitFor
 from .test_attack_connections import MARGIN, stillOpen
 
@@ -66,6 +66,11 @@ class HTTPAttackCase(AttackCase):
         self.addCleanup(process.stop)
         process.start()
         return process
+
+    def assertNoTraceback(self) -> None:
+        log = self.serverLog()
+        for marker in TRACEBACK_MARKERS:
+            self.assertNotIn(marker, log)
 
     async def reported(self, attacker: Process) -> None:
         """
@@ -180,6 +185,7 @@ class HTTPConnectionTests(HTTPAttackCase):
                 self.assertEqual(stats["status"], "HTTP/1.1 400 Bad Request", variant)
                 self.assertIsNotNone(stats["closedAfter"], variant)
                 self.assertLess(stats["closedAfter"], 5.0, variant)
+            self.assertNoTraceback()
 
         return ensureDeferred(go())
 
@@ -216,6 +222,7 @@ class SameAddressTests(HTTPAttackCase):
             self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
             self.assertIn("avatar id:  alice", result.stdout)
             self.assertLess(took, SAME_ADDRESS_DEADLINE)
+            self.assertNoTraceback()
 
         return ensureDeferred(go())
 
@@ -268,5 +275,6 @@ class SameAddressTests(HTTPAttackCase):
             )
             self.assertIn("\r\nRetry-After: 10\r\n", response)
             self.assertTrue(response.endswith(f"\r\n\r\n{TOO_MANY}\n"), response)
+            self.assertNoTraceback()
 
         return ensureDeferred(go())

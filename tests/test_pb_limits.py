@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.spread import banana, pb
 from twisted.test.iosim import FakeTransport, connect
 from twisted.trial.unittest import SynchronousTestCase
@@ -422,6 +424,8 @@ class LimitsTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.server.root._connections, before)
         self.assertEqual(factory.guard.unauthenticated(), 1)
+        refused.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_otherRoot(self) -> None:
         """
