@@ -25,7 +25,7 @@ from twisted_keycard.pb import (
     ConnectionLimits,
     KeycardServerFactory,
 )
-from twisted_keycard.web import KeycardSite, SiteLimits
+from twisted_keycard.web import KeycardSite, ProxyTrust, SiteLimits
 from twisted_keycard.web._site import REFUSAL_LINGER
 
 from ._web import PASSWORD, WebApp, application
@@ -181,6 +181,27 @@ class SiteBudgetTests(SynchronousTestCase):
         )
         self.assertTrue(first.disconnected)
         self.assertEqual(site.budget.unauthenticated("192.0.2.1"), 2)
+
+    def test_trustedProxyUncapped(self) -> None:
+        """
+        A trusted reverse proxy's connections, which every client of the
+        proxy shares, are not capped per address; only in all.
+        """
+        site = KeycardSite(
+            Leaf(),
+            budget=self.budget(maxUnauthenticatedPerAddress=2, maxUnauthenticated=5),
+            proxies=ProxyTrust(["10.0.0.0/8"]),
+            reactor=self.clock,
+            timeout=None,
+        )
+        proxied = [self.connect(site, "10.0.0.1")[0] for _ in range(5)]
+        self.assertEqual([t.disconnecting for t in proxied], [False] * 5)
+        transport = HalfClosingTransport()
+        self.connect(site, "10.0.0.1", transport)
+        self.assertIn(b" 503 ", transport.value())
+        direct = [self.connect(site, "192.0.2.1")[0] for _ in range(3)]
+        self.assertEqual([t.disconnecting for t in direct], [True, False, False])
+        self.assertEqual(site.budget.unauthenticated("10.0.0.1"), 3)
 
     def test_refused503(self) -> None:
         """

@@ -95,18 +95,21 @@ class ConnectionBudget:
             return len(self._groups)
         return len(self._strangers.get(group, ()))
 
-    def admit(self, address: object) -> str | None:
+    def admit(self, address: object, *, perAddress: bool = True) -> str | None:
         """
         Make room for a new connection from C{address} (an L{IAddress}),
         closing an older one if need be, or refuse it.
 
+        @param perAddress: whether the cap per address group applies; not
+            for a trusted reverse proxy, whose address every client of the
+            proxy shares (the cap in all still does).
         @return: the client address group to L{enter} the connection
             under, or C{None} if it must be refused.
         """
         group = groupOf(address)
         limits = self.limits
         waiting = self._strangers.get(group, {})
-        perGroup = limits.maxUnauthenticatedPerAddress
+        perGroup = limits.maxUnauthenticatedPerAddress if perAddress else None
         if perGroup is not None and waiting and len(waiting) >= perGroup:
             self.note(
                 group,

@@ -161,7 +161,9 @@ def serveHTTP(
         requesterName=requesterName,
         options=GuardOptions(loginPath="/login", proxies=proxies),
     )
-    site = KeycardSite(httpFace(guard), limits, budget=budget, reactor=reactor)
+    site = KeycardSite(
+        httpFace(guard), limits, budget=budget, proxies=proxies, reactor=reactor
+    )
     Listener(
         listening, site, endpoint, bouncerName, "HTTP face of bouncer"
     ).setServiceParent(parent)

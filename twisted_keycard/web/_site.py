@@ -20,7 +20,9 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from twisted_keycard._printable import printable
+from twisted_keycard.keycard import normalizeAddress
 from twisted_keycard.pb import TOO_MANY, ConnectionBudget, ConnectionLimits
+from twisted_keycard.web._http import ProxyTrust
 
 #: Bytes at most of a request line and all its headers.
 MAX_HEADER_BYTES = 16_384
@@ -353,12 +355,17 @@ class KeycardSite(server.Site):
         limits: SiteLimits = SiteLimits(),
         *,
         budget: ConnectionBudget | None = None,
+        proxies: ProxyTrust = ProxyTrust(),  # noqa: B008 - frozen
         **kwargs: Any,
     ) -> None:
         """
         @param budget: the budget of connections not yet authenticated,
             shared with the service's other faces (its PB listener); a new
             one with L{ConnectionLimits}' default caps if C{None}.
+        @param proxies: the reverse proxies in front of the site (those of
+            the guard's L{GuardOptions}): their connections are exempt
+            from the cap per address group, since every client of a proxy
+            comes from its address.
         @param kwargs: passed to L{server.Site} (C{logPath}, C{timeout},
             C{reactor}, ...).
         """
@@ -368,6 +375,7 @@ class KeycardSite(server.Site):
         if budget is None:
             budget = ConnectionBudget(ConnectionLimits(), clock)
         self.budget = budget
+        self.proxies = proxies
         maxBody = limits.maxBody
 
         class Request(_BoundedRequest):
@@ -381,7 +389,9 @@ class KeycardSite(server.Site):
         A channel for a new connection, counted in the budget; or, if the
         budget refuses it, a protocol that answers 503 and closes.
         """
-        group = self.budget.admit(addr)
+        host = getattr(addr, "host", None)
+        proxy = isinstance(host, str) and self.proxies.trusts(normalizeAddress(host))
+        group = self.budget.admit(addr, perAddress=not proxy)
         if group is None:
             return _Refused(self.limits.retryAfter, self.reactor)
         channel = super().buildProtocol(addr)
