@@ -22,7 +22,6 @@ class _Entry:
     What the guard knows of one connection.
     """
 
-    group: str
     timer: IDelayedCall | None = None
     lastReceived: float = 0.0
     loggedIn: bool = False
@@ -78,7 +77,7 @@ class ConnectionGuard:
         until it logs in.
         """
         limits = self.limits
-        entry = self._entries[broker] = _Entry(group)
+        entry = self._entries[broker] = _Entry()
         self.budget.enter(broker, group)
         timeout = limits.loginTimeout
         if timeout is not None:
