@@ -27,6 +27,10 @@ pytestmark = pytest.mark.integration
 #: The default cap on connections not logged in per client address.
 PER_ADDRESS = ConnectionLimits().maxUnauthenticatedPerAddress or 0
 
+#: Connections a Twisted listening port accepts in one reactor turn, to
+#: begin with (its C{numberAccepts}, which grows by 20 after a full turn).
+ACCEPT_BATCH = 100
+
 #: The request deadline the slowloris attack is run against, in seconds.
 REQUEST_TIMEOUT = 3.0
 
@@ -119,8 +123,11 @@ class HTTPConnectionTests(HTTPAttackCase):
             )
             self.assertHealthy()
             # Sixteen per address, two listeners, the legitimate client's,
-            # and a few aborted ones not yet closed.
-            self.assertLessEqual(held, PER_ADDRESS * addresses + 8)
+            # and those closed for newer ones but not yet gone: an aborted
+            # socket closes in the reactor's next turn, and a listening
+            # port accepts a batch of connections (ACCEPT_BATCH, and more
+            # under a flood) in one: far below the 1,024 open files.
+            self.assertLessEqual(held, PER_ADDRESS * addresses + 2 * ACCEPT_BATCH)
             self.assertEqual(stats["connections"], 1100)
 
         return ensureDeferred(go())
