@@ -21,6 +21,15 @@ Modes:
   - C{fuzz}: C{--messages} generated hostile messages (random banana,
     random PB commands, methods and arguments, truncated and oversized
     ones), from a seeded generator.
+  - C{slowloris}: HTTP connections that send their request head one byte
+    every C{--interval} seconds, never finishing it.
+  - C{longline}: one HTTP request whose header line is C{--line-bytes}
+    long (and never ends, with C{--unterminated}); the statistics say
+    what the server answered and whether, and after how long, it closed
+    the connection.
+
+C{idle} with C{--unfinished N}: the first N connections send a PB greeting
+and the first bytes of a message, never the rest.
 """
 
 from __future__ import annotations
@@ -281,12 +290,51 @@ class Attack:
 
     def idle(self) -> None:
         peers = []
+        unfinished = call(1, b"login", [b"scram-sha-256", 0, [b"None"], b"n,,n=a"])
         for n in range(self.args.connections):
             peer = self.connect(n)
             if peer is not None:
+                if n < self.args.unfinished:
+                    peer.send(GREETING + unfinished[:12])
+                    self.count("messages")
                 peers.append(peer)
         self.hold(peers)
         self.finish(peers)
+
+    def slowloris(self) -> None:
+        head = b"GET / HTTP/1.1\r\nHost: localhost\r\n" + b"X-Slow: b\r\n" * 1000
+        made = (self.connect(n) for n in range(self.args.connections))
+        peers = [p for p in made if p]
+        print("ready", flush=True)
+        sent = 0
+        while self.running():
+            for peer in peers:
+                if peer.drain():
+                    peer.send(head[sent : sent + 1])
+            sent += 1
+            self.stats["messages"] = sent
+            print(json.dumps({"open": sum(not p.closed for p in peers)}), flush=True)
+            sleepUntil(min(self.deadline, time.monotonic() + self.args.interval), self)
+        self.finish(peers)
+
+    def longline(self) -> None:
+        peer = self.connect(0)
+        assert peer is not None
+        start = time.monotonic()
+        end = b"" if self.args.unterminated else b"\r\n\r\n"
+        peer.send(
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Long: "
+            + b"a" * self.args.line_bytes
+            + end
+        )
+        print("ready", flush=True)
+        while self.running() and peer.drain(0.05):
+            pass
+        self.stats["closedAfter"] = (
+            round(time.monotonic() - start, 3) if peer.closed else None
+        )
+        self.stats["status"] = bytes(peer.received).split(b"\r\n", 1)[0].decode()
+        self.finish([peer])
 
     def calls(self) -> None:
         self.stream(hostileCalls(random.Random(self.args.seed)))
@@ -604,7 +652,9 @@ def raiseFileLimit(wanted: int) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tests._attacker")
-    p.add_argument("mode", choices=["objects", "idle", "calls", "fuzz"])
+    p.add_argument(
+        "mode", choices=["objects", "idle", "calls", "fuzz", "slowloris", "longline"]
+    )
     p.add_argument("port", type=int)
     p.add_argument("--sources", default="10-19", help="last octets, or addresses")
     p.add_argument("--connections", type=int, default=6)
@@ -615,6 +665,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--duration", type=float, default=120.0)
     p.add_argument("--hold", action="store_true", help="stay until stopped")
+    p.add_argument("--unfinished", type=int, default=0)
+    p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--line-bytes", type=int, default=17 * 1024)
+    p.add_argument("--unterminated", action="store_true", help="no CRLF after it")
     return p
 
 

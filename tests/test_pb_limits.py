@@ -11,19 +11,24 @@ from __future__ import annotations
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.spread import banana, pb
 from twisted.test.iosim import FakeTransport, connect
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_keycard.error import KeycardDenied
+from twisted_keycard.pb import TOO_MANY, ConnectionBudget
 from twisted_keycard.pb._broker import (
     LOGIN_BUDGET,
     SESSION_BUDGET,
     ConnectionLimits,
     KeycardBroker,
     MessageBudget,
+    refusalMessage,
 )
 from twisted_keycard.pb._client import KeycardClientFactory
 from twisted_keycard.pb._serverfactory import ConnectionGuard, KeycardServerFactory
@@ -145,31 +150,83 @@ class LimitsTests(SynchronousTestCase):
         connection.flush()
         self.assertTrue(connection.connected)
 
-    def test_perAddress(self) -> None:
+    def admitted(self, factory: KeycardServerFactory, host: str) -> bool:
         """
-        Past its cap, a client address's new connection is closed at once;
+        Whether C{factory} admits a new connection from C{host} (IPv4 or
+        IPv6); a refused one is told L{TOO_MANY} and closed.
+        """
+        address: IPv4Address | IPv6Address
+        if ":" in host:
+            address = IPv6Address("TCP", host, 1)
+        else:
+            address = IPv4Address("TCP", host, 1)
+        broker = factory.buildProtocol(address)
+        transport = StringTransport()
+        broker.makeConnection(transport)
+        if transport.disconnecting:
+            self.assertEqual(transport.value(), refusalMessage(TOO_MANY))
+            return False
+        return True
+
+    def test_perAddressEvictsOldest(self) -> None:
+        """
+        Past its cap, a client address's new connection closes that
+        address's oldest connection not logged in and takes its place;
         other addresses are not affected, and an IPv6 /64 counts as one
         address.  A login frees the slot.
         """
         factory = self.factory(maxUnauthenticatedPerAddress=2)
         first = self.connect(factory)
-        self.connect(factory)
-        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1)))
-        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", 1)))
-        self.login(first)
-        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1)))
-        for host in ("2001:db8::1", "2001:db8::ffff:2"):
-            self.assertIsNotNone(factory.buildProtocol(IPv6Address("TCP", host, 1)))
-        self.assertIsNone(factory.buildProtocol(IPv6Address("TCP", "2001:db8::3", 1)))
-        self.assertIsNotNone(
-            factory.buildProtocol(IPv6Address("TCP", "2001:db8:0:1::1", 1))
+        second = self.connect(factory)
+        other = self.connect(factory, "192.0.2.9")
+        third = self.connect(factory)
+        for c in (first, second, other, third):
+            c.flush()
+        self.assertEqual(
+            [c.connected for c in (first, second, other, third)],
+            [False, True, True, True],
         )
+        self.assertEqual(factory.guard.unauthenticated("192.0.2.1"), 2)
+        self.assertEqual(len(self.lines("a newer one takes its place")), 1)
+        self.login(second)
+        self.assertEqual(factory.guard.unauthenticated("192.0.2.1"), 1)
+        fourth = self.connect(factory)
+        third.flush()
+        self.assertTrue(third.connected and fourth.connected and second.connected)
+        v6 = [self.connect(factory, h) for h in ("2001:db8::1", "2001:db8::ffff:2")]
+        self.assertEqual(factory.guard.unauthenticated("2001:db8::/64"), 2)
+        self.connect(factory, "2001:db8::3")
+        v6[0].flush()
+        self.assertEqual([c.connected for c in v6], [False, True])
+        self.assertEqual(factory.guard.unauthenticated("2001:db8::/64"), 2)
+        self.connect(factory, "2001:db8:0:1::1")
+        self.assertEqual(factory.guard.unauthenticated("2001:db8:0:1::/64"), 1)
+
+    def test_sameAddressLoginGetsIn(self) -> None:
+        """
+        Finding 9 of issue 23: a client address holding its cap of idle
+        connections (some with unfinished messages) does not keep a real
+        client from that address out: the newest connection logs in.
+        """
+        factory = self.factory()
+        idle = [self.connect(factory, "127.0.0.1") for _ in range(60)]
+        for c in idle[:6]:
+            self.successResultOf(c.factory.getRootObject())
+            c.serverBroker.dataReceived(header(3) + b"\x07")
+        real = self.connect(factory, "127.0.0.1")
+        self.login(real)
+        self.assertTrue(real.connected)
+        for c in idle:
+            c.flush()
+        self.assertEqual(sum(c.connected for c in idle), 15)
+        self.assertEqual([c.connected for c in idle[-15:]], [True] * 15)
 
     def test_fullEvictsLargest(self) -> None:
         """
         When the server is full, a newcomer closes the oldest connection of
         the address that holds the most, as long as that address holds
-        more than the newcomer's; else the newcomer is closed.
+        more than the newcomer's; else the newcomer is refused, and told
+        so.
         """
         factory = self.factory(maxUnauthenticated=4, maxUnauthenticatedPerAddress=3)
         a = [self.connect(factory, "192.0.2.1") for _ in range(3)]
@@ -179,11 +236,45 @@ class LimitsTests(SynchronousTestCase):
         self.assertEqual([c.connected for c in a], [False, True, True])
         self.assertEqual(factory.guard.unauthenticated(), 4)
         # A newcomer from an address that holds as many as any is refused.
-        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1)))
+        self.assertFalse(self.admitted(factory, "192.0.2.1"))
         self.assertEqual(len(self.lines("server full")), 1)
         self.connect(factory, "192.0.2.4")
         a[1].flush()
         self.assertEqual([c.connected for c in a], [False, False, True])
+
+    def test_refusedClientTold(self) -> None:
+        """
+        A keycard client refused for a cap fails its login with
+        L{KeycardDenied} saying why, not with a lost connection.
+        """
+        factory = self.factory(maxUnauthenticated=1)
+        self.connect(factory, "192.0.2.1")
+        refused = self.connect(factory, "192.0.2.1")
+        failure = self.failureResultOf(
+            refused.login([PassphraseAnswerer("alice", "wonderland")]), KeycardDenied
+        )
+        self.assertEqual(str(failure.value), TOO_MANY)
+        self.assertFalse(refused.connected)
+
+    def test_sharedBudget(self) -> None:
+        """
+        Two factories given one L{ConnectionBudget} count their strangers
+        together: one face's connections take the other's places.
+        """
+        budget = ConnectionBudget(
+            ConnectionLimits(maxUnauthenticatedPerAddress=2), self.clock
+        )
+        one, two = (
+            KeycardServerFactory(self.server.root, clock=self.clock, budget=budget)
+            for _ in range(2)
+        )
+        old = self.connect(one)
+        self.connect(two)
+        self.assertEqual(budget.unauthenticated("192.0.2.1"), 2)
+        self.connect(two)
+        old.flush()
+        self.assertFalse(old.connected)
+        self.assertEqual(one.guard.unauthenticated(), 2)
 
     def test_fullEvictsOldest(self) -> None:
         """
@@ -318,15 +409,23 @@ class LimitsTests(SynchronousTestCase):
 
     def test_refusedNeverBuilt(self) -> None:
         """
-        A refused connection leaves nothing in the root: no broker is built.
+        A refused connection leaves nothing in the root: its broker only
+        tells the client why, and reads nothing.
         """
-        factory = self.factory(maxUnauthenticatedPerAddress=1)
+        factory = self.factory(maxUnauthenticated=1)
         broker = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
-        assert broker is not None
         broker.makeConnection(StringTransport())
         before = dict(self.server.root._connections)
-        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 2)))
+        refused = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 2))
+        transport = StringTransport()
+        refused.makeConnection(transport)
+        refused.dataReceived(b"\x02\x82pb")
+        self.assertEqual(transport.value(), refusalMessage(TOO_MANY))
+        self.assertTrue(transport.disconnecting)
         self.assertEqual(self.server.root._connections, before)
+        self.assertEqual(factory.guard.unauthenticated(), 1)
+        refused.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_otherRoot(self) -> None:
         """

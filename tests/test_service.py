@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted_keycard.bouncer._settings import TokenPolicy
 from twisted_keycard.pb._broker import ConnectionLimits, MessageBudget
 from twisted_keycard.service import DataDir, Options
+from twisted_keycard.web import SiteLimits
 
 from ._procs import ENV, ROOT, TWISTD, bouncer, freePort, keycard, started
 
@@ -331,6 +332,31 @@ class ConnectionOptionsTests(SynchronousTestCase):
 
     def test_noDeadline(self) -> None:
         self.assertIsNone(self.parse("--login-timeout=0").limits.loginTimeout)
+
+    def test_httpDefaults(self) -> None:
+        """
+        The HTTP face's limits: the library's defaults, with the PB face's
+        login deadline.
+        """
+        self.assertEqual(self.parse().siteLimits, SiteLimits())
+        self.assertEqual(
+            self.parse("--login-timeout=4").siteLimits,
+            SiteLimits(loginTimeout=4.0),
+        )
+
+    def test_httpOptions(self) -> None:
+        limits = self.parse(
+            "--http-request-timeout=3", "--http-idle-timeout=0", "--login-timeout=0"
+        ).siteLimits
+        self.assertEqual(
+            limits, SiteLimits(requestTimeout=3.0, idleTimeout=None, loginTimeout=None)
+        )
+
+    def test_httpRefused(self) -> None:
+        for bad in ("--http-request-timeout=-1", "--http-idle-timeout=nan"):
+            error = self.assertRaises(SystemExit, self.parse, bad)
+            self.assertIn("must be a number of seconds (0: any)", str(error))
+            self.assertNotIn("\n", str(error))
 
     def test_refused(self) -> None:
         for bad in ("--max-unauthenticated=0", "--login-message-objects=-1"):

@@ -149,8 +149,8 @@ class SiteLimitTests(SynchronousTestCase):
 
     def test_headersBounded(self) -> None:
         """
-        Too many header lines, or too many bytes of them, get a 400; a line
-        longer than the limit drops the connection.
+        Too many header lines, or too many bytes of them, or a line longer
+        than the limit, get a 400, and the connection is closed.
         """
         line = b"X-A: " + b"a" * 100 + b"\r\n"
         for limits, head in [
@@ -167,6 +167,7 @@ class SiteLimitTests(SynchronousTestCase):
         channel.dataReceived(  # type: ignore[attr-defined]
             b"GET / HTTP/1.1\r\nX-A: " + b"a" * 300
         )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
         self.assertTrue(transport.disconnecting)
 
     def test_withinLimits(self) -> None:

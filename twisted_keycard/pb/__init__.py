@@ -13,6 +13,7 @@ from twisted_keycard.pb._broker import (
     describe,
     encodeInto,
 )
+from twisted_keycard.pb._budget import TOO_MANY, ConnectionBudget, Stranger
 from twisted_keycard.pb._client import (
     KeycardClientFactory,
     KeycardLogin,
@@ -24,7 +25,9 @@ from twisted_keycard.pb._root import KeycardRoot, peerAddress, portalCheckers
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 
 __all__ = [
+    "TOO_MANY",
     "BananaDecoder",
+    "ConnectionBudget",
     "ConnectionLimits",
     "Decoding",
     "KeycardBroker",
@@ -35,6 +38,7 @@ __all__ = [
     "KeycardServerFactory",
     "LinearDecoder",
     "MessageBudget",
+    "Stranger",
     "describe",
     "encodeInto",
     "keycardLogin",

@@ -565,9 +565,11 @@ class ConnectionLimits:
     @ivar maxUnauthenticated: connections not logged in, at most, in all.  When
         full, a new connection closes the oldest one of the client address
         that holds the most, if that address holds at least as many as the
-        newcomer's would; else the newcomer is closed.
+        newcomer's would; else the newcomer is refused, and told so.
     @ivar maxUnauthenticatedPerAddress: connections not logged in, at most, per
-        client address (an IPv4 address, or an IPv6 /64).
+        client address (an IPv4 address, or an IPv6 /64); a new one from an
+        address at its cap closes that address's oldest.  (Both caps are
+        applied by a C{ConnectionBudget}, which faces may share.)
     @ivar loginMessages: messages a connection may send before it logs in
         (a login takes a few); C{None} for no bound.
     @ivar loginBudget: the L{MessageBudget} of each message before login.
@@ -617,6 +619,36 @@ _EMPTY = [b"dictionary"]
 #: What a peer is told of a failure that is not a L{pb.Error}, before login.
 FAILED = "request failed"
 
+#: What a server refusing a connection sends in place of its dialects,
+#: followed by the reason: no PB client speaks it, so any hangs up.
+REFUSAL = b"keycard-refused"
+
+#: Characters of a server's refusal a client keeps, at most.
+REFUSAL_LENGTH = 200
+
+
+def refusalMessage(reason: str) -> bytes:
+    """
+    The banana a server sends a client it refuses, in place of the list of
+    dialects: C{[REFUSAL, reason]}.
+    """
+    out = bytearray()
+    text = reason.encode("utf-8")[:REFUSAL_LENGTH]
+    encodeInto(banana.Banana(), [REFUSAL, text], out, None)
+    return bytes(out)
+
+
+def _isRefusal(obj: object) -> bool:
+    """
+    Whether C{obj}, a server's first message, is a L{refusalMessage}.
+    """
+    return (
+        isinstance(obj, list)
+        and len(obj) == 2
+        and obj[0] == REFUSAL
+        and isinstance(obj[1], bytes)
+    )
+
 
 class KeycardBroker(pb.Broker):
     """
@@ -651,6 +683,12 @@ class KeycardBroker(pb.Broker):
     #: Refuse failing messages with a fixed error and one log line.
     quiet = False
     guard: ConnectionGuard | None = None
+    #: Why the server refused this client's connection, if it did (see
+    #: L{REFUSAL}).
+    refusal: str | None = None
+    #: The reason to refuse the connection with, on a server (see
+    #: L{refuse}).
+    _refusing: str | None = None
     _pendingBytes = 0
     _dropped = False
     _loggedIn = False
@@ -682,6 +720,14 @@ class KeycardBroker(pb.Broker):
         self.maxMessages = messages
         self.quiet = quiet
 
+    def refuse(self, reason: str) -> None:
+        """
+        Refuse the connection this server's broker is about to get: send
+        the client C{reason} (a L{refusalMessage}, where a PB client reads
+        the server's dialects) and close, reading nothing.
+        """
+        self._refusing = reason
+
     def connectionMade(self) -> None:
         """
         Send each message as soon as it is written (C{TCP_NODELAY}): PB
@@ -690,7 +736,13 @@ class KeycardBroker(pb.Broker):
         that answers in its own thread) would otherwise wait for the
         peer's delayed acknowledgement, 40 ms on Linux.
         """
-        noDelay = getattr(self.transport, "setTcpNoDelay", None)
+        transport: Any = self.transport
+        if self._refusing is not None:
+            self._dropped = True
+            transport.write(refusalMessage(self._refusing))
+            transport.loseConnection()
+            return
+        noDelay = getattr(transport, "setTcpNoDelay", None)
         if noDelay is not None:
             with suppress(OSError):
                 noDelay(True)
@@ -739,6 +791,13 @@ class KeycardBroker(pb.Broker):
                 self.drop("dropping {peer}: too many messages before login")
                 return
             self.maxMessages -= 1
+        if self.isClient and not self.currentDialect and _isRefusal(obj):
+            assert isinstance(obj, list)
+            reason = obj[1].decode("utf-8", "replace")[:REFUSAL_LENGTH]
+            self.refusal = printable(reason)
+            transport: Any = self.transport
+            transport.loseConnection()
+            return
         choosing = not self.currentDialect and not self.isClient
         if choosing and (not isinstance(obj, bytes) or obj not in self.knownDialects):
             self.drop("dropping {peer}: no dialect offered was chosen")
@@ -763,6 +822,16 @@ class KeycardBroker(pb.Broker):
         lost = getattr(self.factory, "brokerLost", None)
         if lost is not None:
             lost(self, reason)
+
+    def evict(self) -> None:
+        """
+        Close the connection: a newer one from the client's address group
+        takes its place in the budget of strangers (see
+        L{ConnectionBudget}).
+        """
+        if self.guard is not None:
+            self.guard.evicted(self)
+        self.drop("dropping {peer}: a newer connection from its address came")
 
     def drop(self, format: str, *, abort: bool = True, **fields: object) -> None:
         """

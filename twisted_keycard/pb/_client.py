@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 from twisted.spread import pb
 
@@ -362,6 +362,23 @@ class KeycardClientFactory(pb.PBClientFactory):
 
     def __init__(self) -> None:
         super().__init__()
+        #: Why the last connection ended before its root object came.
+        self._lost: Failure | None = None
+
+    def buildProtocol(self, addr: object) -> pb.Broker:
+        self._lost = None
+        broker: pb.Broker = super().buildProtocol(addr)
+        return broker
+
+    def getRootObject(self) -> Deferred[Any]:
+        """
+        The server's root object; if the connection already ended without
+        one (the server refused it), the failure it ended with.
+        """
+        if self._lost is not None and self._broker is None:
+            return fail(self._lost)
+        d: Deferred[Any] = super().getRootObject()
+        return d
 
     def disconnect(self) -> None:
         """
@@ -373,9 +390,15 @@ class KeycardClientFactory(pb.PBClientFactory):
         """
         A connection ended: fail whoever still waits for its root object
         (a TLS handshake refused, a server that hung up), so that no login
-        waits forever.
+        waits forever; with L{KeycardDenied} and the server's reason if the
+        server refused the connection (too many from this address).
         """
         if self._broker is None or self._broker is broker:
+            refusal = getattr(broker, "refusal", None)
+            if refusal is not None:
+                reason = Failure(KeycardDenied(refusal))
+            if self._broker is None:
+                self._lost = reason
             self._failAll(reason)
 
     def login(

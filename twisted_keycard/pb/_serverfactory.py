@@ -6,22 +6,14 @@ connections not logged in, in all and per client address.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger, LogLevel
+from twisted.logger import LogLevel
 from twisted.spread import pb
 from twisted.spread.flavors import IPBRoot
 
-from twisted_keycard.pb._broker import ConnectionLimits, KeycardBroker, groupOf
-
-if TYPE_CHECKING:
-    from twisted_keycard.pb._broker import KeycardBroker
-
-
-#: Client addresses whose log lines are counted at once, at most.
-_MAX_ALLOWANCES = 4096
+from twisted_keycard.pb._broker import ConnectionLimits, KeycardBroker
+from twisted_keycard.pb._budget import TOO_MANY, ConnectionBudget
 
 
 @attrs.define(eq=False)
@@ -30,78 +22,54 @@ class _Entry:
     What the guard knows of one connection.
     """
 
-    group: str
-    since: float
     timer: IDelayedCall | None = None
     lastReceived: float = 0.0
     loggedIn: bool = False
 
 
-@attrs.define
-class _LogAllowance:
-    """
-    The log lines one client address has had in the current window.
-    """
-
-    windowStart: float
-    lines: int = 0
-    suppressed: int = 0
-
-
 class ConnectionGuard:
     """
     Applies L{ConnectionLimits} to the brokers of one server factory: it
-    admits or refuses each new connection, drops those that do not log in
-    in time (and, if asked, logged-in ones that go silent), and rations the
-    log lines each client address causes.
+    admits, or refuses, each new connection within a L{ConnectionBudget}
+    (the factory's own, or one shared with the service's other faces),
+    drops those that do not log in in time (and, if asked, logged-in ones
+    that go silent), and rations the log lines each client address causes.
     """
 
-    log = Logger()
-
-    def __init__(self, limits: ConnectionLimits, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        limits: ConnectionLimits,
+        clock: IReactorTime,
+        budget: ConnectionBudget | None = None,
+    ) -> None:
+        """
+        @param budget: the budget of connections not logged in to count
+            this factory's in; a new one of C{limits} if C{None}.
+        """
         self.limits = limits
         #: Whether brokers tell L{received} of every message (only when
         #: logged-in connections have an idle timeout).
         self.watchesIdle = limits.idleTimeout is not None
         self._clock = clock
+        self.budget = ConnectionBudget(limits, clock) if budget is None else budget
         self._entries: dict[KeycardBroker, _Entry] = {}
-        #: Connections not logged in, by client address, oldest first.
-        self._strangers: dict[str, dict[KeycardBroker, None]] = {}
-        self._strangerCount = 0
-        self._allowances: dict[str, _LogAllowance] = {}
 
     def unauthenticated(self, group: str | None = None) -> int:
         """
-        Connections not logged in, in all or from one address group.
+        Connections not logged in, in all or from one address group, on
+        every face that shares the budget.
         """
-        if group is None:
-            return self._strangerCount
-        return len(self._strangers.get(group, ()))
+        return self.budget.unauthenticated(group)
 
     def admit(self, address: object) -> str | None:
         """
         Make room for a new connection from C{address} (an L{IAddress}), or
-        refuse it.
+        refuse it (see L{ConnectionBudget.admit}).
 
         @return: the client address group to L{track} the connection's
-            broker under, or C{None} if the connection must be closed at
-            once.
+            broker under, or C{None} if the connection must be refused.
         """
-        group = groupOf(address)
-        limits = self.limits
-        waiting = self._strangers.get(group, {})
-        perGroup = limits.maxUnauthenticatedPerAddress
-        if perGroup is not None and len(waiting) >= perGroup:
-            self.note(
-                group, "refused a connection from {group}: too many not logged in"
-            )
-            return None
-        total = limits.maxUnauthenticated
-        full = total is not None and self._strangerCount >= total
-        if full and not self._evictFor(len(waiting)):
-            self.note(group, "refused a connection from {group}: server full")
-            return None
-        return group
+        return self.budget.admit(address)
 
     def track(self, broker: KeycardBroker, group: str) -> None:
         """
@@ -109,33 +77,13 @@ class ConnectionGuard:
         until it logs in.
         """
         limits = self.limits
-        entry = self._entries[broker] = _Entry(group, self._clock.seconds())
-        self._strangers.setdefault(group, {})[broker] = None
-        self._strangerCount += 1
+        entry = self._entries[broker] = _Entry()
+        self.budget.enter(broker, group)
         timeout = limits.loginTimeout
         if timeout is not None:
             entry.timer = self._clock.callLater(timeout, self._loginTimedOut, broker)
         broker.useBudget(limits.loginBudget, limits.loginMessages, quiet=True)
         broker.guard = self
-
-    def _evictFor(self, newcomers: int) -> bool:
-        """
-        Close the oldest connection not logged in of the address that holds
-        the most, if it holds more than C{newcomers}.
-        """
-        largest: dict[KeycardBroker, None] | None = None
-        oldest = 0.0
-        for waiting in self._strangers.values():
-            first = next(iter(waiting))
-            since = self._entries[first].since
-            if largest is None or (len(waiting), -since) > (len(largest), -oldest):
-                largest, oldest = waiting, since
-        if largest is None or len(largest) <= newcomers:
-            return False
-        victim = next(iter(largest))
-        victim.drop("dropping {peer}: too many connections not logged in")
-        self._forget(victim)
-        return True
 
     def loggedIn(self, broker: KeycardBroker) -> None:
         """
@@ -167,40 +115,20 @@ class ConnectionGuard:
         """
         self._forget(broker)
 
+    def evicted(self, broker: KeycardBroker) -> None:
+        """
+        The budget closed C{broker} for a newer connection: forget it.
+        """
+        self._forget(broker)
+
     def note(
         self, group: str, format: str, level: LogLevel = LogLevel.info, **fields: object
     ) -> None:
         """
         Log a line about client address C{group}, unless it had its share
-        of lines in the current window (see L{ConnectionLimits.logLines}).
+        of lines in the current window (see L{ConnectionBudget.note}).
         """
-        now = self._clock.seconds()
-        allowance = self._allowances.get(group)
-        if allowance is None or now - allowance.windowStart >= self.limits.logWindow:
-            suppressed = 0 if allowance is None else allowance.suppressed
-            if allowance is None and len(self._allowances) >= _MAX_ALLOWANCES:
-                self._forgetAllowances(now)
-            allowance = self._allowances[group] = _LogAllowance(now, 0, suppressed)
-        if allowance.lines >= self.limits.logLines:
-            allowance.suppressed += 1
-            return
-        allowance.lines += 1
-        if allowance.suppressed:
-            format += " ({suppressed} similar lines not logged)"
-            fields["suppressed"], allowance.suppressed = allowance.suppressed, 0
-        self.log.emit(level, format, group=group, **fields)
-
-    def _forgetAllowances(self, now: float) -> None:
-        """
-        Forget the client addresses whose window has passed; all of them,
-        if that is not enough to keep the table bounded.
-        """
-        window = self.limits.logWindow
-        for group, allowance in list(self._allowances.items()):
-            if now - allowance.windowStart >= window:
-                del self._allowances[group]
-        if len(self._allowances) >= _MAX_ALLOWANCES:
-            self._allowances.clear()
+        self.budget.note(group, format, level, **fields)
 
     def _loginTimedOut(self, broker: KeycardBroker) -> None:
         entry = self._entries.get(broker)
@@ -234,14 +162,7 @@ class ConnectionGuard:
         if entry.timer is not None and entry.timer.active():
             entry.timer.cancel()
         entry.timer = None
-        if entry.loggedIn:
-            return
-        waiting = self._strangers.get(entry.group)
-        if waiting is not None and broker in waiting:
-            del waiting[broker]
-            self._strangerCount -= 1
-            if not waiting:
-                del self._strangers[entry.group]
+        self.budget.leave(broker)
 
     def _forget(self, broker: KeycardBroker) -> None:
         entry = self._entries.pop(broker, None)
@@ -260,6 +181,10 @@ class KeycardServerFactory(pb.PBServerFactory):
     keycard; a root of another kind calls L{KeycardBroker.loggedIn} on the
     connection's broker when its client has logged in, or the connection
     stays a stranger's, dropped at the login deadline.
+
+    A connection refused for a cap is told so (L{TOO_MANY}) before it is
+    closed: a L{KeycardClientFactory} fails its login with
+    L{KeycardDenied}.
     """
 
     protocol = KeycardBroker
@@ -271,6 +196,7 @@ class KeycardServerFactory(pb.PBServerFactory):
         *,
         limits: ConnectionLimits = ConnectionLimits(),  # noqa: B008 - frozen
         clock: IReactorTime | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         """
         @param maxMessage: bytes of one message after login, at most: a
@@ -278,6 +204,9 @@ class KeycardServerFactory(pb.PBServerFactory):
             the login budget's if smaller.
         @param limits: the limits on each connection.
         @param clock: times the deadlines; the global reactor if C{None}.
+        @param budget: the budget of connections not logged in, shared
+            with the service's other faces; one of C{limits}' caps if
+            C{None}.  A shared budget's own limits set the caps.
         """
         super().__init__(root)
         if maxMessage is not None:
@@ -295,16 +224,19 @@ class KeycardServerFactory(pb.PBServerFactory):
             from twisted.internet import reactor  # the outermost default
 
             clock = reactor
-        self.guard = ConnectionGuard(limits, clock)
+        self.guard = ConnectionGuard(limits, clock, budget)
 
-    def buildProtocol(self, addr: object) -> KeycardBroker | None:
+    def buildProtocol(self, addr: object) -> KeycardBroker:
         """
-        A broker for a new connection, or C{None} to close it at once when
-        the limits on strangers refuse it.
+        A broker for a new connection; when the caps on strangers refuse
+        it, a broker that tells the client so and closes (see
+        L{KeycardBroker.refuse}), with nothing of the root's.
         """
         group = self.guard.admit(addr)
         if group is None:
-            return None
+            refused = self.protocol(False, self.security)
+            refused.refuse(TOO_MANY)
+            return refused
         broker: KeycardBroker = super().buildProtocol(addr)
         self.guard.track(broker, group)
         return broker

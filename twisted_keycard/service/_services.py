@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted_keycard.bouncer import Bouncer, IBouncer, TokenPolicy
 from twisted_keycard.metrics import PrometheusMetrics, metricsSite
 from twisted_keycard.passwords import IHashPool, PasswordKeycard
+from twisted_keycard.pb import ConnectionBudget
 from twisted_keycard.scram import SCRAMPasswordChecker, SCRAMVerifiers
 from twisted_keycard.service._datadir import DataDir
 from twisted_keycard.service._startup import (
@@ -44,6 +45,7 @@ from twisted_keycard.web import (
     KeycardGuard,
     KeycardSite,
     ProxyTrust,
+    SiteLimits,
     httpFace,
 )
 
@@ -200,9 +202,14 @@ def serveHTTP(
     proxies: ProxyTrust,
     parent: MultiService,
     bouncerName: str,
+    limits: SiteLimits,
+    budget: ConnectionBudget,
 ) -> None:
     """
     Serve the HTTP face on C{endpoint}, as requester C{requesterName}.
+
+    @param limits: what each request and connection may take.
+    @param budget: the connections not logged in, shared with the PB face.
 
     @raise StartupError: if C{endpoint} names no server endpoint.
     """
@@ -216,7 +223,9 @@ def serveHTTP(
         requesterName=requesterName,
         options=GuardOptions(loginPath="/login", logoutPath="/logout", proxies=proxies),
     )
-    site = KeycardSite(httpFace(guard))
+    site = KeycardSite(
+        httpFace(guard), limits, budget=budget, proxies=proxies, reactor=reactor
+    )
     Listener(
         listening, site, endpoint, bouncerName, "HTTP face of bouncer"
     ).setServiceParent(parent)

@@ -32,6 +32,7 @@ from twisted_keycard.bouncer import (
 )
 from twisted_keycard.passwords import PasswordFile
 from twisted_keycard.pb import (
+    ConnectionBudget,
     ConnectionLimits,
     KeycardRoot,
     KeycardServerFactory,
@@ -74,7 +75,7 @@ from twisted_keycard.store.redis import (
 )
 from twisted_keycard.store.sqlite import SQLiteStore
 from twisted_keycard.tokens import DEFAULT_MAX_FAMILY_LIFETIME
-from twisted_keycard.web import ProxyTrust
+from twisted_keycard.web import ProxyTrust, SiteLimits
 
 __all__ = ["Options", "makeService"]
 
@@ -128,6 +129,7 @@ def oneLine(error: BaseException) -> str:
 
 #: The library's defaults, which the options' defaults repeat.
 LIMITS = ConnectionLimits()
+SITE_LIMITS = SiteLimits()
 _IN, _OUT = LIMITS.loginBudget, LIMITS.budget
 
 #: twistd options (name, short, default, help, type), as C{optParameters}.
@@ -215,6 +217,26 @@ def connectionLimits(options: Mapping[str, Any]) -> ConnectionLimits:
         )
     except ValueError as e:
         raise usage.UsageError(str(e)) from None
+
+
+def siteLimits(options: Mapping[str, Any], limits: ConnectionLimits) -> SiteLimits:
+    """
+    The L{SiteLimits} of the HTTP face the options ask for: its own
+    deadlines, and the PB face's login deadline (C{limits.loginTimeout}).
+
+    @raise usage.UsageError: for a deadline that is not a number of seconds.
+    """
+    timeouts = {}
+    for name in ("http-request-timeout", "http-idle-timeout"):
+        value = options[name]
+        if not (math.isfinite(value) and value >= 0):
+            raise usage.UsageError(f"--{name} must be a number of seconds (0: any)")
+        timeouts[name] = value or None
+    return SiteLimits(
+        requestTimeout=timeouts["http-request-timeout"],
+        idleTimeout=timeouts["http-idle-timeout"],
+        loginTimeout=limits.loginTimeout,
+    )
 
 
 DEFAULT_LISTEN = "tcp:8800:interface=127.0.0.1"
@@ -366,6 +388,20 @@ PARAMETERS: list[list[Any]] = [
         None,
         "endpoint of the HTTP face: POST /token, GET /whoami, POST /logout,"
         " /login (e.g. ssl:8443:privateKey=DIR/tls/server.pem)",
+    ],
+    [
+        "http-request-timeout",
+        None,
+        SITE_LIMITS.requestTimeout,
+        "seconds an HTTP client has to send a whole request (0: any)",
+        float,
+    ],
+    [
+        "http-idle-timeout",
+        None,
+        SITE_LIMITS.idleTimeout,
+        "seconds an HTTP connection may wait for its next request (0: any)",
+        float,
     ],
 ]
 FLAGS: list[list[Any]] = [
@@ -543,6 +579,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 "--lease-time must be at least 2 seconds (two renewals)"
             ) from None
         self.limits = connectionLimits(self)
+        self.siteLimits = siteLimits(self, self.limits)
         self.tokens = None
         if not self["no-tokens"]:
             try:
@@ -723,7 +760,12 @@ def makeService(options: Options) -> IService:
     root = KeycardRoot(
         bouncer, Portal(sessions), requesterName=options["requester-name"]
     )
-    factory = KeycardServerFactory(root, limits=options.limits, clock=_reactor())
+    # One budget of connections not logged in for both faces: neither can
+    # starve the other of the process's file descriptors.
+    budget = ConnectionBudget(options.limits, _reactor())
+    factory = KeycardServerFactory(
+        root, limits=options.limits, clock=_reactor(), budget=budget
+    )
     listener = Listener(endpoint, factory, options["listen"], options["name"])
     listener.setServiceParent(top)
     if options["http"] is not None:
@@ -735,6 +777,8 @@ def makeService(options: Options) -> IService:
             options.proxies,
             top,
             options["name"],
+            options.siteLimits,
+            budget,
         )
     return top
 

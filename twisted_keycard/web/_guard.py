@@ -64,6 +64,7 @@ from twisted_keycard.web._http import (
     unauthorized,
     unavailable,
 )
+from twisted_keycard.web._site import connectionAuthenticated
 
 
 class BouncerLink:
@@ -367,6 +368,11 @@ class KeycardGuard:
         return Deferred.fromCoroutine(self._authenticate(request, cached=False))
 
     async def _authenticate(self, request: IRequest, cached: bool) -> WebLogin:
+        login = await self._check(request, cached)
+        connectionAuthenticated(request)
+        return login
+
+    async def _check(self, request: IRequest, cached: bool) -> WebLogin:
         header = request.getHeader(b"authorization")
         if header is None:
             if cached:
@@ -510,7 +516,9 @@ class KeycardGuard:
                 keycard = passwordKeycard(username, password)
             except ProtocolError:
                 raise self.unauthorized(request) from None
-            return await self.link.ask(request, keycard)
+            issued = await self.link.ask(request, keycard)
+            connectionAuthenticated(request)
+            return issued
 
         return Deferred.fromCoroutine(check())
 
