@@ -9,10 +9,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pty
+import select
+import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -287,3 +292,83 @@ class ReaderGoneTests(TestCase):
             os.close(write)
         self.assertEqual(done.stderr, "")
         self.assertEqual(done.returncode, 2)
+
+
+@pytest.mark.integration
+class InterruptTests(TestCase):
+    """
+    Ctrl-C (SIGINT) anywhere in the command: it stops at once with one line
+    and the status a shell gives for SIGINT, 130 (issue 27: a traceback,
+    then a wait for the timeout).
+    """
+
+    def keycardProcess(self, *args: str, **options: Any) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "twisted_keycard.admin", *args],
+            text=True,
+            env=ENV,
+            **options,
+        )
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        return process
+
+    def test_whileLoggingIn(self) -> None:
+        """
+        Interrupted while it waits for a server that never answers.
+        """
+        server = socket.socket()
+        self.addCleanup(server.close)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(TIMEOUT)
+        port = server.getsockname()[1]
+        process = self.keycardProcess(
+            *("login", "--connect", f"tcp:127.0.0.1:{port}", "alice"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdin is not None
+        process.stdin.write(PASSWORD + "\n")
+        process.stdin.flush()
+        connection, _ = server.accept()
+        self.addCleanup(connection.close)
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = process.communicate(timeout=TIMEOUT)
+        self.assertLess(time.monotonic() - start, 2.0)
+        self.assertEqual((process.returncode, err), (130, "keycard: interrupted\n"))
+
+    def test_atThePasswordPrompt(self) -> None:
+        """
+        Interrupted at the password prompt of a terminal.
+        """
+        directory = Path(self.mktemp()).resolve()
+        self.assertEqual(keycard("init", str(directory)).returncode, 0)
+        controller, terminal = pty.openpty()
+        self.addCleanup(os.close, controller)
+        process = self.keycardProcess(
+            *("user", "add", "--data-dir", str(directory), "alice"),
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        shown = b""
+        while b"Password:" not in shown:
+            ready, _, _ = select.select([controller], [], [], TIMEOUT)
+            self.assertTrue(ready, shown)
+            shown += os.read(controller, 1024)
+        process.send_signal(signal.SIGINT)
+        self.assertEqual(process.wait(timeout=TIMEOUT), 130)
+        while True:
+            try:
+                chunk = os.read(controller, 1024)
+            except OSError:  # the terminal's other end closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        lines = [line.strip() for line in shown.decode().splitlines()]
+        self.assertEqual(lines, ["Password:", "keycard: interrupted"])

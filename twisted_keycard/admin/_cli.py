@@ -26,6 +26,9 @@ from twisted_keycard.service import DataDir
 
 __all__ = ["main"]
 
+#: The exit status after Ctrl-C, as a shell reports a process SIGINT ended.
+EXIT_INTERRUPTED = 130
+
 
 class _Parser(argparse.ArgumentParser):
     """
@@ -293,6 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
+    except KeyboardInterrupt:
+        # Ctrl-C, at a prompt or while waiting: one line (on a terminal,
+        # after the prompt's), and the status a shell gives for SIGINT.
+        start = "\n" if sys.stderr.isatty() else ""
+        print(f"{start}keycard: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Whoever read the output has gone (`| head`): stop quietly, as
         # other command-line tools do, with nothing more written to it.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -283,6 +284,8 @@ def runReactor(main: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     """
     Run the global reactor until C{main(reactor)} is done; return its result
     or raise its exception.  Only the outermost layer calls this.
+
+    @raise KeyboardInterrupt: on SIGINT (Ctrl-C), once the reactor stopped.
     """
     from twisted.internet import reactor as _reactor
 
@@ -294,8 +297,18 @@ def runReactor(main: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
         d.addBoth(outcome.append)
         d.addBoth(lambda _: reactor.stop())
 
+    def interrupted(signum: int, frame: object) -> None:
+        # Ctrl-C: stop now, whatever the command waits for.  Twisted's loop
+        # would catch a KeyboardInterrupt raised inside it, log it and go on.
+        outcome.insert(0, Failure(KeyboardInterrupt()))
+        reactor.callFromThread(reactor.stop)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
     reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=False)
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     result = outcome[0]
     if isinstance(result, Failure):
         result.raiseException()
