@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from twisted_keycard._printable import LIMIT, printable
+from twisted_keycard._shares import GroupSizes
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._held import HeldKeycards, Lease
 from twisted_keycard.bouncer._interfaces import (
@@ -493,47 +494,6 @@ class PendingExchange:
 
 
 @attrs.define
-class _GroupSizes:
-    """
-    The number of entries of each address group, with the largest group
-    found in constant time (sizes change by one at a time).
-    """
-
-    _sizes: dict[str | None, int] = attrs.field(factory=dict)
-    _bySize: dict[int, dict[str | None, None]] = attrs.field(factory=dict)
-    _largest: int = 0
-
-    def __getitem__(self, group: str | None) -> int:
-        return self._sizes.get(group, 0)
-
-    def add(self, group: str | None, change: int) -> None:
-        old = self._sizes.get(group, 0)
-        new = old + change
-        if old:
-            bucket = self._bySize[old]
-            del bucket[group]
-            if not bucket:
-                del self._bySize[old]
-        if new:
-            self._sizes[group] = new
-            self._bySize.setdefault(new, {})[group] = None
-        else:
-            del self._sizes[group]
-        if new > self._largest:
-            self._largest = new
-        while self._largest and self._largest not in self._bySize:
-            self._largest -= 1
-
-    def largest(self) -> tuple[str | None, int]:
-        """
-        A group of the largest size, and that size (C{0} when empty).
-        """
-        if not self._largest:
-            return None, 0
-        return next(iter(self._bySize[self._largest])), self._largest
-
-
-@attrs.define
 class PendingExchanges:
     """
     Exchanges in progress, by keycard id.
@@ -553,7 +513,7 @@ class PendingExchanges:
     _entries: OrderedDict[str, PendingExchange] = attrs.field(factory=OrderedDict)
     _byGroup: dict[str | None, OrderedDict[str, None]] = attrs.field(factory=dict)
     _byConnection: dict[Hashable, dict[str, None]] = attrs.field(factory=dict)
-    _sizes: _GroupSizes = attrs.field(factory=_GroupSizes)
+    _sizes: GroupSizes[str | None] = attrs.field(factory=GroupSizes)
 
     def __len__(self) -> int:
         return len(self._entries)
