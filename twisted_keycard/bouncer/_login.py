@@ -254,12 +254,35 @@ class Throttler:
         @raise KeycardDenied: if the account or the address is at its limit
             in the current window, counting the logins in progress.
         """
-        wanted = keys(account, address)
-        if not wanted:
-            return None
+        return self._reserve(account, address, keys(account, address))
+
+    async def begin(
+        self, account: str | None, address: str | None
+    ) -> Reservation | None:
+        """
+        Count an exchange whose first message arrives now against its
+        address group only: no password is tried yet, so that exchanges
+        never answered cannot lock the account.  The account is reserved
+        (L{reserve}) when the message that tries a password arrives.
+
+        @return: the reservation to settle when the exchange ends, or
+            C{None} if there is no address to count it against.
+        @raise KeycardDenied: if the account or the address is at its limit
+            in the current window, counting the logins in progress.
+        """
+        return self._reserve(account, address, keys(None, address))
+
+    def _reserve(
+        self, account: str | None, address: str | None, held: list[str]
+    ) -> Reservation | None:
+        """
+        Refuse if the account or the address is at its limit, else count a
+        login in progress against C{held}, all at once (no wait): logins
+        arriving together are checked one after the other.
+        """
         now = self.clock.seconds()
         since = now - self.limits.window
-        for key in wanted:
+        for key in keys(account, address):
             counts = self._counts.get(key)
             if counts is not None and counts.count(since) >= self._limit(key):
                 self.log.info(
@@ -268,8 +291,10 @@ class Throttler:
                     address=printable(address),
                 )
                 raise KeycardDenied(TOO_MANY)
-        reservation = Reservation(tuple(wanted), now)
-        for key in wanted:
+        if not held:
+            return None
+        reservation = Reservation(tuple(held), now)
+        for key in held:
             bisect.insort(self._touch(key).pending, now)
         if self._started:
             self._fresh[reservation] = None
@@ -724,12 +749,16 @@ class _Attempt:
     """
     What one message of an exchange is about, for throttling.
 
-    @ivar reservation: the throttle's reservation while this message owns
-        it, to settle when the message is handled.
+    @ivar reservation: the throttle's reservation against the address
+        group while this message owns it, to settle when the message is
+        handled.
     """
 
     account: str | None = None
     reservation: Reservation | None = None
+    #: The account's reservation, taken when the message that tries a
+    #: password arrives, to settle with C{reservation}.
+    accountReservation: Reservation | None = None
 
 
 @attrs.define
@@ -818,9 +847,11 @@ class Authentication:
         if throttler is None:
             return
         try:
-            if attempt.reservation is not None:
-                await throttler.settle(attempt.reservation, failed)
-            elif failed:
+            held = [attempt.reservation, attempt.accountReservation]
+            for reservation in held:
+                if reservation is not None:
+                    await throttler.settle(reservation, failed)
+            if failed and held == [None, None]:
                 await throttler.failed(attempt.account, address)
         except Exception:
             self.log.failure("counting a login with the throttle failed")
@@ -828,7 +859,8 @@ class Authentication:
     def dropped(self, entry: PendingExchange) -> None:
         """
         An exchange was dropped unanswered (timed out, abandoned by its
-        connection, or pushed out by another address group): a failure.
+        connection, or pushed out by another address group): a failure of
+        its address group, never of the account (no password was tried).
         """
         if self.throttler is not None and entry.reservation is not None:
             self.throttler.abandoned(entry.reservation)
@@ -856,7 +888,7 @@ class Authentication:
         waiting = False
         try:
             if self.throttler is not None:
-                attempt.reservation = await self.throttler.reserve(
+                attempt.reservation = await self.throttler.begin(
                     attempt.account, keycard.address
                 )
                 self._stillPending(keycardId)
@@ -865,7 +897,9 @@ class Authentication:
             self._stillPending(keycardId)
             keycard.id = keycardId
             if not exchange.challenge(keycard):
-                # One message: checked now, still counted as in progress.
+                # One message, which tries the password: the account is
+                # reserved, then it is checked.
+                await self._reserveAccount(attempt)
                 return await self._check(keycard, exchange, attempt)
             entry.exchange = exchange
             entry.account = attempt.account
@@ -899,8 +933,22 @@ class Authentication:
             keycard.requesterName,
         ) or (entry.connection is not None and entry.connection != connection):
             raise Refusal("keycard id presented by another client", "other-client")
+        # The answer tries the password: the account is reserved now, before
+        # anything waits, so answers arriving together are counted in turn.
+        await self._reserveAccount(attempt)
         entry.exchange.answer(keycard)
         return await self._check(keycard, entry.exchange, attempt)
+
+    async def _reserveAccount(self, attempt: _Attempt) -> None:
+        """
+        Count the message that tries a password against its account.
+
+        @raise KeycardDenied: if the account is at its limit.
+        """
+        if self.throttler is not None and attempt.account is not None:
+            attempt.accountReservation = await self.throttler.reserve(
+                attempt.account, None
+            )
 
     async def _check(
         self, keycard: Keycard, exchange: IExchange, attempt: _Attempt
