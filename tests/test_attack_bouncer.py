@@ -294,7 +294,9 @@ class AttackTests(TestCase):
         """
         Issue 11, item 4: with an account limit of 5, 60 SCRAM exchanges for
         one account started together from 10 addresses, the right password
-        last: at most 5 are challenged, and the right password is refused.
+        last, then all answered together: at most 5 answers are checked
+        (the account is reserved as each answer arrives), and the right
+        password is refused.
         """
 
         async def go() -> None:
@@ -312,10 +314,45 @@ class AttackTests(TestCase):
             done = await burst.waitFor("done")
             await burst.ended
             counts = done["counts"]
-            self.assertLessEqual(counts.get("first: requesting", 0), 5, counts)
+            self.assertLessEqual(counts.get("answer: KeycardRefused", 0), 5, counts)
+            self.assertNotIn("answer: authenticated", counts)
             self.assertFalse(done["rightAccepted"])
             with self.assertRaises(KeycardDenied):
                 await self.login(SCRAMAnswerer("alice", PASSWORD), 251)
+            await self.assertServerWell(login=self.loginTimes, counts=counts)
+
+        return ensureDeferred(go())
+
+    def test_unansweredNoLockout(self) -> Deferred[None]:
+        """
+        Issue 23, finding 6: 100 SCRAM first messages for one account from
+        4 addresses, never answered, with the service's default throttle
+        (100 failures per account an hour): a real login of that account
+        from a fresh address works while they are held, and again once
+        their connections closed them.
+        """
+
+        async def go() -> None:
+            await self.startBouncer("--max-pending-per-connection=5")
+            flood = self.attack(
+                "scram",
+                "--first=20",
+                "--addresses=4",
+                "--connections=5",
+                "--outstanding=5",
+                "--once",
+                "--user=alice",
+            )
+            answered = await flood.waitFor("answered")
+            counts = answered["counts"]
+            self.assertEqual(counts, {"requesting": 100}, counts)
+            await self.legitimateLogin(SCRAMAnswerer("alice", PASSWORD), 250)
+            flood.command("close")
+            await flood.ended
+            await sleep(0.5)
+            await self.legitimateLogin(SCRAMAnswerer("alice", PASSWORD), 251)
+            log = self.server.output()
+            self.assertNotIn("throttled a login for alice", log)
             await self.assertServerWell(login=self.loginTimes, counts=counts)
 
         return ensureDeferred(go())
