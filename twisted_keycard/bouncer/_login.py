@@ -781,7 +781,8 @@ class Authentication:
     held: HeldKeycards
     newId: Callable[[], str]
     metrics: IBouncerMetrics | None = None
-    #: The exchanges in progress; one dropped unanswered counts as failed.
+    #: The exchanges in progress; one dropped unanswered counts as a failure
+    #: of its address group.
     pending: PendingExchanges = attrs.field(init=False)
     log = Logger()
 
