@@ -369,6 +369,43 @@ class PasswordReservationTests(SynchronousTestCase):
         for d in denied:
             self.failureResultOf(d, KeycardDenied)
 
+    def test_passwordAccountRace(self) -> None:
+        """
+        60 password logins for one account from 60 addresses at once, with
+        an account limit of 5: the account is reserved on each one's only
+        message, so 5 reach the hash and the others are refused at once.
+        """
+        hashes: list[Deferred[object]] = []
+
+        def later(call: object) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            hashes.append(d)
+            return d
+
+        checker = PasswordFile(
+            DATA / "htpasswd.txt",
+            hashPool=HashPool(threads=100, queued=0, runner=later),
+        )
+        bouncer = Bouncer(
+            [checker],
+            MemoryStore(),
+            clock=Clock(),
+            throttle=Throttle(perAccount=5, perAddress=30),
+        )
+        results = [
+            bouncer.authenticate(
+                PasswordKeycard(
+                    username="sha512", password="guess", address=f"10.0.0.{i}"
+                )
+            )
+            for i in range(60)
+        ]
+        self.assertEqual(len(hashes), 5)
+        denied = [d for d in results if d.called]
+        self.assertEqual(len(denied), 55)
+        for d in denied:
+            self.failureResultOf(d, KeycardDenied)
+
 
 class _Flaky(MemoryStore):
     """
