@@ -10,7 +10,13 @@ Modes:
   - C{password}: password keycards for unknown users (over TLS);
   - C{burst}: the throttle race: C{--wrong} SCRAM exchanges for C{--user}
     with a wrong password and one with the right one, started together,
-    then all answered.
+    then all answered;
+  - C{tickets}: one account filling the bouncer's tickets: C{--user} logs
+    in on every connection (C{--addresses} times C{--connections}), then
+    asks C{--tickets} tickets for C{--service} on each, all at once;
+  - C{forms}: one account filling the web guard's sessions: C{--logins}
+    form logins of C{--user} at the HTTP face C{--url}, C{--outstanding}
+    at a time.
 
 C{scram} and C{password} keep C{--outstanding} calls in flight on every
 connection (a new one as each answer comes, unless C{--once}) until C{stop}
@@ -18,28 +24,37 @@ is read on standard input.  Events are JSON lines on standard output:
 C{connected}, C{answered} (with C{--once}, when every call has its answer),
 then C{stopped} (with the counts of each outcome); C{close} on standard
 input closes the connections and exits.  C{burst} prints C{done} and exits.
+C{tickets} and C{forms} print C{done} (with the counts and the seconds the
+flood took), and hold their keycards until C{close}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from treq.client import HTTPClient
 from twisted.internet import defer, endpoints, ssl, stdio, task
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.spread import pb
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
 
 from twisted_keycard import KeycardClientFactory
 from twisted_keycard.keycard import Keycard, Step
 from twisted_keycard.passwords import PasswordKeycard
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
+from twisted_keycard.sessions import requestTicket
 
 #: Connections opened at once.
 BATCH = 25
@@ -212,6 +227,103 @@ class Attack:
             rightAccepted = rightAccepted or (i == right and name == "authenticated")
         emit("done", counts=self.counts, rightAccepted=rightAccepted)
 
+    async def tickets(self) -> None:
+        """
+        Log in C{--user} on every connection, then ask C{--tickets} tickets
+        for C{--service} on each keycard, all at once.
+        """
+        options = self.options
+        sources = [f"127.0.0.{n}" for n in self.sourceNumbers()]
+        total = len(sources) * options.connections
+        logins: list[Any] = []
+
+        async def one(source: str) -> None:
+            factory = KeycardClientFactory()
+            try:
+                await self.endpoint(source).connect(factory)
+                self.factories.append(factory)
+                answerer = SCRAMAnswerer(options.user, options.password)
+                logins.append(await factory.loginWithKeycard([answerer]))
+            except Exception as e:
+                self.counts[f"login: {type(e).__name__}"] += 1
+
+        # Interleaved, so that no address has many connections logging in.
+        wanted = [sources[i % len(sources)] for i in range(total)]
+        for start in range(0, total, BATCH):
+            await defer.gatherResults(
+                [
+                    defer.Deferred.fromCoroutine(one(source))
+                    for source in wanted[start : start + BATCH]
+                ]
+            )
+        self.counts["logged in"] = len(logins)
+        began = time.monotonic()
+        asked = [
+            requestTicket(login, options.service)
+            for login in logins
+            for _ in range(options.tickets)
+        ]
+        for ok, result in await defer.DeferredList(asked, consumeErrors=True):
+            self.counts["granted" if ok else f"ticket: {outcome(result)}"] += 1
+        emit("done", counts=self.counts, seconds=time.monotonic() - began)
+
+    async def forms(self) -> None:
+        """
+        Log in C{--user} with the login form C{--logins} times,
+        C{--outstanding} at a time, keeping every session cookie.
+        """
+        options = self.options
+        trust = ssl.Certificate.loadPEM(Path(options.tls).read_bytes())
+        pool = HTTPConnectionPool(self.reactor)
+        pool.maxPersistentPerHost = options.outstanding
+        client = HTTPClient(Agent(self.reactor, _Trust(trust), pool=pool))
+        page = await client.get(options.url + "/login")
+        body = (await page.content()).decode()
+        match = re.search(r'name="csrf" value="([^"]+)"', body)
+        assert match is not None, body
+        csrf = match.group(1)
+        headers: dict[bytes | str, bytes | str] = {
+            "Cookie": f"__Host-keycard-login={csrf}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        form = {
+            "username": options.user,
+            "password": options.password,
+            "csrf": csrf,
+            "next": "/whoami",
+        }
+        began = time.monotonic()
+        left = iter(range(options.logins))
+
+        async def worker() -> None:
+            for _ in left:
+                reply = await client.post(
+                    options.url + "/login",
+                    data=form,
+                    headers=headers,
+                    allow_redirects=False,
+                )
+                await reply.content()
+                self.counts[str(reply.code)] += 1
+
+        await defer.gatherResults(
+            [defer.Deferred.fromCoroutine(worker()) for _ in range(options.outstanding)]
+        )
+        emit("done", counts=self.counts, seconds=time.monotonic() - began)
+
+
+@implementer(IPolicyForHTTPS)
+class _Trust:
+    """
+    HTTPS to localhost, trusting the test's certificate authority.
+    """
+
+    def __init__(self, trust: ssl.Certificate) -> None:
+        self.trust = trust
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return ssl.optionsForClientTLS("localhost", trustRoot=self.trust)
+
 
 class Commands(LineReceiver):
     delimiter = b"\n"
@@ -232,7 +344,9 @@ class Commands(LineReceiver):
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["scram", "password", "burst"])
+    parser.add_argument(
+        "mode", choices=["scram", "password", "burst", "tickets", "forms"]
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tls", help="the trust root (CA certificate PEM)")
     parser.add_argument("--first", type=int, default=10, help="first 127.0.0.x")
@@ -243,6 +357,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--user")
     parser.add_argument("--password", default="")
     parser.add_argument("--wrong", type=int, default=40)
+    parser.add_argument("--service", default="chat")
+    parser.add_argument("--tickets", type=int, default=16, help="per keycard")
+    parser.add_argument("--url", help="the HTTP face, for forms")
+    parser.add_argument("--logins", type=int, default=100)
     return parser.parse_args(argv)
 
 
@@ -251,6 +369,14 @@ def main(reactor: Any, argv: list[str]) -> defer.Deferred[None]:
     if attack.options.mode == "burst":
         return defer.Deferred.fromCoroutine(attack.burst())
     stdio.StandardIO(Commands(attack))
+    if attack.options.mode in ("tickets", "forms"):
+        flood = attack.tickets if attack.options.mode == "tickets" else attack.forms
+
+        def broke(failure: Failure) -> None:
+            emit("error", error=failure.getErrorMessage())
+
+        defer.Deferred.fromCoroutine(flood()).addErrback(broke)
+        return attack.finished
 
     def failed(failure: Failure) -> None:
         emit("error", error=failure.getErrorMessage())

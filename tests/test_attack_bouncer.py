@@ -1,8 +1,9 @@
 """
-Attacks on the bouncer's side (issue 11, items 3, 4 and 5), against a real
-C{twistd -n keycard-bouncer} with its defaults (but for the throttle limit a
-test names), from hostile clients in a process of their own
-(L{tests._bouncerattacker}) on several 127.0.0.x addresses.
+Attacks on the bouncer's side (issue 11, items 3, 4 and 5; issue 23,
+findings 5 and 6), against a real C{twistd -n keycard-bouncer} with its
+defaults (but for the limits a test names), from hostile clients in a
+process of their own (L{tests._bouncerattacker}) on several 127.0.0.x
+addresses.
 
 Each test asserts that while the attack is in progress a legitimate login
 from an unused address succeeds within a second, and that afterwards the
@@ -12,7 +13,9 @@ server is up, has grown less than 64 MiB, and logged no traceback.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from treq.client import HTTPClient
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
@@ -28,11 +32,15 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
 
 from twisted_keycard import KeycardClientFactory, KeycardDenied
 from twisted_keycard.keycard._keycard import IAnswerer
 from twisted_keycard.passwords import PasswordAnswerer
 from twisted_keycard.scram import SCRAMAnswerer
+from twisted_keycard.sessions import connectSession
 
 from ._procs import ENV, ROOT, bouncer, freePort, keycard, started, waitFor
 
@@ -41,6 +49,7 @@ pytestmark = pytest.mark.integration
 reactor: Any = _reactor
 DATA = Path(__file__).resolve().parent / "data"
 PASSWORD = "correct horse battery staple"
+EXAMPLE = str(ROOT / "examples" / "brokered_session.py")
 MiB = 1024 * 1024
 
 #: How long a legitimate login may take while an attack is in progress.
@@ -294,7 +303,9 @@ class AttackTests(TestCase):
         """
         Issue 11, item 4: with an account limit of 5, 60 SCRAM exchanges for
         one account started together from 10 addresses, the right password
-        last: at most 5 are challenged, and the right password is refused.
+        last, then all answered together: at most 5 answers are checked
+        (the account is reserved as each answer arrives), and the right
+        password is refused.
         """
 
         async def go() -> None:
@@ -312,10 +323,45 @@ class AttackTests(TestCase):
             done = await burst.waitFor("done")
             await burst.ended
             counts = done["counts"]
-            self.assertLessEqual(counts.get("first: requesting", 0), 5, counts)
+            self.assertLessEqual(counts.get("answer: KeycardRefused", 0), 5, counts)
+            self.assertNotIn("answer: authenticated", counts)
             self.assertFalse(done["rightAccepted"])
             with self.assertRaises(KeycardDenied):
                 await self.login(SCRAMAnswerer("alice", PASSWORD), 251)
+            await self.assertServerWell(login=self.loginTimes, counts=counts)
+
+        return ensureDeferred(go())
+
+    def test_unansweredNoLockout(self) -> Deferred[None]:
+        """
+        Issue 23, finding 6: 100 SCRAM first messages for one account from
+        4 addresses, never answered, with the service's default throttle
+        (100 failures per account an hour): a real login of that account
+        from a fresh address works while they are held, and again once
+        their connections closed them.
+        """
+
+        async def go() -> None:
+            await self.startBouncer("--max-pending-per-connection=5")
+            flood = self.attack(
+                "scram",
+                "--first=20",
+                "--addresses=4",
+                "--connections=5",
+                "--outstanding=5",
+                "--once",
+                "--user=alice",
+            )
+            answered = await flood.waitFor("answered")
+            counts = answered["counts"]
+            self.assertEqual(counts, {"requesting": 100}, counts)
+            await self.legitimateLogin(SCRAMAnswerer("alice", PASSWORD), 250)
+            flood.command("close")
+            await flood.ended
+            await sleep(0.5)
+            await self.legitimateLogin(SCRAMAnswerer("alice", PASSWORD), 251)
+            log = self.server.output()
+            self.assertNotIn("throttled a login for alice", log)
             await self.assertServerWell(login=self.loginTimes, counts=counts)
 
         return ensureDeferred(go())
@@ -388,6 +434,223 @@ class AttackTests(TestCase):
             await self.assertServerWell(login=self.loginTimes, counts=stopped["counts"])
 
         return ensureDeferred(go())
+
+    # Fair shares (issue 23, finding 5)
+
+    def chatService(self) -> int:
+        """
+        Start the example's service C{chat}, logged in to the bouncer; the
+        bouncer must take C{--services chat}.
+
+        @return: its port.
+        """
+        result = keycard(
+            "user", "add", "--data-dir", str(self.data), "chat", stdin=PASSWORD + "\n"
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        port = freePort()
+        log = self.dir / "service.log"
+        out = open(log, "w")  # noqa: SIM115 - closed in cleanup
+        self.addCleanup(out.close)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                EXAMPLE,
+                "service",
+                f"tcp:127.0.0.1:{self.port}",
+                str(port),
+                "chat",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+        )
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        assert process.stdin is not None
+        process.stdin.write(PASSWORD + "\n")
+        process.stdin.close()
+        self.serviceLog = log
+        return port
+
+    async def flooded(self, flood: Attacker) -> dict[str, Any]:
+        """
+        Wait for the flood to end, and return its C{done} event.
+        """
+        await waitFor(
+            lambda: flood.event("done") or flood.event("error") or flood.ended.called,
+            "the flood",
+            200,
+        )
+        done = flood.event("done")
+        assert done is not None, (flood.events, flood.errors[-2000:])
+        return done
+
+    async def session(self, name: str, servicePort: int, source: int) -> str:
+        """
+        Log C{name} in from 127.0.0.C{source}, open a brokered session with
+        the service, and return the name the service knows the client by.
+        """
+        factory = KeycardClientFactory()
+        endpoint = TCP4ClientEndpoint(
+            reactor, "127.0.0.1", self.port, bindAddress=(f"127.0.0.{source}", 0)
+        )
+        await endpoint.connect(factory)
+        try:
+            login = await factory.loginWithKeycard([SCRAMAnswerer(name, PASSWORD)])
+            session = await connectSession(
+                login, TCP4ClientEndpoint(reactor, "127.0.0.1", servicePort), "chat"
+            )
+            try:
+                whoami: str = await session.perspective.callRemote("whoami")
+            finally:
+                session.end()
+        finally:
+            factory.disconnect()
+        return whoami
+
+    def test_ticketFlood(self) -> Deferred[None]:
+        """
+        Issue 23, finding 5: one account logged in 660 times asks 16
+        tickets on each keycard at once: 10,560, more than the 10,000
+        tickets that can wait (with a ticket timeout of 30 s, so that none
+        expires during the flood).  Every request is granted, the newest
+        pushing out that account's oldest, and a real second user then
+        gets a ticket and opens a session with the service.
+        """
+
+        async def go() -> None:
+            await self.startBouncer("--services", "chat", "--ticket-timeout=30")
+            servicePort = self.chatService()
+            await waitFor(
+                lambda: "listening on" in self.serviceLog.read_text(), "the service"
+            )
+            flood = self.attack(
+                "tickets",
+                "--first=30",
+                "--addresses=10",
+                "--connections=66",
+                "--user=alice",
+                f"--password={PASSWORD}",
+                "--tickets=16",
+            )
+            done = await self.flooded(flood)
+            counts = done["counts"]
+            print(f"\n{self.id()}: the flood took {done['seconds']:.1f} s: {counts}")
+            start = time.monotonic()
+            self.assertEqual(await self.session("bob", servicePort, 250), "bob")
+            self.loginTimes.append(time.monotonic() - start)
+            self.assertEqual(counts["logged in"], 660, counts)
+            self.assertEqual(counts.get("granted"), 660 * 16, counts)
+            pushed = self.server.output().count("pushed out by a newer ticket")
+            self.assertGreaterEqual(pushed, 660 * 16 - 256, pushed)
+            flood.command("close")
+            await flood.ended
+            await self.assertServerWell(
+                login=self.loginTimes, counts=counts, pushed=pushed
+            )
+
+        return ensureDeferred(go())
+
+    async def formSession(self, client: HTTPClient, base: str, name: str) -> str:
+        """
+        Log C{name} in with the HTTP face's login form.
+
+        @return: the session cookie's value.
+        """
+        page = await client.get(base + "/login")
+        match = re.search(r'name="csrf" value="([^"]+)"', (await page.text()))
+        assert match is not None
+        csrf = match.group(1)
+        headers: dict[bytes | str, bytes | str] = {
+            "Cookie": f"__Host-keycard-login={csrf}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        reply = await client.post(
+            base + "/login",
+            data={"username": name, "password": PASSWORD, "csrf": csrf},
+            headers=headers,
+            allow_redirects=False,
+        )
+        await reply.content()
+        self.assertEqual(reply.code, 303)
+        for header in reply.headers.getRawHeaders("set-cookie", []):
+            if header.startswith("__Host-keycard="):
+                return str(header.split(";")[0].split("=", 1)[1])
+        raise AssertionError("no session cookie")
+
+    async def whoami(self, client: HTTPClient, base: str, cookie: str) -> int:
+        headers: dict[bytes | str, bytes | str] = {"Cookie": f"__Host-keycard={cookie}"}
+        reply = await client.get(base + "/whoami", headers=headers)
+        await reply.content()
+        return int(reply.code)
+
+    def test_formFlood(self) -> Deferred[None]:
+        """
+        Issue 23, finding 5, the web face: one user's 300 form logins, three
+        times its share of sessions (100), push out only its own oldest
+        sessions: a real second user's session still works afterwards, and
+        so does the flood's newest, while its first is gone.
+        """
+
+        async def go() -> None:
+            httpPort = freePort()
+            pem = self.data / "tls" / "server.pem"
+            await self.startBouncer(
+                "--http", f"ssl:{httpPort}:interface=127.0.0.1:privateKey={pem}"
+            )
+            base = f"https://localhost:{httpPort}"
+            await waitFor(
+                lambda: f"starting on {httpPort}" in self.server.output(),
+                "the HTTP face",
+            )
+            trust = Certificate.loadPEM(self.trust.read_bytes())
+            client = HTTPClient(
+                Agent(
+                    reactor,
+                    _Trust(trust),
+                    pool=HTTPConnectionPool(reactor, persistent=False),
+                )
+            )
+            bob = await self.formSession(client, base, "bob")
+            first = await self.formSession(client, base, "alice")
+            flood = self.attack(
+                "forms",
+                f"--url={base}",
+                "--user=alice",
+                f"--password={PASSWORD}",
+                "--logins=300",
+                "--outstanding=4",
+                f"--tls={self.trust}",
+            )
+            done = await self.flooded(flood)
+            counts = done["counts"]
+            print(f"\n{self.id()}: the flood took {done['seconds']:.1f} s: {counts}")
+            self.assertEqual(counts, {"303": 300}, counts)
+            last = await self.formSession(client, base, "alice")
+            self.assertEqual(await self.whoami(client, base, bob), 200)
+            self.assertEqual(await self.whoami(client, base, last), 200)
+            self.assertEqual(await self.whoami(client, base, first), 401)
+            flood.command("close")
+            await flood.ended
+            await self.assertServerWell(counts=counts)
+
+        return ensureDeferred(go())
+
+
+@implementer(IPolicyForHTTPS)
+class _Trust:
+    """
+    HTTPS to localhost, trusting the test's certificate authority.
+    """
+
+    def __init__(self, trust: Certificate) -> None:
+        self.trust = trust
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return optionsForClientTLS("localhost", trustRoot=self.trust)
 
 
 async def sleep(seconds: float) -> None:

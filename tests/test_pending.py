@@ -12,11 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
 from twisted_keycard.bouncer import ExchangeLimits
-from twisted_keycard.bouncer._login import (
-    PendingExchange,
-    PendingExchanges,
-    _GroupSizes,
-)
+from twisted_keycard.bouncer._login import PendingExchange, PendingExchanges
 from twisted_keycard.testing import KeycardTestServer
 
 from ._passphrase import (
@@ -153,20 +149,6 @@ class PendingExchangesTests(SynchronousTestCase):
         self.assertBusy("10.0.0.1")
         self.reserve("10.0.0.2")
         self.assertBusy("10.0.0.2")
-
-    def test_groupSizes(self) -> None:
-        sizes = _GroupSizes()
-        self.assertEqual(sizes.largest(), (None, 0))
-        sizes.add("a", 1)
-        sizes.add("b", 1)
-        sizes.add("b", 1)
-        self.assertEqual(sizes.largest(), ("b", 2))
-        sizes.add("b", -1)
-        self.assertEqual(sizes.largest()[1], 1)
-        sizes.add("a", -1)
-        sizes.add("b", -1)
-        self.assertEqual(sizes.largest(), (None, 0))
-        self.assertEqual(sizes["a"], 0)
 
 
 class BouncerConnectionTests(SynchronousTestCase):

@@ -143,14 +143,79 @@ class GranterTests(SynchronousTestCase):
         self.refusedGrant(self.alice, "files")
         self.assertEqual(len(self.granter.table), 0)
 
-    def test_grantsBounded(self) -> None:
+    def assertRedeemable(self, grant: SessionGrant, redeemable: bool = True) -> None:
+        d = self.chat.redeem(grant.ticketId)
+        if redeemable:
+            self.assertEqual(self.successResultOf(d), grant)
+        else:
+            self.failureResultOf(d, SessionRefused)
+
+    def test_keycardNewestPushesItsOldest(self) -> None:
+        """
+        A keycard at its share of tickets gets a new one, which pushes out
+        its own oldest: that one can no longer be redeemed.
+        """
         self.granter.table.limits = TicketLimits(maxPending=3, maxPendingPerKeycard=2)
-        self.grant()
-        self.grant()
-        self.refusedGrant(self.alice)
+        grants = [self.grant() for _ in range(3)]
+        self.assertEqual(len(self.granter.table), 2)
+        self.assertRedeemable(grants[0], False)
+        self.assertRedeemable(grants[1])
+        self.assertRedeemable(grants[2])
+
+    def test_avatarShareAcrossKeycards(self) -> None:
+        """
+        However many keycards one avatar holds, its tickets never pass its
+        share: its newest push out its own oldest, and another avatar's
+        ticket stays.
+        """
+        self.granter.table.limits = TicketLimits(
+            maxPending=100, maxPendingPerKeycard=16, maxPendingPerAvatar=8
+        )
+        bob = self.grant(self.keycardOf("bob"), avatarId="bob")
+        keycards = [self.keycardOf("alice") for _ in range(5)]
+        grants = [self.grant(k) for _ in range(4) for k in keycards]
+        self.assertEqual(self.granter.table.pendingOf("alice"), 8)
+        self.assertEqual(len(self.granter.table), 9)
+        self.assertRedeemable(bob)
+        self.assertRedeemable(grants[11], False)
+        self.assertRedeemable(grants[12])
+        self.assertRedeemable(grants[-1])
+
+    def test_fullTableLargestGivesWay(self) -> None:
+        """
+        When every place is taken, another avatar's ticket pushes out the
+        oldest of the avatar holding the most, which from then on pushes
+        out its own: one account cannot keep others out.
+        """
+        self.granter.table.limits = TicketLimits(
+            maxPending=10, maxPendingPerKeycard=16, maxPendingPerAvatar=10
+        )
+        grants = [self.grant() for _ in range(10)]
         bob = self.keycardOf("bob")
-        self.grant(bob, avatarId="bob")
-        self.refusedGrant(bob, avatarId="bob")
+        bobs = [self.grant(bob, avatarId="bob")]
+        self.assertRedeemable(grants[0], False)
+        more = [self.grant() for _ in range(20)]
+        bobs.append(self.grant(bob, avatarId="bob"))
+        self.assertEqual(len(self.granter.table), 10)
+        self.assertEqual(self.granter.table.pendingOf("bob"), 2)
+        for grant in bobs:
+            self.assertRedeemable(grant)
+        self.assertRedeemable(more[-1])
+        self.assertRedeemable(grants[-1], False)
+
+    def test_pushedOutLogged(self) -> None:
+        """
+        A ticket pushed out is an audit event naming its avatar.
+        """
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        self.granter.table.limits = TicketLimits(maxPendingPerKeycard=1)
+        self.grant()
+        self.grant()
+        pushed = [e for e in events if e.get("event") == "session.pushed"]
+        self.assertEqual(len(pushed), 1)
+        self.assertEqual(pushed[0]["clientName"], "alice")
 
     def test_sessionsPerKeycardBounded(self) -> None:
         self.granter.table.limits = TicketLimits(maxSessionsPerKeycard=1)
@@ -407,6 +472,10 @@ class GrantWireTests(SynchronousTestCase):
             TicketLimits(timeout=0)
         with self.assertRaises(ValueError):
             TicketLimits(maxPending=True)
+        with self.assertRaises(ValueError):
+            TicketLimits(maxPendingPerAvatar=0)
+        with self.assertRaises(ValueError):
+            TicketLimits(maxPendingPerAvatar=2.5)  # type: ignore[arg-type]
 
 
 class AuditTests(SynchronousTestCase):

@@ -138,17 +138,44 @@ class ThrottleTests(SynchronousTestCase):
         )
 
 
+class WaitingChecker(PassphraseChecker):
+    """
+    A passphrase checker whose checks wait until L{release}d, as a hash in
+    a thread pool does.
+    """
+
+    def __init__(self, secrets: dict[str, str]) -> None:
+        super().__init__(secrets)
+        self.waiting: list[tuple[Deferred[str], Any]] = []
+        self.wait = False
+
+    def requestAvatarId(self, exchange: Any) -> Deferred[str]:
+        result = super().requestAvatarId(exchange)
+        if not self.wait:
+            return result
+        later: Deferred[str] = Deferred()
+        self.waiting.append((later, result))
+        return later
+
+    def release(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for later, result in waiting:
+            result.chainDeferred(later)
+
+
 class ReservationTests(SynchronousTestCase):
     """
-    Logins count against the limits from their first message, so that
-    logins started together cannot race the throttle.
+    Logins count against their address group from their first message, and
+    against the account from the message that tries a password, so that
+    logins started or answered together cannot race the throttle, and
+    exchanges never answered cannot lock the account.
     """
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1000)
         self.store = MemoryStore()
-        self.checker = PassphraseChecker({"alice": "pw", "bob": "pw"})
+        self.checker = WaitingChecker({"alice": "pw", "bob": "pw"})
         self.bouncer = Bouncer(
             [self.checker],
             self.store,
@@ -172,18 +199,26 @@ class ReservationTests(SynchronousTestCase):
         assert self.bouncer.throttler is not None
         return self.bouncer.throttler.count(key)
 
-    def test_parallelStarts(self) -> None:
+    def test_parallelAnswers(self) -> None:
         """
-        With an account limit of 5, 60 exchanges started together: 5 get a
-        challenge, the others are refused at once.
+        With an account limit of 5, 60 exchanges started together all get a
+        challenge (none tries a password); their 60 answers, sent together
+        while the checks wait, reserve the account as each arrives: 5 reach
+        the check, the others are refused at once.
         """
-        results = [self.start("alice", f"10.0.{i // 250}.{i % 250}") for i in range(60)]
-        challenged = [d for d in results if isinstance(d.result, Keycard)]
-        self.assertEqual(len(challenged), 5)
-        for d in results:
-            if d not in challenged:
-                failure = self.failureResultOf(d, KeycardDenied)
-                self.assertIn("too many failed logins", failure.getErrorMessage())
+        starts = [self.start("alice", f"10.0.{i // 250}.{i % 250}") for i in range(60)]
+        challenged = [self.successResultOf(d) for d in starts]
+        self.assertEqual(self.failures("account:alice"), 0)
+        self.checker.wait = True
+        answers = [self.answer(keycard, "wrong") for keycard in challenged]
+        self.assertEqual(len(self.checker.waiting), 5)
+        for d in answers[5:]:
+            failure = self.failureResultOf(d, KeycardDenied)
+            self.assertIn("too many failed logins", failure.getErrorMessage())
+        self.checker.release()
+        for d in answers[:5]:
+            self.failureResultOf(d, KeycardRefused)
+        self.assertEqual(self.failures("account:alice"), 5)
 
     def test_rightPasswordAfterBurst(self) -> None:
         """
@@ -191,14 +226,17 @@ class ReservationTests(SynchronousTestCase):
         refused.
         """
         wrong = [self.start("alice", f"10.0.0.{i}") for i in range(40)]
-        right = self.start("alice", "10.0.1.1")
-        self.failureResultOf(right, KeycardDenied)
-        challenged = [d.result for d in wrong if isinstance(d.result, Keycard)]
-        self.assertEqual(len(challenged), 5)
-        for d in wrong[5:]:
+        right = self.successResultOf(self.start("alice", "10.0.1.1"))
+        challenged = [self.successResultOf(d) for d in wrong]
+        self.checker.wait = True
+        answers = [self.answer(keycard, "wrong") for keycard in challenged]
+        self.failureResultOf(self.answer(right, "pw"), KeycardDenied)
+        self.assertEqual(len(self.checker.waiting), 5)
+        self.checker.release()
+        for d in answers[:5]:
+            self.failureResultOf(d, KeycardRefused)
+        for d in answers[5:]:
             self.failureResultOf(d, KeycardDenied)
-        for keycard in challenged:
-            self.failureResultOf(self.answer(keycard, "wrong"), KeycardRefused)
         again = self.start("alice", "10.0.1.1")
         self.failureResultOf(again, KeycardDenied)
         self.assertEqual(self.failures("account:alice"), 5)
@@ -213,28 +251,71 @@ class ReservationTests(SynchronousTestCase):
             self.successResultOf(self.answer(challenged, "pw"))
         self.assertEqual(self.failures("account:alice"), 0)
 
-    def test_unansweredIsFailure(self) -> None:
-        """
-        An exchange that times out unanswered counts as a failure.
-        """
-        for i in range(5):
-            self.successResultOf(self.start("alice", f"10.0.0.{i}"))
-        self.clock.advance(31.0)
-        self.failureResultOf(self.start("alice", "10.0.1.1"), KeycardDenied)
-        self.assertEqual(self.failures("account:alice"), 5)
-        self.assertEqual(self.failures("address:10.0.0.1"), 1)
-        self.clock.advance(600.0)
-        self.successResultOf(self.start("alice", "10.0.1.1"))
+    def login(self, username: str, address: str) -> Deferred[Keycard]:
+        challenged = self.successResultOf(self.start(username, address))
+        return self.bouncer.authenticate(
+            PassphraseAnswerer(username, "pw").answer(challenged)
+        )
 
-    def test_abandonedIsFailure(self) -> None:
+    def test_unansweredNeverLocksAccount(self) -> None:
         """
-        An exchange whose connection is gone counts as a failure.
+        Issue 23, finding 6: 100 first messages for one account from 4
+        addresses, never answered, count against the 4 address groups only:
+        once they time out, those groups are throttled, and the account
+        logs in from a fifth address.
+        """
+        bouncer = self.bouncer = Bouncer(
+            [self.checker],
+            self.store,
+            clock=self.clock,
+            throttle=Throttle(perAccount=5, perAddress=20, window=600.0),
+            limits=ExchangeLimits(timeout=30.0, maxPendingPerConnection=100),
+        )
+        starts = [self.start("alice", f"10.0.0.{i % 4}") for i in range(100)]
+        challenged = [d for d in starts if isinstance(d.result, Keycard)]
+        self.assertEqual(len(challenged), 80)
+        for d in starts:
+            if d not in challenged:
+                self.failureResultOf(d, KeycardDenied)
+        self.assertEqual(self.failures("account:alice"), 0)
+        self.clock.advance(31.0)
+        self.assertEqual(bouncer._pendingCount(), 0)
+        for i in range(4):
+            self.assertEqual(self.failures(f"address:10.0.0.{i}"), 20)
+            self.failureResultOf(self.start("bob", f"10.0.0.{i}"), KeycardDenied)
+        self.assertEqual(self.failures("account:alice"), 0)
+        login = self.successResultOf(self.login("alice", "10.0.0.5"))
+        self.assertEqual(login.avatarId, "alice")
+
+    def test_abandonedCountsAgainstAddress(self) -> None:
+        """
+        An exchange whose connection is gone counts as a failure of its
+        address group, not of its account.
         """
         self.successResultOf(self.start("alice", "10.0.0.1", "c1"))
         self.successResultOf(self.start("bob", "10.0.0.1", "c1"))
         self.bouncer.connectionLost("c1")
-        self.assertEqual(self.failures("account:alice"), 1)
+        self.assertEqual(self.failures("account:alice"), 0)
         self.assertEqual(self.failures("address:10.0.0.1"), 2)
+
+    def test_pushedOutCountsAgainstAddress(self) -> None:
+        """
+        An exchange pushed out of a full table by another address group
+        counts against its own address group, not its account.
+        """
+        self.bouncer = Bouncer(
+            [self.checker],
+            self.store,
+            clock=self.clock,
+            throttle=Throttle(perAccount=5, perAddress=30, window=600.0),
+            limits=ExchangeLimits(maxPending=4, maxPendingPerConnection=100),
+        )
+        for _ in range(4):
+            self.successResultOf(self.start("alice", "10.0.0.1"))
+        self.successResultOf(self.start("bob", "10.0.0.2"))
+        self.assertEqual(self.failures("address:10.0.0.1"), 4)
+        self.assertEqual(self.bouncer._pendingCount(), 4)
+        self.assertEqual(self.failures("account:alice"), 0)
 
     def test_busyIsNoFailure(self) -> None:
         """
@@ -253,7 +334,7 @@ class ReservationTests(SynchronousTestCase):
         second = PassphraseKeycard(username="bob", address="10.0.0.1")
         self.failureResultOf(bouncer.authenticate(second, connection), KeycardDenied)
         assert bouncer.throttler is not None
-        self.assertEqual(bouncer.throttler.count("account:bob"), 1)
+        self.assertEqual(bouncer.throttler.count("account:bob"), 0)
         self.assertEqual(bouncer.throttler.count("address:10.0.0.1"), 1)
 
     def test_successUnlocksNothing(self) -> None:
@@ -314,6 +395,43 @@ class PasswordReservationTests(SynchronousTestCase):
         for d in denied:
             self.failureResultOf(d, KeycardDenied)
 
+    def test_passwordAccountRace(self) -> None:
+        """
+        60 password logins for one account from 60 addresses at once, with
+        an account limit of 5: the account is reserved on each one's only
+        message, so 5 reach the hash and the others are refused at once.
+        """
+        hashes: list[Deferred[object]] = []
+
+        def later(call: object) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            hashes.append(d)
+            return d
+
+        checker = PasswordFile(
+            DATA / "htpasswd.txt",
+            hashPool=HashPool(threads=100, queued=0, runner=later),
+        )
+        bouncer = Bouncer(
+            [checker],
+            MemoryStore(),
+            clock=Clock(),
+            throttle=Throttle(perAccount=5, perAddress=30),
+        )
+        results = [
+            bouncer.authenticate(
+                PasswordKeycard(
+                    username="sha512", password="guess", address=f"10.0.0.{i}"
+                )
+            )
+            for i in range(60)
+        ]
+        self.assertEqual(len(hashes), 5)
+        denied = [d for d in results if d.called]
+        self.assertEqual(len(denied), 55)
+        for d in denied:
+            self.failureResultOf(d, KeycardDenied)
+
 
 class _Flaky(MemoryStore):
     """
@@ -341,7 +459,7 @@ class SharedThrottleTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1000)
         self.store = _Flaky()
-        self.checker = PassphraseChecker({"alice": "pw", "bob": "pw"})
+        self.checker = WaitingChecker({"alice": "pw", "bob": "pw"})
 
     def bouncer(self, name: str) -> Bouncer:
         bouncer = Bouncer(
@@ -397,18 +515,25 @@ class SharedThrottleTests(SynchronousTestCase):
     def test_inProgressCountsElsewhere(self) -> None:
         """
         Logins in progress at a share count as failures on the others until
-        they succeed.
+        they succeed: exchanges waiting for their answer against their
+        address group, answers being checked against their account too.
         """
         one, two = self.bouncer("one"), self.bouncer("two")
+        address = "address:10.0.0.1"
         challenged = [self.successResultOf(self.start(one)) for _ in range(5)]
+        self.clock.advance(FOLLOW)
+        self.assertEqual((self.count(two, address), self.count(two)), (5, 0))
+        self.checker.wait = True
+        answers = [self.answer(one, keycard, "pw") for keycard in challenged]
         self.clock.advance(FOLLOW)
         self.assertEqual(self.count(two), 5)
         self.failureResultOf(self.start(two), KeycardDenied)
-        for keycard in challenged:
-            self.successResultOf(self.answer(one, keycard, "pw"))
-        self.assertEqual(self.count(one), 0)
+        self.checker.release()
+        for d in answers:
+            self.successResultOf(d)
+        self.assertEqual((self.count(one, address), self.count(one)), (0, 0))
         self.clock.advance(FOLLOW)
-        self.assertEqual(self.count(two), 0)
+        self.assertEqual((self.count(two, address), self.count(two)), (0, 0))
         self.successResultOf(self.start(two))
 
     def test_startedThenFailed(self) -> None:
@@ -421,9 +546,10 @@ class SharedThrottleTests(SynchronousTestCase):
         self.clock.advance(FOLLOW)
         self.failureResultOf(self.answer(one, challenged, "wrong"), KeycardRefused)
         self.clock.advance(FOLLOW)
-        self.assertEqual((self.count(one), self.count(two)), (1, 1))
+        key = "address:10.0.0.1"
+        self.assertEqual((self.count(one, key), self.count(two, key)), (1, 1))
         self.clock.advance(WINDOW - 2 * FOLLOW)
-        self.assertEqual((self.count(one), self.count(two)), (0, 0))
+        self.assertEqual((self.count(one, key), self.count(two, key)), (0, 0))
 
     def test_spreadOverBouncers(self) -> None:
         """
@@ -435,16 +561,17 @@ class SharedThrottleTests(SynchronousTestCase):
         checked = self.checker.checked
         results = [self.start(b) for _ in range(10) for b in bouncers]
         challenged = [
-            (b, d.result)
+            (b, self.successResultOf(d))
             for b, d in zip(bouncers * 10, results, strict=True)
-            if isinstance(d.result, Keycard)
         ]
-        for d in results:
-            if not isinstance(d.result, Keycard):
-                self.failureResultOf(d, KeycardDenied)
-        self.assertEqual(len(challenged), 3 * 5)
-        for bouncer, keycard in challenged:
-            self.failureResultOf(self.answer(bouncer, keycard, "wrong"), KeycardRefused)
+        self.checker.wait = True
+        answers = [self.answer(b, keycard, "wrong") for b, keycard in challenged]
+        self.assertEqual(len(self.checker.waiting), 3 * 5)
+        self.checker.release()
+        refused = [d for d in answers if d.result.check(KeycardRefused)]
+        self.assertEqual(len(refused), 15)
+        for d in answers:
+            self.failureResultOf(d, KeycardRefused, KeycardDenied)
         self.assertEqual(self.checker.checked - checked, 15)
         self.clock.advance(2 * FOLLOW)
         for bouncer in bouncers:
@@ -494,7 +621,8 @@ class SharedThrottleTests(SynchronousTestCase):
         self.successResultOf(self.start(one))
         self.successResultOf(one.stopService())
         two = self.bouncer("two")
-        self.assertEqual(self.count(two), 3)
+        self.assertEqual(self.count(two), 2)
+        self.assertEqual(self.count(two, "address:10.0.0.1"), 3)
 
     def test_storeDownKeepsEvents(self) -> None:
         """

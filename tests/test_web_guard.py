@@ -173,6 +173,26 @@ class BasicTests(GuardTestCase):
         self.assertEqual(held, ["bob", "carol"])
         self.assertEqual(len(self.app.guard.keycardIds()), 2)
 
+    def test_cachePerAvatar(self) -> None:
+        """
+        One user's cached logins (here, from many addresses) stay within
+        its share, pushing out its own; another user's stays.
+        """
+        self.app = self.makeApp(
+            GuardOptions(
+                maxCached=100,
+                maxCachedPerAvatar=2,
+                proxies=ProxyTrust(["127.0.0.0/8"]),
+            ),
+            users={"alice": PASSWORD, "bob": PASSWORD},
+        )
+        self.assertEqual(self.get(**basic("bob", PASSWORD)).code, 200)
+        for i in range(5):
+            forwarded = {**basic("alice", PASSWORD), "X-Forwarded-For": f"192.0.2.{i}"}
+            self.assertEqual(self.get(**forwarded).code, 200)
+        held = sorted(r.avatarId for r in self.app.bouncer.held.values())
+        self.assertEqual(held, ["alice", "alice", "bob"])
+
 
 class BearerTests(GuardTestCase):
     def test_token(self) -> None:
@@ -242,3 +262,19 @@ class BearerTests(GuardTestCase):
         self.get(**forwarded)
         (record,) = self.app.bouncer.held.values()
         self.assertEqual(record.address, "192.0.2.7")
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_badShares(self) -> None:
+        """
+        Each bound on held logins is a positive integer.
+        """
+        for name in [
+            "maxSessions",
+            "maxSessionsPerAvatar",
+            "maxCached",
+            "maxCachedPerAvatar",
+        ]:
+            for bad in [0, -1, 2.5, "3"]:
+                with self.assertRaises((ValueError, TypeError), msg=(name, bad)):
+                    GuardOptions(**{name: bad})  # type: ignore[arg-type]

@@ -275,3 +275,40 @@ class SessionLifeTests(SessionTestCase):
         for kept in [first, third]:
             self.assertEqual(self.get(**self.withCookie(kept)).code, 200)
         self.assertEqual(len(self.app.bouncer.held), 2)
+
+    def test_userFloodKeepsOthersSessions(self) -> None:
+        """
+        One user's logins, however many, push out only that user's own
+        least recently used sessions: another user's session stays, in a
+        full table as below a user's share.
+        """
+        users = {"alice": PASSWORD, "bob": PASSWORD}
+        options = GuardOptions(loginPath="/login", maxSessions=4)
+        self.app = self.makeApp(options, users=users)
+        bob = self.session("bob")
+        alice = [self.session() for _ in range(12)]
+        self.assertEqual(self.get(**self.withCookie(bob)).code, 200)
+        self.assertEqual(self.get(**self.withCookie(alice[-1])).code, 200)
+        self.assertEqual(self.get(**self.withCookie(alice[0])).code, 401)
+        self.assertEqual(self.app.guard.held.sessionsOf("alice"), 3)
+        self.assertEqual(len(self.app.bouncer.held), 4)
+
+    def test_sessionsPerAvatar(self) -> None:
+        """
+        A user at its share of sessions pushes out its own least recently
+        used one, while the table has room for others.
+        """
+        users = {"alice": PASSWORD, "bob": PASSWORD}
+        options = GuardOptions(
+            loginPath="/login", maxSessions=100, maxSessionsPerAvatar=3
+        )
+        self.app = self.makeApp(options, users=users)
+        bob = self.session("bob")
+        alice = [self.session() for _ in range(5)]
+        self.assertEqual(self.app.guard.held.sessionsOf("alice"), 3)
+        self.assertEqual(self.get(**self.withCookie(bob)).code, 200)
+        for gone in alice[:2]:
+            self.assertEqual(self.get(**self.withCookie(gone)).code, 401)
+        for kept in alice[2:]:
+            self.assertEqual(self.get(**self.withCookie(kept)).code, 200)
+        self.assertEqual(len(self.app.bouncer.held), 4)

@@ -222,7 +222,9 @@ class IBouncer(Interface):
         """
         The client connection C{connection} (as given to L{authenticate}) is
         gone and sends nothing more: drop its exchanges in progress, each
-        counted as a failed login, as an exchange left unanswered is.
+        counted as a failed login of its client's address group (never of
+        its account: no password was tried), as an exchange left unanswered
+        is.
         """
 
     def registerRequester(name: str, requester: IRequester) -> None:

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from twisted_keycard._printable import LIMIT, printable
+from twisted_keycard._shares import GroupSizes
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._held import HeldKeycards, Lease
 from twisted_keycard.bouncer._interfaces import (
@@ -268,13 +269,35 @@ class Throttler:
             the current window, counting the logins in progress; its
             C{retryAfter} says when that ends at the latest.
         """
-        wanted = keys(account, address)
-        if not wanted:
-            return None
+        return self._reserve(account, address, keys(account, address))
+
+    async def begin(
+        self, account: str | None, address: str | None
+    ) -> Reservation | None:
+        """
+        Count an exchange whose first message arrives now against its
+        address group only: no password is tried yet, so that exchanges
+        never answered cannot lock the account.  The account is reserved
+        (L{reserve}) when the message that tries a password arrives.
+
+        @return: the reservation to settle when the exchange ends, or
+            C{None} if there is no address to count it against.
+        @raise Throttled: as L{reserve}.
+        """
+        return self._reserve(account, address, keys(None, address))
+
+    def _reserve(
+        self, account: str | None, address: str | None, held: list[str]
+    ) -> Reservation | None:
+        """
+        Refuse if the account or the address is at its limit, else count a
+        login in progress against C{held}, all at once (no wait): logins
+        arriving together are checked one after the other.
+        """
         now = self.clock.seconds()
         since = now - self.limits.window
         freeAt = None
-        for key in wanted:
+        for key in keys(account, address):
             counts = self._counts.get(key)
             limit = self._limit(key)
             if counts is not None and counts.count(since) >= limit:
@@ -287,8 +310,10 @@ class Throttler:
                 address=printable(address),
             )
             raise Throttled(TOO_MANY, retryAfter=freeAt - now)
-        reservation = Reservation(tuple(wanted), now)
-        for key in wanted:
+        if not held:
+            return None
+        reservation = Reservation(tuple(held), now)
+        for key in held:
             bisect.insort(self._touch(key).pending, now)
         if self._started:
             self._fresh[reservation] = None
@@ -513,47 +538,6 @@ class PendingExchange:
 
 
 @attrs.define
-class _GroupSizes:
-    """
-    The number of entries of each address group, with the largest group
-    found in constant time (sizes change by one at a time).
-    """
-
-    _sizes: dict[str | None, int] = attrs.field(factory=dict)
-    _bySize: dict[int, dict[str | None, None]] = attrs.field(factory=dict)
-    _largest: int = 0
-
-    def __getitem__(self, group: str | None) -> int:
-        return self._sizes.get(group, 0)
-
-    def add(self, group: str | None, change: int) -> None:
-        old = self._sizes.get(group, 0)
-        new = old + change
-        if old:
-            bucket = self._bySize[old]
-            del bucket[group]
-            if not bucket:
-                del self._bySize[old]
-        if new:
-            self._sizes[group] = new
-            self._bySize.setdefault(new, {})[group] = None
-        else:
-            del self._sizes[group]
-        if new > self._largest:
-            self._largest = new
-        while self._largest and self._largest not in self._bySize:
-            self._largest -= 1
-
-    def largest(self) -> tuple[str | None, int]:
-        """
-        A group of the largest size, and that size (C{0} when empty).
-        """
-        if not self._largest:
-            return None, 0
-        return next(iter(self._bySize[self._largest])), self._largest
-
-
-@attrs.define
 class PendingExchanges:
     """
     Exchanges in progress, by keycard id.
@@ -573,7 +557,7 @@ class PendingExchanges:
     _entries: OrderedDict[str, PendingExchange] = attrs.field(factory=OrderedDict)
     _byGroup: dict[str | None, OrderedDict[str, None]] = attrs.field(factory=dict)
     _byConnection: dict[Hashable, dict[str, None]] = attrs.field(factory=dict)
-    _sizes: _GroupSizes = attrs.field(factory=_GroupSizes)
+    _sizes: GroupSizes[str | None] = attrs.field(factory=GroupSizes)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -798,12 +782,16 @@ class _Attempt:
     """
     What one message of an exchange is about, for throttling.
 
-    @ivar reservation: the throttle's reservation while this message owns
-        it, to settle when the message is handled.
+    @ivar reservation: the throttle's reservation against the address
+        group while this message owns it, to settle when the message is
+        handled.
     """
 
     account: str | None = None
     reservation: Reservation | None = None
+    #: The account's reservation, taken when the message that tries a
+    #: password arrives, to settle with C{reservation}.
+    accountReservation: Reservation | None = None
 
 
 @attrs.define
@@ -826,7 +814,8 @@ class Authentication:
     held: HeldKeycards
     newId: Callable[[], str]
     metrics: IBouncerMetrics | None = None
-    #: The exchanges in progress; one dropped unanswered counts as failed.
+    #: The exchanges in progress; one dropped unanswered counts as a failure
+    #: of its address group.
     pending: PendingExchanges = attrs.field(init=False)
     log = Logger()
 
@@ -892,9 +881,11 @@ class Authentication:
         if throttler is None:
             return
         try:
-            if attempt.reservation is not None:
-                await throttler.settle(attempt.reservation, failed)
-            elif failed:
+            held = [attempt.reservation, attempt.accountReservation]
+            for reservation in held:
+                if reservation is not None:
+                    await throttler.settle(reservation, failed)
+            if failed and held == [None, None]:
                 await throttler.failed(attempt.account, address)
         except Exception:
             self.log.failure("counting a login with the throttle failed")
@@ -902,7 +893,8 @@ class Authentication:
     def dropped(self, entry: PendingExchange) -> None:
         """
         An exchange was dropped unanswered (timed out, abandoned by its
-        connection, or pushed out by another address group): a failure.
+        connection, or pushed out by another address group): a failure of
+        its address group, never of the account (no password was tried).
         """
         if self.throttler is not None and entry.reservation is not None:
             self.throttler.abandoned(entry.reservation)
@@ -930,7 +922,7 @@ class Authentication:
         waiting = False
         try:
             if self.throttler is not None:
-                attempt.reservation = await self.throttler.reserve(
+                attempt.reservation = await self.throttler.begin(
                     attempt.account, keycard.address
                 )
                 self._stillPending(keycardId)
@@ -939,7 +931,9 @@ class Authentication:
             self._stillPending(keycardId)
             keycard.id = keycardId
             if not exchange.challenge(keycard):
-                # One message: checked now, still counted as in progress.
+                # One message, which tries the password: the account is
+                # reserved, then it is checked.
+                await self._reserveAccount(attempt)
                 return await self._check(keycard, exchange, attempt)
             entry.exchange = exchange
             entry.account = attempt.account
@@ -973,8 +967,22 @@ class Authentication:
             keycard.requesterName,
         ) or (entry.connection is not None and entry.connection != connection):
             raise Refusal("keycard id presented by another client", "other-client")
+        # The answer tries the password: the account is reserved now, before
+        # anything waits, so answers arriving together are counted in turn.
+        await self._reserveAccount(attempt)
         entry.exchange.answer(keycard)
         return await self._check(keycard, entry.exchange, attempt)
+
+    async def _reserveAccount(self, attempt: _Attempt) -> None:
+        """
+        Count the message that tries a password against its account.
+
+        @raise KeycardDenied: if the account is at its limit.
+        """
+        if self.throttler is not None and attempt.account is not None:
+            attempt.accountReservation = await self.throttler.reserve(
+                attempt.account, None
+            )
 
     async def _check(
         self, keycard: Keycard, exchange: IExchange, attempt: _Attempt

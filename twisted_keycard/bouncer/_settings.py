@@ -141,11 +141,17 @@ class Throttle:
     address group.  Past a limit, logins are refused before any expensive
     check, the same for known and unknown accounts.
 
-    A login counts as a failure from its first message until it succeeds
-    (a reservation, settled then), so logins started together cannot all be
-    checked.  An exchange left unanswered, or abandoned by its connection,
-    stays a failure.  A success unlocks nothing: failures stay counted until
-    they leave the window, whoever succeeds meanwhile.
+    A login counts as a failure until it succeeds (a reservation, settled
+    then): against its address group from its first message, and against
+    its account from the message that tries a password (a challenge's
+    answer, or the only message of a kind that has no challenge), taken in
+    the bouncer's memory as that message arrives, so that logins started or
+    answered together cannot all be checked.  An exchange left unanswered
+    (timed out, abandoned by its connection, or pushed out) stays a failure
+    of its address group only: no password was tried, so it never locks the
+    account.  A first message is refused, too, while its account is at its
+    limit.  A success unlocks nothing: failures stay counted until they
+    leave the window, whoever succeeds meanwhile.
 
     Each bouncer decides from counts in its own memory.  While it runs as a
     service, it trades them with the other bouncers on its store every

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable, printables
+from twisted_keycard._shares import FairShares
 from twisted_keycard.bouncer import Bouncer, ExpiryTimers, newKeycardId
 from twisted_keycard.error import SessionRefused
 from twisted_keycard.sessions._interfaces import (
@@ -40,23 +41,39 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: object) 
         raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
 
 
+def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a positive integer, not {value!r}")
+
+
 @attrs.frozen
 class TicketLimits:
     """
     Limits on a bouncer's tickets and sessions.
 
+    Tickets are shared fairly: a client's new ticket pushes out the oldest
+    of its own keycard when that keycard holds C{maxPendingPerKeycard}, and
+    the oldest of its own avatar's when the avatar holds
+    C{maxPendingPerAvatar}, or holds as many as any other avatar when all
+    C{maxPending} places are taken; only then does an avatar that holds
+    more give way.  One account, whatever its number of keycards, never
+    pushes out another's tickets.
+
     @ivar timeout: seconds from a ticket's grant to its confirmation, at
         most: the whole exchange takes a few round trips.
     @ivar maxPending: tickets granted and not yet confirmed, in all.
     @ivar maxPendingPerKeycard: such tickets of one client keycard.
+    @ivar maxPendingPerAvatar: such tickets of one avatar, all its keycards
+        together.
     @ivar maxSessionsPerKeycard: sessions established under one client
         keycard and not ended.
     """
 
     timeout: float = attrs.field(default=5.0, validator=_positive)
-    maxPending: int = attrs.field(default=10_000, validator=_positive)
-    maxPendingPerKeycard: int = attrs.field(default=16, validator=_positive)
-    maxSessionsPerKeycard: int = attrs.field(default=256, validator=_positive)
+    maxPending: int = attrs.field(default=10_000, validator=_count)
+    maxPendingPerKeycard: int = attrs.field(default=16, validator=_count)
+    maxPendingPerAvatar: int = attrs.field(default=256, validator=_count)
+    maxSessionsPerKeycard: int = attrs.field(default=256, validator=_count)
 
 
 @attrs.define
@@ -91,20 +108,32 @@ class Session:
 
 class TicketTable:
     """
-    Tickets by id, with one timer for the earliest expiry (see
-    L{ExpiryTimers}), and sessions by id, indexed by client keycard and by
-    service registration.
+    Tickets by id, shared fairly between avatars (see L{TicketLimits}),
+    with one timer for the earliest expiry (see L{ExpiryTimers}), and
+    sessions by id, indexed by client keycard and by service registration.
     """
 
     def __init__(self, clock: IReactorTime, limits: TicketLimits) -> None:
         self.clock = clock
+        self._tickets: FairShares[str, str, Ticket] = FairShares(
+            limits.maxPending, limits.maxPendingPerAvatar
+        )
         self.limits = limits
-        self._tickets: dict[str, Ticket] = {}
-        self._pendingOf: dict[str, set[str]] = defaultdict(set)
+        self._pendingOf: dict[str, dict[str, None]] = defaultdict(dict)
         self._sessions: dict[str, Session] = {}
-        self._sessionsOf: dict[str, set[str]] = defaultdict(set)
-        self._sessionsAt: dict[object, set[str]] = defaultdict(set)
+        self._sessionsOf: dict[str, dict[str, None]] = defaultdict(dict)
+        self._sessionsAt: dict[object, dict[str, None]] = defaultdict(dict)
         self._timers = ExpiryTimers(clock, self._expired)
+
+    @property
+    def limits(self) -> TicketLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: TicketLimits) -> None:
+        self._limits = limits
+        self._tickets.size = limits.maxPending
+        self._tickets.perOwner = limits.maxPendingPerAvatar
 
     def __len__(self) -> int:
         """
@@ -112,24 +141,43 @@ class TicketTable:
         """
         return len(self._tickets)
 
+    def pendingOf(self, avatarId: str) -> int:
+        """
+        The tickets of C{avatarId} waiting for their confirmation.
+        """
+        return self._tickets.owned(avatarId)
+
     def room(self, keycardId: str) -> bool:
         """
-        Whether one more ticket of C{keycardId} fits in the limits.
+        Whether C{keycardId} may have one more session: a new ticket always
+        finds a place among the tickets (see L{add}).
         """
-        limits = self.limits
-        return (
-            len(self._tickets) < limits.maxPending
-            and len(self._pendingOf.get(keycardId, ())) < limits.maxPendingPerKeycard
-            and len(self._sessionsOf.get(keycardId, ())) < limits.maxSessionsPerKeycard
-        )
+        held = self._sessionsOf.get(keycardId, ())
+        return len(held) < self.limits.maxSessionsPerKeycard
 
-    def add(self, ticket: Ticket) -> None:
+    def add(self, ticket: Ticket) -> list[Ticket]:
         """
-        Keep C{ticket} until its expiry, its confirmation or its refusal.
+        Keep C{ticket} until its expiry, its confirmation or its refusal,
+        pushing out a ticket of its own keycard or avatar, or of the avatar
+        that holds the most, to make room (see L{TicketLimits}).
+
+        @return: the tickets pushed out; they can never be used.
         """
-        self._tickets[ticket.ticketId] = ticket
-        self._pendingOf[ticket.keycardId].add(ticket.ticketId)
+        pushed = []
+        ofKeycard = self._pendingOf.get(ticket.keycardId, {})
+        if len(ofKeycard) >= self.limits.maxPendingPerKeycard:
+            oldest = self.take(next(iter(ofKeycard)))
+            assert oldest is not None
+            pushed.append(oldest)
+        for ticketId, gone in self._tickets.put(
+            ticket.ticketId, ticket.clientName, ticket
+        ):
+            self._timers.cancel(ticketId)
+            _discard(self._pendingOf, gone.keycardId, ticketId)
+            pushed.append(gone)
+        self._pendingOf[ticket.keycardId][ticket.ticketId] = None
         self._timers.schedule(ticket.ticketId, ticket.expires)
+        return pushed
 
     def get(self, ticketId: str) -> Ticket | None:
         """
@@ -146,7 +194,7 @@ class TicketTable:
 
         @return: it, if it was pending (expired or not).
         """
-        ticket = self._tickets.pop(ticketId, None)
+        ticket = self._tickets.pop(ticketId)
         if ticket is None:
             return None
         self._timers.cancel(ticketId)
@@ -165,13 +213,13 @@ class TicketTable:
             sessions.
         """
         keycardId = ticket.keycardId
-        if len(self._sessionsOf[keycardId]) >= self.limits.maxSessionsPerKeycard:
+        if not self.room(keycardId):
             return False
         self._sessions[ticket.ticketId] = Session(
             ticket.ticketId, keycardId, ticket.holder
         )
-        self._sessionsOf[keycardId].add(ticket.ticketId)
-        self._sessionsAt[ticket.holder].add(ticket.ticketId)
+        self._sessionsOf[keycardId][ticket.ticketId] = None
+        self._sessionsAt[ticket.holder][ticket.ticketId] = None
         return True
 
     def end(self, sessionId: str, holder: object = None) -> Session | None:
@@ -226,10 +274,10 @@ class TicketTable:
         self._timers.stop()
 
 
-def _discard(index: dict[Any, set[str]], key: object, value: str) -> None:
+def _discard(index: dict[Any, dict[str, None]], key: object, value: str) -> None:
     values = index.get(key)
     if values is not None:
-        values.discard(value)
+        values.pop(value, None)
         if not values:
             del index[key]
 
@@ -432,15 +480,22 @@ class TicketGranter(Service):
         if not any(r.listener is not None for r in self._services.get(serviceName, ())):
             raise _Refusal(f"ticket asked by {who}, which is not connected")
         if not self.table.room(keycardId):
-            raise _Refusal(f"ticket asked by {who}: too many tickets or sessions")
+            raise _Refusal(f"ticket asked by {who}: too many sessions for its keycard")
         ticketId = self._newId()
         secret = sessionSecret(
             self._randomBytes(SECRET_BYTES), ticketId, avatarId, serviceName
         )
         expires = min(now + self.table.limits.timeout, record.expires)
-        self.table.add(
+        pushed = self.table.add(
             Ticket(ticketId, keycardId, avatarId, serviceName, secret, expires)
         )
+        for ticket in pushed:
+            self.log.info(
+                "ticket {ticketId} of {clientName} pushed out by a newer ticket",
+                event="session.pushed",
+                ticketId=printable(ticket.ticketId),
+                clientName=printable(ticket.clientName),
+            )
         self.log.info(
             "ticket {ticketId} granted to {clientName} for {serviceName}",
             event="session.granted",

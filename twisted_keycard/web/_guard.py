@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import math
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from twisted.web.util import DeferredResource
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
+from twisted_keycard._shares import FairShares
 from twisted_keycard.bouncer import IBouncer, IRequester
 from twisted_keycard.error import KeycardDenied, KeycardError, ProtocolError
 from twisted_keycard.keycard import Keycard, KeycardState
@@ -177,35 +177,9 @@ class HeldLogin:
     tokenId: str | None = None
 
 
-class _Table:
-    """
-    Held logins by key, least recently used first, at most C{size}.
-    """
-
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError("a table holds at least one login")
-        self.size = size
-        self.entries: OrderedDict[bytes, HeldLogin] = OrderedDict()
-
-    def get(self, key: bytes) -> HeldLogin | None:
-        entry = self.entries.get(key)
-        if entry is not None:
-            self.entries.move_to_end(key)
-        return entry
-
-    def put(self, key: bytes, entry: HeldLogin) -> list[HeldLogin]:
-        """
-        @return: the entries pushed out to make room.
-        """
-        pushed = []
-        old = self.entries.pop(key, None)
-        if old is not None:
-            pushed.append(old)
-        while len(self.entries) >= self.size:
-            pushed.append(self.entries.popitem(last=False)[1])
-        self.entries[key] = entry
-        return pushed
+#: Held logins by key, least recently used first, shared fairly between
+#: avatars.
+_Table = FairShares[bytes, str, HeldLogin]
 
 
 class HeldLogins:
@@ -213,6 +187,9 @@ class HeldLogins:
     The guard's sessions (by the SHA-256 of their cookie, so the table holds
     no cookie) and cached credentials (by an HMAC under a key of this
     process, so it holds no token or password), with an index by keycard id.
+    Each table is shared fairly between avatars (see L{FairShares}): a
+    user's new login pushes out that user's least recently used one, never
+    another user's, unless the table is full and the other holds more.
 
     @ivar onDropped: called with each login pushed out of a full table (its
         keycard should be removed from the bouncer).
@@ -223,9 +200,22 @@ class HeldLogins:
         maxSessions: int,
         maxCached: int,
         onDropped: Callable[[HeldLogin], object],
+        *,
+        maxSessionsPerAvatar: int | None = None,
+        maxCachedPerAvatar: int | None = None,
     ) -> None:
-        self._sessions = _Table(maxSessions)
-        self._cached = _Table(maxCached)
+        """
+        @param maxSessions: sessions held at most, in all.
+        @param maxCached: cached credentials held at most, in all.
+        @param maxSessionsPerAvatar: sessions of one avatar held at most
+            (by default, C{maxSessions}).
+        @param maxCachedPerAvatar: cached credentials of one avatar held at
+            most (by default, C{maxCached}).
+        """
+        self._sessions: _Table = FairShares(
+            maxSessions, maxSessionsPerAvatar or maxSessions
+        )
+        self._cached: _Table = FairShares(maxCached, maxCachedPerAvatar or maxCached)
         self._byId: dict[str, tuple[_Table, bytes]] = {}
         self._key = secrets.token_bytes(SECRET_BYTES)
         self.onDropped = onDropped
@@ -262,16 +252,27 @@ class HeldLogins:
         return cookie
 
     def session(self, cookie: str) -> HeldLogin | None:
-        return self._sessions.get(self.sessionKey(cookie))
+        return self._use(self._sessions, self.sessionKey(cookie))
 
     def cache(self, key: bytes, login: HeldLogin) -> None:
         self._put(self._cached, key, login)
 
     def cached(self, key: bytes) -> HeldLogin | None:
-        return self._cached.get(key)
+        return self._use(self._cached, key)
+
+    def sessionsOf(self, avatarId: str) -> int:
+        """
+        The number of sessions of C{avatarId} held.
+        """
+        return self._sessions.owned(avatarId)
+
+    @staticmethod
+    def _use(table: _Table, key: bytes) -> HeldLogin | None:
+        table.used(key)
+        return table.get(key)
 
     def _put(self, table: _Table, key: bytes, login: HeldLogin) -> None:
-        for pushed in table.put(key, login):
+        for _, pushed in table.put(key, login.avatarId, login):
             self._byId.pop(pushed.keycardId, None)
             self.onDropped(pushed)
         self._byId[login.keycardId] = (table, key)
@@ -288,7 +289,7 @@ class HeldLogins:
             found = self._byId.pop(keycardId, None)
             if found is not None:
                 table, key = found
-                login = table.entries.pop(key, None)
+                login = table.pop(key)
                 if login is not None:
                     dropped.append(login)
         return dropped
@@ -326,7 +327,13 @@ class KeycardGuard:
         self.clock = clock
         self.requesterName = requesterName
         self.options = options
-        self.held = HeldLogins(options.maxSessions, options.maxCached, self._pushed)
+        self.held = HeldLogins(
+            options.maxSessions,
+            options.maxCached,
+            self._pushed,
+            maxSessionsPerAvatar=options.maxSessionsPerAvatar,
+            maxCachedPerAvatar=options.maxCachedPerAvatar,
+        )
         self.answers = Answers(options)
         self.unauthorized = self.answers.unauthorized
         self.link = BouncerLink(bouncer, requesterName, options, self.answers)

@@ -505,10 +505,16 @@ class GuardOptions:
     @ivar logoutPath: where L{LogoutPage} is mounted, if it is: the login
         page then shows a browser that has a session whose it is, and a
         button that logs it out.
-    @ivar maxSessions: cookie sessions held at once; a new one pushes out
-        the least recently used.
+    @ivar maxSessions: cookie sessions held at once.  A new one pushes out
+        the least recently used session of its own avatar when that avatar
+        holds C{maxSessionsPerAvatar}, or holds as many as any other avatar
+        when the table is full; only then does the least recently used
+        session of an avatar holding more go.  One user's logins never push
+        out another's.
+    @ivar maxSessionsPerAvatar: cookie sessions of one avatar held at once.
     @ivar maxCached: Bearer and Basic logins held at once, so that repeated
         credentials do not cost a check each; the same rule.
+    @ivar maxCachedPerAvatar: such logins of one avatar held at once.
     @ivar retryAfter: seconds the C{Retry-After} of a 503 (bouncer
         unavailable) says, and of a 429 for a denial other than the
         throttle's (a busy bouncer, a full hash pool, a quota).  A 429 from
@@ -524,7 +530,9 @@ class GuardOptions:
     loginPath: str | None = None
     logoutPath: str | None = None
     maxSessions: int = attrs.field(default=10_000, validator=_count)
+    maxSessionsPerAvatar: int = attrs.field(default=100, validator=_count)
     maxCached: int = attrs.field(default=10_000, validator=_count)
+    maxCachedPerAvatar: int = attrs.field(default=1_000, validator=_count)
     retryAfter: int = attrs.field(default=60, validator=_count)
     cookieName: str = COOKIE
     proxies: ProxyTrust = ProxyTrust()
