@@ -12,6 +12,12 @@ shows there).  A table of every case ends the output.
     python bench/enumeration.py                # every case, 2,000 samples each
     python bench/enumeration.py --samples 300 --only scram,hmac
 
+The C{portal-} cases ask an application's own PB server instead
+(L{KeycardRoot.fromPortal} over Twisted's in-memory password checker, run
+by C{tests/_portalroot.py}): SCRAM through L{CheckPasswordSCRAM}, for a
+stored password of 5 and of 64 characters, and PB's own MD5 login
+(C{stockLogin=True}), its two rounds (C{login}, C{respond}) timed alike.
+
 A p-value under 0.01 means the difference is detectable with that many
 samples: the goal is none.  Throttling is off for the run (it would refuse
 both alike before any check).  Needs scipy (C{pip install '.[bench]'}).
@@ -43,6 +49,7 @@ from scipy.stats import mannwhitneyu
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.task import react
+from twisted.spread import pb
 from twisted.spread.pb import DeadReferenceError, PBConnectionLost
 
 from twisted_keycard import IAnswerer, KeycardClientFactory
@@ -61,16 +68,31 @@ KNOWN, UNKNOWN = "alice", "mallory"
 
 
 @attrs.frozen
+class StockAnswerer:
+    """
+    A stock PB client's login: C{login(username)}, then the MD5 response.
+    """
+
+    username: str
+    password: str
+
+
+@attrs.frozen
 class Case:
     """
     One comparison: the checker a bouncer is started with, and how to make
     the known user's (wrong) and the unknown user's answerers.
+
+    @ivar server: C{service} (C{twistd keycard-bouncer}; C{auth} gives its
+        C{--auth}) or C{portal} (C{tests/_portalroot.py}; C{auth} gives
+        the known user's C{NAME:PASSWORD}).
     """
 
     name: str
     auth: Callable[[Path], str]
-    known: Callable[[], IAnswerer]
-    unknown: Callable[[], IAnswerer]
+    known: Callable[[], IAnswerer | StockAnswerer]
+    unknown: Callable[[], IAnswerer | StockAnswerer]
+    server: str = "service"
 
 
 def _write(path: Path, text: str) -> Path:
@@ -228,6 +250,27 @@ def cases() -> list[Case]:
                 lambda w=wrong: PasswordAnswerer(UNKNOWN, w),
             )
         )
+    # An application's own portal: SCRAM over its password checker, for a
+    # short and a long stored password, and PB's own MD5 login.
+    for label, stored in [("short", "right"), ("long", "r" * 64)]:
+        found.append(
+            Case(
+                f"portal-scram-{label}",
+                lambda d, p=stored: f"{KNOWN}:{p}",
+                lambda: SCRAMAnswerer(KNOWN, "wrong"),
+                lambda: SCRAMAnswerer(UNKNOWN, "wrong"),
+                server="portal",
+            )
+        )
+    found.append(
+        Case(
+            "portal-stock-md5",
+            lambda d: f"{KNOWN}:right",
+            lambda: StockAnswerer(KNOWN, "wrong"),
+            lambda: StockAnswerer(UNKNOWN, "wrong"),
+            server="portal",
+        )
+    )
     return found
 
 
@@ -256,10 +299,34 @@ def shape(values: Sequence[Any]) -> str:
     )
 
 
-async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
+async def stockExchange(root: Any, answerer: StockAnswerer) -> Outcome:
+    """
+    One stock PB login, to its refusal, timing its two round trips.
+    """
+    rounds: list[float] = []
+    start = time.perf_counter()
+    challenge, challenger = await root.callRemote("login", answerer.username)
+    rounds.append(time.perf_counter() - start)
+    response = pb.respond(challenge, answerer.password.encode())
+    start = time.perf_counter()
+    try:
+        await challenger.callRemote("respond", response, None)
+    except (DeadReferenceError, PBConnectionLost):
+        raise
+    except Exception as e:
+        rounds.append(time.perf_counter() - start)
+        failure = getattr(e, "value", e)
+        refusal = f"{type(failure).__name__}: {failure}"
+        return Outcome(rounds, refusal, (shape([challenge]),))
+    raise RuntimeError("a wrong password was taken")
+
+
+async def exchange(root: Any, answerer: IAnswerer | StockAnswerer) -> Outcome:
     """
     One exchange, to its refusal, timing each round trip.
     """
+    if isinstance(answerer, StockAnswerer):
+        return await stockExchange(root, answerer)
     keycard = answerer.start()
     rounds: list[float] = []
     shapes: list[str] = []
@@ -335,7 +402,8 @@ async def measure(
         # any connection not logged in after a few messages (32): each
         # exchange of those, and every eighth of the others, gets a
         # connection of its own (not timed).
-        drops = getattr(case.known().keycardClass, "dropOnRefusal", False)
+        cls = getattr(case.known(), "keycardClass", None)
+        drops = getattr(cls, "dropOnRefusal", False)
         root = await connection.get(fresh=drops or i % 8 == 0)
         outcome = await exchange(root, case.known() if known else case.unknown())
         if i >= len(warm):
@@ -399,6 +467,36 @@ def startBouncer(data: Path, auth: str, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+def startPortal(data: Path, user: str, port: int) -> subprocess.Popen[bytes]:
+    """
+    An application's PB server over its own portal, with PB's own login,
+    no throttle, over TLS with the data directory's certificate.
+    """
+    path = data / f"portal-{port}.log"
+    log = open(path, "wb")  # noqa: SIM115 - the child's
+    pem = data / "tls" / "server.pem"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests._portalroot",
+            f"ssl:{port}:interface=127.0.0.1:privateKey={pem}",
+            user,
+            "--stock",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 30
+    while f"listening on {port}".encode() not in path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(path.read_text())
+        time.sleep(0.1)
+    return process
+
+
 def freePort() -> int:
     import socket
 
@@ -422,7 +520,8 @@ def run(samples: int, only: set[str] | None) -> list[dict[str, Any]]:
             if only and not any(case.name.startswith(o) for o in only):
                 continue
             port = freePort()
-            bouncer = startBouncer(data, case.auth(data), port)
+            start = startPortal if case.server == "portal" else startBouncer
+            bouncer = start(data, case.auth(data), port)
             endpoint = f"tls:localhost:{port}:trustRoots={trust}"
             try:
                 found = _inChild(
