@@ -515,6 +515,27 @@ class StockRulesTests(SynchronousTestCase):
             1,
         )
 
+    def test_singleResponse(self) -> None:
+        """
+        A challenge takes one response: a second, even the right one, is
+        refused without a check.
+        """
+        root = self.root()
+        client = _StockClient(root, self.clock)
+        rootObject = client.factory.getRootObject()
+        client.pump.flush()
+        login = self.successResultOf(rootObject).callRemote("login", b"alice")
+        client.pump.flush()
+        challenge, challenger = self.successResultOf(login)
+        for password in (b"mirror", b"wonderland"):
+            d = challenger.callRemote("respond", pb.respond(challenge, password), None)
+            client.pump.flush()
+            failure = self.failureResultOf(d)
+            self.assertTrue(failure.check(KeycardRefused))
+        self.assertEqual(self.realm.avatars, [])
+        self.assertEqual(len(self.audit("login.refused")), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_hostileName(self) -> None:
         """
         A name with control characters is escaped in the audit line.

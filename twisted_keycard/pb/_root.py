@@ -8,6 +8,7 @@ port, for a migration.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import math
 import secrets
@@ -23,7 +24,7 @@ from twisted.cred.credentials import (
 )
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -243,6 +244,9 @@ class _StockChallenge(pb.Referenceable):
     random challenge), checked by the portal's checkers through a
     L{StockLogin}.
 
+    A challenge takes one response: a second is refused unchecked, as
+    keycard challenges are single use.
+
     @ivar checked: whether a checker compared the response (or L{mock}
         did the same work).
     """
@@ -255,9 +259,13 @@ class _StockChallenge(pb.Referenceable):
         self.username = username
         self.challenge = challenge
         self.response = b""
+        self.answered = False
         self.checked = False
 
     def remote_respond(self, response: bytes, mind: object) -> Deferred[Any]:
+        if self.answered:
+            raise KeycardRefused()
+        self.answered = True
         if not isinstance(response, bytes):
             response = b""
         self.response = response
@@ -275,13 +283,24 @@ class _StockChallenge(pb.Referenceable):
         correct = md5(md5Password + self.challenge).digest()  # noqa: S324
         return hmac.compare_digest(self.response, correct)
 
-    def mock(self, password: bytes) -> None:
+    def mock(self, password: bytes) -> Deferred[None]:
         """
-        Do a check's work against C{password}, a password nobody has, and
-        drop its result: for a user the checker refused without a check.
+        Do a check's work against C{password}, a password nobody has, in
+        the steps twisted.cred's checkers take for a known user (the check
+        in a C{maybeDeferred}, a refusal returned by a callback): for a user
+        the checker refused without a check.
+
+        @return: a L{Deferred} that fails with L{UnauthorizedLogin} once
+            the work is done (at once if a check was done already).
         """
-        if not self.checked:
-            self.checkPassword(password)
+        if self.checked:
+            return fail(UnauthorizedLogin())
+        return maybeDeferred(self.checkPassword, password).addCallback(_mockRefused)
+
+
+def _mockRefused(matched: bool) -> Failure:
+    # As twisted.cred's checkers refuse a wrong password.
+    return Failure(UnauthorizedLogin())
 
 
 class StockLogin:
@@ -422,9 +441,10 @@ class StockLogin:
             if checker is None:
                 raise UnauthorizedLogin("the portal has no checker of MD5 responses")
             return await maybeDeferred(checker.requestAvatarId, challenge)
-        except UnauthorizedLogin:
-            challenge.mock(self._mockPassword)
-            raise
+        except UnauthorizedLogin as refusal:
+            with contextlib.suppress(UnauthorizedLogin):
+                await challenge.mock(self._mockPassword)
+            raise refusal
 
     def _failed(
         self, event: str, error: Exception, account: str, address: str | None
@@ -715,8 +735,10 @@ class KeycardRoot:
             the shortest duration among the held keycards.
         @param stockLogin: answer a stock PB client's C{login(username)}
             as PB's own root does, through C{portal}'s checkers (for a
-            migration: old and new clients on one port); by default it is
-            refused with a L{KeycardRefused}.
+            migration: old and new clients on one port), under the
+            bouncer's throttle, metrics and audit log (see L{StockLogin}),
+            with a warning in the log when the root is made; by default it
+            is refused with a L{KeycardRefused}.
         @raise ValueError: for a C{renewEvery} that is not a positive
             number.
         """
