@@ -18,6 +18,14 @@ by C{tests/_portalroot.py}): SCRAM through L{CheckPasswordSCRAM}, for a
 stored password of 5 and of 64 characters, and PB's own MD5 login
 (C{stockLogin=True}), its two rounds (C{login}, C{respond}) timed alike.
 
+With C{--in-process}, the same three portal cases are measured without
+a network: the server's own work on the message that decides (the SCRAM
+final message through a L{Bouncer} over L{CheckPasswordSCRAM}, the stock
+response through the root's L{StockLogin}), each timed in this process,
+where a loopback round trip's noise hides nothing.  Run it from the
+checkout as C{python -m bench.enumeration --in-process}, so that it
+measures the checkout's code.
+
 A p-value under 0.01 means the difference is detectable with that many
 samples: the goal is none.  Throttling is off for the run (it would refuse
 both alike before any check).  Needs scipy (C{pip install '.[bench]'}).
@@ -568,6 +576,118 @@ def _inChild(main: Callable[[Any], Any]) -> dict[str, Any]:
     return dict(result)
 
 
+def inProcess(samples: int, only: set[str] | None) -> list[dict[str, Any]]:
+    """
+    The portal cases' deciding message, timed in this process: known
+    (wrong password) and unknown names in random interleaved order, after
+    a warm-up, compared with a Mann-Whitney U test.
+    """
+    from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+    from twisted.cred.portal import Portal
+    from twisted.internet.task import Clock
+
+    from tests._realm import AvatarRealm
+    from twisted_keycard import Bouncer, KeycardRoot
+    from twisted_keycard.pb import _root
+    from twisted_keycard.scram import CheckPasswordSCRAM
+
+    key = secrets.token_bytes(32)
+
+    def scram(stored: str) -> Callable[[str], tuple[float, str]]:
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(KNOWN.encode(), stored.encode())
+        bouncer = Bouncer([CheckPasswordSCRAM(checker, key=key)], clock=Clock())
+
+        def one(name: str) -> float:
+            answerer = SCRAMAnswerer(name, "wrong")
+            first = answerer.start()
+            first.address, first.requesterName = "127.0.0.1", "app"
+            challenged = bouncer.authenticate(first).result
+            final = answerer.answer(challenged)
+            start = time.perf_counter()
+            d = bouncer.authenticate(final)
+            took = time.perf_counter() - start
+            return took, _ended(d)
+
+        return one
+
+    def stock() -> Callable[[str], tuple[float, str]]:
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(KNOWN.encode(), b"right")
+        portal = Portal(AvatarRealm(), [checker])
+        root = KeycardRoot.fromPortal(portal, clock=Clock(), key=key, stockLogin=True)
+        assert root.stock is not None
+        broker = pb.Broker()
+
+        def one(name: str) -> float:
+            challenge = pb.challenge()
+            challenger = _root._StockChallenge(
+                root.stock, broker, name.encode(), challenge
+            )
+            response = pb.respond(challenge, b"wrong")
+            start = time.perf_counter()
+            d = challenger.remote_respond(response, None)
+            took = time.perf_counter() - start
+            return took, _ended(d)
+
+        return one
+
+    makers: dict[str, Callable[[], Callable[[str], tuple[float, str]]]] = {
+        "portal-scram-short": lambda: scram("right"),
+        "portal-scram-long": lambda: scram("r" * 64),
+        "portal-stock-md5": stock,
+    }
+    results = []
+    for name, make in makers.items():
+        if only and not any(name.startswith(o) for o in only):
+            continue
+        one = make()
+        for _ in range(50):
+            one(KNOWN)
+            one(UNKNOWN)
+        order = [True] * samples + [False] * samples
+        random.shuffle(order)
+        times: dict[bool, list[float]] = {True: [], False: []}
+        refusals: dict[bool, set[str]] = {True: set(), False: set()}
+        for known in order:
+            took, refusal = one(KNOWN if known else UNKNOWN)
+            times[known].append(took * 1e6)
+            refusals[known].add(refusal)
+        a, b = times[True], times[False]
+        found = {
+            "case": f"{name} (in process)",
+            "samples": samples,
+            "rounds": [
+                {
+                    "round": 2,
+                    "known_us": statistics.median(a),
+                    "unknown_us": statistics.median(b),
+                    "p": float(mannwhitneyu(a, b, alternative="two-sided").pvalue),
+                }
+            ],
+            "same_refusal": refusals[True] == refusals[False],
+            "refusals": sorted(refusals[True] | refusals[False]),
+            "same_rounds": True,
+            "same_shape": True,
+        }
+        results.append(found)
+        report(found)
+    return results
+
+
+def _ended(d: Deferred[Any]) -> str:
+    """
+    How a login that ended at once ended: its refusal, or C{accepted}.
+    """
+    ended: list[str] = []
+
+    def refused(failure: Any) -> None:
+        ended.append(f"{failure.type.__name__}: {failure.getErrorMessage()}")
+
+    d.addCallbacks(lambda _: ended.append("accepted"), refused)
+    return ended[0] if ended else "not ended"
+
+
 def report(result: dict[str, Any]) -> None:
     for r in result["rounds"]:
         verdict = "DISTINGUISHABLE" if r["p"] < 0.01 else "same"
@@ -609,9 +729,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--only", help="comma-separated case name prefixes")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="the portal cases' server work, timed in this process",
+    )
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
-    results = run(args.samples, only)
+    if args.in_process:
+        results = inProcess(args.samples, only)
+    else:
+        results = run(args.samples, only)
     print(f"\n{args.samples} samples per name and case\n\n{table(results)}")
 
 
