@@ -395,6 +395,18 @@ class StockRulesTests(SynchronousTestCase):
         for words in ("MD5 challenge-response", "offline", "no channel binding"):
             self.assertIn(words, line)
         self.assertIn("requester app", line)
+        self.assertNotIn("not limited", line)
+
+    def test_warningUnthrottled(self) -> None:
+        """
+        The warning says so when the bouncer has no throttle.
+        """
+        self.root(None)
+        [warning] = self.audit("stock.on")
+        self.assertIn(
+            "and guesses are not limited (the bouncer has no throttle);",
+            formatEvent(warning),
+        )
 
     def test_throttled(self) -> None:
         """

@@ -232,9 +232,12 @@ STOCK_WARNING = (
     "stock PB login is on (stockLogin=True) for requester {requesterName}:"
     " it takes PB's MD5 challenge-response, which a captured login lets"
     " anyone crack offline at MD5's speed (far faster than a SCRAM"
-    " transcript), with no channel binding and no keycard to revoke;"
+    " transcript), with no channel binding and no keycard to revoke{unthrottled};"
     " turn it off once every client takes keycards"
 )
+
+#: What L{STOCK_WARNING} adds when the bouncer lends no throttle.
+UNTHROTTLED = ", and guesses are not limited (the bouncer has no throttle)"
 
 
 @implementer(IUsernameHashedPassword, pb.IUsernameMD5Password)
@@ -342,7 +345,10 @@ class StockLogin:
         #: What an unknown user's response is checked against.
         self._mockPassword = secrets.token_bytes(16)
         self.log.warn(
-            STOCK_WARNING, requesterName=printable(requesterName), event="stock.on"
+            STOCK_WARNING,
+            requesterName=printable(requesterName),
+            unthrottled="" if self.throttler is not None else UNTHROTTLED,
+            event="stock.on",
         )
 
     def call(self, broker: pb.Broker, message: str, args: Sequence[Any]) -> Any:
