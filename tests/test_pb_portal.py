@@ -17,7 +17,11 @@ from twisted.cred.checkers import (
     ICredentialsChecker,
     InMemoryUsernamePasswordDatabaseDontUse,
 )
-from twisted.cred.credentials import IUsernamePassword, UsernamePassword
+from twisted.cred.credentials import (
+    IUsernameHashedPassword,
+    IUsernamePassword,
+    UsernamePassword,
+)
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
@@ -526,6 +530,59 @@ class StockRulesTests(SynchronousTestCase):
             ),
             1,
         )
+
+    def test_checkerFails(self) -> None:
+        """
+        A checker that fails with anything but a refusal is logged, counted
+        as an error, and the client is told to come back later, without
+        what failed.
+        """
+
+        @implementer(ICredentialsChecker)
+        class Broken:
+            credentialInterfaces = (IUsernameHashedPassword,)
+
+            def requestAvatarId(self, credentials: Any) -> Any:
+                raise OSError("/etc/secret: disk on fire")
+
+        root = KeycardRoot.fromPortal(
+            Portal(self.realm, [_database(), Broken()]),
+            clock=self.clock,
+            key=KEY,
+            bouncerOptions={"throttle": THROTTLE, "metrics": self.metrics},
+            stockLogin=True,
+        )
+        failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertTrue(failure.check(KeycardDenied))
+        self.assertNotIn("secret", failure.getErrorMessage())
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(self.logins("error"), 1)
+        self.assertEqual(self.realm.avatars, [])
+
+    def test_noMD5Checker(self) -> None:
+        """
+        A portal without a checker of MD5 responses refuses every stock
+        login, counted as a failure.
+        """
+
+        @implementer(ICredentialsChecker)
+        class PlainOnly:
+            credentialInterfaces = (IUsernamePassword,)
+
+            def requestAvatarId(self, credentials: Any) -> Any:
+                return succeed(credentials.username)
+
+        root = KeycardRoot.fromPortal(
+            Portal(self.realm, [PlainOnly()]),
+            clock=self.clock,
+            key=KEY,
+            bouncerOptions={"metrics": self.metrics},
+            stockLogin=True,
+        )
+        failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertTrue(failure.check(KeycardRefused))
+        self.assertEqual(self.logins("refused"), 1)
+        self.assertEqual(self.realm.avatars, [])
 
     def test_singleResponse(self) -> None:
         """
