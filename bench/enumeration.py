@@ -12,6 +12,20 @@ shows there).  A table of every case ends the output.
     python bench/enumeration.py                # every case, 2,000 samples each
     python bench/enumeration.py --samples 300 --only scram,hmac
 
+The C{portal-} cases ask an application's own PB server instead
+(L{KeycardRoot.fromPortal} over Twisted's in-memory password checker, run
+by C{tests/_portalroot.py}): SCRAM through L{CheckPasswordSCRAM}, for a
+stored password of 5 and of 64 characters, and PB's own MD5 login
+(C{stockLogin=True}), its two rounds (C{login}, C{respond}) timed alike.
+
+With C{--in-process}, the same three portal cases are measured without
+a network: the server's own work on the message that decides (the SCRAM
+final message through a L{Bouncer} over L{CheckPasswordSCRAM}, the stock
+response through the root's L{StockLogin}), each timed in this process,
+where a loopback round trip's noise hides nothing.  Run it from the
+checkout as C{python -m bench.enumeration --in-process}, so that it
+measures the checkout's code.
+
 A p-value under 0.01 means the difference is detectable with that many
 samples: the goal is none.  Throttling is off for the run (it would refuse
 both alike before any check).  Needs scipy (C{pip install '.[bench]'}).
@@ -43,6 +57,7 @@ from scipy.stats import mannwhitneyu
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.task import react
+from twisted.spread import pb
 from twisted.spread.pb import DeadReferenceError, PBConnectionLost
 
 from twisted_keycard import IAnswerer, KeycardClientFactory
@@ -61,16 +76,31 @@ KNOWN, UNKNOWN = "alice", "mallory"
 
 
 @attrs.frozen
+class StockAnswerer:
+    """
+    A stock PB client's login: C{login(username)}, then the MD5 response.
+    """
+
+    username: str
+    password: str
+
+
+@attrs.frozen
 class Case:
     """
     One comparison: the checker a bouncer is started with, and how to make
     the known user's (wrong) and the unknown user's answerers.
+
+    @ivar server: C{service} (C{twistd keycard-bouncer}; C{auth} gives its
+        C{--auth}) or C{portal} (C{tests/_portalroot.py}; C{auth} gives
+        the known user's C{NAME:PASSWORD}).
     """
 
     name: str
     auth: Callable[[Path], str]
-    known: Callable[[], IAnswerer]
-    unknown: Callable[[], IAnswerer]
+    known: Callable[[], IAnswerer | StockAnswerer]
+    unknown: Callable[[], IAnswerer | StockAnswerer]
+    server: str = "service"
 
 
 def _write(path: Path, text: str) -> Path:
@@ -228,6 +258,27 @@ def cases() -> list[Case]:
                 lambda w=wrong: PasswordAnswerer(UNKNOWN, w),
             )
         )
+    # An application's own portal: SCRAM over its password checker, for a
+    # short and a long stored password, and PB's own MD5 login.
+    for label, stored in [("short", "right"), ("long", "r" * 64)]:
+        found.append(
+            Case(
+                f"portal-scram-{label}",
+                lambda d, p=stored: f"{KNOWN}:{p}",
+                lambda: SCRAMAnswerer(KNOWN, "wrong"),
+                lambda: SCRAMAnswerer(UNKNOWN, "wrong"),
+                server="portal",
+            )
+        )
+    found.append(
+        Case(
+            "portal-stock-md5",
+            lambda d: f"{KNOWN}:right",
+            lambda: StockAnswerer(KNOWN, "wrong"),
+            lambda: StockAnswerer(UNKNOWN, "wrong"),
+            server="portal",
+        )
+    )
     return found
 
 
@@ -256,10 +307,34 @@ def shape(values: Sequence[Any]) -> str:
     )
 
 
-async def exchange(root: Any, answerer: IAnswerer) -> Outcome:
+async def stockExchange(root: Any, answerer: StockAnswerer) -> Outcome:
+    """
+    One stock PB login, to its refusal, timing its two round trips.
+    """
+    rounds: list[float] = []
+    start = time.perf_counter()
+    challenge, challenger = await root.callRemote("login", answerer.username)
+    rounds.append(time.perf_counter() - start)
+    response = pb.respond(challenge, answerer.password.encode())
+    start = time.perf_counter()
+    try:
+        await challenger.callRemote("respond", response, None)
+    except (DeadReferenceError, PBConnectionLost):
+        raise
+    except Exception as e:
+        rounds.append(time.perf_counter() - start)
+        failure = getattr(e, "value", e)
+        refusal = f"{type(failure).__name__}: {failure}"
+        return Outcome(rounds, refusal, (shape([challenge]),))
+    raise RuntimeError("a wrong password was taken")
+
+
+async def exchange(root: Any, answerer: IAnswerer | StockAnswerer) -> Outcome:
     """
     One exchange, to its refusal, timing each round trip.
     """
+    if isinstance(answerer, StockAnswerer):
+        return await stockExchange(root, answerer)
     keycard = answerer.start()
     rounds: list[float] = []
     shapes: list[str] = []
@@ -335,7 +410,8 @@ async def measure(
         # any connection not logged in after a few messages (32): each
         # exchange of those, and every eighth of the others, gets a
         # connection of its own (not timed).
-        drops = getattr(case.known().keycardClass, "dropOnRefusal", False)
+        cls = getattr(case.known(), "keycardClass", None)
+        drops = getattr(cls, "dropOnRefusal", False)
         root = await connection.get(fresh=drops or i % 8 == 0)
         outcome = await exchange(root, case.known() if known else case.unknown())
         if i >= len(warm):
@@ -399,6 +475,36 @@ def startBouncer(data: Path, auth: str, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+def startPortal(data: Path, user: str, port: int) -> subprocess.Popen[bytes]:
+    """
+    An application's PB server over its own portal, with PB's own login,
+    no throttle, over TLS with the data directory's certificate.
+    """
+    path = data / f"portal-{port}.log"
+    log = open(path, "wb")  # noqa: SIM115 - the child's
+    pem = data / "tls" / "server.pem"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests._portalroot",
+            f"ssl:{port}:interface=127.0.0.1:privateKey={pem}",
+            user,
+            "--stock",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 30
+    while f"listening on {port}".encode() not in path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(path.read_text())
+        time.sleep(0.1)
+    return process
+
+
 def freePort() -> int:
     import socket
 
@@ -422,7 +528,8 @@ def run(samples: int, only: set[str] | None) -> list[dict[str, Any]]:
             if only and not any(case.name.startswith(o) for o in only):
                 continue
             port = freePort()
-            bouncer = startBouncer(data, case.auth(data), port)
+            start = startPortal if case.server == "portal" else startBouncer
+            bouncer = start(data, case.auth(data), port)
             endpoint = f"tls:localhost:{port}:trustRoots={trust}"
             try:
                 found = _inChild(
@@ -469,6 +576,118 @@ def _inChild(main: Callable[[Any], Any]) -> dict[str, Any]:
     return dict(result)
 
 
+def inProcess(samples: int, only: set[str] | None) -> list[dict[str, Any]]:
+    """
+    The portal cases' deciding message, timed in this process: known
+    (wrong password) and unknown names in random interleaved order, after
+    a warm-up, compared with a Mann-Whitney U test.
+    """
+    from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+    from twisted.cred.portal import Portal
+    from twisted.internet.task import Clock
+
+    from tests._realm import AvatarRealm
+    from twisted_keycard import Bouncer, KeycardRoot
+    from twisted_keycard.pb import _root
+    from twisted_keycard.scram import CheckPasswordSCRAM
+
+    key = secrets.token_bytes(32)
+
+    def scram(stored: str) -> Callable[[str], tuple[float, str]]:
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(KNOWN.encode(), stored.encode())
+        bouncer = Bouncer([CheckPasswordSCRAM(checker, key=key)], clock=Clock())
+
+        def one(name: str) -> float:
+            answerer = SCRAMAnswerer(name, "wrong")
+            first = answerer.start()
+            first.address, first.requesterName = "127.0.0.1", "app"
+            challenged = bouncer.authenticate(first).result
+            final = answerer.answer(challenged)
+            start = time.perf_counter()
+            d = bouncer.authenticate(final)
+            took = time.perf_counter() - start
+            return took, _ended(d)
+
+        return one
+
+    def stock() -> Callable[[str], tuple[float, str]]:
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        checker.addUser(KNOWN.encode(), b"right")
+        portal = Portal(AvatarRealm(), [checker])
+        root = KeycardRoot.fromPortal(portal, clock=Clock(), key=key, stockLogin=True)
+        assert root.stock is not None
+        broker = pb.Broker()
+
+        def one(name: str) -> float:
+            challenge = pb.challenge()
+            challenger = _root._StockChallenge(
+                root.stock, broker, name.encode(), challenge
+            )
+            response = pb.respond(challenge, b"wrong")
+            start = time.perf_counter()
+            d = challenger.remote_respond(response, None)
+            took = time.perf_counter() - start
+            return took, _ended(d)
+
+        return one
+
+    makers: dict[str, Callable[[], Callable[[str], tuple[float, str]]]] = {
+        "portal-scram-short": lambda: scram("right"),
+        "portal-scram-long": lambda: scram("r" * 64),
+        "portal-stock-md5": stock,
+    }
+    results = []
+    for name, make in makers.items():
+        if only and not any(name.startswith(o) for o in only):
+            continue
+        one = make()
+        for _ in range(50):
+            one(KNOWN)
+            one(UNKNOWN)
+        order = [True] * samples + [False] * samples
+        random.shuffle(order)
+        times: dict[bool, list[float]] = {True: [], False: []}
+        refusals: dict[bool, set[str]] = {True: set(), False: set()}
+        for known in order:
+            took, refusal = one(KNOWN if known else UNKNOWN)
+            times[known].append(took * 1e6)
+            refusals[known].add(refusal)
+        a, b = times[True], times[False]
+        found = {
+            "case": f"{name} (in process)",
+            "samples": samples,
+            "rounds": [
+                {
+                    "round": 2,
+                    "known_us": statistics.median(a),
+                    "unknown_us": statistics.median(b),
+                    "p": float(mannwhitneyu(a, b, alternative="two-sided").pvalue),
+                }
+            ],
+            "same_refusal": refusals[True] == refusals[False],
+            "refusals": sorted(refusals[True] | refusals[False]),
+            "same_rounds": True,
+            "same_shape": True,
+        }
+        results.append(found)
+        report(found)
+    return results
+
+
+def _ended(d: Deferred[Any]) -> str:
+    """
+    How a login that ended at once ended: its refusal, or C{accepted}.
+    """
+    ended: list[str] = []
+
+    def refused(failure: Any) -> None:
+        ended.append(f"{failure.type.__name__}: {failure.getErrorMessage()}")
+
+    d.addCallbacks(lambda _: ended.append("accepted"), refused)
+    return ended[0] if ended else "not ended"
+
+
 def report(result: dict[str, Any]) -> None:
     for r in result["rounds"]:
         verdict = "DISTINGUISHABLE" if r["p"] < 0.01 else "same"
@@ -510,9 +729,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--only", help="comma-separated case name prefixes")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="the portal cases' server work, timed in this process",
+    )
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
-    results = run(args.samples, only)
+    if args.in_process:
+        results = inProcess(args.samples, only)
+    else:
+        results = run(args.samples, only)
     print(f"\n{args.samples} samples per name and case\n\n{table(results)}")
 
 

@@ -17,15 +17,18 @@ Modes:
   - C{forms}: one account filling the web guard's sessions: C{--logins}
     form logins of C{--user} at the HTTP face C{--url}, C{--outstanding}
     at a time.
+  - C{stock}: PB's own MD5 login (a root with C{stockLogin=True}):
+    C{--wrong} logins for C{--user} with wrong passwords, spread over the
+    connections and all started at once, then one with the right password.
 
 C{scram} and C{password} keep C{--outstanding} calls in flight on every
 connection (a new one as each answer comes, unless C{--once}) until C{stop}
 is read on standard input.  Events are JSON lines on standard output:
 C{connected}, C{answered} (with C{--once}, when every call has its answer),
 then C{stopped} (with the counts of each outcome); C{close} on standard
-input closes the connections and exits.  C{burst} prints C{done} and exits.
-C{tickets} and C{forms} print C{done} (with the counts and the seconds the
-flood took), and hold their keycards until C{close}.
+input closes the connections and exits.  C{burst} and C{stock} print
+C{done} and exit.  C{tickets} and C{forms} print C{done} (with the counts
+and the seconds the flood took), and hold their keycards until C{close}.
 """
 
 from __future__ import annotations
@@ -311,6 +314,63 @@ class Attack:
         )
         emit("done", counts=self.counts, seconds=time.monotonic() - began)
 
+    async def stockLogin(self, root: pb.RemoteReference, password: str) -> str:
+        """
+        One stock PB login as C{pb.PBClientFactory.login} makes it: the
+        challenge, then the MD5 response.
+
+        @return: its outcome (see L{outcome}).
+        """
+        try:
+            challenge, challenger = await root.callRemote("login", self.options.user)
+            response = pb.respond(challenge, password.encode("utf-8"))
+            perspective = await challenger.callRemote("respond", response, None)
+        except pb.RemoteError as e:
+            # Raised by awaiting a failure copied over PB.
+            kind = e.remoteType
+            name = (kind.decode() if isinstance(kind, bytes) else str(kind)).rsplit(
+                ".", 1
+            )[-1]
+            return f"denied: {e}" if name == "KeycardDenied" else name
+        except Exception:
+            return outcome(Failure())
+        return (
+            "authenticated" if isinstance(perspective, pb.RemoteReference) else "other"
+        )
+
+    async def stock(self) -> None:
+        """
+        Start C{--wrong} stock logins at once, spread over the connections,
+        then the right one once they have ended, from the first address.
+        """
+        options = self.options
+        await self.connect()
+        start = time.monotonic()
+        results = await defer.gatherResults(
+            [
+                defer.Deferred.fromCoroutine(
+                    self.stockLogin(self.roots[i % len(self.roots)], f"wrong{i}")
+                )
+                for i in range(options.wrong)
+            ]
+        )
+        took = time.monotonic() - start
+        self.counts.update(results)
+        # On a connection of its own: the server drops one that sent many
+        # messages without logging in.
+        factory = KeycardClientFactory()
+        await self.endpoint(f"127.0.0.{options.first}").connect(factory)
+        self.factories.append(factory)
+        root = await factory.getRootObject()
+        right = await self.stockLogin(root, options.password)
+        emit(
+            "done",
+            counts=self.counts,
+            seconds=took,
+            right=right,
+            rightAccepted=right == "authenticated",
+        )
+
 
 @implementer(IPolicyForHTTPS)
 class _Trust:
@@ -345,7 +405,7 @@ class Commands(LineReceiver):
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "mode", choices=["scram", "password", "burst", "tickets", "forms"]
+        "mode", choices=["scram", "password", "burst", "tickets", "forms", "stock"]
     )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tls", help="the trust root (CA certificate PEM)")
@@ -368,6 +428,8 @@ def main(reactor: Any, argv: list[str]) -> defer.Deferred[None]:
     attack = Attack(reactor, parse(argv))
     if attack.options.mode == "burst":
         return defer.Deferred.fromCoroutine(attack.burst())
+    if attack.options.mode == "stock":
+        return defer.Deferred.fromCoroutine(attack.stock())
     stdio.StandardIO(Commands(attack))
     if attack.options.mode in ("tickets", "forms"):
         flood = attack.tickets if attack.options.mode == "tickets" else attack.forms

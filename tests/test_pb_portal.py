@@ -7,21 +7,27 @@ reaching the client as they are.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from twisted.cred.checkers import (
     FilePasswordDB,
     ICredentialsChecker,
     InMemoryUsernamePasswordDatabaseDontUse,
 )
-from twisted.cred.credentials import IUsernamePassword, UsernamePassword
+from twisted.cred.credentials import (
+    IUsernameHashedPassword,
+    IUsernamePassword,
+    UsernamePassword,
+)
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.spread import pb
 from twisted.test.iosim import FakeTransport, IOPump, connect
 from twisted.trial.unittest import SynchronousTestCase
@@ -36,7 +42,10 @@ from twisted_keycard import (
     KeycardServerFactory,
     ServerAuthenticationFailed,
 )
-from twisted_keycard.pb import ConnectionLimits, portalCheckers
+from twisted_keycard.bouncer import Throttle
+from twisted_keycard.metrics import PrometheusMetrics
+from twisted_keycard.pb import ConnectionLimits, _root, portalCheckers
+from twisted_keycard.pb._root import STOCK_KIND
 from twisted_keycard.scram import (
     CheckPasswordSCRAM,
     SCRAMAnswerer,
@@ -318,6 +327,311 @@ class StockLoginTests(SynchronousTestCase):
             [SCRAMAnswerer("alice", "wonderland")]
         )
         self.successResultOf(d)
+
+
+#: Three failures per account, a hundred per address, in an hour.
+THROTTLE = Throttle(3, 100)
+
+
+class StockRulesTests(SynchronousTestCase):
+    """
+    A stock login under the rules of keycard logins (issue 23, finding 4):
+    throttled with the bouncer's throttle, counted in its metrics, one
+    audit line each, and an unknown user refused after the same MD5 work
+    as a wrong password.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.realm = AvatarRealm()
+        self.registry = CollectorRegistry()
+        self.metrics = PrometheusMetrics(self.registry, timer=self.clock.seconds)
+        self.events: list[LogEvent] = []
+        globalLogPublisher.addObserver(self.events.append)  # type: ignore[arg-type]
+        self.addCleanup(
+            globalLogPublisher.removeObserver,
+            self.events.append,  # type: ignore[arg-type]
+        )
+        self.md5s: list[bytes] = []
+        real = hashlib.md5
+
+        def counted(data: bytes) -> Any:
+            self.md5s.append(data)
+            return real(data)
+
+        self.patch(_root, "md5", counted)
+
+    def root(self, throttle: Throttle | None = THROTTLE) -> KeycardRoot:
+        portal = Portal(self.realm, [_database()])
+        return KeycardRoot.fromPortal(
+            portal,
+            clock=self.clock,
+            key=KEY,
+            requesterName="app",
+            bouncerOptions={"throttle": throttle, "metrics": self.metrics},
+            stockLogin=True,
+        )
+
+    def stock(self, root: KeycardRoot, name: bytes, password: bytes) -> Any:
+        return _StockClient(root, self.clock).login(name, password)
+
+    def logins(self, result: str) -> float:
+        found = self.registry.get_sample_value(
+            "keycard_logins_total", {"kind": STOCK_KIND, "result": result}
+        )
+        return 0.0 if found is None else found
+
+    def audit(self, event: str) -> list[LogEvent]:
+        return [e for e in self.events if e.get("event") == event]
+
+    def test_warning(self) -> None:
+        """
+        A root built with C{stockLogin=True} logs one warning naming what
+        it allows; one without logs none.
+        """
+        self.root()
+        KeycardRoot.fromPortal(Portal(self.realm, [_database()]), clock=self.clock)
+        warnings = self.audit("stock.on")
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual(warnings[0]["log_level"], LogLevel.warn)
+        line = formatEvent(warnings[0])
+        for words in ("MD5 challenge-response", "offline", "no channel binding"):
+            self.assertIn(words, line)
+        self.assertIn("requester app", line)
+        self.assertNotIn("not limited", line)
+
+    def test_warningUnthrottled(self) -> None:
+        """
+        The warning says so when the bouncer has no throttle.
+        """
+        self.root(None)
+        [warning] = self.audit("stock.on")
+        self.assertIn(
+            "and guesses are not limited (the bouncer has no throttle);",
+            formatEvent(warning),
+        )
+
+    def test_throttled(self) -> None:
+        """
+        Past the account's limit of failures, a stock login is denied
+        before any check, the right password too, until the failures leave
+        the window; another account still logs in.
+        """
+        root = self.root()
+        for _ in range(3):
+            failure = self.failureResultOf(self.stock(root, b"alice", b"mirror"))
+            self.assertTrue(failure.check(KeycardRefused))
+        checks = len(self.md5s)
+        for password in (b"mirror", b"wonderland"):
+            failure = self.failureResultOf(self.stock(root, b"alice", password))
+            self.assertTrue(failure.check(KeycardDenied))
+            self.assertIn("too many failed logins", failure.getErrorMessage())
+        self.assertEqual(len(self.md5s), checks)
+        self.assertEqual(self.realm.avatars, [])
+        self.clock.advance(3601)
+        self.successResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertEqual([a.avatarId for a in self.realm.avatars], [b"alice"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_sameAccountAsKeycards(self) -> None:
+        """
+        Failed SCRAM logins and failed stock logins count against one
+        account.
+        """
+        root = self.root()
+        for _ in range(3):
+            d = connectToRoot(root, self.clock).login([SCRAMAnswerer("alice", "x")])
+            self.failureResultOf(d, KeycardRefused)
+        failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertTrue(failure.check(KeycardDenied))
+
+    def test_addressThrottled(self) -> None:
+        """
+        Stock logins count against the client's address group too: wrong
+        passwords for many names lock the address out, not the names.
+        """
+        root = self.root(Throttle(100, 3))
+        for n in range(3):
+            name = f"user{n}".encode()
+            failure = self.failureResultOf(self.stock(root, name, b"x"))
+            self.assertTrue(failure.check(KeycardRefused))
+        failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertTrue(failure.check(KeycardDenied))
+
+    def test_unknownUser(self) -> None:
+        """
+        An unknown user is refused as a wrong password is, after the same
+        MD5 work (against a mock password), and counted against the name
+        tried.
+        """
+        root = self.root()
+        wrong = self.failureResultOf(self.stock(root, b"alice", b"mirror"))
+        knownWork = len(self.md5s)
+        unknown = self.failureResultOf(self.stock(root, b"mallory", b"mirror"))
+        self.assertEqual(len(self.md5s), 2 * knownWork)
+        self.assertEqual(knownWork, 2)
+        self.assertEqual(wrong.type, unknown.type)
+        self.assertEqual(wrong.getErrorMessage(), unknown.getErrorMessage())
+        refusals = self.audit("login.refused")
+        self.assertEqual([e["account"] for e in refusals], ["alice", "mallory"])
+        self.assertEqual({e["reason"] for e in refusals}, {"UnauthorizedLogin"})
+
+    def test_noThrottle(self) -> None:
+        """
+        Without a throttle on the bouncer, stock logins are still counted
+        and audited.
+        """
+        root = self.root(None)
+        for _ in range(5):
+            self.failureResultOf(self.stock(root, b"alice", b"mirror"))
+        self.successResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertEqual(self.logins("refused"), 5)
+        self.assertEqual(self.logins("success"), 1)
+
+    def test_auditAndMetrics(self) -> None:
+        """
+        Each stock login writes one line, as a keycard login does: its
+        success (C{login.stock}), its refusal or its denial, with the
+        account, the kind, the requester and the address; the metrics
+        count it under kind C{pb-md5}.
+        """
+        root = self.root()
+        self.successResultOf(self.stock(root, b"alice", b"wonderland"))
+        for _ in range(3):
+            self.failureResultOf(self.stock(root, b"alice", b"mirror"))
+        self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
+        [issued] = self.audit("login.stock")
+        self.assertEqual(
+            formatEvent(issued),
+            "stock PB login of alice via app from 127.0.0.1 (pb-md5 for alice),"
+            " no keycard",
+        )
+        refused = self.audit("login.refused")
+        denied = self.audit("login.denied")
+        self.assertEqual(len(refused), 3)
+        self.assertEqual(len(denied), 1)
+        for event in refused + denied:
+            self.assertEqual(event["keycardType"], STOCK_KIND)
+            self.assertEqual(event["account"], "alice")
+            self.assertEqual(event["requesterName"], "app")
+            self.assertEqual(event["address"], "127.0.0.1")
+        self.assertEqual(
+            formatEvent(denied[0]),
+            "keycard denied: too many failed logins; try again later"
+            " (pb-md5 for alice via app from 127.0.0.1)",
+        )
+        self.assertEqual(self.logins("success"), 1)
+        self.assertEqual(self.logins("refused"), 3)
+        self.assertEqual(self.logins("denied"), 1)
+        self.assertEqual(
+            self.registry.get_sample_value(
+                "keycard_refusals_total", {"reason": "throttled"}
+            ),
+            1,
+        )
+
+    def test_checkerFails(self) -> None:
+        """
+        A checker that fails with anything but a refusal is logged, counted
+        as an error, and the client is told to come back later, without
+        what failed.
+        """
+
+        @implementer(ICredentialsChecker)
+        class Broken:
+            credentialInterfaces = (IUsernameHashedPassword,)
+
+            def requestAvatarId(self, credentials: Any) -> Any:
+                raise OSError("/etc/secret: disk on fire")
+
+        root = KeycardRoot.fromPortal(
+            Portal(self.realm, [_database(), Broken()]),
+            clock=self.clock,
+            key=KEY,
+            bouncerOptions={"throttle": THROTTLE, "metrics": self.metrics},
+            stockLogin=True,
+        )
+        failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertTrue(failure.check(KeycardDenied))
+        self.assertNotIn("secret", failure.getErrorMessage())
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(self.logins("error"), 1)
+        self.assertEqual(self.realm.avatars, [])
+
+    def test_noMD5Checker(self) -> None:
+        """
+        A portal without a checker of MD5 responses refuses every stock
+        login, counted as a failure.
+        """
+
+        @implementer(ICredentialsChecker)
+        class PlainOnly:
+            credentialInterfaces = (IUsernamePassword,)
+
+            def requestAvatarId(self, credentials: Any) -> Any:
+                return succeed(credentials.username)
+
+        root = KeycardRoot.fromPortal(
+            Portal(self.realm, [PlainOnly()]),
+            clock=self.clock,
+            key=KEY,
+            bouncerOptions={"metrics": self.metrics},
+            stockLogin=True,
+        )
+        failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertTrue(failure.check(KeycardRefused))
+        self.assertEqual(self.logins("refused"), 1)
+        self.assertEqual(self.realm.avatars, [])
+
+    def test_singleResponse(self) -> None:
+        """
+        A challenge takes one response: a second, even the right one, is
+        refused without a check.
+        """
+        root = self.root()
+        client = _StockClient(root, self.clock)
+        rootObject = client.factory.getRootObject()
+        client.pump.flush()
+        login = self.successResultOf(rootObject).callRemote("login", b"alice")
+        client.pump.flush()
+        challenge, challenger = self.successResultOf(login)
+        for password in (b"mirror", b"wonderland"):
+            d = challenger.callRemote("respond", pb.respond(challenge, password), None)
+            client.pump.flush()
+            failure = self.failureResultOf(d)
+            self.assertTrue(failure.check(KeycardRefused))
+        self.assertEqual(self.realm.avatars, [])
+        self.assertEqual(len(self.audit("login.refused")), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_hostileName(self) -> None:
+        """
+        A name with control characters is escaped in the audit line.
+        """
+        root = self.root()
+        self.failureResultOf(self.stock(root, b"eve\nkeycard issued", b"x"))
+        [refused] = self.audit("login.refused")
+        line = formatEvent(refused)
+        self.assertNotIn("\n", line)
+        self.assertIn("for eve\\nkeycard issued via app", line)
+
+    def test_realmRefusal(self) -> None:
+        """
+        What the realm raises after a right password reaches the stock
+        client as it is, logged once, after the login's line.
+        """
+        portal = Portal(_RefusingRealm(LoginFailed("no builds today")), [_database()])
+        root = KeycardRoot.fromPortal(
+            portal, clock=self.clock, key=KEY, stockLogin=True
+        )
+        failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
+        self.assertTrue(failure.check(LoginFailed))
+        self.assertEqual(failure.getErrorMessage(), "no builds today")
+        self.assertEqual(len(self.audit("login.stock")), 1)
+        lines = [e for e in self.events if "realm refused" in e.get("log_format", "")]
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class _RefusingRealm(AvatarRealm):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from base64 import b64decode, b64encode
 
+from passlib.utils import saslprep
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -16,6 +17,7 @@ from twisted_keycard.scram import (
     SCRAMKeycard,
     SCRAMVerifiers,
     Verifier,
+    _messages,
     readVerifiers,
 )
 from twisted_keycard.scram._messages import hmacSha256, saltedPassword, sha256
@@ -62,6 +64,29 @@ class VerifierTests(SynchronousTestCase):
         A password with a character SASLprep prohibits is a L{ValueError}.
         """
         self.assertRaises(ValueError, Verifier.fromPassword, "a\x00b")
+
+    def test_normalizePrintableASCII(self) -> None:
+        """
+        A password of printable ASCII is its own SASLprep, returned without
+        asking passlib (whose time grows with the length, and would show a
+        stored password's length); any other goes through SASLprep.
+        """
+        asked: list[str] = []
+
+        def counted(text: str, param: str = "value") -> str:
+            asked.append(text)
+            return saslprep(text, param)  # type: ignore[no-any-return]
+
+        self.patch(_messages, "saslprep", counted)
+        every = "".join(chr(c) for c in range(0x20, 0x7F))
+        for password in ["", "pencil", every, "x" * 1024]:
+            self.assertEqual(_messages.normalize(password), password)
+            self.assertEqual(saslprep(password), password)
+        self.assertEqual(asked, [])
+        self.assertEqual(_messages.normalize("a\u00a0b\u00adc"), "a bc")
+        self.assertRaises(ValueError, _messages.normalize, "a\x7fb")
+        self.assertRaises(ValueError, _messages.normalize, "a\tb")
+        self.assertEqual(asked, ["a\u00a0b\u00adc", "a\x7fb", "a\tb"])
 
     def test_randomSalt(self) -> None:
         """

@@ -19,8 +19,9 @@ from twisted_keycard.bouncer._interfaces import (
     IBouncerMetrics,
     IRequester,
     NoMetrics,
+    failureReason,
 )
-from twisted_keycard.bouncer._login import Throttler
+from twisted_keycard.bouncer._login import Reservation, Throttler
 from twisted_keycard.bouncer._revocation import (
     AVATAR,
     REQUESTER,
@@ -53,12 +54,14 @@ __all__ = [
     "IRequester",
     "NoMetrics",
     "Quota",
+    "Reservation",
     "RevocationFollower",
     "Revoker",
     "Throttle",
     "Throttler",
     "TokenPolicy",
     "Upkeep",
+    "failureReason",
     "newKeycardId",
     "parse",
 ]

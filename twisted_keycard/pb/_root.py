@@ -8,8 +8,10 @@ port, for a migration.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import math
+import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from hashlib import md5
 from typing import Any, TypeVar
@@ -22,7 +24,7 @@ from twisted.cred.credentials import (
 )
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -32,7 +34,16 @@ from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
-from twisted_keycard.bouncer import Bouncer, IBouncer, IRequester
+from twisted_keycard.bouncer import (
+    Bouncer,
+    IBouncer,
+    IBouncerMetrics,
+    IRequester,
+    NoMetrics,
+    Reservation,
+    Throttler,
+    failureReason,
+)
 from twisted_keycard.error import (
     InsecureTransport,
     KeycardDenied,
@@ -41,6 +52,7 @@ from twisted_keycard.error import (
 )
 from twisted_keycard.keycard import (
     ADDRESS_LENGTH,
+    NAME_LENGTH,
     IChallenger,
     Keycard,
     KeycardState,
@@ -212,28 +224,56 @@ def _stockAvatar(broker: pb.Broker, login: Any) -> Any:
     return avatar
 
 
+#: The kind of a stock PB login in the bouncer's metrics and the audit log.
+STOCK_KIND = "pb-md5"
+
+#: The line a root logs when it is built with C{stockLogin=True}.
+STOCK_WARNING = (
+    "stock PB login is on (stockLogin=True) for requester {requesterName}:"
+    " it takes PB's MD5 challenge-response, which a captured login lets"
+    " anyone crack offline at MD5's speed (far faster than a SCRAM"
+    " transcript), with no channel binding and no keycard to revoke{unthrottled};"
+    " turn it off once every client takes keycards"
+)
+
+#: What L{STOCK_WARNING} adds when the bouncer lends no throttle.
+UNTHROTTLED = ", and guesses are not limited (the bouncer has no throttle)"
+
+
 @implementer(IUsernameHashedPassword, pb.IUsernameMD5Password)
 class _StockChallenge(pb.Referenceable):
     """
     PB's own challenge and response (an MD5 of the password's MD5 and a
-    random challenge), checked by the portal's checkers; a refusal is sent
-    as a L{KeycardRefused}.
+    random challenge), checked by the portal's checkers through a
+    L{StockLogin}.
+
+    A challenge takes one response: a second is refused unchecked, as
+    keycard challenges are single use.
+
+    @ivar checked: whether a checker compared the response (or L{mock}
+        did the same work).
     """
 
     def __init__(
-        self, portal: Portal, broker: pb.Broker, username: bytes, challenge: bytes
+        self, stock: StockLogin, broker: pb.Broker, username: bytes, challenge: bytes
     ) -> None:
-        self.portal = portal
+        self._stock = stock
         self.broker = broker
         self.username = username
         self.challenge = challenge
         self.response = b""
+        self.answered = False
+        self.checked = False
 
     def remote_respond(self, response: bytes, mind: object) -> Deferred[Any]:
+        if self.answered:
+            raise KeycardRefused()
+        self.answered = True
+        if not isinstance(response, bytes):
+            response = b""
         self.response = response
-        d = self.portal.login(self, mind, pb.IPerspective)
-        return d.addCallback(lambda login: _stockAvatar(self.broker, login)).addErrback(
-            _refused
+        return Deferred.fromCoroutine(self._stock.respond(self, mind)).addErrback(
+            _passRealmRefusal
         )
 
     # MD5 is stock PB's own protocol, kept for the clients of a migration.
@@ -242,28 +282,203 @@ class _StockChallenge(pb.Referenceable):
         return self.checkMD5Password(md5(password).digest())  # noqa: S324
 
     def checkMD5Password(self, md5Password: bytes) -> bool:
+        self.checked = True
         correct = md5(md5Password + self.challenge).digest()  # noqa: S324
         return hmac.compare_digest(self.response, correct)
 
+    def mock(self, password: bytes) -> Deferred[None]:
+        """
+        Do a check's work against C{password}, a password nobody has, in
+        the steps twisted.cred's checkers take for a known user (the check
+        in a C{maybeDeferred}, a refusal returned by a callback): for a user
+        the checker refused without a check.
 
-def _stockLogin(
-    portal: Portal, broker: pb.Broker, message: str, args: Sequence[Any]
-) -> Any:
+        @return: a L{Deferred} that fails with L{UnauthorizedLogin} once
+            the work is done (at once if a check was done already).
+        """
+        if self.checked:
+            return fail(UnauthorizedLogin())
+        return maybeDeferred(self.checkPassword, password).addCallback(_mockRefused)
+
+
+def _mockRefused(matched: bool) -> Failure:
+    # As twisted.cred's checkers refuse a wrong password.
+    return Failure(UnauthorizedLogin())
+
+
+class StockLogin:
     """
-    PB's own root object's C{login(username)} or C{loginAnonymous(mind)},
-    over the application's portal and its checkers.
+    PB's own root object's C{login(username)} and C{loginAnonymous(mind)},
+    answered over an application's portal (its checkers and its realm)
+    under the rules of keycard logins: throttled per account and per
+    address group with the bouncer's L{Throttler} (when it is a
+    L{Bouncer} that throttles; a stock login counts against the same
+    account as a keycard login of that name), counted in its metrics as
+    kind L{STOCK_KIND}, and logged in one line each, with the same
+    C{login.refused} and C{login.denied} events as keycard logins and a
+    C{login.stock} event for a success.  An unknown user's response is
+    checked against a mock password, with the same MD5 work as a known
+    user's, and refused alike.
+
+    The MD5 challenge-response is stock PB's, as weak as it was: see
+    L{STOCK_WARNING}, logged once when it is made.
     """
-    if message == "loginAnonymous":
-        (mind,) = args
-        d = portal.login(Anonymous(), mind, pb.IPerspective)
-        return d.addCallback(lambda login: _stockAvatar(broker, login)).addErrback(
-            _refused
+
+    log = Logger()
+
+    def __init__(self, portal: Portal, bouncer: IBouncer, requesterName: str) -> None:
+        """
+        @param portal: the checkers of the MD5 response (those of
+            L{pb.IUsernameMD5Password} or L{IUsernameHashedPassword}), and
+            the realm of the avatars.
+        @param bouncer: a L{Bouncer} lends its throttler and its metrics;
+            another L{IBouncer} (a remote one) neither.
+        @param requesterName: set in the log lines, as in keycards.
+        """
+        self.portal = portal
+        self.requesterName = requesterName
+        self.throttler: Throttler | None = None
+        self.metrics: IBouncerMetrics = NoMetrics()
+        if isinstance(bouncer, Bouncer):
+            self.throttler = bouncer.throttler
+            self.metrics = bouncer.metrics
+        #: What an unknown user's response is checked against.
+        self._mockPassword = secrets.token_bytes(16)
+        self.log.warn(
+            STOCK_WARNING,
+            requesterName=printable(requesterName),
+            unthrottled="" if self.throttler is not None else UNTHROTTLED,
+            event="stock.on",
         )
-    (username,) = args
-    if isinstance(username, str):
-        username = username.encode("utf-8")
-    challenge: bytes = pb.challenge()
-    return challenge, _StockChallenge(portal, broker, username, challenge)
+
+    def call(self, broker: pb.Broker, message: str, args: Sequence[Any]) -> Any:
+        """
+        Answer C{login(username)} with PB's C{(challenge, challenger)}, or
+        C{loginAnonymous(mind)} with an avatar.
+        """
+        if message == "loginAnonymous":
+            (mind,) = args
+            d = self.portal.login(Anonymous(), mind, pb.IPerspective)
+            return d.addCallback(lambda login: _stockAvatar(broker, login)).addErrback(
+                _refused
+            )
+        (username,) = args
+        if isinstance(username, str):
+            username = username.encode("utf-8")
+        challenge: bytes = pb.challenge()
+        return challenge, _StockChallenge(self, broker, username, challenge)
+
+    async def respond(self, challenge: _StockChallenge, mind: object) -> Any:
+        """
+        Check a response: throttled first, then checked by the portal's
+        checker, then the avatar from its realm.
+
+        @return: the avatar, referenceable, as PB's own root gives it.
+        @raise KeycardDenied: if the account or the address is throttled.
+        @raise KeycardRefused: for a wrong response or an unknown user.
+        """
+        account = challenge.username.decode("utf-8", "replace")[:NAME_LENGTH]
+        address = peerAddress(challenge.broker)
+        reservation = None
+        failed = False
+        try:
+            if self.throttler is not None:
+                reservation = await self.throttler.reserve(account, address)
+            checked: Any = await self._check(challenge)
+        except KeycardDenied as e:
+            self._failed("login.denied", e, account, address)
+            raise
+        except UnauthorizedLogin as e:
+            failed = True
+            self._failed("login.refused", e, account, address)
+            raise KeycardRefused() from None
+        except Exception:
+            self.metrics.loginFailed(STOCK_KIND, "error")
+            self.log.failure("checking a stock PB login failed")
+            raise KeycardDenied("the bouncer failed; try again later") from None
+        finally:
+            await self._settle(reservation, failed)
+        self.metrics.loginSucceeded(STOCK_KIND)
+        avatarId = (
+            checked.decode("utf-8", "replace")
+            if isinstance(checked, bytes)
+            else str(checked)
+        )
+        self.log.info(
+            "{line}",
+            line=f"stock PB login of {printable(avatarId)} via"
+            f" {printable(self.requesterName)} from {printable(address)}"
+            f" ({STOCK_KIND} for {printable(account)}), no keycard",
+            event="login.stock",
+            avatarId=printable(avatarId),
+            account=printable(account),
+            keycardType=STOCK_KIND,
+            requesterName=printable(self.requesterName),
+            address=printable(address),
+        )
+        try:
+            login: Any = await maybeDeferred(
+                self.portal.realm.requestAvatar, checked, mind, pb.IPerspective
+            )
+        except Exception as e:
+            self.log.info(
+                "realm refused avatar {avatarId}: {error}",
+                avatarId=printable(avatarId),
+                error=printable(f"{type(e).__name__}: {e}"),
+            )
+            raise RealmRefusal(e) from None
+        return _stockAvatar(challenge.broker, login)
+
+    async def _check(self, challenge: _StockChallenge) -> object:
+        """
+        The avatar id the portal's checker gives for the response; a
+        refusal without a check (an unknown user) is made after the same
+        MD5 work against the mock password.
+
+        @raise UnauthorizedLogin: if the checker refuses, or the portal has
+            no checker of MD5 responses.
+        """
+        checker = None
+        for iface in (pb.IUsernameMD5Password, IUsernameHashedPassword):
+            checker = self.portal.checkers.get(iface)
+            if checker is not None:
+                break
+        try:
+            if checker is None:
+                raise UnauthorizedLogin("the portal has no checker of MD5 responses")
+            return await maybeDeferred(checker.requestAvatarId, challenge)
+        except UnauthorizedLogin as refusal:
+            with contextlib.suppress(UnauthorizedLogin):
+                await challenge.mock(self._mockPassword)
+            raise refusal
+
+    def _failed(
+        self, event: str, error: Exception, account: str, address: str | None
+    ) -> None:
+        """
+        Count a failed stock login and log it, as the bouncer does for a
+        keycard's.
+        """
+        self.metrics.loginFailed(STOCK_KIND, failureReason(error))
+        verb = "refused" if event == "login.refused" else "denied"
+        self.log.info(
+            "keycard " + verb + ": {reason} ({keycardType} for {account}"
+            " via {requesterName} from {address})",
+            event=event,
+            reason=printable(str(error) or type(error).__name__),
+            account=printable(account),
+            keycardType=STOCK_KIND,
+            requesterName=printable(self.requesterName),
+            address=printable(address),
+        )
+
+    async def _settle(self, reservation: Reservation | None, failed: bool) -> None:
+        if self.throttler is None or reservation is None:
+            return
+        try:
+            await self.throttler.settle(reservation, failed)
+        except Exception:
+            self.log.failure("counting a login with the throttle failed")
 
 
 def _utf8(text: str | None) -> bytes | None:
@@ -295,12 +510,11 @@ class _KeycardLogin(pb.Referenceable):
         args = broker.unserialize(args)
         kw = broker.unserialize(kw)
         if isStockLogin(message, args, kw):
-            if not self._root.stockLogin:
+            stock = self._root.stock
+            if stock is None:
                 raise KeycardRefused(KEYCARDS_ONLY)
             assert isinstance(args, tuple | list)
-            return broker.serialize(
-                _stockLogin(self._root.portal, broker, message, args), self.perspective
-            )
+            return broker.serialize(stock.call(broker, message, args), self.perspective)
         if kw or type(args) not in (tuple, list):
             raise MalformedMessage(REFUSED)
         assert isinstance(args, tuple | list)
@@ -530,8 +744,10 @@ class KeycardRoot:
             the shortest duration among the held keycards.
         @param stockLogin: answer a stock PB client's C{login(username)}
             as PB's own root does, through C{portal}'s checkers (for a
-            migration: old and new clients on one port); by default it is
-            refused with a L{KeycardRefused}.
+            migration: old and new clients on one port), under the
+            bouncer's throttle, metrics and audit log (see L{StockLogin}),
+            with a warning in the log when the root is made; by default it
+            is refused with a L{KeycardRefused}.
         @raise ValueError: for a C{renewEvery} that is not a positive
             number.
         """
@@ -543,6 +759,10 @@ class KeycardRoot:
         self.requesterName = requesterName
         self.maxKeycardsPerConnection = maxKeycardsPerConnection
         self.stockLogin = stockLogin
+        #: PB's own login, when C{stockLogin}.
+        self.stock: StockLogin | None = None
+        if stockLogin:
+            self.stock = StockLogin(portal, bouncer, requesterName)
         self._clock = clock
         #: Keycard ids issued through this root, to the connections holding them.
         self._holders: dict[str, ConnectionInputs] = {}

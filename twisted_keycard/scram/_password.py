@@ -238,8 +238,12 @@ class CheckPasswordSCRAM:
     A user's salt is made from the server key and the user name, so known
     and unknown users show the same kind of challenge; an unknown user the
     checker refuses without a check gets the same key derivation, after the
-    refusal.  The checker's own work (looking the user up) may still take a
-    different time for known and unknown users.
+    refusal, from a mock password of printable ASCII: a stored password of
+    printable ASCII takes the same steps whatever its length (see
+    L{twisted_keycard.scram._messages.normalize}).  The checker's own work
+    (looking the user up) may still take a different time for known and
+    unknown users, and so may a stored password with other characters
+    (SASLprep'd character by character).
 
     @ivar checker: the password checker.
     """
