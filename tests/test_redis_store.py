@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.store.redis import RedisStore
+from twisted_keycard.store.redis import KeyEncryptionKey, RedisStore
 
 from ._redis import RedisServer, reactor, spin
 from .storecontract import (
@@ -32,6 +32,9 @@ from .storecontract import (
 pytestmark = pytest.mark.integration
 
 _prefixes = itertools.count()
+
+#: The key-encryption key of the stores these tests open.
+KEK = KeyEncryptionKey.generate()
 
 
 class RedisTestCase(SynchronousTestCase):
@@ -56,6 +59,7 @@ class RedisTestCase(SynchronousTestCase):
 
     def openStore(self, url: str | None = None, **kw: Any) -> RedisStore:
         kw.setdefault("clock", Clock())
+        kw.setdefault("keyEncryptionKey", KEK)
         store: RedisStore = spin(RedisStore.open(url or self.url(), reactor, **kw))
         self.addCleanup(lambda: spin(store.close()))
         return store

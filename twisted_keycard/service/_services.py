@@ -101,8 +101,9 @@ class BouncerService(MultiService):
             # A data directory made with keycard init --store redis://...
             url = parseRedisURL(dataDir.store)
             password = storePassword(dataDir.storePasswordFile)
-            secret, _ = startupCheck(url, password)
-            store = RedisStore(url, reactor, password=password)
+            kek = dataDir.keyEncryptionKey()
+            secret = startupCheck(url, password, kek).mockSecret
+            store = RedisStore(url, reactor, password=password, keyEncryptionKey=kek)
         else:
             path = sqlitePath(dataDir.store)
             secret = storedMockSecret(path)
