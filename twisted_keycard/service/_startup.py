@@ -490,6 +490,15 @@ class RedisCheck(Service):
                 " and write its records); set one (requirepass) and give it"
                 f" with --store-password-file FILE, or start with {INSECURE_REDIS}"
             )
+        if found.openWithoutPassword:
+            log.warn(
+                "the Redis store {url} takes commands without a password:"
+                " started anyway ({flag}); anyone who reaches it can revoke,"
+                " read and write its records",
+                url=str(self.url),
+                flag=INSECURE_REDIS,
+                event="store.insecure",
+            )
         if found.wrapped:
             log.warn(
                 "wrapped the keyring and mock secret of the store {url}, kept"
