@@ -451,9 +451,21 @@ def rewrapKeys(data: DataDir) -> int:
             f" {data.database}, private to its owner (mode 0600)"
         )
     path = data.keyEncryptionKeyFile
+    pending = path.with_name(path.name + ".new")
+    if pending.exists():
+        # Left by a rewrap that stopped between Redis and the rename: it
+        # may be the only key that opens the store.
+        try:
+            left = f" (key-encryption key {KeyEncryptionKey.fromFile(pending).id})"
+        except (OSError, ValueError):
+            left = ""
+        raise KeycardError(
+            f"{pending} exists{left}: a keys rewrap did not finish; if the"
+            " bouncers' error names that key as the store's, move it over"
+            f" {path.name}, else delete it; then run keys rewrap again"
+        )
     old = data.keyEncryptionKey() if path.exists() else None
     new = KeyEncryptionKey.generate()
-    pending = path.with_name(path.name + ".new")
     writePrivateFile(pending, new.toFileContent())
 
     async def job(reactor: Any) -> str:
