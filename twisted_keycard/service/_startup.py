@@ -39,6 +39,7 @@ from twisted_keycard.store.redis import (
     RedisReplyError,
     RedisStore,
     RedisURL,
+    SecretsChanging,
     WrongKeyEncryptionKey,
     isRedisURL,
     startupCheck,
@@ -473,7 +474,7 @@ class RedisCheck(Service):
     def startService(self) -> None:
         try:
             found = startupCheck(self.url, self.password, self.keyEncryptionKey)
-        except (OSError, RedisReplyError, ValueError) as e:
+        except (OSError, RedisReplyError, ValueError, SecretsChanging) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise self._failed(f"cannot open the store {self.url}: {reason}") from None
         except WrongKeyEncryptionKey as e:

@@ -20,9 +20,12 @@ from twisted_keycard.store.redis._store import (
     NoKeyEncryptionKey,
     RedisStore,
     ReplicasBehind,
-    SecretsChanging,
 )
-from twisted_keycard.store.redis._wrap import KeyEncryptionKey, WrongKeyEncryptionKey
+from twisted_keycard.store.redis._wrap import (
+    KeyEncryptionKey,
+    SecretsChanging,
+    WrongKeyEncryptionKey,
+)
 
 __all__ = [
     "FAILURES_KEPT",

@@ -19,13 +19,14 @@ from twisted_keycard._mocks import SECRET_BYTES
 from twisted_keycard.store.redis._connection import NAMES, RedisURL, settingsWarnings
 from twisted_keycard.store.redis._lua import MOCK_SECRET
 from twisted_keycard.store.redis._wrap import (
+    CHANGING,
     READ_SECRETS,
     SECRETS_RETRIES,
     WRAP_SECRETS,
     KeyEncryptionKey,
+    SecretsChanging,
     SecretsSnapshot,
     SecretsWrapper,
-    WrongKeyEncryptionKey,
 )
 
 #: Seconds to wait for a connection or a reply.
@@ -181,6 +182,21 @@ class RedisStartup:
     wrapped: bool
 
 
+def _settings(redis: BlockingRedis) -> dict[str, str] | None:
+    """
+    The durability settings Redis has, or C{None} where it does not say
+    (C{CONFIG} renamed or disabled, as managed services do).
+    """
+    config: dict[str, str] = {}
+    try:
+        for name in NAMES:
+            values = redis.command("CONFIG", "GET", name)
+            config.update(zip(values[::2], values[1::2], strict=True))
+    except RedisReplyError:
+        return None
+    return config
+
+
 def _wrapSecrets(redis: BlockingRedis, wrapper: SecretsWrapper) -> bool:
     """
     Wrap the secrets of a store written before wrapping (see
@@ -201,9 +217,7 @@ def _wrapSecrets(redis: BlockingRedis, wrapper: SecretsWrapper) -> bool:
         args = plan.wrapArgs()
         if redis.command("EVAL", WRAP_SECRETS, 0, wrapper.prefix, *args):
             wrapped = wrapped or bool(snapshot.keyring) or snapshot.mock is not None
-    raise WrongKeyEncryptionKey(
-        "the Redis store's secrets kept changing while being wrapped"
-    )
+    raise SecretsChanging(CHANGING)
 
 
 def startupCheck(
@@ -219,8 +233,9 @@ def startupCheck(
 
     @raise OSError: if it cannot be reached.
     @raise RedisReplyError: if it refuses a command.
-    @raise WrongKeyEncryptionKey: if its secrets are wrapped under another
-        key, or were changed.
+    @raise twisted_keycard.store.redis.WrongKeyEncryptionKey: if its
+        secrets are wrapped under another key, or were changed.
+    @raise SecretsChanging: if other processes kept changing them.
     """
     redis = connect(url, password, timeout)
     wrapper = SecretsWrapper(keyEncryptionKey, url.prefix)
@@ -229,17 +244,11 @@ def startupCheck(
         fresh = wrapper.wrapMock(secrets.token_bytes(SECRET_BYTES))
         stored = redis.command("EVAL", MOCK_SECRET, 0, url.prefix, fresh)
         secret = wrapper.unwrapMock(stored)
-        config: dict[str, str] | None = {}
-        try:
-            for name in NAMES:
-                values = redis.command("CONFIG", "GET", name)
-                assert config is not None
-                config.update(zip(values[::2], values[1::2], strict=True))
-        except RedisReplyError:
-            # CONFIG renamed or disabled, as managed services do.
-            config = None
         return RedisStartup(
-            secret, settingsWarnings(config), redis.openWithoutPassword, wrapped
+            secret,
+            settingsWarnings(_settings(redis)),
+            redis.openWithoutPassword,
+            wrapped,
         )
     finally:
         redis.close()

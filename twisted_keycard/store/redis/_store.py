@@ -65,8 +65,10 @@ from twisted_keycard.store.redis._lua import (
     ttl,
 )
 from twisted_keycard.store.redis._wrap import (
+    CHANGING,
     SECRETS_RETRIES,
     KeyEncryptionKey,
+    SecretsChanging,
     SecretsSnapshot,
     SecretsWrapper,
     wrapArgs,
@@ -244,20 +246,10 @@ class ReplicasBehind(KeycardError):
     """
 
 
-_CHANGING = "the Redis store's keyring kept changing while being written; try again"
-
-
 class NoKeyEncryptionKey(KeycardError):
     """
     Raised when a Redis store given no key-encryption key is asked for its
     keyring or mock secret.
-    """
-
-
-class SecretsChanging(KeycardError):
-    """
-    Raised when the keyring kept changing (other processes saving it)
-    while this one tried to write it.
     """
 
 
@@ -421,7 +413,7 @@ class RedisRevocations:
                     kek=wrapper.kek.id,
                     event="store.wrapped",
                 )
-        raise SecretsChanging(_CHANGING)
+        raise SecretsChanging(CHANGING)
 
     async def rewrap(self, new: KeyEncryptionKey) -> SecretsSnapshot:
         """
@@ -438,7 +430,7 @@ class RedisRevocations:
             if int(await self._run("WRAP_SECRETS", *wrapArgs(snapshot, write))):
                 self._secrets = SecretsWrapper(new, self._prefix)
                 return snapshot
-        raise SecretsChanging(_CHANGING)
+        raise SecretsChanging(CHANGING)
 
     def loadKeyring(self) -> Deferred[Keyring | None]:
         return Deferred.fromCoroutine(self._loadKeyring())
@@ -465,7 +457,7 @@ class RedisRevocations:
                 )
             ):
                 return
-        raise SecretsChanging(_CHANGING)
+        raise SecretsChanging(CHANGING)
 
     def keyringVersion(self) -> Deferred[int]:
         d = self._connection.execute("GET", f"{self._prefix}keyring:version")

@@ -68,6 +68,17 @@ class WrongKeyEncryptionKey(KeycardError):
     """
 
 
+#: Why L{SecretsChanging} is raised.
+CHANGING = "the Redis store's secrets kept changing while being written; try again"
+
+
+class SecretsChanging(KeycardError):
+    """
+    Raised when the secrets kept changing (other processes saving the
+    keyring, or rewrapping) while this one tried to write them.
+    """
+
+
 def _kekId(key: bytes) -> str:
     return hashlib.sha256(b"twisted-keycard kek id\0" + key).hexdigest()[:16]
 
