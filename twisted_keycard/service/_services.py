@@ -88,6 +88,11 @@ class BouncerService(MultiService):
         @raise sqlite3.Error: if its SQLite store cannot be opened.
         @raise OSError: if its Redis store cannot be reached (see
             L{twisted_keycard.store.redis}).
+        @raise twisted_keycard.service.KeyFileError: if its Redis store's
+            key-encryption key file (C{store.kek}) is missing or holds no
+            key.
+        @raise twisted_keycard.store.redis.WrongKeyEncryptionKey: if that
+            key does not open the store's secrets.
         """
         dataDir = DataDir.open(path)
         if checkers is None:

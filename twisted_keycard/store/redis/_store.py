@@ -718,6 +718,8 @@ class RedisStore:
             but no keyring: L{loadKeyring}, L{saveKeyring} and
             L{mockSecret} fail with L{NoKeyEncryptionKey}.  Secrets stored
             in clear (before wrapping) are wrapped at their first use.
+        @raise OSError: if the key's file cannot be read.
+        @raise ValueError: if it holds no key.
         @param clock: the time that expiries are counted from (the
             reactor's by default: the bouncers' clocks).
         @param tokensWhenDown: C{"refuse"} (fail closed) or C{"accept"}
