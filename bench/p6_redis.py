@@ -44,7 +44,7 @@ from twisted_keycard.admin._operations import revokeMatching
 from twisted_keycard.bouncer import newKeycardId
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.store import Revocation
-from twisted_keycard.store.redis import RedisStore
+from twisted_keycard.store.redis import KeyEncryptionKey, RedisStore
 from twisted_keycard.tokens import (
     Keyring,
     TokenAnswerer,
@@ -132,7 +132,9 @@ def keycard(*args: str, stdin: str = "") -> None:
 
 async def rates(reactor: Any, url: str, quick: bool) -> dict[str, list[float]]:
     seconds, runs = (0.4, 3) if quick else (1.2, 5)
-    store = await RedisStore.open(url + "?prefix=rates:", reactor)
+    store = await RedisStore.open(
+        url + "?prefix=rates:", reactor, keyEncryptionKey=KeyEncryptionKey.generate()
+    )
     now = reactor.seconds()
     revoked = [newKeycardId() for _ in range(REVOKED // (10 if quick else 1))]
     for start in range(0, len(revoked), 1000):
@@ -224,7 +226,7 @@ async def propagation(
                 subprocess.Popen(
                     [TWISTD, "-n", "--pidfile=", "keycard-bouncer", "--data-dir",
                      str(data), "--listen", f"tcp:{port}:interface={host}",
-                     "--name", host],
+                     "--name", host, "--insecure-redis"],
                     stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT,
                 ),
                 log,

@@ -1,7 +1,8 @@
 """
 Tests for the C{keycard} command's parts, without a process: revoking what
 matches (and saying when nothing does), removing a user's tokens, listing,
-the arguments, and C{keycard login}'s answerers and deadlines.
+the arguments, C{keycard login}'s answerers and deadlines, and where
+C{keycard keys rewrap} stops before reaching a store.
 """
 
 from __future__ import annotations
@@ -39,20 +40,25 @@ from twisted_keycard.admin._login import (
 )
 from twisted_keycard.admin._operations import (
     asJSON,
+    init,
     revokeMatching,
     revokeUser,
+    rewrapKeys,
     selectKeycards,
     table,
 )
+from twisted_keycard.error import KeycardError
 from twisted_keycard.hmackeys import HMACAnswerer
 from twisted_keycard.pb._root import KeycardRoot
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 from twisted_keycard.scram import SCRAMAnswerer
+from twisted_keycard.service import DataDir
 from twisted_keycard.service._checkers import PasswordChallenger
 from twisted_keycard.service._startup import clientEndpoint
 from twisted_keycard.sshkeys import SSHAnswerer
 from twisted_keycard.store._interfaces import IssuedKeycard
 from twisted_keycard.store._memory import MemoryStore
+from twisted_keycard.store.redis import KeyEncryptionKey
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm
@@ -365,3 +371,43 @@ class LogInTests(SynchronousTestCase):
             str(failure.value),
             "the server takes none of these keycard kinds (scram); it takes: password",
         )
+
+
+class RewrapTests(SynchronousTestCase):
+    """
+    C{keycard keys rewrap} and C{keycard init --store-key-file}, where they
+    stop before reaching a store.
+    """
+
+    def test_parsed(self) -> None:
+        args = parser().parse_args(["keys", "rewrap", "--data-dir", "D"])
+        self.assertEqual((args.action, args.data_dir), ("rewrap", "D"))
+        args = parser().parse_args(["init", "D", "--store-key-file", "K"])
+        self.assertEqual(args.store_key_file, "K")
+
+    def test_sqliteRefused(self) -> None:
+        data = DataDir.create(Path(self.mktemp()) / "data")
+        with self.assertRaises(KeycardError) as caught:
+            rewrapKeys(data)
+        self.assertIn("keys rewrap is for a Redis store", str(caught.exception))
+        with self.assertRaises(KeycardError) as caught:
+            init(str(Path(self.mktemp()) / "d"), None, None, None, "store.kek")
+        self.assertIn("--store-key-file is for a Redis", str(caught.exception))
+
+    def test_unfinishedRewrap(self) -> None:
+        """
+        A C{store.kek.new} left by a rewrap that stopped may be the only key
+        that opens the store: it is never overwritten, and the error names
+        it and its key's id.
+        """
+        data = DataDir.create(Path(self.mktemp()) / "data", "redis://127.0.0.1:1/0")
+        left = KeyEncryptionKey.generate()
+        pending = data.path / "store.kek.new"
+        pending.write_bytes(left.toFileContent())
+        before = data.keyEncryptionKeyFile.read_bytes()
+        with self.assertRaises(KeycardError) as caught:
+            rewrapKeys(data)
+        self.assertIn(str(pending), str(caught.exception))
+        self.assertIn(left.id, str(caught.exception))
+        self.assertEqual(pending.read_bytes(), left.toFileContent())
+        self.assertEqual(data.keyEncryptionKeyFile.read_bytes(), before)

@@ -133,8 +133,8 @@ class PowerFailureTests(SynchronousTestCase):
 
 
 #: Writes one record of a kind to the store named by its first argument
-#: (a path, or a Redis URL), prints "written" and what to check, then waits
-#: to be killed.
+#: (a path, or a Redis URL, then its key-encryption key's file), prints
+#: "written" and what to check, then waits to be killed.
 WRITER = """
     import sys, time
     from twisted.internet import task
@@ -173,7 +173,8 @@ WRITER = """
         target, what = sys.argv[1], sys.argv[2]
         if target.startswith("redis"):
             from twisted_keycard.store.redis import RedisStore
-            store = await RedisStore.open(target, reactor)
+            # The key-encryption key's file: the keyring is wrapped.
+            store = await RedisStore.open(target, reactor, keyEncryptionKey=sys.argv[3])
         else:
             from twisted_keycard.store.sqlite import SQLiteStore
             store = await SQLiteStore.open(target, reactor)
@@ -194,6 +195,8 @@ class _CrashRows(_Base):
     """
 
     target: str
+    #: What the writer is given after the target and what to write.
+    writerArgs: tuple[str, ...] = ()
 
     def crashed(self) -> None:
         """
@@ -214,7 +217,14 @@ class _CrashRows(_Base):
         @return: the store, and what the writer said to check.
         """
         child = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(WRITER), self.target, what],
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(WRITER),
+                self.target,
+                what,
+                *self.writerArgs,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -307,6 +317,12 @@ class RedisCrashTests(_CrashRows, SynchronousTestCase):
         self.server.start()
         self.addCleanup(self.server.stop)
         self.target = f"{self.server.url}?prefix=crash:"
+        from twisted_keycard.store.redis import KeyEncryptionKey
+
+        self.kek = KeyEncryptionKey.generate()
+        keyFile = Path(self.mktemp())
+        keyFile.write_bytes(self.kek.toFileContent())
+        self.writerArgs = (str(keyFile),)
 
     def crashed(self) -> None:
         self.server.kill()
@@ -315,7 +331,7 @@ class RedisCrashTests(_CrashRows, SynchronousTestCase):
     def open(self) -> Any:
         from twisted_keycard.store.redis import RedisStore
 
-        store = spin(RedisStore.open(self.target, reactor))
+        store = spin(RedisStore.open(self.target, reactor, keyEncryptionKey=self.kek))
         self.addCleanup(lambda: spin(store.close()))
         return store
 

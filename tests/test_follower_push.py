@@ -1,16 +1,19 @@
 """
 Tests for pushed store changes (L{IStoreChanges}): a bouncer whose store
 publishes its changes reads a revocation made by another process at once,
-not at its next follow interval; and L{Follower.wake} never runs the steps
-twice at once.
+not at its next follow interval; L{Follower.wake} never runs the steps
+twice at once; and a step refused by the store's key-encryption key is one
+line in the log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -20,6 +23,7 @@ from twisted_keycard.bouncer._revocation import Revoker
 from twisted_keycard.bouncer._upkeep import Follower
 from twisted_keycard.store import IStoreChanges
 from twisted_keycard.store._interfaces import REVOKED
+from twisted_keycard.store.redis import WrongKeyEncryptionKey
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 from .test_tokens_bouncer import Requester
@@ -119,3 +123,41 @@ class WakeTests(SynchronousTestCase):
         runs[1].callback(None)
         self.assertEqual(len(runs), 2)
         follower.stop()
+
+    def test_wrongKeyOneLine(self) -> None:
+        """
+        A step refused because another host rewrapped the store's secrets
+        is logged as one line, without a traceback, once until its reason
+        changes; other failures keep their traceback.
+        """
+        clock = Clock()
+        reasons = ["wrapped under key 'a'", "wrapped under key 'a'", "key 'b'"]
+
+        async def step() -> None:
+            if reasons:
+                raise WrongKeyEncryptionKey(reasons.pop(0))
+            raise RuntimeError("other")
+
+        events: list[dict[str, object]] = []
+        observer: Any = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        follower = Follower(clock, FOLLOW, [("following the keyring", step)])
+        follower.start()
+        self.addCleanup(follower.stop)
+        for _ in range(4):
+            clock.advance(FOLLOW)
+        wrong = [e for e in events if e.get("event") == "store.wrongKey"]
+        self.assertEqual(
+            [formatEvent(e) for e in wrong],
+            [
+                "following the keyring failed: wrapped under key 'a'; this"
+                " bouncer keeps the keyring it loaded",
+                "following the keyring failed: key 'b'; this bouncer keeps the"
+                " keyring it loaded",
+            ],
+        )
+        self.assertFalse(any("log_failure" in e for e in wrong))
+        failures = [e for e in events if "log_failure" in e]
+        self.assertEqual(len(failures), 1)
+        self.flushLoggedErrors(RuntimeError)

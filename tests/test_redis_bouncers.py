@@ -31,6 +31,8 @@ from ._procs import Process, bouncer, freePort, keycard, reactor, started, waitF
 from ._redis import RedisServer
 
 PASSWORD = "pool party"
+#: Redis's own (a bouncer refuses a Redis that takes commands without one).
+REDIS_PASSWORD = "redis for the pool"
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 SEATS = 3
 LEASE = 2.0
@@ -48,12 +50,28 @@ class RedisBouncers(TestCase):
     def setUp(self) -> None:
         self.dir = Path(self.mktemp()).resolve()
         self.redis = RedisServer(
-            self.dir / "redis", "--appendonly", "yes", "--appendfsync", "always"
+            self.dir / "redis",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--requirepass",
+            REDIS_PASSWORD,
         )
         self.redis.start()
         self.addCleanup(self.redis.stop)
+        passwordFile = self.dir / "redis.password"
+        passwordFile.write_text(REDIS_PASSWORD + "\n")
+        passwordFile.chmod(0o600)
         self.data = self.dir / "data"
-        made = keycard("init", str(self.data), "--store", self.redis.url)
+        made = keycard(
+            "init",
+            str(self.data),
+            "--store",
+            self.redis.url,
+            "--store-password-file",
+            str(passwordFile),
+        )
         self.assertEqual(made.returncode, 0, made.stderr)
         for name in ["alice", *USERS]:
             added = keycard(

@@ -29,11 +29,11 @@ from twisted_keycard.tokens._tokens import Keyring
 from ._redis import RedisServer, reactor, spin
 from ._tls import makeCertificate
 from .storecontract import record
-from .test_redis_store import RedisTestCase, pytestmark  # noqa: F401
+from .test_redis_store import KEK, RedisTestCase, pytestmark  # noqa: F401
 
 #: Keys that live as long as the deployment: the keyring, its version, the
-#: mock secret, and the stream of revocations (trimmed as they expire).
-PERMANENT = {"keyring", "keyring:version", "mock", "rev:log"}
+#: mock secret, the key check, and the stream of revocations (trimmed as they expire).
+PERMANENT = {"keyring", "keyring:version", "mock", "kek", "rev:log"}
 
 
 class RedisKeysTests(RedisTestCase):
@@ -129,10 +129,12 @@ class RedisKeysTests(RedisTestCase):
         revocations when it restarts.
         """
         url = self.url()
-        secret, warnings = startupCheck(parseRedisURL(url), None)
-        self.assertEqual(spin(self.openStore(url).mockSecret()), secret)
-        self.assertEqual(len(warnings), 1)
-        self.assertIn("appendonly no", warnings[0])
+        found = startupCheck(parseRedisURL(url), None, KEK)
+        self.assertEqual(spin(self.openStore(url).mockSecret()), found.mockSecret)
+        self.assertEqual(len(found.warnings), 1)
+        self.assertIn("appendonly no", found.warnings[0])
+        self.assertTrue(found.openWithoutPassword)
+        self.assertFalse(found.wrapped)
 
 
 class RedisSecuredTests(RedisTestCase):
@@ -186,22 +188,23 @@ class RedisSecuredTests(RedisTestCase):
         with self.assertRaises(StoreUnavailable):
             spin(RedisStore.open(url, reactor, password=self.password, timeout=1.0))
         with self.assertRaises(OSError):
-            startupCheck(parseRedisURL(url), self.password)
+            startupCheck(parseRedisURL(url), self.password, KEK)
 
     def test_wrongPassword(self) -> None:
         with self.assertRaises(StoreUnavailable):
             spin(RedisStore.open(self.secured(), reactor, password="no", timeout=1.0))
         with self.assertRaises(RedisReplyError):
-            startupCheck(parseRedisURL(self.secured()), "no")
+            startupCheck(parseRedisURL(self.secured()), "no", KEK)
 
     def test_startupCheckWithoutConfig(self) -> None:
         """
         Where CONFIG is disabled (managed services), the check says it could
         not check.
         """
-        _, warnings = startupCheck(parseRedisURL(self.secured()), self.password)
-        self.assertEqual(len(warnings), 1)
-        self.assertIn("could not check", warnings[0])
+        found = startupCheck(parseRedisURL(self.secured()), self.password, KEK)
+        self.assertEqual(len(found.warnings), 1)
+        self.assertIn("could not check", found.warnings[0])
+        self.assertFalse(found.openWithoutPassword)
 
 
 def _until(condition: Any) -> Any:

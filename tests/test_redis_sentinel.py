@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 
 from twisted_keycard.store import Revocation
 from twisted_keycard.store.redis import (
+    KeyEncryptionKey,
     RedisStore,
     ReplicasBehind,
     StoreUnavailable,
@@ -65,8 +66,11 @@ class SentinelTests(TestCase):
                 ),
                 "the replica to be in sync",
             )
-            secret, _ = startupCheck(parseRedisURL(self.url), None)
-            store: RedisStore = await RedisStore.open(self.url, reactor)
+            kek = KeyEncryptionKey.generate()
+            secret = startupCheck(parseRedisURL(self.url), None, kek).mockSecret
+            store: RedisStore = await RedisStore.open(
+                self.url, reactor, keyEncryptionKey=kek
+            )
             self.addCleanup(store.close)
             self.assertEqual(await store.mockSecret(), secret)
             now = reactor.seconds()

@@ -18,8 +18,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_keycard.service import DataDir, Options
 from twisted_keycard.service._services import BouncerService
-from twisted_keycard.service._startup import PASSWORD_ENVIRONMENT, storePassword
-from twisted_keycard.store.redis import RedisStore
+from twisted_keycard.service._startup import (
+    PASSWORD_ENVIRONMENT,
+    isLoopback,
+    plainTCPWarning,
+    storePassword,
+)
+from twisted_keycard.store.redis import RedisStore, parseRedisURL
 
 from ._procs import ENV, ROOT, TIMEOUT, TWISTD, freePort, keycard
 from ._redis import RedisServer, reactor
@@ -106,6 +111,55 @@ class RedisOptionsTests(SynchronousTestCase):
             "--store", "redis://host/0", "--store-password-file", str(path)
         )
         self.assertIn("open to other users", line)
+
+    def test_keyEncryptionKey(self) -> None:
+        """
+        A Redis store reads the data directory's key-encryption key; a
+        SQLite store does not need one.
+        """
+        options = self.parse("--store", "redis://host/0")
+        self.assertEqual(options.keyEncryptionKey, self.data.keyEncryptionKey())
+        self.assertFalse(options["insecure-redis"])
+        self.data.keyEncryptionKeyFile.unlink()
+        self.assertIsNone(self.parse().keyEncryptionKey)
+        line = self.refused("--store", "redis://host/0")
+        self.assertIn(f"{self.data.keyEncryptionKeyFile} is missing", line)
+        self.assertIn("keycard keys rewrap", line)
+        self.data.keyEncryptionKeyFile.write_text("not a key\n")
+        line = self.refused("--store", "redis://host/0")
+        self.assertIn("holds no key-encryption key", line)
+
+    def test_exposedKeyFile(self) -> None:
+        self.data.keyEncryptionKeyFile.chmod(0o640)
+        line = self.refused("--store", "redis://host/0")
+        self.assertIn(f"file {self.data.keyEncryptionKeyFile} has mode 0640", line)
+        self.assertIn("--insecure-permissions", line)
+
+    def test_insecureRedis(self) -> None:
+        options = self.parse("--store", "redis://host/0", "--insecure-redis")
+        self.assertTrue(options["insecure-redis"])
+        self.assertIn("--insecure-redis", str(options))
+
+    def test_plainTCPWarning(self) -> None:
+        """
+        Plain TCP to a Redis on another host is warned about; loopback and
+        TLS are not.
+        """
+        for url in (
+            "redis://127.0.0.1/0",
+            "redis://127.0.0.2:6380/0",
+            "redis://localhost/0",
+            "redis://[::1]/0",
+            "rediss://10.0.0.1/0",
+        ):
+            with self.subTest(url=url):
+                self.assertIsNone(plainTCPWarning(parseRedisURL(url)))
+        warning = plainTCPWarning(parseRedisURL("redis://10.0.0.1:6390/0"))
+        assert warning is not None
+        self.assertIn("10.0.0.1:6390", warning)
+        self.assertIn("rediss://", warning)
+        self.assertTrue(isLoopback("::1"))
+        self.assertFalse(isLoopback("redis.example"))
 
 
 @pytest.mark.integration

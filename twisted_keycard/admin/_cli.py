@@ -105,6 +105,13 @@ def parser() -> argparse.ArgumentParser:
         " is kept in DIR; default: $KEYCARD_REDIS_PASSWORD)",
     )
     init.add_argument(
+        "--store-key-file",
+        metavar="FILE",
+        help="with a Redis --store whose secrets another host wrapped: that"
+        " host's key-encryption key (its DIR/store.kek), copied into DIR"
+        " (default: a new key)",
+    )
+    init.add_argument(
         "--dev-cert",
         metavar="HOSTNAME",
         help="also make a self-signed TLS certificate for HOSTNAME (development only)",
@@ -223,6 +230,16 @@ def parser() -> argparse.ArgumentParser:
         help="seconds the old keys still verify (default: 3600)",
     )
     dataDir(rotate)
+    rewrap = keyActions.add_parser(
+        "rewrap",
+        help="wrap the Redis store's keyring under a new key-encryption key",
+        description="Wrap the Redis store's keyring and mock secret under a"
+        " new key-encryption key, written to DIR/store.kek (0600); copy it to"
+        " the data directory of every other host of the store.  A data"
+        " directory made before wrapping gets its first key, and the"
+        " store's secrets kept in clear are wrapped.",
+    )
+    dataDir(rewrap)
     return top
 
 
@@ -257,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
             args.dev_cert,
             args.store,
             args.store_password_file,
+            args.store_key_file,
         )
     if command == "login":
         if bool(args.user) == bool(args.token_file):
@@ -286,6 +304,8 @@ def run(args: argparse.Namespace) -> int:
         return admin.revoke(
             directory, args.keycardId, args.avatar, args.requester, args.reason
         )
+    if args.action == "rewrap":
+        return admin.rewrapKeys(directory)
     return admin.rotateKeys(directory, args.grace)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -54,7 +55,12 @@ from twisted_keycard.store import (
     IRevocationStore,
     IssuedKeycard,
 )
-from twisted_keycard.store.redis import isRedisURL, parseRedisURL
+from twisted_keycard.store.redis import (
+    KeyEncryptionKey,
+    WrongKeyEncryptionKey,
+    isRedisURL,
+    parseRedisURL,
+)
 from twisted_keycard.store.sqlite import SQLiteStore
 from twisted_keycard.tokens import Keyring, KeyringHolder
 
@@ -355,7 +361,10 @@ async def _withStore(
     """
     from twisted.internet import reactor
 
-    store = await openStore(data.store, reactor, storePassword(data.storePasswordFile))
+    kek = data.keyEncryptionKey() if isRedisURL(data.store) else None
+    store = await openStore(
+        data.store, reactor, storePassword(data.storePasswordFile), kek
+    )
     try:
         return await job(store)
     finally:
@@ -435,6 +444,81 @@ def rotateKeys(data: DataDir, grace: float | None) -> int:
     return result
 
 
+def rewrapKeys(data: DataDir) -> int:
+    """
+    Wrap the Redis store's keyring and mock secret under a new
+    key-encryption key, and replace the data directory's key file with it.
+    A data directory made before wrapping (no key file) gets its first
+    key, and the store's secrets kept in clear are wrapped.
+
+    The new key is written to C{store.kek.new} first (0600), the store
+    changed at once, then the file renamed over C{store.kek}: the key that
+    opens the store is on disk at every step.
+
+    @raise KeycardError: for a SQLite store, or a data directory whose key
+        does not open the store's secrets.
+    """
+    if not isRedisURL(data.store):
+        raise KeycardError(
+            "keys rewrap is for a Redis store: a SQLite store's keyring is in"
+            f" {data.database}, private to its owner (mode 0600)"
+        )
+    path = data.keyEncryptionKeyFile
+    pending = path.with_name(path.name + ".new")
+    if pending.exists():
+        # Left by a rewrap that stopped between Redis and the rename: it
+        # may be the only key that opens the store.
+        try:
+            left = f" (key-encryption key {KeyEncryptionKey.fromFile(pending).id})"
+        except (OSError, ValueError):
+            left = ""
+        raise KeycardError(
+            f"{pending} exists{left}: a keys rewrap did not finish; if the"
+            " bouncers' error names that key as the store's, move it over"
+            f" {path.name}, else delete it; then run keys rewrap again"
+        )
+    old = data.keyEncryptionKey() if path.exists() else None
+    new = KeyEncryptionKey.generate()
+    writePrivateFile(pending, new.toFileContent())
+
+    async def job(reactor: Any) -> str:
+        password = storePassword(data.storePasswordFile)
+        if old is None:
+            # Clear secrets, stored before wrapping, are wrapped at open.
+            store = await openStore(data.store, reactor, password, new)
+            await store.close()
+            return "wrapped"
+        store = await openStore(data.store, reactor, password, old)
+        try:
+            await store.rewrapSecrets(new)
+        finally:
+            await store.close()
+        return "rewrapped"
+
+    try:
+        done = runReactor(job)
+    except WrongKeyEncryptionKey as e:
+        pending.unlink()
+        raise KeycardError(
+            f"{e}; copy {path.name} from a data directory of another host of the store"
+        ) from None
+    except BaseException:
+        pending.unlink()
+        raise
+    os.replace(pending, path)
+    was = "" if old is None else f" (was {old.id})"
+    print(
+        f"{done} the keyring and mock secret of the store {parseRedisURL(data.store)}"
+        f" under new key-encryption key {new.id}{was}, written to {path}"
+    )
+    print(
+        f"copy {path} to the data directory of every other host of this store:"
+        " their bouncers keep the keyring they loaded, but need it to start"
+        " or to load a new keyring"
+    )
+    return EXIT_OK
+
+
 def login(
     endpoint: str,
     user: str | None,
@@ -505,15 +589,36 @@ def init(
     devCert: str | None,
     store: str | None = None,
     storePasswordFile: str | None = None,
+    storeKeyFile: str | None = None,
 ) -> int:
     """
     Make a data directory, and its store's keyring and mock secret (a Redis
     store that has them already, made for another host, keeps them).
+
+    @param storeKeyFile: the key-encryption key file of another host of
+        the Redis store (its data directory's C{store.kek}), needed when
+        the store's secrets are wrapped already; else a new key is made.
     """
     if store is not None and isRedisURL(store):
         parseRedisURL(store)
-        keyring = runReactor(lambda reactor: _initRedis(store, storePasswordFile))
-        data = DataDir.create(directory, store, storePasswordFile)
+        kek = (
+            KeyEncryptionKey.generate()
+            if storeKeyFile is None
+            else KeyEncryptionKey.fromFile(storeKeyFile)
+        )
+        try:
+            keyring = runReactor(
+                lambda reactor: _initRedis(store, storePasswordFile, kek)
+            )
+        except WrongKeyEncryptionKey as e:
+            hint = (
+                "give the store's key-encryption key with --store-key-file"
+                " DIR/store.kek (of a data directory of another host)"
+                if storeKeyFile is None
+                else f"{storeKeyFile} is not the store's key-encryption key"
+            )
+            raise KeycardError(f"{e}; {hint}") from None
+        data = DataDir.create(directory, store, storePasswordFile, kek)
         where = f" on the store {parseRedisURL(store)},"
     else:
         if store is not None:
@@ -523,6 +628,8 @@ def init(
             )
         if storePasswordFile is not None:
             raise KeycardError("--store-password-file is for a Redis --store")
+        if storeKeyFile is not None:
+            raise KeycardError("--store-key-file is for a Redis --store")
         data = DataDir.create(directory)
         keyring = _initSQLite(data)
         where = ""
@@ -557,10 +664,12 @@ def _initSQLite(data: DataDir) -> Keyring:
     return keyring
 
 
-async def _initRedis(url: str, passwordFile: str | None) -> Keyring:
+async def _initRedis(
+    url: str, passwordFile: str | None, kek: KeyEncryptionKey
+) -> Keyring:
     from twisted.internet import reactor
 
-    store = await openStore(url, reactor, storePassword(passwordFile))
+    store = await openStore(url, reactor, storePassword(passwordFile), kek)
     try:
         keyring = await KeyringHolder(store, reactor).load()
         await store.mockSecret()

@@ -24,6 +24,7 @@ from twisted_keycard.store import (
     IThrottleStore,
     Revocation,
 )
+from twisted_keycard.store.redis import WrongKeyEncryptionKey
 from twisted_keycard.tokens import KeyringHolder, RevocationMirror
 
 #: Revocations read from the store in one poll, at most.
@@ -103,6 +104,8 @@ class Follower:
     _loop: LoopingCall | None = None
     _ticking: bool = False
     _again: bool = False
+    #: The last refusal of the store's secrets logged.
+    _wrongKey: str | None = None
     log = Logger()
 
     def start(self) -> None:
@@ -125,6 +128,19 @@ class Follower:
                 for what, step in self.steps:
                     try:
                         await step()
+                    except WrongKeyEncryptionKey as e:
+                        # Another host rewrapped the store's secrets: one
+                        # line, not a traceback at every interval, until
+                        # this host gets the new key file.
+                        if self._wrongKey != str(e):
+                            self._wrongKey = str(e)
+                            self.log.error(
+                                "{what} failed: {error}; this bouncer keeps the"
+                                " keyring it loaded",
+                                what=what,
+                                error=str(e),
+                                event="store.wrongKey",
+                            )
                     except Exception:
                         self.log.failure("{what} failed", what=what)
         finally:

@@ -7,7 +7,12 @@ applications that embed it.
 """
 
 from twisted_keycard.service._checkers import PasswordChallenger
-from twisted_keycard.service._datadir import DataDir, NoDataDir, makeDevCertificate
+from twisted_keycard.service._datadir import (
+    DataDir,
+    KeyFileError,
+    NoDataDir,
+    makeDevCertificate,
+)
 from twisted_keycard.service._services import BouncerService
 from twisted_keycard.service._startup import (
     StartupError,
@@ -21,6 +26,7 @@ from twisted_keycard.service._tap import Options, makeService
 __all__ = [
     "BouncerService",
     "DataDir",
+    "KeyFileError",
     "NoDataDir",
     "Options",
     "PasswordChallenger",

@@ -22,6 +22,7 @@ from twisted_keycard._files import (
     writePrivateFile,
 )
 from twisted_keycard.error import KeycardError
+from twisted_keycard.store.redis import KeyEncryptionKey
 
 ENVIRONMENT = "KEYCARD_DATA_DIR"
 DEFAULT = "keycard-data"
@@ -31,6 +32,13 @@ FORMAT = 1
 class NoDataDir(KeycardError):
     """
     Raised when a directory is not an initialised data directory.
+    """
+
+
+class KeyFileError(KeycardError):
+    """
+    Raised when a data directory's key-encryption key file is missing or
+    holds no key.
     """
 
 
@@ -75,6 +83,39 @@ class DataDir:
         return path if isinstance(path, str) else None
 
     @property
+    def keyEncryptionKeyFile(self) -> Path:
+        """
+        The file of the key-encryption key (mode 0600) that the Redis
+        store's keyring and mock secret are wrapped under: made by
+        C{keycard init}, replaced by C{keycard keys rewrap}, and copied
+        with the data directory to every host of the store.
+        """
+        return self.path / "store.kek"
+
+    def keyEncryptionKey(self) -> KeyEncryptionKey:
+        """
+        The key-encryption key of L{keyEncryptionKeyFile}.
+
+        @raise KeyFileError: naming the file and what to do, if it
+            is missing or holds no key.
+        """
+        path = self.keyEncryptionKeyFile
+        try:
+            return KeyEncryptionKey.fromFile(path)
+        except FileNotFoundError:
+            raise KeyFileError(
+                f"{path} is missing: copy it from another host of the store"
+                " (with the data directory), or make one with: keycard keys"
+                f" rewrap --data-dir {self.path}"
+            ) from None
+        except OSError as e:
+            raise KeyFileError(
+                f"cannot read {path}: {(e.strerror or str(e)).lower()}"
+            ) from None
+        except ValueError as e:
+            raise KeyFileError(str(e)) from None
+
+    @property
     def users(self) -> Path:
         return self.path / "users.scram"
 
@@ -117,13 +158,16 @@ class DataDir:
         path: str | Path,
         store: str | None = None,
         storePasswordFile: str | None = None,
+        keyEncryptionKey: KeyEncryptionKey | None = None,
     ) -> DataDir:
         """
         Make a new data directory (mode 0700, whatever the umask) with an
-        empty users file (mode 0600).
+        empty users file and a new key-encryption key (both mode 0600).
 
         @param store: the URL of its store, when not the SQLite file.
         @param storePasswordFile: the file holding that store's password.
+        @param keyEncryptionKey: the key-encryption key of its secrets (that
+            of the other hosts of a Redis store); a new one by default.
         @raise NoDataDir: if C{path} already holds one.
         """
         directory = cls(Path(path))
@@ -131,6 +175,10 @@ class DataDir:
             raise NoDataDir(f"{path} is already a keycard data directory")
         makePrivateDirectory(directory.path)
         createPrivateFile(directory.users)
+        writePrivateFile(
+            directory.keyEncryptionKeyFile,
+            (keyEncryptionKey or KeyEncryptionKey.generate()).toFileContent(),
+        )
         info: dict[str, object] = {"format": FORMAT}
         if store is not None:
             info["store"] = store

@@ -93,6 +93,11 @@ class BouncerService(MultiService):
         @raise sqlite3.Error: if its SQLite store cannot be opened.
         @raise OSError: if its Redis store cannot be reached (see
             L{twisted_keycard.store.redis}).
+        @raise twisted_keycard.service.KeyFileError: if its Redis store's
+            key-encryption key file (C{store.kek}) is missing or holds no
+            key.
+        @raise twisted_keycard.store.redis.WrongKeyEncryptionKey: if that
+            key does not open the store's secrets.
         """
         dataDir = DataDir.open(path)
         if checkers is None:
@@ -106,8 +111,9 @@ class BouncerService(MultiService):
             # A data directory made with keycard init --store redis://...
             url = parseRedisURL(dataDir.store)
             password = storePassword(dataDir.storePasswordFile)
-            secret, _ = startupCheck(url, password)
-            store = RedisStore(url, reactor, password=password)
+            kek = dataDir.keyEncryptionKey()
+            secret = startupCheck(url, password, kek).mockSecret
+            store = RedisStore(url, reactor, password=password, keyEncryptionKey=kek)
         else:
             path = sqlitePath(dataDir.store)
             secret = storedMockSecret(path)

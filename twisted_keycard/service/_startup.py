@@ -7,6 +7,7 @@ checkers, and one line and a non-zero exit for anything wrong.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sqlite3
@@ -34,9 +35,12 @@ from twisted_keycard._files import exposure
 from twisted_keycard._mocks import IMockSecretTaker
 from twisted_keycard.error import KeycardError
 from twisted_keycard.store.redis import (
+    KeyEncryptionKey,
     RedisReplyError,
     RedisStore,
     RedisURL,
+    SecretsChanging,
+    WrongKeyEncryptionKey,
     isRedisURL,
     startupCheck,
 )
@@ -369,46 +373,147 @@ def sqlitePath(url: str) -> str:
     return path
 
 
-async def openStore(url: str, reactor: Any, password: str | None = None) -> Any:
+async def openStore(
+    url: str,
+    reactor: Any,
+    password: str | None = None,
+    keyEncryptionKey: KeyEncryptionKey | None = None,
+) -> Any:
     """
     Open the store at C{url}, for the C{keycard} command.
 
+    @param keyEncryptionKey: what a Redis store's secrets are wrapped
+        under (see L{RedisStore}).
     @raise ValueError: for a URL that names no store.
     @raise twisted_keycard.store.redis.StoreUnavailable: if Redis cannot be
         reached.
+    @raise twisted_keycard.store.redis.WrongKeyEncryptionKey: if its
+        secrets are wrapped under another key.
     """
     if isRedisURL(url):
-        return await RedisStore.open(url, reactor, password=password)
+        return await RedisStore.open(
+            url, reactor, password=password, keyEncryptionKey=keyEncryptionKey
+        )
     return await SQLiteStore.open(sqlitePath(url), reactor)
+
+
+#: The flag that starts a bouncer on a Redis that takes commands without a
+#: password.
+INSECURE_REDIS = "--insecure-redis"
+
+
+def isLoopback(host: str) -> bool:
+    """
+    Whether C{host} names this machine (C{localhost}, 127.0.0.0/8, ::1).
+    """
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plainTCPWarning(url: RedisURL) -> str | None:
+    """
+    The warning for a store reached over plain TCP (no TLS) on another
+    host, where its password and every revocation cross the network in
+    clear; C{None} otherwise.
+    """
+    if url.tls:
+        return None
+    remote = [f"{h}:{p}" for h, p in url.hosts if not isLoopback(h)]
+    if not remote:
+        return None
+    return (
+        f"the Redis store {url} is reached over plain TCP on another host"
+        f" ({', '.join(remote)}): its password and revocations cross the"
+        " network in clear; use rediss:// (TLS)"
+    )
 
 
 class RedisCheck(Service):
     """
     Reaches the Redis store once, in the starting process and before the
     reactor runs, so that a store that cannot be reached (or refuses the
-    password) stops the start with one line; hands its mock secret to the
-    checkers before any listener starts, and warns about Redis settings
-    that lose revocations in a crash.
+    password, or takes commands without one, or holds secrets wrapped
+    under another key-encryption key) stops the start with one line;
+    wraps secrets stored in clear before wrapping; hands its mock secret
+    to the checkers before any listener starts, and warns about Redis
+    settings that lose revocations in a crash and about plain TCP to
+    another host.
     """
 
     def __init__(
-        self, url: RedisURL, password: str | None, checkers: Iterable[object] = ()
+        self,
+        url: RedisURL,
+        password: str | None,
+        keyEncryptionKey: KeyEncryptionKey,
+        checkers: Iterable[object] = (),
+        *,
+        insecure: bool = False,
+        keyFile: Path | None = None,
     ) -> None:
+        """
+        @param insecure: start even if Redis takes commands without a
+            password (L{INSECURE_REDIS}).
+        @param keyFile: where C{keyEncryptionKey} was read from, for the
+            error when it does not open the secrets.
+        """
         self.url = url
         self.password = password
+        self.keyEncryptionKey = keyEncryptionKey
         self.checkers = list(checkers)
+        self.insecure = insecure
+        self.keyFile = keyFile
+
+    def _failed(self, message: str) -> StartupError:
+        log.critical("{message}", message=message, event="bouncer.failed")
+        return StartupError(message)
 
     def startService(self) -> None:
         try:
-            secret, warnings = startupCheck(self.url, self.password)
-        except (OSError, RedisReplyError, ValueError) as e:
+            found = startupCheck(self.url, self.password, self.keyEncryptionKey)
+        except (OSError, RedisReplyError, ValueError, SecretsChanging) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            message = f"cannot open the store {self.url}: {reason}"
-            log.critical("{message}", message=message, event="bouncer.failed")
-            raise StartupError(message) from None
-        giveMockSecret(self.checkers, secret)
-        for warning in warnings:
+            raise self._failed(f"cannot open the store {self.url}: {reason}") from None
+        except WrongKeyEncryptionKey as e:
+            where = f" {self.keyFile}" if self.keyFile is not None else ""
+            raise self._failed(
+                f"cannot read the secrets of the store {self.url}: {e}; the"
+                f" key-encryption key{where} must be the one of the store's"
+                " other hosts"
+            ) from None
+        if found.openWithoutPassword and not self.insecure:
+            raise self._failed(
+                f"refusing to start: the Redis store {self.url} takes commands"
+                " without a password (anyone who reaches it can revoke, read"
+                " and write its records); set one (requirepass) and give it"
+                f" with --store-password-file FILE, or start with {INSECURE_REDIS}"
+            )
+        if found.openWithoutPassword:
+            log.warn(
+                "the Redis store {url} takes commands without a password:"
+                " started anyway ({flag}); anyone who reaches it can revoke,"
+                " read and write its records",
+                url=str(self.url),
+                flag=INSECURE_REDIS,
+                event="store.insecure",
+            )
+        if found.wrapped:
+            log.warn(
+                "wrapped the keyring and mock secret of the store {url}, kept"
+                " in clear before, under key-encryption key {kek}",
+                url=str(self.url),
+                kek=self.keyEncryptionKey.id,
+                event="store.wrapped",
+            )
+        giveMockSecret(self.checkers, found.mockSecret)
+        for warning in found.warnings:
             log.warn("{warning}", warning=warning, event="store.settings")
+        plain = plainTCPWarning(self.url)
+        if plain is not None:
+            log.warn("{warning}", warning=plain, event="store.plaintext")
         super().startService()
 
 

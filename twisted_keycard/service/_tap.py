@@ -44,7 +44,7 @@ from twisted_keycard.service._checkers import (
     servingKeycards,
     warnPlainPasswords,
 )
-from twisted_keycard.service._datadir import DataDir, NoDataDir
+from twisted_keycard.service._datadir import DataDir, KeyFileError, NoDataDir
 from twisted_keycard.service._services import (
     passwordCheckers,
     serveHTTP,
@@ -68,6 +68,7 @@ from twisted_keycard.service._startup import (
 from twisted_keycard.sessions import TicketGranter, TicketGrantingRealm, TicketLimits
 from twisted_keycard.store.redis import (
     FAILURES_KEPT,
+    KeyEncryptionKey,
     RedisStore,
     RedisURL,
     isRedisURL,
@@ -414,6 +415,12 @@ FLAGS: list[list[Any]] = [
         "start even if the data directory, store or users file is"
         " readable by other users",
     ],
+    [
+        "insecure-redis",
+        None,
+        "start even if the Redis store takes commands without a password"
+        " (anyone who reaches it can revoke and rewrite its records)",
+    ],
 ]
 
 
@@ -520,6 +527,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self.storePath: str | None = None
         self.redisURL: RedisURL | None = None
         self.storePassword: str | None = None
+        self.keyEncryptionKey: KeyEncryptionKey | None = None
         if self["tokens-when-store-down"] not in ("refuse", "accept"):
             raise usage.UsageError("--tokens-when-store-down takes refuse or accept")
         if not isRedisURL(store):
@@ -532,6 +540,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             self.redisURL = parseRedisURL(store)
         except ValueError as e:
             raise usage.UsageError(f"bad --store: {e}") from None
+        try:
+            self.keyEncryptionKey = self.dataDir.keyEncryptionKey()
+        except KeyFileError as e:
+            raise usage.UsageError(
+                f"the Redis store's secrets are wrapped under the data"
+                f" directory's key-encryption key, and {e}"
+            ) from None
         passwordFile = self["store-password-file"]
         if passwordFile is None and not self["store"]:
             passwordFile = self.dataDir.storePasswordFile
@@ -542,7 +557,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             raise usage.UsageError(
                 f"cannot read the store's password file: {reason}"
             ) from None
-        return [] if passwordFile is None else [Path(passwordFile)]
+        secrets = [self.dataDir.keyEncryptionKeyFile]
+        return secrets if passwordFile is None else [*secrets, Path(passwordFile)]
 
     def postOptions(self) -> None:
         try:
@@ -707,13 +723,20 @@ def makeService(options: Options) -> IService:
     top = MultiService()
     store: Any
     if options.redisURL is not None:
+        assert options.keyEncryptionKey is not None
         RedisCheck(
-            options.redisURL, options.storePassword, options["credCheckers"]
+            options.redisURL,
+            options.storePassword,
+            options.keyEncryptionKey,
+            options["credCheckers"],
+            insecure=options["insecure-redis"],
+            keyFile=options.dataDir.keyEncryptionKeyFile,
         ).setServiceParent(top)
         store = RedisStore(
             options.redisURL,
             _reactor(),
             password=options.storePassword,
+            keyEncryptionKey=options.keyEncryptionKey,
             tokensWhenDown=options["tokens-when-store-down"],
             failuresKept=max(options["throttle-window"], FAILURES_KEPT),
         )

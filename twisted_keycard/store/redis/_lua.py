@@ -454,20 +454,27 @@ return #ids
 """
 )
 
-#: ARGV: prefix, channel, then each key's id and JSON.
+#: ARGV: prefix, channel, the keyring's version and the store's key check
+#: as read before (see C{_wrap}), then each key's id and wrapped JSON.
+#: Writes only if the version and check are still those: returns 1 if
+#: written, else 0.
 SAVE_KEYRING = """
 local P = ARGV[1]
+if (redis.call('GET', P .. 'keyring:version') or '0') ~= ARGV[3]
+   or (redis.call('GET', P .. 'kek') or '') ~= ARGV[4] then
+  return 0
+end
 redis.call('DEL', P .. 'keyring')
 local fields = {}
-for i = 3, #ARGV do table.insert(fields, ARGV[i]) end
+for i = 5, #ARGV do table.insert(fields, ARGV[i]) end
 redis.call('HSET', P .. 'keyring', unpack(fields))
 redis.call('INCR', P .. 'keyring:version')
 redis.call('PUBLISH', ARGV[2], 'keyring')
 return 1
 """
 
-#: ARGV: prefix, a fresh secret.  Returns the stored secret: the first
-#: one written by any process.
+#: ARGV: prefix, a fresh secret (wrapped).  Returns the stored secret: the
+#: first one written by any process.
 MOCK_SECRET = """
 redis.call('SET', ARGV[1] .. 'mock', ARGV[2], 'NX')
 return redis.call('GET', ARGV[1] .. 'mock')

@@ -7,8 +7,8 @@ wait while Redis is unreachable.
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 import secrets
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -42,6 +42,7 @@ from twisted_keycard.store._interfaces import (
 from twisted_keycard.store.redis import _lua as kc
 from twisted_keycard.store.redis import _lua as lua
 from twisted_keycard.store.redis import _lua as rev
+from twisted_keycard.store.redis import _wrap as wrap
 from twisted_keycard.store.redis._connection import (
     FLUSH_BATCH,
     REPLY_TIMEOUT,
@@ -56,14 +57,21 @@ from twisted_keycard.store.redis._connection import (
 from twisted_keycard.store.redis._lua import (
     GRACE,
     fromFields,
-    keyFields,
-    keyringFrom,
     number,
     pairsToDict,
     recordFields,
     revocationArgs,
     revocationFrom,
     ttl,
+)
+from twisted_keycard.store.redis._wrap import (
+    CHANGING,
+    SECRETS_RETRIES,
+    KeyEncryptionKey,
+    SecretsChanging,
+    SecretsSnapshot,
+    SecretsWrapper,
+    wrapArgs,
 )
 from twisted_keycard.tokens import Keyring
 
@@ -218,6 +226,8 @@ _REVOCATION_SCRIPTS = {
         "SAVE_KEYRING", "MOCK_SECRET",
     ]
 }  # fmt: skip
+_REVOCATION_SCRIPTS["READ_SECRETS"] = Script(wrap.READ_SECRETS)
+_REVOCATION_SCRIPTS["WRAP_SECRETS"] = Script(wrap.WRAP_SECRETS)
 
 
 def _cursor(streamId: str) -> int:
@@ -236,10 +246,20 @@ class ReplicasBehind(KeycardError):
     """
 
 
+class NoKeyEncryptionKey(KeycardError):
+    """
+    Raised when a Redis store given no key-encryption key is asked for its
+    keyring or mock secret.
+    """
+
+
 class RedisRevocations:
     """
-    Revocations, the keyring and the mock secret, in Redis.
+    Revocations, the keyring and the mock secret, in Redis; the keyring and
+    mock secret wrapped under a key-encryption key (see L{SecretsWrapper}).
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -247,10 +267,20 @@ class RedisRevocations:
         url: RedisURL,
         clock: IReactorTime,
         tokensWhenDown: str,
+        keyEncryptionKey: KeyEncryptionKey | None = None,
     ) -> None:
+        """
+        @param keyEncryptionKey: what the keyring and mock secret are
+            wrapped under; without one, they cannot be read or written.
+        """
         self._connection = connection
         self.url = url
         self._prefix = url.prefix
+        self._secrets = (
+            None
+            if keyEncryptionKey is None
+            else SecretsWrapper(keyEncryptionKey, url.prefix)
+        )
         self._clock = clock
         self.tokensWhenDown = tokensWhenDown
         self._checks = BatchedLookups(self._revokedOf, CHECK_BATCH)
@@ -349,21 +379,98 @@ class RedisRevocations:
             lambda: self._run("FLUSH_REVOCATIONS", number(when), str(FLUSH_BATCH))
         )
 
+    def _wrapper(self) -> SecretsWrapper:
+        if self._secrets is None:
+            raise NoKeyEncryptionKey(
+                "this Redis store was given no key-encryption key"
+                " (RedisStore(..., keyEncryptionKey=...)): it keeps no keyring"
+                " or mock secret"
+            )
+        return self._secrets
+
+    async def wrapped(self) -> SecretsSnapshot:
+        """
+        The store's secrets, read at once, after wrapping them under the
+        key-encryption key if they were stored before wrapping (in clear,
+        with no key check) or the store is new.
+
+        @raise WrongKeyEncryptionKey: if they are wrapped under another
+            key, or were changed.
+        """
+        wrapper = self._wrapper()
+        for _ in range(SECRETS_RETRIES):
+            reply = await self._run("READ_SECRETS")
+            plan = wrapper.plan(SecretsSnapshot.fromReply(reply))
+            if plan.write is None:
+                return plan.snapshot
+            written = int(await self._run("WRAP_SECRETS", *plan.wrapArgs()))
+            if written and (plan.snapshot.keyring or plan.snapshot.mock is not None):
+                self.log.warn(
+                    "wrapped the keyring and mock secret of the Redis store"
+                    " {url}, stored in clear before, under key-encryption"
+                    " key {kek}",
+                    url=str(self.url),
+                    kek=wrapper.kek.id,
+                    event="store.wrapped",
+                )
+        raise SecretsChanging(CHANGING)
+
+    async def rewrap(self, new: KeyEncryptionKey) -> SecretsSnapshot:
+        """
+        Wrap the keyring and mock secret under C{new} in place of this
+        store's key-encryption key, at once.  Processes holding the old key
+        then cannot read them (see L{rewrapSecrets}).
+
+        @return: the secrets as they were before.
+        """
+        wrapper = self._wrapper()
+        for _ in range(SECRETS_RETRIES):
+            snapshot = await self.wrapped()
+            write = wrapper.rewrap(snapshot, new)
+            if int(await self._run("WRAP_SECRETS", *wrapArgs(snapshot, write))):
+                self._secrets = SecretsWrapper(new, self._prefix)
+                return snapshot
+        raise SecretsChanging(CHANGING)
+
     def loadKeyring(self) -> Deferred[Keyring | None]:
-        d = self._connection.execute("HGETALL", f"{self._prefix}keyring")
-        return d.addCallback(lambda values: keyringFrom(pairsToDict(values)))
+        return Deferred.fromCoroutine(self._loadKeyring())
+
+    async def _loadKeyring(self) -> Keyring | None:
+        snapshot = await self.wrapped()
+        return self._wrapper().unwrapKeyring(snapshot.keyring, snapshot.version)
 
     def saveKeyring(self, keyring: Keyring) -> Deferred[None]:
-        d = self._run("SAVE_KEYRING", self.url.channel, *keyFields(keyring))
-        return d.addCallback(lambda _: None)
+        return Deferred.fromCoroutine(self._saveKeyring(keyring))
+
+    async def _saveKeyring(self, keyring: Keyring) -> None:
+        for _ in range(SECRETS_RETRIES):
+            snapshot = await self.wrapped()
+            assert snapshot.check is not None
+            fields = self._wrapper().wrapKeyring(keyring, snapshot.version + 1)
+            if int(
+                await self._run(
+                    "SAVE_KEYRING",
+                    self.url.channel,
+                    str(snapshot.version),
+                    snapshot.check,
+                    *fields,
+                )
+            ):
+                return
+        raise SecretsChanging(CHANGING)
 
     def keyringVersion(self) -> Deferred[int]:
         d = self._connection.execute("GET", f"{self._prefix}keyring:version")
         return d.addCallback(lambda version: int(version or 0))
 
     def mockSecret(self) -> Deferred[bytes]:
-        fresh = base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
-        return self._run("MOCK_SECRET", fresh).addCallback(base64.b64decode)
+        return Deferred.fromCoroutine(self._mockSecret())
+
+    async def _mockSecret(self) -> bytes:
+        await self.wrapped()
+        wrapper = self._wrapper()
+        fresh = wrapper.wrapMock(secrets.token_bytes(SECRET_BYTES))
+        return wrapper.unwrapMock(await self._run("MOCK_SECRET", fresh))
 
 
 class Subscribers:
@@ -597,11 +704,22 @@ class RedisStore:
         failuresKept: float = FAILURES_KEPT,
         queueLimit: int = QUEUE_LIMIT,
         replyTimeout: float = REPLY_TIMEOUT,
+        keyEncryptionKey: KeyEncryptionKey | str | os.PathLike[str] | None = None,
     ) -> None:
         """
         @param url: a L{RedisURL}, or its text.
         @param reactor: the reactor to connect with.
         @param password: Redis's password (C{AUTH}), if it has one.
+        @param keyEncryptionKey: the key-encryption key that the keyring
+            (the token signing keys) and the mock secret are wrapped under
+            in Redis: a L{KeyEncryptionKey}, or the path of its file (a
+            data directory's C{store.kek}, the same on every host of the
+            store).  Without one, the store keeps revocations and keycards
+            but no keyring: L{loadKeyring}, L{saveKeyring} and
+            L{mockSecret} fail with L{NoKeyEncryptionKey}.  Secrets stored
+            in clear (before wrapping) are wrapped at their first use.
+        @raise OSError: if the key's file cannot be read.
+        @raise ValueError: if it holds no key.
         @param clock: the time that expiries are counted from (the
             reactor's by default: the bouncers' clocks).
         @param tokensWhenDown: C{"refuse"} (fail closed) or C{"accept"}
@@ -613,6 +731,10 @@ class RedisStore:
         if tokensWhenDown not in ("refuse", "accept"):
             raise ValueError("tokensWhenDown is 'refuse' or 'accept'")
         self.url = parseRedisURL(url) if isinstance(url, str) else url
+        if keyEncryptionKey is not None and not isinstance(
+            keyEncryptionKey, KeyEncryptionKey
+        ):
+            keyEncryptionKey = KeyEncryptionKey.fromFile(keyEncryptionKey)
         self.clock: IReactorTime = clock if clock is not None else reactor
         self.tokensWhenDown = tokensWhenDown
         self._prefix = self.url.prefix
@@ -632,8 +754,9 @@ class RedisStore:
             self._connection, self._prefix, self.clock, self._write
         )
         self._revocations = RedisRevocations(
-            self._connection, self.url, self.clock, tokensWhenDown
+            self._connection, self.url, self.clock, tokensWhenDown, keyEncryptionKey
         )
+        self.keyEncryptionKey = keyEncryptionKey
         self._connection.start()
 
     def __repr__(self) -> str:
@@ -644,10 +767,13 @@ class RedisStore:
         cls, url: RedisURL | str, reactor: Any, timeout: float = 10.0, **kw: Any
     ) -> Deferred[RedisStore]:
         """
-        Connect, and fire once Redis answers.
+        Connect, and fire once Redis answers and, with a key-encryption
+        key, once the secrets are wrapped under it.
 
         @raise StoreUnavailable: (as a failure) if it does not within
             C{timeout} seconds.
+        @raise WrongKeyEncryptionKey: (as a failure) if the secrets are
+            wrapped under another key-encryption key.
         """
         store = cls(url, reactor, **kw)
         return Deferred.fromCoroutine(store._opened(reactor, timeout))
@@ -667,6 +793,12 @@ class RedisStore:
             if late.active():
                 late.cancel()
         await self._connection.execute("PING")
+        if self.keyEncryptionKey is not None:
+            try:
+                await self._revocations.wrapped()
+            except BaseException:
+                await self.close()
+                raise
         return self
 
     def close(self) -> Deferred[None]:
@@ -802,6 +934,24 @@ class RedisStore:
 
     def keyringVersion(self) -> Deferred[int]:
         return self._revocations.keyringVersion()
+
+    def rewrapSecrets(self, new: KeyEncryptionKey) -> Deferred[None]:
+        """
+        Wrap the keyring and the mock secret under C{new} in place of this
+        store's key-encryption key, as one change; this store uses C{new}
+        from then on.  The keyring's version stays (its keys are the same),
+        so bouncers that loaded it keep it; any process reading the
+        secrets again needs C{new}.
+
+        @raise WrongKeyEncryptionKey: (as a failure) if they are not
+            wrapped under this store's key.
+        """
+        d = Deferred.fromCoroutine(self._revocations.rewrap(new))
+
+        def done(_: object) -> None:
+            self.keyEncryptionKey = new
+
+        return d.addCallback(done)
 
     def mockSecret(self) -> Deferred[bytes]:
         return self._revocations.mockSecret()
