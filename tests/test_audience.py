@@ -88,6 +88,7 @@ class CheckerAudienceTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(keys.load()))
         mirror = RevocationMirror(self.clock)
         mirror.followed = True
+        mirror.readAt = self.clock.seconds()
         self.checkers = [
             TokenChecker(self.store, keys, self.clock, mirror=mirror),
             TokenChecker(self.store, keys, self.clock),

@@ -11,10 +11,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, MemoryStore
-from twisted_keycard.error import ProtocolError
+from twisted_keycard.bouncer import TokenPolicy
+from twisted_keycard.error import KeycardDenied, ProtocolError
 from twisted_keycard.store import Revocation
 from twisted_keycard.tokens import (
     Keyring,
@@ -25,9 +27,9 @@ from twisted_keycard.tokens import (
     TokenKeycard,
     sign,
 )
-from twisted_keycard.tokens._checker import BUCKET, RevocationMirror
+from twisted_keycard.tokens._checker import BUCKET, STORE_DOWN, RevocationMirror
 
-from .test_tokens_bouncer import START, TokenLogins
+from .test_tokens_bouncer import START, Requester, TokenLogins
 
 
 class RevocationMirrorTests(SynchronousTestCase):
@@ -135,6 +137,7 @@ class MirroredCheckTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(self.keys.load()))
         self.mirror = RevocationMirror(self.clock)
         self.mirror.followed = True
+        self.mirror.readAt = START
         self.checker = TokenChecker(
             self.store, self.keys, self.clock, mirror=self.mirror
         )
@@ -285,3 +288,87 @@ class BouncerMirrorTests(TokenLogins):
         self.assertTrue(checker.mirror.followed)
         self.bouncer.stopService()
         self.assertFalse(checker.mirror.followed)
+
+
+class StoreDownTests(TokenLogins):
+    """
+    While a running bouncer cannot read its store's revocations, tokens are
+    denied by default, or checked against the revocations read until then
+    with C{whenStoreDown="accept"} (issue 24: they were accepted whatever
+    the setting); one log line when reads start failing and one when they
+    work again.
+    """
+
+    def setUp(self) -> None:
+        self.events: list[LogEvent] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        super().setUp()
+
+    def makeBouncer(
+        self, name: str, requester: Requester | None = None, **options: object
+    ) -> Bouncer:
+        # The store every bouncer of the test shares, made once.
+        if not isinstance(self.store, DownStore):
+            self.store = self.downStore = DownStore()
+        return super().makeBouncer(name, requester, **options)
+
+    def outage(self, seconds: float) -> None:
+        self.downStore.down = True
+        for _ in range(int(seconds)):
+            self.clock.advance(1.0)
+
+    def test_refusedByDefault(self) -> None:
+        keycard = self.login()
+        self.present(keycard.token)
+        self.outage(2)
+        # Within three follow intervals of the last read: still taken.
+        self.present(keycard.token)
+        self.clock.advance(2)
+        denied = TokenKeycard(
+            presented=keycard.token, address="192.0.2.1", requesterName="r1"
+        )
+        failure = self.failureResultOf(self.bouncer.authenticate(denied), KeycardDenied)
+        self.assertEqual(failure.getErrorMessage(), STORE_DOWN)
+        # A password login still works.
+        self.assertIsNotNone(self.login().id)
+        self.downStore.down = False
+        self.clock.advance(1.0)
+        self.present(keycard.token)
+        down = [e for e in self.events if e.get("event") == "store.down"]
+        up = [e for e in self.events if e.get("event") == "store.up"]
+        self.assertEqual(len(down), 1, [formatEvent(e) for e in down])
+        self.assertEqual(len(up), 1)
+        self.assertIn("ConnectionError: store unreachable", formatEvent(down[0]))
+        self.assertFalse([e for e in self.events if e.get("log_failure")])
+
+    def test_accepted(self) -> None:
+        """
+        With C{whenStoreDown="accept"}, a token is checked against the
+        revocations read before the outage.
+        """
+        self.bouncer = self.makeBouncer(
+            "b2", tokens=TokenPolicy(claims={"vendor": "acme"}, whenStoreDown="accept")
+        )
+        keycard, revoked = self.login(), self.login()
+        assert revoked.id is not None
+        self.successResultOf(self.bouncer.revokeKeycardIds([revoked.id]))
+        self.outage(10)
+        self.present(keycard.token)
+        self.refused(revoked.token)
+
+    def test_badSetting(self) -> None:
+        self.assertRaises(ValueError, TokenPolicy, whenStoreDown="maybe")
+
+
+class DownStore(MemoryStore):
+    """
+    A memory store whose revocations cannot be read while C{down}.
+    """
+
+    down = False
+
+    def revokedSince(self, cursor: int, limit: int) -> Deferred[Any]:
+        if self.down:
+            return fail(ConnectionError("store unreachable"))
+        return super().revokedSince(cursor, limit)

@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
@@ -631,12 +632,18 @@ class SharedThrottleTests(SynchronousTestCase):
         is back.
         """
         self.patch(_login, "UNSHARED_KEPT", 6)
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
         one, two = self.bouncer("one"), self.bouncer("two")
         self.store.down = True
         for _ in range(3):
             self.failLogin(one)
         self.clock.advance(FOLLOW)
-        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 2)
+        # One line a bouncer, no traceback.
+        down = [e for e in events if e.get("event") == "store.down"]
+        self.assertEqual(len(down), 2)
+        self.assertFalse([e for e in events if "log_failure" in e])
         for _ in range(2):
             self.failLogin(one)
         self.store.down = False

@@ -87,6 +87,11 @@ def newKeycardId() -> str:
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
+#: Follow intervals without a read of the store's revocations after which
+#: a running bouncer counts its store as down (see L{TokenPolicy}).
+STALE_INTERVALS = 3
+
+
 @implementer(IBouncer)
 class Bouncer(Service):
     """
@@ -182,6 +187,8 @@ class Bouncer(Service):
         self._mirror: RevocationMirror | None = None
         if IRevocationStore.providedBy(self.store):
             self._mirror = RevocationMirror(clock, tokens.skew if tokens else 0.0)
+            # Not current once three follow intervals pass without a read.
+            self._mirror.maxLag = STALE_INTERVALS * upkeep.followInterval
         if tokens is not None:
             if not (
                 IKeyringStore.providedBy(self.store)
@@ -198,6 +205,7 @@ class Bouncer(Service):
                     maxFamilyLifetime=tokens.maxFamilyLifetime,
                     claims=tokens.claims,
                     mirror=self._mirror,
+                    whenStoreDown=tokens.whenStoreDown,
                 )
             )
         challengers = Challengers(checkers)

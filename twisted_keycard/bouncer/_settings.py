@@ -80,6 +80,13 @@ class TokenPolicy:
         token of its family (the chain of token logins it started) is
         accepted, and which no token of it outlives; then the client logs
         in with its password again.
+    @ivar whenStoreDown: what a running bouncer does with a token while it
+        cannot read its store's revocations (none read for three follow
+        intervals: the store is unreachable, or its reads fail):
+        C{"refuse"} (the default) denies the login, to be tried again
+        (L{KeycardDenied}: a token revoked meanwhile must not log in);
+        C{"accept"} checks it against the revocations read until then (one
+        revoked on another bouncer during the outage then logs in here).
     """
 
     bindAddress: bool = False
@@ -90,6 +97,9 @@ class TokenPolicy:
         default=DEFAULT_MAX_FAMILY_LIFETIME, validator=attrs.validators.gt(0)
     )
     groups: tuple[frozenset[str], ...] = attrs.field(default=(), converter=_groups)
+    whenStoreDown: str = attrs.field(
+        default="refuse", validator=attrs.validators.in_(("refuse", "accept"))
+    )
 
     def audienceFor(
         self, requesterName: str | None, parent: Sequence[str] | None = None

@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from twisted_keycard._printable import printable
 from twisted_keycard.bouncer._held import Lease
 from twisted_keycard.bouncer._login import Throttler
 from twisted_keycard.bouncer._settings import Upkeep
@@ -62,7 +63,7 @@ class RevocationFollower:
             if self.mirror is not None:
                 self.mirror.update(batch)
             if len(batch) < FOLLOW_BATCH:
-                self.polledAt = self.clock.seconds()
+                self._read()
                 return
 
     async def poll(self) -> int:
@@ -82,8 +83,16 @@ class RevocationFollower:
             if batch:
                 await self.onRevoked(batch)
             if len(batch) < FOLLOW_BATCH:
-                self.polledAt = self.clock.seconds()
+                self._read()
                 return seen
+
+    def _read(self) -> None:
+        """
+        The store was read in full, now: the mirror is current.
+        """
+        self.polledAt = self.clock.seconds()
+        if self.mirror is not None:
+            self.mirror.readAt = self.polledAt
 
 
 @attrs.define
@@ -106,6 +115,8 @@ class Follower:
     _again: bool = False
     #: The last refusal of the store's secrets logged.
     _wrongKey: str | None = None
+    #: When each step failing now began to fail.
+    _failingSince: dict[str, float] = attrs.field(factory=dict)
     log = Logger()
 
     def start(self) -> None:
@@ -141,10 +152,42 @@ class Follower:
                                 error=str(e),
                                 event="store.wrongKey",
                             )
-                    except Exception:
-                        self.log.failure("{what} failed", what=what)
+                    except Exception as e:
+                        self._failed(what, e)
+                    else:
+                        self._worked(what)
         finally:
             self._ticking = False
+
+    def _failed(self, what: str, error: Exception) -> None:
+        """
+        One line when a step starts failing (the store is unreachable, or
+        fails), none while it goes on failing: an outage is not a
+        traceback a second.
+        """
+        if what in self._failingSince:
+            return
+        self._failingSince[what] = self.clock.seconds()
+        self.log.error(
+            "{what} failed: {error}; trying again every {interval} s",
+            what=what,
+            error=printable(f"{type(error).__name__}: {error}"),
+            interval=self.interval,
+            event="store.down",
+        )
+
+    def _worked(self, what: str) -> None:
+        """
+        One line when a step that failed works again.
+        """
+        since = self._failingSince.pop(what, None)
+        if since is not None:
+            self.log.info(
+                "{what} works again, after {seconds:.1f} s",
+                what=what,
+                seconds=self.clock.seconds() - since,
+                event="store.up",
+            )
 
     def wake(self) -> None:
         """

@@ -278,8 +278,8 @@ PARAMETERS: list[list[Any]] = [
         "tokens-when-store-down",
         None,
         "refuse",
-        "refuse or accept token logins while the Redis store is"
-        " unreachable (their revocations cannot be checked)",
+        "refuse or accept token logins while the store's revocations cannot"
+        " be read (for three follow intervals: the store is unreachable)",
     ],
     [
         "name",
@@ -607,6 +607,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                     # The service's own faces take each other's tokens, and
                     # no application requester's.
                     groups=[faceNames(self)],
+                    whenStoreDown=self["tokens-when-store-down"],
                 )
             except ValueError as e:
                 raise usage.UsageError(f"--claim: {e}") from None

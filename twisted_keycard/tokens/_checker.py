@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_keycard.error import ProtocolError
+from twisted_keycard.error import KeycardDenied, ProtocolError
 from twisted_keycard.keycard import (
     TOKEN_LENGTH,
     IAnswerer,
@@ -93,6 +93,9 @@ class RevocationStore(Protocol):
         """
 
 
+#: Why a token is denied while the store's revocations cannot be read.
+STORE_DOWN = "token logins are refused while the store is unreachable; try again later"
+
 #: Seconds of expiry time that share one bucket of the purge.
 BUCKET = 60.0
 
@@ -133,6 +136,23 @@ class RevocationMirror:
         self._purged = float("-inf")
         self.marks = 0
         self.followed = False
+        #: When the store's revocations were last read in full, if ever.
+        self.readAt: float | None = None
+        #: Seconds after L{readAt} past which the mirror is not L{current}.
+        self.maxLag = float("inf")
+
+    def current(self) -> bool:
+        """
+        Whether the mirror is followed and was read in full within
+        L{maxLag} seconds: while it is not, revocations made on other
+        bouncers may be missing from it.
+        """
+        readAt = self.readAt
+        return (
+            self.followed
+            and readAt is not None
+            and self.clock.seconds() - readAt <= self.maxLag
+        )
 
     def __len__(self) -> int:
         return len(self._revoked)
@@ -302,6 +322,10 @@ class TokenChecker:
         a token that lacks one, or has another value, is refused.
     @ivar mirror: the revocations in force, used while it is followed;
         C{None} to always ask the store.
+    @ivar whenStoreDown: while the mirror is followed but not L{current
+        <RevocationMirror.current>} (the store could not be read lately):
+        C{"refuse"} denies every token (L{KeycardDenied}, L{STORE_DOWN}),
+        C{"accept"} checks it against the mirror as it is.
     """
 
     revocations: RevocationStore
@@ -311,6 +335,7 @@ class TokenChecker:
     maxFamilyLifetime: float = DEFAULT_MAX_FAMILY_LIFETIME
     claims: Mapping[str, str] = attrs.field(factory=dict)
     mirror: RevocationMirror | None = None
+    whenStoreDown: str = "refuse"
     credentialInterfaces = (ITokenExchange,)
     keycardClasses = (TokenKeycard,)
     log = Logger()
@@ -327,6 +352,8 @@ class TokenChecker:
         keyring = self.keys.keyring
         if mirror is None or not mirror.followed or keyring is None:
             return Deferred.fromCoroutine(self._check(credentials))
+        if self.whenStoreDown != "accept" and not mirror.current():
+            return fail(KeycardDenied(STORE_DOWN))
         try:
             token = credentials.token
             keycardId = keycardIdOf(token)
