@@ -1055,12 +1055,13 @@ def _shown(text: str | None) -> str:
 
 def _account(keycard: object, attempt: _Attempt) -> str | None:
     """
-    The account a refused message tried: the exchange's, or else the one
-    the keycard names.
+    The account a message tried, for its audit line: the exchange's, or
+    else the one the keycard claims (a token's avatar: see
+    L{Keycard.claimedName}).
     """
     if attempt.account is not None or not isinstance(keycard, Keycard):
         return attempt.account
     try:
-        return keycard.account()
+        return keycard.claimedName()
     except Exception:
         return None
