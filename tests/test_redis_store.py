@@ -25,6 +25,7 @@ from .storecontract import (
     KeyringStoreContract,
     LeaseStoreContract,
     RevocationStoreContract,
+    StoreHealthContract,
     ThrottleStoreContract,
 )
 
@@ -68,6 +69,7 @@ class RedisContractTests(
     KeyringStoreContract,
     ThrottleStoreContract,
     LeaseStoreContract,
+    StoreHealthContract,
     RedisTestCase,
 ):
     """
