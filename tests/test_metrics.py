@@ -272,6 +272,59 @@ class LoginMetricsTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
 
+class SlowStore(MemoryStore):
+    """
+    A store that records a keycard C{delay} seconds after it is asked, by
+    its C{clock}.
+    """
+
+    clock: Clock
+    delay = 0.3
+
+    def add(self, record: IssuedKeycard) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        d.addCallback(lambda _: super(SlowStore, self).add(record))
+        self.clock.callLater(self.delay, d.callback, None)
+        return d
+
+
+class AnswerTimeTests(SynchronousTestCase):
+    def test_eachMessage(self) -> None:
+        """
+        Each message's answer is timed by the bouncer's clock, from its
+        arrival to its answer: the challenge at once, the keycard once the
+        store has recorded it; the client's time between them is not
+        counted.
+        """
+        store = SlowStore()
+        h = Harness(self, store)
+        store.clock = h.clock
+        self.assertEqual(h.value("keycard_answer_seconds_count", kind=KIND), 0)
+        challenged = h.first()
+        h.clock.advance(5)
+        d = h.bouncer.authenticate(PassphraseAnswerer("alice", "pw").answer(challenged))
+        self.assertNoResult(d)
+        h.clock.advance(0.3)
+        self.successResultOf(d)
+        self.assertEqual(h.value("keycard_answer_seconds_count", kind=KIND), 2)
+        self.assertAlmostEqual(h.value("keycard_answer_seconds_sum", kind=KIND), 0.3)
+        for le, count in [("0.001", 1), ("0.25", 1), ("0.5", 2)]:
+            self.assertEqual(
+                h.value("keycard_answer_seconds_bucket", kind=KIND, le=le), count
+            )
+
+    def test_refusalTimed(self) -> None:
+        """
+        A refused message is timed too, under its kind, or C{other} for a
+        class the bouncer does not take.
+        """
+        h = Harness(self)
+        self.failureResultOf(h.attempt("alice", "wrong"), KeycardRefused)
+        self.assertEqual(h.value("keycard_answer_seconds_count", kind=KIND), 2)
+        self.failureResultOf(h.bouncer.authenticate(Keycard()), KeycardRefused)
+        self.assertEqual(h.value("keycard_answer_seconds_count", kind="other"), 1)
+
+
 class GaugeTests(SynchronousTestCase):
     def test_heldAndPending(self) -> None:
         """

@@ -167,6 +167,14 @@ class IBouncerMetrics(Interface):
         because they were revoked.
         """
 
+    def messageAnswered(kind: str, seconds: float) -> None:
+        """
+        The bouncer answered one message of a login with a keycard of
+        C{kind} (as L{loginFailed} names it) C{seconds} after it arrived:
+        with a challenge, a keycard or a refusal.  Its own work (checkers,
+        hash threads, store), never the client's time between messages.
+        """
+
 
 @implementer(IBouncerMetrics)
 class NoMetrics:
@@ -187,6 +195,9 @@ class NoMetrics:
         pass
 
     def revokedHeld(self, count: int) -> None:
+        pass
+
+    def messageAnswered(self, kind: str, seconds: float) -> None:
         pass
 
 

@@ -823,8 +823,19 @@ class Authentication:
         self, keycard: Keycard, connection: Hashable | None = None
     ) -> Keycard:
         """
-        Take one message of an exchange (see L{IBouncer.authenticate}).
+        Take one message of an exchange (see L{IBouncer.authenticate}),
+        and tell the metrics how long its answer took.
         """
+        start = self.clock.seconds()
+        try:
+            return await self._answer(keycard, connection)
+        finally:
+            if self.metrics is not None:
+                self.metrics.messageAnswered(
+                    self._kind(keycard), self.clock.seconds() - start
+                )
+
+    async def _answer(self, keycard: Keycard, connection: Hashable | None) -> Keycard:
         attempt = _Attempt()
         try:
             if not isinstance(keycard, Keycard):

@@ -99,6 +99,13 @@ class _TimedStore:
         return call
 
 
+#: Buckets of the time the bouncer takes to answer a login message: from a
+#: challenge sent at once to a password hash queued behind others.
+ANSWER_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    math.inf,
+)  # fmt: skip
+
 #: Buckets of the delay between a revocation's recording and its reading,
 #: around the default follow interval of one second.
 DELAY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, math.inf)
@@ -191,6 +198,13 @@ class PrometheusMetrics:
             "Held keycards whose clients were dropped because of a revocation.",
             registry=registry,
         )
+        self.answers = Histogram(
+            "keycard_answer_seconds",
+            "Seconds the bouncer took to answer each login message, by kind.",
+            ["kind"],
+            buckets=ANSWER_BUCKETS,
+            registry=registry,
+        )
         self.storeLatency = Histogram(
             "keycard_store_seconds",
             "Seconds each store call took, by method.",
@@ -200,6 +214,7 @@ class PrometheusMetrics:
 
     def watch(self, gauges: BouncerGauges) -> None:
         for kind in gauges.kinds:
+            self.answers.labels(kind)
             for result in RESULTS:
                 self.logins.labels(kind, result)
         self.held.set_function(gauges.held)
@@ -231,6 +246,9 @@ class PrometheusMetrics:
 
     def revokedHeld(self, count: int) -> None:
         self.revokedHeldKeycards.inc(count)
+
+    def messageAnswered(self, kind: str, seconds: float) -> None:
+        self.answers.labels(kind).observe(max(seconds, 0.0))
 
     def storeCall(self, method: str, seconds: float) -> None:
         """
