@@ -544,6 +544,24 @@ class ScrapeTimeGaugeTests(SynchronousTestCase):
         self.assertEqual(h.value("keycard_throttle_records"), 2)
         self.assertTrue(math.isnan(Harness(self).value("keycard_throttle_records")))
 
+    def test_watchedAgain(self) -> None:
+        """
+        Metrics watching a second bouncer show its gauges, once each, as
+        the gauges set by a function do.
+        """
+        h = Harness(self, quota=Quota(seatPool="floor", seats=3))
+        Bouncer(
+            [PassphraseChecker({})],
+            MemoryStore(),
+            clock=h.clock,
+            metrics=h.metrics,
+            quota=Quota(seatPool="lab", seats=7),
+        )
+        text = generate_latest(h.registry).decode("ascii")
+        self.assertEqual(text.count("\nkeycard_store_up "), 1)
+        self.assertEqual(h.value("keycard_seat_pool_size", pool="lab"), 7)
+        self.assertTrue(math.isnan(h.value("keycard_seat_pool_size", pool="floor")))
+
     def test_build(self) -> None:
         h = Harness(self)
         self.assertEqual(

@@ -138,6 +138,7 @@ class PrometheusMetrics:
         self.registry = registry
         self.timer = timer
         self.requesters = frozenset(requesters)
+        self._collector: BouncerCollector | None = None
         self.build = Info(
             "keycard_build",
             "The versions this bouncer runs.",
@@ -225,7 +226,11 @@ class PrometheusMetrics:
             return math.nan if seconds is None else seconds
 
         self.followLag.set_function(lag)
-        self.registry.register(BouncerCollector(gauges, self.requesters))
+        # As set_function does: the bouncer watched last is the one shown.
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
+        self._collector = BouncerCollector(gauges, self.requesters)
+        self.registry.register(self._collector)
 
     def loginSucceeded(self, kind: str) -> None:
         self.logins.labels(kind, "success").inc()
