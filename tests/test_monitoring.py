@@ -38,6 +38,7 @@ from ._procs import (
     reactor,
     waitFor,
 )
+from ._redis import RedisServer
 from .test_service_metrics import Scrape
 
 RULES = ROOT / "contrib" / "prometheus" / "keycard-rules.yml"
@@ -368,5 +369,79 @@ class ScrapeTests(TestCase):
                 lambda s: s("keycard_requester_connected", requester="chat") == 0,
                 "the bouncer to see the requester gone",
             )
+
+        return ensureDeferred(go())
+
+
+class RedisOutageScrapeTests(ScrapeTests):
+    """
+    The store gauges of a real bouncer on a real C{redis-server}, killed
+    and started again.
+    """
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        # With its AOF, Redis comes back with the bouncer's lease.
+        self.redis = RedisServer(
+            self.dir / "redis", "--appendonly", "yes", "--appendfsync", "always"
+        )
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        self.data = self.dir / "data"
+        made = keycard("init", str(self.data), "--store", self.redis.url)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        added = keycard(
+            "user", "add", "--data-dir", str(self.data), "alice", stdin=PASSWORD
+        )
+        self.assertEqual(added.returncode, 0, added.stderr)
+
+    def test_scrape(self) -> Deferred[None]:
+        """
+        While Redis is down, C{keycard_store_up} is 0 and a password login
+        (its keycard's record queued) shows in
+        C{keycard_store_writes_queued}; once Redis is back, 1 and 0.
+        """
+
+        async def go() -> None:
+            port, metricsPort = freePort(), freePort()
+            process = bouncer(
+                self.data,
+                f"tcp:{port}:interface=127.0.0.1",
+                self.dir / "bouncer.log",
+                "--metrics",
+                f"tcp:{metricsPort}:interface=127.0.0.1",
+            )
+            self.addCleanup(process.stop)
+            process.start()
+            await waitFor(
+                lambda: f"starting on {port}" in process.output(), "the bouncer"
+            )
+            up = await self.scrapeUntil(
+                metricsPort, lambda s: s("keycard_store_up") == 1, "the store"
+            )
+            self.assertEqual(up("keycard_store_writes_queued"), 0)
+            self.redis.kill()
+            down = await self.scrapeUntil(
+                metricsPort, lambda s: s("keycard_store_up") == 0, "the outage"
+            )
+            self.assertEqual(down("keycard_store_writes_queued"), 0)
+            factory = KeycardClientFactory()
+            broker: Any = await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(
+                factory
+            )
+            self.addCleanup(broker.transport.loseConnection)
+            await factory.loginWithKeycard([SCRAMAnswerer("alice", PASSWORD)])
+            queued = await self.scrapeText(metricsPort)
+            self.assertEqual(Scrape(queued)("keycard_store_writes_queued"), 1)
+            self.redis.start()
+            back = await self.scrapeUntil(
+                metricsPort,
+                lambda s: (
+                    s("keycard_store_up") == 1 and s("keycard_store_writes_queued") == 0
+                ),
+                "the store back and the queue written",
+            )
+            # The client stays: its keycard's record reached Redis.
+            self.assertEqual(back("keycard_held"), 1)
 
         return ensureDeferred(go())
