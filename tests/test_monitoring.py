@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -443,5 +444,47 @@ class RedisOutageScrapeTests(ScrapeTests):
             )
             # The client stays: its keycard's record reached Redis.
             self.assertEqual(back("keycard_held"), 1)
+
+        return ensureDeferred(go())
+
+
+class SQLiteLockedScrapeTests(ScrapeTests):
+    def test_scrape(self) -> Deferred[None]:
+        """
+        While another process holds the SQLite file's write lock past the
+        busy timeout, the bouncer's writes fail and C{keycard_store_up} is
+        0; once the lock is released, its next write commits and it is 1.
+        """
+
+        async def go() -> None:
+            port, metricsPort = freePort(), freePort()
+            process = bouncer(
+                self.data,
+                f"tcp:{port}:interface=127.0.0.1",
+                self.dir / "bouncer.log",
+                "--metrics",
+                f"tcp:{metricsPort}:interface=127.0.0.1",
+            )
+            self.addCleanup(process.stop)
+            process.start()
+            await waitFor(
+                lambda: f"starting on {metricsPort}" in process.output(), "the bouncer"
+            )
+            await self.scrapeUntil(
+                metricsPort, lambda s: s("keycard_lease_active") == 1, "the lease"
+            )
+            other = sqlite3.connect(self.data / "keycard.db", isolation_level=None)
+            self.addCleanup(other.close)
+            other.execute("BEGIN IMMEDIATE")
+            # The bouncer waits 10 s for the lock (its busy timeout).
+            await self.scrapeUntil(
+                metricsPort,
+                lambda s: s("keycard_store_up") == 0,
+                "a write to fail",
+            )
+            other.execute("ROLLBACK")
+            await self.scrapeUntil(
+                metricsPort, lambda s: s("keycard_store_up") == 1, "a write to commit"
+            )
 
         return ensureDeferred(go())
