@@ -7,6 +7,7 @@ stopped by the test that started it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest
 
 reactor: Any = _reactor
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,19 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 TIMEOUT = 30.0
 #: The twistd script of the Python running the tests.
 TWISTD = str(Path(sys.executable).parent / "twistd")
+
+
+def needTool(name: str) -> str:
+    """
+    The path of a tool the test drives; skip without it, except in CI,
+    where its absence is a failure.
+    """
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            raise AssertionError(f"{name} is missing; scripts/test installs it")
+        raise SkipTest(f"{name} is not installed")
+    return path
 
 
 def freePort() -> int:

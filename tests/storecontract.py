@@ -20,6 +20,7 @@ from twisted_keycard.store import (
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    IStoreHealth,
     IThrottleStore,
     Revocation,
     ThrottleEvent,
@@ -536,3 +537,22 @@ class LeaseStoreContract(_StoreContract):
         self.assertIsNone(self.resultOf(self.store.holdUnder("nope", "new")))
         self.assertEqual(self.resultOf(self.store.releaseLapsed(130.0)), 2)
         self.assertEqual(self.held(), [])
+
+
+class StoreHealthContract(_StoreContract):
+    """
+    Tests that every store that says how it is (L{IStoreHealth}) must pass.
+    """
+
+    def test_healthInterface(self) -> None:
+        self.assertTrue(verifyObject(IStoreHealth, self.store))
+
+    def test_upAndNothingQueuedAfterWrites(self) -> None:
+        """
+        A store that works says so, and once its writes are answered none
+        is queued.
+        """
+        for n in range(3):
+            self.resultOf(self.store.add(record(f"health{n}")))
+        self.assertIs(self.store.storeUp(), True)
+        self.assertEqual(self.store.writesQueued(), 0)

@@ -8,15 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused
-from twisted_keycard.bouncer import ExchangeLimits, Quota
+from twisted_keycard.bouncer import ExchangeLimits, Quota, TokenPolicy, newKeycardId
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMVerifiers, Verifier
 from twisted_keycard.store._memory import MemoryStore
 from twisted_keycard.testing import KeycardTestServer
+from twisted_keycard.tokens import (
+    SigningKey,
+    TokenAnswerer,
+    TokenClaims,
+    TokenKeycard,
+    claimedAvatar,
+    keycardIdOf,
+    sign,
+)
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 from ._realm import AvatarRealm
@@ -107,3 +117,119 @@ class IssuedOverPBTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(login).keycard.avatarId, "alice")
         [issued] = [e for e in events if e.get("event") == "login.issued"]
         self.assertEqual(issued["account"], "alice")
+
+
+class TokenAuditTests(SynchronousTestCase):
+    """
+    A token login's audit line names the token's avatar: the verified one
+    when it is issued, the one it claims when it is refused (escaped as any
+    other peer value), and C{-} when the token is too malformed to name one.
+    """
+
+    def setUp(self) -> None:
+        self.events: list[LogEvent] = []
+        globalLogPublisher.addObserver(self.events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)  # type: ignore[arg-type]
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.server = KeycardTestServer.build(
+            [PassphraseChecker({"alice": "wonderland"})],
+            AvatarRealm(),
+            clock=self.clock,
+            tokens=TokenPolicy(),
+        )
+
+    def login(self, *answerers: Any) -> Any:
+        return self.server.connect().loginWithKeycard(list(answerers))
+
+    def token(self) -> str:
+        login = self.successResultOf(
+            self.login(PassphraseAnswerer("alice", "wonderland"))
+        )
+        token = login.keycard.token
+        assert isinstance(token, str)
+        del self.events[:]
+        return token
+
+    def decisions(self, name: str) -> list[LogEvent]:
+        return [e for e in self.events if e.get("event") == name]
+
+    def test_issuedForToken(self) -> None:
+        """
+        A token login over PB names the token's avatar as the account, in
+        its one audit line.
+        """
+        token = self.token()
+        login = self.successResultOf(self.login(TokenAnswerer(token)))
+        self.assertEqual(login.keycard.avatarId, "alice")
+        [issued] = self.decisions("login.issued")
+        self.assertEqual(issued["account"], "alice")
+        self.assertEqual(issued["avatarId"], "alice")
+        self.assertEqual(issued["keycardType"], TokenKeycard.keycardType)
+        self.assertIn("(twisted_keycard.token for alice)", issued["line"])
+        self.assertEqual(self.decisions("login.refused"), [])
+
+    def test_refusedRevoked(self) -> None:
+        """
+        A revoked token's refusal names the avatar it claims.
+        """
+        token = self.token()
+        bouncer = self.server.bouncer
+        self.successResultOf(bouncer.revokeKeycardIds([keycardIdOf(token)]))
+        self.failureResultOf(self.login(TokenAnswerer(token)), UnauthorizedLogin)
+        [refused] = self.decisions("login.refused")
+        self.assertEqual(refused["account"], "alice")
+        self.assertEqual(refused["reason"], "revoked token")
+        self.assertEqual(refused["keycardType"], TokenKeycard.keycardType)
+
+    def test_refusedForgedEscaped(self) -> None:
+        """
+        A token signed with a key the bouncer does not have is refused, and
+        the avatar it claims is escaped in the line like any peer value.
+        """
+        now = self.clock.seconds()
+        forged = sign(
+            TokenClaims(newKeycardId(), HOSTILE, now, now + 60, "b", "test-requester"),
+            SigningKey.generate(now),
+        )
+        self.failureResultOf(self.login(TokenAnswerer(forged)), UnauthorizedLogin)
+        [refused] = self.decisions("login.refused")
+        self.assertEqual(refused["account"], ESCAPED)
+        self.assertNotIn("\x1b", repr(refused))
+
+    def test_refusedMalformed(self) -> None:
+        """
+        A token too malformed to name an avatar shows C{-}.
+        """
+        self.failureResultOf(
+            self.login(TokenAnswerer("kc2.abc.!!!")), UnauthorizedLogin
+        )
+        [refused] = self.decisions("login.refused")
+        self.assertEqual(refused["account"], "-")
+
+    def test_notCountedAgainstClaimedAvatar(self) -> None:
+        """
+        The claimed avatar is shown, never counted: a forged token naming
+        alice is no failed login of the account alice.
+        """
+        now = self.clock.seconds()
+        forged = TokenKeycard(
+            presented=sign(
+                TokenClaims(newKeycardId(), "alice", now, now + 60, "b"),
+                SigningKey.generate(now),
+            )
+        )
+        self.assertEqual(forged.claimedName(), "alice")
+        self.assertIsNone(forged.account())
+
+
+class ClaimedAvatarTests(SynchronousTestCase):
+    def test_wellFormed(self) -> None:
+        now = 1_700_000_000.0
+        key = SigningKey.generate(now)
+        token = sign(TokenClaims(newKeycardId(), "bob", now, now + 60, "b"), key)
+        self.assertEqual(claimedAvatar(token), "bob")
+
+    def test_notATokenEnough(self) -> None:
+        for token in [None, 7, "", "kc2.", "kc2.abc.", "kc2.abc.AAAA", "kc1.x.y"]:
+            self.assertIsNone(claimedAvatar(token), token)

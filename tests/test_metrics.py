@@ -7,21 +7,30 @@ sockets.
 from __future__ import annotations
 
 import math
+import platform
+from collections.abc import Sequence
+from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from twisted.copyright import version as twistedVersion
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused, MemoryStore
+from twisted_keycard._version import __version__
 from twisted_keycard.bouncer import (
     AddressRule,
     CompositePolicy,
     ExchangeLimits,
+    IRequester,
     Quota,
     Revoker,
     Throttle,
+    TokenPolicy,
+    Upkeep,
 )
 from twisted_keycard.bouncer._interfaces import REASONS, failureReason
 from twisted_keycard.keycard._keycard import Keycard
@@ -31,8 +40,10 @@ from twisted_keycard.metrics import (
     PrometheusMetrics,
 )
 from twisted_keycard.store import (
+    IKeycardStore,
     IssuedKeycard,
 )
+from twisted_keycard.tokens import KeyringHolder
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
 
@@ -44,6 +55,29 @@ class FailingStore(MemoryStore):
         return fail(OSError("disk"))
 
 
+@implementer(IKeycardStore)
+class CountsOnlyStore:
+    """
+    A keycard store that says nothing of its health: the memory store's
+    keycards, behind L{IKeycardStore} only.
+    """
+
+    def __init__(self) -> None:
+        self._store = MemoryStore()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@implementer(IRequester)
+class CountingRequester:
+    def keycardIds(self) -> list[str]:
+        return []
+
+    def expireKeycardIds(self, keycardIds: Sequence[str]) -> None:
+        pass
+
+
 class Harness:
     """
     A bouncer with Prometheus metrics, and ways to log in to it.
@@ -52,7 +86,7 @@ class Harness:
     def __init__(
         self,
         test: SynchronousTestCase,
-        store: MemoryStore | None = None,
+        store: Any = None,
         *,
         timed: bool = False,
         **options: object,
@@ -238,6 +272,59 @@ class LoginMetricsTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
 
+class SlowStore(MemoryStore):
+    """
+    A store that records a keycard C{delay} seconds after it is asked, by
+    its C{clock}.
+    """
+
+    clock: Clock
+    delay = 0.3
+
+    def add(self, record: IssuedKeycard) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        d.addCallback(lambda _: super(SlowStore, self).add(record))
+        self.clock.callLater(self.delay, d.callback, None)
+        return d
+
+
+class AnswerTimeTests(SynchronousTestCase):
+    def test_eachMessage(self) -> None:
+        """
+        Each message's answer is timed by the bouncer's clock, from its
+        arrival to its answer: the challenge at once, the keycard once the
+        store has recorded it; the client's time between them is not
+        counted.
+        """
+        store = SlowStore()
+        h = Harness(self, store)
+        store.clock = h.clock
+        self.assertEqual(h.value("keycard_answer_seconds_count", kind=KIND), 0)
+        challenged = h.first()
+        h.clock.advance(5)
+        d = h.bouncer.authenticate(PassphraseAnswerer("alice", "pw").answer(challenged))
+        self.assertNoResult(d)
+        h.clock.advance(0.3)
+        self.successResultOf(d)
+        self.assertEqual(h.value("keycard_answer_seconds_count", kind=KIND), 2)
+        self.assertAlmostEqual(h.value("keycard_answer_seconds_sum", kind=KIND), 0.3)
+        for le, count in [("0.001", 1), ("0.25", 1), ("0.5", 2)]:
+            self.assertEqual(
+                h.value("keycard_answer_seconds_bucket", kind=KIND, le=le), count
+            )
+
+    def test_refusalTimed(self) -> None:
+        """
+        A refused message is timed too, under its kind, or C{other} for a
+        class the bouncer does not take.
+        """
+        h = Harness(self)
+        self.failureResultOf(h.attempt("alice", "wrong"), KeycardRefused)
+        self.assertEqual(h.value("keycard_answer_seconds_count", kind=KIND), 2)
+        self.failureResultOf(h.bouncer.authenticate(Keycard()), KeycardRefused)
+        self.assertEqual(h.value("keycard_answer_seconds_count", kind="other"), 1)
+
+
 class GaugeTests(SynchronousTestCase):
     def test_heldAndPending(self) -> None:
         """
@@ -307,3 +394,182 @@ class RevocationMetricsTests(SynchronousTestCase):
         )
         self.assertEqual(h.value("keycard_held"), 1)
         self.assertIn(kept.id, h.bouncer.held)
+
+
+class SwitchedStore(MemoryStore):
+    """
+    A store in memory whose health the test sets.
+    """
+
+    up = True
+    queued = 0
+
+    def storeUp(self) -> bool:
+        return self.up
+
+    def writesQueued(self) -> int:
+        return self.queued
+
+
+class ScrapeTimeGaugeTests(SynchronousTestCase):
+    """
+    The gauges a L{BouncerCollector} reads when metrics are collected: of
+    the store, the seat pool, the lease, the requesters, the signing key,
+    the throttle and the build.
+    """
+
+    def test_store(self) -> None:
+        """
+        The store's own view, read at each collection through the timed
+        proxy the service puts in front of it.
+        """
+        store = SwitchedStore()
+        h = Harness(self, store, timed=True)
+        self.assertEqual(h.value("keycard_store_up"), 1)
+        self.assertEqual(h.value("keycard_store_writes_queued"), 0)
+        store.up, store.queued = False, 7
+        self.assertEqual(h.value("keycard_store_up"), 0)
+        self.assertEqual(h.value("keycard_store_writes_queued"), 7)
+
+    def test_storeThatCannotSay(self) -> None:
+        """
+        A store that does not provide L{IStoreHealth} shows no store gauge,
+        rather than a made-up one.
+        """
+        h = Harness(self, CountsOnlyStore())
+        self.assertTrue(math.isnan(h.value("keycard_store_up")))
+        self.assertTrue(math.isnan(h.value("keycard_store_writes_queued")))
+        self.assertEqual(h.value("keycard_held"), 0)
+
+    def test_seatPool(self) -> None:
+        h = Harness(self, quota=Quota(seatPool="floor", seats=3))
+        self.assertEqual(h.value("keycard_seat_pool_size", pool="floor"), 3)
+        self.assertEqual(h.value("keycard_seat_pool_held", pool="floor"), 0)
+        first = h.login()
+        h.login("bob")
+        self.assertEqual(h.value("keycard_seat_pool_held", pool="floor"), 2)
+        assert first.id is not None
+        self.successResultOf(h.bouncer.removeKeycardId(first.id))
+        self.assertEqual(h.value("keycard_seat_pool_held", pool="floor"), 1)
+
+    def test_noSeatPool(self) -> None:
+        h = Harness(self)
+        self.assertNotIn(
+            "keycard_seat_pool_size",
+            {s.name for m in h.registry.collect() for s in m.samples},
+        )
+
+    def test_lease(self) -> None:
+        """
+        No lease before the bouncer runs; then the keycards held under it
+        and the seconds left before it runs out, counted down by the clock
+        and back up at each renewal.
+        """
+        h = Harness(self, upkeep=Upkeep(leaseTime=30.0))
+        self.assertEqual(h.value("keycard_lease_active"), 0)
+        self.assertTrue(math.isnan(h.value("keycard_lease_remaining_seconds")))
+        h.bouncer.startService()
+        self.addCleanup(h.bouncer.stopService)
+        self.assertEqual(h.value("keycard_lease_active"), 1)
+        self.assertEqual(h.value("keycard_lease_keycards"), 0)
+        self.assertEqual(h.value("keycard_lease_remaining_seconds"), 30.0)
+        h.login()
+        h.clock.advance(0.5)
+        self.assertEqual(h.value("keycard_lease_keycards"), 1)
+        self.assertEqual(h.value("keycard_lease_remaining_seconds"), 29.5)
+
+    def test_requesters(self) -> None:
+        """
+        Each configured requester name is shown, 1 while registered; any
+        other name (a peer's choice) only counts in the total.
+        """
+        clock = Clock()
+        registry = CollectorRegistry()
+        metrics = PrometheusMetrics(registry, requesters={"app1", "app2"})
+        bouncer = Bouncer(
+            [PassphraseChecker({})], MemoryStore(), clock=clock, metrics=metrics
+        )
+        requester = CountingRequester()
+        bouncer.registerRequester("app1", requester)
+        bouncer.registerRequester("eve\x1b", CountingRequester())
+
+        def value(name: str, **labels: str) -> float | None:
+            return registry.get_sample_value(name, labels)
+
+        self.assertEqual(value("keycard_requester_connected", requester="app1"), 1)
+        self.assertEqual(value("keycard_requester_connected", requester="app2"), 0)
+        self.assertIsNone(value("keycard_requester_connected", requester="eve\x1b"))
+        self.assertEqual(value("keycard_requesters_connected"), 2)
+        bouncer.unregisterRequester("app1")
+        self.assertEqual(value("keycard_requester_connected", requester="app1"), 0)
+        self.assertEqual(value("keycard_requesters_connected"), 1)
+
+    def test_signingKey(self) -> None:
+        """
+        The signing key's public id, as a label of an info metric, and its
+        age by the bouncer's clock; after a rotation, the new id only.
+        """
+        h = Harness(self, tokens=TokenPolicy())
+        samples = {s.name for m in h.registry.collect() for s in m.samples}
+        self.assertNotIn("keycard_signing_key_info", samples)
+        h.bouncer.startService()
+        self.addCleanup(h.bouncer.stopService)
+        keys = h.bouncer.keys
+        assert keys is not None and keys.keyring is not None
+        old = keys.keyring.signing
+        self.assertEqual(h.value("keycard_signing_key_info", kid=old.kid), 1)
+        self.assertEqual(h.value("keycard_signing_key_age_seconds"), 0)
+        h.clock.advance(100)
+        self.assertEqual(h.value("keycard_signing_key_age_seconds"), 100)
+        fresh = self.successResultOf(
+            Deferred.fromCoroutine(KeyringHolder(h.store, h.clock).rotate(60.0))
+        )
+        h.clock.advance(1)
+        self.assertEqual(h.value("keycard_signing_key_info", kid=fresh.kid), 1)
+        self.assertTrue(math.isnan(h.value("keycard_signing_key_info", kid=old.kid)))
+        self.assertEqual(h.value("keycard_signing_key_age_seconds"), 1)
+        text = generate_latest(h.registry).decode("ascii")
+        self.assertNotIn(old.secret.hex(), text)
+        self.assertNotIn(fresh.secret.hex(), text)
+
+    def test_throttleRecords(self) -> None:
+        """
+        The accounts and address groups the throttle counts in memory, and
+        the most it counts.
+        """
+        h = Harness(self, throttle=Throttle(maxKeys=500))
+        self.assertEqual(h.value("keycard_throttle_records"), 0)
+        self.assertEqual(h.value("keycard_throttle_records_max"), 500)
+        self.failureResultOf(h.attempt("alice", "wrong"), KeycardRefused)
+        self.assertEqual(h.value("keycard_throttle_records"), 2)
+        self.assertTrue(math.isnan(Harness(self).value("keycard_throttle_records")))
+
+    def test_watchedAgain(self) -> None:
+        """
+        Metrics watching a second bouncer show its gauges, once each, as
+        the gauges set by a function do.
+        """
+        h = Harness(self, quota=Quota(seatPool="floor", seats=3))
+        Bouncer(
+            [PassphraseChecker({})],
+            MemoryStore(),
+            clock=h.clock,
+            metrics=h.metrics,
+            quota=Quota(seatPool="lab", seats=7),
+        )
+        text = generate_latest(h.registry).decode("ascii")
+        self.assertEqual(text.count("\nkeycard_store_up "), 1)
+        self.assertEqual(h.value("keycard_seat_pool_size", pool="lab"), 7)
+        self.assertTrue(math.isnan(h.value("keycard_seat_pool_size", pool="floor")))
+
+    def test_build(self) -> None:
+        h = Harness(self)
+        self.assertEqual(
+            h.value(
+                "keycard_build_info",
+                version=__version__,
+                python=platform.python_version(),
+                twisted=twistedVersion,
+            ),
+            1,
+        )

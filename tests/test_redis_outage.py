@@ -120,7 +120,8 @@ class OutageTests(TestCase):
         While Redis is down, revocation checks fail (or say "not revoked"
         on a store that accepts tokens then), seats are refused, and issue
         records are queued, then written in order once it is back; its
-        subscribers hear that it is back.
+        subscribers hear that it is back.  The store says it is down, and
+        how many writes it queued, meanwhile (L{IStoreHealth}).
         """
 
         def now(keycardId: str, **kw: Any) -> Any:
@@ -148,8 +149,13 @@ class OutageTests(TestCase):
             await store.add(now("k1"))
             await store.remove("gone")
             await store.add(now("k2"))
+            # What the metrics read: down, with the three writes queued.
+            self.assertIs(store.storeUp(), False)
+            self.assertEqual(store.writesQueued(), 3)
             await self.restart(store, lenient)
             await waitFor(lambda: not len(store._queue), "the queued writes")
+            self.assertIs(store.storeUp(), True)
+            self.assertEqual(store.writesQueued(), 0)
             # Notices were missed meanwhile: followers read from their cursor.
             await waitFor(lambda: RECONNECTED in heard, "the notice of reconnection")
             self.assertEqual(

@@ -37,6 +37,7 @@ from .storecontract import (
     KeyringStoreContract,
     LeaseStoreContract,
     RevocationStoreContract,
+    StoreHealthContract,
     ThrottleStoreContract,
 )
 
@@ -84,6 +85,7 @@ class RedisContractTests(
     KeyringStoreContract,
     ThrottleStoreContract,
     LeaseStoreContract,
+    StoreHealthContract,
     RedisTestCase,
 ):
     """

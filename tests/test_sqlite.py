@@ -31,6 +31,7 @@ from .storecontract import (
     KeyringStoreContract,
     LeaseStoreContract,
     RevocationStoreContract,
+    StoreHealthContract,
     ThrottleStoreContract,
     record,
 )
@@ -46,6 +47,7 @@ class SQLiteContractTests(
     KeyringStoreContract,
     ThrottleStoreContract,
     LeaseStoreContract,
+    StoreHealthContract,
     SynchronousTestCase,
 ):
     """

@@ -148,6 +148,48 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertEqual([self.settle(d) for d in later], [1, 2, 3])
         self.assertEqual(self.transactions(), 2)
 
+    def test_queued(self) -> None:
+        """
+        L{Database.queued} counts the writes not yet answered: those in the
+        group being committed and those waiting behind it.
+        """
+        release = threading.Event()
+
+        def slow(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO t (n) VALUES (0)")
+            self.assertTrue(release.wait(DEADLINE))
+
+        self.assertEqual(self.database.queued, 0)
+        first = self.database.write(slow)
+        self.assertEqual(self.database.queued, 1)
+        self.reactor.advance(0)
+        later = [self.insert(n) for n in range(1, 4)]
+        self.reactor.advance(0)
+        self.assertEqual(self.database.queued, 4)
+        release.set()
+        self.settle(first)
+        [self.settle(d) for d in later]
+        self.assertEqual(self.database.queued, 0)
+
+    def test_writingAfterFailedTransaction(self) -> None:
+        """
+        L{Database.writing} is false once a group's transaction fails (here
+        another connection holds the write lock), and true again once one
+        commits.
+        """
+        self.settle(self.database.run(lambda c: c.execute("PRAGMA busy_timeout = 0")))
+        self.assertTrue(self.database.writing)
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN IMMEDIATE")
+        failed = self.settle(self.insert(1))
+        self.assertIsInstance(failed.value, sqlite3.OperationalError)
+        self.assertFalse(self.database.writing)
+        self.assertEqual(self.database.queued, 0)
+        other.execute("ROLLBACK")
+        self.assertEqual(self.settle(self.insert(2)), 2)
+        self.assertTrue(self.database.writing)
+
     def test_readAfterWrite(self) -> None:
         """
         A read made in the same turn as a write runs after it.

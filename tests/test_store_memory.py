@@ -14,6 +14,7 @@ from .storecontract import (
     KeyringStoreContract,
     LeaseStoreContract,
     RevocationStoreContract,
+    StoreHealthContract,
     ThrottleStoreContract,
 )
 
@@ -25,6 +26,7 @@ class MemoryStoreTests(
     KeyringStoreContract,
     ThrottleStoreContract,
     LeaseStoreContract,
+    StoreHealthContract,
     SynchronousTestCase,
 ):
     def makeStore(self) -> IKeycardStore:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -22,29 +20,24 @@ from treq.client import HTTPClient
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.ssl import Certificate
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
 from twisted_keycard.web import KeycardHTTPClient
 
 from ._attack import LOGIN_DEADLINE
-from ._procs import TIMEOUT, bouncer, freePort, keycard, started, waitFor
+from ._procs import (
+    TIMEOUT,
+    bouncer,
+    freePort,
+    keycard,
+    needTool,
+    started,
+    waitFor,
+)
 
 reactor: Any = _reactor
 PASSWORD = "correct horse battery staple"
-
-
-def needTool(name: str) -> str:
-    """
-    The path of a tool the test drives; skip without it, except in CI,
-    where its absence is a failure.
-    """
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            raise AssertionError(f"{name} is missing; scripts/test installs it")
-        raise SkipTest(f"{name} is not installed")
-    return path
 
 
 class HTTPFaceCase(TestCase):

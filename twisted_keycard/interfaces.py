@@ -19,6 +19,7 @@ from twisted_keycard.store import (
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    IStoreHealth,
     IThrottleStore,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "IMockSecretTaker",
     "IRequester",
     "IRevocationStore",
+    "IStoreHealth",
     "IThrottleStore",
 ]

@@ -57,11 +57,17 @@ from twisted_keycard.store import (
     IKeyringStore,
     IRevocationStore,
     IssuedKeycard,
+    IStoreHealth,
     IThrottleStore,
     MemoryStore,
     Revocation,
 )
-from twisted_keycard.tokens import KeyringHolder, RevocationMirror, TokenChecker
+from twisted_keycard.tokens import (
+    KeyringHolder,
+    RevocationMirror,
+    TokenChecker,
+    UnknownKey,
+)
 
 #: Bytes of randomness in a keycard id (192 bits).
 ID_BYTES = 24
@@ -260,13 +266,55 @@ class Bouncer(Service):
             running=lambda: bool(self.running),
         )
         self.started: Deferred[None] = succeed(None)
-        self.metrics.watch(
-            BouncerGauges(
-                kinds=[c.kind for c in self.keycardClasses],
-                held=lambda: len(self._held.records),
-                pending=self._pendingCount,
-                followLag=self._upkeep.followLag,
-            )
+        self.metrics.watch(self._gauges(quota, throttle))
+
+    def _gauges(self, quota: Quota | None, throttle: Throttle | None) -> BouncerGauges:
+        """
+        What the metrics read, when they are collected, of this bouncer and
+        its store.
+        """
+        store = self.store
+        health = store if IStoreHealth.providedBy(store) else None
+        pool = quota.seatPool if quota is not None else None
+        seats = quota.seats if quota is not None else None
+
+        def seatPools() -> dict[str, tuple[int, int]]:
+            if pool is None or seats is None:
+                return {}
+            records = self._held.records.values()
+            return {pool: (sum(1 for r in records if r.seatPool == pool), seats)}
+
+        def lease() -> tuple[int, float] | None:
+            lease = self.lease
+            if lease is None or not lease.active or lease.renewedAt is None:
+                return None
+            left = lease.renewedAt + lease.leaseTime - self.clock.seconds()
+            return len(lease.holding()), left
+
+        def signingKey() -> tuple[str, float] | None:
+            keyring = self.keys.keyring if self.keys is not None else None
+            if keyring is None:
+                return None
+            try:
+                key = keyring.signing
+            except UnknownKey:
+                return None
+            return key.kid, self.clock.seconds() - key.created
+
+        throttler = self.throttler
+        return BouncerGauges(
+            kinds=[c.kind for c in self.keycardClasses],
+            held=lambda: len(self._held.records),
+            pending=self._pendingCount,
+            followLag=self._upkeep.followLag,
+            requesters=lambda: self._held.requesterNames,
+            seatPools=seatPools,
+            lease=lease,
+            signingKey=signingKey,
+            failureRecords=lambda: None if throttler is None else len(throttler),
+            failureRecordsMax=throttle.maxKeys if throttle is not None else None,
+            storeUp=lambda: None if health is None else bool(health.storeUp()),
+            writesQueued=lambda: None if health is None else int(health.writesQueued()),
         )
 
     def _pendingCount(self) -> int:

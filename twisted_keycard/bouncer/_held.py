@@ -141,6 +141,7 @@ class Lease:
         bouncer stalled past it and another released its keycards, whose
         seats may be taken again): their clients must be dropped.
     @ivar active: whether the lease was taken.
+    @ivar renewedAt: when it was last taken or extended, if it was.
     """
 
     store: ILeaseStore
@@ -150,6 +151,7 @@ class Lease:
     holding: Callable[[], Collection[str]]
     onLost: Callable[[list[str]], Awaitable[object]]
     active: bool = False
+    renewedAt: float | None = None
     log = Logger()
 
     @property
@@ -178,6 +180,7 @@ class Lease:
             )
             await self.onLost(held)
         self.active = True
+        self.renewedAt = now
         released = await self.store.releaseLapsed(now)
         if released:
             self.log.info(
@@ -256,6 +259,13 @@ class HeldKeycards:
 
     def unregisterRequester(self, name: str) -> None:
         self._requesters.pop(name, None)
+
+    @property
+    def requesterNames(self) -> list[str]:
+        """
+        The names of the requesters registered now.
+        """
+        return list(self._requesters)
 
     def addEndObserver(self, observer: Callable[[list[str]], object]) -> None:
         """

@@ -6,7 +6,7 @@ holds): the interfaces, and the metrics that keep nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -95,12 +95,38 @@ class BouncerGauges:
     @ivar pending: the number of exchanges waiting for an answer.
     @ivar followLag: seconds since it last read the revocations in its
         store, or C{None} if it does not follow them.
+    @ivar requesters: the names of the requesters registered now (its own
+        faces, and the remote requesters connected).
+    @ivar seatPools: for each seat pool its keycards take a seat of, the
+        seats its clients hold and the pool's size.
+    @ivar lease: the keycards held under its lease and the seconds left
+        before the lease runs out unless renewed, or C{None} while it
+        holds no lease.
+    @ivar signingKey: the id of the key that signs its tokens (public: it
+        is written in every token) and that key's age in seconds, or
+        C{None} if it issues no tokens or has not loaded the keyring.
+    @ivar failureRecords: the accounts and address groups its throttle
+        counts in memory, or C{None} if it does not throttle.
+    @ivar failureRecordsMax: the most it counts.
+    @ivar storeUp: whether its store works, as the store last saw (see
+        L{twisted_keycard.store.IStoreHealth}), or C{None} if the store
+        cannot say.
+    @ivar writesQueued: the writes its store has not committed yet, or
+        C{None} if the store cannot say.
     """
 
     kinds: Sequence[str]
     held: Callable[[], int]
     pending: Callable[[], int]
     followLag: Callable[[], float | None]
+    requesters: Callable[[], Collection[str]] = lambda: ()
+    seatPools: Callable[[], Mapping[str, tuple[int, int]]] = lambda: {}
+    lease: Callable[[], tuple[int, float] | None] = lambda: None
+    signingKey: Callable[[], tuple[str, float] | None] = lambda: None
+    failureRecords: Callable[[], int | None] = lambda: None
+    failureRecordsMax: int | None = None
+    storeUp: Callable[[], bool | None] = lambda: None
+    writesQueued: Callable[[], int | None] = lambda: None
 
 
 class IBouncerMetrics(Interface):
@@ -141,6 +167,14 @@ class IBouncerMetrics(Interface):
         because they were revoked.
         """
 
+    def messageAnswered(kind: str, seconds: float) -> None:
+        """
+        The bouncer answered one message of a login with a keycard of
+        C{kind} (as L{loginFailed} names it) C{seconds} after it arrived:
+        with a challenge, a keycard or a refusal.  Its own work (checkers,
+        hash threads, store), never the client's time between messages.
+        """
+
 
 @implementer(IBouncerMetrics)
 class NoMetrics:
@@ -161,6 +195,9 @@ class NoMetrics:
         pass
 
     def revokedHeld(self, count: int) -> None:
+        pass
+
+    def messageAnswered(self, kind: str, seconds: float) -> None:
         pass
 
 

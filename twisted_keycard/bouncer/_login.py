@@ -826,8 +826,19 @@ class Authentication:
         self, keycard: Keycard, connection: Hashable | None = None
     ) -> Keycard:
         """
-        Take one message of an exchange (see L{IBouncer.authenticate}).
+        Take one message of an exchange (see L{IBouncer.authenticate}),
+        and tell the metrics how long its answer took.
         """
+        start = self.clock.seconds()
+        try:
+            return await self._answer(keycard, connection)
+        finally:
+            if self.metrics is not None:
+                self.metrics.messageAnswered(
+                    self._kind(keycard), self.clock.seconds() - start
+                )
+
+    async def _answer(self, keycard: Keycard, connection: Hashable | None) -> Keycard:
         attempt = _Attempt()
         try:
             if not isinstance(keycard, Keycard):
@@ -1077,12 +1088,13 @@ def _shown(text: str | None) -> str:
 
 def _account(keycard: object, attempt: _Attempt) -> str | None:
     """
-    The account a refused message tried: the exchange's, or else the one
-    the keycard names.
+    The account a message tried, for its audit line: the exchange's, or
+    else the one the keycard claims (a token's avatar: see
+    L{Keycard.claimedName}).
     """
     if attempt.account is not None or not isinstance(keycard, Keycard):
         return attempt.account
     try:
-        return keycard.account()
+        return keycard.claimedName()
     except Exception:
         return None

@@ -698,6 +698,15 @@ class Keycard(pb.Copyable, pb.RemoteCopy):
         """
         return None
 
+    def claimedName(self) -> str | None:
+        """
+        The account or avatar this keycard claims, for the bouncer's audit
+        line only: its L{account} unless its kind says more (a token names
+        its avatar).  A claim, not a proof, and never counted against: a
+        peer may name anyone.
+        """
+        return self.account()
+
     def bindsChannel(self) -> bool:
         """
         Whether this message binds its exchange to the TLS channel (for

@@ -9,6 +9,7 @@ from twisted_keycard.bouncer import (
     NoMetrics,
 )
 from twisted_keycard.metrics._prometheus import (
+    BouncerCollector,
     MetricsPage,
     PrometheusMetrics,
     metricsSite,
@@ -16,6 +17,7 @@ from twisted_keycard.metrics._prometheus import (
 )
 
 __all__ = [
+    "BouncerCollector",
     "BouncerGauges",
     "IBouncerMetrics",
     "MetricsPage",

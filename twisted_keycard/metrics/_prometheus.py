@@ -7,12 +7,16 @@ twisted.web for Prometheus to scrape.
 from __future__ import annotations
 
 import math
+import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from twisted.copyright import version as twistedVersion
 from twisted.internet.defer import Deferred
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -20,6 +24,7 @@ from twisted.web.server import Request, Site
 from zope.interface import directlyProvides, implementer, providedBy
 from zope.interface.interface import Method
 
+from twisted_keycard._version import __version__
 from twisted_keycard.bouncer import (
     REASONS,
     RESULTS,
@@ -94,6 +99,13 @@ class _TimedStore:
         return call
 
 
+#: Buckets of the time the bouncer takes to answer a login message: from a
+#: challenge sent at once to a password hash queued behind others.
+ANSWER_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    math.inf,
+)  # fmt: skip
+
 #: Buckets of the delay between a revocation's recording and its reading,
 #: around the default follow interval of one second.
 DELAY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, math.inf)
@@ -113,14 +125,32 @@ class PrometheusMetrics:
         self,
         registry: CollectorRegistry,
         timer: Callable[[], float] = time.perf_counter,
+        requesters: Collection[str] = (),
     ) -> None:
         """
         @param registry: a registry no other L{PrometheusMetrics} uses.
         @param timer: seconds, for the latency of store calls.
+        @param requesters: the requester names shown one by one in
+            C{keycard_requester_connected} (the configured ones: never a
+            name a peer chose); others count only in the total.
         @raise ValueError: if the registry already holds these metrics.
         """
         self.registry = registry
         self.timer = timer
+        self.requesters = frozenset(requesters)
+        self._collector: BouncerCollector | None = None
+        self.build = Info(
+            "keycard_build",
+            "The versions this bouncer runs.",
+            registry=registry,
+        )
+        self.build.info(
+            {
+                "version": __version__,
+                "python": platform.python_version(),
+                "twisted": twistedVersion,
+            }
+        )
         self.logins = Counter(
             "keycard_logins",
             "Logins ended, by keycard kind and result.",
@@ -169,6 +199,13 @@ class PrometheusMetrics:
             "Held keycards whose clients were dropped because of a revocation.",
             registry=registry,
         )
+        self.answers = Histogram(
+            "keycard_answer_seconds",
+            "Seconds the bouncer took to answer each login message, by kind.",
+            ["kind"],
+            buckets=ANSWER_BUCKETS,
+            registry=registry,
+        )
         self.storeLatency = Histogram(
             "keycard_store_seconds",
             "Seconds each store call took, by method.",
@@ -178,6 +215,7 @@ class PrometheusMetrics:
 
     def watch(self, gauges: BouncerGauges) -> None:
         for kind in gauges.kinds:
+            self.answers.labels(kind)
             for result in RESULTS:
                 self.logins.labels(kind, result)
         self.held.set_function(gauges.held)
@@ -188,6 +226,11 @@ class PrometheusMetrics:
             return math.nan if seconds is None else seconds
 
         self.followLag.set_function(lag)
+        # As set_function does: the bouncer watched last is the one shown.
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
+        self._collector = BouncerCollector(gauges, self.requesters)
+        self.registry.register(self._collector)
 
     def loginSucceeded(self, kind: str) -> None:
         self.logins.labels(kind, "success").inc()
@@ -209,6 +252,9 @@ class PrometheusMetrics:
     def revokedHeld(self, count: int) -> None:
         self.revokedHeldKeycards.inc(count)
 
+    def messageAnswered(self, kind: str, seconds: float) -> None:
+        self.answers.labels(kind).observe(max(seconds, 0.0))
+
     def storeCall(self, method: str, seconds: float) -> None:
         """
         A call of the store's C{method} took C{seconds}, until its
@@ -222,6 +268,118 @@ class PrometheusMetrics:
         in the C{keycard_store_seconds} histogram.
         """
         return timedStore(store, self.storeCall, self.timer)
+
+
+class BouncerCollector(Collector):
+    """
+    The gauges of a bouncer and its store that are read when a scrape
+    collects them, with labels only from what the operator configured (seat
+    pools, requester names) or the bouncer made (the signing key's public
+    id): the key id label moves with a rotation, leaving no old series.
+    """
+
+    def __init__(self, gauges: BouncerGauges, requesters: Collection[str]) -> None:
+        self.gauges = gauges
+        self.requesters = sorted(requesters)
+
+    def describe(self) -> list[Metric]:
+        # Described as nothing, so that registering reads no gauge.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        g = self.gauges
+        up = g.storeUp()
+        if up is not None:
+            yield _gauge(
+                "keycard_store_up",
+                "Whether the store works, as it last saw (1) or not (0).",
+                int(up),
+            )
+        queued = g.writesQueued()
+        if queued is not None:
+            yield _gauge(
+                "keycard_store_writes_queued",
+                "Writes the store accepted and has not committed yet.",
+                queued,
+            )
+        pools = g.seatPools()
+        held = GaugeMetricFamily(
+            "keycard_seat_pool_held",
+            "Seats of the pool held by this bouncer's clients.",
+            labels=["pool"],
+        )
+        size = GaugeMetricFamily(
+            "keycard_seat_pool_size", "Seats in the pool.", labels=["pool"]
+        )
+        for pool, (taken, seats) in sorted(pools.items()):
+            held.add_metric([pool], taken)
+            size.add_metric([pool], seats)
+        yield held
+        yield size
+        lease = g.lease()
+        yield _gauge(
+            "keycard_lease_active",
+            "Whether this bouncer holds its lease in the store.",
+            int(lease is not None),
+        )
+        if lease is not None:
+            keycards, left = lease
+            yield _gauge(
+                "keycard_lease_keycards",
+                "Keycards held under this bouncer's lease.",
+                keycards,
+            )
+            yield _gauge(
+                "keycard_lease_remaining_seconds",
+                "Seconds before the lease runs out unless renewed.",
+                left,
+            )
+        registered = set(g.requesters())
+        yield _gauge(
+            "keycard_requesters_connected",
+            "Requesters registered with the bouncer now, of any name.",
+            len(registered),
+        )
+        connected = GaugeMetricFamily(
+            "keycard_requester_connected",
+            "Whether each configured requester is registered now.",
+            labels=["requester"],
+        )
+        for name in self.requesters:
+            connected.add_metric([name], int(name in registered))
+        yield connected
+        key = g.signingKey()
+        if key is not None:
+            kid, age = key
+            info = InfoMetricFamily(
+                "keycard_signing_key",
+                "The id of the key that signs tokens now.",
+                labels=[],
+            )
+            info.add_metric([], {"kid": kid})
+            yield info
+            yield _gauge(
+                "keycard_signing_key_age_seconds",
+                "Seconds since the key that signs tokens was made.",
+                age,
+            )
+        records = g.failureRecords()
+        if records is not None:
+            yield _gauge(
+                "keycard_throttle_records",
+                "Accounts and address groups the throttle counts in memory.",
+                records,
+            )
+        if g.failureRecordsMax is not None:
+            yield _gauge(
+                "keycard_throttle_records_max",
+                "The most accounts and address groups the throttle counts.",
+                g.failureRecordsMax,
+            )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
 
 
 class MetricsPage(Resource):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -238,11 +238,19 @@ def serveHTTP(
 
 
 def serveMetrics(
-    reactor: Any, endpoint: str, store: Any, parent: MultiService, bouncerName: str
+    reactor: Any,
+    endpoint: str,
+    store: Any,
+    parent: MultiService,
+    bouncerName: str,
+    requesters: Collection[str] = (),
 ) -> tuple[PrometheusMetrics, Any]:
     """
     Metrics in a registry of their own (with the process's), served on
     C{endpoint}, and the store with its calls timed.
+
+    @param requesters: the requester names configured, each shown in
+        C{keycard_requester_connected}.
 
     @raise StartupError: if C{endpoint} is not a server endpoint; twistd
         then prints one line.
@@ -253,7 +261,7 @@ def serveMetrics(
         raise StartupError(str(e)) from None
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    metrics = PrometheusMetrics(registry)
+    metrics = PrometheusMetrics(registry, requesters=requesters)
     site = metricsSite(registry)
     Listener(
         listening, site, endpoint, bouncerName, "metrics of bouncer"

@@ -750,8 +750,16 @@ def makeService(options: Options) -> IService:
         store = storeService.store
     metrics = None
     if options["metrics"] is not None:
+        faces = {options["requester-name"]}
+        if options["http"] is not None:
+            faces.add(httpRequesterName(options))
         metrics, store = serveMetrics(
-            _reactor(), options["metrics"], store, top, options["name"]
+            _reactor(),
+            options["metrics"],
+            store,
+            top,
+            options["name"],
+            requesters=names(options["requesters"]) | faces,
         )
     quota = None
     if options["max-per-avatar"] is not None or options["seat-pool"] is not None:

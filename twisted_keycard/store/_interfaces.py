@@ -420,6 +420,27 @@ class IStoreChanges(Interface):
         """
 
 
+class IStoreHealth(Interface):
+    """
+    A store that says how it is, from its own view, at once and without a
+    round trip: read whenever metrics are collected.
+    """
+
+    def storeUp() -> bool:
+        """
+        Whether the store works now, as it last saw: for Redis, a
+        connection is up; for SQLite, the last transaction of its writer
+        committed (or none has run yet); a store in memory always works.
+        """
+
+    def writesQueued() -> int:
+        """
+        The writes the store accepted and has not committed yet: SQLite's
+        writes waiting for (or in) their group's transaction, the Redis
+        writes queued while Redis is unreachable; none in memory.
+        """
+
+
 class BatchedLookups:
     """
     Answers "is this key in the set?" in batches: lookups that arrive while

@@ -21,6 +21,7 @@ from twisted_keycard.store._interfaces import (
     ILeaseStore,
     IRevocationStore,
     IssuedKeycard,
+    IStoreHealth,
     IThrottleStore,
     Revocation,
     ThrottleEvent,
@@ -79,7 +80,12 @@ def _unindex(index: dict[str, set[str]], key: str | None, keycardId: str) -> Non
 
 
 @implementer(
-    IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore, ILeaseStore
+    IKeycardStore,
+    IRevocationStore,
+    IKeyringStore,
+    IThrottleStore,
+    ILeaseStore,
+    IStoreHealth,
 )
 @attrs.define
 class MemoryStore:
@@ -119,6 +125,18 @@ class MemoryStore:
             (self._byFamily, record.familyId),
             (self._byHolder, record.holderId),
         ]
+
+    def storeUp(self) -> bool:
+        """
+        See L{IStoreHealth.storeUp}: memory always works.
+        """
+        return True
+
+    def writesQueued(self) -> int:
+        """
+        See L{IStoreHealth.writesQueued}: every write is done at once.
+        """
+        return 0
 
     def add(self, record: IssuedKeycard) -> Deferred[None]:
         if record.keycardId in self._records:

@@ -34,6 +34,7 @@ from twisted_keycard.tokens._tokens import (
     MalformedToken,
     TokenClaims,
     UnknownKey,
+    claimedAvatar,
     keycardIdOf,
     verify,
 )
@@ -242,6 +243,14 @@ class TokenKeycard(Keycard):
     bearer = True
 
     presented: str | None = wireField(str, TOKEN_LENGTH, setBy="client")
+
+    def claimedName(self) -> str | None:
+        """
+        The avatar the presented token names (see L{claimedAvatar}).  Not
+        its L{account}: failures are not counted against a name a forged
+        token could put there.
+        """
+        return claimedAvatar(self.presented)
 
 
 @implementer(IAnswerer)

@@ -386,6 +386,48 @@ def _malformedHead(token: str) -> MalformedToken:
     return MalformedToken("malformed keycard id")
 
 
+def _body(token: object, keycardId: str) -> tuple[bytes, int, bytes]:
+    """
+    A token's bytes, where its body starts, and its body decoded (record
+    and MAC), for a token whose keycard id L{keycardIdOf} read.
+
+    @raise MalformedToken: if the body is not canonical unpadded base64url
+        or is too short to hold a record and a MAC.
+    """
+    assert isinstance(token, str)
+    # keycardIdOf checked that the token is ASCII.
+    data = token.encode("ascii")
+    cut = _PREFIX_LENGTH + len(keycardId)
+    encoded = data[cut:].translate(_FROM_URLSAFE)
+    size = len(encoded)
+    try:
+        raw = binascii.a2b_base64(encoded + _PADDING[size % 4], strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise MalformedToken("token body is not unpadded base64url") from None
+    if len(raw) < _SHORTEST:
+        raise MalformedToken("truncated token")
+    if encoded[-1] in _NONCANONICAL[size % 4]:
+        # The spare bits of the last character: one token, one spelling.
+        raise MalformedToken("token body is not canonical base64url")
+    return data, cut, raw
+
+
+def claimedAvatar(token: object) -> str | None:
+    """
+    The avatar a token names, read without checking its key, MAC or
+    anything else: a claim, for the audit line of a login that presents
+    it (the bouncer escapes it there), never a proof.
+
+    @return: C{None} if the token is not well formed enough to name one.
+    """
+    try:
+        raw = _body(token, keycardIdOf(token))[2]
+        texts = raw[_HEADER_SIZE:-MAC_BYTES].decode("utf-8").split("\0", 2)
+    except (MalformedToken, UnicodeDecodeError):
+        return None
+    return texts[1] if len(texts) > 1 else None
+
+
 def verify(
     token: object, keyring: Keyring, now: float, keycardId: str | None = None
 ) -> TokenClaims:
@@ -402,21 +444,7 @@ def verify(
     """
     if keycardId is None:
         keycardId = keycardIdOf(token)
-    assert isinstance(token, str)
-    # keycardIdOf checked that the token is ASCII.
-    data = token.encode("ascii")
-    cut = _PREFIX_LENGTH + len(keycardId)
-    encoded = data[cut:].translate(_FROM_URLSAFE)
-    size = len(encoded)
-    try:
-        raw = binascii.a2b_base64(encoded + _PADDING[size % 4], strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise MalformedToken("token body is not unpadded base64url") from None
-    if len(raw) < _SHORTEST:
-        raise MalformedToken("truncated token")
-    if encoded[-1] in _NONCANONICAL[size % 4]:
-        # The spare bits of the last character: one token, one spelling.
-        raise MalformedToken("token body is not canonical base64url")
+    data, cut, raw = _body(token, keycardId)
     record = raw[:-MAC_BYTES]
     flags, audienceCount, issued, expires, familyIssued = _HEADER.unpack_from(record)
     if flags & _UNKNOWN_FLAGS:

@@ -34,6 +34,7 @@ from twisted_keycard.store._interfaces import (
     IRevocationStore,
     IssuedKeycard,
     IStoreChanges,
+    IStoreHealth,
     IThrottleStore,
     Revocation,
     ThrottleEvent,
@@ -677,6 +678,7 @@ FAILURES_KEPT = 86400.0
     IThrottleStore,
     ILeaseStore,
     IStoreChanges,
+    IStoreHealth,
 )
 class RedisStore:
     """
@@ -831,6 +833,19 @@ class RedisStore:
         Whether a connection to Redis is up.
         """
         return self._connection.up
+
+    def storeUp(self) -> bool:
+        """
+        See L{IStoreHealth.storeUp}: whether a connection to Redis is up.
+        """
+        return self._connection.up
+
+    def writesQueued(self) -> int:
+        """
+        See L{IStoreHealth.writesQueued}: the writes queued while Redis is
+        unreachable (see L{WriteQueue}).
+        """
+        return len(self._queue)
 
     @property
     def listening(self) -> bool:

@@ -392,6 +392,10 @@ class Database:
         self._turnEnd: IDelayedCall | None = None
         #: Groups of writes sent to the thread and not yet answered.
         self._committing = 0
+        #: The writes in those groups.
+        self._inFlight = 0
+        #: Whether the last group's transaction committed (or none ran).
+        self.writing = True
 
     def _newPool(self) -> ThreadPool:
         pool = ThreadPool(1, 1, name=f"keycard-sqlite:{self.path}")
@@ -509,6 +513,7 @@ class Database:
             return
         group, self._writes = self._writes, []
         self._committing += 1
+        self._inFlight += len(group)
         d = self._queue(lambda c: self._commit(c, group))
         d.addBoth(self._committed, group)
 
@@ -533,6 +538,9 @@ class Database:
         the answers lead to).
         """
         self._committing -= 1
+        self._inFlight -= len(group)
+        # The transaction itself failed (begin or commit), or it committed.
+        self.writing = not isinstance(outcomes, Failure)
         if isinstance(outcomes, Failure):
             outcomes = [outcomes] * len(group)
         for write, outcome in zip(group, outcomes, strict=True):
@@ -543,6 +551,14 @@ class Database:
         if self._writes and not self._committing:
             prompt = any(write.prompt for write in self._writes)
             self._sendWithin(0.0 if prompt else LATER)
+
+    @property
+    def queued(self) -> int:
+        """
+        The writes not yet answered: waiting to be sent to the thread, or
+        in a group whose transaction has not ended.
+        """
+        return len(self._writes) + self._inFlight
 
     def close(self) -> Deferred[None]:
         """

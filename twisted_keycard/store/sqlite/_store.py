@@ -30,6 +30,7 @@ from twisted_keycard.store._interfaces import (
     ILeaseStore,
     IRevocationStore,
     IssuedKeycard,
+    IStoreHealth,
     IThrottleStore,
     Revocation,
     ThrottleEvent,
@@ -319,7 +320,12 @@ _T = TypeVar("_T")
 
 
 @implementer(
-    IKeycardStore, IRevocationStore, IKeyringStore, IThrottleStore, ILeaseStore
+    IKeycardStore,
+    IRevocationStore,
+    IKeyringStore,
+    IThrottleStore,
+    ILeaseStore,
+    IStoreHealth,
 )
 class SQLiteStore:
     """
@@ -386,6 +392,20 @@ class SQLiteStore:
         Close the database and stop its thread.
         """
         return self._db.close()
+
+    def storeUp(self) -> bool:
+        """
+        See L{IStoreHealth.storeUp}: whether the last transaction of the
+        writer committed (a locked, full or unwritable database fails it).
+        """
+        return self._db.writing
+
+    def writesQueued(self) -> int:
+        """
+        See L{IStoreHealth.writesQueued}: the writes waiting for their
+        group's transaction, or in one not yet committed.
+        """
+        return self._db.queued
 
     # Issued keycards
 
