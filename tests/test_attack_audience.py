@@ -34,11 +34,11 @@ from ._procs import (
     bouncer,
     freePort,
     keycard,
+    needTool,
     reactor,
     started,
     waitFor,
 )
-from .test_web_service import needTool
 
 pytestmark = pytest.mark.integration
 

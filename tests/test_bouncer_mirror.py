@@ -301,8 +301,9 @@ class StoreDownTests(TokenLogins):
 
     def setUp(self) -> None:
         self.events: list[LogEvent] = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        observer: Any = self.events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         super().setUp()
 
     def makeBouncer(

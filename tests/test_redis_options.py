@@ -118,8 +118,10 @@ class RedisKeysTests(RedisTestCase):
         """
         url = self.url() + "&replicas=1&replica-timeout=0.05"
         store = self.openStore(url)
-        with self.assertRaises(ReplicasBehind):
+        with self.assertRaises(ReplicasBehind) as behind:
             spin(store.revoke([Revocation("k1", 200.0, 100.0)]))
+        self.assertEqual((behind.exception.confirmed, behind.exception.wanted), (0, 1))
+        self.assertIn("applied, replicated to 0 of 1", str(behind.exception))
         self.assertTrue(spin(store.isRevoked("k1")))
 
     def test_startupCheck(self) -> None:

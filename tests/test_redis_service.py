@@ -26,8 +26,19 @@ from twisted_keycard.service._startup import (
 )
 from twisted_keycard.store.redis import RedisStore, parseRedisURL
 
-from ._procs import ENV, ROOT, TIMEOUT, TWISTD, freePort, keycard
+from ._procs import (
+    ENV,
+    ROOT,
+    TIMEOUT,
+    TWISTD,
+    bouncer,
+    freePort,
+    keycard,
+    started,
+)
 from ._redis import RedisServer, reactor
+
+PASSWORD = "correct horse battery staple"
 
 
 class RedisOptionsTests(SynchronousTestCase):
@@ -297,3 +308,64 @@ def keycardCommand() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "twisted_keycard.admin"]
+
+
+@pytest.mark.integration
+class RevokeOutcomeTests(TestCase):
+    def test_appliedUnreplicatedOrNot(self) -> Deferred[None]:
+        """
+        C{keycard revoke} tells a revocation applied but confirmed by fewer
+        Redis replicas than asked (status 3) from one not applied, Redis
+        being unreachable (status 2), each in one line (issue 24: both were
+        a failure, status 2).
+        """
+        directory = Path(self.mktemp()).resolve()
+        server = RedisServer(directory / "redis")
+        server.start()
+        self.addCleanup(server.stop)
+        data = directory / "data"
+        url = server.url + "?replicas=1&replica-timeout=0.05"
+        made = keycard("init", str(data), "--store", url)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        added = keycard(
+            "user", "add", "--data-dir", str(data), "alice", stdin=PASSWORD + "\n"
+        )
+        self.assertEqual(added.returncode, 0, added.stderr)
+
+        async def go() -> None:
+            port = freePort()
+            process = bouncer(
+                data,
+                f"tcp:{port}:interface=127.0.0.1",
+                directory / "bouncer.log",
+                "--insecure-redis",
+            )
+            self.addCleanup(process.stop)
+            await started(process, port)
+            login = keycard(
+                "login", "--connect", f"tcp:127.0.0.1:{port}", "alice",
+                stdin=PASSWORD + "\n",
+            )  # fmt: skip
+            self.assertEqual(login.returncode, 0, login.stderr)
+            revoke = ("revoke", "--data-dir", str(data), "--avatar", "alice")
+            unreplicated = keycard(*revoke)
+            self.assertEqual(unreplicated.returncode, 3, unreplicated.stderr)
+            self.assertEqual(
+                unreplicated.stderr,
+                "keycard: revoked, but not safe from a failover: applied,"
+                " replicated to 0 of 1 Redis replicas in 0.05s; check the"
+                " replicas, and revoke again if one takes over\n",
+            )
+            server.stop()
+            unreachable = keycard(*revoke)
+            self.assertEqual(unreachable.returncode, 2, unreachable.stderr)
+            self.assertEqual(unreachable.stderr.count("\n"), 1, unreachable.stderr)
+            self.assertTrue(
+                unreachable.stderr.startswith("keycard: cannot reach the Redis store"),
+                unreachable.stderr,
+            )
+            self.assertTrue(
+                unreachable.stderr.endswith(": nothing revoked\n"), unreachable.stderr
+            )
+
+        return ensureDeferred(go())

@@ -633,8 +633,9 @@ class SharedThrottleTests(SynchronousTestCase):
         """
         self.patch(_login, "UNSHARED_KEPT", 6)
         events: list[LogEvent] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer: Any = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         one, two = self.bouncer("one"), self.bouncer("two")
         self.store.down = True
         for _ in range(3):

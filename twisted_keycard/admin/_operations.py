@@ -57,6 +57,8 @@ from twisted_keycard.store import (
 )
 from twisted_keycard.store.redis import (
     KeyEncryptionKey,
+    ReplicasBehind,
+    StoreUnavailable,
     WrongKeyEncryptionKey,
     isRedisURL,
     parseRedisURL,
@@ -285,6 +287,10 @@ EXIT_ERROR = 2
 #: C{keycard revoke} matched nothing on record.
 EXIT_NO_MATCH = 1
 
+#: C{keycard revoke} applied the revocation, but fewer Redis replicas than
+#: the store's URL asks for confirmed it.
+EXIT_UNREPLICATED = 3
+
 
 def runReactor(main: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     """
@@ -403,15 +409,28 @@ def revoke(
 ) -> int:
     """
     Revoke a keycard, or those of an avatar or a requester; exit with
-    L{EXIT_NO_MATCH} when nothing on record matches.
+    L{EXIT_NO_MATCH} when nothing on record matches, L{EXIT_ERROR} when the
+    store is unreachable (nothing revoked), and L{EXIT_UNREPLICATED} when
+    the revocation was applied but fewer Redis replicas than the store's
+    C{replicas=} confirmed it.
     """
 
     async def job(store: Any) -> int:
         from twisted.internet import reactor
 
-        outcome = await revokeMatching(
-            store, reactor, keycardId, avatar, requester, reason
-        )
+        try:
+            outcome = await revokeMatching(
+                store, reactor, keycardId, avatar, requester, reason
+            )
+        except ReplicasBehind as e:
+            # Applied on the primary: not a failure to revoke, but not safe
+            # from a failover either.
+            print(
+                f"keycard: revoked, but not safe from a failover: {e};"
+                " check the replicas, and revoke again if one takes over",
+                file=sys.stderr,
+            )
+            return EXIT_UNREPLICATED
         if not outcome.matched:
             for line in outcome.lines:
                 print(f"keycard: {line}", file=sys.stderr)
@@ -419,7 +438,11 @@ def revoke(
         print("\n".join(outcome.lines))
         return EXIT_OK
 
-    result: int = runReactor(lambda reactor: _withStore(data, job))
+    try:
+        result: int = runReactor(lambda reactor: _withStore(data, job))
+    except StoreUnavailable as e:
+        print(f"keycard: {str(e).rstrip('.')}: nothing revoked", file=sys.stderr)
+        return EXIT_ERROR
     return result
 
 

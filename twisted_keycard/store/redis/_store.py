@@ -243,8 +243,17 @@ def _streamId(cursor: int) -> str:
 class ReplicasBehind(KeycardError):
     """
     Raised when fewer replicas than configured confirmed a revocation in
-    time: the primary has it, but a failover could lose it.
+    time: the primary has it (it was applied), but a failover could lose
+    it.
+
+    @ivar confirmed: the replicas that confirmed it.
+    @ivar wanted: the replicas the store's URL asks for (C{replicas=}).
     """
+
+    def __init__(self, message: str, confirmed: int = 0, wanted: int = 0) -> None:
+        super().__init__(message)
+        self.confirmed = confirmed
+        self.wanted = wanted
 
 
 class NoKeyEncryptionKey(KeycardError):
@@ -311,8 +320,10 @@ class RedisRevocations:
             )
             if confirmed < wanted:
                 raise ReplicasBehind(
-                    f"the revocation reached {confirmed} of {wanted} Redis"
-                    f" replicas in {self.url.replicaTimeout:g}s"
+                    f"applied, replicated to {confirmed} of {wanted} Redis"
+                    f" replicas in {self.url.replicaTimeout:g}s",
+                    confirmed,
+                    wanted,
                 )
         return added
 
