@@ -128,6 +128,17 @@ def bouncer(dataDir: Path, listen: str, log: Path, *options: str) -> Process:
     )
 
 
+def accepts(port: int) -> bool:
+    """
+    Whether a server accepts connections on C{port} of 127.0.0.1 now.
+    """
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 async def started(process: Process, port: int) -> None:
     process.start()
     await waitFor(lambda: f"starting on {port}" in process.output(), "the bouncer")

@@ -9,7 +9,6 @@ with a dash.)
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -25,21 +24,23 @@ from twisted.trial.unittest import TestCase
 from twisted_keycard import KeycardClientFactory, KeycardDenied, KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
 
-from ._procs import ENV, ROOT, bouncer, freePort, keycard, reactor, started, waitFor
+from ._procs import (
+    ENV,
+    ROOT,
+    accepts,
+    bouncer,
+    freePort,
+    keycard,
+    reactor,
+    started,
+    waitFor,
+)
 
 SECRET = "requester secret"
 PASSWORD = "alice's password"
 
 # Slow: runs the bouncer and a requester as processes.
 pytestmark = pytest.mark.integration
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def _listening(log: Path) -> bool:
@@ -191,7 +192,7 @@ class RemoteProcessTests(TestCase):
             # An outage long enough for the backoff to reach its cap.
             await deferLater(reactor, 20, lambda: None)
             await started(self.service, bouncerPort)
-            await waitFor(lambda: _accepts(bouncerPort), "the bouncer to accept")
+            await waitFor(lambda: accepts(bouncerPort), "the bouncer to accept")
             back = time.monotonic()
             await waitFor(
                 lambda: (

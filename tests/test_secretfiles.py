@@ -170,7 +170,8 @@ class WritersTests(UmaskMixin):
 
     def test_sqliteStoreFiles(self) -> None:
         """
-        A new store, its C{-wal} and its C{-shm} are 0600 while in use.
+        A new store, its C{-wal}, its C{-shm} and its revocation journal are
+        0600 while in use.
         """
         for umask in UMASKS:
             self.umask(umask)
@@ -181,7 +182,12 @@ class WritersTests(UmaskMixin):
             files = sorted(path.parent.iterdir())
             self.assertEqual(
                 [p.name for p in files],
-                ["keycard.db", "keycard.db-shm", "keycard.db-wal"],
+                [
+                    "keycard.db",
+                    "keycard.db-shm",
+                    "keycard.db-wal",
+                    "keycard.revocations",
+                ],
             )
             for p in files:
                 self.assertEqual(mode(p), 0o600, p)

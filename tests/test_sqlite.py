@@ -6,12 +6,14 @@ count atomically across processes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -570,3 +572,85 @@ class SQLiteProcessTests(SynchronousTestCase):
         for name in ("one", "two"):
             times = [e.at for e in shared.events if e.key == f"account:{name}"]
             self.assertEqual(times, [100.0 + i for i in range(40)])
+
+
+class RevocationJournalTests(SynchronousTestCase):
+    """
+    Every revocation goes to a journal beside the database too, replayed
+    when the database is opened: a database restored from an older backup
+    gets back the revocations made since (issue 24: a restore un-revoked
+    them, and only a key rotation, logging everyone out, made up for it).
+    """
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp())
+        self.dir.mkdir()
+        self.path = str(self.dir / "keycard.db")
+        self.later = time.time() + 3600
+
+    def store(self) -> SQLiteStore:
+        store = SQLiteStore(self.path, threaded=False)
+        self.addCleanup(store.close)
+        return store
+
+    def revoke(self, store: SQLiteStore, keycardId: str, expires: float) -> None:
+        revocation = Revocation(keycardId, expires, expires - 7200, "why")
+        self.successResultOf(store.revoke([revocation]))
+
+    def backUp(self, to: Path) -> None:
+        source = sqlite3.connect(self.path)
+        target = sqlite3.connect(to)
+        source.backup(target)
+        target.close()
+        source.close()
+
+    def restore(self, backup: Path) -> None:
+        for suffix in ("-wal", "-shm"):
+            Path(self.path + suffix).unlink(missing_ok=True)
+        backup.replace(self.path)
+
+    def test_restoreKeepsRevocations(self) -> None:
+        store = self.store()
+        self.revoke(store, "before", self.later)
+        backup = self.dir / "backup.db"
+        self.backUp(backup)
+        self.revoke(store, "after", self.later)
+        self.successResultOf(store.close())
+        self.restore(backup)
+        again = self.store()
+        self.assertTrue(self.successResultOf(again.isRevoked("before")))
+        self.assertTrue(self.successResultOf(again.isRevoked("after")))
+        # Followers see it as a new revocation.
+        batch, _ = self.successResultOf(again.revokedSince(0, 10))
+        self.assertEqual({r.keycardId for r in batch}, {"before", "after"})
+
+    def test_journal(self) -> None:
+        """
+        The journal is private and one line a revocation; at each opening
+        the revocations past their expiry and damaged lines leave it, and
+        the later expiry of an id revoked twice is kept.
+        """
+        store = self.store()
+        self.revoke(store, "old", time.time() - 10)
+        self.revoke(store, "k1", self.later)
+        self.revoke(store, "k1", self.later + 60)
+        self.successResultOf(store.close())
+        journal = Path(self.path).with_suffix(".revocations")
+        self.assertEqual(journal.stat().st_mode & 0o777, 0o600)
+        self.assertEqual(len(journal.read_bytes().splitlines()), 3)
+        with journal.open("ab") as damaged:
+            damaged.write(b'["cut sh')
+        self.successResultOf(self.store().isRevoked("k1"))
+        lines = journal.read_bytes().splitlines()
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(json.loads(lines[0])[:2], ["k1", self.later + 60])
+
+    def test_inMemory(self) -> None:
+        """
+        An in-memory database has no journal.
+        """
+        store = SQLiteStore(":memory:", threaded=False)
+        self.addCleanup(store.close)
+        self.assertIsNone(store.journal)
+        self.revoke(store, "k1", self.later)
+        self.assertTrue(self.successResultOf(store.isRevoked("k1")))

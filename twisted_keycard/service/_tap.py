@@ -74,7 +74,7 @@ from twisted_keycard.store.redis import (
     isRedisURL,
     parseRedisURL,
 )
-from twisted_keycard.store.sqlite import SQLiteStore
+from twisted_keycard.store.sqlite import SQLiteStore, journalPath
 from twisted_keycard.tokens import DEFAULT_MAX_FAMILY_LIFETIME
 from twisted_keycard.web import ProxyTrust, SiteLimits
 
@@ -535,7 +535,9 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 path = self.storePath = sqlitePath(store)
             except ValueError as e:
                 raise usage.UsageError(str(e)) from None
-            return [Path(path + end) for end in ("", "-wal", "-shm")]
+            files = [Path(path + end) for end in ("", "-wal", "-shm")]
+            journal = journalPath(path)
+            return files if journal is None else [*files, journal]
         try:
             self.redisURL = parseRedisURL(store)
         except ValueError as e:

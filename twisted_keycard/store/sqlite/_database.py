@@ -362,10 +362,13 @@ class Database:
         *,
         threaded: bool = True,
         runner: Runner | None = None,
+        onConnect: Callable[[sqlite3.Connection], object] | None = None,
     ) -> None:
         """
         @param path: the database file; made if missing.
         @param reactor: the reactor the results are delivered in.
+        @param onConnect: called with the connection once it is open, in
+            the database's thread, before any other work.
         @param threaded: run database work in its own thread (the default);
             C{False} runs it in the caller's thread, each write at once, for
             tests only.
@@ -381,6 +384,7 @@ class Database:
         self._reactor = reactor
         self._threaded = threaded
         self._runner = runner
+        self._onConnect = onConnect
         self._pool = self._newPool()
         self._shutdownTrigger: Any = None
         self._connection: sqlite3.Connection | None = None
@@ -396,6 +400,13 @@ class Database:
         self._inFlight = 0
         #: Whether the last group's transaction committed (or none ran).
         self.writing = True
+
+    def seconds(self) -> float:
+        """
+        The time now, by the reactor's clock.
+        """
+        seconds: float = self._reactor.seconds()
+        return seconds
 
     def _newPool(self) -> ThreadPool:
         pool = ThreadPool(1, 1, name=f"keycard-sqlite:{self.path}")
@@ -447,7 +458,10 @@ class Database:
     def _queue(self, job: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
         def inThread() -> _T:
             if self._connection is None:
-                self._connection = connect(self.path)
+                connection = connect(self.path)
+                if self._onConnect is not None:
+                    self._onConnect(connection)
+                self._connection = connection
             return job(self._connection)
 
         if self._runner is not None:

@@ -44,6 +44,7 @@ from twisted_keycard.store.sqlite._database import (
     fromRow,
     toRow,
 )
+from twisted_keycard.store.sqlite._journal import append, journalPath, replay
 from twisted_keycard.tokens import Keyring, SigningKey
 
 
@@ -365,7 +366,11 @@ class SQLiteStore:
             (see L{Database}).
         """
         self.path = path
-        self._db = Database(path, reactor, threaded=threaded, runner=runner)
+        #: The revocation journal beside the file (see L{replay}).
+        self.journal = journalPath(path)
+        self._db = Database(
+            path, reactor, threaded=threaded, runner=runner, onConnect=self._replay
+        )
         self._run = self._db.run
         # Durable writes (synchronous=FULL: on disk when answered) for what
         # a power failure must not undo; light ones (NORMAL: in the WAL,
@@ -484,7 +489,27 @@ class SQLiteStore:
     # Revocations
 
     def revoke(self, revocations: Sequence[Revocation]) -> Deferred[int]:
-        return self._write(lambda c: revoke(c, revocations))
+        """
+        Record revocations: in the journal first (on disk), then in the
+        database, in the same durable write.
+        """
+        journal = self.journal
+
+        def job(c: sqlite3.Connection) -> int:
+            if journal is not None:
+                append(journal, revocations)
+            return revoke(c, revocations)
+
+        return self._write(job)
+
+    def _replay(self, connection: sqlite3.Connection) -> None:
+        """
+        Bring the journal's revocations into a database just opened: a
+        database restored from an older backup gets back the revocations
+        made since.
+        """
+        if self.journal is not None:
+            replay(connection, self.journal, self._db.seconds(), revoke)
 
     def isRevoked(self, keycardId: str) -> Deferred[bool]:
         return self._checks.lookUp(keycardId)
