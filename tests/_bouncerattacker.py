@@ -67,6 +67,10 @@ def emit(event: str, **fields: object) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
+#: The classes of denials (L{KeycardDenied} and its subclasses).
+DENIALS = ("KeycardDenied", "QuotaExceeded", "Throttled")
+
+
 def outcome(result: object) -> str:
     """
     A short name for the answer to one C{login} call.
@@ -76,7 +80,7 @@ def outcome(result: object) -> str:
         kind: Any = result.type
         name = kind.decode() if isinstance(kind, bytes) else kind.__name__
         name = name.rsplit(".", 1)[-1]
-        if name in ("KeycardDenied", "QuotaExceeded"):
+        if name in DENIALS:
             return f"denied: {result.getErrorMessage()}"
         return name
     if isinstance(result, list | tuple) and result:
@@ -331,7 +335,7 @@ class Attack:
             name = (kind.decode() if isinstance(kind, bytes) else str(kind)).rsplit(
                 ".", 1
             )[-1]
-            return f"denied: {e}" if name == "KeycardDenied" else name
+            return f"denied: {e}" if name in DENIALS else name
         except Exception:
             return outcome(Failure())
         return (
