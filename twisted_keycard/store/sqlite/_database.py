@@ -140,22 +140,30 @@ def connect(path: str) -> sqlite3.Connection:
     umask: it holds the token signing keys.  SQLite gives its C{-wal} and
     C{-shm} files the database file's mode.
 
-    @raise ValueError: if the file holds a newer schema than this version.
+    A file of an earlier format is upgraded to this one (L{_upgrade}).
+
+    @raise ValueError: if the file holds a newer schema than this version:
+        it was written by a newer release, and this one cannot read it.
     """
     if path != ":memory:":
         createPrivateFile(path)
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA busy_timeout = 10000")
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute("PRAGMA synchronous = FULL")
-    (version,) = connection.execute("PRAGMA user_version").fetchone()
-    if version > VERSION:
+    try:
+        connection.execute("PRAGMA busy_timeout = 10000")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > VERSION:
+            raise ValueError(
+                f"{path} has store format {version}, written by a newer release;"
+                f" this version reads formats up to {VERSION}: run the newer"
+                " release, or restore the backup made before upgrading"
+            )
+        if version < VERSION:
+            _upgrade(connection)
+    except BaseException:
         connection.close()
-        raise ValueError(
-            f"{path} has store format {version}; this version reads {VERSION}"
-        )
-    if version < VERSION:
-        _upgrade(connection)
+        raise
     return connection
 
 
