@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,50 @@ class Format4TokensTests(SynchronousTestCase):
             verify(keycard.token, keyring, self.clock.seconds()).kid, KIDS[1]
         )
         self.assertEqual(self.successResultOf(self.store.count()), len(LISTED) + 1)
+
+
+def leaseUntil(path: str, expires: float) -> None:
+    """
+    Set the fixture's bouncer lease to end at C{expires}, as a bouncer of the
+    previous release renewing it would.
+    """
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("UPDATE leases SET expires = ?", (expires,))
+        connection.commit()
+    finally:
+        connection.close()
+
+
+class Format4LeasedTests(SynchronousTestCase):
+    """
+    A bouncer of the previous release still running on the store (its lease
+    not lapsed) would fail every login once the store is upgraded under it:
+    the upgrade is refused, in one line, until its lease lapses.
+    """
+
+    def test_refusedWhileLeased(self) -> None:
+        path = copyFixture(self)
+        leaseUntil(path, time.time() + 3600)
+        store = SQLiteStore(path, threaded=False)
+        failure = self.failureResultOf(store.count(), ValueError)
+        message = failure.getErrorMessage()
+        self.assertIn(f"{path} has store format 4", message)
+        self.assertIn("holds a lease on it for", message)
+        self.assertIn("stop every bouncer on this store", message)
+        self.assertNotIn("\n", message)
+        self.successResultOf(store.close())
+        # Nothing was changed.
+        self.assertEqual(userVersion(path), 4)
+        connection = sqlite3.connect(path)
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+        connection.close()
+        self.assertIn("failures", tables)
+
+    def test_upgradedOnceLapsed(self) -> None:
+        path = copyFixture(self)
+        leaseUntil(path, time.time() - 1)
+        store = SQLiteStore(path, threaded=False)
+        self.addCleanup(store.close)
+        self.assertEqual(self.successResultOf(store.count()), len(LISTED))
+        self.assertEqual(userVersion(path), VERSION)

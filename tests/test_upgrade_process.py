@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,8 @@ from twisted.trial.unittest import TestCase
 
 from twisted_keycard.store.sqlite._database import VERSION
 
-from ._procs import bouncer, freePort, keycard, started
-from .test_sqlite_upgrade import FIXTURE, IDS, LISTED
+from ._procs import ENV, ROOT, TIMEOUT, TWISTD, bouncer, freePort, keycard, started
+from .test_sqlite_upgrade import FIXTURE, IDS, LISTED, leaseUntil, userVersion
 
 # Slow: a bouncer process and the keycard command.
 pytestmark = pytest.mark.integration
@@ -113,3 +115,39 @@ class UpgradeTests(TestCase):
                 connection.close()
 
         return ensureDeferred(go())
+
+    def test_earlierBouncerRunning(self) -> None:
+        """
+        While a bouncer of the previous release holds its lease on the store
+        (it is running), this release's bouncer and C{keycard} command
+        refuse to upgrade it, in one line, and leave it as it was.
+        """
+        leaseUntil(str(self.store), time.time() + 3600)
+        started = subprocess.run(
+            [
+                TWISTD,
+                "-n",
+                "--pidfile=",
+                "keycard-bouncer",
+                "--data-dir",
+                str(self.data),
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=ROOT,
+            timeout=TIMEOUT * 2,
+            check=False,
+        )
+        listed = keycard("list", "--data-dir", str(self.data))
+        for result, prefix in [(started, "keycard-bouncer: "), (listed, "keycard: ")]:
+            self.assertNotEqual(result.returncode, 0, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, result.stderr)
+            self.assertTrue(lines[0].startswith(prefix), lines[0])
+            self.assertIn("holds a lease on it for", lines[0])
+            self.assertIn("stop every bouncer on this store", lines[0])
+            self.assertNotIn("Traceback", result.stdout + result.stderr)
+        self.assertEqual(userVersion(str(self.store)), 4)
