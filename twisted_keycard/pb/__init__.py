@@ -18,6 +18,7 @@ from twisted_keycard.pb._client import (
     KeycardLogin,
     keycardLogin,
     localError,
+    refuseProtocol1,
 )
 from twisted_keycard.pb._clientservice import KeycardClientService
 from twisted_keycard.pb._root import KeycardRoot, peerAddress, portalCheckers
@@ -41,4 +42,5 @@ __all__ = [
     "localError",
     "peerAddress",
     "portalCheckers",
+    "refuseProtocol1",
 ]
