@@ -4,10 +4,14 @@
 #   usage: make.sh OLD_CHECKOUT OUT_DIR
 set -euo pipefail
 OLD=$(cd "$1" && pwd); OUT=$2
-PY=${PYTHON:-python3}
+# Absolute, as the commands run from OLD_CHECKOUT (not resolved: a venv's
+# python is a link to the one it was made from).
+PY=$(command -v "${PYTHON:-python3}")
+PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
 PORT=${KEYCARD_PORT:-8871}
 WORK=$(mktemp -d)
-trap 'kill "$BOUNCER" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+BOUNCER=
+trap 'if [ -n "$BOUNCER" ]; then kill "$BOUNCER" 2>/dev/null || true; fi; rm -rf "$WORK"' EXIT
 export PYTHONPATH=$OLD
 keycard() { (cd "$OLD" && "$PY" -m twisted_keycard.admin "$@"); }
 DATA=$WORK/data
