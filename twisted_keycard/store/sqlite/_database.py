@@ -226,7 +226,7 @@ def _refuseWhileLeased(connection: sqlite3.Connection, path: str, version: int) 
     raise ValueError(
         f"{path} has store format {version}, and a bouncer of an earlier release"
         f" holds a lease on it for {math.ceil(until - now)} s more: stop every"
-        f" bouncer on this store, then open it again once the lease has lapsed"
+        " bouncer on this store, then open it again once the lease has lapsed"
         f" (this release upgrades it to format {VERSION}, which a running"
         " earlier bouncer cannot use)"
     )
