@@ -59,6 +59,7 @@ from twisted_keycard.sshkeys import SSHAnswerer
 from twisted_keycard.store._interfaces import IssuedKeycard
 from twisted_keycard.store._memory import MemoryStore
 from twisted_keycard.store.redis import KeyEncryptionKey
+from twisted_keycard.store.sqlite import FORMAT
 from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm
@@ -198,6 +199,7 @@ class ParserTests(SynchronousTestCase):
         with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
             parser().parse_args(["--version"])
         self.assertRegex(out.getvalue(), r"^keycard \d")
+        self.assertIn(f"(SQLite store format {FORMAT})", out.getvalue())
 
     def test_everyArgumentHasHelp(self) -> None:
         def walk(p: argparse.ArgumentParser, path: str) -> None:

@@ -144,7 +144,10 @@ class SQLitePersistenceTests(SynchronousTestCase):
         connection.close()
         store = SQLiteStore(path, threaded=False)
         failure = self.failureResultOf(store.count(), ValueError)
-        self.assertIn("format 99", failure.getErrorMessage())
+        message = failure.getErrorMessage()
+        self.assertIn("format 99, written by a newer release", message)
+        self.assertIn("restore the backup made before upgrading", message)
+        self.assertNotIn("\n", message)
 
 
 #: The schema of format 4, as the previous version made it.

@@ -23,6 +23,7 @@ from twisted_keycard.admin._login import DEFAULT_TIMEOUT, KINDS
 from twisted_keycard.admin._operations import EXIT_ERROR, init
 from twisted_keycard.error import KeycardError
 from twisted_keycard.service import DataDir
+from twisted_keycard.store.sqlite import FORMAT
 
 __all__ = ["main"]
 
@@ -71,7 +72,12 @@ def parser() -> argparse.ArgumentParser:
         description="Administer a keycard bouncer and log in to it.",
         epilog="Exit status: 0 done, 1 refused (or nothing matched), 2 error.",
     )
-    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    top.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__} (SQLite store format {FORMAT})",
+        help="show the version and the SQLite store format it writes, and exit",
+    )
     sub = top.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )

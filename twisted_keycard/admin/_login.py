@@ -21,7 +21,7 @@ from twisted_keycard.error import KeycardError, KeycardRefused, ProtocolError
 from twisted_keycard.hmackeys import HMACAnswerer
 from twisted_keycard.keycard import IAnswerer, kindName
 from twisted_keycard.passwords import PasswordAnswerer
-from twisted_keycard.pb import KeycardClientFactory, KeycardLogin
+from twisted_keycard.pb import KeycardClientFactory, KeycardLogin, refuseProtocol1
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
 from twisted_keycard.srp import SRPAnswerer
 from twisted_keycard.sshkeys import SSHAnswerer, loadPrivateKey
@@ -217,6 +217,7 @@ async def _exchange(factory: KeycardClientFactory, answerer: IAnswerer) -> Keyca
         isinstance(offered, list | tuple) and all(isinstance(t, str) for t in offered)
     ):
         raise ProtocolError("the server's list of keycard kinds is malformed")
+    refuseProtocol1(offered)
     wanted = answerer.keycardClass.kind
     if wanted not in offered:
         # SCRAM-SHA-256-PLUS is listed beside SCRAM: no kind of its own.

@@ -19,6 +19,7 @@ from twisted_keycard.pb._client import (
     KeycardLogin,
     keycardLogin,
     localError,
+    refuseProtocol1,
 )
 from twisted_keycard.pb._clientservice import KeycardClientService, reconnectPolicy
 from twisted_keycard.pb._root import KeycardRoot, peerAddress, portalCheckers
@@ -46,4 +47,5 @@ __all__ = [
     "peerAddress",
     "portalCheckers",
     "reconnectPolicy",
+    "refuseProtocol1",
 ]

@@ -38,11 +38,16 @@ from twisted_keycard.keycard import (
 from twisted_keycard.pb._broker import KeycardBroker
 from twisted_keycard.pb._root import CHALLENGE, DETAILS, KINDS, LOGGED_IN, TOKEN
 
-__all__ = ["KeycardClientFactory", "KeycardLogin", "keycardLogin"]
+__all__ = ["KeycardClientFactory", "KeycardLogin", "keycardLogin", "refuseProtocol1"]
 
 
 #: Challenge rounds a client answers at most in one exchange, by default.
 MAX_ROUNDS = 4
+
+#: Keycard protocol 1 (twisted-keycard 0.1) named this library's own kinds
+#: by their type tags, which protocol 2 lists without this prefix: a server
+#: that lists a kind with it speaks protocol 1.
+PROTOCOL_1_PREFIX = "twisted_keycard."
 
 #: Errors a server may send that are turned back into local exceptions.
 _REMOTE_ERRORS: tuple[type[Exception], ...] = (
@@ -184,6 +189,12 @@ async def _login(
             last = ProtocolError("the server sent its keycard kinds again")
         except (KeycardRefused, ProtocolError) as e:
             last = e
+        except MalformedMessage:
+            # A protocol 1 server cannot take a protocol 2 login at all:
+            # its kinds tell (one more round trip, on this error only).
+            if offered is None:
+                await _refuseProtocol1(root)
+            raise
         index += 1
     if last is None:
         raise KeycardRefused("the server takes none of these keycard kinds")
@@ -289,6 +300,9 @@ MAX_KINDS = 256
 def _kinds(value: object) -> list[str]:
     """
     Check the shape of a server's list of keycard kinds.
+
+    @raise KeycardRefused: if the server speaks keycard protocol 1
+        (L{refuseProtocol1}).
     """
     if not (
         isinstance(value, list | tuple)
@@ -296,7 +310,38 @@ def _kinds(value: object) -> list[str]:
         and all(isinstance(kind, str) for kind in value)
     ):
         raise ProtocolError("the server's list of keycard kinds is malformed")
+    refuseProtocol1(value)
     return list(value)
+
+
+def refuseProtocol1(kinds: Sequence[str]) -> None:
+    """
+    Refuse to log in to a server of keycard protocol 1 (twisted-keycard
+    0.1), which cannot take this client's messages, saying so rather than
+    that it takes none of the client's kinds.
+
+    @param kinds: the kinds the server listed (its C{keycardClasses()}).
+    @raise KeycardRefused: if they are a protocol 1 server's.
+    """
+    if any(kind.startswith(PROTOCOL_1_PREFIX) for kind in kinds):
+        raise KeycardRefused(
+            "the server speaks keycard protocol 1 (twisted-keycard 0.1);"
+            " this client speaks protocol 2: upgrade the server to"
+            " twisted-keycard 0.2 or later"
+        )
+
+
+async def _refuseProtocol1(root: pb.RemoteReference) -> None:
+    """
+    Ask the server's kinds after it refused a first message as malformed,
+    and refuse to go on if it speaks keycard protocol 1.
+    """
+    try:
+        kinds = await root.callRemote("keycardClasses")
+    except Exception:
+        return
+    if isinstance(kinds, list | tuple) and all(isinstance(k, str) for k in kinds):
+        refuseProtocol1(kinds)
 
 
 def _details(

@@ -6,7 +6,9 @@ that make it safe to share between processes.
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import time
 from collections.abc import Callable
 from threading import Thread
 from typing import Any, TypeVar
@@ -140,35 +142,47 @@ def connect(path: str) -> sqlite3.Connection:
     umask: it holds the token signing keys.  SQLite gives its C{-wal} and
     C{-shm} files the database file's mode.
 
-    @raise ValueError: if the file holds a newer schema than this version.
+    A file of an earlier format is upgraded to this one (L{_upgrade}).
+
+    @raise ValueError: if the file holds a newer schema than this version:
+        it was written by a newer release, and this one cannot read it.
     """
     if path != ":memory:":
         createPrivateFile(path)
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA busy_timeout = 10000")
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute("PRAGMA synchronous = FULL")
-    (version,) = connection.execute("PRAGMA user_version").fetchone()
-    if version > VERSION:
+    try:
+        connection.execute("PRAGMA busy_timeout = 10000")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > VERSION:
+            raise ValueError(
+                f"{path} has store format {version}, written by a newer release;"
+                f" this version reads formats up to {VERSION}: run the newer"
+                " release, or restore the backup made before upgrading"
+            )
+        if version < VERSION:
+            _upgrade(connection, path)
+    except BaseException:
         connection.close()
-        raise ValueError(
-            f"{path} has store format {version}; this version reads {VERSION}"
-        )
-    if version < VERSION:
-        _upgrade(connection)
+        raise
     return connection
 
 
-def _upgrade(connection: sqlite3.Connection) -> None:
+def _upgrade(connection: sqlite3.Connection, path: str) -> None:
     """
     Make the schema, or bring a store of an earlier format to this one, in
     one transaction: processes racing here wait for the first, then find
-    nothing left to do.
+    nothing left to do.  The commit is durable (C{synchronous=FULL}).
+
+    @raise ValueError: if a bouncer of an earlier release may still be
+        running on the store (L{_refuseWhileLeased}); nothing is changed.
     """
     connection.execute("BEGIN IMMEDIATE")
     try:
         (version,) = connection.execute("PRAGMA user_version").fetchone()
         if version < VERSION:
+            _refuseWhileLeased(connection, path, version)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     connection.execute(statement)
@@ -188,6 +202,34 @@ def _upgrade(connection: sqlite3.Connection) -> None:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+
+
+def _refuseWhileLeased(connection: sqlite3.Connection, path: str, version: int) -> None:
+    """
+    Refuse to upgrade a store that a bouncer of an earlier release may still
+    be running on: one whose lease (format 4 on) has not lapsed.  Such a
+    bouncer would fail every login on the upgraded store (its tables are
+    gone), so it must be stopped first; a stopped one's lease lapses after
+    its C{--lease-time} (10 s by default).
+
+    @raise ValueError: naming the lease's end.
+    """
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    if "leases" not in tables:
+        return
+    now = time.time()
+    (until,) = connection.execute(
+        "SELECT MAX(expires) FROM leases WHERE expires > ?", (now,)
+    ).fetchone()
+    if until is None:
+        return
+    raise ValueError(
+        f"{path} has store format {version}, and a bouncer of an earlier release"
+        f" holds a lease on it for {math.ceil(until - now)} s more: stop every"
+        " bouncer on this store, then open it again once the lease has lapsed"
+        f" (this release upgrades it to format {VERSION}, which a running"
+        " earlier bouncer cannot use)"
+    )
 
 
 def _moveThrottleCounts(connection: sqlite3.Connection) -> None:
