@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from twisted.application.service import MultiService
 from twisted.cred.checkers import (
     FilePasswordDB,
     InMemoryUsernamePasswordDatabaseDontUse,
@@ -41,8 +42,11 @@ from twisted_keycard.service._startup import (
     Listener,
     StartupError,
     StoreCheck,
+    checkEarly,
     clientEndpoint,
+    daemonizing,
     describeAddress,
+    dropsPrivileges,
     exitHook,
     serverEndpoint,
 )
@@ -89,6 +93,30 @@ class OptionsTests(SynchronousTestCase):
         }
         for args, expected in cases.items():
             self.assertIn(expected, self.refused(*args), args)
+
+    def test_missingAuthFile(self) -> None:
+        """
+        A C{file:} checker whose file cannot be read stops the start with
+        one line (twisted's checker only warns, then serves nobody); so does
+        every other checker's missing file.
+        """
+        missing = str(Path(self.mktemp()) / "users")
+        directory = self.mktemp()
+        Path(directory).mkdir()
+        cases = {
+            f"file:{missing}": f"bad --auth 'file:{missing}': {missing}: no such file",
+            f"file:{directory}": f"{directory}: is a directory",
+            f"htpasswd:{missing}": f"{missing}: no such file",
+            f"srp:{missing}": f"{missing}: no such file",
+            f"hmac:{missing}": f"{missing}: no such file",
+            f"sshkeys:{missing}": f"{missing}: no such file",
+        }
+        for auth, expected in cases.items():
+            self.assertIn(expected, self.refused("--auth", auth), auth)
+        users = Path(self.mktemp())
+        users.write_text("alice:secret\n")
+        [checker] = self.parse("--auth", f"file:{users}")["credCheckers"]
+        self.assertIsInstance(checker.checker, FilePasswordDB)
 
     def test_missingDataDir(self) -> None:
         with self.assertRaises(SystemExit) as caught:
@@ -305,6 +333,49 @@ class StartTests(SynchronousTestCase):
         good = StoreCheck(self.mktemp())
         good.startService()
         self.assertTrue(good.running)
+
+    def test_checkEarly(self) -> None:
+        """
+        Before twistd daemonizes, L{checkEarly} opens the store (once: the
+        start does not open it again) and raises the one line, logging
+        nothing (logging has not begun: the line would be printed twice).
+        Only twistd's daemonizing options ask for it.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        top = MultiService()
+        StoreCheck(str(Path(self.mktemp()) / "no" / "x.db")).setServiceParent(top)
+        with self.assertRaises(StartupError) as caught:
+            checkEarly(top)
+        self.assertIn("no such file or directory", str(caught.exception))
+        self.assertEqual(events, [])
+        # Switching users after, twistd would leave files of the store
+        # root's: it is opened once privileges are dropped.
+        checkEarly(top, dropsPrivileges=True)
+        good = StoreCheck(self.mktemp())
+        top = MultiService()
+        good.setServiceParent(top)
+        checkEarly(top)
+        self.assertTrue(good.checked)
+        self.patch(good, "path", "/no/such/dir/x.db")
+        good.startService()
+        self.assertTrue(good.running)
+
+    def test_daemonizing(self) -> None:
+        """
+        L{daemonizing} and L{dropsPrivileges} read twistd's own options,
+        the parent of the plugin's.
+        """
+        options = Options()
+        self.assertFalse(daemonizing(options))
+        self.assertFalse(dropsPrivileges(options))
+        options.parent = {"nodaemon": False, "uid": None, "gid": None}
+        self.assertTrue(daemonizing(options))
+        self.assertFalse(dropsPrivileges(options))
+        options.parent = {"nodaemon": True, "uid": 1000, "gid": None}
+        self.assertFalse(daemonizing(options))
+        self.assertTrue(dropsPrivileges(options))
 
     def test_badListen(self) -> None:
         """

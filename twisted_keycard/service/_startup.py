@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
@@ -17,9 +18,15 @@ from types import TracebackType
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import Service
+from twisted.application.service import IService, IServiceCollection, Service
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    clientFromString,
+    serverFromString,
+)
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -180,6 +187,17 @@ class StartupError(KeycardError):
     """
 
 
+def _failed(message: str, early: bool) -> StartupError:
+    """
+    The error that stops the start with C{message}, logged unless logging
+    has not begun (twisted's logger would print it before twistd's one
+    line; the process's standard error gets that line either way).
+    """
+    if not early:
+        log.critical("{message}", message=message, event="bouncer.failed")
+    return StartupError(message)
+
+
 def exitHook(previous: ExceptHook, stream: Callable[[], Any]) -> ExceptHook:
     """
     An exception hook that writes an uncaught L{StartupError} as one line on
@@ -265,15 +283,52 @@ class Listener(StreamServerEndpointService):
                 f"cannot listen on {self.description}: {reason}"
             ) from None
 
+    def probe(self, early: bool = True) -> None:
+        """
+        Check, before twistd daemonizes, that a TCP port (C{tcp:},
+        C{tcp6:}, C{ssl:}) can be listened on: bind a socket to it and close
+        it at once.  Daemonized, a failure to listen after the fork reaches
+        the operator only as twistd's truncated repr; found here, it is the
+        one line the foreground prints.  (Another process may still take
+        the port between this check and the start: that failure stays
+        twistd's.)
+
+        @param early: whether logging has not begun yet: the one line is
+            then printed, not logged.
+        @raise StartupError: if the port is taken, or needs privileges this
+            process lacks.
+        """
+        endpoint: Any = self.endpoint
+        if not isinstance(
+            endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint, SSL4ServerEndpoint)
+        ):
+            return
+        port: int = endpoint._port
+        interface: str = endpoint._interface
+        if port == 0:
+            return
+        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        if isinstance(endpoint, TCP6ServerEndpoint) and not interface:
+            family = socket.AF_INET6
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                # As twisted's port does: a port in TIME_WAIT is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(
+                    (interface or ("::" if family == socket.AF_INET6 else ""), port)
+                )
+        except OSError as e:
+            error = CannotListenError(interface, port, e)
+            raise self._failed(describeListenError(error), early) from None
+
     def startService(self) -> None:
         super().startService()
         # Logged once the services before this one (the store) started.
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
 
-    def _failed(self, message: str) -> StartupError:
-        log.critical("{message}", message=message, event="bouncer.failed")
-        return StartupError(message)
+    def _failed(self, message: str, early: bool = False) -> StartupError:
+        return _failed(message, early)
 
     def _listening(self, port: IListeningPort | None) -> IListeningPort | None:
         if port is not None:
@@ -299,11 +354,23 @@ class StoreCheck(Service):
     starts (so every bouncer of the store shows one challenge for a name).
     """
 
+    checked = False
+
     def __init__(self, path: str, checkers: Iterable[object] = ()) -> None:
         self.path = path
         self.checkers = list(checkers)
 
-    def startService(self) -> None:
+    def check(self, early: bool = False) -> None:
+        """
+        Open the store and hand its mock secret to the checkers, once: at
+        start, or earlier (before twistd daemonizes, see L{checkEarly}).
+
+        @param early: whether logging has not begun yet: the one line is
+            then printed, not logged.
+        @raise StartupError: if the store cannot be opened.
+        """
+        if self.checked:
+            return
         try:
             connect(self.path).close()
             giveMockSecret(self.checkers, storedMockSecret(self.path))
@@ -312,8 +379,11 @@ class StoreCheck(Service):
                 e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
             )
             message = f"cannot open the store sqlite:{self.path}: {reason}"
-            log.critical("{message}", message=message, event="bouncer.failed")
-            raise StartupError(message) from None
+            raise _failed(message, early) from None
+        self.checked = True
+
+    def startService(self) -> None:
+        self.check()
         super().startService()
 
 
@@ -398,17 +468,32 @@ class RedisCheck(Service):
         self.password = password
         self.checkers = list(checkers)
 
-    def startService(self) -> None:
+    checked = False
+
+    def check(self, early: bool = False) -> None:
+        """
+        Reach the store and hand its mock secret to the checkers, once: at
+        start, or earlier (before twistd daemonizes, see L{checkEarly}).
+
+        @param early: whether logging has not begun yet: the one line is
+            then printed, not logged.
+        @raise StartupError: if the store cannot be reached.
+        """
+        if self.checked:
+            return
         try:
             secret, warnings = startupCheck(self.url, self.password)
         except (OSError, RedisReplyError, ValueError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             message = f"cannot open the store {self.url}: {reason}"
-            log.critical("{message}", message=message, event="bouncer.failed")
-            raise StartupError(message) from None
+            raise _failed(message, early) from None
         giveMockSecret(self.checkers, secret)
         for warning in warnings:
             log.warn("{warning}", warning=warning, event="store.settings")
+        self.checked = True
+
+    def startService(self) -> None:
+        self.check()
         super().startService()
 
 
@@ -424,3 +509,57 @@ class StoreService(Service):
         super().stopService()
         closed: Deferred[None] = self.store.close()
         return closed
+
+
+def daemonizing(options: Any) -> bool:
+    """
+    Whether twistd, whose plugin got C{options}, will daemonize: it forks
+    after the plugin made its service, and its parent then reports a
+    failure to start only as a repr cut at 100 bytes.
+    """
+    parent = _twistdOptions(options)
+    return parent is not None and "nodaemon" in parent and not parent["nodaemon"]
+
+
+def dropsPrivileges(options: Any) -> bool:
+    """
+    Whether twistd, whose plugin got C{options}, switches to another user
+    or group once its ports are open.
+    """
+    parent = _twistdOptions(options)
+    if parent is None:
+        return False
+    return parent.get("uid") is not None or parent.get("gid") is not None
+
+
+def _twistdOptions(options: Any) -> Any:
+    parent = getattr(options, "parent", None)
+    return parent if hasattr(parent, "get") else None
+
+
+def checkEarly(top: IServiceCollection, dropsPrivileges: bool = False) -> None:
+    """
+    Before twistd daemonizes: open the store (L{StoreCheck},
+    L{RedisCheck}) and probe every TCP port to listen on (L{Listener.probe})
+    among the services of C{top}, so that what would stop the start stops
+    it now, with the one line the foreground prints.
+
+    @param dropsPrivileges: whether twistd switches to another user once
+        its ports are open (C{--uid}, C{--gid}): the SQLite store is then
+        opened only after, so that none of its files is made root's.
+    @raise StartupError: for the first check that fails.
+    """
+    for service in _walk(top):
+        if isinstance(service, RedisCheck) or (
+            isinstance(service, StoreCheck) and not dropsPrivileges
+        ):
+            service.check(early=True)
+        elif isinstance(service, Listener):
+            service.probe(early=True)
+
+
+def _walk(top: IServiceCollection) -> Iterable[IService]:
+    for service in top:
+        yield service
+        if IServiceCollection.providedBy(service):
+            yield from _walk(service)

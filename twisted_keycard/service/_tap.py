@@ -58,6 +58,9 @@ from twisted_keycard.service._startup import (
     StartupError,
     StoreCheck,
     StoreService,
+    checkEarly,
+    daemonizing,
+    dropsPrivileges,
     installExitHook,
     refuseExposed,
     serverEndpoint,
@@ -428,6 +431,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         directory's users]; --help-auth lists them
         """
         try:
+            _readable(description)
             self.addChecker(strcred.makeChecker(description))
         except strcred.InvalidAuthType:
             raise usage.UsageError(
@@ -593,6 +597,19 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 raise usage.UsageError(str(e)) from None
 
 
+def _readable(description: str) -> None:
+    """
+    Check that the file of a C{file:FILE} checker can be read: twisted's
+    only warns about a missing one, and then serves nobody.
+
+    @raise OSError: naming the file, if it cannot be read.
+    """
+    kind, _, path = description.partition(":")
+    if kind == "file" and path.strip():
+        with open(path, "rb"):
+            pass
+
+
 def httpRequesterName(options: Any) -> str:
     """
     The requester name of the service's HTTP face: its own, so that the
@@ -703,6 +720,8 @@ def makeService(options: Options) -> IService:
             top,
             options["name"],
         )
+    if daemonizing(options):
+        checkEarly(top, dropsPrivileges(options))
     return top
 
 
