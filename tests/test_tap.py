@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import MultiService
 from twisted.cred.checkers import (
@@ -90,6 +90,17 @@ class OptionsTests(SynchronousTestCase):
             ("--auth", "bogus:x"): "unknown --auth type in 'bogus:x'",
             ("--auth", "scram:/no/such/file"): "/no/such/file: no such file",
             ("--bogus",): "option --bogus not recognized",
+            ("--throttle-window", "60", "--throttle-retention", "30"): (
+                "--throttle-retention must be at least --throttle-window"
+            ),
+            ("--throttle-flush-interval", "0"): (
+                "--throttle-flush-interval must be a positive number"
+            ),
+            ("--throttle-retention", "inf"): (
+                "--throttle-retention must be a positive number"
+            ),
+            ("--throttle-retention", "x"): "--throttle-retention takes a number",
+            ("--throttle-account", "0"): "--throttle-account must be at least 1",
         }
         for args, expected in cases.items():
             self.assertIn(expected, self.refused(*args), args)
@@ -117,6 +128,25 @@ class OptionsTests(SynchronousTestCase):
         users.write_text("alice:secret\n")
         [checker] = self.parse("--auth", f"file:{users}")["credCheckers"]
         self.assertIsInstance(checker.checker, FilePasswordDB)
+
+    def test_throttleUpkeep(self) -> None:
+        """
+        The flush of failed logins and their retention follow
+        C{--throttle-window} unless given.
+        """
+        throttle = self.parse("--throttle-window", "60").throttle
+        self.assertEqual((throttle.kept, throttle.flushEvery), (60.0, 5.0))
+        throttle = self.parse().throttle
+        self.assertEqual((throttle.kept, throttle.flushEvery), (3600.0, 300.0))
+        throttle = self.parse(
+            "--throttle-window",
+            "60",
+            "--throttle-retention",
+            "900",
+            "--throttle-flush-interval",
+            "2",
+        ).throttle
+        self.assertEqual((throttle.kept, throttle.flushEvery), (900.0, 2.0))
 
     def test_missingDataDir(self) -> None:
         with self.assertRaises(SystemExit) as caught:
@@ -370,10 +400,10 @@ class StartTests(SynchronousTestCase):
         options = Options()
         self.assertFalse(daemonizing(options))
         self.assertFalse(dropsPrivileges(options))
-        options.parent = {"nodaemon": False, "uid": None, "gid": None}
+        options.parent = cast(Any, {"nodaemon": False, "uid": None, "gid": None})
         self.assertTrue(daemonizing(options))
         self.assertFalse(dropsPrivileges(options))
-        options.parent = {"nodaemon": True, "uid": 1000, "gid": None}
+        options.parent = cast(Any, {"nodaemon": True, "uid": 1000, "gid": None})
         self.assertFalse(daemonizing(options))
         self.assertTrue(dropsPrivileges(options))
 

@@ -69,7 +69,6 @@ from twisted_keycard.service._startup import (
 )
 from twisted_keycard.sessions import TicketGranter, TicketGrantingRealm, TicketLimits
 from twisted_keycard.store.redis import (
-    FAILURES_KEPT,
     RedisStore,
     RedisURL,
     isRedisURL,
@@ -332,6 +331,22 @@ PARAMETERS: list[list[Any]] = [
     ["throttle-account", None, 100, "failed logins per account per window", int],
     ["throttle-address", None, 30, "failed logins per address per window", int],
     ["throttle-window", None, 3600.0, "seconds of the throttling window", float],
+    [
+        "throttle-retention",
+        None,
+        None,
+        "seconds the store keeps a failed login, at least the window: the"
+        " longest window of the bouncers sharing the store [default: the window]",
+        float,
+    ],
+    [
+        "throttle-flush-interval",
+        None,
+        None,
+        "seconds between two flushes of the failed logins past their"
+        " retention [default: a twelfth of the window, 1 to 300]",
+        float,
+    ],
     *CONNECTION_OPTIONS,
     [
         "token-audiences",
@@ -540,6 +555,27 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ):
             if not (math.isfinite(self[name]) and self[name] > 0):
                 raise usage.UsageError(f"--{name} must be a positive number")
+        for name in ("throttle-retention", "throttle-flush-interval"):
+            if self[name] is not None and not (
+                math.isfinite(self[name]) and self[name] > 0
+            ):
+                raise usage.UsageError(f"--{name} must be a positive number")
+        retention = self["throttle-retention"]
+        if retention is not None and retention < self["throttle-window"]:
+            raise usage.UsageError(
+                "--throttle-retention must be at least --throttle-window"
+                " (failed logins in the window still count)"
+            )
+        for name in ("throttle-account", "throttle-address"):
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
+        self.throttle = Throttle(
+            self["throttle-account"],
+            self["throttle-address"],
+            self["throttle-window"],
+            retention=retention,
+            flushInterval=self["throttle-flush-interval"],
+        )
         try:
             self.upkeep = Upkeep(leaseTime=self["lease-time"])
         except ValueError:
@@ -666,7 +702,8 @@ def makeService(options: Options) -> IService:
             _reactor(),
             password=options.storePassword,
             tokensWhenDown=options["tokens-when-store-down"],
-            failuresKept=max(options["throttle-window"], FAILURES_KEPT),
+            # The failed-login log expires with the retention, not a day.
+            failuresKept=options.throttle.kept,
         )
         StoreService(store).setServiceParent(top)
     else:
@@ -746,13 +783,7 @@ def _bouncer(
         tokens=options.tokens,
         quota=quota,
         policy=options.policy,
-        throttle=None
-        if options["no-throttle"]
-        else Throttle(
-            options["throttle-account"],
-            options["throttle-address"],
-            options["throttle-window"],
-        ),
+        throttle=None if options["no-throttle"] else options.throttle,
         upkeep=options.upkeep,
         metrics=metrics,
     )
