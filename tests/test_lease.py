@@ -6,10 +6,13 @@ lease (killed) are freed once the lease runs out, and not before.
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, MemoryStore
@@ -17,6 +20,7 @@ from twisted_keycard.bouncer import Quota, Upkeep
 from twisted_keycard.bouncer._held import Lease
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.service._datadir import RunLeases
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
@@ -198,6 +202,73 @@ class _Leases(_Base):
         assert bouncer.lease is not None and issued.id is not None
         self.assertEqual(bouncer.held[issued.id].holderId, bouncer.lease.holderId)
 
+    def test_restartReleasesDeadRun(self) -> None:
+        """
+        A bouncer restarted after a kill, told the lease of its dead run,
+        frees that run's seats at its start, not once the lease runs out,
+        and logs C{lease.released}; another running bouncer keeps its own.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        pool = Quota(seatPool="licenses", seats=2)
+        one, two = self.bouncer("one", pool), self.bouncer("two", pool)
+        self.successResultOf(self.login(one, "alice"))
+        self.successResultOf(self.login(two, "bob"))
+        self.kill(one)
+        assert one.lease is not None and two.lease is not None
+        again = self.unstarted("one", pool)
+        assert again.lease is not None
+        again.lease.releaseDead([one.lease.holderId, again.lease.holderId])
+        again.startService()
+        self.addCleanup(again.stopService)
+        self.successResultOf(again.started)
+        self.successResultOf(self.login(again, "carol"))
+        self.failureResultOf(self.login(again, "alice"), QuotaExceeded)
+        [released] = [e for e in events if e.get("event") == "lease.released"]
+        self.assertEqual(released["count"], 1)
+        self.assertEqual(released["deadHolderIds"], [one.lease.holderId])
+        self.assertEqual(again.lease.dead, [])
+        self.assertEqual(self.requester.expired, [])
+
+    def test_deadKeptUntilEnded(self) -> None:
+        """
+        A dead run's lease whose ending failed (the store was down) is
+        ended at the next renewal.
+        """
+        pool = Quota(seatPool="licenses", seats=1)
+        one = self.bouncer("one", pool)
+        self.successResultOf(self.login(one, "alice"))
+        self.kill(one)
+        assert one.lease is not None
+        again = self.bouncer("one", pool)
+        assert again.lease is not None
+        storeClass = type(self.store)
+        renewLease = storeClass.renewLease
+        self.patch(
+            storeClass, "renewLease", lambda *a: fail(OSError("the store is down"))
+        )
+        again.lease.releaseDead([one.lease.holderId])
+        self.clock.advance(FOLLOW)
+        self.assertEqual(again.lease.dead, [one.lease.holderId])
+        self.flushLoggedErrors(OSError)
+        self.patch(storeClass, "renewLease", renewLease)
+        self.clock.advance(FOLLOW)
+        self.assertEqual(again.lease.dead, [])
+        self.successResultOf(self.login(again, "bob"))
+
+    def unstarted(self, name: str, quota: Quota) -> Bouncer:
+        bouncer = Bouncer(
+            [PassphraseChecker(USERS)],
+            self.store,
+            clock=self.clock,
+            name=name,
+            quota=quota,
+            upkeep=Upkeep(followInterval=FOLLOW, leaseTime=LEASE),
+        )
+        bouncer.registerRequester("r1", self.requester)
+        return bouncer
+
     def test_leaseIds(self) -> None:
         """
         Each bouncer instance has a lease of its own, named after it.
@@ -220,3 +291,41 @@ class SQLiteLeaseTests(_Leases, SynchronousTestCase):
         store = SQLiteStore(self.mktemp(), threaded=False)
         self.addCleanup(store.close)
         return store
+
+
+class RunLeasesTests(SynchronousTestCase):
+    """
+    The files of a data directory's running bouncers' leases: a file whose
+    lock is held names a live run; one whose lock is free, a dead one.
+    """
+
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp()) / "leases"
+
+    def test_deadRunsTaken(self) -> None:
+        """
+        A run whose lock is held is left alone; once it is unlocked (its
+        process ended), its lease is taken once, and its file removed.
+        """
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+        first, second = RunLeases(self.directory), RunLeases(self.directory)
+        first.hold("one:aaa")
+        second.hold("two:bbb")
+        self.addCleanup(second.close)
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+        self.assertEqual(stat.S_IMODE(self.directory.stat().st_mode), 0o700)
+        [path, _] = sorted(self.directory.iterdir())
+        self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o600)
+        first.close()
+        self.assertEqual(RunLeases(self.directory).takeDead(), ["one:aaa"])
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+        self.assertEqual(len(list(self.directory.iterdir())), 1)
+
+    def test_unfinishedIgnored(self) -> None:
+        """
+        A file still being made (hidden, not yet locked and renamed) is not
+        taken for a dead run's.
+        """
+        self.directory.mkdir(parents=True)
+        (self.directory / ".abc.tmp").write_text("one:aaa\n")
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])

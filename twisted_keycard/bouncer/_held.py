@@ -141,6 +141,8 @@ class Lease:
         bouncer stalled past it and another released its keycards, whose
         seats may be taken again): their clients must be dropped.
     @ivar active: whether the lease was taken.
+    @ivar dead: the leases of earlier runs known to be dead, to release at
+        the next renewal (see L{releaseDead}).
     """
 
     store: ILeaseStore
@@ -150,7 +152,21 @@ class Lease:
     holding: Callable[[], Collection[str]]
     onLost: Callable[[list[str]], Awaitable[object]]
     active: bool = False
+    dead: list[str] = attrs.field(factory=list)
     log = Logger()
+
+    def releaseDead(self, holderIds: Iterable[str]) -> None:
+        """
+        Release, at the next renewal (the first, when called before the
+        bouncer starts), the keycards held under C{holderIds}: the leases
+        of earlier runs of this bouncer known to be dead (a process killed,
+        whose lock on its lease's file was freed), whose seats would
+        otherwise stay taken until those leases run out.  Each is ended now
+        (renewed to expire now), then released as any lease that ran out.
+        Never pass a lease that may still be renewed: its bouncer would
+        lose its keycards (L{onLost}).
+        """
+        self.dead.extend(h for h in holderIds if h != self.holderId)
 
     @property
     def heldBy(self) -> str | None:
@@ -178,11 +194,20 @@ class Lease:
             )
             await self.onLost(held)
         self.active = True
+        dead = list(self.dead)
+        for holderId in dead:
+            await self.store.renewLease(holderId, now, now)
+        # Forgotten once ended: a renewal that failed ends them at the next.
+        del self.dead[: len(dead)]
         released = await self.store.releaseLapsed(now)
         if released:
             self.log.info(
-                "released {count} keycard(s) held under leases that ran out",
+                "released {count} keycard(s) held under leases that ran out{ofDead}",
                 count=released,
+                ofDead=f" or of dead runs ({', '.join(printables(dead))})"
+                if dead
+                else "",
+                deadHolderIds=printables(dead),
                 event="lease.released",
             )
         return released

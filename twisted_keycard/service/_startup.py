@@ -40,6 +40,7 @@ from twisted.python.filepath import UnlistableError
 from twisted_keycard._files import exposure
 from twisted_keycard._mocks import IMockSecretTaker
 from twisted_keycard.error import KeycardError
+from twisted_keycard.service._datadir import RunLeases
 from twisted_keycard.store.redis import (
     RedisReplyError,
     RedisStore,
@@ -563,3 +564,41 @@ def _walk(top: IServiceCollection) -> Iterable[IService]:
         yield service
         if IServiceCollection.providedBy(service):
             yield from _walk(service)
+
+
+class LeaseRecord(Service):
+    """
+    Records the running bouncer's lease in its data directory (see
+    L{RunLeases}) and, before the bouncer starts, hands it the leases of
+    the runs that ended there, to release at once (a bouncer restarted
+    after a C{kill -9} frees its seats then, not once its old lease runs
+    out).
+    """
+
+    def __init__(self, leases: RunLeases, lease: Any) -> None:
+        """
+        @param lease: the bouncer's L{twisted_keycard.bouncer.Bouncer.lease}.
+        """
+        self.leases = leases
+        self.lease = lease
+
+    def startService(self) -> None:
+        try:
+            dead = self.leases.takeDead()
+            self.leases.hold(self.lease.holderId)
+        except OSError as e:
+            reason = e.strerror.lower() if e.strerror else str(e)
+            log.warn(
+                "cannot record this bouncer's lease in {directory}: {reason};"
+                " after a crash, its seats are freed only once its lease runs out",
+                directory=str(self.leases.directory),
+                reason=reason,
+                event="bouncer.warning",
+            )
+            dead = []
+        self.lease.releaseDead(dead)
+        super().startService()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.leases.close()

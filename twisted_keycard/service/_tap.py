@@ -43,7 +43,7 @@ from twisted_keycard.service._checkers import (
     servingKeycards,
     warnPlainPasswords,
 )
-from twisted_keycard.service._datadir import DataDir, NoDataDir
+from twisted_keycard.service._datadir import DataDir, NoDataDir, RunLeases
 from twisted_keycard.service._services import (
     passwordCheckers,
     serveHTTP,
@@ -53,6 +53,7 @@ from twisted_keycard.service._services import (
 from twisted_keycard.service._startup import (
     PROGRAM,
     EndpointError,
+    LeaseRecord,
     Listener,
     RedisCheck,
     StartupError,
@@ -727,6 +728,9 @@ def makeService(options: Options) -> IService:
         bouncer = _bouncer(options, store, quota, metrics, hashes)
     except ValueError as e:
         raise StartupError(f"cannot make the bouncer: {e}") from None
+    if bouncer.lease is not None:
+        # Before the bouncer: its first renewal releases the dead runs'.
+        LeaseRecord(RunLeases.of(options.dataDir), bouncer.lease).setServiceParent(top)
     bouncer.setServiceParent(top)
     for checker in options["credCheckers"]:
         if isinstance(checker, PasswordFile):
