@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,9 @@ class StartupFailureTests(TestCase):
         )
         if pid.exists():
             os.kill(int(pid.read_text()), signal.SIGTERM)
+            deadline = time.monotonic() + TIMEOUT
+            while pid.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         return result
 
     def test_daemonized(self) -> None:
@@ -199,12 +203,32 @@ class StartupFailureTests(TestCase):
                     "bad --auth 'file:/nonexistent': /nonexistent:"
                     " no such file or directory"
                 ),
+                # Fails only once twistd forked: the child prints the line.
+                (f"unix:{self.dir}/no/sock",): (
+                    f"cannot listen on unix:{self.dir}/no/sock:"
+                    " no such file or directory"
+                ),
             }
             for (listen, *others), expected in cases.items():
                 with self.subTest(args=[listen, *others]):
                     result = self.daemonized("--listen", listen, *others)
                     self.assertOneLine(result, expected)
                     self.assertFalse((self.dir / "twistd.pid").exists())
+
+    def test_daemonizedStarts(self) -> None:
+        """
+        A daemonized start that succeeds exits 0 with nothing on standard
+        error, and leaves the caller's pipes closed (the copy of standard
+        error kept for a failure is closed once started), else this would
+        wait for the daemon to end.
+        """
+        pid = self.dir / "twistd.pid"
+        port = freePort()
+        result = self.daemonized("--listen", f"tcp:{port}:interface=127.0.0.1")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertFalse(pid.exists())
+        line = f"bouncer bouncer listening on 127.0.0.1:{port} (tcp)"
+        self.assertIn(line, (self.dir / "twistd.log").read_text())
 
     def test_missingAuthFile(self) -> None:
         """

@@ -7,7 +7,9 @@ password keycards, and the help shows no epytext.
 from __future__ import annotations
 
 import io
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,6 +40,7 @@ from twisted_keycard.service._checkers import (
 )
 from twisted_keycard.service._services import warnExposedFaces
 from twisted_keycard.service._startup import (
+    Daemonized,
     EndpointError,
     Listener,
     StartupError,
@@ -48,6 +51,7 @@ from twisted_keycard.service._startup import (
     describeAddress,
     dropsPrivileges,
     exitHook,
+    quietParent,
     serverEndpoint,
 )
 from twisted_keycard.store._memory import MemoryStore
@@ -303,6 +307,12 @@ class _Port:
         return self.address
 
 
+@implementer(IStreamServerEndpoint)
+class _Listening:
+    def listen(self, factory: object) -> Deferred[Any]:
+        return succeed(_Port(IPv4Address("TCP", "127.0.0.1", 8800)))
+
+
 class StartTests(SynchronousTestCase):
     def test_portInUse(self) -> None:
         """
@@ -391,6 +401,66 @@ class StartTests(SynchronousTestCase):
         self.patch(good, "path", "/no/such/dir/x.db")
         good.startService()
         self.assertTrue(good.running)
+
+    def test_daemonizedTells(self) -> None:
+        """
+        Daemonized, a L{StartupError} of a service is written as one line
+        on the copy of the starting process's standard error, which is then
+        closed, as it is once the start succeeds.
+        """
+        error = CannotListenError("127.0.0.1", 8800, OSError(98, "Address in use"))
+        for listener, told in [
+            (
+                _FailingEndpoint(error),
+                b"keycard-bouncer: cannot listen on 127.0.0.1:8800",
+            ),
+            (_Listening(), b""),
+        ]:
+            read, write = os.pipe()
+            self.addCleanup(os.close, read)
+            top = Daemonized(write)
+            Listener(listener, object(), "tcp:8800", "b").setServiceParent(top)
+            if told:
+                with self.assertRaises(StartupError):
+                    top.privilegedStartService()
+                self.flushLoggedErrors()
+            else:
+                top.privilegedStartService()
+                top.startService()
+            self.assertIsNone(top.stderr)
+            self.assertEqual(
+                os.read(read, 1000), told + (b": address in use\n" if told else b"")
+            )
+
+    def test_quietParent(self) -> None:
+        """
+        twistd's parent exits with status 1 and prints nothing more for a
+        L{StartupError} its child printed; anything else is printed as
+        twistd prints it.
+        """
+        from twisted.scripts._twistd_unix import UnixApplicationRunner
+
+        self.patch(
+            UnixApplicationRunner, "_waitForStart", UnixApplicationRunner._waitForStart
+        )
+        out = io.StringIO()
+        self.patch(sys, "__stderr__", out)
+        quietParent()
+        quietParent()
+        runner = UnixApplicationRunner.__new__(UnixApplicationRunner)
+        startup = traceback.format_exception_only(StartupError, StartupError("x"))
+        for status, code, printed in [
+            (b"0", 0, ""),
+            (f"1 {startup[-1].strip()}".encode(), 1, ""),
+            (b"1 builtins.ValueError: boom", 1, "b'builtins.ValueError: boom'"),
+        ]:
+            read, write = os.pipe()
+            os.write(write, status)
+            os.close(write)
+            self.assertEqual(runner._waitForStart(read), code)
+            os.close(read)
+            self.assertIn(printed, out.getvalue())
+        self.assertEqual(out.getvalue().count("An error has occurred"), 1)
 
     def test_daemonizing(self) -> None:
         """

@@ -12,13 +12,19 @@ import re
 import socket
 import sqlite3
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, IServiceCollection, Service
+from twisted.application.service import (
+    IService,
+    IServiceCollection,
+    MultiService,
+    Service,
+)
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     SSL4ServerEndpoint,
@@ -36,6 +42,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import UnlistableError
+from twisted.python.util import untilConcludes
 
 from twisted_keycard._files import exposure
 from twisted_keycard._mocks import IMockSecretTaker
@@ -280,6 +287,9 @@ class Listener(StreamServerEndpointService):
             raise self._failed(describeListenError(e)) from None
         except Exception as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if isinstance(e, OSError) and e.strerror:
+                # A unix: socket's lock file: the path is in the line.
+                reason = e.strerror.lower()
             raise self._failed(
                 f"cannot listen on {self.description}: {reason}"
             ) from None
@@ -602,3 +612,98 @@ class LeaseRecord(Service):
     def stopService(self) -> None:
         super().stopService()
         self.leases.close()
+
+
+class Daemonized(MultiService):
+    """
+    The bouncer's services when twistd daemonizes.  What could only fail
+    after twistd forked (a port another process took since L{checkEarly},
+    a C{unix:} socket, a store opened once privileges are dropped) stops
+    the start with the same one line as in the foreground, written on the
+    standard error twistd's parent process still has (a copy of it is
+    kept until the start is over); twistd's parent, which would print the
+    error's repr cut at 100 bytes, adds nothing (see L{quietParent}).
+    """
+
+    def __init__(self, stderr: int) -> None:
+        """
+        @param stderr: a copy of the starting process's standard error,
+            closed once the start is over.
+        """
+        super().__init__()
+        self.stderr: int | None = stderr
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except StartupError as e:
+            self._tell(e)
+            raise
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except StartupError as e:
+            self._tell(e)
+            raise
+        self._close()
+
+    def _tell(self, error: StartupError) -> None:
+        if self.stderr is not None:
+            try:
+                os.write(self.stderr, f"{PROGRAM}: {error}\n".encode())
+            finally:
+                self._close()
+
+    def _close(self) -> None:
+        # Held open, it would keep the terminal's pipe open as long as the
+        # daemon runs.
+        if self.stderr is not None:
+            os.close(self.stderr)
+            self.stderr = None
+
+
+def _reported(data: bytes) -> bool:
+    """
+    Whether what a daemonized twistd's child wrote on its status pipe is
+    a L{StartupError}, whose one line it wrote itself.
+    """
+    line = traceback.format_exception_only(StartupError, StartupError("-"))[-1]
+    name = line.partition(":")[0]
+    return data.startswith(f"1 {name}:".encode())
+
+
+def quietParent() -> None:
+    """
+    Make the parent process of a daemonizing twistd (this one, before it
+    forks) exit with status 1 and print nothing more when its child reports
+    a L{StartupError}, which L{Daemonized} has printed as one line; any
+    other failure is printed as twistd prints it.  twistd has no hook for
+    this: its C{UnixApplicationRunner._waitForStart} is replaced, in this
+    process only (which exits once its child has started); a twistd without
+    it is left alone.
+    """
+    try:
+        from twisted.scripts._twistd_unix import UnixApplicationRunner
+    except ImportError:
+        return
+    original = getattr(UnixApplicationRunner, "_waitForStart", None)
+    if original is None or getattr(original, "keycardQuiet", False):
+        return
+
+    def _waitForStart(self: Any, readPipe: int) -> int:
+        data = untilConcludes(os.read, readPipe, 100)
+        if data == b"0":
+            return 0
+        if not _reported(data):
+            # As twistd does.
+            out = sys.__stderr__ or sys.stderr
+            untilConcludes(
+                out.write,
+                f"An error has occurred: {data[2:]!r}\n"
+                "Please look at log file for more information.\n",
+            )
+        return 1
+
+    _waitForStart.keycardQuiet = True  # type: ignore[attr-defined]
+    UnixApplicationRunner._waitForStart = _waitForStart  # type: ignore[method-assign]

@@ -7,6 +7,7 @@ one is one line that names it.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from twisted_keycard.service._services import (
 )
 from twisted_keycard.service._startup import (
     PROGRAM,
+    Daemonized,
     EndpointError,
     LeaseRecord,
     Listener,
@@ -63,6 +65,7 @@ from twisted_keycard.service._startup import (
     daemonizing,
     dropsPrivileges,
     installExitHook,
+    quietParent,
     refuseExposed,
     serverEndpoint,
     sqlitePath,
@@ -693,6 +696,9 @@ def makeService(options: Options) -> IService:
     warnPlainPasswords(options["listen"], options["credCheckers"])
     warnExposedFaces(options["http"], options["metrics"], options.proxies)
     top = MultiService()
+    if daemonizing(options):
+        quietParent()
+        top = Daemonized(os.dup(2))
     store: Any
     if options.redisURL is not None:
         RedisCheck(
