@@ -65,9 +65,11 @@ class _Leases(_Base):
         self.successResultOf(bouncer.started)
         return bouncer
 
-    def login(self, bouncer: Bouncer, username: str) -> Deferred[Keycard]:
+    def login(
+        self, bouncer: Bouncer, username: str, requesterName: str = "r1"
+    ) -> Deferred[Keycard]:
         first = PassphraseKeycard(
-            username=username, address="192.0.2.1", requesterName="r1"
+            username=username, address="192.0.2.1", requesterName=requesterName
         )
         challenged = self.successResultOf(bouncer.authenticate(first))
         answered = PassphraseAnswerer(username, "pw").answer(challenged)
@@ -205,36 +207,44 @@ class _Leases(_Base):
     def test_restartReleasesDeadRun(self) -> None:
         """
         A bouncer restarted after a kill, told the lease of its dead run,
-        frees that run's seats at its start, not once the lease runs out,
-        and logs C{lease.released}; another running bouncer keeps its own.
+        frees the seats of that run's own clients (issued through the
+        requester names it is given) at its start, not once the lease runs
+        out, and logs C{lease.released}; another running bouncer keeps its
+        own, and a keycard the dead run issued through a remote requester
+        stays held, for that requester to adopt when it reconnects.
         """
         events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
         self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
-        pool = Quota(seatPool="licenses", seats=2)
+        pool = Quota(seatPool="licenses", seats=3)
         one, two = self.bouncer("one", pool), self.bouncer("two", pool)
+        one.registerRequester("remote", Requester())
         self.successResultOf(self.login(one, "alice"))
+        remote = self.successResultOf(self.login(one, "bob", "remote"))
         self.successResultOf(self.login(two, "bob"))
         self.kill(one)
         assert one.lease is not None and two.lease is not None
         again = self.unstarted("one", pool)
         assert again.lease is not None
-        again.lease.releaseDead([one.lease.holderId, again.lease.holderId])
+        again.lease.releaseDead([one.lease.holderId, again.lease.holderId], ["r1"])
         again.startService()
         self.addCleanup(again.stopService)
         self.successResultOf(again.started)
         self.successResultOf(self.login(again, "carol"))
         self.failureResultOf(self.login(again, "alice"), QuotaExceeded)
+        assert remote.id is not None
+        again.registerRequester("remote", Requester())
+        self.assertEqual(self.successResultOf(again.adopt("remote", [remote.id])), 1)
         [released] = [e for e in events if e.get("event") == "lease.released"]
         self.assertEqual(released["count"], 1)
         self.assertEqual(released["deadHolderIds"], [one.lease.holderId])
         self.assertEqual(again.lease.dead, [])
         self.assertEqual(self.requester.expired, [])
 
-    def test_deadKeptUntilEnded(self) -> None:
+    def test_deadKeptUntilReleased(self) -> None:
         """
-        A dead run's lease whose ending failed (the store was down) is
-        ended at the next renewal.
+        The keycards of a dead run whose release failed (the store was
+        down) are released at the next renewal.
         """
         pool = Quota(seatPool="licenses", seats=1)
         one = self.bouncer("one", pool)
@@ -248,7 +258,7 @@ class _Leases(_Base):
         self.patch(
             storeClass, "renewLease", lambda *a: fail(OSError("the store is down"))
         )
-        again.lease.releaseDead([one.lease.holderId])
+        again.lease.releaseDead([one.lease.holderId], ["r1"])
         self.clock.advance(FOLLOW)
         self.assertEqual(again.lease.dead, [one.lease.holderId])
         self.flushLoggedErrors(OSError)

@@ -181,8 +181,8 @@ class UpkeepProcessTests(BouncerProcesses):
             await self.login(again, SCRAMAnswerer("u2", PASSWORD), keep=True)
             self.assertLess(time.monotonic() - start, DEADLINE)
             self.assertIn(
-                "released 1 keycard(s) held under leases that ran out or of"
-                " dead runs (one:",
+                "released 1 keycard(s) held under leases that ran out or by"
+                " dead runs of this bouncer (one:",
                 restarted.output(),
             )
             with self.assertRaises(KeycardDenied):

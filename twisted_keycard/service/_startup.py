@@ -581,16 +581,23 @@ class LeaseRecord(Service):
     Records the running bouncer's lease in its data directory (see
     L{RunLeases}) and, before the bouncer starts, hands it the leases of
     the runs that ended there, to release at once (a bouncer restarted
-    after a C{kill -9} frees its seats then, not once its old lease runs
-    out).
+    after a C{kill -9} frees the seats of its own clients then, not once its
+    old lease runs out).
     """
 
-    def __init__(self, leases: RunLeases, lease: Any) -> None:
+    def __init__(
+        self, leases: RunLeases, lease: Any, requesterNames: Iterable[str]
+    ) -> None:
         """
         @param lease: the bouncer's L{twisted_keycard.bouncer.Bouncer.lease}.
+        @param requesterNames: the requester names of the service's own
+            faces (PB listener, HTTP face): the keycards of dead runs issued
+            through them are released; those of remote requesters are left
+            for them to adopt.
         """
         self.leases = leases
         self.lease = lease
+        self.requesterNames = frozenset(requesterNames)
 
     def startService(self) -> None:
         try:
@@ -606,7 +613,7 @@ class LeaseRecord(Service):
                 event="bouncer.warning",
             )
             dead = []
-        self.lease.releaseDead(dead)
+        self.lease.releaseDead(dead, self.requesterNames)
         super().startService()
 
     def stopService(self) -> None:

@@ -736,7 +736,12 @@ def makeService(options: Options) -> IService:
         raise StartupError(f"cannot make the bouncer: {e}") from None
     if bouncer.lease is not None:
         # Before the bouncer: its first renewal releases the dead runs'.
-        LeaseRecord(RunLeases.of(options.dataDir), bouncer.lease).setServiceParent(top)
+        own = {options["requester-name"]}
+        if options["http"] is not None:
+            own.add(httpRequesterName(options))
+        LeaseRecord(RunLeases.of(options.dataDir), bouncer.lease, own).setServiceParent(
+            top
+        )
     bouncer.setServiceParent(top)
     for checker in options["credCheckers"]:
         if isinstance(checker, PasswordFile):
