@@ -213,6 +213,7 @@ class StartupFailureTests(TestCase):
                 with self.subTest(args=[listen, *others]):
                     result = self.daemonized("--listen", listen, *others)
                     self.assertOneLine(result, expected)
+                    self.assertEqual(result.returncode, 1)
                     self.assertFalse((self.dir / "twistd.pid").exists())
 
     def test_daemonizedStarts(self) -> None:

@@ -310,6 +310,8 @@ class Listener(StreamServerEndpointService):
             process lacks.
         """
         endpoint: Any = self.endpoint
+        # Twisted's TCP and TLS endpoints keep their port and interface in
+        # these attributes (private, but unchanged since they were made).
         if not isinstance(
             endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint, SSL4ServerEndpoint)
         ):
