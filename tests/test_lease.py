@@ -21,6 +21,7 @@ from twisted_keycard.bouncer._held import Lease
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.keycard._keycard import Keycard
 from twisted_keycard.service._datadir import RunLeases
+from twisted_keycard.service._startup import LeaseRecord
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
@@ -339,3 +340,37 @@ class RunLeasesTests(SynchronousTestCase):
         self.directory.mkdir(parents=True)
         (self.directory / ".abc.tmp").write_text("one:aaa\n")
         self.assertEqual(RunLeases(self.directory).takeDead(), [])
+
+    def test_leaseRecord(self) -> None:
+        """
+        The service's L{LeaseRecord} hands the bouncer's lease the dead
+        runs' leases and the requester names of its own faces, then holds
+        its own; a directory it cannot write is a warning, not a failed
+        start.
+        """
+        dead = RunLeases(self.directory)
+        dead.hold("one:dead")
+        dead.close()
+        bouncer = Bouncer(
+            [PassphraseChecker(USERS)], MemoryStore(), clock=Clock(), name="one"
+        )
+        lease = bouncer.lease
+        assert lease is not None
+        record = LeaseRecord(RunLeases(self.directory), lease, ["keycard-bouncer"])
+        record.startService()
+        self.assertEqual(lease.dead, ["one:dead"])
+        self.assertEqual(lease.deadRequesters, {"keycard-bouncer"})
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+        record.stopService()
+        self.assertEqual(RunLeases(self.directory).takeDead(), [lease.holderId])
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        blocked = Path(self.mktemp())
+        blocked.write_text("not a directory")
+        record = LeaseRecord(RunLeases(blocked), lease, ["keycard-bouncer"])
+        record.startService()
+        self.assertTrue(record.running)
+        [warning] = [e for e in events if e.get("event") == "bouncer.warning"]
+        self.assertIn("cannot record this bouncer's lease", warning["log_format"])
