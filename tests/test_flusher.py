@@ -6,7 +6,7 @@ failed logins once they leave the throttling window, in every store.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -89,7 +89,9 @@ class _FailuresFlushed(_Base):
             [PassphraseChecker({"alice": "pw"})],
             self.store,
             clock=self.clock,
-            throttle=Throttle(perAccount=5, perAddress=5, window=WINDOW),
+            throttle=Throttle(
+                perAccount=5, perAddress=5, window=WINDOW, flushInterval=10 * WINDOW
+            ),
             upkeep=Upkeep(flushInterval=10 * WINDOW),
         )
         self.bouncer.startService()
@@ -105,6 +107,75 @@ class _FailuresFlushed(_Base):
         self.clock.advance(1)
         flushed = self.successResultOf(self.bouncer.flush())
         self.assertEqual(flushed.failures, 10)
+        self.assertEqual(self.entries(), 0)
+
+    def pump(self, seconds: float) -> None:
+        """
+        Let C{seconds} pass a second at a time, as a running reactor would
+        (one jump would run a late flush at its end).
+        """
+        for _ in range(int(seconds)):
+            self.clock.advance(1)
+
+    def throttled(self, throttle: Throttle) -> None:
+        """
+        Run the bouncer with C{throttle}, its other flushes far apart.
+        """
+        self.bouncer = Bouncer(
+            [PassphraseChecker({"alice": "pw"})],
+            self.store,
+            clock=self.clock,
+            throttle=throttle,
+            upkeep=Upkeep(flushInterval=100 * WINDOW),
+        )
+        self.bouncer.startService()
+        self.addCleanup(self.bouncer.stopService)
+
+    def test_flushFollowsWindow(self) -> None:
+        """
+        Failed logins are flushed every twelfth of the window by default,
+        whatever the flush interval of expired keycards: gone within that
+        long after they leave the window.
+        """
+        self.throttled(Throttle(perAccount=5, perAddress=5, window=WINDOW))
+        self.clock.advance(FOLLOW)
+        for i in range(3):
+            self.failLogin(f"user{i}", f"10.0.0.{i}")
+        self.clock.advance(FOLLOW)
+        self.assertEqual(self.entries(), 6)
+        # Out of the window after FOLLOW + WINDOW; flushed at the next
+        # twelfth of it.
+        self.pump(WINDOW + WINDOW / 12 - 2 * FOLLOW - 1)
+        self.assertEqual(self.entries(), 6)
+        self.clock.advance(1)
+        self.assertEqual(self.entries(), 0)
+
+    def test_flushInterval(self) -> None:
+        """
+        The interval of that flush is a setting.
+        """
+        every = WINDOW / 2
+        self.throttled(Throttle(window=WINDOW, flushInterval=every))
+        self.clock.advance(FOLLOW)
+        self.failLogin("alice", "10.0.0.1")
+        self.clock.advance(FOLLOW)
+        self.pump(WINDOW + every - 2 * FOLLOW - 1)
+        self.assertEqual(self.entries(), 2)
+        self.clock.advance(1)
+        self.assertEqual(self.entries(), 0)
+
+    def test_retention(self) -> None:
+        """
+        With a retention longer than the window (the longest window of the
+        bouncers sharing the store), failures are kept that long, no
+        longer.
+        """
+        self.throttled(Throttle(window=WINDOW, retention=2 * WINDOW))
+        self.failLogin("alice", "10.0.0.1")
+        self.clock.advance(FOLLOW)
+        self.pump(2 * WINDOW - FOLLOW - 1)
+        self.assertEqual(self.entries(), 2)
+        self.clock.advance(WINDOW / 12 + 1)
         self.assertEqual(self.entries(), 0)
 
 
@@ -149,3 +220,29 @@ class FlusherTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(flusher.flush()), Flushed())
         shared = self.successResultOf(store.shareThrottle("a", [], 0, 10))
         self.assertEqual(shared.events, failed)
+
+
+class ThrottleSettingsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """
+        Failed logins are kept for the window, and flushed every twelfth of
+        it, from 1 to 300 seconds.
+        """
+        for window, every in [(3600.0, 300.0), (60.0, 5.0), (6.0, 1.0), (86400, 300)]:
+            throttle = Throttle(window=window)
+            self.assertEqual(throttle.kept, window)
+            self.assertEqual(throttle.flushEvery, every)
+        throttle = Throttle(window=60.0, retention=600.0, flushInterval=2.0)
+        self.assertEqual((throttle.kept, throttle.flushEvery), (600.0, 2.0))
+
+    def test_bad(self) -> None:
+        """
+        A retention shorter than the window would forget failures it still
+        counts; none of the three is zero, negative or infinite.
+        """
+        with self.assertRaises(ValueError):
+            Throttle(window=60.0, retention=30.0)
+        for bad in [0.0, -1.0, float("inf"), float("nan")]:
+            for name in ["window", "retention", "flushInterval"]:
+                with self.assertRaises(ValueError, msg=(name, bad)):
+                    Throttle(**cast("dict[str, Any]", {name: bad}))

@@ -6,10 +6,13 @@ lease (killed) are freed once the lease runs out, and not before.
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, MemoryStore
@@ -17,6 +20,8 @@ from twisted_keycard.bouncer import Quota, Upkeep
 from twisted_keycard.bouncer._held import Lease
 from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.keycard._keycard import Keycard
+from twisted_keycard.service._datadir import RunLeases
+from twisted_keycard.service._startup import LeaseRecord
 from twisted_keycard.store.sqlite._store import SQLiteStore
 
 from ._passphrase import PassphraseAnswerer, PassphraseChecker, PassphraseKeycard
@@ -61,9 +66,11 @@ class _Leases(_Base):
         self.successResultOf(bouncer.started)
         return bouncer
 
-    def login(self, bouncer: Bouncer, username: str) -> Deferred[Keycard]:
+    def login(
+        self, bouncer: Bouncer, username: str, requesterName: str = "r1"
+    ) -> Deferred[Keycard]:
         first = PassphraseKeycard(
-            username=username, address="192.0.2.1", requesterName="r1"
+            username=username, address="192.0.2.1", requesterName=requesterName
         )
         challenged = self.successResultOf(bouncer.authenticate(first))
         answered = PassphraseAnswerer(username, "pw").answer(challenged)
@@ -198,6 +205,81 @@ class _Leases(_Base):
         assert bouncer.lease is not None and issued.id is not None
         self.assertEqual(bouncer.held[issued.id].holderId, bouncer.lease.holderId)
 
+    def test_restartReleasesDeadRun(self) -> None:
+        """
+        A bouncer restarted after a kill, told the lease of its dead run,
+        frees the seats of that run's own clients (issued through the
+        requester names it is given) at its start, not once the lease runs
+        out, and logs C{lease.released}; another running bouncer keeps its
+        own, and a keycard the dead run issued through a remote requester
+        stays held, for that requester to adopt when it reconnects.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        pool = Quota(seatPool="licenses", seats=3)
+        one, two = self.bouncer("one", pool), self.bouncer("two", pool)
+        one.registerRequester("remote", Requester())
+        self.successResultOf(self.login(one, "alice"))
+        remote = self.successResultOf(self.login(one, "bob", "remote"))
+        self.successResultOf(self.login(two, "bob"))
+        self.kill(one)
+        assert one.lease is not None and two.lease is not None
+        again = self.unstarted("one", pool)
+        assert again.lease is not None
+        again.lease.releaseDead([one.lease.holderId, again.lease.holderId], ["r1"])
+        again.startService()
+        self.addCleanup(again.stopService)
+        self.successResultOf(again.started)
+        self.successResultOf(self.login(again, "carol"))
+        self.failureResultOf(self.login(again, "alice"), QuotaExceeded)
+        assert remote.id is not None
+        again.registerRequester("remote", Requester())
+        self.assertEqual(self.successResultOf(again.adopt("remote", [remote.id])), 1)
+        [released] = [e for e in events if e.get("event") == "lease.released"]
+        self.assertEqual(released["count"], 1)
+        self.assertEqual(released["deadHolderIds"], [one.lease.holderId])
+        self.assertEqual(again.lease.dead, [])
+        self.assertEqual(self.requester.expired, [])
+
+    def test_deadKeptUntilReleased(self) -> None:
+        """
+        The keycards of a dead run whose release failed (the store was
+        down) are released at the next renewal.
+        """
+        pool = Quota(seatPool="licenses", seats=1)
+        one = self.bouncer("one", pool)
+        self.successResultOf(self.login(one, "alice"))
+        self.kill(one)
+        assert one.lease is not None
+        again = self.bouncer("one", pool)
+        assert again.lease is not None
+        storeClass = type(self.store)
+        renewLease = storeClass.renewLease
+        self.patch(
+            storeClass, "renewLease", lambda *a: fail(OSError("the store is down"))
+        )
+        again.lease.releaseDead([one.lease.holderId], ["r1"])
+        self.clock.advance(FOLLOW)
+        self.assertEqual(again.lease.dead, [one.lease.holderId])
+        self.flushLoggedErrors(OSError)
+        self.patch(storeClass, "renewLease", renewLease)
+        self.clock.advance(FOLLOW)
+        self.assertEqual(again.lease.dead, [])
+        self.successResultOf(self.login(again, "bob"))
+
+    def unstarted(self, name: str, quota: Quota) -> Bouncer:
+        bouncer = Bouncer(
+            [PassphraseChecker(USERS)],
+            self.store,
+            clock=self.clock,
+            name=name,
+            quota=quota,
+            upkeep=Upkeep(followInterval=FOLLOW, leaseTime=LEASE),
+        )
+        bouncer.registerRequester("r1", self.requester)
+        return bouncer
+
     def test_leaseIds(self) -> None:
         """
         Each bouncer instance has a lease of its own, named after it.
@@ -220,3 +302,75 @@ class SQLiteLeaseTests(_Leases, SynchronousTestCase):
         store = SQLiteStore(self.mktemp(), threaded=False)
         self.addCleanup(store.close)
         return store
+
+
+class RunLeasesTests(SynchronousTestCase):
+    """
+    The files of a data directory's running bouncers' leases: a file whose
+    lock is held names a live run; one whose lock is free, a dead one.
+    """
+
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp()) / "leases"
+
+    def test_deadRunsTaken(self) -> None:
+        """
+        A run whose lock is held is left alone; once it is unlocked (its
+        process ended), its lease is taken once, and its file removed.
+        """
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+        first, second = RunLeases(self.directory), RunLeases(self.directory)
+        first.hold("one:aaa")
+        second.hold("two:bbb")
+        self.addCleanup(second.close)
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+        self.assertEqual(stat.S_IMODE(self.directory.stat().st_mode), 0o700)
+        [path, _] = sorted(self.directory.iterdir())
+        self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o600)
+        first.close()
+        self.assertEqual(RunLeases(self.directory).takeDead(), ["one:aaa"])
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+        self.assertEqual(len(list(self.directory.iterdir())), 1)
+
+    def test_unfinishedIgnored(self) -> None:
+        """
+        A file still being made (hidden, not yet locked and renamed) is not
+        taken for a dead run's.
+        """
+        self.directory.mkdir(parents=True)
+        (self.directory / ".abc.tmp").write_text("one:aaa\n")
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+
+    def test_leaseRecord(self) -> None:
+        """
+        The service's L{LeaseRecord} hands the bouncer's lease the dead
+        runs' leases and the requester names of its own faces, then holds
+        its own; a directory it cannot write is a warning, not a failed
+        start.
+        """
+        dead = RunLeases(self.directory)
+        dead.hold("one:dead")
+        dead.close()
+        bouncer = Bouncer(
+            [PassphraseChecker(USERS)], MemoryStore(), clock=Clock(), name="one"
+        )
+        lease = bouncer.lease
+        assert lease is not None
+        record = LeaseRecord(RunLeases(self.directory), lease, ["keycard-bouncer"])
+        record.startService()
+        self.assertEqual(lease.dead, ["one:dead"])
+        self.assertEqual(lease.deadRequesters, {"keycard-bouncer"})
+        self.assertEqual(RunLeases(self.directory).takeDead(), [])
+        record.stopService()
+        self.assertEqual(RunLeases(self.directory).takeDead(), [lease.holderId])
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        blocked = Path(self.mktemp())
+        blocked.write_text("not a directory")
+        record = LeaseRecord(RunLeases(blocked), lease, ["keycard-bouncer"])
+        record.startService()
+        self.assertTrue(record.running)
+        [warning] = [e for e in events if e.get("event") == "bouncer.warning"]
+        self.assertIn("cannot record this bouncer's lease", warning["log_format"])

@@ -1,7 +1,8 @@
 """
 Bouncer processes on one SQLite store following what changes in it: a key
 rotation made by C{keycard keys rotate}, and the lease of a bouncer killed
-with SIGKILL, whose seat is freed when the lease runs out.
+with SIGKILL, whose seat is freed when the lease runs out, or at once when
+it restarts on its data directory.
 """
 
 from __future__ import annotations
@@ -155,5 +156,38 @@ class UpkeepProcessTests(BouncerProcesses):
             await eventually(seated, "the killed bouncer's seat")
             with self.assertRaises(KeycardDenied):
                 await self.login(again, SCRAMAnswerer("u2", PASSWORD))
+
+        return ensureDeferred(go())
+
+    def test_restartFreesKilledSeat(self) -> Deferred[None]:
+        """
+        A bouncer killed with SIGKILL and restarted on its data directory
+        frees its dead run's seat at its start, although that lease lasts
+        ten minutes, and logs it (C{lease.released}); the seat held through
+        another bouncer running on the directory stays taken.
+        """
+
+        async def go() -> None:
+            options = ("--seat-pool", "licenses", "--seats", "2", "--lease-time", "600")
+            one, port = await self.startBouncer("one", *options)
+            _, other = await self.startBouncer("two", *options)
+            await self.login(port, SCRAMAnswerer("u0", PASSWORD), keep=True)
+            await self.login(other, SCRAMAnswerer("u1", PASSWORD), keep=True)
+            with self.assertRaises(KeycardDenied):
+                await self.login(other, SCRAMAnswerer("u2", PASSWORD))
+            one.stop(signal.SIGKILL)
+            start = time.monotonic()
+            restarted, again = await self.startBouncer("one", *options, log="restarted")
+            await self.login(again, SCRAMAnswerer("u2", PASSWORD), keep=True)
+            self.assertLess(time.monotonic() - start, DEADLINE)
+            self.assertIn(
+                "released 1 keycard(s) held under leases that ran out or by"
+                " dead runs of this bouncer (one:",
+                restarted.output(),
+            )
+            with self.assertRaises(KeycardDenied):
+                await self.login(again, SCRAMAnswerer("u3", PASSWORD))
+            with self.assertRaises(KeycardDenied):
+                await self.login(other, SCRAMAnswerer("u3", PASSWORD))
 
         return ensureDeferred(go())

@@ -8,13 +8,18 @@ bouncer (mock secret, durability warnings).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import serialization
+from twisted.application.service import MultiService
 from twisted.internet.defer import gatherResults
 from twisted.internet.task import Clock
 
+from twisted_keycard import Bouncer, KeycardRefused
+from twisted_keycard.passwords import PasswordKeycard
+from twisted_keycard.service import DataDir, Options, makeService
 from twisted_keycard.store import Revocation, ThrottleEvent
 from twisted_keycard.store._interfaces import KEYRING, REVOKED
 from twisted_keycard.store.redis import (
@@ -64,6 +69,64 @@ class RedisKeysTests(RedisTestCase):
                 self.assertGreater(expiry, 0, key)
         revoked = int(self.server.cli("TTL", f"{prefix}rev:k1"))
         self.assertTrue(3600 <= revoked <= 3660, revoked)
+
+    def test_failuresExpireWithWindow(self) -> None:
+        """
+        Failed logins for 1,000 sprayed names, on the service's store with a
+        60 s throttling window, leave one key for all of them (the log of
+        throttle events), which expires with the window, not in a day; with
+        C{--throttle-retention}, with that.
+        """
+        self.patch(sys, "excepthook", sys.excepthook)
+        for extra, kept in [((), 60), (("--throttle-retention", "600"), 600)]:
+            url = self.url()
+            prefix = parseRedisURL(url).prefix
+            data = DataDir.create(Path(self.mktemp()) / "data")
+            options = Options()
+            options.parseOptions(
+                [
+                    "--data-dir",
+                    str(data.path),
+                    "--store",
+                    url,
+                    "--throttle-window",
+                    "60",
+                    "--throttle-address",
+                    "1000",
+                    "--auth",
+                    "memory:alice:secret",
+                    *extra,
+                ]
+            )
+            top = makeService(options)
+            [bouncer] = [s for s in cast(MultiService, top) if isinstance(s, Bouncer)]
+            bouncer.startService()
+            spin(bouncer.started)
+            refused = [
+                bouncer.authenticate(
+                    PasswordKeycard(
+                        username=f"user{i}",
+                        password="wrong",
+                        address="192.0.2.7",
+                        requesterName="keycard-bouncer",
+                    )
+                ).addErrback(lambda f: f.trap(KeycardRefused))
+                for i in range(1000)
+            ]
+            spin(gatherResults(refused))
+            # Replies come in order: the flush the start began is done too.
+            spin(bouncer.flush())
+            spin(bouncer.stopService())
+            spin(cast(RedisStore, bouncer.store).close())
+            keys = self.server.cli("--scan", "--pattern", f"{prefix}*").split()
+            names = {key.removeprefix(prefix) for key in keys}
+            self.assertEqual(
+                names, {"throttle:log", "leases", "keyring", "keyring:version"}
+            )
+            entries = int(self.server.cli("XLEN", f"{prefix}throttle:log"))
+            self.assertGreater(entries, 0)
+            expiry = int(self.server.cli("TTL", f"{prefix}throttle:log"))
+            self.assertTrue(kept - 5 <= expiry <= kept + 1, (kept, expiry))
 
     def test_prefixes(self) -> None:
         """

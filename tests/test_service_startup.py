@@ -7,8 +7,11 @@ and port it listens on.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -142,25 +145,22 @@ class StartupFailureTests(TestCase):
             }
         )
 
-    def test_daemonizedStoreCannotOpen(self) -> None:
+    def daemonized(self, *options: str) -> subprocess.CompletedProcess[str]:
         """
-        Daemonized, the start fails with a non-zero status too (twistd's
-        parent waits until the service started), and the log says why.
+        Start C{twistd keycard-bouncer} daemonized (no C{-n}), with its pid
+        and log files in the test's directory, as an init script does; stop
+        the daemon if it started.
         """
-        log = self.dir / "twistd.log"
         pid = self.dir / "twistd.pid"
         result = subprocess.run(
             [
                 TWISTD,
                 f"--pidfile={pid}",
-                f"--logfile={log}",
+                f"--logfile={self.dir / 'twistd.log'}",
                 "keycard-bouncer",
                 "--data-dir",
                 str(self.data),
-                "--listen",
-                f"tcp:{freePort()}:interface=127.0.0.1",
-                "--store",
-                f"sqlite:{self.dir}/no/x.db",
+                *options,
             ],
             capture_output=True,
             text=True,
@@ -169,11 +169,82 @@ class StartupFailureTests(TestCase):
             timeout=TIMEOUT * 2,
             check=False,
         )
-        self.assertNotEqual(result.returncode, 0, result.stdout + result.stderr)
-        self.assertIn("cannot open the store", result.stderr)
+        if pid.exists():
+            os.kill(int(pid.read_text()), signal.SIGTERM)
+            deadline = time.monotonic() + TIMEOUT
+            while pid.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return result
+
+    def test_daemonized(self) -> None:
+        """
+        Daemonized, a start fails with the same one line as in the
+        foreground, and a non-zero status: what can fail is checked before
+        twistd forks (its parent would print a repr cut at 100 bytes), so
+        no pid file is left behind.
+        """
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            free = f"tcp:{freePort()}:interface=127.0.0.1"
+            cases = {
+                (f"tcp:{port}:interface=127.0.0.1",): (
+                    f"cannot listen on 127.0.0.1:{port}: address already in use"
+                ),
+                (free, "--metrics", f"tcp:{port}:interface=127.0.0.1"): (
+                    f"cannot listen on 127.0.0.1:{port}: address already in use"
+                ),
+                (free, "--store", f"sqlite:{self.dir}/no/x.db"): (
+                    f"cannot open the store sqlite:{self.dir}/no/x.db:"
+                    " no such file or directory"
+                ),
+                (free, "--auth", "file:/nonexistent"): (
+                    "bad --auth 'file:/nonexistent': /nonexistent:"
+                    " no such file or directory"
+                ),
+                # Fails only once twistd forked: the child prints the line.
+                (f"unix:{self.dir}/no/sock",): (
+                    f"cannot listen on unix:{self.dir}/no/sock:"
+                    " no such file or directory"
+                ),
+            }
+            for (listen, *others), expected in cases.items():
+                with self.subTest(args=[listen, *others]):
+                    result = self.daemonized("--listen", listen, *others)
+                    self.assertOneLine(result, expected)
+                    self.assertEqual(result.returncode, 1)
+                    self.assertFalse((self.dir / "twistd.pid").exists())
+
+    def test_daemonizedStarts(self) -> None:
+        """
+        A daemonized start that succeeds exits 0 with nothing on standard
+        error, and leaves the caller's pipes closed (the copy of standard
+        error kept for a failure is closed once started), else this would
+        wait for the daemon to end.
+        """
+        pid = self.dir / "twistd.pid"
+        port = freePort()
+        result = self.daemonized("--listen", f"tcp:{port}:interface=127.0.0.1")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
         self.assertFalse(pid.exists())
-        self.assertIn("cannot open the store", log.read_text())
-        self.assertNotIn("Traceback", log.read_text())
+        line = f"bouncer bouncer listening on 127.0.0.1:{port} (tcp)"
+        self.assertIn(line, (self.dir / "twistd.log").read_text())
+
+    def test_missingAuthFile(self) -> None:
+        """
+        A C{file:} checker whose file is missing stops the start: twisted's
+        only warns, and the bouncer would serve nobody.
+        """
+        free = "tcp:0:interface=127.0.0.1"
+        self.runAll(
+            {
+                ("--listen", free, "--auth", "file:/nonexistent"): (
+                    "bad --auth 'file:/nonexistent': /nonexistent:"
+                    " no such file or directory"
+                )
+            }
+        )
 
     def test_startLine(self) -> Deferred[None]:
         """

@@ -7,10 +7,13 @@ password keycards, and the help shows no epytext.
 from __future__ import annotations
 
 import io
+import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from twisted.application.service import MultiService
 from twisted.cred.checkers import (
     FilePasswordDB,
     InMemoryUsernamePasswordDatabaseDontUse,
@@ -37,13 +40,18 @@ from twisted_keycard.service._checkers import (
 )
 from twisted_keycard.service._services import warnExposedFaces
 from twisted_keycard.service._startup import (
+    Daemonized,
     EndpointError,
     Listener,
     StartupError,
     StoreCheck,
+    checkEarly,
     clientEndpoint,
+    daemonizing,
     describeAddress,
+    dropsPrivileges,
     exitHook,
+    quietParent,
     serverEndpoint,
 )
 from twisted_keycard.store._memory import MemoryStore
@@ -86,9 +94,63 @@ class OptionsTests(SynchronousTestCase):
             ("--auth", "bogus:x"): "unknown --auth type in 'bogus:x'",
             ("--auth", "scram:/no/such/file"): "/no/such/file: no such file",
             ("--bogus",): "option --bogus not recognized",
+            ("--throttle-window", "60", "--throttle-retention", "30"): (
+                "--throttle-retention must be at least --throttle-window"
+            ),
+            ("--throttle-flush-interval", "0"): (
+                "--throttle-flush-interval must be a positive number"
+            ),
+            ("--throttle-retention", "inf"): (
+                "--throttle-retention must be a positive number"
+            ),
+            ("--throttle-retention", "x"): "--throttle-retention takes a number",
+            ("--throttle-account", "0"): "--throttle-account must be at least 1",
         }
         for args, expected in cases.items():
             self.assertIn(expected, self.refused(*args), args)
+
+    def test_missingAuthFile(self) -> None:
+        """
+        A C{file:} checker whose file cannot be read stops the start with
+        one line (twisted's checker only warns, then serves nobody); so does
+        every other checker's missing file.
+        """
+        missing = str(Path(self.mktemp()) / "users")
+        directory = self.mktemp()
+        Path(directory).mkdir()
+        cases = {
+            f"file:{missing}": f"bad --auth 'file:{missing}': {missing}: no such file",
+            f"file:{directory}": f"{directory}: is a directory",
+            f"htpasswd:{missing}": f"{missing}: no such file",
+            f"srp:{missing}": f"{missing}: no such file",
+            f"hmac:{missing}": f"{missing}: no such file",
+            f"sshkeys:{missing}": f"{missing}: no such file",
+        }
+        for auth, expected in cases.items():
+            self.assertIn(expected, self.refused("--auth", auth), auth)
+        users = Path(self.mktemp())
+        users.write_text("alice:secret\n")
+        [checker] = self.parse("--auth", f"file:{users}")["credCheckers"]
+        self.assertIsInstance(checker.checker, FilePasswordDB)
+
+    def test_throttleUpkeep(self) -> None:
+        """
+        The flush of failed logins and their retention follow
+        C{--throttle-window} unless given.
+        """
+        throttle = self.parse("--throttle-window", "60").throttle
+        self.assertEqual((throttle.kept, throttle.flushEvery), (60.0, 5.0))
+        throttle = self.parse().throttle
+        self.assertEqual((throttle.kept, throttle.flushEvery), (3600.0, 300.0))
+        throttle = self.parse(
+            "--throttle-window",
+            "60",
+            "--throttle-retention",
+            "900",
+            "--throttle-flush-interval",
+            "2",
+        ).throttle
+        self.assertEqual((throttle.kept, throttle.flushEvery), (900.0, 2.0))
 
     def test_missingDataDir(self) -> None:
         with self.assertRaises(SystemExit) as caught:
@@ -245,6 +307,12 @@ class _Port:
         return self.address
 
 
+@implementer(IStreamServerEndpoint)
+class _Listening:
+    def listen(self, factory: object) -> Deferred[Any]:
+        return succeed(_Port(IPv4Address("TCP", "127.0.0.1", 8800)))
+
+
 class StartTests(SynchronousTestCase):
     def test_portInUse(self) -> None:
         """
@@ -305,6 +373,109 @@ class StartTests(SynchronousTestCase):
         good = StoreCheck(self.mktemp())
         good.startService()
         self.assertTrue(good.running)
+
+    def test_checkEarly(self) -> None:
+        """
+        Before twistd daemonizes, L{checkEarly} opens the store (once: the
+        start does not open it again) and raises the one line, logging
+        nothing (logging has not begun: the line would be printed twice).
+        Only twistd's daemonizing options ask for it.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        top = MultiService()
+        StoreCheck(str(Path(self.mktemp()) / "no" / "x.db")).setServiceParent(top)
+        with self.assertRaises(StartupError) as caught:
+            checkEarly(top)
+        self.assertIn("no such file or directory", str(caught.exception))
+        self.assertEqual(events, [])
+        # Switching users after, twistd would leave files of the store
+        # root's: it is opened once privileges are dropped.
+        checkEarly(top, dropsPrivileges=True)
+        good = StoreCheck(self.mktemp())
+        top = MultiService()
+        good.setServiceParent(top)
+        checkEarly(top)
+        self.assertTrue(good.checked)
+        self.patch(good, "path", "/no/such/dir/x.db")
+        good.startService()
+        self.assertTrue(good.running)
+
+    def test_daemonizedTells(self) -> None:
+        """
+        Daemonized, a L{StartupError} of a service is written as one line
+        on the copy of the starting process's standard error, which is then
+        closed, as it is once the start succeeds.
+        """
+        error = CannotListenError("127.0.0.1", 8800, OSError(98, "Address in use"))
+        for listener, told in [
+            (
+                _FailingEndpoint(error),
+                b"keycard-bouncer: cannot listen on 127.0.0.1:8800",
+            ),
+            (_Listening(), b""),
+        ]:
+            read, write = os.pipe()
+            self.addCleanup(os.close, read)
+            top = Daemonized(write)
+            Listener(listener, object(), "tcp:8800", "b").setServiceParent(top)
+            if told:
+                with self.assertRaises(StartupError):
+                    top.privilegedStartService()
+                self.flushLoggedErrors()
+            else:
+                top.privilegedStartService()
+                top.startService()
+            self.assertIsNone(top.stderr)
+            self.assertEqual(
+                os.read(read, 1000), told + (b": address in use\n" if told else b"")
+            )
+
+    def test_quietParent(self) -> None:
+        """
+        twistd's parent exits with status 1 and prints nothing more for a
+        L{StartupError} its child printed; anything else is printed as
+        twistd prints it.
+        """
+        from twisted.scripts._twistd_unix import UnixApplicationRunner
+
+        self.patch(
+            UnixApplicationRunner, "_waitForStart", UnixApplicationRunner._waitForStart
+        )
+        out = io.StringIO()
+        self.patch(sys, "__stderr__", out)
+        quietParent()
+        quietParent()
+        runner = UnixApplicationRunner.__new__(UnixApplicationRunner)
+        startup = traceback.format_exception_only(StartupError, StartupError("x"))
+        for status, code, printed in [
+            (b"0", 0, ""),
+            (f"1 {startup[-1].strip()}".encode(), 1, ""),
+            (b"1 builtins.ValueError: boom", 1, "b'builtins.ValueError: boom'"),
+        ]:
+            read, write = os.pipe()
+            os.write(write, status)
+            os.close(write)
+            self.assertEqual(runner._waitForStart(read), code)
+            os.close(read)
+            self.assertIn(printed, out.getvalue())
+        self.assertEqual(out.getvalue().count("An error has occurred"), 1)
+
+    def test_daemonizing(self) -> None:
+        """
+        L{daemonizing} and L{dropsPrivileges} read twistd's own options,
+        the parent of the plugin's.
+        """
+        options = Options()
+        self.assertFalse(daemonizing(options))
+        self.assertFalse(dropsPrivileges(options))
+        options.parent = cast(Any, {"nodaemon": False, "uid": None, "gid": None})
+        self.assertTrue(daemonizing(options))
+        self.assertFalse(dropsPrivileges(options))
+        options.parent = cast(Any, {"nodaemon": True, "uid": 1000, "gid": None})
+        self.assertFalse(daemonizing(options))
+        self.assertTrue(dropsPrivileges(options))
 
     def test_badListen(self) -> None:
         """

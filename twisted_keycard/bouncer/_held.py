@@ -142,6 +142,14 @@ class Lease:
         seats may be taken again): their clients must be dropped.
     @ivar active: whether the lease was taken.
     @ivar renewedAt: when it was last taken or extended, if it was.
+    @ivar dead: the leases of earlier runs known to be dead, whose own
+        clients' keycards are released at the next renewal (see
+        L{releaseDead}).
+    @ivar deadRequesters: the requester names through which those runs'
+        own clients logged in.
+    @ivar releaseRuns: releases the keycards held under the given leases
+        and issued through the given requester names (see
+        L{HeldKeycards.releaseRuns}), answering how many.
     """
 
     store: ILeaseStore
@@ -150,8 +158,11 @@ class Lease:
     leaseTime: float
     holding: Callable[[], Collection[str]]
     onLost: Callable[[list[str]], Awaitable[object]]
+    releaseRuns: Callable[[list[str], frozenset[str]], Awaitable[int]] | None = None
     active: bool = False
     renewedAt: float | None = None
+    dead: list[str] = attrs.field(factory=list)
+    deadRequesters: frozenset[str] = frozenset()
     log = Logger()
 
     @property
@@ -161,11 +172,29 @@ class Lease:
         """
         return self.holderId if self.active else None
 
+    def releaseDead(
+        self, holderIds: Iterable[str], requesterNames: Iterable[str]
+    ) -> None:
+        """
+        Release, at the next renewal (the first, when called before the
+        bouncer starts), the keycards that earlier runs of this bouncer,
+        known to be dead (a process killed, whose lock on its lease's file
+        was free), issued through C{requesterNames}: the names of its own
+        faces, whose clients' connections ended with the process.  Their
+        seats would otherwise stay taken until those leases run out.  The
+        keycards those runs issued through remote requesters stay under
+        their lease until it runs out, so that a requester that reconnects
+        meanwhile adopts them (see L{HeldKeycards.adopt}).
+        """
+        self.dead.extend(h for h in holderIds if h != self.holderId)
+        self.deadRequesters |= frozenset(requesterNames)
+
     async def renew(self) -> int:
         """
-        Take or extend the lease, then release the keycards of lapsed ones.
+        Take or extend the lease, release the keycards of dead runs' own
+        clients, then those of lapsed leases.
 
-        @return: how many keycards of lapsed leases were released.
+        @return: how many keycards were released.
         """
         held = list(self.holding())
         now = self.clock.seconds()
@@ -181,11 +210,20 @@ class Lease:
             await self.onLost(held)
         self.active = True
         self.renewedAt = now
-        released = await self.store.releaseLapsed(now)
+        dead = list(self.dead)
+        ofDead = 0
+        if dead and self.releaseRuns is not None:
+            ofDead = await self.releaseRuns(dead, self.deadRequesters)
+        # Forgotten once released: a renewal that failed retries at the next.
+        del self.dead[: len(dead)]
+        released = ofDead + await self.store.releaseLapsed(now)
         if released:
+            runs = ", ".join(printables(dead))
             self.log.info(
-                "released {count} keycard(s) held under leases that ran out",
+                "released {count} keycard(s) held under leases that ran out{ofDead}",
                 count=released,
+                ofDead=f" or by dead runs of this bouncer ({runs})" if dead else "",
+                deadHolderIds=printables(dead),
                 event="lease.released",
             )
         return released
@@ -230,7 +268,13 @@ class HeldKeycards:
         self.lease: Lease | None = None
         if leaseId is not None and ILeaseStore.providedBy(store):
             self.lease = Lease(
-                store, clock, leaseId, leaseTime, self._underLease, self.expire
+                store,
+                clock,
+                leaseId,
+                leaseTime,
+                self._underLease,
+                self.expire,
+                self.releaseRuns,
             )
         self.records: dict[str, IssuedKeycard] = {}
         #: The audience of each keycard issued here (see L{audienceOf}).
@@ -410,6 +454,29 @@ class HeldKeycards:
             self.hold(record)
             adopted += 1
         return adopted
+
+    async def releaseRuns(
+        self, holderIds: Collection[str], requesterNames: Collection[str]
+    ) -> int:
+        """
+        Release (or delete, without tokens) the keycards held under the
+        leases C{holderIds} and issued through C{requesterNames}, as when
+        their clients leave: the own clients of runs of this bouncer that
+        ended.
+
+        @return: how many the store had.
+        """
+        released = 0
+        for requesterName in sorted(requesterNames):
+            for record in await self.store.byRequester(requesterName):
+                if not record.held or record.holderId not in holderIds:
+                    continue
+                if self.keepReleased:
+                    gone = await self.store.release(record.keycardId)
+                else:
+                    gone = await self.store.remove(record.keycardId)
+                released += gone is not None
+        return released
 
     async def expireRequester(self, requesterName: str) -> int:
         """

@@ -6,7 +6,9 @@ progress, and the rhythm of its upkeep.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -16,6 +18,17 @@ _count = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 _positive = attrs.validators.optional(
     [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 )
+
+
+#: The bounds of the default interval between two flushes of failed logins
+#: (L{Throttle.flushEvery}).
+MIN_FAILURE_FLUSH = 1.0
+MAX_FAILURE_FLUSH = 300.0
+
+
+def _finitePositive(instance: object, attribute: Any, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
 
 
 def _names(names: Iterable[str]) -> frozenset[str]:
@@ -176,12 +189,52 @@ class Throttle:
     @ivar maxKeys: accounts and address groups counted in memory at most;
         past it, of the least recently used few, the one that counts the
         fewest failures is forgotten (by this bouncer only).
+    @ivar retention: seconds the store keeps a failed login, at least the
+        window: the longest window of the bouncers sharing the store (a
+        bouncer forgets what is older, for all of them); C{None}, the
+        default: the window.  See L{kept}.
+    @ivar flushInterval: seconds between two flushes of the failed logins
+        past the retention; C{None}, the default: a twelfth of the window,
+        from 1 to 300 seconds (5 minutes for an hour's window, 5 seconds for
+        a minute's).  See L{flushEvery}.
     """
 
     perAccount: int = attrs.field(default=100, validator=_count)
     perAddress: int = attrs.field(default=30, validator=_count)
-    window: float = 3600.0
+    window: float = attrs.field(default=3600.0, validator=_finitePositive)
     maxKeys: int = attrs.field(default=100_000, validator=_count)
+    retention: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_finitePositive)
+    )
+    flushInterval: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_finitePositive)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.retention is not None and self.retention < self.window:
+            raise ValueError(
+                "the retention of failed logins is at least the window:"
+                " the window still counts them"
+            )
+
+    @property
+    def kept(self) -> float:
+        """
+        Seconds the store keeps a failed login: L{retention}, else the
+        window.
+        """
+        return self.window if self.retention is None else self.retention
+
+    @property
+    def flushEvery(self) -> float:
+        """
+        Seconds between two flushes of failed logins: L{flushInterval},
+        else a twelfth of the window, from 1 to 300 seconds.  A failed login
+        stays in the store at most L{kept} plus this long.
+        """
+        if self.flushInterval is not None:
+            return self.flushInterval
+        return min(MAX_FAILURE_FLUSH, max(MIN_FAILURE_FLUSH, self.window / 12))
 
 
 @attrs.frozen

@@ -221,7 +221,8 @@ class Flushed:
 class Flusher:
     """
     Removes the expired entries of a store now and every C{interval}
-    seconds while started.
+    seconds while started, and the failed logins past their retention
+    every C{failureInterval} seconds.
     """
 
     log = Logger()
@@ -232,50 +233,104 @@ class Flusher:
         clock: IReactorTime,
         interval: float,
         failureWindow: float | None = None,
+        failureInterval: float | None = None,
     ) -> None:
         """
-        @param failureWindow: the throttling window: failed logins older
-            than this are no longer counted, and are forgotten; C{None}
-            when this bouncer does not throttle (and so does not know which
-            failures still count).
+        @param failureWindow: how long the store keeps failed logins (the
+            throttling window, or a longer retention, see
+            L{Throttle.kept}): older ones are forgotten; C{None} when this
+            bouncer does not throttle (and so does not know which failures
+            still count).
+        @param failureInterval: seconds between two flushes of failed
+            logins (see L{Throttle.flushEvery}); C{None}: every
+            C{interval}, with the expired entries.
         """
         self.store = store
         self.clock = clock
         self.interval = interval
         self.failureWindow = failureWindow
-        self._loop: LoopingCall | None = None
+        self.failureInterval = failureInterval
+        self._loops: list[LoopingCall] = []
 
     def start(self) -> None:
-        loop = self._loop = LoopingCall(self._flushLogged)
+        apart = self.failureWindow is not None and self.failureInterval is not None
+        self._loops = [
+            self._every(
+                self.interval,
+                lambda: self.flush(failures=not apart),
+                "flushing the store",
+            )
+        ]
+        if apart:
+            assert self.failureInterval is not None
+            self._loops.append(
+                self._every(
+                    self.failureInterval, self.flushFailures, "forgetting failed logins"
+                )
+            )
+
+    def _every(
+        self, interval: float, flush: Callable[[], Deferred[Flushed]], what: str
+    ) -> LoopingCall:
+        loop = LoopingCall(self._logged, flush, what)
         loop.clock = self.clock
-        loop.start(self.interval, now=True)
+        loop.start(interval, now=True)
+        return loop
 
     def stop(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
 
-    def _flushLogged(self) -> Deferred[None]:
-        d = self.flush()
-        d.addErrback(lambda f: self.log.failure("flushing the store failed", f))
+    def _logged(
+        self, flush: Callable[[], Deferred[Flushed]], what: str
+    ) -> Deferred[None]:
+        d = flush()
+        d.addErrback(lambda f: self.log.failure("{what} failed", f, what=what))
         return d.addCallback(lambda _: None)
 
-    def flush(self) -> Deferred[Flushed]:
+    def flushFailures(self) -> Deferred[Flushed]:
         """
-        Remove expired keycards and revocations, and failed logins older
-        than the throttling window, from the store.
+        Remove the failed logins older than the retention from the store.
 
         @return: a L{Deferred} firing with what was removed.
         """
-        return Deferred.fromCoroutine(self._flush())
+        return Deferred.fromCoroutine(self._flushFailures())
 
-    async def _flush(self) -> Flushed:
+    async def _flushFailures(self) -> Flushed:
+        failures = 0
+        if self.failureWindow is not None and IThrottleStore.providedBy(self.store):
+            before = self.clock.seconds() - self.failureWindow
+            failures = await self.store.flushFailures(before)
+        if failures:
+            self.log.info(
+                "forgot {failures} failed login(s) past their retention",
+                failures=failures,
+            )
+        return Flushed(failures=failures)
+
+    def flush(self, failures: bool = True) -> Deferred[Flushed]:
+        """
+        Remove expired keycards and revocations, and failed logins older
+        than their retention, from the store.
+
+        @param failures: whether to remove failed logins too.
+        @return: a L{Deferred} firing with what was removed.
+        """
+        return Deferred.fromCoroutine(self._flush(failures))
+
+    async def _flush(self, withFailures: bool) -> Flushed:
         now = self.clock.seconds()
         keycards = await self.store.flushExpired(now)
         revocations = failures = 0
         if IRevocationStore.providedBy(self.store):
             revocations = await self.store.flushRevocations(now)
-        if self.failureWindow is not None and IThrottleStore.providedBy(self.store):
+        if (
+            withFailures
+            and self.failureWindow is not None
+            and IThrottleStore.providedBy(self.store)
+        ):
             failures = await self.store.flushFailures(now - self.failureWindow)
         flushed = Flushed(keycards, revocations, failures)
         if flushed != Flushed():
@@ -333,11 +388,13 @@ class ServiceUpkeep:
         self.revocations: RevocationFollower | None = None
         self.follower: Follower | None = None
         self._unsubscribe: Callable[[], None] = lambda: None
+        limits = throttler.limits if throttler is not None else None
         self.flusher = Flusher(
             store,
             clock,
             upkeep.flushInterval,
-            throttler.limits.window if throttler is not None else None,
+            limits.kept if limits is not None else None,
+            limits.flushEvery if limits is not None else None,
         )
 
     def followLag(self) -> float | None:

@@ -6,8 +6,10 @@ command, and a self-signed certificate for development.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
+import secrets
 from pathlib import Path
 
 import attrs
@@ -224,3 +226,83 @@ def makeDevCertificate(hostname: str, serverPem: Path, trustPem: Path) -> None:
     writePrivateFile(serverPem, keyPem + certPem)
     trustPem.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     trustPem.write_bytes(certPem)
+
+
+@attrs.define
+class RunLeases:
+    """
+    The leases of the bouncers started from one data directory, so that a
+    restart frees the seats of a run that was killed at once, not when its
+    lease runs out: each running bouncer holds a lock (C{flock}) on a file
+    of its own in C{DIR/leases/} that names its lease.  The kernel frees
+    the lock when the process ends, however it ends (C{kill -9}
+    included), so a file whose lock can be taken names the lease of a dead
+    run.  Local to the host: a data directory is never shared between
+    hosts.
+
+    @ivar directory: where the files are, C{DIR/leases}.
+    """
+
+    directory: Path
+    _held: int | None = None
+
+    @classmethod
+    def of(cls, dataDir: DataDir) -> RunLeases:
+        return cls(dataDir.path / "leases")
+
+    def takeDead(self) -> list[str]:
+        """
+        Remove the files of the runs that ended.
+
+        @return: the lease ids they named.
+        """
+        if not self.directory.is_dir():
+            return []
+        dead: list[str] = []
+        for path in sorted(self.directory.glob("*.lease")):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its bouncer runs
+                holderId = os.read(fd, 4096).decode("utf-8", "replace").strip()
+                path.unlink(missing_ok=True)
+                if holderId:
+                    dead.append(holderId)
+            finally:
+                os.close(fd)
+        return dead
+
+    def hold(self, holderId: str) -> None:
+        """
+        Write and lock a file naming C{holderId}, this run's lease, until
+        the process ends (or L{close}): made under a hidden name, locked,
+        then renamed, so another start never finds it unlocked.
+        """
+        makePrivateDirectory(self.directory)
+        name = secrets.token_hex(8)
+        hidden = self.directory / f".{name}.tmp"
+        fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, holderId.encode("utf-8") + b"\n")
+            os.fsync(fd)
+            os.rename(hidden, self.directory / f"{name}.lease")
+        except BaseException:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            raise
+        self._held = fd
+
+    def close(self) -> None:
+        """
+        Unlock this run's file (the bouncer stopped): the next start
+        releases what its lease still holds.
+        """
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None

@@ -10,17 +10,30 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import sqlite3
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import Service
+from twisted.application.service import (
+    IService,
+    IServiceCollection,
+    MultiService,
+    Service,
+)
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    clientFromString,
+    serverFromString,
+)
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -30,10 +43,12 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import UnlistableError
+from twisted.python.util import untilConcludes
 
 from twisted_keycard._files import exposure
 from twisted_keycard._mocks import IMockSecretTaker
 from twisted_keycard.error import KeycardError
+from twisted_keycard.service._datadir import RunLeases
 from twisted_keycard.store.redis import (
     KeyEncryptionKey,
     RedisReplyError,
@@ -184,6 +199,17 @@ class StartupError(KeycardError):
     """
 
 
+def _failed(message: str, early: bool) -> StartupError:
+    """
+    The error that stops the start with C{message}, logged unless logging
+    has not begun (twisted's logger would print it before twistd's one
+    line; the process's standard error gets that line either way).
+    """
+    if not early:
+        log.critical("{message}", message=message, event="bouncer.failed")
+    return StartupError(message)
+
+
 def exitHook(previous: ExceptHook, stream: Callable[[], Any]) -> ExceptHook:
     """
     An exception hook that writes an uncaught L{StartupError} as one line on
@@ -265,9 +291,52 @@ class Listener(StreamServerEndpointService):
             raise self._failed(describeListenError(e)) from None
         except Exception as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if isinstance(e, OSError) and e.strerror:
+                # A unix: socket's lock file: the path is in the line.
+                reason = e.strerror.lower()
             raise self._failed(
                 f"cannot listen on {self.description}: {reason}"
             ) from None
+
+    def probe(self, early: bool = True) -> None:
+        """
+        Check, before twistd daemonizes, that a TCP port (C{tcp:},
+        C{tcp6:}, C{ssl:}) can be listened on: bind a socket to it and close
+        it at once.  Daemonized, a failure to listen after the fork reaches
+        the operator only as twistd's truncated repr; found here, it is the
+        one line the foreground prints.  (Another process may still take
+        the port between this check and the start: that failure stays
+        twistd's.)
+
+        @param early: whether logging has not begun yet: the one line is
+            then printed, not logged.
+        @raise StartupError: if the port is taken, or needs privileges this
+            process lacks.
+        """
+        endpoint: Any = self.endpoint
+        # Twisted's TCP and TLS endpoints keep their port and interface in
+        # these attributes (private, but unchanged since they were made).
+        if not isinstance(
+            endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint, SSL4ServerEndpoint)
+        ):
+            return
+        port: int = endpoint._port
+        interface: str = endpoint._interface
+        if port == 0:
+            return
+        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        if isinstance(endpoint, TCP6ServerEndpoint) and not interface:
+            family = socket.AF_INET6
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                # As twisted's port does: a port in TIME_WAIT is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(
+                    (interface or ("::" if family == socket.AF_INET6 else ""), port)
+                )
+        except OSError as e:
+            error = CannotListenError(interface, port, e)
+            raise self._failed(describeListenError(error), early) from None
 
     def startService(self) -> None:
         super().startService()
@@ -275,9 +344,8 @@ class Listener(StreamServerEndpointService):
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
 
-    def _failed(self, message: str) -> StartupError:
-        log.critical("{message}", message=message, event="bouncer.failed")
-        return StartupError(message)
+    def _failed(self, message: str, early: bool = False) -> StartupError:
+        return _failed(message, early)
 
     def _listening(self, port: IListeningPort | None) -> IListeningPort | None:
         if port is not None:
@@ -303,11 +371,23 @@ class StoreCheck(Service):
     starts (so every bouncer of the store shows one challenge for a name).
     """
 
+    checked = False
+
     def __init__(self, path: str, checkers: Iterable[object] = ()) -> None:
         self.path = path
         self.checkers = list(checkers)
 
-    def startService(self) -> None:
+    def check(self, early: bool = False) -> None:
+        """
+        Open the store and hand its mock secret to the checkers, once: at
+        start, or earlier (before twistd daemonizes, see L{checkEarly}).
+
+        @param early: whether logging has not begun yet: the one line is
+            then printed, not logged.
+        @raise StartupError: if the store cannot be opened.
+        """
+        if self.checked:
+            return
         try:
             connect(self.path).close()
             giveMockSecret(self.checkers, storedMockSecret(self.path))
@@ -316,8 +396,11 @@ class StoreCheck(Service):
                 e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
             )
             message = f"cannot open the store sqlite:{self.path}: {reason}"
-            log.critical("{message}", message=message, event="bouncer.failed")
-            raise StartupError(message) from None
+            raise _failed(message, early) from None
+        self.checked = True
+
+    def startService(self) -> None:
+        self.check()
         super().startService()
 
 
@@ -467,29 +550,40 @@ class RedisCheck(Service):
         self.insecure = insecure
         self.keyFile = keyFile
 
-    def _failed(self, message: str) -> StartupError:
-        log.critical("{message}", message=message, event="bouncer.failed")
-        return StartupError(message)
+    checked = False
 
-    def startService(self) -> None:
+    def check(self, early: bool = False) -> None:
+        """
+        Reach the store and hand its mock secret to the checkers, once: at
+        start, or earlier (before twistd daemonizes, see L{checkEarly}).
+
+        @param early: whether logging has not begun yet: the one line is
+            then printed, not logged.
+        @raise StartupError: if the store cannot be reached.
+        """
+        if self.checked:
+            return
         try:
             found = startupCheck(self.url, self.password, self.keyEncryptionKey)
         except (OSError, RedisReplyError, ValueError, SecretsChanging) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise self._failed(f"cannot open the store {self.url}: {reason}") from None
+            message = f"cannot open the store {self.url}: {reason}"
+            raise _failed(message, early) from None
         except WrongKeyEncryptionKey as e:
             where = f" {self.keyFile}" if self.keyFile is not None else ""
-            raise self._failed(
+            raise _failed(
                 f"cannot read the secrets of the store {self.url}: {e}; the"
                 f" key-encryption key{where} must be the one of the store's"
-                " other hosts"
+                " other hosts",
+                early,
             ) from None
         if found.openWithoutPassword and not self.insecure:
-            raise self._failed(
+            raise _failed(
                 f"refusing to start: the Redis store {self.url} takes commands"
                 " without a password (anyone who reaches it can revoke, read"
                 " and write its records); set one (requirepass) and give it"
-                f" with --store-password-file FILE, or start with {INSECURE_REDIS}"
+                f" with --store-password-file FILE, or start with {INSECURE_REDIS}",
+                early,
             )
         if found.openWithoutPassword:
             log.warn(
@@ -514,6 +608,10 @@ class RedisCheck(Service):
         plain = plainTCPWarning(self.url)
         if plain is not None:
             log.warn("{warning}", warning=plain, event="store.plaintext")
+        self.checked = True
+
+    def startService(self) -> None:
+        self.check()
         super().startService()
 
 
@@ -529,3 +627,197 @@ class StoreService(Service):
         super().stopService()
         closed: Deferred[None] = self.store.close()
         return closed
+
+
+def daemonizing(options: Any) -> bool:
+    """
+    Whether twistd, whose plugin got C{options}, will daemonize: it forks
+    after the plugin made its service, and its parent then reports a
+    failure to start only as a repr cut at 100 bytes.
+    """
+    parent = _twistdOptions(options)
+    return parent is not None and "nodaemon" in parent and not parent["nodaemon"]
+
+
+def dropsPrivileges(options: Any) -> bool:
+    """
+    Whether twistd, whose plugin got C{options}, switches to another user
+    or group once its ports are open.
+    """
+    parent = _twistdOptions(options)
+    if parent is None:
+        return False
+    return parent.get("uid") is not None or parent.get("gid") is not None
+
+
+def _twistdOptions(options: Any) -> Any:
+    parent = getattr(options, "parent", None)
+    return parent if hasattr(parent, "get") else None
+
+
+def checkEarly(top: IServiceCollection, dropsPrivileges: bool = False) -> None:
+    """
+    Before twistd daemonizes: open the store (L{StoreCheck},
+    L{RedisCheck}) and probe every TCP port to listen on (L{Listener.probe})
+    among the services of C{top}, so that what would stop the start stops
+    it now, with the one line the foreground prints.
+
+    @param dropsPrivileges: whether twistd switches to another user once
+        its ports are open (C{--uid}, C{--gid}): the SQLite store is then
+        opened only after, so that none of its files is made root's.
+    @raise StartupError: for the first check that fails.
+    """
+    for service in _walk(top):
+        if isinstance(service, RedisCheck) or (
+            isinstance(service, StoreCheck) and not dropsPrivileges
+        ):
+            service.check(early=True)
+        elif isinstance(service, Listener):
+            service.probe(early=True)
+
+
+def _walk(top: IServiceCollection) -> Iterable[IService]:
+    for service in top:
+        yield service
+        if IServiceCollection.providedBy(service):
+            yield from _walk(service)
+
+
+class LeaseRecord(Service):
+    """
+    Records the running bouncer's lease in its data directory (see
+    L{RunLeases}) and, before the bouncer starts, hands it the leases of
+    the runs that ended there, to release at once (a bouncer restarted
+    after a C{kill -9} frees the seats of its own clients then, not once its
+    old lease runs out).
+    """
+
+    def __init__(
+        self, leases: RunLeases, lease: Any, requesterNames: Iterable[str]
+    ) -> None:
+        """
+        @param lease: the bouncer's L{twisted_keycard.bouncer.Bouncer.lease}.
+        @param requesterNames: the requester names of the service's own
+            faces (PB listener, HTTP face): the keycards of dead runs issued
+            through them are released; those of remote requesters are left
+            for them to adopt.
+        """
+        self.leases = leases
+        self.lease = lease
+        self.requesterNames = frozenset(requesterNames)
+
+    def startService(self) -> None:
+        try:
+            dead = self.leases.takeDead()
+            self.leases.hold(self.lease.holderId)
+        except OSError as e:
+            reason = e.strerror.lower() if e.strerror else str(e)
+            log.warn(
+                "cannot record this bouncer's lease in {directory}: {reason};"
+                " after a crash, its seats are freed only once its lease runs out",
+                directory=str(self.leases.directory),
+                reason=reason,
+                event="bouncer.warning",
+            )
+            dead = []
+        self.lease.releaseDead(dead, self.requesterNames)
+        super().startService()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.leases.close()
+
+
+class Daemonized(MultiService):
+    """
+    The bouncer's services when twistd daemonizes.  What could only fail
+    after twistd forked (a port another process took since L{checkEarly},
+    a C{unix:} socket, a store opened once privileges are dropped) stops
+    the start with the same one line as in the foreground, written on the
+    standard error twistd's parent process still has (a copy of it is
+    kept until the start is over); twistd's parent, which would print the
+    error's repr cut at 100 bytes, adds nothing (see L{quietParent}).
+    """
+
+    def __init__(self, stderr: int) -> None:
+        """
+        @param stderr: a copy of the starting process's standard error,
+            closed once the start is over.
+        """
+        super().__init__()
+        self.stderr: int | None = stderr
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except StartupError as e:
+            self._tell(e)
+            raise
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except StartupError as e:
+            self._tell(e)
+            raise
+        self._close()
+
+    def _tell(self, error: StartupError) -> None:
+        if self.stderr is not None:
+            try:
+                os.write(self.stderr, f"{PROGRAM}: {error}\n".encode())
+            finally:
+                self._close()
+
+    def _close(self) -> None:
+        # Held open, it would keep the terminal's pipe open as long as the
+        # daemon runs.
+        if self.stderr is not None:
+            os.close(self.stderr)
+            self.stderr = None
+
+
+def _reported(data: bytes) -> bool:
+    """
+    Whether what a daemonized twistd's child wrote on its status pipe is
+    a L{StartupError}, whose one line it wrote itself.
+    """
+    line = traceback.format_exception_only(StartupError, StartupError("-"))[-1]
+    name = line.partition(":")[0]
+    return data.startswith(f"1 {name}:".encode())
+
+
+def quietParent() -> None:
+    """
+    Make the parent process of a daemonizing twistd (this one, before it
+    forks) exit with status 1 and print nothing more when its child reports
+    a L{StartupError}, which L{Daemonized} has printed as one line; any
+    other failure is printed as twistd prints it.  twistd has no hook for
+    this: its C{UnixApplicationRunner._waitForStart} is replaced, in this
+    process only (which exits once its child has started); a twistd without
+    it is left alone.
+    """
+    try:
+        from twisted.scripts._twistd_unix import UnixApplicationRunner
+    except ImportError:
+        return
+    original = getattr(UnixApplicationRunner, "_waitForStart", None)
+    if original is None or getattr(original, "keycardQuiet", False):
+        return
+
+    def _waitForStart(self: Any, readPipe: int) -> int:
+        data = untilConcludes(os.read, readPipe, 100)
+        if data == b"0":
+            return 0
+        if not _reported(data):
+            # As twistd does.
+            out = sys.__stderr__ or sys.stderr
+            untilConcludes(
+                out.write,
+                f"An error has occurred: {data[2:]!r}\n"
+                "Please look at log file for more information.\n",
+            )
+        return 1
+
+    _waitForStart.keycardQuiet = True  # type: ignore[attr-defined]
+    UnixApplicationRunner._waitForStart = _waitForStart  # type: ignore[method-assign]

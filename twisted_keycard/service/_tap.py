@@ -7,6 +7,7 @@ one is one line that names it.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from twisted_keycard.service._checkers import (
     servingKeycards,
     warnPlainPasswords,
 )
-from twisted_keycard.service._datadir import DataDir, KeyFileError, NoDataDir
+from twisted_keycard.service._datadir import DataDir, KeyFileError, NoDataDir, RunLeases
 from twisted_keycard.service._services import (
     passwordCheckers,
     serveHTTP,
@@ -53,13 +54,19 @@ from twisted_keycard.service._services import (
 )
 from twisted_keycard.service._startup import (
     PROGRAM,
+    Daemonized,
     EndpointError,
+    LeaseRecord,
     Listener,
     RedisCheck,
     StartupError,
     StoreCheck,
     StoreService,
+    checkEarly,
+    daemonizing,
+    dropsPrivileges,
     installExitHook,
+    quietParent,
     refuseExposed,
     serverEndpoint,
     sqlitePath,
@@ -67,7 +74,6 @@ from twisted_keycard.service._startup import (
 )
 from twisted_keycard.sessions import TicketGranter, TicketGrantingRealm, TicketLimits
 from twisted_keycard.store.redis import (
-    FAILURES_KEPT,
     KeyEncryptionKey,
     RedisStore,
     RedisURL,
@@ -352,6 +358,22 @@ PARAMETERS: list[list[Any]] = [
     ["throttle-account", None, 100, "failed logins per account per window", int],
     ["throttle-address", None, 30, "failed logins per address per window", int],
     ["throttle-window", None, 3600.0, "seconds of the throttling window", float],
+    [
+        "throttle-retention",
+        None,
+        None,
+        "seconds the store keeps a failed login, at least the window: the"
+        " longest window of the bouncers sharing the store [default: the window]",
+        float,
+    ],
+    [
+        "throttle-flush-interval",
+        None,
+        None,
+        "seconds between two flushes of the failed logins past their"
+        " retention [default: a twelfth of the window, 1 to 300]",
+        float,
+    ],
     *CONNECTION_OPTIONS,
     [
         "token-audiences",
@@ -471,6 +493,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         directory's users]; --help-auth lists them
         """
         try:
+            _readable(description)
             self.addChecker(strcred.makeChecker(description))
         except strcred.InvalidAuthType:
             raise usage.UsageError(
@@ -590,6 +613,27 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ):
             if not (math.isfinite(self[name]) and self[name] > 0):
                 raise usage.UsageError(f"--{name} must be a positive number")
+        for name in ("throttle-retention", "throttle-flush-interval"):
+            if self[name] is not None and not (
+                math.isfinite(self[name]) and self[name] > 0
+            ):
+                raise usage.UsageError(f"--{name} must be a positive number")
+        retention = self["throttle-retention"]
+        if retention is not None and retention < self["throttle-window"]:
+            raise usage.UsageError(
+                "--throttle-retention must be at least --throttle-window"
+                " (failed logins in the window still count)"
+            )
+        for name in ("throttle-account", "throttle-address"):
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
+        self.throttle = Throttle(
+            self["throttle-account"],
+            self["throttle-address"],
+            self["throttle-window"],
+            retention=retention,
+            flushInterval=self["throttle-flush-interval"],
+        )
         try:
             self.upkeep = Upkeep(leaseTime=self["lease-time"])
         except ValueError:
@@ -652,6 +696,19 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 )
             except ValueError as e:
                 raise usage.UsageError(str(e)) from None
+
+
+def _readable(description: str) -> None:
+    """
+    Check that the file of a C{file:FILE} checker can be read: twisted's
+    only warns about a missing one, and then serves nobody.
+
+    @raise OSError: naming the file, if it cannot be read.
+    """
+    kind, _, path = description.partition(":")
+    if kind == "file" and path.strip():
+        with open(path, "rb"):
+            pass
 
 
 def httpRequesterName(options: Any) -> str:
@@ -724,6 +781,9 @@ def makeService(options: Options) -> IService:
     warnPlainPasswords(options["listen"], options["credCheckers"])
     warnExposedFaces(options["http"], options["metrics"], options.proxies)
     top = MultiService()
+    if daemonizing(options):
+        quietParent()
+        top = Daemonized(os.dup(2))
     store: Any
     if options.redisURL is not None:
         assert options.keyEncryptionKey is not None
@@ -741,7 +801,8 @@ def makeService(options: Options) -> IService:
             password=options.storePassword,
             keyEncryptionKey=options.keyEncryptionKey,
             tokensWhenDown=options["tokens-when-store-down"],
-            failuresKept=max(options["throttle-window"], FAILURES_KEPT),
+            # The failed-login log expires with the retention, not a day.
+            failuresKept=options.throttle.kept,
         )
         StoreService(store).setServiceParent(top)
     else:
@@ -773,6 +834,14 @@ def makeService(options: Options) -> IService:
         bouncer = _bouncer(options, store, quota, metrics, hashes)
     except ValueError as e:
         raise StartupError(f"cannot make the bouncer: {e}") from None
+    if bouncer.lease is not None:
+        # Before the bouncer: its first renewal releases the dead runs'.
+        own = {options["requester-name"]}
+        if options["http"] is not None:
+            own.add(httpRequesterName(options))
+        LeaseRecord(RunLeases.of(options.dataDir), bouncer.lease, own).setServiceParent(
+            top
+        )
     bouncer.setServiceParent(top)
     for checker in options["credCheckers"]:
         if isinstance(checker, PasswordFile):
@@ -814,6 +883,8 @@ def makeService(options: Options) -> IService:
             options.siteLimits,
             budget,
         )
+    if daemonizing(options):
+        checkEarly(top, dropsPrivileges(options))
     return top
 
 
@@ -838,13 +909,7 @@ def _bouncer(
         tokens=options.tokens,
         quota=quota,
         policy=options.policy,
-        throttle=None
-        if options["no-throttle"]
-        else Throttle(
-            options["throttle-account"],
-            options["throttle-address"],
-            options["throttle-window"],
-        ),
+        throttle=None if options["no-throttle"] else options.throttle,
         upkeep=options.upkeep,
         metrics=metrics,
     )
