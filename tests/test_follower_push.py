@@ -163,7 +163,7 @@ class WakeTests(SynchronousTestCase):
         self.assertEqual(
             [formatEvent(e) for e in down],
             [
-                "following the keyring failed: RuntimeError: other; trying again every"
-                f" {FOLLOW} s"
+                "following the keyring failed: RuntimeError: other; following the"
+                f" store again every {FOLLOW} s"
             ],
         )

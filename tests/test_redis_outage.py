@@ -22,7 +22,7 @@ from twisted_keycard.store import Revocation
 from twisted_keycard.store._interfaces import RECONNECTED
 from twisted_keycard.store.redis import RedisStore, StoreUnavailable
 
-from ._procs import waitFor
+from ._procs import bouncer, freePort, keycard, started, waitFor
 from ._redis import RedisServer, reactor
 from .storecontract import record
 
@@ -161,5 +161,87 @@ class OutageTests(TestCase):
             self.assertEqual(
                 [r.keycardId for r in await lenient.byAvatar("alice")], ["k1", "k2"]
             )
+
+        return ensureDeferred(go())
+
+
+PASSWORD = "correct horse battery staple"
+
+
+class TokensWhileDownTests(TestCase):
+    """
+    Two bouncer services on one Redis, one with the default
+    C{--tokens-when-store-down refuse}, one with C{accept}: with Redis
+    killed, the first denies token logins (issue 24: both accepted them),
+    the second takes them, both take passwords; once Redis is back, both
+    take tokens again; each logs the outage in one line, no traceback.
+    """
+
+    def test_refuseOrAccept(self) -> Deferred[None]:
+        base = Path(self.mktemp()).resolve()
+        server = RedisServer(base / "redis", *DURABLE)
+        server.start()
+        self.addCleanup(server.stop)
+        data = base / "data"
+        made = keycard("init", str(data), "--store", server.url)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        added = keycard(
+            "user", "add", "--data-dir", str(data), "alice", stdin=PASSWORD + "\n"
+        )
+        self.assertEqual(added.returncode, 0, added.stderr)
+        ports = {"refuse": freePort(), "accept": freePort()}
+        bouncers = {
+            setting: bouncer(
+                data,
+                f"tcp:{port}:interface=127.0.0.1",
+                base / f"{setting}.log",
+                "--insecure-redis",
+                "--name",
+                setting,
+                "--tokens-when-store-down",
+                setting,
+            )
+            for setting, port in ports.items()
+        }
+        for process in bouncers.values():
+            self.addCleanup(process.stop)
+        token = base / "alice.token"
+
+        def login(setting: str, *args: str) -> Any:
+            connect = f"tcp:127.0.0.1:{ports[setting]}"
+            return keycard("login", "--connect", connect, *args, stdin=PASSWORD + "\n")
+
+        async def go() -> None:
+            for setting, process in bouncers.items():
+                await started(process, ports[setting])
+            first = login("refuse", "alice", "--save-token", str(token))
+            self.assertEqual(first.returncode, 0, first.stderr)
+            server.kill()
+            # Three follow intervals (a second each) with no read.
+            await deferLater(reactor, 4.0, lambda: None)
+            refused = login("refuse", "--token-file", str(token))
+            self.assertEqual(refused.returncode, 1)
+            self.assertEqual(
+                refused.stdout,
+                "keycard: login denied: token logins are refused while the store"
+                " is unreachable; try again later\n",
+            )
+            accepted = login("accept", "--token-file", str(token))
+            self.assertEqual(accepted.returncode, 0, accepted.stderr)
+            for setting in ports:
+                password = login(setting, "alice")
+                self.assertEqual(password.returncode, 0, password.stderr)
+            server.start()
+            await waitFor(
+                lambda: login("refuse", "--token-file", str(token)).returncode == 0,
+                "token logins again",
+            )
+            for setting, process in bouncers.items():
+                output = process.output()
+                self.assertNotIn("Traceback", output, setting)
+                # One line for the outage, one for the end of it.
+                self.assertEqual(output.count("[store.down]"), 0, setting)
+                self.assertEqual(output.count("following the store again"), 1)
+                self.assertEqual(output.count("following the store works again"), 1)
 
         return ensureDeferred(go())

@@ -115,8 +115,10 @@ class Follower:
     _again: bool = False
     #: The last refusal of the store's secrets logged.
     _wrongKey: str | None = None
-    #: When each step failing now began to fail.
-    _failingSince: dict[str, float] = attrs.field(factory=dict)
+    #: When the steps began to fail, while some do.
+    _failingSince: float | None = None
+    #: Whether a step failed in the run of the steps under way.
+    _failedNow: bool = False
     log = Logger()
 
     def start(self) -> None:
@@ -136,6 +138,7 @@ class Follower:
         try:
             while self._again:
                 self._again = False
+                self._failedNow = False
                 for what, step in self.steps:
                     try:
                         await step()
@@ -154,37 +157,38 @@ class Follower:
                             )
                     except Exception as e:
                         self._failed(what, e)
-                    else:
-                        self._worked(what)
+                if not self._failedNow:
+                    self._worked()
         finally:
             self._ticking = False
 
     def _failed(self, what: str, error: Exception) -> None:
         """
-        One line when a step starts failing (the store is unreachable, or
-        fails), none while it goes on failing: an outage is not a
-        traceback a second.
+        One line when the steps start failing (the store is unreachable,
+        or fails), naming the first that did; none while they go on
+        failing: an outage is not a traceback a second.
         """
-        if what in self._failingSince:
+        self._failedNow = True
+        if self._failingSince is not None:
             return
-        self._failingSince[what] = self.clock.seconds()
+        self._failingSince = self.clock.seconds()
         self.log.error(
-            "{what} failed: {error}; trying again every {interval} s",
+            "{what} failed: {error}; following the store again every"
+            " {interval} s",
             what=what,
             error=printable(f"{type(error).__name__}: {error}"),
             interval=self.interval,
             event="store.down",
         )
 
-    def _worked(self, what: str) -> None:
+    def _worked(self) -> None:
         """
-        One line when a step that failed works again.
+        One line when every step works again after some failed.
         """
-        since = self._failingSince.pop(what, None)
+        since, self._failingSince = self._failingSince, None
         if since is not None:
             self.log.info(
-                "{what} works again, after {seconds:.1f} s",
-                what=what,
+                "following the store works again, after {seconds:.1f} s",
                 seconds=self.clock.seconds() - since,
                 event="store.up",
             )
