@@ -173,8 +173,7 @@ class Follower:
             return
         self._failingSince = self.clock.seconds()
         self.log.error(
-            "{what} failed: {error}; following the store again every"
-            " {interval} s",
+            "{what} failed: {error}; following the store again every {interval} s",
             what=what,
             error=printable(f"{type(error).__name__}: {error}"),
             interval=self.interval,
