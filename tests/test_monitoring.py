@@ -411,6 +411,8 @@ class RedisOutageScrapeTests(ScrapeTests):
                 self.dir / "bouncer.log",
                 "--metrics",
                 f"tcp:{metricsPort}:interface=127.0.0.1",
+                # The test's Redis has no password.
+                "--insecure-redis",
             )
             self.addCleanup(process.stop)
             process.start()
