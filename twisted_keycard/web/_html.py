@@ -74,9 +74,11 @@ def page(title: str, body: str) -> bytes:
 def errorPage(status: int, message: str, extra: str = "") -> bytes:
     """
     The page of an error answer: its title and status, and C{message}
-    (plain text, escaped here), then C{extra} (HTML).
+    (plain text, escaped here; its first letter capitalized), then
+    C{extra} (HTML).
     """
     title = TITLES.get(status, "Error")
+    message = message[:1].upper() + message[1:]
     body = (
         f'<p class="status">{status}</p><h1>{escape(title)}</h1>'
         f'<p class="error" id="message">{escape(message)}</p>{extra}'
