@@ -18,6 +18,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from twisted_keycard._printable import isoTime
 from twisted_keycard.bouncer import Throttle
+from twisted_keycard.tokens import DEFAULT_SKEW
 from twisted_keycard.web import GuardOptions
 from twisted_keycard.web._html import STYLE, inWords, wantsHTML
 from twisted_keycard.web._http import forbidden, throttled, unavailable
@@ -181,6 +182,26 @@ class WhoamiTests(FaceTestCase):
                 },
                 accept,
             )
+
+    def test_bearerHeldUntilTokenExpires(self) -> None:
+        """
+        A Bearer login is held until its token's expiry, read from the
+        C{kc2} token: later requests reuse it rather than logging in again
+        (issue 27: read as a C{kc1} token, its expiry was in 1970, and each
+        request logged in anew).
+        """
+        grant = self.token()
+        headers = bearer(str(grant["token"]))
+        first = json.loads(self.fetch("GET", BASE + "/whoami", headers).body)
+        self.assertEqual(first["expires"], grant["expires"])
+        held = self.app.guard.keycardIds()
+        self.assertEqual(len(held), 1)
+        self.app.clock.advance(60)
+        self.assertEqual(self.fetch("GET", BASE + "/whoami", headers).code, 200)
+        self.assertEqual(self.app.guard.keycardIds(), held)
+        # Past the token's expiry, and the bouncers' tolerated skew.
+        self.app.clock.advance(3540 + DEFAULT_SKEW + 1)
+        self.assertEqual(self.fetch("GET", BASE + "/whoami", headers).code, 401)
 
     def test_html(self) -> None:
         """
