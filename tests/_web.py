@@ -35,6 +35,7 @@ from twisted_keycard.web import (
     LogoutPage,
     TokenPage,
     WebLogin,
+    httpFace,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -197,16 +198,29 @@ class WebApp:
     agent: RequestTraversalAgent
 
     @classmethod
-    def make(cls, options: GuardOptions | None = None, **bouncerOptions: Any) -> WebApp:
+    def make(
+        cls,
+        options: GuardOptions | None = None,
+        *,
+        face: bool = False,
+        **bouncerOptions: Any,
+    ) -> WebApp:
+        """
+        @param face: serve the bouncer service's HTTP face (L{httpFace}, its
+            guard with the service's C{/login} and C{/logout}) rather than
+            L{application}.
+        """
         clock = Clock()
         clock.advance(START)
         bouncer = makeBouncer(clock, **bouncerOptions)
         bouncer.startService()
-        guard = KeycardGuard(
-            bouncer, clock=clock, options=options or GuardOptions(loginPath="/login")
-        )
+        if options is None:
+            logoutPath = "/logout" if face else None
+            options = GuardOptions(loginPath="/login", logoutPath=logoutPath)
+        guard = KeycardGuard(bouncer, clock=clock, options=options)
         realm = WebRealm()
-        agent = RequestTraversalAgent(application(guard, realm))
+        tree = httpFace(guard) if face else application(guard, realm)
+        agent = RequestTraversalAgent(tree)
         return cls(clock, bouncer, guard, realm, agent)
 
     def request(

@@ -1,7 +1,15 @@
 """
 A real browser against the bouncer service's HTTP face: Debian's chromium,
 headless, driven by selenium through chromium-driver, logs in through the
-form, loads a protected page, and is refused after C{keycard revoke}.
+form, lands on the landing page, reads C{/whoami}, logs out, meets the
+404 and 405 pages (never a twisted.web stock page), and is refused after
+C{keycard revoke}.
+
+With C{KEYCARD_SCREENSHOTS=DIR} set, the pages are saved there as PNGs
+(login.png, landing.png, whoami.png, logged-out.png, 401.png, 404.png,
+405.png; a relative C{DIR} is from the top of the checkout): the
+screenshots of docs/howto/web.rst, taken with
+C{KEYCARD_SCREENSHOTS=docs/_static/web}.
 
 Skipped where chromium or its driver is missing, except in CI (C{CI} set),
 where that is a failure: scripts/test installs them.
@@ -11,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,7 +42,15 @@ FLAGS = [
     "--disable-sync",
     # The development certificate is self-signed: only this test ignores it.
     "--ignore-certificate-errors",
+    "--window-size=900,640",
+    "--hide-scrollbars",
 ]
+#: Where to save the pages' screenshots, if anywhere: a relative path is
+#: from the top of the checkout (the tests run in a temporary directory).
+_SHOTS = os.environ.get("KEYCARD_SCREENSHOTS")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / _SHOTS if _SHOTS else None
+#: Text of twisted.web's stock pages, which the browser must never meet.
+STOCK = ["No Such Resource", "Your browser approached me", "Method Not Allowed"]
 
 
 def browserTools() -> tuple[str, str]:
@@ -71,7 +86,27 @@ class BrowserTests(HTTPFaceCase):
         browser.set_page_load_timeout(30)
         return browser
 
-    def logIn(self, url: str) -> Any:
+    def page(self, browser: Any, name: str | None, title: str) -> str:
+        """
+        The text of the browser's page, checked to be the project's page
+        titled C{title}, not a stock page; saved as C{name}.png in
+        C{$KEYCARD_SCREENSHOTS} if that is set (and C{name} is not
+        C{None}).
+        """
+        from selenium.webdriver.common.by import By
+
+        source = browser.page_source
+        for stock in STOCK:
+            self.assertNotIn(stock, source)
+        self.assertEqual(browser.title, title)
+        self.assertTrue(browser.find_elements(By.TAG_NAME, "style"), source)
+        if SCREENSHOTS is not None and name is not None:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            self.assertTrue(browser.save_screenshot(str(SCREENSHOTS / f"{name}.png")))
+        text: str = browser.find_element(By.TAG_NAME, "body").text
+        return text
+
+    def logIn(self, url: str, screenshot: bool = False) -> Any:
         """
         A new browser that fills in and sends the login form at C{url}.
         """
@@ -79,6 +114,8 @@ class BrowserTests(HTTPFaceCase):
 
         browser = self.browser(self.dir / "profile")
         browser.get(url)
+        if screenshot:
+            self.page(browser, "login", "Log in")
         browser.find_element(By.ID, "username").send_keys("alice")
         browser.find_element(By.ID, "password").send_keys(PASSWORD)
         browser.find_element(By.ID, "submit").click()
@@ -101,10 +138,9 @@ class BrowserTests(HTTPFaceCase):
             await waitFor(
                 lambda: urlparse(browser.current_url).path == "/whoami", "whoami"
             )
-            text = browser.find_element(By.TAG_NAME, "body").text
-            match = re.search(r"\{.*\}", text, re.DOTALL)
-            assert match is not None, text
-            self.assertEqual(json.loads(match.group(0))["avatarId"], "alice")
+            text = self.page(browser, None, "Who am I")
+            self.assertIn("alice", text)
+            self.assertEqual(browser.find_element(By.ID, "avatar").text, "alice")
             (cookie,) = [
                 c for c in browser.get_cookies() if c["name"] == "__Host-keycard"
             ]
@@ -128,10 +164,12 @@ class BrowserTests(HTTPFaceCase):
 
     def test_loginThenLogout(self) -> Deferred[None]:
         """
-        The browser logs in at C{/login} with no C{next}, lands on C{/},
-        which sends it back to C{/login}, showing its login; its Log out
-        button ends the session and the keycard (issue 23: a browser could
-        not log out on the service's face).
+        The browser logs in at C{/login} with no C{next} and lands on C{/}:
+        the landing page names it, says when its session ends (ISO 8601
+        and in words); C{/whoami} is a page; the Log out button ends the
+        session and the keycard, and the form says it is logged out; an
+        unknown page is the 404 page, C{GET /logout} the 405 page, never a
+        twisted.web stock page (issue 27).
         """
         from selenium.webdriver.common.by import By
 
@@ -139,25 +177,58 @@ class BrowserTests(HTTPFaceCase):
 
         async def go() -> None:
             base = await self.startService()
-            browser = self.logIn(base + "/login")
+            browser = self.logIn(base + "/login", screenshot=True)
             await waitFor(
                 lambda: bool(browser.find_elements(By.ID, "logout")), "logged in"
             )
-            self.assertEqual(urlparse(browser.current_url).path, "/login")
+            self.assertEqual(urlparse(browser.current_url).path, "/")
+            landing = self.page(browser, "landing", "Logged in")
             self.assertEqual(browser.find_element(By.ID, "avatar").text, "alice")
+            ends = browser.find_element(By.ID, "expires")
+            self.assertRegex(
+                ends.get_attribute("datetime"),
+                r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\Z",
+            )
+            self.assertRegex(
+                browser.find_element(By.ID, "expires-words").text,
+                r"\Ain \d+ (minutes|hours)\Z",
+            )
+            self.assertIn("Session ends", landing)
             data = ("--data-dir", str(self.data))
             listing = keycard("list", *data, "--json", "--avatar", "alice")
             [entry] = json.loads(listing.stdout)
             self.assertTrue(entry["held"], entry)
+
+            browser.get(base + "/whoami")
+            self.page(browser, "whoami", "Who am I")
+            self.assertEqual(browser.find_element(By.ID, "avatar").text, "alice")
+            self.assertEqual(browser.find_element(By.ID, "scheme").text, "session")
+
+            browser.get(base + "/")
             browser.find_element(By.ID, "logout").click()
             await waitFor(
                 lambda: bool(browser.find_elements(By.ID, "username")), "logged out"
             )
-            browser.get(base + "/whoami")
-            self.assertIn("Login required", browser.page_source)
+            out = self.page(browser, "logged-out", "Log in")
+            self.assertIn("You are logged out.", out)
             # Its keycard is no longer held by the HTTP face.
             listing = keycard("list", *data, "--json", "--avatar", "alice")
             [entry] = json.loads(listing.stdout)
             self.assertFalse(entry["held"], entry)
+
+            browser.get(base + "/whoami")
+            self.assertIn(
+                "Log in to see this page.", self.page(browser, "401", "Login required")
+            )
+            browser.get(base + "/")
+            self.assertEqual(urlparse(browser.current_url).path, "/login")
+            browser.get(base + "/no/such/page")
+            text = self.page(browser, "404", "Not found")
+            self.assertIn("There is no page at this address", text)
+            browser.get(base + "/logout")
+            self.assertIn(
+                "This page takes POST only",
+                self.page(browser, "405", "Method not allowed"),
+            )
 
         return ensureDeferred(go())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -35,7 +36,7 @@ class GuardTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.app = self.makeApp()
 
-    def makeApp(self, options: GuardOptions | None = None, **kw: object) -> WebApp:
+    def makeApp(self, options: GuardOptions | None = None, **kw: Any) -> WebApp:
         app = WebApp.make(options, **kw)
         self.addCleanup(app.bouncer.stopService)
         return app

@@ -15,6 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from twisted_keycard.error import ProtocolError
+from twisted_keycard.tokens import SigningKey, TokenClaims, claimedExpiry, sign
 from twisted_keycard.web import KeycardSite, ProxyTrust, SiteLimits
 from twisted_keycard.web._http import (
     challenge,
@@ -75,7 +76,19 @@ class HeaderTests(SynchronousTestCase):
         self.assertRaises(ProtocolError, decodeData, "not base64")
 
     def test_tokenExpires(self) -> None:
+        """
+        The expiry a C{kc2} token states, to the millisecond (issue 27: it
+        was read as a C{kc1} token's, a time in 1970).
+        """
+        now = 1_800_000_000.0
+        token = sign(
+            TokenClaims("k1", "alice", now, now + 3600.25, "b", "web"),
+            SigningKey.generate(now),
+        )
+        self.assertEqual(tokenExpires(token), now + 3600.25)
+        self.assertEqual(claimedExpiry(token), now + 3600.25)
         self.assertIsNone(tokenExpires("kc1.abc.!!!"))
+        self.assertIsNone(tokenExpires("kc2.abc.!!!"))
         self.assertIsNone(tokenExpires("nonsense"))
 
 

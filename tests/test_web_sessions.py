@@ -199,7 +199,9 @@ class SessionLifeTests(SessionTestCase):
         session = self.session()
         headers = self.withCookie(session, **{"X-CSRF-Token": self.csrfOf(session)})
         reply = self.fetch("POST", "https://example.com/logout", headers)
-        self.assertEqual((reply.code, reply.header("Location")), (303, ["/login"]))
+        self.assertEqual(
+            (reply.code, reply.header("Location")), (303, ["/login?loggedout=1"])
+        )
         self.assertEqual(self.app.bouncer.held, {})
         self.assertEqual(self.get(**self.withCookie(session)).code, 401)
 
@@ -225,7 +227,9 @@ class SessionLifeTests(SessionTestCase):
         body = urlencode({"csrf": match.group(1).decode()}).encode()
         headers = self.withCookie(session, **FORM)
         reply = self.fetch("POST", "https://example.com/logout", headers, body)
-        self.assertEqual((reply.code, reply.header("Location")), (303, ["/login"]))
+        self.assertEqual(
+            (reply.code, reply.header("Location")), (303, ["/login?loggedout=1"])
+        )
         self.assertEqual(self.app.bouncer.held, {})
         again = self.fetch("GET", LOGIN, self.withCookie(session))
         self.assertIn(b'id="username"', again.body)

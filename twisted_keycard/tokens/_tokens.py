@@ -428,6 +428,22 @@ def claimedAvatar(token: object) -> str | None:
     return texts[1] if len(texts) > 1 else None
 
 
+def claimedExpiry(token: object) -> float | None:
+    """
+    The expiry a token states (POSIX time), read without checking its key,
+    MAC or anything else: only for a token a bouncer has just accepted, to
+    hold its login no longer than the token is valid.
+
+    @return: C{None} if the token is not well formed enough to state one.
+    """
+    try:
+        raw = _body(token, keycardIdOf(token))[2]
+    except MalformedToken:
+        return None
+    expires: int = _HEADER.unpack_from(raw)[3]
+    return expires / 1000
+
+
 def verify(
     token: object, keyring: Keyring, now: float, keycardId: str | None = None
 ) -> TokenClaims:

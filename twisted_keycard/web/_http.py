@@ -11,7 +11,6 @@ import binascii
 import hmac
 import ipaddress
 import re
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import TypeVar
@@ -26,7 +25,8 @@ from twisted_keycard.error import InvalidKeycard, KeycardError, ProtocolError
 from twisted_keycard.keycard import ADDRESS_LENGTH, Keycard, normalizeAddress
 from twisted_keycard.passwords import PasswordKeycard
 from twisted_keycard.scram import SCRAMKeycard, b64
-from twisted_keycard.tokens import MAC_BYTES, keycardIdOf
+from twisted_keycard.tokens import claimedExpiry
+from twisted_keycard.web._html import errorPage, wantsHTML
 
 #: The schemes the guard speaks, as written in its challenges.
 BEARER = "Bearer"
@@ -144,11 +144,6 @@ def challenge(scheme: str, params: Sequence[tuple[str, str]] = ()) -> bytes:
 
 _K = TypeVar("_K", bound=Keycard)
 
-#: The fixed head of a token's record: flags, issued, expires (see
-#: L{twisted_keycard.tokens._tokens}).
-_TOKEN_HEAD = struct.Struct(">BQQ")
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
-
 
 def keycardFrom(cls: type[_K], fields: dict[str, object]) -> _K:
     """
@@ -233,21 +228,13 @@ def encodeData(message: str) -> str:
 
 def tokenExpires(token: str) -> float | None:
     """
-    The expiry a C{kc1} token states, read without checking it: only for a
-    token the bouncer has just accepted, to hold it no longer than it is
-    valid.
+    The expiry a token states, read without checking it: only for a token
+    the bouncer has just accepted, to hold it no longer than it is valid
+    (see L{claimedExpiry}).
 
     @return: the POSIX time, or C{None} if it cannot be read.
     """
-    try:
-        keycardId = keycardIdOf(token)
-        body = token[len("kc1.") + len(keycardId) + 1 :].encode("ascii")
-        body = body.translate(_FROM_URLSAFE) + b"=" * (-len(body) % 4)
-        record = binascii.a2b_base64(body)[:-MAC_BYTES]
-        _, _, expires = _TOKEN_HEAD.unpack_from(record)
-    except (KeycardError, binascii.Error, ValueError, struct.error):
-        return None
-    return float(expires) / 1000
+    return claimedExpiry(token)
 
 
 Header = tuple[bytes, bytes]
@@ -279,16 +266,24 @@ class WebRefusal(KeycardError):
 
     def render(self, request: IRequest) -> bytes:
         """
-        Write the status and headers into C{request}.
+        Write the status and headers into C{request}.  A plain-text refusal
+        to a browser (see L{wantsHTML}) is the same message as a small HTML
+        page instead.
 
         @return: the body.
         """
         request.setResponseCode(self.status)
         for name, value in self.headers:
             request.responseHeaders.addRawHeader(name, value)
-        request.setHeader(b"content-type", self.contentType)
+        body, contentType = self.body, self.contentType
+        if contentType.startswith(b"text/plain"):
+            request.setHeader(b"vary", b"Accept")
+            if wantsHTML(request):
+                message = body.decode("utf-8", "replace").strip()
+                body, contentType = errorPage(self.status, message), HTML
+        request.setHeader(b"content-type", contentType)
         request.setHeader(b"cache-control", b"no-store")
-        return self.body
+        return body
 
     def resource(self) -> IResource:
         """
@@ -315,6 +310,7 @@ class _RefusalResource:
 
 
 UNAUTHORIZED = b"authentication required\n"
+HTML = b"text/html; charset=utf-8"
 NEEDS_TLS = b"this way of logging in needs HTTPS\n"
 
 
@@ -335,13 +331,29 @@ def unauthorized(
     headers.extend(extra)
     if html and loginURL is not None:
         link = escape(loginURL.decode("ascii", "replace"))
-        page = (
-            "<!DOCTYPE html>\n<html><head><title>Login required</title></head>"
-            f'<body><h1>Login required</h1><p><a id="login" href="{link}">'
-            "Log in</a></p></body></html>\n"
+        page = errorPage(
+            401,
+            "Log in to see this page.",
+            f'<p><a id="login" href="{link}">Log in</a></p>',
         )
-        return WebRefusal(401, page.encode(), headers, b"text/html; charset=utf-8")
+        return WebRefusal(401, page, headers, HTML)
     return WebRefusal(401, body, headers)
+
+
+def notFound() -> WebRefusal:
+    """
+    A 404: nothing here.
+    """
+    return WebRefusal(404, b"there is no page at this address\n")
+
+
+def methodNotAllowed(allowed: Sequence[bytes]) -> WebRefusal:
+    """
+    A 405, with C{Allow} naming the methods this page takes.
+    """
+    methods = b", ".join(sorted(set(allowed)))
+    message = b"this page takes " + methods + b" only\n"
+    return WebRefusal(405, message, [(b"allow", methods)])
 
 
 def throttled(retryAfter: int, message: str) -> WebRefusal:
@@ -590,8 +602,7 @@ class Answers:
         than its own password prompt).
         """
         realm = ("realm", self.options.realm)
-        accept = request.getHeader(b"accept") or b""
-        html = b"text/html" in accept and self.options.loginPath is not None
+        html = wantsHTML(request) and self.options.loginPath is not None
         challenges = []
         for scheme in self.options.schemes:
             if scheme == BEARER:
