@@ -12,8 +12,21 @@ with the options described in L{twisted_keycard.sshkeys._authorizedkeys}
 no-ops).  A client may present an OpenSSH user certificate signed by a CA
 that a C{cert-authority} line trusts for its name (see
 L{twisted_keycard.sshkeys._authorizedkeys}).  The strcred name is C{sshkeys:FILE}.
+
+A client signs with a private key it reads (L{SSHAnswerer}), or asks an
+SSH agent to sign (L{SSHAgentAnswerer}, over C{SSH_AUTH_SOCK}).
 """
 
+from twisted_keycard.sshkeys._agent import (
+    AgentError,
+    AgentKey,
+    SSHAgentAnswerer,
+    agentAnswerers,
+    agentEndpoint,
+    agentSign,
+    isPublicKeyFile,
+    listAgentKeys,
+)
 from twisted_keycard.sshkeys._authorizedkeys import (
     MIN_RSA_BITS,
     AuthorizedKey,
@@ -39,16 +52,24 @@ from twisted_keycard.sshkeys._keys import (
 __all__ = [
     "LABEL",
     "MIN_RSA_BITS",
+    "AgentError",
+    "AgentKey",
     "AuthorizedKey",
     "ISSHExchange",
     "PrivateKey",
     "PublicKey",
+    "SSHAgentAnswerer",
     "SSHAnswerer",
     "SSHExchange",
     "SSHKeycard",
     "SSHKeys",
     "SignatureProofCheck",
+    "agentAnswerers",
+    "agentEndpoint",
+    "agentSign",
     "context",
+    "isPublicKeyFile",
+    "listAgentKeys",
     "loadPrivateKey",
     "parseAuthorizedKeys",
     "readAuthorizedKeys",
