@@ -28,6 +28,7 @@ from twisted_keycard.sshkeys._agent import (
     listAgentKeys,
 )
 from twisted_keycard.sshkeys._authorizedkeys import (
+    IGNORABLE_OPTIONS,
     MIN_RSA_BITS,
     AuthorizedKey,
     PublicKey,
@@ -50,6 +51,7 @@ from twisted_keycard.sshkeys._keys import (
 )
 
 __all__ = [
+    "IGNORABLE_OPTIONS",
     "LABEL",
     "MIN_RSA_BITS",
     "AgentError",
