@@ -90,33 +90,39 @@ def _encode(*strings: bytes) -> bytes:
 
 class _AgentProtocol(Int32StringReceiver):
     """
-    One request and its answer.
+    One request and its answer, on a connection of its own.
     """
 
     MAX_LENGTH = MAX_AGENT_MESSAGE
 
     def __init__(self) -> None:
-        self.answer: Deferred[bytes] = Deferred()
+        self._answer: Deferred[bytes] | None = Deferred()
 
     def ask(self, message: bytes) -> Deferred[bytes]:
+        answer = self._answer
+        assert answer is not None
         self.sendString(message)  # type: ignore[no-untyped-call]
-        return self.answer
+        return answer
+
+    def _fire(self, result: bytes | AgentError) -> None:
+        answer, self._answer = self._answer, None
+        if answer is None:
+            return
+        if self.transport is not None:
+            self.transport.loseConnection()
+        if isinstance(result, AgentError):
+            answer.errback(result)
+        else:
+            answer.callback(result)
 
     def stringReceived(self, string: bytes) -> None:
-        answer, self.answer = self.answer, Deferred()
-        assert self.transport is not None
-        self.transport.loseConnection()
-        answer.callback(string)
+        self._fire(string)
 
     def lengthLimitExceeded(self, length: int) -> None:
-        answer, self.answer = self.answer, Deferred()
-        assert self.transport is not None
-        self.transport.loseConnection()
-        answer.errback(AgentError("the SSH agent's answer is too long"))
+        self._fire(AgentError("the SSH agent's answer is too long"))
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        if not self.answer.called:
-            self.answer.errback(AgentError("the SSH agent closed the connection"))
+        self._fire(AgentError("the SSH agent closed the connection"))
 
 
 async def _ask(endpoint: IStreamClientEndpoint, message: bytes) -> bytes:
