@@ -18,6 +18,10 @@ import attrs
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.serialization.ssh import (
+    SSHCertificateBuilder,
+    SSHCertificateType,
+)
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
@@ -312,6 +316,38 @@ class AgentLoginTests(SynchronousTestCase):
             AgentError,
         )
         self.assertIn("the SSH agent holds none of the given keys", str(failure.value))
+
+    def test_certificateGiven(self) -> None:
+        """
+        A certificate given for a key the agent holds alone is presented
+        with the agent's signature: the CA's line logs in.
+        """
+        ca = ed25519.Ed25519PrivateKey.generate()
+        certificate = (
+            SSHCertificateBuilder()
+            .public_key(ED.public_key())
+            .serial(1)
+            .type(SSHCertificateType.USER)
+            .key_id(b"carol")
+            .valid_principals([b"carol"])
+            .valid_after(0)
+            .valid_before(2**40)
+            .sign(ca)
+        )
+        line = certificate.public_bytes().decode()
+        self.server = KeycardTestServer.build(
+            [SSHKeys(readAuthorizedKeys(f"carol cert-authority {publicLine(ca)}\n"))],
+            AvatarRealm(),
+        )
+        only = (AgentKey.fromLine(line),)
+        answerers = self.successResultOf(
+            Deferred.fromCoroutine(agentAnswerers("carol", self.endpoint, only))
+        )
+        self.assertEqual([a.key.certificate for a in answerers], [line, None])
+        login = self.successResultOf(
+            self.server.connect().loginWithKeycard(answerers[:1])
+        )
+        self.assertEqual(login.keycard.avatarId, "carol")
 
     def test_clientService(self) -> None:
         """

@@ -403,13 +403,25 @@ async def agentAnswerers(
     takes.
 
     @param only: keep only the agent's identities that sign with one of
-        these keys (read from C{.pub} files).
+        these keys (read from C{.pub} files); a certificate among them
+        (a C{-cert.pub}) is presented with its key even when the agent
+        holds the key alone.
     @raise AgentError: if the agent cannot be asked, or holds no key that
         fits, saying why.
     """
     keys, skipped = await listAgentKeys(agent)
     if only:
         keys = [k for k in keys if any(k.sameKey(o) for o in only)]
+        # A certificate given for a key the agent holds without it.
+        keys += [
+            attrs.evolve(k, certificate=o.certificate)
+            for o in only
+            if o.certificate is not None
+            for k in keys
+            if k.certificate is None
+            and k.sameKey(o)
+            and not any(h.certificate == o.certificate for h in keys)
+        ]
     if not keys:
         why = "; ".join(skipped)
         what = "none of the given keys" if only else "no key a bouncer checks"
