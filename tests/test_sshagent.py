@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -254,6 +255,28 @@ class SSHAgentTests(TestCase):
             noAgent = {k: v for k, v in ENV.items() if k != "SSH_AUTH_SOCK"}
             missing = self.keycard(*connect, "alice", env=noAgent)
             self.assertOneLine(missing, 2, "no SSH agent: SSH_AUTH_SOCK is not set")
+
+        return ensureDeferred(go())
+
+    def test_silentAgent(self) -> Deferred[None]:
+        """
+        An agent that takes the connection and never answers (one waiting
+        for a confirmation nobody gives) stops the login after
+        C{--timeout}, in one line.
+        """
+        silent = socket.socket(socket.AF_UNIX)
+        self.addCleanup(silent.close)
+        path = os.path.join(self.agent.socketDir, "silent.sock")
+        silent.bind(path)
+        silent.listen(1)
+        env = {**self.agent.env, "SSH_AUTH_SOCK": path}
+
+        async def go() -> None:
+            result = self.keycard(
+                "login", "--connect", "tcp:127.0.0.1:1", "--kind", "sshkey",
+                "--timeout", "1", "alice", env=env,
+            )  # fmt: skip
+            self.assertOneLine(result, 2, "the SSH agent did not answer within 1 s")
 
         return ensureDeferred(go())
 

@@ -139,13 +139,25 @@ class FromAgent:
     user: str
     only: tuple[AgentKey, ...] = ()
 
-    async def answerers(self, reactor: Any) -> list[IAnswerer]:
+    async def answerers(
+        self, reactor: Any, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[IAnswerer]:
         """
+        The agent's keys, listed within C{timeout} seconds.
+
         @raise LoginFailed: without an agent, or one that holds no key that
-            fits.
+            fits or does not answer.
         """
         try:
-            found = await agentAnswerers(self.user, agentEndpoint(reactor), self.only)
+            listing = Deferred.fromCoroutine(
+                agentAnswerers(self.user, agentEndpoint(reactor), self.only)
+            )
+            found = await _within(
+                listing,
+                timeout,
+                reactor,
+                f"the SSH agent did not answer within {timeout:g} s",
+            )
         except AgentError as e:
             raise LoginFailed(str(e)) from None
         return list(found)

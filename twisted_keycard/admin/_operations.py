@@ -575,7 +575,7 @@ def login(
         connect = clientEndpoint(reactor, endpoint)
         answerers: IAnswerer | list[IAnswerer]
         if isinstance(answerer, FromAgent):
-            answerers = await answerer.answerers(reactor)
+            answerers = await answerer.answerers(reactor, timeout)
         else:
             answerers = answerer
         login = await logIn(reactor, connect, answerers, timeout, endpoint)
