@@ -38,6 +38,7 @@ from zope.interface.verify import verifyObject
 
 from twisted_keycard import IAnswerer, KeycardClientService, KeycardLogin
 from twisted_keycard.sshkeys import (
+    SK_ED25519,
     AgentError,
     AgentKey,
     PrivateKey,
@@ -53,9 +54,28 @@ from twisted_keycard.testing import KeycardTestServer
 
 from ._realm import AvatarRealm
 from .test_pb_clientservice import MemoryEndpoint
+from .test_sshkeys import skLine, skSign
 
 
-def publicLine(key: PrivateKey) -> str:
+@attrs.frozen
+class SoftSecurityKey:
+    """
+    A FIDO security key made in software: signs as an authenticator does,
+    touched (flag 1).
+    """
+
+    key: ed25519.Ed25519PrivateKey
+
+    def sign(self, data: bytes) -> bytes:
+        return skSign(self.key, data)
+
+
+AnyKey = PrivateKey | SoftSecurityKey
+
+
+def publicLine(key: AnyKey) -> str:
+    if isinstance(key, SoftSecurityKey):
+        return skLine(key.key)
     return (
         key.public_key()
         .public_bytes(
@@ -73,11 +93,14 @@ def mpint(value: int) -> bytes:
     return value.to_bytes(value.bit_length() // 8 + 1, "big")
 
 
-def opensshSignature(key: PrivateKey, data: bytes, flags: int) -> bytes:
+def opensshSignature(key: AnyKey, data: bytes, flags: int) -> bytes:
     """
     What OpenSSH's agent answers a sign request with: the SSH signature
     blob.
     """
+    if isinstance(key, SoftSecurityKey):
+        signed = key.sign(data)
+        return sshString(SK_ED25519.encode(), signed[:64]) + signed[64:]
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return sshString(b"ssh-ed25519", key.sign(data))
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -119,7 +142,7 @@ class MemoryAgent(Int32StringReceiver):
         self.sendString(answer)
 
 
-def _blobOf(key: PrivateKey) -> bytes:
+def _blobOf(key: AnyKey) -> bytes:
     return AgentKey.fromLine(publicLine(key)).blob
 
 
@@ -134,7 +157,7 @@ def _signRequest(string: bytes) -> tuple[bytes, bytes, int]:
 
 @attrs.define
 class AgentState:
-    keys: list[tuple[PrivateKey, str]]
+    keys: list[tuple[AnyKey, str]]
     requests: list[int] = attrs.field(factory=list)
     answer: Callable[[bytes], bytes] | None = None
 
@@ -258,15 +281,15 @@ class AgentProtocolTests(SynchronousTestCase):
         key = AgentKey.fromLine(publicLine(ED) + " alice@laptop")
         self.assertEqual(key.comment, "alice@laptop")
         self.assertIsNone(key.certificate)
-        sk = sshString(b"sk-ssh-ed25519@openssh.com", b"\1" * 32, b"ssh:")
+        sk = sshString(b"sk-ecdsa-sha2-nistp256@openssh.com", b"nistp256", b"ssh:")
         for line, reason in [
             (
                 publicLine(ec.generate_private_key(ec.SECP384R1())),
                 "only nistp256 ECDSA keys work from an agent",
             ),
             (
-                "sk-ssh-ed25519@openssh.com " + base64.b64encode(sk).decode(),
-                "(a FIDO security key) cannot sign keycard logins",
+                "sk-ecdsa-sha2-nistp256@openssh.com " + base64.b64encode(sk).decode(),
+                "(a FIDO security key) cannot sign keycard logins (only sk-ssh-ed25519",
             ),
             ("ssh-ed25519", "not an OpenSSH public key line"),
         ]:
@@ -348,6 +371,26 @@ class AgentLoginTests(SynchronousTestCase):
             self.server.connect().loginWithKeycard(answerers[:1])
         )
         self.assertEqual(login.keycard.avatarId, "carol")
+
+    def test_securityKey(self) -> None:
+        """
+        A FIDO security key the agent holds (it signs with the
+        authenticator's flags and counter after the signature) logs in
+        against its C{sk-ssh-ed25519@openssh.com} line.
+        """
+        sk = SoftSecurityKey(ed25519.Ed25519PrivateKey.generate())
+        self.agent.keys = [(sk, "token")]
+        self.server = KeycardTestServer.build(
+            [SSHKeys(readAuthorizedKeys(f"dana {publicLine(sk)}\n"))], AvatarRealm()
+        )
+        answerers = self.successResultOf(
+            Deferred.fromCoroutine(agentAnswerers("dana", self.endpoint))
+        )
+        self.assertEqual([a.key.comment for a in answerers], ["token"])
+        login = self.successResultOf(
+            self.server.connect().loginWithKeycard(list(answerers))
+        )
+        self.assertEqual(login.keycard.avatarId, "dana")
 
     def test_clientService(self) -> None:
         """

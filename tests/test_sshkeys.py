@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -19,11 +20,14 @@ from zope.interface.verify import verifyObject
 
 from twisted_keycard import IAnswerer, IChallenger, KeycardRefused, KeycardState
 from twisted_keycard.sshkeys import (
+    SK_ED25519,
     PrivateKey,
+    SecurityKey,
     SSHAnswerer,
     SSHExchange,
     SSHKeycard,
     SSHKeys,
+    context,
     loadPrivateKey,
     readAuthorizedKeys,
 )
@@ -337,9 +341,9 @@ class OptionsTests(SynchronousTestCase):
         dss = dsa.generate_private_key(key_size=1024)  # noqa: S505
         skBlob = b"".join(
             len(p).to_bytes(4, "big") + p
-            for p in (b"sk-ssh-ed25519@openssh.com", b"\x01" * 32, b"ssh:")
+            for p in (b"sk-ecdsa-sha2-nistp256@openssh.com", b"nistp256", b"ssh:")
         )
-        sk = "sk-ssh-ed25519@openssh.com " + base64.b64encode(skBlob).decode()
+        sk = "sk-ecdsa-sha2-nistp256@openssh.com " + base64.b64encode(skBlob).decode()
         for line, reason in [
             (
                 openssh(weak)[1],
@@ -353,8 +357,12 @@ class OptionsTests(SynchronousTestCase):
                 .decode(),
                 "DSA keys are refused: too weak",
             ),
-            (sk, "sk-ssh-ed25519@openssh.com is a FIDO security key"),
-            (f"no-touch-required {sk}", "is a FIDO security key"),
+            (
+                sk,
+                "sk-ecdsa-sha2-nistp256@openssh.com security keys are not taken"
+                " (only sk-ssh-ed25519@openssh.com ones)",
+            ),
+            (f"no-touch-required {sk}", "security keys are not taken"),
         ]:
             text = f"bob {self.key}\nalice {line}\n"
             error = self.assertRaises(ValueError, readAuthorizedKeys, text)
@@ -399,3 +407,105 @@ class SSHOverPBTests(SynchronousTestCase):
         self.assertEqual(login.keycard.avatarId, "alice")
         refused = server.connect().login([SSHAnswerer("alice", KEYS[1])])
         self.failureResultOf(refused, KeycardRefused)
+
+
+def skLine(key: ed25519.Ed25519PrivateKey, application: bytes = b"ssh:") -> str:
+    """
+    The C{authorized_keys} line of a security key made in software.
+    """
+    return f"{SK_ED25519} " + base64.b64encode(skKey(key, application).blob()).decode()
+
+
+def skKey(key: ed25519.Ed25519PrivateKey, application: bytes = b"ssh:") -> SecurityKey:
+    return SecurityKey(key.public_key(), application)
+
+
+def skSign(
+    key: ed25519.Ed25519PrivateKey,
+    message: bytes,
+    flags: int = 1,
+    counter: int = 7,
+    application: bytes = b"ssh:",
+) -> bytes:
+    """
+    What a FIDO authenticator (and the agent) gives for C{message}: the
+    signature over the authenticator's data, its flags and counter.
+    """
+    count = counter.to_bytes(4, "big")
+    signed = skKey(key, application).signed(flags, count, message)
+    return key.sign(signed) + bytes([flags]) + count
+
+
+class SecurityKeyTests(SynchronousTestCase):
+    """
+    FIDO security keys (C{sk-ssh-ed25519@openssh.com}), with signatures made
+    in software as OpenSSH's PROTOCOL.u2f describes them.
+    """
+
+    key = ed25519.Ed25519PrivateKey.generate()
+
+    def login(self, options: str, signature: Callable[[bytes], bytes]) -> bool:
+        keys = SSHKeys(readAuthorizedKeys(f"alice {options} {skLine(self.key)}\n"))
+        keycard = SSHKeycard(name="alice")
+        keycard.id = "kid"
+        exchange = self.successResultOf(keys.prime(keycard))
+        exchange.challenge(keycard)
+        assert keycard.nonce is not None
+        message = context("alice", keycard.nonce, "kid", keycard.requesterName)
+        keycard.signature = base64.b64encode(signature(message)).decode()
+        exchange.answer(keycard)
+        result = keys.requestAvatarId(exchange)
+        return self.successResultOf(
+            result.addCallbacks(lambda _: True, lambda f: not f.trap(KeycardRefused))
+        )
+
+    def test_touch(self) -> None:
+        """
+        A signature of a touched key logs in; without the touch flag it is
+        refused, unless the line says C{no-touch-required}.
+        """
+        self.assertTrue(self.login("", lambda m: skSign(self.key, m)))
+        self.assertFalse(self.login("", lambda m: skSign(self.key, m, flags=0)))
+        self.assertTrue(
+            self.login("no-touch-required", lambda m: skSign(self.key, m, flags=0))
+        )
+
+    def test_verifyRequired(self) -> None:
+        """
+        With C{verify-required} the user-verified flag (a PIN) is needed.
+        """
+        self.assertFalse(self.login("verify-required", lambda m: skSign(self.key, m)))
+        self.assertTrue(
+            self.login("verify-required", lambda m: skSign(self.key, m, flags=5))
+        )
+
+    def test_tampered(self) -> None:
+        """
+        The flags, the counter and the application are all signed: change
+        one and the signature is refused; so is a plain Ed25519 signature.
+        """
+
+        def flipped(m: bytes) -> bytes:
+            good = skSign(self.key, m, flags=0)
+            return good[:64] + bytes([1]) + good[65:]
+
+        def counted(m: bytes) -> bytes:
+            good = skSign(self.key, m)
+            return good[:65] + (8).to_bytes(4, "big")
+
+        for signature in [
+            flipped,
+            counted,
+            lambda m: skSign(self.key, m, application=b"ssh:other"),
+            self.key.sign,
+            lambda m: skSign(self.key, m)[:68],
+        ]:
+            self.assertFalse(self.login("", signature))
+
+    def test_mockKeys(self) -> None:
+        """
+        A security key has its own kind: an unknown name is checked against
+        a mock security key.
+        """
+        keys = SSHKeys(readAuthorizedKeys(f"alice {skLine(self.key)}\n"))
+        self.assertEqual(keys._mocks.counts, {("sk-ed25519", 256): 1})

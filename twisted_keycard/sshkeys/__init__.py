@@ -30,8 +30,10 @@ from twisted_keycard.sshkeys._agent import (
 from twisted_keycard.sshkeys._authorizedkeys import (
     IGNORABLE_OPTIONS,
     MIN_RSA_BITS,
+    SK_ED25519,
     AuthorizedKey,
     PublicKey,
+    SecurityKey,
     parseAuthorizedKeys,
     readAuthorizedKeys,
 )
@@ -54,6 +56,7 @@ __all__ = [
     "IGNORABLE_OPTIONS",
     "LABEL",
     "MIN_RSA_BITS",
+    "SK_ED25519",
     "AgentError",
     "AgentKey",
     "AuthorizedKey",
@@ -65,6 +68,7 @@ __all__ = [
     "SSHExchange",
     "SSHKeycard",
     "SSHKeys",
+    "SecurityKey",
     "SignatureProofCheck",
     "agentAnswerers",
     "agentEndpoint",

@@ -41,7 +41,9 @@ from twisted_keycard.error import (
 from twisted_keycard.keycard import IAnswerer, Keycard
 from twisted_keycard.sshkeys._authorizedkeys import (
     CERT_SUFFIX,
+    SK_ED25519,
     PublicKey,
+    SecurityKey,
     checkKeyType,
 )
 from twisted_keycard.sshkeys._keys import SSHKeycard, context
@@ -205,9 +207,17 @@ class AgentKey:
         if len(parts) < 2:
             raise ValueError("not an OpenSSH public key line")
         keyType = parts[0]
+        if keyType == SK_ED25519:
+            try:
+                blob = b64decode(parts[1], validate=True)
+            except ValueError:
+                raise ValueError("not an OpenSSH public key line") from None
+            security = SecurityKey.fromBlob(blob)
+            return cls(blob, comment or " ".join(parts[2:]), security)
         if keyType.startswith("sk-"):
             raise ValueError(
                 f"{keyType} (a FIDO security key) cannot sign keycard logins"
+                f" (only {SK_ED25519} ones)"
             )
         try:
             identity = load_ssh_public_identity(f"{keyType} {parts[1]}".encode())
@@ -241,6 +251,8 @@ class AgentKey:
 
 
 def _blob(identity: PublicKey | SSHCertificate) -> bytes:
+    if isinstance(identity, SecurityKey):
+        return identity.blob()
     if isinstance(identity, SSHCertificate):
         line = identity.public_bytes()
     else:
@@ -317,7 +329,14 @@ def signatureOf(key: PublicKey, blob: bytes) -> bytes:
         checks for C{key}.
     """
     algorithm, offset = _string(blob, 0)
-    signature, _ = _string(blob, offset)
+    signature, offset = _string(blob, offset)
+    if isinstance(key, SecurityKey):
+        # The flags byte and the counter follow (OpenSSH's PROTOCOL.u2f).
+        if algorithm != SK_ED25519.encode():
+            raise AgentError(f"the SSH agent did not sign with {SK_ED25519}")
+        if len(signature) != 64 or len(blob) != offset + 5:
+            raise AgentError("the SSH agent's security key signature is malformed")
+        return signature + blob[offset:]
     if isinstance(key, ed25519.Ed25519PublicKey):
         expected = b"ssh-ed25519"
     elif isinstance(key, ec.EllipticCurvePublicKey):

@@ -16,21 +16,24 @@ Options, with OpenSSH's meaning where one holds for a keycard login:
   - C{cert-authority}, C{principals="..."}: see L{certifiedKey}.
   - C{restrict}, C{[no-]pty}, C{[no-]port-forwarding} and the other
     session limits of L{SESSION_OPTIONS}: nothing to limit, taken.
+  - C{no-touch-required}, C{verify-required}: on a FIDO security key's
+    line (L{SecurityKey}), what its signature's flags must show.
   - C{command=}, C{environment=}, C{permitopen=}, C{permitlisten=},
-    C{tunnel=}, C{no-touch-required}, C{verify-required}
-    (L{IGNORABLE_OPTIONS}): what they ask cannot be done for a keycard
-    login, so by default their line is refused, naming the option; an
-    operator who knows they do not apply to keycard logins ignores them
-    (C{ignoreOptions}).
+    C{tunnel=} (and the two above on other lines) (L{IGNORABLE_OPTIONS}):
+    what they ask cannot be done for a keycard login, so by default their
+    line is refused, naming the option; an operator who knows they do not
+    apply to keycard logins ignores them (C{ignoreOptions}).
 
-Lines refused besides: FIDO security keys (C{sk-...}), DSA keys and RSA
-keys under L{MIN_RSA_BITS} bits.
+Lines refused besides: ECDSA FIDO security keys, DSA keys and RSA keys
+under L{MIN_RSA_BITS} bits.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+from base64 import b64decode, b64encode
 from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 
@@ -153,7 +156,92 @@ class AddressPatterns:
 
 MIN_RSA_BITS = 2048
 
-PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+#: The key type of a FIDO security key's Ed25519 key.
+SK_ED25519 = "sk-ssh-ed25519@openssh.com"
+
+#: Authenticator flags (OpenSSH's PROTOCOL.u2f): the user touched the key,
+#: and the user was verified (a PIN).
+SK_USER_PRESENT = 0x01
+SK_USER_VERIFIED = 0x04
+
+
+def _sshString(data: bytes, offset: int) -> tuple[bytes, int]:
+    if offset + 4 > len(data):
+        raise ValueError("truncated")
+    length = int.from_bytes(data[offset : offset + 4], "big")
+    end = offset + 4 + length
+    if end > len(data):
+        raise ValueError("truncated")
+    return data[offset + 4 : end], end
+
+
+def _encodeStrings(*parts: bytes) -> bytes:
+    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+
+@attrs.frozen
+class SecurityKey:
+    """
+    A FIDO security key's Ed25519 public key (C{sk-ssh-ed25519@openssh.com}),
+    the application it was made for (C{ssh:} as C{ssh-keygen} makes them),
+    and what its line requires of a signature.  Its signature covers the
+    authenticator's data (OpenSSH's C{PROTOCOL.u2f}): C{sha256(application)
+    || flags || counter || sha256(message)}, sent as the Ed25519 signature
+    followed by the flags byte and the 4-byte counter.
+
+    @ivar touch: whether the user must have touched the key (true unless
+        the line says C{no-touch-required}).
+    @ivar verified: whether the user must have been verified, with a PIN
+        (C{verify-required}).
+    """
+
+    key: ed25519.Ed25519PublicKey
+    application: bytes
+    touch: bool = True
+    verified: bool = False
+
+    @classmethod
+    def fromBlob(cls, blob: bytes) -> SecurityKey:
+        """
+        @raise ValueError: for a blob that is not one.
+        """
+        try:
+            keyType, offset = _sshString(blob, 0)
+            point, offset = _sshString(blob, offset)
+            application, offset = _sshString(blob, offset)
+        except ValueError:
+            raise ValueError("expected name and an OpenSSH public key") from None
+        if keyType != SK_ED25519.encode() or len(point) != 32 or offset != len(blob):
+            raise ValueError("expected name and an OpenSSH public key")
+        return cls(ed25519.Ed25519PublicKey.from_public_bytes(point), application)
+
+    def blob(self) -> bytes:
+        """
+        The key in SSH wire form.
+        """
+        point = self.key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return _encodeStrings(SK_ED25519.encode(), point, self.application)
+
+    def signed(self, flags: int, counter: bytes, message: bytes) -> bytes:
+        """
+        What the authenticator signs for C{message}.
+        """
+        return (
+            hashlib.sha256(self.application).digest()
+            + bytes([flags])
+            + counter
+            + hashlib.sha256(message).digest()
+        )
+
+
+PublicKey = (
+    ed25519.Ed25519PublicKey
+    | ec.EllipticCurvePublicKey
+    | rsa.RSAPublicKey
+    | SecurityKey
+)
 
 #: How a certificate's key type ends.
 CERT_SUFFIX = "-cert-v01@openssh.com"
@@ -188,6 +276,9 @@ IGNORABLE_OPTIONS = frozenset(
         "verify-required",
     }
 )
+
+#: Options a security key's line honours (elsewhere they are ignorable).
+_SK_OPTIONS = frozenset({"no-touch-required", "verify-required"})
 
 #: Options whose value is given, C{name="..."}.
 _VALUED_OPTIONS = frozenset(
@@ -341,7 +432,9 @@ def readOptions(
             raise ValueError(f"option {name} is given twice")
         values[name] = value
         wantsValue = name in _VALUED_OPTIONS
-        if name in IGNORABLE_OPTIONS:
+        if name in _SK_OPTIONS and isinstance(key, SecurityKey):
+            pass  # honoured below
+        elif name in IGNORABLE_OPTIONS:
             if name not in ignoreOptions:
                 raise ValueError(
                     f"option {name} cannot be honoured for a keycard login"
@@ -361,6 +454,12 @@ def readOptions(
         raise ValueError("option principals goes with cert-authority")
     fromText = values.get("from")
     expiry = values.get("expiry-time")
+    if isinstance(key, SecurityKey):
+        key = attrs.evolve(
+            key,
+            touch="no-touch-required" not in values,
+            verified="verify-required" in values,
+        )
     return AuthorizedKey(
         key,
         certAuthority=certAuthority,
@@ -377,6 +476,8 @@ def checkKeyType(key: object) -> PublicKey:
     """
     if isinstance(key, dsa.DSAPublicKey):
         raise ValueError(_DSA_REFUSED)
+    if isinstance(key, SecurityKey):
+        return key
     if not isinstance(
         key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
     ):
@@ -417,10 +518,12 @@ def parseLine(
         raise ValueError(
             "a certificate is not a key: trust its CA with a cert-authority line"
         )
+    if keyType == SK_ED25519:
+        return name, readOptions(options, _securityKey(rest), ignoreOptions)
     if keyType.startswith("sk-"):
         raise ValueError(
-            f"{keyType} is a FIDO security key, which does not sign keycard"
-            " logins: give this user an Ed25519 key"
+            f"{keyType} security keys are not taken (only {SK_ED25519} ones):"
+            " give this user an Ed25519 key"
         )
     if keyType == "ssh-dss":
         raise ValueError(_DSA_REFUSED)
@@ -431,6 +534,15 @@ def parseLine(
     except UnsupportedAlgorithm:
         raise ValueError("only Ed25519, ECDSA and RSA keys are taken") from None
     return name, readOptions(options, checkKeyType(key), ignoreOptions)
+
+
+def _securityKey(text: str) -> SecurityKey:
+    parts = text.split()
+    try:
+        blob = b64decode(parts[1], validate=True)
+    except (IndexError, ValueError):
+        raise ValueError("expected name and an OpenSSH public key") from None
+    return SecurityKey.fromBlob(blob)
 
 
 def parseAuthorizedKeys(
@@ -509,6 +621,8 @@ def certificateOf(text: str | bytes, key: PublicKey) -> str:
 
 
 def _openssh(key: PublicKey) -> bytes:
+    if isinstance(key, SecurityKey):
+        return SK_ED25519.encode() + b" " + b64encode(key.blob())
     return key.public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )

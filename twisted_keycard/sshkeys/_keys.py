@@ -52,9 +52,12 @@ from twisted_keycard.keycard import (
 from twisted_keycard.sshkeys._authorizedkeys import (
     CERTIFICATE_LENGTH,
     IGNORABLE_OPTIONS,
+    SK_USER_PRESENT,
+    SK_USER_VERIFIED,
     AuthorizedKey,
     CertificateRefused,
     PublicKey,
+    SecurityKey,
     certificateOf,
     certifiedKey,
     loadCertificate,
@@ -79,6 +82,8 @@ def verifyWith(key: PublicKey, signature: bytes, message: bytes) -> bool:
     is (see L{_rsaInRange}).
     """
     try:
+        if isinstance(key, SecurityKey):
+            return _verifySecurityKey(key, signature, message)
         if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, message)
         elif isinstance(key, ec.EllipticCurvePublicKey):
@@ -90,6 +95,24 @@ def verifyWith(key: PublicKey, signature: bytes, message: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def _verifySecurityKey(key: SecurityKey, signature: bytes, message: bytes) -> bool:
+    """
+    A security key's signature: 64 bytes of Ed25519 signature, the flags
+    byte and the 4-byte counter, over the authenticator's data; the flags
+    must show what the key's line requires (a touch, unless
+    C{no-touch-required}; a verified user with C{verify-required}).
+
+    @raise InvalidSignature: if it does not verify.
+    """
+    if len(signature) != 69:
+        raise InvalidSignature()
+    flags, counter = signature[64], signature[65:]
+    key.key.verify(signature[:64], key.signed(flags, counter, message))
+    touched = bool(flags & SK_USER_PRESENT) or not key.touch
+    verified = bool(flags & SK_USER_VERIFIED) or not key.verified
+    return touched and verified
 
 
 def _rsaInRange(key: rsa.RSAPublicKey, signature: bytes) -> tuple[bool, bytes]:
@@ -131,12 +154,15 @@ def loadPrivateKey(data: bytes, password: bytes | None = None) -> PrivateKey:
 KeyKind = tuple[str, int]
 
 ED25519: KeyKind = ("ed25519", 256)
+SK_KIND: KeyKind = ("sk-ed25519", 256)
 
 
 def keyKind(key: PublicKey) -> KeyKind:
     """
     The kind of C{key}.
     """
+    if isinstance(key, SecurityKey):
+        return SK_KIND
     if isinstance(key, ed25519.Ed25519PublicKey):
         return ED25519
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -158,6 +184,8 @@ def mockKeyOf(kind: KeyKind) -> PublicKey:
     name, size = kind
     if kind == ED25519:
         return ed25519.Ed25519PrivateKey.generate().public_key()
+    if kind == SK_KIND:
+        return SecurityKey(ed25519.Ed25519PrivateKey.generate().public_key(), b"ssh:")
     if name == "ecdsa" and size in _CURVES:
         return ec.generate_private_key(_CURVES[size]).public_key()
     if name == "rsa" and size >= 1024:
