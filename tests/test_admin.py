@@ -32,6 +32,7 @@ from zope.interface import implementer
 from twisted_keycard import KeycardRefused
 from twisted_keycard.admin._cli import parser
 from twisted_keycard.admin._login import (
+    FromAgent,
     LoginFailed,
     answererFor,
     hmacKey,
@@ -227,6 +228,7 @@ class AnswererTests(SynchronousTestCase):
         self.assertIsInstance(answererFor("scram", "alice", secret), SCRAMAnswerer)
         for kind in ["srp", "password"]:
             answerer = answererFor(kind, "alice", secret)
+            assert not isinstance(answerer, FromAgent)
             self.assertEqual(
                 answerer.keycardClass.keycardType.split(".")[0], "twisted_keycard"
             )

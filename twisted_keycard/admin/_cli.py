@@ -159,14 +159,16 @@ def parser() -> argparse.ArgumentParser:
         "--kind",
         choices=KINDS,
         default="scram",
-        help="keycard kind to log in with (default: scram); hmac and sshkey"
-        " need --key-file; password only over TLS",
+        help="keycard kind to log in with (default: scram); hmac needs"
+        " --key-file; sshkey without it signs with the SSH agent's keys;"
+        " password only over TLS",
     )
     login.add_argument(
         "--key-file",
         metavar="FILE",
         help="the HMAC key (base64, or the name:key line) or the SSH private"
-        " key (OpenSSH or PEM) to log in with; mode 0600",
+        " key (OpenSSH or PEM) to log in with, mode 0600; or an SSH public key"
+        " (KEY.pub) to pick that key of the SSH agent's",
     )
     login.add_argument(
         "--certificate",

@@ -6,10 +6,11 @@ can log in with, and the check of its C{--connect} endpoint.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
@@ -24,7 +25,15 @@ from twisted_keycard.passwords import PasswordAnswerer
 from twisted_keycard.pb import KeycardClientFactory, KeycardLogin, refuseProtocol1
 from twisted_keycard.scram import SCRAMAnswerer, SCRAMKeycard
 from twisted_keycard.srp import SRPAnswerer
-from twisted_keycard.sshkeys import SSHAnswerer, loadPrivateKey
+from twisted_keycard.sshkeys import (
+    AgentError,
+    AgentKey,
+    SSHAnswerer,
+    agentAnswerers,
+    agentEndpoint,
+    isPublicKeyFile,
+    loadPrivateKey,
+)
 from twisted_keycard.tokens import TokenAnswerer
 
 #: Seconds to wait for the connection, then for the login's answers.
@@ -117,25 +126,91 @@ def sshKey(path: str, readSecret: ReadSecret) -> Any:
         raise LoginFailed(f"{path}: wrong passphrase") from None
 
 
+@attrs.frozen
+class FromAgent:
+    """
+    A C{--kind sshkey} login signed by the SSH agent (C{SSH_AUTH_SOCK}):
+    with every key it holds in turn, or only those of the C{.pub} files
+    given.
+
+    @ivar only: the keys to use, none for all the agent's.
+    """
+
+    user: str
+    only: tuple[AgentKey, ...] = ()
+
+    async def answerers(
+        self, reactor: Any, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[IAnswerer]:
+        """
+        The agent's keys, listed within C{timeout} seconds.
+
+        @raise LoginFailed: without an agent, or one that holds no key that
+            fits or does not answer.
+        """
+        try:
+            listing = Deferred.fromCoroutine(
+                agentAnswerers(self.user, agentEndpoint(reactor), self.only)
+            )
+            found = await _within(
+                listing,
+                timeout,
+                reactor,
+                f"the SSH agent did not answer within {timeout:g} s",
+            )
+        except AgentError as e:
+            raise LoginFailed(str(e)) from None
+        return list(found)
+
+
+def agentKeys(paths: Sequence[str]) -> tuple[AgentKey, ...]:
+    """
+    The keys of C{.pub} (or C{-cert.pub}) files, to pick the agent's key.
+
+    @raise LoginFailed: for a file that cannot be read or used.
+    """
+    keys = []
+    for path in paths:
+        try:
+            keys.append(AgentKey.fromLine(Path(path).read_bytes()))
+        except OSError as e:
+            raise LoginFailed(f"cannot read {path}: {e.strerror}") from None
+        except ValueError as e:
+            raise LoginFailed(f"{path}: {e}") from None
+    return tuple(keys)
+
+
+def _isPublic(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return isPublicKeyFile(f.read(4096))
+    except OSError:
+        return False
+
+
 def answererFor(
     kind: str,
     user: str,
     readSecret: ReadSecret,
     keyFile: str | None = None,
     certificate: str | None = None,
-) -> IAnswerer:
+) -> IAnswerer | FromAgent:
     """
     The answerer of C{--kind KIND} for C{user}: a password read with
-    C{readSecret}, or the key in C{keyFile}.
+    C{readSecret}, or the key in C{keyFile}; for C{--kind sshkey} without
+    a key file, or with a public key file (C{.pub}), the SSH agent's keys.
 
-    @raise LoginFailed: for a key kind without C{--key-file}, or a key file
-        that cannot be used.
+    @raise LoginFailed: for an HMAC login without C{--key-file}, or a key
+        file that cannot be used.
     """
     if kind in PASSWORD_KINDS:
         if keyFile is not None:
             raise LoginFailed(f"--kind {kind} takes a password, not --key-file")
         answerer: IAnswerer = PASSWORD_KINDS[kind](user, readSecret("Password: "))
         return answerer
+    if kind == "sshkey" and (keyFile is None or _isPublic(keyFile)):
+        given = [p for p in (keyFile, certificate) if p is not None]
+        return FromAgent(user, agentKeys(given))
     if keyFile is None:
         raise LoginFailed(f"--kind {kind} needs --key-file FILE")
     if kind == "hmac":
@@ -171,12 +246,15 @@ def _within(
 async def logIn(
     clock: IReactorTime,
     endpoint: IStreamClientEndpoint,
-    answerer: IAnswerer,
+    answerer: IAnswerer | Sequence[IAnswerer],
     timeout: float = DEFAULT_TIMEOUT,
     description: str = "",
 ) -> KeycardLogin:
     """
     Connect within C{timeout} seconds, then log in within as many more.
+
+    @param answerer: the answerer, or answerers of one kind to try in turn
+        until the server takes one (the SSH agent's keys).
 
     @raise LoginFailed: when either takes longer, with a hint when the
         endpoint is plain TCP (a TLS server never answers it).
@@ -210,7 +288,10 @@ async def logIn(
         factory.disconnect()
 
 
-async def _exchange(factory: KeycardClientFactory, answerer: IAnswerer) -> KeycardLogin:
+async def _exchange(
+    factory: KeycardClientFactory, answerer: IAnswerer | Sequence[IAnswerer]
+) -> KeycardLogin:
+    answerers = list(answerer) if isinstance(answerer, Sequence) else [answerer]
     root = await factory.getRootObject()
     offered = await root.callRemote("keycardClasses")
     if not (
@@ -218,7 +299,7 @@ async def _exchange(factory: KeycardClientFactory, answerer: IAnswerer) -> Keyca
     ):
         raise ProtocolError("the server's list of keycard kinds is malformed")
     refuseProtocol1(offered)
-    wanted = answerer.keycardClass.kind
+    wanted = answerers[0].keycardClass.kind
     if wanted not in offered:
         # SCRAM-SHA-256-PLUS is listed beside SCRAM: no kind of its own.
         bound = kindName(SCRAMKeycard.channelBoundType or "")
@@ -228,7 +309,7 @@ async def _exchange(factory: KeycardClientFactory, answerer: IAnswerer) -> Keyca
             f"the server takes none of these keycard kinds ({optionName(wanted)});"
             f" it takes: {takes}"
         )
-    return await factory.loginWithKeycard([answerer], askServer=False)
+    return await factory.loginWithKeycard(answerers, askServer=False)
 
 
 def _endpointParts(description: str) -> list[str]:

@@ -25,6 +25,7 @@ from twisted_keycard._printable import isoTime, printable
 from twisted_keycard._printable import isoTime as when
 from twisted_keycard.admin._login import (
     DEFAULT_TIMEOUT,
+    FromAgent,
     ReadSecret,
     answererFor,
     checkEndpoint,
@@ -560,7 +561,7 @@ def login(
     C{readSecret}, or C{keyFile}), or with the token in C{tokenFile}.
     """
     checkEndpoint(endpoint)
-    answerer: IAnswerer
+    answerer: IAnswerer | FromAgent
     if tokenFile is not None:
         answerer = tokenAnswerer(tokenFile)
     else:
@@ -572,7 +573,12 @@ def login(
 
     async def job(reactor: Any) -> int:
         connect = clientEndpoint(reactor, endpoint)
-        login = await logIn(reactor, connect, answerer, timeout, endpoint)
+        answerers: IAnswerer | list[IAnswerer]
+        if isinstance(answerer, FromAgent):
+            answerers = await answerer.answerers(reactor, timeout)
+        else:
+            answerers = answerer
+        login = await logIn(reactor, connect, answerers, timeout, endpoint)
         keycard = login.keycard
         print(f"avatar id:  {keycard.avatarId}")
         print(f"keycard id: {keycard.id}")

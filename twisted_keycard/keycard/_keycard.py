@@ -1067,12 +1067,15 @@ class IAnswerer(Interface):
         @return: the first keycard of an exchange.
         """
 
-    def answer(keycard: Keycard) -> Keycard:
+    def answer(keycard: Keycard) -> Keycard | Deferred[Keycard]:
         """
         Answer a challenge.
 
         @param keycard: the keycard the server sent back, REQUESTING.
-        @return: the keycard to send back.
+        @return: the keycard to send back, or a L{Deferred} that fires
+            with it (an answerer that asks another process, as
+            L{twisted_keycard.sshkeys.SSHAgentAnswerer} asks the SSH agent;
+            the PB client waits for it).
         @raise twisted_keycard.error.ProtocolError: for a malformed or
             unacceptable challenge.
         """

@@ -231,7 +231,11 @@ async def _exchange(
             break
         _take(keycard, Step.CHALLENGE, answer[2:])
         keycard.state = KeycardState.REQUESTING
-        keycard = answerer.answer(keycard)
+        answered = answerer.answer(keycard)
+        if isinstance(answered, Deferred):
+            # An answerer that asks another process (an SSH agent).
+            answered = await answered
+        keycard = answered
         checkSendable(keycard, transport, True)
         message = keycard.message(Step.ANSWER)
         call = root.callRemote("answer", answer[1], *message)

@@ -95,17 +95,32 @@ class SSHKeysCheckerFactory:
     C{name} and an OpenSSH public key (C{ssh-ed25519 AAAA...}, ECDSA or
     RSA of 2048 bits or more), as in C{authorized_keys}.  No shared secret
     on the server.  FILE is read again when it changes.
+    C{sshkeys:FILE:ignore=command,environment} takes lines with those
+    options (command, environment, permitopen, permitlisten, tunnel,
+    no-touch-required, verify-required), which refuse their line unless
+    they do not apply to keycard logins.
     """
 
     authType = "sshkeys"
     authHelp = plainHelp(__doc__)
-    argStringFormat = "sshkeys:FILE (lines of name ssh-ed25519 AAAA...)"
+    argStringFormat = (
+        "sshkeys:FILE[:ignore=OPTION,...] (lines of name ssh-ed25519 AAAA...)"
+    )
     credentialInterfaces = (ISSHExchange,)
 
     def generateChecker(self, argstring: str = "") -> ICredentialsChecker:
-        if not argstring:
+        path, ignore = argstring, ""
+        head, sep, tail = argstring.rpartition(":ignore=")
+        if sep:
+            path, ignore = head, tail
+        if not path:
             raise ValueError("sshkeys: needs a file, as in sshkeys:authorized_keys")
-        return SSHKeys.fromFile(argstring)
+        options = [o.strip().lower() for o in ignore.split(",") if o.strip()]
+        if sep and not options:
+            raise ValueError(
+                "sshkeys: ignore= needs options, as in ignore=command,environment"
+            )
+        return SSHKeys.fromFile(path, ignoreOptions=options)
 
 
 @implementer(ICheckerFactory, IPlugin)

@@ -13,7 +13,7 @@ import os
 import secrets
 from base64 import b64decode, b64encode
 from collections import Counter
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,9 +51,13 @@ from twisted_keycard.keycard import (
 )
 from twisted_keycard.sshkeys._authorizedkeys import (
     CERTIFICATE_LENGTH,
+    IGNORABLE_OPTIONS,
+    SK_USER_PRESENT,
+    SK_USER_VERIFIED,
     AuthorizedKey,
     CertificateRefused,
     PublicKey,
+    SecurityKey,
     certificateOf,
     certifiedKey,
     loadCertificate,
@@ -78,6 +82,8 @@ def verifyWith(key: PublicKey, signature: bytes, message: bytes) -> bool:
     is (see L{_rsaInRange}).
     """
     try:
+        if isinstance(key, SecurityKey):
+            return _verifySecurityKey(key, signature, message)
         if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, message)
         elif isinstance(key, ec.EllipticCurvePublicKey):
@@ -89,6 +95,24 @@ def verifyWith(key: PublicKey, signature: bytes, message: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def _verifySecurityKey(key: SecurityKey, signature: bytes, message: bytes) -> bool:
+    """
+    A security key's signature: 64 bytes of Ed25519 signature, the flags
+    byte and the 4-byte counter, over the authenticator's data; the flags
+    must show what the key's line requires (a touch, unless
+    C{no-touch-required}; a verified user with C{verify-required}).
+
+    @raise InvalidSignature: if it does not verify.
+    """
+    if len(signature) != 69:
+        raise InvalidSignature()
+    flags, counter = signature[64], signature[65:]
+    key.key.verify(signature[:64], key.signed(flags, counter, message))
+    touched = bool(flags & SK_USER_PRESENT) or not key.touch
+    verified = bool(flags & SK_USER_VERIFIED) or not key.verified
+    return touched and verified
 
 
 def _rsaInRange(key: rsa.RSAPublicKey, signature: bytes) -> tuple[bool, bytes]:
@@ -130,12 +154,15 @@ def loadPrivateKey(data: bytes, password: bytes | None = None) -> PrivateKey:
 KeyKind = tuple[str, int]
 
 ED25519: KeyKind = ("ed25519", 256)
+SK_KIND: KeyKind = ("sk-ed25519", 256)
 
 
 def keyKind(key: PublicKey) -> KeyKind:
     """
     The kind of C{key}.
     """
+    if isinstance(key, SecurityKey):
+        return SK_KIND
     if isinstance(key, ed25519.Ed25519PublicKey):
         return ED25519
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -157,6 +184,8 @@ def mockKeyOf(kind: KeyKind) -> PublicKey:
     name, size = kind
     if kind == ED25519:
         return ed25519.Ed25519PrivateKey.generate().public_key()
+    if kind == SK_KIND:
+        return SecurityKey(ed25519.Ed25519PrivateKey.generate().public_key(), b"ssh:")
     if name == "ecdsa" and size in _CURVES:
         return ec.generate_private_key(_CURVES[size]).public_key()
     if name == "rsa" and size >= 1024:
@@ -171,26 +200,28 @@ class NameKeys:
     What one name's login is checked against, made when the file is read,
     so that a login does the same few steps for every name, known or not.
 
-    @ivar keys: the name's keys taken from any address.
+    @ivar keys: the name's keys taken from any address at any time.
     @ivar padding: mock keys, so that with C{keys} and C{restricted} every
         kind has its count.
-    @ivar restricted: the name's keys with C{from=}, each with a mock key
-        of its kind to check instead when the client's address is not
-        allowed.
+    @ivar restricted: the name's keys with C{from=} or C{expiry-time=},
+        each with a mock key of its kind to check instead when the client's
+        address is not allowed or the line has expired.
     """
 
     keys: tuple[PublicKey, ...] = attrs.field(repr=False)
     padding: tuple[PublicKey, ...] = attrs.field(repr=False)
     restricted: tuple[tuple[AuthorizedKey, PublicKey], ...] = attrs.field(repr=False)
 
-    def select(self, address: str | None) -> tuple[list[PublicKey], list[PublicKey]]:
+    def select(
+        self, address: str | None, now: float
+    ) -> tuple[list[PublicKey], list[PublicKey]]:
         """
-        The keys whose check counts for a client at C{address}, and the
-        mock keys to check besides them.
+        The keys whose check counts for a client at C{address} at time
+        C{now}, and the mock keys to check besides them.
         """
         keys, padding = list(self.keys), list(self.padding)
         for line, mock in self.restricted:
-            if line.allows(address):
+            if line.allows(address, now):
                 keys.append(line.key)
             else:
                 padding.append(mock)
@@ -253,13 +284,9 @@ class MockKeys:
                 frozenset(have.items()), tuple(_padding(counts, keys, have))
             )
             return NameKeys(
-                tuple(a.key for a in lines if a.fromPatterns is None),
+                tuple(a.key for a in lines if not a.limited),
                 padding,
-                tuple(
-                    (a, keys[keyKind(a.key)])
-                    for a in lines
-                    if a.fromPatterns is not None
-                ),
+                tuple((a, keys[keyKind(a.key)]) for a in lines if a.limited),
             )
 
         return cls(
@@ -270,13 +297,14 @@ class MockKeys:
         )
 
     def select(
-        self, name: str, address: str | None
+        self, name: str, address: str | None, now: float
     ) -> tuple[list[PublicKey], list[PublicKey]]:
         """
-        The keys whose check counts for C{name} from C{address} (none for a
-        name not in the file), and the mock keys to check besides them.
+        The keys whose check counts for C{name} from C{address} at time
+        C{now} (none for a name not in the file), and the mock keys to
+        check besides them.
         """
-        return self.names.get(name, self.unknown).select(address)
+        return self.names.get(name, self.unknown).select(address, now)
 
     def padding(self, keys: Sequence[PublicKey]) -> list[PublicKey]:
         """
@@ -400,13 +428,27 @@ class SSHKeys:
         *,
         randomBytes: Callable[[int], bytes] = os.urandom,
         clock: IReactorTime | None = None,
+        ignoreOptions: Collection[str] = (),
     ) -> None:
         """
         @param keys: by avatar name, public keys or lines of a keys file
             (see L{readAuthorizedKeys}).
-        @param clock: the time certificates must be valid at; the global
-            reactor's by default.
+        @param clock: the time certificates and C{expiry-time=} lines must
+            be valid at; the global reactor's by default.
+        @param ignoreOptions: options (of
+            L{twisted_keycard.sshkeys.IGNORABLE_OPTIONS}) that do not apply
+            to keycard logins, so that lines of a keys file with them are
+            taken (see L{twisted_keycard.sshkeys._authorizedkeys}).
+        @raise ValueError: for an option of C{ignoreOptions} that cannot be
+            ignored.
         """
+        unknown = sorted(set(ignoreOptions) - IGNORABLE_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"cannot ignore option {', '.join(unknown)}: only"
+                f" {', '.join(sorted(IGNORABLE_OPTIONS))} can be ignored"
+            )
+        self._ignore = frozenset(ignoreOptions)
         self._keys: WatchedEntries[list[AuthorizedKey]] = WatchedEntries(
             {name: [_authorized(k) for k in ks] for name, ks in keys.items()}
         )
@@ -422,22 +464,23 @@ class SSHKeys:
         *,
         clock: IReactorTime | None = None,
         runInThread: RunInThread | None = None,
+        ignoreOptions: Collection[str] = (),
     ) -> SSHKeys:
         """
         Read a keys file; it is read again, in a thread, when it changes
-        (see L{WatchedEntries}; C{runInThread} as there, C{clock} as for
-        L{SSHKeys}).
+        (see L{WatchedEntries}; C{runInThread} as there, C{clock} and
+        C{ignoreOptions} as for L{SSHKeys}).
 
         @raise OSError: if the file cannot be read.
         """
-        keys = cls({}, clock=clock)
+        keys = cls({}, clock=clock, ignoreOptions=ignoreOptions)
         keys._keys = WatchedEntries(
             {}, path, keys._parse, clock=clock, runInThread=runInThread
         )
         return keys
 
     def _parse(self, text: str) -> ParsedEntries[list[AuthorizedKey]]:
-        parsed = parseAuthorizedKeys(text)
+        parsed = parseAuthorizedKeys(text, self._ignore)
         mocks = MockKeys.of(parsed.entries, self._madeMocks)
         return ParsedEntries(WithMocks(parsed.entries, mocks), parsed.problems)
 
@@ -459,11 +502,12 @@ class SSHKeys:
         nonce = b64encode(self._random(NONCE_BYTES)).decode("ascii")
         lines = self._keys.current().get(keycard.name) or []
         mocks = mocksOf(self._keys.current(), self._mocks)
+        now = (self._clock or globalClock()).seconds()
         if certificate is None:
             # Prepared when the file was read: the same steps for any name.
-            keys, padding = mocks.select(keycard.name, keycard.address)
+            keys, padding = mocks.select(keycard.name, keycard.address, now)
         else:
-            keys = self._certified(certificate, lines, keycard)
+            keys = self._certified(certificate, lines, keycard, now)
             padding = mocks.padding(keys)
         check = SignatureProofCheck(keys, padding)
         return succeed(SSHExchange(keycard.name, nonce, check))
@@ -473,9 +517,9 @@ class SSHKeys:
         certificate: SSHCertificate,
         lines: list[AuthorizedKey],
         keycard: SSHKeycard,
+        now: float,
     ) -> list[PublicKey]:
         assert keycard.name is not None
-        now = (self._clock or globalClock()).seconds()
         try:
             return [
                 certifiedKey(certificate, lines, keycard.name, keycard.address, now)
