@@ -105,6 +105,14 @@ class OptionsTests(SynchronousTestCase):
             ),
             ("--throttle-retention", "x"): "--throttle-retention takes a number",
             ("--throttle-account", "0"): "--throttle-account must be at least 1",
+            ("--seats-per-avatar", "1"): "--seats-per-avatar needs --seat-pool",
+            ("--seat-pool", "p", "--seats", "2", "--seats-per-avatar", "3"): (
+                "--seats-per-avatar must be between 1 and --seats"
+            ),
+            ("--seat-pool", "p", "--seats", "2", "--seats-per-avatar", "0"): (
+                "--seats-per-avatar must be between 1 and --seats"
+            ),
+            ("--seats-per-avatar", "x"): "--seats-per-avatar takes a whole number",
         }
         for args, expected in cases.items():
             self.assertIn(expected, self.refused(*args), args)

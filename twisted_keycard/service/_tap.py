@@ -354,6 +354,13 @@ PARAMETERS: list[list[Any]] = [
         "name of the seat pool every keycard takes a seat of",
     ],
     ["seats", None, None, "size of that seat pool", int],
+    [
+        "seats-per-avatar",
+        None,
+        None,
+        "seats of that pool one avatar may hold at once",
+        int,
+    ],
     ["policy", None, None, "expression over algorithms, e.g. 'scram and address'"],
     ["throttle-account", None, 100, "failed logins per account per window", int],
     ["throttle-address", None, 30, "failed logins per address per window", int],
@@ -602,6 +609,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             refuseExposed(secrets)
         if (self["seat-pool"] is None) != (self["seats"] is None):
             raise usage.UsageError("--seat-pool and --seats go together")
+        share = self["seats-per-avatar"]
+        if share is not None:
+            if self["seat-pool"] is None:
+                raise usage.UsageError("--seats-per-avatar needs --seat-pool")
+            if not 1 <= share <= self["seats"]:
+                raise usage.UsageError(
+                    "--seats-per-avatar must be between 1 and --seats"
+                )
         for name in (
             "duration",
             "challenge-timeout",
@@ -826,7 +841,12 @@ def makeService(options: Options) -> IService:
         )
     quota = None
     if options["max-per-avatar"] is not None or options["seat-pool"] is not None:
-        quota = Quota(options["max-per-avatar"], options["seat-pool"], options["seats"])
+        quota = Quota(
+            options["max-per-avatar"],
+            options["seat-pool"],
+            options["seats"],
+            options["seats-per-avatar"],
+        )
     # One pool for every slow hash: password files, and the PBKDF2 of the
     # HTTP face's Basic and form logins against SCRAM verifiers.
     hashes = HashPool(_reactor(), options["hash-threads"], options["hash-queue"])
