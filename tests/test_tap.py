@@ -113,6 +113,9 @@ class OptionsTests(SynchronousTestCase):
                 "--seats-per-avatar must be between 1 and --seats"
             ),
             ("--seats-per-avatar", "x"): "--seats-per-avatar takes a whole number",
+            ("--heartbeat", "-1"): "--heartbeat must be a number of seconds (0: none)",
+            ("--heartbeat", "nan"): "--heartbeat must be a number of seconds",
+            ("--heartbeat", "x"): "--heartbeat takes a number, not 'x'",
         }
         for args, expected in cases.items():
             self.assertIn(expected, self.refused(*args), args)

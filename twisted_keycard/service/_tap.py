@@ -406,6 +406,14 @@ PARAMETERS: list[list[Any]] = [
         float,
     ],
     [
+        "heartbeat",
+        None,
+        30.0,
+        "seconds between pings of each client holding a keycard; one that"
+        " answers none of 3 is dropped and its seat freed (0: no pings)",
+        float,
+    ],
+    [
         "metrics",
         None,
         None,
@@ -628,6 +636,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ):
             if not (math.isfinite(self[name]) and self[name] > 0):
                 raise usage.UsageError(f"--{name} must be a positive number")
+        if not (math.isfinite(self["heartbeat"]) and self["heartbeat"] >= 0):
+            raise usage.UsageError("--heartbeat must be a number of seconds (0: none)")
         for name in ("throttle-retention", "throttle-flush-interval"):
             if self[name] is not None and not (
                 math.isfinite(self[name]) and self[name] > 0
@@ -881,7 +891,10 @@ def makeService(options: Options) -> IService:
         ticketsAudienceName(options),
     )
     root = KeycardRoot(
-        bouncer, Portal(sessions), requesterName=options["requester-name"]
+        bouncer,
+        Portal(sessions),
+        requesterName=options["requester-name"],
+        heartbeat=options["heartbeat"] or None,
     )
     # One budget of connections not logged in for both faces: neither can
     # starve the other of the process's file descriptors.
