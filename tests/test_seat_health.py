@@ -2,7 +2,8 @@
 Seat pools of a bouncer process, with real clients: a holder whose host
 freezes (its process stopped with SIGSTOP) loses its seat within 3
 heartbeats and the next client gets it; an avatar holds no more than its
-share of a pool (C{--seats-per-avatar}).
+share of a pool (C{--seats-per-avatar}), even when its clients race on two
+bouncers.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.python.failure import Failure
 
 from twisted_keycard import KeycardDenied
 from twisted_keycard.scram import SCRAMAnswerer
@@ -145,5 +148,43 @@ class SeatHealthProcessTests(upkeep.UpkeepProcessTests):
                 "too many seats of pool 'licenses' for this avatar",
             )
             await self.login(port, SCRAMAnswerer("u1", PASSWORD), keep=True)
+
+        return ensureDeferred(go())
+
+    def test_seatsPerAvatarRace(self) -> Deferred[None]:
+        """
+        Ten clients of one avatar race for a pool of ten seats on two
+        bouncers sharing a store, under C{--seats-per-avatar 2}: exactly
+        two get a seat, the others are told why; another avatar still gets
+        one.
+        """
+
+        async def go() -> None:
+            ports = await self.startBouncers(
+                "--seat-pool",
+                "licenses",
+                "--seats",
+                "10",
+                "--seats-per-avatar",
+                "2",
+            )
+            factories = [await self.connect(ports[i % 2]) for i in range(10)]
+            attempts = [
+                f.loginWithKeycard([SCRAMAnswerer("u0", PASSWORD)]) for f in factories
+            ]
+            results: list[tuple[bool, Any]] = await DeferredList(
+                attempts, consumeErrors=True
+            )
+            granted = [r for ok, r in results if ok]
+            refused: list[Failure] = [r for ok, r in results if not ok]
+            self.assertEqual(len(granted), 2, refused)
+            for failure in refused:
+                self.assertTrue(failure.check(KeycardDenied), failure)
+                self.assertEqual(
+                    failure.getErrorMessage(),
+                    "too many seats of pool 'licenses' for this avatar",
+                )
+            other = await self.connect(ports[1])
+            await other.loginWithKeycard([SCRAMAnswerer("u1", PASSWORD)])
 
         return ensureDeferred(go())
