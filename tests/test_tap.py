@@ -506,6 +506,26 @@ class StartTests(SynchronousTestCase):
             self.assertIn(expected, str(caught.exception))
             self.assertIn(f"bad --listen {listen!r}", str(caught.exception))
 
+    def test_heartbeat(self) -> None:
+        """
+        The PB face pings its clients every 30 s by default, every
+        C{--heartbeat} seconds, or never with C{--heartbeat 0}.
+        """
+        self.patch(sys, "excepthook", sys.excepthook)
+        data = DataDir.create(Path(self.mktemp()) / "data")
+        for args, every in [((), 30.0), (("--heartbeat", "2.5"), 2.5)]:
+            options = Options()
+            options.parseOptions(["--data-dir", str(data.path), *args])
+            service: Any = makeService(options)
+            [listener] = [s for s in service if isinstance(s, Listener)]
+            heartbeat = listener.factory.root.heartbeat
+            self.assertEqual(heartbeat.every, every)
+        options = Options()
+        options.parseOptions(["--data-dir", str(data.path), "--heartbeat", "0"])
+        service = makeService(options)
+        [listener] = [s for s in service if isinstance(s, Listener)]
+        self.assertIsNone(listener.factory.root.heartbeat)
+
     def test_exitHook(self) -> None:
         """
         The hook prints a L{StartupError} as one line and hands anything

@@ -864,6 +864,9 @@ class KeycardRoot:
     client stays connected, its keycards are renewed (see L{Renewal}); with
     a C{heartbeat}, a client that holds a keycard and stops answering is
     dropped (see L{Heartbeat}).
+
+    @ivar heartbeat: what pings the clients holding keycards, or C{None}
+        without a C{heartbeat}.
     """
 
     log = Logger()
