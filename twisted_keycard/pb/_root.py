@@ -725,13 +725,14 @@ class Heartbeat:
     seconds, and drops (aborts) a connection that has answered nothing for
     L{HEARTBEAT_MISSES} of them, so that the keycard and the seat of a client
     that vanished without closing its connection (a frozen host, a lost NAT
-    mapping) are freed then, rather than when the keycard expires.
+    mapping) are freed then, rather than never: the root renews the
+    keycards of every connected client.
 
     A ping is a PB call of C{ping} on the object named L{HEARTBEAT_NAME}:
     a keycard client's broker answers it (L{HeartbeatAnswerer}); any other
     PB broker answers it with an C{Invalid Object ID} error, which counts
-    as an answer too, since only a live broker sends one.  At most
-    L{HEARTBEAT_MISSES} pings wait for their answer on one connection.  One
+    as an answer too, since only a live broker sends one.  A connection
+    that never answers holds at most L{HEARTBEAT_MISSES} pings waiting.  One
     timer sends the pings, running only while a connection is watched; each
     watched connection has its deadline, moved on by each answer.
     """
