@@ -725,8 +725,8 @@ class Heartbeat:
     seconds, and drops (aborts) a connection that has answered nothing for
     L{HEARTBEAT_MISSES} of them, so that the keycard and the seat of a client
     that vanished without closing its connection (a frozen host, a lost NAT
-    mapping) are freed then, rather than never: the root renews the
-    keycards of every connected client.
+    mapping) are freed then: otherwise the root renews its keycards for as
+    long as the connection stays open, up to the bouncer's C{maxLifetime}.
 
     A ping is a PB call of C{ping} on the object named L{HEARTBEAT_NAME}:
     a keycard client's broker answers it (L{HeartbeatAnswerer}); any other
