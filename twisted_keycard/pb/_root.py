@@ -914,7 +914,8 @@ class KeycardRoot:
             L{HEARTBEAT_MISSES} of them is dropped, and its keycards (and
             seats) removed.  C{None} (the default) pings no one: a client
             that vanished without closing its connection keeps its keycard
-            until the keycard expires.
+            while the connection stays open (renewed, with C{renew}) or
+            until it expires.
         @raise ValueError: for a C{renewEvery} or a C{heartbeat} that is not
             a positive number.
         """
