@@ -250,6 +250,53 @@ class KeycardStoreLimitsContract(_StoreContract):
         self.resultOf(self.store.addWithin(record("k9", seatPool="p"), None, 3))
         self.assertIsNone(self.resultOf(self.store.get("k1")))
 
+    def test_seatsPerAvatar(self) -> None:
+        """
+        An avatar holds at most C{seatsPerAvatar} seats of one pool: the
+        refusal names that limit; another avatar, another pool or a keycard
+        with no seat is not held back; a released, removed or expired seat
+        gives the place back.
+        """
+
+        def add(keycardId: str, **changes: Any) -> Any:
+            changes.setdefault("seatPool", "p")
+            return self.store.addWithin(record(keycardId, **changes), None, 5, 2)
+
+        self.resultOf(add("k1"))
+        self.resultOf(add("k2", expires=150.0))
+        failure = self.failureOf(add("k3"), QuotaExceeded)
+        self.assertEqual(
+            failure.getErrorMessage(), "too many seats of pool 'p' for this avatar"
+        )
+        self.assertEqual(failure.value.limit, "seats-per-avatar")
+        self.resultOf(add("b1", avatarId="bob"))
+        self.resultOf(add("q1", seatPool="q"))
+        self.resultOf(add("n1", seatPool=None))
+        self.resultOf(add("k3", issued=150.0))
+        self.failureOf(add("k4", issued=150.0), QuotaExceeded)
+        self.resultOf(self.store.release("k1"))
+        self.resultOf(add("k4", issued=150.0))
+        self.resultOf(self.store.remove("k3"))
+        self.resultOf(add("k5", issued=150.0))
+        held = [r.keycardId for r in self.resultOf(self.store.byAvatar("alice"))]
+        self.assertEqual(held, ["k1", "k2", "k4", "k5", "n1", "q1"])
+
+    def test_seatLimitsInOrder(self) -> None:
+        """
+        A full pool is refused as C{pool} before an avatar's share is
+        counted, and the cap per avatar as C{avatar} before both.
+        """
+        self.resultOf(self.store.addWithin(record("k1", seatPool="p"), 3, 1, 1))
+        full = self.failureOf(
+            self.store.addWithin(record("k2", seatPool="p"), 3, 1, 1), QuotaExceeded
+        )
+        self.assertEqual(full.value.limit, "pool")
+        self.assertEqual(full.getErrorMessage(), "no seat left in pool 'p'")
+        capped = self.failureOf(
+            self.store.addWithin(record("k2", seatPool="p"), 1, 1, 1), QuotaExceeded
+        )
+        self.assertEqual(capped.value.limit, "avatar")
+
 
 class RevocationStoreContract(_StoreContract):
     """
@@ -509,6 +556,26 @@ class LeaseStoreContract(_StoreContract):
         )
         self.resultOf(
             self.store.addWithin(record("k2", issued=110.0, seatPool="p"), 1, 1)
+        )
+        self.assertEqual(self.held(), ["k2"])
+
+    def test_lapsedLeaseFreesAvatarSeats(self) -> None:
+        """
+        An avatar's seats held under a lease that ran out no longer count
+        against its share of the pool.
+        """
+        self.resultOf(self.store.renewLease("dead", 100.0, 110.0))
+        self.resultOf(
+            self.store.addWithin(
+                record("k1", holderId="dead", seatPool="p"), None, 5, 1
+            )
+        )
+        self.failureOf(
+            self.store.addWithin(record("k2", issued=109.0, seatPool="p"), None, 5, 1),
+            QuotaExceeded,
+        )
+        self.resultOf(
+            self.store.addWithin(record("k2", issued=110.0, seatPool="p"), None, 5, 1)
         )
         self.assertEqual(self.held(), ["k2"])
 

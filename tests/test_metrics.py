@@ -452,6 +452,34 @@ class ScrapeTimeGaugeTests(SynchronousTestCase):
         self.successResultOf(h.bouncer.removeKeycardId(first.id))
         self.assertEqual(h.value("keycard_seat_pool_held", pool="floor"), 1)
 
+    def test_seatShares(self) -> None:
+        """
+        The most seats one avatar holds, the cap per avatar, and the
+        refusals of a seat by the limit reached.
+        """
+        h = Harness(self, quota=Quota(seatPool="floor", seats=4, seatsPerAvatar=2))
+        most = "keycard_seat_pool_avatar_max_held"
+        refused = "keycard_seat_pool_refusals_total"
+        self.assertEqual(h.value(most, pool="floor"), 0)
+        self.assertEqual(h.value("keycard_seat_pool_seats_per_avatar", pool="floor"), 2)
+        h.login()
+        h.login("bob")
+        self.assertEqual(h.value(most, pool="floor"), 1)
+        h.login()
+        self.assertEqual(h.value(most, pool="floor"), 2)
+        failure = self.failureResultOf(h.attempt())
+        self.assertEqual(
+            failure.getErrorMessage(), "too many seats of pool 'floor' for this avatar"
+        )
+        self.assertEqual(h.value(refused, pool="floor", limit="seats-per-avatar"), 1)
+        self.assertEqual(h.value(refused, pool="floor", limit="pool"), 0)
+        h.login("bob", "10.0.0.2")
+        failure = self.failureResultOf(h.attempt("bob", "pw", "10.0.0.3"))
+        self.assertEqual(failure.getErrorMessage(), "no seat left in pool 'floor'")
+        self.assertEqual(h.value(refused, pool="floor", limit="pool"), 1)
+        self.assertEqual(h.value(refused, pool="floor", limit="avatar"), 0)
+        self.assertEqual(h.value("keycard_seat_pool_held", pool="floor"), 4)
+
     def test_noSeatPool(self) -> None:
         h = Harness(self)
         self.assertNotIn(

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store import Revocation
 from twisted_keycard.store.redis import (
     KeyEncryptionKey,
@@ -39,6 +40,7 @@ from .storecontract import (
     RevocationStoreContract,
     StoreHealthContract,
     ThrottleStoreContract,
+    record,
 )
 
 # A real redis-server: a process and sockets.
@@ -105,6 +107,41 @@ class RedisContractTests(
         failure = outcome[0]
         self.assertTrue(failure.check(*errors), failure)
         return failure
+
+
+class RedisSeatIndexTests(RedisTestCase):
+    """
+    The index of an avatar's seats of a pool (C{ix:sa:}), as C{redis-cli}
+    sees it.
+    """
+
+    def test_indexedAtRenewal(self) -> None:
+        """
+        A seat takes its place in C{ix:sa:LENGTH:POOL:AVATAR} when granted
+        and leaves it when released; one granted by an earlier version
+        (no such index) enters it at its first renewal, and counts against
+        the cap from then.
+        """
+        url = self.url()
+        prefix = url.partition("?prefix=")[2]
+        key = f"{prefix}ix:sa:1:p:alice"
+        store = self.openStore(url)
+
+        def add(keycardId: str) -> Deferred[None]:
+            return store.addWithin(record(keycardId, seatPool="p"), None, 5, 1)
+
+        spin(add("k1"))
+        self.assertEqual(self.server.cli("ZRANGE", key, "0", "-1"), "k1")
+        spin(store.release("k1"))
+        self.assertEqual(self.server.cli("ZCARD", key), "0")
+        spin(add("k2"))
+        # As an earlier version left it: the seat is held, not indexed.
+        self.server.cli("DEL", key)
+        spin(store.renew("k2", 170.0))
+        self.assertEqual(self.server.cli("ZRANGE", key, "0", "-1"), "k2")
+        with self.assertRaises(QuotaExceeded) as refused:
+            spin(add("k3"))
+        self.assertEqual(refused.exception.limit, "seats-per-avatar")
 
 
 class RedisSecretsTests(RedisTestCase):

@@ -105,6 +105,17 @@ class OptionsTests(SynchronousTestCase):
             ),
             ("--throttle-retention", "x"): "--throttle-retention takes a number",
             ("--throttle-account", "0"): "--throttle-account must be at least 1",
+            ("--seats-per-avatar", "1"): "--seats-per-avatar needs --seat-pool",
+            ("--seat-pool", "p", "--seats", "2", "--seats-per-avatar", "3"): (
+                "--seats-per-avatar must be between 1 and --seats"
+            ),
+            ("--seat-pool", "p", "--seats", "2", "--seats-per-avatar", "0"): (
+                "--seats-per-avatar must be between 1 and --seats"
+            ),
+            ("--seats-per-avatar", "x"): "--seats-per-avatar takes a whole number",
+            ("--heartbeat", "-1"): "--heartbeat must be a number of seconds (0: none)",
+            ("--heartbeat", "nan"): "--heartbeat must be a number of seconds",
+            ("--heartbeat", "x"): "--heartbeat takes a number, not 'x'",
         }
         for args, expected in cases.items():
             self.assertIn(expected, self.refused(*args), args)
@@ -494,6 +505,26 @@ class StartTests(SynchronousTestCase):
                 makeService(options)
             self.assertIn(expected, str(caught.exception))
             self.assertIn(f"bad --listen {listen!r}", str(caught.exception))
+
+    def test_heartbeat(self) -> None:
+        """
+        The PB face pings its clients every 30 s by default, every
+        C{--heartbeat} seconds, or never with C{--heartbeat 0}.
+        """
+        self.patch(sys, "excepthook", sys.excepthook)
+        data = DataDir.create(Path(self.mktemp()) / "data")
+        for args, every in [((), 30.0), (("--heartbeat", "2.5"), 2.5)]:
+            options = Options()
+            options.parseOptions(["--data-dir", str(data.path), *args])
+            service: Any = makeService(options)
+            [listener] = [s for s in service if isinstance(s, Listener)]
+            heartbeat = listener.factory.root.heartbeat
+            self.assertEqual(heartbeat.every, every)
+        options = Options()
+        options.parseOptions(["--data-dir", str(data.path), "--heartbeat", "0"])
+        service = makeService(options)
+        [listener] = [s for s in service if isinstance(s, Listener)]
+        self.assertIsNone(listener.factory.root.heartbeat)
 
     def test_exitHook(self) -> None:
         """

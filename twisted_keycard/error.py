@@ -75,9 +75,18 @@ class Throttled(KeycardDenied):
 class QuotaExceeded(KeycardDenied):
     """
     Raised when a keycard would exceed its avatar's cap on concurrent
-    keycards or its seat pool's size.  The message says which, for the
-    requester.
+    keycards, its seat pool's size or its avatar's share of that pool.
+    The message says which, for the requester.
+
+    @ivar limit: which limit it reached: C{"avatar"} (keycards per
+        avatar), C{"pool"} (the pool is full) or C{"seats-per-avatar"}
+        (the avatar holds its share of the pool); C{None} where it is not
+        known (a copy received over PB).
     """
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class InsecureTransport(KeycardError, pb.Error):

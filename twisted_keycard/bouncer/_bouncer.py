@@ -10,6 +10,7 @@ L{Lease}, and a L{Flusher}).
 from __future__ import annotations
 
 from binascii import b2a_base64
+from collections import Counter
 from collections.abc import (
     Callable,
     Collection,
@@ -224,23 +225,24 @@ class Bouncer(Service):
             leaseTime=upkeep.leaseTime,
         )
         self.lease = self._held.lease
+        issuer = Issuer(
+            self.store,
+            clock,
+            name,
+            duration,
+            tokens,
+            self.keys,
+            quota,
+            policy,
+            self.lease,
+        )
         self._authentication = Authentication(
             name,
             challengers,
             clock,
             limits,
             throttler,
-            Issuer(
-                self.store,
-                clock,
-                name,
-                duration,
-                tokens,
-                self.keys,
-                quota,
-                policy,
-                self.lease,
-            ),
+            issuer,
             self._held,
             newId,
             metrics,
@@ -266,9 +268,11 @@ class Bouncer(Service):
             running=lambda: bool(self.running),
         )
         self.started: Deferred[None] = succeed(None)
-        self.metrics.watch(self._gauges(quota, throttle))
+        self.metrics.watch(self._gauges(quota, throttle, issuer))
 
-    def _gauges(self, quota: Quota | None, throttle: Throttle | None) -> BouncerGauges:
+    def _gauges(
+        self, quota: Quota | None, throttle: Throttle | None, issuer: Issuer
+    ) -> BouncerGauges:
         """
         What the metrics read, when they are collected, of this bouncer and
         its store.
@@ -283,6 +287,19 @@ class Bouncer(Service):
                 return {}
             records = self._held.records.values()
             return {pool: (sum(1 for r in records if r.seatPool == pool), seats)}
+
+        def seatShares() -> dict[str, tuple[int, int | None]]:
+            if pool is None or quota is None:
+                return {}
+            mine = Counter(
+                r.avatarId for r in self._held.records.values() if r.seatPool == pool
+            )
+            return {pool: (max(mine.values(), default=0), quota.seatsPerAvatar)}
+
+        def seatRefusals() -> dict[str, dict[str, int]]:
+            if pool is None:
+                return {}
+            return {pool: dict(issuer.seatRefusals)}
 
         def lease() -> tuple[int, float] | None:
             lease = self.lease
@@ -309,6 +326,8 @@ class Bouncer(Service):
             followLag=self._upkeep.followLag,
             requesters=lambda: self._held.requesterNames,
             seatPools=seatPools,
+            seatShares=seatShares,
+            seatRefusals=seatRefusals,
             lease=lease,
             signingKey=signingKey,
             failureRecords=lambda: None if throttler is None else len(throttler),

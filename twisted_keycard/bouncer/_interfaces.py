@@ -99,6 +99,11 @@ class BouncerGauges:
         faces, and the remote requesters connected).
     @ivar seatPools: for each seat pool its keycards take a seat of, the
         seats its clients hold and the pool's size.
+    @ivar seatShares: for each such pool, the most seats one avatar of its
+        clients holds and the cap per avatar (C{None} without one).
+    @ivar seatRefusals: for each such pool, the keycards refused since it
+        started by the limit reached (C{"pool"}, C{"seats-per-avatar"},
+        C{"avatar"}).
     @ivar lease: the keycards held under its lease and the seconds left
         before the lease runs out unless renewed, or C{None} while it
         holds no lease.
@@ -121,6 +126,8 @@ class BouncerGauges:
     followLag: Callable[[], float | None]
     requesters: Callable[[], Collection[str]] = lambda: ()
     seatPools: Callable[[], Mapping[str, tuple[int, int]]] = lambda: {}
+    seatShares: Callable[[], Mapping[str, tuple[int, int | None]]] = lambda: {}
+    seatRefusals: Callable[[], Mapping[str, Mapping[str, int]]] = lambda: {}
     lease: Callable[[], tuple[int, float] | None] = lambda: None
     signingKey: Callable[[], tuple[str, float] | None] = lambda: None
     failureRecords: Callable[[], int | None] = lambda: None

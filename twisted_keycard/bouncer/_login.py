@@ -42,6 +42,7 @@ from twisted_keycard.error import (
     KeycardDenied,
     KeycardRefused,
     ProtocolError,
+    QuotaExceeded,
     Throttled,
 )
 from twisted_keycard.keycard import (
@@ -676,6 +677,9 @@ class Issuer:
     @ivar keys: the keyring to sign tokens with, when C{tokens} is set.
     @ivar lease: the running bouncer's lease, recorded in the keycards it
         issues.
+    @ivar seatRefusals: the keycards its store refused a seat, by the
+        limit reached (C{"pool"}, C{"seats-per-avatar"}, C{"avatar"}),
+        since it started: a handful of keys, each a count.
     """
 
     store: IKeycardStore
@@ -687,6 +691,7 @@ class Issuer:
     quota: Quota | None = None
     policy: CompositePolicy | None = None
     lease: Lease | None = None
+    seatRefusals: dict[str, int] = attrs.field(factory=dict)
 
     async def issue(
         self, keycard: Keycard, avatarId: str, parent: TokenClaims | None = None
@@ -725,7 +730,14 @@ class Issuer:
         if quota is None:
             await self.store.add(record)
         else:
-            await self.store.addWithin(record, quota.maxPerAvatar, quota.seats)
+            try:
+                await self.store.addWithin(
+                    record, quota.maxPerAvatar, quota.seats, quota.seatsPerAvatar
+                )
+            except QuotaExceeded as e:
+                limit = e.limit or "pool"
+                self.seatRefusals[limit] = self.seatRefusals.get(limit, 0) + 1
+                raise
         return record, token
 
     async def _token(

@@ -146,15 +146,21 @@ class Quota:
     @ivar maxPerAvatar: keycards one avatar may hold at once.
     @ivar seatPool: the pool every keycard of this bouncer takes a seat of.
     @ivar seats: the size of that pool.
+    @ivar seatsPerAvatar: seats of that pool one avatar may hold at once,
+        so that one user cannot take the whole pool; counted in the store
+        across every bouncer on it, like the pool's size.
     """
 
     maxPerAvatar: int | None = attrs.field(default=None, validator=_positive)
     seatPool: str | None = None
     seats: int | None = attrs.field(default=None, validator=_positive)
+    seatsPerAvatar: int | None = attrs.field(default=None, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if (self.seatPool is None) != (self.seats is None):
             raise ValueError("seatPool and seats go together")
+        if self.seatsPerAvatar is not None and self.seatPool is None:
+            raise ValueError("seatsPerAvatar needs a seatPool")
 
 
 @attrs.frozen

@@ -13,7 +13,12 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from twisted.copyright import version as twistedVersion
@@ -316,6 +321,32 @@ class BouncerCollector(Collector):
             size.add_metric([pool], seats)
         yield held
         yield size
+        mostHeld = GaugeMetricFamily(
+            "keycard_seat_pool_avatar_max_held",
+            "The most seats of the pool one avatar holds through this bouncer.",
+            labels=["pool"],
+        )
+        share = GaugeMetricFamily(
+            "keycard_seat_pool_seats_per_avatar",
+            "Seats of the pool one avatar may hold (--seats-per-avatar).",
+            labels=["pool"],
+        )
+        for pool, (most, cap) in sorted(g.seatShares().items()):
+            mostHeld.add_metric([pool], most)
+            if cap is not None:
+                share.add_metric([pool], cap)
+        yield mostHeld
+        yield share
+        refused = CounterMetricFamily(
+            "keycard_seat_pool_refusals",
+            "Keycards this bouncer was refused a seat of the pool, by the limit"
+            " reached: pool (full), seats-per-avatar, avatar (--max-per-avatar).",
+            labels=["pool", "limit"],
+        )
+        for pool, counts in sorted(g.seatRefusals().items()):
+            for limit in ("pool", "seats-per-avatar", "avatar"):
+                refused.add_metric([pool, limit], counts.get(limit, 0))
+        yield refused
         lease = g.lease()
         yield _gauge(
             "keycard_lease_active",

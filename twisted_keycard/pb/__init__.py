@@ -22,15 +22,25 @@ from twisted_keycard.pb._client import (
     refuseProtocol1,
 )
 from twisted_keycard.pb._clientservice import KeycardClientService, reconnectPolicy
-from twisted_keycard.pb._root import KeycardRoot, peerAddress, portalCheckers
+from twisted_keycard.pb._root import (
+    HEARTBEAT_NAME,
+    Heartbeat,
+    HeartbeatAnswerer,
+    KeycardRoot,
+    peerAddress,
+    portalCheckers,
+)
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
 
 __all__ = [
+    "HEARTBEAT_NAME",
     "TOO_MANY",
     "BananaDecoder",
     "ConnectionBudget",
     "ConnectionLimits",
     "Decoding",
+    "Heartbeat",
+    "HeartbeatAnswerer",
     "KeycardBroker",
     "KeycardClientFactory",
     "KeycardClientService",

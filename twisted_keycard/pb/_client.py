@@ -36,7 +36,15 @@ from twisted_keycard.keycard import (
     kindName,
 )
 from twisted_keycard.pb._broker import KeycardBroker
-from twisted_keycard.pb._root import CHALLENGE, DETAILS, KINDS, LOGGED_IN, TOKEN
+from twisted_keycard.pb._root import (
+    CHALLENGE,
+    DETAILS,
+    HEARTBEAT_NAME,
+    KINDS,
+    LOGGED_IN,
+    TOKEN,
+    HeartbeatAnswerer,
+)
 
 __all__ = ["KeycardClientFactory", "KeycardLogin", "keycardLogin", "refuseProtocol1"]
 
@@ -404,7 +412,9 @@ def _unpack(result: object, first: bool) -> tuple[Any, ...]:
 
 class KeycardClientFactory(pb.PBClientFactory):
     """
-    A L{pb.PBClientFactory} that logs in with keycards.
+    A L{pb.PBClientFactory} that logs in with keycards.  Its brokers
+    answer a server's heartbeats by themselves (see the C{heartbeat} of
+    L{twisted_keycard.pb.KeycardRoot}).
     """
 
     protocol = KeycardBroker
@@ -417,6 +427,8 @@ class KeycardClientFactory(pb.PBClientFactory):
     def buildProtocol(self, addr: object) -> pb.Broker:
         self._lost = None
         broker: pb.Broker = super().buildProtocol(addr)
+        # The server's heartbeats are answered here, by the broker.
+        broker.setNameForLocal(HEARTBEAT_NAME, HeartbeatAnswerer())
         return broker
 
     def getRootObject(self) -> Deferred[Any]:

@@ -691,6 +691,161 @@ class Renewal:
             self._schedule()
 
 
+#: The name under which a client's broker answers heartbeats (see
+#: L{Heartbeat}); a client that does not know it answers with an error,
+#: which is an answer all the same.
+HEARTBEAT_NAME = "keycard.heartbeat"
+
+#: Heartbeats a client may leave unanswered in a row before it is dropped.
+HEARTBEAT_MISSES = 3
+
+
+def checkHeartbeat(every: float | None) -> None:
+    """
+    @raise ValueError: unless C{every} is C{None} or a positive, finite
+        number of seconds.
+    """
+    if every is not None and not (math.isfinite(every) and every > 0):
+        raise ValueError("heartbeat must be a positive number of seconds")
+
+
+class HeartbeatAnswerer(pb.Referenceable):
+    """
+    What a keycard client's broker exposes as L{HEARTBEAT_NAME}: it answers
+    a server's heartbeat by itself, with no application code.
+    """
+
+    def remote_ping(self) -> None:
+        return None
+
+
+class Heartbeat:
+    """
+    Pings the connections whose clients hold keycards every C{every}
+    seconds, and drops (aborts) a connection that has answered nothing for
+    L{HEARTBEAT_MISSES} of them, so that the keycard and the seat of a client
+    that vanished without closing its connection (a frozen host, a lost NAT
+    mapping) are freed then: otherwise the root renews its keycards for as
+    long as the connection stays open, up to the bouncer's C{maxLifetime}.
+
+    A ping is a PB call of C{ping} on the object named L{HEARTBEAT_NAME}:
+    a keycard client's broker answers it (L{HeartbeatAnswerer}); any other
+    PB broker answers it with an C{Invalid Object ID} error, which counts
+    as an answer too, since only a live broker sends one.  A connection
+    that never answers holds at most L{HEARTBEAT_MISSES} pings waiting.  One
+    timer sends the pings, running only while a connection is watched; each
+    watched connection has its deadline, moved on by each answer.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        every: float,
+        clock: Callable[[], IReactorTime],
+        requesterName: str,
+        held: Callable[[pb.Broker], Collection[str]],
+    ) -> None:
+        """
+        @param every: seconds between two pings of one connection.
+        @param clock: gives the clock that times the pings, when first
+            needed.
+        @param requesterName: the requester's name, for the audit line.
+        @param held: the keycard ids a connection's client holds, for the
+            audit line.
+        @raise ValueError: for an C{every} that is not a positive number.
+        """
+        checkHeartbeat(every)
+        self.every = every
+        self._clock = clock
+        self._requesterName = requesterName
+        self._held = held
+        #: The watched connections, with the call that drops each one.
+        self._deadlines: dict[pb.Broker, IDelayedCall] = {}
+        self._call: IDelayedCall | None = None
+
+    @property
+    def silence(self) -> float:
+        """
+        Seconds without an answer after which a connection is dropped.
+        """
+        return self.every * HEARTBEAT_MISSES
+
+    def watching(self) -> int:
+        """
+        The number of connections watched now.
+        """
+        return len(self._deadlines)
+
+    def watch(self, broker: pb.Broker) -> None:
+        """
+        Ping C{broker}'s client from now on, until L{forget}.
+        """
+        if broker in self._deadlines or broker.disconnected:
+            return
+        clock = self._clock()
+        self._deadlines[broker] = clock.callLater(self.silence, self._drop, broker)
+        if self._call is None:
+            self._call = clock.callLater(self.every, self._tick)
+
+    def forget(self, broker: pb.Broker) -> None:
+        """
+        Stop pinging C{broker}: its connection is gone.
+        """
+        deadline = self._deadlines.pop(broker, None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        if not self._deadlines and self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _tick(self) -> None:
+        self._call = None
+        for broker in list(self._deadlines):
+            self._ping(broker)
+        if self._deadlines:
+            self._call = self._clock().callLater(self.every, self._tick)
+
+    def _ping(self, broker: pb.Broker) -> None:
+        try:
+            d = broker.remoteForName(HEARTBEAT_NAME).callRemote("ping")
+        except pb.DeadReferenceError:
+            return
+        d.addCallbacks(
+            lambda _: self._answered(broker),
+            lambda f: None if f.check(pb.PBConnectionLost) else self._answered(broker),
+        )
+
+    def _answered(self, broker: pb.Broker) -> None:
+        deadline = self._deadlines.get(broker)
+        if deadline is not None and deadline.active():
+            deadline.reset(self.silence)
+
+    def _drop(self, broker: pb.Broker) -> None:
+        self._deadlines.pop(broker, None)
+        if not self._deadlines and self._call is not None:
+            self._call.cancel()
+            self._call = None
+        transport: Any = broker.transport
+        if transport is None or broker.disconnected:
+            return
+        keycardIds = sorted(self._held(broker))
+        address = peerAddress(broker)
+        self.log.info(
+            "{line}",
+            line=f"dropped the client from {printable(address)} via"
+            f" {printable(self._requesterName)} holding"
+            f" {printable(', '.join(keycardIds))}: no answer to"
+            f" {HEARTBEAT_MISSES} heartbeats in {self.silence:g} s",
+            event="keycard.dropped",
+            keycardIds=[printable(k) for k in keycardIds],
+            requesterName=printable(self._requesterName),
+            address=printable(address),
+            silence=self.silence,
+        )
+        transport.abortConnection()
+
+
 #: Keycards one connection may hold at once, by default.
 MAX_KEYCARDS_PER_CONNECTION = 16
 
@@ -707,7 +862,12 @@ class KeycardRoot:
     portal's realm for the avatar.  It drops a client whose keycard the
     bouncer expires, and removes the keycard when the client goes, even
     when the avatar arrives after that (see L{ClientConnection}).  While a
-    client stays connected, its keycards are renewed (see L{Renewal}).
+    client stays connected, its keycards are renewed (see L{Renewal}); with
+    a C{heartbeat}, a client that holds a keycard and stops answering is
+    dropped (see L{Heartbeat}).
+
+    @ivar heartbeat: what pings the clients holding keycards, or C{None}
+        without a C{heartbeat}.
     """
 
     log = Logger()
@@ -723,6 +883,7 @@ class KeycardRoot:
         renew: bool = True,
         renewEvery: float | None = None,
         stockLogin: bool = False,
+        heartbeat: float | None = None,
     ) -> None:
         """
         @param bouncer: checks the keycards; it is told to call this root
@@ -748,10 +909,18 @@ class KeycardRoot:
             bouncer's throttle, metrics and audit log (see L{StockLogin}),
             with a warning in the log when the root is made; by default it
             is refused with a L{KeycardRefused}.
-        @raise ValueError: for a C{renewEvery} that is not a positive
-            number.
+        @param heartbeat: seconds between two pings of each connection
+            whose client holds a keycard; one that answers none for
+            L{HEARTBEAT_MISSES} of them is dropped, and its keycards (and
+            seats) removed.  C{None} (the default) pings no one: a client
+            that vanished without closing its connection keeps its keycard
+            while the connection stays open (renewed, with C{renew}) or
+            until it expires.
+        @raise ValueError: for a C{renewEvery} or a C{heartbeat} that is not
+            a positive number.
         """
         checkRenewEvery(renewEvery)
+        checkHeartbeat(heartbeat)
         if clock is None:
             clock = getattr(bouncer, "clock", None)
         self.bouncer = bouncer
@@ -776,6 +945,11 @@ class KeycardRoot:
         if renew:
             self._renewal = Renewal(
                 bouncer, requesterName, self._reactor, self._holders, renewEvery
+            )
+        self.heartbeat: Heartbeat | None = None
+        if heartbeat is not None:
+            self.heartbeat = Heartbeat(
+                heartbeat, self._reactor, requesterName, self._heldBy
             )
         bouncer.registerRequester(requesterName, self)
 
@@ -863,7 +1037,13 @@ class KeycardRoot:
                 self._bindings[broker] = bindings
         return bindings or None
 
+    def _heldBy(self, broker: pb.Broker) -> Collection[str]:
+        connection = self._connections.get(broker)
+        return () if connection is None else list(connection.core.held)
+
     def _clientGone(self, broker: pb.Broker) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.forget(broker)
         self._bindings.pop(broker, None)
         connection = self._connections.pop(broker, None)
         if connection is not None:
@@ -1045,6 +1225,8 @@ class KeycardRoot:
         if not inputs.avatarReady(keycardId, logout):
             self._released()
             raise KeycardRefused()
+        if self.heartbeat is not None:
+            self.heartbeat.watch(broker)
         if not IJellyable.providedBy(avatar):
             avatar = pb.AsReferenceable(avatar, "perspective")
         proof = keycard.message(Step.PROOF)

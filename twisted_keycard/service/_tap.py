@@ -354,6 +354,13 @@ PARAMETERS: list[list[Any]] = [
         "name of the seat pool every keycard takes a seat of",
     ],
     ["seats", None, None, "size of that seat pool", int],
+    [
+        "seats-per-avatar",
+        None,
+        None,
+        "seats of that pool one avatar may hold at once",
+        int,
+    ],
     ["policy", None, None, "expression over algorithms, e.g. 'scram and address'"],
     ["throttle-account", None, 100, "failed logins per account per window", int],
     ["throttle-address", None, 30, "failed logins per address per window", int],
@@ -396,6 +403,14 @@ PARAMETERS: list[list[Any]] = [
         10.0,
         "seconds after which the seats of a bouncer that stopped renewing"
         " its lease (killed) are freed; at least 2",
+        float,
+    ],
+    [
+        "heartbeat",
+        None,
+        30.0,
+        "seconds between pings of each client holding a keycard; one that"
+        " answers none of 3 is dropped and its seat freed (0: no pings)",
         float,
     ],
     [
@@ -602,6 +617,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             refuseExposed(secrets)
         if (self["seat-pool"] is None) != (self["seats"] is None):
             raise usage.UsageError("--seat-pool and --seats go together")
+        share = self["seats-per-avatar"]
+        if share is not None:
+            if self["seat-pool"] is None:
+                raise usage.UsageError("--seats-per-avatar needs --seat-pool")
+            if not 1 <= share <= self["seats"]:
+                raise usage.UsageError(
+                    "--seats-per-avatar must be between 1 and --seats"
+                )
         for name in (
             "duration",
             "challenge-timeout",
@@ -613,6 +636,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ):
             if not (math.isfinite(self[name]) and self[name] > 0):
                 raise usage.UsageError(f"--{name} must be a positive number")
+        if not (math.isfinite(self["heartbeat"]) and self["heartbeat"] >= 0):
+            raise usage.UsageError("--heartbeat must be a number of seconds (0: none)")
         for name in ("throttle-retention", "throttle-flush-interval"):
             if self[name] is not None and not (
                 math.isfinite(self[name]) and self[name] > 0
@@ -826,7 +851,12 @@ def makeService(options: Options) -> IService:
         )
     quota = None
     if options["max-per-avatar"] is not None or options["seat-pool"] is not None:
-        quota = Quota(options["max-per-avatar"], options["seat-pool"], options["seats"])
+        quota = Quota(
+            options["max-per-avatar"],
+            options["seat-pool"],
+            options["seats"],
+            options["seats-per-avatar"],
+        )
     # One pool for every slow hash: password files, and the PBKDF2 of the
     # HTTP face's Basic and form logins against SCRAM verifiers.
     hashes = HashPool(_reactor(), options["hash-threads"], options["hash-queue"])
@@ -861,7 +891,10 @@ def makeService(options: Options) -> IService:
         ticketsAudienceName(options),
     )
     root = KeycardRoot(
-        bouncer, Portal(sessions), requesterName=options["requester-name"]
+        bouncer,
+        Portal(sessions),
+        requesterName=options["requester-name"],
+        heartbeat=options["heartbeat"] or None,
     )
     # One budget of connections not logged in for both faces: neither can
     # starve the other of the process's file descriptors.

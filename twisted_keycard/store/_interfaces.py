@@ -63,21 +63,27 @@ class IKeycardStore(Interface):
         """
 
     def addWithin(
-        record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+        record: IssuedKeycard,
+        maxPerAvatar: int | None,
+        poolSize: int | None,
+        seatsPerAvatar: int | None = None,
     ) -> Deferred[None]:
         """
         Record a keycard if, atomically, its avatar holds fewer than
         C{maxPerAvatar} keycards and, when C{record.seatPool} is set, that
-        pool has fewer than C{poolSize} seats taken.  Only held keycards
+        pool has fewer than C{poolSize} seats taken and the avatar holds
+        fewer than C{seatsPerAvatar} of them.  Only held keycards
         that have not expired at C{record.issued} count, and, in a store
         that keeps leases (L{ILeaseStore}), not those held under a lease
         that ran out by then: they are released first.  C{None} means no
         limit.
 
-        Several processes sharing the store never exceed either limit.
+        Several processes sharing the store never exceed any limit.
 
         @return: a L{Deferred} firing with C{None} once it is recorded, or
-            failing with L{twisted_keycard.error.QuotaExceeded}.
+            failing with L{twisted_keycard.error.QuotaExceeded} whose
+            C{limit} says which limit was reached (C{"avatar"}, C{"pool"}
+            or C{"seats-per-avatar"}, checked in that order).
         """
 
     def byParent(parentId: str) -> Deferred[list[IssuedKeycard]]:

@@ -151,7 +151,11 @@ class MemoryStore:
         return sum(1 for r in records if r.held and r.expires > when)
 
     def addWithin(
-        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+        self,
+        record: IssuedKeycard,
+        maxPerAvatar: int | None,
+        poolSize: int | None,
+        seatsPerAvatar: int | None = None,
     ) -> Deferred[None]:
         when = record.issued
         self.releaseLapsed(when)
@@ -159,13 +163,26 @@ class MemoryStore:
             maxPerAvatar is not None
             and self._live(self._byAvatar, record.avatarId, when) >= maxPerAvatar
         ):
-            return fail(QuotaExceeded("too many keycards for this avatar"))
-        if (
-            poolSize is not None
-            and record.seatPool is not None
-            and self._live(self._byPool, record.seatPool, when) >= poolSize
-        ):
-            return fail(QuotaExceeded(f"no seat left in pool {record.seatPool!r}"))
+            return fail(QuotaExceeded("too many keycards for this avatar", "avatar"))
+        pool = record.seatPool
+        if pool is not None:
+            taken = self._live(self._byPool, pool, when)
+            if poolSize is not None and taken >= poolSize:
+                return fail(QuotaExceeded(f"no seat left in pool {pool!r}", "pool"))
+            if seatsPerAvatar is not None:
+                seats = (self._records[i] for i in self._byPool.get(pool, ()))
+                mine = sum(
+                    1
+                    for r in seats
+                    if r.held and r.expires > when and r.avatarId == record.avatarId
+                )
+                if mine >= seatsPerAvatar:
+                    return fail(
+                        QuotaExceeded(
+                            f"too many seats of pool {pool!r} for this avatar",
+                            "seats-per-avatar",
+                        )
+                    )
         return self.add(record)
 
     def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:

@@ -179,6 +179,9 @@ local function load(id)
   for i, name in ipairs(FIELDS) do r[name] = values[i] end
   return r, values
 end
+local function seatsOf(r)
+  return P .. 'ix:sa:' .. #r.s .. ':' .. r.s .. ':' .. r.a
+end
 local function indexKeys(r)
   local keys = {P .. 'kc:expiry', P .. 'ix:a:' .. r.a}
   if r.r then table.insert(keys, P .. 'ix:r:' .. r.r) end
@@ -187,7 +190,10 @@ local function indexKeys(r)
   if r.l then table.insert(keys, P .. 'ix:l:' .. r.l) end
   if r.h == '1' then
     table.insert(keys, P .. 'ix:ha:' .. r.a)
-    if r.s then table.insert(keys, P .. 'ix:s:' .. r.s) end
+    if r.s then
+      table.insert(keys, P .. 'ix:s:' .. r.s)
+      table.insert(keys, seatsOf(r))
+    end
   end
   return keys
 end
@@ -212,7 +218,10 @@ local function release(id)
   local r = load(id)
   if r.id and r.h == '1' then
     redis.call('ZREM', P .. 'ix:ha:' .. r.a, id)
-    if r.s then redis.call('ZREM', P .. 'ix:s:' .. r.s, id) end
+    if r.s then
+      redis.call('ZREM', P .. 'ix:s:' .. r.s, id)
+      redis.call('ZREM', seatsOf(r), id)
+    end
     redis.call('HSET', P .. 'kc:' .. id, 'h', '0')
     redis.call('HDEL', P .. 'kc:' .. id, 's')
     return true
@@ -234,17 +243,21 @@ end
 """.replace("FIELD_NAMES", ", ".join(f"'{f}'" for f in FIELDS))
 
 #: ARGV: prefix, TTL, cap per avatar or '', pool size or '', issue time,
-#: index cutoff, then the record's fields and values.  Returns C{ok},
-#: C{duplicate}, C{avatar} or C{pool}.
+#: index cutoff, seats per avatar or '', then the record's fields and
+#: values.  Returns C{ok}, C{duplicate}, C{avatar}, C{pool} or
+#: C{seats-per-avatar}.  An avatar's seats of a pool are indexed under
+#: C{ix:sa:<length of pool>:<pool>:<avatar>}, so that no pool and avatar
+#: names share a key.
 ADD = (
     PRELUDE
     + """
 local ttl, perAvatar, poolSize, when, cutoff = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local seatsPerAvatar = ARGV[7]
 local r = {}
-for i = 7, #ARGV, 2 do r[ARGV[i]] = ARGV[i + 1] end
+for i = 8, #ARGV, 2 do r[ARGV[i]] = ARGV[i + 1] end
 local key = P .. 'kc:' .. r.id
 if redis.call('EXISTS', key) == 1 then return 'duplicate' end
-if perAvatar ~= '' or poolSize ~= '' then
+if perAvatar ~= '' or poolSize ~= '' or seatsPerAvatar ~= '' then
   releaseLapsed(when)
   if perAvatar ~= '' and
      redis.call('ZCOUNT', P .. 'ix:ha:' .. r.a, '(' .. when, '+inf') >= tonumber(perAvatar) then
@@ -254,9 +267,13 @@ if perAvatar ~= '' or poolSize ~= '' then
      redis.call('ZCOUNT', P .. 'ix:s:' .. r.s, '(' .. when, '+inf') >= tonumber(poolSize) then
     return 'pool'
   end
+  if seatsPerAvatar ~= '' and r.s and
+     redis.call('ZCOUNT', seatsOf(r), '(' .. when, '+inf') >= tonumber(seatsPerAvatar) then
+    return 'seats-per-avatar'
+  end
 end
 local fields = {}
-for i = 7, #ARGV do table.insert(fields, ARGV[i]) end
+for i = 8, #ARGV do table.insert(fields, ARGV[i]) end
 redis.call('HSET', key, unpack(fields))
 redis.call('EXPIRE', key, ttl)
 index(r, ttl, cutoff)

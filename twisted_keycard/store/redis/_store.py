@@ -120,7 +120,11 @@ class RedisKeycards:
         return self._clock.seconds()
 
     def _adding(
-        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+        self,
+        record: IssuedKeycard,
+        maxPerAvatar: int | None,
+        poolSize: int | None,
+        seatsPerAvatar: int | None = None,
     ) -> Callable[[], Deferred[None]]:
         def write() -> Deferred[None]:
             now = self._now()
@@ -131,6 +135,7 @@ class RedisKeycards:
                 "" if poolSize is None else str(poolSize),
                 number(record.issued),
                 number(now - GRACE),
+                "" if seatsPerAvatar is None else str(seatsPerAvatar),
                 *recordFields(record),
             )
             return d.addCallback(self._added, record)
@@ -142,9 +147,14 @@ class RedisKeycards:
         if outcome == "duplicate":
             raise KeyError(record.keycardId)
         if outcome == "avatar":
-            raise QuotaExceeded("too many keycards for this avatar")
+            raise QuotaExceeded("too many keycards for this avatar", "avatar")
         if outcome == "pool":
-            raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
+            raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}", "pool")
+        if outcome == "seats-per-avatar":
+            raise QuotaExceeded(
+                f"too many seats of pool {record.seatPool!r} for this avatar",
+                "seats-per-avatar",
+            )
 
     def add(self, record: IssuedKeycard) -> Deferred[None]:
         return self._write(
@@ -153,12 +163,16 @@ class RedisKeycards:
         )
 
     def addWithin(
-        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+        self,
+        record: IssuedKeycard,
+        maxPerAvatar: int | None,
+        poolSize: int | None,
+        seatsPerAvatar: int | None = None,
     ) -> Deferred[None]:
-        if maxPerAvatar is None and poolSize is None:
+        if maxPerAvatar is None and poolSize is None and seatsPerAvatar is None:
             return self.add(record)
         # Never queued: a seat counted without Redis could be over-granted.
-        return self._adding(record, maxPerAvatar, poolSize)()
+        return self._adding(record, maxPerAvatar, poolSize, seatsPerAvatar)()
 
     def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         d = self._connection.execute(
@@ -885,9 +899,13 @@ class RedisStore:
         return self._keycards.add(record)
 
     def addWithin(
-        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+        self,
+        record: IssuedKeycard,
+        maxPerAvatar: int | None,
+        poolSize: int | None,
+        seatsPerAvatar: int | None = None,
     ) -> Deferred[None]:
-        return self._keycards.addWithin(record, maxPerAvatar, poolSize)
+        return self._keycards.addWithin(record, maxPerAvatar, poolSize, seatsPerAvatar)
 
     def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         return self._keycards.get(keycardId)

@@ -157,8 +157,9 @@ def addWithin(
     record: IssuedKeycard,
     maxPerAvatar: int | None,
     poolSize: int | None,
+    seatsPerAvatar: int | None = None,
 ) -> None:
-    if maxPerAvatar is not None or poolSize is not None:
+    if maxPerAvatar is not None or poolSize is not None or seatsPerAvatar is not None:
         releaseLapsed(c, record.issued)
     if maxPerAvatar is not None:
         (held,) = c.execute(
@@ -167,15 +168,26 @@ def addWithin(
             (record.avatarId, record.issued),
         ).fetchone()
         if held >= maxPerAvatar:
-            raise QuotaExceeded("too many keycards for this avatar")
-    if poolSize is not None and record.seatPool is not None:
+            raise QuotaExceeded("too many keycards for this avatar", "avatar")
+    pool = record.seatPool
+    if poolSize is not None and pool is not None:
         (taken,) = c.execute(
             "SELECT COUNT(*) FROM keycards"
             " WHERE seat_pool = ? AND held = 1 AND expires > ?",
-            (record.seatPool, record.issued),
+            (pool, record.issued),
         ).fetchone()
         if taken >= poolSize:
-            raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}")
+            raise QuotaExceeded(f"no seat left in pool {pool!r}", "pool")
+    if seatsPerAvatar is not None and pool is not None:
+        (mine,) = c.execute(
+            "SELECT COUNT(*) FROM keycards"
+            " WHERE seat_pool = ? AND avatar_id = ? AND held = 1 AND expires > ?",
+            (pool, record.avatarId, record.issued),
+        ).fetchone()
+        if mine >= seatsPerAvatar:
+            raise QuotaExceeded(
+                f"too many seats of pool {pool!r} for this avatar", "seats-per-avatar"
+            )
     try:
         c.execute(f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})", toRow(record))
     except sqlite3.IntegrityError as e:
@@ -418,12 +430,21 @@ class SQLiteStore:
         return self.addWithin(record, None, None)
 
     def addWithin(
-        self, record: IssuedKeycard, maxPerAvatar: int | None, poolSize: int | None
+        self,
+        record: IssuedKeycard,
+        maxPerAvatar: int | None,
+        poolSize: int | None,
+        seatsPerAvatar: int | None = None,
     ) -> Deferred[None]:
         def job(c: sqlite3.Connection) -> None:
-            addWithin(c, record, maxPerAvatar, poolSize)
+            addWithin(c, record, maxPerAvatar, poolSize, seatsPerAvatar)
 
-        if maxPerAvatar is None and poolSize is None and record.seatPool is None:
+        if (
+            maxPerAvatar is None
+            and poolSize is None
+            and seatsPerAvatar is None
+            and record.seatPool is None
+        ):
             # A keycard lost to a power failure only means that its client
             # logs in again.
             return self._light(job)
