@@ -1,0 +1,153 @@
+"""
+The shell blocks of the README and of docs/service.rst run as printed: each
+block is taken from its page, its lines are run one by one by C{bash -e} in
+a fresh directory, with the C{keycard} and C{twistd} of the Python running
+the tests first on C{PATH}.  Only the ports change (to free ones), so that
+a run never meets another's processes; after each line that starts a
+server in the background (C{... &}), the script waits for its port, as a
+user waits for the prompt.  Every process a block starts is stopped at the
+end, as the block's process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from twisted.trial.unittest import SynchronousTestCase
+
+from ._procs import ENV, freePort, needTool
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Seconds for a whole block, on a busy machine.
+DEADLINE = 180.0
+#: Seconds a server started in the background has to listen.
+LISTEN_DEADLINE = 60
+
+pytestmark = pytest.mark.integration
+
+_FENCE = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_LITERAL = re.compile(r"::\n\n((?:    .*\n|[ \t]*\n)+)")
+_PORT = re.compile(r"(?:tcp:|ssl:|--port |localhost:|127\.0\.0\.1:)(\d{4,5})\b")
+_BACKGROUND = re.compile(r"&\s*(?:#.*)?$")
+
+
+def shellBlocks(page: Path) -> list[str]:
+    """
+    The shell blocks of a page: C{```sh} fences of Markdown, literal
+    blocks (after C{::}) of reStructuredText.
+    """
+    text = page.read_text()
+    if page.suffix == ".md":
+        return _FENCE.findall(text)
+    return [textwrap.dedent(block) for block in _LITERAL.findall(text)]
+
+
+def theBlock(page: Path, marker: str) -> str:
+    """
+    The one shell block of C{page} that holds C{marker}.
+    """
+    (block,) = [b for b in shellBlocks(page) if marker in b]
+    return block
+
+
+def commands(block: str) -> list[str]:
+    """
+    The commands of a block, one per item, continuation lines joined.
+    """
+    joined = block.replace("\\\n", " ")
+    return [line for line in joined.splitlines() if line.strip()]
+
+
+def script(block: str, ports: dict[int, int]) -> str:
+    """
+    A bash script that runs the block's commands with C{ports} renumbered,
+    and waits for the port of each command started in the background.
+    """
+    lines = [
+        "set -e",
+        # Quietly: the transcript shows the block's commands, not this.
+        "listening() { { set +x; } 2>/dev/null;"
+        f" for _ in $(seq {LISTEN_DEADLINE * 10}); do"
+        ' (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && { set -x; return; };'
+        ' sleep 0.1; done; echo "nothing listens on port $1"; return 1; }',
+    ]
+    for command in commands(block):
+        for old, new in ports.items():
+            command = re.sub(rf"\b{old}\b", str(new), command)
+        lines.append(command)
+        if _BACKGROUND.search(command):
+            listened = _PORT.findall(command)
+            assert listened, f"no port to wait for in {command!r}"
+            port = listened[-1]
+            lines.append(f"listening {port}")
+    return "\n".join(lines) + "\n"
+
+
+class SnippetTests(SynchronousTestCase):
+    def runBlock(
+        self, block: str, ports: list[int], setup: str = ""
+    ) -> tuple[Path, str]:
+        """
+        Run a block as printed (but for C{ports}, renumbered) in a new
+        directory, after C{setup}.
+
+        @return: the directory and the transcript (standard output and
+            error, with each command as bash ran it).
+        """
+        work = Path(self.mktemp()).resolve()
+        work.mkdir(parents=True)
+        text = setup + script(block, {port: freePort() for port in ports})
+        env = {
+            **ENV,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PS4": "$ ",
+        }
+        log = work / "transcript"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                ["bash", "-x", "-c", text],
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def stopGroup() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+
+        self.addCleanup(stopGroup)
+        try:
+            proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            stopGroup()
+            proc.wait()
+        # What the block started in the background stops with it.
+        stopGroup()
+        transcript = log.read_text()
+        self.assertEqual(proc.returncode, 0, transcript[-4000:])
+        return work, transcript
+
+    def test_readmeRedis(self) -> None:
+        """
+        The README's Redis section: a redis-server with a password, two
+        bouncers in one directory on it, a login on one and its token on
+        the other, then a revocation.
+        """
+        needTool("redis-server")
+        block = theBlock(ROOT / "README.md", "redis-server --port 6380")
+        work, transcript = self.runBlock(block, [6380, 8801, 8802])
+        self.assertNotIn("Another twistd server is running", transcript)
+        self.assertEqual(transcript.count("avatar alice"), 2, transcript)
+        self.assertIn("revoked", transcript)
+        self.assertTrue((work / "t").exists())
