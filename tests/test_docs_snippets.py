@@ -5,13 +5,15 @@ a fresh directory, with the C{keycard} and C{twistd} of the Python running
 the tests first on C{PATH}.  Only the ports change (to free ones), so that
 a run never meets another's processes; after each line that starts a
 server in the background (C{... &}), the script waits for its port, as a
-user waits for the prompt.  Every process a block starts is stopped at the
-end, as the block's process group.
+user waits for the prompt (a bouncer started on the default port, 8800,
+is given its free port with C{--listen}).  Every process a block starts
+is stopped at the end, as the block's process group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -28,6 +30,8 @@ from ._procs import ENV, freePort, needTool
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds for a whole block, on a busy machine.
 DEADLINE = 180.0
+#: The port of a bouncer started without --listen.
+DEFAULT_PORT = 8800
 #: Seconds a server started in the background has to listen.
 LISTEN_DEADLINE = 60
 
@@ -82,6 +86,14 @@ def script(block: str, ports: dict[int, int]) -> str:
     for command in commands(block):
         for old, new in ports.items():
             command = re.sub(rf"\b{old}\b", str(new), command)
+        if (
+            _BACKGROUND.search(command)
+            and "keycard-bouncer" in command
+            and "--listen" not in command
+        ):
+            # The default port, renumbered as the others are.
+            listen = f"--listen tcp:{ports[DEFAULT_PORT]}:interface=127.0.0.1"
+            command = re.sub(r"\s*&", f" {listen} &", command, count=1)
         lines.append(command)
         if _BACKGROUND.search(command):
             listened = _PORT.findall(command)
@@ -136,6 +148,8 @@ class SnippetTests(SynchronousTestCase):
         stopGroup()
         transcript = log.read_text()
         self.assertEqual(proc.returncode, 0, transcript[-4000:])
+        # Not even when the servers stop at the end.
+        self.assertNotIn("Traceback", transcript)
         return work, transcript
 
     def test_readmeRedis(self) -> None:
@@ -151,3 +165,27 @@ class SnippetTests(SynchronousTestCase):
         self.assertEqual(transcript.count("avatar alice"), 2, transcript)
         self.assertIn("revoked", transcript)
         self.assertTrue((work / "t").exists())
+
+    def test_serviceOverHttp(self) -> None:
+        """
+        docs/service.rst's "Over HTTP", after its walk-through's first
+        lines (whose bouncer keeps running): a second bouncer in the same
+        directory with an HTTP face, a token taken over HTTP, used, then
+        revoked by the keycard id from the JSON.
+        """
+        needTool("curl")
+        needTool("jq")
+        page = ROOT / "docs" / "service.rst"
+        walk = theBlock(page, "keycard init keycard-data --dev-cert localhost")
+        first = commands(walk)
+        (start,) = [i for i, c in enumerate(first) if "twistd" in c]
+        http = theBlock(page, "--http ssl:8443")
+        work, transcript = self.runBlock(
+            "\n".join(first[: start + 1]) + "\n" + http, [8800, 8801, 8443]
+        )
+        self.assertNotIn("Another twistd server is running", transcript)
+        self.assertEqual(transcript.count("listening on 127.0.0.1"), 3, transcript)
+        login = json.loads((work / "login.json").read_text())
+        self.assertEqual(login["avatarId"], "alice")
+        self.assertIn('"avatarId": "alice"', transcript)
+        self.assertIn(f"revoked keycard {login['keycardId']}", transcript)
