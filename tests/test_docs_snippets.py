@@ -16,10 +16,12 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,8 @@ _FENCE = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _LITERAL = re.compile(r"::\n\n((?:    .*\n|[ \t]*\n)+)")
 _PORT = re.compile(r"(?:tcp:|ssl:|--port |localhost:|127\.0\.0\.1:)(\d{4,5})\b")
 _BACKGROUND = re.compile(r"&\s*(?:#.*)?$")
+_COMMENT = re.compile(r"\s+#[^'\"]*$")
+_STATUS = re.compile(r"#.*\bexit (\d+)")
 
 
 def shellBlocks(page: Path) -> list[str]:
@@ -70,10 +74,17 @@ def commands(block: str) -> list[str]:
     return [line for line in joined.splitlines() if line.strip()]
 
 
-def script(block: str, ports: dict[int, int]) -> str:
+def script(
+    block: str, ports: dict[int, int], typed: Mapping[str, str] | None = None
+) -> str:
     """
     A bash script that runs the block's commands with C{ports} renumbered,
-    and waits for the port of each command started in the background.
+    and waits for the port of each command started in the background.  A
+    command whose comment says it exits with a status (C{# refused, exit
+    1}) must exit with that one.
+
+    @param typed: what a user types at the password prompt of a command
+        that holds each key: it is that command's standard input.
     """
     lines = [
         "set -e",
@@ -94,7 +105,17 @@ def script(block: str, ports: dict[int, int]) -> str:
             # The default port, renumbered as the others are.
             listen = f"--listen tcp:{ports[DEFAULT_PORT]}:interface=127.0.0.1"
             command = re.sub(r"\s*&", f" {listen} &", command, count=1)
-        lines.append(command)
+        for key, answer in (typed or {}).items():
+            if key in command:
+                comment = _COMMENT.search(command)
+                cut = comment.start() if comment else len(command)
+                command = f"{command[:cut]} <<< {shlex.quote(answer)}{command[cut:]}"
+        status = _STATUS.search(command)
+        if status:
+            lines.append(f"set +e\n{command}\nstatus=$?; set -e")
+            lines.append(f"test $status -eq {status.group(1)}")
+        else:
+            lines.append(command)
         if _BACKGROUND.search(command):
             listened = _PORT.findall(command)
             assert listened, f"no port to wait for in {command!r}"
@@ -105,18 +126,18 @@ def script(block: str, ports: dict[int, int]) -> str:
 
 class SnippetTests(SynchronousTestCase):
     def runBlock(
-        self, block: str, ports: list[int], setup: str = ""
+        self, block: str, ports: list[int], typed: Mapping[str, str] | None = None
     ) -> tuple[Path, str]:
         """
         Run a block as printed (but for C{ports}, renumbered) in a new
-        directory, after C{setup}.
+        directory, with C{typed} at its password prompts (see L{script}).
 
         @return: the directory and the transcript (standard output and
             error, with each command as bash ran it).
         """
         work = Path(self.mktemp()).resolve()
         work.mkdir(parents=True)
-        text = setup + script(block, {port: freePort() for port in ports})
+        text = script(block, {port: freePort() for port in ports}, typed)
         env = {
             **ENV,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -189,3 +210,34 @@ class SnippetTests(SynchronousTestCase):
         self.assertEqual(login["avatarId"], "alice")
         self.assertIn('"avatarId": "alice"', transcript)
         self.assertIn(f"revoked keycard {login['keycardId']}", transcript)
+
+    def test_readmeWalkThrough(self) -> None:
+        """
+        The README's walk-through: a data directory with a dev certificate,
+        a user, a TLS bouncer, a login that saves a token, the keycard
+        listed and revoked, the token refused (exit 1), the user removed.
+        The password is typed at the prompts.
+        """
+        block = theBlock(ROOT / "README.md", "keycard init my-data --dev-cert")
+        work, transcript = self.runBlock(
+            block,
+            [8800],
+            typed={
+                "keycard user add": "correct horse",
+                "alice --save-token": "correct horse",
+            },
+        )
+        self.assertIn("added user alice", transcript)
+        self.assertEqual(transcript.count("avatar id:  alice"), 1, transcript)
+        self.assertIn("login refused", transcript)
+        self.assertTrue((work / "alice.token").exists())
+
+    def test_serviceWalkThrough(self) -> None:
+        """
+        docs/service.rst's walk-through, whole: its token login works until
+        the revocation, then is refused (exit 1).
+        """
+        block = theBlock(ROOT / "docs" / "service.rst", "keycard init keycard-data")
+        _, transcript = self.runBlock(block, [8800])
+        self.assertEqual(transcript.count("avatar id:  alice"), 2, transcript)
+        self.assertIn("login refused", transcript)
