@@ -78,6 +78,20 @@ def freshVirtualenv(test: SynchronousTestCase) -> tuple[Path, Path]:
     return work, work / "venv" / "bin"
 
 
+def trackedCopy(test: SynchronousTestCase, destination: Path) -> Path:
+    """
+    A copy of the checkout's tracked files, as a fresh clone has them (and
+    so that no build leaves its files in the checkout).
+    """
+    tracked = run("git", "ls-files", "-z")
+    test.assertEqual(tracked.returncode, 0, tracked.stderr)
+    for name in filter(None, tracked.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, destination / name)
+    return destination
+
+
 class WheelTests(SynchronousTestCase):
     def setUp(self) -> None:
         requireIndex()
@@ -110,13 +124,7 @@ class WheelTests(SynchronousTestCase):
         C{twistd keycard-bouncer --help} run.
         """
         work = Path(self.mktemp()).resolve()
-        source = work / "src"
-        tracked = run("git", "ls-files", "-z")
-        self.assertEqual(tracked.returncode, 0, tracked.stderr)
-        for name in filter(None, tracked.stdout.split("\0")):
-            if (ROOT / name).is_file():
-                (source / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / name, source / name)
+        source = trackedCopy(self, work / "src")
         venv = work / "venv"
         page = (ROOT / "docs" / "production.rst").read_text()
         (made,) = [line for line in page.splitlines() if "python3 -m venv" in line]
@@ -166,12 +174,15 @@ class WheelTests(SynchronousTestCase):
 
     def test_docsFromDocsExtra(self) -> None:
         """
-        C{pip install '.[docs]'} from the checkout, in a fresh virtualenv,
-        installs the commands, and is all that C{sphinx-build -W} needs to
-        build the docs.
+        C{pip install '.[docs]'} in a copy of the checkout's tracked files,
+        into a fresh virtualenv, installs the commands, and is all that
+        C{sphinx-build -W} needs to build the docs.
         """
         work, bin = freshVirtualenv(self)
-        installed = run(bin / "python", "-m", "pip", "install", "-q", ".[docs]")
+        source = trackedCopy(self, work / "src")
+        installed = run(
+            bin / "python", "-m", "pip", "install", "-q", ".[docs]", cwd=source
+        )
         self.assertEqual(installed.returncode, 0, installed.stderr[-2000:])
         self.assertCommandsWork(bin, work)
         # Not there, so mocked: the API page still documents the module.
@@ -180,7 +191,7 @@ class WheelTests(SynchronousTestCase):
         html = work / "html"
         docs = run(
             bin / "sphinx-build", "-q", "-W", "--keep-going", "-b", "html",
-            ROOT / "docs", html,
+            source / "docs", html,
         )  # fmt: skip
         self.assertEqual(docs.returncode, 0, docs.stdout[-2000:] + docs.stderr)
         self.assertIn("useKeycards", (html / "api.html").read_text())
