@@ -29,6 +29,9 @@ autodoc_default_options = {"members": True, "show-inheritance": False}
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
 nitpicky = False
+# The extras' imports: the docs build from the ``docs`` extra alone (tox -e
+# docs, a fresh virtualenv), without Buildbot installed.
+autodoc_mock_imports = ["buildbot", "buildbot_worker"]
 
 # Our docstrings are epytext, as Twisted's are; turn them into reST.
 _FIELDS = [

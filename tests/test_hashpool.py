@@ -10,12 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import reactor as _reactor
+from twisted.internet.base import ReactorBase
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from twisted_keycard import KeycardDenied
-from twisted_keycard._hashpool import HashPool, IHashPool
+from twisted_keycard._hashpool import HashPool, IHashPool, _ThreadRunner
 
 reactor: Any = _reactor
 
@@ -181,3 +182,48 @@ class HashPoolThreadTests(TestCase):
             self.assertTrue(thread.daemon)
 
         return ensureDeferred(go())
+
+
+class _ShutdownReactor(ReactorBase):
+    """
+    A reactor that never runs, whose system events a test fires.
+    """
+
+    def installWaker(self) -> None:
+        pass
+
+    def removeAll(self) -> list[Any]:
+        return []
+
+
+class ThreadRunnerShutdownTests(SynchronousTestCase):
+    """
+    The default runner's pool stops when its reactor shuts down.
+    """
+
+    def test_stoppedAtShutdown(self) -> None:
+        """
+        The shutdown stops the pool, with no error logged (the trigger,
+        which the reactor removed as it fired it, is not removed again).
+        """
+        fakeReactor = _ShutdownReactor()
+        runner = _ThreadRunner(fakeReactor, 1)
+        runner(lambda: None)
+        self.assertTrue(runner._pool.started)
+        fakeReactor.fireSystemEvent("shutdown")
+        self.assertFalse(runner._pool.started)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        runner.stop()  # again: nothing to do
+
+    def test_stoppedBefore(self) -> None:
+        """
+        A runner stopped before the shutdown removes its trigger: the
+        shutdown finds nothing to stop.
+        """
+        fakeReactor = _ShutdownReactor()
+        runner = _ThreadRunner(fakeReactor, 1)
+        runner(lambda: None)
+        runner.stop()
+        self.assertFalse(runner._pool.started)
+        fakeReactor.fireSystemEvent("shutdown")
+        self.assertEqual(self.flushLoggedErrors(), [])

@@ -54,6 +54,7 @@ from twisted_keycard.service._startup import (
     quietParent,
     serverEndpoint,
 )
+from twisted_keycard.srp import ScryptKDF, SRPVerifier, SRPVerifiers, readVerifiers
 from twisted_keycard.store._memory import MemoryStore
 from twisted_keycard.web import ProxyTrust
 
@@ -218,6 +219,37 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(
             plainHelp("  C{scram:FILE}: see L{a.b}\n  I{x}"), "scram:FILE: see a.b\nx"
         )
+
+    def test_srpHelpShowsTheFormat(self) -> None:
+        """
+        C{--help-auth} shows the SRP line format that
+        C{SRPVerifier.toString} writes (scrypt first) and the older one,
+        field for field, and the C{srp:} checker reads a line of each.
+        """
+        (factory,) = [f for f in findCheckerFactories() if f.authType == "srp"]
+        kdf = ScryptKDF.generate(n=2**10)
+        lines = [
+            "alice:" + SRPVerifier.fromPassword("alice", "pw", kdf).toString(),
+            "bob:" + SRPVerifier.withoutKDF("bob", "pw").toString(),
+        ]
+        shown = [
+            word.strip(",)")
+            for word in factory.argStringFormat.split()
+            if word.startswith("name:")
+        ]
+        self.assertEqual(len(shown), 2)
+        for line, format in zip(lines, shown, strict=True):
+            written = line.split(":", 1)[1]
+            self.assertEqual(
+                written.split("$")[0], format.split(":", 1)[1].split("$")[0]
+            )
+            self.assertEqual(written.count("$"), format.count("$"))
+            help = factory.authHelp.replace("<", "").replace(">", "")
+            self.assertIn(format, help)
+        path = Path(self.mktemp())
+        path.write_text("\n".join(lines) + "\n")
+        self.assertIsInstance(factory.generateChecker(str(path)), SRPVerifiers)
+        self.assertEqual(sorted(readVerifiers(path.read_text())), ["alice", "bob"])
 
 
 class StockCheckerTests(SynchronousTestCase):

@@ -99,9 +99,15 @@ class _ThreadRunner:
         if not self._pool.started:
             self._pool.start()
             self._trigger = self._reactor.addSystemEventTrigger(
-                "during", "shutdown", self.stop
+                "during", "shutdown", self._shutdown
             )
         return deferToThreadPool(self._reactor, self._pool, call)
+
+    def _shutdown(self) -> None:
+        # The reactor removed the trigger as it fired it: removing it again
+        # would raise, and leave the pool running.
+        self._trigger = None
+        self.stop()
 
     def stop(self) -> None:
         if self._trigger is not None:

@@ -148,13 +148,18 @@ class HtpasswdCheckerFactory:
 class SRPCheckerFactory:
     """
     C{srp:FILE}: SRP-6a (a PAKE) against FILE, lines of
-    C{name:SRP-SHA256-2048$<salt>$<verifier>}: an eavesdropper who records
-    the exchange cannot try passwords offline.
+    C{name:SRP-SHA256-2048-SCRYPT$<N:r:p>$<kdfsalt>$<salt>$<verifier>}
+    (C{SRPVerifier.fromPassword(name, password).toString()}), or older
+    C{name:SRP-SHA256-2048$<salt>$<verifier>} lines: an eavesdropper who
+    records the exchange cannot try passwords offline.
     """
 
     authType = "srp"
     authHelp = plainHelp(__doc__)
-    argStringFormat = "srp:FILE (lines of name:SRP-SHA256-2048$salt$verifier)"
+    argStringFormat = (
+        "srp:FILE (lines of name:SRP-SHA256-2048-SCRYPT$N:r:p$kdfsalt$salt$verifier,"
+        " or older name:SRP-SHA256-2048$salt$verifier)"
+    )
     credentialInterfaces = (ISRPExchange,)
 
     def generateChecker(self, argstring: str = "") -> ICredentialsChecker:
