@@ -345,6 +345,10 @@ class ReaderGoneTests(TestCase):
         self.assertEqual(done.returncode, 2)
 
 
+def _defaultInterrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.integration
 class InterruptTests(TestCase):
     """
@@ -358,6 +362,11 @@ class InterruptTests(TestCase):
             [sys.executable, "-m", "twisted_keycard.admin", *args],
             text=True,
             env=ENV,
+            # Ctrl-C reaches the command as from a terminal's foreground even
+            # when the tests run where SIGINT is ignored (a shell's
+            # background job, nohup): the command would inherit that, and
+            # the test would wait out its timeout.
+            preexec_fn=_defaultInterrupt,
             **options,
         )
         self.addCleanup(process.wait)
