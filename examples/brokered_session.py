@@ -24,6 +24,7 @@ where BOUNCER and SERVICE are client endpoints, e.g.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
@@ -268,16 +269,51 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        usage="%(prog)s [-h] [service ... | client ...]",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parts = parser.add_subparsers(
+        dest="part", metavar="PART", help="run one part alone (default: all three)"
+    )
+    alone = parts.add_parser(
+        "service",
+        prog=f"{parser.prog} service",
+        help="the service: log in to BOUNCER as NAME, take sessions on PORT",
+    )
+    alone.add_argument("bouncer", metavar="BOUNCER", help="the bouncer's endpoint")
+    alone.add_argument("port", metavar="PORT", help="the port to take sessions on")
+    alone.add_argument("name", metavar="NAME", help="the service's name")
+    alone = parts.add_parser(
+        "client",
+        prog=f"{parser.prog} client",
+        help="the client: log in to BOUNCER as NAME, open a session with"
+        " SERVICE_NAME at SERVICE",
+    )
+    alone.add_argument("bouncer", metavar="BOUNCER", help="the bouncer's endpoint")
+    alone.add_argument("serviceAt", metavar="SERVICE", help="the service's endpoint")
+    alone.add_argument("name", metavar="NAME", help="the client's name")
+    alone.add_argument(
+        "serviceName", metavar="SERVICE_NAME", help="the name the service logs in as"
+    )
+    return parser
+
+
 if __name__ == "__main__":
-    command = sys.argv[1:2]
-    if command == ["service"]:
-        bouncer, port, name = sys.argv[2:5]
-        task.react(lambda r: Deferred.fromCoroutine(service(r, bouncer, port, name)))
-    elif command == ["client"]:
-        bouncer, serviceAt, name, serviceName = sys.argv[2:6]
+    # --help and a mistyped argument stop here, before anything starts.
+    args = arguments().parse_args()
+    if args.part == "service":
         task.react(
             lambda r: Deferred.fromCoroutine(
-                client(r, bouncer, serviceAt, name, serviceName)
+                service(r, args.bouncer, args.port, args.name)
+            )
+        )
+    elif args.part == "client":
+        task.react(
+            lambda r: Deferred.fromCoroutine(
+                client(r, args.bouncer, args.serviceAt, args.name, args.serviceName)
             )
         )
     else:

@@ -12,6 +12,7 @@ verifier, and the client checks the server's signature.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -88,5 +89,9 @@ def run(reactor: IReactorCore | IReactorTCP | IReactorTime) -> Any:
 
 
 if __name__ == "__main__":
+    # No options: this only answers --help (and refuses any argument).
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     task.react(run, [])
     sys.exit(0)

@@ -8,13 +8,14 @@ Run it with::
     python examples/web_guard.py          # serve until Ctrl-C
     python examples/web_guard.py --demo   # a scripted client, then exit
 
-It prints the URLs and a curl line.  User C{alice}, password C{correct
-horse}: the server keeps only a SCRAM verifier, which also checks the
+It prints the URLs and a curl line.  User ``alice``, password ``correct
+horse``: the server keeps only a SCRAM verifier, which also checks the
 passwords of Basic and of the form.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tempfile
@@ -132,5 +133,19 @@ async def main(reactor: Any, *argv: str) -> None:
     await Deferred()  # serve until Ctrl-C
 
 
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run a scripted client against the server, then exit",
+    )
+    return parser
+
+
 if __name__ == "__main__":
+    # --help and a mistyped option stop here, before anything is served.
+    arguments().parse_args()
     task.react(lambda reactor: Deferred.fromCoroutine(main(reactor, *sys.argv[1:])))

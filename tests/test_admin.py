@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import getpass as getpass_
 import io
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
@@ -30,7 +33,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from twisted_keycard import KeycardRefused
-from twisted_keycard.admin._cli import parser
+from twisted_keycard.admin._cli import CommandError, parser, readPassword
 from twisted_keycard.admin._login import (
     FromAgent,
     LoginFailed,
@@ -47,12 +50,13 @@ from twisted_keycard.admin._operations import (
     rewrapKeys,
     selectKeycards,
     table,
+    userList,
 )
 from twisted_keycard.error import KeycardError
 from twisted_keycard.hmackeys import HMACAnswerer
 from twisted_keycard.pb._root import KeycardRoot
 from twisted_keycard.pb._serverfactory import KeycardServerFactory
-from twisted_keycard.scram import SCRAMAnswerer
+from twisted_keycard.scram import SCRAMAnswerer, Verifier
 from twisted_keycard.service import DataDir
 from twisted_keycard.service._checkers import PasswordChallenger
 from twisted_keycard.service._startup import clientEndpoint
@@ -125,7 +129,7 @@ class KeycardsTests(SynchronousTestCase):
     def test_revokes(self) -> None:
         outcome = self.revoke(None, "alice", None)
         self.assertTrue(outcome.matched)
-        self.assertIn("2 keycard(s)", outcome.lines[0])
+        self.assertIn("of avatar alice (2 keycards on record)", outcome.lines[0])
         for mark in ["avatar:alice", "family:k1", "family:k2"]:
             self.assertTrue(self.successResultOf(self.store.isRevoked(mark)))
         self.assertFalse(self.successResultOf(self.store.isRevoked("family:k3")))
@@ -143,10 +147,41 @@ class KeycardsTests(SynchronousTestCase):
         line = self.successResultOf(
             Deferred.fromCoroutine(revokeUser(self.store, self.clock, "alice"))
         )
-        self.assertIn("revoked the 2 keycard(s) and every token of alice", line)
+        self.assertIn("revoked 2 keycards and every token of alice", line)
         for mark in ["family:k1", "family:k2", "avatar:alice"]:
             self.assertTrue(self.successResultOf(self.store.isRevoked(mark)))
         self.assertFalse(self.successResultOf(self.store.isRevoked("family:k3")))
+
+    def test_revokeOneId(self) -> None:
+        """
+        Revoking one id says what was counted: the keycard and its family
+        (the token logins its password login started), not "2 keycard(s)"
+        for the one id given (issue 27).
+        """
+        child = attrs.evolve(record("k4", "alice", "web", 40.0), familyId="k1")
+        self.successResultOf(self.store.add(child))
+        outcome = self.revoke("k1", None, None)
+        self.assertEqual(
+            outcome.lines,
+            [
+                "revoked keycard k1 and its family: 2 keycards on record, and their"
+                " tokens; running bouncers refuse them within a second"
+            ],
+        )
+        self.assertTrue(self.successResultOf(self.store.isRevoked("family:k1")))
+        outcome = self.revoke("k2", None, None)
+        self.assertEqual(
+            outcome.lines,
+            [
+                "revoked keycard k2 and its token (no other keycard of its family on"
+                " record); running bouncers refuse them within a second"
+            ],
+        )
+        outcome = self.revoke(None, None, "web")
+        self.assertIn(
+            "issued through requester web and their families (3 keycards on record)",
+            outcome.lines[0],
+        )
 
     def test_select(self) -> None:
         def ids(avatar: str | None, requester: str | None) -> list[str]:
@@ -195,6 +230,45 @@ class ParserTests(SynchronousTestCase):
         self.assertIn("--connect", self.refused("login", "alice"))
         self.assertIn("invalid choice", self.refused("login", "--kind", "x"))
 
+    def test_unknownOptionFirst(self) -> None:
+        """
+        An unknown option is the first error, with the option it most likely
+        stands for: a mistyped C{--conect} was reported as a missing
+        C{--connect} (issue 27).
+        """
+        for argv, text in [
+            (
+                ("login", "--conect", "tcp:h:1", "alice"),
+                "keycard login: unknown option --conect: did you mean --connect?",
+            ),
+            (
+                ("login", "--connect", "tcp:h:1", "--conect=x", "alice"),
+                "keycard login: unknown option --conect: did you mean --connect?",
+            ),
+            (
+                ("login", "--kind", "nosuch", "--tiemout", "3", "alice"),
+                "unknown option --tiemout: did you mean --timeout?",
+            ),
+            (
+                ("user", "add", "--data-dri", "d", "alice"),
+                "keycard user add: unknown option --data-dri: did you mean --data-dir?",
+            ),
+            (("--conect", "login"), "keycard: unknown option --conect"),
+            (("revoke", "-x"), "keycard revoke: unknown option -x"),
+        ]:
+            err = self.refused(*argv)
+            self.assertIn(text, err)
+            self.assertNotIn("required", err)
+        # What argparse takes for values and abbreviations stays taken.
+        args = parser().parse_args(
+            ["login", "--conn", "tcp:h:1", "--timeout", "3", "a"]
+        )
+        self.assertEqual((args.connect, args.timeout), ("tcp:h:1", 3.0))
+        args = parser().parse_args(["revoke", "--reason", "- why", "--", "-id"])
+        self.assertEqual((args.reason, args.keycardId), ("- why", "-id"))
+        self.assertIn("0 or more", self.refused("keys", "rotate", "--grace", "-1"))
+        self.assertIn("ambiguous option", self.refused("login", "--c", "x", "a"))
+
     def test_version(self) -> None:
         out = io.StringIO()
         with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
@@ -212,6 +286,102 @@ class ParserTests(SynchronousTestCase):
                 self.assertTrue(action.help, f"{path} {action.dest}")
 
         walk(parser(), "keycard")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class UsersTests(SynchronousTestCase):
+    def prompted(self, *typed: str) -> tuple[list[str], str | Exception]:
+        """
+        L{readPassword} for a new password on a terminal where C{typed} is
+        typed at each prompt: the prompts, and the password or the error.
+        """
+        answers = iter(typed)
+        prompts: list[str] = []
+
+        def getpass(prompt: str = "") -> str:
+            prompts.append(prompt)
+            return next(answers)
+
+        self.patch(sys, "stdin", _Terminal())
+        self.patch(getpass_, "getpass", getpass)
+        try:
+            return prompts, readPassword(confirm=True)
+        except CommandError as e:
+            return prompts, e
+
+    def test_newPasswordTwice(self) -> None:
+        """
+        On a terminal a new password is asked twice (it is typed unseen: a
+        typo would be saved), and two that differ change nothing.
+        """
+        self.assertEqual(
+            self.prompted("s3cret", "s3cret"),
+            (["Password: ", "Password (again): "], "s3cret"),
+        )
+        prompts, error = self.prompted("s3cret", "s3cert")
+        self.assertEqual(len(prompts), 2)
+        self.assertEqual(str(error), "the two passwords differ: nothing changed")
+        prompts, error = self.prompted("")
+        self.assertEqual((prompts, str(error)), (["Password: "], "no password given"))
+
+    def test_newPasswordFromStandardInput(self) -> None:
+        """
+        Not on a terminal, the first line of standard input, read once.
+        """
+        self.patch(sys, "stdin", io.StringIO("s3cret\nmore\n"))
+        self.assertEqual(readPassword(confirm=True), "s3cret")
+
+    def listed(self, text: str) -> tuple[str, str]:
+        data = DataDir(Path(self.mktemp()))
+        data.path.mkdir()
+        data.users.write_text(text)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            self.assertEqual(userList(data), 0)
+        return out.getvalue(), err.getvalue().replace(str(data.path), "D")
+
+    def test_listSkipsMalformedLines(self) -> None:
+        """
+        C{keycard user list} lists the users a bouncer takes, and names on
+        standard error each line it leaves out: it listed every line's first
+        field as a user (issue 27).
+        """
+        good = Verifier.fromPassword("pw", iterations=4096).toString()
+        out, err = self.listed(
+            f"# users\nalice:{good}\ngarbage\nbob:SCRAM-SHA-256$x\n"
+            f"carol:{good}\n\ncarol:{good}\neve\x1b[2J:{good}\n"
+        )
+        self.assertEqual(out, "alice\neve\\x1b[2J\n")
+        self.assertEqual(
+            err.splitlines(),
+            [
+                "keycard: D/users.scram: line 3 left out:"
+                " expected name:SCRAM-SHA-256$...",
+                "keycard: D/users.scram: line 4 left out: not a SCRAM-SHA-256 verifier",
+                "keycard: D/users.scram: line 7 left out:"
+                " user 'carol' is on more than one line: none of them is taken",
+            ],
+        )
+
+    def test_listNoUsers(self) -> None:
+        """
+        An empty listing says so, on standard error: it printed nothing at
+        all.
+        """
+        hint = "add one with: keycard user add --data-dir D NAME"
+        self.assertEqual(
+            self.listed("# none yet\n"),
+            ("", f"keycard: no users in D/users.scram; {hint}\n"),
+        )
+        out, err = self.listed("garbage\n")
+        self.assertEqual(out, "")
+        self.assertIn(
+            f"keycard: no users in D/users.scram that a bouncer takes; {hint}", err
+        )
 
 
 class AnswererTests(SynchronousTestCase):

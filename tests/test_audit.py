@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRefused
@@ -117,6 +117,36 @@ class IssuedOverPBTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(login).keycard.avatarId, "alice")
         [issued] = [e for e in events if e.get("event") == "login.issued"]
         self.assertEqual(issued["account"], "alice")
+
+
+class LeavingTests(SynchronousTestCase):
+    def test_leavingIsNoDecision(self) -> None:
+        """
+        A client that logs in and leaves writes one line, its
+        C{login.issued}: its leaving is no decision, and no line reads like
+        a revocation (issue 27: C{keycard <id> removed} at every
+        disconnect).  Its keycard is no longer held, and not revoked.
+        """
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        store = MemoryStore()
+        server = KeycardTestServer.build(
+            [PassphraseChecker({"alice": "wonderland"})], AvatarRealm(), store=store
+        )
+        connection = server.connect()
+        login = self.successResultOf(
+            connection.loginWithKeycard([PassphraseAnswerer("alice", "wonderland")])
+        )
+        keycardId = login.keycard.id
+        assert keycardId is not None
+        connection.disconnect()
+        self.assertFalse(connection.connected)
+        self.assertNotIn(keycardId, server.bouncer.held)
+        self.assertFalse(self.successResultOf(store.isRevoked(keycardId)))
+        naming = [formatEvent(e) for e in events if keycardId in formatEvent(e)]
+        self.assertEqual(len(naming), 1, naming)
+        self.assertIn(f"keycard {keycardId} issued to alice", naming[0])
 
 
 class TokenAuditTests(SynchronousTestCase):

@@ -29,7 +29,7 @@ from twisted.trial.unittest import TestCase
 
 from twisted_keycard.srp import SRPVerifier
 
-from ._procs import ENV, TIMEOUT, bouncer, freePort, keycard, started
+from ._procs import ENV, TIMEOUT, bouncer, freePort, keycard, started, waitFor
 
 PASSWORD = "correct horse battery staple"
 
@@ -258,6 +258,57 @@ class KeycardCommandTests(TestCase):
 
         return ensureDeferred(go())
 
+    def test_revokeOneId(self) -> Deferred[None]:
+        """
+        A client that logs in and leaves leaves one line in the bouncer's
+        log, its login: nothing that reads like a revocation.  Revoking one
+        keycard id says what it counted: the keycard and its family (here
+        the token login it began), not "2 keycard(s)" for one id (issue 27).
+        """
+
+        async def go() -> None:
+            port = await self.start(False)
+            [log] = self.dir.glob(f"b-{port}.log")
+            connect = f"tcp:127.0.0.1:{port}"
+            token = self.dir / "alice.token"
+            login = keycard(
+                "login", "--connect", connect, "alice", "--save-token", str(token),
+                stdin=PASSWORD + "\n",
+            )  # fmt: skip
+            self.assertLoggedIn(login, "alice")
+            again = keycard("login", "--connect", connect, "--token-file", str(token))
+            self.assertLoggedIn(again, "alice")
+            data = ("--data-dir", str(self.data))
+
+            def released() -> list[dict[str, Any]]:
+                listing = keycard("list", *data, "--json", "--avatar", "alice")
+                records: list[dict[str, Any]] = json.loads(listing.stdout)
+                return [r for r in records if not r["held"]]
+
+            # Both clients have left once the bouncer released their keycards.
+            await waitFor(lambda: len(released()) == 2, "both keycards released")
+            # The password login's keycard, and the token login's, its child.
+            [first] = [r for r in released() if r["parent"] is None]
+            [second] = [r for r in released() if r["parent"] is not None]
+            self.assertEqual(second["parent"], first["id"])
+            lines = log.read_text().splitlines()
+            for keycardId in (first["id"], second["id"]):
+                [line] = [line for line in lines if keycardId in line]
+                self.assertIn(f"keycard {keycardId} issued to alice", line)
+            self.assertNotIn("removed", log.read_text())
+            self.assertNotIn("revoked", log.read_text())
+
+            revoked = keycard("revoke", *data, first["id"])
+            self.assertOneLine(
+                revoked,
+                0,
+                f"revoked keycard {first['id']} and its family: 2 keycards on"
+                " record, and their tokens; running bouncers refuse them within"
+                " a second",
+            )
+
+        return ensureDeferred(go())
+
     def test_devCertListensOnLoopback(self) -> None:
         """
         The listen endpoint C{keycard init --dev-cert} prints is bound to
@@ -294,6 +345,10 @@ class ReaderGoneTests(TestCase):
         self.assertEqual(done.returncode, 2)
 
 
+def _defaultInterrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.integration
 class InterruptTests(TestCase):
     """
@@ -307,6 +362,11 @@ class InterruptTests(TestCase):
             [sys.executable, "-m", "twisted_keycard.admin", *args],
             text=True,
             env=ENV,
+            # Ctrl-C reaches the command as from a terminal's foreground even
+            # when the tests run where SIGINT is ignored (a shell's
+            # background job, nohup): the command would inherit that, and
+            # the test would wait out its timeout.
+            preexec_fn=_defaultInterrupt,
             **options,
         )
         self.addCleanup(process.wait)
@@ -372,3 +432,118 @@ class InterruptTests(TestCase):
             shown += chunk
         lines = [line.strip() for line in shown.decode().splitlines()]
         self.assertEqual(lines, ["Password:", "keycard: interrupted"])
+
+
+@pytest.mark.integration
+class NewcomerTests(TestCase):
+    """
+    The rough edges a newcomer met in the command (issue 27): a new password
+    asked once on a terminal, users listed from malformed lines and nothing
+    at all for none, a mistyped option reported as a missing one.
+    """
+
+    def setUp(self) -> None:
+        self.data = Path(self.mktemp()).resolve()
+        self.assertEqual(keycard("init", str(self.data)).returncode, 0)
+
+    def onTerminal(self, *typed: str) -> tuple[int, list[str]]:
+        """
+        C{keycard user add alice} on a terminal where each of C{typed} is
+        typed at a prompt: its exit status and the terminal's lines.
+        """
+        controller, terminal = pty.openpty()
+        self.addCleanup(os.close, controller)
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "twisted_keycard.admin", "user", "add"),
+                *("--data-dir", str(self.data), "alice"),
+            ],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=ENV,
+        )
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        os.close(terminal)
+        shown = b""
+        for answer in typed:
+            prompted = shown.count(b":")
+            while shown.count(b":") == prompted:
+                ready, _, _ = select.select([controller], [], [], TIMEOUT)
+                self.assertTrue(ready, shown)
+                shown += os.read(controller, 1024)
+            os.write(controller, answer.encode() + b"\n")
+        code = process.wait(timeout=TIMEOUT)
+        while True:
+            try:
+                chunk = os.read(controller, 1024)
+            except OSError:  # the terminal's other end closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return code, [line.strip() for line in shown.decode().splitlines()]
+
+    def users(self) -> subprocess.CompletedProcess[str]:
+        return keycard("user", "list", "--data-dir", str(self.data))
+
+    def test_newPasswordTwiceOnATerminal(self) -> None:
+        """
+        On a terminal, C{keycard user add} asks for the password twice, and
+        two that differ change nothing.
+        """
+        code, lines = self.onTerminal("correct horse", "correct hrose")
+        self.assertEqual(code, 2)
+        self.assertEqual(
+            lines,
+            [
+                "Password:",
+                "Password (again):",
+                "keycard: the two passwords differ: nothing changed",
+            ],
+        )
+        self.assertEqual(self.users().stdout, "")
+        code, lines = self.onTerminal("correct horse", "correct horse")
+        self.assertEqual(
+            (code, lines), (0, ["Password:", "Password (again):", "added user alice"])
+        )
+        self.assertEqual(self.users().stdout, "alice\n")
+
+    def test_listUsers(self) -> None:
+        """
+        No users: a line on standard error says so.  Malformed lines: left
+        out of the listing, each named on standard error.
+        """
+        listing = self.users()
+        self.assertEqual((listing.returncode, listing.stdout), (0, ""))
+        self.assertEqual(
+            listing.stderr,
+            f"keycard: no users in {self.data}/users.scram; add one with:"
+            f" keycard user add --data-dir {self.data} NAME\n",
+        )
+        keycard("user", "add", "--data-dir", str(self.data), "bob", stdin="pw\n")
+        with open(self.data / "users.scram", "a") as users:
+            users.write("not a user line\n")
+        listing = self.users()
+        self.assertEqual((listing.returncode, listing.stdout), (0, "bob\n"))
+        self.assertEqual(
+            listing.stderr,
+            f"keycard: {self.data}/users.scram: line 2 left out:"
+            " expected name:SCRAM-SHA-256$...\n",
+        )
+
+    def test_mistypedOption(self) -> None:
+        """
+        A mistyped option is the one error, with the option meant.
+        """
+        done = keycard("login", "--conect", "tcp:127.0.0.1:8800", "alice")
+        self.assertEqual(
+            (done.returncode, done.stdout, done.stderr),
+            (
+                2,
+                "",
+                "keycard login: unknown option --conect: did you mean --connect?"
+                " (see: keycard login --help)\n",
+            ),
+        )

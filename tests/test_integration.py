@@ -6,6 +6,7 @@ run as a user runs it.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,39 @@ class ExampleTests(TestCase):
     """
     The example in examples/ runs as is.
     """
+
+    def test_help(self) -> None:
+        """
+        Every example answers C{--help} with its usage and exits, and
+        refuses an argument it does not take, before doing anything: they
+        started serving instead (issue 27).
+        """
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            # The deadline fails an example that serves instead.
+            return subprocess.run(
+                [sys.executable, *args],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                cwd=ROOT,
+                timeout=30,
+                check=False,
+            )
+
+        examples = sorted((ROOT / "examples").glob("*.py"))
+        self.assertEqual(len(examples), 3, examples)
+        for example in examples:
+            done = run(str(example), "--help")
+            self.assertEqual((done.returncode, done.stderr), (0, ""), example)
+            self.assertTrue(done.stdout.startswith(f"usage: {example.name}"))
+            self.assertIn("Run it with", done.stdout)
+            done = run(str(example), "--hlep")
+            self.assertEqual((done.returncode, done.stdout), (2, ""), example)
+            self.assertIn("unrecognized arguments: --hlep", done.stderr)
+        done = run(str(ROOT / "examples" / "brokered_session.py"), "client", "--help")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("BOUNCER SERVICE NAME SERVICE_NAME", done.stdout)
 
     def test_example(self) -> Deferred[None]:
         async def go() -> None:

@@ -228,7 +228,7 @@ class StartupFailureTests(TestCase):
         result = self.daemonized("--listen", f"tcp:{port}:interface=127.0.0.1")
         self.assertEqual((result.returncode, result.stderr), (0, ""))
         self.assertFalse(pid.exists())
-        line = f"bouncer bouncer listening on 127.0.0.1:{port} (tcp)"
+        line = f'bouncer "bouncer" listening on 127.0.0.1:{port} (tcp)'
         self.assertIn(line, (self.dir / "twistd.log").read_text())
 
     def test_missingAuthFile(self) -> None:
@@ -248,15 +248,19 @@ class StartupFailureTests(TestCase):
 
     def test_startLine(self) -> Deferred[None]:
         """
-        The log names the address and port the bouncer listens on.
+        The log names the bouncer, and the address and port it listens on.
         """
         port = freePort()
         process = bouncer(
-            self.data, f"tcp:{port}:interface=127.0.0.1", self.dir / "b.log"
+            self.data,
+            f"tcp:{port}:interface=127.0.0.1",
+            self.dir / "b.log",
+            "--name",
+            "edge-1",
         )
         self.addCleanup(process.stop)
         process.start()
-        line = f"bouncer bouncer listening on 127.0.0.1:{port} (tcp)"
+        line = f'bouncer "edge-1" listening on 127.0.0.1:{port} (tcp)'
         return ensureDeferred(
             waitFor(lambda: line in process.output(), "the start line")
         ).addCallback(lambda _: None)

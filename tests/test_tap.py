@@ -25,7 +25,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -383,11 +383,21 @@ class StartTests(SynchronousTestCase):
             def listen(self, factory: object) -> Deferred[Any]:
                 return succeed(_Port(IPv4Address("TCP", "127.0.0.1", 8800)))
 
-        listener = Listener(Endpoint(), object(), "tcp:8800:interface=127.0.0.1", "b")
-        listener.privilegedStartService()
-        listener.startService()
-        [event] = [e for e in events if e.get("event") == "bouncer.listening"]
-        self.assertEqual(event["address"], "127.0.0.1:8800")
+        for name, serving, line in [
+            ("b", "bouncer", 'bouncer "b" listening on 127.0.0.1:8800 (tcp)'),
+            # The default name reads as a name, not as a stutter (issue 27).
+            ("bouncer", "bouncer", 'bouncer "bouncer" listening on 127.0.0.1:8800'),
+            ("edge-1", "metrics of bouncer", 'metrics of bouncer "edge-1" listening'),
+        ]:
+            del events[:]
+            listener = Listener(
+                Endpoint(), object(), "tcp:8800:interface=127.0.0.1", name, serving
+            )
+            listener.privilegedStartService()
+            listener.startService()
+            [event] = [e for e in events if e.get("event") == "bouncer.listening"]
+            self.assertEqual(event["address"], "127.0.0.1:8800")
+            self.assertIn(line, formatEvent(event))
 
     def test_describeAddress(self) -> None:
         self.assertEqual(

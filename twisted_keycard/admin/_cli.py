@@ -6,9 +6,12 @@ its arguments, every one with its help, and errors of one line.
 from __future__ import annotations
 
 import argparse
+import difflib
 import getpass
+import hmac
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -17,6 +20,7 @@ from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet.error import ConnectError, ConnectionLost
 
+from twisted_keycard._printable import printable
 from twisted_keycard._version import __version__
 from twisted_keycard.admin import _operations as admin
 from twisted_keycard.admin._login import DEFAULT_TIMEOUT, KINDS
@@ -31,14 +35,68 @@ __all__ = ["main"]
 EXIT_INTERRUPTED = 130
 
 
+#: What argparse takes for a negative number rather than an option.
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+
+
 class _Parser(argparse.ArgumentParser):
     """
     An argument parser whose errors are one line, as every other error of
-    the command is.
+    the command is, and whose first error is an unknown option, with the
+    option it most likely stands for: a mistyped C{--conect} is not
+    reported as a missing C{--connect}.
     """
 
+    _hasCommands = False
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        self._hasCommands = True
+        return super().add_subparsers(**kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        # Called for each command's parser too, with its own arguments.
+        given = list(sys.argv[1:] if args is None else args)
+        self._refuseUnknownOptions(given)
+        return super().parse_known_args(given, namespace)
+
     def error(self, message: str) -> NoReturn:
+        self._fail(message)
+
+    def _fail(self, message: str) -> NoReturn:
         self.exit(EXIT_ERROR, f"{self.prog}: {message} (see: {self.prog} --help)\n")
+
+    def _refuseUnknownOptions(self, args: Sequence[str]) -> None:
+        """
+        Stop at the first of C{args} that looks like an option this parser
+        does not have.  A parser of commands looks only before the command:
+        the command's parser checks the rest.
+        """
+        for arg in args:
+            if arg == "--" or (self._hasCommands and not arg.startswith("-")):
+                return
+            if self._isUnknownOption(arg):
+                name = arg.partition("=")[0]
+                known = [o for o in self._option_string_actions if o.startswith("--")]
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f": did you mean {close[0]}?" if close else ""
+                self._fail(f"unknown option {printable(name)}{hint}")
+
+    def _isUnknownOption(self, arg: str) -> bool:
+        # As argparse tells options from values: a lone "-", a negative
+        # number or a string with a space is a value.
+        if len(arg) < 2 or not arg.startswith("-") or " " in arg:
+            return False
+        if _NEGATIVE_NUMBER.match(arg):
+            return False
+        # argparse keeps every option string of the parser in this mapping.
+        options = self._option_string_actions
+        name = arg.partition("=")[0]
+        if name in options or arg[:2] in options:
+            return False
+        # An abbreviation of a long option is taken (or refused as ambiguous).
+        return not (name.startswith("--") and any(o.startswith(name) for o in options))
 
 
 def seconds(minimum: float, inclusive: bool) -> Callable[[str], float]:
@@ -260,13 +318,20 @@ class CommandError(Exception):
     """
 
 
-def readPassword(prompt: str = "Password: ") -> str:
+def readPassword(prompt: str = "Password: ", confirm: bool = False) -> str:
     """
     The password: from the terminal prompt, or the first line of standard
     input when it is not a terminal.  Never from the command line.
+
+    @param confirm: on a terminal, ask twice (a new password is typed
+        unseen: a typo would be saved), and refuse two that differ.
     """
     if sys.stdin.isatty():
         password = getpass.getpass(prompt)
+        if password and confirm:
+            again = getpass.getpass("Password (again): ")
+            if not hmac.compare_digest(again.encode(), password.encode()):
+                raise CommandError("the two passwords differ: nothing changed")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
@@ -302,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
     directory = DataDir.open(DataDir.default(args.data_dir))
     if command == "user":
         if args.action == "add":
-            return admin.userAdd(directory, args.name, readPassword())
+            return admin.userAdd(directory, args.name, readPassword(confirm=True))
         if args.action == "remove":
             return admin.userRemove(directory, args.name)
         return admin.userList(directory)

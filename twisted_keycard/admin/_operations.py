@@ -42,7 +42,7 @@ from twisted_keycard.error import (
     ServerAuthenticationFailed,
 )
 from twisted_keycard.keycard import IAnswerer
-from twisted_keycard.scram import Verifier, checkUserName
+from twisted_keycard.scram import Verifier, checkUserName, parseVerifiers
 from twisted_keycard.service import (
     DataDir,
     clientEndpoint,
@@ -178,13 +178,21 @@ async def revokeMatching(
             if await store.isRevoked(keycardId):
                 return Outcome([f"{what} is already revoked"])
             return Outcome([f"no {what} on record: nothing revoked"], matched=False)
+        # The count is of the whole family: the token logins its password
+        # login started, each a keycard on record.
         count = await revoker.revokeKeycardIds([keycardId], reason)
+        if count > 1:
+            done = (
+                f"{what} and its family: {keycards(count)} on record, and their tokens"
+            )
+        else:
+            done = f"{what} and its token (no other keycard of its family on record)"
     elif avatar is not None:
         what = f"avatar {printable(avatar)}"
         if not await store.byAvatar(avatar):
             return Outcome([f"no keycard of {what} on record: nothing revoked"], False)
         count = await revoker.revokeAvatar(avatar, reason)
-        what = f"every keycard and token of {what}"
+        done = f"every keycard and token of {what} ({keycards(count)} on record)"
     else:
         assert requester is not None
         what = f"requester {printable(requester)}"
@@ -193,13 +201,18 @@ async def revokeMatching(
                 [f"no keycard issued through {what} on record: nothing revoked"], False
             )
         count = await revoker.revokeRequester(requester, reason)
-        what = f"every keycard and token issued through {what}"
-    return Outcome(
-        [
-            f"revoked {what} ({count} keycard(s) on record); running bouncers"
-            " refuse them within a second"
-        ]
-    )
+        done = (
+            f"every keycard and token issued through {what} and their families"
+            f" ({keycards(count)} on record)"
+        )
+    return Outcome([f"revoked {done}; running bouncers refuse them within a second"])
+
+
+def keycards(count: int) -> str:
+    """
+    C{"1 keycard"}, C{"2 keycards"}.
+    """
+    return f"{count} keycard{'' if count == 1 else 's'}"
 
 
 async def revokeUser(store: IKeycardStore, clock: IReactorTime, name: str) -> str:
@@ -212,7 +225,7 @@ async def revokeUser(store: IKeycardStore, clock: IReactorTime, name: str) -> st
     count = await _revoker(store, clock).revokeAvatar(name, "user removed")
     shown = printable(name)
     if count:
-        return f"revoked the {count} keycard(s) and every token of {shown}"
+        return f"revoked {keycards(count)} and every token of {shown}"
     return f"{shown} held no keycard; any token of theirs is revoked too"
 
 
@@ -353,9 +366,27 @@ def userRemove(data: DataDir, name: str) -> int:
 
 
 def userList(data: DataDir) -> int:
-    # Escaped: the file may have been edited by hand.
-    for name in readUsers(data.users):
+    """
+    Print the users a bouncer on the data directory takes, one a line
+    (escaped: the file may have been edited by hand).  Each line it leaves
+    out (malformed, or a name given twice) is named on standard error, and
+    so is a file with no users at all.
+    """
+    parsed = parseVerifiers(data.users.read_text())
+    for problem in parsed.problems:
+        line, _, why = problem.partition(": ")
+        print(
+            f"keycard: {data.users}: {line} left out: {printable(why)}", file=sys.stderr
+        )
+    for name in parsed.entries:
         print(printable(name))
+    if not parsed.entries:
+        taken = " that a bouncer takes" if parsed.problems else ""
+        print(
+            f"keycard: no users in {data.users}{taken}; add one with:"
+            f" keycard user add --data-dir {data.path} NAME",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -174,7 +174,8 @@ class ConnectionCore:
     def _removeFailed(self, failure: Failure, keycardId: str) -> None:
         # The bouncer expires the keycard by itself in the end: a warning.
         self.log.warn(
-            "could not tell the bouncer that keycard {keycardId} was removed: {error}",
+            "could not tell the bouncer that the client of keycard {keycardId}"
+            " left: {error}",
             keycardId=printable(keycardId),
             error=printable(failure.getErrorMessage()),
         )

@@ -30,6 +30,7 @@ from twisted_keycard.scram._server import (
     SCRAMExchange,
     SCRAMVerifiers,
     Verifier,
+    parseVerifiers,
     readVerifiers,
 )
 
@@ -53,5 +54,6 @@ __all__ = [
     "Verifier",
     "b64",
     "checkUserName",
+    "parseVerifiers",
     "readVerifiers",
 ]

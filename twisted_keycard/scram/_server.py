@@ -520,7 +520,9 @@ def parseVerifiers(text: str) -> ParsedEntries[Verifier]:
             raise ValueError("expected name:SCRAM-SHA-256$...")
         if name in verifiers or name in repeated:
             repeated.add(name)
-            raise ValueError(f"user {name!r} appears twice")
+            raise ValueError(
+                f"user {name!r} is on more than one line: none of them is taken"
+            )
         try:
             verifiers[name] = Verifier.fromString(verifier)
         except ValueError:

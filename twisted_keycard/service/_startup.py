@@ -350,7 +350,9 @@ class Listener(StreamServerEndpointService):
     def _listening(self, port: IListeningPort | None) -> IListeningPort | None:
         if port is not None:
             log.info(
-                "{serving} {bouncerName} listening on {address} ({kind})",
+                # The name quoted: "bouncer bouncer listening" (the default
+                # name) read as a stutter.
+                '{serving} "{bouncerName}" listening on {address} ({kind})',
                 serving=self.serving,
                 bouncerName=self.bouncerName,
                 address=describeAddress(port),
