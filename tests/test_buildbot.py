@@ -214,6 +214,14 @@ class BuildbotTests(TestCase):
             "w1 ready again",
         )
 
+        # w2 stops first: its retries would go on into the master's stop,
+        # and a login that reaches Buildbot's own checker once the master
+        # is torn down fails there (AttributeError: 'NoneType' object has no
+        # attribute 'initLock'), which the bouncer logs as a checker's
+        # failure, with its traceback (seen in a CI run).
+        w2.proc.terminate()
+        await waitFor(lambda: w2.proc.poll() is not None, "w2 to stop")
+
         # The master stops cleanly, and at once.
         assert master.proc is not None
         master.proc.send_signal(signal.SIGTERM)
