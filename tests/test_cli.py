@@ -151,6 +151,33 @@ class KeycardCommandTests(TestCase):
 
         return ensureDeferred(go())
 
+    def test_crtTrustRoot(self) -> Deferred[None]:
+        """
+        A CA certificate saved as C{.crt} in the C{trustRoots} directory is
+        not read (Twisted reads C{*.pem}): the refusal says so (issue 26:
+        only "certificate is not trusted"); saved as C{.pem}, it logs in.
+        """
+
+        async def go() -> None:
+            port = await self.start(True)
+            roots = self.dir / "roots"
+            roots.mkdir()
+            crt = roots / "company-ca.crt"
+            crt.write_bytes((self.trust / "ca.pem").read_bytes())
+            connect = f"tls:localhost:{port}:trustRoots={roots}"
+            login = ("login", "--connect", connect, "alice")
+            refused = keycard(*login, stdin=PASSWORD + "\n")
+            self.assertOneLine(
+                refused,
+                2,
+                f"(trustRoots={roots} reads only *.pem files, and it holds"
+                " company-ca.crt: save the CA certificate there as a .pem file,",
+            )
+            crt.rename(roots / "company-ca.pem")
+            self.assertLoggedIn(keycard(*login, stdin=PASSWORD + "\n"), "alice")
+
+        return ensureDeferred(go())
+
     def test_plainMessages(self) -> Deferred[None]:
         """
         A kind the server does not take, TLS against plain TCP and the

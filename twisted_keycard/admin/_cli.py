@@ -410,25 +410,67 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     except SSL.Error as e:
-        print(f"keycard: TLS failed: {describeTLS(e)}", file=sys.stderr)
+        reason = describeTLS(e, getattr(args, "connect", None))
+        print(f"keycard: TLS failed: {reason}", file=sys.stderr)
     except ConnectionLost as e:
-        print(f"keycard: connection lost: {describeTLS(e)}", file=sys.stderr)
+        reason = describeTLS(e, getattr(args, "connect", None))
+        print(f"keycard: connection lost: {reason}", file=sys.stderr)
     except Exception as e:
         # Never a traceback: one line, and the class for a bug report.
         print(f"keycard: failed: {type(e).__name__}: {e}", file=sys.stderr)
     return EXIT_ERROR
 
 
-def describeTLS(error: Exception) -> str:
+def describeTLS(error: Exception, endpoint: str | None = None) -> str:
     """
-    A one-line reason for a TLS failure, naming certificate problems.
+    A one-line reason for a TLS failure, naming certificate problems; for
+    an untrusted certificate, a hint when the C{trustRoots=DIR} of
+    C{endpoint} holds certificates under names Twisted does not read.
     """
     text = str(error)
     if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
-        return "the server's certificate is not trusted or does not match the host"
+        return (
+            "the server's certificate is not trusted or does not match the host"
+            + trustRootsHint(endpoint)
+        )
     if "wrong version number" in text or "WRONG_VERSION_NUMBER" in text:
         return "the server does not speak TLS there: is it a tcp: endpoint?"
     return text.splitlines()[0] if text else type(error).__name__
+
+
+#: Names certificates are often saved under that C{trustRoots=DIR} skips:
+#: Twisted reads only its C{*.pem} files.
+UNREAD_CERTIFICATES = (".crt", ".cer", ".cert")
+
+
+def trustRootsHint(endpoint: str | None) -> str:
+    """
+    A hint for a certificate the client did not trust: the C{trustRoots}
+    directory of C{endpoint} holds C{.crt} (or C{.cer}) files, which are
+    not read; or C{""}.
+    """
+    if endpoint is None:
+        return ""
+    roots = next(
+        (
+            value
+            for part in endpoint.split(":")
+            for key, sep, value in [part.partition("=")]
+            if sep and key == "trustRoots"
+        ),
+        None,
+    )
+    if roots is None or not os.path.isdir(roots):
+        return ""
+    unread = sorted(
+        name for name in os.listdir(roots) if name.lower().endswith(UNREAD_CERTIFICATES)
+    )
+    if not unread:
+        return ""
+    return (
+        f" (trustRoots={roots} reads only *.pem files, and it holds {unread[0]}:"
+        " save the CA certificate there as a .pem file, in PEM form)"
+    )
 
 
 def entry() -> Any:
