@@ -29,7 +29,16 @@ from twisted.trial.unittest import TestCase
 
 from twisted_keycard.srp import SRPVerifier
 
-from ._procs import ENV, TIMEOUT, bouncer, freePort, keycard, started, waitFor
+from ._procs import (
+    ENV,
+    TIMEOUT,
+    accepts,
+    bouncer,
+    freePort,
+    keycard,
+    started,
+    waitFor,
+)
 
 PASSWORD = "correct horse battery staple"
 
@@ -333,6 +342,36 @@ class KeycardCommandTests(TestCase):
                 " record, and their tokens; running bouncers refuse them within"
                 " a second",
             )
+
+        return ensureDeferred(go())
+
+    def test_twoListens(self) -> Deferred[None]:
+        """
+        One bouncer with two C{--listen} endpoints, TLS and plain TCP: a
+        login works on each (issue 26: the second replaced the first).
+        """
+
+        async def go() -> None:
+            tls, tcp = freePort(), freePort()
+            pem = self.data / "tls" / "server.pem"
+            process = bouncer(
+                self.data,
+                f"ssl:{tls}:interface=127.0.0.1:privateKey={pem}",
+                self.dir / "two.log",
+                "--listen",
+                f"tcp:{tcp}:interface=127.0.0.1",
+            )
+            self.addCleanup(process.stop)
+            await started(process, tls)
+            await waitFor(lambda: accepts(tcp), "the second endpoint")
+            for connect in [
+                f"tls:localhost:{tls}:trustRoots={self.trust}",
+                f"tcp:127.0.0.1:{tcp}",
+            ]:
+                login = keycard(
+                    "login", "--connect", connect, "alice", stdin=PASSWORD + "\n"
+                )
+                self.assertLoggedIn(login, "alice")
 
         return ensureDeferred(go())
 

@@ -80,6 +80,21 @@ class OptionsTests(SynchronousTestCase):
         self.assertNotIn("Usage", line)
         return line
 
+    def test_severalListens(self) -> None:
+        """
+        C{--listen} is repeatable, each endpoint serving (issue 26: a
+        second one replaced the first); one given twice is refused.
+        """
+        self.assertEqual(self.parse().listens, [])
+        self.assertEqual(self.parse()["listen"], "tcp:8800:interface=127.0.0.1")
+        options = self.parse("--listen", "tcp:8801", "-l", "tcp:8802")
+        self.assertEqual(options.listens, ["tcp:8801", "tcp:8802"])
+        self.assertEqual(options["listen"], "tcp:8801")
+        self.assertIn(
+            "--listen tcp:8801 given twice",
+            self.refused("--listen", "tcp:8801", "--listen", "tcp:8801"),
+        )
+
     def test_oneLine(self) -> None:
         """
         Every bad option stops with one line naming it, never the usage.

@@ -260,12 +260,6 @@ PARAMETERS: list[list[Any]] = [
         "data directory [default: $KEYCARD_DATA_DIR, else ./keycard-data]",
     ],
     [
-        "listen",
-        "l",
-        DEFAULT_LISTEN,
-        "endpoint to listen on (any Twisted server endpoint)",
-    ],
-    [
         "store",
         None,
         None,
@@ -484,6 +478,10 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self.authNames: list[str] = []
         self["http-trust-proxy"] = []
         self["claims"] = {}
+        self["listen"] = DEFAULT_LISTEN
+        #: Every endpoint to listen on, in order; C{self["listen"]} is the
+        #: first.
+        self.listens: list[str] = []
         namedCoercions(self)
 
     def parseOptions(self, options: Any = None) -> None:
@@ -522,6 +520,20 @@ class Options(usage.Options, strcred.AuthOptionMixin):
 
     # usage.Options prints an option's docstring as it is: one line.
     opt_auth.__doc__ = " ".join((opt_auth.__doc__ or "").split())
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        endpoint to listen on, any Twisted server endpoint (repeatable: each
+        one serves the same bouncer) [default: tcp:8800:interface=127.0.0.1]
+        """
+        if endpoint in self.listens:
+            raise usage.UsageError(f"--listen {endpoint} given twice")
+        if not self.listens:
+            self["listen"] = endpoint
+        self.listens.append(endpoint)
+
+    opt_listen.__doc__ = " ".join((opt_listen.__doc__ or "").split())
+    opt_l = opt_listen
 
     def opt_allow(self, cidr: str) -> None:
         """
@@ -799,11 +811,13 @@ def makeService(options: Options) -> IService:
         bouncer's parts that do not fit; twistd then prints one line.
     """
     installExitHook()
+    listens = options.listens or [options["listen"]]
     try:
-        endpoint = serverEndpoint(_reactor(), options["listen"])
+        endpoints = [serverEndpoint(_reactor(), listen) for listen in listens]
     except EndpointError as e:
         raise StartupError(str(e)) from None
-    warnPlainPasswords(options["listen"], options["credCheckers"])
+    for listen in listens:
+        warnPlainPasswords(listen, options["credCheckers"])
     warnExposedFaces(options["http"], options["metrics"], options.proxies)
     top = MultiService()
     if daemonizing(options):
@@ -902,8 +916,8 @@ def makeService(options: Options) -> IService:
     factory = KeycardServerFactory(
         root, limits=options.limits, clock=_reactor(), budget=budget
     )
-    listener = Listener(endpoint, factory, options["listen"], options["name"])
-    listener.setServiceParent(top)
+    for endpoint, listen in zip(endpoints, listens, strict=True):
+        Listener(endpoint, factory, listen, options["name"]).setServiceParent(top)
     if options["http"] is not None:
         serveHTTP(
             _reactor(),
