@@ -239,7 +239,10 @@ class SnippetTests(SynchronousTestCase):
             },
         )
         self.assertIn("added user alice", transcript)
-        self.assertEqual(transcript.count("avatar id:  alice"), 1, transcript)
+        # The password login; a token login tried before the revocation
+        # reached the bouncer (within a second) may log in too, before the
+        # retried one is refused.
+        self.assertIn(transcript.count("avatar id:  alice"), (1, 2), transcript)
         self.assertIn("login refused", transcript)
         self.assertTrue((work / "alice.token").exists())
 
