@@ -253,5 +253,8 @@ class SnippetTests(SynchronousTestCase):
         """
         block = theBlock(ROOT / "docs" / "service.rst", "keycard init keycard-data")
         _, transcript = self.runBlock(block, [8800])
-        self.assertEqual(transcript.count("avatar id:  alice"), 2, transcript)
+        # The password login and the token login; a token login tried
+        # before the revocation reached the bouncer (within a second, as
+        # the page says) may log in too, before the retried one is refused.
+        self.assertIn(transcript.count("avatar id:  alice"), (2, 3), transcript)
         self.assertIn("login refused", transcript)
