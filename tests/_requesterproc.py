@@ -2,9 +2,9 @@
 A requester process for integration tests: a PB server whose clients'
 keycards are checked by a remote bouncer service.
 
-    python tests/_requesterproc.py BOUNCER_PORT LISTEN_PORT NAME [default]
+    python tests/_requesterproc.py BOUNCER_PORT LISTEN_PORT NAME [default] [spread=S]
     (password on stdin; C{default}: the default reconnection policy, not a
-    fast one for tests)
+    fast one for tests; C{spread=S}: the requester's C{dropSpread})
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from twisted_keycard import KeycardRoot, KeycardServerFactory
-from twisted_keycard.remote import RemoteBouncer
+from twisted_keycard.remote import DROP_SPREAD, RemoteBouncer
 from twisted_keycard.scram import SCRAMAnswerer
 
 
@@ -43,7 +43,12 @@ class Realm:
 
 
 async def main(
-    reactor: Any, bouncerPort: int, listenPort: int, name: str, default: bool
+    reactor: Any,
+    bouncerPort: int,
+    listenPort: int,
+    name: str,
+    default: bool,
+    spread: float | None,
 ) -> None:
     password = sys.stdin.readline().strip()
     remote = RemoteBouncer(
@@ -51,6 +56,7 @@ async def main(
         [SCRAMAnswerer(name, password)],
         clock=reactor,
         retryPolicy=None if default else lambda attempt: min(0.2 * 2**attempt, 1.0),
+        dropSpread=DROP_SPREAD if spread is None else spread,
     )
     root = KeycardRoot(remote, Portal(Realm()), requesterName=name)
     remote.startService()
@@ -64,9 +70,17 @@ async def main(
 if __name__ == "__main__":
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     bouncerPort, listenPort, name = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    default = sys.argv[4:] == ["default"]
+    default = "default" in sys.argv[4:]
+    spreads = [float(a[7:]) for a in sys.argv[4:] if a.startswith("spread=")]
     task.react(
         lambda reactor: ensureDeferred(
-            main(reactor, bouncerPort, listenPort, name, default)
+            main(
+                reactor,
+                bouncerPort,
+                listenPort,
+                name,
+                default,
+                spreads[0] if spreads else None,
+            )
         )
     )

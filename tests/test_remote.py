@@ -351,6 +351,86 @@ class RemoteBouncerTests(SynchronousTestCase):
         self.flush(connection)
         self.assertFalse(connection.connected)
 
+    def test_longOutageSpreadsDrops(self) -> None:
+        """
+        After an outage that cost the requester its keycards, their clients
+        are dropped over C{dropSpread} seconds, not at once; one revoked
+        while the requester was away is dropped at once.
+        """
+        connections = [self.client() for _ in range(5)]
+        ids = [self.login(c) for c in connections]
+        self.dropRequester()
+        self.advance(31, *connections)
+        self.successResultOf(self.bouncer.revokeKeycardIds([ids[0]]))
+        self.assertTrue(all(c.connected for c in connections))
+        self.completeConnection()
+        self.flush(*connections)
+        # The revoked one at once; of the four others, one each 7.5 s, the
+        # first at once, the last at 22.5 s.
+        self.assertFalse(connections[0].connected)
+        self.assertEqual(self.remote.dropSpread, 30.0)
+        self.assertEqual(sum(c.connected for c in connections), 3)
+        self.reactor.advance(7)
+        self.flush(*connections)
+        self.assertEqual(sum(c.connected for c in connections), 3)
+        self.reactor.advance(15)
+        self.flush(*connections)
+        self.assertEqual(sum(c.connected for c in connections), 1)
+        self.reactor.advance(0.5)
+        self.flush(*connections)
+        self.assertFalse(any(c.connected for c in connections))
+        self.assertEqual(self.remote._spread, [])
+
+    def loggedInThenLost(self, count: int) -> list[KeycardTestConnection]:
+        """
+        C{count} clients log in; the requester is away past its timeout,
+        which costs it their keycards, then reconnects.
+        """
+        connections = [self.client() for _ in range(count)]
+        for c in connections:
+            self.login(c)
+        self.dropRequester()
+        self.advance(31, *connections)
+        self.completeConnection()
+        self.flush(*connections)
+        return connections
+
+    def test_spreadCancelledAtStop(self) -> None:
+        """
+        Stopping the requester cancels the drops still to come.
+        """
+        connections = self.loggedInThenLost(3)
+        # The first of three drops is done; two are to come.
+        self.assertEqual(len(self.remote._spread), 2)
+        self.assertEqual(sum(c.connected for c in connections), 2)
+        self.remote.stopService()
+        self.assertEqual(self.remote._spread, [])
+        self.reactor.advance(60)
+        self.flush(*connections)
+        self.assertEqual(sum(c.connected for c in connections), 2)
+
+    def test_noSpread(self) -> None:
+        """
+        With C{dropSpread=0}, the clients are dropped at once, as the
+        bouncer's answer arrives.
+        """
+        self.remote.dropSpread = 0.0
+        connections = self.loggedInThenLost(3)
+        self.assertFalse(any(c.connected for c in connections))
+
+    def test_badSpread(self) -> None:
+        """
+        A negative or NaN C{dropSpread} is refused.
+        """
+        for bad in (-1.0, float("nan")):
+            with self.assertRaises(ValueError):
+                RemoteBouncer(
+                    TCP4ClientEndpoint(self.reactor, "127.0.0.1", PORT),
+                    [],
+                    clock=self.reactor,
+                    dropSpread=bad,
+                )
+
     def test_revokedWhileBouncerDown(self) -> None:
         """
         A keycard revoked in the store while the bouncer service was down

@@ -163,6 +163,59 @@ class RemoteProcessTests(TestCase):
 
         return ensureDeferred(go())
 
+    def test_longOutageSpreadsDrops(self) -> Deferred[None]:
+        """
+        A bouncer down for longer than the keycards' duration: when the
+        requester is back, the clients of the expired keycards are dropped
+        spread over its C{dropSpread} (2 s here), not in one burst; one
+        revoked meanwhile is dropped at once.
+        """
+
+        async def go() -> None:
+            base, data, bouncerPort = await self.setUpService("--duration", "2")
+            _, requesterPort = self.requester(
+                base / "requester.log", bouncerPort, "spread=2"
+            )
+
+            def requesterLog() -> str:
+                return (base / "requester.log").read_text()
+
+            await waitFor(
+                lambda: "connected to the bouncer" in requesterLog(), "requester"
+            )
+            clients = [await self.client(requesterPort) for _ in range(4)]
+            dropped: dict[int, float] = {}
+            self.service.stop()
+            revoked = clients[0][0].keycard.id
+            assert revoked is not None
+            answer = keycard("revoke", "--data-dir", str(data), "--", revoked)
+            self.assertEqual(answer.returncode, 0, answer.stderr)
+            # Past the keycards' duration.
+            await deferLater(reactor, 3, lambda: None)
+            await started(self.service, bouncerPort)
+
+            def allDropped() -> bool:
+                now = time.monotonic()
+                for i, (_, lost) in enumerate(clients):
+                    if lost and i not in dropped:
+                        dropped[i] = now
+                return len(dropped) == len(clients)
+
+            await waitFor(allDropped, "every client to be dropped")
+            self.assertIn("resent 4 ids, 4 refused", requesterLog())
+            self.assertIn(
+                "dropping 3 clients whose keycards the bouncer no longer knows,"
+                " over 2.0 s",
+                requesterLog(),
+            )
+            spread = [dropped[i] for i in (1, 2, 3)]
+            # The revoked one first; the others over the spread (one each
+            # 2/3 s: the last at least a second after the first).
+            self.assertLessEqual(dropped[0], min(spread))
+            self.assertGreaterEqual(max(spread) - min(spread), 1.0)
+
+        return ensureDeferred(go())
+
     def test_backWithinSeconds(self) -> Deferred[None]:
         """
         A requester started before its bouncer tells a client to try again

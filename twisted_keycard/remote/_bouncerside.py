@@ -242,6 +242,18 @@ class BouncerPerspective(pb.Avatar):
         name = self._requester()
         return Deferred.fromCoroutine(self._adopt(name, _ids(keycardIds)))
 
+    def perspective_revokedOf(self, keycardIds: object) -> Deferred[list[str]]:
+        """
+        Which of these keycard ids, that the bouncer did not take back in
+        L{perspective_adopt}, are revoked by id: the requester drops their
+        clients at once, and spreads the drop of the others (expired, or
+        lost while it was away) over a while.
+
+        @return: a L{Deferred} firing with those ids.
+        """
+        self._requester()
+        return Deferred.fromCoroutine(revokedIds(self.bouncer.store, _ids(keycardIds)))
+
     async def _adopt(self, name: str, keycardIds: list[str]) -> list[str]:
         bouncer = self.bouncer
         await bouncer.adopt(name, keycardIds)
@@ -257,6 +269,22 @@ class BouncerPerspective(pb.Avatar):
         if revoked:
             await bouncer.expireKeycardIds(sorted(revoked))
         return [r.keycardId for r in taken if r.keycardId not in revoked]
+
+
+async def revokedIds(store: IKeycardStore, keycardIds: Sequence[str]) -> list[str]:
+    """
+    The ids among C{keycardIds} that a revocation in C{store} names (by id
+    only: marks need the keycard's record).
+    """
+    if not keycardIds or not IRevocationStore.providedBy(store):
+        return []
+    found: set[str] = set()
+    wanted = list(dict.fromkeys(keycardIds))
+    for i in range(0, len(wanted), _LOOKUP):
+        found.update(
+            r.keycardId for r in await store.revocationsOf(wanted[i : i + _LOOKUP])
+        )
+    return [k for k in wanted if k in found]
 
 
 async def revokedAmong(

@@ -6,13 +6,18 @@ would an in-process bouncer.
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from twisted.application.internet import ClientService
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.spread import pb
 from zope.interface import implementer
@@ -27,6 +32,13 @@ from twisted_keycard.remote._bouncerside import MAX_IDS
 #: Keycard ids sent in one keepAlive, adopt or removal call: well under the
 #: service's budget for one message (a MiB) and its cap of L{MAX_IDS}.
 BATCH = 8192
+
+#: Seconds over which, after a reconnection, the clients of the keycards
+#: the bouncer no longer knows are dropped, by default.
+DROP_SPREAD = 30.0
+
+#: Drops a spread is made of, at most: each drops its share of the clients.
+SPREAD_STEPS = 100
 
 
 def batches(keycardIds: Sequence[str]) -> list[list[str]]:
@@ -53,9 +65,12 @@ class RemoteBouncer:
     It logs in to the bouncer service with its own keycard kinds and
     reconnects with backoff when the connection drops.  After each
     reconnection it offers the bouncer the keycard ids its requesters'
-    clients still hold, and drops at once the clients of the ids the
-    bouncer no longer knows (expired or revoked while it was away); it then
-    tells the bouncer which clients left while it was away.
+    clients still hold, and drops the clients of the ids the bouncer does
+    not take back: at once those revoked while it was away; the others
+    (expired, or lost after a long outage) spread over C{dropSpread}
+    seconds, in random order, so that they do not all log in again at
+    once.  It then tells the bouncer which clients left while it was
+    away.
 
     Its own keycard is renewed by the service's listener (a L{KeycardRoot})
     while its connection lives, within the service bouncer's C{maxLifetime}.
@@ -68,6 +83,9 @@ class RemoteBouncer:
 
     @ivar clock: the clock the requester's L{KeycardRoot} times renewals
         with, unless it is given one.
+    @ivar dropSpread: seconds over which the clients of keycards the
+        bouncer did not take back, and did not say are revoked, are dropped
+        after a reconnection; 0 drops them at once.
     """
 
     log = Logger()
@@ -80,9 +98,15 @@ class RemoteBouncer:
         clock: IReactorTime,
         name: str = "remote-bouncer",
         retryPolicy: Callable[[int], float] | None = None,
+        dropSpread: float = DROP_SPREAD,
     ) -> None:
+        if not dropSpread >= 0:
+            raise ValueError(f"dropSpread must be 0 or more, not {dropSpread!r}")
         self.name = name
         self.clock = clock
+        self.dropSpread = dropSpread
+        #: The drops of a spread still to come.
+        self._spread: list[IDelayedCall] = []
         self.keycardClasses: tuple[type[Keycard], ...] = ()
         self._answerers = list(answerers)
         self._requesters: dict[str, IRequester] = {}
@@ -119,6 +143,10 @@ class RemoteBouncer:
         waiting, self._whenConnected = self._whenConnected, []
         for d in waiting:
             d.errback(CancelledError())
+        spread, self._spread = self._spread, []
+        for call in spread:
+            if call.active():
+                call.cancel()
         stopped: Deferred[None] = self._service.stopService()
         return stopped
 
@@ -192,12 +220,57 @@ class RemoteBouncer:
             refused=len(refused),
         )
         if refused:
-            # Expired or revoked while this requester was away.
-            self._expired(refused)
+            # Revoked, expired or lost while this requester was away.
+            await self._dropRefused(perspective, refused)
         await self._removeLeft(perspective)
         waiting, self._whenConnected = self._whenConnected, []
         for d in waiting:
             d.callback(None)
+
+    async def _dropRefused(
+        self, perspective: pb.RemoteReference, refused: list[str]
+    ) -> None:
+        """
+        Drop the clients of keycards the bouncer did not take back: at once
+        those it says are revoked (all of them, from a bouncer that cannot
+        say), the others over L{dropSpread} seconds.
+        """
+        revoked: set[str] = set()
+        try:
+            for batch in batches(refused):
+                answer = await perspective.callRemote("revokedOf", batch)
+                if isinstance(answer, list):
+                    revoked.update(k for k in answer if isinstance(k, str))
+        except Exception:
+            # An older bouncer: no spread, as before.
+            revoked = set(refused)
+        if revoked:
+            self._expired([k for k in refused if k in revoked])
+        rest = [k for k in refused if k not in revoked]
+        if not rest:
+            return
+        if self.dropSpread == 0 or len(rest) == 1:
+            self._expired(rest)
+            return
+        random.shuffle(rest)
+        steps = min(len(rest), SPREAD_STEPS)
+        self.log.info(
+            "dropping {count} clients whose keycards the bouncer no longer"
+            " knows, over {seconds} s",
+            count=len(rest),
+            seconds=self.dropSpread,
+        )
+        for step in range(steps):
+            share = rest[step * len(rest) // steps : (step + 1) * len(rest) // steps]
+            self._spread.append(
+                self.clock.callLater(
+                    self.dropSpread * step / steps, self._dropShare, share
+                )
+            )
+
+    def _dropShare(self, keycardIds: list[str]) -> None:
+        self._spread = [call for call in self._spread if call.active()]
+        self._expired(keycardIds)
 
     def _heldIds(self) -> list[str]:
         return list(
