@@ -217,9 +217,16 @@ class TokensWhileDownTests(TestCase):
             first = login("refuse", "alice", "--save-token", str(token))
             self.assertEqual(first.returncode, 0, first.stderr)
             server.kill()
-            # Three follow intervals (a second each) with no read.
-            await deferLater(reactor, 4.0, lambda: None)
-            refused = login("refuse", "--token-file", str(token))
+            # Refused once three follow intervals (a second each) pass
+            # with no read.
+            tries: list[Any] = []
+
+            def refusedNow() -> bool:
+                tries.append(login("refuse", "--token-file", str(token)))
+                return bool(tries[-1].returncode)
+
+            await waitFor(refusedNow, "token logins to be refused")
+            refused = tries[-1]
             self.assertEqual(refused.returncode, 1)
             self.assertEqual(
                 refused.stdout,
