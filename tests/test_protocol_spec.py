@@ -181,6 +181,9 @@ def withinBound(bound: str, value: object) -> bool:
 
 
 def rows(title: str) -> list[Row]:
+    """
+    The rows of the page's table C{title}.
+    """
     found = TABLES.get(title)
     assert found is not None, f"docs/protocol.rst has no table {title!r}"
     return found
@@ -304,6 +307,10 @@ def scramProof(
 
 
 def fields(*parts: bytes | str) -> bytes:
+    """
+    The page's C{fields(a, b, ...)}: each part (text as UTF-8) after its
+    length, 4 bytes big endian.
+    """
     out = b""
     for part in parts:
         raw = part.encode() if isinstance(part, str) else part
@@ -312,6 +319,9 @@ def fields(*parts: bytes | str) -> bytes:
 
 
 def hkdf(secret: bytes, info: bytes, length: int) -> bytes:
+    """
+    HKDF-SHA256 (RFC 5869) with the page's salt, written out with hmac.
+    """
     key = hmac.digest(b"twisted-keycard session v1", secret, "sha256")
     out, block, counter = b"", b"", 1
     while len(out) < length:
@@ -517,6 +527,9 @@ class World:
         return client, broker, pump
 
     def bouncerConnection(self) -> Raw:
+        """
+        A raw client of the bouncer service's PB face.
+        """
         return self.connect(self.bouncerFace)
 
     def scramFirst(self, raw: Raw, flags: int) -> tuple[str, list[Any]]:
@@ -556,6 +569,50 @@ class World:
             check("details", rest[-1])
         return [answer[1], *rest]
 
+    def ticket(self) -> tuple[Raw, pb.RemoteReference, dict[str, Any]]:
+        """
+        Log in to the bouncer and ask for a ticket for the service.
+
+        @return: the connection, the perspective and the grant.
+        """
+        raw = self.bouncerConnection()
+        perspective, _, details = self.scramLogin(raw, 3)
+        grant = raw.call(
+            perspective,
+            "ticket",
+            *build("ticket(serviceName, keycardId)", SERVICE, details[0]),
+        )
+        check("ticket grant", grant)
+        return raw, perspective, grant
+
+    def open(self, grant: dict[str, Any]) -> tuple[Raw, list[bytes], bytes]:
+        """
+        Present the ticket to the service and check its proof.
+
+        @return: the connection, the session keys and the confirmation.
+        """
+        raw = self.connect(self.serviceFace)
+        nonce = secrets.token_bytes(32)
+        answer = raw.call(
+            raw.root, "open", *build("open(ticketId, nonce)", grant["ticket"], nonce)
+        )
+        check("open answer", answer)
+        serviceNonce, proof = answer
+        keys = sessionKeys(grant["secret"])
+        transcript = (
+            grant["ticket"],
+            grant["client"],
+            grant["service"],
+            nonce,
+            serviceNonce,
+        )
+        expected = hmac.digest(keys[0], fields(b"service proof", *transcript), "sha256")
+        assert hmac.compare_digest(proof, expected)
+        confirmation = hmac.digest(
+            keys[1], fields(b"client confirmation", *transcript, proof), "sha256"
+        )
+        return raw, keys, confirmation
+
 
 class TablesTests(SynchronousTestCase):
     """
@@ -563,6 +620,9 @@ class TablesTests(SynchronousTestCase):
     """
 
     def test_tables(self) -> None:
+        """
+        Every table the client reads is there, in the page's PB types.
+        """
         for title in [
             "keycardClasses() answers",
             "login(kind, flags, mind, *first)",
@@ -632,6 +692,9 @@ class BananaTests(SynchronousTestCase):
     """
 
     def test_examples(self) -> None:
+        """
+        Each C{``value`` is ``bytes``} of the page encodes so.
+        """
         examples = re.findall(
             r"``([^`]+)`` is\s+``((?:[0-9a-f]{2} ?)+)``",
             PAGE.read_text(encoding="utf-8"),
@@ -782,56 +845,15 @@ class SessionTests(SynchronousTestCase):
     A brokered session by the tables' client.
     """
 
-    def ticket(self, world: World) -> tuple[Raw, pb.RemoteReference, dict[str, Any]]:
-        raw = world.bouncerConnection()
-        perspective, _, details = world.scramLogin(raw, 3)
-        grant = raw.call(
-            perspective,
-            "ticket",
-            *build("ticket(serviceName, keycardId)", SERVICE, details[0]),
-        )
-        check("ticket grant", grant)
-        return raw, perspective, grant
-
-    def open(
-        self, world: World, grant: dict[str, Any]
-    ) -> tuple[Raw, list[bytes], bytes]:
-        """
-        Present the ticket to the service and check its proof.
-
-        @return: the connection, the session keys and the confirmation.
-        """
-        raw = world.connect(world.serviceFace)
-        nonce = secrets.token_bytes(32)
-        answer = raw.call(
-            raw.root, "open", *build("open(ticketId, nonce)", grant["ticket"], nonce)
-        )
-        check("open answer", answer)
-        serviceNonce, proof = answer
-        keys = sessionKeys(grant["secret"])
-        transcript = (
-            grant["ticket"],
-            grant["client"],
-            grant["service"],
-            nonce,
-            serviceNonce,
-        )
-        expected = hmac.digest(keys[0], fields(b"service proof", *transcript), "sha256")
-        self.assertTrue(hmac.compare_digest(proof, expected))
-        confirmation = hmac.digest(
-            keys[1], fields(b"client confirmation", *transcript, proof), "sha256"
-        )
-        return raw, keys, confirmation
-
     def test_session(self) -> None:
         """
         A ticket, the service's proof, the confirmation, and sealed calls
         both ways on the session's connection.
         """
         world = World()
-        _, _, grant = self.ticket(world)
+        _, _, grant = world.ticket()
         self.assertEqual((grant["client"], grant["service"]), (USER, SERVICE))
-        raw, keys, confirmation = self.open(world, grant)
+        raw, keys, confirmation = world.open(grant)
         results: list[Any] = []
         raw.root.callRemote(
             "confirm", *build("confirm(confirmation, mind)", confirmation, None)
@@ -855,8 +877,8 @@ class SessionTests(SynchronousTestCase):
         connection, and sends nothing.
         """
         world = World()
-        _, _, grant = self.ticket(world)
-        raw, keys, confirmation = self.open(world, grant)
+        _, _, grant = world.ticket()
+        raw, keys, confirmation = world.open(grant)
         results: list[Any] = []
         raw.root.callRemote("confirm", confirmation, None).addBoth(results.append)
         raw.broker.seal(keys[2], keys[3])
@@ -902,6 +924,9 @@ class RefusalTests(SynchronousTestCase):
         return count
 
     def test_login(self) -> None:
+        """
+        A bad kind or flags.
+        """
         world = World()
 
         def send(values: list[object]) -> str:
@@ -912,6 +937,9 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(self.probe("login(kind, flags, mind, *first)", valid, send), 2)
 
     def test_answer(self) -> None:
+        """
+        A bad exchange number, and one not waiting.
+        """
         world = World()
         proof = b"\0" * 32
 
@@ -924,6 +952,9 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(send([2]), ERRORS + "KeycardRefused")
 
     def test_scram(self) -> None:
+        """
+        Bad values of SCRAM's first message and answer.
+        """
         world = World()
 
         def first(values: list[object]) -> str:
@@ -941,6 +972,9 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(self.probe("scram-sha-256 answer", [b"\0" * 32], answer), 2)
 
     def test_hmacAndToken(self) -> None:
+        """
+        Bad values of HMAC's first message and answer, and of a token's.
+        """
         world = World()
         kinds: list[tuple[str, str, list[object]]] = [
             ("hmac-sha256", "hmac-sha256 first", [HMAC_NAME]),
@@ -962,9 +996,12 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(self.probe("hmac-sha256 answer", [b"mac"], answer), 2)
 
     def test_sessions(self) -> None:
+        """
+        Bad values of C{ticket}, C{open} and C{confirm}: each refused, the
+        service's closing the connection.
+        """
         world = World()
-        tests = SessionTests()
-        bouncer, perspective, grant = tests.ticket(world)
+        bouncer, perspective, grant = world.ticket()
 
         def ticket(values: list[object]) -> str:
             return bouncer.refusal(perspective, "ticket", *values)
@@ -983,8 +1020,8 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(self.probe("open(ticketId, nonce)", valid, open), 4)
 
         def confirm(values: list[object]) -> str:
-            _, _, grant = tests.ticket(world)
-            raw, keys, _ = tests.open(world, grant)
+            _, _, grant = world.ticket()
+            raw, keys, _ = world.open(grant)
             results: list[Any] = []
             raw.root.callRemote("confirm", *values).addBoth(results.append)
             raw.broker.seal(keys[2], keys[3])
