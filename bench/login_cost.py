@@ -5,6 +5,7 @@ not one of its figures.
 
     python bench/login_cost.py [COUNT [SIDE...]]   # sides: ours, service, stock
     python bench/login_cost.py --trace [SIDE...]   # the server's work, counted
+    python bench/login_cost.py --cachegrind [COUNT [SIDE...]]  # both ends, simulated
 
 C{COUNT} is the logins per batch, 160 by default.  C{ours} is P1's
 embedded configuration (see L{bench._pbpeer}: a L{Bouncer} on a
@@ -29,6 +30,14 @@ functions per login.  Times are the thread's CPU time (C{time.thread_time}),
 not the wall clock, so that other processes on the machine do not count.
 The sides run in turn, in interleaved batches; each figure is the
 median of the batches.
+
+With C{--cachegrind}, each side runs under C{valgrind --tool=cachegrind}
+with its cache and branch simulation, twice: with no timed logins and
+with C{COUNT} (320 by default), both ends of the login; the difference,
+per login, is printed: instructions, first-level data-cache read misses,
+and mispredicted conditional and indirect branches.  These counts do not
+depend on the machine's load, and they tell why a login that runs about
+as many instructions as another can take much longer.
 """
 
 from __future__ import annotations
@@ -211,7 +220,100 @@ def trace(sides: list[str], count: int = 160) -> dict[str, tuple[float, float, i
     return result
 
 
+#: Cachegrind's events, and the ones printed, with their headings.
+CACHEGRIND_EVENTS = {
+    "Ir": "instr",
+    "D1mr": "D1 rd miss",
+    "Bcm": "br miss",
+    "Bim": "ind miss",
+}
+
+
+def cachegrindChild(side: str, count: int) -> None:
+    """
+    In a child under cachegrind: the untimed logins, then C{count} more.
+    """
+    runner = Side(side)
+    for first in range(0, 3 * USERS, PER_CONNECTION):
+        runner.logins(first, PER_CONNECTION)
+    for first in range(0, count, PER_CONNECTION):
+        runner.logins(first, min(PER_CONNECTION, count - first))
+
+
+def cachegrind(count: int, sides: list[str]) -> dict[str, dict[str, float]]:
+    """
+    Simulated counts per login of both ends, for each side (see the
+    module's docstring).
+    """
+    import subprocess
+
+    def counted(side: str, logins: int, out: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=yes",
+                "--branch-sim=yes",
+                f"--cachegrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--cachegrind-child",
+                side,
+                str(logins),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def summary(out: str) -> dict[str, int]:
+        events: list[str] = []
+        totals: list[int] = []
+        for line in Path(out).read_text().splitlines():
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith("summary:"):
+                totals = [int(n) for n in line.split()[1:]]
+        return dict(zip(events, totals, strict=True))
+
+    result = {}
+    with tempfile.TemporaryDirectory(prefix="keycard-cachegrind-") as tmp:
+        runs = {
+            (side, n): (counted(side, n, f"{tmp}/{side}-{n}"), f"{tmp}/{side}-{n}")
+            for side in sides
+            for n in (0, count)
+        }
+        for (side, n), (process, _) in runs.items():
+            if process.wait() != 0:
+                raise SystemExit(f"cachegrind failed for {side} ({n} logins)")
+        for side in sides:
+            empty = summary(runs[side, 0][1])
+            full = summary(runs[side, count][1])
+            result[side] = {
+                event: (full[event] - empty[event]) / count
+                for event in CACHEGRIND_EVENTS
+            }
+    return result
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--cachegrind-child"]:
+        cachegrindChild(argv[1], int(argv[2]))
+        return
+    if argv[:1] == ["--cachegrind"]:
+        count = int(argv[1]) if argv[1:] else 320
+        sides = argv[2:] or ["ours", "stock"]
+        print(f"{'side':<8}" + "".join(f"{h:>12}" for h in CACHEGRIND_EVENTS.values()))
+        counts = cachegrind(count, sides)
+        for side, found in counts.items():
+            print(f"{side:<8}" + "".join(f"{found[e]:>12.0f}" for e in found))
+        if "stock" in counts:
+            for side, found in counts.items():
+                if side != "stock":
+                    ratios = [found[e] / counts["stock"][e] for e in found]
+                    print(
+                        f"{side + '/stock':<8}" + "".join(f"{r:>12.2f}" for r in ratios)
+                    )
+        return
     if argv[:1] == ["--trace"]:
         sides = argv[1:] or ["ours", "stock"]
         print(f"{'side':<8} {'opcodes':>10} {'calls':>8} {'functions':>10}")

@@ -210,7 +210,9 @@ class BasicFloodTests(HTTPFaceCase):
             out, _ = flood.communicate(timeout=TIMEOUT * 4)
             codes = collections.Counter(out.split())
             self.assertEqual(sum(codes.values()), 3000)
-            self.assertEqual(set(codes) - {"401", "429"}, set(), codes)
+            # Refused, or (on a busy machine, "000") dropped by the
+            # listener's bounds: never served.
+            self.assertEqual(set(codes) - {"401", "429", "000"}, set(), codes)
             # Most are denied at once, unhashed: the pool holds 17.
             self.assertGreater(codes["429"], codes["401"], codes)
             self.assertNotIn("Traceback", self.process.output())
