@@ -1,0 +1,229 @@
+"""
+Integration test of L{twisted_keycard.buildbot.KeycardWebAuth} with a real
+Buildbot master (and its web UI, buildbot-www) from the package registry:
+its REST API over HTTPS refuses a wrong bcrypt password and takes the
+right one, every htpasswd format, and a keycard token, which is refused
+within about a second of its revocation; failed logins are throttled; and
+C{/auth/login} starts a session that ends with its keycard.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import signal
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from passlib.hash import apr_md5_crypt, argon2, bcrypt, sha512_crypt
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+from ._procs import TIMEOUT, freePort, keycard, waitFor
+from .test_buildbot import BIN, _run, _Twistd
+
+pytest.importorskip("buildbot.master", reason="needs twisted-keycard[buildbot]")
+pytest.importorskip("buildbot_www", reason="needs twisted-keycard[buildbot]")
+
+pytestmark = pytest.mark.integration
+
+#: Users of the htpasswd file, one per format, their passwords, and the
+#: hash of each.
+USERS = {
+    "alice": ("bcrypt secret", bcrypt),
+    "bob": ("argon2 secret", argon2),
+    "carol": ("sha512 secret", sha512_crypt),
+    "dave": ("apr1 secret", apr_md5_crypt),
+    "eve": ("throttled secret", bcrypt),
+}
+
+MASTER_CFG = """\
+from buildbot.plugins import schedulers, steps, util, worker
+from twisted_keycard.bouncer import Throttle
+from twisted_keycard.buildbot import KeycardWebAuth
+
+c = BuildmasterConfig = {{}}
+c["workers"] = [worker.Worker("w1", "pass1")]
+c["protocols"] = {{"pb": {{"port": "tcp:{pbPort}:interface=127.0.0.1"}}}}
+factory = util.BuildFactory([steps.ShellCommand(command=["true"])])
+c["builders"] = [util.BuilderConfig(name="b", workernames=["w1"], factory=factory)]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+c["title"] = "keycards"
+c["buildbotURL"] = "https://localhost:{port}/"
+c["buildbotNetUsageData"] = None
+c["db"] = {{"db_url": "sqlite:///state.sqlite"}}
+c["www"] = {{
+    "port": "ssl:{port}:interface=127.0.0.1:privateKey=keycard-data/tls/server.pem",
+    "auth": KeycardWebAuth(
+        "keycard-data", htpasswd="web.htpasswd", throttle=Throttle(3, 30)
+    ),
+    "authz": util.Authz(
+        allowRules=[util.AnyEndpointMatcher(role="users", defaultDeny=True)],
+        roleMatchers=[util.RolesFromUsername(roles=["users"], usernames={users!r})],
+    ),
+}}
+"""
+
+
+def basic(user: str, password: str) -> str:
+    pair = f"{user}:{password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+class Response:
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self.status = response.status
+        self.headers = response.headers
+        self.body = response.read()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class BuildbotWebTests(TestCase):
+    timeout = 180
+
+    def setUp(self) -> None:
+        self.base = Path(self.mktemp()).resolve()
+        self.base.mkdir(parents=True)
+        self.port = freePort()
+        self.master = self.base / "master"
+        _run(str(BIN / "buildbot"), "create-master", "-r", "master", cwd=self.base)
+        self.data = self.master / "keycard-data"
+        done = keycard("init", str(self.data), "--dev-cert", "localhost")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = [f"{name}:{scheme.hash(pw)}\n" for name, (pw, scheme) in USERS.items()]
+        (self.master / "web.htpasswd").write_text("".join(lines))
+        (self.master / "master.cfg").write_text(
+            MASTER_CFG.format(port=self.port, pbPort=freePort(), users=sorted(USERS))
+        )
+        self.context = ssl.create_default_context(
+            cafile=str(self.data / "tls" / "trust" / "ca.pem")
+        )
+        self.process = _Twistd(self.master)
+        self.addCleanup(self.process.stop)
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        connection = http.client.HTTPSConnection(
+            "localhost", self.port, context=self.context, timeout=TIMEOUT
+        )
+        try:
+            connection.request(method, path, headers=headers or {})
+            return Response(connection.getresponse())
+        finally:
+            connection.close()
+
+    def builders(self, authorization: str | None = None, cookie: str = "") -> int:
+        headers = {"Authorization": authorization} if authorization else {}
+        if cookie:
+            headers["Cookie"] = cookie
+        response = self.request("GET", "/api/v2/builders", headers)
+        if response.status == 200:
+            names = [b["name"] for b in response.json()["builders"]]
+            self.assertEqual(names, ["b"])
+        return response.status
+
+    def revoke(self, user: str) -> None:
+        done = keycard("revoke", "--data-dir", str(self.data), "--avatar", user)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+
+    def test_restAPI(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._restAPI())
+
+    async def _restAPI(self) -> None:
+        self.process.start()
+        await waitFor(
+            lambda: (
+                self.process.count("BuildMaster is running")
+                or self.process.count("BuildMaster startup failed")
+            ),
+            "the master",
+            90,
+        )
+        if not self.process.count("BuildMaster is running"):
+            stdout = (self.master / "stdout.log").read_text()
+            self.fail(f"the master did not start:\n{self.process.output()}\n{stdout}")
+        self.assertIn(
+            "the web UI takes keycard tokens and passwords", self.process.output()
+        )
+
+        # Anonymous: authz refuses; a wrong bcrypt password: the guard does.
+        self.assertEqual(self.builders(), 403)
+        wrong = self.request(
+            "GET", "/api/v2/builders", {"Authorization": basic("alice", "wrong")}
+        )
+        self.assertEqual(wrong.status, 401)
+        challenges = wrong.headers.get_all("WWW-Authenticate") or []
+        self.assertIn('Basic realm="buildbot", charset="UTF-8"', challenges)
+        self.assertEqual(self.builders(basic("nobody", "x")), 401)
+
+        # The right password, in every format of the file.
+        for name, (password, _) in USERS.items():
+            if name != "eve":
+                self.assertEqual(self.builders(basic(name, password)), 200, name)
+
+        # A token, asked for with the password, then used as Bearer.
+        answer = self.request(
+            "POST", "/auth/token", {"Authorization": basic("alice", USERS["alice"][0])}
+        )
+        self.assertEqual(answer.status, 200, answer.body)
+        grant = answer.json()
+        self.assertEqual(grant["avatarId"], "alice")
+        bearer = f"Bearer {grant['token']}"
+        self.assertEqual(self.builders(bearer), 200)
+        self.assertEqual(self.builders("Bearer not-a-token"), 401)
+
+        # A browser's login: a Buildbot session, for alice.
+        login = self.request(
+            "GET", "/auth/login", {"Authorization": basic("alice", USERS["alice"][0])}
+        )
+        self.assertEqual(login.status, 302, login.body)
+        # The last: twisted.web sets the new, anonymous session first.
+        cookie = (login.headers.get_all("Set-Cookie") or [""])[-1].split(";")[0]
+        self.assertTrue(cookie.startswith("TWISTED_SECURE_SESSION="), cookie)
+        self.assertEqual(self.builders(cookie=cookie), 200)
+        page = self.request("GET", "/", {"Cookie": cookie}).body.decode()
+        self.assertIn('"username": "alice"', page)
+        noLogin = self.request("GET", "/auth/login")
+        self.assertEqual(noLogin.status, 401)
+
+        # Revoked: the token and the session are refused within a second
+        # or so (the bouncer reads revocations every second).
+        self.assertEqual(self.builders(bearer), 200)
+        revoked = time.monotonic()
+        self.revoke("alice")
+        took = await waitFor(lambda: self.builders(bearer) == 401, "the refusal", 10)
+        print(
+            f"\n{self.id()}: token refused {time.monotonic() - revoked:.2f} s"
+            f" after keycard revoke was started ({took:.2f} s after it returned)"
+        )
+        self.assertLess(took, 2.5)
+        self.assertEqual(self.builders(cookie=cookie), 403)
+        # A new login with the password still works.
+        self.assertEqual(self.builders(basic("alice", USERS["alice"][0])), 200)
+
+        # Throttled: past 3 failures, even the right password is refused.
+        for _ in range(3):
+            self.assertEqual(self.builders(basic("eve", "wrong")), 401)
+        throttled = self.request(
+            "GET", "/api/v2/builders", {"Authorization": basic("eve", USERS["eve"][0])}
+        )
+        self.assertEqual(throttled.status, 429, throttled.body)
+        self.assertIn(b"too many failed logins", throttled.body)
+
+        assert self.process.proc is not None
+        self.process.proc.send_signal(signal.SIGTERM)
+        proc = self.process.proc
+        await waitFor(lambda: proc.poll() is not None, "the master to stop")
+        self.assertEqual(proc.returncode, 0)
+        output = self.process.output()
+        self.assertNotIn("Traceback", output)
+        for password, _ in USERS.values():
+            self.assertNotIn(password, output)
+        self.assertNotIn(grant["token"], output)
