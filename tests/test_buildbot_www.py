@@ -17,6 +17,7 @@ import ssl
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from passlib.hash import apr_md5_crypt, argon2, bcrypt, sha512_crypt
@@ -25,6 +26,7 @@ from twisted.trial.unittest import TestCase
 
 from ._procs import TIMEOUT, freePort, keycard, waitFor
 from .test_buildbot import BIN, _run, _Twistd
+from .test_web_browser import FLAGS, browserTools
 
 pytest.importorskip("buildbot.master", reason="needs twisted-keycard[buildbot]")
 pytest.importorskip("buildbot_www", reason="needs twisted-keycard[buildbot]")
@@ -133,10 +135,7 @@ class BuildbotWebTests(TestCase):
         done = keycard("revoke", "--data-dir", str(self.data), "--avatar", user)
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
 
-    def test_restAPI(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._restAPI())
-
-    async def _restAPI(self) -> None:
+    async def startMaster(self) -> None:
         self.process.start()
         await waitFor(
             lambda: (
@@ -153,6 +152,11 @@ class BuildbotWebTests(TestCase):
             "the web UI takes keycard tokens and passwords", self.process.output()
         )
 
+    def test_restAPI(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._restAPI())
+
+    async def _restAPI(self) -> None:
+        await self.startMaster()
         # Anonymous: authz refuses; a wrong bcrypt password: the guard does.
         self.assertEqual(self.builders(), 403)
         wrong = self.request(
@@ -227,3 +231,66 @@ class BuildbotWebTests(TestCase):
         for password, _ in USERS.values():
             self.assertNotIn(password, output)
         self.assertNotIn(grant["token"], output)
+
+    def test_browserLogin(self) -> Deferred[None]:
+        """
+        A real browser (headless chromium) logs in to the UI with the
+        password its 401 asks for, as a user answers its prompt (here in
+        the URL), and the UI shows the user; after C{keycard revoke}, the
+        UI is anonymous again.
+        """
+        return Deferred.fromCoroutine(self._browserLogin())
+
+    async def _browserLogin(self) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+
+        chromium, driver = browserTools()
+        await self.startMaster()
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for flag in [*FLAGS, f"--user-data-dir={self.base / 'profile'}"]:
+            options.add_argument(flag)
+        browser = webdriver.Chrome(options=options, service=Service(driver))
+        self.addCleanup(browser.quit)
+        browser.set_page_load_timeout(30)
+
+        def user() -> Any:
+            return browser.execute_script("return window.buildbotFrontendConfig.user")
+
+        base = f"https://localhost:{self.port}"
+        browser.get(base + "/")
+        self.assertEqual(user(), {"anonymous": True})
+        password = quote(USERS["alice"][0])
+        browser.get(f"https://alice:{password}@localhost:{self.port}/auth/login")
+        await waitFor(lambda: browser.current_url.startswith(base + "/#"), "the UI")
+        self.assertEqual(user()["username"], "alice")
+        # Wide enough for the top bar to name the user; the builders page
+        # lists "b" only if the REST API lets the session in.
+        browser.set_window_size(1400, 900)
+        browser.get(base + "/#/builders")
+
+        def shown() -> bool:
+            text = browser.find_element(By.TAG_NAME, "body").text
+            return "alice" in text and bool(browser.find_elements(By.LINK_TEXT, "b"))
+
+        await waitFor(shown, "the UI to show alice and her builders")
+
+        def apiStatus() -> int:
+            status: int = browser.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                " fetch('/api/v2/builders').then(r => done(r.status));"
+            )
+            return status
+
+        self.assertEqual(apiStatus(), 200)
+        self.revoke("alice")
+
+        def anonymous() -> bool:
+            browser.get(base + "/")
+            return bool(user() == {"anonymous": True})
+
+        await waitFor(anonymous, "the session to end", 10)
+        # The browser's own request to the REST API, with its cookie.
+        self.assertEqual(apiStatus(), 403)
