@@ -60,9 +60,7 @@ c["buildbotNetUsageData"] = None
 c["db"] = {{"db_url": "sqlite:///state.sqlite"}}
 c["www"] = {{
     "port": "ssl:{port}:interface=127.0.0.1:privateKey=keycard-data/tls/server.pem",
-    "auth": KeycardWebAuth(
-        "keycard-data", htpasswd="web.htpasswd", throttle=Throttle(3, 30)
-    ),
+    "auth": {auth},
     "authz": util.Authz(
         allowRules=[util.AnyEndpointMatcher(role="users", defaultDeny=True)],
         roleMatchers=[util.RolesFromUsername(roles=["users"], usernames={users!r})],
@@ -100,9 +98,6 @@ class BuildbotWebTests(TestCase):
         self.assertEqual(done.returncode, 0, done.stderr)
         lines = [f"{name}:{scheme.hash(pw)}\n" for name, (pw, scheme) in USERS.items()]
         (self.master / "web.htpasswd").write_text("".join(lines))
-        (self.master / "master.cfg").write_text(
-            MASTER_CFG.format(port=self.port, pbPort=freePort(), users=sorted(USERS))
-        )
         self.context = ssl.create_default_context(
             cafile=str(self.data / "tls" / "trust" / "ca.pem")
         )
@@ -135,7 +130,15 @@ class BuildbotWebTests(TestCase):
         done = keycard("revoke", "--data-dir", str(self.data), "--avatar", user)
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
 
-    async def startMaster(self) -> None:
+    async def startMaster(self, auth: str) -> None:
+        """
+        Start the master with C{auth} as its C{c["www"]["auth"]}.
+        """
+        (self.master / "master.cfg").write_text(
+            MASTER_CFG.format(
+                port=self.port, pbPort=freePort(), users=sorted(USERS), auth=auth
+            )
+        )
         self.process.start()
         await waitFor(
             lambda: (
@@ -156,7 +159,10 @@ class BuildbotWebTests(TestCase):
         return Deferred.fromCoroutine(self._restAPI())
 
     async def _restAPI(self) -> None:
-        await self.startMaster()
+        await self.startMaster(
+            'KeycardWebAuth("keycard-data", htpasswd="web.htpasswd",'
+            " throttle=Throttle(3, 30))"
+        )
         # Anonymous: authz refuses; a wrong bcrypt password: the guard does.
         self.assertEqual(self.builders(), 403)
         wrong = self.request(
@@ -228,6 +234,10 @@ class BuildbotWebTests(TestCase):
         self.assertEqual(proc.returncode, 0)
         output = self.process.output()
         self.assertNotIn("Traceback", output)
+        self.assertIn("issued to alice via buildbot-www", output)
+        self.assertIn("for alice via buildbot-www from 127.0.0.1", output)
+        self.assertIn("keycard refused: ", output)
+        self.assertIn("web UI login of alice (Basic)", output)
         for password, _ in USERS.values():
             self.assertNotIn(password, output)
         self.assertNotIn(grant["token"], output)
@@ -236,8 +246,9 @@ class BuildbotWebTests(TestCase):
         """
         A real browser (headless chromium) logs in to the UI with the
         password its 401 asks for, as a user answers its prompt (here in
-        the URL), and the UI shows the user; after C{keycard revoke}, the
-        UI is anonymous again.
+        the URL), checked against the data directory's SCRAM verifiers
+        (C{keycard user add}), and the UI shows the user; after C{keycard
+        revoke}, the UI is anonymous again.
         """
         return Deferred.fromCoroutine(self._browserLogin())
 
@@ -247,7 +258,12 @@ class BuildbotWebTests(TestCase):
         from selenium.webdriver.common.by import By
 
         chromium, driver = browserTools()
-        await self.startMaster()
+        done = keycard(
+            "user", "add", "--data-dir", str(self.data), "alice",
+            stdin=USERS["alice"][0] + "\n",
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        await self.startMaster('KeycardWebAuth("keycard-data")')
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
         for flag in [*FLAGS, f"--user-data-dir={self.base / 'profile'}"]:
