@@ -91,6 +91,7 @@ class BuildbotWebTests(TestCase):
         self.base = Path(self.mktemp()).resolve()
         self.base.mkdir(parents=True)
         self.port = freePort()
+        self.pbPort = freePort()
         self.master = self.base / "master"
         _run(str(BIN / "buildbot"), "create-master", "-r", "master", cwd=self.base)
         self.data = self.master / "keycard-data"
@@ -126,19 +127,50 @@ class BuildbotWebTests(TestCase):
             self.assertEqual(names, ["b"])
         return response.status
 
+    def login(self, user: str) -> str:
+        """
+        Log in at C{/auth/login} with the user's password, as a browser
+        does after the prompt.
+
+        @return: the Buildbot session's C{Cookie} header.
+        """
+        password = USERS[user][0]
+        login = self.request(
+            "GET", "/auth/login", {"Authorization": basic(user, password)}
+        )
+        self.assertEqual(login.status, 302, login.body)
+        self.assertEqual(login.headers["Location"], f"https://localhost:{self.port}/#/")
+        # The last: twisted.web sets the new, anonymous session first.
+        cookie = (login.headers.get_all("Set-Cookie") or [""])[-1].split(";")[0]
+        self.assertTrue(cookie.startswith("TWISTED_SECURE_SESSION="), cookie)
+        return cookie
+
+    async def reconfig(self, auth: str) -> None:
+        """
+        Write C{master.cfg} with C{auth} and reconfigure the master, as
+        C{buildbot reconfig} does (SIGHUP).
+        """
+        done = "configuration update complete"
+        before = self.process.count(done)
+        (self.master / "master.cfg").write_text(self.config(auth))
+        assert self.process.proc is not None
+        self.process.proc.send_signal(signal.SIGHUP)
+        await waitFor(lambda: self.process.count(done) > before, "the reconfiguration")
+
     def revoke(self, user: str) -> None:
         done = keycard("revoke", "--data-dir", str(self.data), "--avatar", user)
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+
+    def config(self, auth: str) -> str:
+        return MASTER_CFG.format(
+            port=self.port, pbPort=self.pbPort, users=sorted(USERS), auth=auth
+        )
 
     async def startMaster(self, auth: str) -> None:
         """
         Start the master with C{auth} as its C{c["www"]["auth"]}.
         """
-        (self.master / "master.cfg").write_text(
-            MASTER_CFG.format(
-                port=self.port, pbPort=freePort(), users=sorted(USERS), auth=auth
-            )
-        )
+        (self.master / "master.cfg").write_text(self.config(auth))
         self.process.start()
         await waitFor(
             lambda: (
@@ -159,10 +191,11 @@ class BuildbotWebTests(TestCase):
         return Deferred.fromCoroutine(self._restAPI())
 
     async def _restAPI(self) -> None:
-        await self.startMaster(
+        auth = (
             'KeycardWebAuth("keycard-data", htpasswd="web.htpasswd",'
             " throttle=Throttle(3, 30))"
         )
+        await self.startMaster(auth)
         # Anonymous: authz refuses; a wrong bcrypt password: the guard does.
         self.assertEqual(self.builders(), 403)
         wrong = self.request(
@@ -190,13 +223,7 @@ class BuildbotWebTests(TestCase):
         self.assertEqual(self.builders("Bearer not-a-token"), 401)
 
         # A browser's login: a Buildbot session, for alice.
-        login = self.request(
-            "GET", "/auth/login", {"Authorization": basic("alice", USERS["alice"][0])}
-        )
-        self.assertEqual(login.status, 302, login.body)
-        # The last: twisted.web sets the new, anonymous session first.
-        cookie = (login.headers.get_all("Set-Cookie") or [""])[-1].split(";")[0]
-        self.assertTrue(cookie.startswith("TWISTED_SECURE_SESSION="), cookie)
+        cookie = self.login("alice")
         self.assertEqual(self.builders(cookie=cookie), 200)
         page = self.request("GET", "/", {"Cookie": cookie}).body.decode()
         self.assertIn('"username": "alice"', page)
@@ -226,6 +253,17 @@ class BuildbotWebTests(TestCase):
         )
         self.assertEqual(throttled.status, 429, throttled.body)
         self.assertIn(b"too many failed logins", throttled.body)
+
+        # A reconfiguration with the same arguments keeps the bouncer and
+        # the sessions; one with others starts a new one, and the browser
+        # sessions end.
+        session = self.login("bob")
+        self.assertEqual(self.builders(cookie=session), 200)
+        await self.reconfig(auth)
+        self.assertEqual(self.builders(cookie=session), 200)
+        await self.reconfig(auth.replace("Throttle(3, 30)", "Throttle(4, 30)"))
+        self.assertEqual(self.builders(cookie=session), 403)
+        self.assertEqual(self.builders(basic("bob", USERS["bob"][0])), 200)
 
         assert self.process.proc is not None
         self.process.proc.send_signal(signal.SIGTERM)

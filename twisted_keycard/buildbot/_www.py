@@ -134,26 +134,51 @@ class KeycardWebAuth(AuthBase):
 
     def reconfigAuth(self, master: Any, new_config: Any) -> None:
         """
-        Start the bouncer (once), and check the requests of the web root's
-        API, page and event streams with it from now on, instead of with
-        an auth of an earlier configuration, whose bouncer stops.
+        Check the requests of the web root's API, page and event streams
+        from now on.  The auth of an earlier configuration with the same
+        arguments hands over its bouncer and guard, so that the browsers'
+        sessions go on; one with other arguments stops its bouncer, and
+        this one starts its own.
         """
         super().reconfigAuth(master, new_config)
-        if self.guard is None:
-            self._start(master)
         www = master.www
         root = www.apps.get(www.base_plugin_name).resource
+        earlier = {
+            child.auth
+            for child in root.children.values()
+            if isinstance(child, CheckedResource) and child.auth is not self
+        }
+        for old in earlier:
+            if self.guard is None and old.settings() == self.settings():
+                self.guard, self.bouncerService = old.guard, old.bouncerService
+                old.guard = old.bouncerService = None
+            old.stop()
+        if self.guard is None:
+            self._start(master)
         for name in CHECKED:
             child = root.children.get(name)
             if isinstance(child, CheckedResource):
-                if child.auth is not self:
-                    child.auth.stop()
-                    child.auth = self
+                child.auth = self
             elif child is not None:
                 root.putChild(name, CheckedResource(child, self))
         login = root.children.get(b"auth")
         if login is not None:
             login.putChild(b"token", TokenPage(self._guard()))
+
+    def settings(self) -> tuple[object, ...]:
+        """
+        What this auth was made with, but its user info provider: two auths
+        of equal settings can share a bouncer and a guard.
+        """
+        return (
+            self.dataDir,
+            self.htpasswd,
+            self.scramUsers,
+            self.throttle,
+            self.duration,
+            self.guardOptions,
+            self.requesterName,
+        )
 
     def _start(self, master: Any) -> None:
         base = Path(master.basedir or ".")
@@ -197,7 +222,8 @@ class KeycardWebAuth(AuthBase):
 
     def stop(self) -> None:
         """
-        Stop this auth's bouncer: a new configuration's auth replaced it.
+        Stop this auth's bouncer, if it still has one: a new
+        configuration's auth replaced it.
         """
         if self.bouncerService is not None:
             self.bouncerService.disownServiceParent()
@@ -225,7 +251,7 @@ class KeycardWebAuth(AuthBase):
             session.user_info = await self.userInfo(login)
             return
         keycardId = session.user_info.get(KEYCARD_FIELD)
-        if keycardId is not None and keycardId not in guard.keycardIds():
+        if keycardId is not None and not guard.holds(keycardId):
             session.expire()
             session.updateSession(request)
 
