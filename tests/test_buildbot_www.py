@@ -339,6 +339,15 @@ class BuildbotWebTests(TestCase):
             return status
 
         self.assertEqual(apiStatus(), 200)
+        # The UI's event stream opens through the check, and answers.
+        pong = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            " const ws = new WebSocket(`wss://${location.host}/ws`);"
+            " ws.onopen = () => ws.send(JSON.stringify({cmd: 'ping', _id: 1}));"
+            " ws.onmessage = (e) => done(e.data);"
+            " ws.onerror = () => done('error');"
+        )
+        self.assertEqual(json.loads(pong), {"_id": 1, "code": 200, "msg": "pong"})
         self.revoke("alice")
 
         def anonymous() -> bool:
