@@ -26,7 +26,7 @@ from twisted.trial.unittest import TestCase
 
 from ._procs import TIMEOUT, freePort, keycard, waitFor
 from .test_buildbot import BIN, _run, _Twistd
-from .test_web_browser import FLAGS, browserTools
+from .test_web_browser import browserTools, headlessBrowser
 
 pytest.importorskip("buildbot.master", reason="needs twisted-keycard[buildbot]")
 pytest.importorskip("buildbot_www", reason="needs twisted-keycard[buildbot]")
@@ -291,24 +291,16 @@ class BuildbotWebTests(TestCase):
         return Deferred.fromCoroutine(self._browserLogin())
 
     async def _browserLogin(self) -> None:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
 
-        chromium, driver = browserTools()
+        browserTools()
         done = keycard(
             "user", "add", "--data-dir", str(self.data), "alice",
             stdin=USERS["alice"][0] + "\n",
         )  # fmt: skip
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         await self.startMaster('KeycardWebAuth("keycard-data")')
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for flag in [*FLAGS, f"--user-data-dir={self.base / 'profile'}"]:
-            options.add_argument(flag)
-        browser = webdriver.Chrome(options=options, service=Service(driver))
-        self.addCleanup(browser.quit)
-        browser.set_page_load_timeout(30)
+        browser = headlessBrowser(self, self.base / "profile")
 
         def user() -> Any:
             return browser.execute_script("return window.buildbotFrontendConfig.user")
