@@ -254,6 +254,13 @@ class BuildbotWebTests(TestCase):
         self.assertEqual(throttled.status, 429, throttled.body)
         self.assertIn(b"too many failed logins", throttled.body)
 
+        # Logging out ends the session: a copy of its cookie is anonymous.
+        session = self.login("carol")
+        self.assertEqual(self.builders(cookie=session), 200)
+        out = self.request("GET", "/auth/logout", {"Cookie": session})
+        self.assertEqual(out.status, 302)
+        self.assertEqual(self.builders(cookie=session), 403)
+
         # A reconfiguration with the same arguments keeps the bouncer and
         # the sessions; one with others starts a new one, and the browser
         # sessions end.

@@ -11,7 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from buildbot.www.auth import AuthBase, LoginResource, UserInfoProviderBase
+from buildbot.www.auth import (
+    AuthBase,
+    LoginResource,
+    LogoutResource,
+    UserInfoProviderBase,
+)
 from buildbot.www.resource import Redirect
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred
@@ -237,6 +242,9 @@ class KeycardWebAuth(AuthBase):
     def getLoginResource(self) -> LoginResource:
         return _Login(self.master, self)
 
+    def getLogoutResource(self) -> LogoutResource:
+        return _Logout(self.master, self)
+
     async def check(self, request: IRequest) -> None:
         """
         Check C{request}: with an C{Authorization} header, log it in as
@@ -338,3 +346,29 @@ class _Login(LoginResource):
         )
         target = request.args.get(b"redirect", [b"/"])[0].decode("utf-8", "replace")
         raise Redirect(self.master.config.buildbotURL + "#" + target)
+
+
+class _Logout(LogoutResource):
+    """
+    C{/auth/logout}: Buildbot's (the session cookie is cleared), and the
+    session's keycard is removed, so that a copy of the cookie is anonymous
+    from now on too.
+    """
+
+    def __init__(self, master: Any, auth: KeycardWebAuth) -> None:
+        super().__init__(master)
+        self.auth = auth
+
+    def render_GET(self, request: Any) -> bytes:
+        info = request.getSession().user_info
+        keycardId, avatarId = info.get(KEYCARD_FIELD), info.get("username")
+        guard = self.auth.guard
+        if guard is not None and keycardId is not None and guard.holds(keycardId):
+            login = WebLogin(str(avatarId), keycardId, "session")
+            Deferred.fromCoroutine(guard.logout(login)).addErrback(
+                lambda failure: self.auth.log.failure(
+                    "removing a logged out keycard failed", failure
+                )
+            )
+        body: bytes = super().render_GET(request)
+        return body
