@@ -135,6 +135,9 @@ class KeycardWebAuth(AuthBase):
         self.bouncerService: BouncerService | None = None
 
     def getConfigDict(self) -> dict[str, str]:
+        """
+        What the UI is told of this auth: its name only.
+        """
         return {"name": type(self).__name__}
 
     def reconfigAuth(self, master: Any, new_config: Any) -> None:
@@ -240,9 +243,15 @@ class KeycardWebAuth(AuthBase):
         return self.guard
 
     def getLoginResource(self) -> LoginResource:
+        """
+        C{/auth/login}: a Buildbot session for the request's login.
+        """
         return _Login(self.master, self)
 
     def getLogoutResource(self) -> LogoutResource:
+        """
+        C{/auth/logout}: Buildbot's, and the session's keycard removed.
+        """
         return _Logout(self.master, self)
 
     async def check(self, request: IRequest) -> None:
@@ -294,9 +303,16 @@ class CheckedResource:
         self.auth = auth
 
     def render(self, request: IRequest) -> Any:
+        """
+        Render the wrapped resource once the request is checked.
+        """
         return self._checked(request).render(request)
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
+        """
+        The wrapped resource's child for the rest of the path, once the
+        request is checked.
+        """
         # Transparent: the wrapped resource gets the segment.
         postpath: Any = request.postpath
         prepath: Any = request.prepath
@@ -304,6 +320,9 @@ class CheckedResource:
         return self._checked(request)
 
     def putChild(self, path: bytes, child: IResource) -> None:
+        """
+        Give the wrapped resource a child.
+        """
         self.resource.putChild(path, child)
 
     def _checked(self, request: IRequest) -> IResource:
