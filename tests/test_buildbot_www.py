@@ -46,7 +46,7 @@ USERS = {
 MASTER_CFG = """\
 from buildbot.plugins import schedulers, steps, util, worker
 from twisted_keycard.bouncer import Throttle
-from twisted_keycard.buildbot import KeycardWebAuth
+from twisted_keycard.buildbot import KeycardWebAuth, useKeycards
 
 c = BuildmasterConfig = {{}}
 c["workers"] = [worker.Worker("w1", "pass1")]
@@ -66,6 +66,8 @@ c["www"] = {{
         roleMatchers=[util.RolesFromUsername(roles=["users"], usernames={users!r})],
     ),
 }}
+# The PB port on keycards too: two bouncers of one data directory.
+useKeycards(c, "keycard-data")
 """
 
 
@@ -186,6 +188,7 @@ class BuildbotWebTests(TestCase):
         self.assertIn(
             "the web UI takes keycard tokens and passwords", self.process.output()
         )
+        self.assertIn("takes keycards (data directory", self.process.output())
 
     def test_restAPI(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._restAPI())
