@@ -141,7 +141,7 @@ class StockLoginAttackTests(TestCase):
             counts = done["counts"]
             print(f"\n{self.id()}: {counts}, {done['seconds']:.2f} s, {done['right']}")
             self.assertEqual(sum(counts.values()), 300, counts)
-            self.assertLessEqual(counts.get("KeycardRefused", 0), 5, counts)
+            self.assertLessEqual(counts.get("UnauthorizedLogin", 0), 5, counts)
             self.assertGreaterEqual(counts.get(THROTTLED, 0), 295, counts)
             self.assertFalse(done["rightAccepted"])
             self.assertEqual(done["right"], THROTTLED)
@@ -159,7 +159,7 @@ class StockLoginAttackTests(TestCase):
             denied = log.count(
                 f"keycard {THROTTLED} ({STOCK_KIND} for alice via app from"
             )
-            self.assertEqual(refused, counts.get("KeycardRefused", 0))
+            self.assertEqual(refused, counts.get("UnauthorizedLogin", 0))
             self.assertEqual(denied, counts.get(THROTTLED, 0) + 2)
             self.assertNotIn("Traceback", log)
             self.assertNotIn("Unhandled", log)

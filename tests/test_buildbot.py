@@ -195,6 +195,23 @@ class BuildbotTests(TestCase):
             "a.c",
             cwd=self.base,
         )
+        # A wrong password gets stock PB's refusal (issue 26: it was
+        # "RemoteError: keycard refused"): the tool's usual failure.
+        wrong = subprocess.run(
+            [
+                str(BIN / "buildbot"), "sendchange", "--master",
+                f"127.0.0.1:{self.port}", "--auth", "change:wrong", "--who",
+                "tester", "--branch", "main", "b.c",
+            ],
+            capture_output=True, text=True, env=ENV, cwd=self.base,
+            timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+        self.assertEqual(wrong.returncode, 1, wrong.stdout + wrong.stderr)
+        self.assertIn("change not sent:", wrong.stdout)
+        self.assertEqual(
+            wrong.stdout.rstrip().splitlines()[-1], "twisted.spread.pb.RemoteError"
+        )
+        self.assertNotIn("keycard refused", wrong.stdout)
         await waitFor(lambda: _builds(self.master), "the build", 60)
         self.assertEqual(_builds(self.master), [(1, 0)])
         self.assertEqual(master.count("Worker w1 detached"), 0)

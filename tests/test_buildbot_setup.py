@@ -24,6 +24,7 @@ from twisted_keycard import KeycardServerFactory
 from twisted_keycard.buildbot import (
     KeycardDispatcher,
     KeycardService,
+    KeycardWebAuth,
     keycardWorker,
     useKeycards,
 )
@@ -141,3 +142,45 @@ class DispatcherTests(TestCase):
             self.assertIsInstance(self.challenger(dispatcher), SCRAMVerifiers)
 
         return Deferred.fromCoroutine(check())
+
+
+class KeycardWebAuthTests(SynchronousTestCase):
+    """
+    What L{KeycardWebAuth} takes in C{master.cfg}, before a master
+    configures it (C{tests/test_buildbot_www.py} runs it in one).
+    """
+
+    def test_isBuildbotAuth(self) -> None:
+        """
+        It is one of Buildbot's auths, with a user info provider, and opens
+        nothing until a master configures it.
+        """
+        from buildbot.www.auth import AuthBase
+
+        auth = KeycardWebAuth("keycard-data", htpasswd="web.htpasswd")
+        self.assertIsInstance(auth, AuthBase)
+        self.assertIsNotNone(auth.userInfoProvider)
+        self.assertIsNone(auth.guard)
+        self.assertIsNone(auth.bouncerService)
+        self.assertEqual(auth.getConfigDict(), {"name": "KeycardWebAuth"})
+
+    def test_onePasswordFile(self) -> None:
+        """
+        An htpasswd file and a SCRAM verifiers file together are refused in
+        one line.
+        """
+        error = self.assertRaises(
+            ValueError, KeycardWebAuth, htpasswd="a", scramUsers="b"
+        )
+        self.assertEqual(
+            str(error),
+            "KeycardWebAuth checks passwords against one file: give htpasswd= or"
+            " scramUsers=, not both",
+        )
+
+    def test_duration(self) -> None:
+        """
+        A duration that is not a positive number is refused.
+        """
+        for bad in (0, -1, float("nan")):
+            self.assertRaises(ValueError, KeycardWebAuth, duration=bad)

@@ -28,6 +28,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
+from twisted.python.reflect import qual
 from twisted.spread import pb
 from twisted.test.iosim import FakeTransport, IOPump, connect
 from twisted.trial.unittest import SynchronousTestCase
@@ -253,10 +254,17 @@ class _StockClient:
     A stock PB client connected in memory to a root.
     """
 
-    def __init__(self, root: KeycardRoot, clock: Clock) -> None:
-        serverBroker = KeycardServerFactory(
-            root, clock=clock, limits=ConnectionLimits(loginTimeout=10.0)
-        ).buildProtocol(CLIENT)
+    def __init__(
+        self,
+        root: KeycardRoot,
+        clock: Clock,
+        serverFactory: pb.PBServerFactory | None = None,
+    ) -> None:
+        if serverFactory is None:
+            serverFactory = KeycardServerFactory(
+                root, clock=clock, limits=ConnectionLimits(loginTimeout=10.0)
+            )
+        serverBroker = serverFactory.buildProtocol(CLIENT)
         assert serverBroker is not None
         self.serverBroker = serverBroker
         self.factory = pb.PBClientFactory()
@@ -319,6 +327,34 @@ class StockLoginTests(SynchronousTestCase):
         client = _StockClient(self.root(stockLogin=True), self.clock)
         failure = self.failureResultOf(client.login(b"alice", b"mirror"))
         self.assertTrue(failure.check(UnauthorizedLogin))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_stockRefusalAsStockPB(self) -> None:
+        """
+        A wrong password and an unknown user on the stock login reach the
+        client as stock PB's own refusal does (issue 26: it was
+        C{RemoteError: keycard refused}): an L{UnauthorizedLogin} with the
+        same type, message and parents, so that C{buildbot sendchange}
+        prints its usual failure.  No traceback is logged, where stock PB
+        logs one.
+        """
+        portal = Portal(self.realm, [_database()])
+        stock = _StockClient(self.root(), self.clock, pb.PBServerFactory(portal)).login(
+            b"alice", b"mirror"
+        )
+        expected = self.failureResultOf(stock)
+        self.assertEqual(len(self.flushLoggedErrors(UnauthorizedLogin)), 1)
+        self.assertEqual(expected.type, b"twisted.cred.error.UnauthorizedLogin")
+        root = self.root(stockLogin=True)
+        for name, password in [(b"alice", b"mirror"), (b"mallory", b"x")]:
+            failure = self.failureResultOf(
+                _StockClient(root, self.clock).login(name, password)
+            )
+            self.assertEqual(failure.type, expected.type)
+            self.assertEqual(failure.value, expected.value)
+            # Passed on as a pb.Error, which PB sends without a traceback.
+            self.assertEqual(failure.parents, [*expected.parents, qual(pb.Error)])
+            self.assertEqual(failure.getErrorMessage(), "")
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_keycardsStillTaken(self) -> None:
@@ -421,7 +457,9 @@ class StockRulesTests(SynchronousTestCase):
         root = self.root()
         for _ in range(3):
             failure = self.failureResultOf(self.stock(root, b"alice", b"mirror"))
-            self.assertTrue(failure.check(KeycardRefused))
+            self.assertTrue(
+                failure.check(UnauthorizedLogin) and failure.getErrorMessage() == ""
+            )
         checks = len(self.md5s)
         for password in (b"mirror", b"wonderland"):
             failure = self.failureResultOf(self.stock(root, b"alice", password))
@@ -455,7 +493,9 @@ class StockRulesTests(SynchronousTestCase):
         for n in range(3):
             name = f"user{n}".encode()
             failure = self.failureResultOf(self.stock(root, name, b"x"))
-            self.assertTrue(failure.check(KeycardRefused))
+            self.assertTrue(
+                failure.check(UnauthorizedLogin) and failure.getErrorMessage() == ""
+            )
         failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
         self.assertTrue(failure.check(KeycardDenied))
 
@@ -580,7 +620,9 @@ class StockRulesTests(SynchronousTestCase):
             stockLogin=True,
         )
         failure = self.failureResultOf(self.stock(root, b"alice", b"wonderland"))
-        self.assertTrue(failure.check(KeycardRefused))
+        self.assertTrue(
+            failure.check(UnauthorizedLogin) and failure.getErrorMessage() == ""
+        )
         self.assertEqual(self.logins("refused"), 1)
         self.assertEqual(self.realm.avatars, [])
 
@@ -600,7 +642,9 @@ class StockRulesTests(SynchronousTestCase):
             d = challenger.callRemote("respond", pb.respond(challenge, password), None)
             client.pump.flush()
             failure = self.failureResultOf(d)
-            self.assertTrue(failure.check(KeycardRefused))
+            self.assertTrue(
+                failure.check(UnauthorizedLogin) and failure.getErrorMessage() == ""
+            )
         self.assertEqual(self.realm.avatars, [])
         self.assertEqual(len(self.audit("login.refused")), 1)
         self.assertEqual(self.flushLoggedErrors(), [])

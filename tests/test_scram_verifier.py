@@ -5,6 +5,7 @@ L{twisted_keycard.scram.SCRAMVerifiers.fromFile}.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from base64 import b64decode, b64encode
 
@@ -59,17 +60,41 @@ class VerifierTests(SynchronousTestCase):
             Verifier.fromPassword("a bc", salt=SALT),
         )
 
-    def test_saslprepRefuses(self) -> None:
+    def test_saslprepRefusesRawBytes(self) -> None:
         """
-        A password with a character SASLprep prohibits is a L{ValueError}.
+        A password SASLprep refuses (a control character, an emoji
+        unassigned in Unicode 3.2, a bidi mix) or maps to nothing gives the
+        keys of its raw UTF-8 bytes, as PostgreSQL's C{pg_saslprep} callers
+        do; the PBKDF2 is that of those bytes.
         """
-        self.assertRaises(ValueError, Verifier.fromPassword, "a\x00b")
+        self.assertEqual(saslprep("\u00ad"), "")
+        for password in ["a\tb", "a\x00b", "pass\U0001f600", "\u05d0a", "\u00ad"]:
+            if password != "\u00ad":
+                self.assertRaises(ValueError, saslprep, password)
+            salted = hashlib.pbkdf2_hmac("sha256", password.encode(), SALT, 4096)
+            verifier = Verifier.fromPassword(password, 4096, SALT)
+            self.assertEqual(
+                verifier.storedKey, sha256(hmacSha256(salted, b"Client Key"))
+            )
+        self.assertNotEqual(
+            Verifier.fromPassword("a\tb", salt=SALT),
+            Verifier.fromPassword("ab", salt=SALT),
+        )
 
-    def test_normalizePrintableASCII(self) -> None:
+    def test_surrogateRefused(self) -> None:
         """
-        A password of printable ASCII is its own SASLprep, returned without
-        asking passlib (whose time grows with the length, and would show a
-        stored password's length); any other goes through SASLprep.
+        A password holding a lone surrogate is not text: a L{ValueError}.
+        """
+        error = self.assertRaises(ValueError, Verifier.fromPassword, "a\udcffb")
+        self.assertEqual(str(error), "the password is not UTF-8 text")
+
+    def test_normalizeASCII(self) -> None:
+        """
+        A password of ASCII is used as it is, without asking passlib (whose
+        time grows with the length, and would show a stored password's
+        length), as PostgreSQL does: printable ASCII is its own SASLprep,
+        and control characters, which SASLprep refuses, are used as they
+        are.  Any other password goes through SASLprep.
         """
         asked: list[str] = []
 
@@ -82,11 +107,12 @@ class VerifierTests(SynchronousTestCase):
         for password in ["", "pencil", every, "x" * 1024]:
             self.assertEqual(_messages.normalize(password), password)
             self.assertEqual(saslprep(password), password)
+        for password in ["a\x7fb", "a\tb", "\x00"]:
+            self.assertEqual(_messages.normalize(password), password)
         self.assertEqual(asked, [])
         self.assertEqual(_messages.normalize("a\u00a0b\u00adc"), "a bc")
-        self.assertRaises(ValueError, _messages.normalize, "a\x7fb")
-        self.assertRaises(ValueError, _messages.normalize, "a\tb")
-        self.assertEqual(asked, ["a\u00a0b\u00adc", "a\x7fb", "a\tb"])
+        self.assertEqual(_messages.normalize("\U0001f600"), "\U0001f600")
+        self.assertEqual(asked, ["a\u00a0b\u00adc", "\U0001f600"])
 
     def test_randomSalt(self) -> None:
         """

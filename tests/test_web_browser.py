@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.trial.unittest import SkipTest
+from twisted.trial.unittest import SkipTest, TestCase
 
 from ._procs import keycard, waitFor
 from .test_web_service import PASSWORD, HTTPFaceCase
@@ -70,21 +70,29 @@ def browserTools() -> tuple[str, str]:
     return chromium, driver
 
 
+def headlessBrowser(case: TestCase, profile: Path) -> Any:
+    """
+    A headless chromium driven by selenium, with its profile in
+    C{profile}, quit when C{case} ends.
+    """
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = browserTools()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(driver))
+    case.addCleanup(browser.quit)
+    browser.set_page_load_timeout(30)
+    return browser
+
+
 @pytest.mark.integration
 class BrowserTests(HTTPFaceCase):
     def browser(self, profile: Path) -> Any:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-
-        chromium, driver = browserTools()
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-            options.add_argument(flag)
-        browser = webdriver.Chrome(options=options, service=Service(driver))
-        self.addCleanup(browser.quit)
-        browser.set_page_load_timeout(30)
-        return browser
+        return headlessBrowser(self, profile)
 
     def page(self, browser: Any, name: str | None, title: str) -> str:
         """

@@ -216,10 +216,14 @@ class BearerTests(GuardTestCase):
         grant = self.token()
         token = str(grant["token"])
         self.assertEqual(self.get(**bearer(token)).code, 200)
+        (heldId,) = self.app.guard.keycardIds()
+        self.assertTrue(self.app.guard.holds(heldId))
+        self.assertFalse(self.app.guard.holds(str(grant["keycardId"])))
         self.successResultOf(
             self.app.bouncer.revokeKeycardIds([str(grant["keycardId"])])
         )
         self.assertEqual(self.app.guard.keycardIds(), [])
+        self.assertFalse(self.app.guard.holds(heldId))
         reply = self.get(**bearer(token))
         self.assertEqual(reply.code, 401)
         self.assertIn(

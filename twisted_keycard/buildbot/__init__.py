@@ -8,6 +8,11 @@ and in each worker's C{buildbot.tac}::
 
     from twisted_keycard.buildbot import keycardWorker; keycardWorker()
 
+The web UI and the REST API check keycard tokens and passwords (an
+htpasswd file in any format, or SCRAM verifiers) with L{KeycardWebAuth}::
+
+    c["www"]["auth"] = KeycardWebAuth("keycard-data", htpasswd="web.htpasswd")
+
 See C{docs/howto/buildbot.rst}.
 """
 
@@ -17,5 +22,13 @@ from twisted_keycard.buildbot._master import (
     useKeycards,
 )
 from twisted_keycard.buildbot._worker import keycardWorker
+from twisted_keycard.buildbot._www import CheckedResource, KeycardWebAuth
 
-__all__ = ["KeycardDispatcher", "KeycardService", "keycardWorker", "useKeycards"]
+__all__ = [
+    "CheckedResource",
+    "KeycardDispatcher",
+    "KeycardService",
+    "KeycardWebAuth",
+    "keycardWorker",
+    "useKeycards",
+]

@@ -267,13 +267,15 @@ class _StockChallenge(pb.Referenceable):
 
     def remote_respond(self, response: bytes, mind: object) -> Deferred[Any]:
         if self.answered:
-            raise KeycardRefused()
+            return fail(passedOn(UnauthorizedLogin()))
         self.answered = True
         if not isinstance(response, bytes):
             response = b""
         self.response = response
-        return Deferred.fromCoroutine(self._stock.respond(self, mind)).addErrback(
-            _passRealmRefusal
+        return (
+            Deferred.fromCoroutine(self._stock.respond(self, mind))
+            .addErrback(_stockRefused)
+            .addErrback(_passRealmRefusal)
         )
 
     # MD5 is stock PB's own protocol, kept for the clients of a migration.
@@ -319,6 +321,11 @@ class StockLogin:
     C{login.stock} event for a success.  An unknown user's response is
     checked against a mock password, with the same MD5 work as a known
     user's, and refused alike.
+
+    A wrong password or an unknown user is refused as stock PB refuses
+    it, with an L{UnauthorizedLogin} without a message, so that stock
+    clients (C{buildbot sendchange}) say what they say for a bad password;
+    a throttled login is a L{KeycardDenied}, which says why.
 
     The MD5 challenge-response is stock PB's, as weak as it was: see
     L{STOCK_WARNING}, logged once when it is made.
@@ -552,6 +559,20 @@ def _passRealmRefusal(failure: Failure) -> Failure:
     value = failure.value
     if isinstance(value, RealmRefusal):
         return passedOn(value.error)
+    return failure
+
+
+def _stockRefused(failure: Failure) -> Failure:
+    """
+    A stock login's L{KeycardRefused} (a wrong password, an unknown user;
+    not a denial) as stock PB's own refusal: an L{UnauthorizedLogin} with
+    no message, so that stock clients (C{buildbot sendchange}, C{buildbot
+    try}) print their usual failure for a bad password.  It is passed on
+    (see L{passedOn}): sent without a traceback in the log, as keycard
+    refusals are.
+    """
+    if type(failure.value) is KeycardRefused:
+        return passedOn(UnauthorizedLogin())
     return failure
 
 

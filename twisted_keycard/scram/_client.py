@@ -21,6 +21,7 @@ from twisted_keycard.keycard import (
 )
 from twisted_keycard.scram._messages import (
     MODES,
+    NOT_TEXT,
     PREFER,
     ClientFinal,
     ClientFirst,
@@ -72,7 +73,7 @@ class SCRAMKeyCache:
         The client key and the server key of C{password} for this salt and
         iteration count.
 
-        @raise ValueError: if SASLprep refuses the password.
+        @raise ValueError: if the password is not text (a lone surrogate).
         """
         found = self._keys.get((salt, iterations))
         if found is None:
@@ -240,7 +241,7 @@ class SCRAMAnswerer:
                 self._password, serverFirst.salt, serverFirst.iterations
             )
         except ValueError:
-            raise ProtocolError("the password has characters SCRAM refuses") from None
+            raise ProtocolError(NOT_TEXT) from None
         binding = bindingAttribute(first.gs2Header, self._bindingData)
         withoutProof = f"c={binding},r={nonce}"
         assert keycard.serverFirst is not None

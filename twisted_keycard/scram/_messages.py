@@ -31,32 +31,50 @@ from twisted_keycard.keycard import (
 KEY_BYTES = 32
 
 
+#: Why a password cannot be hashed: it holds a lone surrogate (as text read
+#: with C{surrogateescape} from bytes that are not UTF-8 does).
+NOT_TEXT = "the password is not UTF-8 text"
+
+
 def saltedPassword(password: str, salt: bytes, iterations: int) -> bytes:
     """
     C{Hi(Normalize(password), salt, i)}: PBKDF2-HMAC-SHA256 of the
-    SASLprep'd password.
+    password as L{normalize} prepares it.
 
-    @raise ValueError: if the password has characters SASLprep prohibits.
+    @raise ValueError: if the password is not text (a lone surrogate).
     """
-    normal = normalize(password).encode("utf-8")
+    try:
+        normal = normalize(password).encode("utf-8")
+    except UnicodeEncodeError:
+        # Python's message would show the character.
+        raise ValueError(NOT_TEXT) from None
     return hashlib.pbkdf2_hmac("sha256", normal, salt, iterations)
 
 
 def normalize(password: str) -> str:
     """
-    C{Normalize(password)}: its SASLprep (RFC 4013).  A password of
-    printable ASCII is its own SASLprep (nothing in it is mapped,
-    normalized, prohibited or bidirectional), and is returned as it is, in
-    a time that hardly depends on its length; others go through passlib's
-    SASLprep, a few microseconds per character, which would show the
-    length of a stored password in the time of a check.
+    C{Normalize(password)} as PostgreSQL does it (C{pg_saslprep} in its
+    C{src/common/saslprep.c}, used by its server and by libpq): its
+    SASLprep (RFC 4013), or the password as it is when SASLprep refuses
+    it (a TAB, an emoji unassigned in Unicode 3.2, ...) or maps it to
+    nothing, so that every password PostgreSQL takes has the keys
+    PostgreSQL gives it.
 
-    @raise ValueError: if the password has characters SASLprep prohibits.
+    A password of ASCII is returned as it is, as PostgreSQL does, in a
+    time that hardly depends on its length (SASLprep leaves printable
+    ASCII unchanged, and refuses the control characters, which are then
+    used as they are); others go through passlib's SASLprep, a few
+    microseconds per character, which would show the length of a stored
+    password in the time of a check.
     """
-    if password.isascii() and password.isprintable():
+    if password.isascii():
         return password
-    prepared: str = saslprep(password)
-    return prepared
+    try:
+        prepared: str = saslprep(password)
+    except ValueError:
+        # PostgreSQL: "if pg_saslprep fails, use the password as is".
+        return password
+    return prepared or password
 
 
 def hmacSha256(key: bytes, message: bytes) -> bytes:

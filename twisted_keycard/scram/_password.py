@@ -56,7 +56,8 @@ def storedKeyMatches(password: str, verifier: Verifier) -> bool:
     SCRAM client does, then C{H(ClientKey)}, compared in constant time.
     Blocking (PBKDF2): run it in a thread.
 
-    A password SASLprep refuses matches nothing, after the same work.
+    A password that is not text (a lone surrogate) matches nothing, after
+    the same work.
     """
     try:
         salted = saltedPassword(password, verifier.salt, verifier.iterations)
@@ -199,7 +200,7 @@ class SCRAMProof:
         try:
             exchange.verifier = Verifier.fromPassword(password, iterations, salt)
         except ValueError:
-            # A stored password SASLprep refuses can never be proved.
+            # A stored password that is not text can never be proved.
             self.mock()
             return False
         exchange.known = True
@@ -239,7 +240,7 @@ class CheckPasswordSCRAM:
     and unknown users show the same kind of challenge; an unknown user the
     checker refuses without a check gets the same key derivation, after the
     refusal, from a mock password of printable ASCII: a stored password of
-    printable ASCII takes the same steps whatever its length (see
+    ASCII takes the same steps whatever its length (see
     L{twisted_keycard.scram._messages.normalize}).  The checker's own work
     (looking the user up) may still take a different time for known and
     unknown users, and so may a stored password with other characters

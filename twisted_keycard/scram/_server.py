@@ -129,7 +129,9 @@ class Verifier:
         unless one is given.
 
         @raise ValueError: for a non-positive iteration count, an empty salt,
-            or a password SASLprep refuses.
+            or a password that is not text (a lone surrogate).  A password
+            SASLprep refuses is used as it is, as PostgreSQL does (see
+            L{twisted_keycard.scram._messages.normalize}).
         """
         if iterations < 1:
             raise ValueError("iterations must be positive")

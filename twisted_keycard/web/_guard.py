@@ -226,6 +226,12 @@ class HeldLogins:
     def keycardIds(self) -> list[str]:
         return list(self._byId)
 
+    def holds(self, keycardId: str) -> bool:
+        """
+        Whether a session or cached credentials of this keycard are held.
+        """
+        return keycardId in self._byId
+
     @staticmethod
     def sessionKey(cookie: str) -> bytes:
         return hashlib.sha256(cookie.encode("utf-8")).digest()
@@ -350,6 +356,16 @@ class KeycardGuard:
 
     def keycardIds(self) -> list[str]:
         return [*self.held.keycardIds(), *self.link.inFlight]
+
+    def holds(self, keycardId: str) -> bool:
+        """
+        Whether the guard still holds a login of this keycard: one the
+        bouncer has not expired or revoked, nor a full table pushed out.
+        An application that keeps its own sessions of the guard's logins
+        (Buildbot's, see L{twisted_keycard.buildbot.KeycardWebAuth}) ends
+        one whose keycard the guard no longer holds.
+        """
+        return self.held.holds(keycardId)
 
     # Checking requests
 
