@@ -124,6 +124,7 @@ def makeBouncer(
     throttle: Throttle | None = None,
     upkeep: Upkeep = Upkeep(),  # noqa: B008 - frozen
     realThreads: bool = False,
+    maxLifetime: float | None = None,
 ) -> Bouncer:
     users = {"alice": PASSWORD} if users is None else users
     verifiers = SCRAMVerifiers(
@@ -143,6 +144,7 @@ def makeBouncer(
         throttle=throttle,
         upkeep=upkeep,
         limits=ExchangeLimits(timeout=30.0),
+        maxLifetime=maxLifetime,
     )
 
 

@@ -208,7 +208,8 @@ class WhoamiTests(FaceTestCase):
         To a browser, C{/whoami} is a page: who, how, until when.
         """
         session = self.session()
-        self.app.clock.advance(1800)
+        # Not yet in the second half of the duration: not renewed.
+        self.app.clock.advance(1799)
         reply = self.fetch("GET", BASE + "/whoami", self.withCookie(session, **BROWSER))
         self.assertEqual(reply.code, 200)
         self.assertOwnPage(reply, "Who am I")

@@ -191,6 +191,60 @@ class SessionLifeTests(SessionTestCase):
         self.assertEqual(self.get(**self.withCookie(session)).code, 401)
         self.assertEqual(self.app.guard.keycardIds(), [])
 
+    def test_requestsRenew(self) -> None:
+        """
+        A request in the second half of the keycard's duration renews it
+        for a duration from then, in the bouncer too; a browser that stops
+        making requests loses its session, and the bouncer its keycard, a
+        duration after its last renewal.
+        """
+        session = self.session()
+        [keycardId] = self.app.guard.keycardIds()
+        issued = self.app.bouncer.held[keycardId].expires
+        self.app.clock.advance(299)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 200)
+        self.assertEqual(self.app.bouncer.held[keycardId].expires, issued)
+        self.app.clock.advance(2)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 200)
+        renewed = self.app.clock.seconds() + 600
+        self.assertEqual(self.app.bouncer.held[keycardId].expires, renewed)
+        # Past the first expiry, still logged in.
+        self.app.clock.advance(500)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 200)
+        # Idle for a duration: gone, here and in the bouncer.
+        self.app.clock.advance(600)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 401)
+        self.assertEqual(self.app.bouncer.held, {})
+        self.assertEqual(self.app.guard.keycardIds(), [])
+
+    def test_renewalWithinMaxLifetime(self) -> None:
+        """
+        Past the bouncer's C{maxLifetime}, requests renew nothing: the
+        session ends at its expiry however busy it is.
+        """
+        self.app = self.makeApp(GuardOptions(loginPath="/login"), maxLifetime=700.0)
+        session = self.session()
+        for _ in range(11):
+            self.app.clock.advance(60)
+            self.assertEqual(self.get(**self.withCookie(session)).code, 200)
+        # Renewed at 360 s, but only to 700 s, its maximum lifetime, when
+        # the bouncer expires it.
+        self.app.clock.advance(41)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 401)
+        self.assertEqual(self.app.bouncer.held, {})
+
+    def test_noRenewal(self) -> None:
+        """
+        With C{GuardOptions(renew=False)}, a session ends at its keycard's
+        first expiry, whatever its requests.
+        """
+        self.app = self.makeApp(GuardOptions(loginPath="/login", renew=False))
+        session = self.session()
+        self.app.clock.advance(400)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 200)
+        self.app.clock.advance(200)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 401)
+
     def test_logout(self) -> None:
         """
         POST /logout (with the CSRF token) removes the keycard, clears the

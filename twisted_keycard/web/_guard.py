@@ -21,6 +21,7 @@ from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
@@ -168,6 +169,9 @@ class HeldLogin:
         must carry; C{None} otherwise.
     @ivar tokenId: for a Bearer login, the keycard id of the token
         presented (the parent of C{keycardId}).
+    @ivar duration: the keycard's duration, for which a renewal renews it;
+        C{None} if it is not renewed.
+    @ivar renewing: whether a renewal is on its way.
     """
 
     keycardId: str
@@ -175,6 +179,8 @@ class HeldLogin:
     expires: float
     csrfToken: str | None = attrs.field(default=None, repr=False)
     tokenId: str | None = None
+    duration: float | None = None
+    renewing: bool = False
 
 
 #: Held logins by key, least recently used first, shared fairly between
@@ -244,15 +250,26 @@ class HeldLogins:
         data = b"\0".join(p.encode("utf-8", "surrogatepass") for p in parts)
         return hmac.digest(self._key, data, "sha256")
 
-    def newSession(self, keycardId: str, avatarId: str, expires: float) -> str:
+    def newSession(
+        self,
+        keycardId: str,
+        avatarId: str,
+        expires: float,
+        duration: float | None = None,
+    ) -> str:
         """
-        Hold a session for a keycard.
+        Hold a session for a keycard; with a C{duration}, its requests
+        renew it.
 
         @return: the cookie value that names it.
         """
         cookie = secrets.token_urlsafe(SECRET_BYTES)
         login = HeldLogin(
-            keycardId, avatarId, expires, secrets.token_urlsafe(SECRET_BYTES)
+            keycardId,
+            avatarId,
+            expires,
+            secrets.token_urlsafe(SECRET_BYTES),
+            duration=duration,
         )
         self._put(self._sessions, self.sessionKey(cookie), login)
         return cookie
@@ -425,6 +442,7 @@ class KeycardGuard:
         held = self.held.session(cookie.decode("ascii", "replace"))
         if held is None or not self._current(held):
             return None
+        self._renewSoon(held)
         return WebLogin(
             held.avatarId,
             held.keycardId,
@@ -456,6 +474,38 @@ class KeycardGuard:
         self.held.drop([held.keycardId])
         self.link.remove(held.keycardId)
         return False
+
+    def _renewSoon(self, held: HeldLogin) -> None:
+        """
+        A request used C{held}: in the second half of its keycard's
+        duration, ask the bouncer to renew the keycard (one request at a
+        time; the request does not wait).  A renewal the bouncer refuses
+        (past its C{maxLifetime}) or cannot make (unreachable) leaves the
+        login to end at its expiry.
+        """
+        duration = held.duration
+        if not self.options.renew or duration is None or held.renewing:
+            return
+        if held.expires - self.clock.seconds() > duration / 2:
+            return
+        held.renewing = True
+
+        def renewed(count: int) -> None:
+            held.renewing = False
+            if count and self.held.holds(held.keycardId):
+                held.expires = self.clock.seconds() + duration
+
+        def failed(failure: Failure) -> None:
+            held.renewing = False
+            self.log.info(
+                "could not renew keycard {keycardId}: {error}",
+                keycardId=held.keycardId,
+                error=printable(str(failure.value)),
+            )
+
+        self.bouncer.keepAlive(self.requesterName, [held.keycardId]).addCallbacks(
+            renewed, failed
+        )
 
     async def _bearer(self, request: IRequest, credentials: Credentials) -> WebLogin:
         token = credentials.token68
@@ -496,13 +546,17 @@ class KeycardGuard:
         key = self.held.credentialKey(BASIC, username, password, address or "")
         held = self.held.cached(key) if cached else None
         if held is not None and self._current(held):
+            self._renewSoon(held)
             return WebLogin(held.avatarId, held.keycardId, BASIC, held.expires)
         issued = await self.link.ask(request, keycard)
         assert issued.id is not None and issued.avatarId is not None
         if not cached:
             return self.link.oneShot(request, issued, BASIC)
         expires = _earliest(issued.expires, None)
-        self.held.cache(key, HeldLogin(issued.id, issued.avatarId, expires))
+        self.held.cache(
+            key,
+            HeldLogin(issued.id, issued.avatarId, expires, duration=issued.duration),
+        )
         return WebLogin(issued.avatarId, issued.id, BASIC, expires, token=issued.token)
 
     async def _scram(self, request: IRequest, credentials: Credentials) -> WebLogin:
@@ -555,7 +609,9 @@ class KeycardGuard:
         """
         assert issued.id is not None and issued.avatarId is not None
         expires = _earliest(issued.expires, None)
-        cookie = self.held.newSession(issued.id, issued.avatarId, expires)
+        cookie = self.held.newSession(
+            issued.id, issued.avatarId, expires, issued.duration
+        )
         session = self.held.session(cookie)
         assert session is not None
         return cookie, session

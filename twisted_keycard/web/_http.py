@@ -533,6 +533,14 @@ class GuardOptions:
         the throttle says when its window lets a login be counted again.
     @ivar cookieName: the session cookie's name.
     @ivar proxies: the reverse proxies whose forwarding headers count.
+    @ivar renew: whether the requests of a cookie session or of held Basic
+        credentials renew its keycard: a request made in the second half
+        of the keycard's duration asks the bouncer to renew it for its
+        duration from then (within the bouncer's C{maxLifetime}), as PB
+        clients are renewed while their connection lives.  A browser that
+        stops making requests lets its keycard, and any seat it holds,
+        expire a duration after its last one.  A Bearer login ends with its
+        token, whatever its requests.
     """
 
     realm: str = "keycard"
@@ -548,6 +556,7 @@ class GuardOptions:
     retryAfter: int = attrs.field(default=60, validator=_count)
     cookieName: str = COOKIE
     proxies: ProxyTrust = ProxyTrust()
+    renew: bool = True
 
 
 @attrs.frozen
