@@ -244,6 +244,13 @@ class TokensWhileDownTests(TestCase):
                 "token logins again",
             )
             for setting, process in bouncers.items():
+                # Each bouncer is back after its own reconnection backoff.
+                await waitFor(
+                    lambda process=process: (
+                        "following the store works again" in process.output()
+                    ),
+                    f"the {setting} bouncer to follow the store again",
+                )
                 output = process.output()
                 self.assertNotIn("Traceback", output, setting)
                 # One line for the outage, one for the end of it.
