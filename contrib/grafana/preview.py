@@ -5,7 +5,7 @@ dashboard shows, without Grafana (docs/production.rst shows one, made by
 C{tests/test_dashboard.py} from a real bouncer and a real Prometheus).
 
     python contrib/grafana/preview.py --prometheus http://127.0.0.1:9090 \\
-        --job keycard --minutes 5 --out dashboard.png
+        --job keycard-bouncer --minutes 5 --out dashboard.png
 
 Drawing needs matplotlib (C{pip install matplotlib}); L{expressions} and
 L{instantQuery}, which the tests use, need only the standard library.
@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 DASHBOARD = Path(__file__).with_name("keycard.json")
+
+#: The Prometheus job the dashboard shows by default.
+JOB = "keycard-bouncer"
 
 #: A legend's C{{{label}}} reference.
 LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -116,7 +119,6 @@ def draw(prometheus: str, job: str, minutes: float, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.gridspec import GridSpec
 
     dashboard = json.loads(DASHBOARD.read_text())
     panels = dashboard["panels"]
@@ -125,16 +127,30 @@ def draw(prometheus: str, job: str, minutes: float, out: Path) -> None:
     start = end - minutes * 60
     step = max(1.0, (end - start) / 240)
     rateInterval = f"{max(4 * int(step), 15)}s"
-    figure = plt.figure(figsize=(16, rows * 0.42), dpi=90)
-    figure.suptitle(f"{dashboard['title']} (job {job}, last {minutes:g} min)")
-    grid = GridSpec(rows, 24, figure=figure, hspace=1.6, wspace=1.2)
+    # Grafana's grid: 24 columns, rows of 30 px; here a row is a third of
+    # an inch, and each panel leaves room for its title and tick labels.
+    width, rowHeight, top = 16.0, 1 / 3, 0.6
+    height = rows * rowHeight + top
+    figure = plt.figure(figsize=(width, height), dpi=90)
+    figure.suptitle(
+        f"{dashboard['title']} (job {job}, last {minutes:g} min)",
+        y=1 - 0.25 / height,
+    )
     for panel in panels:
         place = panel["gridPos"]
-        axes = figure.add_subplot(
-            grid[
-                place["y"] : place["y"] + place["h"],
-                place["x"] : place["x"] + place["w"],
-            ]
+        timeseries = panel["type"] not in ("stat", "table")
+        padLeft = 0.55 if timeseries else 0.1
+        padBottom = 0.45 if timeseries else 0.05
+        padTop, padRight = 0.3, 0.15
+        left = place["x"] / 24 * width + padLeft
+        bottom = (rows - place["y"] - place["h"]) * rowHeight + padBottom
+        axes = figure.add_axes(
+            (
+                left / width,
+                bottom / height,
+                (place["w"] / 24 * width - padLeft - padRight) / width,
+                (place["h"] * rowHeight - padBottom - padTop) / height,
+            )
         )
         axes.set_title(panel["title"], fontsize=10, loc="left")
         unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
@@ -146,13 +162,13 @@ def draw(prometheus: str, job: str, minutes: float, out: Path) -> None:
                     labels = series["metric"]
                     if panel["type"] == "table":
                         shown = {k: v for k, v in labels.items() if k != "__name__"}
-                        lines.append(", ".join(f"{k}={v}" for k, v in shown.items()))
+                        lines.extend(f"{k}: {v}" for k, v in shown.items())
                     else:
                         value = _number(float(series["value"][1]), unit)
                         name = legend(format, labels, labels.get("instance", ""))
-                        lines.append(f"{value}  ({name})" if name else value)
+                        lines.append(f"{value}\n{name}" if name else value)
             axes.axis("off")
-            size = 16 if panel["type"] == "stat" and len(lines) <= 2 else 8
+            size = 18 if panel["type"] == "stat" and len(lines) <= 2 else 8
             axes.text(
                 0.02,
                 0.5,
@@ -195,7 +211,7 @@ def draw(prometheus: str, job: str, minutes: float, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090")
-    parser.add_argument("--job", default="keycard")
+    parser.add_argument("--job", default=JOB)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--out", type=Path, default=Path("dashboard.png"))
     arguments = parser.parse_args()
