@@ -79,9 +79,14 @@ class QuotaExceeded(KeycardDenied):
     The message says which, for the requester.
 
     @ivar limit: which limit it reached: C{"avatar"} (keycards per
-        avatar), C{"pool"} (the pool is full) or C{"seats-per-avatar"}
-        (the avatar holds its share of the pool); C{None} where it is not
-        known (a copy received over PB).
+        avatar), C{"pool"} (the pool is full, or others wait in its
+        queue), C{"seats-per-avatar"} (the avatar holds its share of the
+        pool), C{"queued"} (a queued ticket that is not at the head of its
+        pool's queue), or, joining a pool's queue (see
+        L{twisted_keycard.store.ISeatQueue}), C{"queue"} (the queue is
+        full), C{"queue-per-avatar"} or C{"queue-per-address"} (the
+        avatar, or the address, holds its share of the queue); C{None}
+        where it is not known (a copy received over PB).
     """
 
     def __init__(self, message: str, limit: str | None = None) -> None:

@@ -2,8 +2,8 @@
 Stores of issued keycards.
 
 Every backend provides L{IKeycardStore} (and the revocation, keyring,
-throttle and lease interfaces) and passes the same contract suite, in the source
-tree's C{tests/storecontract.py}.
+throttle, lease and seat queue interfaces) and passes the same contract
+suite, in the source tree's C{tests/storecontract.py}.
 """
 
 from twisted_keycard.store._interfaces import (
@@ -14,11 +14,14 @@ from twisted_keycard.store._interfaces import (
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    ISeatQueue,
     IssuedKeycard,
     IStoreChanges,
     IStoreHealth,
     IThrottleStore,
+    QueueLimits,
     Revocation,
+    SeatWaiter,
     ThrottleEvent,
     ThrottleShare,
 )
@@ -32,12 +35,15 @@ __all__ = [
     "IKeyringStore",
     "ILeaseStore",
     "IRevocationStore",
+    "ISeatQueue",
     "IStoreChanges",
     "IStoreHealth",
     "IThrottleStore",
     "IssuedKeycard",
     "MemoryStore",
+    "QueueLimits",
     "Revocation",
+    "SeatWaiter",
     "ThrottleEvent",
     "ThrottleShare",
 ]
