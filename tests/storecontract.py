@@ -671,7 +671,7 @@ class SeatQueueContract(_StoreContract):
         )
 
     def places(self, pool: str = "p", when: float = 100.0) -> list[str]:
-        return [w.ticketId for w in self.resultOf(self.store.queued(pool, when))]
+        return [w.ticketId for w in self.resultOf(self.store.waiters(pool, when))]
 
     def seat(
         self,
@@ -698,7 +698,7 @@ class SeatQueueContract(_StoreContract):
         self.assertEqual(self.join("u1", pool="q"), 1)
         self.assertEqual(self.places(), ["t1", "t2", "t3"])
         self.assertEqual(
-            self.resultOf(self.store.queued("p", 100.0))[0],
+            self.resultOf(self.store.waiters("p", 100.0))[0],
             waiter("t1", avatarId="a-t1", address=None),
         )
         self.assertTrue(self.resultOf(self.store.leaveQueue("p", "t2")))

@@ -366,7 +366,7 @@ class ISeatQueue(Interface):
         @return: a L{Deferred} firing with whether the ticket was queued.
         """
 
-    def queued(pool: str, when: float) -> Deferred[list[SeatWaiter]]:
+    def waiters(pool: str, when: float) -> Deferred[list[SeatWaiter]]:
         """
         @return: a L{Deferred} firing with the live waiters of C{pool}'s
             queue at C{when}, the head first.

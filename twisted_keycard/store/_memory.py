@@ -406,5 +406,5 @@ class MemoryStore:
     def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
         return succeed(self._leave(pool, ticketId))
 
-    def queued(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
+    def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
         return succeed(list(self._waiting(pool, when).values()))

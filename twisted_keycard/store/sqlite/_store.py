@@ -238,7 +238,7 @@ def placeOf(c: sqlite3.Connection, pool: str, ticketId: str, when: float) -> int
     return int(place)
 
 
-def queued(c: sqlite3.Connection, pool: str, when: float) -> list[SeatWaiter]:
+def waiters(c: sqlite3.Connection, pool: str, when: float) -> list[SeatWaiter]:
     rows = c.execute(
         "SELECT ticket_id, pool, avatar_id, address, lapses FROM seat_queue"
         " WHERE pool = ? AND lapses > ? ORDER BY seq",
@@ -256,7 +256,7 @@ def joinQueue(
         "UPDATE seat_queue SET lapses = ? WHERE pool = ? AND ticket_id = ?",
         (waiter.lapses, pool, waiter.ticketId),
     ).rowcount:
-        refused = queueLimitReached(queued(c, pool, when), waiter, limits)
+        refused = queueLimitReached(waiters(c, pool, when), waiter, limits)
         if refused is not None:
             raise queueRefusal(pool, refused)
         c.execute(
@@ -723,5 +723,5 @@ class SQLiteStore:
     def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
         return self._light(lambda c: leaveQueue(c, pool, ticketId))
 
-    def queued(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
-        return self._run(lambda c: queued(c, pool, when))
+    def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
+        return self._run(lambda c: waiters(c, pool, when))
