@@ -843,6 +843,25 @@ class SeatQueueContract(_StoreContract):
         self.resultOf(self.store.remove("k2"))
         self.resultOf(self.seat("n1"))
 
+    def test_seatsTaken(self) -> None:
+        """
+        The seats of a pool held, as a grant counts them: not those
+        released, expired, or held under a lease that ran out.
+        """
+        self.assertEqual(self.resultOf(self.store.seatsTaken("p", 100.0)), 0)
+        self.resultOf(self.seat("k1", poolSize=5))
+        self.resultOf(self.seat("k2", poolSize=5, expires=150.0))
+        self.resultOf(self.seat("k3", poolSize=5, seatPool="q"))
+        self.resultOf(self.seat("k4", poolSize=5))
+        self.resultOf(self.store.release("k4"))
+        self.assertEqual(self.resultOf(self.store.seatsTaken("p", 100.0)), 2)
+        self.assertEqual(self.resultOf(self.store.seatsTaken("p", 150.0)), 1)
+        if ILeaseStore.providedBy(self.store):
+            self.resultOf(self.store.renewLease("dead", 100.0, 110.0))
+            self.resultOf(self.seat("k5", poolSize=5, holderId="dead"))
+            self.assertEqual(self.resultOf(self.store.seatsTaken("p", 105.0)), 3)
+            self.assertEqual(self.resultOf(self.store.seatsTaken("p", 110.0)), 2)
+
     def test_lapsedWaitersDoNotHoldSeats(self) -> None:
         """
         A free seat goes to a newcomer once every waiter's place lapsed; a

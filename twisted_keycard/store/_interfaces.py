@@ -366,6 +366,16 @@ class ISeatQueue(Interface):
         @return: a L{Deferred} firing with whether the ticket was queued.
         """
 
+    def seatsTaken(pool: str, when: float) -> Deferred[int]:
+        """
+        The seats of C{pool} held at C{when}, counted as
+        L{IKeycardStore.addWithin} counts them (keycards held under a lease
+        that ran out by then are released first): a waiter at the head of
+        the queue asks for its seat once one is free.
+
+        @return: a L{Deferred} firing with the number of seats taken.
+        """
+
     def waiters(pool: str, when: float) -> Deferred[list[SeatWaiter]]:
         """
         @return: a L{Deferred} firing with the live waiters of C{pool}'s

@@ -406,5 +406,9 @@ class MemoryStore:
     def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
         return succeed(self._leave(pool, ticketId))
 
+    def seatsTaken(self, pool: str, when: float) -> Deferred[int]:
+        self.releaseLapsed(when)
+        return succeed(self._live(self._byPool, pool, when))
+
     def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
         return succeed(list(self._waiting(pool, when).values()))

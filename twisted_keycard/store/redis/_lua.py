@@ -379,6 +379,16 @@ QUEUE_PLACE = PRELUDE + "pruneQueue(ARGV[2], ARGV[4]) return placeOf(ARGV[2], AR
 #: ARGV: prefix, pool, ticket.  Returns 1 if it was queued, else 0.
 LEAVE_QUEUE = PRELUDE + "return leaveQueue(ARGV[2], ARGV[3])"
 
+#: ARGV: prefix, pool, time.  Returns the seats of the pool held then.
+SEATS_TAKEN = (
+    PRELUDE
+    + """
+releaseLapsed(ARGV[3])
+local name = ARGV[2]
+return redis.call('ZCOUNT', P .. 'ix:s:' .. name, '(' .. ARGV[3], '+inf')
+"""
+)
+
 #: ARGV: prefix, pool, time.  Returns {ticket, waiter JSON, lapse time} of
 #: each live waiter, the head first.
 WAITERS = (

@@ -90,6 +90,7 @@ _KEYCARD_SCRIPTS = {
         "ADD", "REMOVE", "RELEASE", "RENEW", "SELECT", "FLUSH_EXPIRED",
         "COUNT", "RENEW_LEASE", "RELEASE_LAPSED", "HOLD_UNDER",
         "JOIN_QUEUE", "RENEW_PLACE", "QUEUE_PLACE", "LEAVE_QUEUE", "WAITERS",
+        "SEATS_TAKEN",
     ]
 }  # fmt: skip
 
@@ -271,6 +272,9 @@ class RedisKeycards:
         return self._run("LEAVE_QUEUE", pool, ticketId).addCallback(
             lambda left: bool(int(left))
         )
+
+    def seatsTaken(self, pool: str, when: float) -> Deferred[int]:
+        return self._run("SEATS_TAKEN", pool, number(when)).addCallback(int)
 
     def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
         def fromRows(rows: list[Any]) -> list[SeatWaiter]:
@@ -1033,6 +1037,9 @@ class RedisStore:
 
     def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
         return self._keycards.leaveQueue(pool, ticketId)
+
+    def seatsTaken(self, pool: str, when: float) -> Deferred[int]:
+        return self._keycards.seatsTaken(pool, when)
 
     def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
         return self._keycards.waiters(pool, when)

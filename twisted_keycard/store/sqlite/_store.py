@@ -188,11 +188,7 @@ def addWithin(
             queued = placeOf(c, pool, ticketId, when) is not None
             if queued and head[0] != ticketId:
                 raise seatRefusal(pool, "queued")
-        (taken,) = c.execute(
-            "SELECT COUNT(*) FROM keycards"
-            " WHERE seat_pool = ? AND held = 1 AND expires > ?",
-            (pool, when),
-        ).fetchone()
+        taken = countSeats(c, pool, when)
         if taken >= poolSize or (head is not None and not queued):
             raise seatRefusal(pool, "pool")
     if seatsPerAvatar is not None and pool is not None:
@@ -215,6 +211,23 @@ def addWithin(
 
 # Seat queues: a waiter whose place lapsed stays in the table, counting
 # for nothing, until the next write on its pool deletes it.
+
+
+def countSeats(c: sqlite3.Connection, pool: str, when: float) -> int:
+    (taken,) = c.execute(
+        "SELECT COUNT(*) FROM keycards"
+        " WHERE seat_pool = ? AND held = 1 AND expires > ?",
+        (pool, when),
+    ).fetchone()
+    return int(taken)
+
+
+def seatsTaken(c: sqlite3.Connection, pool: str, when: float) -> int:
+    """
+    Run inside a write transaction: lapsed leases are released first.
+    """
+    releaseLapsed(c, when)
+    return countSeats(c, pool, when)
 
 
 def pruneQueue(c: sqlite3.Connection, pool: str, when: float) -> None:
@@ -722,6 +735,10 @@ class SQLiteStore:
 
     def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
         return self._light(lambda c: leaveQueue(c, pool, ticketId))
+
+    def seatsTaken(self, pool: str, when: float) -> Deferred[int]:
+        # Lost, the release is done again.
+        return self._light(lambda c: seatsTaken(c, pool, when))
 
     def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
         return self._run(lambda c: waiters(c, pool, when))
