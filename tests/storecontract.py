@@ -856,7 +856,8 @@ class SeatQueueContract(_StoreContract):
         self.resultOf(self.store.release("k4"))
         self.assertEqual(self.resultOf(self.store.seatsTaken("p", 100.0)), 2)
         self.assertEqual(self.resultOf(self.store.seatsTaken("p", 150.0)), 1)
-        if ILeaseStore.providedBy(self.store):
+        keepsLeases: bool = ILeaseStore.providedBy(self.store)
+        if keepsLeases:
             self.resultOf(self.store.renewLease("dead", 100.0, 110.0))
             self.resultOf(self.seat("k5", poolSize=5, holderId="dead"))
             self.assertEqual(self.resultOf(self.store.seatsTaken("p", 105.0)), 3)
