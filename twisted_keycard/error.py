@@ -94,6 +94,33 @@ class QuotaExceeded(KeycardDenied):
         self.limit = limit
 
 
+class SeatQueued(QuotaExceeded):
+    """
+    Raised by a bouncer with a seat queue when a login that asked to wait
+    for a seat found its pool full: the client was queued instead of
+    refused.  A requester that asked for it sends the client its ticket and
+    place rather than this denial; any other sees a denial of its pool.
+
+    @ivar ticket: the signed queue ticket (see
+        L{twisted_keycard.tokens.QueueTicket}) that keeps the client's
+        place; C{None} in a copy received over PB.
+    @ivar place: the client's place, 1 for the head of the queue.
+    @ivar waiting: the number of clients waiting in that queue.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        ticket: str | None = None,
+        place: int = 0,
+        waiting: int = 0,
+    ) -> None:
+        super().__init__(message, "pool")
+        self.ticket = ticket
+        self.place = place
+        self.waiting = waiting
+
+
 class InsecureTransport(KeycardError, pb.Error):
     """
     Raised when a keycard that carries a secret would be sent over a

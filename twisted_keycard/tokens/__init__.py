@@ -16,6 +16,13 @@ from twisted_keycard.tokens._checker import (
     TokenExchange,
     TokenKeycard,
 )
+from twisted_keycard.tokens._tickets import (
+    MAX_TICKET,
+    QueueTicket,
+    newTicketId,
+    signTicket,
+    verifyTicket,
+)
 from twisted_keycard.tokens._tokens import (
     MAC_BYTES,
     BadSignature,
@@ -37,11 +44,13 @@ __all__ = [
     "DEFAULT_SKEW",
     "FAMILY",
     "MAC_BYTES",
+    "MAX_TICKET",
     "BadSignature",
     "ITokenExchange",
     "Keyring",
     "KeyringHolder",
     "MalformedToken",
+    "QueueTicket",
     "RevocationMirror",
     "RevocationRecord",
     "RevocationStore",
@@ -55,6 +64,9 @@ __all__ = [
     "claimedAvatar",
     "claimedExpiry",
     "keycardIdOf",
+    "newTicketId",
     "sign",
+    "signTicket",
     "verify",
+    "verifyTicket",
 ]

@@ -1,0 +1,197 @@
+"""
+The queue of a bouncer's seat pool: who asked to wait for a seat, the
+signed tickets that keep their places, and what a requester asks of it
+while its client waits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from twisted_keycard.bouncer._settings import SeatQueuePolicy
+from twisted_keycard.error import KeycardRefused, QuotaExceeded, SeatQueued
+from twisted_keycard.keycard import Keycard
+from twisted_keycard.store import QueueLimits, SeatWaiter
+from twisted_keycard.tokens import (
+    BadSignature,
+    KeyringHolder,
+    MalformedToken,
+    QueueTicket,
+    UnknownKey,
+    newTicketId,
+    signTicket,
+    verifyTicket,
+)
+
+#: The message of the refusal of a ticket that is tampered with, expired,
+#: signed by another store's keyring, or for another pool.
+TICKET_REFUSED = "queue ticket refused"
+
+_requests: WeakKeyDictionary[Keycard, SeatRequest] = WeakKeyDictionary()
+
+
+@attrs.frozen
+class SeatRequest:
+    """
+    A login that asked to wait for a seat rather than be refused.
+
+    @ivar ticket: the checked ticket its client holds from an earlier
+        queuing, if any: its place, and the seat once at the head.
+    """
+
+    ticket: QueueTicket | None = None
+
+
+def waitForSeat(keycard: Keycard, ticket: QueueTicket | None = None) -> None:
+    """
+    Mark C{keycard}, about to be handed to an in-process bouncer, as one
+    whose client waits for a seat: if its pool is full, the bouncer queues
+    it (L{SeatQueued}) rather than refuse it.  Set by a requester, never
+    taken from the wire.
+
+    @param ticket: the client's ticket, checked by L{SeatQueue.verify}.
+    """
+    _requests[keycard] = SeatRequest(ticket)
+
+
+def seatRequestOf(keycard: Keycard) -> SeatRequest | None:
+    """
+    What L{waitForSeat} said of C{keycard}, if anything.
+    """
+    return _requests.get(keycard)
+
+
+@attrs.define
+class SeatQueue:
+    """
+    The queue of one seat pool, kept in the store (an
+    L{twisted_keycard.store.ISeatQueue}), with its tickets signed by the
+    token keyring.
+
+    @ivar pool: the seat pool.
+    @ivar seats: its size.
+    @ivar policy: the queue's bounds and grace.
+    @ivar followInterval: seconds between two looks at a waiting client's
+        place (its renewal, and whether a seat is free for the head).
+    """
+
+    store: Any
+    clock: IReactorTime
+    keys: KeyringHolder
+    pool: str
+    seats: int
+    policy: SeatQueuePolicy
+    followInterval: float = 1.0
+
+    @property
+    def limits(self) -> QueueLimits:
+        """
+        The store's bounds of this queue.
+        """
+        policy = self.policy
+        return QueueLimits(policy.size, policy.perAvatar, policy.perAddress)
+
+    def ticketFor(self, avatarId: str, ticket: QueueTicket | None) -> QueueTicket:
+        """
+        The ticket a login of C{avatarId} waits with: the client's own if
+        it is for this pool and avatar, else a new one.
+        """
+        if ticket is not None and (ticket.pool, ticket.avatarId) == (
+            self.pool,
+            avatarId,
+        ):
+            return ticket
+        return QueueTicket(
+            self.pool,
+            newTicketId(),
+            avatarId,
+            self.clock.seconds() + self.policy.ticketLifetime,
+        )
+
+    async def join(
+        self, avatarId: str, address: str | None, ticket: QueueTicket | None
+    ) -> SeatQueued:
+        """
+        Queue a login of C{avatarId} that found the pool full (or keep its
+        place, with the client's C{ticket}).
+
+        @return: the L{SeatQueued} denial to raise, with the signed ticket
+            and the place.
+        @raise QuotaExceeded: if the queue is full, or the avatar or the
+            address holds its share of it.
+        """
+        ticket = self.ticketFor(avatarId, ticket)
+        now = self.clock.seconds()
+        waiter = SeatWaiter(
+            ticket.ticketId, self.pool, avatarId, address, now + self.policy.grace
+        )
+        place = await self.store.joinQueue(waiter, now, self.limits)
+        waiting = len(await self.store.waiters(self.pool, now))
+        keyring = await self.keys.current()
+        return SeatQueued(
+            f"waiting for a seat in pool {self.pool!r}: place {place} of {waiting}",
+            signTicket(ticket, keyring.signing),
+            place,
+            waiting,
+        )
+
+    async def verify(self, text: object) -> QueueTicket:
+        """
+        Check a ticket a client presents.
+
+        @raise KeycardRefused: if it is malformed, tampered with, expired,
+            signed by a key this store's keyring does not hold, or for
+            another pool.
+        """
+        keyring = await self.keys.current()
+        now = self.clock.seconds()
+        try:
+            try:
+                ticket = verifyTicket(text, keyring, now)
+            except UnknownKey as e:
+                # Another bouncer of the store may have rotated.
+                keyring = await self.keys.reloadFor(e.args[-1] if e.args else "")
+                ticket = verifyTicket(text, keyring, now)
+        except (MalformedToken, BadSignature, UnknownKey):
+            raise KeycardRefused(TICKET_REFUSED) from None
+        if ticket.pool != self.pool:
+            raise KeycardRefused(TICKET_REFUSED)
+        return ticket
+
+    async def renew(self, ticket: QueueTicket) -> tuple[int, int]:
+        """
+        Keep a waiting client's place for the grace from now.
+
+        @return: its place and the number waiting.
+        @raise QuotaExceeded: (C{limit} C{"lapsed"}) if it is no longer
+            queued: its place lapsed, or it got its seat.
+        """
+        now = self.clock.seconds()
+        place = await self.store.renewPlace(
+            self.pool, ticket.ticketId, now + self.policy.grace, now
+        )
+        if place is None:
+            raise QuotaExceeded(
+                f"the place in the queue of pool {self.pool!r} lapsed", "lapsed"
+            )
+        return place, len(await self.store.waiters(self.pool, now))
+
+    async def seatFree(self) -> bool:
+        """
+        Whether a seat of the pool is free now.
+        """
+        taken: int = await self.store.seatsTaken(self.pool, self.clock.seconds())
+        return taken < self.seats
+
+    async def leave(self, ticket: QueueTicket) -> bool:
+        """
+        Give up a place.
+
+        @return: whether it was queued.
+        """
+        left: bool = await self.store.leaveQueue(self.pool, ticket.ticketId)
+        return left
