@@ -132,6 +132,11 @@ def keycardLogin(
     *,
     askServer: bool = False,
     maxRounds: int = MAX_ROUNDS,
+    waitForSeat: float | None = None,
+    onPlace: Callable[[int, int], object] | None = None,
+    seatTicket: str | None = None,
+    onTicket: Callable[[str | None], object] | None = None,
+    clock: IReactorTime | None = None,
 ) -> Deferred[KeycardLogin]:
     """
     Log in over a root object you already have (from your own factory, one
@@ -148,14 +153,37 @@ def keycardLogin(
         (C{keycardClasses}, one round trip more), and try only those.
     @param maxRounds: challenge rounds answered at most per kind; past them
         the connection is closed.
+    @param waitForSeat: see L{KeycardClientFactory.login}.
+    @param onPlace: see L{KeycardClientFactory.login}.
+    @param seatTicket: see L{KeycardClientFactory.login}.
+    @param onTicket: told the queue ticket each time it changes while the
+        login waits for a seat, and C{None} once it has none (the seat
+        granted, or given up): keep it to pass as C{seatTicket} after a
+        lost connection.
+    @param clock: times the wait for a seat; the global reactor by default.
     @return: a L{Deferred} firing with a L{KeycardLogin}, or failing with
         the last kind's error (L{KeycardRefused} when refused,
         L{KeycardDenied} when denied for now, L{ServerAuthenticationFailed}
         when the server could not prove itself, which also closes the
         connection, or an error the server's realm raised, as it is).
     """
+    wait = _SeatWait.make(waitForSeat, onPlace, seatTicket)
+    if wait is None:
+        return Deferred.fromCoroutine(
+            _login(root, list(answerers), mind, askServer, maxRounds, DETAILS | TOKEN)
+        ).addErrback(_remoteFailure)
+    keep = onTicket if onTicket is not None else lambda ticket: None
     return Deferred.fromCoroutine(
-        _login(root, list(answerers), mind, askServer, maxRounds, DETAILS | TOKEN)
+        wait.login(
+            root,
+            list(answerers),
+            mind,
+            askServer,
+            maxRounds,
+            DETAILS | TOKEN,
+            clock,
+            keep,
+        )
     ).addErrback(_remoteFailure)
 
 
@@ -640,20 +668,12 @@ class KeycardClientFactory(pb.PBClientFactory):
         if wait is None:
             return await _login(root, answerers, mind, askServer, maxRounds, flags)
 
-        def login(ticket: str | None) -> Deferred[KeycardLogin]:
-            return Deferred.fromCoroutine(
-                _login(
-                    root, answerers, mind, askServer, maxRounds, flags | WAIT, ticket
-                )
-            )
+        def keep(ticket: str | None) -> None:
+            self.seatTicket = ticket
 
-        clock = self.clock
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = reactor
-        assert clock is not None
-        return await wait.run(root, clock, login, self)
+        return await wait.login(
+            root, answerers, mind, askServer, maxRounds, flags, self.clock, keep
+        )
 
 
 @attrs.define
@@ -685,6 +705,38 @@ class _SeatWait:
             raise ValueError("waitForSeat must be a positive number of seconds")
         return cls(seconds, onPlace, ticket)
 
+    async def login(
+        self,
+        root: pb.RemoteReference,
+        answerers: list[IAnswerer],
+        mind: object,
+        askServer: bool,
+        maxRounds: int,
+        flags: int,
+        clock: IReactorTime | None,
+        keep: Callable[[str | None], object],
+    ) -> KeycardLogin:
+        """
+        Log in over C{root}, waiting for a seat (see L{run}).
+
+        @param clock: times the wait; the global reactor if C{None}.
+        @param keep: told each new ticket, and C{None} once there is none.
+        """
+
+        def login(ticket: str | None) -> Deferred[KeycardLogin]:
+            return Deferred.fromCoroutine(
+                _login(
+                    root, answerers, mind, askServer, maxRounds, flags | WAIT, ticket
+                )
+            )
+
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor
+        assert clock is not None
+        return await self.run(root, clock, login, keep)
+
     def _tell(self, place: int, waiting: int) -> None:
         if self.onPlace is not None and self._told != (place, waiting):
             self._told = (place, waiting)
@@ -695,7 +747,7 @@ class _SeatWait:
         root: pb.RemoteReference,
         clock: IReactorTime,
         login: Callable[[str | None], Deferred[KeycardLogin]],
-        factory: KeycardClientFactory,
+        keep: Callable[[str | None], object],
     ) -> KeycardLogin:
         """
         Log in, queued while the pool is full: wait for the turn, log in
@@ -709,16 +761,18 @@ class _SeatWait:
             try:
                 result = await login(ticket)
             except _Queued as queued:
-                ticket = factory.seatTicket = queued.ticket
+                ticket = queued.ticket
+                keep(ticket)
                 self._tell(queued.place, queued.waiting)
             except KeycardRefused as e:
                 if ticket is None or str(e) != TICKET_REFUSED:
                     raise
                 # Another store's ticket, or an expired one: queue afresh.
-                ticket = factory.seatTicket = None
+                ticket = None
+                keep(None)
                 continue
             else:
-                factory.seatTicket = None
+                keep(None)
                 return result
             call = root.callRemote("seat", listener)
             timer = clock.callLater(max(deadline - clock.seconds(), 0.0), call.cancel)
@@ -726,7 +780,7 @@ class _SeatWait:
                 answer = await call.addErrback(localError)
             except CancelledError:
                 await _leave(root)
-                factory.seatTicket = None
+                keep(None)
                 told = self._told
                 shown = "" if told is None else f": place {told[0]} of {told[1]}"
                 raise QuotaExceeded(
@@ -736,7 +790,8 @@ class _SeatWait:
                 if str(e) == NO_QUEUE:
                     raise
                 # The place lapsed: queue again, at the tail.
-                ticket = factory.seatTicket = None
+                ticket = None
+                keep(None)
                 continue
             finally:
                 if timer.active():

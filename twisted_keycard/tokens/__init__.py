@@ -19,6 +19,7 @@ from twisted_keycard.tokens._checker import (
 from twisted_keycard.tokens._tickets import (
     MAX_TICKET,
     QueueTicket,
+    claimedPool,
     newTicketId,
     signTicket,
     verifyTicket,
@@ -63,6 +64,7 @@ __all__ = [
     "UnknownKey",
     "claimedAvatar",
     "claimedExpiry",
+    "claimedPool",
     "keycardIdOf",
     "newTicketId",
     "sign",

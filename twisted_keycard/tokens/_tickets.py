@@ -100,6 +100,25 @@ def signTicket(ticket: QueueTicket, key: SigningKey) -> str:
     return text
 
 
+def claimedPool(text: object) -> str | None:
+    """
+    The pool a ticket names, read without checking its key or MAC: for a
+    client to show which pool it waits for, never a proof.
+
+    @return: C{None} if the ticket is not well formed enough to name one.
+    """
+    if not isinstance(text, str) or len(text) > MAX_TICKET:
+        return None
+    parts = text.split(".")
+    if len(parts) != 4 or parts[0] != TICKET_VERSION:
+        return None
+    try:
+        pool = json.loads(_unb64(parts[2]))["p"]
+    except (MalformedToken, ValueError, KeyError, TypeError):
+        return None
+    return pool if isinstance(pool, str) else None
+
+
 def verifyTicket(text: object, keyring: Keyring, now: float) -> QueueTicket:
     """
     Check a ticket's form, key, MAC and expiry, and return what it says.
