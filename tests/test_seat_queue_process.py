@@ -1,0 +1,144 @@
+"""
+The queue of a seat pool with a bouncer process and real clients: clients
+waiting in the queue keep their places, in order, across a restart of the
+bouncer (they come back with their tickets); a holder whose host freezes
+(its process stopped with SIGSTOP) loses its seat within 3 heartbeats, and
+the seat goes to the head of the queue, not to a newcomer.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+
+from twisted_keycard import KeycardDenied
+from twisted_keycard.pb import KeycardClientService, KeycardLogin, reconnectPolicy
+from twisted_keycard.scram import SCRAMAnswerer
+
+from . import test_seat_health as health
+from ._procs import Process, reactor, waitFor
+from .test_multibouncer import PASSWORD
+
+# Slow: runs a bouncer process and a client process.
+pytestmark = pytest.mark.integration
+
+HEARTBEAT = health.HEARTBEAT
+
+#: The bouncer's options: a pool of one seat, a queue, heartbeats.
+OPTIONS = (
+    "--seat-pool",
+    "licenses",
+    "--seats",
+    "1",
+    "--seat-queue",
+    "5",
+    "--seat-queue-grace",
+    "30",
+    "--heartbeat",
+    str(HEARTBEAT),
+)
+
+
+class Waiter:
+    """
+    A client in the test's process that waits for a seat: a
+    L{KeycardClientService}, which reconnects with its ticket.
+    """
+
+    def __init__(self, port: int, user: str) -> None:
+        self.user = user
+        self.places: list[tuple[int, int]] = []
+        self.logins: list[KeycardLogin] = []
+        self.service = KeycardClientService(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port),
+            [SCRAMAnswerer(user, PASSWORD)],
+            onLogin=self.logins.append,
+            retryPolicy=reconnectPolicy(maxDelay=0.5, initialDelay=0.1),
+            waitForSeat=600.0,
+            onPlace=lambda place, waiting: self.places.append((place, waiting)),
+        )
+        self.service.startService()
+
+    def stop(self) -> Deferred[None]:
+        return self.service.stopService()
+
+
+# Through its module, so that the parent's tests are not collected here.
+class SeatQueueProcessTests(health.SeatHealthProcessTests):
+    # Only the tests below; the parent's are run in their own module.
+    test_frozenHolderLosesSeat = None  # type: ignore[assignment]
+    test_seatsPerAvatar = None  # type: ignore[assignment]
+    test_seatsPerAvatarRace = None  # type: ignore[assignment]
+
+    def waiter(self, port: int, user: str) -> Waiter:
+        waiter = Waiter(port, user)
+        self.addCleanup(waiter.stop)
+        return waiter
+
+    async def restart(self, process: Process, port: int) -> None:
+        process.stop()
+        mark = len(process.output())
+        process.start()
+        await waitFor(
+            lambda: f"starting on {port}" in process.output()[mark:],
+            "the bouncer to start again",
+        )
+
+    def test_restartKeepsPlaces(self) -> Deferred[None]:
+        """
+        Two clients queued behind a holder keep their order across a
+        restart of the bouncer: the head takes the seat the holder lost
+        with its connection, the other stays queued, now the head.
+        """
+
+        async def go() -> None:
+            process, port = await self.startBouncer("one", *OPTIONS)
+            await self.holder(port, "u0")
+            first = self.waiter(port, "u1")
+            await waitFor(lambda: first.places == [(1, 1)], "u1 queued")
+            second = self.waiter(port, "u2")
+            await waitFor(lambda: (2, 2) in second.places, "u2 queued")
+            self.assertEqual((first.logins, second.logins), ([], []))
+            await self.restart(process, port)
+            await waitFor(lambda: first.logins, "u1 seated after the restart")
+            await waitFor(lambda: second.places[-1] == (1, 1), "u2 the head")
+            self.assertEqual(second.logins, [])
+            self.assertEqual(second.places[0], (2, 2))
+            self.assertNotIn((1, 2), second.places[:-1])
+            # A newcomer finds the pool full, the head waiting.
+            with self.assertRaises(KeycardDenied):
+                await self.login(port, SCRAMAnswerer("u3", PASSWORD))
+
+        return ensureDeferred(go())
+
+    def test_frozenHolderSeatToHead(self) -> Deferred[None]:
+        """
+        The seat of a holder stopped with SIGSTOP goes, within 3
+        heartbeats (and a margin for a loaded machine), to the head of the
+        queue; the next waiter moves up and waits.
+        """
+
+        async def go() -> None:
+            _, port = await self.startBouncer("one", *OPTIONS)
+            holder = await self.holder(port, "u0")
+            first = self.waiter(port, "u1")
+            await waitFor(lambda: first.places == [(1, 1)], "u1 queued")
+            second = self.waiter(port, "u2")
+            await waitFor(lambda: (2, 2) in second.places, "u2 queued")
+            holder.proc.send_signal(signal.SIGSTOP)
+            stopped = time.monotonic()
+            await waitFor(
+                lambda: first.logins, "u1 seated", timeout=health.FREED_DEADLINE
+            )
+            took = time.monotonic() - stopped
+            await waitFor(lambda: second.places[-1] == (1, 1), "u2 the head")
+            self.assertEqual(second.logins, [])
+            log = (self.dir / "one.log").read_text()
+            self.assertEqual(log.count("no answer to 3 heartbeats in 3 s"), 1, log)
+            print(f"frozen holder's seat went to the head after {took:.1f} s")
+
+        return ensureDeferred(go())
