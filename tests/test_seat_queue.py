@@ -59,12 +59,15 @@ class SeatQueueTests(SynchronousTestCase):
             upkeep=Upkeep(followInterval=1.0),
         )
 
-    def root(self, bouncer: Bouncer | None = None) -> KeycardRoot:
+    def root(
+        self, bouncer: Bouncer | None = None, heartbeat: float | None = None
+    ) -> KeycardRoot:
         return KeycardRoot(
             bouncer if bouncer is not None else self.bouncer(),
             Portal(self.realm),
             "face",
             clock=self.clock,
+            heartbeat=heartbeat,
         )
 
     def connect(
@@ -219,6 +222,35 @@ class SeatQueueTests(SynchronousTestCase):
         self.advance(1, again, carol)
         self.assertEqual(self.successResultOf(againLogin).keycard.avatarId, "bob")
         self.assertNoResult(carolLogin)
+
+    def test_frozenWaiterDropped(self) -> None:
+        """
+        With heartbeats, a waiting client is pinged as a holder is: one
+        that answers stays queued however long; a frozen one (nothing
+        pumped) is dropped after 3 heartbeats, and its place lapses after
+        the grace.
+        """
+        root = self.root(heartbeat=10.0)
+        alice = self.connect(root)
+        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
+        bob = self.connect(root)
+        bobLogin, _ = self.wait(bob, "bob")
+        carol = self.connect(root)
+        _, carolPlaces = self.wait(carol, "carol")
+        self.advance(100, alice, bob, carol)
+        self.assertTrue(bob.connected)
+        self.assertEqual(self.queue(), ["bob", "carol"])
+        # Bob's host freezes: nothing of his is pumped from now on.
+        self.advance(29, alice, carol)
+        self.assertTrue(bob.connected)
+        self.advance(1, alice, carol)
+        bob.flush()
+        self.assertFalse(bob.connected)
+        self.failureResultOf(bobLogin)
+        self.assertEqual(self.queue(), ["bob", "carol"])
+        self.advance(GRACE, alice, carol)
+        self.assertEqual(self.queue(), ["carol"])
+        self.assertEqual(carolPlaces[-1], (1, 1))
 
     def test_placeLapses(self) -> None:
         """

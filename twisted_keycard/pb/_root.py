@@ -1342,6 +1342,11 @@ class KeycardRoot:
         if broker in self._waiting:
             raise KeycardDenied("this connection already waits for a seat")
         self._waiting.add(broker)
+        if self.heartbeat is not None:
+            # A waiting client answers pings as a holder does: a frozen one
+            # is dropped (its place lapses after the grace), a live one is
+            # never idle.
+            self.heartbeat.watch(broker)
         clock = self._reactor()
         try:
             told: tuple[int, int] | None = None
