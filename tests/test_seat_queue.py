@@ -14,6 +14,7 @@ from typing import Any
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRoot
@@ -243,9 +244,18 @@ class SeatQueueTests(SynchronousTestCase):
         # Bob's host freezes: nothing of his is pumped from now on.
         self.advance(29, alice, carol)
         self.assertTrue(bob.connected)
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
         self.advance(1, alice, carol)
         bob.flush()
         self.assertFalse(bob.connected)
+        [line] = [e["line"] for e in events if e.get("event") == "keycard.dropped"]
+        self.assertEqual(
+            line,
+            "dropped the client from 192.0.2.1 via face holding no keycard:"
+            " no answer to 3 heartbeats in 30 s",
+        )
         self.failureResultOf(bobLogin)
         self.assertEqual(self.queue(), ["bob", "carol"])
         self.advance(GRACE, alice, carol)

@@ -866,11 +866,13 @@ class Heartbeat:
             return
         keycardIds = sorted(self._held(broker))
         address = peerAddress(broker)
+        # A client waiting for a seat holds none yet.
+        holding = printable(", ".join(keycardIds)) if keycardIds else "no keycard"
         self.log.info(
             "{line}",
             line=f"dropped the client from {printable(address)} via"
             f" {printable(self._requesterName)} holding"
-            f" {printable(', '.join(keycardIds))}: no answer to"
+            f" {holding}: no answer to"
             f" {HEARTBEAT_MISSES} heartbeats in {self.silence:g} s",
             event="keycard.dropped",
             keycardIds=[printable(k) for k in keycardIds],
