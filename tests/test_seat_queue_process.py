@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from twisted_keycard import KeycardDenied
@@ -64,6 +64,8 @@ class Waiter:
         self.service.startService()
 
     def stop(self) -> Deferred[None]:
+        if not self.service.running:
+            return succeed(None)
         return self.service.stopService()
 
 
@@ -140,5 +142,39 @@ class SeatQueueProcessTests(health.SeatHealthProcessTests):
             log = (self.dir / "one.log").read_text()
             self.assertEqual(log.count("no answer to 3 heartbeats in 3 s"), 1, log)
             print(f"frozen holder's seat went to the head after {took:.1f} s")
+
+        return ensureDeferred(go())
+
+    def test_twoBouncersServeOneQueue(self) -> Deferred[None]:
+        """
+        Two bouncers on one store serve one queue, first come, first
+        served: waiters queued in turn on either bouncer get the seat in
+        the order they queued, each once the one before leaves, never two
+        at once.
+        """
+
+        async def go() -> None:
+            one, two = await self.startBouncers(*OPTIONS)
+            holder = await self.holder(one, "u0")
+            waiters = []
+            for i, port in enumerate([one, two, one], 1):
+                waiters.append(self.waiter(port, f"u{i}"))
+                queued = waiters[-1]
+                await waitFor(
+                    lambda q=queued, i=i: (i, i) in q.places,
+                    f"u{i} queued",
+                )
+            holder.stop()
+            for i, waiter in enumerate(waiters):
+                await waitFor(
+                    lambda w=waiter: bool(w.logins),
+                    f"u{i + 1} seated",
+                )
+                others = [w.user for w in waiters if w.logins and w is not waiter]
+                self.assertEqual(others, [], f"u{i + 1} seated with {others}")
+                for behind in waiters[i + 1 :]:
+                    self.assertEqual(behind.logins, [])
+                await waiter.stop()
+                waiter.logins.clear()
 
         return ensureDeferred(go())
