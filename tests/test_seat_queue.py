@@ -9,19 +9,21 @@ queue's bounds, the ticket's signature and the wait's end are kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRoot
 from twisted_keycard.bouncer import Quota, SeatQueuePolicy, Upkeep
 from twisted_keycard.error import QuotaExceeded, SeatQueued
 from twisted_keycard.pb import KeycardLogin
-from twisted_keycard.store import MemoryStore
+from twisted_keycard.store import SEAT, IssuedKeycard, IStoreChanges, MemoryStore
 from twisted_keycard.testing import KeycardTestConnection, connectToRoot
 from twisted_keycard.tokens import (
     Keyring,
@@ -39,6 +41,35 @@ GRACE = 30.0
 
 def answerer(name: str) -> PassphraseAnswerer:
     return PassphraseAnswerer(name, USERS[name])
+
+
+@implementer(IStoreChanges)
+class PushingStore(MemoryStore):
+    """
+    A store in memory that tells its subscribers of each seat freed, as
+    Redis pushes it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscribers: list[Callable[[str], object]] = []
+
+    def subscribe(self, callback: Callable[[str], object]) -> Callable[[], None]:
+        self.subscribers.append(callback)
+        return lambda: self.subscribers.remove(callback)
+
+    def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
+        record = _resultOf(super().remove(keycardId))
+        if record is not None and record.held and record.seatPool is not None:
+            for callback in list(self.subscribers):
+                callback(SEAT)
+        return succeed(record)
+
+
+def _resultOf(d: Deferred[Any]) -> Any:
+    box: list[Any] = []
+    d.addCallback(box.append)
+    return box[0]
 
 
 class SeatQueueTests(SynchronousTestCase):
@@ -144,6 +175,41 @@ class SeatQueueTests(SynchronousTestCase):
         self.advance(1, carol)
         self.assertEqual(self.successResultOf(carolLogin).keycard.avatarId, "carol")
         self.assertEqual(self.queue(), [])
+
+    def test_pushedSeatWakesHead(self) -> None:
+        """
+        On a store that tells of seats freed (Redis's push), the head of
+        the queue takes a freed seat at once, not at its next look a follow
+        interval later; those behind it are not woken.
+        """
+        self.store = PushingStore()
+        bouncer = Bouncer(
+            [PassphraseChecker(USERS)],
+            self.store,
+            clock=self.clock,
+            quota=Quota(seatPool="p", seats=1),
+            seatQueue=SeatQueuePolicy(5, grace=GRACE),
+            upkeep=Upkeep(followInterval=10.0, leaseTime=30.0),
+        )
+        root = self.root(bouncer)
+        alice = self.connect(root)
+        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
+        bob = self.connect(root)
+        bobLogin, _ = self.wait(bob, "bob")
+        carol = self.connect(root)
+        _, carolPlaces = self.wait(carol, "carol")
+        assert bouncer.seatQueue is not None
+        self.assertEqual(len(self.store.subscribers), 1)
+        alice.disconnect()
+        bob.flush()
+        self.assertEqual(self.successResultOf(bobLogin).keycard.avatarId, "bob")
+        # Carol learns she moved up at her next look.
+        self.assertEqual(carolPlaces, [(2, 2)])
+        self.clock.advance(10.0)
+        carol.flush()
+        self.assertEqual(carolPlaces, [(2, 2), (1, 1)])
+        bouncer.seatQueue.stop()
+        self.assertEqual(self.store.subscribers, [])
 
     def test_newcomerBehindQueue(self) -> None:
         """

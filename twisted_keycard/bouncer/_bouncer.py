@@ -574,6 +574,8 @@ class Bouncer(Service):
         """
         sent = self._upkeep.stop()
         self._held.stop()
+        if self.seatQueue is not None:
+            self.seatQueue.stop()
         super().stopService()  # type: ignore[no-untyped-call]
         return sent
 

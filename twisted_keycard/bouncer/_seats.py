@@ -6,16 +6,24 @@ while its client waits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from weakref import WeakKeyDictionary
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from twisted_keycard.bouncer._settings import SeatQueuePolicy
 from twisted_keycard.error import KeycardRefused, QuotaExceeded, SeatQueued
 from twisted_keycard.keycard import Keycard
-from twisted_keycard.store import QueueLimits, SeatWaiter
+from twisted_keycard.store import (
+    RECONNECTED,
+    SEAT,
+    IStoreChanges,
+    QueueLimits,
+    SeatWaiter,
+)
 from twisted_keycard.tokens import (
     BadSignature,
     KeyringHolder,
@@ -86,6 +94,47 @@ class SeatQueue:
     seats: int
     policy: SeatQueuePolicy
     followInterval: float = 1.0
+    #: The pauses of the heads waiting here, to end at a seat freed.
+    _heads: list[Deferred[None]] = attrs.field(factory=list, init=False)
+    _unsubscribe: Callable[[], None] | None = attrs.field(default=None, init=False)
+
+    def pause(self, head: bool) -> Deferred[None]:
+        """
+        Wait before a waiting client's next look at its place: the follow
+        interval, or, for the head of the queue on a store that tells of
+        seats freed (L{IStoreChanges}, Redis's push), until one is freed
+        if that comes sooner.
+        """
+        d: Deferred[None] = Deferred()
+        call = self.clock.callLater(self.followInterval, d.callback, None)
+        if head and IStoreChanges.providedBy(self.store):
+            if self._unsubscribe is None:
+                self._unsubscribe = self.store.subscribe(self._changed)
+            self._heads.append(d)
+
+        def done(result: None) -> None:
+            if call.active():
+                call.cancel()
+            if d in self._heads:
+                self._heads.remove(d)
+
+        return d.addCallback(done)
+
+    def _changed(self, kind: str) -> None:
+        if kind not in (SEAT, RECONNECTED):
+            return
+        heads, self._heads = self._heads, []
+        for d in heads:
+            if not d.called:
+                d.callback(None)
+
+    def stop(self) -> None:
+        """
+        Stop hearing of the store's changes (the bouncer stopped).
+        """
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     @property
     def limits(self) -> QueueLimits:

@@ -26,7 +26,6 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.spread import pb
@@ -1349,7 +1348,6 @@ class KeycardRoot:
             # is dropped (its place lapses after the grace), a live one is
             # never idle.
             self.heartbeat.watch(broker)
-        clock = self._reactor()
         try:
             told: tuple[int, int] | None = None
             while True:
@@ -1362,7 +1360,7 @@ class KeycardRoot:
                         listener.callRemote(PLACE, *moved).addErrback(lambda _: None)
                 if moved[0] == 1 and await queue.seatFree():
                     return (TURN, *moved)
-                await deferLater(clock, queue.followInterval, lambda: None)
+                await queue.pause(moved[0] == 1)
                 if broker.disconnected:
                     raise KeycardDenied("the client left")
         finally:

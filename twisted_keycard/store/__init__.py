@@ -8,6 +8,10 @@ suite, in the source tree's C{tests/storecontract.py}.
 
 from twisted_keycard.store._interfaces import (
     FAILED,
+    KEYRING,
+    RECONNECTED,
+    REVOKED,
+    SEAT,
     STARTED,
     SUCCEEDED,
     IKeycardStore,
@@ -29,6 +33,10 @@ from twisted_keycard.store._memory import MemoryStore
 
 __all__ = [
     "FAILED",
+    "KEYRING",
+    "RECONNECTED",
+    "REVOKED",
+    "SEAT",
     "STARTED",
     "SUCCEEDED",
     "IKeycardStore",

@@ -578,14 +578,16 @@ class ThrottleShare:
 #: What a change notice names.
 REVOKED = "revoked"
 KEYRING = "keyring"
+#: A seat of a pool was freed: the head of its queue may take it.
+SEAT = "seat"
 #: The store (re)connected: changes may have been missed meanwhile.
 RECONNECTED = "reconnected"
 
 
 class IStoreChanges(Interface):
     """
-    A store that publishes its changes (revocations, keyring saves) to
-    every process using it.  Notices carry no data: a process reads what
+    A store that publishes its changes (revocations, keyring saves, seats
+    freed) to every process using it.  Notices carry no data: a process reads what
     changed as it does when it polls (L{IRevocationStore.revokedSince},
     L{IKeyringStore.keyringVersion}), so a notice lost or repeated changes
     nothing but the delay.
@@ -594,8 +596,10 @@ class IStoreChanges(Interface):
     def subscribe(callback: Callable[[str], object]) -> Callable[[], None]:
         """
         Call C{callback} with L{REVOKED} or L{KEYRING} when any process
-        changes those, and with L{RECONNECTED} once notices flow again
-        after the store was unreachable (notices were missed meanwhile).
+        changes those, with L{SEAT} when one frees a seat of a pool (a
+        keycard holding one released or removed, a lapsed lease's
+        released), and with L{RECONNECTED} once notices flow again after
+        the store was unreachable (notices were missed meanwhile).
 
         @return: a function that cancels the subscription.
         """

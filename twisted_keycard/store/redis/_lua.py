@@ -204,12 +204,22 @@ local function index(r, ttl, cutoff)
     extend(key, ttl)
   end
 end
+-- The channel to tell of a seat freed, once per script (scripts that free
+-- seats set it from their arguments).
+local CHANNEL, TOLD = nil, false
+local function seatFreed()
+  if CHANNEL and not TOLD then
+    redis.call('PUBLISH', CHANNEL, 'seat')
+    TOLD = true
+  end
+end
 local function remove(id)
   local r, values = load(id)
   if not r.id then
     redis.call('ZREM', P .. 'kc:expiry', id)
     return false
   end
+  if r.h == '1' and r.s then seatFreed() end
   for _, key in ipairs(indexKeys(r)) do redis.call('ZREM', key, id) end
   redis.call('DEL', P .. 'kc:' .. id)
   return values
@@ -221,6 +231,7 @@ local function release(id)
     if r.s then
       redis.call('ZREM', P .. 'ix:s:' .. r.s, id)
       redis.call('ZREM', seatsOf(r), id)
+      seatFreed()
     end
     redis.call('HSET', P .. 'kc:' .. id, 'h', '0')
     redis.call('HDEL', P .. 'kc:' .. id, 's')
@@ -406,13 +417,16 @@ return found
 """
 )
 
-#: ARGV: prefix, id.  Returns the removed record's fields, or nil.
-REMOVE = PRELUDE + "return remove(ARGV[2])"
+#: ARGV: prefix, id, channel.  Returns the removed record's fields, or
+#: nil; publishes C{seat} on the channel if it held a seat.
+REMOVE = PRELUDE + "CHANNEL = ARGV[3] return remove(ARGV[2])"
 
-#: ARGV: prefix, id.  Returns the record's fields after, or nil.
+#: ARGV: prefix, id, channel.  Returns the record's fields after, or nil;
+#: publishes C{seat} on the channel if it held a seat.
 RELEASE = (
     PRELUDE
     + """
+CHANNEL = ARGV[3]
 release(ARGV[2])
 local r, values = load(ARGV[2])
 if not r.id then return false end
@@ -489,8 +503,9 @@ return 0
 """
 )
 
-#: ARGV: prefix, time.  Returns how many keycards were released.
-RELEASE_LAPSED = PRELUDE + "return releaseLapsed(ARGV[2])"
+#: ARGV: prefix, time, channel.  Returns how many keycards were released;
+#: publishes C{seat} on the channel if any held a seat.
+RELEASE_LAPSED = PRELUDE + "CHANNEL = ARGV[3] return releaseLapsed(ARGV[2])"
 
 #: ARGV: prefix, id, holder.  Returns the record's fields, or nil when it
 #: is not held.

@@ -27,6 +27,7 @@ from twisted_keycard.store._interfaces import (
     KEYRING,
     RECONNECTED,
     REVOKED,
+    SEAT,
     BatchedLookups,
     IKeycardStore,
     IKeyringStore,
@@ -110,15 +111,18 @@ class RedisKeycards:
         prefix: str,
         clock: IReactorTime,
         write: Write,
+        channel: str = "",
     ) -> None:
         """
         @param write: sends a write, or queues it while Redis is
             unreachable (see L{RedisStore}).
+        @param channel: the store's channel, told of each seat freed.
         """
         self._connection = connection
         self._prefix = prefix
         self._clock = clock
         self._write = write
+        self._channel = channel
 
     def _run(self, name: str, *args: object) -> Deferred[Any]:
         return self._connection.run(_KEYCARD_SCRIPTS[name], [self._prefix, *args])
@@ -186,13 +190,17 @@ class RedisKeycards:
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         return self._write(
             f"the removal of keycard {keycardId}",
-            lambda: self._run("REMOVE", keycardId).addCallback(fromFields),
+            lambda: self._run("REMOVE", keycardId, self._channel).addCallback(
+                fromFields
+            ),
         )
 
     def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         return self._write(
             f"the release of keycard {keycardId}",
-            lambda: self._run("RELEASE", keycardId).addCallback(fromFields),
+            lambda: self._run("RELEASE", keycardId, self._channel).addCallback(
+                fromFields
+            ),
         )
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
@@ -226,7 +234,8 @@ class RedisKeycards:
         return d.addCallback(lambda known: bool(int(known)))
 
     def releaseLapsed(self, when: float) -> Deferred[int]:
-        return self._run("RELEASE_LAPSED", number(when)).addCallback(int)
+        d = self._run("RELEASE_LAPSED", number(when), self._channel)
+        return d.addCallback(int)
 
     def holdUnder(
         self, keycardId: str, holderId: str
@@ -594,9 +603,12 @@ class Subscribers:
     def changed(self, kind: str) -> None:
         """
         Tell every subscriber of a change the connection heard: C{kind} is
-        C{"revoked"}, C{"keyring"}, or anything else for a reconnection.
+        C{"revoked"}, C{"keyring"}, C{"seat"}, or anything else for a
+        reconnection.
         """
-        notice = {"revoked": REVOKED, "keyring": KEYRING}.get(kind, RECONNECTED)
+        notice = {"revoked": REVOKED, "keyring": KEYRING, "seat": SEAT}.get(
+            kind, RECONNECTED
+        )
         for callback in list(self._callbacks):
             try:
                 callback(notice)
@@ -844,7 +856,7 @@ class RedisStore:
         )
         self._throttle = RedisThrottleLog(self._connection, self._prefix, failuresKept)
         self._keycards = RedisKeycards(
-            self._connection, self._prefix, self.clock, self._write
+            self._connection, self._prefix, self.clock, self._write, self.url.channel
         )
         self._revocations = RedisRevocations(
             self._connection, self.url, self.clock, tokensWhenDown, keyEncryptionKey
