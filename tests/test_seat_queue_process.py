@@ -9,6 +9,8 @@ the seat goes to the head of the queue, not to a newcomer.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -20,7 +22,7 @@ from twisted_keycard.pb import KeycardClientService, KeycardLogin, reconnectPoli
 from twisted_keycard.scram import SCRAMAnswerer
 
 from . import test_seat_health as health
-from ._procs import Process, reactor, waitFor
+from ._procs import ENV, ROOT, Process, keycard, reactor, waitFor
 from .test_multibouncer import PASSWORD
 
 # Slow: runs a bouncer process and a client process.
@@ -176,5 +178,52 @@ class SeatQueueProcessTests(health.SeatHealthProcessTests):
                     self.assertEqual(behind.logins, [])
                 await waiter.stop()
                 waiter.logins.clear()
+
+        return ensureDeferred(go())
+
+    def test_keycardLoginWaits(self) -> Deferred[None]:
+        """
+        C{keycard login --wait-for-seat} prints its place, then logs in
+        once the holder leaves; with a shorter wait it exits 1 with one
+        line naming its place.
+        """
+
+        async def go() -> None:
+            _, port = await self.startBouncer("one", *OPTIONS)
+            holder = await self.holder(port, "u0")
+            connect = f"tcp:127.0.0.1:{port}"
+            late = keycard(
+                "login", "--connect", connect, "u2", "--wait-for-seat", "2",
+                stdin=PASSWORD,
+            )  # fmt: skip
+            self.assertEqual(late.returncode, 1, late.stderr)
+            self.assertEqual(
+                late.stdout,
+                "waiting for a seat in pool 'licenses': place 1 of 1\n"
+                "keycard: login denied: no seat within 2 s: place 1 of 1\n",
+            )
+            log = self.dir / "u1-login.log"
+            with open(log, "wb") as out:
+                waiting = subprocess.Popen(
+                    [
+                        sys.executable, "-m", "twisted_keycard.admin", "login",
+                        "--connect", connect, "u1", "--wait-for-seat", "60",
+                    ],
+                    stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                    env=ENV, cwd=ROOT,
+                )  # fmt: skip
+            self.addCleanup(waiting.kill)
+            assert waiting.stdin is not None
+            waiting.stdin.write(PASSWORD.encode("utf-8"))
+            waiting.stdin.close()
+            await waitFor(lambda: "place 1 of 1" in log.read_text(), "u1 queued")
+            holder.stop()
+            await waitFor(lambda: waiting.poll() is not None, "u1 logged in")
+            self.assertEqual(waiting.returncode, 0, log.read_text())
+            lines = log.read_text().splitlines()
+            self.assertEqual(
+                lines[0], "waiting for a seat in pool 'licenses': place 1 of 1"
+            )
+            self.assertEqual(lines[1], "avatar id:  u1")
 
         return ensureDeferred(go())
