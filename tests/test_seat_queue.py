@@ -124,6 +124,23 @@ class SeatQueueTests(SynchronousTestCase):
         connection.flush()
         return d, places
 
+    def holder(self, root: KeycardRoot) -> KeycardTestConnection:
+        """
+        Alice's client, holding the pool's one seat.
+        """
+        alice = self.connect(root)
+        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
+        return alice
+
+    def waiter(
+        self, root: KeycardRoot, name: str, seconds: float = 600.0, **kw: Any
+    ) -> tuple[KeycardTestConnection, Deferred[KeycardLogin], list[tuple[int, int]]]:
+        """
+        A new client of C{name}'s that waits for a seat.
+        """
+        connection = self.connect(root)
+        return (connection, *self.wait(connection, name, seconds, **kw))
+
     def advance(self, seconds: float, *connections: KeycardTestConnection) -> None:
         for _ in range(int(seconds)):
             self.clock.advance(1.0)
@@ -146,12 +163,9 @@ class SeatQueueTests(SynchronousTestCase):
         the head logs in within the follow interval, and the next moves up.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        bobLogin, bobPlaces = self.wait(bob, "bob")
-        carol = self.connect(root)
-        carolLogin, carolPlaces = self.wait(carol, "carol")
+        alice = self.holder(root)
+        bob, bobLogin, bobPlaces = self.waiter(root, "bob")
+        carol, carolLogin, carolPlaces = self.waiter(root, "carol")
         self.assertNoResult(bobLogin)
         self.assertNoResult(carolLogin)
         self.assertEqual(bobPlaces, [(1, 1)])
@@ -192,12 +206,9 @@ class SeatQueueTests(SynchronousTestCase):
             upkeep=Upkeep(followInterval=10.0, leaseTime=30.0),
         )
         root = self.root(bouncer)
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        bobLogin, _ = self.wait(bob, "bob")
-        carol = self.connect(root)
-        _, carolPlaces = self.wait(carol, "carol")
+        alice = self.holder(root)
+        bob, bobLogin, _ = self.waiter(root, "bob")
+        carol, _, carolPlaces = self.waiter(root, "carol")
         assert bouncer.seatQueue is not None
         self.assertEqual(len(self.store.subscribers), 1)
         alice.disconnect()
@@ -217,10 +228,8 @@ class SeatQueueTests(SynchronousTestCase):
         login that does not wait is refused meanwhile, as for a full pool.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        bobLogin, _ = self.wait(bob, "bob")
+        alice = self.holder(root)
+        bob, bobLogin, _ = self.waiter(root, "bob")
         alice.disconnect()
         dave = self.connect(root)
         refused = self.failureResultOf(
@@ -236,8 +245,7 @@ class SeatQueueTests(SynchronousTestCase):
         pool, queue or not, and is not queued.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
+        self.holder(root)
         bob = self.connect(root)
         refused = self.failureResultOf(
             bob.loginWithKeycard([answerer("bob")]), KeycardDenied
@@ -251,10 +259,8 @@ class SeatQueueTests(SynchronousTestCase):
         fails with one line naming its last place.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        bobLogin, _ = self.wait(bob, "bob", 5.0)
+        alice = self.holder(root)
+        bob, bobLogin, _ = self.waiter(root, "bob", 5.0)
         self.advance(4, bob, alice)
         self.assertNoResult(bobLogin)
         self.advance(1, bob, alice)
@@ -270,20 +276,16 @@ class SeatQueueTests(SynchronousTestCase):
         of those queued after it.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        bobLogin, _ = self.wait(bob, "bob")
-        carol = self.connect(root)
-        carolLogin, _ = self.wait(carol, "carol")
+        alice = self.holder(root)
+        bob, bobLogin, _ = self.waiter(root, "bob")
+        carol, carolLogin, _ = self.waiter(root, "carol")
         ticket = bob.factory.seatTicket
         assert ticket is not None
         bob.disconnect()
         self.failureResultOf(bobLogin)
         self.advance(GRACE - 5, carol, alice)
         self.assertEqual(self.queue(), ["bob", "carol"])
-        again = self.connect(root)
-        againLogin, places = self.wait(again, "bob", seatTicket=ticket)
+        again, againLogin, places = self.waiter(root, "bob", seatTicket=ticket)
         self.assertEqual(places, [(1, 2)])
         alice.disconnect()
         self.advance(1, again, carol)
@@ -298,12 +300,9 @@ class SeatQueueTests(SynchronousTestCase):
         the grace.
         """
         root = self.root(heartbeat=10.0)
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        bobLogin, _ = self.wait(bob, "bob")
-        carol = self.connect(root)
-        _, carolPlaces = self.wait(carol, "carol")
+        alice = self.holder(root)
+        bob, bobLogin, _ = self.waiter(root, "bob")
+        carol, _, carolPlaces = self.waiter(root, "carol")
         self.advance(100, alice, bob, carol)
         self.assertTrue(bob.connected)
         self.assertEqual(self.queue(), ["bob", "carol"])
@@ -334,20 +333,16 @@ class SeatQueueTests(SynchronousTestCase):
         move up, and its ticket queues it again at the tail.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        bobLogin, _ = self.wait(bob, "bob")
+        alice = self.holder(root)
+        bob, bobLogin, _ = self.waiter(root, "bob")
         ticket = bob.factory.seatTicket
-        carol = self.connect(root)
-        _, carolPlaces = self.wait(carol, "carol")
+        carol, _, carolPlaces = self.waiter(root, "carol")
         bob.disconnect()
         self.failureResultOf(bobLogin)
         self.advance(GRACE + 1, carol, alice)
         self.assertEqual(self.queue(), ["carol"])
         self.assertEqual(carolPlaces[-1], (1, 1))
-        again = self.connect(root)
-        _, places = self.wait(again, "bob", seatTicket=ticket)
+        _again, _, places = self.waiter(root, "bob", seatTicket=ticket)
         self.assertEqual(places, [(2, 2)])
         self.assertEqual(self.queue(), ["carol", "bob"])
 
@@ -357,12 +352,9 @@ class SeatQueueTests(SynchronousTestCase):
         store (a restart) take the ticket back and keep the order.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        bobLogin, _ = self.wait(bob, "bob")
-        carol = self.connect(root)
-        carolLogin, _ = self.wait(carol, "carol")
+        alice = self.holder(root)
+        bob, bobLogin, _ = self.waiter(root, "bob")
+        carol, carolLogin, _ = self.waiter(root, "carol")
         tickets = [bob.factory.seatTicket, carol.factory.seatTicket]
         # The clients lose their connections; Alice's seat stays taken (its
         # keycard is the store's, as after a bouncer killed).
@@ -389,20 +381,17 @@ class SeatQueueTests(SynchronousTestCase):
         so does an avatar's share.
         """
         root = self.root(self.bouncer(2, perAvatar=1))
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
+        self.holder(root)
         bob = self.connect(root)
         self.wait(bob, "bob")
-        bob2 = self.connect(root)
-        d, _ = self.wait(bob2, "bob")
+        _bob2, d, _ = self.waiter(root, "bob")
         self.assertEqual(
             self.failureResultOf(d, KeycardDenied).getErrorMessage(),
             "too many places in the queue of pool 'p' for this avatar",
         )
         carol = self.connect(root)
         self.wait(carol, "carol")
-        dave = self.connect(root)
-        d, _ = self.wait(dave, "dave")
+        _dave, d, _ = self.waiter(root, "dave")
         self.assertEqual(
             self.failureResultOf(d, KeycardDenied).getErrorMessage(),
             "the queue of pool 'p' is full",
@@ -415,15 +404,13 @@ class SeatQueueTests(SynchronousTestCase):
         avatar that presents it logs in as a newcomer, queued at the tail.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
+        alice = self.holder(root)
         bob = self.connect(root)
         self.wait(bob, "bob")
         ticket = bob.factory.seatTicket
         alice.disconnect()
         # Bob's ticket, Dave's password: Dave waits behind Bob.
-        dave = self.connect(root)
-        daveLogin, places = self.wait(dave, "dave", seatTicket=ticket)
+        dave, daveLogin, places = self.waiter(root, "dave", seatTicket=ticket)
         self.advance(1, dave)
         self.assertNoResult(daveLogin)
         self.assertEqual(places, [(2, 2)])
@@ -445,8 +432,7 @@ class SeatQueueTests(SynchronousTestCase):
         pool is refused, and the login queued afresh at the tail.
         """
         root = self.root(self.bouncer(10))
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
+        self.holder(root)
         bob = self.connect(root)
         self.wait(bob, "bob")
         ticket = bob.factory.seatTicket
@@ -499,10 +485,8 @@ class SeatQueueTests(SynchronousTestCase):
             quota=Quota(seatPool="p", seats=1),
         )
         root = self.root(bouncer)
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
-        bob = self.connect(root)
-        d, places = self.wait(bob, "bob")
+        self.holder(root)
+        bob, d, places = self.waiter(root, "bob")
         self.assertEqual(
             self.failureResultOf(d, KeycardDenied).getErrorMessage(),
             "no seat left in pool 'p'",
@@ -520,8 +504,7 @@ class SeatQueueTests(SynchronousTestCase):
         and the place, for a keycard marked to wait.
         """
         root = self.root()
-        alice = self.connect(root)
-        self.successResultOf(alice.loginWithKeycard([answerer("alice")]))
+        self.holder(root)
         bob = self.connect(root)
         self.wait(bob, "bob")
         ticket = bob.factory.seatTicket

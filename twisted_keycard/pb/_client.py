@@ -167,24 +167,29 @@ def keycardLogin(
         when the server could not prove itself, which also closes the
         connection, or an error the server's realm raised, as it is).
     """
-    wait = _SeatWait.make(waitForSeat, onPlace, seatTicket)
-    if wait is None:
-        return Deferred.fromCoroutine(
-            _login(root, list(answerers), mind, askServer, maxRounds, DETAILS | TOKEN)
-        ).addErrback(_remoteFailure)
-    keep = onTicket if onTicket is not None else lambda ticket: None
+    wait = _SeatWait.make(waitForSeat, onPlace, seatTicket, clock, onTicket)
     return Deferred.fromCoroutine(
-        wait.login(
-            root,
-            list(answerers),
-            mind,
-            askServer,
-            maxRounds,
-            DETAILS | TOKEN,
-            clock,
-            keep,
+        _loginOrWait(
+            root, list(answerers), mind, askServer, maxRounds, DETAILS | TOKEN, wait
         )
     ).addErrback(_remoteFailure)
+
+
+async def _loginOrWait(
+    root: pb.RemoteReference,
+    answerers: list[IAnswerer],
+    mind: object,
+    askServer: bool,
+    maxRounds: int,
+    flags: int,
+    wait: _SeatWait | None,
+) -> KeycardLogin:
+    """
+    Log in, waiting for a seat if C{wait} says so.
+    """
+    if wait is None:
+        return await _login(root, answerers, mind, askServer, maxRounds, flags)
+    return await wait.login(root, answerers, mind, askServer, maxRounds, flags)
 
 
 def _disconnect(root: pb.RemoteReference) -> None:
@@ -623,7 +628,9 @@ class KeycardClientFactory(pb.PBClientFactory):
                 askServer,
                 maxRounds,
                 0,
-                _SeatWait.make(waitForSeat, onPlace, seatTicket),
+                _SeatWait.make(
+                    waitForSeat, onPlace, seatTicket, self.clock, self._keepTicket
+                ),
             )
         ).addErrback(_remoteFailure)
         return d.addCallback(lambda result: result.perspective)
@@ -651,7 +658,9 @@ class KeycardClientFactory(pb.PBClientFactory):
                 askServer,
                 maxRounds,
                 DETAILS | TOKEN,
-                _SeatWait.make(waitForSeat, onPlace, seatTicket),
+                _SeatWait.make(
+                    waitForSeat, onPlace, seatTicket, self.clock, self._keepTicket
+                ),
             )
         ).addErrback(_remoteFailure)
 
@@ -665,15 +674,12 @@ class KeycardClientFactory(pb.PBClientFactory):
         wait: _SeatWait | None = None,
     ) -> KeycardLogin:
         root: pb.RemoteReference = await self.getRootObject()
-        if wait is None:
-            return await _login(root, answerers, mind, askServer, maxRounds, flags)
-
-        def keep(ticket: str | None) -> None:
-            self.seatTicket = ticket
-
-        return await wait.login(
-            root, answerers, mind, askServer, maxRounds, flags, self.clock, keep
+        return await _loginOrWait(
+            root, answerers, mind, askServer, maxRounds, flags, wait
         )
+
+    def _keepTicket(self, ticket: str | None) -> None:
+        self.seatTicket = ticket
 
 
 @attrs.define
@@ -686,6 +692,10 @@ class _SeatWait:
     seconds: float
     onPlace: Callable[[int, int], object] | None
     ticket: str | None
+    #: Times the wait; the global reactor if C{None}.
+    clock: IReactorTime | None
+    #: Told each new ticket, and C{None} once there is none.
+    keep: Callable[[str | None], object]
     #: The place last told, so that each is told once.
     _told: tuple[int, int] | None = None
 
@@ -695,6 +705,8 @@ class _SeatWait:
         seconds: float | None,
         onPlace: Callable[[int, int], object] | None,
         ticket: str | None,
+        clock: IReactorTime | None,
+        keep: Callable[[str | None], object] | None,
     ) -> _SeatWait | None:
         """
         @raise ValueError: for a C{seconds} that is not positive.
@@ -703,7 +715,7 @@ class _SeatWait:
             return None
         if not seconds > 0:
             raise ValueError("waitForSeat must be a positive number of seconds")
-        return cls(seconds, onPlace, ticket)
+        return cls(seconds, onPlace, ticket, clock, keep or (lambda ticket: None))
 
     async def login(
         self,
@@ -713,14 +725,9 @@ class _SeatWait:
         askServer: bool,
         maxRounds: int,
         flags: int,
-        clock: IReactorTime | None,
-        keep: Callable[[str | None], object],
     ) -> KeycardLogin:
         """
         Log in over C{root}, waiting for a seat (see L{run}).
-
-        @param clock: times the wait; the global reactor if C{None}.
-        @param keep: told each new ticket, and C{None} once there is none.
         """
 
         def login(ticket: str | None) -> Deferred[KeycardLogin]:
@@ -730,12 +737,13 @@ class _SeatWait:
                 )
             )
 
+        clock = self.clock
         if clock is None:
             from twisted.internet import reactor
 
             clock = reactor
         assert clock is not None
-        return await self.run(root, clock, login, keep)
+        return await self.run(root, clock, login, self.keep)
 
     def _tell(self, place: int, waiting: int) -> None:
         if self.onPlace is not None and self._told != (place, waiting):
