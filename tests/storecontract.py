@@ -663,12 +663,15 @@ class SeatQueueContract(_StoreContract):
     serves it first.
     """
 
-    def join(self, ticketId: str, when: float = 100.0, **changes: Any) -> Any:
+    def join(
+        self, ticketId: str, when: float = 100.0, **changes: Any
+    ) -> tuple[int, int]:
         changes.setdefault("avatarId", f"a-{ticketId}")
         changes.setdefault("address", None)
-        return self.resultOf(
+        joined: tuple[int, int] = self.resultOf(
             self.store.joinQueue(waiter(ticketId, **changes), when, TEN)
         )
+        return joined
 
     def places(self, pool: str = "p", when: float = 100.0) -> list[str]:
         return [w.ticketId for w in self.resultOf(self.store.waiters(pool, when))]
@@ -694,8 +697,10 @@ class SeatQueueContract(_StoreContract):
         Waiters are queued in the order they join, each told its place;
         those behind one that leaves move up; each pool has its own queue.
         """
-        self.assertEqual([self.join(t) for t in ("t1", "t2", "t3")], [1, 2, 3])
-        self.assertEqual(self.join("u1", pool="q"), 1)
+        self.assertEqual(
+            [self.join(t) for t in ("t1", "t2", "t3")], [(1, 1), (2, 2), (3, 3)]
+        )
+        self.assertEqual(self.join("u1", pool="q"), (1, 1))
         self.assertEqual(self.places(), ["t1", "t2", "t3"])
         self.assertEqual(
             self.resultOf(self.store.waiters("p", 100.0))[0],
@@ -719,7 +724,7 @@ class SeatQueueContract(_StoreContract):
         self.join("t2")
         again = waiter("t1", avatarId="a-t1", address=None, lapses=300.0)
         self.assertEqual(
-            self.resultOf(self.store.joinQueue(again, 150.0, QueueLimits(2))), 1
+            self.resultOf(self.store.joinQueue(again, 150.0, QueueLimits(2))), (1, 2)
         )
         self.assertEqual(self.places(when=250.0), ["t1"])
 
@@ -744,7 +749,7 @@ class SeatQueueContract(_StoreContract):
             self.resultOf(
                 self.store.joinQueue(waiter("t3", avatarId="t3"), 100.0, limits)
             ),
-            2,
+            (2, 2),
         )
 
     def test_shares(self) -> None:
@@ -755,7 +760,9 @@ class SeatQueueContract(_StoreContract):
         """
         limits = QueueLimits(5, perAvatar=2, perAddress=2)
 
-        def join(ticketId: str, avatarId: str, address: str | None) -> Deferred[int]:
+        def join(
+            ticketId: str, avatarId: str, address: str | None
+        ) -> Deferred[tuple[int, int]]:
             w = waiter(ticketId, avatarId=avatarId, address=address)
             return self.store.joinQueue(w, 100.0, limits)  # type: ignore[no-any-return]
 
@@ -780,7 +787,9 @@ class SeatQueueContract(_StoreContract):
         self.assertEqual(full.value.limit, "queue")
         # The share is the pool's: another pool's queue is not held back.
         other = waiter("u1", pool="q", avatarId="alice", address="192.0.2.1")
-        self.assertEqual(self.resultOf(self.store.joinQueue(other, 100.0, limits)), 1)
+        self.assertEqual(
+            self.resultOf(self.store.joinQueue(other, 100.0, limits)), (1, 1)
+        )
 
     def test_lapse(self) -> None:
         """
@@ -794,7 +803,7 @@ class SeatQueueContract(_StoreContract):
         self.assertEqual(self.places(when=109.0), ["t1", "t2", "t3"])
         self.assertEqual(self.places(when=110.0), ["t2", "t3"])
         self.assertEqual(
-            self.resultOf(self.store.renewPlace("p", "t2", 140.0, 115.0)), 1
+            self.resultOf(self.store.renewPlace("p", "t2", 140.0, 115.0)), (1, 2)
         )
         self.assertIsNone(self.resultOf(self.store.renewPlace("p", "t1", 140.0, 115.0)))
         self.assertIsNone(self.resultOf(self.store.queuePlace("p", "t1", 115.0)))
@@ -806,7 +815,7 @@ class SeatQueueContract(_StoreContract):
         )
         self.assertEqual(
             self.resultOf(self.store.joinQueue(waiter("t4", lapses=200.0), 140.0, one)),
-            1,
+            (1, 1),
         )
 
     def test_headOnlyGrant(self) -> None:

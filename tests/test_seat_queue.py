@@ -194,7 +194,8 @@ class SeatQueueTests(SynchronousTestCase):
         """
         On a store that tells of seats freed (Redis's push), the head of
         the queue takes a freed seat at once, not at its next look a follow
-        interval later; those behind it are not woken.
+        interval later; the one behind it learns it moved up at its next
+        look (the head's grant frees no seat).
         """
         self.store = PushingStore()
         bouncer = Bouncer(

@@ -51,13 +51,19 @@ class Waiter:
     L{KeycardClientService}, which reconnects with its ticket.
     """
 
-    def __init__(self, port: int, user: str) -> None:
+    def __init__(
+        self,
+        port: int,
+        user: str,
+        host: str = "127.0.0.1",
+        password: str = PASSWORD,
+    ) -> None:
         self.user = user
         self.places: list[tuple[int, int]] = []
         self.logins: list[KeycardLogin] = []
         self.service = KeycardClientService(
-            TCP4ClientEndpoint(reactor, "127.0.0.1", port),
-            [SCRAMAnswerer(user, PASSWORD)],
+            TCP4ClientEndpoint(reactor, host, port),
+            [SCRAMAnswerer(user, password)],
             onLogin=self.logins.append,
             retryPolicy=reconnectPolicy(maxDelay=0.5, initialDelay=0.1),
             waitForSeat=600.0,
@@ -168,10 +174,11 @@ class SeatQueueProcessTests(health.SeatHealthProcessTests):
                 )
             holder.stop()
             for i, waiter in enumerate(waiters):
-                await waitFor(
+                took = await waitFor(
                     lambda w=waiter: bool(w.logins),
                     f"u{i + 1} seated",
                 )
+                print(f"u{i + 1} seated {took:.2f} s after the seat was freed")
                 others = [w.user for w in waiters if w.logins and w is not waiter]
                 self.assertEqual(others, [], f"u{i + 1} seated with {others}")
                 for behind in waiters[i + 1 :]:

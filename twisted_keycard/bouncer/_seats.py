@@ -94,37 +94,39 @@ class SeatQueue:
     seats: int
     policy: SeatQueuePolicy
     followInterval: float = 1.0
-    #: The pauses of the heads waiting here, to end at a seat freed.
-    _heads: list[Deferred[None]] = attrs.field(factory=list, init=False)
+    #: The pauses of the clients waiting here, to end at a seat freed.
+    _pauses: list[Deferred[None]] = attrs.field(factory=list, init=False)
     _unsubscribe: Callable[[], None] | None = attrs.field(default=None, init=False)
 
-    def pause(self, head: bool) -> Deferred[None]:
+    def pause(self) -> Deferred[None]:
         """
         Wait before a waiting client's next look at its place: the follow
-        interval, or, for the head of the queue on a store that tells of
-        seats freed (L{IStoreChanges}, Redis's push), until one is freed
-        if that comes sooner.
+        interval, or, on a store that tells of seats freed
+        (L{IStoreChanges}, Redis's push), until one is freed if that comes
+        sooner: the head then takes it at once, and those behind learn at
+        once that they moved up.  (At most the queue's bound of clients
+        look, each with one renewal.)
         """
         d: Deferred[None] = Deferred()
         call = self.clock.callLater(self.followInterval, d.callback, None)
-        if head and IStoreChanges.providedBy(self.store):
+        if IStoreChanges.providedBy(self.store):
             if self._unsubscribe is None:
                 self._unsubscribe = self.store.subscribe(self._changed)
-            self._heads.append(d)
+            self._pauses.append(d)
 
         def done(result: None) -> None:
             if call.active():
                 call.cancel()
-            if d in self._heads:
-                self._heads.remove(d)
+            if d in self._pauses:
+                self._pauses.remove(d)
 
         return d.addCallback(done)
 
     def _changed(self, kind: str) -> None:
         if kind not in (SEAT, RECONNECTED):
             return
-        heads, self._heads = self._heads, []
-        for d in heads:
+        pauses, self._pauses = self._pauses, []
+        for d in pauses:
             if not d.called:
                 d.callback(None)
 
@@ -178,8 +180,7 @@ class SeatQueue:
         waiter = SeatWaiter(
             ticket.ticketId, self.pool, avatarId, address, now + self.policy.grace
         )
-        place = await self.store.joinQueue(waiter, now, self.limits)
-        waiting = len(await self.store.waiters(self.pool, now))
+        place, waiting = await self.store.joinQueue(waiter, now, self.limits)
         keyring = await self.keys.current()
         return SeatQueued(
             f"waiting for a seat in pool {self.pool!r}: place {place} of {waiting}",
@@ -220,14 +221,14 @@ class SeatQueue:
             queued: its place lapsed, or it got its seat.
         """
         now = self.clock.seconds()
-        place = await self.store.renewPlace(
+        moved: tuple[int, int] | None = await self.store.renewPlace(
             self.pool, ticket.ticketId, now + self.policy.grace, now
         )
-        if place is None:
+        if moved is None:
             raise QuotaExceeded(
                 f"the place in the queue of pool {self.pool!r} lapsed", "lapsed"
             )
-        return place, len(await self.store.waiters(self.pool, now))
+        return moved
 
     async def seatFree(self) -> bool:
         """

@@ -1360,7 +1360,7 @@ class KeycardRoot:
                         listener.callRemote(PLACE, *moved).addErrback(lambda _: None)
                 if moved[0] == 1 and await queue.seatFree():
                     return (TURN, *moved)
-                await queue.pause(moved[0] == 1)
+                await queue.pause()
                 if broker.disconnected:
                     raise KeycardDenied("the client left")
         finally:

@@ -326,7 +326,7 @@ class ISeatQueue(Interface):
 
     def joinQueue(
         waiter: SeatWaiter, when: float, limits: QueueLimits
-    ) -> Deferred[int]:
+    ) -> Deferred[tuple[int, int]]:
         """
         Queue C{waiter} at the tail of its pool's queue, if, atomically, the
         queue's live waiters (those whose place lapses after C{when}) are
@@ -335,21 +335,22 @@ class ISeatQueue(Interface):
         pool keeps its place (and gets the new lapse time): joining again
         is how a client that reconnects takes its place back.
 
-        @return: a L{Deferred} firing with the waiter's place, 1 for the
-            head; or failing with L{twisted_keycard.error.QuotaExceeded}
+        @return: a L{Deferred} firing with the waiter's place (1 for the
+            head) and the number of live waiters; or failing with
+            L{twisted_keycard.error.QuotaExceeded}
             whose C{limit} is C{"queue"}, C{"queue-per-avatar"} or
             C{"queue-per-address"} (checked in that order).
         """
 
     def renewPlace(
         pool: str, ticketId: str, lapses: float, when: float
-    ) -> Deferred[int | None]:
+    ) -> Deferred[tuple[int, int] | None]:
         """
         Keep a live waiter's place until C{lapses}.
 
-        @return: a L{Deferred} firing with its place, or C{None} if the
-            ticket is not queued in C{pool} (it left, got its seat, or its
-            place lapsed by C{when}).
+        @return: a L{Deferred} firing with its place and the number of live
+            waiters, or C{None} if the ticket is not queued in C{pool} (it
+            left, got its seat, or its place lapsed by C{when}).
         """
 
     def queuePlace(pool: str, ticketId: str, when: float) -> Deferred[int | None]:

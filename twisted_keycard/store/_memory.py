@@ -378,7 +378,7 @@ class MemoryStore:
 
     def joinQueue(
         self, waiter: SeatWaiter, when: float, limits: QueueLimits
-    ) -> Deferred[int]:
+    ) -> Deferred[tuple[int, int]]:
         queue = self._waiting(waiter.pool, when)
         if waiter.ticketId not in queue:
             refused = queueLimitReached(list(queue.values()), waiter, limits)
@@ -388,17 +388,19 @@ class MemoryStore:
         self._queues[waiter.pool] = queue
         place = self._place(queue, waiter.ticketId)
         assert place is not None
-        return succeed(place)
+        return succeed((place, len(queue)))
 
     def renewPlace(
         self, pool: str, ticketId: str, lapses: float, when: float
-    ) -> Deferred[int | None]:
+    ) -> Deferred[tuple[int, int] | None]:
         queue = self._waiting(pool, when)
         waiter = queue.get(ticketId)
         if waiter is None:
             return succeed(None)
         queue[ticketId] = attrs.evolve(waiter, lapses=lapses)
-        return succeed(self._place(queue, ticketId))
+        place = self._place(queue, ticketId)
+        assert place is not None
+        return succeed((place, len(queue)))
 
     def queuePlace(self, pool: str, ticketId: str, when: float) -> Deferred[int | None]:
         return succeed(self._place(self._waiting(pool, when), ticketId))

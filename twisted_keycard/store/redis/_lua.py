@@ -330,8 +330,8 @@ return 'ok'
 
 #: ARGV: prefix, pool, ticket, avatar, address or '', lapse time, time,
 #: TTL, queue size, share per avatar or '', share per address or ''.
-#: Returns the waiter's place, or C{queue}, C{queue-per-avatar} or
-#: C{queue-per-address}.
+#: Returns the waiter's place and the number waiting, or C{queue},
+#: C{queue-per-avatar} or C{queue-per-address}.
 JOIN_QUEUE = (
     PRELUDE
     + """
@@ -363,12 +363,12 @@ redis.call('ZADD', lapse, lapses, ticket)
 extend(order, ttl)
 extend(lapse, ttl)
 extend(data, ttl)
-return placeOf(pool, ticket)
+return {placeOf(pool, ticket), redis.call('ZCARD', order)}
 """
 )
 
-#: ARGV: prefix, pool, ticket, lapse time, time, TTL.  Returns the place,
-#: or nil when the ticket is not queued.
+#: ARGV: prefix, pool, ticket, lapse time, time, TTL.  Returns the place and
+#: the number waiting, or nil when the ticket is not queued.
 RENEW_PLACE = (
     PRELUDE
     + """
@@ -380,7 +380,7 @@ redis.call('ZADD', lapse, lapses, ticket)
 extend(order, ttl)
 extend(lapse, ttl)
 extend(data, ttl)
-return placeOf(pool, ticket)
+return {placeOf(pool, ticket), redis.call('ZCARD', order)}
 """
 )
 

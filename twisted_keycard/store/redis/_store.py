@@ -244,7 +244,7 @@ class RedisKeycards:
 
     def joinQueue(
         self, waiter: SeatWaiter, when: float, limits: QueueLimits
-    ) -> Deferred[int]:
+    ) -> Deferred[tuple[int, int]]:
         d = self._run(
             "JOIN_QUEUE",
             waiter.pool,
@@ -259,19 +259,21 @@ class RedisKeycards:
             _optional(limits.perAddress),
         )
 
-        def joined(outcome: int | str) -> int:
-            if isinstance(outcome, int):
-                return outcome
-            raise queueRefusal(waiter.pool, outcome)
+        def joined(outcome: list[int] | str) -> tuple[int, int]:
+            if isinstance(outcome, str):
+                raise queueRefusal(waiter.pool, outcome)
+            place, waiting = outcome
+            return int(place), int(waiting)
 
         return d.addCallback(joined)
 
     def renewPlace(
         self, pool: str, ticketId: str, lapses: float, when: float
-    ) -> Deferred[int | None]:
+    ) -> Deferred[tuple[int, int] | None]:
         keep = ttl(lapses, self._now(), GRACE)
-        return self._run(
-            "RENEW_PLACE", pool, ticketId, number(lapses), number(when), keep
+        d = self._run("RENEW_PLACE", pool, ticketId, number(lapses), number(when), keep)
+        return d.addCallback(
+            lambda moved: None if not moved else (int(moved[0]), int(moved[1]))
         )
 
     def queuePlace(self, pool: str, ticketId: str, when: float) -> Deferred[int | None]:
@@ -1036,12 +1038,12 @@ class RedisStore:
 
     def joinQueue(
         self, waiter: SeatWaiter, when: float, limits: QueueLimits
-    ) -> Deferred[int]:
+    ) -> Deferred[tuple[int, int]]:
         return self._keycards.joinQueue(waiter, when, limits)
 
     def renewPlace(
         self, pool: str, ticketId: str, lapses: float, when: float
-    ) -> Deferred[int | None]:
+    ) -> Deferred[tuple[int, int] | None]:
         return self._keycards.renewPlace(pool, ticketId, lapses, when)
 
     def queuePlace(self, pool: str, ticketId: str, when: float) -> Deferred[int | None]:

@@ -260,9 +260,17 @@ def waiters(c: sqlite3.Connection, pool: str, when: float) -> list[SeatWaiter]:
     return [SeatWaiter(*row) for row in rows]
 
 
+def queueLength(c: sqlite3.Connection, pool: str, when: float) -> int:
+    (waiting,) = c.execute(
+        "SELECT COUNT(*) FROM seat_queue WHERE pool = ? AND lapses > ?",
+        (pool, when),
+    ).fetchone()
+    return int(waiting)
+
+
 def joinQueue(
     c: sqlite3.Connection, waiter: SeatWaiter, when: float, limits: QueueLimits
-) -> int:
+) -> tuple[int, int]:
     pool = waiter.pool
     pruneQueue(c, pool, when)
     if not c.execute(
@@ -279,18 +287,19 @@ def joinQueue(
         )
     place = placeOf(c, pool, waiter.ticketId, when)
     assert place is not None
-    return place
+    return place, queueLength(c, pool, when)
 
 
 def renewPlace(
     c: sqlite3.Connection, pool: str, ticketId: str, lapses: float, when: float
-) -> int | None:
+) -> tuple[int, int] | None:
     pruneQueue(c, pool, when)
     c.execute(
         "UPDATE seat_queue SET lapses = ? WHERE pool = ? AND ticket_id = ?",
         (lapses, pool, ticketId),
     )
-    return placeOf(c, pool, ticketId, when)
+    place = placeOf(c, pool, ticketId, when)
+    return None if place is None else (place, queueLength(c, pool, when))
 
 
 def leaveQueue(c: sqlite3.Connection, pool: str, ticketId: str) -> bool:
@@ -720,14 +729,14 @@ class SQLiteStore:
 
     def joinQueue(
         self, waiter: SeatWaiter, when: float, limits: QueueLimits
-    ) -> Deferred[int]:
+    ) -> Deferred[tuple[int, int]]:
         # Lost to a power failure, the place is taken again at the tail
         # when the client comes back.
         return self._light(lambda c: joinQueue(c, waiter, when, limits))
 
     def renewPlace(
         self, pool: str, ticketId: str, lapses: float, when: float
-    ) -> Deferred[int | None]:
+    ) -> Deferred[tuple[int, int] | None]:
         return self._light(lambda c: renewPlace(c, pool, ticketId, lapses, when))
 
     def queuePlace(self, pool: str, ticketId: str, when: float) -> Deferred[int | None]:
