@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
@@ -22,6 +23,7 @@ from zope.interface import implementer
 from twisted_keycard import Bouncer, KeycardDenied, KeycardRoot
 from twisted_keycard.bouncer import Quota, SeatQueuePolicy, Upkeep
 from twisted_keycard.error import QuotaExceeded, SeatQueued
+from twisted_keycard.metrics import PrometheusMetrics
 from twisted_keycard.pb import KeycardLogin
 from twisted_keycard.store import SEAT, IssuedKeycard, IStoreChanges, MemoryStore
 from twisted_keycard.testing import KeycardTestConnection, connectToRoot
@@ -222,6 +224,44 @@ class SeatQueueTests(SynchronousTestCase):
         self.assertEqual(carolPlaces, [(2, 2), (1, 1)])
         bouncer.seatQueue.stop()
         self.assertEqual(self.store.subscribers, [])
+
+    def test_gauges(self) -> None:
+        """
+        The metrics show the clients waiting through the bouncer, the
+        queue's bound and the longest wait so far, from each ticket's first
+        queuing.
+        """
+        registry = CollectorRegistry()
+        metrics = PrometheusMetrics(registry, timer=self.clock.seconds)
+        bouncer = Bouncer(
+            [PassphraseChecker(USERS)],
+            self.store,
+            clock=self.clock,
+            quota=Quota(seatPool="p", seats=1),
+            seatQueue=SeatQueuePolicy(5, grace=GRACE),
+            upkeep=Upkeep(followInterval=1.0),
+            metrics=metrics,
+        )
+
+        def value(name: str) -> float | None:
+            return registry.get_sample_value(name, {"pool": "p"})
+
+        root = self.root(bouncer)
+        self.assertEqual(value("keycard_seat_queue_waiting"), 0)
+        self.assertEqual(value("keycard_seat_queue_size"), 5)
+        self.assertEqual(value("keycard_seat_queue_longest_wait_seconds"), 0)
+        alice = self.holder(root)
+        bob, bobLogin, _ = self.waiter(root, "bob")
+        self.advance(5, bob)
+        carol, _, _ = self.waiter(root, "carol")
+        self.advance(2, bob, carol)
+        self.assertEqual(value("keycard_seat_queue_waiting"), 2)
+        self.assertEqual(value("keycard_seat_queue_longest_wait_seconds"), 7)
+        alice.disconnect()
+        self.advance(1, bob, carol)
+        self.successResultOf(bobLogin)
+        self.assertEqual(value("keycard_seat_queue_waiting"), 1)
+        self.assertEqual(value("keycard_seat_queue_longest_wait_seconds"), 3)
 
     def test_newcomerBehindQueue(self) -> None:
         """

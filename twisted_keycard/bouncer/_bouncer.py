@@ -331,6 +331,10 @@ class Bouncer(Service):
                 return {}
             return {pool: dict(issuer.seatRefusals)}
 
+        def seatQueues() -> dict[str, tuple[int, int, float]]:
+            queue = self.seatQueue
+            return {} if queue is None else {queue.pool: queue.gauges()}
+
         def lease() -> tuple[int, float] | None:
             lease = self.lease
             if lease is None or not lease.active or lease.renewedAt is None:
@@ -358,6 +362,7 @@ class Bouncer(Service):
             seatPools=seatPools,
             seatShares=seatShares,
             seatRefusals=seatRefusals,
+            seatQueues=seatQueues,
             lease=lease,
             signingKey=signingKey,
             failureRecords=lambda: None if throttler is None else len(throttler),

@@ -94,9 +94,32 @@ class SeatQueue:
     seats: int
     policy: SeatQueuePolicy
     followInterval: float = 1.0
+    #: The clients waiting through this bouncer now: ticket id, and when
+    #: the ticket was first queued.
+    _waiting: dict[str, float] = attrs.field(factory=dict, init=False)
     #: The pauses of the clients waiting here, to end at a seat freed.
     _pauses: list[Deferred[None]] = attrs.field(factory=list, init=False)
     _unsubscribe: Callable[[], None] | None = attrs.field(default=None, init=False)
+
+    def waitStarted(self, ticket: QueueTicket) -> None:
+        """
+        A client waits through this bouncer with C{ticket}, until
+        L{waitEnded}: it counts in L{gauges}.
+        """
+        self._waiting[ticket.ticketId] = ticket.expires - self.policy.ticketLifetime
+
+    def waitEnded(self, ticket: QueueTicket) -> None:
+        self._waiting.pop(ticket.ticketId, None)
+
+    def gauges(self) -> tuple[int, int, float]:
+        """
+        The clients waiting through this bouncer, the queue's bound, and the
+        longest wait of those clients so far (since its ticket was first
+        queued, on any bouncer), in seconds: 0 when none waits.
+        """
+        now = self.clock.seconds()
+        longest = max((now - since for since in self._waiting.values()), default=0.0)
+        return len(self._waiting), self.policy.size, max(longest, 0.0)
 
     def pause(self) -> Deferred[None]:
         """

@@ -1343,6 +1343,7 @@ class KeycardRoot:
         if broker in self._waiting:
             raise KeycardDenied("this connection already waits for a seat")
         self._waiting.add(broker)
+        queue.waitStarted(ticket)
         if self.heartbeat is not None:
             # A waiting client answers pings as a holder does: a frozen one
             # is dropped (its place lapses after the grace), a live one is
@@ -1364,6 +1365,7 @@ class KeycardRoot:
                 if broker.disconnected:
                     raise KeycardDenied("the client left")
         finally:
+            queue.waitEnded(ticket)
             self._waiting.discard(broker)
 
     def leaveQueue(self, broker: pb.Broker) -> Deferred[bool]:
