@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -262,6 +262,38 @@ class SeatQueueTests(SynchronousTestCase):
         self.successResultOf(bobLogin)
         self.assertEqual(value("keycard_seat_queue_waiting"), 1)
         self.assertEqual(value("keycard_seat_queue_longest_wait_seconds"), 3)
+
+    def test_storeFailsWhileWaiting(self) -> None:
+        """
+        A store that fails while a client waits is logged; the client logs
+        in again with its ticket and keeps its place.
+        """
+        failing: list[int] = []
+
+        class FailingStore(MemoryStore):
+            def renewPlace(
+                self, pool: str, ticketId: str, lapses: float, when: float
+            ) -> Deferred[tuple[int, int] | None]:
+                if failing:
+                    failing.pop()
+                    return fail(RuntimeError("the store is down"))
+                return super().renewPlace(pool, ticketId, lapses, when)
+
+        self.store = FailingStore()
+        root = self.root()
+        alice = self.holder(root)
+        bob, bobLogin, bobPlaces = self.waiter(root, "bob")
+        carol, _, _ = self.waiter(root, "carol")
+        ticket = bob.factory.seatTicket
+        failing.append(1)
+        self.advance(2, bob, carol)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(bob.factory.seatTicket, ticket)
+        self.assertEqual(self.queue(), ["bob", "carol"])
+        self.assertEqual(bobPlaces[-1][0], 1)
+        alice.disconnect()
+        self.advance(1, bob, carol)
+        self.assertEqual(self.successResultOf(bobLogin).keycard.avatarId, "bob")
 
     def test_newcomerBehindQueue(self) -> None:
         """

@@ -740,7 +740,7 @@ class Issuer:
             ticket = None
             if queue is not None and request is not None:
                 ticket = request.ticket
-                if ticket is not None and queue.ticketFor(avatarId, ticket) != ticket:
+                if ticket is not None and not queue.owns(avatarId, ticket):
                     # Another avatar's ticket, or another pool's.
                     ticket = None
             try:

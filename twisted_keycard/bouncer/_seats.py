@@ -94,22 +94,22 @@ class SeatQueue:
     seats: int
     policy: SeatQueuePolicy
     followInterval: float = 1.0
-    #: The clients waiting through this bouncer now: ticket id, and when
-    #: the ticket was first queued.
-    _waiting: dict[str, float] = attrs.field(factory=dict, init=False)
+    #: The clients waiting through this bouncer now (by their requester's
+    #: key: a connection), and when the ticket of each was first queued.
+    _waiting: dict[object, float] = attrs.field(factory=dict, init=False)
     #: The pauses of the clients waiting here, to end at a seat freed.
     _pauses: list[Deferred[None]] = attrs.field(factory=list, init=False)
     _unsubscribe: Callable[[], None] | None = attrs.field(default=None, init=False)
 
-    def waitStarted(self, ticket: QueueTicket) -> None:
+    def waitStarted(self, key: object, ticket: QueueTicket) -> None:
         """
         A client waits through this bouncer with C{ticket}, until
-        L{waitEnded}: it counts in L{gauges}.
+        L{waitEnded} with the same C{key}: it counts in L{gauges}.
         """
-        self._waiting[ticket.ticketId] = ticket.expires - self.policy.ticketLifetime
+        self._waiting[key] = ticket.expires - self.policy.ticketLifetime
 
-    def waitEnded(self, ticket: QueueTicket) -> None:
-        self._waiting.pop(ticket.ticketId, None)
+    def waitEnded(self, key: object) -> None:
+        self._waiting.pop(key, None)
 
     def gauges(self) -> tuple[int, int, float]:
         """
@@ -169,15 +169,19 @@ class SeatQueue:
         policy = self.policy
         return QueueLimits(policy.size, policy.perAvatar, policy.perAddress)
 
+    def owns(self, avatarId: str, ticket: QueueTicket) -> bool:
+        """
+        Whether C{ticket} keeps a place for a login of C{avatarId}: it is
+        for this pool and that avatar.
+        """
+        return (ticket.pool, ticket.avatarId) == (self.pool, avatarId)
+
     def ticketFor(self, avatarId: str, ticket: QueueTicket | None) -> QueueTicket:
         """
         The ticket a login of C{avatarId} waits with: the client's own if
         it is for this pool and avatar, else a new one.
         """
-        if ticket is not None and (ticket.pool, ticket.avatarId) == (
-            self.pool,
-            avatarId,
-        ):
+        if ticket is not None and self.owns(avatarId, ticket):
             return ticket
         return QueueTicket(
             self.pool,

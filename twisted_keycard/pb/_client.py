@@ -797,9 +797,9 @@ class _SeatWait:
             except KeycardDenied as e:
                 if str(e) == NO_QUEUE:
                     raise
-                # The place lapsed: queue again, at the tail.
-                ticket = None
-                keep(None)
+                # The place lapsed, or the bouncer failed: log in again with
+                # the ticket, which keeps the place if it is still queued
+                # and else queues it again, at the tail.
                 continue
             finally:
                 if timer.active():

@@ -882,6 +882,16 @@ class Heartbeat:
         transport.abortConnection()
 
 
+def _tell(listener: pb.RemoteReference, moved: tuple[int, int]) -> None:
+    """
+    Tell a waiting client its place; a client gone hears nothing.
+    """
+    try:
+        listener.callRemote(PLACE, *moved).addErrback(lambda _: None)
+    except pb.DeadReferenceError:
+        return
+
+
 #: Keycards one connection may hold at once, by default.
 MAX_KEYCARDS_PER_CONNECTION = 16
 
@@ -1261,6 +1271,8 @@ class KeycardRoot:
             return (CHALLENGE, number, *keycard.message(Step.CHALLENGE))
         keycardId = keycard.id
         assert keycardId is not None and keycard.avatarId is not None
+        # Seated: the connection's queue ticket, if any, is spent.
+        self._tickets.pop(broker, None)
         if not inputs.keycardIssued(keycardId):
             raise KeycardRefused()
         if self._renewal is not None:
@@ -1343,7 +1355,7 @@ class KeycardRoot:
         if broker in self._waiting:
             raise KeycardDenied("this connection already waits for a seat")
         self._waiting.add(broker)
-        queue.waitStarted(ticket)
+        queue.waitStarted(broker, ticket)
         if self.heartbeat is not None:
             # A waiting client answers pings as a holder does: a frozen one
             # is dropped (its place lapses after the grace), a live one is
@@ -1352,21 +1364,40 @@ class KeycardRoot:
         try:
             told: tuple[int, int] | None = None
             while True:
-                moved = await queue.renew(ticket)
+                moved, free = await self._look(queue, ticket)
                 if broker.disconnected:
                     raise KeycardDenied("the client left")
                 if moved != told:
                     told = moved
                     if listener is not None:
-                        listener.callRemote(PLACE, *moved).addErrback(lambda _: None)
-                if moved[0] == 1 and await queue.seatFree():
+                        _tell(listener, moved)
+                if free:
                     return (TURN, *moved)
                 await queue.pause()
                 if broker.disconnected:
                     raise KeycardDenied("the client left")
         finally:
-            queue.waitEnded(ticket)
+            queue.waitEnded(broker)
             self._waiting.discard(broker)
+
+    async def _look(
+        self, queue: SeatQueue, ticket: QueueTicket
+    ) -> tuple[tuple[int, int], bool]:
+        """
+        Renew a waiting client's place: its place and the number waiting,
+        and whether it is at the head with a seat free.
+
+        @raise QuotaExceeded: if its place lapsed.
+        @raise KeycardDenied: if the store failed (logged here).
+        """
+        try:
+            moved = await queue.renew(ticket)
+            return moved, moved[0] == 1 and await queue.seatFree()
+        except KeycardDenied:
+            raise
+        except Exception:
+            self.log.failure("following a place in the seat queue failed")
+            raise KeycardDenied("the bouncer failed; try again later") from None
 
     def leaveQueue(self, broker: pb.Broker) -> Deferred[bool]:
         """
