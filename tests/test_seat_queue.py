@@ -437,10 +437,12 @@ class SeatQueueTests(SynchronousTestCase):
         self.failureResultOf(carolLogin)
         self.assertEqual(self.queue(), ["bob", "carol"])
         restarted = self.root()
-        carol2 = self.connect(restarted)
-        carolLogin2, carolPlaces = self.wait(carol2, "carol", seatTicket=tickets[1])
-        bob2 = self.connect(restarted)
-        bobLogin2, bobPlaces = self.wait(bob2, "bob", seatTicket=tickets[0])
+        carol2, carolLogin2, carolPlaces = self.waiter(
+            restarted, "carol", seatTicket=tickets[1]
+        )
+        bob2, bobLogin2, bobPlaces = self.waiter(
+            restarted, "bob", seatTicket=tickets[0]
+        )
         self.assertEqual(carolPlaces, [(2, 2)])
         self.assertEqual(bobPlaces, [(1, 2)])
         alice.disconnect()
