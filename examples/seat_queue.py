@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -177,7 +178,8 @@ class Demo:
 
 async def demo(reactor: Any) -> None:
     directory = Path(tempfile.mkdtemp(prefix="seat-queue-"))
-    print(f"data directory {directory / 'data'}, users {', '.join(USERS)}")
+    print(f"data directory {directory / 'data'} (removed at the end), users", end=" ")
+    print(", ".join(USERS))
     keycard("init", str(directory / "data"))
     for user in USERS:
         keycard(
@@ -233,6 +235,7 @@ async def demo(reactor: Any) -> None:
     finally:
         run.stopClients()
         run.stopBouncer()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def client(port: int, user: str) -> None:
