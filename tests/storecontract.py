@@ -20,9 +20,12 @@ from twisted_keycard.store import (
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    ISeatQueue,
     IStoreHealth,
     IThrottleStore,
+    QueueLimits,
     Revocation,
+    SeatWaiter,
     ThrottleEvent,
     ThrottleShare,
 )
@@ -69,6 +72,19 @@ class _StoreContract(_Base):
 
     def failureOf(self, d: Deferred[Any], *errors: type[BaseException]) -> Any:
         return self.failureResultOf(d, *errors)
+
+    def outcomesOf(self, ds: list[Deferred[Any]]) -> list[Any]:
+        """
+        Wait for C{ds}, made together (none waited for before the others
+        were made): each one's result, or its L{Failure}.
+        """
+        outcomes = []
+        for d in ds:
+            box: list[Any] = []
+            d.addBoth(box.append)
+            self.resultOf(d)
+            outcomes.append(box[0])
+        return outcomes
 
 
 class KeycardStoreContract(_StoreContract):
@@ -623,3 +639,285 @@ class StoreHealthContract(_StoreContract):
             self.resultOf(self.store.add(record(f"health{n}")))
         self.assertIs(self.store.storeUp(), True)
         self.assertEqual(self.store.writesQueued(), 0)
+
+
+def waiter(ticketId: str, **changes: Any) -> SeatWaiter:
+    fields: dict[str, Any] = {
+        "ticketId": ticketId,
+        "pool": "p",
+        "avatarId": "alice",
+        "address": "192.0.2.1",
+        "lapses": 200.0,
+    }
+    fields.update(changes)
+    return SeatWaiter(**fields)
+
+
+#: A queue that holds ten waiters, with no share per avatar or address.
+TEN = QueueLimits(10)
+
+
+class SeatQueueContract(_StoreContract):
+    """
+    The queue of each seat pool (L{ISeatQueue}), and how L{addWithin}
+    serves it first.
+    """
+
+    def join(
+        self, ticketId: str, when: float = 100.0, **changes: Any
+    ) -> tuple[int, int]:
+        changes.setdefault("avatarId", f"a-{ticketId}")
+        changes.setdefault("address", None)
+        joined: tuple[int, int] = self.resultOf(
+            self.store.joinQueue(waiter(ticketId, **changes), when, TEN)
+        )
+        return joined
+
+    def places(self, pool: str = "p", when: float = 100.0) -> list[str]:
+        return [w.ticketId for w in self.resultOf(self.store.waiters(pool, when))]
+
+    def seat(
+        self,
+        keycardId: str,
+        ticketId: str | None = None,
+        poolSize: int = 1,
+        **changes: Any,
+    ) -> Deferred[None]:
+        changes.setdefault("seatPool", "p")
+        changes.setdefault("avatarId", f"a-{keycardId}")
+        return self.store.addWithin(  # type: ignore[no-any-return]
+            record(keycardId, **changes), None, poolSize, None, ticketId
+        )
+
+    def test_seatQueueInterface(self) -> None:
+        self.assertTrue(verifyObject(ISeatQueue, self.store))
+
+    def test_order(self) -> None:
+        """
+        Waiters are queued in the order they join, each told its place;
+        those behind one that leaves move up; each pool has its own queue.
+        """
+        self.assertEqual(
+            [self.join(t) for t in ("t1", "t2", "t3")], [(1, 1), (2, 2), (3, 3)]
+        )
+        self.assertEqual(self.join("u1", pool="q"), (1, 1))
+        self.assertEqual(self.places(), ["t1", "t2", "t3"])
+        self.assertEqual(
+            self.resultOf(self.store.waiters("p", 100.0))[0],
+            waiter("t1", avatarId="a-t1", address=None),
+        )
+        self.assertTrue(self.resultOf(self.store.leaveQueue("p", "t2")))
+        self.assertFalse(self.resultOf(self.store.leaveQueue("p", "t2")))
+        self.assertFalse(self.resultOf(self.store.leaveQueue("q", "t1")))
+        self.assertEqual(self.resultOf(self.store.queuePlace("p", "t3", 100.0)), 2)
+        self.assertIsNone(self.resultOf(self.store.queuePlace("p", "t2", 100.0)))
+        self.assertIsNone(self.resultOf(self.store.queuePlace("q", "t1", 100.0)))
+        self.assertEqual(self.places("q"), ["u1"])
+        self.assertEqual(self.places("none"), [])
+
+    def test_joinAgainKeepsPlace(self) -> None:
+        """
+        A ticket that joins again (its client came back) keeps its place,
+        with its new lapse time, even in a full queue.
+        """
+        self.join("t1")
+        self.join("t2")
+        again = waiter("t1", avatarId="a-t1", address=None, lapses=300.0)
+        self.assertEqual(
+            self.resultOf(self.store.joinQueue(again, 150.0, QueueLimits(2))), (1, 2)
+        )
+        self.assertEqual(self.places(when=250.0), ["t1"])
+
+    def test_size(self) -> None:
+        """
+        A full queue refuses newcomers, naming the limit.
+        """
+        limits = QueueLimits(2)
+        for ticketId in ("t1", "t2"):
+            self.resultOf(
+                self.store.joinQueue(waiter(ticketId, avatarId=ticketId), 100.0, limits)
+            )
+        failure = self.failureOf(
+            self.store.joinQueue(waiter("t3", avatarId="t3"), 100.0, limits),
+            QuotaExceeded,
+        )
+        self.assertEqual(failure.value.limit, "queue")
+        self.assertEqual(failure.getErrorMessage(), "the queue of pool 'p' is full")
+        self.assertEqual(self.places(), ["t1", "t2"])
+        self.resultOf(self.store.leaveQueue("p", "t1"))
+        self.assertEqual(
+            self.resultOf(
+                self.store.joinQueue(waiter("t3", avatarId="t3"), 100.0, limits)
+            ),
+            (2, 2),
+        )
+
+    def test_shares(self) -> None:
+        """
+        One avatar, or one address, holds at most its share of the queue;
+        waiters with no address share nothing; the queue's size is checked
+        first, then the avatar's share, then the address's.
+        """
+        limits = QueueLimits(5, perAvatar=2, perAddress=2)
+
+        def join(
+            ticketId: str, avatarId: str, address: str | None
+        ) -> Deferred[tuple[int, int]]:
+            w = waiter(ticketId, avatarId=avatarId, address=address)
+            return self.store.joinQueue(w, 100.0, limits)  # type: ignore[no-any-return]
+
+        self.resultOf(join("t1", "alice", "192.0.2.1"))
+        self.resultOf(join("t2", "alice", "192.0.2.2"))
+        avatar = self.failureOf(join("t3", "alice", "192.0.2.3"), QuotaExceeded)
+        self.assertEqual(avatar.value.limit, "queue-per-avatar")
+        self.assertEqual(
+            avatar.getErrorMessage(),
+            "too many places in the queue of pool 'p' for this avatar",
+        )
+        self.resultOf(join("t3", "bob", "192.0.2.1"))
+        address = self.failureOf(join("t4", "carol", "192.0.2.1"), QuotaExceeded)
+        self.assertEqual(address.value.limit, "queue-per-address")
+        self.assertEqual(
+            address.getErrorMessage(),
+            "too many places in the queue of pool 'p' for this address",
+        )
+        self.resultOf(join("t4", "carol", None))
+        self.resultOf(join("t5", "dave", None))
+        full = self.failureOf(join("t6", "alice", "192.0.2.1"), QuotaExceeded)
+        self.assertEqual(full.value.limit, "queue")
+        # The share is the pool's: another pool's queue is not held back.
+        other = waiter("u1", pool="q", avatarId="alice", address="192.0.2.1")
+        self.assertEqual(
+            self.resultOf(self.store.joinQueue(other, 100.0, limits)), (1, 1)
+        )
+
+    def test_lapse(self) -> None:
+        """
+        A place lapses at its lapse time unless renewed before: a lapsed
+        waiter is no longer queued, counts against no bound, and cannot be
+        renewed.
+        """
+        self.join("t1", lapses=110.0)
+        self.join("t2", lapses=120.0)
+        self.join("t3", lapses=130.0)
+        self.assertEqual(self.places(when=109.0), ["t1", "t2", "t3"])
+        self.assertEqual(self.places(when=110.0), ["t2", "t3"])
+        self.assertEqual(
+            self.resultOf(self.store.renewPlace("p", "t2", 140.0, 115.0)), (1, 2)
+        )
+        self.assertIsNone(self.resultOf(self.store.renewPlace("p", "t1", 140.0, 115.0)))
+        self.assertIsNone(self.resultOf(self.store.queuePlace("p", "t1", 115.0)))
+        self.assertEqual(self.resultOf(self.store.queuePlace("p", "t3", 135.0)), None)
+        self.assertEqual(self.resultOf(self.store.queuePlace("p", "t2", 135.0)), 1)
+        one = QueueLimits(1)
+        self.failureOf(
+            self.store.joinQueue(waiter("t4", lapses=200.0), 139.0, one), QuotaExceeded
+        )
+        self.assertEqual(
+            self.resultOf(self.store.joinQueue(waiter("t4", lapses=200.0), 140.0, one)),
+            (1, 1),
+        )
+
+    def test_headOnlyGrant(self) -> None:
+        """
+        Once a seat frees, it goes to the head of the queue: a newcomer
+        (no ticket) is refused as C{pool}, a ticket behind the head as
+        C{queued}; the head's grant takes it out of the queue, and the next
+        waits for the next seat.
+        """
+        self.resultOf(self.seat("k0"))
+        self.join("t1")
+        self.join("t2")
+        self.assertEqual(
+            self.failureOf(self.seat("k1", "t1"), QuotaExceeded).value.limit, "pool"
+        )
+        self.resultOf(self.store.remove("k0"))
+        newcomer = self.failureOf(self.seat("n1"), QuotaExceeded)
+        self.assertEqual(newcomer.value.limit, "pool")
+        self.assertEqual(newcomer.getErrorMessage(), "no seat left in pool 'p'")
+        behind = self.failureOf(self.seat("k2", "t2"), QuotaExceeded)
+        self.assertEqual(behind.value.limit, "queued")
+        self.assertEqual(
+            behind.getErrorMessage(), "others are ahead in the queue of pool 'p'"
+        )
+        self.resultOf(self.seat("k1", "t1"))
+        self.assertEqual(self.resultOf(self.store.get("k1")).seatPool, "p")
+        self.assertEqual(self.places(), ["t2"])
+        self.assertEqual(
+            self.failureOf(self.seat("k2", "t2"), QuotaExceeded).value.limit, "pool"
+        )
+        self.resultOf(self.store.release("k1"))
+        self.resultOf(self.seat("k2", "t2"))
+        self.assertEqual(self.places(), [])
+        self.resultOf(self.store.remove("k2"))
+        self.resultOf(self.seat("n1"))
+
+    def test_seatsTaken(self) -> None:
+        """
+        The seats of a pool held, as a grant counts them: not those
+        released, expired, or held under a lease that ran out.
+        """
+        self.assertEqual(self.resultOf(self.store.seatsTaken("p", 100.0)), 0)
+        self.resultOf(self.seat("k1", poolSize=5))
+        self.resultOf(self.seat("k2", poolSize=5, expires=150.0))
+        self.resultOf(self.seat("k3", poolSize=5, seatPool="q"))
+        self.resultOf(self.seat("k4", poolSize=5))
+        self.resultOf(self.store.release("k4"))
+        self.assertEqual(self.resultOf(self.store.seatsTaken("p", 100.0)), 2)
+        self.assertEqual(self.resultOf(self.store.seatsTaken("p", 150.0)), 1)
+        keepsLeases: bool = ILeaseStore.providedBy(self.store)
+        if keepsLeases:
+            self.resultOf(self.store.renewLease("dead", 100.0, 110.0))
+            self.resultOf(self.seat("k5", poolSize=5, holderId="dead"))
+            self.assertEqual(self.resultOf(self.store.seatsTaken("p", 105.0)), 3)
+            self.assertEqual(self.resultOf(self.store.seatsTaken("p", 110.0)), 2)
+
+    def test_lapsedWaitersDoNotHoldSeats(self) -> None:
+        """
+        A free seat goes to a newcomer once every waiter's place lapsed; a
+        ticket no longer queued is served as a newcomer.
+        """
+        self.join("t1", lapses=110.0)
+        self.failureOf(self.seat("n1", issued=105.0), QuotaExceeded)
+        self.resultOf(self.seat("n1", "t1", issued=110.0))
+        self.assertEqual(self.places(when=110.0), [])
+        self.join("t2", when=111.0, lapses=150.0)
+        self.resultOf(self.store.remove("n1"))
+        self.failureOf(self.seat("n2", "gone", issued=120.0), QuotaExceeded)
+        self.resultOf(self.seat("n2", "t2", issued=120.0))
+
+    def test_queueOnlyWithPoolSize(self) -> None:
+        """
+        Keycards with no pool, or of a pool with no size, are not held back
+        by a pool's queue; another pool's queue holds back nothing.
+        """
+        self.join("t1")
+        self.resultOf(self.store.addWithin(record("k1"), None, None, None))
+        self.resultOf(self.store.addWithin(record("k2", seatPool="p"), None, None))
+        self.resultOf(self.seat("k3", seatPool="q"))
+
+    def test_concurrentGrants(self) -> None:
+        """
+        Grants asked for together never exceed the pool, and go to the
+        queue's head first, in order.
+        """
+        for ticketId in ("t1", "t2", "t3"):
+            self.join(ticketId)
+        ds = [self.seat("n1", poolSize=2), self.seat("k3", "t3", poolSize=2)]
+        ds += [self.seat("k2", "t2", poolSize=2), self.seat("k1", "t1", poolSize=2)]
+        ds += [self.seat(f"n{i}", poolSize=2) for i in range(2, 6)]
+        ds += [self.seat("k2b", "t2", poolSize=2)]
+        outcomes = self.outcomesOf(ds)
+        granted = [d for d, o in zip(ds, outcomes, strict=True) if o is None]
+        self.assertEqual(len(granted), 2, outcomes)
+        for outcome in outcomes:
+            if outcome is not None:
+                self.assertTrue(outcome.check(QuotaExceeded), outcome)
+        seats = [
+            r.keycardId
+            for a in ("a-k1", "a-k2", "a-k2b", "a-k3", "a-n1")
+            for r in self.resultOf(self.store.byAvatar(a))
+        ]
+        self.assertIn("k1", seats)
+        self.assertEqual(len(seats), 2, seats)
+        self.assertEqual(self.places(), ["t3"])

@@ -22,7 +22,7 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_keycard.store import Revocation, ThrottleEvent
+from twisted_keycard.store import QueueLimits, Revocation, SeatWaiter, ThrottleEvent
 from twisted_keycard.store.sqlite._database import Database
 from twisted_keycard.store.sqlite._store import SQLiteStore
 from twisted_keycard.tokens import Keyring
@@ -131,6 +131,23 @@ class PowerFailureTests(SynchronousTestCase):
         self.level(self.store.add(record("k1", holderId="b1")))
         self.assertEqual(self.level(self.store.holdUnder("k1", "b2")), FULL)
 
+    def test_queuePlaces(self) -> None:
+        """
+        A place in a seat pool's queue, its renewals and its end may be
+        lost: the client comes back with its ticket (at the tail, if its
+        place was lost); a lost end lapses after the grace.  The grant that
+        ends a place takes the seat, on disk (L{test_seatGrant}).
+        """
+        waiter = SeatWaiter("t1", "pool", "alice", None, 200.0)
+        joined = self.store.joinQueue(waiter, 100.0, QueueLimits(5))
+        self.assertEqual(self.level(joined), NORMAL)
+        renewed = self.store.renewPlace("pool", "t1", 210.0, 101.0)
+        self.assertEqual(self.level(renewed), NORMAL)
+        self.assertEqual(self.level(self.store.leaveQueue("pool", "t1")), NORMAL)
+        taken = record("k1", seatPool="pool")
+        self.assertEqual(self.level(self.store.addWithin(taken, None, 5)), FULL)
+        self.assertEqual(self.level(self.store.seatsTaken("pool", 100.0)), NORMAL)
+
 
 #: Writes one record of a kind to the store named by its first argument
 #: (a path, or a Redis URL, then its key-encryption key's file), prints
@@ -167,6 +184,10 @@ WRITER = """
             await store.shareThrottle("writer", [event], 0, 0)
         elif what == "lease":
             await store.renewLease("b1", now, now + 3600)
+        elif what == "place":
+            from twisted_keycard.store import QueueLimits, SeatWaiter
+            waiter = SeatWaiter("t1", "pool", "alice", None, now + 3600)
+            await store.joinQueue(waiter, now, QueueLimits(5))
         return ""
 
     async def main(reactor):
@@ -276,6 +297,10 @@ class _CrashRows(_Base):
         store, _ = self.crashAfter("lease")
         now = time.time()
         self.assertTrue(self.wait(store.renewLease("b1", now, now + 10)))
+
+    def test_queuePlace(self) -> None:
+        store, _ = self.crashAfter("place")
+        self.assertEqual(self.wait(store.queuePlace("pool", "t1", time.time())), 1)
 
 
 @pytest.mark.integration

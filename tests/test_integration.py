@@ -138,7 +138,7 @@ class ExampleTests(TestCase):
             )
 
         examples = sorted((ROOT / "examples").glob("*.py"))
-        self.assertEqual(len(examples), 3, examples)
+        self.assertEqual(len(examples), 4, examples)
         for example in examples:
             done = run(str(example), "--help")
             self.assertEqual((done.returncode, done.stderr), (0, ""), example)
@@ -150,6 +150,35 @@ class ExampleTests(TestCase):
         done = run(str(ROOT / "examples" / "brokered_session.py"), "client", "--help")
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn("BOUNCER SERVICE NAME SERVICE_NAME", done.stdout)
+
+    def test_seatQueueExample(self) -> Deferred[None]:
+        """
+        examples/seat_queue.py runs as is: its clients keep their order
+        across the bouncer's restart, and the frozen holder's seat goes to
+        the head of the queue.
+        """
+
+        async def go() -> None:
+            out, err, code = await getProcessOutputAndValue(
+                sys.executable,
+                [str(ROOT / "examples" / "seat_queue.py")],
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                path=str(ROOT),
+            )
+            text = out.decode()
+            self.assertEqual(code, 0, text + err.decode())
+            for line in [
+                "[u2] waiting for a seat in pool 'licenses': place 1 of 1",
+                "[u3] waiting for a seat in pool 'licenses': place 2 of 2",
+                "[u3] waiting for a seat in pool 'licenses': place 1 of ",
+                "no answer to 3 heartbeats in 3 s",
+                "the frozen holder's seat went to u3, the head",
+                "done: the order was kept across the restart and the freeze",
+            ]:
+                self.assertIn(line, text)
+            self.assertLess(text.index("[u2] seated"), text.index("[u3] seated"))
+
+        return ensureDeferred(go())
 
     def test_example(self) -> Deferred[None]:
         async def go() -> None:

@@ -20,8 +20,7 @@ from twisted.internet.task import Clock
 from twisted_keycard import Bouncer, KeycardRefused
 from twisted_keycard.passwords import PasswordKeycard
 from twisted_keycard.service import DataDir, Options, makeService
-from twisted_keycard.store import Revocation, ThrottleEvent
-from twisted_keycard.store._interfaces import KEYRING, REVOKED
+from twisted_keycard.store import KEYRING, REVOKED, SEAT, Revocation, ThrottleEvent
 from twisted_keycard.store.redis import (
     RedisStore,
     ReplicasBehind,
@@ -162,6 +161,36 @@ class RedisKeysTests(RedisTestCase):
         spin(two.revoke([Revocation("k2", 200.0, 100.0)]))
         spin(one.isRevoked("k2"))
         self.assertEqual(heard, [])
+
+    def test_seatsFreedPushed(self) -> None:
+        """
+        A subscriber hears of each seat freed (a keycard holding one
+        removed, released, or released with its lapsed lease), and of
+        nothing for a keycard that holds no seat.
+        """
+        url = self.url()
+        one, two = self.openStore(url), self.openStore(url)
+        heard: list[str] = []
+        one.subscribe(heard.append)
+        spin(_until(lambda: one.listening))
+        spin(two.addWithin(record("k1", seatPool="p"), None, 5))
+        spin(two.addWithin(record("k2", seatPool="p"), None, 5))
+        spin(two.add(record("n1")))
+        spin(two.remove("n1"))
+        spin(two.release("n1"))
+        spin(one.get("k1"))
+        self.assertEqual(heard, [])
+        spin(two.remove("k1"))
+        spin(_until(lambda: SEAT in heard))
+        heard.clear()
+        spin(two.release("k2"))
+        spin(_until(lambda: SEAT in heard))
+        heard.clear()
+        spin(two.renewLease("dead", 100.0, 110.0))
+        spin(two.addWithin(record("k3", seatPool="p", holderId="dead"), None, 5))
+        spin(two.releaseLapsed(110.0))
+        spin(_until(lambda: SEAT in heard))
+        self.assertEqual(set(heard), {SEAT})
 
     def test_checksTogether(self) -> None:
         """

@@ -38,6 +38,7 @@ from .storecontract import (
     KeyringStoreContract,
     LeaseStoreContract,
     RevocationStoreContract,
+    SeatQueueContract,
     StoreHealthContract,
     ThrottleStoreContract,
     record,
@@ -87,6 +88,7 @@ class RedisContractTests(
     KeyringStoreContract,
     ThrottleStoreContract,
     LeaseStoreContract,
+    SeatQueueContract,
     StoreHealthContract,
     RedisTestCase,
 ):

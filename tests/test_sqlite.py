@@ -33,6 +33,7 @@ from .storecontract import (
     KeyringStoreContract,
     LeaseStoreContract,
     RevocationStoreContract,
+    SeatQueueContract,
     StoreHealthContract,
     ThrottleStoreContract,
     record,
@@ -49,6 +50,7 @@ class SQLiteContractTests(
     KeyringStoreContract,
     ThrottleStoreContract,
     LeaseStoreContract,
+    SeatQueueContract,
     StoreHealthContract,
     SynchronousTestCase,
 ):

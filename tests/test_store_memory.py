@@ -14,6 +14,7 @@ from .storecontract import (
     KeyringStoreContract,
     LeaseStoreContract,
     RevocationStoreContract,
+    SeatQueueContract,
     StoreHealthContract,
     ThrottleStoreContract,
 )
@@ -26,6 +27,7 @@ class MemoryStoreTests(
     KeyringStoreContract,
     ThrottleStoreContract,
     LeaseStoreContract,
+    SeatQueueContract,
     StoreHealthContract,
     SynchronousTestCase,
 ):

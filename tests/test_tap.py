@@ -31,6 +31,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_keycard import Bouncer, IChallenger, KeycardRefused, KeycardState
+from twisted_keycard.bouncer import SeatQueuePolicy
 from twisted_keycard.passwords import PasswordKeycard
 from twisted_keycard.service import DataDir, Options, makeService
 from twisted_keycard.service._checkers import (
@@ -129,12 +130,54 @@ class OptionsTests(SynchronousTestCase):
                 "--seats-per-avatar must be between 1 and --seats"
             ),
             ("--seats-per-avatar", "x"): "--seats-per-avatar takes a whole number",
+            ("--seat-queue", "3"): "--seat-queue needs --seat-pool",
+            ("--seat-queue", "-1"): "--seat-queue must be a number of clients",
+            ("--seat-queue", "x"): "--seat-queue takes a whole number",
+            ("--seat-queue-grace", "0"): (
+                "--seat-queue-grace must be a positive number"
+            ),
+            (
+                "--seat-queue-per-avatar",
+                "1",
+            ): "--seat-queue-per-avatar needs --seat-queue",
+            (
+                "--seat-pool",
+                "p",
+                "--seats",
+                "1",
+                "--seat-queue",
+                "2",
+                "--seat-queue-per-address",
+                "3",
+            ): "--seat-queue-per-address must be between 1 and --seat-queue",
             ("--heartbeat", "-1"): "--heartbeat must be a number of seconds (0: none)",
             ("--heartbeat", "nan"): "--heartbeat must be a number of seconds",
             ("--heartbeat", "x"): "--heartbeat takes a number, not 'x'",
         }
         for args, expected in cases.items():
             self.assertIn(expected, self.refused(*args), args)
+
+    def test_seatQueue(self) -> None:
+        """
+        C{--seat-queue} makes the pool's queue, with its grace and shares;
+        without it (0, the default), there is none.
+        """
+        self.assertIsNone(self.parse("--seat-pool", "p", "--seats", "1").seatQueue)
+        policy = self.parse(
+            "--seat-pool",
+            "p",
+            "--seats",
+            "1",
+            "--seat-queue",
+            "8",
+            "--seat-queue-grace",
+            "12",
+            "--seat-queue-per-avatar",
+            "2",
+            "--seat-queue-per-address",
+            "4",
+        ).seatQueue
+        self.assertEqual(policy, SeatQueuePolicy(8, 12.0, 2, 4))
 
     def test_missingAuthFile(self) -> None:
         """

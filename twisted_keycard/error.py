@@ -79,14 +79,46 @@ class QuotaExceeded(KeycardDenied):
     The message says which, for the requester.
 
     @ivar limit: which limit it reached: C{"avatar"} (keycards per
-        avatar), C{"pool"} (the pool is full) or C{"seats-per-avatar"}
-        (the avatar holds its share of the pool); C{None} where it is not
-        known (a copy received over PB).
+        avatar), C{"pool"} (the pool is full, or others wait in its
+        queue), C{"seats-per-avatar"} (the avatar holds its share of the
+        pool), C{"queued"} (a queued ticket that is not at the head of its
+        pool's queue), or, joining a pool's queue (see
+        L{twisted_keycard.store.ISeatQueue}), C{"queue"} (the queue is
+        full), C{"queue-per-avatar"} or C{"queue-per-address"} (the
+        avatar, or the address, holds its share of the queue); C{None}
+        where it is not known (a copy received over PB).
     """
 
     def __init__(self, message: str, limit: str | None = None) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class SeatQueued(QuotaExceeded):
+    """
+    Raised by a bouncer with a seat queue when a login that asked to wait
+    for a seat found its pool full: the client was queued instead of
+    refused.  A requester that asked for it sends the client its ticket and
+    place rather than this denial; any other sees a denial of its pool.
+
+    @ivar ticket: the signed queue ticket (see
+        L{twisted_keycard.tokens.QueueTicket}) that keeps the client's
+        place; C{None} in a copy received over PB.
+    @ivar place: the client's place, 1 for the head of the queue.
+    @ivar waiting: the number of clients waiting in that queue.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        ticket: str | None = None,
+        place: int = 0,
+        waiting: int = 0,
+    ) -> None:
+        super().__init__(message, "pool")
+        self.ticket = ticket
+        self.place = place
+        self.waiting = waiting
 
 
 class InsecureTransport(KeycardError, pb.Error):

@@ -19,6 +19,7 @@ from twisted_keycard.store import (
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    ISeatQueue,
     IStoreHealth,
     IThrottleStore,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "IMockSecretTaker",
     "IRequester",
     "IRevocationStore",
+    "ISeatQueue",
     "IStoreHealth",
     "IThrottleStore",
 ]

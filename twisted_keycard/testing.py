@@ -169,7 +169,7 @@ def connectToRoot(
     clock = clock if clock is not None else Clock()
     serverBroker = KeycardServerFactory(root, clock=clock).buildProtocol(clientAddress)
     assert serverBroker is not None, "a first connection is always admitted"
-    factory = KeycardClientFactory()
+    factory = KeycardClientFactory(clock)
     clientBroker = factory.buildProtocol(serverAddress)
     pump = connect(
         serverBroker,

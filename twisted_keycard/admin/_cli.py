@@ -247,6 +247,15 @@ def parser() -> argparse.ArgumentParser:
         help="seconds to wait for the connection, then for the login"
         f" (default: {DEFAULT_TIMEOUT:g})",
     )
+    login.add_argument(
+        "--wait-for-seat",
+        type=seconds(0, inclusive=False),
+        default=None,
+        metavar="SECONDS",
+        help="if the bouncer's seat pool is full and it keeps a queue, wait"
+        " in it up to SECONDS, printing the place as it moves, then log in"
+        " (default: a full pool refuses at once)",
+    )
 
     listing = sub.add_parser("list", help="list issued keycards")
     listing.add_argument(
@@ -363,6 +372,7 @@ def run(args: argparse.Namespace) -> int:
             certificate=args.certificate,
             timeout=args.timeout,
             readSecret=readPassword,
+            waitForSeat=args.wait_for_seat,
         )
     directory = DataDir.open(DataDir.default(args.data_dir))
     if command == "user":

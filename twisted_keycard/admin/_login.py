@@ -34,7 +34,7 @@ from twisted_keycard.sshkeys import (
     isPublicKeyFile,
     loadPrivateKey,
 )
-from twisted_keycard.tokens import TokenAnswerer
+from twisted_keycard.tokens import TokenAnswerer, claimedPool
 
 #: Seconds to wait for the connection, then for the login's answers.
 DEFAULT_TIMEOUT = 30.0
@@ -249,12 +249,18 @@ async def logIn(
     answerer: IAnswerer | Sequence[IAnswerer],
     timeout: float = DEFAULT_TIMEOUT,
     description: str = "",
+    waitForSeat: float | None = None,
+    onPlace: Callable[[str | None, int, int], object] | None = None,
 ) -> KeycardLogin:
     """
     Connect within C{timeout} seconds, then log in within as many more.
 
     @param answerer: the answerer, or answerers of one kind to try in turn
         until the server takes one (the SSH agent's keys).
+    @param waitForSeat: seconds to wait in the queue of a full seat pool
+        (on top of C{timeout}), if the bouncer keeps one.
+    @param onPlace: told the pool (as the ticket names it), the place and
+        the number waiting, each time they change.
 
     @raise LoginFailed: when either takes longer, with a hint when the
         endpoint is plain TCP (a TLS server never answers it).
@@ -272,9 +278,20 @@ async def logIn(
     why = f"no answer within {timeout:g} s"
     if description.startswith("tcp:"):
         why += hint
+    told = None
+    if onPlace is not None:
+        show = onPlace
+
+        def told(place: int, waiting: int) -> None:
+            show(claimedPool(factory.seatTicket), place, waiting)
+
+    exchange = _exchange(factory, answerer, waitForSeat, told)
     try:
         login: KeycardLogin = await _within(
-            Deferred.fromCoroutine(_exchange(factory, answerer)), timeout, clock, why
+            Deferred.fromCoroutine(exchange),
+            timeout + (waitForSeat or 0.0),
+            clock,
+            why,
         )
         return login
     except (ConnectionLost, ConnectionDone):
@@ -289,7 +306,10 @@ async def logIn(
 
 
 async def _exchange(
-    factory: KeycardClientFactory, answerer: IAnswerer | Sequence[IAnswerer]
+    factory: KeycardClientFactory,
+    answerer: IAnswerer | Sequence[IAnswerer],
+    waitForSeat: float | None = None,
+    onPlace: Callable[[int, int], object] | None = None,
 ) -> KeycardLogin:
     answerers = list(answerer) if isinstance(answerer, Sequence) else [answerer]
     root = await factory.getRootObject()
@@ -309,7 +329,9 @@ async def _exchange(
             f"the server takes none of these keycard kinds ({optionName(wanted)});"
             f" it takes: {takes}"
         )
-    return await factory.loginWithKeycard(answerers, askServer=False)
+    return await factory.loginWithKeycard(
+        answerers, askServer=False, waitForSeat=waitForSeat, onPlace=onPlace
+    )
 
 
 def _endpointParts(description: str) -> list[str]:

@@ -586,10 +586,14 @@ def login(
     certificate: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     readSecret: ReadSecret | None = None,
+    waitForSeat: float | None = None,
 ) -> int:
     """
     Log in as C{user} with C{kind} (a password, given or read with
     C{readSecret}, or C{keyFile}), or with the token in C{tokenFile}.
+
+    @param waitForSeat: seconds to wait in the queue of a full seat pool,
+        printing each new place.
     """
     checkEndpoint(endpoint)
     answerer: IAnswerer | FromAgent
@@ -602,6 +606,10 @@ def login(
             readSecret = lambda prompt: password  # noqa: E731
         answerer = answererFor(kind, user, readSecret, keyFile, certificate)
 
+    def showPlace(pool: str | None, place: int, waiting: int) -> None:
+        where = "" if pool is None else f" in pool {printable(pool)!r}"
+        print(f"waiting for a seat{where}: place {place} of {waiting}", flush=True)
+
     async def job(reactor: Any) -> int:
         connect = clientEndpoint(reactor, endpoint)
         answerers: IAnswerer | list[IAnswerer]
@@ -609,7 +617,9 @@ def login(
             answerers = await answerer.answerers(reactor, timeout)
         else:
             answerers = answerer
-        login = await logIn(reactor, connect, answerers, timeout, endpoint)
+        login = await logIn(
+            reactor, connect, answerers, timeout, endpoint, waitForSeat, showPlace
+        )
         keycard = login.keycard
         print(f"avatar id:  {keycard.avatarId}")
         print(f"keycard id: {keycard.id}")

@@ -27,9 +27,17 @@ from twisted_keycard.bouncer._revocation import (
     REQUESTER,
     Revoker,
 )
+from twisted_keycard.bouncer._seats import (
+    TICKET_REFUSED,
+    SeatQueue,
+    SeatRequest,
+    seatRequestOf,
+    waitForSeat,
+)
 from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
     Quota,
+    SeatQueuePolicy,
     Throttle,
     TokenPolicy,
     Upkeep,
@@ -42,6 +50,7 @@ __all__ = [
     "REASONS",
     "REQUESTER",
     "RESULTS",
+    "TICKET_REFUSED",
     "AddressRule",
     "Bouncer",
     "BouncerGauges",
@@ -57,6 +66,9 @@ __all__ = [
     "Reservation",
     "RevocationFollower",
     "Revoker",
+    "SeatQueue",
+    "SeatQueuePolicy",
+    "SeatRequest",
     "Throttle",
     "Throttler",
     "TokenPolicy",
@@ -64,4 +76,6 @@ __all__ = [
     "failureReason",
     "newKeycardId",
     "parse",
+    "seatRequestOf",
+    "waitForSeat",
 ]

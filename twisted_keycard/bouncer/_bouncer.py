@@ -44,9 +44,11 @@ from twisted_keycard.bouncer._login import (
     Throttler,
 )
 from twisted_keycard.bouncer._revocation import Revoker
+from twisted_keycard.bouncer._seats import SeatQueue
 from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
     Quota,
+    SeatQueuePolicy,
     Throttle,
     TokenPolicy,
     Upkeep,
@@ -57,6 +59,7 @@ from twisted_keycard.store import (
     IKeycardStore,
     IKeyringStore,
     IRevocationStore,
+    ISeatQueue,
     IssuedKeycard,
     IStoreHealth,
     IThrottleStore,
@@ -133,6 +136,7 @@ class Bouncer(Service):
         limits: ExchangeLimits = ExchangeLimits(),  # noqa: B008 - frozen
         tokens: TokenPolicy | None = None,
         quota: Quota | None = None,
+        seatQueue: SeatQueuePolicy | None = None,
         policy: CompositePolicy | None = None,
         throttle: Throttle | None = None,
         upkeep: Upkeep = Upkeep(),  # noqa: B008 - frozen
@@ -155,6 +159,10 @@ class Bouncer(Service):
             token keycards; the keyring is kept in C{store}, which must then
             provide L{IKeyringStore} and L{IRevocationStore}.
         @param quota: limits on keycards held at once.
+        @param seatQueue: a queue for the C{quota}'s seat pool, for
+            clients that ask to wait for a seat (see L{SeatQueuePolicy});
+            the store must provide L{ISeatQueue} and L{IKeyringStore} (the
+            queue tickets are signed with the token keyring).
         @param policy: a boolean expression over algorithms every keycard
             must satisfy (see L{CompositePolicy}).
         @param throttle: limits on failed logins per account and address;
@@ -215,6 +223,27 @@ class Bouncer(Service):
                     whenStoreDown=tokens.whenStoreDown,
                 )
             )
+        #: The queue of the seat pool, when the bouncer keeps one.
+        self.seatQueue: SeatQueue | None = None
+        if seatQueue is not None:
+            if quota is None or quota.seatPool is None or quota.seats is None:
+                raise ValueError("a seat queue needs a quota with a seat pool")
+            if not (
+                ISeatQueue.providedBy(self.store)
+                and IKeyringStore.providedBy(self.store)
+            ):
+                raise ValueError("a seat queue needs a store that keeps seat queues")
+            if self.keys is None:
+                self.keys = KeyringHolder(self.store, clock)
+            self.seatQueue = SeatQueue(
+                self.store,
+                clock,
+                self.keys,
+                quota.seatPool,
+                quota.seats,
+                seatQueue,
+                upkeep.followInterval,
+            )
         challengers = Challengers(checkers)
         self.keycardClasses = challengers.keycardClasses
         self._held = HeldKeycards(
@@ -235,6 +264,7 @@ class Bouncer(Service):
             quota,
             policy,
             self.lease,
+            seatQueue=self.seatQueue,
         )
         self._authentication = Authentication(
             name,
@@ -301,6 +331,10 @@ class Bouncer(Service):
                 return {}
             return {pool: dict(issuer.seatRefusals)}
 
+        def seatQueues() -> dict[str, tuple[int, int, float]]:
+            queue = self.seatQueue
+            return {} if queue is None else {queue.pool: queue.gauges()}
+
         def lease() -> tuple[int, float] | None:
             lease = self.lease
             if lease is None or not lease.active or lease.renewedAt is None:
@@ -328,6 +362,7 @@ class Bouncer(Service):
             seatPools=seatPools,
             seatShares=seatShares,
             seatRefusals=seatRefusals,
+            seatQueues=seatQueues,
             lease=lease,
             signingKey=signingKey,
             failureRecords=lambda: None if throttler is None else len(throttler),
@@ -544,6 +579,8 @@ class Bouncer(Service):
         """
         sent = self._upkeep.stop()
         self._held.stop()
+        if self.seatQueue is not None:
+            self.seatQueue.stop()
         super().stopService()  # type: ignore[no-untyped-call]
         return sent
 

@@ -104,6 +104,9 @@ class BouncerGauges:
     @ivar seatRefusals: for each such pool, the keycards refused since it
         started by the limit reached (C{"pool"}, C{"seats-per-avatar"},
         C{"avatar"}).
+    @ivar seatQueues: for each seat pool with a queue, the clients waiting
+        through this bouncer now, the queue's bound, and the longest wait of
+        those clients so far in seconds.
     @ivar lease: the keycards held under its lease and the seconds left
         before the lease runs out unless renewed, or C{None} while it
         holds no lease.
@@ -128,6 +131,7 @@ class BouncerGauges:
     seatPools: Callable[[], Mapping[str, tuple[int, int]]] = lambda: {}
     seatShares: Callable[[], Mapping[str, tuple[int, int | None]]] = lambda: {}
     seatRefusals: Callable[[], Mapping[str, Mapping[str, int]]] = lambda: {}
+    seatQueues: Callable[[], Mapping[str, tuple[int, int, float]]] = lambda: {}
     lease: Callable[[], tuple[int, float] | None] = lambda: None
     signingKey: Callable[[], tuple[str, float] | None] = lambda: None
     failureRecords: Callable[[], int | None] = lambda: None

@@ -32,6 +32,7 @@ from twisted_keycard.bouncer._interfaces import (
     Refusal,
     failureReason,
 )
+from twisted_keycard.bouncer._seats import SeatQueue, seatRequestOf
 from twisted_keycard.bouncer._settings import (
     ExchangeLimits,
     Quota,
@@ -692,6 +693,8 @@ class Issuer:
     policy: CompositePolicy | None = None
     lease: Lease | None = None
     seatRefusals: dict[str, int] = attrs.field(factory=dict)
+    #: The pool's queue, when the bouncer keeps one.
+    seatQueue: SeatQueue | None = None
 
     async def issue(
         self, keycard: Keycard, avatarId: str, parent: TokenClaims | None = None
@@ -705,6 +708,8 @@ class Issuer:
             keycard's requester wants it.
         @raise Refusal: if the policy refuses it.
         @raise twisted_keycard.error.QuotaExceeded: if no seat is left.
+        @raise twisted_keycard.error.SeatQueued: if no seat is left and its
+            requester asked to wait for one (L{waitForSeat}): it is queued.
         """
         assert keycard.id is not None
         now = self.clock.seconds()
@@ -730,13 +735,27 @@ class Issuer:
         if quota is None:
             await self.store.add(record)
         else:
+            request = seatRequestOf(keycard)
+            queue = self.seatQueue if request is not None else None
+            ticket = None
+            if queue is not None and request is not None:
+                ticket = request.ticket
+                if ticket is not None and not queue.owns(avatarId, ticket):
+                    # Another avatar's ticket, or another pool's.
+                    ticket = None
             try:
                 await self.store.addWithin(
-                    record, quota.maxPerAvatar, quota.seats, quota.seatsPerAvatar
+                    record,
+                    quota.maxPerAvatar,
+                    quota.seats,
+                    quota.seatsPerAvatar,
+                    None if ticket is None else ticket.ticketId,
                 )
             except QuotaExceeded as e:
                 limit = e.limit or "pool"
                 self.seatRefusals[limit] = self.seatRefusals.get(limit, 0) + 1
+                if queue is not None and limit in ("pool", "queued"):
+                    raise await queue.join(avatarId, record.address, ticket) from None
                 raise
         return record, token
 

@@ -164,6 +164,33 @@ class Quota:
 
 
 @attrs.frozen
+class SeatQueuePolicy:
+    """
+    A queue for the bouncer's seat pool (see L{Quota}): a client that asks
+    to wait for a seat and finds the pool full is queued instead of
+    refused, first come, first served, across every bouncer on the store.
+
+    @ivar size: clients waiting in the queue, at most.
+    @ivar grace: seconds a client's place is kept after its last renewal:
+        its requester renews it while the client waits connected; a client
+        that comes back with its ticket within the grace (after a dropped
+        connection, a bouncer restart) keeps its place.
+    @ivar perAvatar: places one avatar holds in the queue, at most; C{None}
+        for no share.
+    @ivar perAddress: places one client address holds, at most; C{None}
+        for no share.
+    @ivar ticketLifetime: seconds after its first queuing past which a
+        ticket is refused, however long its place was kept.
+    """
+
+    size: int = attrs.field(validator=_count)
+    grace: float = attrs.field(default=30.0, validator=_finitePositive)
+    perAvatar: int | None = attrs.field(default=None, validator=_positive)
+    perAddress: int | None = attrs.field(default=None, validator=_positive)
+    ticketLifetime: float = attrs.field(default=86400.0, validator=_finitePositive)
+
+
+@attrs.frozen
 class Throttle:
     """
     Limits on failed logins in a sliding window, per account and per client

@@ -19,6 +19,7 @@ from twisted_keycard.bouncer._held import Lease
 from twisted_keycard.bouncer._login import Throttler
 from twisted_keycard.bouncer._settings import Upkeep
 from twisted_keycard.store import (
+    SEAT,
     IKeycardStore,
     IRevocationStore,
     IStoreChanges,
@@ -448,7 +449,10 @@ class ServiceUpkeep:
             follower.start()
             if IStoreChanges.providedBy(self.store):
                 # Pushed changes are read at once, not at the next interval.
-                self._unsubscribe = self.store.subscribe(lambda kind: follower.wake())
+                # A seat freed is the seat queue's (see SeatQueue).
+                self._unsubscribe = self.store.subscribe(
+                    lambda kind: None if kind == SEAT else follower.wake()
+                )
         self.flusher.start()
 
     def stop(self) -> Deferred[None]:

@@ -347,6 +347,29 @@ class BouncerCollector(Collector):
             for limit in ("pool", "seats-per-avatar", "avatar"):
                 refused.add_metric([pool, limit], counts.get(limit, 0))
         yield refused
+        waiting = GaugeMetricFamily(
+            "keycard_seat_queue_waiting",
+            "Clients waiting for a seat of the pool through this bouncer.",
+            labels=["pool"],
+        )
+        bound = GaugeMetricFamily(
+            "keycard_seat_queue_size",
+            "Clients the pool's queue holds at most (--seat-queue).",
+            labels=["pool"],
+        )
+        longest = GaugeMetricFamily(
+            "keycard_seat_queue_longest_wait_seconds",
+            "The longest wait so far of the clients waiting through this"
+            " bouncer, since each was first queued.",
+            labels=["pool"],
+        )
+        for pool, (count, most, wait) in sorted(g.seatQueues().items()):
+            waiting.add_metric([pool], count)
+            bound.add_metric([pool], most)
+            longest.add_metric([pool], wait)
+        yield waiting
+        yield bound
+        yield longest
         lease = g.lease()
         yield _gauge(
             "keycard_lease_active",

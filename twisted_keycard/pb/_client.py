@@ -6,14 +6,16 @@ each answerer's kind in turn, answering challenges in a bounded loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.spread import pb
 
+from twisted_keycard.bouncer import TICKET_REFUSED
 from twisted_keycard.error import (
     InsecureTransport,
     InvalidKeycard,
@@ -22,6 +24,7 @@ from twisted_keycard.error import (
     KeycardRefused,
     MalformedMessage,
     ProtocolError,
+    QuotaExceeded,
     TooManyRounds,
 )
 from twisted_keycard.keycard import (
@@ -42,9 +45,15 @@ from twisted_keycard.pb._root import (
     HEARTBEAT_NAME,
     KINDS,
     LOGGED_IN,
+    NO_QUEUE,
+    QUEUED,
+    TICKET,
     TOKEN,
+    TURN,
+    WAIT,
     HeartbeatAnswerer,
 )
+from twisted_keycard.tokens import MAX_TICKET
 
 __all__ = ["KeycardClientFactory", "KeycardLogin", "keycardLogin", "refuseProtocol1"]
 
@@ -123,6 +132,11 @@ def keycardLogin(
     *,
     askServer: bool = False,
     maxRounds: int = MAX_ROUNDS,
+    waitForSeat: float | None = None,
+    onPlace: Callable[[int, int], object] | None = None,
+    seatTicket: str | None = None,
+    onTicket: Callable[[str | None], object] | None = None,
+    clock: IReactorTime | None = None,
 ) -> Deferred[KeycardLogin]:
     """
     Log in over a root object you already have (from your own factory, one
@@ -139,15 +153,43 @@ def keycardLogin(
         (C{keycardClasses}, one round trip more), and try only those.
     @param maxRounds: challenge rounds answered at most per kind; past them
         the connection is closed.
+    @param waitForSeat: see L{KeycardClientFactory.login}.
+    @param onPlace: see L{KeycardClientFactory.login}.
+    @param seatTicket: see L{KeycardClientFactory.login}.
+    @param onTicket: told the queue ticket each time it changes while the
+        login waits for a seat, and C{None} once it has none (the seat
+        granted, or given up): keep it to pass as C{seatTicket} after a
+        lost connection.
+    @param clock: times the wait for a seat; the global reactor by default.
     @return: a L{Deferred} firing with a L{KeycardLogin}, or failing with
         the last kind's error (L{KeycardRefused} when refused,
         L{KeycardDenied} when denied for now, L{ServerAuthenticationFailed}
         when the server could not prove itself, which also closes the
         connection, or an error the server's realm raised, as it is).
     """
+    wait = _SeatWait.make(waitForSeat, onPlace, seatTicket, clock, onTicket)
     return Deferred.fromCoroutine(
-        _login(root, list(answerers), mind, askServer, maxRounds, DETAILS | TOKEN)
+        _loginOrWait(
+            root, list(answerers), mind, askServer, maxRounds, DETAILS | TOKEN, wait
+        )
     ).addErrback(_remoteFailure)
+
+
+async def _loginOrWait(
+    root: pb.RemoteReference,
+    answerers: list[IAnswerer],
+    mind: object,
+    askServer: bool,
+    maxRounds: int,
+    flags: int,
+    wait: _SeatWait | None,
+) -> KeycardLogin:
+    """
+    Log in, waiting for a seat if C{wait} says so.
+    """
+    if wait is None:
+        return await _login(root, answerers, mind, askServer, maxRounds, flags)
+    return await wait.login(root, answerers, mind, askServer, maxRounds, flags)
 
 
 def _disconnect(root: pb.RemoteReference) -> None:
@@ -166,6 +208,7 @@ async def _login(
     askServer: bool,
     maxRounds: int,
     flags: int,
+    ticket: str | None = None,
 ) -> KeycardLogin:
     offered: list[str] | None = None
     if askServer:
@@ -189,7 +232,9 @@ async def _login(
             serverBinds = bound is not None and kindName(bound) in offered
         channel = ClientChannel(bindings, serverBinds)
         try:
-            return await _exchange(root, answerer, channel, mind, maxRounds, flags)
+            return await _exchange(
+                root, answerer, channel, mind, maxRounds, flags, ticket
+            )
         except _ServerKinds as e:
             if offered is None:
                 offered = e.kinds
@@ -216,10 +261,13 @@ async def _exchange(
     mind: object,
     maxRounds: int,
     flags: int,
+    ticket: str | None = None,
 ) -> KeycardLogin:
     """
     One exchange of the answerer's kind (keycard protocol 2): the first
     message, then an answer to each challenge, at most C{maxRounds}.
+
+    @param ticket: a queue ticket to present (with L{TICKET}).
     """
     keycard: Keycard
     if IChannelBindingAnswerer.providedBy(answerer):
@@ -230,6 +278,9 @@ async def _exchange(
     checkSendable(keycard, transport, True)
     kind = keycard.kind.encode("utf-8")
     message = keycard.message(Step.FIRST)
+    if ticket is not None:
+        flags |= TICKET
+        message = (ticket.encode("ascii"), *message)
     call = root.callRemote("login", kind, flags, mind, *message)
     for round in range(maxRounds + 1):
         answer = _unpack(await call.addErrback(localError), first=round == 0)
@@ -386,6 +437,59 @@ def _details(
         raise ProtocolError("malformed keycard details") from None
 
 
+class _Queued(Exception):
+    """
+    The server queued the login for a seat: its ticket and place.
+    """
+
+    def __init__(self, ticket: str, place: int, waiting: int) -> None:
+        super().__init__(ticket, place, waiting)
+        self.ticket = ticket
+        self.place = place
+        self.waiting = waiting
+
+
+#: Places and queue lengths a server may tell, at most.
+MAX_PLACE = 2**31
+
+
+def _places(values: Sequence[object]) -> tuple[int, int]:
+    """
+    A place and a queue length the server told, checked.
+    """
+    if len(values) != 2:
+        raise ProtocolError("malformed place in the queue")
+    place, waiting = values
+    if not (
+        type(place) is int
+        and type(waiting) is int
+        and 1 <= place <= waiting <= MAX_PLACE
+    ):
+        raise ProtocolError("malformed place in the queue")
+    return place, waiting
+
+
+def _queued(result: Sequence[object]) -> _Queued:
+    ticket = result[1]
+    if type(ticket) is not bytes or len(ticket) > MAX_TICKET or not ticket.isascii():
+        raise ProtocolError("malformed queue ticket")
+    return _Queued(ticket.decode("ascii"), *_places(result[2:]))
+
+
+class _PlaceListener(pb.Referenceable):
+    """
+    What a waiting client gives the server to be told its place by.
+    """
+
+    def __init__(self, onPlace: Callable[[int, int], object] | None) -> None:
+        self._onPlace = onPlace
+
+    def remote_place(self, place: object, waiting: object) -> None:
+        told = _places([place, waiting])
+        if self._onPlace is not None:
+            self._onPlace(*told)
+
+
 def _unpack(result: object, first: bool) -> tuple[Any, ...]:
     """
     Check the shape of the server's answer to C{login} or C{answer}.
@@ -395,12 +499,16 @@ def _unpack(result: object, first: bool) -> tuple[Any, ...]:
     @return: C{(CHALLENGE, exchange, *challenge)} or C{(LOGGED_IN,
         perspective, *proof[, details])}.
     @raise _ServerKinds: for C{(KINDS, kinds)} to a first message.
+    @raise _Queued: for C{(QUEUED, ticket, place, waiting)}: the login
+        asked to wait, and was queued for a seat.
     """
     if not (isinstance(result, tuple | list) and result):
         raise ProtocolError("malformed login answer")
     tag = result[0]
     if tag == KINDS and first and len(result) == 2:
         raise _ServerKinds(_kinds(result[1]))
+    if tag == QUEUED and len(result) == 4:
+        raise _queued(result)
     if tag == CHALLENGE and len(result) >= 2 and type(result[1]) is int:
         return tuple(result)
     if tag == LOGGED_IN and len(result) >= 2:
@@ -419,10 +527,20 @@ class KeycardClientFactory(pb.PBClientFactory):
 
     protocol = KeycardBroker
 
-    def __init__(self) -> None:
+    def __init__(self, clock: IReactorTime | None = None) -> None:
+        """
+        @param clock: times a login's wait for a seat; the global reactor
+            by default.
+        """
         super().__init__()
         #: Why the last connection ended before its root object came.
         self._lost: Failure | None = None
+        self.clock = clock
+        #: The queue ticket of the last login that waited for a seat, while
+        #: it waits, or once its connection was lost while it waited: pass
+        #: it as C{seatTicket} to the next login (on a new connection) to
+        #: keep the place.  C{None} once it got its seat or gave up.
+        self.seatTicket: str | None = None
 
     def buildProtocol(self, addr: object) -> pb.Broker:
         self._lost = None
@@ -469,6 +587,9 @@ class KeycardClientFactory(pb.PBClientFactory):
         *,
         askServer: bool = False,
         maxRounds: int = MAX_ROUNDS,
+        waitForSeat: float | None = None,
+        onPlace: Callable[[int, int], object] | None = None,
+        seatTicket: str | None = None,
     ) -> Deferred[pb.RemoteReference]:
         """
         Log in with the first keycard kind the server accepts.  An answerer
@@ -486,11 +607,31 @@ class KeycardClientFactory(pb.PBClientFactory):
         @param askServer: first ask which kinds the server takes
             (C{keycardClasses}, one round trip more), and try only those.
         @param maxRounds: challenge rounds answered at most per kind.
+        @param waitForSeat: seconds to wait for a seat if the server's seat
+            pool is full and it keeps a queue: the login is queued rather
+            than refused, told its place (C{onPlace}) as it moves, and logs
+            in once its turn comes; past the time it gives its place up and
+            fails with L{QuotaExceeded}.  C{None} (the default) waits for
+            nothing: a full pool refuses the login.
+        @param onPlace: called with C{(place, waiting)} each time the place
+            or the queue's length changes, 1 for the head.
+        @param seatTicket: a queue ticket from an earlier login (see
+            L{seatTicket}), whose place to take back: after a dropped
+            connection or a bouncer restart, within the server's grace.
         @return: a L{Deferred} firing with the perspective, or failing with
             the last kind's error (L{KeycardRefused} when refused).
         """
         d = Deferred.fromCoroutine(
-            self._login(list(answerers), client, askServer, maxRounds, 0)
+            self._login(
+                list(answerers),
+                client,
+                askServer,
+                maxRounds,
+                0,
+                _SeatWait.make(
+                    waitForSeat, onPlace, seatTicket, self.clock, self._keepTicket
+                ),
+            )
         ).addErrback(_remoteFailure)
         return d.addCallback(lambda result: result.perspective)
 
@@ -501,6 +642,9 @@ class KeycardClientFactory(pb.PBClientFactory):
         *,
         askServer: bool = False,
         maxRounds: int = MAX_ROUNDS,
+        waitForSeat: float | None = None,
+        onPlace: Callable[[int, int], object] | None = None,
+        seatTicket: str | None = None,
     ) -> Deferred[KeycardLogin]:
         """
         Like L{login}, but fires with a L{KeycardLogin} that also holds the
@@ -508,7 +652,16 @@ class KeycardClientFactory(pb.PBClientFactory):
         the server sends only when asked (L{login} does not ask).
         """
         return Deferred.fromCoroutine(
-            self._login(list(answerers), client, askServer, maxRounds, DETAILS | TOKEN)
+            self._login(
+                list(answerers),
+                client,
+                askServer,
+                maxRounds,
+                DETAILS | TOKEN,
+                _SeatWait.make(
+                    waitForSeat, onPlace, seatTicket, self.clock, self._keepTicket
+                ),
+            )
         ).addErrback(_remoteFailure)
 
     async def _login(
@@ -518,6 +671,149 @@ class KeycardClientFactory(pb.PBClientFactory):
         askServer: bool,
         maxRounds: int,
         flags: int,
+        wait: _SeatWait | None = None,
     ) -> KeycardLogin:
         root: pb.RemoteReference = await self.getRootObject()
-        return await _login(root, answerers, mind, askServer, maxRounds, flags)
+        return await _loginOrWait(
+            root, answerers, mind, askServer, maxRounds, flags, wait
+        )
+
+    def _keepTicket(self, ticket: str | None) -> None:
+        self.seatTicket = ticket
+
+
+@attrs.define
+class _SeatWait:
+    """
+    A login that waits for a seat: queued, told its place, and logged in
+    once its turn comes (see L{KeycardClientFactory.login}).
+    """
+
+    seconds: float
+    onPlace: Callable[[int, int], object] | None
+    ticket: str | None
+    #: Times the wait; the global reactor if C{None}.
+    clock: IReactorTime | None
+    #: Told each new ticket, and C{None} once there is none.
+    keep: Callable[[str | None], object]
+    #: The place last told, so that each is told once.
+    _told: tuple[int, int] | None = None
+
+    @classmethod
+    def make(
+        cls,
+        seconds: float | None,
+        onPlace: Callable[[int, int], object] | None,
+        ticket: str | None,
+        clock: IReactorTime | None,
+        keep: Callable[[str | None], object] | None,
+    ) -> _SeatWait | None:
+        """
+        @raise ValueError: for a C{seconds} that is not positive.
+        """
+        if seconds is None:
+            return None
+        if not seconds > 0:
+            raise ValueError("waitForSeat must be a positive number of seconds")
+        return cls(seconds, onPlace, ticket, clock, keep or (lambda ticket: None))
+
+    async def login(
+        self,
+        root: pb.RemoteReference,
+        answerers: list[IAnswerer],
+        mind: object,
+        askServer: bool,
+        maxRounds: int,
+        flags: int,
+    ) -> KeycardLogin:
+        """
+        Log in over C{root}, waiting for a seat (see L{run}).
+        """
+
+        def login(ticket: str | None) -> Deferred[KeycardLogin]:
+            return Deferred.fromCoroutine(
+                _login(
+                    root, answerers, mind, askServer, maxRounds, flags | WAIT, ticket
+                )
+            )
+
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor
+        assert clock is not None
+        return await self.run(root, clock, login, self.keep)
+
+    def _tell(self, place: int, waiting: int) -> None:
+        if self.onPlace is not None and self._told != (place, waiting):
+            self._told = (place, waiting)
+            self.onPlace(place, waiting)
+
+    async def run(
+        self,
+        root: pb.RemoteReference,
+        clock: IReactorTime,
+        login: Callable[[str | None], Deferred[KeycardLogin]],
+        keep: Callable[[str | None], object],
+    ) -> KeycardLogin:
+        """
+        Log in, queued while the pool is full: wait for the turn, log in
+        again with the ticket, until a login gets its seat or the time is
+        up.
+        """
+        deadline = clock.seconds() + self.seconds
+        listener = _PlaceListener(self._tell)
+        ticket = self.ticket
+        while True:
+            try:
+                result = await login(ticket)
+            except _Queued as queued:
+                ticket = queued.ticket
+                keep(ticket)
+                self._tell(queued.place, queued.waiting)
+            except KeycardRefused as e:
+                if ticket is None or str(e) != TICKET_REFUSED:
+                    raise
+                # Another store's ticket, or an expired one: queue afresh.
+                ticket = None
+                keep(None)
+                continue
+            else:
+                keep(None)
+                return result
+            call = root.callRemote("seat", listener)
+            timer = clock.callLater(max(deadline - clock.seconds(), 0.0), call.cancel)
+            try:
+                answer = await call.addErrback(localError)
+            except CancelledError:
+                await _leave(root)
+                keep(None)
+                told = self._told
+                shown = "" if told is None else f": place {told[0]} of {told[1]}"
+                raise QuotaExceeded(
+                    f"no seat within {self.seconds:g} s{shown}", "wait"
+                ) from None
+            except KeycardDenied as e:
+                if str(e) == NO_QUEUE:
+                    raise
+                # The place lapsed, or the bouncer failed: log in again with
+                # the ticket, which keeps the place if it is still queued
+                # and else queues it again, at the tail.
+                continue
+            finally:
+                if timer.active():
+                    timer.cancel()
+            if not (isinstance(answer, tuple | list) and answer and answer[0] == TURN):
+                raise ProtocolError("malformed answer to seat")
+            self._tell(*_places(answer[1:]))
+
+
+async def _leave(root: pb.RemoteReference) -> None:
+    """
+    Give a place up; the server may be gone already.
+    """
+    try:
+        await root.callRemote("leaveQueue")
+    except Exception:
+        return

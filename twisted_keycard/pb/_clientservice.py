@@ -119,6 +119,8 @@ class KeycardClientService(MultiService):
         askServer: bool = False,
         maxRounds: int = MAX_ROUNDS,
         reuseToken: bool = True,
+        waitForSeat: float | None = None,
+        onPlace: Callable[[int, int], object] | None = None,
     ) -> None:
         """
         @param endpoint: where the server is.
@@ -136,6 +138,13 @@ class KeycardClientService(MultiService):
         @param reuseToken: log in again with the token of the last login,
             when the server issued one (the default), before the
             answerers.
+        @param waitForSeat: seconds each login waits in the queue of a full
+            seat pool (see L{KeycardClientFactory.login}); a connection
+            lost while waiting is followed by a new one whose login
+            presents the queue ticket (L{seatTicket}), so the place is kept
+            within the server's grace.  C{None}: a full pool refuses the
+            login, which is tried again after the retry delay.
+        @param onPlace: called with C{(place, waiting)} as the place moves.
         """
         super().__init__()
         self.endpoint = endpoint
@@ -145,6 +154,12 @@ class KeycardClientService(MultiService):
         self.askServer = askServer
         self.maxRounds = maxRounds
         self.reuseToken = reuseToken
+        self.waitForSeat = waitForSeat
+        self.onPlace = onPlace
+        #: The queue ticket of a login waiting for a seat, kept across
+        #: connections.
+        self.seatTicket: str | None = None
+        self._clock = clock
         #: The token of the last login, and whether it came over TLS.
         self._token: tuple[str, bool] | None = None
         self.current: KeycardLogin | None = None
@@ -196,9 +211,17 @@ class KeycardClientService(MultiService):
             self.mind,
             askServer=self.askServer,
             maxRounds=self.maxRounds,
+            waitForSeat=self.waitForSeat,
+            onPlace=self.onPlace,
+            seatTicket=self.seatTicket,
+            onTicket=self._keepTicket,
+            clock=self._clock,
         )
         self._login = login
         login.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(broker,))
+
+    def _keepTicket(self, ticket: str | None) -> None:
+        self.seatTicket = ticket
 
     @staticmethod
     def _mayPresent(overTLS: bool, transport: object) -> bool:

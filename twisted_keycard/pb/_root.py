@@ -24,7 +24,7 @@ from twisted.cred.credentials import (
 )
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,14 +41,17 @@ from twisted_keycard.bouncer import (
     IRequester,
     NoMetrics,
     Reservation,
+    SeatQueue,
     Throttler,
     failureReason,
+    waitForSeat,
 )
 from twisted_keycard.error import (
     InsecureTransport,
     KeycardDenied,
     KeycardRefused,
     MalformedMessage,
+    SeatQueued,
 )
 from twisted_keycard.keycard import (
     ADDRESS_LENGTH,
@@ -64,6 +67,7 @@ from twisted_keycard.pb._broker import REFUSED, KeycardBroker, passedOn
 from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
 from twisted_keycard.scram import CheckPasswordSCRAM
 from twisted_keycard.store import IKeycardStore, MemoryStore
+from twisted_keycard.tokens import QueueTicket
 
 
 def peerAddress(broker: pb.Broker) -> str | None:
@@ -163,11 +167,24 @@ STOCK_METHODS = frozenset(["login", "loginAnonymous"])
 CHALLENGE = b"challenge"
 LOGGED_IN = b"logged_in"
 KINDS = b"kinds"
+#: The answer to a login that asked to wait and found its seat pool full
+#: (C{(QUEUED, ticket, place, waiting)}), and to C{seat} once the client's
+#: turn has come (C{(TURN, place, waiting)}).
+QUEUED = b"queued"
+TURN = b"turn"
 
 #: Flags a client sets in its first message, for what it wants back on
 #: success beyond the perspective and the kind's proof.
 DETAILS = 1  # the keycard's id, avatar id and expiry
 TOKEN = 2  # and the token, if the bouncer issues them
+WAIT = 4  # to be queued rather than refused when the seat pool is full
+#: The first value after the mind is the client's queue ticket (bytes), from
+#: an earlier login that was queued: its place, kept within the grace.
+TICKET = 8
+
+#: The name of the method a waiting client's listener takes its place with:
+#: C{place(place, waiting)}, sent when either changes.
+PLACE = "place"
 
 #: Exchanges one connection may have waiting for its answer at once; a new
 #: one pushes out the oldest (which its bouncer has likely expired).
@@ -535,6 +552,14 @@ class _KeycardLogin(pb.Referenceable):
             result = root.login(broker, kind, flags, mind, args[3:])
         elif message == "answer" and args and type(args[0]) is int:
             result = root.answer(broker, args[0], args[1:])
+        elif (
+            message == "seat"
+            and len(args) == 1
+            and (args[0] is None or isinstance(args[0], pb.RemoteReference))
+        ):
+            result = root.seat(broker, args[0])
+        elif message == "leaveQueue" and not args:
+            result = root.leaveQueue(broker)
         elif message == "login" and len(args) == 2 and isinstance(args[0], Keycard):
             raise KeycardRefused(PROTOCOL_1)
         else:
@@ -580,7 +605,16 @@ def _stockRefused(failure: Failure) -> Failure:
 #: Why a login is denied while the bouncer takes no kind yet.
 NOT_READY = "the bouncer is not reachable yet; try again later"
 
-_LOGIN_METHODS = frozenset(["keycardClasses", "login", "answer"]) | STOCK_METHODS
+_LOGIN_METHODS = (
+    frozenset(["keycardClasses", "login", "answer", "seat", "leaveQueue"])
+    | STOCK_METHODS
+)
+
+#: Why C{seat} is refused by a requester whose bouncer keeps no seat queue
+#: (or is remote).
+NO_QUEUE = "this bouncer keeps no seat queue"
+#: Why C{seat} is refused on a connection where no login was queued.
+NOT_QUEUED = "no login of this connection waits for a seat"
 
 
 #: The part of the shortest held keycard's duration between two renewals,
@@ -852,11 +886,13 @@ class Heartbeat:
             return
         keycardIds = sorted(self._held(broker))
         address = peerAddress(broker)
+        # A client waiting for a seat holds none yet.
+        holding = printable(", ".join(keycardIds)) if keycardIds else "no keycard"
         self.log.info(
             "{line}",
             line=f"dropped the client from {printable(address)} via"
             f" {printable(self._requesterName)} holding"
-            f" {printable(', '.join(keycardIds))}: no answer to"
+            f" {holding}: no answer to"
             f" {HEARTBEAT_MISSES} heartbeats in {self.silence:g} s",
             event="keycard.dropped",
             keycardIds=[printable(k) for k in keycardIds],
@@ -865,6 +901,16 @@ class Heartbeat:
             silence=self.silence,
         )
         transport.abortConnection()
+
+
+def _tell(listener: pb.RemoteReference, moved: tuple[int, int]) -> None:
+    """
+    Tell a waiting client its place; a client gone hears nothing.
+    """
+    try:
+        listener.callRemote(PLACE, *moved).addErrback(lambda _: None)
+    except pb.DeadReferenceError:
+        return
 
 
 #: Keycards one connection may hold at once, by default.
@@ -967,6 +1013,11 @@ class KeycardRoot:
             self._renewal = Renewal(
                 bouncer, requesterName, self._reactor, self._holders, renewEvery
             )
+        #: The queue ticket of each connection's client, once a login of it
+        #: was queued.
+        self._tickets: dict[pb.Broker, QueueTicket] = {}
+        #: The connections whose client waits in C{seat} now.
+        self._waiting: set[pb.Broker] = set()
         self.heartbeat: Heartbeat | None = None
         if heartbeat is not None:
             self.heartbeat = Heartbeat(
@@ -1066,6 +1117,7 @@ class KeycardRoot:
         if self.heartbeat is not None:
             self.heartbeat.forget(broker)
         self._bindings.pop(broker, None)
+        self._tickets.pop(broker, None)
         connection = self._connections.pop(broker, None)
         if connection is not None:
             connection.inputs.connectionLost()
@@ -1156,6 +1208,11 @@ class KeycardRoot:
         message: Sequence[object],
     ) -> Any:
         connection = self._connectionFor(broker)
+        presented = None
+        if flags & TICKET:
+            if not message or type(message[0]) is not bytes:
+                raise MalformedMessage(REFUSED)
+            presented, message = message[0], message[1:]
         cls = self._kindClass(kind)
         if cls is None:
             # The client learns the kinds from this answer, not from a
@@ -1176,6 +1233,12 @@ class KeycardRoot:
         keycard.channelBindings = bindings
         # A token is signed only for a client that asked for it.
         keycard.wantsToken = 1 if flags & TOKEN else 0
+        if flags & WAIT:
+            ticket = self._tickets.get(broker)
+            queue = getattr(self.bouncer, "seatQueue", None)
+            if presented is not None and isinstance(queue, SeatQueue):
+                ticket = await queue.verify(presented.decode("ascii", "replace"))
+            waitForSeat(keycard, ticket)
         return await self._round(broker, connection, keycard, mind, flags)
 
     async def _answer(
@@ -1206,6 +1269,14 @@ class KeycardRoot:
             raise KeycardRefused()
         try:
             result: Keycard = await self.bouncer.authenticate(keycard, broker)
+        except SeatQueued as e:
+            if not flags & WAIT or e.ticket is None:
+                raise
+            self._tickets[broker] = await self._seatQueue().verify(e.ticket)
+            # Authenticated, and queued: no longer a stranger's connection.
+            if isinstance(broker, KeycardBroker):
+                broker.loggedIn()
+            return (QUEUED, e.ticket.encode("ascii"), e.place, e.waiting)
         except KeycardRefused:
             if getattr(type(keycard), "dropOnRefusal", False):
                 self._dropSoon(broker)
@@ -1221,6 +1292,8 @@ class KeycardRoot:
             return (CHALLENGE, number, *keycard.message(Step.CHALLENGE))
         keycardId = keycard.id
         assert keycardId is not None and keycard.avatarId is not None
+        # Seated: the connection's queue ticket, if any, is spent.
+        self._tickets.pop(broker, None)
         if not inputs.keycardIssued(keycardId):
             raise KeycardRefused()
         if self._renewal is not None:
@@ -1263,6 +1336,102 @@ class KeycardRoot:
             _utf8(keycard.bouncerName),
         )
         return (LOGGED_IN, avatar, *proof, details)
+
+    def _seatQueue(self) -> SeatQueue:
+        """
+        @raise KeycardDenied: if the bouncer keeps no seat queue here.
+        """
+        queue = getattr(self.bouncer, "seatQueue", None)
+        if not isinstance(queue, SeatQueue):
+            raise KeycardDenied(NO_QUEUE)
+        return queue
+
+    def seat(
+        self, broker: pb.Broker, listener: pb.RemoteReference | None
+    ) -> Deferred[Any]:
+        """
+        The client of a login queued on this connection waits for its seat:
+        its place is renewed every follow interval of the bouncer while it
+        waits, and C{listener}'s L{PLACE} method is told each new C{(place,
+        waiting)}.  A client that comes back (on a new connection, or after
+        a bouncer restart) logs in again with its ticket (L{TICKET}) within
+        the grace, and keeps its place.
+
+        @return: a L{Deferred} firing with C{(TURN, place, waiting)} once
+            the client is at the head of the queue and a seat is free: it
+            then logs in again (with L{WAIT} and L{TICKET}) to take it; or
+            failing with L{KeycardDenied} if no login of this connection was
+            queued, while it already waits, or without a queue, or with
+            L{twisted_keycard.error.QuotaExceeded} once its place lapsed.
+        """
+        return Deferred.fromCoroutine(self._seat(broker, listener))
+
+    async def _seat(
+        self, broker: pb.Broker, listener: pb.RemoteReference | None
+    ) -> Any:
+        queue = self._seatQueue()
+        ticket = self._tickets.get(broker)
+        if ticket is None:
+            raise KeycardDenied(NOT_QUEUED)
+        if broker in self._waiting:
+            raise KeycardDenied("this connection already waits for a seat")
+        self._waiting.add(broker)
+        queue.waitStarted(broker, ticket)
+        if self.heartbeat is not None:
+            # A waiting client answers pings as a holder does: a frozen one
+            # is dropped (its place lapses after the grace), a live one is
+            # never idle.
+            self.heartbeat.watch(broker)
+        try:
+            told: tuple[int, int] | None = None
+            while True:
+                moved, free = await self._look(queue, ticket)
+                if broker.disconnected:
+                    raise KeycardDenied("the client left")
+                if moved != told:
+                    told = moved
+                    if listener is not None:
+                        _tell(listener, moved)
+                if free:
+                    return (TURN, *moved)
+                await queue.pause()
+                if broker.disconnected:
+                    raise KeycardDenied("the client left")
+        finally:
+            queue.waitEnded(broker)
+            self._waiting.discard(broker)
+
+    async def _look(
+        self, queue: SeatQueue, ticket: QueueTicket
+    ) -> tuple[tuple[int, int], bool]:
+        """
+        Renew a waiting client's place: its place and the number waiting,
+        and whether it is at the head with a seat free.
+
+        @raise QuotaExceeded: if its place lapsed.
+        @raise KeycardDenied: if the store failed (logged here).
+        """
+        try:
+            moved = await queue.renew(ticket)
+            return moved, moved[0] == 1 and await queue.seatFree()
+        except KeycardDenied:
+            raise
+        except Exception:
+            self.log.failure("following a place in the seat queue failed")
+            raise KeycardDenied("the bouncer failed; try again later") from None
+
+    def leaveQueue(self, broker: pb.Broker) -> Deferred[bool]:
+        """
+        The client of a login queued on this connection gives its place up
+        (it waited long enough).
+
+        @return: a L{Deferred} firing with whether it was queued.
+        """
+        queue = self._seatQueue()
+        ticket = self._tickets.pop(broker, None)
+        if ticket is None:
+            return succeed(False)
+        return Deferred.fromCoroutine(queue.leave(ticket))
 
     def _dropSoon(self, broker: pb.Broker) -> None:
         """

@@ -27,6 +27,7 @@ from twisted_keycard.bouncer import (
     ExchangeLimits,
     ExpressionError,
     Quota,
+    SeatQueuePolicy,
     Throttle,
     TokenPolicy,
     Upkeep,
@@ -355,6 +356,37 @@ PARAMETERS: list[list[Any]] = [
         "seats of that pool one avatar may hold at once",
         int,
     ],
+    [
+        "seat-queue",
+        None,
+        0,
+        "clients that may wait in the seat pool's queue when it is full (a"
+        " login that asks to wait is queued, first come, first served); 0: no"
+        " queue, a full pool refuses",
+        int,
+    ],
+    [
+        "seat-queue-grace",
+        None,
+        30.0,
+        "seconds a waiting client's place is kept after its connection is"
+        " lost (it comes back with its ticket and keeps it)",
+        float,
+    ],
+    [
+        "seat-queue-per-avatar",
+        None,
+        None,
+        "places of the seat queue one avatar may hold at once",
+        int,
+    ],
+    [
+        "seat-queue-per-address",
+        None,
+        None,
+        "places of the seat queue one client address may hold at once",
+        int,
+    ],
     ["policy", None, None, "expression over algorithms, e.g. 'scram and address'"],
     ["throttle-account", None, 100, "failed logins per account per window", int],
     ["throttle-address", None, 30, "failed logins per address per window", int],
@@ -612,6 +644,37 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         secrets = [self.dataDir.keyEncryptionKeyFile]
         return secrets if passwordFile is None else [*secrets, Path(passwordFile)]
 
+    def _seatQueue(self) -> SeatQueuePolicy | None:
+        """
+        The seat pool's queue, from C{--seat-queue} and its shares.
+
+        @raise usage.UsageError: for a queue without a pool, or bounds that
+            are not counts.
+        """
+        size = self["seat-queue"]
+        grace = self["seat-queue-grace"]
+        if not (math.isfinite(grace) and grace > 0):
+            raise usage.UsageError("--seat-queue-grace must be a positive number")
+        shares = ("seat-queue-per-avatar", "seat-queue-per-address")
+        if size < 0:
+            raise usage.UsageError("--seat-queue must be a number of clients (0: none)")
+        if size == 0:
+            for name in shares:
+                if self[name] is not None:
+                    raise usage.UsageError(f"--{name} needs --seat-queue")
+            return None
+        if self["seat-pool"] is None:
+            raise usage.UsageError("--seat-queue needs --seat-pool")
+        for name in shares:
+            if self[name] is not None and not 1 <= self[name] <= size:
+                raise usage.UsageError(f"--{name} must be between 1 and --seat-queue")
+        return SeatQueuePolicy(
+            size,
+            grace,
+            self["seat-queue-per-avatar"],
+            self["seat-queue-per-address"],
+        )
+
     def postOptions(self) -> None:
         try:
             self.dataDir = DataDir.open(DataDir.default(self["data-dir"]))
@@ -637,6 +700,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 raise usage.UsageError(
                     "--seats-per-avatar must be between 1 and --seats"
                 )
+        self.seatQueue = self._seatQueue()
         for name in (
             "duration",
             "challenge-timeout",
@@ -955,6 +1019,7 @@ def _bouncer(
         ),
         tokens=options.tokens,
         quota=quota,
+        seatQueue=options.seatQueue,
         policy=options.policy,
         throttle=None if options["no-throttle"] else options.throttle,
         upkeep=options.upkeep,

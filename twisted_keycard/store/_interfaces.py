@@ -14,6 +14,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import Interface
 
+from twisted_keycard.error import QuotaExceeded
+
 if TYPE_CHECKING:
     from twisted_keycard.tokens import Keyring
 
@@ -67,6 +69,7 @@ class IKeycardStore(Interface):
         maxPerAvatar: int | None,
         poolSize: int | None,
         seatsPerAvatar: int | None = None,
+        ticketId: str | None = None,
     ) -> Deferred[None]:
         """
         Record a keycard if, atomically, its avatar holds fewer than
@@ -78,12 +81,24 @@ class IKeycardStore(Interface):
         that ran out by then: they are released first.  C{None} means no
         limit.
 
-        Several processes sharing the store never exceed any limit.
+        In a store with seat queues (L{ISeatQueue}), a pool with a
+        C{poolSize} serves its queue first: a seat goes to the keycard of
+        queue ticket C{ticketId} only if that ticket is at the head of the
+        pool's queue (its place is then left, in the same change), and to a
+        keycard with no ticket (or with a ticket no longer queued) only if
+        no live waiter is queued.  Waiters whose place lapsed by
+        C{record.issued} do not count.
 
+        Several processes sharing the store never exceed any limit, and
+        never grant a seat out of the queue's order.
+
+        @param ticketId: the queue ticket this keycard is for, if any.
         @return: a L{Deferred} firing with C{None} once it is recorded, or
             failing with L{twisted_keycard.error.QuotaExceeded} whose
-            C{limit} says which limit was reached (C{"avatar"}, C{"pool"}
-            or C{"seats-per-avatar"}, checked in that order).
+            C{limit} says which limit was reached (C{"avatar"},
+            C{"queued"} (the ticket waits behind others), C{"pool"} (no
+            seat left, or others wait for one) or C{"seats-per-avatar"},
+            checked in that order).
         """
 
     def byParent(parentId: str) -> Deferred[list[IssuedKeycard]]:
@@ -295,6 +310,167 @@ class ILeaseStore(Interface):
         """
 
 
+class ISeatQueue(Interface):
+    """
+    A queue per seat pool, of the clients waiting for a seat: first come,
+    first served, bounded, shared by the bouncers on one store.
+
+    A waiter is known by its queue ticket id; its place lapses at its
+    C{lapses} time unless renewed before, so that a client gone for good
+    gives its place up, while one that comes back within the grace (after
+    a dropped connection, a bouncer restart) keeps it.  A lapsed waiter is
+    forgotten by the next operation on its pool.  The seat itself is
+    granted by L{IKeycardStore.addWithin} with the ticket's id, which
+    serves the head of the queue first.
+    """
+
+    def joinQueue(
+        waiter: SeatWaiter, when: float, limits: QueueLimits
+    ) -> Deferred[tuple[int, int]]:
+        """
+        Queue C{waiter} at the tail of its pool's queue, if, atomically, the
+        queue's live waiters (those whose place lapses after C{when}) are
+        fewer than C{limits.size}, and those of its avatar and of its
+        address fewer than their shares.  A ticket already queued in that
+        pool keeps its place (and gets the new lapse time): joining again
+        is how a client that reconnects takes its place back.
+
+        @return: a L{Deferred} firing with the waiter's place (1 for the
+            head) and the number of live waiters; or failing with
+            L{twisted_keycard.error.QuotaExceeded}
+            whose C{limit} is C{"queue"}, C{"queue-per-avatar"} or
+            C{"queue-per-address"} (checked in that order).
+        """
+
+    def renewPlace(
+        pool: str, ticketId: str, lapses: float, when: float
+    ) -> Deferred[tuple[int, int] | None]:
+        """
+        Keep a live waiter's place until C{lapses}.
+
+        @return: a L{Deferred} firing with its place and the number of live
+            waiters, or C{None} if the ticket is not queued in C{pool} (it
+            left, got its seat, or its place lapsed by C{when}).
+        """
+
+    def queuePlace(pool: str, ticketId: str, when: float) -> Deferred[int | None]:
+        """
+        @return: a L{Deferred} firing with the place of ticket C{ticketId}
+            in C{pool}'s queue at C{when}, 1 for the head; or C{None} if it
+            is not queued.
+        """
+
+    def leaveQueue(pool: str, ticketId: str) -> Deferred[bool]:
+        """
+        Give a place up.
+
+        @return: a L{Deferred} firing with whether the ticket was queued.
+        """
+
+    def seatsTaken(pool: str, when: float) -> Deferred[int]:
+        """
+        The seats of C{pool} held at C{when}, counted as
+        L{IKeycardStore.addWithin} counts them (keycards held under a lease
+        that ran out by then are released first): a waiter at the head of
+        the queue asks for its seat once one is free.
+
+        @return: a L{Deferred} firing with the number of seats taken.
+        """
+
+    def waiters(pool: str, when: float) -> Deferred[list[SeatWaiter]]:
+        """
+        @return: a L{Deferred} firing with the live waiters of C{pool}'s
+            queue at C{when}, the head first.
+        """
+
+
+@attrs.frozen
+class SeatWaiter:
+    """
+    A client waiting in a seat pool's queue.
+
+    @ivar ticketId: its queue ticket's id, unique in the pool.
+    @ivar pool: the seat pool it waits for.
+    @ivar avatarId: the avatar it logged in as.
+    @ivar address: its address, if known: an address holds at most its
+        share of the queue.
+    @ivar lapses: POSIX time at which its place lapses unless renewed.
+    """
+
+    ticketId: str
+    pool: str
+    avatarId: str
+    address: str | None
+    lapses: float
+
+
+@attrs.frozen
+class QueueLimits:
+    """
+    The bounds of a seat pool's queue.
+
+    @ivar size: live waiters the queue holds, at most.
+    @ivar perAvatar: places one avatar holds, at most; C{None}, no share.
+    @ivar perAddress: places one address holds, at most; C{None}, no
+        share.  Waiters with no address share nothing.
+    """
+
+    size: int
+    perAvatar: int | None = None
+    perAddress: int | None = None
+
+
+def queueRefusal(pool: str, limit: str) -> QuotaExceeded:
+    """
+    The refusal of a place in C{pool}'s queue, for the C{limit} reached
+    (see L{ISeatQueue.joinQueue}).
+    """
+    what = {
+        "queue": f"the queue of pool {pool!r} is full",
+        "queue-per-avatar": f"too many places in the queue of pool {pool!r}"
+        " for this avatar",
+        "queue-per-address": f"too many places in the queue of pool {pool!r}"
+        " for this address",
+    }[limit]
+    return QuotaExceeded(what, limit)
+
+
+def queueLimitReached(
+    queue: list[SeatWaiter], waiter: SeatWaiter, limits: QueueLimits
+) -> str | None:
+    """
+    The limit of C{limits} that C{waiter} would exceed by joining C{queue}
+    (live waiters), or C{None}.
+    """
+    if len(queue) >= limits.size:
+        return "queue"
+    if limits.perAvatar is not None and (
+        sum(1 for w in queue if w.avatarId == waiter.avatarId) >= limits.perAvatar
+    ):
+        return "queue-per-avatar"
+    if (
+        limits.perAddress is not None
+        and waiter.address is not None
+        and sum(1 for w in queue if w.address == waiter.address) >= limits.perAddress
+    ):
+        return "queue-per-address"
+    return None
+
+
+def seatRefusal(pool: str, limit: str) -> QuotaExceeded:
+    """
+    The refusal of a seat of C{pool} for the C{limit} reached (see
+    L{IKeycardStore.addWithin}).
+    """
+    what = {
+        "avatar": "too many keycards for this avatar",
+        "queued": f"others are ahead in the queue of pool {pool!r}",
+        "pool": f"no seat left in pool {pool!r}",
+        "seats-per-avatar": f"too many seats of pool {pool!r} for this avatar",
+    }[limit]
+    return QuotaExceeded(what, limit)
+
+
 @attrs.frozen
 class IssuedKeycard:
     """
@@ -403,14 +579,16 @@ class ThrottleShare:
 #: What a change notice names.
 REVOKED = "revoked"
 KEYRING = "keyring"
+#: A seat of a pool was freed: the head of its queue may take it.
+SEAT = "seat"
 #: The store (re)connected: changes may have been missed meanwhile.
 RECONNECTED = "reconnected"
 
 
 class IStoreChanges(Interface):
     """
-    A store that publishes its changes (revocations, keyring saves) to
-    every process using it.  Notices carry no data: a process reads what
+    A store that publishes its changes (revocations, keyring saves, seats
+    freed) to every process using it.  Notices carry no data: a process reads what
     changed as it does when it polls (L{IRevocationStore.revokedSince},
     L{IKeyringStore.keyringVersion}), so a notice lost or repeated changes
     nothing but the delay.
@@ -419,8 +597,10 @@ class IStoreChanges(Interface):
     def subscribe(callback: Callable[[str], object]) -> Callable[[], None]:
         """
         Call C{callback} with L{REVOKED} or L{KEYRING} when any process
-        changes those, and with L{RECONNECTED} once notices flow again
-        after the store was unreachable (notices were missed meanwhile).
+        changes those, with L{SEAT} when one frees a seat of a pool (a
+        keycard holding one released or removed, a lapsed lease's
+        released), and with L{RECONNECTED} once notices flow again after
+        the store was unreachable (notices were missed meanwhile).
 
         @return: a function that cancels the subscription.
         """

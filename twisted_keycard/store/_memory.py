@@ -14,18 +14,23 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from twisted_keycard._mocks import SECRET_BYTES
-from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
     IKeycardStore,
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    ISeatQueue,
     IssuedKeycard,
     IStoreHealth,
     IThrottleStore,
+    QueueLimits,
     Revocation,
+    SeatWaiter,
     ThrottleEvent,
     ThrottleShare,
+    queueLimitReached,
+    queueRefusal,
+    seatRefusal,
 )
 from twisted_keycard.tokens import Keyring
 
@@ -86,13 +91,14 @@ def _unindex(index: dict[str, set[str]], key: str | None, keycardId: str) -> Non
     IThrottleStore,
     ILeaseStore,
     IStoreHealth,
+    ISeatQueue,
 )
 @attrs.define
 class MemoryStore:
     """
-    A store of issued keycards, revocations, the keyring and leases, in
-    dictionaries indexed by avatar, requester, parent, family, seat pool
-    and lease.
+    A store of issued keycards, revocations, the keyring, leases and seat
+    queues, in dictionaries indexed by avatar, requester, parent, family,
+    seat pool and lease.
 
     Nothing survives the process: use it in tests and where a restart may
     forget every issued keycard and revocation.
@@ -113,6 +119,8 @@ class MemoryStore:
     _byHolder: dict[str, set[str]] = attrs.field(factory=dict)
     _throttleLog: MemoryThrottleLog = attrs.field(factory=MemoryThrottleLog)
     _mockSecret: bytes | None = attrs.field(default=None, repr=False)
+    #: Each pool's waiters by ticket id, in the order they joined.
+    _queues: dict[str, dict[str, SeatWaiter]] = attrs.field(factory=dict)
 
     def _indexes(
         self, record: IssuedKeycard
@@ -156,19 +164,26 @@ class MemoryStore:
         maxPerAvatar: int | None,
         poolSize: int | None,
         seatsPerAvatar: int | None = None,
+        ticketId: str | None = None,
     ) -> Deferred[None]:
+        if record.keycardId in self._records:
+            return fail(KeyError(record.keycardId))
         when = record.issued
         self.releaseLapsed(when)
         if (
             maxPerAvatar is not None
             and self._live(self._byAvatar, record.avatarId, when) >= maxPerAvatar
         ):
-            return fail(QuotaExceeded("too many keycards for this avatar", "avatar"))
+            return fail(seatRefusal("", "avatar"))
         pool = record.seatPool
         if pool is not None:
+            waiting = self._waiting(pool, when) if poolSize is not None else {}
+            queued = ticketId is not None and ticketId in waiting
+            if queued and next(iter(waiting)) != ticketId:
+                return fail(seatRefusal(pool, "queued"))
             taken = self._live(self._byPool, pool, when)
-            if poolSize is not None and taken >= poolSize:
-                return fail(QuotaExceeded(f"no seat left in pool {pool!r}", "pool"))
+            if poolSize is not None and (taken >= poolSize or (waiting and not queued)):
+                return fail(seatRefusal(pool, "pool"))
             if seatsPerAvatar is not None:
                 seats = (self._records[i] for i in self._byPool.get(pool, ()))
                 mine = sum(
@@ -177,12 +192,9 @@ class MemoryStore:
                     if r.held and r.expires > when and r.avatarId == record.avatarId
                 )
                 if mine >= seatsPerAvatar:
-                    return fail(
-                        QuotaExceeded(
-                            f"too many seats of pool {pool!r} for this avatar",
-                            "seats-per-avatar",
-                        )
-                    )
+                    return fail(seatRefusal(pool, "seats-per-avatar"))
+            if queued and ticketId is not None:
+                self._leave(pool, ticketId)
         return self.add(record)
 
     def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
@@ -335,3 +347,70 @@ class MemoryStore:
         if self._mockSecret is None:
             self._mockSecret = secrets.token_bytes(SECRET_BYTES)
         return succeed(self._mockSecret)
+
+    # Seat queues
+
+    def _waiting(self, pool: str, when: float) -> dict[str, SeatWaiter]:
+        """
+        C{pool}'s live waiters at C{when}, in order; the lapsed ones are
+        forgotten.
+        """
+        queue = self._queues.get(pool, {})
+        for ticketId in [t for t, w in queue.items() if w.lapses <= when]:
+            del queue[ticketId]
+        if not queue:
+            self._queues.pop(pool, None)
+        return queue
+
+    def _leave(self, pool: str, ticketId: str) -> bool:
+        queue = self._queues.get(pool, {})
+        left = queue.pop(ticketId, None) is not None
+        if not queue:
+            self._queues.pop(pool, None)
+        return left
+
+    @staticmethod
+    def _place(queue: dict[str, SeatWaiter], ticketId: str) -> int | None:
+        for place, queuedId in enumerate(queue, 1):
+            if queuedId == ticketId:
+                return place
+        return None
+
+    def joinQueue(
+        self, waiter: SeatWaiter, when: float, limits: QueueLimits
+    ) -> Deferred[tuple[int, int]]:
+        queue = self._waiting(waiter.pool, when)
+        if waiter.ticketId not in queue:
+            refused = queueLimitReached(list(queue.values()), waiter, limits)
+            if refused is not None:
+                return fail(queueRefusal(waiter.pool, refused))
+        queue[waiter.ticketId] = waiter
+        self._queues[waiter.pool] = queue
+        place = self._place(queue, waiter.ticketId)
+        assert place is not None
+        return succeed((place, len(queue)))
+
+    def renewPlace(
+        self, pool: str, ticketId: str, lapses: float, when: float
+    ) -> Deferred[tuple[int, int] | None]:
+        queue = self._waiting(pool, when)
+        waiter = queue.get(ticketId)
+        if waiter is None:
+            return succeed(None)
+        queue[ticketId] = attrs.evolve(waiter, lapses=lapses)
+        place = self._place(queue, ticketId)
+        assert place is not None
+        return succeed((place, len(queue)))
+
+    def queuePlace(self, pool: str, ticketId: str, when: float) -> Deferred[int | None]:
+        return succeed(self._place(self._waiting(pool, when), ticketId))
+
+    def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
+        return succeed(self._leave(pool, ticketId))
+
+    def seatsTaken(self, pool: str, when: float) -> Deferred[int]:
+        self.releaseLapsed(when)
+        return succeed(self._live(self._byPool, pool, when))
+
+    def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
+        return succeed(list(self._waiting(pool, when).values()))

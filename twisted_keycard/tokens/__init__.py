@@ -16,6 +16,14 @@ from twisted_keycard.tokens._checker import (
     TokenExchange,
     TokenKeycard,
 )
+from twisted_keycard.tokens._tickets import (
+    MAX_TICKET,
+    QueueTicket,
+    claimedPool,
+    newTicketId,
+    signTicket,
+    verifyTicket,
+)
 from twisted_keycard.tokens._tokens import (
     MAC_BYTES,
     BadSignature,
@@ -37,11 +45,13 @@ __all__ = [
     "DEFAULT_SKEW",
     "FAMILY",
     "MAC_BYTES",
+    "MAX_TICKET",
     "BadSignature",
     "ITokenExchange",
     "Keyring",
     "KeyringHolder",
     "MalformedToken",
+    "QueueTicket",
     "RevocationMirror",
     "RevocationRecord",
     "RevocationStore",
@@ -54,7 +64,11 @@ __all__ = [
     "UnknownKey",
     "claimedAvatar",
     "claimedExpiry",
+    "claimedPool",
     "keycardIdOf",
+    "newTicketId",
     "sign",
+    "signTicket",
     "verify",
+    "verifyTicket",
 ]

@@ -204,12 +204,22 @@ local function index(r, ttl, cutoff)
     extend(key, ttl)
   end
 end
+-- The channel to tell of a seat freed, once per script (scripts that free
+-- seats set it from their arguments).
+local CHANNEL, TOLD = nil, false
+local function seatFreed()
+  if CHANNEL and not TOLD then
+    redis.call('PUBLISH', CHANNEL, 'seat')
+    TOLD = true
+  end
+end
 local function remove(id)
   local r, values = load(id)
   if not r.id then
     redis.call('ZREM', P .. 'kc:expiry', id)
     return false
   end
+  if r.h == '1' and r.s then seatFreed() end
   for _, key in ipairs(indexKeys(r)) do redis.call('ZREM', key, id) end
   redis.call('DEL', P .. 'kc:' .. id)
   return values
@@ -221,6 +231,7 @@ local function release(id)
     if r.s then
       redis.call('ZREM', P .. 'ix:s:' .. r.s, id)
       redis.call('ZREM', seatsOf(r), id)
+      seatFreed()
     end
     redis.call('HSET', P .. 'kc:' .. id, 'h', '0')
     redis.call('HDEL', P .. 'kc:' .. id, 's')
@@ -240,28 +251,63 @@ local function releaseLapsed(when)
   end
   return released
 end
+local function queueKeys(pool)
+  local name = #pool .. ':' .. pool
+  return P .. 'sq:o:' .. name, P .. 'sq:l:' .. name, P .. 'sq:w:' .. name
+end
+local function pruneQueue(pool, when)
+  local order, lapse, data = queueKeys(pool)
+  for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', lapse, '-inf', when)) do
+    redis.call('ZREM', order, ticket)
+    redis.call('ZREM', lapse, ticket)
+    redis.call('HDEL', data, ticket)
+  end
+end
+local function leaveQueue(pool, ticket)
+  local order, lapse, data = queueKeys(pool)
+  redis.call('ZREM', lapse, ticket)
+  redis.call('HDEL', data, ticket)
+  return redis.call('ZREM', order, ticket)
+end
+local function placeOf(pool, ticket)
+  local rank = redis.call('ZRANK', (queueKeys(pool)), ticket)
+  if rank then return rank + 1 end
+  return false
+end
 """.replace("FIELD_NAMES", ", ".join(f"'{f}'" for f in FIELDS))
 
 #: ARGV: prefix, TTL, cap per avatar or '', pool size or '', issue time,
-#: index cutoff, seats per avatar or '', then the record's fields and
-#: values.  Returns C{ok}, C{duplicate}, C{avatar}, C{pool} or
-#: C{seats-per-avatar}.  An avatar's seats of a pool are indexed under
-#: C{ix:sa:<length of pool>:<pool>:<avatar>}, so that no pool and avatar
-#: names share a key.
+#: index cutoff, seats per avatar or '', queue ticket or '', then the
+#: record's fields and values.  Returns C{ok}, C{duplicate}, C{avatar},
+#: C{queued}, C{pool} or C{seats-per-avatar}.  An avatar's seats of a pool
+#: are indexed under C{ix:sa:<length of pool>:<pool>:<avatar>}, so that no
+#: pool and avatar names share a key; a pool's queue is kept under
+#: C{sq:o:}, C{sq:l:} and C{sq:w:} (order, lapse times and waiters) with
+#: the same C{<length of pool>:<pool>}.
 ADD = (
     PRELUDE
     + """
 local ttl, perAvatar, poolSize, when, cutoff = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local seatsPerAvatar = ARGV[7]
+local seatsPerAvatar, ticket = ARGV[7], ARGV[8]
 local r = {}
-for i = 8, #ARGV, 2 do r[ARGV[i]] = ARGV[i + 1] end
+for i = 9, #ARGV, 2 do r[ARGV[i]] = ARGV[i + 1] end
 local key = P .. 'kc:' .. r.id
 if redis.call('EXISTS', key) == 1 then return 'duplicate' end
+local queued = false
 if perAvatar ~= '' or poolSize ~= '' or seatsPerAvatar ~= '' then
   releaseLapsed(when)
   if perAvatar ~= '' and
      redis.call('ZCOUNT', P .. 'ix:ha:' .. r.a, '(' .. when, '+inf') >= tonumber(perAvatar) then
     return 'avatar'
+  end
+  if poolSize ~= '' and r.s then
+    pruneQueue(r.s, when)
+    local head = redis.call('ZRANGE', (queueKeys(r.s)), 0, 0)[1]
+    if head and ticket ~= '' then
+      queued = placeOf(r.s, ticket) ~= false
+      if queued and head ~= ticket then return 'queued' end
+    end
+    if head and not queued then return 'pool' end
   end
   if poolSize ~= '' and r.s and
      redis.call('ZCOUNT', P .. 'ix:s:' .. r.s, '(' .. when, '+inf') >= tonumber(poolSize) then
@@ -273,21 +319,114 @@ if perAvatar ~= '' or poolSize ~= '' or seatsPerAvatar ~= '' then
   end
 end
 local fields = {}
-for i = 8, #ARGV do table.insert(fields, ARGV[i]) end
+for i = 9, #ARGV do table.insert(fields, ARGV[i]) end
 redis.call('HSET', key, unpack(fields))
 redis.call('EXPIRE', key, ttl)
 index(r, ttl, cutoff)
+if queued then leaveQueue(r.s, ticket) end
 return 'ok'
 """
 )
 
-#: ARGV: prefix, id.  Returns the removed record's fields, or nil.
-REMOVE = PRELUDE + "return remove(ARGV[2])"
+#: ARGV: prefix, pool, ticket, avatar, address or '', lapse time, time,
+#: TTL, queue size, share per avatar or '', share per address or ''.
+#: Returns the waiter's place and the number waiting, or C{queue},
+#: C{queue-per-avatar} or C{queue-per-address}.
+JOIN_QUEUE = (
+    PRELUDE
+    + """
+local pool, ticket, avatar, address = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local lapses, when, ttl = ARGV[6], ARGV[7], ARGV[8]
+local size, perAvatar, perAddress = ARGV[9], ARGV[10], ARGV[11]
+pruneQueue(pool, when)
+local order, lapse, data = queueKeys(pool)
+if not redis.call('ZSCORE', order, ticket) then
+  if redis.call('ZCARD', order) >= tonumber(size) then return 'queue' end
+  local sameAvatar, sameAddress = 0, 0
+  for _, text in ipairs(redis.call('HVALS', data)) do
+    local w = cjson.decode(text)
+    if w.a == avatar then sameAvatar = sameAvatar + 1 end
+    if address ~= '' and w.ad == address then sameAddress = sameAddress + 1 end
+  end
+  if perAvatar ~= '' and sameAvatar >= tonumber(perAvatar) then
+    return 'queue-per-avatar'
+  end
+  if perAddress ~= '' and address ~= '' and sameAddress >= tonumber(perAddress) then
+    return 'queue-per-address'
+  end
+  redis.call('ZADD', order, redis.call('INCR', P .. 'sq:seq'), ticket)
+  local w = {a = avatar}
+  if address ~= '' then w.ad = address end
+  redis.call('HSET', data, ticket, cjson.encode(w))
+end
+redis.call('ZADD', lapse, lapses, ticket)
+extend(order, ttl)
+extend(lapse, ttl)
+extend(data, ttl)
+return {placeOf(pool, ticket), redis.call('ZCARD', order)}
+"""
+)
 
-#: ARGV: prefix, id.  Returns the record's fields after, or nil.
+#: ARGV: prefix, pool, ticket, lapse time, time, TTL.  Returns the place and
+#: the number waiting, or nil when the ticket is not queued.
+RENEW_PLACE = (
+    PRELUDE
+    + """
+local pool, ticket, lapses, when, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+pruneQueue(pool, when)
+local order, lapse, data = queueKeys(pool)
+if not redis.call('ZSCORE', order, ticket) then return false end
+redis.call('ZADD', lapse, lapses, ticket)
+extend(order, ttl)
+extend(lapse, ttl)
+extend(data, ttl)
+return {placeOf(pool, ticket), redis.call('ZCARD', order)}
+"""
+)
+
+#: ARGV: prefix, pool, ticket, time.  Returns the place, or nil.
+QUEUE_PLACE = PRELUDE + "pruneQueue(ARGV[2], ARGV[4]) return placeOf(ARGV[2], ARGV[3])"
+
+#: ARGV: prefix, pool, ticket.  Returns 1 if it was queued, else 0.
+LEAVE_QUEUE = PRELUDE + "return leaveQueue(ARGV[2], ARGV[3])"
+
+#: ARGV: prefix, pool, time.  Returns the seats of the pool held then.
+SEATS_TAKEN = (
+    PRELUDE
+    + """
+releaseLapsed(ARGV[3])
+local name = ARGV[2]
+return redis.call('ZCOUNT', P .. 'ix:s:' .. name, '(' .. ARGV[3], '+inf')
+"""
+)
+
+#: ARGV: prefix, pool, time.  Returns {ticket, waiter JSON, lapse time} of
+#: each live waiter, the head first.
+WAITERS = (
+    PRELUDE
+    + """
+local pool = ARGV[2]
+pruneQueue(pool, ARGV[3])
+local order, lapse, data = queueKeys(pool)
+local found = {}
+for _, ticket in ipairs(redis.call('ZRANGE', order, 0, -1)) do
+  local lapses = redis.call('ZSCORE', lapse, ticket)
+  table.insert(found, {ticket, redis.call('HGET', data, ticket), lapses})
+end
+return found
+"""
+)
+
+#: ARGV: prefix, id, channel.  Returns the removed record's fields, or
+#: nil; publishes C{seat} on the channel if it held a seat.
+REMOVE = PRELUDE + "CHANNEL = ARGV[3] return remove(ARGV[2])"
+
+#: ARGV: prefix, id, channel.  Returns the record's fields after, or nil;
+#: publishes C{seat} on the channel if it held a seat.
 RELEASE = (
     PRELUDE
     + """
+CHANNEL = ARGV[3]
 release(ARGV[2])
 local r, values = load(ARGV[2])
 if not r.id then return false end
@@ -364,8 +503,9 @@ return 0
 """
 )
 
-#: ARGV: prefix, time.  Returns how many keycards were released.
-RELEASE_LAPSED = PRELUDE + "return releaseLapsed(ARGV[2])"
+#: ARGV: prefix, time, channel.  Returns how many keycards were released;
+#: publishes C{seat} on the channel if any held a seat.
+RELEASE_LAPSED = PRELUDE + "CHANNEL = ARGV[3] return releaseLapsed(ARGV[2])"
 
 #: ARGV: prefix, id, holder.  Returns the record's fields, or nil when it
 #: is not held.

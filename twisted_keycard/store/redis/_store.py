@@ -22,23 +22,29 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_keycard._mocks import SECRET_BYTES
-from twisted_keycard.error import KeycardError, QuotaExceeded
+from twisted_keycard.error import KeycardError
 from twisted_keycard.store._interfaces import (
     KEYRING,
     RECONNECTED,
     REVOKED,
+    SEAT,
     BatchedLookups,
     IKeycardStore,
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    ISeatQueue,
     IssuedKeycard,
     IStoreChanges,
     IStoreHealth,
     IThrottleStore,
+    QueueLimits,
     Revocation,
+    SeatWaiter,
     ThrottleEvent,
     ThrottleShare,
+    queueRefusal,
+    seatRefusal,
 )
 from twisted_keycard.store.redis import _lua as kc
 from twisted_keycard.store.redis import _lua as lua
@@ -84,6 +90,8 @@ _KEYCARD_SCRIPTS = {
     for name in [
         "ADD", "REMOVE", "RELEASE", "RENEW", "SELECT", "FLUSH_EXPIRED",
         "COUNT", "RENEW_LEASE", "RELEASE_LAPSED", "HOLD_UNDER",
+        "JOIN_QUEUE", "RENEW_PLACE", "QUEUE_PLACE", "LEAVE_QUEUE", "WAITERS",
+        "SEATS_TAKEN",
     ]
 }  # fmt: skip
 
@@ -103,15 +111,18 @@ class RedisKeycards:
         prefix: str,
         clock: IReactorTime,
         write: Write,
+        channel: str = "",
     ) -> None:
         """
         @param write: sends a write, or queues it while Redis is
             unreachable (see L{RedisStore}).
+        @param channel: the store's channel, told of each seat freed.
         """
         self._connection = connection
         self._prefix = prefix
         self._clock = clock
         self._write = write
+        self._channel = channel
 
     def _run(self, name: str, *args: object) -> Deferred[Any]:
         return self._connection.run(_KEYCARD_SCRIPTS[name], [self._prefix, *args])
@@ -125,17 +136,19 @@ class RedisKeycards:
         maxPerAvatar: int | None,
         poolSize: int | None,
         seatsPerAvatar: int | None = None,
+        ticketId: str | None = None,
     ) -> Callable[[], Deferred[None]]:
         def write() -> Deferred[None]:
             now = self._now()
             d = self._run(
                 "ADD",
                 ttl(record.expires, now, GRACE),
-                "" if maxPerAvatar is None else str(maxPerAvatar),
-                "" if poolSize is None else str(poolSize),
+                _optional(maxPerAvatar),
+                _optional(poolSize),
                 number(record.issued),
                 number(now - GRACE),
-                "" if seatsPerAvatar is None else str(seatsPerAvatar),
+                _optional(seatsPerAvatar),
+                ticketId or "",
                 *recordFields(record),
             )
             return d.addCallback(self._added, record)
@@ -146,15 +159,8 @@ class RedisKeycards:
     def _added(outcome: str, record: IssuedKeycard) -> None:
         if outcome == "duplicate":
             raise KeyError(record.keycardId)
-        if outcome == "avatar":
-            raise QuotaExceeded("too many keycards for this avatar", "avatar")
-        if outcome == "pool":
-            raise QuotaExceeded(f"no seat left in pool {record.seatPool!r}", "pool")
-        if outcome == "seats-per-avatar":
-            raise QuotaExceeded(
-                f"too many seats of pool {record.seatPool!r} for this avatar",
-                "seats-per-avatar",
-            )
+        if outcome != "ok":
+            raise seatRefusal(record.seatPool or "", outcome)
 
     def add(self, record: IssuedKeycard) -> Deferred[None]:
         return self._write(
@@ -168,11 +174,12 @@ class RedisKeycards:
         maxPerAvatar: int | None,
         poolSize: int | None,
         seatsPerAvatar: int | None = None,
+        ticketId: str | None = None,
     ) -> Deferred[None]:
         if maxPerAvatar is None and poolSize is None and seatsPerAvatar is None:
             return self.add(record)
         # Never queued: a seat counted without Redis could be over-granted.
-        return self._adding(record, maxPerAvatar, poolSize, seatsPerAvatar)()
+        return self._adding(record, maxPerAvatar, poolSize, seatsPerAvatar, ticketId)()
 
     def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         d = self._connection.execute(
@@ -183,13 +190,17 @@ class RedisKeycards:
     def remove(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         return self._write(
             f"the removal of keycard {keycardId}",
-            lambda: self._run("REMOVE", keycardId).addCallback(fromFields),
+            lambda: self._run("REMOVE", keycardId, self._channel).addCallback(
+                fromFields
+            ),
         )
 
     def release(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         return self._write(
             f"the release of keycard {keycardId}",
-            lambda: self._run("RELEASE", keycardId).addCallback(fromFields),
+            lambda: self._run("RELEASE", keycardId, self._channel).addCallback(
+                fromFields
+            ),
         )
 
     def renew(self, keycardId: str, expires: float) -> Deferred[IssuedKeycard | None]:
@@ -223,12 +234,77 @@ class RedisKeycards:
         return d.addCallback(lambda known: bool(int(known)))
 
     def releaseLapsed(self, when: float) -> Deferred[int]:
-        return self._run("RELEASE_LAPSED", number(when)).addCallback(int)
+        d = self._run("RELEASE_LAPSED", number(when), self._channel)
+        return d.addCallback(int)
 
     def holdUnder(
         self, keycardId: str, holderId: str
     ) -> Deferred[IssuedKeycard | None]:
         return self._run("HOLD_UNDER", keycardId, holderId).addCallback(fromFields)
+
+    def joinQueue(
+        self, waiter: SeatWaiter, when: float, limits: QueueLimits
+    ) -> Deferred[tuple[int, int]]:
+        d = self._run(
+            "JOIN_QUEUE",
+            waiter.pool,
+            waiter.ticketId,
+            waiter.avatarId,
+            waiter.address or "",
+            number(waiter.lapses),
+            number(when),
+            ttl(waiter.lapses, self._now(), GRACE),
+            str(limits.size),
+            _optional(limits.perAvatar),
+            _optional(limits.perAddress),
+        )
+
+        def joined(outcome: list[int] | str) -> tuple[int, int]:
+            if isinstance(outcome, str):
+                raise queueRefusal(waiter.pool, outcome)
+            place, waiting = outcome
+            return int(place), int(waiting)
+
+        return d.addCallback(joined)
+
+    def renewPlace(
+        self, pool: str, ticketId: str, lapses: float, when: float
+    ) -> Deferred[tuple[int, int] | None]:
+        keep = ttl(lapses, self._now(), GRACE)
+        d = self._run("RENEW_PLACE", pool, ticketId, number(lapses), number(when), keep)
+        return d.addCallback(
+            lambda moved: None if not moved else (int(moved[0]), int(moved[1]))
+        )
+
+    def queuePlace(self, pool: str, ticketId: str, when: float) -> Deferred[int | None]:
+        return self._run("QUEUE_PLACE", pool, ticketId, number(when))
+
+    def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
+        return self._run("LEAVE_QUEUE", pool, ticketId).addCallback(
+            lambda left: bool(int(left))
+        )
+
+    def seatsTaken(self, pool: str, when: float) -> Deferred[int]:
+        return self._run("SEATS_TAKEN", pool, number(when)).addCallback(int)
+
+    def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
+        def fromRows(rows: list[Any]) -> list[SeatWaiter]:
+            found = []
+            for ticketId, text, lapses in rows:
+                w = json.loads(text)
+                found.append(
+                    SeatWaiter(ticketId, pool, w["a"], w.get("ad"), float(lapses))
+                )
+            return found
+
+        return self._run("WAITERS", pool, number(when)).addCallback(fromRows)
+
+
+def _optional(limit: int | None) -> str:
+    """
+    A limit as a script's argument: C{''} for none.
+    """
+    return "" if limit is None else str(limit)
 
 
 #: Revocation checks answered by one script, at most.
@@ -529,9 +605,12 @@ class Subscribers:
     def changed(self, kind: str) -> None:
         """
         Tell every subscriber of a change the connection heard: C{kind} is
-        C{"revoked"}, C{"keyring"}, or anything else for a reconnection.
+        C{"revoked"}, C{"keyring"}, C{"seat"}, or anything else for a
+        reconnection.
         """
-        notice = {"revoked": REVOKED, "keyring": KEYRING}.get(kind, RECONNECTED)
+        notice = {"revoked": REVOKED, "keyring": KEYRING, "seat": SEAT}.get(
+            kind, RECONNECTED
+        )
         for callback in list(self._callbacks):
             try:
                 callback(notice)
@@ -704,6 +783,7 @@ FAILURES_KEPT = 86400.0
     ILeaseStore,
     IStoreChanges,
     IStoreHealth,
+    ISeatQueue,
 )
 class RedisStore:
     """
@@ -778,7 +858,7 @@ class RedisStore:
         )
         self._throttle = RedisThrottleLog(self._connection, self._prefix, failuresKept)
         self._keycards = RedisKeycards(
-            self._connection, self._prefix, self.clock, self._write
+            self._connection, self._prefix, self.clock, self._write, self.url.channel
         )
         self._revocations = RedisRevocations(
             self._connection, self.url, self.clock, tokensWhenDown, keyEncryptionKey
@@ -904,8 +984,11 @@ class RedisStore:
         maxPerAvatar: int | None,
         poolSize: int | None,
         seatsPerAvatar: int | None = None,
+        ticketId: str | None = None,
     ) -> Deferred[None]:
-        return self._keycards.addWithin(record, maxPerAvatar, poolSize, seatsPerAvatar)
+        return self._keycards.addWithin(
+            record, maxPerAvatar, poolSize, seatsPerAvatar, ticketId
+        )
 
     def get(self, keycardId: str) -> Deferred[IssuedKeycard | None]:
         return self._keycards.get(keycardId)
@@ -950,6 +1033,30 @@ class RedisStore:
         self, keycardId: str, holderId: str
     ) -> Deferred[IssuedKeycard | None]:
         return self._keycards.holdUnder(keycardId, holderId)
+
+    # Seat queues: see RedisKeycards.
+
+    def joinQueue(
+        self, waiter: SeatWaiter, when: float, limits: QueueLimits
+    ) -> Deferred[tuple[int, int]]:
+        return self._keycards.joinQueue(waiter, when, limits)
+
+    def renewPlace(
+        self, pool: str, ticketId: str, lapses: float, when: float
+    ) -> Deferred[tuple[int, int] | None]:
+        return self._keycards.renewPlace(pool, ticketId, lapses, when)
+
+    def queuePlace(self, pool: str, ticketId: str, when: float) -> Deferred[int | None]:
+        return self._keycards.queuePlace(pool, ticketId, when)
+
+    def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
+        return self._keycards.leaveQueue(pool, ticketId)
+
+    def seatsTaken(self, pool: str, when: float) -> Deferred[int]:
+        return self._keycards.seatsTaken(pool, when)
+
+    def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
+        return self._keycards.waiters(pool, when)
 
     # Revocations and the keyring: see RedisRevocations.
 

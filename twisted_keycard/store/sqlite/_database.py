@@ -124,6 +124,25 @@ CREATE TABLE IF NOT EXISTS secrets (
 )
 """
 
+#: The queue of each seat pool (see L{twisted_keycard.store.ISeatQueue}),
+#: in the order waiters joined (C{seq}); made when the database is opened,
+#: so a store made by an earlier version needs no new format (and an
+#: earlier version ignores it).
+SEAT_QUEUE = [
+    """
+    CREATE TABLE IF NOT EXISTS seat_queue (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        pool TEXT NOT NULL,
+        ticket_id TEXT NOT NULL,
+        avatar_id TEXT NOT NULL,
+        address TEXT,
+        lapses REAL NOT NULL,
+        UNIQUE (pool, ticket_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS seat_queue_order ON seat_queue (pool, seq)",
+]
+
 COLUMNS = (
     "keycard_id, avatar_id, requester_name, bouncer_name, keycard_type,"
     " address, issued, duration, expires, parent_id, seat_pool, held, family_id,"
@@ -163,6 +182,8 @@ def connect(path: str) -> sqlite3.Connection:
             )
         if version < VERSION:
             _upgrade(connection, path)
+        for statement in SEAT_QUEUE:
+            connection.execute(statement)
     except BaseException:
         connection.close()
         raise

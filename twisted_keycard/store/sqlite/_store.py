@@ -22,19 +22,24 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from twisted_keycard._mocks import SECRET_BYTES
-from twisted_keycard.error import QuotaExceeded
 from twisted_keycard.store._interfaces import (
     BatchedLookups,
     IKeycardStore,
     IKeyringStore,
     ILeaseStore,
     IRevocationStore,
+    ISeatQueue,
     IssuedKeycard,
     IStoreHealth,
     IThrottleStore,
+    QueueLimits,
     Revocation,
+    SeatWaiter,
     ThrottleEvent,
     ThrottleShare,
+    queueLimitReached,
+    queueRefusal,
+    seatRefusal,
 )
 from twisted_keycard.store.sqlite._database import (
     COLUMNS,
@@ -158,42 +163,151 @@ def addWithin(
     maxPerAvatar: int | None,
     poolSize: int | None,
     seatsPerAvatar: int | None = None,
+    ticketId: str | None = None,
 ) -> None:
+    when = record.issued
     if maxPerAvatar is not None or poolSize is not None or seatsPerAvatar is not None:
-        releaseLapsed(c, record.issued)
+        releaseLapsed(c, when)
     if maxPerAvatar is not None:
         (held,) = c.execute(
             "SELECT COUNT(*) FROM keycards"
             " WHERE avatar_id = ? AND held = 1 AND expires > ?",
-            (record.avatarId, record.issued),
+            (record.avatarId, when),
         ).fetchone()
         if held >= maxPerAvatar:
-            raise QuotaExceeded("too many keycards for this avatar", "avatar")
+            raise seatRefusal("", "avatar")
     pool = record.seatPool
+    queued = False
     if poolSize is not None and pool is not None:
-        (taken,) = c.execute(
-            "SELECT COUNT(*) FROM keycards"
-            " WHERE seat_pool = ? AND held = 1 AND expires > ?",
-            (pool, record.issued),
+        head = c.execute(
+            "SELECT ticket_id FROM seat_queue WHERE pool = ? AND lapses > ?"
+            " ORDER BY seq LIMIT 1",
+            (pool, when),
         ).fetchone()
-        if taken >= poolSize:
-            raise QuotaExceeded(f"no seat left in pool {pool!r}", "pool")
+        if head is not None and ticketId is not None:
+            queued = placeOf(c, pool, ticketId, when) is not None
+            if queued and head[0] != ticketId:
+                raise seatRefusal(pool, "queued")
+        taken = countSeats(c, pool, when)
+        if taken >= poolSize or (head is not None and not queued):
+            raise seatRefusal(pool, "pool")
     if seatsPerAvatar is not None and pool is not None:
         (mine,) = c.execute(
             "SELECT COUNT(*) FROM keycards"
             " WHERE seat_pool = ? AND avatar_id = ? AND held = 1 AND expires > ?",
-            (pool, record.avatarId, record.issued),
+            (pool, record.avatarId, when),
         ).fetchone()
         if mine >= seatsPerAvatar:
-            raise QuotaExceeded(
-                f"too many seats of pool {pool!r} for this avatar", "seats-per-avatar"
-            )
+            raise seatRefusal(pool, "seats-per-avatar")
     try:
         c.execute(f"INSERT INTO keycards ({COLUMNS}) VALUES ({_MARKS})", toRow(record))
     except sqlite3.IntegrityError as e:
         if "keycards.keycard_id" in str(e):
             raise KeyError(record.keycardId) from None
         raise
+    if queued:
+        leaveQueue(c, pool or "", ticketId or "")
+
+
+# Seat queues: a waiter whose place lapsed stays in the table, counting
+# for nothing, until the next write on its pool deletes it.
+
+
+def countSeats(c: sqlite3.Connection, pool: str, when: float) -> int:
+    (taken,) = c.execute(
+        "SELECT COUNT(*) FROM keycards"
+        " WHERE seat_pool = ? AND held = 1 AND expires > ?",
+        (pool, when),
+    ).fetchone()
+    return int(taken)
+
+
+def seatsTaken(c: sqlite3.Connection, pool: str, when: float) -> int:
+    """
+    Run inside a write transaction: lapsed leases are released first.
+    """
+    releaseLapsed(c, when)
+    return countSeats(c, pool, when)
+
+
+def pruneQueue(c: sqlite3.Connection, pool: str, when: float) -> None:
+    """
+    Forget C{pool}'s lapsed waiters.  Run inside a write transaction.
+    """
+    c.execute("DELETE FROM seat_queue WHERE pool = ? AND lapses <= ?", (pool, when))
+
+
+def placeOf(c: sqlite3.Connection, pool: str, ticketId: str, when: float) -> int | None:
+    row = c.execute(
+        "SELECT seq FROM seat_queue WHERE pool = ? AND ticket_id = ? AND lapses > ?",
+        (pool, ticketId, when),
+    ).fetchone()
+    if row is None:
+        return None
+    (place,) = c.execute(
+        "SELECT COUNT(*) FROM seat_queue WHERE pool = ? AND seq <= ? AND lapses > ?",
+        (pool, row[0], when),
+    ).fetchone()
+    return int(place)
+
+
+def waiters(c: sqlite3.Connection, pool: str, when: float) -> list[SeatWaiter]:
+    rows = c.execute(
+        "SELECT ticket_id, pool, avatar_id, address, lapses FROM seat_queue"
+        " WHERE pool = ? AND lapses > ? ORDER BY seq",
+        (pool, when),
+    )
+    return [SeatWaiter(*row) for row in rows]
+
+
+def queueLength(c: sqlite3.Connection, pool: str, when: float) -> int:
+    (waiting,) = c.execute(
+        "SELECT COUNT(*) FROM seat_queue WHERE pool = ? AND lapses > ?",
+        (pool, when),
+    ).fetchone()
+    return int(waiting)
+
+
+def joinQueue(
+    c: sqlite3.Connection, waiter: SeatWaiter, when: float, limits: QueueLimits
+) -> tuple[int, int]:
+    pool = waiter.pool
+    pruneQueue(c, pool, when)
+    if not c.execute(
+        "UPDATE seat_queue SET lapses = ? WHERE pool = ? AND ticket_id = ?",
+        (waiter.lapses, pool, waiter.ticketId),
+    ).rowcount:
+        refused = queueLimitReached(waiters(c, pool, when), waiter, limits)
+        if refused is not None:
+            raise queueRefusal(pool, refused)
+        c.execute(
+            "INSERT INTO seat_queue (pool, ticket_id, avatar_id, address, lapses)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (pool, waiter.ticketId, waiter.avatarId, waiter.address, waiter.lapses),
+        )
+    place = placeOf(c, pool, waiter.ticketId, when)
+    assert place is not None
+    return place, queueLength(c, pool, when)
+
+
+def renewPlace(
+    c: sqlite3.Connection, pool: str, ticketId: str, lapses: float, when: float
+) -> tuple[int, int] | None:
+    pruneQueue(c, pool, when)
+    c.execute(
+        "UPDATE seat_queue SET lapses = ? WHERE pool = ? AND ticket_id = ?",
+        (lapses, pool, ticketId),
+    )
+    place = placeOf(c, pool, ticketId, when)
+    return None if place is None else (place, queueLength(c, pool, when))
+
+
+def leaveQueue(c: sqlite3.Connection, pool: str, ticketId: str) -> bool:
+    return bool(
+        c.execute(
+            "DELETE FROM seat_queue WHERE pool = ? AND ticket_id = ?", (pool, ticketId)
+        ).rowcount
+    )
 
 
 def remove(c: sqlite3.Connection, keycardId: str) -> IssuedKeycard | None:
@@ -339,6 +453,7 @@ _T = TypeVar("_T")
     IThrottleStore,
     ILeaseStore,
     IStoreHealth,
+    ISeatQueue,
 )
 class SQLiteStore:
     """
@@ -435,9 +550,10 @@ class SQLiteStore:
         maxPerAvatar: int | None,
         poolSize: int | None,
         seatsPerAvatar: int | None = None,
+        ticketId: str | None = None,
     ) -> Deferred[None]:
         def job(c: sqlite3.Connection) -> None:
-            addWithin(c, record, maxPerAvatar, poolSize, seatsPerAvatar)
+            addWithin(c, record, maxPerAvatar, poolSize, seatsPerAvatar, ticketId)
 
         if (
             maxPerAvatar is None
@@ -608,3 +724,30 @@ class SQLiteStore:
 
     def mockSecret(self) -> Deferred[bytes]:
         return self._write(mockSecret)
+
+    # Seat queues
+
+    def joinQueue(
+        self, waiter: SeatWaiter, when: float, limits: QueueLimits
+    ) -> Deferred[tuple[int, int]]:
+        # Lost to a power failure, the place is taken again at the tail
+        # when the client comes back.
+        return self._light(lambda c: joinQueue(c, waiter, when, limits))
+
+    def renewPlace(
+        self, pool: str, ticketId: str, lapses: float, when: float
+    ) -> Deferred[tuple[int, int] | None]:
+        return self._light(lambda c: renewPlace(c, pool, ticketId, lapses, when))
+
+    def queuePlace(self, pool: str, ticketId: str, when: float) -> Deferred[int | None]:
+        return self._run(lambda c: placeOf(c, pool, ticketId, when))
+
+    def leaveQueue(self, pool: str, ticketId: str) -> Deferred[bool]:
+        return self._light(lambda c: leaveQueue(c, pool, ticketId))
+
+    def seatsTaken(self, pool: str, when: float) -> Deferred[int]:
+        # Lost, the release is done again.
+        return self._light(lambda c: seatsTaken(c, pool, when))
+
+    def waiters(self, pool: str, when: float) -> Deferred[list[SeatWaiter]]:
+        return self._run(lambda c: waiters(c, pool, when))
