@@ -7,10 +7,14 @@ revocation and the bound on sessions.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import fail
 
+from twisted_keycard import KeycardDenied
 from twisted_keycard.web import GuardOptions, httpFace
 
 from ._web import PASSWORD, Reply
@@ -232,6 +236,31 @@ class SessionLifeTests(SessionTestCase):
         self.app.clock.advance(41)
         self.assertEqual(self.get(**self.withCookie(session)).code, 401)
         self.assertEqual(self.app.bouncer.held, {})
+
+    def test_renewalFailing(self) -> None:
+        """
+        A renewal the bouncer cannot make (unreachable) is tried again no
+        sooner than a tenth of the duration later, with one log line each;
+        the session ends at its expiry.
+        """
+        calls: list[list[str]] = []
+
+        def unreachable(requesterName: str, keycardIds: Sequence[str]) -> Any:
+            calls.append(list(keycardIds))
+            return fail(KeycardDenied("the bouncer is unreachable"))
+
+        self.app.bouncer.keepAlive = unreachable  # type: ignore[method-assign]
+        session = self.session()
+        self.app.clock.advance(301)
+        for _ in range(5):
+            self.assertEqual(self.get(**self.withCookie(session)).code, 200)
+        self.assertEqual(len(calls), 1)
+        self.app.clock.advance(60)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 200)
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+        self.app.clock.advance(240)
+        self.assertEqual(self.get(**self.withCookie(session)).code, 401)
 
     def test_noRenewal(self) -> None:
         """

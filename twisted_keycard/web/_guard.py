@@ -172,6 +172,8 @@ class HeldLogin:
     @ivar duration: the keycard's duration, for which a renewal renews it;
         C{None} if it is not renewed.
     @ivar renewing: whether a renewal is on its way.
+    @ivar retryAt: after a failed renewal, no other is tried before this
+        POSIX time.
     """
 
     keycardId: str
@@ -181,6 +183,7 @@ class HeldLogin:
     tokenId: str | None = None
     duration: float | None = None
     renewing: bool = False
+    retryAt: float = 0.0
 
 
 #: Held logins by key, least recently used first, shared fairly between
@@ -486,7 +489,8 @@ class KeycardGuard:
         duration = held.duration
         if not self.options.renew or duration is None or held.renewing:
             return
-        if held.expires - self.clock.seconds() > duration / 2:
+        now = self.clock.seconds()
+        if held.expires - now > duration / 2 or now < held.retryAt:
             return
         held.renewing = True
 
@@ -497,6 +501,8 @@ class KeycardGuard:
 
         def failed(failure: Failure) -> None:
             held.renewing = False
+            # One line, and one try, per tenth of the duration at most.
+            held.retryAt = self.clock.seconds() + duration / 10
             self.log.info(
                 "could not renew keycard {keycardId}: {error}",
                 keycardId=held.keycardId,
