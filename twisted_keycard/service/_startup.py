@@ -13,6 +13,7 @@ import re
 import socket
 import sqlite3
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -789,12 +790,21 @@ def _reported(data: bytes) -> bool:
     return data.startswith(f"1 {name}:".encode())
 
 
+#: Seconds a daemonizing twistd's parent waits, after its child reported a
+#: failed start, for the child to remove its pid file.
+PIDFILE_WAIT = 5.0
+
+
 def quietParent() -> None:
     """
     Make the parent process of a daemonizing twistd (this one, before it
     forks) exit with status 1 and print nothing more when its child reports
     a L{StartupError}, which L{Daemonized} has printed as one line; any
-    other failure is printed as twistd prints it.  twistd has no hook for
+    other failure is printed as twistd prints it.  Either way it exits once
+    the child has removed its pid file (twistd's child removes it just
+    after it reports), at most L{PIDFILE_WAIT} seconds later, so that a
+    failed start leaves none behind when the command returns (it raced
+    before, on a busy machine).  twistd has no hook for
     this: its C{UnixApplicationRunner._waitForStart} is replaced, in this
     process only (which exits once its child has started); a twistd without
     it is left alone.
@@ -811,6 +821,12 @@ def quietParent() -> None:
         data = untilConcludes(os.read, readPipe, 100)
         if data == b"0":
             return 0
+        # The child removes its pid file just after it reports: exit once
+        # it is gone, so that none is left when the command returns.
+        pidfile = getattr(self, "config", {}).get("pidfile")
+        deadline = time.monotonic() + PIDFILE_WAIT
+        while pidfile and os.path.exists(pidfile) and time.monotonic() < deadline:
+            time.sleep(0.01)
         if not _reported(data):
             # As twistd does.
             out = sys.__stderr__ or sys.stderr
