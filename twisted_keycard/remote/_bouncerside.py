@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer import AVATAR, REQUESTER, Bouncer, IRequester
-from twisted_keycard.error import KeycardDenied, KeycardRefused
+from twisted_keycard.error import KeycardDenied, KeycardRefused, MalformedMessage
 from twisted_keycard.keycard import Keycard
 from twisted_keycard.store import (
     IKeycardStore,
@@ -185,6 +185,18 @@ class BouncerPerspective(pb.Avatar):
         self.bouncer = bouncer
         self.avatarId = avatarId
         self.isRequester = isRequester
+
+    def perspectiveMessageReceived(
+        self, broker: pb.Broker, message: str, args: object, kw: object
+    ) -> object:
+        """
+        Call the method named; a name this perspective lacks is refused
+        with L{MalformedMessage}, which PB sends back without logging the
+        traceback a logged-in client could otherwise fill the log with.
+        """
+        if not callable(getattr(self, f"perspective_{message}", None)):
+            raise MalformedMessage(f"no method {printable(message)!r} here")
+        return super().perspectiveMessageReceived(broker, message, args, kw)
 
     def perspective_whoami(self) -> str:
         return self.avatarId
