@@ -670,6 +670,10 @@ class PendingExchanges:
                 del self._byConnection[entry.connection]
 
 
+#: Requesters whose token audience an L{Issuer} keeps worked out.
+MAX_AUDIENCES = 1024
+
+
 @attrs.define
 class Issuer:
     """
@@ -695,6 +699,9 @@ class Issuer:
     seatRefusals: dict[str, int] = attrs.field(factory=dict)
     #: The pool's queue, when the bouncer keeps one.
     seatQueue: SeatQueue | None = None
+    _audiences: dict[str | None, tuple[str, ...]] = attrs.field(
+        factory=dict, init=False
+    )
 
     async def issue(
         self, keycard: Keycard, avatarId: str, parent: TokenClaims | None = None
@@ -803,9 +810,18 @@ class Issuer:
         tokens = self.tokens
         if tokens is None:
             return () if record.requesterName is None else (record.requesterName,)
-        return tokens.audienceFor(
-            record.requesterName, None if parent is None else parent.audiences
-        )
+        if parent is not None:
+            return tokens.audienceFor(record.requesterName, parent.audiences)
+        # The policy is frozen: each requester's audience is worked out once.
+        audiences = self._audiences
+        found = audiences.get(record.requesterName)
+        if found is None:
+            if len(audiences) >= MAX_AUDIENCES:
+                audiences.clear()
+            found = audiences[record.requesterName] = tokens.audienceFor(
+                record.requesterName
+            )
+        return found
 
 
 @attrs.define
