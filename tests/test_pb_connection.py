@@ -1,6 +1,6 @@
 """
 Tests for the lifecycle of one client's connection to a L{KeycardRoot}
-(L{twisted_keycard.pb._connection}): a realm that answers late, clients that
+(L{twisted_keycard.pb._root.ClientConnection}): a realm that answers late, clients that
 go or expire while their avatar is being produced.
 """
 
@@ -20,7 +20,7 @@ from zope.interface import Interface, implementer
 
 from twisted_keycard import KeycardDenied, KeycardRefused
 from twisted_keycard.keycard import Step
-from twisted_keycard.pb._connection import ClientConnection, ConnectionInputs
+from twisted_keycard.pb._root import ClientConnection, ConnectionInputs
 from twisted_keycard.pb._serverfactory import ConnectionGuard
 from twisted_keycard.testing import KeycardTestConnection, KeycardTestServer
 
