@@ -142,3 +142,68 @@ def accepts(port: int) -> bool:
 async def started(process: Process, port: int) -> None:
     process.start()
     await waitFor(lambda: f"starting on {port}" in process.output(), "the bouncer")
+
+
+async def metricsBouncer(
+    case: Any, dataDir: Path, log: Path, *options: str
+) -> tuple[Process, int, int]:
+    """
+    Start C{twistd -n keycard-bouncer --metrics} on free loopback ports,
+    stopped by C{case}'s cleanup, and wait until both ports are served.
+
+    @return: the process, its PB port and its metrics port.
+    """
+    port, metricsPort = freePort(), freePort()
+    process = bouncer(
+        dataDir,
+        f"tcp:{port}:interface=127.0.0.1",
+        log,
+        "--metrics",
+        f"tcp:{metricsPort}:interface=127.0.0.1",
+        *options,
+    )
+    case.addCleanup(process.stop)
+    process.start()
+    await waitFor(
+        lambda: all(
+            f"starting on {p}" in process.output() for p in (port, metricsPort)
+        ),
+        "the bouncer and its metrics",
+    )
+    return process, port, metricsPort
+
+
+def requesterProcess(
+    case: Any, bouncerPort: int, log: Path, secret: str, *extra: str
+) -> tuple[subprocess.Popen[str], int]:
+    """
+    Start the requester process C{chat} (see C{tests/_requesterproc.py})
+    on a free port, logging to C{log}, with the requester secret C{secret}
+    on its standard input; killed by C{case}'s cleanup.
+
+    @return: the process and the port its clients connect to.
+    """
+    port = freePort()
+    out = open(log, "w")  # noqa: SIM115 - closed in cleanup
+    case.addCleanup(out.close)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "_requesterproc.py"),
+            str(bouncerPort),
+            str(port),
+            "chat",
+            *extra,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
+    case.addCleanup(process.wait)
+    case.addCleanup(process.kill)
+    assert process.stdin is not None
+    process.stdin.write(secret + "\n")
+    process.stdin.close()
+    return process, port

@@ -36,12 +36,11 @@ from twisted_keycard.scram import SCRAMAnswerer
 from ._procs import (
     ROOT,
     Process,
-    bouncer,
     freePort,
     keycard,
+    metricsBouncer,
     needTool,
     reactor,
-    started,
     waitFor,
 )
 
@@ -152,13 +151,10 @@ class DashboardTests(TestCase):
 
     def test_panelsGiveData(self) -> Deferred[None]:
         async def go() -> None:
-            port, metricsPort = freePort(), freePort()
-            process = bouncer(
+            _, port, metricsPort = await metricsBouncer(
+                self,
                 self.data,
-                f"tcp:{port}:interface=127.0.0.1",
                 self.dir / "bouncer.log",
-                "--metrics",
-                f"tcp:{metricsPort}:interface=127.0.0.1",
                 "--requesters",
                 "chat",
                 "--seat-pool",
@@ -166,8 +162,6 @@ class DashboardTests(TestCase):
                 "--seats",
                 "50",
             )
-            self.addCleanup(process.stop)
-            await started(process, port)
             base = self.prometheus(metricsPort)
             await waitFor(
                 lambda: "Server is ready" in self.prometheusProcess.output(),

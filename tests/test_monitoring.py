@@ -12,7 +12,6 @@ import json
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,14 +28,13 @@ from twisted_keycard import KeycardClientFactory, __version__
 from twisted_keycard.scram import SCRAMAnswerer
 
 from ._procs import (
-    ENV,
     ROOT,
     TIMEOUT,
-    bouncer,
-    freePort,
     keycard,
+    metricsBouncer,
     needTool,
     reactor,
+    requesterProcess,
     waitFor,
 )
 from ._redis import RedisServer
@@ -231,29 +229,8 @@ class ScrapeTests(TestCase):
         """
         Start the requester process C{chat} (see C{tests/_requesterproc.py}).
         """
-        port = freePort()
         log = self.dir / "requester.log"
-        out = open(log, "w")  # noqa: SIM115 - closed in cleanup
-        self.addCleanup(out.close)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "_requesterproc.py"),
-                str(bouncerPort),
-                str(port),
-                "chat",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=ENV,
-        )
-        self.addCleanup(process.wait)
-        self.addCleanup(process.kill)
-        assert process.stdin is not None
-        process.stdin.write(SECRET + "\n")
-        process.stdin.close()
+        process, port = requesterProcess(self, bouncerPort, log, SECRET)
         return process, port, log
 
     def test_scrape(self) -> Deferred[None]:
@@ -267,28 +244,16 @@ class ScrapeTests(TestCase):
         """
 
         async def go() -> None:
-            port, metricsPort = freePort(), freePort()
-            process = bouncer(
+            _, port, metricsPort = await metricsBouncer(
+                self,
                 self.data,
-                f"tcp:{port}:interface=127.0.0.1",
                 self.dir / "bouncer.log",
-                "--metrics",
-                f"tcp:{metricsPort}:interface=127.0.0.1",
                 "--requesters",
                 "chat",
                 "--seat-pool",
                 "floor",
                 "--seats",
                 "5",
-            )
-            self.addCleanup(process.stop)
-            process.start()
-            await waitFor(
-                lambda: (
-                    f"starting on {metricsPort}" in process.output()
-                    and f"starting on {port}" in process.output()
-                ),
-                "the bouncer",
             )
             first = await self.scrapeUntil(
                 metricsPort,
@@ -404,20 +369,12 @@ class RedisOutageScrapeTests(ScrapeTests):
         """
 
         async def go() -> None:
-            port, metricsPort = freePort(), freePort()
-            process = bouncer(
+            _, port, metricsPort = await metricsBouncer(
+                self,
                 self.data,
-                f"tcp:{port}:interface=127.0.0.1",
                 self.dir / "bouncer.log",
-                "--metrics",
-                f"tcp:{metricsPort}:interface=127.0.0.1",
                 # The test's Redis has no password.
                 "--insecure-redis",
-            )
-            self.addCleanup(process.stop)
-            process.start()
-            await waitFor(
-                lambda: f"starting on {port}" in process.output(), "the bouncer"
             )
             up = await self.scrapeUntil(
                 metricsPort, lambda s: s("keycard_store_up") == 1, "the store"
@@ -459,18 +416,10 @@ class SQLiteLockedScrapeTests(ScrapeTests):
         """
 
         async def go() -> None:
-            port, metricsPort = freePort(), freePort()
-            process = bouncer(
+            _, _, metricsPort = await metricsBouncer(
+                self,
                 self.data,
-                f"tcp:{port}:interface=127.0.0.1",
                 self.dir / "bouncer.log",
-                "--metrics",
-                f"tcp:{metricsPort}:interface=127.0.0.1",
-            )
-            self.addCleanup(process.stop)
-            process.start()
-            await waitFor(
-                lambda: f"starting on {metricsPort}" in process.output(), "the bouncer"
             )
             await self.scrapeUntil(
                 metricsPort, lambda s: s("keycard_lease_active") == 1, "the lease"

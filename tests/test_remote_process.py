@@ -25,13 +25,12 @@ from twisted_keycard import KeycardClientFactory, KeycardDenied, KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
 
 from ._procs import (
-    ENV,
-    ROOT,
     accepts,
     bouncer,
     freePort,
     keycard,
     reactor,
+    requesterProcess,
     started,
     waitFor,
 )
@@ -82,30 +81,7 @@ class RemoteProcessTests(TestCase):
 
         @return: the process and the port its clients connect to.
         """
-        port = freePort()
-        out = open(log, "w")  # noqa: SIM115 - closed in cleanup
-        self.addCleanup(out.close)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "_requesterproc.py"),
-                str(bouncerPort),
-                str(port),
-                "chat",
-                *extra,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=ENV,
-        )
-        self.addCleanup(process.wait)
-        self.addCleanup(process.kill)
-        assert process.stdin is not None
-        process.stdin.write(SECRET + "\n")
-        process.stdin.close()
-        return process, port
+        return requesterProcess(self, bouncerPort, log, SECRET, *extra)
 
     async def client(self, port: int) -> tuple[KeycardLogin, list[bool]]:
         """

@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 from twisted_keycard import KeycardClientFactory
 from twisted_keycard.scram import SCRAMAnswerer
 
-from ._procs import TIMEOUT, bouncer, freePort, keycard, reactor, waitFor
+from ._procs import TIMEOUT, keycard, metricsBouncer, reactor
 
 PASSWORD = "correct horse battery staple"
 KIND = "scram-sha-256"
@@ -95,22 +95,10 @@ class MetricsServiceTests(TestCase):
         """
 
         async def go() -> None:
-            port, metricsPort = freePort(), freePort()
-            process = bouncer(
+            _, port, metricsPort = await metricsBouncer(
+                self,
                 self.data,
-                f"tcp:{port}:interface=127.0.0.1",
                 self.dir / "bouncer.log",
-                "--metrics",
-                f"tcp:{metricsPort}:interface=127.0.0.1",
-            )
-            self.addCleanup(process.stop)
-            process.start()
-            await waitFor(
-                lambda: (
-                    f"starting on {port}" in process.output()
-                    and f"starting on {metricsPort}" in process.output()
-                ),
-                "the bouncer",
             )
             before = await self.scrape(metricsPort)
             self.assertEqual(
