@@ -173,28 +173,18 @@ async def metricsBouncer(
     return process, port, metricsPort
 
 
-def requesterProcess(
-    case: Any, bouncerPort: int, log: Path, secret: str, *extra: str
-) -> tuple[subprocess.Popen[str], int]:
+def scriptProcess(
+    case: Any, args: list[str], log: Path, stdin: str
+) -> subprocess.Popen[str]:
     """
-    Start the requester process C{chat} (see C{tests/_requesterproc.py})
-    on a free port, logging to C{log}, with the requester secret C{secret}
-    on its standard input; killed by C{case}'s cleanup.
-
-    @return: the process and the port its clients connect to.
+    Run C{python ARGS...} (an example, a test's helper script) with C{stdin}
+    as its standard input's one line (a password or a secret, never on its
+    command line) and its output in C{log}; killed by C{case}'s cleanup.
     """
-    port = freePort()
     out = open(log, "w")  # noqa: SIM115 - closed in cleanup
     case.addCleanup(out.close)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "_requesterproc.py"),
-            str(bouncerPort),
-            str(port),
-            "chat",
-            *extra,
-        ],
+        [sys.executable, *args],
         stdin=subprocess.PIPE,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -204,6 +194,22 @@ def requesterProcess(
     case.addCleanup(process.wait)
     case.addCleanup(process.kill)
     assert process.stdin is not None
-    process.stdin.write(secret + "\n")
+    process.stdin.write(stdin + "\n")
     process.stdin.close()
-    return process, port
+    return process
+
+
+def requesterProcess(
+    case: Any, bouncerPort: int, log: Path, secret: str, *extra: str
+) -> tuple[subprocess.Popen[str], int]:
+    """
+    Start the requester process C{chat} (see C{tests/_requesterproc.py})
+    on a free port, logging to C{log}, with the requester secret C{secret};
+    killed by C{case}'s cleanup.
+
+    @return: the process and the port its clients connect to.
+    """
+    port = freePort()
+    script = str(ROOT / "tests" / "_requesterproc.py")
+    args = [script, str(bouncerPort), str(port), "chat", *extra]
+    return scriptProcess(case, args, log, secret), port

@@ -12,7 +12,6 @@ and not through C{app1}.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from twisted_keycard.sessions import requestTicket
 from twisted_keycard.tokens import TokenAnswerer
 
 from ._procs import (
-    ENV,
     ROOT,
     TIMEOUT,
     bouncer,
@@ -36,6 +34,7 @@ from ._procs import (
     keycard,
     needTool,
     reactor,
+    scriptProcess,
     started,
     waitFor,
 )
@@ -56,21 +55,7 @@ NOT_FOR_HERE = "keycard refused: token not for this requester"
 
 class AudienceAttackTests(TestCase):
     def spawn(self, log: Path, args: list[str], password: str) -> None:
-        out = open(log, "w")  # noqa: SIM115 - closed in cleanup
-        self.addCleanup(out.close)
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=ENV,
-        )
-        self.addCleanup(process.wait)
-        self.addCleanup(process.kill)
-        assert process.stdin is not None
-        process.stdin.write(password + "\n")
-        process.stdin.close()
+        scriptProcess(self, args, log, password)
 
     async def login(self, port: int, answerer: Any) -> KeycardLogin:
         factory = KeycardClientFactory()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -42,7 +41,16 @@ from twisted_keycard.passwords import PasswordAnswerer
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.sessions import connectSession
 
-from ._procs import ENV, ROOT, bouncer, freePort, keycard, started, waitFor
+from ._procs import (
+    ENV,
+    ROOT,
+    bouncer,
+    freePort,
+    keycard,
+    scriptProcess,
+    started,
+    waitFor,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -450,28 +458,8 @@ class AttackTests(TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         port = freePort()
         log = self.dir / "service.log"
-        out = open(log, "w")  # noqa: SIM115 - closed in cleanup
-        self.addCleanup(out.close)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                EXAMPLE,
-                "service",
-                f"tcp:127.0.0.1:{self.port}",
-                str(port),
-                "chat",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=ENV,
-        )
-        self.addCleanup(process.wait)
-        self.addCleanup(process.kill)
-        assert process.stdin is not None
-        process.stdin.write(PASSWORD + "\n")
-        process.stdin.close()
+        args = [EXAMPLE, "service", f"tcp:127.0.0.1:{self.port}", str(port), "chat"]
+        scriptProcess(self, args, log, PASSWORD)
         self.serviceLog = log
         return port
 

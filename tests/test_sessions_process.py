@@ -23,7 +23,16 @@ from twisted_keycard import KeycardClientFactory
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.sessions import connectSession
 
-from ._procs import ENV, ROOT, bouncer, freePort, keycard, reactor, started, waitFor
+from ._procs import (
+    ROOT,
+    bouncer,
+    freePort,
+    keycard,
+    reactor,
+    scriptProcess,
+    started,
+    waitFor,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -136,19 +145,4 @@ class ThreeProcessTests(TestCase):
         return ensureDeferred(go())
 
     def spawn(self, log: Path, args: list[str], password: str) -> subprocess.Popen[str]:
-        out = open(log, "w")  # noqa: SIM115 - closed in cleanup
-        self.addCleanup(out.close)
-        process = subprocess.Popen(
-            [sys.executable, EXAMPLE, *args],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=ENV,
-        )
-        self.addCleanup(process.wait)
-        self.addCleanup(process.kill)
-        assert process.stdin is not None
-        process.stdin.write(password + "\n")
-        process.stdin.close()
-        return process
+        return scriptProcess(self, [EXAMPLE, *args], log, password)
