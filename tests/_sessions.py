@@ -126,15 +126,22 @@ class SessionWorld:
         return link
 
     def startService(
-        self, name: str, port: int, redeemer: ITicketRedeemer | None = None
+        self,
+        name: str,
+        port: int,
+        redeemer: ITicketRedeemer | None = None,
+        **options: int,
     ) -> SessionRoot:
         """
-        Service C{name} listening on C{port}.
+        Service C{name} listening on C{port}, its root made with
+        C{options} (C{maxSessions}, C{maxSessionsPerClient}).
         """
         realm = EchoRealm()
         if redeemer is None:
             redeemer = self.redeemer(name)
-        root = SessionRoot(redeemer, realm, clock=self.reactor, idleTimeout=IDLE)
+        root = SessionRoot(
+            redeemer, realm, clock=self.reactor, idleTimeout=IDLE, **options
+        )
         self.reactor.listenTCP(port, SessionServerFactory(root, clock=self.reactor))
         self.services[name] = (root, realm, port)
         self.settle()

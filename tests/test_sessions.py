@@ -444,6 +444,71 @@ class SessionTestsMixin(SynchronousTestCase):
         self.assertEqual(self.root.sessionIds(), [bobs.sessionId])
         self.assertEqual(self.successResultOf(self.call(bobs, "whoami")), "bob")
 
+    # Fair shares of the service's sessions
+
+    def test_sessionsPerClient(self) -> None:
+        """
+        A client's session past C{maxSessionsPerClient} ends its own
+        oldest, everywhere: the connection is closed, its avatar logged
+        out, and the bouncer told.
+        """
+        root = self.world.startService(
+            "files", FILES_PORT, maxSessions=10, maxSessionsPerClient=2
+        )
+        realm = self.world.services["files"][1]
+        first, second, third = (
+            self.successResultOf(self.world.connect(self.login, "files"))
+            for _ in range(3)
+        )
+        self.world.settle()
+        self.successResultOf(first.whenEnded())
+        self.assertNoResult(second.whenEnded())
+        self.assertEqual(root.sessionIds(), [second.sessionId, third.sessionId])
+        self.assertEqual(realm.loggedOut, ["alice"])
+        self.assertNotIn(first.sessionId, self.world.granter.table.sessionIds())
+        self.assertEqual(self.successResultOf(self.call(third, "whoami")), "alice")
+
+    def test_fullTableShared(self) -> None:
+        """
+        With every session of the service taken, a client's new session
+        ends the oldest of the client holding the most, or its own oldest
+        when it holds as many as any: one client filling the table never
+        keeps another out, and never ends another's session while it
+        holds more.
+        """
+        root = self.world.startService(
+            "files", FILES_PORT, maxSessions=3, maxSessionsPerClient=3
+        )
+        alices = [
+            self.successResultOf(self.world.connect(self.login, "files"))
+            for _ in range(3)
+        ]
+        bob = self.world.login("bob")
+        bobs = self.successResultOf(self.world.connect(bob, "files"))
+        self.world.settle()
+        self.successResultOf(alices[0].whenEnded())
+        self.assertEqual(
+            sorted(root.sessionIds()),
+            sorted([alices[1].sessionId, alices[2].sessionId, bobs.sessionId]),
+        )
+        # Bob now holds the most: alice's next session ends his oldest.
+        bobs2 = self.successResultOf(self.world.connect(bob, "files"))
+        self.world.settle()
+        self.successResultOf(alices[1].whenEnded())
+        fourth = self.successResultOf(self.world.connect(self.login, "files"))
+        self.world.settle()
+        self.successResultOf(bobs.whenEnded())
+        # Alice holds the most again: her next session ends her own oldest.
+        fifth = self.successResultOf(self.world.connect(self.login, "files"))
+        self.world.settle()
+        self.successResultOf(alices[2].whenEnded())
+        self.assertNoResult(bobs2.whenEnded())
+        self.assertEqual(
+            sorted(root.sessionIds()),
+            sorted([bobs2.sessionId, fourth.sessionId, fifth.sessionId]),
+        )
+        self.assertEqual(self.successResultOf(self.call(bobs2, "whoami")), "bob")
+
 
 class LocalSessionTests(SessionTestsMixin):
     __test__ = True

@@ -31,6 +31,7 @@ from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
+from twisted_keycard._shares import FairShares
 from twisted_keycard.error import SessionRefused
 from twisted_keycard.keycard import IAnswerer
 from twisted_keycard.pb import (
@@ -224,7 +225,9 @@ class Sessions(Protocol):
     idleTimeout: float
     log: Logger
 
-    def _track(self, sessionId: str, inputs: SessionInputs) -> None: ...
+    def _track(
+        self, sessionId: str, clientName: str, inputs: SessionInputs
+    ) -> None: ...
 
     def _untrack(self, sessionId: str) -> None: ...
 
@@ -387,7 +390,7 @@ def _makeMachine() -> Callable[[SessionCore], SessionInputs]:
         assert pending is not None
         s.pending = None
         s.sessionId = pending.grant.ticketId
-        s.root._track(s.sessionId, c)
+        s.root._track(s.sessionId, pending.grant.clientName, c)
         return pending
 
     @Confirming.upon(SessionInputs.established).to(Established)
@@ -470,8 +473,11 @@ class SessionConnection:
 #: Seconds a session may go without a message from its client, by default.
 IDLE_TIMEOUT = 300.0
 
-#: Sessions (and exchanges under way) one root holds at most, by default.
+#: Sessions (and confirmations under way) one root holds at most, by default.
 MAX_SESSIONS = 10_000
+
+#: Sessions of one client (avatar) one root holds at most, by default.
+MAX_SESSIONS_PER_CLIENT = 100
 
 
 @implementer(IPBRoot, ISessionListener)
@@ -497,6 +503,7 @@ class SessionRoot:
         clock: IReactorTime,
         idleTimeout: float = IDLE_TIMEOUT,
         maxSessions: int = MAX_SESSIONS,
+        maxSessionsPerClient: int = MAX_SESSIONS_PER_CLIENT,
     ) -> None:
         """
         @param redeemer: the bouncer, as this service knows it: a
@@ -505,7 +512,16 @@ class SessionRoot:
         @param realm: gives the avatars, asked with the client's name.
         @param idleTimeout: seconds after the client's last message at
             which a session is reaped.
-        @param maxSessions: sessions, and exchanges under way, at most.
+        @param maxSessions: sessions, and confirmations under way, at most.
+        @param maxSessionsPerClient: sessions, and confirmations under way,
+            of one client (the avatar the bouncer vouches for) at most.
+
+        The sessions are shared fairly: a client's new session ends its own
+        oldest when it holds C{maxSessionsPerClient}, or when all
+        C{maxSessions} are taken and it holds as many as any other client;
+        otherwise, with all taken, the oldest of the client holding the
+        most ends.  So one client, however many keycards it logs in with,
+        never ends another's sessions while it holds more.
         """
         if not idleTimeout > 0:
             raise ValueError("idleTimeout must be positive")
@@ -514,8 +530,11 @@ class SessionRoot:
         self.clock = clock
         self.idleTimeout = idleTimeout
         self.maxSessions = maxSessions
+        self.maxSessionsPerClient = maxSessionsPerClient
         self._connections: dict[pb.Broker, SessionConnection] = {}
-        self._sessions: dict[str, SessionInputs] = {}
+        self._sessions: FairShares[str, str, SessionInputs] = FairShares(
+            maxSessions, maxSessionsPerClient
+        )
         redeemer.listen(self)
 
     def rootObject(self, broker: pb.Broker) -> _SessionDoor:
@@ -546,11 +565,13 @@ class SessionRoot:
         if connection is not None:
             connection.inputs.connectionLost()
 
-    def _track(self, sessionId: str, inputs: SessionInputs) -> None:
-        self._sessions[sessionId] = inputs
+    def _track(self, sessionId: str, clientName: str, inputs: SessionInputs) -> None:
+        for _, pushed in self._sessions.put(sessionId, clientName, inputs):
+            if pushed is not inputs:
+                pushed.end("pushed out by a newer session (too many sessions)")
 
     def _untrack(self, sessionId: str) -> None:
-        self._sessions.pop(sessionId, None)
+        self._sessions.pop(sessionId)
 
     # What the bouncer says
 
@@ -574,9 +595,6 @@ class SessionRoot:
             inputs.refuse("a malformed open")
             raise SessionRefused()
         assert isinstance(ticketId, str) and isinstance(nonce, bytes)
-        if len(self._sessions) >= self.maxSessions:
-            inputs.refuse("too many sessions")
-            raise SessionRefused()
         try:
             grant = await self.redeemer.redeem(ticketId)
         except Exception as e:
