@@ -38,6 +38,7 @@ from zope.interface import implementer
 from twisted_keycard import KeycardClientFactory, KeycardDenied
 from twisted_keycard.keycard._keycard import IAnswerer
 from twisted_keycard.passwords import PasswordAnswerer
+from twisted_keycard.pb import KeycardLogin
 from twisted_keycard.scram import SCRAMAnswerer
 from twisted_keycard.sessions import connectSession
 
@@ -539,6 +540,56 @@ class AttackTests(TestCase):
             await self.assertServerWell(
                 login=self.loginTimes, counts=counts, pushed=pushed
             )
+
+        return ensureDeferred(go())
+
+    def test_sessionFlood(self) -> Deferred[None]:
+        """
+        One account opens 130 brokered sessions with a real service (the
+        example's C{chat}) on one keycard, past its share there (100):
+        each session past it ends that account's oldest, while a second
+        user's session, opened first, keeps working throughout.
+        """
+
+        async def go() -> None:
+            await self.startBouncer("--services", "chat")
+            servicePort = self.chatService()
+            await waitFor(
+                lambda: "listening on" in self.serviceLog.read_text(), "the service"
+            )
+            service = TCP4ClientEndpoint(reactor, "127.0.0.1", servicePort)
+
+            async def loggedIn(name: str, source: int) -> KeycardLogin:
+                factory = KeycardClientFactory()
+                endpoint = TCP4ClientEndpoint(
+                    reactor,
+                    "127.0.0.1",
+                    self.port,
+                    bindAddress=(f"127.0.0.{source}", 0),
+                )
+                await endpoint.connect(factory)
+                self.addCleanup(factory.disconnect)
+                return await factory.loginWithKeycard([SCRAMAnswerer(name, PASSWORD)])
+
+            bob = await connectSession(await loggedIn("bob", 250), service, "chat")
+            self.addCleanup(bob.end)
+            alice = await loggedIn("alice", 251)
+            sessions = []
+            for _ in range(130):
+                session = await connectSession(alice, service, "chat")
+                self.addCleanup(session.end)
+                sessions.append(session)
+            await waitFor(
+                lambda: all(s.broker.disconnected for s in sessions[:30]),
+                "alice's 30 oldest sessions to end",
+            )
+            self.assertFalse(any(s.broker.disconnected for s in sessions[30:]))
+            self.assertEqual(await bob.perspective.callRemote("whoami"), "bob")
+            self.assertEqual(
+                await sessions[-1].perspective.callRemote("whoami"), "alice"
+            )
+            self.assertFalse(bob.broker.disconnected)
+            await self.assertServerWell()
 
         return ensureDeferred(go())
 
