@@ -22,6 +22,12 @@ TEMP = Path(
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Paths given to --ignore and --ignore-glob are read against the
+    # directory pytest was started in, not the one the tests run in.
+    for option in ("ignore", "ignore_glob"):
+        paths = getattr(config.option, option, None)
+        if paths:
+            setattr(config.option, option, [os.path.abspath(p) for p in paths])
     shutil.rmtree(TEMP, ignore_errors=True)
     TEMP.mkdir()
     os.chdir(TEMP)
