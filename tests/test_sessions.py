@@ -509,6 +509,26 @@ class SessionTestsMixin(SynchronousTestCase):
         )
         self.assertEqual(self.successResultOf(self.call(bobs2, "whoami")), "bob")
 
+    def test_badShares(self) -> None:
+        """
+        A cap on sessions that is not a positive integer is refused by
+        name, before the root listens to the bouncer.
+        """
+        cases: list[tuple[str, object]] = [
+            ("maxSessions", 0),
+            ("maxSessionsPerClient", -1),
+            ("maxSessionsPerClient", True),
+            ("maxSessions", 2.5),
+        ]
+        for name, value in cases:
+            with self.assertRaises(ValueError) as raised:
+                self.world.startService("files", FILES_PORT, **{name: value})  # type: ignore[arg-type]
+            self.assertEqual(
+                str(raised.exception),
+                f"{name} must be a positive integer, not {value!r}",
+            )
+        self.assertNotIn("files", self.world.services)
+
 
 class LocalSessionTests(SessionTestsMixin):
     __test__ = True

@@ -525,12 +525,16 @@ class SessionRoot:
         """
         if not idleTimeout > 0:
             raise ValueError("idleTimeout must be positive")
+        for name, value in [
+            ("maxSessions", maxSessions),
+            ("maxSessionsPerClient", maxSessionsPerClient),
+        ]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self.redeemer = redeemer
         self.realm = realm
         self.clock = clock
         self.idleTimeout = idleTimeout
-        self.maxSessions = maxSessions
-        self.maxSessionsPerClient = maxSessionsPerClient
         self._connections: dict[pb.Broker, SessionConnection] = {}
         self._sessions: FairShares[str, str, SessionInputs] = FairShares(
             maxSessions, maxSessionsPerClient
