@@ -5,6 +5,7 @@ not one of its figures.
 
     python bench/login_cost.py [COUNT [SIDE...]]   # sides: ours, service, stock
     python bench/login_cost.py --trace [SIDE...]   # the server's work, counted
+    python bench/login_cost.py --parts [SIDE...]   # the same, by part
     python bench/login_cost.py --cachegrind [COUNT [SIDE...]]  # both ends, simulated
 
 C{COUNT} is the logins per batch, 160 by default.  C{ours} is P1's
@@ -26,7 +27,10 @@ connection's keycards); the client's part is the rest (its own broker and
 login code, connection set-up, and the in-memory transport, which costs the
 same for both).  With C{--trace}, the server's part is counted instead of
 timed, with C{sys.settrace}: its Python opcodes, calls, and distinct
-functions per login.  Times are the thread's CPU time (C{time.thread_time}),
+functions per login; with C{--parts}, the same split by the part of
+the login the code belongs to (L{PARTS}: the PB wire, Deferreds, SCRAM,
+the bouncer's steps...), code that attrs, dataclasses or Automat generate
+counted with its caller's part.  Times are the thread's CPU time (C{time.thread_time}),
 not the wall clock, so that other processes on the machine do not count.
 The sides run in turn, in interleaved batches; each figure is the
 median of the batches.
@@ -179,44 +183,89 @@ def measure(
     }
 
 
-def trace(sides: list[str], count: int = 160) -> dict[str, tuple[float, float, int]]:
+#: The parts of a login's server work, by the first of their paths found
+#: in a function's file (in this order).
+PARTS = [
+    ("PB wire", ("twisted_keycard/pb/_broker", "twisted/spread/", "compat.py")),
+    ("Deferreds, coroutines", ("twisted/internet/defer", "asyncio/coroutines")),
+    ("SCRAM", ("twisted_keycard/scram/", "/hmac.py")),
+    ("bouncer steps", ("twisted_keycard/bouncer/", "twisted_keycard/_")),
+    ("root, connection", ("twisted_keycard/pb/",)),
+    ("keycard", ("twisted_keycard/keycard/",)),
+    ("store record", ("twisted_keycard/store/",)),
+    ("log line", ("twisted/logger/", "constantly/")),
+    ("Automat", ("automat/",)),
+    ("attrs", ("attr/",)),
+    ("random", ("/random.py",)),
+    ("portal, realm", ("twisted/cred/", "bench/")),
+    ("clock, transport", ("twisted/internet/", "twisted/test/iosim")),
+]
+
+
+def partOf(frame: Any) -> str:
+    """
+    The part of the login (L{PARTS}) the code of C{frame} belongs to;
+    generated code (its file named in angle brackets) belongs to its
+    caller's part.
+    """
+    while frame.f_code.co_filename.startswith("<") and frame.f_back is not None:
+        frame = frame.f_back
+    filename = frame.f_code.co_filename
+    for part, paths in PARTS:
+        if any(path in filename for path in paths):
+            return part
+    return "other"
+
+
+def trace(
+    sides: list[str], count: int = 160, parts: bool = False
+) -> dict[str, dict[str, tuple[float, float, int]]]:
     """
     Count the server's work: after the same untimed logins as L{measure},
     C{count} logins run with the server's part traced.
 
-    @return: for each side, the Python opcodes and calls per login, and
-        the distinct Python functions the server ran.
+    @param parts: whether to count each part of the login (L{partOf}) on
+        its own, or all of it as one part, C{"all"}.
+    @return: for each side and part, the Python opcodes and calls per
+        login, and the distinct Python functions the server ran.
     """
     result = {}
     for side in sides:
         runner = Side(side)
         for first in range(0, 3 * USERS, PER_CONNECTION):
             runner.logins(first, PER_CONNECTION)
-        counts = {"opcode": 0, "call": 0}
-        functions: set[Any] = set()
+        opcodes: dict[str, int] = {}
+        calls: dict[str, int] = {}
+        functions: dict[str, set[Any]] = {}
 
         def tracer(
             frame: Any,
             event: str,
             arg: object,
-            counts: dict[str, int] = counts,
-            functions: set[Any] = functions,
+            opcodes: dict[str, int] = opcodes,
+            calls: dict[str, int] = calls,
+            functions: dict[str, set[Any]] = functions,
         ) -> Any:
-            if event in counts:
-                counts[event] += 1
-            if event == "call":
-                functions.add(frame.f_code)
+            part = partOf(frame) if parts else "all"
+            if event == "opcode":
+                opcodes[part] = opcodes.get(part, 0) + 1
+            elif event == "call":
+                calls[part] = calls.get(part, 0) + 1
+                functions.setdefault(part, set()).add(frame.f_code)
                 frame.f_trace_opcodes = True
             return tracer
 
         runner.tracer = tracer
         for first in range(0, count, PER_CONNECTION):
             runner.logins(first, min(PER_CONNECTION, count - first))
-        result[side] = (
-            counts["opcode"] / count,
-            counts["call"] / count,
-            len(functions),
-        )
+        result[side] = {
+            part: (
+                opcodes.get(part, 0) / count,
+                calls.get(part, 0) / count,
+                len(functions.get(part, ())),
+            )
+            for part in opcodes.keys() | calls.keys()
+        }
     return result
 
 
@@ -317,8 +366,33 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--trace"]:
         sides = argv[1:] or ["ours", "stock"]
         print(f"{'side':<8} {'opcodes':>10} {'calls':>8} {'functions':>10}")
-        for side, (opcodes, calls, functions) in trace(sides).items():
+        for side, whole in trace(sides).items():
+            opcodes, calls, functions = whole["all"]
             print(f"{side:<8} {opcodes:>10.0f} {calls:>8.0f} {functions:>10}")
+        return
+    if argv[:1] == ["--parts"]:
+        sides = argv[1:] or ["ours", "stock"]
+        counted = trace(sides, parts=True)
+        print(f"{'part':<22}" + "".join(f"{s + ' op/call/fn':>24}" for s in sides))
+        # "all" sums the parts: a generated function called from two
+        # parts counts in both.
+        order = sorted(
+            {name for byPart in counted.values() for name in byPart},
+            key=lambda name: -counted[sides[0]].get(name, (0.0, 0.0, 0))[0],
+        )
+        for part in [*order, "all"]:
+            row = f"{part:<22}"
+            for side in sides:
+                if part == "all":
+                    every = counted[side].values()
+                    opcodes = sum(c[0] for c in every)
+                    calls = sum(c[1] for c in every)
+                    # Generated code counts in each part that calls it.
+                    functions = sum(c[2] for c in every)
+                else:
+                    opcodes, calls, functions = counted[side].get(part, (0, 0, 0))
+                row += f"{f'{opcodes:.0f} / {calls:.0f} / {functions}':>24}"
+            print(row)
         return
     count = int(argv[0]) if argv else 160
     sides = argv[1:] or ["ours", "stock"]
