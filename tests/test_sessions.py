@@ -511,8 +511,8 @@ class SessionTestsMixin(SynchronousTestCase):
 
     def test_badShares(self) -> None:
         """
-        A cap on sessions that is not a positive integer is refused by
-        name, before the root listens to the bouncer.
+        A cap on sessions that is not a positive integer is refused with
+        its name, and no service starts.
         """
         cases: list[tuple[str, object]] = [
             ("maxSessions", 0),
