@@ -54,8 +54,24 @@ class RedisKeysTests(RedisTestCase):
         spin(store.saveKeyring(Keyring.generate(1000.0)))
         spin(store.mockSecret())
         spin(store.renewLease("b1", 1000.0, 1010.0))
-        spin(store.add(record("k1", holderId="b1", parentId="p", familyId="f")))
-        spin(store.addWithin(record("k2", seatPool="pool", issued=1000.0), 5, 5))
+        # Records that end an hour and a minute after the store's clock:
+        # their keys' TTLs are far from 0 however long the checks below
+        # take (one ended before the clock, with a TTL of a second, once
+        # expired between the scan and its TTL on a loaded machine).
+        spin(
+            store.add(
+                record(
+                    "k1",
+                    holderId="b1",
+                    parentId="p",
+                    familyId="f",
+                    issued=1000.0,
+                    expires=4600.0,
+                )
+            )
+        )
+        k2 = record("k2", seatPool="pool", issued=1000.0, expires=1060.0)
+        spin(store.addWithin(k2, 5, 5))
         spin(store.revoke([Revocation("k1", 4600.0, 1000.0, "test")]))
         spin(store.shareThrottle("b1", [ThrottleEvent("account:alice", 1000.0)], 0, 0))
         keys = self.server.cli("--scan", "--pattern", f"{prefix}*").split()
