@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -57,9 +57,20 @@ class GroupSizes(Generic[_O]):
         return next(iter(self._bySize[self._largest])), self._largest
 
 
-def _count(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+def checkCount(name: str, value: object) -> None:
+    """
+    Refuse C{value}, the setting C{name}, unless it is a positive integer
+    (not a C{bool}), with a C{ValueError} that names it.
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, not {value!r}")
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
+def count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """
+    An attrs validator: see L{checkCount}.
+    """
+    checkCount(attribute.name, value)
 
 
 @attrs.define
@@ -76,8 +87,8 @@ class FairShares(Generic[_K, _O, _V]):
     only ever costs itself, and an owner with few entries always gets in.
     """
 
-    size: int = attrs.field(validator=_count)
-    perOwner: int = attrs.field(validator=_count)
+    size: int = attrs.field(validator=count)
+    perOwner: int = attrs.field(validator=count)
     _entries: dict[_K, tuple[_O, _V]] = attrs.field(factory=dict, init=False)
     _byOwner: dict[_O, OrderedDict[_K, None]] = attrs.field(factory=dict, init=False)
     _sizes: GroupSizes[_O] = attrs.field(factory=GroupSizes, init=False)

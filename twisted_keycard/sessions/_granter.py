@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable, printables
-from twisted_keycard._shares import FairShares
+from twisted_keycard._shares import FairShares, count
 from twisted_keycard.bouncer import Bouncer, ExpiryTimers, newKeycardId
 from twisted_keycard.error import SessionRefused
 from twisted_keycard.sessions._interfaces import (
@@ -39,11 +39,6 @@ from twisted_keycard.sessions._interfaces import (
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
-
-
-def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a positive integer, not {value!r}")
 
 
 @attrs.frozen
@@ -70,10 +65,10 @@ class TicketLimits:
     """
 
     timeout: float = attrs.field(default=5.0, validator=_positive)
-    maxPending: int = attrs.field(default=10_000, validator=_count)
-    maxPendingPerKeycard: int = attrs.field(default=16, validator=_count)
-    maxPendingPerAvatar: int = attrs.field(default=256, validator=_count)
-    maxSessionsPerKeycard: int = attrs.field(default=256, validator=_count)
+    maxPending: int = attrs.field(default=10_000, validator=count)
+    maxPendingPerKeycard: int = attrs.field(default=16, validator=count)
+    maxPendingPerAvatar: int = attrs.field(default=256, validator=count)
+    maxSessionsPerKeycard: int = attrs.field(default=256, validator=count)
 
 
 @attrs.define

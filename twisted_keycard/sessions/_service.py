@@ -31,7 +31,7 @@ from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable
-from twisted_keycard._shares import FairShares
+from twisted_keycard._shares import FairShares, checkCount
 from twisted_keycard.error import SessionRefused
 from twisted_keycard.keycard import IAnswerer
 from twisted_keycard.pb import (
@@ -525,12 +525,8 @@ class SessionRoot:
         """
         if not idleTimeout > 0:
             raise ValueError("idleTimeout must be positive")
-        for name, value in [
-            ("maxSessions", maxSessions),
-            ("maxSessionsPerClient", maxSessionsPerClient),
-        ]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        checkCount("maxSessions", maxSessions)
+        checkCount("maxSessionsPerClient", maxSessionsPerClient)
         self.redeemer = redeemer
         self.realm = realm
         self.clock = clock
