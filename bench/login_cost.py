@@ -186,7 +186,10 @@ def measure(
 #: The parts of a login's server work, by the first of their paths found
 #: in a function's file (in this order).
 PARTS = [
-    ("PB wire", ("twisted_keycard/pb/_broker", "twisted/spread/", "compat.py")),
+    (
+        "PB wire",
+        ("twisted_keycard/pb/_broker", "twisted/spread/", "twisted/python/compat"),
+    ),
     ("Deferreds, coroutines", ("twisted/internet/defer", "asyncio/coroutines")),
     ("SCRAM", ("twisted_keycard/scram/", "/hmac.py")),
     ("bouncer steps", ("twisted_keycard/bouncer/", "twisted_keycard/_")),
@@ -374,8 +377,6 @@ def main(argv: list[str]) -> None:
         sides = argv[1:] or ["ours", "stock"]
         counted = trace(sides, parts=True)
         print(f"{'part':<22}" + "".join(f"{s + ' op/call/fn':>24}" for s in sides))
-        # "all" sums the parts: a generated function called from two
-        # parts counts in both.
         order = sorted(
             {name for byPart in counted.values() for name in byPart},
             key=lambda name: -counted[sides[0]].get(name, (0.0, 0.0, 0))[0],

@@ -54,7 +54,7 @@ class RedisKeysTests(RedisTestCase):
         spin(store.saveKeyring(Keyring.generate(1000.0)))
         spin(store.mockSecret())
         spin(store.renewLease("b1", 1000.0, 1010.0))
-        # Records that end an hour and a minute after the store's clock:
+        # Records that end after the store's clock (an hour, a minute):
         # their keys' TTLs are far from 0 however long the checks below
         # take (one ended before the clock, with a TTL of a second, once
         # expired between the scan and its TTL on a loaded machine).
