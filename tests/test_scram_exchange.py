@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -662,7 +663,7 @@ class WireTests(SynchronousTestCase):
                     seen.append(result)
                     return result
 
-                return original(*args).addCallback(answered)
+                return maybeDeferred(original, *args).addCallback(answered)
 
             self.patch(root, name, call)
         return seen

@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_keycard._deferreds import deferNow
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._held import HeldKeycards, newHolderId
 from twisted_keycard.bouncer._interfaces import (
@@ -435,9 +436,7 @@ class Bouncer(Service):
         revocations not yet read.
         """
         if self.started.called:
-            return Deferred.fromCoroutine(
-                self._authentication.authenticate(keycard, connection)
-            )
+            return deferNow(self._authentication.authenticate(keycard, connection))
         return Deferred.fromCoroutine(self._afterStart(keycard, connection))
 
     async def _afterStart(
@@ -460,7 +459,7 @@ class Bouncer(Service):
     # Issued keycards
 
     def removeKeycardId(self, keycardId: str) -> Deferred[bool]:
-        return Deferred.fromCoroutine(self._held.remove(keycardId))
+        return deferNow(self._held.remove(keycardId))
 
     def expireKeycardIds(self, keycardIds: Sequence[str]) -> Deferred[int]:
         return Deferred.fromCoroutine(self._held.expire(keycardIds))

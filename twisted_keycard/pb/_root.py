@@ -44,7 +44,7 @@ import contextlib
 import hmac
 import math
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import md5
 from typing import Any, Protocol, TypeVar
@@ -68,6 +68,7 @@ from twisted.spread.flavors import IPBRoot, NoSuchMethod
 from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
+from twisted_keycard._deferreds import runNow
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer import (
     Bouncer,
@@ -1442,14 +1443,18 @@ class KeycardRoot:
         flags: int,
         mind: object,
         message: Sequence[object],
-    ) -> Deferred[Any]:
+    ) -> Any:
         """
         A client's first message of an exchange of C{kind}: the kind's
         L{Step.FIRST} values.  C{flags} asks for more than the perspective
         on success (L{DETAILS}, L{TOKEN}); C{mind} is passed to the realm
         on success, whichever message ends the exchange.
 
-        @return: a L{Deferred} firing with C{(CHALLENGE, exchange,
+        As PB's remote methods may, this answers at once when nothing on
+        the way waits (a bouncer on a memory store, say), and with a
+        L{Deferred} otherwise; a failure is always a failed L{Deferred}.
+
+        @return: the answer, or a L{Deferred} firing with it: C{(CHALLENGE, exchange,
             *challenge)} while the exchange goes on (the client answers
             with L{answer}), C{(LOGGED_IN, perspective, *proof)} on success,
             followed by C{details} when C{flags} asks for them (C{(keycard
@@ -1461,22 +1466,32 @@ class KeycardRoot:
             fails with L{KeycardRefused}, L{KeycardDenied} or
             L{InvalidKeycard}, or with what the realm raised, sent as it is.
         """
-        return Deferred.fromCoroutine(
-            self._first(broker, kind, flags, mind, message)
-        ).addErrback(_passRealmRefusal)
+        return self._now(self._first(broker, kind, flags, mind, message))
 
     def answer(
         self, broker: pb.Broker, exchange: int, message: Sequence[object]
-    ) -> Deferred[Any]:
+    ) -> Any:
         """
         A client's answer to the challenge of its exchange number
         C{exchange}: the kind's L{Step.ANSWER} values.
 
         @return: as L{login}, but never C{KINDS}.
         """
-        return Deferred.fromCoroutine(
-            self._answer(broker, exchange, message)
-        ).addErrback(_passRealmRefusal)
+        return self._now(self._answer(broker, exchange, message))
+
+    def _now(self, message: Coroutine[Any, Any, Any]) -> Any:
+        """
+        Run the work of a client's message (L{_first} or L{_answer}) as far
+        as it goes at once (see L{runNow}).
+
+        @return: the answer, if it is ready (for PB to send at once, with no
+            L{Deferred} made for it); else a L{Deferred} of it, whose
+            failures are as L{login} says.
+        """
+        result = runNow(message)
+        if isinstance(result, Deferred):
+            result.addErrback(_passRealmRefusal)
+        return result
 
     async def _first(
         self,
@@ -1580,9 +1595,11 @@ class KeycardRoot:
         try:
             # twisted.cred types avatar ids as bytes; ours are text.
             avatarId: Any = keycard.avatarId
-            login: Any = await maybeDeferred(
-                self.portal.realm.requestAvatar, avatarId, mind, pb.IPerspective
+            login: Any = self.portal.realm.requestAvatar(
+                avatarId, mind, pb.IPerspective
             )
+            if isinstance(login, Deferred):
+                login = await login
             _, avatar, logout = login
         except Exception as e:
             # The realm's refusal (LoginFailed, pb.Error, Buildbot's
