@@ -2,7 +2,9 @@
 Files the library reads and writes: named entries (users, keys,
 verifiers) given in memory or read from a file and read again when it
 changes, the versions of such files read off the reactor thread, and files
-that hold secrets, made with modes that keep them private.
+that hold secrets, made with modes that keep them private; and the
+reactor's helpers these and a login share: its thread pool, its clock, and
+coroutines run at once as far as they go without waiting.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -123,6 +125,47 @@ def globalClock() -> IReactorTime:
     from twisted.internet import reactor
 
     return reactor
+
+
+_C = TypeVar("_C")
+
+
+# A login whose every step has its answer at hand (a memory store, a
+# checker that answers at once) finishes inside the call that started it,
+# with no Deferred made and fired for each step on the way; one that waits
+# (a store's thread, a remote bouncer) goes on as Deferred.fromCoroutine
+# runs it.
+
+
+def runNow(coro: Coroutine[Any, Any, _C]) -> _C | Deferred[_C]:
+    """
+    Run C{coro} until it ends or first waits.
+
+    @return: its result, if it ended without waiting; a failed L{Deferred}
+        if it raised (so that a caller handles a failure one way, whenever
+        it comes); else a L{Deferred} for the rest of its run, which
+        L{Deferred.fromCoroutine} drives from where it waits (a
+        L{Deferred} awaited inside it gives its result when asked again).
+    """
+    try:
+        coro.send(None)
+    except StopIteration as end:
+        result: _C = end.value
+        return result
+    except BaseException:
+        return fail()
+    return Deferred.fromCoroutine(coro)
+
+
+def deferNow(coro: Coroutine[Any, Any, _C]) -> Deferred[_C]:
+    """
+    L{runNow}, always as a L{Deferred}: one already fired when C{coro}
+    ended without waiting, so that awaiting it costs nothing more.
+    """
+    result = runNow(coro)
+    if isinstance(result, Deferred):
+        return result
+    return succeed(result)
 
 
 _T = TypeVar("_T")

@@ -28,7 +28,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_keycard._deferreds import deferNow
+from twisted_keycard._files import deferNow
 from twisted_keycard.bouncer._composite import CompositePolicy
 from twisted_keycard.bouncer._held import HeldKeycards, newHolderId
 from twisted_keycard.bouncer._interfaces import (

@@ -68,7 +68,7 @@ from twisted.spread.flavors import IPBRoot, NoSuchMethod
 from twisted.spread.interfaces import IJellyable
 from zope.interface import implementer
 
-from twisted_keycard._deferreds import runNow
+from twisted_keycard._files import runNow
 from twisted_keycard._printable import printable
 from twisted_keycard.bouncer import (
     Bouncer,
