@@ -216,9 +216,7 @@ class AttackTests(TestCase):
         """
         A real user's login while the attack goes on: it must succeed; its
         time is printed and kept for L{assertServerWell}'s figures, never
-        bounded (a loaded machine makes any bound a flake: this one, 1 s,
-        failed once in a soak run with four suites and stress-ng on two
-        cores).
+        bounded (a loaded machine makes any bound a flake).
         """
         took = await self.login(answerer, source)
         self.loginTimes.append(took)
