@@ -157,3 +157,22 @@ class LoginAnsweredAtOnceTests(SynchronousTestCase):
         realm.requests[0].callback(None)
         connection.flush()
         self.successResultOf(d)
+
+    def test_coroutineRealm(self) -> None:
+        """
+        A realm whose C{requestAvatar} is a coroutine function (which
+        twisted.cred's own L{Portal.login} does not take) is awaited.
+        """
+
+        @attrs.define
+        class CoroutineRealm(AvatarRealm):
+            async def requestAvatar(  # type: ignore[override]
+                self, avatarId: Any, mind: object, *interfaces: Any
+            ) -> Any:
+                return super().requestAvatar(avatarId, mind, *interfaces)
+
+        realm = CoroutineRealm()
+        _, d, answers = self.loginRecorded(realm)
+        self.successResultOf(d)
+        self.assertEqual([answer[0] for answer in answers], [CHALLENGE, LOGGED_IN])
+        self.assertEqual([avatar.avatarId for avatar in realm.avatars], ["alice"])

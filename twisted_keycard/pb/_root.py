@@ -47,6 +47,7 @@ import secrets
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import md5
+from inspect import iscoroutine
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -1454,17 +1455,17 @@ class KeycardRoot:
         the way waits (a bouncer on a memory store, say), and with a
         L{Deferred} otherwise; a failure is always a failed L{Deferred}.
 
-        @return: the answer, or a L{Deferred} firing with it: C{(CHALLENGE, exchange,
-            *challenge)} while the exchange goes on (the client answers
-            with L{answer}), C{(LOGGED_IN, perspective, *proof)} on success,
-            followed by C{details} when C{flags} asks for them (C{(keycard
-            id, avatar id, expiry, token or None, requester name, bouncer
-            name)}), and C{(KINDS, kinds)}
-            for a first message the bouncer cannot take (a kind it does not
-            take, or channel binding this connection cannot give), C{kinds}
-            as L{kindsFor} lists them; it
-            fails with L{KeycardRefused}, L{KeycardDenied} or
-            L{InvalidKeycard}, or with what the realm raised, sent as it is.
+        @return: the answer, or a L{Deferred} firing with it:
+            C{(CHALLENGE, exchange, *challenge)} while the exchange goes on
+            (the client answers with L{answer}), C{(LOGGED_IN, perspective,
+            *proof)} on success, followed by C{details} when C{flags} asks
+            for them (C{(keycard id, avatar id, expiry, token or None,
+            requester name, bouncer name)}), and C{(KINDS, kinds)} for a
+            first message the bouncer cannot take (a kind it does not take,
+            or channel binding this connection cannot give), C{kinds} as
+            L{kindsFor} lists them; a failure is L{KeycardRefused},
+            L{KeycardDenied} or L{InvalidKeycard}, or what the realm raised,
+            sent as it is.
         """
         return self._now(self._first(broker, kind, flags, mind, message))
 
@@ -1598,7 +1599,9 @@ class KeycardRoot:
             login: Any = self.portal.realm.requestAvatar(
                 avatarId, mind, pb.IPerspective
             )
-            if isinstance(login, Deferred):
+            if isinstance(login, Deferred) or iscoroutine(login):
+                # A realm that waits (twisted.cred's own Portal does not
+                # take a coroutine; this root does).
                 login = await login
             _, avatar, logout = login
         except Exception as e:
