@@ -9,8 +9,9 @@ Modes:
   - C{scram}: SCRAM first messages for unknown users, never answered;
   - C{password}: password keycards for unknown users (over TLS);
   - C{burst}: the throttle race: C{--wrong} SCRAM exchanges for C{--user}
-    with a wrong password and one with the right one, started together,
-    then all answered;
+    with a wrong password and one with the right one, started together;
+    the wrong ones answered together, then (once they all have their
+    answers) the right one;
   - C{tickets}: one account filling the bouncer's tickets: C{--user} logs
     in on every connection (C{--addresses} times C{--connections}), then
     asks C{--tickets} tickets for C{--service} on each, all at once;
@@ -202,7 +203,12 @@ class Attack:
     async def burst(self) -> None:
         """
         Start C{--wrong} exchanges and then the right one, all before any
-        answer, spread over the connections; then answer every challenge.
+        answer, spread over the connections; then answer every wrong one's
+        challenge at once, and the right one's once they all have their
+        answers.  (Sent in the same burst, the right answer may reach the
+        bouncer before the wrong ones, the connections being read in no
+        set order, and be one of the checks the account is allowed: the
+        race is among the wrong answers.)
         """
         options = self.options
         await self.connect()
@@ -216,17 +222,30 @@ class Attack:
             for i, k in enumerate(keycards)
         ]
         firsts = await defer.DeferredList(started, consumeErrors=True)
-        answers = []
+        right = len(answerers) - 1
+
+        def answer(i: int, result: Any) -> defer.Deferred[Any]:
+            keycards[i].takeMessage(Step.CHALLENGE, result[2:])
+            keycard = answerers[i].answer(keycards[i])
+            root = self.roots[i % len(self.roots)]
+            sent: defer.Deferred[Any] = root.callRemote(
+                "answer", result[1], *keycard.message(Step.ANSWER)
+            )
+            return sent
+
+        challenged = []
         for i, (ok, result) in enumerate(firsts):
             self.counts[f"first: {outcome(result)}"] += 1
             if ok and result[0] == b"challenge":
-                keycards[i].takeMessage(Step.CHALLENGE, result[2:])
-                keycard = answerers[i].answer(keycards[i])
-                root = self.roots[i % len(self.roots)]
-                message = keycard.message(Step.ANSWER)
-                answers.append((i, root.callRemote("answer", result[1], *message)))
-        right = len(answerers) - 1
+                challenged.append((i, result))
+        answers = [(i, answer(i, result)) for i, result in challenged if i != right]
         results = await defer.DeferredList([d for _, d in answers], consumeErrors=True)
+        for i, result in challenged:
+            if i == right:
+                answers.append((i, answer(i, result)))
+                results += await defer.DeferredList(
+                    [answers[-1][1]], consumeErrors=True
+                )
         rightAccepted = False
         for (i, _), (_, result) in zip(answers, results, strict=True):
             name = outcome(result)

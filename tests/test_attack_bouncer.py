@@ -313,9 +313,12 @@ class AttackTests(TestCase):
         """
         Issue 11, item 4: with an account limit of 5, 60 SCRAM exchanges for
         one account started together from 10 addresses, the right password
-        last, then all answered together: at most 5 answers are checked
-        (the account is reserved as each answer arrives), and the right
-        password is refused.
+        last; the 59 wrong ones answered together: at most 5 answers are
+        checked (the account is reserved as each answer arrives); then the
+        right one, which is denied.  (It is sent once the wrong ones have
+        their answers: sent with them, it reached the bouncer among the
+        first five in two soak runs, the connections being read in no set
+        order, and was rightly taken as one of the account's five checks.)
         """
 
         async def go() -> None:
