@@ -376,8 +376,13 @@ class RedisOutageScrapeTests(ScrapeTests):
                 # The test's Redis has no password.
                 "--insecure-redis",
             )
+            # Started: the keyring and the revocations read, then the lease
+            # taken (the store being up is not enough: on a loaded machine
+            # Redis went before the bouncer had read its keyring).
             up = await self.scrapeUntil(
-                metricsPort, lambda s: s("keycard_store_up") == 1, "the store"
+                metricsPort,
+                lambda s: s("keycard_store_up") == 1 and s("keycard_lease_active") == 1,
+                "the store, and the bouncer started",
             )
             self.assertEqual(up("keycard_store_writes_queued"), 0)
             self.redis.kill()
