@@ -374,3 +374,64 @@ class RunLeasesTests(SynchronousTestCase):
         self.assertTrue(record.running)
         [warning] = [e for e in events if e.get("event") == "bouncer.warning"]
         self.assertIn("cannot record this bouncer's lease", warning["log_format"])
+
+
+class _DownAtFirst(MemoryStore):
+    """
+    A memory store whose revocation log cannot be read for its first
+    C{failures} reads (a store that went away while a bouncer started);
+    it counts the reads.
+    """
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.reads = 0
+
+    def revokedSince(self, cursor: int, limit: int) -> Any:
+        self.reads += 1
+        if self.failures:
+            self.failures -= 1
+            return fail(ConnectionRefusedError("the store is down"))
+        return super().revokedSince(cursor, limit)
+
+
+class StartTriedAgainTests(SynchronousTestCase):
+    """
+    A bouncer whose start fails (its store unreachable) tries again, after
+    1 s and then twice as long each time, until it has started, and then
+    follows the store; a stopped bouncer tries no more.
+    """
+
+    def started(self, failures: int) -> tuple[Clock, _DownAtFirst, Bouncer]:
+        clock = Clock()
+        store = _DownAtFirst(failures)
+        bouncer = Bouncer([PassphraseChecker(USERS)], store, clock=clock)
+        bouncer.startService()
+        self.addCleanup(bouncer.stopService)
+        return clock, store, bouncer
+
+    def test_triedAgainUntilStarted(self) -> None:
+        clock, store, bouncer = self.started(2)
+        self.assertIsNone(self.successResultOf(bouncer.started))
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionRefusedError)), 1)
+        self.assertEqual(store.reads, 1)
+        clock.advance(1.0)
+        self.assertEqual(store.reads, 2)
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionRefusedError)), 1)
+        clock.advance(1.9)
+        self.assertEqual(store.reads, 2)
+        clock.advance(0.1)
+        # Started: the revocations are read at every follow interval.
+        self.assertEqual(store.reads, 3)
+        clock.advance(1.0)
+        self.assertEqual(store.reads, 4)
+        self.assertEqual(self.flushLoggedErrors(ConnectionRefusedError), [])
+
+    def test_notAfterStop(self) -> None:
+        clock, store, bouncer = self.started(5)
+        self.flushLoggedErrors(ConnectionRefusedError)
+        self.successResultOf(bouncer.stopService())
+        clock.advance(60.0)
+        self.assertEqual(store.reads, 1)
+        self.assertEqual(clock.getDelayedCalls(), [])

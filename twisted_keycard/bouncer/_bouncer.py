@@ -24,8 +24,9 @@ from os import urandom
 from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_keycard._files import deferNow
@@ -93,6 +94,11 @@ def newKeycardId() -> str:
         if keycardId[0] != 45:  # "-"
             return keycardId.decode("ascii")
 
+
+#: Seconds after a failed start (the store unreachable) before it is tried
+#: again, and the longest wait between tries (each doubles the last).
+START_RETRY = 1.0
+START_RETRY_MAX = 30.0
 
 #: The two characters base64url writes differently.
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -299,6 +305,8 @@ class Bouncer(Service):
             running=lambda: bool(self.running),
         )
         self.started: Deferred[None] = succeed(None)
+        #: The next try of a start that failed, if one is due.
+        self._restart: IDelayedCall | None = None
         self.metrics.watch(self._gauges(quota, throttle, issuer))
 
     def _gauges(
@@ -561,13 +569,41 @@ class Bouncer(Service):
     # The service
 
     def startService(self) -> None:
+        """
+        Start: load the keyring, read the revocations in force, take the
+        lease, then follow the store.  A start that fails (the store went
+        away meanwhile) is logged and tried again, after
+        L{START_RETRY} seconds and then twice as long each time, up to
+        L{START_RETRY_MAX}, until it succeeds or the bouncer stops: else
+        a bouncer would run on without following revocations or renewing
+        its lease.  Messages wait for the first try only (see
+        L{authenticate}).
+        """
         super().startService()  # type: ignore[no-untyped-call]
         self.started = Deferred.fromCoroutine(self._upkeep.start())
-        self.started.addErrback(
-            lambda f: self.log.failure(
-                "bouncer {name} failed to start", f, name=self.name
-            )
+        self.started.addErrback(self._startFailed, START_RETRY)
+
+    def _startFailed(self, failure: Failure, delay: float) -> None:
+        self.log.failure(
+            "bouncer {name} failed to start; trying again in {delay:g} s",
+            failure,
+            name=self.name,
+            delay=delay,
         )
+        if self.running:
+            self._restart = self.clock.callLater(
+                delay, self._startAgain, min(2 * delay, START_RETRY_MAX)
+            )
+
+    def _startAgain(self, delay: float) -> None:
+        self._restart = None
+        if not self.running:
+            return
+        again = Deferred.fromCoroutine(self._upkeep.start())
+        again.addCallback(
+            lambda _: self.log.info("bouncer {name} started", name=self.name)
+        )
+        again.addErrback(self._startFailed, delay)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -576,6 +612,9 @@ class Bouncer(Service):
         @return: a L{Deferred} firing once the store has the throttle
             counts not sent yet.
         """
+        if self._restart is not None and self._restart.active():
+            self._restart.cancel()
+        self._restart = None
         sent = self._upkeep.stop()
         self._held.stop()
         if self.seatQueue is not None:
