@@ -1,6 +1,8 @@
 """
 Fair shares of a bounded table: entries owned by someone (an address group,
-an avatar), where one owner can never push the others out.
+an avatar), where one owner can never push the others out; and the checks
+of the limits such tables and budgets are given (a positive count, a
+positive number, or none).
 """
 
 from __future__ import annotations
@@ -71,6 +73,26 @@ def count(instance: object, attribute: attrs.Attribute[Any], value: object) -> N
     An attrs validator: see L{checkCount}.
     """
     checkCount(attribute.name, value)
+
+
+def positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """
+    An attrs validator: a positive number (an C{int} or a C{float}, not a
+    C{bool}), with a C{ValueError} that names the setting.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
+
+
+def positiveOrNone(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    """
+    An attrs validator: a positive number (see L{positive}), or C{None} for
+    no limit.
+    """
+    if value is not None:
+        positive(instance, attribute, value)
 
 
 @attrs.define

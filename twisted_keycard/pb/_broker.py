@@ -25,6 +25,7 @@ from twisted.spread.banana import BananaError
 from twisted.spread.jelly import Jellyable
 
 from twisted_keycard._printable import printable
+from twisted_keycard._shares import positive, positiveOrNone
 from twisted_keycard.error import InvalidKeycard, MalformedMessage
 from twisted_keycard.keycard import ADDRESS_LENGTH, addressGroup
 
@@ -504,24 +505,6 @@ def passedOn(error: BaseException) -> Failure:
     return failure
 
 
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """
-    An attrs validator: a positive number.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
-
-
-def _positiveOrNone(
-    instance: object, attribute: attrs.Attribute[Any], value: object
-) -> None:
-    """
-    An attrs validator: a positive number, or C{None} for no limit.
-    """
-    if value is not None:
-        _positive(instance, attribute, value)
-
-
 @attrs.frozen
 class MessageBudget:
     """
@@ -533,9 +516,9 @@ class MessageBudget:
     @ivar depth: lists open inside one another.
     """
 
-    bytes: int = attrs.field(validator=_positive)
-    objects: int = attrs.field(validator=_positive)
-    depth: int = attrs.field(validator=_positive)
+    bytes: int = attrs.field(validator=positive)
+    objects: int = attrs.field(validator=positive)
+    depth: int = attrs.field(validator=positive)
 
 
 #: A keycard login message decodes to 16 items, 4 lists deep, in well
@@ -580,17 +563,17 @@ class ConnectionLimits:
     @ivar logWindow: seconds of that window.
     """
 
-    loginTimeout: float | None = attrs.field(default=10.0, validator=_positiveOrNone)
-    idleTimeout: float | None = attrs.field(default=None, validator=_positiveOrNone)
-    maxUnauthenticated: int | None = attrs.field(default=512, validator=_positiveOrNone)
+    loginTimeout: float | None = attrs.field(default=10.0, validator=positiveOrNone)
+    idleTimeout: float | None = attrs.field(default=None, validator=positiveOrNone)
+    maxUnauthenticated: int | None = attrs.field(default=512, validator=positiveOrNone)
     maxUnauthenticatedPerAddress: int | None = attrs.field(
-        default=16, validator=_positiveOrNone
+        default=16, validator=positiveOrNone
     )
-    loginMessages: int | None = attrs.field(default=32, validator=_positiveOrNone)
+    loginMessages: int | None = attrs.field(default=32, validator=positiveOrNone)
     loginBudget: MessageBudget = LOGIN_BUDGET
     budget: MessageBudget = SESSION_BUDGET
     logLines: int = attrs.field(default=10, validator=attrs.validators.ge(0))
-    logWindow: float = attrs.field(default=60.0, validator=_positive)
+    logWindow: float = attrs.field(default=60.0, validator=positive)
 
 
 def groupOf(address: object) -> str:

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_keycard._printable import printable, printables
-from twisted_keycard._shares import FairShares, count
+from twisted_keycard._shares import FairShares, count, positive
 from twisted_keycard.bouncer import Bouncer, ExpiryTimers, newKeycardId
 from twisted_keycard.error import SessionRefused
 from twisted_keycard.sessions._interfaces import (
@@ -34,11 +34,6 @@ from twisted_keycard.sessions._interfaces import (
     matches,
     sessionSecret,
 )
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
 
 
 @attrs.frozen
@@ -64,7 +59,7 @@ class TicketLimits:
         keycard and not ended.
     """
 
-    timeout: float = attrs.field(default=5.0, validator=_positive)
+    timeout: float = attrs.field(default=5.0, validator=positive)
     maxPending: int = attrs.field(default=10_000, validator=count)
     maxPendingPerKeycard: int = attrs.field(default=16, validator=count)
     maxPendingPerAvatar: int = attrs.field(default=256, validator=count)

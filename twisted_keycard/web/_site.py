@@ -20,6 +20,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from twisted_keycard._printable import printable
+from twisted_keycard._shares import positiveOrNone
 from twisted_keycard.keycard import normalizeAddress
 from twisted_keycard.pb import TOO_MANY, ConnectionBudget, ConnectionLimits
 from twisted_keycard.web._http import ProxyTrust
@@ -45,15 +46,6 @@ _TIMED_OUT = (
 #: Seconds a refused connection is kept at most, half closed, so that the
 #: client reads its 503 before the close (rather than a reset).
 REFUSAL_LINGER = 1.0
-
-
-def _positiveOrNone(
-    instance: object, attribute: attrs.Attribute[Any], value: object
-) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
 
 
 _positive = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
@@ -89,9 +81,9 @@ class SiteLimits:
     maxHeaderBytes: int = attrs.field(default=MAX_HEADER_BYTES, validator=_positive)
     maxHeaders: int = attrs.field(default=MAX_HEADERS, validator=_positive)
     maxBody: int = attrs.field(default=MAX_BODY, validator=_positive)
-    requestTimeout: float | None = attrs.field(default=10.0, validator=_positiveOrNone)
-    idleTimeout: float | None = attrs.field(default=60.0, validator=_positiveOrNone)
-    loginTimeout: float | None = attrs.field(default=10.0, validator=_positiveOrNone)
+    requestTimeout: float | None = attrs.field(default=10.0, validator=positiveOrNone)
+    idleTimeout: float | None = attrs.field(default=60.0, validator=positiveOrNone)
+    loginTimeout: float | None = attrs.field(default=10.0, validator=positiveOrNone)
     retryAfter: int = attrs.field(default=10, validator=_positive)
 
 
